@@ -1,0 +1,3 @@
+# Each binding's folder adds its sources here; bindings/register.cc is the
+# one place that names them.
+list(APPEND RUNBOOK_BINDING_SOURCES bindings/register.cc)

@@ -1,0 +1,222 @@
+#include "engine/core/registry.h"
+
+#include <algorithm>
+
+#include "engine/core/duration.h"
+
+namespace runbook {
+
+const char* ArgTypeName(ArgType t) {
+  switch (t) {
+    case ArgType::kAny: return "any";
+    case ArgType::kString: return "string";
+    case ArgType::kInt: return "int";
+    case ArgType::kNumber: return "number";
+    case ArgType::kBool: return "bool";
+    case ArgType::kList: return "list";
+    case ArgType::kMap: return "map";
+    case ArgType::kDuration: return "duration";
+    case ArgType::kConnection: return "connection";
+  }
+  return "?";
+}
+
+const char* RehearsalName(Rehearsal r) {
+  switch (r) {
+    case Rehearsal::kUndeclared: return "undeclared";
+    case Rehearsal::kProbe: return "probe";
+    case Rehearsal::kSimulate: return "simulate";
+    case Rehearsal::kSkip: return "skip";
+  }
+  return "?";
+}
+
+const ArgSpec* Schema::Find(const std::string& name) const {
+  for (const auto& a : args) {
+    if (a.name == name) return &a;
+  }
+  return nullptr;
+}
+
+Resources::~Resources() { Clear(); }
+
+Result<Resource*> Resources::GetOrCreate(
+    const std::string& key, const std::function<Result<std::unique_ptr<Resource>>()>& make) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [k, r] : items_) {
+    if (k == key) return r.get();
+  }
+  Result<std::unique_ptr<Resource>> made = make();
+  if (!made.ok()) return made.status();
+  items_.emplace_back(key, std::move(*made));
+  return items_.back().second.get();
+}
+
+void Resources::Drop(const std::string& key) {
+  std::unique_ptr<Resource> victim;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = items_.begin(); it != items_.end(); ++it) {
+      if (it->first == key) {
+        victim = std::move(it->second);
+        items_.erase(it);
+        break;
+      }
+    }
+  }
+}
+
+void Resources::Clear() {
+  std::vector<std::pair<std::string, std::unique_ptr<Resource>>> items;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    items.swap(items_);
+  }
+  while (!items.empty()) items.pop_back();  // newest first
+}
+
+void Registry::Add(std::unique_ptr<Primitive> p) {
+  std::string n = p->name();
+  primitives_[n] = std::move(p);
+}
+
+void Registry::AddConnectionType(std::unique_ptr<ConnectionType> c) {
+  std::string n = c->name();
+  connection_types_[n] = std::move(c);
+}
+
+Primitive* Registry::Find(const std::string& name) const {
+  auto it = primitives_.find(name);
+  return it == primitives_.end() ? nullptr : it->second.get();
+}
+
+const ConnectionType* Registry::FindConnectionType(const std::string& name) const {
+  auto it = connection_types_.find(name);
+  return it == connection_types_.end() ? nullptr : it->second.get();
+}
+
+std::vector<std::string> Registry::Names() const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : primitives_) out.push_back(k);
+  return out;
+}
+
+std::vector<std::string> Registry::ConnectionTypeNames() const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : connection_types_) out.push_back(k);
+  return out;
+}
+
+bool HasTemplate(const std::string& s) { return s.find("${{") != std::string::npos; }
+
+static size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string Suggest(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    size_t d = EditDistance(word, c);
+    // A prefix match ("replica" for "replicas") is a strong hint too.
+    if (c.rfind(word, 0) == 0 || word.rfind(c, 0) == 0) d = std::min<size_t>(d, 1);
+    if (d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+static const char* JsonTypeName(const Value& v) {
+  if (v.is_null()) return "null";
+  if (v.is_boolean()) return "bool";
+  if (v.is_number_integer()) return "int";
+  if (v.is_number()) return "number";
+  if (v.is_string()) return "string";
+  if (v.is_array()) return "list";
+  return "map";
+}
+
+static bool TypeMatches(ArgType t, const Value& v) {
+  if (v.is_string() && HasTemplate(v.get<std::string>())) return true;
+  switch (t) {
+    case ArgType::kAny: return true;
+    case ArgType::kString: return v.is_string() || v.is_number();
+    case ArgType::kInt: return v.is_number_integer();
+    case ArgType::kNumber: return v.is_number();
+    case ArgType::kBool: return v.is_boolean();
+    case ArgType::kList: return v.is_array();
+    case ArgType::kMap: return v.is_object();
+    case ArgType::kDuration:
+      return v.is_string() && ParseDuration(v.get<std::string>()).has_value();
+    case ArgType::kConnection: return v.is_string();
+  }
+  return false;
+}
+
+std::vector<ArgError> CheckArgs(const Schema& schema, const Value& args) {
+  std::vector<ArgError> errors;
+  if (!args.is_object()) {
+    errors.push_back({"", std::string("expected a map of arguments, got ") + JsonTypeName(args), ""});
+    return errors;
+  }
+  std::vector<std::string> names;
+  for (const auto& a : schema.args) names.push_back(a.name);
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    const ArgSpec* spec = schema.Find(it.key());
+    if (!spec) {
+      errors.push_back({it.key(), "unknown argument '" + it.key() + "'", Suggest(it.key(), names)});
+      continue;
+    }
+    if (!TypeMatches(spec->type, it.value())) {
+      std::string msg = "argument '" + it.key() + "': expected " + ArgTypeName(spec->type);
+      if (spec->type == ArgType::kDuration && it.value().is_string()) {
+        msg += " such as 500ms, 30s, 10m or 2h, got '" + it.value().get<std::string>() + "'";
+      } else {
+        msg += std::string(", got ") + JsonTypeName(it.value());
+      }
+      errors.push_back({it.key(), msg, ""});
+      continue;
+    }
+    if (!spec->choices.empty() && it.value().is_string() &&
+        !HasTemplate(it.value().get<std::string>())) {
+      std::string v = it.value().get<std::string>();
+      if (std::find(spec->choices.begin(), spec->choices.end(), v) == spec->choices.end()) {
+        std::string all;
+        for (const auto& c : spec->choices) all += (all.empty() ? "" : " | ") + c;
+        errors.push_back({it.key(), "argument '" + it.key() + "': '" + v + "' is not one of " + all,
+                          Suggest(v, spec->choices)});
+      }
+    }
+  }
+  for (const auto& a : schema.args) {
+    if (a.required && !args.contains(a.name)) {
+      errors.push_back({"", "missing required argument '" + a.name + "'", ""});
+    }
+  }
+  for (const auto& group : schema.one_of) {
+    int given = 0;
+    std::string all;
+    for (const auto& n : group) {
+      if (args.contains(n)) ++given;
+      all += (all.empty() ? "'" : ", '") + n + "'";
+    }
+    if (given != 1) {
+      errors.push_back({"", std::string(given == 0 ? "needs" : "takes only") + " one of " + all, ""});
+    }
+  }
+  return errors;
+}
+
+}  // namespace runbook

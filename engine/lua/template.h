@@ -1,0 +1,32 @@
+// Templates: strings that embed ${{ lua expression }}. This file only splits
+// and inspects them; evaluation is LuaRuntime's.
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/core/status.h"
+
+namespace runbook {
+
+struct TemplatePart {
+  bool is_expr = false;
+  std::string text;  // literal text, or the expression (trimmed)
+  int offset = 0;    // byte offset of the part in the original string
+};
+
+// Splits "a ${{ x }} b" into parts. Fails on an unterminated "${{".
+Result<std::vector<TemplatePart>> SplitTemplate(const std::string& s);
+// True when s is exactly one "${{ expr }}" (its value keeps its type).
+bool IsSingleExpression(const std::string& s);
+
+// Rewrites `steps.scale-down.result` to `steps["scale-down"].result` for the
+// dashed ids in `step_ids`, so users can write ids as they name them.
+std::string RewriteDashedIds(const std::string& expr, const std::set<std::string>& step_ids);
+
+// Names an expression reads as steps.X / steps["X"] and params.X / params["X"].
+std::set<std::string> ReferencedSteps(const std::string& expr);
+std::set<std::string> ReferencedParams(const std::string& expr);
+
+}  // namespace runbook

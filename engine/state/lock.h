@@ -1,0 +1,31 @@
+// The run lock (SPEC section 4): one holder per key at a time, released by
+// the kernel when its holder dies, so a lock is never wedged. It is an
+// flock(2) on "<state dir>/locks/<key>.lock"; the file records the holder's
+// run id and pid for the message a second run prints.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/core/status.h"
+
+namespace runbook {
+
+class RunLock {
+ public:
+  ~RunLock();  // releases
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+  // Fails with Status::Unavailable("lock 'KEY' is held by run RUN (pid N)")
+  // when another live process holds it.
+  static Result<std::unique_ptr<RunLock>> Acquire(const std::string& state_path,
+                                                  const std::string& key,
+                                                  const std::string& run_id);
+
+ private:
+  RunLock() = default;
+  int fd_ = -1;
+};
+
+}  // namespace runbook

@@ -1,0 +1,139 @@
+// The state store: the journal of runs and steps that makes resume and
+// rollback possible (SPEC section 4). SQLite in WAL mode with
+// synchronous=FULL: when a method returns ok, the change survives SIGKILL and
+// power loss. The file is created with mode 0600 (parents 0700).
+//
+// Nothing secret may reach it: callers pass values already redacted.
+// Thread-safe: one connection guarded by a mutex (steps of a foreach with
+// concurrency write from several threads).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/core/value.h"
+
+struct sqlite3;
+
+namespace runbook {
+
+enum class RunStatus {
+  kRunning, kSucceeded, kFailed, kPaused, kStopped, kRollingBack, kRolledBack, kRollbackFailed,
+};
+enum class StepStatus {
+  kPending, kRunning, kSucceeded, kFailed, kSkipped, kUnknown, kWaiting, kUndoing, kUndone,
+  kUndoFailed,
+};
+const char* RunStatusName(RunStatus s);
+const char* StepStatusName(StepStatus s);
+std::optional<RunStatus> ParseRunStatus(const std::string& s);
+std::optional<StepStatus> ParseStepStatus(const std::string& s);
+
+struct RunRecord {
+  std::string id;
+  std::string runbook_name;
+  std::string runbook_path;   // absolute
+  std::string digest;         // sha256 over the runbook and its includes
+  Value sources;              // {path: text} of the runbook and includes (redacted)
+  Value params;               // redacted: secret params are "***"
+  std::string params_digest;  // sha256 of the non-secret params
+  bool dry_run = false;
+  std::string lock_key;
+  RunStatus status = RunStatus::kRunning;
+  std::string error;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  Value options;              // run options worth keeping (--ignore-window, --yes, log format)
+};
+
+// One invocation of a primitive inside a step, with what it recorded before
+// acting. A step holds a list: a Lua step may call several primitives.
+struct UndoEntry {
+  std::string primitive;
+  Value args;   // redacted
+  Value state;  // what RecordUndo stored
+};
+
+struct StepRecord {
+  std::string run_id;
+  std::string step_id;      // "copy", "copy[2]", "inc.sub"
+  int64_t seq = 0;          // order of first start within the run (set by the store)
+  int64_t done_seq = 0;     // order of success (rollback goes newest first)
+  StepStatus status = StepStatus::kPending;
+  int attempts = 0;
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;
+  int64_t duration_ms = 0;
+  std::string action;       // primitive name
+  std::string change;       // the effect, for the report (redacted)
+  Value result;             // redacted
+  Value tables = Value::array();  // Table values for the report
+  std::string error;
+  std::vector<UndoEntry> undo;
+  std::string undo_error;
+};
+
+struct Event {
+  int64_t id = 0;
+  std::string run_id;
+  std::string step_id;
+  int64_t at_ms = 0;
+  std::string kind;     // "run.start", "step.start", "step.ok", "step.fail", "undo.ok", ...
+  std::string message;  // redacted
+};
+
+struct Approval {
+  std::string run_id, step_id, by;
+  int64_t at_ms = 0;
+};
+
+class StateStore {
+ public:
+  ~StateStore();
+  // Opens (creating if needed) the store at `path`.
+  static Result<std::unique_ptr<StateStore>> Open(const std::string& path);
+  const std::string& path() const { return path_; }
+
+  Status CreateRun(const RunRecord& run);
+  Status UpdateRun(const std::string& run_id, RunStatus status, const std::string& error);
+  Result<RunRecord> GetRun(const std::string& run_id);  // NotFound if absent
+  Result<std::vector<RunRecord>> ListRuns(int limit);   // newest first
+
+  // Writes the whole step row and, if given, one event, in one transaction.
+  // A new step gets the next seq; done_seq is assigned when status becomes
+  // kSucceeded for the first time.
+  Status PutStep(StepRecord* step, const Event* event = nullptr);
+  Result<std::vector<StepRecord>> GetSteps(const std::string& run_id);  // by seq
+  Result<std::optional<StepRecord>> GetStep(const std::string& run_id, const std::string& step_id);
+
+  Status AppendEvent(const Event& e);
+  Result<std::vector<Event>> GetEvents(const std::string& run_id);
+
+  Status RecordApproval(const Approval& a);
+  Result<std::optional<Approval>> GetApproval(const std::string& run_id, const std::string& step_id);
+
+  // Latest duration of each step id over earlier runs (rehearsals included)
+  // of the runbook `runbook_name`, for the maintenance-window fit check.
+  Result<std::map<std::string, int64_t>> RecentDurations(const std::string& runbook_name);
+
+ private:
+  StateStore() = default;
+  std::mutex mu_;
+  sqlite3* db_ = nullptr;
+  std::string path_;
+};
+
+// A new run id: "20261121-145238-4f2a" (UTC time plus 4 random hex digits).
+std::string NewRunId(int64_t now_ms);
+
+// The default store path: $RUNBOOK_STATE, else $XDG_STATE_HOME/runbook/state.db,
+// else ~/.local/state/runbook/state.db.
+std::string DefaultStatePath();
+
+}  // namespace runbook
