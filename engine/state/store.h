@@ -77,6 +77,7 @@ struct StepRecord {
   std::string error;
   std::vector<UndoEntry> undo;
   std::string undo_error;
+  Value item;               // the foreach item of this instance (null otherwise), redacted
 };
 
 struct Event {
