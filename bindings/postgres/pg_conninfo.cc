@@ -1,0 +1,171 @@
+#include "bindings/postgres/pg_conninfo.h"
+
+#include <libpq-fe.h>
+
+#include <map>
+#include <memory>
+
+#include "bindings/postgres/pg_primitive.h"
+#include "engine/core/duration.h"
+
+namespace runbook {
+namespace {
+
+const char* const kKeywordKeys[] = {"host", "port", "dbname", "user", "sslmode"};
+
+// A config value as text: strings as they are, numbers without quotes.
+std::string Text(const Value& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "";
+  return v.dump();
+}
+
+std::string Get(const Value& config, const char* key) {
+  if (!config.is_object() || !config.contains(key)) return "";
+  return Text(config[key]);
+}
+
+// The dsn's options as libpq parses them (only those present, no defaults).
+std::map<std::string, std::string> ParseDsn(const std::string& dsn, std::string* error) {
+  std::map<std::string, std::string> out;
+  if (dsn.empty()) return out;
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
+  if (!opts) {
+    if (error) *error = err ? err : "out of memory";
+    PQfreemem(err);
+    return out;
+  }
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (o->val && *o->val) out[o->keyword] = o->val;
+  }
+  PQconninfoFree(opts);
+  return out;
+}
+
+// The password of a URI as written: postgresql://user:PASSWORD@host/...
+std::string RawUriPassword(const std::string& dsn) {
+  size_t scheme = dsn.find("://");
+  if (scheme == std::string::npos) return "";
+  size_t start = scheme + 3;
+  size_t at = dsn.find('@', start);
+  size_t slash = dsn.find('/', start);
+  if (at == std::string::npos || (slash != std::string::npos && slash < at)) return "";
+  size_t colon = dsn.find(':', start);
+  if (colon == std::string::npos || colon > at) return "";
+  return dsn.substr(colon + 1, at - colon - 1);
+}
+
+Result<std::chrono::seconds> ConnectTimeout(const Value& config) {
+  if (!config.contains("connect_timeout")) return std::chrono::seconds(10);
+  const Value& v = config["connect_timeout"];
+  if (v.is_number_integer()) return std::chrono::seconds(std::max<int64_t>(1, v.get<int64_t>()));
+  if (v.is_string()) {
+    auto d = ParseDuration(v.get<std::string>());
+    if (d) return std::max(std::chrono::seconds(1), std::chrono::ceil<std::chrono::seconds>(*d));
+  }
+  return Status::Invalid("connect_timeout must be a duration (10s) or whole seconds");
+}
+
+}  // namespace
+
+Result<PgConnectOptions> PgOptionsFromConfig(const std::string& conn_name, const Value& config) {
+  const std::string where = "connection '" + conn_name + "': ";
+  if (!config.is_object()) return Status::Invalid(where + "expected a dsn or a map");
+  if (!Get(config, "via").empty() || !Get(config, "pod").empty()) {
+    return Status::Invalid(where +
+                           "'via' and 'pod' (ssh tunnel, kube port-forward) are not supported "
+                           "yet by the postgres binding; connect directly or open the tunnel "
+                           "outside the runbook");
+  }
+  PgConnectOptions o;
+  o.conn_name = conn_name;
+  o.dsn = Get(config, "dsn");
+  std::string parse_error;
+  ParseDsn(o.dsn, &parse_error);
+  if (!parse_error.empty()) {
+    std::string msg = parse_error;
+    for (const auto& s : DsnSecrets(o.dsn)) {
+      for (size_t p; s.size() >= 3 && (p = msg.find(s)) != std::string::npos;) {
+        msg.replace(p, s.size(), "***");
+      }
+    }
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    return Status::Invalid(where + "invalid dsn: " + msg);
+  }
+  for (const char* key : kKeywordKeys) {
+    std::string v = Get(config, key);
+    if (!v.empty()) o.keywords[key] = v;
+  }
+  if (config.contains("password") && !config["password"].is_null()) {
+    o.password = Text(config["password"]);
+  }
+  Result<std::chrono::seconds> timeout = ConnectTimeout(config);
+  if (!timeout.ok()) return Status::Invalid(where + timeout.status().message());
+  o.connect_timeout = *timeout;
+  return o;
+}
+
+std::string DescribePgConfig(const Value& config) {
+  std::string error;
+  std::map<std::string, std::string> parts = ParseDsn(Get(config, "dsn"), &error);
+  if (!error.empty()) return "postgres (invalid dsn)";
+  for (const char* key : kKeywordKeys) {
+    std::string v = Get(config, key);
+    if (!v.empty()) parts[key] = v;
+  }
+  std::string out;
+  for (const char* key : {"service", "host", "hostaddr", "port", "dbname", "user", "sslmode"}) {
+    auto it = parts.find(key);
+    if (it == parts.end()) continue;
+    if (!out.empty()) out += ' ';
+    out += std::string(key) + "=" + it->second;
+  }
+  std::string via = Get(config, "via");
+  if (!via.empty()) out += " via " + via;
+  return out.empty() ? "postgres (libpq defaults)" : out;
+}
+
+std::vector<std::string> DsnSecrets(const std::string& dsn) {
+  std::vector<std::string> out;
+  auto parts = ParseDsn(dsn, nullptr);
+  if (auto it = parts.find("password"); it != parts.end()) out.push_back(it->second);
+  std::string raw = RawUriPassword(dsn);
+  if (!raw.empty() && (out.empty() || raw != out[0])) out.push_back(raw);
+  return out;
+}
+
+std::vector<std::string> PgConfigSecrets(const Value& config) {
+  std::vector<std::string> out = DsnSecrets(Get(config, "dsn"));
+  std::string password = Get(config, "password");
+  if (!password.empty()) out.push_back(password);
+  return out;
+}
+
+PgConnectionType::PgConnectionType() {
+  schema_.help = "A PostgreSQL server: a libpq conninfo string or URI, or a map.";
+  schema_.scalar_arg = "dsn";
+  schema_.args = {
+      PgArg("dsn", ArgType::kString, false, "libpq conninfo or postgresql:// URI"),
+      PgArg("password", ArgType::kString, false, "password (kept out of every output)"),
+      PgArg("host", ArgType::kString, false, "host name, address or socket directory"),
+      PgArg("port", ArgType::kAny, false, "port number"),
+      PgArg("dbname", ArgType::kString, false, "database name"),
+      PgArg("user", ArgType::kString, false, "role name"),
+      PgArg("connect_timeout", ArgType::kAny, false, "how long a connect may take (10s)"),
+      PgArg("sslmode", ArgType::kString, false, "libpq sslmode",
+            {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
+      PgArg("via", ArgType::kString, false, "ssh or kube connection to tunnel through (later)"),
+      PgArg("pod", ArgType::kString, false, "pod to port-forward to, with via: a kube connection"),
+  };
+}
+
+std::string PgConnectionType::Describe(const Value& config) const {
+  return DescribePgConfig(config);
+}
+
+void PgConnectionType::CollectSecrets(const Value& config, Redactor& r) const {
+  for (const auto& s : PgConfigSecrets(config)) r.Add(s);
+}
+
+}  // namespace runbook

@@ -1,0 +1,44 @@
+// The runbook's `postgres:` connection config and how it becomes libpq
+// connect options.
+//
+// Scalar form: a libpq conninfo string or URI (normalised to {dsn: ...}).
+// Map form: {dsn, password, host, port, dbname, user, connect_timeout,
+// sslmode, via, pod}. The dsn is passed to libpq with expand_dbname=1 and the
+// other keys as separate keywords after it (they win), so libpq's own
+// conventions keep working: PG* environment, ~/.pgpass, service files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "bindings/postgres/pg_client.h"
+#include "engine/core/registry.h"
+
+namespace runbook {
+
+// Connect options for connection `conn_name`. Fails (kInvalid) for a config
+// that cannot work, and for `via`/`pod` (tunnels are not supported yet).
+Result<PgConnectOptions> PgOptionsFromConfig(const std::string& conn_name, const Value& config);
+
+// "host=db port=5432 dbname=app user=sre" (never the password).
+std::string DescribePgConfig(const Value& config);
+
+// Every secret the config holds: the password, and a password inside the
+// dsn both as libpq decodes it and as written (percent-encoded in a URI).
+std::vector<std::string> PgConfigSecrets(const Value& config);
+std::vector<std::string> DsnSecrets(const std::string& dsn);
+
+// The `postgres` connection type for the registry.
+class PgConnectionType : public ConnectionType {
+ public:
+  PgConnectionType();
+  std::string name() const override { return "postgres"; }
+  const Schema& schema() const override { return schema_; }
+  std::string Describe(const Value& config) const override;
+  void CollectSecrets(const Value& config, Redactor& r) const override;
+
+ private:
+  Schema schema_;
+};
+
+}  // namespace runbook

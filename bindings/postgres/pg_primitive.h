@@ -1,0 +1,44 @@
+// Pieces shared by the pg.* primitives: schema building, argument access,
+// and the one-primitive-per-class base.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/core/registry.h"
+
+namespace runbook {
+
+ArgSpec PgArg(std::string name, ArgType type, bool required, std::string help,
+              std::vector<std::string> choices = {});
+// A connection argument of type postgres ("conn", "source", "target").
+ArgSpec PgConnArg(std::string name, std::string help);
+
+// Argument access with defaults (args were checked against the schema, but a
+// primitive may also be called from Lua with anything).
+std::string StrArg(const Value& args, const char* key, const std::string& fallback = "");
+bool BoolArg(const Value& args, const char* key, bool fallback);
+// A list of strings; a single string counts as a one-item list.
+std::vector<std::string> StrListArg(const Value& args, const char* key);
+
+class PgPrimitive : public Primitive {
+ public:
+  PgPrimitive(std::string name, Schema schema) : name_(std::move(name)), schema_(std::move(schema)) {}
+  std::string name() const override { return name_; }
+  const Schema& schema() const override { return schema_; }
+
+ private:
+  std::string name_;
+  Schema schema_;
+};
+
+// Registration of each primitive family (one file each).
+void AddPgQueryPrimitives(Registry* r);       // pg.query, pg.exec
+void AddPgCountPrimitives(Registry* r);       // pg.counts, pg.compare_counts
+void AddPgDatabasePrimitives(Registry* r);    // pg.create_database, pg.drop_database,
+                                              // pg.terminate_connections, pg.wait_ready
+void AddPgCollationPrimitives(Registry* r);   // pg.collation_status, pg.refresh_collation
+void AddPgSchemaPrimitives(Registry* r);      // pg.assert_schema, pg.schema_diff
+
+}  // namespace runbook

@@ -1,0 +1,74 @@
+#include "bindings/postgres/pg_session.h"
+
+#include "bindings/postgres/pg_conninfo.h"
+
+namespace runbook {
+
+Result<PgConnectOptions> StepConnectOptions(StepContext& ctx, const std::string& name) {
+  Result<Connection> conn = ctx.GetConnection(name);
+  if (!conn.ok()) return conn.status();
+  if (conn->type != "postgres") {
+    return Status::Invalid("connection '" + name + "' is a " + conn->type +
+                           " connection, not postgres");
+  }
+  for (const auto& secret : PgConfigSecrets(conn->config)) ctx.redactor().Add(secret);
+  Result<PgConnectOptions> options = PgOptionsFromConfig(name, conn->config);
+  if (!options.ok()) return options.status();
+  options->application_name = "runbook/" + ctx.run_id() + "/" + ctx.step_id();
+  return options;
+}
+
+void ForwardNotices(StepContext& ctx, PgConnection& conn) {
+  for (const auto& notice : conn.TakeNotices()) {
+    bool warning = notice.rfind("WARNING", 0) == 0;
+    ctx.Log(warning ? LogLevel::kWarn : LogLevel::kInfo,
+            ctx.redactor().Redact("connection '" + conn.conn_name() + "': " + notice));
+  }
+}
+
+Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
+  Result<PgConnectOptions> options = StepConnectOptions(ctx, name);
+  if (!options.ok()) return options.status();
+  Result<Resource*> res = ctx.resources().GetOrCreate(
+      "postgres:" + name, []() -> Result<std::unique_ptr<Resource>> {
+        return std::unique_ptr<Resource>(std::make_unique<PgSession>());
+      });
+  if (!res.ok()) return res.status();
+  auto* session = dynamic_cast<PgSession*>(*res);
+  if (!session) return Status::Internal("resource postgres:" + name + " is not a PgSession");
+
+  std::unique_lock<std::mutex> lock(session->mu);
+  PgConnection& conn = session->conn;
+  const SteadyTime deadline = ctx.deadline();
+  if (conn.ok() && conn.in_transaction()) {
+    ctx.Log(LogLevel::kWarn, "connection '" + name + "': rolling back a transaction an earlier "
+                             "call left open");
+    if (!conn.Exec("ROLLBACK", {}, deadline).ok()) conn.Close();
+  }
+  if (conn.ok()) {
+    // Also tells whether the server is still there: a connection that died
+    // since the last step is noticed here, where reconnecting is safe.
+    Status s = conn.SetApplicationName(options->application_name, deadline);
+    if (!s.ok() && conn.ok()) return s;
+  }
+  if (!conn.ok()) {
+    Status s = conn.Connect(*options, deadline);
+    ForwardNotices(ctx, conn);
+    if (!s.ok()) return s;
+  }
+  return PgLease(std::move(lock), &conn, deadline);
+}
+
+Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const std::string& name,
+                                                        const std::string& dbname) {
+  Result<PgConnectOptions> options = StepConnectOptions(ctx, name);
+  if (!options.ok()) return options.status();
+  options->keywords["dbname"] = dbname;  // after the dsn, so it wins
+  auto conn = std::make_unique<PgConnection>();
+  Status s = conn->Connect(*options, ctx.deadline());
+  ForwardNotices(ctx, *conn);
+  if (!s.ok()) return s.Prefixed("database '" + dbname + "'");
+  return conn;
+}
+
+}  // namespace runbook

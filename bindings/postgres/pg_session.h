@@ -1,0 +1,86 @@
+// The run's live connections: one PgConnection per run and connection name,
+// kept in ctx.resources() under "postgres:<name>" and reused across steps.
+//
+// A lease locks the session for one primitive call (one thread at a time),
+// (re)connects when needed, and sets it up for the step: application_name
+// runbook/<run_id>/<step_id>, and the step's deadline for every statement
+// (statement_timeout plus a client-side cancel).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "bindings/postgres/pg_client.h"
+#include "engine/core/registry.h"
+
+namespace runbook {
+
+class PgSession : public Resource {
+ public:
+  std::mutex mu;
+  PgConnection conn;  // guarded by mu
+};
+
+class PgLease {
+ public:
+  PgLease() = default;
+  PgLease(std::unique_lock<std::mutex> lock, PgConnection* conn, SteadyTime deadline)
+      : lock_(std::move(lock)), conn_(conn), deadline_(deadline) {}
+
+  PgConnection& conn() { return *conn_; }
+  PgConnection* operator->() { return conn_; }
+  SteadyTime deadline() const { return deadline_; }
+  const std::string& name() const { return conn_->conn_name(); }
+
+  // The connection's calls with the step's deadline.
+  Result<PgResult> Run(const std::string& sql, const PgParams& params = {}) {
+    return conn_->Run(sql, params, deadline_);
+  }
+  Result<PgResult> RunScript(const std::string& sql) { return conn_->RunScript(sql, deadline_); }
+  Result<Value> Query(const std::string& sql, const PgParams& params = {}) {
+    return conn_->Query(sql, params, deadline_);
+  }
+  Status Exec(const std::string& sql, const PgParams& params = {}) {
+    return conn_->Exec(sql, params, deadline_);
+  }
+  std::string Ident(const std::string& name) const { return conn_->QuoteIdent(name); }
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+  PgConnection* conn_ = nullptr;
+  SteadyTime deadline_ = SteadyTime::max();
+};
+
+// The connect options of the runbook's connection `name` (type postgres),
+// with application_name set for this step. Registers its secrets with the
+// context's redactor.
+Result<PgConnectOptions> StepConnectOptions(StepContext& ctx, const std::string& name);
+
+// Leases the run's connection `name`, connected and set up for this step.
+// A connection left inside a transaction by an earlier failure is rolled
+// back first. Server warnings (a collation mismatch, say) go to ctx.Log.
+Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name);
+
+// A separate, short-lived connection to database `dbname` on the server of
+// connection `name` (for work that must happen inside each database).
+Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const std::string& name,
+                                                        const std::string& dbname);
+
+// Passes the connection's pending server notices to the step's log.
+void ForwardNotices(StepContext& ctx, PgConnection& conn);
+
+// Runs `body` inside BEGIN [READ ONLY] ... ROLLBACK: nothing it does is kept.
+template <typename Fn>
+auto InRolledBackTransaction(PgLease& lease, bool read_only, Fn body) -> decltype(body()) {
+  Status begin = lease.Exec(read_only ? "BEGIN READ ONLY" : "BEGIN");
+  if (!begin.ok()) return begin;
+  auto result = body();
+  if (lease->ok() && lease->in_transaction()) {
+    Status rollback = lease.Exec("ROLLBACK");
+    if (!rollback.ok()) lease->Close();  // never leave the rehearsal's work pending
+  }
+  return result;
+}
+
+}  // namespace runbook
