@@ -1,0 +1,798 @@
+"""End-to-end tests of the Kubernetes API simulator with the real kubectl.
+
+    python3 -m unittest tests/kube_sim/test_kube_sim.py -v
+
+One simulator per test class (reset before each test through /_sim/reset);
+each test gets its own kubeconfig and a fresh KUBECACHEDIR, so every kubectl
+run starts from a cold discovery cache, as a runbook's first command would.
+"""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIM = os.path.join(HERE, "kube_sim.py")
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+
+MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web, tier: frontend}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports:
+        - {name: http, containerPort: 8080}
+        env:
+        - {name: GREETING, value: hello-from-env}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: migrate, image: busybox, command: ["true"]}
+"""
+
+FAILING_JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations: {annotations}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: task
+        image: busybox
+        env: {env}
+"""
+
+STATEFULSET = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  replicas: 2
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+      - {name: postgres, image: "postgres:15", ports: [{containerPort: 5432}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+"""
+
+
+def start_echo_server():
+    """A local TCP echo server; returns (port, stop function)."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve_one(conn):
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                conn.sendall(data)
+
+    def loop():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+        srv.close()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return srv.getsockname()[1], stop.set
+
+
+def echo_roundtrip(port, payload, timeout=10):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+class SimProcess:
+    """The simulator as a child process on a free port."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        port_file = os.path.join(workdir, "port")
+        self.log_path = os.path.join(workdir, "sim.log")
+        self.proc = subprocess.Popen(
+            [sys.executable, SIM, "--port", "0", "--port-file", port_file, "--log", self.log_path,
+             "--job-duration", "0.4", "--log-bodies"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while not os.path.exists(port_file):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"simulator did not start; log: {self.log()}")
+            time.sleep(0.02)
+        with open(port_file) as f:
+            self.port = int(f.read())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@unittest.skipUnless(os.path.exists(KUBECTL), "kubectl is not installed")
+class KubeSimTestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.workdir = tempfile.mkdtemp(prefix="kube_sim_")
+        cls.sim = SimProcess(cls.workdir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+        shutil.rmtree(cls.workdir, ignore_errors=True)
+
+    def setUp(self):
+        code, _ = self.sim.request("POST", "/_sim/reset")
+        self.assertEqual(code, 200)
+        self.tmp = tempfile.mkdtemp(prefix="test_", dir=self.workdir)
+        kubeconfig = os.path.join(self.tmp, "kubeconfig")
+        with open(kubeconfig, "w") as f:
+            f.write(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: sim
+  cluster: {{server: "{self.sim.url}"}}
+users:
+- name: sim
+  user: {{}}
+contexts:
+- name: sim
+  context: {{cluster: sim, user: sim, namespace: default}}
+current-context: sim
+""")
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.tmp,
+                    "KUBECONFIG": kubeconfig, "KUBECACHEDIR": os.path.join(self.tmp, "cache")}
+
+    def tearDown(self):
+        self.sim.request("DELETE", "/_sim/faults")
+
+    # -- helpers
+
+    def kubectl(self, *args, input=None, timeout=60, env=None):
+        return subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True,
+                              timeout=timeout, env={**self.env, **(env or {})})
+
+    def ok(self, *args, **kw):
+        r = self.kubectl(*args, **kw)
+        self.assertEqual(r.returncode, 0, f"kubectl {' '.join(args)} failed:\n{r.stderr}\n{r.stdout}")
+        return r.stdout
+
+    def fails(self, *args, **kw):
+        r = self.kubectl(*args, **kw)
+        self.assertNotEqual(r.returncode, 0, f"kubectl {' '.join(args)} should have failed:\n{r.stdout}")
+        return r
+
+    def get_json(self, *args):
+        return json.loads(self.ok("get", *args, "-o", "json"))
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def apply_manifest(self, *extra):
+        return self.ok("apply", "-f", self.write("app.yaml", MANIFEST), *extra)
+
+    def wait_until(self, fn, timeout=10, what="condition"):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = fn()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                self.fail(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+    def state(self):
+        code, body = self.sim.request("GET", "/_sim/state")
+        self.assertEqual(code, 200)
+        return body
+
+    def settle(self):
+        """Wait until the controller has stopped changing things."""
+        last = None
+        for _ in range(100):
+            rv = self.state()["resourceVersion"]
+            if rv == last:
+                return
+            last = rv
+            time.sleep(0.3)
+
+    def fault(self, **spec):
+        code, body = self.sim.request("POST", "/_sim/faults", spec)
+        self.assertEqual(code, 201, body)
+        return body
+
+    def pod_names(self, selector):
+        return sorted(p["metadata"]["name"] for p in self.get_json("pods", "-l", selector)["items"])
+
+    def annotate_forward(self, pod, port):
+        self.ok("annotate", "--overwrite", "pod", pod, f"sim.runbook/forward-to=127.0.0.1:{port}")
+
+
+class DiscoveryAndApplyTest(KubeSimTestCase):
+    def test_version_and_discovery(self):
+        out = json.loads(self.ok("version", "-o", "json"))
+        self.assertEqual(out["serverVersion"]["minor"], "32")
+        self.assertEqual(out["serverVersion"]["gitVersion"], "v1.32.0")
+        names = self.ok("api-resources", "-o", "name").split()
+        for name in ("deployments.apps", "statefulsets.apps", "jobs.batch", "services", "pods",
+                     "persistentvolumeclaims", "configmaps", "secrets", "namespaces", "endpoints"):
+            self.assertIn(name, names)
+
+    def test_client_side_apply_creates_then_updates(self):
+        out = self.apply_manifest()
+        self.assertIn("deployment.apps/web created", out)
+        self.assertIn("service/web created", out)
+        self.assertIn("job.batch/migrate created", out)
+        log = self.sim.log()
+        self.assertIn("fieldValidation=Strict", log)  # OpenAPI v3 told kubectl the server validates
+        dep = self.get_json("deployment", "web")
+        self.assertEqual(dep["spec"]["replicas"], 2)
+        self.assertIn("kubectl.kubernetes.io/last-applied-configuration", dep["metadata"]["annotations"])
+        rv = dep["metadata"]["resourceVersion"]
+        out = self.apply_manifest()
+        self.assertIn("deployment.apps/web unchanged", out)
+        self.assertEqual(self.get_json("deployment", "web")["metadata"]["resourceVersion"], rv)
+        self.write("app.yaml", MANIFEST.replace("replicas: 2", "replicas: 3"))
+        out = self.ok("apply", "-f", os.path.join(self.tmp, "app.yaml"))
+        self.assertIn("deployment.apps/web configured", out)
+        dep = self.get_json("deployment", "web")
+        self.assertEqual(dep["spec"]["replicas"], 3)
+        self.assertGreater(int(dep["metadata"]["resourceVersion"]), int(rv))
+        svc = self.get_json("service", "web")
+        self.assertEqual(svc["spec"]["selector"], {"app": "web"})
+        self.assertTrue(svc["spec"]["clusterIP"])
+
+    def test_server_side_apply_creates_and_noop_keeps_resource_version(self):
+        out = self.apply_manifest("--server-side")
+        self.assertEqual(out.count("serverside-applied"), 3)
+        self.assertIn("ctype=application/apply-patch+yaml", self.sim.log())
+        self.settle()
+        rv = self.get_json("deployment", "web")["metadata"]["resourceVersion"]
+        self.apply_manifest("--server-side")
+        self.assertEqual(self.get_json("deployment", "web")["metadata"]["resourceVersion"], rv)
+        self.write("app.yaml", MANIFEST.replace("nginx:1.27", "nginx:1.28"))
+        self.ok("apply", "--server-side", "-f", os.path.join(self.tmp, "app.yaml"))
+        dep = self.get_json("deployment", "web")
+        self.assertEqual(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.28")
+        self.assertEqual(dep["metadata"]["generation"], 2)
+
+    def test_get_missing_object_prints_not_found(self):
+        r = self.fails("get", "deployment", "nope", "-o", "json")
+        self.assertIn('Error from server (NotFound): deployments.apps "nope" not found', r.stderr)
+
+    def test_invalid_object_is_rejected(self):
+        bad = MANIFEST.split("---")[0].replace("labels: {app: web, tier: frontend}", "labels: {app: other}")
+        r = self.fails("apply", "-f", self.write("bad.yaml", bad))
+        self.assertIn("is invalid", r.stderr)
+        self.assertIn("`selector` does not match template `labels`", r.stderr)
+
+    def test_namespaces_configmaps_and_secrets(self):
+        self.ok("create", "namespace", "team-a")  # protobuf body
+        self.ok("create", "configmap", "settings", "-n", "team-a", "--from-literal=mode=fast")
+        self.ok("create", "secret", "generic", "creds", "-n", "team-a", "--from-literal=password=s3cret")
+        cm = self.get_json("configmap", "settings", "-n", "team-a")
+        self.assertEqual(cm["data"], {"mode": "fast"})
+        secret = self.get_json("secret", "creds", "-n", "team-a")
+        self.assertEqual(base64.b64decode(secret["data"]["password"]), b"s3cret")
+        self.ok("apply", "-f", self.write("more.yaml", """\
+apiVersion: v1
+kind: Secret
+metadata: {name: more, namespace: team-a}
+stringData: {token: abc}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: scratch, namespace: team-a}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 2Gi}}
+"""))
+        self.assertEqual(base64.b64decode(self.get_json("secret", "more", "-n", "team-a")["data"]["token"]), b"abc")
+        self.wait_until(lambda: self.get_json("pvc", "scratch", "-n", "team-a").get("status", {}).get("phase")
+                        == "Bound", what="PVC bound")
+        r = self.fails("apply", "-f", self.write("elsewhere.yaml", """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: x, namespace: missing}
+data: {a: b}
+"""))
+        self.assertIn('namespaces "missing" not found', r.stderr)
+        self.ok("delete", "namespace", "team-a")
+        r = self.fails("get", "configmap", "settings", "-n", "team-a")
+        self.assertIn("NotFound", r.stderr)
+
+
+class WorkloadTest(KubeSimTestCase):
+    def test_rollout_status_and_pods_follow_template(self):
+        self.apply_manifest()
+        out = self.ok("rollout", "status", "deployment/web", "--timeout=20s")
+        self.assertIn('deployment "web" successfully rolled out', out)
+        pods = self.get_json("pods", "-l", "app=web")["items"]
+        self.assertEqual(len(pods), 2)
+        for p in pods:
+            self.assertRegex(p["metadata"]["name"], r"^web-[a-z0-9]{10}-[0-9]+$")
+            self.assertEqual(p["metadata"]["labels"]["tier"], "frontend")
+            self.assertEqual(p["status"]["phase"], "Running")
+        dep = self.get_json("deployment", "web")
+        st = dep["status"]
+        self.assertEqual((st["readyReplicas"], st["availableReplicas"], st["updatedReplicas"], st["replicas"]),
+                         (2, 2, 2, 2))
+        self.assertEqual(st["observedGeneration"], dep["metadata"]["generation"])
+        self.assertIn("Available", [c["type"] for c in st["conditions"]])
+        # a template change replaces the pods
+        self.ok("set", "image", "deployment/web", "web=nginx:1.28")
+        self.ok("rollout", "status", "deployment/web", "--timeout=20s")
+        new = self.pod_names("app=web")
+        self.assertEqual(len(new), 2)
+        self.assertFalse(set(new) & {p["metadata"]["name"] for p in pods})
+        # ReplicaSets keep the history; undo brings the first template (and its pod names) back
+        sets = {rs["metadata"]["name"]: rs for rs in self.get_json("replicasets")["items"]}
+        self.assertEqual(sorted(rs["spec"]["replicas"] for rs in sets.values()), [0, 2])
+        self.assertIn("2 ", self.ok("rollout", "history", "deployment/web"))
+        self.ok("rollout", "undo", "deployment/web")
+        self.ok("rollout", "status", "deployment/web", "--timeout=20s")
+        self.assertEqual(self.pod_names("app=web"), sorted(p["metadata"]["name"] for p in pods))
+        dep = self.get_json("deployment", "web")
+        self.assertEqual(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27")
+        self.assertEqual(dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3")
+
+    def test_scale_up_down_to_zero(self):
+        self.apply_manifest()
+        out = self.ok("scale", "deployment/web", "--replicas=4")
+        self.assertIn("deployment.apps/web scaled", out)
+        self.wait_until(lambda: len(self.pod_names("app=web")) == 4, what="4 pods")
+        self.wait_until(lambda: self.get_json("deployment", "web")["status"].get("readyReplicas") == 4,
+                        what="4 ready replicas")
+        self.ok("scale", "deployment/web", "--replicas=0")
+        self.wait_until(lambda: self.pod_names("app=web") == [], what="no pods")
+        status = self.get_json("deployment", "web")["status"]
+        self.assertNotIn("readyReplicas", status)
+        code, scale = self.sim.request("GET", "/apis/apps/v1/namespaces/default/deployments/web/scale")
+        self.assertEqual((code, scale["kind"], scale["apiVersion"]), (200, "Scale", "autoscaling/v1"))
+        self.assertEqual(scale["spec"]["replicas"], 0)
+        self.assertEqual(scale["status"]["selector"], "app=web")
+        code, scale = self.sim.request("PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale",
+                                       {**scale, "spec": {"replicas": 1}})
+        self.assertEqual((code, scale["spec"]["replicas"]), (200, 1))
+        code, err = self.sim.request("PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale",
+                                     {**scale, "metadata": {**scale["metadata"], "resourceVersion": "1"}})
+        self.assertEqual((code, err["reason"]), (409, "Conflict"))
+
+    def test_statefulset_pods_claims_and_rollout(self):
+        self.ok("apply", "-f", self.write("sts.yaml", STATEFULSET))
+        out = self.ok("rollout", "status", "statefulset/db", "--timeout=20s")
+        self.assertIn("complete", out)
+        self.assertEqual(self.pod_names("app=db"), ["db-0", "db-1"])
+        claims = sorted(c["metadata"]["name"] for c in self.get_json("pvc")["items"])
+        self.assertEqual(claims, ["data-db-0", "data-db-1"])
+        self.ok("scale", "statefulset/db", "--replicas=3")
+        self.wait_until(lambda: self.pod_names("app=db") == ["db-0", "db-1", "db-2"], what="db-2")
+
+    def test_get_pods_by_label_and_endpoints(self):
+        self.apply_manifest()
+        self.ok("rollout", "status", "deployment/web", "--timeout=20s")
+        pods = self.get_json("pods", "-l", "app=web")["items"]
+        self.assertEqual(len(pods), 2)
+        self.assertEqual(self.get_json("pods", "-l", "app=nothing")["items"], [])
+        self.assertEqual(len(self.get_json("pods", "-l", "app in (web,other),tier!=backend")["items"]), 2)
+        self.assertEqual(len(self.get_json("pods", "--field-selector", f"metadata.name={pods[0]['metadata']['name']}")
+                             ["items"]), 1)
+
+        def endpoint_ips():
+            code, ep = self.sim.request("GET", "/api/v1/namespaces/default/endpoints/web")
+            if code != 200 or not ep.get("subsets"):
+                return None
+            return ep
+        ep = self.wait_until(endpoint_ips, what="endpoints")
+        self.assertEqual(sorted(a["ip"] for a in ep["subsets"][0]["addresses"]),
+                         sorted(p["status"]["podIP"] for p in pods))
+        self.assertEqual(ep["subsets"][0]["ports"], [{"port": 8080, "protocol": "TCP", "name": "http"}])
+        self.ok("scale", "deployment/web", "--replicas=0")
+        self.wait_until(lambda: not (endpoint_ips() or {}).get("subsets"), what="empty endpoints")
+
+    def test_wait_for_job_complete(self):
+        self.apply_manifest()
+        out = self.ok("wait", "--for=condition=complete", "job/migrate", "--timeout=20s")
+        self.assertIn("job.batch/migrate condition met", out)
+        job = self.get_json("job", "migrate")
+        self.assertEqual(job["status"]["succeeded"], 1)
+        pods = self.get_json("pods", "-l", "job-name=migrate")["items"]
+        self.assertEqual([p["status"]["phase"] for p in pods], ["Succeeded"])
+
+    def test_failing_jobs(self):
+        by_annotation = FAILING_JOB.format(name="bad-ann", annotations='{"sim.runbook/job-result": "fail"}',
+                                           env="[]")
+        by_env = FAILING_JOB.format(name="bad-env", annotations="{}",
+                                    env='[{"name": "SIM_JOB_RESULT", "value": "fail"}]')
+        self.ok("apply", "-f", self.write("jobs.yaml", by_annotation + "---\n" + by_env))
+        for name in ("bad-ann", "bad-env"):
+            self.ok("wait", "--for=condition=failed", f"job/{name}", "--timeout=20s")
+            job = self.get_json("job", name)
+            self.assertEqual(job["status"]["failed"], 1)
+            self.assertNotIn("succeeded", job["status"])
+        started = time.monotonic()
+        r = self.fails("wait", "--for=condition=complete", "job/bad-ann", "--timeout=2s")
+        self.assertIn("timed out waiting for the condition", r.stderr)
+        self.assertLess(time.monotonic() - started, 15)
+
+    def test_delete_waits_for_404_and_cascades(self):
+        self.apply_manifest()
+        self.ok("rollout", "status", "deployment/web", "--timeout=20s")
+        out = self.ok("delete", "deployment", "web", "--timeout=20s")
+        self.assertIn('deployment.apps "web" deleted', out)
+        self.assertIn('"propagationPolicy":"Background"', self.sim.log())
+        r = self.fails("get", "deployment", "web")
+        self.assertIn("NotFound", r.stderr)
+        self.wait_until(lambda: self.pod_names("app=web") == [], what="pods garbage-collected")
+        r = self.fails("delete", "deployment", "web")
+        self.assertIn('deployments.apps "web" not found', r.stderr)
+
+
+class PatchAndDryRunTest(KubeSimTestCase):
+    def test_patch_types(self):
+        self.apply_manifest()
+        self.settle()
+        rv = self.get_json("deployment", "web")["metadata"]["resourceVersion"]
+        out = self.ok("patch", "deployment", "web", "--type", "merge", "-p", '{"metadata":{"labels":{"team":"x"}}}')
+        self.assertIn("patched", out)
+        dep = self.get_json("deployment", "web")
+        self.assertEqual(dep["metadata"]["labels"], {"app": "web", "team": "x"})
+        rv2 = dep["metadata"]["resourceVersion"]
+        self.assertNotEqual(rv, rv2)
+        out = self.ok("patch", "deployment", "web", "--type", "merge", "-p", '{"metadata":{"labels":{"team":"x"}}}')
+        self.assertIn("(no change)", out)
+        self.assertEqual(self.get_json("deployment", "web")["metadata"]["resourceVersion"], rv2)
+        self.ok("patch", "deployment", "web", "--type", "json",
+                "-p", '[{"op":"replace","path":"/spec/replicas","value":3},'
+                      '{"op":"remove","path":"/metadata/labels/team"}]')
+        dep = self.get_json("deployment", "web")
+        self.assertEqual(dep["spec"]["replicas"], 3)
+        self.assertNotIn("team", dep["metadata"]["labels"])
+        r = self.fails("patch", "deployment", "web", "--type", "json",
+                       "-p", '[{"op":"test","path":"/spec/replicas","value":9}]')
+        self.assertIn("testing value /spec/replicas failed", r.stderr)
+        # strategic: containers and env merge by name, other lists replace
+        self.ok("patch", "deployment", "web", "--type", "strategic", "-p", json.dumps(
+            {"spec": {"template": {"spec": {"containers": [
+                {"name": "web", "env": [{"name": "EXTRA", "value": "1"}]},
+                {"name": "sidecar", "image": "busybox"}]}}}}))
+        containers = self.get_json("deployment", "web")["spec"]["template"]["spec"]["containers"]
+        self.assertEqual([c["name"] for c in containers], ["web", "sidecar"])
+        self.assertEqual([e["name"] for e in containers[0]["env"]], ["GREETING", "EXTRA"])
+        self.assertEqual(containers[0]["image"], "nginx:1.27")
+        self.ok("patch", "deployment", "web", "--type", "strategic", "-p", json.dumps(
+            {"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}}}))
+        containers = self.get_json("deployment", "web")["spec"]["template"]["spec"]["containers"]
+        self.assertEqual([c["name"] for c in containers], ["web"])
+        r = self.fails("patch", "deployment", "missing", "--type", "merge", "-p", "{}")
+        self.assertIn('deployments.apps "missing" not found', r.stderr)
+
+    def test_dry_run_server_persists_nothing(self):
+        self.apply_manifest()
+        self.ok("rollout", "status", "deployment/web", "--timeout=20s")
+        self.ok("wait", "--for=condition=complete", "job/migrate", "--timeout=20s")
+        self.settle()
+        before = self.state()
+        changed = MANIFEST.replace("replicas: 2", "replicas: 5")
+        changed += "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: brand-new}\ndata: {a: b}\n"
+        path = self.write("changed.yaml", changed)
+        out = self.ok("apply", "-f", path, "--dry-run=server")
+        self.assertIn("configured (server dry run)", out)
+        self.assertIn("configmap/brand-new created (server dry run)", out)
+        self.ok("apply", "--server-side", "-f", path, "--dry-run=server")
+        out = self.ok("scale", "deployment/web", "--replicas=7", "--dry-run=server")
+        self.assertIn("scaled (server dry run)", out)
+        self.ok("patch", "deployment", "web", "--type", "merge", "-p", '{"spec":{"replicas":9}}',
+                "--dry-run=server")
+        out = self.ok("delete", "deployment", "web", "--dry-run=server")
+        self.assertIn("(server dry run)", out)
+        time.sleep(0.3)  # the controller would act on a stray write by now
+        self.assertEqual(self.state(), before)
+        self.assertEqual(self.get_json("deployment", "web")["spec"]["replicas"], 2)
+        self.assertIn("dryRun=All", self.sim.log())
+
+
+class StreamsTest(KubeSimTestCase):
+    def running_pod(self):
+        self.apply_manifest()
+        self.ok("rollout", "status", "deployment/web", "--timeout=20s")
+        return self.pod_names("app=web")[0]
+
+    def test_exec_stdout_stderr_exit_codes_stdin(self):
+        pod = self.running_pod()
+        self.assertEqual(self.ok("exec", pod, "--", "echo", "hi"), "hi\n")
+        r = self.kubectl("exec", pod, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+        self.assertEqual((r.returncode, r.stdout), (3, "out\n"))
+        self.assertIn("err\n", r.stderr)
+        self.assertIn("command terminated with exit code 3", r.stderr)
+        self.assertEqual(self.ok("exec", "-i", pod, "--", "tr", "a-z", "A-Z", input="shout\n"), "SHOUT\n")
+        self.assertEqual(self.ok("exec", pod, "-c", "web", "--", "printenv", "GREETING"), "hello-from-env\n")
+        r = self.kubectl("exec", pod, "--", "no-such-binary-here")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("no-such-binary-here", r.stderr)
+        r = self.kubectl("exec", "deploy/web", "--", "sh", "-c", "exit 7")
+        self.assertEqual(r.returncode, 7)
+        self.assertIn("websocket v5.channel.k8s.io", self.sim.log())
+
+    def test_exec_over_spdy_fallback(self):
+        pod = self.running_pod()
+        spdy = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
+        self.assertEqual(self.ok("exec", pod, "--", "echo", "hi", env=spdy), "hi\n")
+        r = self.kubectl("exec", pod, "--", "sh", "-c", "echo e >&2; exit 4", env=spdy)
+        self.assertEqual(r.returncode, 4)
+        self.assertEqual(self.ok("exec", "-i", pod, "--", "cat", input="piped", env=spdy), "piped")
+        self.assertIn("over SPDY v4.channel.k8s.io", self.sim.log())
+
+    def port_forward(self, target, remote_port, env=None):
+        """Start kubectl port-forward to a free local port; -> (process, local port)."""
+        proc = subprocess.Popen([KUBECTL, "port-forward", target, f"0:{remote_port}"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**self.env, **(env or {})})
+        self.addCleanup(lambda: (proc.kill(), proc.communicate()))
+        line = proc.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 8080"
+        self.assertIn("Forwarding from 127.0.0.1:", line, proc.stderr.read() if not line else line)
+        return proc, int(line.split("127.0.0.1:")[1].split()[0])
+
+    def test_port_forward_to_local_echo_server(self):
+        pod = self.running_pod()
+        echo_port, stop = start_echo_server()
+        self.addCleanup(stop)
+        self.annotate_forward(pod, echo_port)
+        _, local = self.port_forward(f"pod/{pod}", 8080)
+        self.assertEqual(echo_roundtrip(local, b"ping through kubectl"), b"ping through kubectl")
+        big = os.urandom(300_000)
+        self.assertEqual(echo_roundtrip(local, big), big)
+        self.assertEqual(echo_roundtrip(local, b"again"), b"again")
+        self.assertIn("SPDY/3.1+portforward.k8s.io", self.sim.log())
+
+    def test_port_forward_plain_spdy_and_via_service(self):
+        pod = self.running_pod()
+        echo_port, stop = start_echo_server()
+        self.addCleanup(stop)
+        self.annotate_forward(pod, echo_port)
+        _, local = self.port_forward(f"pod/{pod}", 8080, env={"KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"})
+        self.assertEqual(echo_roundtrip(local, b"over spdy"), b"over spdy")
+        self.assertIn("over SPDY portforward.k8s.io", self.sim.log())
+        # every pod of the deployment forwards, so the service's choice does not matter
+        for p in self.pod_names("app=web"):
+            self.annotate_forward(p, echo_port)
+        _, local = self.port_forward("svc/web", 80)
+        self.assertEqual(echo_roundtrip(local, b"via service"), b"via service")
+
+    def test_port_forward_without_target_reports_error(self):
+        pod = self.running_pod()
+        proc, local = self.port_forward(f"pod/{pod}", 8080)
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
+            s.settimeout(10)
+            try:
+                self.assertEqual(s.recv(10), b"")
+            except ConnectionResetError:
+                pass
+        proc.kill()
+        self.assertIn("sim.runbook/forward-to", proc.stderr.read())
+
+    def test_websocket_channel_port_forward_protocol(self):
+        """The `portforward.k8s.io` websocket protocol, spoken by a tiny client here."""
+        pod = self.running_pod()
+        echo_port, stop = start_echo_server()
+        self.addCleanup(stop)
+        self.annotate_forward(pod, echo_port)
+        s = socket.create_connection(("127.0.0.1", self.sim.port), timeout=10)
+        self.addCleanup(s.close)
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /api/v1/namespaces/default/pods/{pod}/portforward?ports=8080 HTTP/1.1\r\n"
+                   f"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: portforward.k8s.io\r\n\r\n").encode())
+        f = s.makefile("rb")
+        self.assertIn(b"101", f.readline())
+        while f.readline() not in (b"\r\n", b""):
+            pass
+
+        def recv():
+            b0, b1 = f.read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", f.read(2))[0]
+            return b0 & 0x0F, f.read(n)
+
+        def send(payload):
+            mask = os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            s.sendall(bytes([0x82, 0x80 | len(payload)]) + mask + masked)
+
+        self.assertEqual(recv(), (2, b"\x00\x90\x1f"))  # data channel 0, port 8080 little-endian
+        self.assertEqual(recv(), (2, b"\x01\x90\x1f"))  # error channel 1
+        send(b"\x00hello channels")
+        got = b""
+        while len(got) < len(b"hello channels"):
+            op, payload = recv()
+            self.assertEqual(payload[0], 0)
+            got += payload[1:]
+        self.assertEqual(got, b"hello channels")
+
+
+class FaultInjectionTest(KubeSimTestCase):
+    def setUp(self):
+        super().setUp()
+        self.apply_manifest()
+
+    def test_internal_error(self):
+        self.fault(match={"method": "GET", "path_regex": "/deployments/web$"}, status=500)
+        r = self.fails("get", "deployment", "web")
+        self.assertIn("Error from server (InternalError): Internal error occurred: injected fault", r.stderr)
+        self.ok("get", "deployment", "web")  # count 1: the next request passes
+
+    def test_conflict_on_patch(self):
+        self.fault(match={"method": "PATCH", "path_regex": "/deployments/web"}, status=409, count=2)
+        for _ in range(2):
+            r = self.fails("patch", "deployment", "web", "--type", "merge", "-p", '{"spec":{"replicas":3}}')
+            self.assertIn('Error from server (Conflict): Operation cannot be fulfilled on deployments.apps "web": '
+                          "the object has been modified", r.stderr)
+        self.ok("patch", "deployment", "web", "--type", "merge", "-p", '{"spec":{"replicas":3}}')
+        self.assertEqual(self.get_json("deployment", "web")["spec"]["replicas"], 3)
+
+    def test_slow_response(self):
+        self.fault(match={"method": "GET", "path_regex": "/deployments/web"}, delay_ms=2500)
+        started = time.monotonic()
+        r = self.fails("get", "deployment", "web", "--request-timeout=1s")
+        self.assertIn("Client.Timeout exceeded", r.stderr)
+        self.assertLess(time.monotonic() - started, 2.4)
+        self.fault(match={"method": "GET", "path_regex": "/deployments/web"}, delay_ms=800)
+        started = time.monotonic()
+        self.ok("get", "deployment", "web")
+        self.assertGreaterEqual(time.monotonic() - started, 0.8)
+
+    def test_dropped_connection(self):
+        self.fault(match={"method": "PATCH", "path_regex": "/deployments/web"}, drop=True)
+        r = self.fails("patch", "deployment", "web", "--type", "merge", "-p", '{"spec":{"replicas":3}}')
+        self.assertIn("EOF", r.stderr)
+        self.assertNotEqual(self.get_json("deployment", "web")["spec"]["replicas"], 3)
+        # client-go retries a GET whose connection dropped (up to 10 times, 1 s apart)
+        self.fault(match={"method": "GET", "path_regex": r"/deployments/web(\?|$)"}, drop=True, count=1)
+        self.ok("get", "deployment", "web")
+        self.assertIn("dropped", self.sim.log())
+
+    def test_fault_listing_and_clearing(self):
+        self.fault(match={"path_regex": "/services/"}, status=503, count=0, message="maintenance")
+        code, body = self.sim.request("GET", "/_sim/faults")
+        self.assertEqual((code, len(body["faults"])), (200, 1))
+        r = self.fails("get", "service", "web")
+        self.assertIn("maintenance", r.stderr)
+        self.sim.request("DELETE", "/_sim/faults")
+        self.ok("get", "service", "web")
+
+
+class WatchProtocolTest(KubeSimTestCase):
+    """List-then-watch at the HTTP level, as kubectl's informers do it."""
+
+    def watch_lines(self, path, count, timeout=10):
+        req = urllib.request.Request(self.sim.url + path)
+        lines = []
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            self.assertEqual(resp.headers.get("Transfer-Encoding"), "chunked")
+            while len(lines) < count:
+                line = resp.readline()
+                if not line:
+                    break
+                lines.append(json.loads(line))
+        return lines
+
+    def test_watch_sends_only_newer_events(self):
+        self.ok("apply", "-f", self.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"
+                                                     "data: {k: v1}\n"))
+        code, listing = self.sim.request("GET", "/api/v1/namespaces/default/configmaps?fieldSelector="
+                                                "metadata.name%3Da")
+        rv = listing["metadata"]["resourceVersion"]
+        self.assertEqual([i["metadata"]["name"] for i in listing["items"]], ["a"])
+        threading.Timer(0.3, lambda: self.ok("patch", "configmap", "a", "--type", "merge",
+                                             "-p", '{"data":{"k":"v2"}}')).start()
+        events = self.watch_lines(f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"
+                                  "&fieldSelector=metadata.name%3Da", 1)
+        self.assertEqual(events[0]["type"], "MODIFIED")
+        self.assertEqual(events[0]["object"]["data"], {"k": "v2"})
+        self.assertGreater(int(events[0]["object"]["metadata"]["resourceVersion"]), int(rv))
+        # from resourceVersion 0: the current state first
+        events = self.watch_lines("/api/v1/namespaces/default/configmaps?watch=1&fieldSelector=metadata.name%3Da", 1)
+        self.assertEqual((events[0]["type"], events[0]["object"]["data"]), ("ADDED", {"k": "v2"}))
+        # after a reset, an old resourceVersion is gone
+        self.sim.request("POST", "/_sim/reset")
+        events = self.watch_lines(f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}", 1)
+        self.assertEqual((events[0]["type"], events[0]["object"]["code"]), ("ERROR", 410))
+
+
+if __name__ == "__main__":
+    unittest.main()
