@@ -34,6 +34,7 @@ from faults import Faults  # noqa: E402
 WATCH_POLL_S = 0.5
 EXEC_PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
 PORTFORWARD_WS_PROTOCOLS = ["SPDY/3.1+portforward.k8s.io", "portforward.k8s.io", "v4.channel.k8s.io"]
+NOT_FOUND = object()
 
 
 class Simulator:
@@ -170,9 +171,9 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/_sim/"):
             return self._sim_endpoint(method, path, body)
         if method == "GET":
-            doc = self._static(path)
-            if doc is not None:
-                return
+            static = self._static(path)
+            if static is not None:
+                return self._send(200, static[0], static[1])
         route = parse_route(path)
         if route is None:
             raise st.ApiError(404, "the server could not find the requested resource")
@@ -189,43 +190,37 @@ class Handler(BaseHTTPRequestHandler):
         self._send(code, obj, ctype)
 
     def _static(self, path):
-        """Discovery, version, OpenAPI and health; None when path is none of them."""
-        accept = self.headers.get("Accept", "")
+        """Discovery, version, OpenAPI and health: (body, content type), or None for other paths."""
+        accept = self.headers.get("Accept", "").replace(" ", "")
         p = path.rstrip("/") or "/"
+        parts = p.strip("/").split("/")
+        doc = None
         if p == "/version":
-            return self._send(200, resources.SERVER_VERSION) or True
-        if p in ("/healthz", "/livez", "/readyz"):
-            return self._send(200, "ok", "text/plain") or True
-        if p in ("/api", "/apis"):
+            doc = resources.SERVER_VERSION
+        elif p in ("/healthz", "/livez", "/readyz"):
+            return b"ok", "text/plain"
+        elif p in ("/api", "/apis"):
             for version in (resources.AGGREGATED_V2, resources.AGGREGATED_V2BETA1):
                 g, v = version.split("/")
-                if f"g={g};v={v};as=APIGroupDiscoveryList" in accept.replace(" ", ""):
-                    doc = resources.aggregated_discovery(p == "/api", version)
-                    return self._send(200, doc, f"application/json;g={g};v={v};as=APIGroupDiscoveryList") or True
-            return self._send(200, resources.api_versions() if p == "/api" else resources.api_group_list()) or True
-        parts = p.strip("/").split("/")
-        if p == "/api/v1":
-            return self._send(200, resources.api_resource_list("", "v1")) or True
-        if len(parts) == 2 and parts[0] == "apis":
-            doc = resources.api_group(parts[1])
-            if doc is None:
-                raise st.ApiError(404, "the server could not find the requested resource")
-            return self._send(200, doc) or True
-        if len(parts) == 3 and parts[0] == "apis":
-            doc = resources.api_resource_list(parts[1], parts[2])
-            if doc is None:
-                raise st.ApiError(404, "the server could not find the requested resource")
-            return self._send(200, doc) or True
-        if p == "/openapi/v3":
-            return self._send(200, resources.openapi_root()) or True
-        if p.startswith("/openapi/v3/"):
-            doc = resources.OPENAPI_DOCS.get(p[len("/openapi/v3/"):])
-            if doc is None:
-                raise st.ApiError(404, "the server could not find the requested resource")
-            return self._send(200, doc) or True
-        if p == "/openapi/v2":
+                if f"g={g};v={v};as=APIGroupDiscoveryList" in accept:
+                    return (resources.aggregated_discovery(p == "/api", version),
+                            f"application/json;g={g};v={v};as=APIGroupDiscoveryList")
+            doc = resources.api_versions() if p == "/api" else resources.api_group_list()
+        elif p == "/api/v1":
+            doc = resources.api_resource_list("", "v1")
+        elif len(parts) == 2 and parts[0] == "apis":
+            doc = resources.api_group(parts[1]) or NOT_FOUND
+        elif len(parts) == 3 and parts[0] == "apis":
+            doc = resources.api_resource_list(parts[1], parts[2]) or NOT_FOUND
+        elif p == "/openapi/v3":
+            doc = resources.openapi_root()
+        elif p.startswith("/openapi/v3/"):
+            doc = resources.OPENAPI_DOCS.get(p[len("/openapi/v3/"):], NOT_FOUND)
+        elif p == "/openapi/v2":
+            doc = NOT_FOUND
+        if doc is NOT_FOUND:
             raise st.ApiError(404, "the server could not find the requested resource")
-        return None
+        return None if doc is None else (doc, "application/json")
 
     # -- /_sim
 

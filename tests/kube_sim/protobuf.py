@@ -1,8 +1,13 @@
 """Just enough Kubernetes protobuf decoding for the bodies kubectl sends as
-`application/vnd.kubernetes.protobuf`: `kubectl create namespace`,
-`create configmap` and `create secret`. The envelope is `k8s\\0` followed by
-runtime.Unknown {1: TypeMeta {1: apiVersion, 2: kind}, 2: raw object}. Only
-the fields those commands set are decoded (names, labels, annotations, data).
+`application/vnd.kubernetes.protobuf`: `kubectl create namespace|configmap|
+secret|deployment|job|service`. The envelope is `k8s\\0` followed by
+runtime.Unknown {1: TypeMeta {1: apiVersion, 2: kind}, 2: raw object}.
+
+Decoding is driven by the schemas below (field number -> JSON name and
+type), which hold only the fields those commands set, checked against
+`kubectl create ... --dry-run=client -o json`. Like Go's `omitempty`, empty
+strings, zeros and false are dropped, except for pointer fields ("ip": a
+`*int32` such as replicas, where 0 is a value).
 """
 
 import base64
@@ -33,6 +38,8 @@ def fields(buf):
             value, pos = _varint(buf, pos)
         elif wire == 2:
             n, pos = _varint(buf, pos)
+            if pos + n > len(buf):
+                raise ValueError("truncated protobuf field")
             value, pos = bytes(buf[pos:pos + n]), pos + n
         elif wire == 1:
             value, pos = int.from_bytes(buf[pos:pos + 8], "little"), pos + 8
@@ -44,69 +51,80 @@ def fields(buf):
     return out
 
 
-def _str(f, num):
-    return f[num][-1].decode() if num in f else ""
+# Schemas: field number -> (json name, type). Types: "s" string, "i" int, "ip" pointer int,
+# "b" bool, "m" map<string,string>, "bm" map<string,bytes> (base64 in JSON), "rs" repeated
+# string, "ios" IntOrString, a dict (message), ("r", dict) repeated message.
+
+OBJECT_META = {1: ("name", "s"), 2: ("generateName", "s"), 3: ("namespace", "s"), 11: ("labels", "m"),
+               12: ("annotations", "m"), 14: ("finalizers", "rs")}
+LABEL_SELECTOR = {1: ("matchLabels", "m"),
+                  2: ("matchExpressions", ("r", {1: ("key", "s"), 2: ("operator", "s"), 3: ("values", "rs")}))}
+CONTAINER = {1: ("name", "s"), 2: ("image", "s"), 3: ("command", "rs"), 4: ("args", "rs"), 5: ("workingDir", "s"),
+             6: ("ports", ("r", {1: ("name", "s"), 2: ("hostPort", "i"), 3: ("containerPort", "i"),
+                                 4: ("protocol", "s"), 5: ("hostIP", "s")})),
+             7: ("env", ("r", {1: ("name", "s"), 2: ("value", "s")})), 14: ("imagePullPolicy", "s")}
+POD_SPEC = {2: ("containers", ("r", CONTAINER)), 3: ("restartPolicy", "s"), 6: ("dnsPolicy", "s"),
+            7: ("nodeSelector", "m"), 8: ("serviceAccountName", "s")}
+POD_TEMPLATE = {1: ("metadata", OBJECT_META), 2: ("spec", POD_SPEC)}
+
+SCHEMAS = {
+    ("v1", "Namespace"): {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("finalizers", "rs")})},
+    ("v1", "ConfigMap"): {1: ("metadata", OBJECT_META), 2: ("data", "m"), 3: ("binaryData", "bm"),
+                          4: ("immutable", "b")},
+    ("v1", "Secret"): {1: ("metadata", OBJECT_META), 2: ("data", "bm"), 3: ("type", "s"), 4: ("stringData", "m"),
+                       5: ("immutable", "b")},
+    ("v1", "Service"): {1: ("metadata", OBJECT_META), 2: ("spec", {
+        1: ("ports", ("r", {1: ("name", "s"), 2: ("protocol", "s"), 3: ("port", "i"), 4: ("targetPort", "ios"),
+                            5: ("nodePort", "i")})),
+        2: ("selector", "m"), 3: ("clusterIP", "s"), 4: ("type", "s")})},
+    ("apps/v1", "Deployment"): {1: ("metadata", OBJECT_META), 2: ("spec", {
+        1: ("replicas", "ip"), 2: ("selector", LABEL_SELECTOR), 3: ("template", POD_TEMPLATE),
+        4: ("strategy", {1: ("type", "s")}), 5: ("minReadySeconds", "i"), 6: ("revisionHistoryLimit", "ip"),
+        7: ("paused", "b"), 9: ("progressDeadlineSeconds", "ip")})},
+    ("batch/v1", "Job"): {1: ("metadata", OBJECT_META), 2: ("spec", {
+        1: ("parallelism", "ip"), 2: ("completions", "ip"), 3: ("activeDeadlineSeconds", "ip"),
+        4: ("selector", LABEL_SELECTOR), 6: ("template", POD_TEMPLATE), 7: ("backoffLimit", "ip"),
+        8: ("ttlSecondsAfterFinished", "ip")})},
+}
 
 
-def _map(f, num, binary=False):
+def _value(kind, raw):
+    if kind in ("s", "rs"):
+        return raw.decode()
+    if kind in ("i", "ip"):
+        return raw - (1 << 64) if raw >= 1 << 63 else raw
+    if kind == "b":
+        return bool(raw)
+    if kind == "ios":
+        f = fields(raw)
+        return f.get(3, [b""])[-1].decode() if f.get(1, [0])[-1] == 1 else f.get(2, [0])[-1]
+    if isinstance(kind, dict):
+        return decode_message(raw, kind)
+    raise ValueError(f"unknown schema type {kind!r}")
+
+
+def decode_message(buf, schema):
     out = {}
-    for entry in f.get(num, []):
-        e = fields(entry)
-        key = _str(e, 1)
-        value = e[2][-1] if 2 in e else b""
-        out[key] = base64.b64encode(value).decode() if binary else value.decode()
+    for num, values in fields(buf).items():
+        if num not in schema:
+            continue
+        name, kind = schema[num]
+        if kind in ("m", "bm"):
+            entries = {}
+            for entry in values:
+                e = fields(entry)
+                key, val = e.get(1, [b""])[-1].decode(), e.get(2, [b""])[-1]
+                entries[key] = base64.b64encode(val).decode() if kind == "bm" else val.decode()
+            out[name] = entries
+        elif kind == "rs":
+            out[name] = [_value("s", v) for v in values]
+        elif isinstance(kind, tuple):
+            out[name] = [_value(kind[1], v) for v in values]
+        else:
+            value = _value(kind, values[-1])
+            if value or kind == "ip" or isinstance(kind, dict):
+                out[name] = value
     return out
-
-
-def _object_meta(buf):
-    f = fields(buf)
-    meta = {}
-    for num, key in ((1, "name"), (2, "generateName"), (3, "namespace")):
-        if _str(f, num):
-            meta[key] = _str(f, num)
-    for num, key in ((11, "labels"), (12, "annotations")):
-        m = _map(f, num)
-        if m:
-            meta[key] = m
-    if 14 in f:
-        meta["finalizers"] = [v.decode() for v in f[14]]
-    return meta
-
-
-def _namespace(f):
-    obj = {}
-    if 2 in f:
-        spec = fields(f[2][-1])
-        if 1 in spec:
-            obj["spec"] = {"finalizers": [v.decode() for v in spec[1]]}
-    return obj
-
-
-def _configmap(f):
-    obj = {}
-    if 2 in f:
-        obj["data"] = _map(f, 2)
-    if 3 in f:
-        obj["binaryData"] = _map(f, 3, binary=True)
-    if 4 in f:
-        obj["immutable"] = bool(f[4][-1])
-    return obj
-
-
-def _secret(f):
-    obj = {}
-    if 2 in f:
-        obj["data"] = _map(f, 2, binary=True)
-    if _str(f, 3):
-        obj["type"] = _str(f, 3)
-    if 4 in f:
-        obj["stringData"] = _map(f, 4)
-    if 5 in f:
-        obj["immutable"] = bool(f[5][-1])
-    return obj
-
-
-_KINDS = {("v1", "Namespace"): _namespace, ("v1", "ConfigMap"): _configmap, ("v1", "Secret"): _secret}
 
 
 def decode(body):
@@ -116,15 +134,15 @@ def decode(body):
     try:
         unknown = fields(body[len(MAGIC):])
         type_meta = fields(unknown[1][-1]) if 1 in unknown else {}
-        api_version, kind = _str(type_meta, 1), _str(type_meta, 2)
-        decoder = _KINDS.get((api_version, kind))
-        if decoder is None:
-            raise ApiError(415, f"the simulator decodes protobuf only for Namespace, ConfigMap and Secret, "
-                           f"not {api_version} {kind}: send JSON (kubectl apply -f)")
-        raw = fields(unknown[2][-1]) if 2 in unknown else {}
-        obj = {"apiVersion": api_version, "kind": kind,
-               "metadata": _object_meta(raw[1][-1]) if 1 in raw else {}}
-        obj.update(decoder(raw))
+        api_version = type_meta.get(1, [b""])[-1].decode()
+        kind = type_meta.get(2, [b""])[-1].decode()
+        schema = SCHEMAS.get((api_version, kind))
+        if schema is None:
+            names = ", ".join(k for _, k in SCHEMAS)
+            raise ApiError(415, f"the simulator decodes protobuf only for {names}, not {api_version} {kind}: "
+                           "send JSON (kubectl apply -f)")
+        obj = {"apiVersion": api_version, "kind": kind}
+        obj.update(decode_message(unknown[2][-1] if 2 in unknown else b"", schema))
         return obj
     except (IndexError, KeyError, ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"cannot decode the protobuf body: {e}") from None

@@ -11,7 +11,6 @@ receives the events with rv > R. Thread safety: every public method takes
 import collections
 import copy
 import datetime
-import json
 import re
 import secrets
 import threading
@@ -365,6 +364,3 @@ class Store:
             for (ons, oname) in sorted(table):
                 if ons == ns:
                     self.delete(BY_KEY[rkey], ns, oname)
-
-    def snapshot_json(self):
-        return json.dumps(self.dump(), sort_keys=True)

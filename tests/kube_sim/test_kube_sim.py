@@ -355,6 +355,23 @@ class DiscoveryAndApplyTest(KubeSimTestCase):
         r = self.fails("get", "deployment", "nope", "-o", "json")
         self.assertIn('Error from server (NotFound): deployments.apps "nope" not found', r.stderr)
 
+    def test_create_subcommands_send_protobuf(self):
+        self.ok("create", "deployment", "api", "--image=nginx:1", "--replicas=2", "--port=8080")
+        self.ok("create", "job", "once", "--image=busybox", "--", "sh", "-c", "echo hi")
+        self.ok("create", "service", "clusterip", "api", "--tcp=80:8080")
+        self.assertIn("application/vnd.kubernetes.protobuf", self.sim.log())
+        dep = self.get_json("deployment", "api")
+        self.assertEqual(dep["spec"]["replicas"], 2)
+        self.assertEqual(dep["spec"]["template"]["spec"]["containers"][0]["ports"], [{"containerPort": 8080,
+                                                                                      "protocol": "TCP"}])
+        self.ok("rollout", "status", "deployment/api", "--timeout=20s")
+        self.ok("wait", "--for=condition=complete", "job/once", "--timeout=20s")
+        job = self.get_json("job", "once")
+        self.assertEqual(job["spec"]["template"]["spec"]["containers"][0]["command"], ["sh", "-c", "echo hi"])
+        svc = self.get_json("service", "api")
+        self.assertEqual(svc["spec"]["ports"][0]["targetPort"], 8080)
+        self.assertEqual(svc["spec"]["selector"], {"app": "api"})
+
     def test_invalid_object_is_rejected(self):
         bad = MANIFEST.split("---")[0].replace("labels: {app: web, tier: frontend}", "labels: {app: other}")
         r = self.fails("apply", "-f", self.write("bad.yaml", bad))
@@ -484,6 +501,30 @@ class WorkloadTest(KubeSimTestCase):
         self.assertEqual(ep["subsets"][0]["ports"], [{"port": 8080, "protocol": "TCP", "name": "http"}])
         self.ok("scale", "deployment/web", "--replicas=0")
         self.wait_until(lambda: not (endpoint_ips() or {}).get("subsets"), what="empty endpoints")
+
+    def test_pods_that_never_become_ready(self):
+        stuck = MANIFEST.split("---")[0].replace("labels: {app: web, tier: frontend}",
+                                                 "labels: {app: web, tier: frontend}\n"
+                                                 "      annotations: {sim.runbook/ready: \"false\"}")
+        self.ok("apply", "-f", self.write("stuck.yaml", stuck))
+        r = self.fails("rollout", "status", "deployment/web", "--timeout=2s")
+        self.assertIn("timed out", r.stderr)
+        r = self.fails("wait", "--for=condition=available", "deployment/web", "--timeout=1s")
+        self.assertIn("timed out waiting for the condition", r.stderr)
+        pods = self.get_json("pods", "-l", "app=web")["items"]
+        self.assertEqual([p["status"]["phase"] for p in pods], ["Running", "Running"])
+
+    def test_plain_get_describe_and_logs(self):
+        self.apply_manifest()
+        self.ok("rollout", "status", "deployment/web", "--timeout=20s")
+        out = self.ok("get", "deployments")
+        self.assertRegex(out, r"NAME\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+AGE")
+        self.assertRegex(out, r"web\s+2/2\s+2\s+2\s+")
+        self.assertIn("Running", self.ok("get", "pods", "-l", "app=web"))
+        self.assertIn("NewReplicaSetAvailable", self.ok("describe", "deployment", "web"))
+        pod = self.pod_names("app=web")[0]
+        self.ok("annotate", "pod", pod, "sim.runbook/logs=line one")
+        self.assertEqual(self.ok("logs", pod).strip(), "line one")
 
     def test_wait_for_job_complete(self):
         self.apply_manifest()
