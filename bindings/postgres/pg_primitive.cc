@@ -1,5 +1,9 @@
 #include "bindings/postgres/pg_primitive.h"
 
+#include "bindings/postgres/pg_sql.h"
+#include "bindings/postgres/pg_value.h"
+#include "engine/core/duration.h"
+
 namespace runbook {
 
 ArgSpec PgArg(std::string name, ArgType type, bool required, std::string help,
@@ -37,6 +41,31 @@ std::vector<std::string> StrListArg(const Value& args, const char* key) {
   if (v.is_string()) return {v.get<std::string>()};
   if (!v.is_array()) return out;
   for (const auto& item : v) out.push_back(item.is_string() ? item.get<std::string>() : item.dump());
+  return out;
+}
+
+std::optional<std::chrono::milliseconds> DurationArg(const Value& args, const char* key,
+                                                     const std::string& fallback) {
+  if (args.is_object() && args.contains(key) && args[key].is_number()) {
+    return std::chrono::milliseconds(static_cast<int64_t>(args[key].get<double>() * 1000));
+  }
+  return ParseDuration(StrArg(args, key, fallback));
+}
+
+PgParams ParamsArg(const Value& args) {
+  PgParams out;
+  if (!args.is_object() || !args.contains("params") || !args["params"].is_array()) return out;
+  for (const auto& v : args["params"]) out.push_back(ValueToPgParam(v));
+  return out;
+}
+
+std::string PlanSql(const std::string& sql, const PgParams& params) {
+  std::string out = sql;
+  for (size_t i = 0; i < params.size(); ++i) {
+    out += i == 0 ? "\n-- " : ", ";
+    out += "$" + std::to_string(i + 1) + " = " +
+           (params[i] ? QuoteLiteralPlain(*params[i]) : std::string("NULL"));
+  }
   return out;
 }
 

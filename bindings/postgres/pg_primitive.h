@@ -2,10 +2,13 @@
 // and the one-primitive-per-class base.
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "bindings/postgres/pg_client.h"
 #include "engine/core/registry.h"
 
 namespace runbook {
@@ -21,6 +24,13 @@ std::string StrArg(const Value& args, const char* key, const std::string& fallba
 bool BoolArg(const Value& args, const char* key, bool fallback);
 // A list of strings; a single string counts as a one-item list.
 std::vector<std::string> StrListArg(const Value& args, const char* key);
+// A duration: "30s", "500ms", or a number of seconds; nullopt if invalid.
+std::optional<std::chrono::milliseconds> DurationArg(const Value& args, const char* key,
+                                                     const std::string& fallback);
+// The `params` list as $n values (see ValueToPgParam).
+PgParams ParamsArg(const Value& args);
+// Plan text for a statement and its parameters: "SQL\n-- $1 = 'v', $2 = NULL".
+std::string PlanSql(const std::string& sql, const PgParams& params);
 
 class PgPrimitive : public Primitive {
  public:
@@ -36,8 +46,8 @@ class PgPrimitive : public Primitive {
 // Registration of each primitive family (one file each).
 void AddPgQueryPrimitives(Registry* r);       // pg.query, pg.exec
 void AddPgCountPrimitives(Registry* r);       // pg.counts, pg.compare_counts
-void AddPgDatabasePrimitives(Registry* r);    // pg.create_database, pg.drop_database,
-                                              // pg.terminate_connections, pg.wait_ready
+void AddPgDatabasePrimitives(Registry* r);    // pg.create_database, pg.drop_database
+void AddPgSessionPrimitives(Registry* r);     // pg.terminate_connections, pg.wait_ready
 void AddPgCollationPrimitives(Registry* r);   // pg.collation_status, pg.refresh_collation
 void AddPgSchemaPrimitives(Registry* r);      // pg.assert_schema, pg.schema_diff
 

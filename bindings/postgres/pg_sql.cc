@@ -244,6 +244,20 @@ Result<TableName> ParseTableName(const std::string& text, const std::string& def
   return TableName{parts[0], parts[1]};
 }
 
+std::string FoldIdent(const std::string& text) {
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"') {
+    std::string out;
+    for (size_t i = 1; i + 1 < text.size(); ++i) {
+      out += text[i];
+      if (text[i] == '"' && text[i + 1] == '"') ++i;
+    }
+    return out;
+  }
+  std::string out = text;
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 std::vector<SqlStatement> SplitSql(const std::string& sql) {
   std::vector<SqlStatement> out(1);
   Scan(

@@ -25,6 +25,10 @@ struct TableName {
 // parts are folded to lower case, quoted parts are kept exactly.
 Result<TableName> ParseTableName(const std::string& text, const std::string& default_schema);
 
+// An identifier as the catalog stores it: unquoted folded to lower case,
+// "quoted" kept exactly.
+std::string FoldIdent(const std::string& text);
+
 // One statement of a script, comments and literal contents removed.
 struct SqlStatement {
   std::vector<std::string> words;  // upper-cased words and identifiers, "(" kept

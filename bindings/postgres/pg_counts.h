@@ -1,0 +1,58 @@
+// Exact row counts (and content digests) of many tables in one query.
+//
+// Every table is counted by one UNION ALL statement, so all counts of a
+// database come from one snapshot and one round trip.
+//
+// The checksum is an order-independent digest of each table's content:
+// sum over rows of the first 64 bits of md5(to_jsonb(row)::text), read as a
+// signed bigint and summed as numeric (no overflow, no modulus). to_jsonb
+// sorts keys, so the digest does not depend on column order; the session's
+// TimeZone, extra_float_digits, bytea_output and IntervalStyle are pinned
+// inside the counting transaction so both servers print values alike.
+// Collisions: two different row multisets give the same sum only if their
+// hash differences cancel exactly, about 2^-64 for accidental differences
+// (a changed, lost or duplicated row always changes the sum unless its hash
+// delta is exactly cancelled). Unlike XOR, a duplicated row is never
+// invisible. It is not meant to resist deliberate forgery.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bindings/postgres/pg_session.h"
+#include "bindings/postgres/pg_sql.h"
+
+namespace runbook {
+
+struct TableCount {
+  std::string key;    // the table as the runbook named it
+  TableName table;
+  bool exists = true;
+  int64_t rows = 0;
+  std::string digest;  // checksum mode only
+};
+
+// Parses the runbook's table names (see ParseTableName).
+Result<std::vector<TableCount>> TablesFromNames(const std::vector<std::string>& names,
+                                                const std::string& schema);
+
+// The ordinary and partitioned tables of `schema` (partitions are counted
+// through their parent), sorted by name.
+Result<std::vector<TableCount>> ListTables(PgConnection& conn, SteadyTime deadline,
+                                           const std::string& schema);
+
+// The SQL that counts `tables` (identifiers quoted with `quote`).
+std::string CountSql(const std::vector<TableCount>& tables, bool checksum,
+                     const std::function<std::string(const std::string&)>& quote);
+
+// Counts the tables that exist; marks the others exists=false. One query
+// when all exist; when some do not, a catalog query finds which.
+Status CountTables(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables,
+                   bool checksum);
+
+// "public.t, public.u"
+std::string JoinKeys(const std::vector<const TableCount*>& tables);
+
+}  // namespace runbook

@@ -1,0 +1,281 @@
+// pg.collation_status and pg.refresh_collation: seed 000's incident (a stale
+// collation version on template1 after an OS upgrade) found and fixed as
+// steps.
+#include <memory>
+
+#include "bindings/postgres/pg_collation.h"
+#include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_session.h"
+#include "bindings/postgres/pg_sql.h"
+
+namespace runbook {
+namespace {
+
+// One database: its versions and, when we could look inside, what in it
+// depends on a stale version.
+struct DbWork {
+  DbCollation db;
+  std::shared_ptr<PgConnection> conn;  // to this database; null when not connectable
+  std::vector<CollationObject> objects;
+  std::vector<CollationIndex> indexes;
+  std::string note;
+  bool Pending() const { return db.mismatch || !objects.empty(); }
+};
+
+// Looks at `selected` databases (empty: all). With `with_indexes`, also
+// lists the indexes a refresh must rebuild.
+// A database we may not connect to fails the call unless `tolerant` (status
+// reports it instead).
+Result<std::vector<DbWork>> Discover(StepContext& ctx, PgLease& lease,
+                                     const std::vector<std::string>& selected, bool with_indexes,
+                                     bool tolerant = false) {
+  Result<std::vector<DbCollation>> dbs = ListDatabaseCollations(lease.conn(), lease.deadline());
+  if (!dbs.ok()) return dbs.status();
+  for (const auto& name : selected) {
+    bool found = false;
+    for (const auto& d : *dbs) found = found || d.name == name;
+    if (!found) return Status::Failed("connection '" + lease.name() + "': no database '" + name +
+                                      "'");
+  }
+  std::vector<DbWork> out;
+  for (const auto& d : *dbs) {
+    if (!selected.empty() && std::find(selected.begin(), selected.end(), d.name) == selected.end()) {
+      continue;
+    }
+    DbWork w;
+    w.db = d;
+    if (!d.allows_connections) {
+      w.note = "does not accept connections: its collation objects and indexes were not checked "
+               "(template0 holds only system catalogs)";
+      out.push_back(std::move(w));
+      continue;
+    }
+    Result<std::unique_ptr<PgConnection>> conn = ConnectToDatabase(ctx, lease.name(), d.name);
+    if (!conn.ok() && tolerant) {
+      w.note = "not checked inside: " + conn.status().message();
+      out.push_back(std::move(w));
+      continue;
+    }
+    if (!conn.ok()) return conn.status();
+    w.conn = std::move(*conn);
+    Result<std::vector<CollationObject>> objects = MismatchedCollations(*w.conn, lease.deadline());
+    if (!objects.ok()) return objects.status();
+    w.objects = std::move(*objects);
+    if (with_indexes && w.Pending()) {
+      std::vector<int64_t> oids;
+      for (const auto& o : w.objects) oids.push_back(o.oid);
+      auto indexes = IndexesUsingCollations(*w.conn, lease.deadline(),
+                                            d.mismatch && d.versioned, oids);
+      if (!indexes.ok()) return indexes.status();
+      w.indexes = std::move(*indexes);
+    }
+    if (d.mismatch && !d.versioned) {
+      w.note = "its locale (" + d.collate + ") sorts by code point: only the recorded version "
+               "is refreshed, no index depends on a changed order";
+    }
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+std::vector<std::string> SelectedDatabases(const Value& args) {
+  if (!args.contains("databases") || args["databases"].is_string()) {
+    std::string one = StrArg(args, "databases", "all");
+    return one == "all" ? std::vector<std::string>{} : std::vector<std::string>{one};
+  }
+  return StrListArg(args, "databases");
+}
+
+std::string IndexName(const CollationIndex& i) { return TableName{i.schema, i.index}.Display(); }
+
+class PgCollationStatus : public PgPrimitive {
+ public:
+  PgCollationStatus()
+      : PgPrimitive("pg.collation_status",
+                    Schema{"Recorded vs actual collation versions of every database and of the "
+                           "collation objects inside them.",
+                           {PgConnArg("conn", "a connection to the server")},
+                           {},
+                           ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  bool idempotent(const Value&) const override { return true; }
+  PlanEffect Plan(const Value& args) const override {
+    return {"SELECT datname, datcollate, datcollversion, pg_database_collation_actual_version(oid) "
+            "FROM pg_database; and in each database: SELECT collname, collversion, "
+            "pg_collation_actual_version(oid) FROM pg_collation",
+            true, "nothing to undo (read-only)"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return lease.status();
+    Result<std::vector<DbWork>> work = Discover(ctx, *lease, {}, false, true);
+    if (!work.ok()) return work.status();
+    Value dbs = Value::array(), objects = Value::array();
+    Table t{"Collation versions on " + lease->name(),
+            {"Database", "Collate", "Recorded", "Actual", "Mismatch"}, {}};
+    Table o{"Collations with a version mismatch on " + lease->name(),
+            {"Database", "Collation", "Recorded", "Actual"}, {}};
+    int64_t mismatched = 0;
+    for (const auto& w : *work) {
+      Value v = ToValue(w.db);
+      if (!w.note.empty()) v["note"] = w.note;
+      dbs.push_back(v);
+      mismatched += w.db.mismatch ? 1 : 0;
+      t.rows.push_back({w.db.name, w.db.collate, w.db.recorded.empty() ? "-" : w.db.recorded,
+                        w.db.actual.empty() ? "-" : w.db.actual, w.db.mismatch ? "MISMATCH" : "ok"});
+      for (const auto& c : w.objects) {
+        objects.push_back(ToValue(c));
+        o.rows.push_back({c.database, c.schema + "." + c.name, c.recorded,
+                          c.actual.empty() ? "-" : c.actual});
+        ++mismatched;
+      }
+    }
+    ctx.AddTable(t);
+    if (!o.rows.empty()) ctx.AddTable(o);
+    return Value{{"databases", dbs}, {"collations", objects}, {"mismatched", mismatched},
+                 {"note", kCollationNote}};
+  }
+};
+
+class PgRefreshCollation : public PgPrimitive {
+ public:
+  PgRefreshCollation()
+      : PgPrimitive(
+            "pg.refresh_collation",
+            Schema{"For each database with a stale collation version (template databases "
+                   "included): REINDEX the indexes whose keys use an affected collation, then "
+                   "ALTER COLLATION ... REFRESH VERSION and ALTER DATABASE ... REFRESH "
+                   "COLLATION VERSION.",
+                   {PgConnArg("conn", "a connection to the server"),
+                    PgArg("databases", ArgType::kAny, false, "all (default) or a list of names"),
+                    PgArg("reindex", ArgType::kBool, false, "rebuild affected indexes (true)"),
+                    PgArg("concurrently", ArgType::kBool, false,
+                          "REINDEX CONCURRENTLY (slower, does not block writes)")},
+                   {},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  bool idempotent(const Value&) const override { return true; }
+  PlanEffect Plan(const Value& args) const override {
+    std::string which;
+    for (const auto& d : SelectedDatabases(args)) which += (which.empty() ? "" : ", ") + d;
+    which = which.empty() ? "every database" : "database(s) " + which;
+    std::string text = "in " + which + " whose collation version is stale:\n";
+    if (BoolArg(args, "reindex", true)) {
+      text += std::string("  REINDEX INDEX ") + (BoolArg(args, "concurrently", false)
+                                                     ? "CONCURRENTLY " : "") +
+              "<each index with a key using an affected collation>\n";
+    }
+    text += "  ALTER COLLATION <each stale collation> REFRESH VERSION\n"
+            "  ALTER DATABASE <db> REFRESH COLLATION VERSION";
+    return {text, false, "irreversible: the recorded versions are overwritten"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return lease.status();
+    const bool reindex = BoolArg(args, "reindex", true);
+    Result<std::vector<DbWork>> work = Discover(ctx, *lease, SelectedDatabases(args), reindex);
+    if (!work.ok()) return work.status();
+    if (ctx.dry_run()) return Rehearse(*lease, *work);
+    Value done = Value::array();
+    for (auto& w : *work) {
+      if (!w.Pending()) continue;
+      Result<Value> r = Refresh(ctx, *lease, w, BoolArg(args, "concurrently", false));
+      if (!r.ok()) return r.status();
+      done.push_back(*r);
+    }
+    return Value{{"databases", done}, {"refreshed", done.size()}};
+  }
+
+  CheckResult Check(StepContext& ctx, const Value& args, const Value&) override {
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return {};
+    Result<std::vector<DbWork>> work = Discover(ctx, *lease, SelectedDatabases(args), false);
+    if (!work.ok()) return {};
+    for (const auto& w : *work) {
+      if (w.Pending()) return {CheckOutcome::kNotDone, Value()};
+    }
+    return {CheckOutcome::kDone, Value{{"databases", Value::array()}, {"refreshed", 0}}};
+  }
+
+ private:
+  static Result<Value> Rehearse(PgLease& lease, const std::vector<DbWork>& work) {
+    Value dbs = Value::array();
+    std::vector<std::string> problems;
+    for (const auto& w : work) {
+      if (!w.Pending()) continue;
+      Value reindex = Value::array(), colls = Value::array();
+      for (const auto& i : w.indexes) {
+        reindex.push_back(IndexName(i));
+        if (!i.may_reindex) problems.push_back("may not REINDEX " + IndexName(i) + " in " +
+                                               w.db.name + " (not the table's owner)");
+      }
+      for (const auto& c : w.objects) colls.push_back(c.schema + "." + c.name);
+      if (!w.db.may_alter && (w.db.mismatch || !w.objects.empty())) {
+        problems.push_back("may not refresh database " + w.db.name + " (not its owner)");
+      }
+      Value v{{"database", w.db.name}, {"would_reindex", reindex},
+              {"would_refresh_collations", colls}, {"would_refresh_database", w.db.mismatch}};
+      if (!w.note.empty()) v["note"] = w.note;
+      dbs.push_back(v);
+    }
+    if (!problems.empty()) {
+      std::string msg;
+      for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
+      return Status::Failed("connection '" + lease.name() + "': precondition failed: " + msg);
+    }
+    return Value{{"databases", dbs}, {"refreshed", 0}, {"rehearsal", "nothing was changed"}};
+  }
+
+  // Rebuilds first: if a rebuild fails (say a unique index that the new
+  // order breaks), the stale version stays recorded, so nobody is told the
+  // database is fine.
+  static Result<Value> Refresh(StepContext& ctx, PgLease& lease, DbWork& w, bool concurrently) {
+    PgConnection& conn = w.conn ? *w.conn : lease.conn();
+    const SteadyTime deadline = lease.deadline();
+    Value reindexed = Value::array(), colls = Value::array();
+    for (const auto& i : w.indexes) {
+      std::string sql = std::string("REINDEX INDEX ") + (concurrently ? "CONCURRENTLY " : "") +
+                        conn.QuoteIdent(i.schema) + "." + conn.QuoteIdent(i.index);
+      Status s = conn.Exec(sql, {}, deadline);
+      if (!s.ok()) {
+        return s.Prefixed("database '" + w.db.name + "': " + sql +
+                          " failed; its collation version was left as it was");
+      }
+      reindexed.push_back(IndexName(i));
+      ctx.Log(LogLevel::kInfo, "reindexed " + IndexName(i) + " in " + w.db.name);
+    }
+    for (const auto& c : w.objects) {
+      Status s = conn.Exec("ALTER COLLATION " + conn.QuoteIdent(c.schema) + "." +
+                               conn.QuoteIdent(c.name) + " REFRESH VERSION", {}, deadline);
+      if (!s.ok()) return s.Prefixed("database '" + w.db.name + "'");
+      colls.push_back(c.schema + "." + c.name);
+    }
+    if (w.db.mismatch) {
+      // From a connection to the database itself when there is one (a
+      // database that refuses connections is altered from ours).
+      Status s = conn.Exec("ALTER DATABASE " + conn.QuoteIdent(w.db.name) +
+                               " REFRESH COLLATION VERSION", {}, deadline);
+      if (!s.ok()) return s;
+    }
+    conn.TakeNotices();  // "changing version from 1.0 to 2.36": in the result instead
+    Value v{{"database", w.db.name}, {"reindexed", reindexed}, {"collations_refreshed", colls},
+            {"database_refreshed", w.db.mismatch},
+            {"from", w.db.recorded.empty() ? Value() : Value(w.db.recorded)},
+            {"to", w.db.actual.empty() ? Value() : Value(w.db.actual)}};
+    if (!w.note.empty()) v["note"] = w.note;
+    return v;
+  }
+};
+
+}  // namespace
+
+void AddPgCollationPrimitives(Registry* r) {
+  r->Add(std::make_unique<PgCollationStatus>());
+  r->Add(std::make_unique<PgRefreshCollation>());
+}
+
+}  // namespace runbook

@@ -1,0 +1,192 @@
+// pg.create_database, pg.drop_database: databases as units of a runbook.
+#include "bindings/postgres/pg_database_checks.h"
+#include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_session.h"
+#include "bindings/postgres/pg_sql.h"
+
+namespace runbook {
+namespace {
+
+std::string CreateSql(const Value& args, const std::function<std::string(const std::string&)>& q) {
+  std::string sql = "CREATE DATABASE " + q(StrArg(args, "name"));
+  if (!StrArg(args, "owner").empty()) sql += " OWNER " + q(StrArg(args, "owner"));
+  if (!StrArg(args, "template").empty()) sql += " TEMPLATE " + q(StrArg(args, "template"));
+  return sql;
+}
+
+std::string DropSql(const std::string& name, bool if_exists, bool force,
+                    const std::function<std::string(const std::string&)>& q) {
+  return std::string("DROP DATABASE ") + (if_exists ? "IF EXISTS " : "") + q(name) +
+         (force ? " WITH (FORCE)" : "");
+}
+
+// The database's oid, or 0 when there is none of that name.
+Result<int64_t> DatabaseOid(PgLease& lease, const std::string& name) {
+  Result<Value> rows = lease.Query("SELECT oid::int8 AS oid FROM pg_database WHERE datname = $1",
+                                   {name});
+  if (!rows.ok()) return rows.status();
+  return rows->empty() ? int64_t{0} : (*rows)[0]["oid"].get<int64_t>();
+}
+
+class PgCreateDatabase : public PgPrimitive {
+ public:
+  PgCreateDatabase()
+      : PgPrimitive("pg.create_database",
+                    Schema{"Creates a database. Rollback drops it, only if this step created it.",
+                           {PgConnArg("conn", "a connection to the server (any database)"),
+                            PgArg("name", ArgType::kString, true, "the new database"),
+                            PgArg("template", ArgType::kString, false, "template (template1)"),
+                            PgArg("owner", ArgType::kString, false, "owning role"),
+                            PgArg("if_not_exists", ArgType::kBool, false,
+                                  "succeed without change if it exists")},
+                           {},
+                           ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
+  bool idempotent(const Value& args) const override {
+    return BoolArg(args, "if_not_exists", false);
+  }
+  PlanEffect Plan(const Value& args) const override {
+    return {CreateSql(args, QuoteIdentPlain), true,
+            DropSql(StrArg(args, "name"), true, true, QuoteIdentPlain) +
+                " (only if this step created it)"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    const std::string name = StrArg(args, "name");
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return lease.status();
+    const bool if_not_exists = BoolArg(args, "if_not_exists", false);
+    if (ctx.dry_run()) {
+      Status s = CheckCreateDatabase(*lease, name, StrArg(args, "template", "template1"),
+                                     StrArg(args, "owner"), if_not_exists);
+      if (!s.ok()) return s;
+      return Value{{"created", true}, {"name", name}, {"rehearsal", "preconditions checked"}};
+    }
+    Result<int64_t> oid = DatabaseOid(*lease, name);
+    if (!oid.ok()) return oid.status();
+    Value previous = ctx.PreviousUndo();
+    if (*oid != 0 && previous.is_object() && previous.value("created", false)) {
+      // An earlier attempt of this step created it: keep that record.
+      return Value{{"created", true}, {"name", name}, {"oid", *oid}};
+    }
+    if (*oid != 0 && if_not_exists) return Value{{"created", false}, {"name", name}, {"oid", *oid}};
+    // Recorded before acting: a crash right after CREATE still rolls back.
+    Status s = ctx.RecordUndo(Value{{"created", true}, {"name", name}});
+    if (!s.ok()) return s;
+    const std::string sql = CreateSql(args, [&](const std::string& n) { return lease->Ident(n); });
+    s = lease->Exec(sql);
+    ForwardNotices(ctx, lease->conn());
+    if (!s.ok()) {
+      // Not ours: a rollback must never drop a database someone else made.
+      ctx.RecordUndo(Value{{"created", false}, {"name", name}});
+      return s;
+    }
+    oid = DatabaseOid(*lease, name);
+    if (!oid.ok()) return oid.status();
+    ctx.RecordUndo(Value{{"created", true}, {"name", name}, {"oid", *oid}});
+    return Value{{"created", true}, {"name", name}, {"oid", *oid}};
+  }
+
+  Status Undo(StepContext& ctx, const Value& args, const Value& undo_state) override {
+    if (!undo_state.is_object() || !undo_state.value("created", false)) return Status::Ok();
+    const std::string name = StrArg(undo_state, "name", StrArg(args, "name"));
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return lease.status();
+    Result<int64_t> oid = DatabaseOid(*lease, name);
+    if (!oid.ok()) return oid.status();
+    if (*oid == 0) return Status::Ok();  // already gone (an undo that ran before)
+    if (undo_state.contains("oid") && undo_state["oid"].get<int64_t>() != *oid) {
+      return Status::Failed("connection '" + lease->name() + "': database '" + name +
+                            "' was dropped and created again since this step created it; "
+                            "not dropping it");
+    }
+    // FORCE: the run's own connections to it (other steps) must not block the undo.
+    bool force = lease->conn().server_version() >= 130000;
+    Status s = lease->Exec(DropSql(name, true, force,
+                                   [&](const std::string& n) { return lease->Ident(n); }));
+    ForwardNotices(ctx, lease->conn());
+    return s;
+  }
+
+  CheckResult Check(StepContext& ctx, const Value& args, const Value&) override {
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return {};
+    Result<int64_t> oid = DatabaseOid(*lease, StrArg(args, "name"));
+    if (!oid.ok()) return {};
+    if (*oid == 0) return {CheckOutcome::kNotDone, Value()};
+    return {CheckOutcome::kDone,
+            Value{{"created", true}, {"name", StrArg(args, "name")}, {"oid", *oid}}};
+  }
+};
+
+class PgDropDatabase : public PgPrimitive {
+ public:
+  PgDropDatabase()
+      : PgPrimitive("pg.drop_database",
+                    Schema{"Drops a database. Irreversible.",
+                           {PgConnArg("conn", "a connection to the server (another database)"),
+                            PgArg("name", ArgType::kString, true, "the database to drop"),
+                            PgArg("terminate", ArgType::kBool, false,
+                                  "end other sessions on it first (WITH (FORCE))"),
+                            PgArg("if_exists", ArgType::kBool, false,
+                                  "succeed if it does not exist")},
+                           {},
+                           ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSkip; }
+  std::string skip_reason(const Value& args) const override {
+    return "DROP DATABASE " + StrArg(args, "name") +
+           " cannot run inside a transaction, so it cannot be rehearsed";
+  }
+  bool idempotent(const Value& args) const override { return BoolArg(args, "if_exists", false); }
+  PlanEffect Plan(const Value& args) const override {
+    return {DropSql(StrArg(args, "name"), BoolArg(args, "if_exists", false),
+                    BoolArg(args, "terminate", false), QuoteIdentPlain),
+            false, "irreversible: the database and its data are gone"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    const std::string name = StrArg(args, "name");
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return lease.status();
+    if (lease->conn().database() == name) {
+      return Status::Invalid("connection '" + lease->name() + "' is connected to database '" +
+                             name + "' itself; drop it through a connection to another "
+                             "database (dbname: postgres)");
+    }
+    const bool terminate = BoolArg(args, "terminate", false);
+    const bool force = terminate && lease->conn().server_version() >= 130000;
+    if (terminate && !force) {
+      Status s = lease->Exec(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+          "WHERE datname = $1 AND pid <> pg_backend_pid()", {name});
+      if (!s.ok()) return s;
+    }
+    Result<int64_t> before = DatabaseOid(*lease, name);
+    if (!before.ok()) return before.status();
+    Status s = lease->Exec(DropSql(name, BoolArg(args, "if_exists", false), force,
+                                   [&](const std::string& n) { return lease->Ident(n); }));
+    ForwardNotices(ctx, lease->conn());
+    if (!s.ok()) return s;
+    return Value{{"dropped", *before != 0}, {"name", name}};
+  }
+
+  CheckResult Check(StepContext& ctx, const Value& args, const Value&) override {
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return {};
+    Result<int64_t> oid = DatabaseOid(*lease, StrArg(args, "name"));
+    if (!oid.ok()) return {};
+    if (*oid != 0) return {CheckOutcome::kNotDone, Value()};
+    return {CheckOutcome::kDone, Value{{"dropped", true}, {"name", StrArg(args, "name")}}};
+  }
+};
+
+}  // namespace
+
+void AddPgDatabasePrimitives(Registry* r) {
+  r->Add(std::make_unique<PgCreateDatabase>());
+  r->Add(std::make_unique<PgDropDatabase>());
+}
+
+}  // namespace runbook

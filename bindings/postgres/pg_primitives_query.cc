@@ -1,0 +1,207 @@
+// pg.query and pg.exec: SQL the runbook writes itself.
+//
+// Rehearsal: pg.query runs inside BEGIN READ ONLY ... ROLLBACK; pg.exec inside
+// BEGIN ... ROLLBACK (with a short lock_timeout, so a rehearsal against a live
+// database cannot queue behind the application's locks). SQL that cannot run
+// in a transaction block, or whose effect would survive the rollback
+// (setval, pg_terminate_backend, COMMIT, ...), is not rehearsed: skip, with
+// the reason.
+#include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_session.h"
+#include "bindings/postgres/pg_sql.h"
+
+namespace runbook {
+namespace {
+
+constexpr const char* kRehearsalLockTimeout = "SET LOCAL lock_timeout = '5s'";
+
+std::string SkipReason(const std::string& sql, bool check_transaction) {
+  if (HasTemplate(sql)) return "";  // decided when Apply sees the expanded SQL
+  std::string why = check_transaction ? NonTransactionalReason(sql) : "";
+  if (why.empty()) why = EscapesRollbackReason(sql);
+  return why;
+}
+
+// Read-only statements only: safe to run again after a crash.
+bool ReadOnlySql(const std::string& sql) {
+  if (!EscapesRollbackReason(sql).empty()) return false;
+  for (const auto& st : SplitSql(sql)) {
+    const auto& w = st.words;
+    if (w.empty()) continue;
+    const std::string& first = w[0];
+    bool reads = first == "SELECT" || first == "SHOW" || first == "VALUES" || first == "TABLE" ||
+                 first == "WITH" || (first == "EXPLAIN" && w.size() > 1 && w[1] != "ANALYZE");
+    if (!reads) return false;
+    for (const char* write : {"INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "FOR"}) {
+      if (std::find(w.begin(), w.end(), write) != w.end()) return false;  // FOR UPDATE, SELECT INTO
+    }
+  }
+  return true;
+}
+
+Result<PgResult> RunSql(PgLease& lease, const std::string& sql, const PgParams& params) {
+  return params.empty() ? lease.RunScript(sql) : lease.Run(sql, params);
+}
+
+Value ExecResult(const PgResult& r) {
+  return Value{{"command", r.command}, {"rows_affected", r.affected}, {"rows", r.rows}};
+}
+
+class PgQuery : public PgPrimitive {
+ public:
+  PgQuery()
+      : PgPrimitive("pg.query",
+                    Schema{"Runs a query; the result is its rows, a list of {column: value}.",
+                           {PgConnArg("conn", "the database"),
+                            PgArg("sql", ArgType::kString, true, "the query"),
+                            PgArg("params", ArgType::kList, false, "values for $1, $2, ...")},
+                           {},
+                           ""}) {}
+
+  Rehearsal rehearsal(const Value& args) const override {
+    return SkipReason(StrArg(args, "sql"), false).empty() ? Rehearsal::kProbe : Rehearsal::kSkip;
+  }
+  std::string skip_reason(const Value& args) const override {
+    return SkipReason(StrArg(args, "sql"), false);
+  }
+  bool idempotent(const Value& args) const override { return ReadOnlySql(StrArg(args, "sql")); }
+  PlanEffect Plan(const Value& args) const override {
+    return {PlanSql(StrArg(args, "sql"), ParamsArg(args)), true, "nothing to undo (a query)"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    const std::string sql = StrArg(args, "sql");
+    const PgParams params = ParamsArg(args);
+    if (ctx.dry_run()) {
+      std::string why = EscapesRollbackReason(sql);
+      if (!why.empty()) return MakeUnknown("not rehearsed: " + why);
+    }
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return lease.status();
+    Result<PgResult> r = ctx.dry_run()
+                             ? InRolledBackTransaction(*lease, true,
+                                                       [&] { return RunSql(*lease, sql, params); })
+                             : RunSql(*lease, sql, params);
+    ForwardNotices(ctx, lease->conn());
+    if (!r.ok()) return r.status();
+    return std::move(r->rows);
+  }
+};
+
+class PgExec : public PgPrimitive {
+ public:
+  PgExec()
+      : PgPrimitive(
+            "pg.exec",
+            Schema{"Runs SQL that changes things, in a transaction unless it cannot run in one.",
+                   {PgConnArg("conn", "the database"),
+                    PgArg("sql", ArgType::kString, true, "one or more statements"),
+                    PgArg("params", ArgType::kList, false, "values for $1, $2, ... (one statement)"),
+                    PgArg("rollback_sql", ArgType::kString, false, "SQL that undoes it"),
+                    PgArg("transaction", ArgType::kBool, false,
+                          "run inside BEGIN ... COMMIT (default true; statements such as VACUUM "
+                          "or CREATE DATABASE run without one)")},
+                   {},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value& args) const override {
+    return SkipReason(StrArg(args, "sql"), true).empty() ? Rehearsal::kSimulate
+                                                         : Rehearsal::kSkip;
+  }
+  std::string skip_reason(const Value& args) const override {
+    std::string why = SkipReason(StrArg(args, "sql"), true);
+    return why.empty() ? "" : why + ", so it cannot be rehearsed in a rolled-back transaction";
+  }
+
+  PlanEffect Plan(const Value& args) const override {
+    const std::string sql = PlanSql(StrArg(args, "sql"), ParamsArg(args));
+    const std::string undo = StrArg(args, "rollback_sql");
+    Result<bool> use = UseTransaction(args);
+    bool txn = use.ok() && *use;
+    PlanEffect e;
+    e.text = txn ? "BEGIN;\n" + sql + "\nCOMMIT;" : sql;
+    e.reversible = !undo.empty();
+    e.undo = undo.empty() ? "irreversible: pg.exec is undone only by its rollback_sql" : undo;
+    return e;
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    const std::string sql = StrArg(args, "sql");
+    const PgParams params = ParamsArg(args);
+    Result<bool> txn = UseTransaction(args);
+    if (!txn.ok()) return txn.status();
+    if (ctx.dry_run()) {
+      std::string why = SkipReason(sql, true);
+      if (!why.empty()) return MakeUnknown("not rehearsed: " + why);
+    }
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return lease.status();
+    Result<PgResult> r = Status::Ok();
+    if (ctx.dry_run()) {
+      r = InRolledBackTransaction(*lease, false, [&]() -> Result<PgResult> {
+        Status s = lease->Exec(kRehearsalLockTimeout);
+        if (!s.ok()) return s;
+        return RunSql(*lease, sql, params);
+      });
+    } else {
+      const std::string undo = StrArg(args, "rollback_sql");
+      if (!undo.empty()) {
+        Status s = ctx.RecordUndo(Value{{"rollback_sql", undo}});
+        if (!s.ok()) return s;
+      }
+      r = *txn ? InTransaction(*lease, sql, params) : RunSql(*lease, sql, params);
+    }
+    ForwardNotices(ctx, lease->conn());
+    if (!r.ok()) return r.status();
+    Value out = ExecResult(*r);
+    if (ctx.dry_run()) out["rehearsal"] = "ran in a transaction that was rolled back";
+    return out;
+  }
+
+  Status Undo(StepContext& ctx, const Value& args, const Value& undo_state) override {
+    std::string undo = StrArg(undo_state, "rollback_sql", StrArg(args, "rollback_sql"));
+    if (undo.empty()) return Status::Failed("pg.exec has no rollback_sql: it cannot be undone");
+    Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
+    if (!lease.ok()) return lease.status();
+    Result<PgResult> r = NonTransactionalReason(undo).empty() ? InTransaction(*lease, undo, {})
+                                                              : lease->RunScript(undo);
+    ForwardNotices(ctx, lease->conn());
+    return r.status().Prefixed("rollback_sql");
+  }
+
+ private:
+  // transaction: true by default; false for SQL that cannot run in one, and
+  // an error when such SQL is explicitly asked to run in one.
+  static Result<bool> UseTransaction(const Value& args) {
+    const std::string why = NonTransactionalReason(StrArg(args, "sql"));
+    bool asked = args.is_object() && args.contains("transaction") &&
+                 args["transaction"].is_boolean();
+    if (!asked) return why.empty();
+    bool txn = args["transaction"].get<bool>();
+    if (txn && !why.empty()) return Status::Invalid(why + ": set transaction: false");
+    return txn;
+  }
+
+  static Result<PgResult> InTransaction(PgLease& lease, const std::string& sql,
+                                        const PgParams& params) {
+    Status s = lease.Exec("BEGIN");
+    if (!s.ok()) return s;
+    Result<PgResult> r = RunSql(lease, sql, params);
+    if (!r.ok()) {
+      if (lease->ok() && lease->in_transaction()) lease.Exec("ROLLBACK");
+      return r;
+    }
+    s = lease.Exec("COMMIT");
+    if (!s.ok()) return s.Prefixed("COMMIT");
+    return r;
+  }
+};
+
+}  // namespace
+
+void AddPgQueryPrimitives(Registry* r) {
+  r->Add(std::make_unique<PgQuery>());
+  r->Add(std::make_unique<PgExec>());
+}
+
+}  // namespace runbook
