@@ -22,4 +22,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/fixtures/pg_fixture.cc
   tests/bindings/postgres_client_test.cc
   tests/bindings/postgres_query_test.cc
+  tests/bindings/postgres_counts_test.cc
+  tests/bindings/postgres_database_test.cc
+  tests/bindings/postgres_collation_test.cc
 )

@@ -1,0 +1,219 @@
+// pg.create_database, pg.drop_database, pg.terminate_connections and
+// pg.wait_ready against real servers.
+#include <thread>
+
+#include "bindings/postgres/pg_client.h"
+
+#include "tests/bindings/postgres_test_util.h"
+
+namespace runbook::testing {
+namespace {
+
+std::string Exists(const PgServer& s, const std::string& name) {
+  return s.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name + "'");
+}
+
+// Sessions held open on `db` by a plain libpq client of the test.
+struct Holder {
+  PgConnection conn;
+  Holder(const PgServer& s, const std::string& db) {
+    PgConnectOptions o;
+    o.conn_name = "holder";
+    o.dsn = s.Conninfo(db);
+    o.password = s.password;
+    o.application_name = "app-holder";
+    REQUIRE(conn.Connect(o).ok());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("pg.create_database creates, rehearses without creating, and undoes",
+          "[postgres][pg.create_database]") {
+  const PgServer& s = BlueServer();
+  PgCase c;
+  c.Connect("blue", s, "postgres");
+  const std::string name = UniqueName("created");
+  Value args{{"conn", "blue"}, {"name", name}, {"template", "template0"}};
+  CHECK(c.P("pg.create_database").Plan(args).text ==
+        "CREATE DATABASE \"" + name + "\" TEMPLATE \"template0\"");
+  Result<Value> r = c.Rehearse("pg.create_database", args);
+  REQUIRE(r.ok());
+  CHECK(Exists(s, name) == "0");
+  CHECK(c.ctx.undo_records.empty());
+
+  r = c.Apply("pg.create_database", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["created"] == true);
+  CHECK(Exists(s, name) == "1");
+  CHECK(c.ctx.LastUndo()["created"] == true);
+  CHECK(c.P("pg.create_database").Check(c.ctx, args, c.ctx.LastUndo()).outcome ==
+        CheckOutcome::kDone);
+
+  // Exists now: without if_not_exists a rehearsal says so, with it nothing happens.
+  r = c.Rehearse("pg.create_database", args);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("already exists"));
+  PgCase again;
+  again.Connect("blue", s, "postgres");
+  Value if_not = args;
+  if_not["if_not_exists"] = true;
+  r = again.Apply("pg.create_database", if_not);
+  REQUIRE(r.ok());
+  CHECK((*r)["created"] == false);
+  REQUIRE(again.Undo("pg.create_database", if_not).ok());  // not ours: not dropped
+  CHECK(Exists(s, name) == "1");
+
+  // Undo drops it even with a session on it (the run's own, say); twice is fine.
+  Holder holder(s, name);
+  REQUIRE(c.Undo("pg.create_database", args).ok());
+  CHECK(Exists(s, name) == "0");
+  REQUIRE(c.Undo("pg.create_database", args).ok());
+  CHECK(c.P("pg.create_database").Check(c.ctx, args, Value()).outcome == CheckOutcome::kNotDone);
+}
+
+TEST_CASE("pg.create_database never undoes a database it did not create",
+          "[postgres][pg.create_database]") {
+  PgTestDb existing(BlueServer());
+  PgCase c;
+  c.Connect("blue", BlueServer(), "postgres");
+  Value args{{"conn", "blue"}, {"name", existing.name()}};
+  Result<Value> r = c.Apply("pg.create_database", args);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("already exists"));
+  CHECK(c.ctx.LastUndo()["created"] == false);
+  REQUIRE(c.Undo("pg.create_database", args).ok());
+  CHECK(Exists(BlueServer(), existing.name()) == "1");
+
+  // Dropped and re-created by someone else since: the undo refuses.
+  const std::string name = UniqueName("recreated");
+  Value mine{{"conn", "blue"}, {"name", name}, {"template", "template0"}};
+  REQUIRE(c.Apply("pg.create_database", mine).ok());
+  BlueServer().AdminExec("DROP DATABASE " + name);
+  BlueServer().AdminExec("CREATE DATABASE " + name + " TEMPLATE template0");
+  Status s = c.Undo("pg.create_database", mine);
+  REQUIRE_FALSE(s.ok());
+  CHECK_THAT(s.message(), Catch::Contains("created again"));
+  BlueServer().AdminExec("DROP DATABASE " + name);
+}
+
+TEST_CASE("pg.create_database rehearsal reports every failing precondition",
+          "[postgres][pg.create_database]") {
+  PgTestRole role(BlueServer());
+  PgCase c;
+  c.Connect("app", BlueServer(), "postgres", role.name(), role.password());
+  Value args{{"conn", "app"}, {"name", "postgres"}, {"template", "nosuch"}, {"owner", "ghost"}};
+  Result<Value> r = c.Rehearse("pg.create_database", args);
+  REQUIRE_FALSE(r.ok());
+  const std::string& m = r.status().message();
+  CHECK_THAT(m, Catch::StartsWith("connection 'app': CREATE DATABASE postgres would fail"));
+  CHECK_THAT(m, Catch::Contains("has neither SUPERUSER nor CREATEDB"));
+  CHECK_THAT(m, Catch::Contains("database 'postgres' already exists"));
+  CHECK_THAT(m, Catch::Contains("template database 'nosuch' does not exist"));
+  CHECK_THAT(m, Catch::Contains("owner role 'ghost' does not exist"));
+  // And the real thing fails with the server's own message.
+  r = c.Apply("pg.create_database", {{"conn", "app"}, {"name", UniqueName("x")}});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("connection 'app'") &&
+                                       Catch::Contains("permission denied to create database"));
+}
+
+TEST_CASE("pg.drop_database is irreversible, not rehearsed, and can end sessions",
+          "[postgres][pg.drop_database]") {
+  const PgServer& s = BlueServer();
+  const std::string name = UniqueName("doomed");
+  s.AdminExec("CREATE DATABASE " + name + " TEMPLATE template0");
+  PgCase c;
+  c.Connect("blue", s, "postgres");
+  Value args{{"conn", "blue"}, {"name", name}};
+  PlanEffect plan = c.P("pg.drop_database").Plan(args);
+  CHECK(plan.text == "DROP DATABASE \"" + name + "\"");
+  CHECK_FALSE(plan.reversible);
+  CHECK(c.P("pg.drop_database").rehearsal(args) == Rehearsal::kSkip);
+  CHECK_THAT(c.P("pg.drop_database").skip_reason(args), Catch::Contains("cannot be rehearsed"));
+
+  {
+    Holder holder(s, name);
+    Result<Value> r = c.Apply("pg.drop_database", args);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.status().message(), Catch::Contains("is being accessed by other users"));
+    args["terminate"] = true;
+    r = c.Apply("pg.drop_database", args);
+    REQUIRE(r.ok());
+    CHECK((*r)["dropped"] == true);
+  }
+  CHECK(Exists(s, name) == "0");
+  CHECK(c.P("pg.drop_database").Check(c.ctx, args, Value()).outcome == CheckOutcome::kDone);
+  Result<Value> r = c.Apply("pg.drop_database", args);
+  CHECK_FALSE(r.ok());
+  args["if_exists"] = true;
+  r = c.Apply("pg.drop_database", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["dropped"] == false);
+
+  PgTestDb own(s);
+  PgCase self;
+  self.Connect("blue", own);
+  r = self.Apply("pg.drop_database", {{"conn", "blue"}, {"name", own.name()}});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("connected to database"));
+}
+
+TEST_CASE("pg.terminate_connections ends other sessions, and only lists them in a rehearsal",
+          "[postgres][pg.terminate_connections]") {
+  PgTestDb db(BlueServer());
+  Holder a(BlueServer(), db.name()), b(BlueServer(), db.name());
+  PgCase c;
+  c.Connect("blue", db);  // our own session on it is not ended
+  Value args{{"conn", "blue"}, {"database", db.name()}};
+  Result<Value> r = c.Rehearse("pg.terminate_connections", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["would_terminate"] == 2);
+  CHECK((*r)["terminated"] == 0);
+  CHECK((*r)["sessions"][0]["application_name"] == "app-holder");
+  REQUIRE(a.conn.Exec("SELECT 1").ok());
+  r = c.Apply("pg.terminate_connections", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["terminated"] == 2);
+  CHECK_FALSE(a.conn.Exec("SELECT 1").ok());
+  REQUIRE(c.Apply("pg.query", {{"conn", "blue"}, {"sql", "SELECT 1"}}).ok());
+}
+
+TEST_CASE("pg.wait_ready waits for a server that comes up, and gives up at its timeout",
+          "[postgres][pg.wait_ready]") {
+  const PgServer& s = GreenServer();
+  PgCase c;
+  c.Connect("green", s, "postgres");
+  Result<Value> r = c.Apply("pg.wait_ready", {{"conn", "green"}, {"timeout", "5s"}});
+  REQUIRE(r.ok());
+  CHECK((*r)["attempts"] == 1);
+  CHECK((*r)["server_version"].get<int>() >= 150000);
+
+  s.Stop();
+  std::thread starter([&s] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    s.Start();
+  });
+  r = c.Apply("pg.wait_ready", {{"conn", "green"}, {"timeout", "30s"}, {"interval", "200ms"}});
+  starter.join();
+  REQUIRE(r.ok());
+  CHECK((*r)["attempts"].get<int>() > 1);
+
+  PgCase nobody;
+  nobody.ctx.AddConnection("gone", "postgres",
+                           Value{{"dsn", "host=127.0.0.1 port=1 dbname=x user=postgres"}});
+  auto start = std::chrono::steady_clock::now();
+  r = nobody.Apply("pg.wait_ready", {{"conn", "gone"}, {"timeout", "700ms"}, {"interval", "100ms"}});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Status::Code::kTimeout);
+  CHECK_THAT(r.status().message(), Catch::Contains("connection 'gone'"));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1500));
+
+  PgCase wrong;
+  wrong.Connect("green", s, "postgres", "", "definitely-wrong-pw");
+  r = wrong.Apply("pg.wait_ready", {{"conn", "green"}, {"timeout", "10s"}});
+  REQUIRE_FALSE(r.ok());  // fails at once: waiting does not fix a password
+  CHECK(r.status().message().find("definitely-wrong-pw") == std::string::npos);
+}
+
+}  // namespace runbook::testing
