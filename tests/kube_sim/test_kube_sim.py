@@ -10,6 +10,7 @@ run starts from a cold discovery cache, as a runbook's first command would.
 import base64
 import json
 import os
+import pwd
 import shutil
 import socket
 import struct
@@ -25,6 +26,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIM = os.path.join(HERE, "kube_sim.py")
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+PG_BIN = "/usr/lib/postgresql/15/bin"
 
 MANIFEST = """\
 apiVersion: apps/v1
@@ -153,6 +155,39 @@ def echo_roundtrip(port, payload, timeout=10):
                 break
             got += chunk
         return got
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_postgres():
+    """A throwaway PostgreSQL 15 cluster on a free port (TESTING.md recipe); -> (port, stop)."""
+    pg = pwd.getpwnam("postgres")
+    root = tempfile.mkdtemp(prefix="kube_sim_pg_")
+    os.chmod(root, 0o755)
+    os.chown(root, pg.pw_uid, pg.pw_gid)
+    with open(os.path.join(root, "pw"), "w") as f:
+        f.write("secret\n")
+    os.chown(os.path.join(root, "pw"), pg.pw_uid, pg.pw_gid)
+    data, port = os.path.join(root, "data"), free_port()
+
+    def as_postgres(*argv):
+        subprocess.run(["runuser", "-u", "postgres", "--", *argv], cwd=root, check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+
+    as_postgres(f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", f"--pwfile={root}/pw", "--auth-local=trust",
+                "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "-N")
+    with open(os.path.join(data, "postgresql.conf"), "a") as f:
+        f.write(f"listen_addresses='127.0.0.1'\nport={port}\nunix_socket_directories='{root}'\nfsync=off\n")
+    as_postgres(f"{PG_BIN}/pg_ctl", "-D", data, "-l", os.path.join(root, "log"), "-w", "start")
+
+    def stop():
+        as_postgres(f"{PG_BIN}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+    return port, stop
 
 
 class SimProcess:
@@ -748,6 +783,32 @@ class StreamsTest(KubeSimTestCase):
             self.assertEqual(payload[0], 0)
             got += payload[1:]
         self.assertEqual(got, b"hello channels")
+
+
+@unittest.skipUnless(os.path.exists(f"{PG_BIN}/initdb") and shutil.which("psql") and os.geteuid() == 0,
+                     "needs PostgreSQL 15 (postgresql-15), psql and root")
+class PostgresPortForwardTest(KubeSimTestCase):
+    def test_psql_through_kubectl_port_forward(self):
+        pg_port, stop = start_postgres()
+        self.addCleanup(stop)
+        self.ok("apply", "-f", self.write("pg.yaml", STATEFULSET.replace(
+            "      labels: {app: db}\n    spec:",
+            f"      labels: {{app: db}}\n      annotations: {{sim.runbook/forward-to: \"5432=127.0.0.1:{pg_port}\"}}"
+            "\n    spec:")))
+        self.ok("rollout", "status", "statefulset/db", "--timeout=20s")
+        proc = subprocess.Popen([KUBECTL, "port-forward", "pod/db-0", "0:5432"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env)
+        self.addCleanup(lambda: (proc.kill(), proc.communicate()))
+        line = proc.stdout.readline()
+        local = int(line.split("127.0.0.1:")[1].split()[0])
+        r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(local), "-U", "postgres", "-tA",
+                            "-c", "select 40 + 2", "-c", "copy (select repeat('z', 200) from generate_series(1, 5000))"
+                            " to stdout"], capture_output=True, text=True, timeout=30,
+                           env={**self.env, "PGPASSWORD": "secret", "PGCONNECT_TIMEOUT": "10"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "42")
+        self.assertEqual(lines[1:], ["z" * 200] * 5000)
 
 
 class FaultInjectionTest(KubeSimTestCase):
