@@ -9,9 +9,28 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/core/value.cc
   engine/model/model.cc
   engine/lua/template.cc
+  engine/lua/convert.cc
+  engine/lua/runtime.cc
+  engine/builtins/simple.cc
+  engine/builtins/exec.cc
+  engine/exec/context.cc
+  engine/exec/executor.cc
+  engine/exec/plan.cc
+  engine/exec/reporter.cc
+  engine/exec/rollback.cc
+  engine/exec/steps.cc
+  engine/exec/window.cc
+  engine/report/report.cc
 )
 set(RUNBOOK_CLI_SOURCES
   engine/cli/main.cc
+  engine/cli/cmd_approve.cc
+  engine/cli/cmd_plan.cc
+  engine/cli/cmd_report.cc
+  engine/cli/cmd_run.cc
+  engine/cli/cmd_schema.cc
+  engine/cli/cmd_status.cc
+  engine/cli/cmd_validate.cc
 )
 list(APPEND RUNBOOK_TEST_SOURCES
 )

@@ -47,7 +47,7 @@ std::vector<std::string> BuildEnv(const ProcessSpec& spec) {
   if (spec.inherit_env) {
     for (char** e = environ; *e; ++e) {
       const char* eq = strchr(*e, '=');
-      if (eq) merged[std::string(*e, eq)] = eq + 1;
+      if (eq) merged[std::string(*e, eq - *e)] = eq + 1;
     }
   }
   for (const auto& [k, v] : spec.env) merged[k] = v;

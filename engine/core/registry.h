@@ -54,6 +54,10 @@ enum class Rehearsal {
 };
 const char* RehearsalName(Rehearsal r);
 
+// PlanEffect::undo of an action that changes nothing (log, sleep): rollback
+// passes over it silently.
+inline constexpr char kNothingToUndo[] = "nothing to undo";
+
 // What `plan` shows for one step.
 struct PlanEffect {
   std::string text;        // the exact effect: SQL, argv, remote command
@@ -131,6 +135,18 @@ class StepContext {
   // Waits for (or records) an approval; Status code kPaused when the run must
   // pause until `runbook approve`.
   virtual Status Approve(const std::string& message) = 0;
+  // Runs Lua code of this step (lua:) with the step's params/steps/item in
+  // scope; primitives it calls join this step.
+  virtual Result<Value> RunLua(const std::string& /*code*/) {
+    return Status::Failed("Lua is not available here");
+  }
+  // What an earlier attempt of this same invocation recorded (a retry, or a
+  // resume after a crash), or null. RecordUndo replaces the record, and the
+  // record starts as the earlier one, so a primitive whose second attempt
+  // sees a state its first attempt changed must merge: keep the earlier
+  // "before" values (kube.scale keeps the first replica count; pg.copy keeps
+  // every table an earlier attempt created).
+  virtual Value PreviousUndo() { return nullptr; }
 };
 
 enum class CheckOutcome { kDone, kNotDone, kCannotTell };

@@ -32,7 +32,7 @@ struct Pos {
 
 class Status {
  public:
-  enum class Code { kOk, kInvalid, kFailed, kTimeout, kNotFound, kUnavailable, kInternal };
+  enum class Code { kOk, kInvalid, kFailed, kTimeout, kNotFound, kUnavailable, kPaused, kInternal };
 
   Status() = default;
   static Status Ok() { return Status(); }
@@ -42,6 +42,8 @@ class Status {
   static Status NotFound(std::string msg) { return Status(Code::kNotFound, std::move(msg)); }
   // Transient: the caller may retry (connection refused, 5xx, conflict).
   static Status Unavailable(std::string msg) { return Status(Code::kUnavailable, std::move(msg)); }
+  // The run must pause (waiting for an approval).
+  static Status Paused(std::string msg) { return Status(Code::kPaused, std::move(msg)); }
   static Status Internal(std::string msg) { return Status(Code::kInternal, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }

@@ -58,8 +58,9 @@ class LuaRuntime {
 
   size_t memory_in_use() const;
 
+  struct Impl;  // opaque; public only so the .cc's C callbacks can name it
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,0 +1,54 @@
+// The command line (SPEC section 1): one small struct shared by the
+// subcommands, one file per subcommand (cmd_*.cc).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/core/redact.h"
+#include "engine/core/registry.h"
+#include "engine/core/status.h"
+#include "engine/model/model.h"
+#include "engine/state/store.h"
+
+namespace runbook {
+
+struct Cli {
+  // Global options.
+  std::string state_path;
+  bool no_color = false;
+  bool verbose = false;
+
+  Registry registry;
+  Redactor redactor;
+  int exit_code = 0;
+
+  // Prints "runbook: message" to stderr, returns `code` for the caller to set.
+  int Error(ExitCode code, const std::string& message);
+  std::string StatePath() const;
+  // Opens the state store, or prints why not.
+  std::unique_ptr<StateStore> OpenStore();
+  // Loads and validates; prints every diagnostic. Null on error.
+  std::shared_ptr<const Runbook> Load(const std::string& path);
+  // -p k=v pairs and a params file -> resolved params. nullopt on error
+  // (diagnostics printed).
+  std::optional<Value> Params(const Runbook& rb, const std::vector<std::string>& pairs,
+                              const std::string& params_file);
+  // Only the secret params (from -p or their env), for resume and rollback.
+  std::optional<Value> SecretParams(const Runbook& rb, const std::vector<std::string>& pairs);
+  bool Color(FILE* f) const;
+};
+
+void AddValidateCommand(CLI::App& app, Cli& cli);
+void AddPlanCommand(CLI::App& app, Cli& cli);
+void AddRunCommands(CLI::App& app, Cli& cli);  // run, resume, rollback
+void AddStatusCommand(CLI::App& app, Cli& cli);
+void AddReportCommand(CLI::App& app, Cli& cli);
+void AddApproveCommand(CLI::App& app, Cli& cli);
+void AddSchemaCommand(CLI::App& app, Cli& cli);
+
+}  // namespace runbook

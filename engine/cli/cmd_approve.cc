@@ -1,0 +1,42 @@
+// runbook approve RUN STEP [--by NAME]: record an approval for a gated step.
+#include <unistd.h>
+
+#include "engine/cli/cli.h"
+#include "engine/core/clock.h"
+
+namespace runbook {
+
+void AddApproveCommand(CLI::App& app, Cli& cli) {
+  auto* cmd = app.add_subcommand("approve", "record an approval for a gated step");
+  static std::string run_id, step_id, by;
+  cmd->add_option("RUN_ID", run_id)->required();
+  cmd->add_option("STEP", step_id)->required();
+  cmd->add_option("--by", by, "who approves (default $USER)");
+  cmd->callback([&cli]() {
+    auto store = cli.OpenStore();
+    if (!store) return;
+    Result<RunRecord> run = store->GetRun(run_id);
+    if (!run.ok()) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid, run.status().message());
+      return;
+    }
+    Result<std::optional<StepRecord>> step = store->GetStep(run_id, step_id);
+    if (!step.ok() || !step->has_value() || (*step)->status != StepStatus::kWaiting) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid, "run " + run_id + " has no step '" + step_id +
+                                                        "' waiting for approval");
+      return;
+    }
+    if (by.empty()) by = getenv("USER") ? getenv("USER") : "unknown";
+    Approval a{run_id, step_id, by, Clock::Real().NowMs()};
+    Status s = store->RecordApproval(a);
+    if (!s.ok()) {
+      cli.exit_code = cli.Error(ExitCode::kInternal, s.message());
+      return;
+    }
+    printf("approved step '%s' of run %s by %s; continue with: runbook resume %s\n",
+           step_id.c_str(), run_id.c_str(), by.c_str(), run_id.c_str());
+    cli.exit_code = 0;
+  });
+}
+
+}  // namespace runbook

@@ -1,0 +1,157 @@
+// runbook run / resume / rollback: the commands that act.
+#include <unistd.h>
+
+#include <iostream>
+
+#include "engine/cli/cli.h"
+#include "engine/core/clock.h"
+#include "engine/exec/executor.h"
+
+namespace runbook {
+namespace {
+
+class TerminalPrompter : public Prompter {
+ public:
+  std::optional<bool> Ask(const std::string& question) override {
+    fprintf(stderr, "%s [y/N] ", question.c_str());
+    fflush(stderr);
+    std::string line;
+    if (!std::getline(std::cin, line)) return std::nullopt;
+    return line == "y" || line == "Y" || line == "yes";
+  }
+  std::string Who() override { return getenv("USER") ? getenv("USER") : "unknown"; }
+};
+
+struct Common {
+  std::vector<std::string> pairs;
+  std::string log_format = "text";
+  bool yes = false;
+};
+
+struct Session {
+  std::unique_ptr<StateStore> store;
+  std::unique_ptr<Reporter> reporter;
+  TerminalPrompter prompter;
+  ExecEnv env;
+};
+
+bool Open(Cli& cli, const Common& c, Session* s) {
+  s->store = cli.OpenStore();
+  if (!s->store) return false;
+  s->reporter = MakeReporter(c.log_format == "json" ? LogFormat::kJson : LogFormat::kText,
+                             stdout, cli.Color(stdout), cli.verbose, &cli.redactor);
+  s->env.registry = &cli.registry;
+  s->env.store = s->store.get();
+  s->env.clock = &Clock::Real();
+  s->env.processes = &ProcessRunner::Real();
+  s->env.reporter = s->reporter.get();
+  s->env.redactor = &cli.redactor;
+  s->env.prompter = isatty(STDIN_FILENO) ? &s->prompter : nullptr;
+  s->env.state_path = cli.StatePath();
+  return true;
+}
+
+void AddCommon(CLI::App* cmd, Common& c) {
+  cmd->add_option("-p,--param", c.pairs, "param as name=value (repeatable)");
+  cmd->add_option("--log-format", c.log_format, "text | json")
+      ->check(CLI::IsMember({"text", "json"}));
+}
+
+// The runbook a stored run came from.
+std::shared_ptr<const Runbook> LoadRunOf(Cli& cli, const std::string& run_id) {
+  auto store = cli.OpenStore();
+  if (!store) return nullptr;
+  Result<RunRecord> run = store->GetRun(run_id);
+  if (!run.ok()) {
+    cli.exit_code = cli.Error(ExitCode::kInvalid, run.status().message());
+    return nullptr;
+  }
+  auto rb = cli.Load(run->runbook_path);
+  if (!rb) cli.exit_code = static_cast<int>(ExitCode::kInvalid);
+  return rb;
+}
+
+}  // namespace
+
+void AddRunCommands(CLI::App& app, Cli& cli) {
+  static Common run_c, resume_c, rollback_c;
+  static std::string file, params_file, from, run_id;
+  static bool dry_run = false, ignore_window = false, allow_changed = false;
+  static std::vector<std::string> retry_steps, mark_done;
+
+  auto* run = app.add_subcommand("run", "execute a runbook (--dry-run: rehearse it)");
+  run->add_option("FILE", file, "runbook")->required();
+  AddCommon(run, run_c);
+  run->add_option("--params-file", params_file, "YAML file of params");
+  run->add_flag("--dry-run", dry_run, "rehearsal: connect, check, change nothing");
+  run->add_flag("--yes", run_c.yes, "pre-approve every approval gate");
+  run->add_flag("--ignore-window", ignore_window, "run outside the maintenance window");
+  run->add_option("--from", from, "start at this step (earlier steps are skipped)");
+  run->callback([&cli]() {
+    auto rb = cli.Load(file);
+    if (!rb) {
+      cli.exit_code = static_cast<int>(ExitCode::kInvalid);
+      return;
+    }
+    std::optional<Value> params = cli.Params(*rb, run_c.pairs, params_file);
+    if (!params) return;
+    if (!from.empty() && !rb->FindStep(from)) {
+      std::vector<std::string> ids;
+      for (const auto& s : rb->steps) ids.push_back(s.id);
+      std::string hint = Suggest(from, ids);
+      cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                "--from: no step '" + from + "' in " + file +
+                                    (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+      return;
+    }
+    Session s;
+    if (!Open(cli, run_c, &s)) return;
+    RunOptions opts;
+    opts.dry_run = dry_run;
+    opts.yes = run_c.yes;
+    opts.ignore_window = ignore_window;
+    opts.from_step = from;
+    opts.options_to_store = Value{{"ignore_window", ignore_window}, {"from", from}};
+    Executor ex(s.env);
+    cli.exit_code = static_cast<int>(ex.Run(rb, *params, opts));
+  });
+
+  auto* resume = app.add_subcommand("resume", "continue a failed, paused or interrupted run");
+  resume->add_option("RUN_ID", run_id)->required();
+  AddCommon(resume, resume_c);
+  resume->add_flag("--yes", resume_c.yes, "pre-approve every approval gate");
+  resume->add_option("--retry-step", retry_steps, "run this step again although it may have "
+                                                  "taken effect");
+  resume->add_option("--mark-done", mark_done, "record that this step took effect");
+  resume->add_flag("--allow-changed", allow_changed, "resume although the runbook changed");
+  resume->callback([&cli]() {
+    auto rb = LoadRunOf(cli, run_id);
+    if (!rb) return;
+    std::optional<Value> secrets = cli.SecretParams(*rb, resume_c.pairs);
+    Session s;
+    if (!Open(cli, resume_c, &s)) return;
+    RunOptions opts;
+    opts.yes = resume_c.yes;
+    opts.retry_steps = {retry_steps.begin(), retry_steps.end()};
+    opts.mark_done = {mark_done.begin(), mark_done.end()};
+    opts.allow_changed = allow_changed;
+    Executor ex(s.env);
+    cli.exit_code = static_cast<int>(ex.Resume(run_id, rb, *secrets, opts));
+  });
+
+  auto* rollback = app.add_subcommand("rollback", "undo the completed steps of a run, newest "
+                                                  "first");
+  rollback->add_option("RUN_ID", run_id)->required();
+  AddCommon(rollback, rollback_c);
+  rollback->callback([&cli]() {
+    auto rb = LoadRunOf(cli, run_id);
+    if (!rb) return;
+    std::optional<Value> secrets = cli.SecretParams(*rb, rollback_c.pairs);
+    Session s;
+    if (!Open(cli, rollback_c, &s)) return;
+    Executor ex(s.env);
+    cli.exit_code = static_cast<int>(ex.Rollback(run_id, rb, *secrets));
+  });
+}
+
+}  // namespace runbook

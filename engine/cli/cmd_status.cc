@@ -1,0 +1,83 @@
+// runbook status [RUN_ID] [--json]: list runs, or one run's steps.
+#include "engine/cli/cli.h"
+#include "engine/core/clock.h"
+#include "engine/core/duration.h"
+
+namespace runbook {
+
+static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cli) {
+  Result<std::vector<StepRecord>> steps = store.GetSteps(run.id);
+  if (!steps.ok()) {
+    cli.exit_code = cli.Error(ExitCode::kInternal, steps.status().message());
+    return;
+  }
+  if (json) {
+    Value out{{"run", run.id}, {"runbook", run.runbook_name}, {"status", RunStatusName(run.status)},
+              {"dry_run", run.dry_run}, {"started", FormatUtc(run.created_ms)},
+              {"error", run.error}, {"steps", Value::array()}};
+    for (const auto& s : *steps) {
+      out["steps"].push_back({{"step", s.step_id}, {"status", StepStatusName(s.status)},
+                              {"action", s.action}, {"attempts", s.attempts},
+                              {"duration_ms", s.duration_ms}, {"error", s.error},
+                              {"undo_error", s.undo_error}});
+    }
+    printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  printf("run %s  %s  %s%s  started %s\n", run.id.c_str(), run.runbook_name.c_str(),
+         RunStatusName(run.status), run.dry_run ? " (rehearsal)" : "",
+         FormatUtc(run.created_ms).c_str());
+  if (!run.error.empty()) printf("  %s\n", run.error.c_str());
+  for (const auto& s : *steps) {
+    printf("  %-12s %-28s %-20s %8s  attempts %d%s%s\n", StepStatusName(s.status),
+           s.step_id.c_str(), s.action.c_str(),
+           s.duration_ms ? FormatDuration(Millis(s.duration_ms)).c_str() : "-", s.attempts,
+           s.error.empty() ? "" : ("  " + s.error).c_str(),
+           s.undo_error.empty() ? "" : ("  undo: " + s.undo_error).c_str());
+  }
+}
+
+void AddStatusCommand(CLI::App& app, Cli& cli) {
+  auto* cmd = app.add_subcommand("status", "list runs, or one run's steps");
+  static std::string run_id;
+  static bool json = false;
+  cmd->add_option("RUN_ID", run_id);
+  cmd->add_flag("--json", json, "JSON output");
+  cmd->callback([&cli]() {
+    auto store = cli.OpenStore();
+    if (!store) return;
+    cli.exit_code = 0;
+    if (!run_id.empty()) {
+      Result<RunRecord> run = store->GetRun(run_id);
+      if (!run.ok()) {
+        cli.exit_code = cli.Error(ExitCode::kInvalid, run.status().message());
+        return;
+      }
+      PrintRun(*store, *run, json, cli);
+      return;
+    }
+    Result<std::vector<RunRecord>> runs = store->ListRuns(50);
+    if (!runs.ok()) {
+      cli.exit_code = cli.Error(ExitCode::kInternal, runs.status().message());
+      return;
+    }
+    if (json) {
+      Value out = Value::array();
+      for (const auto& r : *runs) {
+        out.push_back({{"run", r.id}, {"runbook", r.runbook_name},
+                       {"status", RunStatusName(r.status)}, {"dry_run", r.dry_run},
+                       {"started", FormatUtc(r.created_ms)}});
+      }
+      printf("%s\n", out.dump(2).c_str());
+      return;
+    }
+    if (runs->empty()) printf("no runs in %s\n", store->path().c_str());
+    for (const auto& r : *runs) {
+      printf("%s  %-16s %-28s %s%s\n", r.id.c_str(), RunStatusName(r.status),
+             r.runbook_name.c_str(), FormatUtc(r.created_ms).c_str(),
+             r.dry_run ? "  (rehearsal)" : "");
+    }
+  });
+}
+
+}  // namespace runbook

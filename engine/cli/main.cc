@@ -1,0 +1,133 @@
+// runbook: executes declarative YAML runbooks with checkpointing, rollback
+// and real dry-runs. The one top-level catch lives here.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "bindings/register.h"
+#include "engine/cli/cli.h"
+#include "engine/parser/parser.h"
+#include "engine/state/store.h"
+
+namespace runbook {
+
+int Cli::Error(ExitCode code, const std::string& message) {
+  fprintf(stderr, "runbook: %s\n", redactor.Redact(message).c_str());
+  return static_cast<int>(code);
+}
+
+std::string Cli::StatePath() const { return state_path.empty() ? DefaultStatePath() : state_path; }
+
+std::unique_ptr<StateStore> Cli::OpenStore() {
+  Result<std::unique_ptr<StateStore>> store = StateStore::Open(StatePath());
+  if (!store.ok()) {
+    exit_code = Error(ExitCode::kInternal, store.status().message());
+    return nullptr;
+  }
+  return std::move(*store);
+}
+
+std::shared_ptr<const Runbook> Cli::Load(const std::string& path) {
+  std::vector<Diagnostic> diags;
+  std::shared_ptr<const Runbook> rb = LoadRunbook(path, registry, &diags);
+  for (const auto& d : diags) fprintf(stderr, "%s\n", redactor.Redact(d.ToString()).c_str());
+  if (!rb) {
+    if (diags.empty()) fprintf(stderr, "runbook: %s: invalid runbook\n", path.c_str());
+    return nullptr;
+  }
+  return rb;
+}
+
+static std::map<std::string, std::string> Pairs(const std::vector<std::string>& pairs,
+                                                std::vector<std::string>* bad) {
+  std::map<std::string, std::string> out;
+  for (const auto& p : pairs) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      bad->push_back(p);
+      continue;
+    }
+    out[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  return out;
+}
+
+std::optional<Value> Cli::Params(const Runbook& rb, const std::vector<std::string>& pairs,
+                                 const std::string& params_file) {
+  std::vector<std::string> bad;
+  std::map<std::string, std::string> cli = Pairs(pairs, &bad);
+  for (const auto& b : bad) {
+    exit_code = Error(ExitCode::kInvalid, "-p " + b + ": expected name=value");
+  }
+  if (!bad.empty()) return std::nullopt;
+  std::vector<Diagnostic> diags;
+  // Register secrets first so no diagnostic can print one.
+  for (const auto& p : rb.params) {
+    if (!p.secret) continue;
+    if (cli.count(p.name)) redactor.Add(cli[p.name]);
+    if (!p.env.empty() && getenv(p.env.c_str())) redactor.Add(getenv(p.env.c_str()));
+  }
+  Value params = ResolveParams(rb, cli, params_file, &diags);
+  for (const auto& d : diags) fprintf(stderr, "%s\n", redactor.Redact(d.ToString()).c_str());
+  if (!diags.empty()) {
+    exit_code = static_cast<int>(ExitCode::kInvalid);
+    return std::nullopt;
+  }
+  return params;
+}
+
+std::optional<Value> Cli::SecretParams(const Runbook& rb, const std::vector<std::string>& pairs) {
+  std::vector<std::string> bad;
+  std::map<std::string, std::string> cli = Pairs(pairs, &bad);
+  Value out = Value::object();
+  for (const auto& p : rb.params) {
+    if (!p.secret) continue;
+    if (cli.count(p.name)) out[p.name] = cli[p.name];
+    else if (!p.env.empty() && getenv(p.env.c_str())) out[p.name] = getenv(p.env.c_str());
+    else if (p.default_value) out[p.name] = *p.default_value;
+    if (out.contains(p.name) && out[p.name].is_string()) redactor.Add(out[p.name].get<std::string>());
+  }
+  return out;
+}
+
+bool Cli::Color(FILE* f) const {
+  return !no_color && getenv("NO_COLOR") == nullptr && isatty(fileno(f));
+}
+
+}  // namespace runbook
+
+int main(int argc, char** argv) {
+  using namespace runbook;
+  Cli cli;
+  try {
+    RegisterAll(&cli.registry);
+    CLI::App app{"runbook: execute declarative runbooks with checkpoints, rollback and "
+                 "real dry-runs"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("runbook ") + RUNBOOK_VERSION);
+    app.add_option("--state", cli.state_path,
+                   "state store (default $RUNBOOK_STATE, $XDG_STATE_HOME/runbook/state.db, "
+                   "~/.local/state/runbook/state.db)");
+    app.add_flag("--no-color", cli.no_color, "no colours (also NO_COLOR)");
+    app.add_flag("-v,--verbose", cli.verbose, "more output");
+    AddValidateCommand(app, cli);
+    AddPlanCommand(app, cli);
+    AddRunCommands(app, cli);
+    AddStatusCommand(app, cli);
+    AddReportCommand(app, cli);
+    AddApproveCommand(app, cli);
+    AddSchemaCommand(app, cli);
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      int rc = app.exit(e);
+      return rc == 0 ? 0 : static_cast<int>(ExitCode::kInvalid);
+    }
+    return cli.exit_code;
+  } catch (const std::exception& e) {
+    fprintf(stderr, "runbook: internal error: %s\n", cli.redactor.Redact(std::string(e.what())).c_str());
+    return static_cast<int>(ExitCode::kInternal);
+  }
+}

@@ -1,0 +1,98 @@
+// StepContextImpl: what a primitive sees of the run.
+#include "engine/exec/internal.h"
+
+namespace runbook {
+
+Status StepContextImpl::RecordUndo(const Value& state) {
+  {
+    std::lock_guard<std::mutex> lock(ex_->mu_);
+    if (entry_ >= rec_->undo.size()) return Status::Internal("undo entry out of range");
+    rec_->undo[entry_].state = ex_->env_.redactor->Redact(state);
+  }
+  // Durable before the primitive goes on to act.
+  return ex_->Put(rec_, "step.undo_recorded", "");
+}
+
+void StepContextImpl::Log(LogLevel level, const std::string& message) {
+  ex_->env_.reporter->Log(rec_->step_id, level, message);
+}
+
+void StepContextImpl::Progress(const ProgressInfo& info) {
+  ex_->env_.reporter->Progress(rec_->step_id, info);
+}
+
+void StepContextImpl::AddTable(const Table& table) {
+  Table t = table;
+  for (auto& row : t.rows) {
+    for (auto& cell : row) cell = ex_->env_.redactor->Redact(cell);
+  }
+  std::lock_guard<std::mutex> lock(ex_->mu_);
+  rec_->tables.push_back(TableToValue(t));
+}
+
+Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args) {
+  Primitive* prim = ex_->env_.registry->Find(name);
+  if (!prim) return Status::Invalid("unknown primitive '" + name + "'");
+  if (name == "include" || name == "lua") {
+    return Status::Invalid(name + " cannot be called from Lua");
+  }
+  std::vector<ArgError> errors = CheckArgs(prim->schema(), args);
+  if (!errors.empty()) {
+    std::string msg = name + ": " + errors[0].message;
+    if (!errors[0].suggestion.empty()) msg += " (did you mean '" + errors[0].suggestion + "'?)";
+    return Status::Invalid(msg);
+  }
+  if (ex_->opts_.dry_run) {
+    Rehearsal mode = prim->rehearsal(args);
+    if (mode == Rehearsal::kUndeclared) {
+      return Status::Failed(name + " declares no rehearsal mode, so it is refused in a dry run");
+    }
+    if (mode == Rehearsal::kSkip) return MakeUnknown(prim->skip_reason(args));
+  }
+  size_t entry;
+  Value previous;
+  {
+    std::lock_guard<std::mutex> lock(ex_->mu_);
+    entry = rec_->undo.size();
+    rec_->undo.push_back(UndoEntry{name, ex_->env_.redactor->Redact(args), nullptr});
+  }
+  // A re-run of a Lua step after a crash: the same call in the same position
+  // carries over what the earlier run recorded.
+  if (const auto* before = prior_entries_.size() > entry ? &prior_entries_[entry] : nullptr;
+      before && before->primitive == name) {
+    previous = before->state;
+    std::lock_guard<std::mutex> lock(ex_->mu_);
+    rec_->undo[entry].state = previous;
+  }
+  if (Status s = ex_->Put(rec_, "step.call", name); !s.ok()) return s;
+  StepContextImpl nested(ex_, scope_, spec_, rec_, env_, deadline_, entry, previous);
+  return prim->Apply(nested, args);
+}
+
+Result<Value> StepContextImpl::RunChild(const std::string& runbook_path, const Value& params) {
+  Value result;
+  child_flow = ex_->RunChild(*scope_, *spec_, runbook_path, params, &result);
+  if (child_flow.flow == Flow::kOk) return result;
+  if (child_flow.flow == Flow::kPaused) return Status::Paused(child_flow.message);
+  return Status::Failed(child_flow.message);
+}
+
+Result<Value> StepContextImpl::RunLua(const std::string& code) {
+  Pos origin = spec_->action.pos;
+  auto it = spec_->action.positions.find("/code");
+  if (it != spec_->action.positions.end()) origin = it->second;
+  // The Lua budget is the step's timeout, or ten minutes of Lua time.
+  SteadyTime budget = deadline_ != SteadyTime::max()
+                          ? deadline_
+                          : ex_->env_.clock->Steady() + std::chrono::minutes(10);
+  // Nested calls start from a clean list; what an earlier run recorded is
+  // matched call by call (see Invoke).
+  {
+    std::lock_guard<std::mutex> lock(ex_->mu_);
+    prior_entries_ = rec_->undo;
+    rec_->undo.clear();
+  }
+  return ex_->Lua().Run(code, origin, env_, budget, this);
+}
+
+}  // namespace runbook

@@ -1,0 +1,410 @@
+// Run, resume and rollback entry points and the run's lifecycle.
+#include <filesystem>
+#include <sstream>
+
+#include "engine/core/duration.h"
+#include "engine/core/sha256.h"
+#include "engine/exec/internal.h"
+
+namespace runbook {
+
+namespace fs = std::filesystem;
+
+Executor::Executor(ExecEnv env) : impl_(new Impl(env)) {}
+Executor::~Executor() = default;
+
+ExitCode Executor::Run(std::shared_ptr<const Runbook> rb, const Value& params,
+                       const RunOptions& opts) {
+  return impl_->Run(std::move(rb), params, opts);
+}
+ExitCode Executor::Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                          const Value& secret_params, const RunOptions& opts) {
+  return impl_->Resume(run_id, std::move(rb), secret_params, opts);
+}
+ExitCode Executor::Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                            const Value& secret_params) {
+  return impl_->Rollback(run_id, std::move(rb), secret_params);
+}
+const std::string& Executor::run_id() const { return impl_->run_.id; }
+
+static void CollectSources(const Runbook& rb, std::map<std::string, std::string>* out) {
+  std::error_code ec;
+  std::string path = fs::weakly_canonical(fs::absolute(rb.path), ec).string();
+  if ((*out).count(path)) return;
+  (*out)[path] = rb.source;
+  for (const auto& [p, child] : rb.includes) CollectSources(*child, out);
+}
+
+Value RunbookSources(const Runbook& rb) {
+  std::map<std::string, std::string> sources;
+  CollectSources(rb, &sources);
+  Value out = Value::object();
+  for (const auto& [p, text] : sources) out[p] = text;
+  return out;
+}
+
+std::string RunbookDigest(const Runbook& rb) {
+  std::map<std::string, std::string> sources;
+  CollectSources(rb, &sources);
+  std::string all;
+  for (const auto& [p, text] : sources) all += p + "\n" + Sha256Hex(text) + "\n";
+  return Sha256Hex(all);
+}
+
+// "what changed": the first differing lines of each changed file.
+static std::string DescribeChanges(const Value& before, const Value& now) {
+  std::ostringstream out;
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    if (!before.contains(it.key())) {
+      out << "\n  " << it.key() << ": new file";
+      continue;
+    }
+    if (before[it.key()] == it.value()) continue;
+    std::istringstream a(before[it.key()].get<std::string>()), b(it.value().get<std::string>());
+    std::string la, lb;
+    int line = 0, shown = 0;
+    while (shown < 5) {
+      bool ga = static_cast<bool>(std::getline(a, la));
+      bool gb = static_cast<bool>(std::getline(b, lb));
+      if (!ga && !gb) break;
+      ++line;
+      if (ga && gb && la == lb) continue;
+      out << "\n  " << it.key() << ":" << line << ": was '" << (ga ? la : "<end>") << "', now '"
+          << (gb ? lb : "<end>") << "'";
+      ++shown;
+    }
+  }
+  for (auto it = before.begin(); it != before.end(); ++it) {
+    if (!now.contains(it.key())) out << "\n  " << it.key() << ": no longer included";
+  }
+  return out.str();
+}
+
+StepRecord* Executor::Impl::Record(const std::string& step_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = records_[step_id];
+  if (!slot) {
+    slot = std::make_unique<StepRecord>();
+    slot->run_id = run_.id;
+    slot->step_id = step_id;
+  }
+  return slot.get();
+}
+
+Status Executor::Impl::Put(StepRecord* rec, const std::string& kind, const std::string& message) {
+  Event e;
+  e.run_id = run_.id;
+  e.step_id = rec->step_id;
+  e.at_ms = env_.clock->NowMs();
+  e.kind = kind;
+  e.message = env_.redactor->Redact(message);
+  std::lock_guard<std::mutex> lock(mu_);
+  rec->change = env_.redactor->Redact(rec->change);
+  rec->error = env_.redactor->Redact(rec->error);
+  Status s = env_.store->PutStep(rec, &e);
+  if (!s.ok()) {
+    // The journal is the promise: without it nothing may act.
+    env_.reporter->Log(rec->step_id, LogLevel::kError, s.message());
+  }
+  return s;
+}
+
+Value Executor::Impl::MakeEnv(const Scope& scope, const Value* item, const Value* result) const {
+  Value env = Value::object();
+  env["params"] = scope.params;
+  env["steps"] = scope.steps;
+  env["run"] = Value{{"id", run_.id}, {"dry_run", opts_.dry_run}};
+  if (item) env["item"] = *item;
+  if (result) env["result"] = *result;
+  return env;
+}
+
+LuaRuntime& Executor::Impl::Lua() {
+  // One runtime per thread (foreach workers run their own).
+  thread_local std::unique_ptr<LuaRuntime> lua;
+  thread_local const Registry* made_for = nullptr;
+  if (!lua || made_for != env_.registry) {
+    lua = std::make_unique<LuaRuntime>(env_.registry);
+    made_for = env_.registry;
+  }
+  return *lua;
+}
+
+void Executor::Impl::RegisterSecrets(const Runbook& rb, const Value& params) {
+  for (const auto& p : rb.params) {
+    if (!p.secret || !params.contains(p.name)) continue;
+    const Value& v = params[p.name];
+    env_.redactor->Add(v.is_string() ? v.get<std::string>() : v.dump());
+  }
+}
+
+Value Executor::Impl::RedactParams(const Runbook& rb, const Value& params) const {
+  Value out = params;
+  for (const auto& p : rb.params) {
+    if (p.secret && out.contains(p.name)) out[p.name] = "***";
+  }
+  return env_.redactor->Redact(out);
+}
+
+Result<Connection> Executor::Impl::ResolveConnection(const Scope& scope, const std::string& name) {
+  const ConnectionSpec* spec = scope.rb->FindConnection(name);
+  if (!spec) return Status::NotFound("no connection '" + name + "' in " + scope.rb->path);
+  auto deadline = env_.clock->Steady() + std::chrono::seconds(10);
+  Result<Value> config = ExpandTemplates(Lua(), spec->config, spec->pos, MakeEnv(scope, nullptr),
+                                         deadline);
+  if (!config.ok()) return config.status().Prefixed("connection '" + name + "'");
+  if (ContainsUnknown(*config)) {
+    return Status::Failed("connection '" + name + "' depends on an UNKNOWN rehearsal result");
+  }
+  if (const ConnectionType* type = env_.registry->FindConnectionType(spec->type)) {
+    type->CollectSecrets(*config, *env_.redactor);
+  }
+  return Connection{name, spec->type, *config};
+}
+
+Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params) {
+  std::string key = rb.lock.empty() ? rb.name : rb.lock;
+  if (HasTemplate(key)) {
+    Scope s;
+    s.rb = &rb;
+    s.params = params;
+    Result<Value> v = ExpandTemplates(Lua(), Value(key), Pos{rb.path}, MakeEnv(s, nullptr),
+                                      env_.clock->Steady() + std::chrono::seconds(10));
+    if (!v.ok()) return v.status().Prefixed("lock");
+    key = v->is_string() ? v->get<std::string>() : v->dump();
+  }
+  run_.lock_key = key;
+  Result<std::unique_ptr<RunLock>> lock = RunLock::Acquire(env_.state_path, key, run_.id);
+  if (!lock.ok()) return lock.status();
+  lock_ = std::move(*lock);
+  return Status::Ok();
+}
+
+void Executor::Impl::Report(const StepRecord& rec, const std::string& detail) {
+  env_.reporter->StepFinished(rec, detail);
+}
+
+ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& params,
+                             const RunOptions& opts) {
+  opts_ = opts;
+  root_rb_ = rb;
+  root_.rb = rb.get();
+  root_.params = params;
+  RegisterSecrets(*rb, params);
+  int64_t now = env_.clock->NowMs();
+  run_.id = NewRunId(now);
+  if (rb->window && !opts_.dry_run && !opts_.ignore_window) {
+    WindowState w = CheckWindow(*rb->window, now);
+    if (!w.inside) {
+      fprintf(stderr, "runbook: %s: outside the maintenance window (%s); nothing was run. Use "
+              "--ignore-window to run anyway.\n", rb->path.c_str(), w.description.c_str());
+      return ExitCode::kOutsideWindow;
+    }
+    window_end_ms_ = w.end_ms;
+  }
+  if (Status s = AcquireLock(*rb, params); !s.ok()) {
+    fprintf(stderr, "runbook: %s: %s\n", rb->path.c_str(), s.message().c_str());
+    return ExitCode::kLocked;
+  }
+  std::error_code ec;
+  run_.runbook_name = rb->name;
+  run_.runbook_path = fs::weakly_canonical(fs::absolute(rb->path), ec).string();
+  run_.digest = RunbookDigest(*rb);
+  run_.sources = env_.redactor->Redact(RunbookSources(*rb));
+  run_.params = RedactParams(*rb, params);
+  run_.params_digest = Sha256Hex(run_.params.dump());
+  run_.dry_run = opts_.dry_run;
+  run_.status = RunStatus::kRunning;
+  run_.created_ms = run_.updated_ms = now;
+  run_.options = opts_.options_to_store;
+  if (Status s = env_.store->CreateRun(run_); !s.ok()) {
+    fprintf(stderr, "runbook: %s\n", s.message().c_str());
+    return ExitCode::kInternal;
+  }
+  if (auto d = env_.store->RecentDurations(rb->name); d.ok()) durations_ = *d;
+  env_.reporter->RunStarted(run_, opts_.dry_run ? "rehearsal" : "run");
+  return Finish(RunSteps(root_));
+}
+
+ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                                const Value& secret_params, const RunOptions& opts) {
+  Result<RunRecord> run = env_.store->GetRun(run_id);
+  if (!run.ok()) {
+    fprintf(stderr, "runbook: %s\n", run.status().message().c_str());
+    return ExitCode::kInvalid;
+  }
+  run_ = *run;
+  switch (run_.status) {
+    case RunStatus::kSucceeded:
+      fprintf(stderr, "runbook: run %s already succeeded; nothing to resume\n", run_id.c_str());
+      return ExitCode::kOk;
+    case RunStatus::kRolledBack:
+      fprintf(stderr, "runbook: run %s was rolled back; start a new run instead\n",
+              run_id.c_str());
+      return ExitCode::kInvalid;
+    default:
+      break;
+  }
+  if (RunbookDigest(*rb) != run_.digest && !opts.allow_changed) {
+    fprintf(stderr,
+            "runbook: run %s: the runbook changed since the run started; refusing to resume "
+            "(--allow-changed to resume anyway). What changed:%s\n",
+            run_id.c_str(),
+            DescribeChanges(run_.sources, env_.redactor->Redact(RunbookSources(*rb))).c_str());
+    return ExitCode::kInvalid;
+  }
+  opts_ = opts;
+  opts_.dry_run = run_.dry_run;
+  if (run_.options.is_object() && run_.options.value("ignore_window", false)) {
+    opts_.ignore_window = true;
+  }
+  root_rb_ = rb;
+  root_.rb = rb.get();
+  root_.params = run_.params;
+  for (const auto& p : rb->params) {
+    if (!p.secret) continue;
+    if (!secret_params.contains(p.name)) {
+      fprintf(stderr, "runbook: run %s: secret param '%s' is not stored; supply it again (%s)\n",
+              run_id.c_str(), p.name.c_str(),
+              p.env.empty() ? "-p" : ("env " + p.env + " or -p").c_str());
+      return ExitCode::kInvalid;
+    }
+    root_.params[p.name] = secret_params[p.name];
+  }
+  RegisterSecrets(*rb, root_.params);
+  if (rb->window && !opts_.dry_run && !opts_.ignore_window) {
+    WindowState w = CheckWindow(*rb->window, env_.clock->NowMs());
+    if (!w.inside) {
+      fprintf(stderr, "runbook: run %s: outside the maintenance window (%s); nothing was run\n",
+              run_id.c_str(), w.description.c_str());
+      return ExitCode::kOutsideWindow;
+    }
+    window_end_ms_ = w.end_ms;
+  }
+  if (Status s = AcquireLock(*rb, root_.params); !s.ok()) {
+    fprintf(stderr, "runbook: run %s: %s\n", run_id.c_str(), s.message().c_str());
+    return ExitCode::kLocked;
+  }
+  Result<std::vector<StepRecord>> steps = env_.store->GetSteps(run_id);
+  if (!steps.ok()) {
+    fprintf(stderr, "runbook: %s\n", steps.status().message().c_str());
+    return ExitCode::kInternal;
+  }
+  for (auto& s : *steps) records_[s.step_id] = std::make_unique<StepRecord>(s);
+  if (auto d = env_.store->RecentDurations(rb->name); d.ok()) durations_ = *d;
+  resuming_ = true;
+  if (run_.status == RunStatus::kRollingBack || run_.status == RunStatus::kRollbackFailed) {
+    env_.reporter->RunStarted(run_, "resume rollback of");
+    bool ok = DoRollback();
+    return Finish({ok ? Flow::kOk : Flow::kFailed, ""});
+  }
+  env_.store->UpdateRun(run_.id, RunStatus::kRunning, "");
+  run_.status = RunStatus::kRunning;
+  env_.reporter->RunStarted(run_, "resume");
+  return Finish(RunSteps(root_));
+}
+
+ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                                  const Value& secret_params) {
+  Result<RunRecord> run = env_.store->GetRun(run_id);
+  if (!run.ok()) {
+    fprintf(stderr, "runbook: %s\n", run.status().message().c_str());
+    return ExitCode::kInvalid;
+  }
+  run_ = *run;
+  if (run_.status == RunStatus::kRolledBack) {
+    fprintf(stderr, "runbook: run %s is already rolled back\n", run_id.c_str());
+    return ExitCode::kOk;
+  }
+  if (run_.dry_run) {
+    fprintf(stderr, "runbook: run %s was a rehearsal: it changed nothing to undo\n",
+            run_id.c_str());
+    return ExitCode::kInvalid;
+  }
+  root_rb_ = rb;
+  root_.rb = rb.get();
+  root_.params = run_.params;
+  for (auto it = secret_params.begin(); it != secret_params.end(); ++it) {
+    root_.params[it.key()] = it.value();
+  }
+  RegisterSecrets(*rb, root_.params);
+  if (Status s = AcquireLock(*rb, root_.params); !s.ok()) {
+    fprintf(stderr, "runbook: run %s: %s\n", run_id.c_str(), s.message().c_str());
+    return ExitCode::kLocked;
+  }
+  Result<std::vector<StepRecord>> steps = env_.store->GetSteps(run_id);
+  if (!steps.ok()) return ExitCode::kInternal;
+  for (auto& s : *steps) records_[s.step_id] = std::make_unique<StepRecord>(s);
+  for (auto& [id, rec] : records_) {
+    if (rec->status == StepStatus::kSucceeded || rec->status == StepStatus::kSkipped) {
+      root_.steps[id] = Value{{"status", StepStatusName(rec->status)}, {"result", rec->result}};
+    }
+  }
+  env_.reporter->RunStarted(run_, "rollback of");
+  bool ok = DoRollback();
+  RunStatus final_status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
+  env_.store->UpdateRun(run_.id, final_status, ok ? "" : "an undo failed");
+  run_.status = final_status;
+  ExitCode code = ok ? ExitCode::kOk : ExitCode::kRollbackFailed;
+  env_.reporter->RunFinished(run_, static_cast<int>(code),
+                             ok ? "rolled back" : "rollback FAILED: a human must act (see above)");
+  return code;
+}
+
+ExitCode Executor::Impl::Finish(const FlowResult& f) {
+  resources_.Clear();  // close connections, port-forwards, tunnels
+  RunStatus status = RunStatus::kSucceeded;
+  ExitCode code = ExitCode::kOk;
+  std::string message = opts_.dry_run ? "rehearsal finished: nothing was changed" : "run succeeded";
+  bool rolling = run_.status == RunStatus::kRollingBack;
+  switch (f.flow) {
+    case Flow::kOk:
+      if (rolling) {
+        status = RunStatus::kRolledBack;
+        code = ExitCode::kRunFailed;
+        message = "rollback finished";
+      }
+      break;
+    case Flow::kPaused:
+      status = RunStatus::kPaused;
+      code = ExitCode::kPaused;
+      message = f.message;
+      break;
+    case Flow::kDecision:
+      status = RunStatus::kStopped;
+      code = ExitCode::kRunFailed;
+      message = f.message;
+      break;
+    case Flow::kFailed:
+    case Flow::kWindow: {
+      code = f.flow == Flow::kWindow ? ExitCode::kOutsideWindow : ExitCode::kRunFailed;
+      message = f.message;
+      if (rolling) {
+        status = RunStatus::kRollbackFailed;
+        code = ExitCode::kRollbackFailed;
+        message = "rollback FAILED: a human must act; fix the cause, then runbook rollback " +
+                  run_.id;
+      } else if (opts_.dry_run) {
+        status = RunStatus::kFailed;
+        message = "rehearsal failed: " + f.message + " (a real run would stop here" +
+                  (root_rb_->on_failure == OnFailure::kRollback ? " and roll back)" : ")");
+      } else if (root_rb_->on_failure == OnFailure::kStop) {
+        status = RunStatus::kStopped;
+        message = f.message + "; stopped (on_failure: stop). Fix, then runbook resume " +
+                  run_.id + ", or undo with runbook rollback " + run_.id;
+      } else {
+        bool ok = DoRollback();
+        status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
+        if (!ok) code = ExitCode::kRollbackFailed;
+        message = f.message + (ok ? "; rolled back" : "; rollback FAILED: a human must act");
+      }
+      break;
+    }
+  }
+  run_.status = status;
+  env_.store->UpdateRun(run_.id, status, code == ExitCode::kOk ? "" : message);
+  env_.reporter->RunFinished(run_, static_cast<int>(code), message);
+  return code;
+}
+
+}  // namespace runbook

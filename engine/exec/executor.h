@@ -1,0 +1,87 @@
+// The executor: runs a validated runbook step by step, journaling every
+// transition in the StateStore before the next side effect, and resumes,
+// rolls back and rehearses (SPEC sections 4-7).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "engine/core/clock.h"
+#include "engine/core/process.h"
+#include "engine/core/redact.h"
+#include "engine/core/registry.h"
+#include "engine/core/status.h"
+#include "engine/exec/reporter.h"
+#include "engine/model/model.h"
+#include "engine/state/store.h"
+
+namespace runbook {
+
+// Asks a human a yes/no question on a terminal (approvals).
+class Prompter {
+ public:
+  virtual ~Prompter() = default;
+  // nullopt: no answer could be had (end of input).
+  virtual std::optional<bool> Ask(const std::string& question) = 0;
+  // The name recorded with an approval ($USER).
+  virtual std::string Who() = 0;
+};
+
+// The outside world the executor acts through. Not owned.
+struct ExecEnv {
+  const Registry* registry = nullptr;
+  StateStore* store = nullptr;
+  Clock* clock = nullptr;
+  ProcessRunner* processes = nullptr;
+  Reporter* reporter = nullptr;
+  Redactor* redactor = nullptr;
+  Prompter* prompter = nullptr;  // null: no terminal (an approval pauses the run)
+  std::string state_path;        // for the run lock's directory
+};
+
+struct RunOptions {
+  bool dry_run = false;
+  bool yes = false;            // pre-approve every approval
+  bool ignore_window = false;
+  std::string from_step;       // start here; earlier steps are skipped
+  std::set<std::string> retry_steps;  // resume: re-run these although not idempotent
+  std::set<std::string> mark_done;    // resume: a human says these took effect
+  bool allow_changed = false;         // resume although the runbook changed
+  Value options_to_store = Value::object();
+};
+
+// Runs, resumes and rolls back. One Executor per command.
+class Executor {
+ public:
+  explicit Executor(ExecEnv env);
+  ~Executor();
+
+  // A new run of `rb` with resolved `params` (secrets included; they are
+  // registered with the redactor and stored as ***).
+  ExitCode Run(std::shared_ptr<const Runbook> rb, const Value& params, const RunOptions& opts);
+  // Continues a run from its checkpoint. `params` supplies secret params
+  // again (they are never stored); `rb` is the runbook loaded from the
+  // stored path.
+  ExitCode Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                  const Value& secret_params, const RunOptions& opts);
+  // Undoes the completed steps of a run, newest first.
+  ExitCode Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                    const Value& secret_params);
+
+  // The run id of the last Run/Resume/Rollback (empty before).
+  const std::string& run_id() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// sha256 over a runbook's text and, sorted by path, its includes' texts.
+std::string RunbookDigest(const Runbook& rb);
+// {path: text} of a runbook and its includes.
+Value RunbookSources(const Runbook& rb);
+
+}  // namespace runbook

@@ -1,0 +1,142 @@
+// Executor internals shared by executor.cc, steps.cc, context.cc and
+// rollback.cc. Not part of the engine's interface.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "engine/exec/executor.h"
+#include "engine/exec/window.h"
+#include "engine/lua/runtime.h"
+#include "engine/state/lock.h"
+
+namespace runbook {
+
+// One runbook level: the root, or an included runbook.
+struct Scope {
+  const Runbook* rb = nullptr;
+  Value params = Value::object();  // resolved, secrets included (memory only)
+  std::string prefix;              // "" or "inc." for the steps of `include` step inc
+  Value steps = Value::object();   // id -> {status, result} for templates
+};
+
+// How a stretch of steps ended.
+enum class Flow { kOk, kFailed, kPaused, kDecision, kWindow };
+
+struct FlowResult {
+  Flow flow = Flow::kOk;
+  std::string message;
+};
+
+class Executor::Impl {
+ public:
+  explicit Impl(ExecEnv env) : env_(env) {}
+
+  ExitCode Run(std::shared_ptr<const Runbook> rb, const Value& params, const RunOptions& opts);
+  ExitCode Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                  const Value& secret_params, const RunOptions& opts);
+  ExitCode Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                    const Value& secret_params);
+
+  // --- steps.cc
+  FlowResult RunSteps(Scope& scope);
+  FlowResult RunStep(Scope& scope, const StepSpec& s, size_t index);
+  FlowResult RunForeach(Scope& scope, const StepSpec& s, const Value& items);
+  // Runs one instance (the step, or one foreach item). Sets *status.
+  FlowResult RunInstance(Scope& scope, const StepSpec& s, const std::string& id,
+                         const Value* item, StepStatus* status, Value* result);
+  FlowResult Attempts(Scope& scope, const StepSpec& s, StepRecord* rec, Primitive* prim,
+                      const Value& args, const Value& env, Value* result);
+  // Approval gate of step `rec` (step key approve: or the approve action).
+  Status Approve(StepRecord* rec, const std::string& message);
+  // include: runs a child runbook's steps as "<id>.<sub>".
+  FlowResult RunChild(Scope& parent, const StepSpec& s, const std::string& path,
+                      const Value& params, Value* result);
+  bool WindowAllows(const Scope& scope, size_t index, std::string* why);
+
+  // --- rollback.cc
+  // Undoes completed steps newest first; returns true if every undo worked.
+  bool DoRollback();
+  // The spec and scope of a recorded step id ("inc.sub[2]"), or null.
+  const StepSpec* FindSpec(const std::string& step_id, Scope** scope);
+
+  // --- executor.cc
+  StepRecord* Record(const std::string& step_id);  // creates an empty one
+  Status Put(StepRecord* rec, const std::string& event_kind, const std::string& message);
+  Value MakeEnv(const Scope& scope, const Value* item, const Value* result = nullptr) const;
+  LuaRuntime& Lua();
+  void RegisterSecrets(const Runbook& rb, const Value& params);
+  Result<Connection> ResolveConnection(const Scope& scope, const std::string& name);
+  ExitCode Finish(const FlowResult& f);
+  Status AcquireLock(const Runbook& rb, const Value& params);
+  void Report(const StepRecord& rec, const std::string& detail);
+  Value RedactParams(const Runbook& rb, const Value& params) const;
+
+  ExecEnv env_;
+  RunOptions opts_;
+  RunRecord run_;
+  std::shared_ptr<const Runbook> root_rb_;
+  Scope root_;
+  std::unique_ptr<RunLock> lock_;
+  Resources resources_;
+  std::mutex mu_;  // guards records_ and the StepRecords in it
+  std::map<std::string, std::unique_ptr<StepRecord>> records_;
+  std::map<std::string, int64_t> durations_;
+  int64_t window_end_ms_ = 0;  // 0: no window to respect
+  bool resuming_ = false;
+  std::map<std::string, std::unique_ptr<Scope>> child_scopes_;  // for rollback
+};
+
+// The StepContext a primitive sees. One per invocation (a Lua step's nested
+// calls each get their own, sharing the step's record).
+class StepContextImpl : public StepContext, public LuaHost {
+ public:
+  StepContextImpl(Executor::Impl* ex, Scope* scope, const StepSpec* spec, StepRecord* rec,
+                  Value env, SteadyTime deadline, size_t entry, Value previous)
+      : ex_(ex), scope_(scope), spec_(spec), rec_(rec), env_(std::move(env)),
+        deadline_(deadline), entry_(entry), previous_(std::move(previous)) {}
+
+  const std::string& run_id() const override { return ex_->run_.id; }
+  const std::string& step_id() const override { return rec_->step_id; }
+  bool dry_run() const override { return ex_->opts_.dry_run; }
+  SteadyTime deadline() const override { return deadline_; }
+  Status RecordUndo(const Value& state) override;
+  Value PreviousUndo() override { return previous_; }
+  Result<Connection> GetConnection(const std::string& name) override {
+    return ex_->ResolveConnection(*scope_, name);
+  }
+  Resources& resources() override { return ex_->resources_; }
+  void Log(LogLevel level, const std::string& message) override;
+  void Progress(const ProgressInfo& info) override;
+  void AddTable(const Table& table) override;
+  Redactor& redactor() override { return *ex_->env_.redactor; }
+  ProcessRunner& processes() override { return *ex_->env_.processes; }
+  Clock& clock() override { return *ex_->env_.clock; }
+  Result<Value> Invoke(const std::string& primitive, const Value& args) override;
+  Result<Value> RunChild(const std::string& runbook_path, const Value& params) override;
+  Status Approve(const std::string& message) override { return ex_->Approve(rec_, message); }
+  Result<Value> RunLua(const std::string& code) override;
+
+  // LuaHost
+  Result<Value> CallPrimitive(const std::string& name, const Value& args) override {
+    return Invoke(name, args);
+  }
+
+  // How a child runbook (include) ended, when it did not simply succeed.
+  FlowResult child_flow;
+
+ private:
+  Executor::Impl* ex_;
+  Scope* scope_;
+  const StepSpec* spec_;
+  StepRecord* rec_;
+  Value env_;
+  SteadyTime deadline_;
+  size_t entry_;
+  Value previous_;
+  std::vector<UndoEntry> prior_entries_;  // a Lua step's calls in an earlier run
+};
+
+}  // namespace runbook

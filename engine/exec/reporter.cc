@@ -1,0 +1,162 @@
+#include "engine/exec/reporter.h"
+
+#include <nlohmann/json.hpp>
+
+#include "engine/core/clock.h"
+#include "engine/core/duration.h"
+
+namespace runbook {
+namespace {
+
+const char* kReset = "\033[0m";
+
+const char* StatusColor(StepStatus s) {
+  switch (s) {
+    case StepStatus::kSucceeded: case StepStatus::kUndone: return "\033[32m";
+    case StepStatus::kFailed: case StepStatus::kUndoFailed: return "\033[31m";
+    case StepStatus::kUnknown: case StepStatus::kWaiting: return "\033[33m";
+    default: return "\033[2m";
+  }
+}
+
+const char* StatusWord(StepStatus s) {
+  switch (s) {
+    case StepStatus::kSucceeded: return "ok";
+    case StepStatus::kFailed: return "FAILED";
+    case StepStatus::kSkipped: return "skipped";
+    case StepStatus::kUnknown: return "UNKNOWN";
+    case StepStatus::kWaiting: return "waiting";
+    case StepStatus::kUndone: return "undone";
+    case StepStatus::kUndoFailed: return "UNDO FAILED";
+    case StepStatus::kUndoing: return "undoing";
+    case StepStatus::kRunning: return "running";
+    case StepStatus::kPending: return "pending";
+  }
+  return "?";
+}
+
+class TextReporter : public Reporter {
+ public:
+  TextReporter(FILE* out, bool color, bool verbose, const Redactor* r)
+      : out_(out), color_(color), verbose_(verbose), redactor_(r) {}
+
+  void RunStarted(const RunRecord& run, const std::string& what) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    fprintf(out_, "%s %s  %s%s\n", Paint("\033[1m", what).c_str(), run.id.c_str(),
+            run.runbook_name.c_str(), run.dry_run ? "  (rehearsal: nothing will change)" : "");
+    fflush(out_);
+  }
+  void StepStarted(const std::string& id, const std::string& change) override {
+    if (!verbose_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    fprintf(out_, "  ..       %s  %s\n", id.c_str(), R(change).c_str());
+    fflush(out_);
+  }
+  void StepFinished(const StepRecord& s, const std::string& detail) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ClearProgress();
+    std::string word = StatusWord(s.status);
+    std::string padded = word + std::string(word.size() < 8 ? 8 - word.size() : 1, ' ');
+    std::string line = "  " + Paint(StatusColor(s.status), padded) + " " + s.step_id;
+    if (!s.action.empty()) line += "  " + s.action;
+    if (s.status != StepStatus::kSkipped && s.duration_ms > 0) {
+      line += "  " + FormatDuration(Millis(s.duration_ms));
+    }
+    if (s.attempts > 1) line += "  (" + std::to_string(s.attempts) + " attempts)";
+    if (!detail.empty()) line += "  " + R(detail);
+    fprintf(out_, "%s\n", line.c_str());
+    fflush(out_);
+  }
+  void Log(const std::string& id, LogLevel level, const std::string& msg) override {
+    if (level == LogLevel::kDebug && !verbose_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    ClearProgress();
+    const char* tag = level == LogLevel::kWarn ? "warn" : level == LogLevel::kError ? "error" : "log";
+    fprintf(out_, "           %s: %s: %s\n", id.c_str(), tag, R(msg).c_str());
+    fflush(out_);
+  }
+  void Progress(const std::string& id, const ProgressInfo& p) override {
+    if (!color_) return;  // progress redraws only make sense on a terminal
+    std::lock_guard<std::mutex> lock(mu_);
+    double mib = p.done_bytes / 1048576.0;
+    fprintf(out_, "\r\033[K  ..       %s  %s %.1f MiB", id.c_str(), R(p.what).c_str(), mib);
+    if (p.total_bytes > 0) fprintf(out_, " of %.1f MiB", p.total_bytes / 1048576.0);
+    fflush(out_);
+    progress_shown_ = true;
+  }
+  void RunFinished(const RunRecord& run, int code, const std::string& message) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ClearProgress();
+    const char* color = code == 0 ? "\033[32m" : "\033[31m";
+    fprintf(out_, "%s\n", Paint(color, R(message) + " (exit " + std::to_string(code) + ")").c_str());
+    fflush(out_);
+  }
+
+ private:
+  std::string R(const std::string& s) const { return redactor_ ? redactor_->Redact(s) : s; }
+  std::string Paint(const char* color, const std::string& s) const {
+    return color_ ? std::string(color) + s + kReset : s;
+  }
+  void ClearProgress() {
+    if (progress_shown_) fprintf(out_, "\r\033[K");
+    progress_shown_ = false;
+  }
+  std::mutex mu_;
+  FILE* out_;
+  bool color_, verbose_;
+  const Redactor* redactor_;
+  bool progress_shown_ = false;
+};
+
+class JsonReporter : public Reporter {
+ public:
+  JsonReporter(FILE* out, const Redactor* r) : out_(out), redactor_(r) {}
+  void RunStarted(const RunRecord& run, const std::string& what) override {
+    Emit({{"event", "run.start"}, {"run", run.id}, {"runbook", run.runbook_name},
+          {"dry_run", run.dry_run}, {"what", what}});
+  }
+  void StepStarted(const std::string& id, const std::string& change) override {
+    Emit({{"event", "step.start"}, {"step", id}, {"change", change}});
+  }
+  void StepFinished(const StepRecord& s, const std::string& detail) override {
+    Emit({{"event", "step.end"}, {"run", s.run_id}, {"step", s.step_id},
+          {"status", StepStatusName(s.status)}, {"action", s.action},
+          {"duration_ms", s.duration_ms}, {"attempts", s.attempts}, {"detail", detail},
+          {"error", s.error}});
+  }
+  void Log(const std::string& id, LogLevel level, const std::string& msg) override {
+    static const char* kLevels[] = {"debug", "info", "warn", "error"};
+    Emit({{"event", "log"}, {"step", id}, {"level", kLevels[static_cast<int>(level)]},
+          {"message", msg}});
+  }
+  void Progress(const std::string& id, const ProgressInfo& p) override {
+    Emit({{"event", "progress"}, {"step", id}, {"what", p.what}, {"bytes", p.done_bytes},
+          {"total_bytes", p.total_bytes}, {"rows", p.done_rows}});
+  }
+  void RunFinished(const RunRecord& run, int code, const std::string& message) override {
+    Emit({{"event", "run.end"}, {"run", run.id}, {"status", RunStatusName(run.status)},
+          {"exit_code", code}, {"message", message}});
+  }
+
+ private:
+  void Emit(Value v) {
+    v["at"] = FormatUtc(Clock::Real().NowMs());
+    if (redactor_) v = redactor_->Redact(v);
+    std::lock_guard<std::mutex> lock(mu_);
+    fprintf(out_, "%s\n", v.dump(-1, ' ', false, Value::error_handler_t::replace).c_str());
+    fflush(out_);
+  }
+  std::mutex mu_;
+  FILE* out_;
+  const Redactor* redactor_;
+};
+
+}  // namespace
+
+std::unique_ptr<Reporter> MakeReporter(LogFormat format, FILE* out, bool color, bool verbose,
+                                       const Redactor* redactor) {
+  if (format == LogFormat::kJson) return std::make_unique<JsonReporter>(out, redactor);
+  return std::make_unique<TextReporter>(out, color, verbose, redactor);
+}
+
+}  // namespace runbook

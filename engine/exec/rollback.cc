@@ -1,0 +1,201 @@
+// Rollback (SPEC section 6): undo completed steps newest first, journaling
+// each undo so that a crash during rollback resumes the rollback.
+#include <algorithm>
+
+#include "engine/exec/internal.h"
+
+namespace runbook {
+
+namespace {
+
+// "inc.sub[2]" -> {"inc", "sub"}; the [n] of a foreach instance dropped.
+std::vector<std::string> SplitId(const std::string& step_id) {
+  std::string id = step_id;
+  size_t bracket = id.find('[');
+  if (bracket != std::string::npos && id.back() == ']') id = id.substr(0, bracket);
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (;;) {
+    size_t dot = id.find('.', start);
+    parts.push_back(id.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+
+bool IsInstance(const std::string& step_id) { return step_id.back() == ']'; }
+
+bool NeedsUndo(const Registry& registry, const StepRecord& rec, bool was_failed) {
+  for (const UndoEntry& e : rec.undo) {
+    if (was_failed && e.state.is_null()) continue;
+    const Primitive* prim = registry.Find(e.primitive);
+    if (!prim || prim->Plan(e.args).undo != kNothingToUndo) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** scope_out) {
+  std::vector<std::string> parts = SplitId(step_id);
+  Scope* scope = &root_;
+  std::string prefix;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const StepSpec* s = scope->rb->FindStep(parts[i]);
+    if (!s) return nullptr;
+    if (i + 1 == parts.size()) {
+      *scope_out = scope;
+      return s;
+    }
+    if (s->action.name != "include") return nullptr;
+    // Rebuild the child's scope: its params come from the include's args.
+    prefix += parts[i] + ".";
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& child = child_scopes_[prefix];
+    if (!child) {
+      Result<Value> args = ExpandTemplates(Lua(), s->action.args, s->action.pos,
+                                           MakeEnv(*scope, nullptr),
+                                           env_.clock->Steady() + std::chrono::seconds(10));
+      if (!args.ok()) return nullptr;
+      std::string path = args->value("runbook", "");
+      const Runbook* rb = nullptr;
+      for (const auto& [p, r] : scope->rb->includes) {
+        if (p.size() >= path.size() && p.compare(p.size() - path.size(), path.size(), path) == 0) {
+          rb = r.get();
+        }
+      }
+      if (!rb) return nullptr;
+      child = std::make_unique<Scope>();
+      child->rb = rb;
+      child->prefix = prefix;
+      Value params = args->value("params", Value::object());
+      for (const auto& p : rb->params) {
+        if (params.contains(p.name)) child->params[p.name] = params[p.name];
+        else if (p.default_value) child->params[p.name] = *p.default_value;
+      }
+    }
+    scope = child.get();
+  }
+  return nullptr;
+}
+
+bool Executor::Impl::DoRollback() {
+  if (opts_.dry_run) {
+    // A rehearsal changed nothing: show what a real run would undo.
+    for (auto it = records_.rbegin(); it != records_.rend(); ++it) {
+      if (it->second->status == StepStatus::kSucceeded && !it->second->undo.empty()) {
+        env_.reporter->Log(it->first, LogLevel::kInfo, "a real run would undo this step");
+      }
+    }
+    return true;
+  }
+  run_.status = RunStatus::kRollingBack;
+  env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, "");
+  std::vector<StepRecord*> order;
+  for (auto& [id, rec] : records_) {
+    bool any_state = std::any_of(rec->undo.begin(), rec->undo.end(),
+                                 [](const UndoEntry& e) { return !e.state.is_null(); });
+    switch (rec->status) {
+      case StepStatus::kSucceeded: case StepStatus::kUndoing: case StepStatus::kUndoFailed:
+        order.push_back(rec.get());
+        break;
+      case StepStatus::kFailed: case StepStatus::kRunning:
+        // It may have acted part-way: undo what it recorded before acting.
+        if (any_state) order.push_back(rec.get());
+        break;
+      default:
+        break;
+    }
+  }
+  // Newest first: by order of success; steps that never succeeded are newest.
+  std::sort(order.begin(), order.end(), [](const StepRecord* a, const StepRecord* b) {
+    int64_t ka = a->done_seq ? a->done_seq : INT64_MAX, kb = b->done_seq ? b->done_seq : INT64_MAX;
+    if (ka != kb) return ka > kb;
+    return a->seq > b->seq;
+  });
+  bool all_ok = true;
+  for (StepRecord* rec : order) {
+    Scope* scope = nullptr;
+    const StepSpec* spec = FindSpec(rec->step_id, &scope);
+    bool was_failed = rec->status == StepStatus::kFailed || rec->status == StepStatus::kRunning;
+    if (spec && spec->rollback == RollbackMode::kNone) {
+      env_.reporter->Log(rec->step_id, LogLevel::kInfo, "not undone (rollback: none)");
+      continue;
+    }
+    bool has_action = spec && spec->rollback == RollbackMode::kAction && !was_failed;
+    // A step that reported it changed nothing (exec whose `creates` existed)
+    // has nothing to undo: undoing would destroy what an earlier run made.
+    if (rec->result.is_object() && rec->result.contains("changed") &&
+        rec->result["changed"] == false) {
+      continue;
+    }
+    // Foreach parents and include steps hold no undo of their own; log and
+    // sleep have nothing to undo.
+    if (spec && spec->foreach && !IsInstance(rec->step_id)) continue;
+    if (!has_action && !NeedsUndo(*env_.registry, *rec, was_failed)) continue;
+    rec->status = StepStatus::kUndoing;
+    Put(rec, "undo.start", "");
+    Status st;
+    Scope fallback;
+    fallback.rb = root_.rb;
+    Scope* sc = scope ? scope : &fallback;
+    Value env = MakeEnv(*sc, rec->item.is_null() ? nullptr : &rec->item, &rec->result);
+    SteadyTime deadline = spec && spec->timeout ? env_.clock->Steady() + *spec->timeout
+                                                : SteadyTime::max();
+    if (has_action) {
+      const ActionSpec& a = *spec->rollback_action;
+      Primitive* prim = env_.registry->Find(a.name);
+      Result<Value> args = ExpandTemplates(Lua(), a.args, a.pos, env,
+                                           env_.clock->Steady() + std::chrono::seconds(10));
+      if (!prim) st = Status::Failed("unknown rollback action " + a.name);
+      else if (!args.ok()) st = args.status();
+      else {
+        StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
+        Result<Value> r = prim->Apply(ctx, *args);
+        st = r.ok() ? Status::Ok() : r.status();
+      }
+    } else {
+      bool irreversible_left = false;
+      for (size_t i = rec->undo.size(); i-- > 0 && st.ok();) {
+        const UndoEntry& e = rec->undo[i];
+        if (was_failed && e.state.is_null()) continue;
+        Primitive* prim = env_.registry->Find(e.primitive);
+        if (!prim) {
+          st = Status::Failed("unknown primitive " + e.primitive);
+          break;
+        }
+        PlanEffect eff = prim->Plan(e.args);
+        if (eff.undo == kNothingToUndo) continue;
+        if (!eff.reversible && e.state.is_null()) {
+          irreversible_left = true;
+          continue;
+        }
+        StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
+        st = prim->Undo(ctx, e.args, e.state);
+      }
+      if (st.ok() && irreversible_left) {
+        env_.reporter->Log(rec->step_id, LogLevel::kWarn,
+                           "irreversible: left as it is (give the step a rollback: action)");
+        rec->status = StepStatus::kSucceeded;
+        Put(rec, "undo.irreversible", "");
+        continue;
+      }
+    }
+    if (st.ok()) {
+      rec->status = StepStatus::kUndone;
+      rec->undo_error.clear();
+      Put(rec, "undo.ok", "");
+      Report(*rec, "");
+    } else {
+      all_ok = false;
+      rec->status = StepStatus::kUndoFailed;
+      rec->undo_error = env_.redactor->Redact(st.message());
+      Put(rec, "undo.fail", rec->undo_error);
+      Report(*rec, rec->undo_error);
+    }
+  }
+  return all_ok;
+}
+
+}  // namespace runbook

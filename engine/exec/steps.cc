@@ -1,0 +1,424 @@
+// Running steps: when, approvals, foreach, the resume decision, attempts
+// with retries and timeouts, assert, and the journal around each of them.
+#include <atomic>
+#include <thread>
+
+#include "engine/core/duration.h"
+#include "engine/exec/internal.h"
+
+namespace runbook {
+
+namespace {
+
+constexpr auto kExprBudget = std::chrono::seconds(10);
+
+bool Finished(StepStatus s) {
+  return s == StepStatus::kSucceeded || s == StepStatus::kSkipped || s == StepStatus::kUnknown;
+}
+
+std::string Quoted(const std::string& id) { return "step '" + id + "'"; }
+
+}  // namespace
+
+FlowResult Executor::Impl::RunSteps(Scope& scope) {
+  bool before_from = !opts_.from_step.empty() && scope.prefix.empty() && !resuming_;
+  for (size_t i = 0; i < scope.rb->steps.size(); ++i) {
+    const StepSpec& s = scope.rb->steps[i];
+    std::string id = scope.prefix + s.id;
+    if (before_from && s.id == opts_.from_step) before_from = false;
+    StepRecord* rec = Record(id);
+    if (before_from && !Finished(rec->status)) {
+      rec->status = StepStatus::kSkipped;
+      Put(rec, "step.skip", "before --from " + opts_.from_step);
+      Report(*rec, "before --from " + opts_.from_step);
+    }
+    if (Finished(rec->status)) {
+      scope.steps[s.id] = Value{{"status", StepStatusName(rec->status)}, {"result", rec->result}};
+      continue;
+    }
+    if (scope.prefix.empty()) {
+      std::string why;
+      if (!WindowAllows(scope, i, &why)) return {Flow::kWindow, why};
+    }
+    FlowResult f = RunStep(scope, s, i);
+    if (f.flow != Flow::kOk) return f;
+  }
+  return {};
+}
+
+bool Executor::Impl::WindowAllows(const Scope& scope, size_t index, std::string* why) {
+  if (window_end_ms_ == 0 || opts_.dry_run || opts_.ignore_window) return true;
+  int64_t now = env_.clock->NowMs();
+  int64_t need = 0;
+  for (size_t i = index; i < scope.rb->steps.size(); ++i) {
+    auto it = durations_.find(scope.rb->steps[i].id);
+    if (it != durations_.end()) need += it->second;
+  }
+  if (now + need <= window_end_ms_) return true;
+  *why = "the maintenance window closes in " +
+         FormatDuration(Millis(std::max<int64_t>(0, window_end_ms_ - now))) +
+         " but the remaining steps took " + FormatDuration(Millis(need)) +
+         " in earlier runs; stopping before " + Quoted(scope.rb->steps[index].id);
+  return false;
+}
+
+FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t) {
+  std::string id = scope.prefix + s.id;
+  StepRecord* rec = Record(id);
+  Value env = MakeEnv(scope, nullptr);
+  auto skip = [&](StepStatus status, const std::string& why, const Value& result) {
+    rec->status = status;
+    rec->action = s.action.name;
+    rec->result = result;
+    Put(rec, status == StepStatus::kSkipped ? "step.skip" : "step.unknown", why);
+    Report(*rec, why);
+    scope.steps[s.id] = Value{{"status", StepStatusName(status)}, {"result", result}};
+    return FlowResult{};
+  };
+  if (s.when && !s.foreach) {
+    Result<Value> w = Lua().Eval(*s.when, s.when_pos, env, env_.clock->Steady() + kExprBudget,
+                                 nullptr);
+    if (!w.ok()) {
+      rec->status = StepStatus::kFailed;
+      rec->error = "when: " + w.status().message();
+      Put(rec, "step.fail", rec->error);
+      Report(*rec, rec->error);
+      return {Flow::kFailed, Quoted(id) + ": " + rec->error};
+    }
+    if (IsUnknown(*w)) return skip(StepStatus::kUnknown, "when depends on an UNKNOWN result", *w);
+    if (w->is_null() || (w->is_boolean() && !w->get<bool>())) {
+      return skip(StepStatus::kSkipped, "when is false", nullptr);
+    }
+  }
+  if (s.approve) {
+    Status a = Approve(rec, *s.approve);
+    if (a.code() == Status::Code::kPaused) return {Flow::kPaused, a.message()};
+    if (!a.ok()) {
+      rec->status = StepStatus::kFailed;
+      rec->error = a.message();
+      Put(rec, "step.fail", rec->error);
+      Report(*rec, rec->error);
+      return {Flow::kFailed, Quoted(id) + ": " + a.message()};
+    }
+  }
+  if (s.foreach) {
+    Result<Value> items = ExpandTemplates(Lua(), *s.foreach, s.foreach_pos, env,
+                                          env_.clock->Steady() + kExprBudget);
+    if (items.ok() && IsUnknown(*items)) {
+      return skip(StepStatus::kUnknown, "foreach depends on an UNKNOWN result", *items);
+    }
+    if (!items.ok() || !items->is_array()) {
+      rec->status = StepStatus::kFailed;
+      rec->error = s.foreach_pos.ToString() + ": foreach: " +
+                   (items.ok() ? "expected a list, got " + items->dump() : items.status().message());
+      Put(rec, "step.fail", rec->error);
+      Report(*rec, rec->error);
+      return {Flow::kFailed, Quoted(id) + ": " + rec->error};
+    }
+    return RunForeach(scope, s, *items);
+  }
+  StepStatus status;
+  Value result;
+  FlowResult f = RunInstance(scope, s, id, nullptr, &status, &result);
+  if (f.flow == Flow::kOk || (status == StepStatus::kFailed && s.continue_on_error)) {
+    scope.steps[s.id] = Value{{"status", StepStatusName(status)}, {"result", result}};
+    return {};
+  }
+  return f;
+}
+
+FlowResult Executor::Impl::RunForeach(Scope& scope, const StepSpec& s, const Value& items) {
+  std::string id = scope.prefix + s.id;
+  StepRecord* parent = Record(id);
+  parent->action = s.action.name;
+  parent->change = "for each of " + std::to_string(items.size()) + " items";
+  parent->status = StepStatus::kRunning;
+  if (parent->started_ms == 0) parent->started_ms = env_.clock->NowMs();
+  if (!Put(parent, "step.start", parent->change).ok()) return {Flow::kFailed, "journal"};
+  auto start = env_.clock->Steady();
+  size_t n = items.size();
+  std::vector<StepStatus> statuses(n, StepStatus::kPending);
+  std::vector<Value> results(n);
+  std::vector<FlowResult> flows(n);
+  std::atomic<size_t> next{0};
+  std::atomic<bool> stop{false};
+  auto worker = [&]() {
+    for (;;) {
+      size_t i = next++;
+      if (i >= n || stop) return;
+      std::string item_id = id + "[" + std::to_string(i + 1) + "]";
+      flows[i] = RunInstance(scope, s, item_id, &items[i], &statuses[i], &results[i]);
+      bool failed = flows[i].flow != Flow::kOk &&
+                    !(statuses[i] == StepStatus::kFailed && s.continue_on_error);
+      if (failed) stop = true;
+    }
+  };
+  int workers = std::max(1, std::min<int>(s.concurrency, static_cast<int>(n)));
+  if (workers == 1) {
+    worker();
+  } else {
+    std::vector<std::thread> threads;
+    for (int w = 0; w < workers; ++w) threads.emplace_back(worker);
+    for (auto& t : threads) t.join();
+  }
+  FlowResult worst;
+  StepStatus overall = StepStatus::kSucceeded;
+  for (size_t i = 0; i < n; ++i) {
+    if (statuses[i] == StepStatus::kUnknown && overall == StepStatus::kSucceeded) {
+      overall = StepStatus::kUnknown;
+    }
+    if (flows[i].flow != Flow::kOk && worst.flow == Flow::kOk &&
+        !(statuses[i] == StepStatus::kFailed && s.continue_on_error)) {
+      worst = flows[i];
+    }
+    if (statuses[i] == StepStatus::kFailed) overall = StepStatus::kFailed;
+  }
+  parent->status = worst.flow == Flow::kPaused ? StepStatus::kWaiting : overall;
+  parent->result = Value(results);
+  parent->duration_ms =
+      std::chrono::duration_cast<Millis>(env_.clock->Steady() - start).count();
+  parent->finished_ms = env_.clock->NowMs();
+  Put(parent, parent->status == StepStatus::kFailed ? "step.fail" : "step.ok", "");
+  if (worst.flow != Flow::kOk) return worst;
+  scope.steps[s.id] = Value{{"status", StepStatusName(overall)}, {"result", parent->result}};
+  Report(*parent, std::to_string(n) + " items");
+  return {};
+}
+
+FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const std::string& id,
+                                       const Value* item, StepStatus* status, Value* result) {
+  StepRecord* rec = Record(id);
+  *status = rec->status;
+  *result = rec->result;
+  if (Finished(rec->status)) return {};
+  auto fail = [&](const std::string& msg) {
+    rec->status = *status = StepStatus::kFailed;
+    rec->error = msg;
+    rec->finished_ms = env_.clock->NowMs();
+    Put(rec, "step.fail", msg);
+    Report(*rec, msg);
+    return FlowResult{Flow::kFailed, Quoted(id) + ": " + msg};
+  };
+  auto finish_as = [&](StepStatus st, const Value& res, const std::string& why) {
+    rec->status = *status = st;
+    rec->result = env_.redactor->Redact(res);
+    *result = res;
+    rec->finished_ms = env_.clock->NowMs();
+    Put(rec, st == StepStatus::kUnknown ? "step.unknown" : "step.ok", why);
+    Report(*rec, why);
+    return FlowResult{};
+  };
+  Value env = MakeEnv(scope, item);
+  if (item) rec->item = env_.redactor->Redact(*item);
+  auto expr_deadline = env_.clock->Steady() + kExprBudget;
+  if (s.when && s.foreach) {
+    Result<Value> w = Lua().Eval(*s.when, s.when_pos, env, expr_deadline, nullptr);
+    if (!w.ok()) return fail("when: " + w.status().message());
+    if (IsUnknown(*w)) return finish_as(StepStatus::kUnknown, *w, "when depends on UNKNOWN");
+    if (w->is_null() || (w->is_boolean() && !w->get<bool>())) {
+      return finish_as(StepStatus::kSkipped, nullptr, "when is false");
+    }
+  }
+  Primitive* prim = env_.registry->Find(s.action.name);
+  if (!prim) return fail(s.action.pos.ToString() + ": unknown action '" + s.action.name + "'");
+  rec->action = s.action.name;
+  Result<Value> args = ExpandTemplates(Lua(), s.action.args, s.action.pos, env, expr_deadline);
+  if (!args.ok()) return fail(args.status().message());
+  if (ContainsUnknown(*args)) {
+    return finish_as(StepStatus::kUnknown, MakeUnknown("arguments depend on an UNKNOWN result"),
+                     "arguments depend on an UNKNOWN result");
+  }
+  std::vector<ArgError> errors = CheckArgs(prim->schema(), *args);
+  if (!errors.empty()) {
+    Pos at = s.action.pos;
+    auto p = s.action.positions.find("/" + errors[0].arg);
+    if (p != s.action.positions.end()) at = p->second;
+    return fail(at.ToString() + ": " + errors[0].message + " (after expanding templates)");
+  }
+  rec->change = prim->Plan(*args).text;
+
+  if (rec->status == StepStatus::kRunning && resuming_) {
+    // The engine died inside this step. Decide whether running it again is safe.
+    if (opts_.mark_done.count(id)) {
+      return finish_as(StepStatus::kSucceeded, Value{{"marked_done", true}},
+                       "marked done by a human (--mark-done)");
+    }
+    bool safe = opts_.retry_steps.count(id) > 0 || s.idempotent.value_or(prim->idempotent(*args)) ||
+                (s.action.name == "lua" && rec->undo.empty());
+    if (!safe) {
+      Value state = rec->undo.empty() ? Value() : rec->undo[0].state;
+      StepContextImpl ctx(this, &scope, &s, rec, env, SteadyTime::max(), 0, state);
+      CheckResult c = prim->Check(ctx, *args, state);
+      if (c.outcome == CheckOutcome::kDone) {
+        return finish_as(StepStatus::kSucceeded, c.result, "already took effect (checked)");
+      }
+      if (c.outcome == CheckOutcome::kCannotTell) {
+        std::string msg = Quoted(id) +
+                          " was running when the engine stopped; it is not idempotent and " +
+                          prim->name() + " cannot tell whether it took effect. Check the system, "
+                          "then: runbook resume " + run_.id + " --retry-step " + id +
+                          " (run it again) or --mark-done " + id + " (it took effect)";
+        Report(*rec, "needs a decision");
+        return {Flow::kDecision, msg};
+      }
+    }
+  }
+  if (opts_.dry_run) {
+    Rehearsal mode = prim->rehearsal(*args);
+    if (mode == Rehearsal::kUndeclared) {
+      return fail(prim->name() + " declares no rehearsal mode, so it is refused in a dry run");
+    }
+    if (mode == Rehearsal::kSkip) {
+      return finish_as(StepStatus::kUnknown, MakeUnknown(prim->skip_reason(*args)),
+                       "not rehearsed: " + prim->skip_reason(*args));
+    }
+  }
+  Value out;
+  FlowResult f = Attempts(scope, s, rec, prim, *args, env, &out);
+  *status = rec->status;
+  *result = out;
+  return f;
+}
+
+FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord* rec,
+                                    Primitive* prim, const Value& args, const Value& env,
+                                    Value* out) {
+  const std::string& id = rec->step_id;
+  int max_attempts = 1 + std::max(0, s.retries);
+  Value previous = rec->undo.empty() ? Value() : rec->undo[0].state;
+  auto start = env_.clock->Steady();
+  if (rec->started_ms == 0) rec->started_ms = env_.clock->NowMs();
+  for (int attempt = 1;; ++attempt) {
+    rec->attempts++;
+    rec->status = StepStatus::kRunning;
+    // The record starts as the earlier attempt's, so nothing it protects is
+    // lost if this attempt dies before recording again.
+    // (A Lua step's entries are its nested calls; RunLua matches them.)
+    if (prim->name() != "lua") {
+      std::lock_guard<std::mutex> lock(mu_);
+      rec->undo = {UndoEntry{prim->name(), env_.redactor->Redact(args), previous}};
+    }
+    env_.reporter->StepStarted(id, rec->change);
+    if (!Put(rec, "step.start", rec->change).ok()) {
+      return {Flow::kFailed, Quoted(id) + ": cannot write the journal; nothing was done"};
+    }
+    SteadyTime deadline = s.timeout ? env_.clock->Steady() + *s.timeout : SteadyTime::max();
+    StepContextImpl ctx(this, &scope, &s, rec, env, deadline, 0, previous);
+    Result<Value> r = prim->Apply(ctx, args);
+    if (ctx.child_flow.flow != Flow::kOk && ctx.child_flow.flow != Flow::kFailed) {
+      rec->status = ctx.child_flow.flow == Flow::kPaused ? StepStatus::kWaiting
+                                                         : StepStatus::kRunning;
+      Put(rec, "step.pause", ctx.child_flow.message);
+      return ctx.child_flow;
+    }
+    if (r.ok() && s.timeout && env_.clock->Steady() > deadline) {
+      r = Status::Timeout("took longer than its timeout " + FormatDuration(*s.timeout));
+    }
+    if (r.ok() && s.assert_expr) {
+      Value aenv = env;
+      aenv["result"] = *r;
+      Result<Value> a = Lua().Eval(*s.assert_expr, s.assert_pos, aenv,
+                                   env_.clock->Steady() + kExprBudget, nullptr);
+      if (!a.ok()) {
+        r = Status::Failed("assert: " + a.status().message());
+      } else if (IsUnknown(*a)) {
+        rec->status = StepStatus::kUnknown;
+      } else if (a->is_null() || (a->is_boolean() && !a->get<bool>())) {
+        r = Status::Failed(s.assert_pos.ToString() + ": assert failed: " + *s.assert_expr +
+                           " (result: " + env_.redactor->Redact(r->dump()).substr(0, 300) + ")");
+      }
+    }
+    rec->duration_ms = std::chrono::duration_cast<Millis>(env_.clock->Steady() - start).count();
+    rec->finished_ms = env_.clock->NowMs();
+    if (r.ok()) {
+      if (rec->status != StepStatus::kUnknown) rec->status = StepStatus::kSucceeded;
+      rec->result = env_.redactor->Redact(*r);
+      rec->error.clear();
+      *out = *r;
+      Put(rec, "step.ok", "");
+      Report(*rec, rec->status == StepStatus::kUnknown ? "assert depends on UNKNOWN" : "");
+      return {};
+    }
+    if (r.status().code() == Status::Code::kPaused) {
+      rec->status = StepStatus::kWaiting;
+      Put(rec, "step.wait", r.status().message());
+      Report(*rec, "waiting for approval");
+      return {Flow::kPaused, r.status().message()};
+    }
+    rec->error = r.status().message();
+    previous = rec->undo.empty() ? Value() : rec->undo[0].state;
+    if (attempt < max_attempts) {
+      Millis delay = s.retry_delay * (1LL << std::min(attempt - 1, 20));
+      rec->status = StepStatus::kRunning;
+      Put(rec, "step.retry", "attempt " + std::to_string(attempt) + " failed: " + rec->error);
+      env_.reporter->Log(id, LogLevel::kWarn,
+                         "attempt " + std::to_string(attempt) + " of " +
+                             std::to_string(max_attempts) + " failed: " + rec->error +
+                             "; retrying in " + FormatDuration(delay));
+      env_.clock->Sleep(delay);
+      continue;
+    }
+    rec->status = StepStatus::kFailed;
+    Put(rec, "step.fail", rec->error);
+    Report(*rec, rec->error);
+    return {Flow::kFailed, Quoted(id) + ": " + rec->error};
+  }
+}
+
+Status Executor::Impl::Approve(StepRecord* rec, const std::string& message) {
+  const std::string& id = rec->step_id;
+  if (opts_.dry_run) {
+    env_.reporter->Log(id, LogLevel::kInfo, "a real run would wait for approval: " + message);
+    return Status::Ok();
+  }
+  if (auto a = env_.store->GetApproval(run_.id, id); a.ok() && a->has_value()) {
+    return Status::Ok();
+  }
+  auto record = [&](const std::string& by) {
+    Approval a{run_.id, id, by, env_.clock->NowMs()};
+    Status s = env_.store->RecordApproval(a);
+    env_.reporter->Log(id, LogLevel::kInfo, "approved by " + by + ": " + message);
+    return s;
+  };
+  if (opts_.yes) {
+    return record((env_.prompter ? env_.prompter->Who() : std::string("unknown")) + " (--yes)");
+  }
+  if (env_.prompter) {
+    std::optional<bool> yes = env_.prompter->Ask("Approve step '" + id + "': " + message);
+    if (yes && *yes) return record(env_.prompter->Who());
+    if (yes) return Status::Failed("approval refused at the prompt");
+  }
+  rec->status = StepStatus::kWaiting;
+  Put(rec, "step.wait", message);
+  return Status::Paused("paused: step '" + id + "' waits for approval (" + message +
+                        "). Approve with: runbook approve " + run_.id + " " + id +
+                        ", then: runbook resume " + run_.id);
+}
+
+FlowResult Executor::Impl::RunChild(Scope& parent, const StepSpec& s, const std::string& path,
+                                    const Value& params, Value* result) {
+  const Runbook* child = nullptr;
+  for (const auto& [p, rb] : parent.rb->includes) {
+    if (p == path || (p.size() >= path.size() &&
+                      p.compare(p.size() - path.size(), path.size(), path) == 0)) {
+      child = rb.get();
+    }
+  }
+  if (!child) return {Flow::kFailed, "include: runbook " + path + " was not loaded"};
+  auto scope = std::make_unique<Scope>();
+  scope->rb = child;
+  scope->prefix = parent.prefix + s.id + ".";
+  for (const auto& p : child->params) {
+    if (params.contains(p.name)) scope->params[p.name] = params[p.name];
+    else if (p.default_value) scope->params[p.name] = *p.default_value;
+    else return {Flow::kFailed, "include " + path + ": missing param '" + p.name + "'"};
+  }
+  RegisterSecrets(*child, scope->params);
+  FlowResult f = RunSteps(*scope);
+  *result = Value{{"steps", scope->steps}};
+  std::lock_guard<std::mutex> lock(mu_);
+  child_scopes_[scope->prefix] = std::move(scope);
+  return f;
+}
+
+}  // namespace runbook

@@ -1,0 +1,217 @@
+#include "engine/report/report.h"
+
+#include <sstream>
+
+#include "engine/core/clock.h"
+#include "engine/core/duration.h"
+
+namespace runbook {
+namespace {
+
+struct Data {
+  RunRecord run;
+  std::vector<StepRecord> steps;
+  std::vector<Approval> approvals;
+};
+
+std::string Cell(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') out += "\\|";
+    else if (c == '\n') out += "<br>";
+    else out += c;
+  }
+  return out;
+}
+
+std::string Html(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// What a change record calls the status.
+std::string StatusText(StepStatus s) {
+  switch (s) {
+    case StepStatus::kSucceeded: return "Complete";
+    case StepStatus::kFailed: return "Failed";
+    case StepStatus::kSkipped: return "Skipped";
+    case StepStatus::kUnknown: return "Unknown (rehearsal)";
+    case StepStatus::kWaiting: return "Waiting for approval";
+    case StepStatus::kUndone: return "Rolled back";
+    case StepStatus::kUndoFailed: return "Rollback FAILED";
+    case StepStatus::kUndoing: return "Rolling back";
+    case StepStatus::kRunning: return "Interrupted";
+    case StepStatus::kPending: return "Pending";
+  }
+  return "?";
+}
+
+std::string Date(int64_t ms) { return ms ? FormatUtc(ms).substr(0, 10) : ""; }
+
+struct Row {
+  std::string date, step, change, status, duration, error;
+};
+
+std::vector<Row> Rows(const Data& d) {
+  std::vector<Row> rows;
+  for (const auto& s : d.steps) {
+    std::string change = s.change;
+    if (change.size() > 300) change = change.substr(0, 300) + "...";
+    std::string err = s.error;
+    if (!s.undo_error.empty()) err += (err.empty() ? "" : "; ") + std::string("undo: ") + s.undo_error;
+    rows.push_back({Date(s.started_ms ? s.started_ms : s.finished_ms), s.step_id, change,
+                    StatusText(s.status),
+                    s.duration_ms ? FormatDuration(Millis(s.duration_ms)) : "", err});
+  }
+  return rows;
+}
+
+std::string Markdown(const Data& d) {
+  std::ostringstream o;
+  o << "# " << d.run.runbook_name << ": run " << d.run.id << "\n\n";
+  o << "| | |\n|---|---|\n";
+  o << "| Runbook | " << Cell(d.run.runbook_path) << " |\n";
+  o << "| Status | " << RunStatusName(d.run.status) << " |\n";
+  o << "| Rehearsal | " << (d.run.dry_run ? "yes (nothing was changed)" : "no") << " |\n";
+  o << "| Started | " << FormatUtc(d.run.created_ms) << " |\n";
+  o << "| Last update | " << FormatUtc(d.run.updated_ms) << " |\n";
+  o << "| Params | " << Cell(d.run.params.dump()) << " |\n";
+  if (!d.run.error.empty()) o << "| Outcome | " << Cell(d.run.error) << " |\n";
+  o << "\n## Implementation Log\n\n";
+  o << "| Date | Step | Change | Status | Duration |\n|---|---|---|---|---|\n";
+  for (const auto& r : Rows(d)) {
+    o << "| " << r.date << " | " << Cell(r.step) << " | " << Cell(r.change) << " | " << r.status
+      << (r.error.empty() ? "" : ": " + Cell(r.error)) << " | " << r.duration << " |\n";
+  }
+  bool any_table = false;
+  for (const auto& s : d.steps) {
+    for (const auto& tv : s.tables) {
+      Table t = TableFromValue(tv);
+      if (!any_table) o << "\n## Verification\n";
+      any_table = true;
+      o << "\n### " << Cell(s.step_id) << (t.title.empty() ? "" : ": " + Cell(t.title)) << "\n\n";
+      o << "|";
+      for (const auto& c : t.columns) o << " " << Cell(c) << " |";
+      o << "\n|";
+      for (size_t i = 0; i < t.columns.size(); ++i) o << "---|";
+      o << "\n";
+      for (const auto& row : t.rows) {
+        o << "|";
+        for (const auto& c : row) o << " " << Cell(c) << " |";
+        o << "\n";
+      }
+    }
+  }
+  if (!d.approvals.empty()) {
+    o << "\n## Approvals\n\n| Step | Approved by | At |\n|---|---|---|\n";
+    for (const auto& a : d.approvals) {
+      o << "| " << Cell(a.step_id) << " | " << Cell(a.by) << " | " << FormatUtc(a.at_ms) << " |\n";
+    }
+  }
+  return o.str();
+}
+
+std::string Json(const Data& d) {
+  Value steps = Value::array();
+  for (const auto& s : d.steps) {
+    steps.push_back({{"step", s.step_id}, {"action", s.action}, {"status", StepStatusName(s.status)},
+                     {"change", s.change}, {"started", s.started_ms ? FormatUtc(s.started_ms) : ""},
+                     {"duration_ms", s.duration_ms}, {"attempts", s.attempts},
+                     {"result", s.result}, {"tables", s.tables}, {"error", s.error},
+                     {"undo_error", s.undo_error}});
+  }
+  Value approvals = Value::array();
+  for (const auto& a : d.approvals) {
+    approvals.push_back({{"step", a.step_id}, {"by", a.by}, {"at", FormatUtc(a.at_ms)}});
+  }
+  Value out{{"run", d.run.id}, {"runbook", d.run.runbook_name}, {"path", d.run.runbook_path},
+            {"status", RunStatusName(d.run.status)}, {"dry_run", d.run.dry_run},
+            {"started", FormatUtc(d.run.created_ms)}, {"updated", FormatUtc(d.run.updated_ms)},
+            {"params", d.run.params}, {"outcome", d.run.error}, {"steps", steps},
+            {"approvals", approvals}};
+  return out.dump(2) + "\n";
+}
+
+std::string HtmlPage(const Data& d) {
+  std::ostringstream o;
+  o << "<!doctype html><html><head><meta charset=\"utf-8\"><title>" << Html(d.run.runbook_name)
+    << " " << Html(d.run.id) << "</title><style>"
+    << "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
+    << "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+    << "text-align:left;vertical-align:top}th{background:#f4f4f4}"
+    << ".Complete{color:#186a1e}.Failed,.Rollback{color:#b00020}code{font-size:12px}"
+    << "</style></head><body>";
+  o << "<h1>" << Html(d.run.runbook_name) << ": run " << Html(d.run.id) << "</h1>";
+  o << "<p>Status: <b>" << RunStatusName(d.run.status) << "</b>"
+    << (d.run.dry_run ? " (rehearsal: nothing was changed)" : "") << ". Started "
+    << FormatUtc(d.run.created_ms) << ".</p>";
+  if (!d.run.error.empty()) o << "<p>" << Html(d.run.error) << "</p>";
+  o << "<h2>Implementation Log</h2><table><tr><th>Date</th><th>Step</th><th>Change</th>"
+    << "<th>Status</th><th>Duration</th></tr>";
+  for (const auto& r : Rows(d)) {
+    o << "<tr><td>" << r.date << "</td><td>" << Html(r.step) << "</td><td><code>"
+      << Html(r.change) << "</code></td><td class=\"" << r.status.substr(0, r.status.find(' '))
+      << "\">" << Html(r.status) << (r.error.empty() ? "" : ": " + Html(r.error)) << "</td><td>"
+      << r.duration << "</td></tr>";
+  }
+  o << "</table>";
+  for (const auto& s : d.steps) {
+    for (const auto& tv : s.tables) {
+      Table t = TableFromValue(tv);
+      o << "<h3>" << Html(s.step_id) << (t.title.empty() ? "" : ": " + Html(t.title))
+        << "</h3><table><tr>";
+      for (const auto& c : t.columns) o << "<th>" << Html(c) << "</th>";
+      o << "</tr>";
+      for (const auto& row : t.rows) {
+        o << "<tr>";
+        for (const auto& c : row) o << "<td>" << Html(c) << "</td>";
+        o << "</tr>";
+      }
+      o << "</table>";
+    }
+  }
+  if (!d.approvals.empty()) {
+    o << "<h2>Approvals</h2><table><tr><th>Step</th><th>By</th><th>At</th></tr>";
+    for (const auto& a : d.approvals) {
+      o << "<tr><td>" << Html(a.step_id) << "</td><td>" << Html(a.by) << "</td><td>"
+        << FormatUtc(a.at_ms) << "</td></tr>";
+    }
+    o << "</table>";
+  }
+  o << "</body></html>\n";
+  return o.str();
+}
+
+}  // namespace
+
+Result<std::string> RenderReport(StateStore& store, const std::string& run_id,
+                                 ReportFormat format) {
+  Data d;
+  Result<RunRecord> run = store.GetRun(run_id);
+  if (!run.ok()) return run.status();
+  d.run = *run;
+  Result<std::vector<StepRecord>> steps = store.GetSteps(run_id);
+  if (!steps.ok()) return steps.status();
+  d.steps = *steps;
+  for (const auto& s : d.steps) {
+    auto a = store.GetApproval(run_id, s.step_id);
+    if (a.ok() && a->has_value()) d.approvals.push_back(**a);
+  }
+  switch (format) {
+    case ReportFormat::kMarkdown: return Markdown(d);
+    case ReportFormat::kJson: return Json(d);
+    case ReportFormat::kHtml: return HtmlPage(d);
+  }
+  return Status::Internal("format");
+}
+
+}  // namespace runbook
