@@ -163,6 +163,21 @@ class PgDropDatabase : public PgPrimitive {
           "WHERE datname = $1 AND pid <> pg_backend_pid()", {name});
       if (!s.ok()) return s;
     }
+    if (!terminate) {
+      // DROP DATABASE would wait 5 s for them and then fail: say who at once.
+      Result<Value> others = lease->Query(
+          "SELECT count(*) AS n, string_agg(DISTINCT coalesce(nullif(application_name, ''), "
+          "usename), ', ') AS who FROM pg_stat_activity WHERE datname = $1 "
+          "AND pid <> pg_backend_pid() AND backend_type = 'client backend'", {name});
+      if (!others.ok()) return others.status();
+      int64_t n = (*others)[0]["n"].get<int64_t>();
+      if (n > 0) {
+        return Status::Failed("connection '" + lease->name() + "': database '" + name +
+                              "' is being accessed by other users (" + std::to_string(n) +
+                              " session(s): " + (*others)[0]["who"].get<std::string>() +
+                              "); set terminate: true to end them");
+      }
+    }
     Result<int64_t> before = DatabaseOid(*lease, name);
     if (!before.ok()) return before.status();
     Status s = lease->Exec(DropSql(name, BoolArg(args, "if_exists", false), force,

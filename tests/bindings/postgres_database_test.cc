@@ -136,7 +136,8 @@ TEST_CASE("pg.drop_database is irreversible, not rehearsed, and can end sessions
     Holder holder(s, name);
     Result<Value> r = c.Apply("pg.drop_database", args);
     REQUIRE_FALSE(r.ok());
-    CHECK_THAT(r.status().message(), Catch::Contains("is being accessed by other users"));
+    CHECK_THAT(r.status().message(), Catch::Contains("is being accessed by other users (1 "
+                                                     "session(s): app-holder)"));
     args["terminate"] = true;
     r = c.Apply("pg.drop_database", args);
     REQUIRE(r.ok());
