@@ -99,8 +99,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.status_code = code
 
-    def _error(self, err):
-        self._send(err.code, err.status())
+    def _answer_error(self, err):
+        """Answer a Status, unless the connection was already upgraded to a stream."""
+        if self.status_code == 101:
+            self.sim.log(f"error after the upgrade: {err.message}")
+            self.close_connection = True
+            return
+        try:
+            self._send(err.code, err.status())
+        except OSError:
+            self.close_connection = True
 
     def _dispatch(self):
         self.started = time.monotonic()
@@ -111,19 +119,16 @@ class Handler(BaseHTTPRequestHandler):
         body = b""
         try:
             body = self._body()
-            if not url.path.startswith("/_sim/") and self._fault(body):
+            if not url.path.startswith("/_sim/") and self._fault():
                 return
             self._route(url.path, body)
         except st.ApiError as e:
-            self._error(e)
+            self._answer_error(e)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as e:  # answer a bug as a Status, and say where it is
             self.sim.log(traceback.format_exc())
-            try:
-                self._error(st.ApiError(500, f"Internal error occurred: simulator: {e!r}"))
-            except OSError:
-                self.close_connection = True
+            self._answer_error(st.ApiError(500, f"Internal error occurred: simulator: {e!r}"))
         finally:
             ms = (time.monotonic() - self.started) * 1000
             self.sim.log(f"{self.command} {self.path} -> {self.status_code or '-'} ({ms:.0f} ms)"
@@ -134,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- faults
 
-    def _fault(self, body):
+    def _fault(self):
         rule = self.sim.faults.take(self.command, self.path)
         if rule is None:
             return False
@@ -285,14 +290,14 @@ class Handler(BaseHTTPRequestHandler):
                     send_event("ADDED", obj)
             since = int(rv_text)
             while time.monotonic() < deadline:
-                events = s.events_since(since, res, ns, lreqs, freqs)
+                events, reached = s.events_since(since, res, ns, lreqs, freqs)
                 if events is None:
                     err = st.ApiError(410, f"too old resource version: {since} ({s.floor})", "Expired")
                     self._chunk(json.dumps({"type": "ERROR", "object": err.status()}).encode() + b"\n")
                     break
-                for rv, etype, obj in events:
+                for _, etype, obj in events:
                     send_event(etype, obj)
-                    since = rv
+                since = max(since, reached)
                 with s.changed:
                     if s.rv <= since:
                         s.changed.wait(min(WATCH_POLL_S, max(0.0, deadline - time.monotonic())))

@@ -226,17 +226,18 @@ class Store:
             return items, str(self.rv)
 
     def events_since(self, since_rv, res, ns, lreqs, freqs):
-        """Events after since_rv for res (and ns), or None when since_rv is too old."""
+        """(events after since_rv for res (and ns), the resourceVersion they reach), or
+        (None, rv) when since_rv is older than the retained history."""
         with self.lock:
             if since_rv < self.floor:
-                return None
+                return None, self.rv
             out = []
             for rv, rkey, ons, etype, obj in self.events:
                 if rv <= since_rv or rkey != res.key or (ns is not None and ons != ns):
                     continue
                 if labels_match(lreqs, obj["metadata"].get("labels")) and fields_match(freqs, obj):
                     out.append((rv, etype, obj))
-            return out
+            return out, self.rv
 
     # -- writes
 
