@@ -1,4 +1,24 @@
 list(APPEND RUNBOOK_CORE_SOURCES
+  engine/parser/lua_loader_stub.cc  # TEMPORARY: until engine/lua/lua_loader.cc exists
+  engine/parser/node.cc
+  engine/parser/param_values.cc
+  engine/parser/params.cc
+  engine/parser/runbook_loader.cc
+  engine/parser/schema_json.cc
+  engine/parser/validate_action.cc
+  engine/parser/validate_connections.cc
+  engine/parser/validate_include.cc
+  engine/parser/validate_params.cc
+  engine/parser/validate_step_keys.cc
+  engine/parser/validate_steps.cc
+  engine/parser/validate_templates.cc
+  engine/parser/validate_window.cc
+  engine/parser/validator.cc
+  engine/parser/yaml_loader.cc
 )
 list(APPEND RUNBOOK_TEST_SOURCES
+  tests/engine/parser_test.cc
+  tests/engine/parser_errors_test.cc
+  tests/engine/parser_errors_refs_test.cc
+  tests/engine/parser_params_test.cc
 )

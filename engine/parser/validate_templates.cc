@@ -1,0 +1,136 @@
+// Templates and expressions: `${{ }}` syntax, and that every params.X and
+// steps.Y they read exists (and, for steps, has run by then). Lua syntax is
+// left to the runtime.
+#include <regex>
+
+#include "engine/lua/template.h"
+#include "engine/parser/validator.h"
+
+namespace runbook {
+namespace {
+
+// Where byte `offset` of a scalar's text is in the file. Exact for literal
+// block scalars and single-line scalars without escapes; otherwise the
+// scalar's start.
+Pos PosAt(const Node& n, int offset) {
+  if (n.content_pos.line > 0) {
+    int line = n.content_pos.line, line_start = 0;
+    for (int i = 0; i < offset && i < static_cast<int>(n.scalar.size()); ++i) {
+      if (n.scalar[i] == '\n') {
+        ++line;
+        line_start = i + 1;
+      }
+    }
+    return Pos{n.pos.file, line, n.content_pos.col + offset - line_start};
+  }
+  if (n.pos.col == 0 || n.scalar.find('\n') != std::string::npos) return n.pos;
+  return Pos{n.pos.file, n.pos.line, n.pos.col + (n.quoted ? 1 : 0) + offset};
+}
+
+}  // namespace
+
+std::string RewriteTemplateIds(const std::string& s, const std::set<std::string>& ids) {
+  if (!HasTemplate(s)) return s;
+  Result<std::vector<TemplatePart>> parts = SplitTemplate(s);
+  if (!parts.ok()) return s;
+  std::string out = s;
+  for (auto it = parts->rbegin(); it != parts->rend(); ++it) {  // back to front: offsets hold
+    if (!it->is_expr) continue;
+    std::string rewritten = RewriteDashedIds(it->text, ids);
+    if (rewritten == it->text) continue;
+    size_t open = static_cast<size_t>(it->offset) + 3;
+    size_t close = out.find("}}", open);
+    out.replace(open, close - open, " " + rewritten + " ");
+  }
+  return out;
+}
+
+Value RewriteTemplateIds(const Value& v, const std::set<std::string>& ids) {
+  if (v.is_string()) return RewriteTemplateIds(v.get<std::string>(), ids);
+  if (!v.is_structured()) return v;
+  Value out = v;
+  for (auto it = out.begin(); it != out.end(); ++it) *it = RewriteTemplateIds(*it, ids);
+  return out;
+}
+
+void Validator::CheckTemplates(const Node& n, const RefScope& scope) {
+  switch (n.kind) {
+    case Node::kScalar:
+      if (HasTemplate(n.scalar)) CheckTemplateString(n, scope);
+      break;
+    case Node::kSeq:
+      for (const Node& item : n.items) CheckTemplates(item, scope);
+      break;
+    case Node::kMap:
+      for (const auto& [k, v] : n.entries) CheckTemplates(v, scope);
+      break;
+    case Node::kNull: break;
+  }
+}
+
+void Validator::CheckTemplateString(const Node& n, const RefScope& scope) {
+  Result<std::vector<TemplatePart>> parts = SplitTemplate(n.scalar);
+  if (!parts.ok()) {
+    Error(ContentPos(n), "bad template: " + parts.status().message());
+    return;
+  }
+  for (const TemplatePart& part : *parts) {
+    if (part.is_expr) CheckExpr(part.text, PosAt(n, part.offset), "template", scope);
+  }
+}
+
+void Validator::CheckExpr(const std::string& expr, const Pos& pos, const std::string& where,
+                          const RefScope& scope) {
+  static const std::regex kDotted(R"(\bsteps\.([A-Za-z0-9_][A-Za-z0-9_-]*))");
+  std::string rewritten = RewriteDashedIds(expr, all_ids_);
+  std::vector<std::string> params;
+  for (const auto& p : rb_->params) params.push_back(p.name);
+  for (const auto& name : ReferencedParams(rewritten)) {
+    if (!rb_->FindParam(name)) {
+      Error(pos, "unknown param '" + name + "' in " + where, Suggest(name, params));
+    }
+  }
+  // A dashed name RewriteDashedIds left alone is an unknown id, unless it
+  // starts with a known one (`steps.n-1` is a subtraction).
+  std::set<std::string> done;
+  for (auto it = std::sregex_iterator(rewritten.begin(), rewritten.end(), kDotted);
+       it != std::sregex_iterator(); ++it) {
+    std::string name = (*it)[1].str();
+    size_t dash = name.find('-');
+    if (dash == std::string::npos || all_ids_.count(name.substr(0, dash))) continue;
+    done.insert(name.substr(0, dash));
+    StepRefOk(name, pos, where, scope);
+  }
+  for (const auto& name : ReferencedSteps(rewritten)) {
+    if (!done.count(name)) StepRefOk(name, pos, where, scope);
+  }
+}
+
+bool Validator::StepRefOk(const std::string& name, const Pos& pos, const std::string& where,
+                          const RefScope& scope) {
+  static const std::regex kIteration(R"((.*)\[[0-9]+\])");  // foreach: ID[i]
+  if (!scope.no_steps.empty()) {
+    Error(pos, "cannot read step '" + name + "' in " + where + ": " + scope.no_steps);
+    return false;
+  }
+  std::string base = name;
+  std::smatch m;
+  if (std::regex_match(name, m, kIteration)) base = m[1].str();
+  size_t dot = base.find('.');  // an included step: ID.sub-id
+  if (!all_ids_.count(base) && dot != std::string::npos) base = base.substr(0, dot);
+  if (scope.visible && scope.visible->count(base)) return true;
+  if (all_ids_.count(base)) {
+    if (base == step_id_) {
+      Error(pos, "step '" + base + "' cannot read its own result in " + where +
+                     " (only assert and rollback can)");
+    } else {
+      Error(pos, "step '" + base + "' runs later: " + where + " can only read earlier steps");
+    }
+    return false;
+  }
+  std::vector<std::string> ids(all_ids_.begin(), all_ids_.end());
+  Error(pos, "unknown step '" + name + "' in " + where, Suggest(name, ids));
+  return false;
+}
+
+}  // namespace runbook
