@@ -1,0 +1,97 @@
+// Pieces shared by the kube.* primitives: schemas, argument access, plan
+// text, and KubeStep (one primitive call's client and error wording).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bindings/kube/kubectl_client.h"
+#include "engine/core/registry.h"
+
+namespace runbook::kube {
+
+ArgSpec KArg(std::string name, ArgType type, bool required, std::string help,
+             std::vector<std::string> choices = {});
+// `conn` (a kube connection) and `namespace` (overrides the connection's).
+std::vector<ArgSpec> ConnArgs();
+// ConnArgs() followed by `more`.
+std::vector<ArgSpec> WithConnArgs(std::vector<ArgSpec> more);
+
+// Argument access (args were checked against the schema, but a primitive
+// may also be called from Lua with anything).
+std::string ArgStr(const Value& args, const char* key, const std::string& fallback = "");
+bool ArgBool(const Value& args, const char* key, bool fallback);
+std::optional<int64_t> ArgInt(const Value& args, const char* key);
+// A duration ("30s") or a number of seconds; nullopt if absent or invalid.
+std::optional<std::chrono::milliseconds> ArgDuration(const Value& args, const char* key);
+// "300s" for kubectl's --timeout flags.
+std::string KubectlDuration(std::chrono::milliseconds d);
+
+// "kubectl <conn> [-n NS] ARGS": the argv a step runs, with the connection's
+// flags (--kubeconfig, --context, -n; listed by `plan` with the connection)
+// shown as <conn>, since plan does not read connections.
+std::string PlanArgv(const Value& args, const std::vector<std::string>& kubectl_args);
+
+class KubePrimitive : public Primitive {
+ public:
+  KubePrimitive(std::string name, Schema schema)
+      : name_(std::move(name)), schema_(std::move(schema)) {}
+  std::string name() const override { return name_; }
+  const Schema& schema() const override { return schema_; }
+
+ private:
+  std::string name_;
+  Schema schema_;
+};
+
+// One call of a primitive against its connection:
+//   KubeStep step(ctx, name(), args);
+//   if (!step.ok()) return step.status();
+class KubeStep {
+ public:
+  // Resolves args.conn (+ args.namespace) into a client bound to the step's
+  // deadline. On failure status() names the primitive and the connection.
+  KubeStep(StepContext& ctx, std::string primitive, const Value& args);
+
+  bool ok() const { return status_.ok(); }
+  const Status& status() const { return status_; }
+  StepContext& ctx() { return *ctx_; }
+  KubectlClient& client() { return *client_; }
+  const KubeTarget& target() const { return client_->target(); }
+  bool dry_run() const { return ctx_->dry_run(); }
+
+  // "deployment 'web' in namespace 'dsm' (context 'prod')"
+  std::string Subject(const std::string& kind, const std::string& name) const;
+  // The status with the message "kube.scale: <subject>: <message>".
+  Status Fail(const std::string& subject, const Status& s) const;
+  Status Fail(const std::string& subject, const std::string& message) const {
+    return Fail(subject, Status::Failed(message));
+  }
+  // `args` with --dry-run=server in a rehearsal.
+  std::vector<std::string> Mutating(std::vector<std::string> args) const;
+  // Runs a command that changes something (or simulates it), logging its
+  // exact argv first.
+  Result<KubectlOutput> Change(const KubectlCall& call);
+  // Waits between polls (the step's clock).
+  void Sleep(std::chrono::milliseconds d) { ctx_->clock().Sleep(d); }
+  SteadyTime Now() { return ctx_->clock().Steady(); }
+
+ private:
+  StepContext* ctx_;
+  std::string primitive_;
+  Status status_;
+  std::optional<KubectlClient> client_;
+};
+
+// Registration of each family (one file each).
+void AddKubeReadPrimitives(Registry* r);    // kube.get, kube.wait, kube.rollout_status
+void AddKubeScalePrimitives(Registry* r);   // kube.scale
+void AddKubePatchPrimitives(Registry* r);   // kube.patch, kube.switch_selector
+void AddKubeApplyPrimitives(Registry* r);   // kube.apply, kube.delete
+void AddKubeJobPrimitives(Registry* r);     // kube.run_job
+void AddKubeExecPrimitives(Registry* r);    // kube.exec, kube.port_forward
+
+}  // namespace runbook::kube

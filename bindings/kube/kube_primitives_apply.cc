@@ -1,0 +1,287 @@
+// kube.apply (records each object's previous version, or that it did not
+// exist) and kube.delete (saves the object first unless save: false).
+#include "bindings/kube/kube_manifest.h"
+#include "bindings/kube/kube_objects.h"
+#include "bindings/kube/kube_primitive.h"
+
+namespace runbook::kube {
+namespace {
+
+std::string Meta(const Value& obj, const char* key) {
+  Value v = AtPointer(obj, std::string("/metadata/") + key);
+  return v.is_string() ? v.get<std::string>() : "";
+}
+
+// The objects of kubectl's -o json output (a List or a single object).
+std::vector<Value> OutputObjects(const std::string& out) {
+  std::vector<Value> objects;
+  if (out.find_first_not_of(" \n\r\t") == std::string::npos) return objects;
+  Value v = Value::parse(out, nullptr, false);
+  if (v.is_discarded() || !v.is_object()) return objects;
+  if (Str(v, "kind") == "List" && v.contains("items") && v["items"].is_array()) {
+    for (const auto& i : v["items"]) objects.push_back(i);
+  } else {
+    objects.push_back(v);
+  }
+  return objects;
+}
+
+// The object of `objects` with the kind and name of `want` (and its
+// namespace, when `want` names one), or null.
+Value FindObject(const std::vector<Value>& objects, const Value& want) {
+  for (const auto& o : objects) {
+    if (Str(o, "kind") == Str(want, "kind") && Meta(o, "name") == Meta(want, "name") &&
+        (Meta(want, "namespace").empty() || Meta(o, "namespace") == Meta(want, "namespace"))) {
+      return o;
+    }
+  }
+  return nullptr;
+}
+
+// An undo record entry for `object` (from the manifest) given its live
+// version (null if it did not exist).
+Value RecordEntry(const Value& object, const Value& live, const std::string& ns) {
+  std::string object_ns = Meta(object, "namespace");
+  return Value{{"apiVersion", Str(object, "apiVersion")},
+               {"kind", Str(object, "kind")},
+               {"name", Meta(object, "name")},
+               {"namespace", object_ns.empty() ? ns : object_ns},
+               {"previous", live.is_null() ? Value() : StripServerFields(live)}};
+}
+
+bool SameEntry(const Value& a, const Value& b) {
+  return Str(a, "kind") == Str(b, "kind") && Str(a, "name") == Str(b, "name") &&
+         Str(a, "namespace") == Str(b, "namespace");
+}
+
+// Keeps what an earlier attempt recorded for the objects it saw.
+Value KeepEarlier(const Value& earlier, Value entries) {
+  if (!earlier.is_object() || !earlier.contains("objects")) return entries;
+  for (auto& e : entries) {
+    for (const auto& before : earlier["objects"]) {
+      if (SameEntry(e, before)) e["previous"] = before["previous"];
+    }
+  }
+  return entries;
+}
+
+std::vector<std::string> InNamespace(std::vector<std::string> args, const std::string& ns) {
+  if (!ns.empty()) args.insert(args.end(), {"-n", ns});
+  return args;
+}
+
+class ApplyPrimitive : public KubePrimitive {
+ public:
+  ApplyPrimitive()
+      : KubePrimitive(
+            "kube.apply",
+            Schema{"kubectl apply a manifest; undo deletes what it created and re-applies the "
+                   "previous version of what it changed.",
+                   WithConnArgs({
+                       KArg("file", ArgType::kString, false,
+                            "a manifest file, or a directory of *.yaml/*.yml/*.json files"),
+                       KArg("manifest", ArgType::kAny, false,
+                            "the manifest: a map, a list of maps, or YAML text"),
+                   }),
+                   {{"file", "manifest"}},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
+  bool idempotent(const Value&) const override { return true; }
+
+  PlanEffect Plan(const Value& args) const override {
+    std::string what = args.contains("file") ? ArgStr(args, "file") : "<manifest>";
+    std::string text = PlanArgv(args, {"apply", "-f", what});
+    Result<Manifest> m = LoadManifest(args);
+    if (m.ok()) {
+      text += "   #";
+      for (const auto& o : m->objects) text += " " + ObjectLabel(o);
+    }
+    return {text, true,
+            "delete the objects it created; re-apply the previous version of those it changed"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    KubeStep step(ctx, name(), args);
+    if (!step.ok()) return step.status();
+    std::string subject = "manifest " + (args.contains("file") ? "'" + ArgStr(args, "file") + "'"
+                                                               : std::string("(inline)")) +
+                          " in " + step.target().Where();
+    Result<Manifest> m = LoadManifest(args);
+    if (!m.ok()) return step.Fail(subject, m.status());
+    PrivateTempFile file;
+    if (Status s = file.Write(m->text); !s.ok()) return step.Fail(subject, s);
+    Result<KubectlOutput> current =
+        step.client().Run({{"get", "-f", file.path(), "-o", "json", "--ignore-not-found"}});
+    if (!current.ok()) return step.Fail(subject, current.status().Prefixed("reading the objects"));
+    std::vector<Value> live = OutputObjects(current->out);
+    Value entries = Value::array();
+    for (const auto& o : m->objects) {
+      entries.push_back(RecordEntry(o, FindObject(live, o), step.target().ns));
+    }
+    if (!step.dry_run()) {
+      entries = KeepEarlier(ctx.PreviousUndo(), entries);
+      Status s = ctx.RecordUndo(Value{{"objects", entries}});
+      if (!s.ok()) return step.Fail(subject, s);
+    }
+    Result<KubectlOutput> r = step.Change({step.Mutating({"apply", "-f", file.path(), "-o",
+                                                          "json"})});
+    if (!r.ok()) return step.Fail(subject, r.status());
+    std::vector<Value> after = OutputObjects(r->out);
+    Value objects = Value::array();
+    int created = 0, configured = 0, unchanged = 0;
+    for (size_t i = 0; i < m->objects.size(); ++i) {
+      Value before = FindObject(live, m->objects[i]);
+      Value now = FindObject(after, m->objects[i]);
+      std::string action = "configured";
+      if (before.is_null()) {
+        action = "created";
+        ++created;
+      } else if (!now.is_null() && Meta(now, "resourceVersion") == Meta(before, "resourceVersion")) {
+        action = "unchanged";
+        ++unchanged;
+      } else {
+        ++configured;
+      }
+      objects.push_back(Value{{"kind", entries[i]["kind"]}, {"name", entries[i]["name"]},
+                              {"namespace", entries[i]["namespace"]}, {"action", action}});
+    }
+    return Value{{"objects", objects}, {"created", created}, {"configured", configured},
+                 {"unchanged", unchanged}, {"changed", created + configured > 0}};
+  }
+
+  Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
+    if (!state.is_object() || !state.contains("objects")) return Status::Ok();
+    KubeStep step(ctx, name(), args);
+    if (!step.ok()) return step.status();
+    std::string errors;
+    const Value& entries = state["objects"];
+    for (size_t i = entries.size(); i-- > 0;) {
+      const Value& e = entries[i];
+      std::string kind = Str(e, "kind"), obj = Str(e, "name");
+      std::string ns = Str(e, "namespace");
+      Status s;
+      if (e["previous"].is_null()) {
+        s = step.Change({InNamespace({"delete", kind, obj, "--ignore-not-found"}, ns)}).status();
+      } else {
+        PrivateTempFile file;
+        s = file.Write(e["previous"].dump(), ".json");
+        if (s.ok()) s = step.Change({InNamespace({"apply", "-f", file.path()}, ns)}).status();
+      }
+      if (!s.ok()) {
+        errors += (errors.empty() ? "" : "; ") + kind + "/" + obj + ": " + s.message();
+      }
+    }
+    if (!errors.empty()) return Status::Failed("kube.apply: undo: " + errors);
+    return Status::Ok();
+  }
+};
+
+class DeletePrimitive : public KubePrimitive {
+ public:
+  DeletePrimitive()
+      : KubePrimitive(
+            "kube.delete",
+            Schema{"Delete an object; with save (the default) it is saved first and undo "
+                   "re-creates it.",
+                   WithConnArgs({
+                       KArg("kind", ArgType::kString, true, "resource type"),
+                       KArg("name", ArgType::kString, true, "object name"),
+                       KArg("save", ArgType::kBool, false,
+                            "save the object for undo (default true); false: irreversible"),
+                       KArg("missing_ok", ArgType::kBool, false,
+                            "an object that does not exist is not an error"),
+                   }),
+                   {},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
+
+  PlanEffect Plan(const Value& args) const override {
+    std::string kind = ArgStr(args, "kind"), obj = ArgStr(args, "name");
+    std::string text = PlanArgv(args, {"delete", kind, obj});
+    if (!ArgBool(args, "save", true)) {
+      return {text + "   # not saved: irreversible", false,
+              "irreversible: deleted without saving it (save: false)"};
+    }
+    return {text + "   # saves the object first", true,
+            PlanArgv(args, {"create", "-f", "<the " + kind + " as saved before deleting>"})};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    KubeStep step(ctx, name(), args);
+    if (!step.ok()) return step.status();
+    std::string kind = ArgStr(args, "kind"), obj = ArgStr(args, "name");
+    std::string subject = step.Subject(kind, obj);
+    bool save = ArgBool(args, "save", true);
+    Value result{{"kind", kind}, {"name", obj}, {"saved", save}};
+    Value earlier = step.dry_run() ? Value() : ctx.PreviousUndo();
+    bool saved_before = earlier.is_object() && Str(earlier, "name") == obj &&
+                        earlier.contains("object");
+    Result<Value> live = step.client().Get(kind, obj);
+    if (!live.ok() && live.status().code() == Status::Code::kNotFound &&
+        (saved_before || ArgBool(args, "missing_ok", false))) {
+      // Gone already: deleted by an earlier attempt of this step, or allowed.
+      result["deleted"] = saved_before;
+      result["changed"] = saved_before;
+      return result;
+    }
+    if (!live.ok()) return step.Fail(subject, live.status());
+    if (save && !step.dry_run()) {
+      Value object = saved_before ? earlier["object"] : StripForRecreate(*live);
+      Status s = ctx.RecordUndo(Value{{"kind", kind}, {"name", obj},
+                                      {"namespace", step.target().ns}, {"object", object}});
+      if (!s.ok()) return step.Fail(subject, s);
+      if (Str(*live, "kind") == "Secret") {
+        ctx.Log(LogLevel::kWarn, "the saved copy of secret " + obj +
+                                     " (its data too) is kept in the run's state for undo");
+      }
+    }
+    Result<KubectlOutput> r = step.Change({step.Mutating({"delete", kind, obj})});
+    // NotFound after a retry: our earlier request got through.
+    if (!r.ok() && r.status().code() != Status::Code::kNotFound) {
+      return step.Fail(subject, r.status());
+    }
+    result["deleted"] = true;
+    result["changed"] = true;
+    return result;
+  }
+
+  Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
+    if (!state.is_object() || !state.contains("object")) return Status::Ok();
+    Value undo_args = args;
+    if (!Str(state, "namespace").empty()) undo_args["namespace"] = state["namespace"];
+    KubeStep step(ctx, name(), undo_args);
+    if (!step.ok()) return step.status();
+    std::string subject = step.Subject(ArgStr(args, "kind"), ArgStr(args, "name"));
+    PrivateTempFile file;
+    if (Status s = file.Write(state["object"].dump(), ".json"); !s.ok()) {
+      return step.Fail(subject, s);
+    }
+    Result<KubectlOutput> r = step.Change({{"create", "-f", file.path()}});
+    if (!r.ok() && r.status().message().find("already exists") == std::string::npos) {
+      return step.Fail(subject, r.status().Prefixed("undo (re-create)"));
+    }
+    return Status::Ok();
+  }
+
+  CheckResult Check(StepContext& ctx, const Value& args, const Value&) override {
+    KubeStep step(ctx, name(), args);
+    if (!step.ok()) return {};
+    Result<Value> live = step.client().Get(ArgStr(args, "kind"), ArgStr(args, "name"));
+    if (live.ok()) return {CheckOutcome::kNotDone, nullptr};
+    if (live.status().code() != Status::Code::kNotFound) return {};
+    return {CheckOutcome::kDone,
+            Value{{"kind", ArgStr(args, "kind")}, {"name", ArgStr(args, "name")},
+                  {"saved", ArgBool(args, "save", true)}, {"deleted", true}, {"changed", true}}};
+  }
+};
+
+}  // namespace
+
+void AddKubeApplyPrimitives(Registry* r) {
+  r->Add(std::make_unique<ApplyPrimitive>());
+  r->Add(std::make_unique<DeletePrimitive>());
+}
+
+}  // namespace runbook::kube

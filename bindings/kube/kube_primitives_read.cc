@@ -1,0 +1,205 @@
+// kube.get, kube.wait, kube.rollout_status: read-only probes.
+#include "bindings/kube/kube_objects.h"
+#include "bindings/kube/kube_primitive.h"
+
+namespace runbook::kube {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr milliseconds kDefaultWait{300000};
+
+std::string LastLine(const std::string& text) {
+  std::string t = text;
+  while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+  size_t nl = t.rfind('\n');
+  return nl == std::string::npos ? t : t.substr(nl + 1);
+}
+
+// The --timeout of a waiting command: the asked timeout, cut to what is left
+// of the step; and a client whose process ends shortly after it.
+struct WaitBudget {
+  milliseconds timeout;
+  KubectlClient client;
+};
+
+WaitBudget Budget(KubeStep& step, const Value& args) {
+  milliseconds timeout = ArgDuration(args, "timeout").value_or(kDefaultWait);
+  SteadyTime now = step.Now();
+  SteadyTime deadline = step.client().deadline();
+  if (deadline != SteadyTime::max()) {
+    timeout = std::min(timeout, std::chrono::duration_cast<milliseconds>(deadline - now));
+  }
+  timeout = std::max(timeout, milliseconds(1000));
+  return {timeout, step.client().WithDeadline(now + timeout + std::chrono::seconds(15))};
+}
+
+class GetPrimitive : public KubePrimitive {
+ public:
+  GetPrimitive()
+      : KubePrimitive("kube.get",
+                      Schema{"Read one object (by name) or a list (by label selector) as JSON.",
+                             WithConnArgs({
+                                 KArg("kind", ArgType::kString, true,
+                                      "resource type: deployment, service, pods, job, ..."),
+                                 KArg("name", ArgType::kString, false, "object name"),
+                                 KArg("selector", ArgType::kAny, false,
+                                      "label selector: a map {app: web} or text app=web"),
+                                 KArg("missing_ok", ArgType::kBool, false,
+                                      "a missing object gives null instead of failing"),
+                             }),
+                             {{"name", "selector"}},
+                             ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  bool idempotent(const Value&) const override { return true; }
+  PlanEffect Plan(const Value& args) const override {
+    return {PlanArgv(args, KubectlArgs(args)), true, kNothingToUndo};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    KubeStep step(ctx, name(), args);
+    if (!step.ok()) return step.status();
+    std::string kind = ArgStr(args, "kind");
+    if (args.contains("name")) {
+      std::string obj = ArgStr(args, "name");
+      Result<Value> r = step.client().Get(kind, obj);
+      if (!r.ok() && r.status().code() == Status::Code::kNotFound &&
+          ArgBool(args, "missing_ok", false)) {
+        return Value(nullptr);
+      }
+      if (!r.ok()) return step.Fail(step.Subject(kind, obj), r.status());
+      return *r;
+    }
+    std::string selector = SelectorText(args["selector"]);
+    Result<Value> items = step.client().List(kind, selector);
+    if (!items.ok()) {
+      return step.Fail(kind + " with labels " + selector + " in " + step.target().Where(),
+                       items.status());
+    }
+    Value names = Value::array();
+    for (const auto& i : *items) names.push_back(AtPointer(i, "/metadata/name"));
+    return Value{{"items", *items}, {"count", items->size()}, {"names", names}};
+  }
+
+ private:
+  static std::vector<std::string> KubectlArgs(const Value& args) {
+    std::vector<std::string> out{"get", ArgStr(args, "kind")};
+    if (args.contains("name")) {
+      out.push_back(ArgStr(args, "name"));
+    } else {
+      out.insert(out.end(), {"-l", SelectorText(args.value("selector", Value()))});
+    }
+    out.insert(out.end(), {"-o", "json"});
+    return out;
+  }
+};
+
+class WaitPrimitive : public KubePrimitive {
+ public:
+  WaitPrimitive()
+      : KubePrimitive(
+            "kube.wait",
+            Schema{"Wait for a condition (kubectl wait): --for=condition=complete, delete, "
+                   "jsonpath=...",
+                   WithConnArgs({
+                       KArg("resource", ArgType::kString, true,
+                            "what to wait for: job/backup-job, deployment/web, or a type "
+                            "with a selector"),
+                       KArg("for", ArgType::kString, true,
+                            "condition=complete, condition=Ready, delete, jsonpath='{..}'=v"),
+                       KArg("selector", ArgType::kAny, false, "label selector (map or text)"),
+                       KArg("timeout", ArgType::kDuration, false, "how long to wait (5m)"),
+                   }),
+                   {},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  bool idempotent(const Value&) const override { return true; }
+  PlanEffect Plan(const Value& args) const override {
+    milliseconds t = ArgDuration(args, "timeout").value_or(kDefaultWait);
+    return {PlanArgv(args, KubectlArgs(args, t)), true, kNothingToUndo};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    KubeStep step(ctx, name(), args);
+    if (!step.ok()) return step.status();
+    WaitBudget budget = Budget(step, args);
+    KubectlCall call{KubectlArgs(args, budget.timeout)};
+    call.request_timeout = false;
+    Result<KubectlOutput> r = budget.client.Run(call);
+    std::string subject = ArgStr(args, "resource") + " in " + step.target().Where();
+    if (!r.ok()) return step.Fail(subject, r.status());
+    Value lines = Value::array();
+    for (size_t s = 0, nl; s < r->out.size(); s = nl + 1) {
+      nl = r->out.find('\n', s);
+      if (nl == std::string::npos) nl = r->out.size();
+      if (nl > s) lines.push_back(r->out.substr(s, nl - s));
+    }
+    return Value{{"resource", ArgStr(args, "resource")}, {"for", ArgStr(args, "for")},
+                 {"met", lines}};
+  }
+
+ private:
+  static std::vector<std::string> KubectlArgs(const Value& args, milliseconds timeout) {
+    std::vector<std::string> out{"wait", ArgStr(args, "resource")};
+    if (args.contains("selector")) out.insert(out.end(), {"-l", SelectorText(args["selector"])});
+    out.push_back("--for=" + ArgStr(args, "for"));
+    out.push_back("--timeout=" + KubectlDuration(timeout));
+    return out;
+  }
+};
+
+class RolloutStatusPrimitive : public KubePrimitive {
+ public:
+  RolloutStatusPrimitive()
+      : KubePrimitive("kube.rollout_status",
+                      Schema{"Wait until a rollout is complete (kubectl rollout status).",
+                             WithConnArgs({
+                                 KArg("deployment", ArgType::kString, false, "deployment name"),
+                                 KArg("statefulset", ArgType::kString, false, "statefulset name"),
+                                 KArg("timeout", ArgType::kDuration, false,
+                                      "how long to wait (5m)"),
+                             }),
+                             {{"deployment", "statefulset"}},
+                             ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  bool idempotent(const Value&) const override { return true; }
+  PlanEffect Plan(const Value& args) const override {
+    milliseconds t = ArgDuration(args, "timeout").value_or(kDefaultWait);
+    return {PlanArgv(args, KubectlArgs(args, t)), true, kNothingToUndo};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    KubeStep step(ctx, name(), args);
+    if (!step.ok()) return step.status();
+    WaitBudget budget = Budget(step, args);
+    KubectlCall call{KubectlArgs(args, budget.timeout)};
+    call.request_timeout = false;
+    Result<KubectlOutput> r = budget.client.Run(call);
+    auto [kind, obj] = Target(args);
+    if (!r.ok()) return step.Fail(step.Subject(kind, obj), r.status());
+    return Value{{"kind", kind}, {"name", obj}, {"message", LastLine(r->out)}};
+  }
+
+ private:
+  static std::pair<std::string, std::string> Target(const Value& args) {
+    if (args.contains("statefulset")) return {"statefulset", ArgStr(args, "statefulset")};
+    return {"deployment", ArgStr(args, "deployment")};
+  }
+  static std::vector<std::string> KubectlArgs(const Value& args, milliseconds timeout) {
+    auto [kind, obj] = Target(args);
+    return {"rollout", "status", kind + "/" + obj, "--timeout=" + KubectlDuration(timeout)};
+  }
+};
+
+}  // namespace
+
+void AddKubeReadPrimitives(Registry* r) {
+  r->Add(std::make_unique<GetPrimitive>());
+  r->Add(std::make_unique<WaitPrimitive>());
+  r->Add(std::make_unique<RolloutStatusPrimitive>());
+}
+
+}  // namespace runbook::kube

@@ -1,0 +1,50 @@
+// The runbook's `kube:` connection and what kubectl needs from it.
+//
+// Map form {context, namespace, kubeconfig, kubectl}; the scalar form names
+// the context. Users keep their kubeconfig, contexts and auth plugins: a
+// kubeconfig is passed only when the connection names one (--kubeconfig),
+// otherwise kubectl reads KUBECONFIG / ~/.kube/config as it always does.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/core/registry.h"
+
+namespace runbook::kube {
+
+struct KubeTarget {
+  std::string conn_name;   // the runbook's connection name
+  std::string context;     // "" = the kubeconfig's current context
+  std::string ns;          // "" = the context's namespace
+  std::string kubeconfig;  // "" = kubectl's own lookup
+  std::string kubectl = "kubectl";
+
+  // The global flags every command gets: --kubeconfig, --context, -n.
+  std::vector<std::string> GlobalFlags() const;
+  // "namespace 'dsm' (context 'prod')", for error messages.
+  std::string Where() const;
+};
+
+// The target of connection `conn_name`; `ns_override` (a step's
+// `namespace` argument) wins over the connection's namespace.
+Result<KubeTarget> KubeTargetFromConfig(const std::string& conn_name, const Value& config,
+                                        const std::string& ns_override = "");
+
+// Looks up connection `conn_name` in the run (must be of type kube).
+Result<KubeTarget> ResolveKubeTarget(StepContext& ctx, const std::string& conn_name,
+                                     const std::string& ns_override = "");
+
+// The `kube` connection type for the registry.
+class KubeConnectionType : public ConnectionType {
+ public:
+  KubeConnectionType();
+  std::string name() const override { return "kube"; }
+  const Schema& schema() const override { return schema_; }
+  std::string Describe(const Value& config) const override;
+
+ private:
+  Schema schema_;
+};
+
+}  // namespace runbook::kube

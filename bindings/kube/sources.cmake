@@ -1,0 +1,26 @@
+# The kube binding (bindings/kube) and its tests.
+list(APPEND RUNBOOK_BINDING_SOURCES
+  bindings/kube/kube_manifest.cc
+  bindings/kube/kube_objects.cc
+  bindings/kube/kube_primitive.cc
+  bindings/kube/kube_primitives_apply.cc
+  bindings/kube/kube_primitives_exec.cc
+  bindings/kube/kube_primitives_job.cc
+  bindings/kube/kube_primitives_patch.cc
+  bindings/kube/kube_primitives_read.cc
+  bindings/kube/kube_primitives_scale.cc
+  bindings/kube/kube_target.cc
+  bindings/kube/kubectl_client.cc
+  bindings/kube/kubectl_errors.cc
+  bindings/kube/port_forward.cc
+  bindings/kube/register.cc
+)
+list(APPEND RUNBOOK_TEST_SOURCES
+  tests/fixtures/kube_fixture.cc
+  tests/bindings/kube_test.cc
+  tests/bindings/kube_apply_test.cc
+  tests/bindings/kube_forward_test.cc
+  tests/bindings/kube_job_exec_test.cc
+  tests/bindings/kube_patch_test.cc
+  tests/bindings/kube_scale_test.cc
+)

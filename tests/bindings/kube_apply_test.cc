@@ -1,0 +1,187 @@
+// kube.apply (undo deletes what it created, re-applies what it changed) and
+// kube.delete (saved first unless save: false) against the simulator.
+#include <filesystem>
+#include <fstream>
+
+#include "tests/bindings/kube_test_util.h"
+
+namespace runbook::testing {
+namespace {
+
+Value ConfigMap(const std::string& name, const std::string& a) {
+  return Value{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}}},
+               {"data", {{"a", a}}}};
+}
+
+}  // namespace
+
+TEST_CASE("kube.apply records what existed, and undo deletes what it created and restores "
+          "what it changed", "[kube][kube.apply]") {
+  KubeCase c;
+  Value first{{"conn", "sim"},
+              {"manifest", Value::array({ConfigMap("cfg", "1"), ConfigMap("keep", "k")})}};
+  std::string rv = c.SettledRv();
+  Result<Value> r = c.Rehearse("kube.apply", first);
+  REQUIRE(r.ok());
+  CHECK((*r)["created"] == 2);
+  CHECK(c.SettledRv() == rv);
+  CHECK_FALSE(c.Exists("configmap", "cfg"));
+  CHECK_THAT(c.sim.Log(), Catch::Contains("dryRun=All"));
+
+  r = c.Apply("kube.apply", first);
+  REQUIRE(r.ok());
+  CHECK((*r)["created"] == 2);
+  Value first_undo = c.ctx.LastUndo();
+  REQUIRE(first_undo["objects"].size() == 2);
+  CHECK(first_undo["objects"][0]["previous"].is_null());
+  CHECK(first_undo["objects"][0]["namespace"] == "default");
+
+  // Second step, YAML text: changes cfg, leaves keep alone, creates a service.
+  Value second{{"conn", "sim"}, {"manifest", R"(apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {a: "2"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: keep}
+data: {a: k}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  selector: {app: db}
+  ports: [{port: 5432}]
+)"}};
+  r = c.Apply("kube.apply", second);
+  REQUIRE(r.ok());
+  CHECK((*r)["objects"][0]["action"] == "configured");
+  CHECK((*r)["objects"][1]["action"] == "unchanged");
+  CHECK((*r)["objects"][2]["action"] == "created");
+  Value undo = c.ctx.LastUndo();
+  CHECK(undo["objects"][0]["previous"]["data"]["a"] == "1");
+  CHECK_FALSE(undo["objects"][0]["previous"]["metadata"].contains("resourceVersion"));
+  CHECK(undo["objects"][2]["previous"].is_null());
+  CHECK(c.Get("configmap", "cfg")["data"]["a"] == "2");
+
+  REQUIRE(c.Undo("kube.apply", second).ok());
+  CHECK(c.Get("configmap", "cfg")["data"]["a"] == "1");
+  CHECK(c.Exists("configmap", "keep"));
+  CHECK_FALSE(c.Exists("service", "db"));
+  REQUIRE(c.Undo("kube.apply", second).ok());  // twice is fine
+
+  REQUIRE(c.P("kube.apply").Undo(c.ctx, first, first_undo).ok());
+  CHECK_FALSE(c.Exists("configmap", "cfg"));
+  CHECK_FALSE(c.Exists("configmap", "keep"));
+}
+
+TEST_CASE("kube.apply reads a file or a directory of manifests", "[kube][kube.apply]") {
+  KubeCase c;
+  namespace fs = std::filesystem;
+  std::string dir = c.sim.dir + "/manifests-" + std::to_string(getpid());
+  fs::create_directories(dir);
+  std::ofstream(dir + "/1-deploy.yaml") << DeploymentYaml("chronicle-db-v17", 1);
+  std::ofstream(dir + "/2-cm.yml") << "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "
+                                      "pg-conf}\ndata: {max_connections: \"100\"}\n";
+  std::ofstream(dir + "/README.md") << "not a manifest";
+  Value args{{"conn", "sim"}, {"file", dir}};
+  CHECK_THAT(c.P("kube.apply").Plan(args).text,
+             Catch::Contains("apply -f " + dir) &&
+                 Catch::Contains("Deployment/chronicle-db-v17 ConfigMap/pg-conf"));
+  Result<Value> r = c.Apply("kube.apply", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["created"] == 2);
+  c.WaitReady("deployment", "chronicle-db-v17", 1);
+  r = c.Apply("kube.apply", Value{{"conn", "sim"}, {"file", dir + "/2-cm.yml"}});
+  REQUIRE(r.ok());
+  CHECK((*r)["unchanged"] == 1);
+  CHECK((*r)["changed"] == false);
+  r = c.Apply("kube.apply", Value{{"conn", "sim"}, {"file", dir + "/missing.yaml"}});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("cannot read manifest file"));
+  r = c.Apply("kube.apply", Value{{"conn", "sim"},
+                                  {"manifest", Value{{"kind", "ConfigMap"}, {"metadata", {{"generateName", "x-"}}}}}});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("needs kind and metadata.name"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("kube.apply of an invalid object fails with the server's words and keeps its undo",
+          "[kube][kube.apply]") {
+  KubeCase c;
+  Value bad{{"apiVersion", "apps/v1"}, {"kind", "Deployment"}, {"metadata", {{"name", "bad"}}},
+            {"spec", {{"template", {{"spec", {{"containers", Value::array()}}}}}}}};
+  Result<Value> r = c.Apply("kube.apply", Value{{"conn", "sim"}, {"manifest", bad}});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::StartsWith("kube.apply: manifest (inline) in namespace "
+                                                     "'default' (context 'sim'): ") &&
+                                       Catch::Contains("invalid"));
+  r = c.Rehearse("kube.apply", Value{{"conn", "sim"}, {"manifest", bad}});
+  REQUIRE_FALSE(r.ok());  // the rehearsal catches it too
+}
+
+TEST_CASE("kube.delete saves the object, and undo re-creates it", "[kube][kube.delete]") {
+  KubeCase c;
+  c.sim.ApplyYaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old-conf, labels: {a: b}}\n"
+                  "data: {x: \"1\"}\n");
+  Value args{{"conn", "sim"}, {"kind", "configmap"}, {"name", "old-conf"}};
+  CHECK_THAT(c.P("kube.delete").Plan(args).text, Catch::Contains("saves the object first"));
+  std::string rv = c.SettledRv();
+  REQUIRE(c.Rehearse("kube.delete", args).ok());
+  CHECK(c.SettledRv() == rv);
+  CHECK(c.Exists("configmap", "old-conf"));
+
+  Result<Value> r = c.Apply("kube.delete", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["deleted"] == true);
+  CHECK_FALSE(c.Exists("configmap", "old-conf"));
+  CHECK(c.ctx.LastUndo()["object"]["data"]["x"] == "1");
+  CHECK(c.Check("kube.delete", args) == CheckOutcome::kDone);
+  // A retry after the delete went through: done, not "not found".
+  c.ctx.previous_undo = c.ctx.LastUndo();
+  r = c.Apply("kube.delete", args);
+  REQUIRE(r.ok());
+  c.ctx.previous_undo = nullptr;
+
+  REQUIRE(c.Undo("kube.delete", args).ok());
+  Value cm = c.Get("configmap", "old-conf");
+  CHECK(cm["data"]["x"] == "1");
+  CHECK(cm["metadata"]["labels"]["a"] == "b");
+  REQUIRE(c.Undo("kube.delete", args).ok());  // already there: fine
+  CHECK(c.Check("kube.delete", args) == CheckOutcome::kNotDone);
+}
+
+TEST_CASE("kube.delete without save is irreversible, and a missing object is named",
+          "[kube][kube.delete]") {
+  KubeCase c;
+  c.sim.ApplyYaml(kWebYaml);
+  Value args{{"conn", "sim"}, {"kind", "service"}, {"name", "web"}, {"save", false}};
+  PlanEffect p = c.P("kube.delete").Plan(args);
+  CHECK_FALSE(p.reversible);
+  CHECK(p.undo == "irreversible: deleted without saving it (save: false)");
+  REQUIRE(c.Apply("kube.delete", args).ok());
+  CHECK(c.ctx.undo_records.empty());
+  CHECK_FALSE(c.Exists("service", "web"));
+  Result<Value> r = c.Apply("kube.delete", args);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message() ==
+        "kube.delete: service 'web' in namespace 'default' (context 'sim'): not found");
+  args["missing_ok"] = true;
+  r = c.Apply("kube.delete", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["deleted"] == false);
+  CHECK((*r)["changed"] == false);
+}
+
+TEST_CASE("kube.delete re-creates a service without its old cluster IP", "[kube][kube.delete]") {
+  KubeCase c;
+  c.sim.ApplyYaml(kWebYaml);
+  Value args{{"conn", "sim"}, {"kind", "service"}, {"name", "web"}};
+  REQUIRE(c.Apply("kube.delete", args).ok());
+  CHECK_FALSE(c.ctx.LastUndo()["object"]["spec"].contains("clusterIP"));
+  REQUIRE(c.Undo("kube.delete", args).ok());
+  CHECK(c.Get("service", "web")["spec"]["selector"]["app"] == "web");
+}
+
+}  // namespace runbook::testing
