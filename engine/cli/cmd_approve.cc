@@ -1,4 +1,5 @@
 // runbook approve RUN STEP [--by NAME]: record an approval for a gated step.
+#include <pwd.h>
 #include <unistd.h>
 
 #include "engine/cli/cli.h"
@@ -26,7 +27,11 @@ void AddApproveCommand(CLI::App& app, Cli& cli) {
                                                         "' waiting for approval");
       return;
     }
-    if (by.empty()) by = getenv("USER") ? getenv("USER") : "unknown";
+    if (by.empty()) {
+      const char* u = getenv("USER");
+      struct passwd* pw = getpwuid(getuid());
+      by = u && *u ? u : pw ? pw->pw_name : "unknown";
+    }
     Approval a{run_id, step_id, by, Clock::Real().NowMs()};
     Status s = store->RecordApproval(a);
     if (!s.ok()) {

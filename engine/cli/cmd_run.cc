@@ -1,4 +1,5 @@
 // runbook run / resume / rollback: the commands that act.
+#include <pwd.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -10,6 +11,12 @@
 namespace runbook {
 namespace {
 
+std::string CurrentUser() {
+  if (const char* u = getenv("USER"); u && *u) return u;
+  if (struct passwd* pw = getpwuid(getuid())) return pw->pw_name;
+  return "uid " + std::to_string(getuid());
+}
+
 class TerminalPrompter : public Prompter {
  public:
   std::optional<bool> Ask(const std::string& question) override {
@@ -19,7 +26,7 @@ class TerminalPrompter : public Prompter {
     if (!std::getline(std::cin, line)) return std::nullopt;
     return line == "y" || line == "Y" || line == "yes";
   }
-  std::string Who() override { return getenv("USER") ? getenv("USER") : "unknown"; }
+  std::string Who() override { return CurrentUser(); }
 };
 
 struct Common {
@@ -46,7 +53,8 @@ bool Open(Cli& cli, const Common& c, Session* s) {
   s->env.processes = &ProcessRunner::Real();
   s->env.reporter = s->reporter.get();
   s->env.redactor = &cli.redactor;
-  s->env.prompter = isatty(STDIN_FILENO) ? &s->prompter : nullptr;
+  // Without a terminal an approval pauses the run; --yes still needs a name.
+  s->env.prompter = isatty(STDIN_FILENO) || c.yes ? &s->prompter : nullptr;
   s->env.state_path = cli.StatePath();
   return true;
 }

@@ -57,6 +57,10 @@ const char* RehearsalName(Rehearsal r);
 // PlanEffect::undo of an action that changes nothing (log, sleep): rollback
 // passes over it silently.
 inline constexpr char kNothingToUndo[] = "nothing to undo";
+// True for kNothingToUndo and its variants ("nothing to undo (read-only)").
+inline bool NothingToUndo(const std::string& undo_text) {
+  return undo_text.rfind(kNothingToUndo, 0) == 0;
+}
 
 // What `plan` shows for one step.
 struct PlanEffect {

@@ -126,9 +126,13 @@ struct Planner {
         Value args = Expand(s.action.args, s.action.pos, e);
         PlanEffect eff = prim->Plan(args);
         bool irreversible = !eff.reversible && s.rollback != RollbackMode::kAction;
-        if (s.rollback == RollbackMode::kNone && eff.undo != kNothingToUndo) irreversible = true;
+        if (s.rollback == RollbackMode::kNone && !NothingToUndo(eff.undo)) irreversible = true;
         std::string rehearsal = RehearsalName(prim->rehearsal(args));
-        out << more << redactor.Redact(eff.text) << "\n";
+        std::string text = redactor.Redact(eff.text);
+        for (size_t at = 0; (at = text.find('\n', at)) != std::string::npos; at += more.size() + 1) {
+          text.insert(at + 1, more);
+        }
+        out << more << text << "\n";
         out << more << "rehearsal: " << rehearsal;
         if (irreversible) out << "   IRREVERSIBLE";
         out << "\n";
@@ -143,7 +147,7 @@ struct Planner {
           u = eff.undo;
         }
         if (irreversible) ++irreversible_count;
-        if (u != kNothingToUndo) undo.push_back({instance, redactor.Redact(u), irreversible});
+        if (!NothingToUndo(u)) undo.push_back({instance, redactor.Redact(u), irreversible});
       };
       if (has_items) {
         for (size_t i = 0; i < items.size(); ++i) {

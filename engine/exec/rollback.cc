@@ -30,7 +30,7 @@ bool NeedsUndo(const Registry& registry, const StepRecord& rec, bool was_failed)
   for (const UndoEntry& e : rec.undo) {
     if (was_failed && e.state.is_null()) continue;
     const Primitive* prim = registry.Find(e.primitive);
-    if (!prim || prim->Plan(e.args).undo != kNothingToUndo) return true;
+    if (!prim || !NothingToUndo(prim->Plan(e.args).undo)) return true;
   }
   return false;
 }
@@ -166,7 +166,7 @@ bool Executor::Impl::DoRollback() {
           break;
         }
         PlanEffect eff = prim->Plan(e.args);
-        if (eff.undo == kNothingToUndo) continue;
+        if (NothingToUndo(eff.undo)) continue;
         if (!eff.reversible && e.state.is_null()) {
           irreversible_left = true;
           continue;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine as root: installs what
+# is missing, builds, runs the unit, integration and end-to-end tests (real
+# PostgreSQL, sshd, kubectl against the API simulator), then the same suite
+# under AddressSanitizer + UndefinedBehaviorSanitizer.
+#   ./test.sh            everything
+#   ./test.sh --quick    skip the sanitizer pass
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/deps.sh
+
+run_suite() {
+  local dir=$1
+  (cd "$dir" && ctest --output-on-failure --timeout 1500)
+}
+
+dir=$(scripts/build.sh)
+run_suite "$dir"
+if [ "${1:-}" != "--quick" ]; then
+  echo "== the same suite under ASan + UBSan" >&2
+  asan=$(scripts/build.sh --sanitize)
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_suite "$asan"
+fi

@@ -1,0 +1,137 @@
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "engine/core/duration.h"
+#include "engine/core/process.h"
+#include "engine/core/redact.h"
+#include "engine/core/registry.h"
+#include "engine/exec/window.h"
+#include "engine/lua/template.h"
+
+using namespace runbook;
+
+TEST_CASE("durations parse the forms runbooks use and reject the rest", "[core]") {
+  CHECK(ParseDuration("500ms") == std::chrono::milliseconds(500));
+  CHECK(ParseDuration("30s") == std::chrono::seconds(30));
+  CHECK(ParseDuration("10m") == std::chrono::minutes(10));
+  CHECK(ParseDuration("2h") == std::chrono::hours(2));
+  CHECK(ParseDuration("1h30m") == std::chrono::minutes(90));
+  for (const char* bad : {"", "5", "5 minutes", "m", "1.5s", "-1s", "10x", "s10"}) {
+    INFO(bad);
+    CHECK_FALSE(ParseDuration(bad).has_value());
+  }
+  CHECK(FormatDuration(std::chrono::milliseconds(1500)) == "1.5s");
+  CHECK(FormatDuration(std::chrono::seconds(90)) == "1m30s");
+}
+
+TEST_CASE("the redactor hides secrets and conninfo passwords everywhere", "[core][secrets]") {
+  Redactor r;
+  r.Add("hunter2-secret");
+  CHECK(r.Redact("pw is hunter2-secret!") == "pw is ***!");
+  CHECK(r.Redact("host=db password=abc123 user=x") == "host=db password=*** user=x");
+  CHECK(r.Redact("host=db password='a b c' user=x") == "host=db password=*** user=x");
+  CHECK(r.Redact("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x");
+  Value v{{"a", {"x hunter2-secret"}}, {"b", {{"c", "hunter2-secret"}}}, {"n", 1}};
+  Value red = r.Redact(v);
+  CHECK(red.dump().find("hunter2") == std::string::npos);
+  CHECK(red["n"] == 1);
+}
+
+TEST_CASE("argument checks name the argument and suggest the nearest one", "[core][registry]") {
+  Schema s{"", {{"conn", ArgType::kConnection, true}, {"replicas", ArgType::kInt, true},
+                {"deployment", ArgType::kString}, {"statefulset", ArgType::kString},
+                {"timeout", ArgType::kDuration}, {"mode", ArgType::kString, false, "",
+                                                  {"count", "checksum"}}},
+           {{"deployment", "statefulset"}}, ""};
+  auto errs = CheckArgs(s, Value{{"conn", "c"}, {"replica", 1}, {"deployment", "d"}});
+  REQUIRE(errs.size() == 2);
+  CHECK(errs[0].arg == "replica");
+  CHECK(errs[0].suggestion == "replicas");
+  CHECK(errs[1].message == "missing required argument 'replicas'");
+  errs = CheckArgs(s, Value{{"conn", "c"}, {"replicas", "three"}, {"timeout", "5 minutes"},
+                            {"mode", "cheksum"}});
+  REQUIRE(errs.size() == 4);
+  CHECK(errs[0].message == "argument 'replicas': expected int, got string");
+  CHECK_THAT(errs[1].message, Catch::Contains("expected duration such as 500ms"));
+  CHECK(errs[2].suggestion == "checksum");
+  CHECK_THAT(errs[3].message, Catch::Contains("needs one of 'deployment', 'statefulset'"));
+  // A template is accepted for any type: it is checked after expansion.
+  CHECK(CheckArgs(s, Value{{"conn", "c"}, {"replicas", "${{ params.n }}"}, {"statefulset", "s"}})
+            .empty());
+}
+
+TEST_CASE("templates split, rewrite dashed step ids and report references", "[core][template]") {
+  auto parts = SplitTemplate("a ${{ x }} b ${{y}}");
+  REQUIRE(parts.ok());
+  REQUIRE(parts->size() == 4);
+  CHECK((*parts)[1].text == "x");
+  CHECK((*parts)[3].text == "y");
+  CHECK_FALSE(SplitTemplate("a ${{ x ").ok());
+  CHECK(IsSingleExpression("${{ params.tables }}"));
+  CHECK_FALSE(IsSingleExpression("x ${{ params.tables }}"));
+  std::set<std::string> ids{"scale-down", "copy"};
+  CHECK(RewriteDashedIds("steps.scale-down.result.replicas - 1", ids) ==
+        "steps[\"scale-down\"].result.replicas - 1");
+  CHECK(RewriteDashedIds("steps.copy.result", ids) == "steps.copy.result");
+  CHECK(ReferencedSteps("steps.a.result + steps[\"b-c\"].x") == std::set<std::string>{"a", "b-c"});
+  CHECK(ReferencedParams("params.tables[1] .. params['db']") ==
+        std::set<std::string>{"tables", "db"});
+}
+
+TEST_CASE("a maintenance window knows whether now is inside and when it closes", "[core][window]") {
+  Window w;
+  w.timezone = "Asia/Singapore";  // UTC+8, no DST
+  w.days = {6, 0};                // sat, sun
+  w.start_minute = 2 * 60;
+  w.end_minute = 4 * 60;
+  // Saturday 2026-11-21 02:30 SGT = Friday 2026-11-20 18:30 UTC.
+  int64_t inside = 1795199400LL * 1000;
+  WindowState s = CheckWindow(w, inside);
+  CHECK(s.inside);
+  CHECK(s.end_ms - inside == 90 * 60 * 1000);
+  CHECK_FALSE(CheckWindow(w, inside + 2 * 3600 * 1000).inside);   // 04:30
+  CHECK_FALSE(CheckWindow(w, inside - 24 * 3600 * 1000).inside);  // Friday 02:30
+  // A window that crosses midnight belongs to the day it starts.
+  Window night;
+  night.timezone = "UTC";
+  night.days = {5};  // fri
+  night.start_minute = 23 * 60;
+  night.end_minute = 60;
+  int64_t sat_0030 = 1795221000LL * 1000;  // Saturday 2026-11-21 00:30 UTC
+  CHECK(CheckWindow(night, sat_0030).inside);
+  CHECK_FALSE(CheckWindow(night, sat_0030 + 24 * 3600 * 1000).inside);
+}
+
+TEST_CASE("a process timeout kills the whole process group", "[core][process]") {
+  ProcessSpec spec;
+  // The child starts a grandchild and waits; both must die at the deadline.
+  spec.argv = {"bash", "-c", "sleep 30 & echo $!; wait"};
+  spec.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  auto r = ProcessRunner::Real().Run(spec);
+  REQUIRE(r.ok());
+  CHECK(r->timed_out);
+  int grandchild = std::atoi(r->out.c_str());
+  REQUIRE(grandchild > 0);
+  usleep(100000);
+  CHECK(kill(grandchild, 0) != 0);
+}
+
+TEST_CASE("a process gets its stdin, env and cwd and its streams are read apart", "[core][process]") {
+  ProcessSpec spec;
+  spec.argv = {"bash", "-c", "cat; echo \"$RB_X\" >&2; pwd"};
+  spec.env = {{"RB_X", "from-env"}};
+  spec.cwd = "/tmp";
+  spec.stdin_data = "from-stdin\n";
+  auto r = ProcessRunner::Real().Run(spec);
+  REQUIRE(r.ok());
+  CHECK(r->exit_code == 0);
+  CHECK(r->out == "from-stdin\n/tmp\n");
+  CHECK(r->err == "from-env\n");
+  ProcessSpec missing;
+  missing.argv = {"/nonexistent/program"};
+  CHECK_FALSE(ProcessRunner::Real().Run(missing).ok());
+}

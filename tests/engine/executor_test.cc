@@ -1,0 +1,305 @@
+// The executor with fakes of the OS seams (clock) and of primitives that
+// record what they were asked to do. The state store is the real one.
+#include <catch2/catch.hpp>
+
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "bindings/register.h"
+#include "engine/exec/executor.h"
+#include "engine/parser/parser.h"
+
+using namespace runbook;
+
+namespace {
+
+class FakeClock : public Clock {
+ public:
+  int64_t NowMs() override { return now_ms; }
+  SteadyTime Steady() override { return SteadyTime() + std::chrono::milliseconds(now_ms); }
+  void Sleep(Millis ms) override {
+    sleeps.push_back(ms.count());
+    now_ms += ms.count();
+  }
+  int64_t now_ms = 1795199400LL * 1000;
+  std::vector<int64_t> sleeps;
+};
+
+// What the fake primitives did, in order.
+struct World {
+  std::vector<std::string> log;
+  std::map<std::string, int> fail_times;  // name -> failures left
+  std::set<std::string> applied;          // for Check
+  std::map<std::string, int> slow_ms;     // name -> how long the next apply takes
+};
+
+class FakeAct : public Primitive {
+ public:
+  FakeAct(World* w, std::string name, Rehearsal mode, bool idempotent)
+      : w_(w), name_(std::move(name)), mode_(mode), idempotent_(idempotent) {}
+  std::string name() const override { return name_; }
+  const Schema& schema() const override {
+    static Schema s{"", {{"tag", ArgType::kString, true}, {"ms", ArgType::kInt}}, {}, "tag"};
+    return s;
+  }
+  Rehearsal rehearsal(const Value&) const override { return mode_; }
+  bool idempotent(const Value&) const override { return idempotent_; }
+  PlanEffect Plan(const Value& a) const override { return {name_ + " " + a.value("tag", "")}; }
+  Result<Value> Apply(StepContext& ctx, const Value& a) override {
+    std::string tag = a["tag"];
+    if (Status s = ctx.RecordUndo(Value{{"tag", tag}}); !s.ok()) return s;
+    if (ctx.dry_run()) {
+      w_->log.push_back("rehearse " + tag);
+      return Value{{"tag", tag}};
+    }
+    ctx.clock().Sleep(Millis(a.value("ms", 0) + w_->slow_ms[tag]));
+    if (w_->fail_times[tag] > 0) {
+      --w_->fail_times[tag];
+      w_->log.push_back("fail " + tag);
+      return Status::Failed(tag + " failed on purpose");
+    }
+    w_->log.push_back("apply " + tag);
+    w_->applied.insert(tag);
+    return Value{{"tag", tag}, {"n", static_cast<int>(w_->log.size())}};
+  }
+  Status Undo(StepContext&, const Value&, const Value& state) override {
+    w_->log.push_back("undo " + state.value("tag", "?"));
+    return Status::Ok();
+  }
+  CheckResult Check(StepContext&, const Value& a, const Value&) override {
+    if (name_ != "t.checked") return {};
+    return w_->applied.count(a["tag"]) ? CheckResult{CheckOutcome::kDone, Value{{"checked", true}}}
+                                       : CheckResult{CheckOutcome::kNotDone, nullptr};
+  }
+
+ private:
+  World* w_;
+  std::string name_;
+  Rehearsal mode_;
+  bool idempotent_;
+};
+
+class NullReporter : public Reporter {
+ public:
+  void RunStarted(const RunRecord&, const std::string&) override {}
+  void StepFinished(const StepRecord& s, const std::string& d) override {
+    lines.push_back(s.step_id + " " + StepStatusName(s.status) + (d.empty() ? "" : " " + d));
+  }
+  void StepStarted(const std::string&, const std::string&) override {}
+  void Log(const std::string&, LogLevel, const std::string&) override {}
+  void Progress(const std::string&, const ProgressInfo&) override {}
+  void RunFinished(const RunRecord&, int, const std::string& m) override { message = m; }
+  std::vector<std::string> lines;
+  std::string message;
+};
+
+struct Harness {
+  Harness() {
+    char tmpl[] = "/tmp/rb-exec-XXXXXX";
+    dir = mkdtemp(tmpl);
+    RegisterAll(&registry);
+    registry.Add(std::make_unique<FakeAct>(&world, "t.act", Rehearsal::kSimulate, false));
+    registry.Add(std::make_unique<FakeAct>(&world, "t.idem", Rehearsal::kProbe, true));
+    registry.Add(std::make_unique<FakeAct>(&world, "t.skip", Rehearsal::kSkip, false));
+    registry.Add(std::make_unique<FakeAct>(&world, "t.undeclared", Rehearsal::kUndeclared, false));
+    registry.Add(std::make_unique<FakeAct>(&world, "t.checked", Rehearsal::kSimulate, false));
+    store = std::move(*StateStore::Open(dir + "/state.db"));
+    env = {&registry, store.get(), &clock, &ProcessRunner::Real(), &reporter, &redactor,
+           nullptr, dir + "/state.db"};
+  }
+  ~Harness() { std::filesystem::remove_all(dir); }
+
+  std::shared_ptr<const Runbook> Parse(const std::string& yaml) {
+    std::vector<Diagnostic> diags;
+    auto rb = ParseRunbook(dir + "/rb.yaml", yaml, registry, &diags);
+    for (const auto& d : diags) UNSCOPED_INFO(d.ToString());
+    REQUIRE(rb);
+    return rb;
+  }
+  ExitCode Run(const std::shared_ptr<const Runbook>& rb, RunOptions opts = {}) {
+    Executor ex(env);
+    ExitCode code = ex.Run(rb, Value::object(), opts);
+    last_run = ex.run_id();
+    return code;
+  }
+  ExitCode Resume(const std::shared_ptr<const Runbook>& rb, RunOptions opts = {}) {
+    Executor ex(env);
+    return ex.Resume(last_run, rb, Value::object(), opts);
+  }
+  StepRecord Step(const std::string& id) { return **store->GetStep(last_run, id); }
+
+  std::string dir;
+  World world;
+  Registry registry;
+  FakeClock clock;
+  NullReporter reporter;
+  Redactor redactor;
+  std::unique_ptr<StateStore> store;
+  ExecEnv env;
+  std::string last_run;
+};
+
+const char* kThree = R"(format: 1
+name: three
+on_failure: stop
+steps:
+  - id: a
+    t.act: a
+  - id: b
+    t.act: b
+  - id: c
+    t.act: c
+)";
+
+}  // namespace
+
+TEST_CASE("resume skips steps that already succeeded", "[executor]") {
+  Harness h;
+  auto rb = h.Parse(kThree);
+  h.world.fail_times["b"] = 1;
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  CHECK(h.world.log == std::vector<std::string>{"apply a", "fail b"});
+  CHECK(h.Step("b").status == StepStatus::kFailed);
+  CHECK(h.Resume(rb) == ExitCode::kOk);
+  CHECK(h.world.log == std::vector<std::string>{"apply a", "fail b", "apply b", "apply c"});
+  CHECK(h.store->GetRun(h.last_run)->status == RunStatus::kSucceeded);
+}
+
+TEST_CASE("a failure rolls back completed steps newest first, the failed step included", "[executor][rollback]") {
+  Harness h;
+  std::string yaml = kThree;
+  yaml.replace(yaml.find("on_failure: stop"), 16, "on_failure: rollback");
+  auto rb = h.Parse(yaml);
+  h.world.fail_times["c"] = 1;
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  // c recorded its undo state before failing: it may have acted part-way.
+  CHECK(h.world.log == std::vector<std::string>{"apply a", "apply b", "fail c", "undo c", "undo b",
+                                                "undo a"});
+  CHECK(h.Step("a").status == StepStatus::kUndone);
+  CHECK(h.store->GetRun(h.last_run)->status == RunStatus::kRolledBack);
+}
+
+TEST_CASE("retries back off exponentially and count attempts", "[executor]") {
+  Harness h;
+  auto rb = h.Parse(R"(format: 1
+name: retry
+steps:
+  - id: a
+    t.act: a
+    retries: 3
+    retry_delay: 100ms
+)");
+  h.world.fail_times["a"] = 3;
+  CHECK(h.Run(rb) == ExitCode::kOk);
+  CHECK(h.clock.sleeps == std::vector<int64_t>{0, 100, 0, 200, 0, 400, 0});
+  CHECK(h.Step("a").attempts == 4);
+}
+
+TEST_CASE("a step found running that is not idempotent and cannot be checked waits for a human", "[executor][resume]") {
+  Harness h;
+  auto rb = h.Parse(kThree);
+  CHECK(h.Run(rb) == ExitCode::kOk);
+  // Pretend the engine died inside b: its record says running.
+  StepRecord b = h.Step("b");
+  b.status = StepStatus::kRunning;
+  REQUIRE(h.store->PutStep(&b).ok());
+  h.store->UpdateRun(h.last_run, RunStatus::kRunning, "");
+  h.world.log.clear();
+  CHECK(h.Resume(rb) == ExitCode::kRunFailed);
+  CHECK_THAT(h.reporter.message, Catch::Contains("--retry-step b"));
+  CHECK_THAT(h.reporter.message, Catch::Contains("--mark-done b"));
+  CHECK(h.world.log.empty());
+  RunOptions done;
+  done.mark_done = {"b"};
+  CHECK(h.Resume(rb, done) == ExitCode::kOk);
+  CHECK(h.world.log.empty());  // b not re-run; c had already succeeded
+  CHECK(h.Step("b").result["marked_done"] == true);
+}
+
+TEST_CASE("on resume an idempotent step is re-run and a checkable one asks its check", "[executor][resume]") {
+  Harness h;
+  auto rb = h.Parse(R"(format: 1
+name: checks
+steps:
+  - id: i
+    t.idem: i
+  - id: k
+    t.checked: k
+)");
+  CHECK(h.Run(rb) == ExitCode::kOk);
+  for (const char* id : {"i", "k"}) {
+    StepRecord r = h.Step(id);
+    r.status = StepStatus::kRunning;
+    REQUIRE(h.store->PutStep(&r).ok());
+  }
+  h.store->UpdateRun(h.last_run, RunStatus::kRunning, "");
+  h.world.log.clear();
+  CHECK(h.Resume(rb) == ExitCode::kOk);
+  CHECK(h.world.log == std::vector<std::string>{"apply i"});  // k: its check said done
+  CHECK(h.Step("k").result["checked"] == true);
+}
+
+TEST_CASE("a rehearsal skips what it cannot rehearse and propagates UNKNOWN", "[executor][dry-run]") {
+  Harness h;
+  auto rb = h.Parse(R"(format: 1
+name: rehearse
+steps:
+  - id: sim
+    t.act: sim
+  - id: skipped
+    t.skip: s
+  - id: depends
+    t.act: "${{ steps.skipped.result.tag }}"
+  - id: gated
+    when: steps.skipped.result.tag == "s"
+    t.act: gated
+  - id: after
+    t.idem: after
+)");
+  RunOptions opts;
+  opts.dry_run = true;
+  CHECK(h.Run(rb, opts) == ExitCode::kOk);
+  CHECK(h.world.log == std::vector<std::string>{"rehearse sim", "rehearse after"});
+  CHECK(h.Step("skipped").status == StepStatus::kUnknown);
+  CHECK(h.Step("depends").status == StepStatus::kUnknown);
+  CHECK(h.Step("gated").status == StepStatus::kUnknown);
+  CHECK(h.world.applied.empty());
+}
+
+TEST_CASE("a primitive without a rehearsal mode is refused in a dry run", "[executor][dry-run]") {
+  Harness h;
+  auto rb = h.Parse("format: 1\nname: x\nsteps:\n  - id: u\n    t.undeclared: u\n");
+  RunOptions opts;
+  opts.dry_run = true;
+  CHECK(h.Run(rb, opts) == ExitCode::kRunFailed);
+  CHECK(h.world.log.empty());
+  CHECK_THAT(h.Step("u").error, Catch::Contains("refused in a dry run"));
+}
+
+TEST_CASE("steps that do not fit in what is left of the window stop the run", "[executor][window]") {
+  Harness h;
+  // Window: daily 02:00-04:00 UTC.
+  std::string yaml = std::string(kThree) + "window: {timezone: UTC, start: \"02:00\", end: \"04:00\"}\n";
+  yaml.replace(yaml.find("on_failure: stop"), 16, "on_failure: rollback");
+  auto rb = h.Parse(yaml);
+  const int64_t midnight = (1795199400LL - 18 * 3600 - 30 * 60) * 1000;  // 2026-11-20 00:00Z
+  h.clock.now_ms = midnight + 3 * 3600 * 1000;                              // 03:00
+  CHECK(h.Run(rb) == ExitCode::kOk);  // records durations (0: the fake clock stands still)
+  // That run's b took 20 minutes.
+  StepRecord b = h.Step("b");
+  b.duration_ms = 20 * 60 * 1000;
+  REQUIRE(h.store->PutStep(&b).ok());
+  h.world.log.clear();
+  // 03:35: 25 minutes left, 20 needed: it starts, but a takes 10 minutes.
+  h.clock.now_ms = midnight + (3 * 60 + 35) * 60 * 1000;
+  h.world.slow_ms["a"] = 10 * 60 * 1000;
+  CHECK(h.Run(rb) == ExitCode::kOutsideWindow);
+  CHECK(h.world.log == std::vector<std::string>{"apply a", "undo a"});
+  CHECK_THAT(h.reporter.message, Catch::Contains("window closes in 15m0s"));
+  // Outside the window nothing runs at all.
+  h.world.log.clear();
+  h.clock.now_ms = midnight + 5 * 3600 * 1000;
+  CHECK(h.Run(rb) == ExitCode::kOutsideWindow);
+  CHECK(h.world.log.empty());
+}
