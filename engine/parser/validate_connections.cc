@@ -7,6 +7,7 @@ namespace runbook {
 namespace {
 
 std::string JoinNames(const std::vector<std::string>& names) {
+  if (names.empty()) return "none registered";
   std::string all;
   for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
   return all;

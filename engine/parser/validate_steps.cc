@@ -75,15 +75,17 @@ void Validator::Step(const Node& n, size_t index) {
   const auto* approve = n.FindEntry("approve");
   bool approve_is_action = actions.empty() && approve && registry_.Find("approve");
   if (approve_is_action) actions.push_back(approve);
+  bool misspelt_action = false;
   for (const auto& entry : n.entries) {
     const std::string& key = entry.first.scalar;
     if (IsStepKey(key)) {
       if (key != "id" && !(approve_is_action && key == "approve")) StepKey(key, entry.second, &s);
     } else if (!registry_.Find(key)) {
-      UnknownStepKey(entry.first, actions);
+      if (UnknownStepKey(entry.first, actions)) misspelt_action = true;
     }
   }
-  StepActions(n, actions, &s);
+  // A misspelt action is the one error to report, not also a missing one.
+  if (!actions.empty() || !misspelt_action) StepActions(n, actions, &s);
   if (!s.id.empty()) earlier_.insert(s.id);
   rb_->steps.push_back(std::move(s));
 }
@@ -113,8 +115,8 @@ void Validator::StepId(const Node& n, StepSpec* s) {
 
 // Suggestions come from step keys, action names and, since an argument put
 // beside its action instead of under it is a common slip, the arguments of
-// the step's action.
-void Validator::UnknownStepKey(const Node& k,
+// the step's action. Returns true when the key looks like a misspelt action.
+bool Validator::UnknownStepKey(const Node& k,
                                const std::vector<const std::pair<Node, Node>*>& actions) {
   std::vector<std::string> candidates = StepKeys();
   for (const auto& name : registry_.Names()) candidates.push_back(name);
@@ -123,13 +125,16 @@ void Validator::UnknownStepKey(const Node& k,
     if (registry_.Find(name)->schema().Find(k.scalar)) {
       Error(k.pos, "unknown key '" + k.scalar + "' (an argument of " + name + ": put it under '" +
                        name + ":')");
-      return;
+      return false;
     }
     for (const auto& arg : registry_.Find(name)->schema().args) candidates.push_back(arg.name);
   }
-  bool action_like = k.scalar.find('.') != std::string::npos;
+  std::string suggestion = Suggest(k.scalar, candidates);
+  bool action_like = k.scalar.find('.') != std::string::npos ||
+                     (!suggestion.empty() && !IsStepKey(suggestion) && registry_.Find(suggestion));
   Error(k.pos, std::string(action_like ? "unknown action '" : "unknown key '") + k.scalar + "'",
-        Suggest(k.scalar, candidates));
+        suggestion);
+  return action_like;
 }
 
 void Validator::StepActions(const Node& n,

@@ -74,7 +74,7 @@ class Validator {
   void Step(const Node& n, size_t index);
   void StepId(const Node& n, StepSpec* s);
   void StepKey(const std::string& key, const Node& v, StepSpec* s);
-  void UnknownStepKey(const Node& k, const std::vector<const std::pair<Node, Node>*>& actions);
+  bool UnknownStepKey(const Node& k, const std::vector<const std::pair<Node, Node>*>& actions);
   void StepActions(const Node& n, const std::vector<const std::pair<Node, Node>*>& actions,
                    StepSpec* s);
   // validate_step_keys.cc

@@ -251,7 +251,7 @@ TEST_CASE("errors inside an included runbook name the included file", "[parser][
   std::string p = dir.Write("p.yaml", IncludeStep("{runbook: child.yaml}"));
   auto diags = LoadErrors(p);
   INFO(Dump(diags));
-  CHECK(HasDiag(diags, c + ":4:13: step 'x': unknown key 'lgo' (did you mean 'log'?)"));
+  CHECK(HasDiag(diags, c + ":4:13: step 'x': unknown action 'lgo' (did you mean 'log'?)"));
 }
 
 TEST_CASE("all problems are reported, not just the first", "[parser][errors]") {
