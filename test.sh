@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine as root: installs what
 # is missing, builds, runs the unit, integration and end-to-end tests (real
-# PostgreSQL, sshd, kubectl against the API simulator), then the same suite
-# under AddressSanitizer + UndefinedBehaviorSanitizer.
-#   ./test.sh            everything
-#   ./test.sh --quick    skip the sanitizer pass
+# PostgreSQL, sshd, kubectl against the API simulator).
+#   ./test.sh              the suite
+#   ./test.sh --sanitize   then the same suite again under AddressSanitizer +
+#                          UndefinedBehaviorSanitizer (a second build, build-asan/)
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh
@@ -16,7 +16,7 @@ run_suite() {
 
 dir=$(scripts/build.sh)
 run_suite "$dir"
-if [ "${1:-}" != "--quick" ]; then
+if [ "${1:-}" = "--sanitize" ]; then
   echo "== the same suite under ASan + UBSan" >&2
   asan=$(scripts/build.sh --sanitize)
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_suite "$asan"
