@@ -11,6 +11,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/lua/template.cc
   engine/lua/convert.cc
   engine/lua/runtime.cc
+  engine/lua/lua_loader.cc
   engine/builtins/simple.cc
   engine/builtins/exec.cc
   engine/exec/context.cc

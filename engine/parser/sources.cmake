@@ -1,5 +1,4 @@
 list(APPEND RUNBOOK_CORE_SOURCES
-  engine/parser/lua_loader_stub.cc  # TEMPORARY: until engine/lua/lua_loader.cc exists
   engine/parser/node.cc
   engine/parser/param_values.cc
   engine/parser/params.cc
