@@ -19,6 +19,7 @@ class Redactor {
   // secret params are masked by name before they reach the store.
   void Add(const std::string& secret);
   std::string Redact(const std::string& text) const;
+  std::string Redact(const char* text) const { return Redact(std::string(text)); }
   Value Redact(const Value& v) const;
 
  private:
