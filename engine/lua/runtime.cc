@@ -146,7 +146,11 @@ int SafeLoad(lua_State* L) {
   if (env) {
     lua_pushvalue(L, env);
   } else {
-    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.sandbox");
+    // A fresh read-only environment over the sandbox, never the shared
+    // sandbox table itself (writes to it would outlive the chunk).
+    lua_newtable(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.sandbox.envmt");
+    lua_setmetatable(L, -2);
   }
   lua_setupvalue(L, -2, 1);
   return 1;
