@@ -187,6 +187,10 @@ bool PgConnection::in_transaction() const {
 
 std::string PgConnection::database() const { return conn_ ? PQdb(conn_) : ""; }
 
+std::string PgConnection::server() const {
+  return conn_ ? std::string(PQhost(conn_)) + ":" + PQport(conn_) : "";
+}
+
 void PgConnection::StartCancel() {
   PGcancel* cancel = PQgetCancel(conn_);
   if (!cancel) return;

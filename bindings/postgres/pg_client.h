@@ -87,6 +87,7 @@ class PgConnection {
   int server_version() const;        // 150004; 0 when not connected
   bool in_transaction() const;       // inside BEGIN ... (or a failed one)
   std::string database() const;      // PQdb
+  std::string server() const;        // "host:port" of the server (PQhost, PQport)
   // Server notices and warnings since the last call (collation mismatch
   // warnings arrive this way).
   std::vector<std::string> TakeNotices();

@@ -72,11 +72,14 @@ Result<std::chrono::seconds> ConnectTimeout(const Value& config) {
 Result<PgConnectOptions> PgOptionsFromConfig(const std::string& conn_name, const Value& config) {
   const std::string where = "connection '" + conn_name + "': ";
   if (!config.is_object()) return Status::Invalid(where + "expected a dsn or a map");
-  if (!Get(config, "via").empty() || !Get(config, "pod").empty()) {
-    return Status::Invalid(where +
-                           "'via' and 'pod' (ssh tunnel, kube port-forward) are not supported "
-                           "yet by the postgres binding; connect directly or open the tunnel "
-                           "outside the runbook");
+  // A usable `via` was replaced by the tunnel's local end before we get here
+  // (pg_via_ssh.h, pg_via_kube.h); what is left cannot be reached.
+  if (!Get(config, "via").empty()) {
+    return Status::Invalid(where + "via '" + Get(config, "via") +
+                           "' must name an ssh or kube connection of this runbook");
+  }
+  if (!Get(config, "pod").empty()) {
+    return Status::Invalid(where + "pod: needs via: a kube connection");
   }
   PgConnectOptions o;
   o.conn_name = conn_name;

@@ -17,7 +17,8 @@
 namespace runbook {
 
 // Connect options for connection `conn_name`. Fails (kInvalid) for a config
-// that cannot work, and for `via`/`pod` (tunnels are not supported yet).
+// that cannot work, and for a `via`/`pod` still there (the ssh and kube
+// bindings replace a usable one with the tunnel's local end first).
 Result<PgConnectOptions> PgOptionsFromConfig(const std::string& conn_name, const Value& config);
 
 // "host=db port=5432 dbname=app user=sre" (never the password).

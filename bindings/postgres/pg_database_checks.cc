@@ -31,7 +31,8 @@ std::string Str(const Value& v) { return v.is_string() ? v.get<std::string>() : 
 }  // namespace
 
 Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::string& templ,
-                           const std::string& owner, bool if_not_exists) {
+                           const std::string& owner, bool if_not_exists, bool refreshed_earlier,
+                           std::vector<std::string>* notes) {
   Result<Value> rows = lease.Query(FactsSql(lease->server_version()), {name, templ, owner});
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return Status::Internal("no pg_roles row for current_user");
@@ -54,7 +55,10 @@ Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::s
     }
     std::string recorded = Str(f["template_version"]);
     std::string actual = Str(f["template_actual"]);
-    if (!recorded.empty() && recorded != actual) {
+    if (!recorded.empty() && recorded != actual && refreshed_earlier) {
+      notes->push_back("template database '" + templ + "' has a collation version mismatch "
+                       "(recorded " + recorded + "), which an earlier step would refresh");
+    } else if (!recorded.empty() && recorded != actual) {
       problems.push_back("template database '" + templ + "' has a collation version mismatch "
                          "(recorded " + recorded + ", the server's locale is " +
                          (actual.empty() ? "unversioned" : actual) +

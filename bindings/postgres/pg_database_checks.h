@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "bindings/postgres/pg_session.h"
 
@@ -15,7 +16,10 @@ namespace runbook {
 // collation version matching the server's (seed 000), no other sessions on
 // the template, and the owner role existing and being one this role may
 // assign.
+// `refreshed_earlier`: an earlier step of the rehearsal would have refreshed
+// the template's collation version (its mismatch goes to *notes instead).
 Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::string& templ,
-                           const std::string& owner, bool if_not_exists);
+                           const std::string& owner, bool if_not_exists, bool refreshed_earlier,
+                           std::vector<std::string>* notes);
 
 }  // namespace runbook

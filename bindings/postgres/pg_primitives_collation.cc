@@ -170,7 +170,7 @@ class PgRefreshCollation : public PgPrimitive {
     }
     text += "  ALTER COLLATION <each stale collation> REFRESH VERSION\n"
             "  ALTER DATABASE <db> REFRESH COLLATION VERSION";
-    return {text, false, "irreversible: the recorded versions are overwritten"};
+    return {text, false, "the recorded versions are overwritten"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -179,7 +179,7 @@ class PgRefreshCollation : public PgPrimitive {
     const bool reindex = BoolArg(args, "reindex", true);
     Result<std::vector<DbWork>> work = Discover(ctx, *lease, SelectedDatabases(args), reindex);
     if (!work.ok()) return work.status();
-    if (ctx.dry_run()) return Rehearse(*lease, *work);
+    if (ctx.dry_run()) return Rehearse(ctx, *lease, *work);
     Value done = Value::array();
     for (auto& w : *work) {
       if (!w.Pending()) continue;
@@ -202,7 +202,8 @@ class PgRefreshCollation : public PgPrimitive {
   }
 
  private:
-  static Result<Value> Rehearse(PgLease& lease, const std::vector<DbWork>& work) {
+  static Result<Value> Rehearse(StepContext& ctx, PgLease& lease,
+                                const std::vector<DbWork>& work) {
     Value dbs = Value::array();
     std::vector<std::string> problems;
     for (const auto& w : work) {
@@ -226,6 +227,12 @@ class PgRefreshCollation : public PgPrimitive {
       std::string msg;
       for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
       return Status::Failed("connection '" + lease.name() + "': precondition failed: " + msg);
+    }
+    // Later steps of this rehearsal see the run as it would be by then.
+    if (PgRehearsalMemo* memo = RehearsalMemo(ctx, lease.conn())) {
+      for (const auto& w : work) {
+        if (w.db.mismatch) memo->NoteRefreshed(w.db.name);
+      }
     }
     return Value{{"databases", dbs}, {"refreshed", 0}, {"rehearsal", "nothing was changed"}};
   }

@@ -58,10 +58,15 @@ class PgCreateDatabase : public PgPrimitive {
     if (!lease.ok()) return lease.status();
     const bool if_not_exists = BoolArg(args, "if_not_exists", false);
     if (ctx.dry_run()) {
-      Status s = CheckCreateDatabase(*lease, name, StrArg(args, "template", "template1"),
-                                     StrArg(args, "owner"), if_not_exists);
+      const std::string templ = StrArg(args, "template", "template1");
+      PgRehearsalMemo* memo = RehearsalMemo(ctx, lease->conn());
+      std::vector<std::string> notes;
+      Status s = CheckCreateDatabase(*lease, name, templ, StrArg(args, "owner"), if_not_exists,
+                                     memo && memo->WouldBeRefreshed(templ), &notes);
       if (!s.ok()) return s;
-      return Value{{"created", true}, {"name", name}, {"rehearsal", "preconditions checked"}};
+      Value out{{"created", true}, {"name", name}, {"rehearsal", "preconditions checked"}};
+      if (!notes.empty()) out["notes"] = notes;
+      return out;
     }
     Result<int64_t> oid = DatabaseOid(*lease, name);
     if (!oid.ok()) return oid.status();
@@ -143,7 +148,7 @@ class PgDropDatabase : public PgPrimitive {
   PlanEffect Plan(const Value& args) const override {
     return {DropSql(StrArg(args, "name"), BoolArg(args, "if_exists", false),
                     BoolArg(args, "terminate", false), QuoteIdentPlain),
-            false, "irreversible: the database and its data are gone"};
+            false, "the database and its data are gone"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

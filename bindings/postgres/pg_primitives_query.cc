@@ -121,7 +121,7 @@ class PgExec : public PgPrimitive {
     PlanEffect e;
     e.text = txn ? "BEGIN;\n" + sql + "\nCOMMIT;" : sql;
     e.reversible = !undo.empty();
-    e.undo = undo.empty() ? "irreversible: pg.exec is undone only by its rollback_sql" : undo;
+    e.undo = undo.empty() ? "no rollback_sql (pg.exec is undone only by its rollback_sql)" : undo;
     return e;
   }
 

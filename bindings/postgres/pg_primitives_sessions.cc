@@ -38,7 +38,7 @@ class PgTerminateConnections : public PgPrimitive {
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
     return {SessionsSql(true) + "\n-- $1 = '" + StrArg(args, "database") + "'", false,
-            "irreversible: ended sessions are gone (their clients may reconnect)"};
+            "ended sessions are gone (their clients may reconnect)"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

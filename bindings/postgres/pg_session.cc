@@ -1,5 +1,7 @@
 #include "bindings/postgres/pg_session.h"
 
+#include <algorithm>
+
 #include "bindings/postgres/pg_conninfo.h"
 
 namespace runbook {
@@ -57,6 +59,24 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
     if (!s.ok()) return s;
   }
   return PgLease(std::move(lock), &conn, deadline);
+}
+
+void PgRehearsalMemo::NoteRefreshed(const std::string& database) {
+  std::lock_guard<std::mutex> lock(mu_);
+  refreshed_.push_back(database);
+}
+
+bool PgRehearsalMemo::WouldBeRefreshed(const std::string& database) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::find(refreshed_.begin(), refreshed_.end(), database) != refreshed_.end();
+}
+
+PgRehearsalMemo* RehearsalMemo(StepContext& ctx, const PgConnection& conn) {
+  Result<Resource*> r = ctx.resources().GetOrCreate(
+      "postgres-rehearsal:" + conn.server(), []() -> Result<std::unique_ptr<Resource>> {
+        return std::unique_ptr<Resource>(std::make_unique<PgRehearsalMemo>());
+      });
+  return r.ok() ? dynamic_cast<PgRehearsalMemo*>(*r) : nullptr;
 }
 
 Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const std::string& name,

@@ -67,6 +67,22 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name);
 Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const std::string& name,
                                                         const std::string& dbname);
 
+// What earlier steps of a rehearsal would have done to a server, for later
+// steps' checks: pg.refresh_collation's rehearsal notes the databases it
+// would refresh, so pg.create_database's rehearsal does not report a
+// template mismatch that the run would have fixed by then. Per run and
+// server (host:port); thread-safe.
+class PgRehearsalMemo : public Resource {
+ public:
+  void NoteRefreshed(const std::string& database);
+  bool WouldBeRefreshed(const std::string& database) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> refreshed_;
+};
+PgRehearsalMemo* RehearsalMemo(StepContext& ctx, const PgConnection& conn);
+
 // Passes the connection's pending server notices to the step's log.
 void ForwardNotices(StepContext& ctx, PgConnection& conn);
 

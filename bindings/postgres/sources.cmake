@@ -25,6 +25,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/bindings/postgres_counts_test.cc
   tests/bindings/postgres_database_test.cc
   tests/bindings/postgres_collation_test.cc
+  tests/bindings/postgres_errors_test.cc
   tests/bindings/postgres_schema_test.cc
   tests/bindings/postgres_sql_test.cc
 )

@@ -28,6 +28,9 @@ class FakeStepContext : public StepContext {
   std::string step_id_ = "step-test";
 
   std::vector<Value> undo_records;  // every RecordUndo call, in order
+  // What PreviousUndo() answers: set it to the record of an earlier attempt
+  // to play a retry or a resume.
+  Value previous_undo;
   std::vector<Table> tables;
   std::vector<std::pair<LogLevel, std::string>> logs;
 
@@ -55,6 +58,7 @@ class FakeStepContext : public StepContext {
     if (it == connections_.end()) return Status::NotFound("no connection named '" + name + "'");
     return it->second;
   }
+  Value PreviousUndo() override { return previous_undo; }
   Resources& resources() override { return resources_; }
   void Log(LogLevel level, const std::string& message) override {
     std::lock_guard<std::mutex> lock(mu_);

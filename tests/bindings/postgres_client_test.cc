@@ -243,7 +243,7 @@ TEST_CASE("connection configs describe themselves without the password", "[postg
         "host=a port=5433 dbname=b");
   Result<PgConnectOptions> via = PgOptionsFromConfig("inner", {{"via", "bastion"}});
   REQUIRE_FALSE(via.ok());
-  CHECK_THAT(via.status().message(), Catch::Contains("not supported yet"));
+  CHECK_THAT(via.status().message(), Catch::Contains("via 'bastion' must name an ssh or kube"));
   Result<PgConnectOptions> bad = PgOptionsFromConfig("x", {{"dsn", "host=a passwrd=hunter22"}});
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(bad.status().message(), Catch::Contains("invalid dsn"));

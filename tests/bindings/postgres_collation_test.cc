@@ -74,6 +74,12 @@ TEST_CASE("a stale template1 collation version is found, blocks CREATE DATABASE,
   CHECK((*FindDb(*r, "template1"))["would_refresh_database"] == true);
   CHECK(s.AdminValue("SELECT datcollversion FROM pg_database WHERE datname = 'template1'") ==
         "1.0");
+  // Later in the same rehearsal, CREATE DATABASE is judged as the run would
+  // find it: after the refresh.
+  r = c.Rehearse("pg.create_database", create);
+  REQUIRE(r.ok());
+  CHECK_THAT((*r)["notes"][0].get<std::string>(), Catch::Contains("an earlier step would refresh"));
+  CHECK(s.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name + "'") == "0");
 
   r = c.Apply("pg.refresh_collation", refresh);
   REQUIRE(r.ok());

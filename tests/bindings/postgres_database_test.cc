@@ -97,6 +97,25 @@ TEST_CASE("pg.create_database never undoes a database it did not create",
   BlueServer().AdminExec("DROP DATABASE " + name);
 }
 
+TEST_CASE("pg.create_database on a retry keeps what an earlier attempt created",
+          "[postgres][pg.create_database]") {
+  const PgServer& s = BlueServer();
+  const std::string name = UniqueName("retried");
+  Value args{{"conn", "blue"}, {"name", name}, {"template", "template0"}};
+  PgCase first;
+  first.Connect("blue", s, "postgres");
+  REQUIRE(first.Apply("pg.create_database", args).ok());
+  // The engine died after CREATE; the retry sees the earlier record.
+  PgCase retry;
+  retry.Connect("blue", s, "postgres");
+  retry.ctx.previous_undo = first.ctx.LastUndo();
+  Result<Value> r = retry.Apply("pg.create_database", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["created"] == true);
+  REQUIRE(retry.P("pg.create_database").Undo(retry.ctx, args, retry.ctx.previous_undo).ok());
+  CHECK(Exists(s, name) == "0");
+}
+
 TEST_CASE("pg.create_database rehearsal reports every failing precondition",
           "[postgres][pg.create_database]") {
   PgTestRole role(BlueServer());
