@@ -136,11 +136,18 @@ Result<Manifest> LoadManifest(const Value& args) {
                             : std::vector<Value>{given};
     for (const auto& d : docs) {
       if (!d.is_object()) return Status::Invalid("manifest: every item must be a map (an object)");
-      m.text += (m.text.empty() ? "" : "\n---\n") + d.dump();
+      m.text += "---\n" + d.dump() + "\n";  // JSON documents in a YAML stream
     }
   } else {
     return Status::Invalid("needs a manifest: 'file' (a path) or 'manifest' (a map, a list of "
                            "maps, or YAML text)");
+  }
+  // kubectl reads a stream that starts with '{' as one JSON document; a
+  // leading document marker makes it read YAML (JSON documents included).
+  size_t first = m.text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && m.text[first] == '{' && docs.empty() &&
+      m.text.find("\n---", first) != std::string::npos) {
+    m.text = "---\n" + m.text;
   }
   if (docs.empty()) {
     Result<std::vector<Value>> parsed = ParseYamlDocuments(m.text);

@@ -33,9 +33,11 @@ std::string JobOutcome(const Value& job, std::string* reason) {
 }
 
 bool CreatedBy(const Value& job, StepContext& ctx) {
-  Value run = AtPointer(job, std::string("/metadata/annotations/") + kRunAnnotation);
-  Value step = AtPointer(job, std::string("/metadata/annotations/") + kStepAnnotation);
-  return run == Value(ctx.run_id()) && step == Value(ctx.step_id());
+  // Not AtPointer: the keys hold a '/', which a JSON pointer reads as a step.
+  Value annotations = AtPointer(job, "/metadata/annotations");
+  if (!annotations.is_object()) return false;
+  return annotations.value(kRunAnnotation, "") == ctx.run_id() &&
+         annotations.value(kStepAnnotation, "") == ctx.step_id();
 }
 
 Result<Value> JobFromArgs(const Value& args) {

@@ -104,6 +104,7 @@ KubeError ClassifyKubectlError(const std::string& err) {
                         "error parsing", "(MethodNotAllowed)", "(UnsupportedMediaType)"})) {
     e.kind = K::kInvalid;
   } else if (HasAny(s, {"does not exist", "invalid configuration", "no configuration has been",
+                        "Error in configuration", "context was not found",
                         "error loading config", "unable to read client-"})) {
     e.kind = K::kConfig;
   }

@@ -19,6 +19,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/fixtures/kube_fixture.cc
   tests/bindings/kube_test.cc
   tests/bindings/kube_apply_test.cc
+  tests/bindings/kube_example_test.cc
   tests/bindings/kube_forward_test.cc
   tests/bindings/kube_job_exec_test.cc
   tests/bindings/kube_patch_test.cc

@@ -22,14 +22,14 @@ TEST_CASE("kube.apply records what existed, and undo deletes what it created and
               {"manifest", Value::array({ConfigMap("cfg", "1"), ConfigMap("keep", "k")})}};
   std::string rv = c.SettledRv();
   Result<Value> r = c.Rehearse("kube.apply", first);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["created"] == 2);
   CHECK(c.SettledRv() == rv);
   CHECK_FALSE(c.Exists("configmap", "cfg"));
   CHECK_THAT(c.sim.Log(), Catch::Contains("dryRun=All"));
 
   r = c.Apply("kube.apply", first);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["created"] == 2);
   Value first_undo = c.ctx.LastUndo();
   REQUIRE(first_undo["objects"].size() == 2);
@@ -55,7 +55,7 @@ spec:
   ports: [{port: 5432}]
 )"}};
   r = c.Apply("kube.apply", second);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["objects"][0]["action"] == "configured");
   CHECK((*r)["objects"][1]["action"] == "unchanged");
   CHECK((*r)["objects"][2]["action"] == "created");
@@ -65,13 +65,13 @@ spec:
   CHECK(undo["objects"][2]["previous"].is_null());
   CHECK(c.Get("configmap", "cfg")["data"]["a"] == "2");
 
-  REQUIRE(c.Undo("kube.apply", second).ok());
+  REQUIRE_OK(c.Undo("kube.apply", second));
   CHECK(c.Get("configmap", "cfg")["data"]["a"] == "1");
   CHECK(c.Exists("configmap", "keep"));
   CHECK_FALSE(c.Exists("service", "db"));
-  REQUIRE(c.Undo("kube.apply", second).ok());  // twice is fine
+  REQUIRE_OK(c.Undo("kube.apply", second));  // twice is fine
 
-  REQUIRE(c.P("kube.apply").Undo(c.ctx, first, first_undo).ok());
+  REQUIRE_OK(c.P("kube.apply").Undo(c.ctx, first, first_undo));
   CHECK_FALSE(c.Exists("configmap", "cfg"));
   CHECK_FALSE(c.Exists("configmap", "keep"));
 }
@@ -90,11 +90,11 @@ TEST_CASE("kube.apply reads a file or a directory of manifests", "[kube][kube.ap
              Catch::Contains("apply -f " + dir) &&
                  Catch::Contains("Deployment/chronicle-db-v17 ConfigMap/pg-conf"));
   Result<Value> r = c.Apply("kube.apply", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["created"] == 2);
   c.WaitReady("deployment", "chronicle-db-v17", 1);
   r = c.Apply("kube.apply", Value{{"conn", "sim"}, {"file", dir + "/2-cm.yml"}});
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["unchanged"] == 1);
   CHECK((*r)["changed"] == false);
   r = c.Apply("kube.apply", Value{{"conn", "sim"}, {"file", dir + "/missing.yaml"}});
@@ -128,12 +128,12 @@ TEST_CASE("kube.delete saves the object, and undo re-creates it", "[kube][kube.d
   Value args{{"conn", "sim"}, {"kind", "configmap"}, {"name", "old-conf"}};
   CHECK_THAT(c.P("kube.delete").Plan(args).text, Catch::Contains("saves the object first"));
   std::string rv = c.SettledRv();
-  REQUIRE(c.Rehearse("kube.delete", args).ok());
+  REQUIRE_OK(c.Rehearse("kube.delete", args));
   CHECK(c.SettledRv() == rv);
   CHECK(c.Exists("configmap", "old-conf"));
 
   Result<Value> r = c.Apply("kube.delete", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["deleted"] == true);
   CHECK_FALSE(c.Exists("configmap", "old-conf"));
   CHECK(c.ctx.LastUndo()["object"]["data"]["x"] == "1");
@@ -141,14 +141,14 @@ TEST_CASE("kube.delete saves the object, and undo re-creates it", "[kube][kube.d
   // A retry after the delete went through: done, not "not found".
   c.ctx.previous_undo = c.ctx.LastUndo();
   r = c.Apply("kube.delete", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   c.ctx.previous_undo = nullptr;
 
-  REQUIRE(c.Undo("kube.delete", args).ok());
+  REQUIRE_OK(c.Undo("kube.delete", args));
   Value cm = c.Get("configmap", "old-conf");
   CHECK(cm["data"]["x"] == "1");
   CHECK(cm["metadata"]["labels"]["a"] == "b");
-  REQUIRE(c.Undo("kube.delete", args).ok());  // already there: fine
+  REQUIRE_OK(c.Undo("kube.delete", args));  // already there: fine
   CHECK(c.Check("kube.delete", args) == CheckOutcome::kNotDone);
 }
 
@@ -160,7 +160,7 @@ TEST_CASE("kube.delete without save is irreversible, and a missing object is nam
   PlanEffect p = c.P("kube.delete").Plan(args);
   CHECK_FALSE(p.reversible);
   CHECK(p.undo == "irreversible: deleted without saving it (save: false)");
-  REQUIRE(c.Apply("kube.delete", args).ok());
+  REQUIRE_OK(c.Apply("kube.delete", args));
   CHECK(c.ctx.undo_records.empty());
   CHECK_FALSE(c.Exists("service", "web"));
   Result<Value> r = c.Apply("kube.delete", args);
@@ -169,7 +169,7 @@ TEST_CASE("kube.delete without save is irreversible, and a missing object is nam
         "kube.delete: service 'web' in namespace 'default' (context 'sim'): not found");
   args["missing_ok"] = true;
   r = c.Apply("kube.delete", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["deleted"] == false);
   CHECK((*r)["changed"] == false);
 }
@@ -178,9 +178,9 @@ TEST_CASE("kube.delete re-creates a service without its old cluster IP", "[kube]
   KubeCase c;
   c.sim.ApplyYaml(kWebYaml);
   Value args{{"conn", "sim"}, {"kind", "service"}, {"name", "web"}};
-  REQUIRE(c.Apply("kube.delete", args).ok());
+  REQUIRE_OK(c.Apply("kube.delete", args));
   CHECK_FALSE(c.ctx.LastUndo()["object"]["spec"].contains("clusterIP"));
-  REQUIRE(c.Undo("kube.delete", args).ok());
+  REQUIRE_OK(c.Undo("kube.delete", args));
   CHECK(c.Get("service", "web")["spec"]["selector"]["app"] == "web");
 }
 

@@ -31,7 +31,7 @@ TEST_CASE("kube.port_forward gives a local port that reaches the pod, held until
         "kubectl <sim> port-forward --address 127.0.0.1 pod/db-0 :5432   # kept open until the "
         "run ends");
   Result<Value> r = c.Rehearse("kube.port_forward", args);  // a probe: it really forwards
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   int port = (*r)["local_port"].get<int>();
   CHECK((*r)["host"] == "127.0.0.1");
   CHECK(EchoRoundTrip(port, "ping through kubectl") == "ping through kubectl");
@@ -41,12 +41,12 @@ TEST_CASE("kube.port_forward gives a local port that reaches the pod, held until
 
   // The same forward is reused by later steps.
   r = c.Apply("kube.port_forward", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["local_port"] == port);
   // Through the service too (kubectl picks a pod).
   r = c.Apply("kube.port_forward", Value{{"conn", "sim"}, {"service", "db"},
                                          {"remote_port", 5432}});
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["local_port"] != port);
   CHECK(EchoRoundTrip((*r)["local_port"].get<int>(), "via svc") == "via svc");
 
@@ -82,12 +82,12 @@ TEST_CASE("a postgres connection via a kube connection reaches PostgreSQL throug
                             {"user", server.superuser}, {"password", server.password}});
   Result<Value> r = pg.Find("pg.query")->Apply(
       c.ctx, Value{{"conn", "green"}, {"sql", "select count(*) AS n from chronicle_notes"}});
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)[0]["n"] == 971);
   CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("port-forward --address 127.0.0.1 pod/db-0 :5432"));
   // The connection and its forward are reused by the next step.
   r = pg.Find("pg.query")->Apply(c.ctx, Value{{"conn", "green"}, {"sql", "select 40 + 2 AS x"}});
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)[0]["x"] == 42);
 
   c.ctx.AddConnection("nopod", "postgres", Value{{"via", "sim"}, {"dbname", db.name()}});

@@ -33,14 +33,14 @@ TEST_CASE("kube.run_job runs a job to completion and returns its logs; undo dele
   Value args = JobArgs(Job("backup-job", Value{{"sim.runbook/logs", "dumped 971 rows\ndone\n"}}));
   std::string rv = c.SettledRv();
   Result<Value> r = c.Rehearse("kube.run_job", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["job"] == "backup-job");
   CHECK(IsUnknown((*r)["status"]));
   CHECK(c.SettledRv() == rv);
   CHECK_FALSE(c.Exists("job", "backup-job"));
 
   r = c.Apply("kube.run_job", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["status"] == "succeeded");
   CHECK((*r)["succeeded"] == 1);
   CHECK_THAT((*r)["logs"].get<std::string>(), Catch::Contains("dumped 971 rows"));
@@ -50,12 +50,12 @@ TEST_CASE("kube.run_job runs a job to completion and returns its logs; undo dele
 
   // Run again by the same step (a resume): waits for the job it made.
   r = c.Apply("kube.run_job", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK(c.Get("job", "backup-job")["metadata"]["uid"] == job["metadata"]["uid"]);
 
-  REQUIRE(c.Undo("kube.run_job", args).ok());
+  REQUIRE_OK(c.Undo("kube.run_job", args));
   CHECK_FALSE(c.Exists("job", "backup-job"));
-  REQUIRE(c.Undo("kube.run_job", args).ok());
+  REQUIRE_OK(c.Undo("kube.run_job", args));
 }
 
 TEST_CASE("kube.run_job fails the step with the logs of a failed job", "[kube][kube.run_job]") {
@@ -103,7 +103,7 @@ TEST_CASE("kube.exec runs argv in a pod and returns stdout, stderr and the exit 
   CHECK(c.P("kube.exec").Plan(args).text ==
         "kubectl <sim> exec deployment/web -- echo 'hello from the pod'");
   Result<Value> r = c.Apply("kube.exec", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["stdout"] == "hello from the pod\n");
   CHECK((*r)["exit_code"] == 0);
 
@@ -119,17 +119,17 @@ TEST_CASE("kube.exec runs argv in a pod and returns stdout, stderr and the exit 
                  Catch::Contains("oops"));
   failing["ok_codes"] = {0, 3};
   r = c.Apply("kube.exec", failing);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["exit_code"] == 3);
   CHECK_THAT((*r)["stderr"].get<std::string>(), Catch::Contains("oops"));
 
   r = c.Apply("kube.exec", Value{{"conn", "sim"}, {"pod", pod}, {"argv", {"cat"}},
                                  {"stdin", "piped in"}});
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["stdout"] == "piped in");
 
   Value probe{{"conn", "sim"}, {"pod", pod}, {"argv", {"true"}}, {"probe", true}};
-  REQUIRE(c.Rehearse("kube.exec", probe).ok());
+  REQUIRE_OK(c.Rehearse("kube.exec", probe));
 
   r = c.Apply("kube.exec", Value{{"conn", "sim"}, {"pod", "nope"}, {"argv", {"true"}}});
   REQUIRE_FALSE(r.ok());

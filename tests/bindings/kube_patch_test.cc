@@ -32,12 +32,12 @@ TEST_CASE("kube.patch (merge) records the touched fields and undo restores exact
                                {"metadata", {{"labels", {{"team", nullptr}, {"tier", "x"}}}}}});
   std::string rv = c.SettledRv();
   Result<Value> r = c.Rehearse("kube.patch", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK(c.SettledRv() == rv);
   CHECK(c.ctx.undo_records.empty());
 
   r = c.Apply("kube.patch", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["changed"] == true);
   Value restore{{"data", {{"a", "1"}, {"c", nullptr}}},
                 {"metadata", {{"labels", {{"team", "db"}, {"tier", nullptr}}}}}};
@@ -48,10 +48,10 @@ TEST_CASE("kube.patch (merge) records the touched fields and undo restores exact
 
   // A second attempt keeps what the first one saw.
   c.ctx.previous_undo = c.ctx.LastUndo();
-  REQUIRE(c.Apply("kube.patch", args).ok());
+  REQUIRE_OK(c.Apply("kube.patch", args));
   CHECK(Plain(c.ctx.LastUndo()["restore"]) == Plain(restore));
 
-  REQUIRE(c.Undo("kube.patch", args).ok());
+  REQUIRE_OK(c.Undo("kube.patch", args));
   cm = c.Get("configmap", "cfg");
   CHECK(Plain(cm["data"]) == Plain(Value{{"a", "1"}, {"b", "2"}}));
   CHECK(cm["metadata"]["labels"] == Value{{"team", "db"}});
@@ -69,13 +69,13 @@ TEST_CASE("kube.patch (json) records the lists its paths go through", "[kube][ku
   Value args = PatchArgs("deployment", "web", ops, "json");
   CHECK_FALSE(c.P("kube.patch").idempotent(args));
   Result<Value> r = c.Apply("kube.patch", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK(Image(c) == "nginx:1.28");
   Value restore = c.ctx.LastUndo()["restore"];
   CHECK(restore["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27");
   CHECK(restore["metadata"]["annotations"]["owner"].is_null());
   CHECK(c.Check("kube.patch", args) == CheckOutcome::kCannotTell);
-  REQUIRE(c.Undo("kube.patch", args).ok());
+  REQUIRE_OK(c.Undo("kube.patch", args));
   CHECK(Image(c) == "nginx:1.27");
   CHECK_FALSE(c.Get("deployment", "web")["metadata"]["annotations"].contains("owner"));
 }
@@ -87,18 +87,18 @@ TEST_CASE("kube.patch (strategic) and a patch that changes nothing", "[kube][kub
                                                     {"name", "web"}, {"image", "nginx:1.28"}}})}}}}}}}};
   Value args = PatchArgs("deployment", "web", patch, "strategic");
   std::string rv = c.SettledRv();
-  REQUIRE(c.Rehearse("kube.patch", args).ok());
+  REQUIRE_OK(c.Rehearse("kube.patch", args));
   CHECK(c.SettledRv() == rv);
-  REQUIRE(c.Apply("kube.patch", args).ok());
+  REQUIRE_OK(c.Apply("kube.patch", args));
   CHECK(Image(c) == "nginx:1.28");
   CHECK(c.Get("deployment", "web")["spec"]["template"]["spec"]["containers"][0]["ports"][0]
             ["containerPort"] == 8080);  // merged by name, not replaced
-  REQUIRE(c.Undo("kube.patch", args).ok());
+  REQUIRE_OK(c.Undo("kube.patch", args));
   CHECK(Image(c) == "nginx:1.27");
 
   Value same = PatchArgs("deployment", "web", Value{{"metadata", {{"labels", {{"app", "web"}}}}}});
   Result<Value> r = c.Apply("kube.patch", same);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["changed"] == false);  // rollback skips it
 }
 
@@ -109,14 +109,14 @@ TEST_CASE("kube.patch retries a 409 and a dropped connection", "[kube][kube.patc
                        {"status", 409}, {"count", 2}});
   Value args = PatchArgs("configmap", "cfg", Value{{"data", {{"a", "9"}}}});
   Result<Value> r = c.Apply("kube.patch", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK(c.sim.Faults()[0]["hits"] == 2);
   CHECK(c.Get("configmap", "cfg")["data"]["a"] == "9");
   c.sim.Request("DELETE", "/_sim/faults");
   c.sim.AddFault(Value{{"match", {{"method", "PATCH"}, {"path_regex", "/configmaps/cfg"}}},
                        {"drop", true}, {"count", 1}});
   args = PatchArgs("configmap", "cfg", Value{{"data", {{"a", "8"}}}});
-  REQUIRE(c.Apply("kube.patch", args).ok());
+  REQUIRE_OK(c.Apply("kube.patch", args));
   CHECK(c.Get("configmap", "cfg")["data"]["a"] == "8");
   // A json patch is not sent again after a dropped connection: it may have applied.
   c.sim.AddFault(Value{{"match", {{"method", "PATCH"}, {"path_regex", "/configmaps/cfg"}}},
@@ -138,12 +138,12 @@ TEST_CASE("kube.switch_selector replaces the selector, reports old -> new, and u
   Value args{{"conn", "sim"}, {"service", "web"}, {"selector", {{"app", "web-v2"}}}};
   std::string rv = c.SettledRv();
   Result<Value> r = c.Rehearse("kube.switch_selector", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK(c.SettledRv() == rv);
   CHECK_THAT(c.sim.Log(), Catch::Contains("/services/web?dryRun=All"));
 
   r = c.Apply("kube.switch_selector", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK(Plain((*r)["old"]) == Plain(Value{{"app", "web"}, {"tier", "frontend"}}));
   CHECK((*r)["new"] == Value{{"app", "web-v2"}});
   CHECK((*r)["change"] == "app=web,tier=frontend -> app=web-v2");
@@ -154,11 +154,11 @@ TEST_CASE("kube.switch_selector replaces the selector, reports old -> new, and u
   CHECK(c.Get("service", "web")["spec"]["selector"] == Value{{"app", "web-v2"}});
   CHECK(c.Check("kube.switch_selector", args) == CheckOutcome::kDone);
 
-  REQUIRE(c.Undo("kube.switch_selector", args).ok());
+  REQUIRE_OK(c.Undo("kube.switch_selector", args));
   CHECK(Plain(c.Get("service", "web")["spec"]["selector"]) ==
         Plain(Value{{"app", "web"}, {"tier", "frontend"}}));
   CHECK(c.Check("kube.switch_selector", args) == CheckOutcome::kNotDone);
-  REQUIRE(c.Undo("kube.switch_selector", args).ok());  // twice is fine
+  REQUIRE_OK(c.Undo("kube.switch_selector", args));  // twice is fine
 }
 
 TEST_CASE("kube.switch_selector refuses when no ready pod matches, and changes nothing",

@@ -28,7 +28,7 @@ TEST_CASE("kube.scale records the replica count, scales, waits, and undo restore
 
   // Rehearsal: the server checks the scale (dryRun=All) and keeps nothing.
   Result<Value> r = c.Rehearse("kube.scale", ScaleWeb(0));
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["previous_replicas"] == 2);
   CHECK(IsUnknown((*r)["ready"]));
   CHECK(c.SettledRv() == rv);
@@ -36,7 +36,7 @@ TEST_CASE("kube.scale records the replica count, scales, waits, and undo restore
   CHECK_THAT(c.sim.Log(), Catch::Contains("/deployments/web/scale?dryRun=All"));
 
   r = c.Apply("kube.scale", ScaleWeb(0));
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["previous_replicas"] == 2);
   CHECK((*r)["replicas"] == 0);
   CHECK((*r)["ready"] == 0);
@@ -51,16 +51,16 @@ TEST_CASE("kube.scale records the replica count, scales, waits, and undo restore
   // A retry (or resume) sees 0 now but keeps the count found first.
   c.ctx.previous_undo = c.ctx.LastUndo();
   r = c.Apply("kube.scale", ScaleWeb(0));
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK(c.ctx.LastUndo()["previous_replicas"] == 2);
   CHECK((*r)["changed"] == false);
 
-  REQUIRE(c.Undo("kube.scale", ScaleWeb(0)).ok());
+  REQUIRE_OK(c.Undo("kube.scale", ScaleWeb(0)));
   d = c.Get("deployment", "web");
   CHECK(d["spec"]["replicas"] == 2);
   CHECK(d["status"]["readyReplicas"] == 2);  // undo waits too
   CHECK(c.Check("kube.scale", ScaleWeb(0)) == CheckOutcome::kNotDone);
-  REQUIRE(c.Undo("kube.scale", ScaleWeb(0)).ok());  // twice is fine
+  REQUIRE_OK(c.Undo("kube.scale", ScaleWeb(0)));  // twice is fine
 }
 
 TEST_CASE("kube.scale scales a statefulset and waits for its pods", "[kube][kube.scale]") {
@@ -81,10 +81,10 @@ spec:
   c.WaitReady("statefulset", "db", 1);
   Value args{{"conn", "sim"}, {"statefulset", "db"}, {"replicas", 3}, {"timeout", "20s"}};
   Result<Value> r = c.Apply("kube.scale", args);
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK((*r)["ready"] == 3);
   CHECK(c.Exists("pod", "db-2"));
-  REQUIRE(c.Undo("kube.scale", args).ok());
+  REQUIRE_OK(c.Undo("kube.scale", args));
   CHECK(c.Get("statefulset", "db")["spec"]["replicas"] == 1);
   CHECK_FALSE(c.Exists("pod", "db-2"));
 }
@@ -114,7 +114,7 @@ TEST_CASE("kube.scale retries a 500 and a dropped connection, then succeeds",
   c.sim.AddFault(Value{{"match", {{"method", "PATCH"}, {"path_regex", "/deployments/web/scale"}}},
                        {"status", 500}, {"count", 1}});
   Result<Value> r = c.Apply("kube.scale", ScaleWeb(1));
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK(Hits(c.sim) == 1);
   CHECK(c.Get("deployment", "web")["spec"]["replicas"] == 1);
   c.sim.Reset();
@@ -123,7 +123,7 @@ TEST_CASE("kube.scale retries a 500 and a dropped connection, then succeeds",
   c.sim.AddFault(Value{{"match", {{"method", "PATCH"}, {"path_regex", "/deployments/web/scale"}}},
                        {"drop", true}, {"count", 1}});
   r = c.Apply("kube.scale", ScaleWeb(3));
-  REQUIRE(r.ok());
+  REQUIRE_OK(r);
   CHECK(Hits(c.sim) == 1);
   CHECK(c.Get("deployment", "web")["spec"]["replicas"] == 3);
 }
@@ -190,7 +190,7 @@ TEST_CASE("kube.scale times out when the new replicas never become ready", "[kub
   CHECK(r.status().code() == Status::Code::kTimeout);
   CHECK_THAT(r.status().message(), Catch::Contains("scaled to 2, but 0 of 2 replicas ready"));
   CHECK(c.ctx.LastUndo()["previous_replicas"] == 0);  // rollback scales it back
-  REQUIRE(c.Undo("kube.scale", args).ok());
+  REQUIRE_OK(c.Undo("kube.scale", args));
   CHECK(c.Get("deployment", "stuck")["spec"]["replicas"] == 0);
 }
 

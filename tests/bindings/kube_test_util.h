@@ -52,6 +52,20 @@ inline std::string DeploymentYaml(const std::string& name, int replicas, bool re
 // server's order is not ours).
 inline nlohmann::json Plain(const Value& v) { return nlohmann::json::parse(v.dump()); }
 
+// Why a call failed, for test output.
+inline std::string Why(const Status& s) { return s.message(); }
+template <typename T>
+std::string Why(const Result<T>& r) {
+  return r.status().message();
+}
+// REQUIRE(x.ok()) that shows the error message when it fails.
+#define REQUIRE_OK(expr)           \
+  do {                             \
+    auto&& require_ok_ = (expr);   \
+    INFO(Why(require_ok_));        \
+    REQUIRE(require_ok_.ok());     \
+  } while (0)
+
 class KubeCase {
  public:
   KubeCase() : sim(TheKubeSim()) {
