@@ -1,6 +1,8 @@
 #include "bindings/register.h"
 
+#include "bindings/kube/register.h"
 #include "bindings/postgres/register.h"
+#include "bindings/ssh/register.h"
 #include "engine/builtins/builtins.h"
 
 namespace runbook {
@@ -8,6 +10,8 @@ namespace runbook {
 void RegisterAll(Registry* registry) {
   RegisterBuiltins(registry);
   RegisterPostgres(registry);
+  RegisterKube(registry);
+  RegisterSsh(registry);
 }
 
 }  // namespace runbook

@@ -2,3 +2,5 @@
 # one place that names them.
 list(APPEND RUNBOOK_BINDING_SOURCES bindings/register.cc)
 include(bindings/postgres/sources.cmake)
+include(bindings/kube/sources.cmake)
+include(bindings/ssh/sources.cmake)

@@ -16,6 +16,8 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_session.cc
   bindings/postgres/pg_sql.cc
   bindings/postgres/pg_value.cc
+  bindings/postgres/pg_via_kube.cc
+  bindings/postgres/pg_via_ssh.cc
   bindings/postgres/register.cc
 )
 list(APPEND RUNBOOK_TEST_SOURCES

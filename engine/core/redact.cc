@@ -6,8 +6,17 @@ namespace runbook {
 
 void Redactor::Add(const std::string& secret) {
   if (secret.size() < 3 || secret == "***") return;
+  // A secret also leaves the engine escaped: inside a JSON string (a result
+  // dumped into an error message) and inside a shell-quoted word (the plan
+  // text of exec: 'it'\''s'). Those forms are masked too.
+  std::string json = Value(secret).dump(-1, ' ', false, Value::error_handler_t::replace);
+  json = json.substr(1, json.size() - 2);
+  std::string shell;
+  for (char c : secret) shell += c == '\'' ? std::string("'\\''") : std::string(1, c);
   std::lock_guard<std::mutex> lock(mu_);
   secrets_.insert(secret);
+  secrets_.insert(json);
+  secrets_.insert(shell);
 }
 
 static std::string ReplaceAll(std::string text, const std::string& from, const char* to) {

@@ -242,11 +242,13 @@ Result<std::optional<Approval>> StateStore::GetApproval(const std::string& run_i
 Result<std::map<std::string, int64_t>> StateStore::RecentDurations(
     const std::string& runbook_name) {
   std::lock_guard<std::mutex> lock(mu_);
-  // Newest first; the first row of each step id wins.
+  // Real runs first, then newest first; the first row of each step id wins.
+  // A rehearsal's duration counts only for steps no real run finished: it
+  // does not wait (sleep) or act (skipped commands), so it would understate.
   Stmt q(db_,
          "SELECT s.step_id, s.duration_ms FROM steps s JOIN runs r ON r.id = s.run_id"
          " WHERE r.runbook_name = ?1 AND s.status = ?2"
-         " ORDER BY s.finished_ms DESC, r.created_ms DESC, r.id DESC");
+         " ORDER BY r.dry_run ASC, s.finished_ms DESC, r.created_ms DESC, r.id DESC");
   q.Bind(1, runbook_name).Bind(2, StepStatusName(StepStatus::kSucceeded));
   std::map<std::string, int64_t> durations;
   int rc;

@@ -1,0 +1,116 @@
+// ssh.tunnel and postgres connections `via:` an ssh connection, against a
+// real sshd and a real PostgreSQL server.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "bindings/postgres/register.h"
+#include "bindings/ssh/tunnel.h"
+#include "tests/bindings/ssh_test_util.h"
+#include "tests/fixtures/pg_fixture.h"
+
+namespace runbook::testing {
+namespace {
+
+// Connects to 127.0.0.1:port and returns the first line the server sends.
+std::string FirstLine(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return "(connect failed)";
+  }
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string line;
+  char c;
+  while (read(fd, &c, 1) == 1 && c != '\n') line += c;
+  close(fd);
+  return line;
+}
+
+}  // namespace
+
+TEST_CASE("ssh.tunnel forwards a local port through the host", "[ssh]") {
+  const SshdServer& server = SharedSshd();
+  SshCase c;
+  c.Connect("bastion", server);
+  // The sshd itself is the remote service: its banner comes through the tunnel.
+  Value args{{"conn", "bastion"}, {"remote_host", "127.0.0.1"}, {"remote_port", server.port()}};
+  Result<Value> r = c.Apply("ssh.tunnel", args);
+  REQUIRE(r.ok());
+  int port = (*r)["local_port"];
+  CHECK((*r)["host"] == "127.0.0.1");
+  CHECK_THAT(FirstLine(port), Catch::StartsWith("SSH-2.0-OpenSSH"));
+  CHECK_THAT(FirstLine(port), Catch::StartsWith("SSH-2.0-OpenSSH"));  // one channel each
+  // The same tunnel for the rest of the run.
+  Result<Value> again = c.Apply("ssh.tunnel", args);
+  REQUIRE(again.ok());
+  CHECK((*again)["local_port"] == port);
+  Result<int> shared = EnsureSshTunnel(c.ctx, "bastion", "127.0.0.1", server.port());
+  REQUIRE(shared.ok());
+  CHECK(*shared == port);
+  CHECK(c.P("ssh.tunnel").Plan(args).undo == kNothingToUndo);
+  CHECK(c.P("ssh.tunnel").rehearsal(args) == Rehearsal::kProbe);
+  // Nothing listens at the far end: the connection is closed at once.
+  Result<int> dead = EnsureSshTunnel(c.ctx, "bastion", "127.0.0.1", 1);
+  REQUIRE(dead.ok());
+  CHECK(FirstLine(*dead).empty());
+}
+
+TEST_CASE("a tunnel whose ssh connection dropped is reopened on its port", "[ssh]") {
+  SshdServer server;
+  SshCase c;
+  c.Connect("bastion", server);
+  Result<int> port = EnsureSshTunnel(c.ctx, "bastion", "127.0.0.1", server.port());
+  REQUIRE(port.ok());
+  CHECK_THAT(FirstLine(*port), Catch::StartsWith("SSH-2.0-"));
+  server.KillSessions();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the relay notices the drop
+  Result<int> again = EnsureSshTunnel(c.ctx, "bastion", "127.0.0.1", server.port());
+  REQUIRE(again.ok());
+  CHECK(*again == *port);
+  CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("was down"));
+  CHECK_THAT(FirstLine(*again), Catch::StartsWith("SSH-2.0-"));
+}
+
+TEST_CASE("a postgres connection goes through an ssh tunnel with via", "[ssh][postgres]") {
+  const PgServer& pg = BlueServer();
+  SshCase c;
+  RegisterPostgres(&c.registry());
+  c.Connect("bastion", SharedSshd());
+  c.ctx.AddConnection("inner", "postgres",
+                      Value{{"via", "bastion"}, {"host", "127.0.0.1"}, {"port", pg.port},
+                            {"dbname", "postgres"}, {"user", pg.superuser},
+                            {"password", pg.password}});
+  Result<Value> r = c.Apply("pg.query", {{"conn", "inner"},
+                                         {"sql", "select host(inet_client_addr()) as addr, 42 as n"}});
+  REQUIRE(r.ok());
+  CHECK((*r)[0]["n"] == 42);
+  CHECK((*r)[0]["addr"] == "127.0.0.1");
+  // The tunnel is the one ssh.tunnel would open to the same place.
+  Result<int> tunnel = EnsureSshTunnel(c.ctx, "bastion", "127.0.0.1", pg.port);
+  REQUIRE(tunnel.ok());
+  r = c.Apply("pg.query", {{"conn", "inner"},
+                           {"sql", "select count(*) as n from pg_stat_activity where "
+                                   "client_port is not null and application_name like 'runbook/%'"}});
+  REQUIRE(r.ok());
+  CHECK((*r)[0]["n"] >= 1);
+
+  // The dsn form, with the host in the dsn.
+  c.ctx.AddConnection("inner2", "postgres",
+                      Value{{"dsn", "host=127.0.0.1 port=" + std::to_string(pg.port) +
+                                        " dbname=postgres user=" + pg.superuser},
+                            {"password", pg.password}, {"via", "bastion"}});
+  r = c.Apply("pg.query", {{"conn", "inner2"}, {"sql", "select 1 as one"}});
+  REQUIRE(r.ok());
+  CHECK((*r)[0]["one"] == 1);
+}
+
+}  // namespace runbook::testing
