@@ -1,3 +1,12 @@
 # End-to-end tests: they run the real `runbook` binary (RUNBOOK_BINARY).
 list(APPEND RUNBOOK_TEST_SOURCES
+  tests/e2e/e2e_util.cc
+  tests/e2e/approvals_windows_test.cc
+  tests/e2e/crash_test.cc
+  tests/e2e/dry_run_plan_test.cc
+  tests/e2e/invalid_input_test.cc
+  tests/e2e/resume_rollback_test.cc
+  tests/e2e/retries_report_test.cc
+  tests/e2e/run_lock_test.cc
+  tests/e2e/secrets_test.cc
 )

@@ -1,0 +1,146 @@
+// The run lock (SPEC section 4): a second run on the same target exits 4
+// naming the holder; the lock dies with its holder (kill -9), never wedged.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <filesystem>
+#include <memory>
+
+#include "tests/e2e/e2e_util.h"
+
+namespace runbook::e2e {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Holds the lock for 30 s in a command (not idempotent), then leaves a mark.
+const char* kHolder = R"(format: 1
+name: holder
+lock: shared-target
+params:
+  w: {type: string}
+steps:
+  - id: hold
+    exec: {argv: [sleep, "30"]}
+  - id: after
+    exec: {argv: [touch, "${{ params.w }}/holder-done"], creates: "${{ params.w }}/holder-done"}
+)";
+
+// Another runbook on the same target.
+const char* kOther = R"(format: 1
+name: other
+lock: shared-target
+params:
+  w: {type: string}
+steps:
+  - id: mark
+    exec: {argv: [touch, "${{ params.w }}/other-ran"]}
+)";
+
+// Waits until the background run printed its run line and started `step`
+// (a descendant process exists); returns the run id.
+std::string WaitStarted(Background& bg) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < end) {
+    bg.Drain(milliseconds(10));
+    if (!bg.Running()) break;
+    if (bg.out().rfind("run ", 0) == 0 && !Descendants(bg.pid()).empty()) {
+      std::string line = bg.out().substr(0, bg.out().find('\n'));
+      return line.substr(4, line.find(' ', 4) - 4);
+    }
+  }
+  FAIL("the holder did not start: " << bg.out() << bg.err());
+  return "";
+}
+
+TEST_CASE("a second run with the same lock exits 4 naming the holder; after kill -9 the lock is "
+          "free and the killed run resumes",
+          "[e2e][lock]") {
+  E2e t;
+  std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("holder.yaml", kHolder);
+  t.Write("other.yaml", kOther);
+
+  auto holder = std::make_unique<Background>(t.Spec({"run", "holder.yaml", "-p", "w=" + w}));
+  std::string holder_id = WaitStarted(*holder);
+  pid_t holder_pid = holder->pid();
+
+  // Another runbook on the same target is refused while the holder lives.
+  CliResult second = t.Run({"run", "other.yaml", "-p", "w=" + w});
+  INFO(second.All());
+  CHECK(second.code == 4);
+  CHECK(second.err.find("lock 'shared-target' is held by run " + holder_id + " (pid " +
+                        std::to_string(holder_pid) + ")") != std::string::npos);
+  CHECK_FALSE(Exists(w + "/other-ran"));
+  // So is the same runbook again.
+  CliResult again = t.Run({"run", "holder.yaml", "-p", "w=" + w});
+  CHECK(again.code == 4);
+  // The refused runs left no run behind.
+  CHECK(t.Runs().size() == 1);
+
+  // kill -9 of the holder (and its command): the lock is released.
+  holder->KillHard();
+  CHECK_FALSE(PidAlive(holder_pid));
+  CliResult third = t.Run({"run", "other.yaml", "-p", "w=" + w});
+  INFO(third.All());
+  CHECK(third.code == 0);
+  CHECK(Exists(w + "/other-ran"));
+
+  // The killed run resumes: the lock is free; its command was running and is
+  // not idempotent, so resume asks; a human says it took effect.
+  CliResult resume = t.Run({"resume", holder_id});
+  INFO(resume.All());
+  CHECK(resume.code == 1);
+  CHECK(resume.All().find("runbook resume " + holder_id + " --retry-step hold") !=
+        std::string::npos);
+  CHECK(resume.All().find("--mark-done hold") != std::string::npos);
+  CHECK_FALSE(Exists(w + "/holder-done"));
+  CliResult done = t.Run({"resume", holder_id, "--mark-done", "hold"});
+  INFO(done.All());
+  CHECK(done.code == 0);
+  CHECK(Exists(w + "/holder-done"));
+  Value st = t.RunStatus(holder_id);
+  CHECK(st["status"] == "succeeded");
+  CHECK(IntegrityCheck(t.state()) == "ok");
+}
+
+TEST_CASE("resuming a run while another run holds its lock exits 4", "[e2e][lock]") {
+  E2e t;
+  std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("other.yaml", R"(format: 1
+name: other
+lock: shared-target
+on_failure: stop
+params:
+  w: {type: string}
+steps:
+  - id: need
+    exec: {argv: [test, -e, "${{ params.w }}/input"]}
+  - id: mark
+    exec: {argv: [touch, "${{ params.w }}/other-ran"]}
+)");
+  t.Write("holder.yaml", kHolder);
+  CliResult failed = t.Run({"run", "other.yaml", "-p", "w=" + w});
+  REQUIRE(failed.code == 1);
+  std::string other_id = t.LastRunId();
+  t.Write("w/input", "");
+
+  Background holder(t.Spec({"run", "holder.yaml", "-p", "w=" + w}));
+  std::string holder_id = WaitStarted(holder);
+  CliResult r = t.Run({"resume", other_id});
+  INFO(r.All());
+  CHECK(r.code == 4);
+  CHECK(r.err.find("held by run " + holder_id) != std::string::npos);
+  CHECK_FALSE(Exists(w + "/other-ran"));
+  CHECK(t.RunStatus(other_id)["status"] == "stopped");
+  holder.KillHard();
+  r = t.Run({"resume", other_id});
+  CHECK(r.code == 0);
+  CHECK(Exists(w + "/other-ran"));
+}
+
+}  // namespace
+}  // namespace runbook::e2e
