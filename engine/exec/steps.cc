@@ -288,6 +288,9 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
   Value previous = rec->undo.empty() ? Value() : rec->undo[0].state;
   auto start = env_.clock->Steady();
   if (rec->started_ms == 0) rec->started_ms = env_.clock->NowMs();
+  // The engine died during an attempt of this step: that attempt may have
+  // made the change this one finds already made.
+  const bool interrupted = resuming_ && rec->status == StepStatus::kRunning && rec->attempts > 0;
   for (int attempt = 1;; ++attempt) {
     rec->attempts++;
     rec->status = StepStatus::kRunning;
@@ -331,6 +334,13 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     rec->duration_ms = std::chrono::duration_cast<Millis>(env_.clock->Steady() - start).count();
     rec->finished_ms = env_.clock->NowMs();
     if (r.ok()) {
+      if (interrupted && r->is_object() && r->value("changed", true) == false) {
+        // "Nothing to change" after a crash mid-step: the interrupted attempt
+        // made it, so it is this run's change, and rollback must undo it.
+        (*r)["changed"] = true;
+        env_.reporter->Log(id, LogLevel::kInfo, "already in effect after the interrupted attempt; "
+                                                "counted as this run's change (rollback undoes it)");
+      }
       if (rec->status != StepStatus::kUnknown) rec->status = StepStatus::kSucceeded;
       rec->result = env_.redactor->Redact(*r);
       rec->error.clear();

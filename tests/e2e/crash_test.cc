@@ -392,7 +392,7 @@ steps:
 )";
 
 TEST_CASE("a step killed after its command made `creates` is undone when its run rolls back",
-          "[e2e][crash][rollback][.][known-bug]") {
+          "[e2e][crash][rollback]") {
   E2e t;
   std::string w = t.P("w");
   std::filesystem::create_directories(w);

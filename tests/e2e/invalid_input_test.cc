@@ -154,7 +154,7 @@ TEST_CASE("malformed steps are refused before the first step runs", "[e2e][inval
       Steps("unknown action", "  - id: a\n    pg.qeury: {conn: blue, sql: select 1}\n",
             "c.yaml:12:5: step 'a': unknown action 'pg.qeury' (did you mean 'pg.query'?)"),
       Steps("misspelt built-in action", "  - id: a\n    lgo: x\n",
-            "c.yaml:12:5: step 'a': unknown key 'lgo' (did you mean 'log'?)"),
+            "c.yaml:12:5: step 'a': unknown action 'lgo' (did you mean 'log'?)"),
       Steps("two actions", "  - id: a\n    log: x\n    sleep: 1s\n",
             "c.yaml:13:5: step 'a': two actions, 'log' and 'sleep' (a step takes exactly one)"),
       Steps("duplicate step id", "  - id: first\n    log: x\n",
@@ -233,7 +233,7 @@ TEST_CASE("bad templates, params and connections are refused before anything run
             "c.yaml:12:22: step 'a': pg.query: argument 'conn': unknown connection 'blu' (did you "
             "mean 'blue'?)"),
       Top("unknown connection type", conn("  db: {postgress: \"host=x\"}\n"),
-          "c.yaml:4:8: connection 'db': unknown connection type 'postgress' (one of postgres) "
+          "c.yaml:4:8: connection 'db': unknown connection type 'postgress' (one of kube, postgres, ssh) "
           "(did you mean 'postgres'?)"),
       Top("unknown connection argument", conn("  db: {postgres: {dsn: x, prot: 5432}}\n"),
           "c.yaml:4:27: connection 'db': postgres: unknown argument 'prot' (did you mean "
@@ -278,7 +278,7 @@ TEST_CASE("include cycles, missing includes and errors inside includes are refus
        {{"child.yaml", "format: 1\nname: c\nparams:\n  count: {type: int}\nsteps:\n"
                        "  - {id: x, log: y}\n"}}},
       {"error inside the included runbook", inc("{runbook: child.yaml}"),
-       "child.yaml:4:13: step 'x': unknown key 'lgo' (did you mean 'log'?)",
+       "child.yaml:4:13: step 'x': unknown action 'lgo' (did you mean 'log'?)",
        {{"child.yaml", "format: 1\nname: c\nsteps:\n  - {id: x, lgo: y}\n"}}},
   };
   for (const auto& c : cases) Check(c);
