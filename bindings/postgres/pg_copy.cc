@@ -150,12 +150,27 @@ Status EndCopyIn(PgConnection& dst, SteadyTime deadline, const std::atomic<bool>
   return Status::Ok();
 }
 
+// In non-blocking mode libpq grows its output buffer rather than refuse a
+// row, so the pump waits for the target once this much is unsent: memory
+// stays bounded when the target is slower than the source.
+constexpr int64_t kMaxUnsent = 4 << 20;
+
+Status Drain(PgConnection& dst, SteadyTime deadline, const std::atomic<bool>* stop) {
+  for (int f; (f = PQflush(dst.native())) != 0;) {
+    if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+    Status s = WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop);
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
 // The streaming loop proper; the caller closes both connections on failure.
 Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
             const std::atomic<bool>* stop, const std::function<void(const CopyStats&)>& progress,
             CopyStats* stats) {
   const auto start = SteadyClock::now();
   auto last_report = start;
+  int64_t unsent = 0;  // bytes queued on the target since its buffer was last empty
   for (;;) {
     char* buf = nullptr;
     int n = PQgetCopyData(src.native(), &buf, /*async=*/1);
@@ -163,6 +178,11 @@ Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
       Status s = PutRow(dst, buf, n, deadline, stop);
       PQfreemem(buf);
       if (!s.ok()) return s;
+      unsent += n;
+      if (unsent >= kMaxUnsent) {
+        if (Status d = Drain(dst, deadline, stop); !d.ok()) return d;
+        unsent = 0;
+      }
       stats->bytes += n;
       ++stats->rows;  // one message per row in text format; the tag replaces it
       if (progress && SteadyClock::now() - last_report >= std::chrono::seconds(1)) {
@@ -177,6 +197,7 @@ Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
     // Nothing buffered: send what the target has pending, wait for the source.
     int pending = PQflush(dst.native());
     if (pending < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+    if (pending == 0) unsent = 0;
     Status s = WaitFor(src, POLLIN, pending ? &dst : nullptr, POLLOUT, deadline, stop);
     if (!s.ok()) return s;
     if (!PQconsumeInput(src.native())) {
