@@ -13,6 +13,7 @@ void RegisterPostgres(Registry* r) {
   AddPgSessionPrimitives(r);
   AddPgCollationPrimitives(r);
   AddPgSchemaPrimitives(r);
+  AddPgCopyPrimitives(r);
 }
 
 }  // namespace runbook
