@@ -7,6 +7,7 @@
 #include <string>
 
 #include "tests/bindings/kube_test_util.h"
+#include "tests/e2e/blue_green_util.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/fixtures/pg_fixture.h"
 
@@ -19,42 +20,12 @@ using testing::KubeSim;
 using testing::PgServer;
 using testing::TheKubeSim;
 
-std::string Runbook(const std::string& name) {
-  return std::string(RUNBOOK_SOURCE_DIR) + "/runbooks/" + name + ".yaml";
-}
 
 std::string ServerConninfo(const PgServer& s) {  // no dbname
   return "host=" + s.host + " port=" + std::to_string(s.port) + " user=" + s.superuser;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
-std::string Replace(std::string text, const std::string& from, const std::string& to) {
-  for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size()) {
-    text.replace(at, from.size(), to);
-  }
-  return text;
-}
-
-// Databases on a server, dropped at the end of the test.
-struct Databases {
-  const PgServer& server;
-  std::vector<std::string> names;
-  ~Databases() {
-    for (const auto& n : names) {
-      try {
-        server.AdminExec("DROP DATABASE IF EXISTS " + n + " WITH (FORCE)");
-      } catch (...) {
-      }
-    }
-  }
-  bool Exists(const std::string& n) const {
-    return server.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + n + "'") == "1";
-  }
-};
 
 // A Backstage plugin database as seed 001 had them: data, and a knex lock
 // table left locked by a migration that was interrupted.
@@ -167,52 +138,6 @@ TEST_CASE("pg-move-databases reaches the source through a kubectl port-forward",
 }
 
 // ---- pg-blue-green-upgrade (seed 004) ---------------------------------------------------------
-
-struct BlueGreen {
-  E2e t;
-  const KubeSim& sim = TheKubeSim();
-  const PgServer& blue = BlueServer();
-  const PgServer& green = GreenServer();
-  std::string db = testing::UniqueName("chronicle");
-  Databases blue_dbs{blue, {db}};
-  Databases green_dbs{green, {db}};
-  std::string green_dir;
-
-  BlueGreen() {
-    sim.Reset();
-    blue.AdminExec("CREATE DATABASE " + db + " TEMPLATE template0");
-    blue.AdminExec(ReadFile(std::string(RUNBOOK_SOURCE_DIR) + "/examples/demo/sample-data.sql"),
-                   db);
-    std::string demo = std::string(RUNBOOK_SOURCE_DIR) + "/examples/demo/";
-    sim.ApplyYaml(Replace(ReadFile(demo + "blue.yaml"), "@BLUE_PORT@", std::to_string(blue.port)));
-    green_dir = t.P("postgres-chronicle-17");
-    t.Write("postgres-chronicle-17/chronicle-db-v17.yaml",
-            Replace(ReadFile(demo + "green.yaml"), "@GREEN_PORT@", std::to_string(green.port)));
-    sim.Kubectl({"-n", "dsm", "rollout", "status", "deployment/chronicle-db", "--timeout=30s"});
-    sim.Kubectl({"-n", "dsm", "rollout", "status", "deployment/chronicle-service",
-                 "--timeout=30s"});
-  }
-  std::vector<std::string> Args(const std::string& cmd = "run") const {
-    return {cmd, Runbook("pg-blue-green-upgrade"), "-p", "green_manifest=" + green_dir,
-            "-p", "user=" + blue.superuser, "-p", "database=" + db, "-p", "context=sim",
-            "-p", "kubeconfig=" + sim.kubeconfig, "--yes"};
-  }
-  std::map<std::string, std::string> Env() const {
-    return {{"CHRONICLE_DB_PASSWORD", blue.password}, {"GREEN_DB_PASSWORD", green.password}};
-  }
-  std::string Selector() const {
-    return sim.KubectlJson({"-n", "dsm", "get", "service", "chronicle-db"})["spec"]["selector"]
-        .dump();
-  }
-  int AppReplicas() const {
-    return sim.KubectlJson({"-n", "dsm", "get", "deployment", "chronicle-service"})["spec"]
-                          ["replicas"].get<int>();
-  }
-  bool GreenDeployed() const {
-    return !sim.KubectlJson({"-n", "dsm", "get", "deployments", "-l", "app=chronicle-db-v17"})
-                ["items"].empty();
-  }
-};
 
 TEST_CASE("pg-blue-green-upgrade: rehearsal, cutover, and rollback of the whole upgrade",
           "[e2e][runbooks][postgres][kube][seed004]") {

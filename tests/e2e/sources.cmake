@@ -11,4 +11,5 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/secrets_test.cc
   tests/e2e/runbooks_test.cc
   tests/e2e/runbooks_move_test.cc
+  tests/e2e/cutover_crash_test.cc
 )
