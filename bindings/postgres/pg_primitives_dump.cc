@@ -107,6 +107,7 @@ class PgDump : public PgPrimitive {
     Result<std::unique_ptr<PgConnection>> db = ConnectToDatabase(ctx, conn, target->database);
     if (!db.ok()) return db.status();
     const int server_version = (*db)->server_version();
+    if (target->database.empty()) target->database = (*db)->database();  // libpq's default
     db->reset();
     const std::string pg_dump = ToolPath(StrArg(args, "bin_dir"), "pg_dump");
     Result<std::string> version = CheckDumpVersion(ctx, where, pg_dump, server_version);

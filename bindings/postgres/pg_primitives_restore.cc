@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <set>
 
+#include "bindings/postgres/pg_database_checks.h"
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_tools.h"
@@ -172,7 +173,12 @@ class PgRestore : public PgPrimitive {
     Value out{{"database", database}, {"tables", CountType(*toc, "TABLE DATA")}, {"file", file},
               {"format", *format}};
     if (ctx.dry_run()) {
-      if (!create) {
+      if (create) {
+        std::vector<std::string> notes;
+        Status s = CheckCreateDatabase(*lease, database, "template0", "", false, false, &notes);
+        if (!s.ok()) return s;
+        if (!notes.empty()) out["notes"] = notes;
+      } else {
         Result<std::unique_ptr<PgConnection>> db = ConnectToDatabase(ctx, conn, database);
         if (!db.ok()) return db.status();
       }

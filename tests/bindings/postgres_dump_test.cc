@@ -137,15 +137,33 @@ TEST_CASE("pg.dump refuses to overwrite, and its undo removes only the file it m
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("already exists"));
   CHECK(DigestPath(file)->sha256 == sha);
-  Value overwrite = args;
-  overwrite["overwrite"] = true;
-  REQUIRE(again.Apply("pg.dump", overwrite).ok());
-  REQUIRE(again.Undo("pg.dump", overwrite).ok());  // it existed before: kept
-  CHECK(fs::exists(file));
+  CHECK(again.ctx.undo_records.empty());
 
   REQUIRE(c.Undo("pg.dump", args).ok());
   CHECK_FALSE(fs::exists(file));
-  REQUIRE(c.Undo("pg.dump", args).ok());
+  REQUIRE(c.Undo("pg.dump", args).ok());  // twice is fine
+
+  // A file that was there before is replaced only with overwrite: true, and
+  // its undo leaves the file alone.
+  const std::string precious = dir / "precious.dump";
+  WriteFile(precious, "older backup");
+  Value overwrite{{"conn", "blue"}, {"file", precious}, {"overwrite", true}};
+  REQUIRE(again.Apply("pg.dump", overwrite).ok());
+  REQUIRE(again.Undo("pg.dump", overwrite).ok());
+  CHECK(fs::exists(precious));
+
+  // A file changed since the dump wrote it is not removed by undo.
+  const std::string changed = dir / "changed.dump";
+  PgCase third;
+  third.Connect("blue", source);
+  REQUIRE(third.Apply("pg.dump", {{"conn", "blue"}, {"file", changed}}).ok());
+  WriteFile(changed, "replaced by someone");
+  Status s = third.Undo("pg.dump", {{"conn", "blue"}, {"file", changed}});
+  REQUIRE_FALSE(s.ok());
+  CHECK_THAT(s.message(), Catch::Contains("changed since this step wrote it"));
+  CHECK(fs::exists(changed));
+  CHECK(third.P("pg.dump").Check(third.ctx, {{"conn", "blue"}, {"file", changed}},
+                                 third.ctx.LastUndo()).outcome == CheckOutcome::kNotDone);
 }
 
 TEST_CASE("pg.dump of a missing database or table fails clearly and leaves no file",
@@ -200,6 +218,7 @@ TEST_CASE("pg.dump fails on an error line even when pg_dump exits 0, and refuses
   CHECK_FALSE(fs::exists(file + ".partial"));
 
   WriteFile(bin + "/pg_dump", "#!/bin/sh\necho 'pg_dump (PostgreSQL) 14.9'\n", true);
+  c.ctx.undo_records.clear();
   r = c.Rehearse("pg.dump", args);
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("14.9 is older than the server (PostgreSQL 15)"));
