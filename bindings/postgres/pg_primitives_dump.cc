@@ -3,6 +3,7 @@
 // pg_dump writes to FILE.partial, the archive is verified (pg_restore --list,
 // or the plain dump's trailer), and only then renamed to FILE: a failed or
 // interrupted dump never leaves something at FILE that looks like a backup.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -38,6 +39,14 @@ std::vector<std::string> DumpArgv(const Value& args, const std::string& out,
 std::string PlanDbname(const Value& args) {
   std::string db = StrArg(args, "database");
   return "<connection " + StrArg(args, "conn") + (db.empty() ? "" : ", database " + db) + ">";
+}
+
+// Makes a rename in `dir` durable (pg_dump has synced the archive itself).
+void SyncDirectory(const fs::path& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  fsync(fd);
+  close(fd);
 }
 
 void RemovePath(const std::string& path) {
@@ -152,6 +161,7 @@ class PgDump : public PgPrimitive {
       return Status::Failed(where + ": cannot rename " + partial + " to " + file + ": " +
                             ec.message());
     }
+    SyncDirectory(dir);
     Value out = base;
     for (const auto& [k, v] : done->items()) out[k] = v;
     ctx.RecordUndo(Value{{"file", file}, {"created", created}, {"sha256", out["sha256"]},
@@ -187,9 +197,10 @@ class PgDump : public PgPrimitive {
     if (!undo.is_object() || !undo.contains("sha256") || !undo.contains("result")) {
       return {fs::exists(file, ec) ? CheckOutcome::kCannotTell : CheckOutcome::kNotDone, Value()};
     }
+    if (!fs::exists(file, ec)) return {CheckOutcome::kNotDone, Value()};
     Result<PathDigest> now = DigestPath(file);
-    if (!now.ok()) return {CheckOutcome::kNotDone, Value()};
-    if (now->sha256 != undo["sha256"].get<std::string>()) return {CheckOutcome::kNotDone, Value()};
+    // Changed since: not ours any more, and not to be overwritten by a re-run.
+    if (!now.ok() || now->sha256 != undo["sha256"].get<std::string>()) return {};
     return {CheckOutcome::kDone, undo["result"]};
   }
 
