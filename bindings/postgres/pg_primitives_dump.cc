@@ -137,6 +137,7 @@ class PgDump : public PgPrimitive {
     Value base{{"file", file}, {"format", format}, {"database", target->database},
                {"server_version", server_version}};
     if (ctx.dry_run()) {
+      if (PgDumpRehearsalMemo* memo = DumpRehearsalMemo(ctx)) memo->NoteWritten(file);
       Value out = base;
       out["pg_dump"] = *version;
       out["rehearsal"] = "connected, pg_dump version and destination checked; nothing written";

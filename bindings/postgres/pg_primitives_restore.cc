@@ -147,13 +147,18 @@ class PgRestore : public PgPrimitive {
       return Status::Invalid(where + ": clean: true is not supported (objects it dropped could "
                              "not be brought back by rollback); restore into a new database");
     }
-    Result<std::string> format = DetectArchiveFormat(file);
+    // In a rehearsal the archive may be one an earlier pg.dump step would write.
+    PgDumpRehearsalMemo* memo = ctx.dry_run() ? DumpRehearsalMemo(ctx) : nullptr;
+    const bool pending = memo && memo->WouldExist(file);
+    Result<std::string> format =
+        pending ? Result<std::string>(std::string("unknown")) : DetectArchiveFormat(file);
     if (!format.ok()) return format.status().Prefixed(where);
     if (*format == "plain" && args.contains("jobs")) {
       return Status::Invalid(where + ": jobs needs a custom or directory archive; " + file +
                              " is plain SQL");
     }
-    Result<std::vector<TocEntry>> toc = VerifyArchive(ctx, args, where, *format);
+    Result<std::vector<TocEntry>> toc = pending ? Result<std::vector<TocEntry>>(std::vector<TocEntry>{})
+                                                : VerifyArchive(ctx, args, where, *format);
     if (!toc.ok()) return toc.status();
     Result<PgLease> lease = LeaseConnection(ctx, conn);
     if (!lease.ok()) return lease.status();
@@ -170,7 +175,10 @@ class PgRestore : public PgPrimitive {
     }
     Result<PgToolTarget> target = ToolTarget(ctx, conn, database);
     if (!target.ok()) return target.status();
-    Value out{{"database", database}, {"tables", CountType(*toc, "TABLE DATA")}, {"file", file},
+    Value out{{"database", database},
+              {"tables", pending ? MakeUnknown("the archive is written by an earlier pg.dump step")
+                                 : Value(CountType(*toc, "TABLE DATA"))},
+              {"file", file},
               {"format", *format}};
     if (ctx.dry_run()) {
       if (create) {

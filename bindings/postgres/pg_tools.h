@@ -9,6 +9,8 @@
 #pragma once
 
 #include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,5 +84,20 @@ Result<PathDigest> DigestPath(const std::string& path);
 // The archive format of an existing path: "directory", "custom" (starts with
 // PGDMP) or "plain".
 Result<std::string> DetectArchiveFormat(const std::string& path);
+
+// The archives pg.dump's rehearsal would have written in this run, so that a
+// later pg.restore's rehearsal of the same file does not report it missing.
+// Per run (ctx.resources()); thread-safe.
+class PgDumpRehearsalMemo : public Resource {
+ public:
+  void NoteWritten(const std::string& path);
+  // True if `path` does not exist and an earlier rehearsed pg.dump writes it.
+  bool WouldExist(const std::string& path) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string> paths_;  // absolute, normalised
+};
+PgDumpRehearsalMemo* DumpRehearsalMemo(StepContext& ctx);
 
 }  // namespace runbook

@@ -303,6 +303,18 @@ TEST_CASE("pg.dump and pg.restore rehearsals write nothing", "[postgres][pg.dump
   REQUIRE(r.ok());
   CHECK(fs::is_empty(dir.path));
   CHECK(c.ctx.undo_records.empty());
+  // A later restore of the archive this rehearsal would have written checks
+  // its target, and cannot know the archive's tables.
+  const std::string later = UniqueName("later");
+  r = c.Rehearse("pg.restore", {{"conn", "blue"}, {"database", later}, {"file", file},
+                                {"create", true}});
+  REQUIRE(r.ok());
+  CHECK(IsUnknown((*r)["tables"]));
+  r = c.Rehearse("pg.restore", {{"conn", "blue"}, {"database", later}, {"file", dir / "other.dump"},
+                                {"create", true}});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("does not exist"));
+  CHECK(DbExists(later) == "0");
   r = c.Rehearse("pg.dump", {{"conn", "blue"}, {"database", source.name()},
                              {"file", "/nonexistent-dir/r.dump"}});
   REQUIRE_FALSE(r.ok());
