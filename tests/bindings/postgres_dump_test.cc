@@ -219,6 +219,23 @@ TEST_CASE("pg.dump fails on an error line even when pg_dump exits 0, and refuses
   CHECK_FALSE(fs::exists(file));
   CHECK_FALSE(fs::exists(file + ".partial"));
 
+  // One that hangs is stopped at the step's deadline, and leaves nothing.
+  WriteFile(bin + "/pg_dump",
+            "#!/bin/sh\n"
+            "[ \"$1\" = --version ] && { echo 'pg_dump (PostgreSQL) 15.99'; exit 0; }\n"
+            "for a; do case $a in --file=*) echo partial > \"${a#--file=}\";; esac; done\n"
+            "exec sleep 30\n",
+            true);
+  c.ctx.deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  auto start = std::chrono::steady_clock::now();
+  r = c.Apply("pg.dump", args);
+  c.ctx.deadline_ = SteadyTime::max();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Status::Code::kTimeout);
+  CHECK_THAT(r.status().message(), Catch::Contains("stopped at the step's deadline"));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+  CHECK_FALSE(fs::exists(file + ".partial"));
+
   WriteFile(bin + "/pg_dump", "#!/bin/sh\necho 'pg_dump (PostgreSQL) 14.9'\n", true);
   c.ctx.undo_records.clear();
   r = c.Rehearse("pg.dump", args);
@@ -228,6 +245,35 @@ TEST_CASE("pg.dump fails on an error line even when pg_dump exits 0, and refuses
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("is older than the server"));
   CHECK(c.ctx.undo_records.empty());  // refused before acting
+}
+
+TEST_CASE("pg.dump and pg.restore retried after a crash redo their work over their own leftovers",
+          "[postgres][pg.dump][pg.restore]") {
+  PgTestDb source(BlueServer(), "dumpsrc");
+  Seed(source);
+  DumpDir dir;
+  const std::string file = dir / "retry.dump";
+  const std::string target = UniqueName("retried");
+  Value dump{{"conn", "blue"}, {"database", source.name()}, {"file", file}};
+  Value restore{{"conn", "blue"}, {"database", target}, {"file", file}, {"create", true}};
+  PgCase first;
+  first.Connect("blue", BlueServer(), "postgres");
+  REQUIRE(first.Apply("pg.dump", dump).ok());
+  REQUIRE(first.Apply("pg.restore", restore).ok());
+
+  // The engine died after both acted; the retries see the earlier records.
+  PgCase retry;
+  retry.Connect("blue", BlueServer(), "postgres");
+  retry.ctx.previous_undo = first.ctx.undo_records[1];
+  REQUIRE(retry.Apply("pg.dump", dump).ok());  // its own file: no "already exists"
+  CHECK(retry.ctx.LastUndo()["created"] == true);
+  BlueServer().AdminExec("DELETE FROM b", target);  // a half-done restore, say
+  retry.ctx.previous_undo = first.ctx.LastUndo();
+  Result<Value> r = retry.Apply("pg.restore", restore);
+  REQUIRE(r.ok());
+  CHECK(Count(target, "b") == "500");
+  REQUIRE(retry.Undo("pg.restore", restore).ok());
+  CHECK(DbExists(target) == "0");
 }
 
 TEST_CASE("pg.restore of a corrupt archive fails before anything is created",
