@@ -29,7 +29,8 @@ std::vector<std::string> DumpArgv(const Value& args, const std::string& out,
   std::vector<std::string> argv{ToolPath(StrArg(args, "bin_dir"), "pg_dump"),
                                 "--format=" + FormatLetter(format), "--file=" + out,
                                 "--no-password"};
-  if (format == "directory" && args.contains("jobs")) argv.push_back("--jobs=" + StrArg(args, "jobs"));
+  if (format == "directory" && args.contains("jobs"))
+    argv.push_back("--jobs=" + StrArg(args, "jobs"));
   for (const auto& s : StrListArg(args, "schema")) argv.push_back("--schema=" + s);
   for (const auto& t : StrListArg(args, "tables")) argv.push_back("--table=" + t);
   argv.push_back("--dbname=" + dbname);
@@ -127,14 +128,17 @@ class PgDump : public PgPrimitive {
     const Value previous = ctx.PreviousUndo();
     const bool ours_before = previous.is_object() && previous.value("created", false);
     if (existed && !BoolArg(args, "overwrite", false) && !ours_before) {
-      return Status::Failed(where + ": " + file + " already exists; set overwrite: true to "
+      return Status::Failed(where + ": " + file +
+                            " already exists; set overwrite: true to "
                             "replace it");
     }
     fs::path dir = fs::absolute(file, ec).parent_path();
     if (!fs::is_directory(dir, ec) || access(dir.c_str(), W_OK) != 0) {
       return Status::Failed(where + ": cannot write to directory " + dir.string());
     }
-    Value base{{"file", file}, {"format", format}, {"database", target->database},
+    Value base{{"file", file},
+               {"format", format},
+               {"database", target->database},
                {"server_version", server_version}};
     if (ctx.dry_run()) {
       if (PgDumpRehearsalMemo* memo = DumpRehearsalMemo(ctx)) memo->NoteWritten(file);
@@ -165,8 +169,8 @@ class PgDump : public PgPrimitive {
     SyncDirectory(dir);
     Value out = base;
     for (const auto& [k, v] : done->items()) out[k] = v;
-    ctx.RecordUndo(Value{{"file", file}, {"created", created}, {"sha256", out["sha256"]},
-                         {"result", out}});
+    ctx.RecordUndo(
+        Value{{"file", file}, {"created", created}, {"sha256", out["sha256"]}, {"result", out}});
     return out;
   }
 
@@ -183,7 +187,8 @@ class PgDump : public PgPrimitive {
     if (undo.contains("sha256")) {
       Result<PathDigest> now = DigestPath(file);
       if (now.ok() && now->sha256 != undo["sha256"].get<std::string>()) {
-        return Status::Failed("pg.dump: " + file + " changed since this step wrote it "
+        return Status::Failed("pg.dump: " + file +
+                              " changed since this step wrote it "
                               "(sha256 differs); not removing it");
       }
     }
@@ -227,7 +232,8 @@ class PgDump : public PgPrimitive {
     }
     Result<PathDigest> digest = DigestPath(partial);
     if (!digest.ok()) return digest.status().Prefixed(where);
-    return Value{{"size", digest->size}, {"sha256", digest->sha256},
+    return Value{{"size", digest->size},
+                 {"sha256", digest->sha256},
                  {"tables", CountType(toc, "TABLE DATA")}};
   }
 };

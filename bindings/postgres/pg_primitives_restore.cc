@@ -17,12 +17,12 @@ namespace runbook {
 namespace {
 
 // Drop order: dependents first, schemas last.
-const char* const kDropKinds[] = {"VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE", "TABLE",
-                                  "SEQUENCE", "SCHEMA"};
+const char* const kDropKinds[] = {"VIEW",  "MATERIALIZED VIEW", "FOREIGN TABLE",
+                                  "TABLE", "SEQUENCE",          "SCHEMA"};
 
 Result<int64_t> DatabaseOid(PgLease& lease, const std::string& name) {
-  Result<Value> rows = lease.Query("SELECT oid::int8 AS oid FROM pg_database WHERE datname = $1",
-                                   {name});
+  Result<Value> rows =
+      lease.Query("SELECT oid::int8 AS oid FROM pg_database WHERE datname = $1", {name});
   if (!rows.ok()) return rows.status();
   return rows->empty() ? int64_t{0} : (*rows)[0]["oid"].get<int64_t>();
 }
@@ -31,8 +31,15 @@ std::vector<std::string> RestoreArgv(const Value& args, const std::string& forma
                                      const std::string& dbname) {
   const std::string bin = StrArg(args, "bin_dir"), file = StrArg(args, "file");
   if (format == "plain") {
-    return {ToolPath(bin, "psql"), "-X", "-v", "ON_ERROR_STOP=1", "--no-password",
-            "--single-transaction", "--quiet", "--dbname=" + dbname, "--file=" + file};
+    return {ToolPath(bin, "psql"),
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--no-password",
+            "--single-transaction",
+            "--quiet",
+            "--dbname=" + dbname,
+            "--file=" + file};
   }
   std::vector<std::string> argv{ToolPath(bin, "pg_restore"), "--exit-on-error", "--no-password"};
   if (args.contains("jobs")) {
@@ -55,8 +62,9 @@ Result<std::vector<TocEntry>> VerifyArchive(StepContext& ctx, const Value& args,
     if (!toc.ok()) return toc.status().Prefixed(where + ": archive is not usable");
     return toc;
   }
-  Result<std::string> list = RunTool(ctx, where + ": archive " + file + " is not usable (pg_restore --list)",
-                                     {ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", file});
+  Result<std::string> list =
+      RunTool(ctx, where + ": archive " + file + " is not usable (pg_restore --list)",
+              {ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", file});
   if (!list.ok()) return list.status();
   return ParseTocList(*list);
 }
@@ -66,7 +74,8 @@ Result<Value> NewObjects(PgConnection& db, const std::vector<TocEntry>& toc, Ste
   Result<Value> rows = db.Query(
       "SELECT n.nspname AS s, c.relname AS n FROM pg_class c JOIN pg_namespace n "
       "ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','S','f') "
-      "UNION ALL SELECT nspname, NULL FROM pg_namespace", {}, deadline);
+      "UNION ALL SELECT nspname, NULL FROM pg_namespace",
+      {}, deadline);
   if (!rows.ok()) return rows.status();
   std::set<std::pair<std::string, std::string>> existing;
   for (const auto& r : *rows) {
@@ -75,7 +84,8 @@ Result<Value> NewObjects(PgConnection& db, const std::vector<TocEntry>& toc, Ste
   Value out = Value::array();
   for (const auto& e : toc) {
     if (e.type == "TABLE DATA") continue;
-    auto key = e.type == "SCHEMA" ? std::make_pair(e.name, std::string()) : std::make_pair(e.schema, e.name);
+    auto key = e.type == "SCHEMA" ? std::make_pair(e.name, std::string())
+                                  : std::make_pair(e.schema, e.name);
     if (existing.count(key)) continue;
     out.push_back(Value{{"type", e.type}, {"schema", e.schema}, {"name", e.name}});
   }
@@ -93,8 +103,10 @@ Status DropCreatedDatabase(StepContext& ctx, PgLease& lease, const std::string& 
                           "' was dropped and created again since this step created it; "
                           "not dropping it");
   }
-  Status s = lease.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = $1 AND pid <> pg_backend_pid()", {name});
+  Status s = lease.Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE datname = $1 AND pid <> pg_backend_pid()",
+      {name});
   if (!s.ok()) return s;
   const bool force = lease->server_version() >= 130000;
   s = lease.Exec("DROP DATABASE IF EXISTS " + lease.Ident(name) + (force ? " WITH (FORCE)" : ""));
@@ -125,11 +137,17 @@ class PgRestore : public PgPrimitive {
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   PlanEffect Plan(const Value& args) const override {
     const std::string db = StrArg(args, "database"), file = StrArg(args, "file");
-    std::string format = file.size() > 4 && file.substr(file.size() - 4) == ".sql" ? "plain" : "custom";
-    std::string text = FormatToolArgv({ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", file});
-    if (BoolArg(args, "create", false)) text += "\nCREATE DATABASE \"" + db + "\" TEMPLATE template0";
-    text += "\n" + FormatToolArgv(RestoreArgv(args, format, "<connection " + StrArg(args, "conn") +
-                                                               ", database " + db + ">"));
+    std::string format =
+        file.size() > 4 && file.substr(file.size() - 4) == ".sql" ? "plain" : "custom";
+    std::string text =
+        format == "plain"
+            ? "check that " + file + " ends with pg_dump's \"dump complete\" line"
+            : FormatToolArgv({ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", file});
+    if (BoolArg(args, "create", false))
+      text += "\nCREATE DATABASE \"" + db + "\" TEMPLATE template0";
+    text +=
+        "\n" + FormatToolArgv(RestoreArgv(
+                   args, format, "<connection " + StrArg(args, "conn") + ", database " + db + ">"));
     if (format == "plain") text += "   # a .sql file is plain format";
     return {text, true,
             BoolArg(args, "create", false)
@@ -144,7 +162,8 @@ class PgRestore : public PgPrimitive {
     const std::string where = "connection '" + conn + "': pg.restore";
     const bool create = BoolArg(args, "create", false);
     if (BoolArg(args, "clean", false)) {
-      return Status::Invalid(where + ": clean: true is not supported (objects it dropped could "
+      return Status::Invalid(where +
+                             ": clean: true is not supported (objects it dropped could "
                              "not be brought back by rollback); restore into a new database");
     }
     // In a rehearsal the archive may be one an earlier pg.dump step would write.
@@ -157,8 +176,9 @@ class PgRestore : public PgPrimitive {
       return Status::Invalid(where + ": jobs needs a custom or directory archive; " + file +
                              " is plain SQL");
     }
-    Result<std::vector<TocEntry>> toc = pending ? Result<std::vector<TocEntry>>(std::vector<TocEntry>{})
-                                                : VerifyArchive(ctx, args, where, *format);
+    Result<std::vector<TocEntry>> toc = pending
+                                            ? Result<std::vector<TocEntry>>(std::vector<TocEntry>{})
+                                            : VerifyArchive(ctx, args, where, *format);
     if (!toc.ok()) return toc.status();
     Result<PgLease> lease = LeaseConnection(ctx, conn);
     if (!lease.ok()) return lease.status();
@@ -170,7 +190,8 @@ class PgRestore : public PgPrimitive {
       return Status::Failed(where + ": database '" + database + "' already exists (create: true)");
     }
     if (!create && *oid == 0) {
-      return Status::Failed(where + ": database '" + database + "' does not exist; set "
+      return Status::Failed(where + ": database '" + database +
+                            "' does not exist; set "
                             "create: true to create it");
     }
     Result<PgToolTarget> target = ToolTarget(ctx, conn, database);
@@ -262,8 +283,7 @@ class PgRestore : public PgPrimitive {
     }
     Result<int64_t> oid = DatabaseOid(lease, database);
     if (!oid.ok()) return oid.status();
-    return ctx.RecordUndo(
-        Value{{"created_database", true}, {"database", database}, {"oid", *oid}});
+    return ctx.RecordUndo(Value{{"created_database", true}, {"database", database}, {"oid", *oid}});
   }
 
   // create: false. Journals the archive's objects that do not exist yet (a

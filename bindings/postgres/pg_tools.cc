@@ -48,9 +48,17 @@ std::vector<std::string> Words(const std::string& line) {
 
 // The types ParseTocList keeps, longest first so that "TABLE DATA" is not
 // read as a TABLE in schema "DATA" (multi-word types we ignore are listed too).
-const char* const kTocTypes[] = {
-    "MATERIALIZED VIEW DATA", "SEQUENCE OWNED BY", "MATERIALIZED VIEW", "FOREIGN TABLE",
-    "TABLE ATTACH", "TABLE DATA", "SEQUENCE SET", "TABLE", "SEQUENCE", "VIEW", "SCHEMA"};
+const char* const kTocTypes[] = {"MATERIALIZED VIEW DATA",
+                                 "SEQUENCE OWNED BY",
+                                 "MATERIALIZED VIEW",
+                                 "FOREIGN TABLE",
+                                 "TABLE ATTACH",
+                                 "TABLE DATA",
+                                 "SEQUENCE SET",
+                                 "TABLE",
+                                 "SEQUENCE",
+                                 "VIEW",
+                                 "SCHEMA"};
 bool KeptType(const std::string& t) {
   return t != "MATERIALIZED VIEW DATA" && t != "SEQUENCE OWNED BY" && t != "TABLE ATTACH" &&
          t != "SEQUENCE SET";
@@ -82,7 +90,8 @@ Result<PgToolTarget> ToolTarget(StepContext& ctx, const std::string& conn,
   PgToolTarget t;
   t.conn_name = conn;
   t.database = kw.count("dbname") ? kw["dbname"] : "";
-  for (const auto& [k, v] : kw) t.conninfo += (t.conninfo.empty() ? "" : " ") + k + "=" + ConninfoQuote(v);
+  for (const auto& [k, v] : kw)
+    t.conninfo += (t.conninfo.empty() ? "" : " ") + k + "=" + ConninfoQuote(v);
   if (password) {
     ctx.redactor().Add(*password);
     t.env["PGPASSWORD"] = *password;
@@ -210,26 +219,27 @@ Result<std::vector<TocEntry>> ReadPlainToc(const std::string& path) {
   bool complete = false;
   for (std::string line; std::getline(in, line);) {
     if (line.rfind("-- PostgreSQL database dump complete", 0) == 0) complete = true;
-    size_t at = line.rfind("-- Name: ", 0) == 0 ? 9
-                : line.rfind("-- Data for Name: ", 0) == 0 ? 18 : std::string::npos;
+    size_t at = line.rfind("-- Name: ", 0) == 0            ? 9
+                : line.rfind("-- Data for Name: ", 0) == 0 ? 18
+                                                           : std::string::npos;
     if (at == std::string::npos) continue;
     size_t type = line.find("; Type: ", at), schema = line.find("; Schema: ", at);
     if (type == std::string::npos || schema == std::string::npos || schema < type) continue;
     size_t owner = line.find("; Owner: ", schema);
     TocEntry e{line.substr(type + 8, schema - type - 8),
-               line.substr(schema + 10, owner == std::string::npos ? std::string::npos
-                                                                     : owner - schema - 10),
+               line.substr(schema + 10,
+                           owner == std::string::npos ? std::string::npos : owner - schema - 10),
                line.substr(at, type - at)};
-    if (!KeptType(e.type) ||
-        std::none_of(std::begin(kTocTypes), std::end(kTocTypes),
-                     [&](const char* t) { return e.type == t; })) {
+    if (!KeptType(e.type) || std::none_of(std::begin(kTocTypes), std::end(kTocTypes),
+                                          [&](const char* t) { return e.type == t; })) {
       continue;
     }
     out.push_back(e);
   }
   if (in.bad()) return Status::Failed("error reading " + path);
   if (!complete) {
-    return Status::Failed(path + " is not a complete plain-format dump (no \"PostgreSQL "
+    return Status::Failed(path +
+                          " is not a complete plain-format dump (no \"PostgreSQL "
                           "database dump complete\" line)");
   }
   return out;

@@ -20,8 +20,7 @@ std::string Slurp(const std::string& path) {
 }
 
 std::string DbCount(const std::string& name) {
-  return BlueServer().AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name +
-                                 "'");
+  return BlueServer().AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name + "'");
 }
 
 }  // namespace
@@ -37,19 +36,23 @@ TEST_CASE("a runbook dumps, restores and verifies; a later failure rolls both ba
   auto conn = [&](const std::string& db) {
     return "{postgres: {dsn: \"" + s.Conninfo(db) + "\", password: \"${{ params.pw }}\"}}";
   };
-  e.Write("r.yaml", "format: 1\nname: dump-restore\n"
-                    "params:\n  pw: {type: string, secret: true, env: RUNBOOK_TEST_PG_PW}\n"
-                    "  fail: {type: bool, default: false}\n"
-                    "connections:\n  blue: " + conn("postgres") + "\n  src: " + conn(source.name()) +
-                    "\n  dst: " + conn(target) + "\n"
-                    "steps:\n"
-                    "  - id: dump\n    pg.dump: {conn: blue, database: " + source.name() +
-                    ", file: " + file + "}\n    rollback: auto\n"
-                    "  - id: restore\n    pg.restore: {conn: blue, database: " + target +
-                    ", file: " + file + ", create: true}\n    rollback: auto\n"
-                    "  - id: verify\n    when: not run.dry_run\n"
-                    "    pg.compare_counts: {source: src, target: dst, all: true}\n"
-                    "  - id: boom\n    when: params.fail\n    fail: on purpose\n");
+  e.Write("r.yaml",
+          "format: 1\nname: dump-restore\n"
+          "params:\n  pw: {type: string, secret: true, env: RUNBOOK_TEST_PG_PW}\n"
+          "  fail: {type: bool, default: false}\n"
+          "connections:\n  blue: " +
+              conn("postgres") + "\n  src: " + conn(source.name()) + "\n  dst: " + conn(target) +
+              "\n"
+              "steps:\n"
+              "  - id: dump\n    pg.dump: {conn: blue, database: " +
+              source.name() + ", file: " + file +
+              "}\n    rollback: auto\n"
+              "  - id: restore\n    pg.restore: {conn: blue, database: " +
+              target + ", file: " + file +
+              ", create: true}\n    rollback: auto\n"
+              "  - id: verify\n    when: not run.dry_run\n"
+              "    pg.compare_counts: {source: src, target: dst, all: true}\n"
+              "  - id: boom\n    when: params.fail\n    fail: on purpose\n");
   const std::map<std::string, std::string> env{{"RUNBOOK_TEST_PG_PW", s.password}};
 
   e2e::CliResult r = e.Run({"run", "r.yaml", "--dry-run"}, env);

@@ -37,8 +37,7 @@ void Seed(const PgTestDb& db) {
 }
 
 std::string DbExists(const std::string& name) {
-  return BlueServer().AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name +
-                                 "'");
+  return BlueServer().AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name + "'");
 }
 
 std::string Count(const std::string& db, const std::string& table) {
@@ -125,9 +124,9 @@ TEST_CASE("pg.dump refuses to overwrite, and its undo removes only the file it m
   c.Connect("blue", source);
   const std::string file = dir / "x.dump";
   Value args{{"conn", "blue"}, {"file", file}};
-  CHECK_THAT(c.P("pg.dump").Plan(args).text,
-             Catch::StartsWith("pg_dump --format=c --file=" + file + ".partial --no-password "
-                               "'--dbname=<connection blue>'"));
+  CHECK_THAT(c.P("pg.dump").Plan(args).text, Catch::StartsWith("pg_dump --format=c --file=" + file +
+                                                               ".partial --no-password "
+                                                               "'--dbname=<connection blue>'"));
   Result<Value> d = c.Apply("pg.dump", args);
   REQUIRE(d.ok());
   CHECK((*d)["database"] == source.name());  // the connection's own database
@@ -164,8 +163,9 @@ TEST_CASE("pg.dump refuses to overwrite, and its undo removes only the file it m
   REQUIRE_FALSE(s.ok());
   CHECK_THAT(s.message(), Catch::Contains("changed since this step wrote it"));
   CHECK(fs::exists(changed));
-  CHECK(third.P("pg.dump").Check(third.ctx, {{"conn", "blue"}, {"file", changed}},
-                                 third.ctx.LastUndo()).outcome == CheckOutcome::kCannotTell);
+  CHECK(third.P("pg.dump")
+            .Check(third.ctx, {{"conn", "blue"}, {"file", changed}}, third.ctx.LastUndo())
+            .outcome == CheckOutcome::kCannotTell);
 }
 
 TEST_CASE("pg.dump of a missing database or table fails clearly and leaves no file",
@@ -176,7 +176,8 @@ TEST_CASE("pg.dump of a missing database or table fails clearly and leaves no fi
   PgCase c;
   c.Connect("blue", BlueServer(), "postgres");
   const std::string file = dir / "missing.dump";
-  Result<Value> r = c.Apply("pg.dump", {{"conn", "blue"}, {"database", "no_such_db"}, {"file", file}});
+  Result<Value> r =
+      c.Apply("pg.dump", {{"conn", "blue"}, {"database", "no_such_db"}, {"file", file}});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("connection 'blue'") &&
                                        Catch::Contains("\"no_such_db\" does not exist"));
@@ -184,7 +185,9 @@ TEST_CASE("pg.dump of a missing database or table fails clearly and leaves no fi
   CHECK_FALSE(fs::exists(file + ".partial"));
 
   // pg_dump itself fails (exit 1, "pg_dump: error: no matching tables").
-  r = c.Apply("pg.dump", {{"conn", "blue"}, {"database", source.name()}, {"file", file},
+  r = c.Apply("pg.dump", {{"conn", "blue"},
+                          {"database", source.name()},
+                          {"file", file},
                           {"tables", {"no_such_table"}}});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("connection 'blue': pg.dump") &&
@@ -214,8 +217,8 @@ TEST_CASE("pg.dump fails on an error line even when pg_dump exits 0, and refuses
   Value args{{"conn", "blue"}, {"file", file}, {"bin_dir", bin}};
   Result<Value> r = c.Apply("pg.dump", args);
   REQUIRE_FALSE(r.ok());
-  CHECK_THAT(r.status().message(), Catch::Contains("exited 0 but reported an error") &&
-                                       Catch::Contains("simulated"));
+  CHECK_THAT(r.status().message(),
+             Catch::Contains("exited 0 but reported an error") && Catch::Contains("simulated"));
   CHECK_FALSE(fs::exists(file));
   CHECK_FALSE(fs::exists(file + ".partial"));
 
@@ -240,7 +243,8 @@ TEST_CASE("pg.dump fails on an error line even when pg_dump exits 0, and refuses
   c.ctx.undo_records.clear();
   r = c.Rehearse("pg.dump", args);
   REQUIRE_FALSE(r.ok());
-  CHECK_THAT(r.status().message(), Catch::Contains("14.9 is older than the server (PostgreSQL 15)"));
+  CHECK_THAT(r.status().message(),
+             Catch::Contains("14.9 is older than the server (PostgreSQL 15)"));
   r = c.Apply("pg.dump", args);
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("is older than the server"));
@@ -295,8 +299,9 @@ TEST_CASE("pg.restore of a corrupt archive fails before anything is created",
     CHECK(DbExists(target) == "0");
     CHECK(c.ctx.undo_records.empty());
   }
-  Result<Value> r = c.Apply("pg.restore", {{"conn", "blue"}, {"database", target},
-                                           {"file", dir / "bad.dump"}, {"create", true}});
+  Result<Value> r = c.Apply(
+      "pg.restore",
+      {{"conn", "blue"}, {"database", target}, {"file", dir / "bad.dump"}, {"create", true}});
   CHECK_THAT(r.status().message(), Catch::Contains("not usable (pg_restore --list)"));
 }
 
@@ -352,17 +357,19 @@ TEST_CASE("pg.dump and pg.restore rehearsals write nothing", "[postgres][pg.dump
   // A later restore of the archive this rehearsal would have written checks
   // its target, and cannot know the archive's tables.
   const std::string later = UniqueName("later");
-  r = c.Rehearse("pg.restore", {{"conn", "blue"}, {"database", later}, {"file", file},
-                                {"create", true}});
+  r = c.Rehearse("pg.restore",
+                 {{"conn", "blue"}, {"database", later}, {"file", file}, {"create", true}});
   REQUIRE(r.ok());
   CHECK(IsUnknown((*r)["tables"]));
-  r = c.Rehearse("pg.restore", {{"conn", "blue"}, {"database", later}, {"file", dir / "other.dump"},
-                                {"create", true}});
+  r = c.Rehearse(
+      "pg.restore",
+      {{"conn", "blue"}, {"database", later}, {"file", dir / "other.dump"}, {"create", true}});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("does not exist"));
   CHECK(DbExists(later) == "0");
-  r = c.Rehearse("pg.dump", {{"conn", "blue"}, {"database", source.name()},
-                             {"file", "/nonexistent-dir/r.dump"}});
+  r = c.Rehearse(
+      "pg.dump",
+      {{"conn", "blue"}, {"database", source.name()}, {"file", "/nonexistent-dir/r.dump"}});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("cannot write to directory /nonexistent-dir"));
   r = c.Rehearse("pg.dump", {{"conn", "blue"}, {"database", "no_such_db"}, {"file", file}});
@@ -370,6 +377,18 @@ TEST_CASE("pg.dump and pg.restore rehearsals write nothing", "[postgres][pg.dump
 
   REQUIRE(c.Apply("pg.dump", dump).ok());
   c.ctx.undo_records.clear();
+  PlanEffect plan =
+      c.P("pg.restore")
+          .Plan(
+              {{"conn", "blue"}, {"database", "d"}, {"file", file}, {"jobs", 2}, {"create", true}});
+  CHECK(plan.text == "pg_restore --list " + file +
+                         "\nCREATE DATABASE \"d\" TEMPLATE template0\n"
+                         "pg_restore --exit-on-error --no-password --jobs=2 "
+                         "'--dbname=<connection blue, database d>' " +
+                         file);
+  CHECK_THAT(c.P("pg.restore").Plan({{"conn", "blue"}, {"database", "d"}, {"file", "x.sql"}}).text,
+             Catch::StartsWith("check that x.sql ends") &&
+                 Catch::Contains("psql -X -v ON_ERROR_STOP=1 --no-password --single-transaction"));
   const std::string target = UniqueName("rehearsed");
   Value restore{{"conn", "blue"}, {"database", target}, {"file", file}, {"create", true}};
   r = c.Rehearse("pg.restore", restore);

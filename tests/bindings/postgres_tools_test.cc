@@ -12,8 +12,9 @@ namespace runbook::testing {
 TEST_CASE("the client programs get the password in their environment, never on argv",
           "[pg.dump][pg.restore]") {
   FakeStepContext ctx;
-  ctx.AddConnection("blue", "postgres",
-                    Value{{"dsn", "postgresql://sre:s3cret%21@db.example:5433/app?sslmode=require"}});
+  ctx.AddConnection(
+      "blue", "postgres",
+      Value{{"dsn", "postgresql://sre:s3cret%21@db.example:5433/app?sslmode=require"}});
   Result<PgToolTarget> t = ToolTarget(ctx, "blue", "other db");
   REQUIRE(t.ok());
   CHECK(t->conninfo.find("s3cret") == std::string::npos);
@@ -28,9 +29,9 @@ TEST_CASE("the client programs get the password in their environment, never on a
   CHECK(ctx.redactor().Redact("x s3cret! y") == "x *** y");
 
   // The map form's password wins; keywords after the dsn win too.
-  ctx.AddConnection("green", "postgres",
-                    Value{{"dsn", "host=a dbname=d password=old"}, {"password", "n'ew"},
-                          {"host", "b"}});
+  ctx.AddConnection(
+      "green", "postgres",
+      Value{{"dsn", "host=a dbname=d password=old"}, {"password", "n'ew"}, {"host", "b"}});
   t = ToolTarget(ctx, "green", "");
   REQUIRE(t.ok());
   CHECK(t->env.at("PGPASSWORD") == "n'ew");
@@ -51,10 +52,13 @@ TEST_CASE("client program errors are found in stderr whatever the exit code",
         std::vector<std::string>{"pg_dump: error: query failed: boom"});
   CHECK(ToolErrorLines("psql", "psql:/x.sql:12: ERROR:  relation \"a\" already exists\n").size() ==
         1);
-  CHECK(ToolErrorLines("pg_restore", "pg_restore: warning: errors ignored on restore: 3\n").size() ==
-        1);
-  CHECK(ToolErrorLines("pg_dump", "pg_dump: warning: there are circular foreign-key "
-                                  "constraints\n").empty());
+  CHECK(
+      ToolErrorLines("pg_restore", "pg_restore: warning: errors ignored on restore: 3\n").size() ==
+      1);
+  CHECK(ToolErrorLines("pg_dump",
+                       "pg_dump: warning: there are circular foreign-key "
+                       "constraints\n")
+            .empty());
   CHECK(ToolMajor("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)\n") == 15);
   CHECK(ToolMajor("pg_dump (PostgreSQL) 9.6.24") == 906);
   CHECK(ToolMajor("nonsense") == 0);
