@@ -98,8 +98,10 @@ class PgDump : public PgPrimitive {
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   PlanEffect Plan(const Value& args) const override {
     const std::string file = StrArg(args, "file");
-    return {FormatToolArgv(DumpArgv(args, PartialPath(file), PlanDbname(args))) +
-                "   # then pg_restore --list, rename to " + file,
+    const bool plain = StrArg(args, "format", "custom") == "plain";
+    return {FormatToolArgv(DumpArgv(args, PartialPath(file), PlanDbname(args))) + "   # then " +
+                (plain ? "check its \"dump complete\" line" : "pg_restore --list") +
+                ", rename to " + file,
             true, "remove " + file + " (only if this step created it)"};
   }
 
