@@ -339,6 +339,20 @@ TEST_CASE("pg.restore into an existing database undoes only the objects it creat
   REQUIRE(c.Undo("pg.restore", args).ok());
   CHECK(target.Value("SELECT count(*) FROM pg_class WHERE relname = 'a'") == "1");
   CHECK(DbExists(target.name()) == "1");
+
+  // The same through psql for a plain dump: ON_ERROR_STOP, one transaction.
+  const std::string sql = dir / "db.sql";
+  REQUIRE(
+      c.Apply("pg.dump",
+              {{"conn", "blue"}, {"database", source.name()}, {"file", sql}, {"format", "plain"}})
+          .ok());
+  Value plain{{"conn", "blue"}, {"database", target.name()}, {"file", sql}};
+  r = c.Apply("pg.restore", plain);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("connection 'blue': pg.restore: exited with "
+                                                   "status 3") &&
+                                       Catch::Contains("already exists"));
+  CHECK(target.Value("SELECT count(*) FROM pg_class WHERE relname = 'b'") == "0");
 }
 
 TEST_CASE("pg.dump and pg.restore rehearsals write nothing", "[postgres][pg.dump][pg.restore]") {
