@@ -67,6 +67,9 @@ bool KeptType(const std::string& t) {
 }  // namespace
 
 std::string ConninfoQuote(const std::string& value) {
+  if (!value.empty() && value.find_first_of(" \t\n\r\f\v'\\") == std::string::npos) {
+    return value;
+  }
   std::string out = "'";
   for (char c : value) {
     if (c == '\'' || c == '\\') out += '\\';

@@ -31,7 +31,7 @@ struct PgToolTarget {
 Result<PgToolTarget> ToolTarget(StepContext& ctx, const std::string& conn,
                                 const std::string& dbname);
 
-// A libpq conninfo value, quoted when needed: 'it''s' -> 'it\'s'.
+// A libpq conninfo value, quoted only when needed: db -> db, it's -> 'it\'s'.
 std::string ConninfoQuote(const std::string& value);
 
 // argv as one line for people (plan text, logs): words quoted for reading.

@@ -31,6 +31,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/bindings/postgres_database_test.cc
   tests/bindings/postgres_dump_test.cc
   tests/bindings/postgres_dump_e2e_test.cc
+  tests/bindings/postgres_dump_ssh_test.cc
   tests/bindings/postgres_tools_test.cc
   tests/bindings/postgres_collation_test.cc
   tests/bindings/postgres_errors_test.cc
