@@ -229,7 +229,7 @@ TEST_CASE("pg.dump fails on an error line even when pg_dump exits 0, and refuses
             "for a; do case $a in --file=*) echo partial > \"${a#--file=}\";; esac; done\n"
             "exec sleep 30\n",
             true);
-  c.ctx.deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  c.ctx.deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(3000);
   auto start = std::chrono::steady_clock::now();
   r = c.Apply("pg.dump", args);
   c.ctx.deadline_ = SteadyTime::max();
