@@ -88,6 +88,7 @@ class PgConnection {
   bool in_transaction() const;       // inside BEGIN ... (or a failed one)
   std::string database() const;      // PQdb
   std::string server() const;        // "host:port" of the server (PQhost, PQport)
+  PGconn* native() { return conn_; }  // for COPY streaming (pg_copy.h): non-blocking, idle
   // Server notices and warnings since the last call (collation mismatch
   // warnings arrive this way).
   std::vector<std::string> TakeNotices();

@@ -52,5 +52,6 @@ void AddPgCollationPrimitives(Registry* r);   // pg.collation_status, pg.refresh
 void AddPgSchemaPrimitives(Registry* r);      // pg.assert_schema, pg.schema_diff
 void AddPgDumpPrimitives(Registry* r);        // pg.dump
 void AddPgRestorePrimitives(Registry* r);     // pg.restore
+void AddPgCopyPrimitives(Registry* r);        // pg.copy
 
 }  // namespace runbook

@@ -15,6 +15,7 @@ void RegisterPostgres(Registry* r) {
   AddPgSchemaPrimitives(r);
   AddPgDumpPrimitives(r);
   AddPgRestorePrimitives(r);
+  AddPgCopyPrimitives(r);
 }
 
 }  // namespace runbook

@@ -38,3 +38,4 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/bindings/postgres_schema_test.cc
   tests/bindings/postgres_sql_test.cc
 )
+include(bindings/postgres/copy_sources.cmake)

@@ -10,7 +10,7 @@ Status StepContextImpl::RecordUndo(const Value& state) {
     rec_->undo[entry_].state = ex_->env_.redactor->Redact(state);
   }
   // Durable before the primitive goes on to act.
-  return ex_->Put(rec_, "step.undo_recorded", "");
+  return ex_->Put(rec_, "step.undo_recorded", "", /*durable=*/!ex_->opts_.dry_run);
 }
 
 void StepContextImpl::Log(LogLevel level, const std::string& message) {

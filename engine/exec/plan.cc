@@ -120,9 +120,13 @@ struct Planner {
         continue;
       }
       auto effect = [&](const Value* item, const std::string& instance) {
-        Value e = env;
+        Value& e = env;  // not a copy: the env holds every step (quadratic)
         if (item) e["item"] = *item;
         else if (s.foreach) e["item"] = MakeUnknown("plan");
+        struct DropItem {
+          Value& env;
+          ~DropItem() { env.erase("item"); }
+        } drop{e};
         Value args = Expand(s.action.args, s.action.pos, e);
         PlanEffect eff = prim->Plan(args);
         bool irreversible = !eff.reversible && s.rollback != RollbackMode::kAction;

@@ -1,0 +1,283 @@
+#include "bindings/postgres/pg_copy.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace runbook {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// The libpq options of a conninfo string or URI that are set.
+void AddDsnOptions(const std::string& dsn, std::map<std::string, std::string>* env) {
+  if (dsn.empty()) return;
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
+  if (!opts) {
+    PQfreemem(err);
+    return;  // PgConnection::Connect already refused it
+  }
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (o->val && *o->val && o->envvar) (*env)[o->envvar] = o->val;
+  }
+  PQconninfoFree(opts);
+}
+
+// The error of a failed COPY result, or of the connection.
+std::string CopyError(PGconn* conn, const PGresult* res) {
+  const char* primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  std::string text = primary ? primary : Trim(PQerrorMessage(conn));
+  if (text.empty()) text = "connection lost";
+  if (state) text += " (SQLSTATE " + std::string(state) + ")";
+  return text;
+}
+
+// Waits until one of the sockets is ready, the deadline passes or stop is set.
+Status WaitFor(PgConnection& a, short a_events, PgConnection* b, short b_events,
+               SteadyTime deadline, const std::atomic<bool>* stop) {
+  struct pollfd fds[2] = {{PQsocket(a.native()), a_events, 0}, {-1, 0, 0}};
+  if (b) fds[1] = {PQsocket(b->native()), b_events, 0};
+  for (;;) {
+    if (stop && stop->load()) return Status::Failed("stopped: another table failed");
+    auto now = SteadyClock::now();
+    if (deadline != SteadyTime::max() && now >= deadline) {
+      return a.Error(Status::Code::kTimeout, "the step's deadline passed during COPY");
+    }
+    int64_t ms = 200;
+    if (deadline != SteadyTime::max()) {
+      ms = std::min<int64_t>(
+          ms, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1);
+    }
+    int rc = poll(fds, b ? 2 : 1, static_cast<int>(ms));
+    if (rc > 0) return Status::Ok();
+    if (rc < 0 && errno != EINTR) {
+      return a.Error(Status::Code::kUnavailable, std::string("poll: ") + strerror(errno));
+    }
+  }
+}
+
+// Sends `sql` and waits for its first result, which must have status `want`
+// (PGRES_COPY_OUT / PGRES_COPY_IN).
+Status StartCopy(PgConnection& c, const std::string& sql, ExecStatusType want,
+                 SteadyTime deadline, const std::atomic<bool>* stop) {
+  PGconn* conn = c.native();
+  if (!PQsendQuery(conn, sql.c_str())) {
+    return c.Error(Status::Code::kUnavailable, "cannot send COPY: " + CopyError(conn, nullptr));
+  }
+  for (int f; (f = PQflush(conn)) != 0;) {
+    if (f < 0) return c.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+    Status s = WaitFor(c, POLLIN | POLLOUT, nullptr, 0, deadline, stop);
+    if (!s.ok()) return s;
+    if (!PQconsumeInput(conn)) return c.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+  }
+  while (PQisBusy(conn)) {
+    Status s = WaitFor(c, POLLIN, nullptr, 0, deadline, stop);
+    if (!s.ok()) return s;
+    if (!PQconsumeInput(conn)) return c.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+  }
+  PGresult* res = PQgetResult(conn);
+  bool good = res && PQresultStatus(res) == want;
+  std::string error = good ? "" : CopyError(conn, res);
+  PQclear(res);
+  if (!good) return c.Error(Status::Code::kFailed, error);
+  return Status::Ok();
+}
+
+// Collects the results after the COPY ended; returns the command tag's count.
+Result<int64_t> FinishCopy(PgConnection& c, SteadyTime deadline, const std::atomic<bool>* stop) {
+  PGconn* conn = c.native();
+  int64_t rows = 0;
+  std::string error;
+  for (;;) {
+    while (PQisBusy(conn)) {
+      Status s = WaitFor(c, POLLIN, nullptr, 0, deadline, stop);
+      if (!s.ok()) return s;
+      if (!PQconsumeInput(conn)) return c.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+    }
+    PGresult* res = PQgetResult(conn);
+    if (!res) break;
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+      rows = std::atoll(PQcmdTuples(res));
+    } else if (error.empty()) {
+      error = CopyError(conn, res);
+    }
+    PQclear(res);
+  }
+  if (!error.empty()) return c.Error(Status::Code::kFailed, error);
+  return rows;
+}
+
+// Queues one row message on the target, waiting for its socket when libpq's
+// buffer is full (non-blocking mode answers 0 then).
+Status PutRow(PgConnection& dst, const char* buf, int n, SteadyTime deadline,
+              const std::atomic<bool>* stop) {
+  for (;;) {
+    int r = PQputCopyData(dst.native(), buf, n);
+    if (r > 0) return Status::Ok();
+    if (r < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+    Status s = WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop);
+    if (!s.ok()) return s;
+    if (PQflush(dst.native()) < 0) {
+      return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+    }
+  }
+}
+
+Status EndCopyIn(PgConnection& dst, SteadyTime deadline, const std::atomic<bool>* stop) {
+  PGconn* conn = dst.native();
+  for (int r; (r = PQputCopyEnd(conn, nullptr)) != 1;) {
+    if (r < 0) return dst.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+    Status s = WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop);
+    if (!s.ok()) return s;
+    if (PQflush(conn) < 0) return dst.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+  }
+  for (int f; (f = PQflush(conn)) != 0;) {
+    if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+    Status s = WaitFor(dst, POLLIN | POLLOUT, nullptr, 0, deadline, stop);
+    if (!s.ok()) return s;
+    if (!PQconsumeInput(conn)) return dst.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+  }
+  return Status::Ok();
+}
+
+// In non-blocking mode libpq grows its output buffer rather than refuse a
+// row, so the pump waits for the target once this much is unsent: memory
+// stays bounded when the target is slower than the source.
+constexpr int64_t kMaxUnsent = 4 << 20;
+
+Status Drain(PgConnection& dst, SteadyTime deadline, const std::atomic<bool>* stop) {
+  for (int f; (f = PQflush(dst.native())) != 0;) {
+    if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+    Status s = WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop);
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+// The streaming loop proper; the caller closes both connections on failure.
+Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
+            const std::atomic<bool>* stop, const std::function<void(const CopyStats&)>& progress,
+            CopyStats* stats) {
+  const auto start = SteadyClock::now();
+  auto last_report = start;
+  int64_t unsent = 0;  // bytes queued on the target since its buffer was last empty
+  for (;;) {
+    char* buf = nullptr;
+    int n = PQgetCopyData(src.native(), &buf, /*async=*/1);
+    if (n > 0) {
+      Status s = PutRow(dst, buf, n, deadline, stop);
+      PQfreemem(buf);
+      if (!s.ok()) return s;
+      unsent += n;
+      if (unsent >= kMaxUnsent) {
+        if (Status d = Drain(dst, deadline, stop); !d.ok()) return d;
+        unsent = 0;
+      }
+      stats->bytes += n;
+      ++stats->rows;  // one message per row in text format; the tag replaces it
+      if (progress && SteadyClock::now() - last_report >= std::chrono::seconds(1)) {
+        last_report = SteadyClock::now();
+        stats->seconds = std::chrono::duration<double>(last_report - start).count();
+        progress(*stats);
+      }
+      continue;
+    }
+    if (n == -1) break;  // the source finished its COPY
+    if (n == -2) return src.Error(Status::Code::kUnavailable, CopyError(src.native(), nullptr));
+    // Nothing buffered: send what the target has pending, wait for the source.
+    int pending = PQflush(dst.native());
+    if (pending < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+    if (pending == 0) unsent = 0;
+    Status s = WaitFor(src, POLLIN, pending ? &dst : nullptr, POLLOUT, deadline, stop);
+    if (!s.ok()) return s;
+    if (!PQconsumeInput(src.native())) {
+      return src.Error(Status::Code::kUnavailable, CopyError(src.native(), nullptr));
+    }
+  }
+  Result<int64_t> out = FinishCopy(src, deadline, stop);  // the source's own error, if any
+  if (!out.ok()) return out.status();
+  Status s = EndCopyIn(dst, deadline, stop);
+  if (!s.ok()) return s;
+  Result<int64_t> in = FinishCopy(dst, deadline, stop);
+  if (!in.ok()) return in.status();
+  stats->rows = *in;
+  stats->seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::map<std::string, std::string> PgToolEnv(const PgConnectOptions& options) {
+  std::map<std::string, std::string> env;
+  AddDsnOptions(options.dsn, &env);
+  static const std::map<std::string, std::string> kVars = {
+      {"host", "PGHOST"}, {"port", "PGPORT"}, {"dbname", "PGDATABASE"},
+      {"user", "PGUSER"}, {"sslmode", "PGSSLMODE"}};
+  for (const auto& [key, value] : options.keywords) {
+    auto it = kVars.find(key);
+    if (it != kVars.end()) env[it->second] = value;
+  }
+  if (options.password) env["PGPASSWORD"] = *options.password;
+  if (!options.application_name.empty()) env["PGAPPNAME"] = options.application_name;
+  env["PGCONNECT_TIMEOUT"] = std::to_string(std::max<int64_t>(2, options.connect_timeout.count()));
+  return env;
+}
+
+Result<std::string> RunPgTool(ProcessRunner& runner, const std::vector<std::string>& argv,
+                              const PgConnectOptions& options, SteadyTime deadline,
+                              const std::optional<std::string>& stdin_data) {
+  ProcessSpec spec;
+  spec.argv = argv;
+  spec.env = PgToolEnv(options);
+  spec.stdin_data = stdin_data;
+  if (deadline != SteadyTime::max()) spec.deadline = deadline;
+  spec.max_output = size_t{1} << 30;  // a schema dump can be large; never cut it silently
+  Result<ProcessResult> r = runner.Run(spec);
+  const std::string where = "connection '" + options.conn_name + "': " + argv[0];
+  if (!r.ok()) return r.status().Prefixed(where);
+  if (r->truncated) return Status::Failed(where + ": output too large");
+  if (r->timed_out) return Status::Timeout(where + ": the step's deadline passed");
+  if (r->exit_code != 0) {
+    std::string why = r->signal ? "killed by signal " + std::to_string(r->signal)
+                                : "exit code " + std::to_string(r->exit_code);
+    return Status::Failed(where + " failed (" + why + "): " + Trim(r->err));
+  }
+  return std::move(r->out);
+}
+
+int ToolMajorVersion(const std::string& out) {
+  size_t p = out.find(") ");
+  if (p == std::string::npos) return 0;
+  return std::atoi(out.c_str() + p + 2);
+}
+
+Status StreamCopy(PgConnection& src, PgConnection& dst, const std::string& copy_out_sql,
+                  const std::string& copy_in_sql, SteadyTime deadline,
+                  const std::atomic<bool>* stop,
+                  const std::function<void(const CopyStats&)>& progress, CopyStats* stats) {
+  *stats = CopyStats{};
+  if (!src.ok() || !dst.ok()) return Status::Unavailable("COPY needs two open connections");
+  // The target first: a missing or unwritable table fails before the source reads.
+  Status s = StartCopy(dst, copy_in_sql, PGRES_COPY_IN, deadline, stop);
+  if (s.ok()) s = StartCopy(src, copy_out_sql, PGRES_COPY_OUT, deadline, stop);
+  if (s.ok()) s = Pump(src, dst, deadline, stop, progress, stats);
+  if (!s.ok()) {
+    // The only way out of a half-done COPY on both sides that cannot hang:
+    // the servers roll back the target's transaction and end the source's.
+    src.Close();
+    dst.Close();
+  }
+  return s;
+}
+
+}  // namespace runbook

@@ -1,0 +1,204 @@
+#include "bindings/postgres/pg_copy_catalog.h"
+
+#include <set>
+
+#include "bindings/postgres/pg_value.h"
+
+namespace runbook {
+namespace {
+
+// Schemas that belong to the system, in SQL over pg_namespace n.
+constexpr const char* kUserSchema =
+    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
+    "AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'";
+
+// Not a member of an extension (those come and go with their extension).
+std::string NotExtensionMember(const std::string& catalog, const std::string& oid) {
+  return "NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '" + catalog +
+         "'::regclass AND e.objid = " + oid + " AND e.deptype = 'e')";
+}
+
+CopyTable FromRow(const std::string& key, const Value& row) {
+  CopyTable t;
+  t.key = key;
+  t.name = TableName{row["nspname"].get<std::string>(), row["relname"].get<std::string>()};
+  t.partitioned = row["relkind"].get<std::string>() == "p";
+  t.bytes = row["bytes"].get<int64_t>();
+  t.estimated_rows = row["est"].get<int64_t>();
+  return t;
+}
+
+const char* kTableColumns =
+    "SELECT n.nspname, c.relname, c.relkind::text AS relkind, "
+    "pg_table_size(c.oid)::int8 AS bytes, greatest(c.reltuples, 0)::int8 AS est "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ";
+
+// DROP order: what depends on others goes first.
+const char* const kDropOrder[] = {"view", "materialized view", "foreign table", "table",
+                                  "sequence", "routine", "type", "extension", "schema"};
+
+}  // namespace
+
+Result<std::vector<CopyTable>> ResolveTables(PgConnection& src, SteadyTime deadline,
+                                             const std::vector<std::string>& names,
+                                             const std::string& schema) {
+  if (names.empty()) return Status::Invalid("no tables given (name some in tables, or all: true)");
+  std::vector<CopyTable> out;
+  std::string missing;
+  for (const auto& key : names) {
+    Result<TableName> name = ParseTableName(key, schema);
+    if (!name.ok()) return name.status();
+    Result<Value> rows = src.Query(std::string(kTableColumns) +
+                                       "WHERE n.nspname = $1 AND c.relname = $2 "
+                                       "AND c.relkind IN ('r', 'p')",
+                                   {name->schema, name->name}, deadline);
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) {
+      missing += (missing.empty() ? "" : ", ") + key;
+      continue;
+    }
+    out.push_back(FromRow(key, (*rows)[0]));
+  }
+  if (!missing.empty()) return src.Error(Status::Code::kFailed, "no such table: " + missing);
+  return out;
+}
+
+Result<std::vector<CopyTable>> AllTables(PgConnection& src, SteadyTime deadline) {
+  Result<Value> rows = src.Query(std::string(kTableColumns) + "WHERE c.relkind = 'r' AND " +
+                                     kUserSchema + " AND " +
+                                     NotExtensionMember("pg_class", "c.oid") +
+                                     " ORDER BY n.nspname COLLATE \"C\", c.relname COLLATE \"C\"",
+                                 {}, deadline);
+  if (!rows.ok()) return rows.status();
+  std::vector<CopyTable> out;
+  for (const auto& row : *rows) {
+    TableName name{row["nspname"].get<std::string>(), row["relname"].get<std::string>()};
+    out.push_back(FromRow(name.Display(), row));
+  }
+  if (out.empty()) return src.Error(Status::Code::kFailed, "the database has no tables to copy");
+  return out;
+}
+
+Status ProbeTarget(PgConnection& dst, SteadyTime deadline, std::vector<CopyTable>* tables) {
+  for (auto& t : *tables) {
+    Result<Value> found = dst.Query(
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2",
+        {t.name.schema, t.name.name}, deadline);
+    if (!found.ok()) return found.status();
+    t.on_target = !found->empty();
+    t.target_has_rows = false;
+    if (!t.on_target) continue;
+    Result<Value> any = dst.Query("SELECT EXISTS (SELECT 1 FROM " + t.Quoted() + ") AS any",
+                                  {}, deadline);
+    if (!any.ok()) return any.status();
+    t.target_has_rows = (*any)[0]["any"].get<bool>();
+  }
+  return Status::Ok();
+}
+
+Result<Value> Inventory(PgConnection& dst, SteadyTime deadline) {
+  const std::string rel = NotExtensionMember("pg_class", "c.oid");
+  const std::string proc = NotExtensionMember("pg_proc", "p.oid");
+  const std::string type = NotExtensionMember("pg_type", "t.oid");
+  return dst.Query(
+      std::string("SELECT 'schema' AS kind, format('%I', n.nspname) AS name FROM pg_namespace n "
+                  "WHERE ") + kUserSchema +
+          " UNION ALL SELECT 'extension', format('%I', extname) FROM pg_extension"
+          " UNION ALL SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN "
+          "'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' "
+          "ELSE 'table' END, format('%I.%I', n.nspname, c.relname) FROM pg_class c "
+          "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN "
+          "('r', 'p', 'v', 'm', 'S', 'f') AND " + kUserSchema + " AND " + rel +
+          " UNION ALL SELECT 'routine', format('%I.%I(%s)', n.nspname, p.proname, "
+          "pg_get_function_identity_arguments(p.oid)) FROM pg_proc p JOIN pg_namespace n "
+          "ON n.oid = p.pronamespace WHERE p.prokind IN ('f', 'p') AND " + kUserSchema +
+          " AND " + proc +
+          " UNION ALL SELECT 'type', format('%I.%I', n.nspname, t.typname) FROM pg_type t "
+          "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE (t.typtype IN ('e', 'd', 'r') "
+          "OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')) "
+          "AND " + kUserSchema + " AND " + type + " ORDER BY 1, 2",
+      {}, deadline);
+}
+
+Value Created(const Value& before, const Value& after) {
+  std::set<std::pair<std::string, std::string>> had;
+  for (const auto& o : before) had.emplace(o["kind"].get<std::string>(), o["name"].get<std::string>());
+  Value out = Value::array();
+  for (const auto& o : after) {
+    if (!had.count({o["kind"].get<std::string>(), o["name"].get<std::string>()})) out.push_back(o);
+  }
+  return out;
+}
+
+Status DropObjects(PgConnection& dst, SteadyTime deadline, const Value& objects) {
+  std::string sql;
+  for (const char* kind : kDropOrder) {
+    for (const auto& o : objects) {
+      if (o["kind"].get<std::string>() != kind) continue;
+      sql += "DROP " + std::string(kind) + " IF EXISTS " + o["name"].get<std::string>() +
+             " CASCADE;\n";
+    }
+  }
+  if (sql.empty()) return Status::Ok();
+  // One transaction: all of it or nothing (a script runs as one implicitly,
+  // but say so, since a crash halfway must not leave some of it).
+  Result<PgResult> r = dst.RunScript("BEGIN;\n" + sql + "COMMIT", deadline);
+  if (!r.ok() && dst.ok() && dst.in_transaction()) dst.Exec("ROLLBACK", {}, deadline);
+  return r.status();
+}
+
+Result<std::vector<std::string>> CopySequences(PgConnection& src, SteadyTime deadline,
+                                               const std::vector<CopyTable>& tables, bool all) {
+  std::vector<std::string> schemas, names;
+  for (const auto& t : tables) {
+    schemas.push_back(t.name.schema);
+    names.push_back(t.name.name);
+  }
+  Result<Value> rows = src.Query(
+      std::string("SELECT DISTINCT format('%I.%I', n.nspname, s.relname) AS seq "
+                  "FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace "
+                  "WHERE s.relkind = 'S' AND ") + kUserSchema + " AND " +
+          NotExtensionMember("pg_class", "s.oid") +
+          " AND ($3 OR EXISTS (SELECT 1 FROM pg_depend d JOIN pg_class c ON c.oid = d.refobjid "
+          "JOIN pg_namespace cn ON cn.oid = c.relnamespace "
+          "JOIN unnest($1::text[], $2::text[]) AS u(s, t) ON u.s = cn.nspname AND u.t = c.relname "
+          "WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid "
+          "AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))) ORDER BY 1",
+      {PgTextArray(schemas), PgTextArray(names), all ? "true" : "false"}, deadline);
+  if (!rows.ok()) return rows.status();
+  std::vector<std::string> out;
+  for (const auto& row : *rows) out.push_back(row["seq"].get<std::string>());
+  return out;
+}
+
+Status SyncSequences(PgConnection& src, PgConnection& dst, SteadyTime deadline,
+                     const std::vector<std::string>& sequences) {
+  for (const auto& seq : sequences) {
+    // A table that existed on the target keeps its own definition, which
+    // may not use a sequence at all.
+    Result<Value> there = dst.Query("SELECT to_regclass($1) IS NOT NULL AS there", {seq}, deadline);
+    if (!there.ok()) return there.status();
+    if (!(*there)[0]["there"].get<bool>()) continue;
+    Result<Value> v = src.Query("SELECT last_value::text AS v, is_called FROM " + seq, {}, deadline);
+    if (!v.ok()) return v.status();
+    const Value& row = (*v)[0];
+    Status s = dst.Exec("SELECT setval($1::regclass, $2::int8, $3::bool)",
+                        {seq, row["v"].get<std::string>(),
+                         row["is_called"].get<bool>() ? "true" : "false"},
+                        deadline);
+    if (!s.ok()) return s.Prefixed("sequence " + seq);
+  }
+  return Status::Ok();
+}
+
+Result<std::string> DatabaseFingerprint(PgConnection& conn, SteadyTime deadline) {
+  Result<Value> rows = conn.Query(
+      "SELECT pg_postmaster_start_time()::text || ' ' || coalesce(inet_server_port(), 0) || '/' "
+      "|| current_database() AS id",
+      {}, deadline);
+  if (!rows.ok()) return rows.status();
+  return (*rows)[0]["id"].get<std::string>();
+}
+
+}  // namespace runbook

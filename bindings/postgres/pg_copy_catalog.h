@@ -1,0 +1,60 @@
+// The catalog side of pg.copy: which tables to copy and how big they are,
+// what the target already holds, what the copy created (for undo), and the
+// sequences to carry over. Lua-free; every call takes the connection and the
+// deadline.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "bindings/postgres/pg_client.h"
+#include "bindings/postgres/pg_sql.h"
+
+namespace runbook {
+
+struct CopyTable {
+  std::string key;      // as the runbook named it (or schema.name for all: true)
+  TableName name;
+  bool partitioned = false;  // copied out through SELECT * (COPY refuses the parent)
+  int64_t bytes = 0;         // pg_table_size on the source: the estimate a rehearsal shows
+  int64_t estimated_rows = 0;
+  bool on_target = false;    // the table already exists on the target
+  bool target_has_rows = false;
+  std::string Quoted() const { return QuoteIdentPlain(name.schema) + "." + QuoteIdentPlain(name.name); }
+};
+
+// The named tables on the source; fails naming every one that is missing.
+Result<std::vector<CopyTable>> ResolveTables(PgConnection& src, SteadyTime deadline,
+                                             const std::vector<std::string>& names,
+                                             const std::string& schema);
+// Every ordinary table (partitions included, partitioned parents not) of
+// every non-system schema, except extension members.
+Result<std::vector<CopyTable>> AllTables(PgConnection& src, SteadyTime deadline);
+
+// Fills on_target / target_has_rows.
+Status ProbeTarget(PgConnection& dst, SteadyTime deadline, std::vector<CopyTable>* tables);
+
+// The target's user objects as [{kind, name}] with kind a DROP keyword
+// (schema, extension, table, view, materialized view, sequence, foreign
+// table, routine, type) and name quoted and qualified.
+Result<Value> Inventory(PgConnection& dst, SteadyTime deadline);
+// Objects of `after` that are not in `before`.
+Value Created(const Value& before, const Value& after);
+// Drops `objects` (IF EXISTS ... CASCADE, dependents first) in one
+// transaction; running it twice is harmless.
+Status DropObjects(PgConnection& dst, SteadyTime deadline, const Value& objects);
+
+// The sequences that belong to the copied tables (owned or identity), or
+// every user sequence for all: true, as quoted qualified names.
+Result<std::vector<std::string>> CopySequences(PgConnection& src, SteadyTime deadline,
+                                               const std::vector<CopyTable>& tables, bool all);
+// Sets each sequence on the target to the source's last_value / is_called
+// (those the target does not have are left out).
+Status SyncSequences(PgConnection& src, PgConnection& dst, SteadyTime deadline,
+                     const std::vector<std::string>& sequences);
+
+// "blue:5432/app started 2026-..." : equal only for the same database of the
+// same running server, whatever host name each connection used.
+Result<std::string> DatabaseFingerprint(PgConnection& conn, SteadyTime deadline);
+
+}  // namespace runbook

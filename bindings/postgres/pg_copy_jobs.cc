@@ -1,0 +1,124 @@
+#include "bindings/postgres/pg_copy_jobs.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+namespace runbook {
+namespace {
+
+// State shared by the workers; everything behind mu except the atomics.
+struct Shared {
+  const CopyJobsSpec& spec;
+  const std::vector<CopyTable>& tables;
+  std::vector<size_t> order;  // largest first
+  std::atomic<size_t> next{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  Status first_error;
+  std::vector<CopyStats> stats;
+
+  void Fail(Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (first_error.ok()) first_error = std::move(s);
+    stop = true;
+  }
+  void Log(const std::string& message) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (spec.log) spec.log(message);
+  }
+  void Progress(const std::string& table, const CopyStats& so_far) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (spec.progress) spec.progress(table, so_far);
+  }
+};
+
+// The source side of a worker: a read-only transaction on the shared snapshot.
+Status OpenSource(const CopyJobsSpec& spec, PgConnection* src) {
+  Status s = src->Connect(spec.source, spec.deadline);
+  if (s.ok()) s = src->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, spec.deadline);
+  if (s.ok()) {
+    s = src->Exec("SET TRANSACTION SNAPSHOT " + QuoteLiteralPlain(spec.snapshot), {},
+                  spec.deadline);
+  }
+  return s;
+}
+
+Status CopyOne(Shared& sh, const CopyTable& t, PgConnection& src, PgConnection& dst,
+               CopyStats* stats) {
+  const SteadyTime deadline = sh.spec.deadline;
+  const std::string name = t.Quoted();
+  Status s = dst.Exec("BEGIN", {}, deadline);
+  if (s.ok()) s = dst.Exec("TRUNCATE " + name, {}, deadline);
+  if (!s.ok()) return s.Prefixed("table " + t.key);
+  std::string out_sql = t.partitioned ? "COPY (SELECT * FROM " + name + ") TO STDOUT"
+                                      : "COPY " + name + " TO STDOUT";
+  s = StreamCopy(src, dst, out_sql, "COPY " + name + " FROM STDIN", deadline, &sh.stop,
+                 [&](const CopyStats& so_far) { sh.Progress(t.key, so_far); }, stats);
+  if (s.ok()) s = dst.Exec("COMMIT", {}, deadline);
+  if (!s.ok()) return s.Prefixed("copying table " + t.key);
+  return Status::Ok();
+}
+
+void Worker(Shared& sh) {
+  PgConnection src, dst;
+  for (;;) {
+    if (sh.stop) return;
+    size_t i = sh.next.fetch_add(1);
+    if (i >= sh.order.size()) return;
+    const CopyTable& t = sh.tables[sh.order[i]];
+    Status s;
+    if (!src.ok()) s = OpenSource(sh.spec, &src);
+    if (s.ok() && !dst.ok()) s = dst.Connect(sh.spec.target, sh.spec.deadline);
+    CopyStats stats;
+    if (s.ok()) s = CopyOne(sh, t, src, dst, &stats);
+    if (!s.ok()) {
+      if (!sh.stop) sh.Fail(s);  // a worker stopped by another's failure adds nothing
+      return;
+    }
+    char rate[64];
+    std::snprintf(rate, sizeof rate, "%.2fs", stats.seconds);
+    sh.Log("copied " + t.key + ": " + std::to_string(stats.rows) + " rows, " +
+           HumanBytes(static_cast<double>(stats.bytes)) + " in " + rate + " (" +
+           HumanBytes(stats.seconds > 0 ? stats.bytes / stats.seconds : 0.0) + "/s)");
+    std::lock_guard<std::mutex> lock(sh.mu);
+    sh.stats[sh.order[i]] = stats;
+  }
+}
+
+}  // namespace
+
+std::string HumanBytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+Result<std::vector<CopyStats>> CopyTablesInParallel(const CopyJobsSpec& spec,
+                                                    const std::vector<CopyTable>& tables) {
+  if (tables.empty()) return std::vector<CopyStats>{};
+  Shared sh{spec, tables};
+  sh.stats.resize(tables.size());
+  sh.order.resize(tables.size());
+  std::iota(sh.order.begin(), sh.order.end(), 0);
+  std::stable_sort(sh.order.begin(), sh.order.end(),
+                   [&](size_t a, size_t b) { return tables[a].bytes > tables[b].bytes; });
+  size_t n = std::clamp<size_t>(static_cast<size_t>(std::max(spec.jobs, 1)), 1, tables.size());
+  std::vector<std::thread> workers;
+  for (size_t i = 1; i < n; ++i) workers.emplace_back([&sh] { Worker(sh); });
+  Worker(sh);
+  for (auto& w : workers) w.join();
+  if (!sh.first_error.ok()) return sh.first_error;
+  return std::move(sh.stats);
+}
+
+}  // namespace runbook

@@ -1,0 +1,38 @@
+// pg.copy's data phase: `jobs` worker threads, each with its own pair of
+// connections, take tables largest first. Every source connection imports
+// one exported snapshot (REPEATABLE READ), so all tables are read as of the
+// same instant; every table is written in one target transaction
+// (BEGIN; TRUNCATE; COPY FROM STDIN; COMMIT), so a failure or a crash never
+// leaves half a table and a re-run redoes it cleanly.
+//
+// The first failure stops the other workers (their current table is rolled
+// back) and is returned.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "bindings/postgres/pg_copy.h"
+#include "bindings/postgres/pg_copy_catalog.h"
+
+namespace runbook {
+
+struct CopyJobsSpec {
+  PgConnectOptions source, target;
+  std::string snapshot;  // pg_export_snapshot() of a transaction kept open meanwhile
+  int jobs = 2;
+  SteadyTime deadline = SteadyTime::max();
+  // Called from worker threads, one call at a time.
+  std::function<void(const std::string& message)> log;
+  std::function<void(const std::string& table, const CopyStats& so_far)> progress;
+};
+
+// Copies `tables`; stats[i] belongs to tables[i].
+Result<std::vector<CopyStats>> CopyTablesInParallel(const CopyJobsSpec& spec,
+                                                    const std::vector<CopyTable>& tables);
+
+// "12.3 MiB"
+std::string HumanBytes(double bytes);
+
+}  // namespace runbook

@@ -1,0 +1,434 @@
+// pg.copy: a native clone of tables (or a whole database) into another
+// database with no intermediate files. Schema without indexes and
+// constraints first (pg_dump pre-data | psql), then the data as parallel
+// COPY streams (pg_copy_jobs.h), then indexes, constraints and triggers
+// (post-data), then sequences and ANALYZE. The source is read from one
+// exported snapshot throughout: both pg_dump runs and every COPY.
+#include <algorithm>
+#include <cstdio>
+
+#include "bindings/postgres/pg_copy.h"
+#include "bindings/postgres/pg_copy_catalog.h"
+#include "bindings/postgres/pg_copy_jobs.h"
+#include "bindings/postgres/pg_counts.h"
+#include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_session.h"
+
+namespace runbook {
+namespace {
+
+struct CopyArgs {
+  std::string source, target, schema;
+  std::vector<std::string> tables;
+  bool all = false, replace = false, schema_only = false, keep_owners = false;
+  int jobs = 2;
+};
+
+CopyArgs ReadArgs(const Value& args) {
+  CopyArgs a;
+  a.source = StrArg(args, "source");
+  a.target = StrArg(args, "target");
+  a.schema = StrArg(args, "schema", "public");
+  a.tables = StrListArg(args, "tables");
+  a.all = BoolArg(args, "all", false);
+  a.replace = BoolArg(args, "replace", false);
+  a.schema_only = BoolArg(args, "schema_only", false);
+  a.keep_owners = BoolArg(args, "keep_owners", false);
+  if (args.is_object() && args.contains("jobs") && args["jobs"].is_number_integer()) {
+    a.jobs = std::clamp(args["jobs"].get<int>(), 1, 64);
+  }
+  return a;
+}
+
+std::vector<std::string> DumpArgv(const std::string& section, const CopyArgs& a,
+                                  const std::vector<const CopyTable*>& only,
+                                  const std::string& snapshot) {
+  std::vector<std::string> argv = {"pg_dump", "--no-password", "--schema-only",
+                                   "--section=" + section};
+  if (!snapshot.empty()) argv.push_back("--snapshot=" + snapshot);
+  if (!a.keep_owners) {
+    argv.push_back("--no-owner");
+    argv.push_back("--no-privileges");
+  }
+  for (const CopyTable* t : only) {
+    argv.push_back("-t");
+    argv.push_back(t->Quoted());  // quoted: an exact name, not a pattern
+  }
+  return argv;
+}
+
+const std::vector<std::string> kPsqlArgv = {
+    "psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+    "-f", "-"};  // -f -: stdin, so that --single-transaction applies to it
+
+std::string Join(const std::vector<std::string>& items, const std::string& sep = " ") {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+// What Apply knows before it acts (and all a rehearsal reports).
+struct Prepared {
+  std::vector<CopyTable> tables;
+  int source_version = 0;
+};
+
+// A transaction on the source whose snapshot the workers and pg_dump share;
+// ended (rolled back: it only read) when this goes out of scope.
+class SnapshotHolder {
+ public:
+  explicit SnapshotHolder(PgLease& lease) : lease_(lease) {}
+  ~SnapshotHolder() { Release(); }
+  Result<std::string> Export() {
+    Status s = lease_.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (!s.ok()) return s;
+    Result<Value> id = lease_.Query("SELECT pg_export_snapshot() AS id");
+    if (!id.ok()) return id.status();
+    return (*id)[0]["id"].get<std::string>();
+  }
+  void Release() {
+    if (lease_->ok() && lease_->in_transaction() && !lease_.Exec("ROLLBACK").ok()) lease_->Close();
+  }
+
+ private:
+  PgLease& lease_;
+};
+
+class PgCopy : public PgPrimitive {
+ public:
+  PgCopy()
+      : PgPrimitive(
+            "pg.copy",
+            Schema{"Clones tables (or a whole database) into another database: schema, then the "
+                   "data as parallel COPY streams from one snapshot, then indexes and "
+                   "constraints, sequences and ANALYZE. Rollback drops what it created.",
+                   {PgConnArg("source", "the database to copy from"),
+                    PgConnArg("target", "the database to copy into"),
+                    PgArg("tables", ArgType::kList, false, "tables (table or schema.table)"),
+                    PgArg("all", ArgType::kBool, false, "every table of every schema"),
+                    PgArg("schema", ArgType::kString, false, "schema of unqualified names (public)"),
+                    PgArg("jobs", ArgType::kInt, false, "parallel COPY streams (2)"),
+                    PgArg("schema_only", ArgType::kBool, false, "copy the schema, no data"),
+                    PgArg("replace", ArgType::kBool, false,
+                          "overwrite target tables that already have rows"),
+                    PgArg("keep_owners", ArgType::kBool, false,
+                          "keep owners and grants (the roles must exist on the target)")},
+                   {{"tables", "all"}},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+
+  PlanEffect Plan(const Value& args) const override {
+    CopyArgs a = ReadArgs(args);
+    std::string only;
+    for (const auto& t : a.tables) only += " -t " + t;
+    std::string pipe = " on " + a.source + " | " + Join(kPsqlArgv) + " on " + a.target + "\n";
+    std::string text = "pg_dump --schema-only --section=pre-data" + only + pipe;
+    if (!a.schema_only) {
+      text += "per table, " + std::to_string(a.jobs) + " at a time, from one REPEATABLE READ "
+              "snapshot of " + a.source + ": COPY t TO STDOUT -> BEGIN; TRUNCATE t; COPY t FROM "
+              "STDIN; COMMIT on " + a.target + "\n";
+    }
+    text += "pg_dump --schema-only --section=post-data" + only + pipe;
+    if (!a.schema_only) text += "setval() of the copied sequences; ANALYZE the copied tables";
+    return {text, true,
+            "drop the tables, sequences, views, types, routines, schemas and extensions the copy "
+            "created on " + a.target + " (rows replaced in tables that existed are not restored)"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    CopyArgs a = ReadArgs(args);
+    if (a.source == a.target) {
+      return Status::Invalid("source and target are the same connection '" + a.source + "'");
+    }
+    Result<PgLease> src = LeaseConnection(ctx, a.source);
+    if (!src.ok()) return src.status();
+    Result<PgLease> dst = LeaseConnection(ctx, a.target);
+    if (!dst.ok()) return dst.status();
+    const Value previous = ctx.PreviousUndo();
+    Result<Prepared> p = Prepare(ctx, a, *src, *dst, previous);
+    if (!p.ok()) return p.status();
+    if (ctx.dry_run()) return Estimate(ctx, a, *p);
+    return Copy(ctx, a, *src, *dst, &*p, previous);
+  }
+
+  Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
+    if (!state.is_object() || !state.contains("before")) return Status::Ok();  // never acted
+    Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
+    if (!dst.ok()) return dst.status();
+    Value created = state.contains("created") ? state["created"] : Value();
+    if (created.is_null()) {
+      Result<Value> now = Inventory(dst->conn(), dst->deadline());
+      if (!now.ok()) return now.status();
+      created = Created(state["before"], *now);
+    }
+    Status s = DropObjects(dst->conn(), dst->deadline(), created);
+    if (!s.ok()) return s;
+    ctx.Log(LogLevel::kInfo, "dropped " + std::to_string(created.size()) +
+                                 " objects pg.copy created on '" + StrArg(args, "target") + "'");
+    if (state.contains("replaced") && !state["replaced"].empty()) {
+      ctx.Log(LogLevel::kWarn, "rows replaced in tables that existed before are not restored: " +
+                                   state["replaced"].dump());
+    }
+    return Status::Ok();
+  }
+
+  CheckResult Check(StepContext& ctx, const Value& args, const Value&) override;
+
+ private:
+  static Result<Prepared> Prepare(StepContext& ctx, const CopyArgs& a, PgLease& src,
+                                  PgLease& dst, const Value& previous);
+  static Result<Value> Estimate(StepContext& ctx, const CopyArgs& a, const Prepared& p);
+  static Result<Value> Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
+                            Prepared* p, const Value& previous);
+};
+
+// Runs a tool with the connection's options; errors pass the redactor.
+Result<std::string> Tool(StepContext& ctx, const std::string& conn,
+                         const std::vector<std::string>& argv,
+                         const std::optional<std::string>& input = std::nullopt) {
+  Result<PgConnectOptions> options = StepConnectOptions(ctx, conn);
+  if (!options.ok()) return options.status();
+  Result<std::string> out = RunPgTool(ctx.processes(), argv, *options, ctx.deadline(), input);
+  if (out.ok()) return out;
+  std::string msg = ctx.redactor().Redact(out.status().message());
+  if (out.status().code() == Status::Code::kTimeout) return Status::Timeout(msg);
+  return Status::Failed(msg);
+}
+
+Status CheckTools(StepContext& ctx, const CopyArgs& a, int source_version) {
+  for (const char* tool : {"pg_dump", "psql"}) {
+    Result<std::string> v = Tool(ctx, a.source, {tool, "--version"});
+    if (!v.ok()) return v.status();
+    int major = ToolMajorVersion(*v);
+    if (std::string(tool) == "pg_dump" && major < source_version / 10000) {
+      return Status::Failed("pg_dump " + std::to_string(major) + " is older than the server of '" +
+                            a.source + "' (" + std::to_string(source_version / 10000) +
+                            "): it cannot dump it");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Prepared> PgCopy::Prepare(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
+                                 const Value& previous) {
+  Result<std::string> id_src = DatabaseFingerprint(src.conn(), src.deadline());
+  if (!id_src.ok()) return id_src.status();
+  Result<std::string> id_dst = DatabaseFingerprint(dst.conn(), dst.deadline());
+  if (!id_dst.ok()) return id_dst.status();
+  if (*id_src == *id_dst) {
+    return Status::Invalid("source '" + a.source + "' and target '" + a.target +
+                           "' are the same database; nothing was done");
+  }
+  Prepared p;
+  p.source_version = src->server_version();
+  if (Status s = CheckTools(ctx, a, p.source_version); !s.ok()) return s;
+  Result<std::vector<CopyTable>> tables =
+      a.all ? AllTables(src.conn(), src.deadline())
+            : ResolveTables(src.conn(), src.deadline(), a.tables, a.schema);
+  if (!tables.ok()) return tables.status();
+  p.tables = std::move(*tables);
+  if (Status s = ProbeTarget(dst.conn(), dst.deadline(), &p.tables); !s.ok()) return s;
+  // Tables an earlier attempt of this step filled are ours to redo.
+  std::vector<std::string> ours;
+  if (previous.is_object() && previous.contains("tables")) {
+    for (const auto& t : previous["tables"]) ours.push_back(t.get<std::string>());
+  }
+  std::vector<std::string> full;
+  for (const auto& t : p.tables) {
+    bool mine = std::find(ours.begin(), ours.end(), t.key) != ours.end();
+    if (t.target_has_rows && !mine) full.push_back(t.key);
+  }
+  if (!full.empty() && !a.replace) {
+    return Status::Failed("connection '" + a.target + "': the target already has rows in " +
+                          Join(full, ", ") + " (replace: true overwrites them); nothing was done");
+  }
+  return p;
+}
+
+Result<Value> PgCopy::Estimate(StepContext& ctx, const CopyArgs& a, const Prepared& p) {
+  Value tables = Value::array();
+  int64_t rows = 0, bytes = 0;
+  for (const auto& t : p.tables) {
+    tables.push_back(Value{{"table", t.key}, {"rows", t.estimated_rows}, {"bytes", t.bytes},
+                           {"seconds", 0}, {"on_target", t.on_target}});
+    rows += t.estimated_rows;
+    bytes += t.bytes;
+    ctx.Log(LogLevel::kInfo, "would copy " + t.key + ": about " + std::to_string(t.estimated_rows) +
+                                 " rows, " + HumanBytes(static_cast<double>(t.bytes)) +
+                                 (t.on_target ? " (replacing the target's table contents)" : ""));
+  }
+  (void)a;
+  return Value{{"tables", tables}, {"rows", rows}, {"bytes", bytes}, {"seconds", 0},
+               {"estimated", true}};
+}
+
+// The objects the target had before the first attempt; a later attempt
+// (retry, resume) first drops what an earlier one created, then redoes it all.
+Result<Value> StartClean(StepContext& ctx, const CopyArgs& a, PgLease& dst, Prepared* p,
+                         const Value& previous) {
+  Result<Value> now = Inventory(dst.conn(), dst.deadline());
+  if (!now.ok()) return now.status();
+  if (!previous.is_object() || !previous.contains("before")) return *now;
+  Value before = previous["before"];
+  Value leftovers = Created(before, *now);
+  if (!leftovers.empty()) {
+    ctx.Log(LogLevel::kInfo, "dropping the " + std::to_string(leftovers.size()) +
+                                 " objects an earlier attempt created on '" + a.target + "'");
+    if (Status s = DropObjects(dst.conn(), dst.deadline(), leftovers); !s.ok()) return s;
+    if (Status s = ProbeTarget(dst.conn(), dst.deadline(), &p->tables); !s.ok()) return s;
+  }
+  return before;
+}
+
+Result<std::vector<CopyStats>> CopyData(StepContext& ctx, const CopyArgs& a,
+                                        const std::string& snapshot,
+                                        const std::vector<CopyTable>& tables) {
+  CopyJobsSpec spec;
+  Result<PgConnectOptions> so = StepConnectOptions(ctx, a.source);
+  if (!so.ok()) return so.status();
+  Result<PgConnectOptions> to = StepConnectOptions(ctx, a.target);
+  if (!to.ok()) return to.status();
+  spec.source = *so;
+  spec.target = *to;
+  spec.snapshot = snapshot;
+  spec.jobs = a.jobs;
+  spec.deadline = ctx.deadline();
+  spec.log = [&ctx](const std::string& m) { ctx.Log(LogLevel::kInfo, m); };
+  spec.progress = [&ctx](const std::string& table, const CopyStats& st) {
+    ProgressInfo info;
+    info.done_bytes = st.bytes;
+    info.done_rows = st.rows;
+    info.what = table;
+    ctx.Progress(info);
+  };
+  Result<std::vector<CopyStats>> r = CopyTablesInParallel(spec, tables);
+  if (r.ok()) return r;
+  std::string msg = ctx.redactor().Redact(r.status().message());
+  if (r.status().code() == Status::Code::kTimeout) return Status::Timeout(msg);
+  if (r.status().code() == Status::Code::kUnavailable) return Status::Unavailable(msg);
+  return Status::Failed(msg);
+}
+
+// Schemas the named tables live in (pg_dump -t does not create them).
+Status CreateSchemas(PgLease& dst, const std::vector<const CopyTable*>& tables) {
+  std::vector<std::string> done;
+  for (const CopyTable* t : tables) {
+    if (std::find(done.begin(), done.end(), t->name.schema) != done.end()) continue;
+    done.push_back(t->name.schema);
+    Status s = dst.Exec("CREATE SCHEMA IF NOT EXISTS " + dst.Ident(t->name.schema));
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Value ResultOf(StepContext& ctx, const std::vector<CopyTable>& tables,
+               const std::vector<CopyStats>& stats, double seconds) {
+  Value list = Value::array();
+  int64_t rows = 0, bytes = 0;
+  Table report{"Copied tables", {"Table", "Rows", "Bytes", "Seconds"}, {}};
+  for (size_t i = 0; i < tables.size(); ++i) {
+    const CopyStats& st = stats[i];
+    list.push_back(Value{{"table", tables[i].key}, {"rows", st.rows}, {"bytes", st.bytes},
+                         {"seconds", st.seconds}});
+    rows += st.rows;
+    bytes += st.bytes;
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%.2f", st.seconds);
+    report.rows.push_back({tables[i].key, std::to_string(st.rows),
+                           HumanBytes(static_cast<double>(st.bytes)), secs});
+  }
+  ctx.AddTable(report);
+  return Value{{"tables", list}, {"rows", rows}, {"bytes", bytes}, {"seconds", seconds}};
+}
+
+Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
+                           Prepared* p, const Value& previous) {
+  const auto start = std::chrono::steady_clock::now();
+  Result<Value> before = StartClean(ctx, a, dst, p, previous);
+  if (!before.ok()) return before.status();
+  Value keys = Value::array(), replaced = Value::array();
+  std::vector<const CopyTable*> create;
+  for (const auto& t : p->tables) {
+    keys.push_back(t.key);
+    if (t.on_target) replaced.push_back(t.key);
+    else create.push_back(&t);
+  }
+  Value record{{"target", a.target}, {"before", *before}, {"tables", keys},
+               {"replaced", replaced}};
+  if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
+
+  SnapshotHolder holder(src);
+  Result<std::string> snapshot = holder.Export();
+  if (!snapshot.ok()) return snapshot.status();
+  // A whole-database dump also brings types, functions, views and schemas.
+  const bool whole = a.all && create.size() == p->tables.size();
+  std::vector<const CopyTable*> only = whole ? std::vector<const CopyTable*>{} : create;
+  Result<std::string> post = std::string();
+  if (!create.empty()) {
+    Result<std::string> pre = Tool(ctx, a.source, DumpArgv("pre-data", a, only, *snapshot));
+    if (!pre.ok()) return pre.status();
+    post = Tool(ctx, a.source, DumpArgv("post-data", a, only, *snapshot));
+    if (!post.ok()) return post.status();
+    if (!whole) {
+      if (Status s = CreateSchemas(dst, create); !s.ok()) return s;
+    }
+    Result<std::string> applied = Tool(ctx, a.target, kPsqlArgv, *pre);
+    if (!applied.ok()) return applied.status().Prefixed("applying the schema (pre-data)");
+  }
+  std::vector<CopyStats> stats(p->tables.size());
+  if (!a.schema_only) {
+    Result<std::vector<CopyStats>> copied = CopyData(ctx, a, *snapshot, p->tables);
+    if (!copied.ok()) return copied.status();
+    stats = std::move(*copied);
+  }
+  holder.Release();
+  if (!post->empty()) {
+    Result<std::string> applied = Tool(ctx, a.target, kPsqlArgv, *post);
+    if (!applied.ok()) return applied.status().Prefixed("applying indexes and constraints (post-data)");
+  }
+  if (!a.schema_only) {
+    Result<std::vector<std::string>> seqs =
+        CopySequences(src.conn(), src.deadline(), p->tables, whole);
+    if (!seqs.ok()) return seqs.status();
+    if (Status s = SyncSequences(src.conn(), dst.conn(), dst.deadline(), *seqs); !s.ok()) return s;
+    std::vector<std::string> names;
+    for (const auto& t : p->tables) names.push_back(t.Quoted());
+    if (Status s = dst.Exec("ANALYZE " + Join(names, ", ")); !s.ok()) return s;
+  }
+  Result<Value> after = Inventory(dst.conn(), dst.deadline());
+  if (!after.ok()) return after.status();
+  record["created"] = Created(*before, *after);
+  if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return ResultOf(ctx, p->tables, stats, seconds);
+}
+
+CheckResult PgCopy::Check(StepContext& ctx, const Value& args, const Value&) {
+  CopyArgs a = ReadArgs(args);
+  Result<PgLease> src = LeaseConnection(ctx, a.source);
+  if (!src.ok()) return {};
+  Result<PgLease> dst = LeaseConnection(ctx, a.target);
+  if (!dst.ok()) return {};
+  Result<std::vector<CopyTable>> tables =
+      a.all ? AllTables(src->conn(), src->deadline())
+            : ResolveTables(src->conn(), src->deadline(), a.tables, a.schema);
+  if (!tables.ok()) return {};
+  std::vector<TableCount> s, d;
+  for (const auto& t : *tables) s.push_back(TableCount{t.key, t.name, true, 0, ""});
+  d = s;
+  if (!CountTables(src->conn(), src->deadline(), &s, false).ok()) return {};
+  if (!CountTables(dst->conn(), dst->deadline(), &d, false).ok()) return {};
+  std::vector<CopyStats> stats(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (!d[i].exists || d[i].rows != s[i].rows) return {CheckOutcome::kNotDone, nullptr};
+    stats[i].rows = d[i].rows;
+  }
+  return {CheckOutcome::kDone, ResultOf(ctx, *tables, stats, 0)};
+}
+
+}  // namespace
+
+void AddPgCopyPrimitives(Registry* r) { r->Add(std::make_unique<PgCopy>()); }
+
+}  // namespace runbook

@@ -1,0 +1,258 @@
+// pg.copy between real blue and green servers (two PostgreSQL 15 clusters).
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "bindings/postgres/pg_client.h"
+#include "tests/bindings/postgres_test_util.h"
+
+namespace runbook::testing {
+namespace {
+
+// Customers and their orders (an index, a foreign key, a serial and an
+// identity sequence), plus a table with a quoted name in another schema.
+void Shop(const PgTestDb& db, int orders) {
+  db.Exec("CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL UNIQUE); "
+          "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+          "customer_id int NOT NULL REFERENCES customers (id), amount numeric(10, 2), "
+          "note text, at timestamptz, raw bytea); "
+          "CREATE INDEX orders_customer_idx ON orders (customer_id); "
+          "CREATE SCHEMA audit; CREATE TABLE audit.\"Events\" (id int, what text); "
+          "INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 1000) g; "
+          "INSERT INTO orders (customer_id, amount, note, at, raw) SELECT 1 + g % 1000, g / 7.0, "
+          "CASE WHEN g % 10 = 0 THEN NULL ELSE E'tab\\there, line\\nbreak ' || g END, "
+          "'2026-01-01 00:00:00+00'::timestamptz + g * interval '1 second', "
+          "decode(md5(g::text), 'hex') FROM generate_series(1, " + std::to_string(orders) + ") g; "
+          "INSERT INTO audit.\"Events\" VALUES (1, 'created'), (2, 'updated'); "
+          "SELECT setval('customers_id_seq', 5000)");
+}
+
+// Every user object of a database, one per line: what undo must restore.
+std::string Objects(const PgTestDb& db) {
+  return db.Value(
+      "SELECT string_agg(k, ',' ORDER BY k) FROM ("
+      "SELECT 'rel ' || c.oid::regclass::text || ' ' || c.relkind AS k FROM pg_class c "
+      "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN "
+      "('pg_catalog', 'information_schema', 'pg_toast') "
+      "UNION ALL SELECT 'schema ' || nspname FROM pg_namespace "
+      "UNION ALL SELECT 'type ' || t.oid::regtype::text FROM pg_type t JOIN pg_namespace n "
+      "ON n.oid = t.typnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+      "UNION ALL SELECT 'constraint ' || conname FROM pg_constraint "
+      "UNION ALL SELECT 'proc ' || p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n "
+      "ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')) o");
+}
+
+Value ShopArgs() {
+  return Value{{"source", "blue"}, {"target", "green"},
+               {"tables", {"customers", "orders", "audit.\"Events\""}}};
+}
+
+}  // namespace
+
+TEST_CASE("pg.copy clones tables with their data, indexes, constraints and sequences",
+          "[postgres][pg.copy]") {
+  PgTestDb blue(BlueServer()), green(GreenServer());
+  Shop(blue, 100000);
+  PgCase c;
+  c.Connect("blue", blue);
+  c.Connect("green", green);
+  Value args = ShopArgs();
+  args["jobs"] = 2;
+  CHECK(c.P("pg.copy").Check(c.ctx, args, nullptr).outcome == CheckOutcome::kNotDone);
+
+  Result<Value> r = c.Apply("pg.copy", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["rows"] == 101002);
+  REQUIRE((*r)["tables"].size() == 3);
+  CHECK((*r)["tables"][1]["table"] == "orders");
+  CHECK((*r)["tables"][1]["rows"] == 100000);
+  CHECK((*r)["tables"][1]["bytes"].get<int64_t>() > 5000000);
+  CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("copied orders: 100000 rows"));
+
+  // Same rows and same content, table by table.
+  Result<Value> same = c.Apply("pg.compare_counts", {{"source", "blue"}, {"target", "green"},
+                                                     {"tables", ShopArgs()["tables"]},
+                                                     {"mode", "checksum"}});
+  REQUIRE(same.ok());
+  CHECK((*same)["mismatched"] == 0);
+  CHECK(green.Value("SELECT count(*) FROM orders WHERE note IS NULL") == "10000");
+
+  // Post-data: indexes and constraints exist on the target, and are enforced.
+  CHECK(green.Value("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
+                    "WHERE schemaname = 'public'") ==
+        "customers_name_key,customers_pkey,orders_customer_idx,orders_pkey");
+  CHECK(green.Value("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+                    "AND conrelid = 'orders'::regclass") == "1");
+  CHECK_THROWS(green.Exec("INSERT INTO orders (customer_id) VALUES (99999)"));
+  // Sequences carry on from where the source is.
+  CHECK(green.Value("SELECT last_value FROM customers_id_seq") == "5000");
+  CHECK(green.Value("SELECT last_value FROM orders_id_seq") ==
+        blue.Value("SELECT last_value FROM orders_id_seq"));
+  CHECK(green.Value("INSERT INTO customers (name) VALUES ('new') RETURNING id") == "5001");
+  CHECK(green.Value("SELECT count(*) FROM pg_stats WHERE tablename = 'orders'") != "0");  // ANALYZE
+
+  // Resume's check: done while the copies match, not done once they differ.
+  CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kDone);
+  green.Exec("DELETE FROM orders WHERE id = 7");
+  CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kNotDone);
+}
+
+TEST_CASE("pg.copy with all: true clones the whole database, and undo restores the target",
+          "[postgres][pg.copy]") {
+  PgTestDb blue(BlueServer()), green(GreenServer());
+  Shop(blue, 2000);
+  blue.Exec("CREATE TYPE mood AS ENUM ('sad', 'happy'); "
+            "CREATE TABLE audit.moods (id int PRIMARY KEY, m mood); "
+            "INSERT INTO audit.moods VALUES (1, 'happy'), (2, 'sad'); "
+            "CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 100; "
+            "CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'");
+  green.Exec("CREATE SCHEMA mine; CREATE TABLE mine.keep (id int); INSERT INTO mine.keep VALUES (1)");
+  const std::string green_before = Objects(green);
+  PgCase c;
+  c.Connect("blue", blue);
+  c.Connect("green", green);
+  Value args{{"source", "blue"}, {"target", "green"}, {"all", true}};
+  Result<Value> r = c.Apply("pg.copy", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["tables"].size() == 4);
+  CHECK((*r)["rows"] == 1000 + 2000 + 2 + 2);
+  CHECK(green.Value("SELECT count(*) FROM big_orders") ==
+        blue.Value("SELECT count(*) FROM big_orders"));
+  CHECK(green.Value("SELECT twice(21)") == "42");
+  CHECK(green.Value("SELECT m FROM audit.moods WHERE id = 1") == "happy");
+  Result<Value> same = c.Apply("pg.compare_counts", {{"source", "blue"}, {"target", "green"},
+                                                     {"tables", {"customers", "orders",
+                                                                 "audit.moods"}},
+                                                     {"mode", "checksum"}});
+  REQUIRE(same.ok());
+  CHECK(green.Value("SELECT count(*) FROM mine.keep") == "1");
+  CHECK(Objects(green) != green_before);
+
+  // Undo drops what the copy created, and only that; twice is harmless.
+  REQUIRE(c.Undo("pg.copy", args).ok());
+  CHECK(Objects(green) == green_before);
+  CHECK(green.Value("SELECT count(*) FROM mine.keep") == "1");
+  REQUIRE(c.Undo("pg.copy", args).ok());
+  CHECK(Objects(green) == green_before);
+}
+
+TEST_CASE("pg.copy refuses a target that already has rows, or the source itself",
+          "[postgres][pg.copy]") {
+  PgTestDb blue(BlueServer()), green(GreenServer());
+  Shop(blue, 500);
+  green.Exec("CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int, amount numeric(10, 2), "
+             "note text, at timestamptz, raw bytea); INSERT INTO orders (id) VALUES (1)");
+  const std::string green_before = Objects(green);
+  PgCase c;
+  c.Connect("blue", blue);
+  c.Connect("green", green);
+  c.Connect("blue_again", blue);
+
+  Result<Value> r = c.Apply("pg.copy", ShopArgs());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message() ==
+        "connection 'green': the target already has rows in orders (replace: true overwrites "
+        "them); nothing was done");
+  CHECK(Objects(green) == green_before);
+  CHECK(green.Value("SELECT count(*) FROM orders") == "1");
+  CHECK(c.ctx.undo_records.empty());
+
+  r = c.Apply("pg.copy", {{"source", "blue"}, {"target", "blue_again"}, {"all", true}});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("are the same database"));
+  r = c.Apply("pg.copy", {{"source", "blue"}, {"target", "blue"}, {"all", true}});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Status::Code::kInvalid);
+  r = c.Apply("pg.copy", {{"source", "blue"}, {"target", "green"}, {"tables", {"nope"}}});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message() == "connection 'blue': no such table: nope");
+  CHECK(Objects(green) == green_before);
+
+  // replace: true overwrites the existing table's rows (its definition stays).
+  Value args = ShopArgs();
+  args["replace"] = true;
+  REQUIRE(c.Apply("pg.copy", args).ok());
+  CHECK(green.Value("SELECT count(*) FROM orders") == "500");
+  CHECK(green.Value("SELECT count(*) FROM customers") == "1000");
+  CHECK(c.ctx.LastUndo()["replaced"] == Value::parse(R"(["orders"])"));
+}
+
+TEST_CASE("a rehearsal of pg.copy probes both servers and writes nothing", "[postgres][pg.copy]") {
+  PgTestDb blue(BlueServer()), green(GreenServer());
+  Shop(blue, 3000);
+  blue.Exec("ANALYZE");
+  const std::string green_before = Objects(green);
+  PgCase c;
+  c.Connect("blue", blue);
+  c.Connect("green", green);
+  CHECK(c.P("pg.copy").rehearsal(ShopArgs()) == Rehearsal::kProbe);
+  Result<Value> r = c.Rehearse("pg.copy", ShopArgs());
+  REQUIRE(r.ok());
+  CHECK((*r)["estimated"] == true);
+  CHECK((*r)["tables"][1]["rows"] == 3000);  // reltuples after ANALYZE
+  CHECK((*r)["tables"][1]["bytes"].get<int64_t>() > 0);
+  CHECK(Objects(green) == green_before);
+  CHECK(c.ctx.undo_records.empty());
+  CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("would copy orders: about 3000 rows"));
+
+  // A precondition that would fail for real fails the rehearsal too.
+  green.Exec("CREATE TABLE customers (id int, name text); INSERT INTO customers VALUES (1, 'x')");
+  r = c.Rehearse("pg.copy", ShopArgs());
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("already has rows in customers"));
+}
+
+TEST_CASE("pg.copy fails cleanly when the source backend dies mid-copy, and a retry redoes it",
+          "[postgres][pg.copy]") {
+  PgTestDb blue(BlueServer()), green(GreenServer());
+  blue.Exec("CREATE TABLE big (id int PRIMARY KEY, payload text); "
+            "INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g");
+  PgCase c;
+  c.Connect("blue", blue);
+  c.Connect("green", green);
+  Value args{{"source", "blue"}, {"target", "green"}, {"tables", {"big"}}, {"jobs", 1}};
+
+  // Terminates the backend that streams `big` once it has sent some rows.
+  PgConnection probe;
+  REQUIRE(probe.Connect(PgConnectOptions{"probe", blue.Conninfo(), blue.server().password}).ok());
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> killed_at{0};
+  std::thread killer([&] {
+    while (!done && killed_at == 0) {
+      Result<Value> rows = probe.Query(
+          "SELECT p.pid, p.tuples_processed FROM pg_stat_progress_copy p "
+          "JOIN pg_stat_activity a USING (pid) WHERE a.application_name LIKE 'runbook/%' "
+          "AND p.command = 'COPY TO' AND p.tuples_processed > 1000");
+      if (rows.ok() && !rows->empty()) {
+        int64_t pid = (*rows)[0]["pid"].get<int64_t>();
+        killed_at = (*rows)[0]["tuples_processed"].get<int64_t>();
+        (void)probe.Query("SELECT pg_terminate_backend($1::int)", {std::to_string(pid)});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  Result<Value> r = c.Apply("pg.copy", args);
+  done = true;
+  killer.join();
+  REQUIRE(killed_at > 0);  // the kill really happened mid-stream
+  CHECK(killed_at < 400000);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(),
+             Catch::Contains("copying table big: connection 'blue'") &&
+                 Catch::Contains("terminat"));
+  CHECK_THAT(r.status().message(), !Catch::Contains(blue.server().password));
+  // The table was created by pre-data but holds none of the streamed rows.
+  CHECK(green.Value("SELECT count(*) FROM big") == "0");
+  CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kNotDone);
+
+  // A retry (the earlier attempt's record in hand) starts clean and finishes.
+  c.ctx.previous_undo = c.ctx.LastUndo();
+  Result<Value> again = c.Apply("pg.copy", args);
+  REQUIRE(again.ok());
+  CHECK(green.Value("SELECT count(*) FROM big") == "400000");
+  CHECK(green.Value("SELECT count(*) FROM pg_indexes WHERE tablename = 'big'") == "1");
+  REQUIRE(c.Undo("pg.copy", args).ok());
+  CHECK(green.Value("SELECT to_regclass('big') IS NULL") == "t");
+}
+
+}  // namespace runbook::testing
