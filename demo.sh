@@ -95,5 +95,4 @@ echo; echo "== the change record ($report)"
 cat "$report"
 echo
 echo "demo finished: report in $report, state store in $RUNBOOK_STATE"
-echo "undo it with: RUNBOOK_STATE=$RUNBOOK_STATE $runbook rollback $run_id (needs the servers: run the demo again to see)"
 echo "(the PostgreSQL servers and the simulator were throwaway and are stopped now)"

@@ -53,8 +53,9 @@ class Executor::Impl {
                       const Value& args, const Value& env, Value* result);
   // Approval gate of step `rec` (step key approve: or the approve action).
   Status Approve(StepRecord* rec, const std::string& message);
-  // include: runs a child runbook's steps as "<id>.<sub>".
-  FlowResult RunChild(Scope& parent, const StepSpec& s, const std::string& path,
+  // Runs an included runbook as the steps "<instance_id>.<id>" (instance_id:
+  // the include step's record id, "inc" or "inc[2]" inside a foreach).
+  FlowResult RunChild(Scope& parent, const std::string& instance_id, const std::string& path,
                       const Value& params, Value* result);
   bool WindowAllows(const Scope& scope, size_t index, std::string* why);
 

@@ -408,8 +408,8 @@ Status Executor::Impl::Approve(StepRecord* rec, const std::string& message) {
                         ", then: runbook resume " + run_.id);
 }
 
-FlowResult Executor::Impl::RunChild(Scope& parent, const StepSpec& s, const std::string& path,
-                                    const Value& params, Value* result) {
+FlowResult Executor::Impl::RunChild(Scope& parent, const std::string& instance_id,
+                                    const std::string& path, const Value& params, Value* result) {
   const Runbook* child = nullptr;
   for (const auto& [p, rb] : parent.rb->includes) {
     if (p == path || (p.size() >= path.size() &&
@@ -420,7 +420,7 @@ FlowResult Executor::Impl::RunChild(Scope& parent, const StepSpec& s, const std:
   if (!child) return {Flow::kFailed, "include: runbook " + path + " was not loaded"};
   auto scope = std::make_unique<Scope>();
   scope->rb = child;
-  scope->prefix = parent.prefix + s.id + ".";
+  scope->prefix = instance_id + ".";  // "inc." or, inside a foreach, "inc[2]."
   for (const auto& p : child->params) {
     if (params.contains(p.name)) scope->params[p.name] = params[p.name];
     else if (p.default_value) scope->params[p.name] = *p.default_value;
