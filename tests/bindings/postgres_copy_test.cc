@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "bindings/postgres/pg_client.h"
+#include "bindings/postgres/pg_copy.h"
 #include "tests/bindings/postgres_test_util.h"
 
 namespace runbook::testing {
@@ -255,6 +256,36 @@ TEST_CASE("pg.copy fails cleanly when the source backend dies mid-copy, and a re
   CHECK(green.Value("SELECT count(*) FROM pg_indexes WHERE tablename = 'big'") == "1");
   REQUIRE(c.Undo("pg.copy", args).ok());
   CHECK(green.Value("SELECT to_regclass('big') IS NULL") == "t");
+}
+
+TEST_CASE("pg.copy hands pg_dump and psql the connection in PG* variables, never in argv",
+          "[postgres][pg.copy]") {
+  PgConnectOptions o;
+  o.conn_name = "blue";
+  o.dsn = "postgresql://sre:s3cr%40t@db.internal:5433/app?sslmode=require";
+  o.keywords["port"] = "6543";  // keywords win over the dsn, as for libpq
+  o.application_name = "runbook/r1/clone";
+  std::map<std::string, std::string> env = PgToolEnv(o);
+  CHECK(env["PGHOST"] == "db.internal");
+  CHECK(env["PGPORT"] == "6543");
+  CHECK(env["PGDATABASE"] == "app");
+  CHECK(env["PGUSER"] == "sre");
+  CHECK(env["PGPASSWORD"] == "s3cr@t");
+  CHECK(env["PGSSLMODE"] == "require");
+  CHECK(env["PGAPPNAME"] == "runbook/r1/clone");
+  o.password = "other";
+  CHECK(PgToolEnv(o)["PGPASSWORD"] == "other");
+  CHECK(ToolMajorVersion("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)\n") == 15);
+  CHECK(ToolMajorVersion("garbage") == 0);
+
+  PgCase c;
+  PlanEffect plan = c.P("pg.copy").Plan(ShopArgs());
+  CHECK_THAT(plan.text, Catch::StartsWith("pg_dump --schema-only --section=pre-data -t customers "
+                                          "-t orders -t audit.\"Events\" on blue | psql "
+                                          "--no-password -X -q -v ON_ERROR_STOP=1 "
+                                          "--single-transaction -f - on green\n"));
+  CHECK_THAT(plan.text, Catch::Contains("BEGIN; TRUNCATE t; COPY t FROM STDIN; COMMIT on green"));
+  CHECK_THAT(plan.undo, Catch::Contains("drop the tables"));
 }
 
 }  // namespace runbook::testing
