@@ -68,6 +68,7 @@ TEST_CASE("pg.copy clones tables with their data, indexes, constraints and seque
   CHECK((*r)["tables"][1]["table"] == "orders");
   CHECK((*r)["tables"][1]["rows"] == 100000);
   CHECK((*r)["tables"][1]["bytes"].get<int64_t>() > 5000000);
+  CHECK((*r)["tables"][1]["format"] == "binary");  // both servers run PostgreSQL 15
   CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("copied orders: 100000 rows"));
 
   // Same rows and same content, table by table.
@@ -105,8 +106,8 @@ TEST_CASE("pg.copy with all: true clones the whole database, and undo restores t
   PgTestDb blue(BlueServer()), green(GreenServer());
   Shop(blue, 2000);
   blue.Exec("CREATE TYPE mood AS ENUM ('sad', 'happy'); "
-            "CREATE TABLE audit.moods (id int PRIMARY KEY, m mood); "
-            "INSERT INTO audit.moods VALUES (1, 'happy'), (2, 'sad'); "
+            "CREATE TABLE audit.moods (id int PRIMARY KEY, m mood, history mood[]); "
+            "INSERT INTO audit.moods VALUES (1, 'happy', '{sad,happy}'), (2, 'sad', NULL); "
             "CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 100; "
             "CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'");
   green.Exec("CREATE SCHEMA mine; CREATE TABLE mine.keep (id int); INSERT INTO mine.keep VALUES (1)");
@@ -119,6 +120,12 @@ TEST_CASE("pg.copy with all: true clones the whole database, and undo restores t
   REQUIRE(r.ok());
   CHECK((*r)["tables"].size() == 4);
   CHECK((*r)["rows"] == 1000 + 2000 + 2 + 2);
+  // An array of enums names the enum's OID in binary form, which differs on the target.
+  CHECK((*r)["tables"][1] == Value{{"table", "audit.moods"}, {"rows", 2},
+                                   {"bytes", (*r)["tables"][1]["bytes"]},
+                                   {"seconds", (*r)["tables"][1]["seconds"]}, {"format", "text"}});
+  CHECK((*r)["tables"][2]["format"] == "binary");
+  CHECK(green.Value("SELECT history::text FROM audit.moods WHERE id = 1") == "{sad,happy}");
   CHECK(green.Value("SELECT count(*) FROM big_orders") ==
         blue.Value("SELECT count(*) FROM big_orders"));
   CHECK(green.Value("SELECT twice(21)") == "42");
@@ -174,7 +181,9 @@ TEST_CASE("pg.copy refuses a target that already has rows, or the source itself"
   // replace: true overwrites the existing table's rows (its definition stays).
   Value args = ShopArgs();
   args["replace"] = true;
-  REQUIRE(c.Apply("pg.copy", args).ok());
+  Result<Value> replaced = c.Apply("pg.copy", args);
+  REQUIRE(replaced.ok());
+  CHECK((*replaced)["tables"][1]["format"] == "text");  // the target's own definition
   CHECK(green.Value("SELECT count(*) FROM orders") == "500");
   CHECK(green.Value("SELECT count(*) FROM customers") == "1000");
   CHECK(c.ctx.LastUndo()["replaced"] == Value::parse(R"(["orders"])"));
