@@ -97,6 +97,25 @@ Status ProbeTarget(PgConnection& dst, SteadyTime deadline, std::vector<CopyTable
   return Status::Ok();
 }
 
+Status MarkBinarySafe(PgConnection& src, SteadyTime deadline, std::vector<CopyTable>* tables) {
+  for (auto& t : *tables) {
+    t.binary = false;
+    if (t.on_target) continue;
+    Result<Value> rows = src.Query(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type d ON d.oid = a.atttypid "
+        "JOIN pg_type t ON t.oid = CASE WHEN d.typtype = 'd' THEN d.typbasetype ELSE d.oid END "
+        "LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' "
+        "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND a.attgenerated = '' AND (t.typtype IN ('c', 'd') OR t.typreceive = 0 "
+        "OR t.typsend = 0 OR (e.oid IS NOT NULL AND (e.oid >= 16384 OR e.typtype <> 'b')))) "
+        "AS safe",
+        {t.Quoted()}, deadline);
+    if (!rows.ok()) return rows.status();
+    t.binary = (*rows)[0]["safe"].get<bool>();
+  }
+  return Status::Ok();
+}
+
 Result<Value> Inventory(PgConnection& dst, SteadyTime deadline) {
   const std::string rel = NotExtensionMember("pg_class", "c.oid");
   const std::string proc = NotExtensionMember("pg_proc", "p.oid");

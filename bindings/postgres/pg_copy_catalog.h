@@ -20,6 +20,7 @@ struct CopyTable {
   int64_t estimated_rows = 0;
   bool on_target = false;    // the table already exists on the target
   bool target_has_rows = false;
+  bool binary = false;       // COPY in binary format (see MarkBinarySafe)
   std::string Quoted() const { return QuoteIdentPlain(name.schema) + "." + QuoteIdentPlain(name.name); }
 };
 
@@ -33,6 +34,13 @@ Result<std::vector<CopyTable>> AllTables(PgConnection& src, SteadyTime deadline)
 
 // Fills on_target / target_has_rows.
 Status ProbeTarget(PgConnection& dst, SteadyTime deadline, std::vector<CopyTable>* tables);
+
+// Marks the tables whose rows can travel in COPY's binary format: only
+// tables this copy creates (so both sides have the same column types), and
+// none with a column whose binary form names type OIDs that differ between
+// clusters (composites, arrays of user types) or that has no binary I/O.
+// The caller checks that both servers run the same major version.
+Status MarkBinarySafe(PgConnection& src, SteadyTime deadline, std::vector<CopyTable>* tables);
 
 // The target's user objects as [{kind, name}] with kind a DROP keyword
 // (schema, extension, table, view, materialized view, sequence, foreign

@@ -54,9 +54,11 @@ Status CopyOne(Shared& sh, const CopyTable& t, PgConnection& src, PgConnection& 
   Status s = dst.Exec("BEGIN", {}, deadline);
   if (s.ok()) s = dst.Exec("TRUNCATE " + name, {}, deadline);
   if (!s.ok()) return s.Prefixed("table " + t.key);
+  const std::string format = t.binary ? " (FORMAT binary)" : "";
   std::string out_sql = t.partitioned ? "COPY (SELECT * FROM " + name + ") TO STDOUT"
                                       : "COPY " + name + " TO STDOUT";
-  s = StreamCopy(src, dst, out_sql, "COPY " + name + " FROM STDIN", deadline, &sh.stop,
+  s = StreamCopy(src, dst, out_sql + format, "COPY " + name + " FROM STDIN" + format, deadline,
+                 &sh.stop,
                  [&](const CopyStats& so_far) { sh.Progress(t.key, so_far); }, stats);
   if (s.ok()) s = dst.Exec("COMMIT", {}, deadline);
   if (!s.ok()) return s.Prefixed("copying table " + t.key);

@@ -22,6 +22,7 @@ struct CopyArgs {
   std::string source, target, schema;
   std::vector<std::string> tables;
   bool all = false, replace = false, schema_only = false, keep_owners = false;
+  bool text_only = false;  // format: text
   int jobs = 2;
 };
 
@@ -35,6 +36,7 @@ CopyArgs ReadArgs(const Value& args) {
   a.replace = BoolArg(args, "replace", false);
   a.schema_only = BoolArg(args, "schema_only", false);
   a.keep_owners = BoolArg(args, "keep_owners", false);
+  a.text_only = StrArg(args, "format", "auto") == "text";
   if (args.is_object() && args.contains("jobs") && args["jobs"].is_number_integer()) {
     a.jobs = std::clamp(args["jobs"].get<int>(), 1, 64);
   }
@@ -115,7 +117,10 @@ class PgCopy : public PgPrimitive {
                     PgArg("replace", ArgType::kBool, false,
                           "overwrite target tables that already have rows"),
                     PgArg("keep_owners", ArgType::kBool, false,
-                          "keep owners and grants (the roles must exist on the target)")},
+                          "keep owners and grants (the roles must exist on the target)"),
+                    PgArg("format", ArgType::kString, false,
+                          "auto (binary COPY where both sides can exchange it safely) or text",
+                          {"auto", "text"})},
                    {{"tables", "all"}},
                    ""}) {}
 
@@ -236,6 +241,9 @@ Result<Prepared> PgCopy::Prepare(StepContext& ctx, const CopyArgs& a, PgLease& s
   if (!tables.ok()) return tables.status();
   p.tables = std::move(*tables);
   if (Status s = ProbeTarget(dst.conn(), dst.deadline(), &p.tables); !s.ok()) return s;
+  if (!a.text_only && src->server_version() / 10000 == dst->server_version() / 10000) {
+    if (Status s = MarkBinarySafe(src.conn(), src.deadline(), &p.tables); !s.ok()) return s;
+  }
   // Tables an earlier attempt of this step filled are ours to redo.
   std::vector<std::string> ours;
   if (previous.is_object() && previous.contains("tables")) {
@@ -258,7 +266,8 @@ Result<Value> PgCopy::Estimate(StepContext& ctx, const CopyArgs& a, const Prepar
   int64_t rows = 0, bytes = 0;
   for (const auto& t : p.tables) {
     tables.push_back(Value{{"table", t.key}, {"rows", t.estimated_rows}, {"bytes", t.bytes},
-                           {"seconds", 0}, {"on_target", t.on_target}});
+                           {"seconds", 0}, {"on_target", t.on_target},
+                           {"format", t.binary ? "binary" : "text"}});
     rows += t.estimated_rows;
     bytes += t.bytes;
     ctx.Log(LogLevel::kInfo, "would copy " + t.key + ": about " + std::to_string(t.estimated_rows) +
@@ -337,7 +346,8 @@ Value ResultOf(StepContext& ctx, const std::vector<CopyTable>& tables,
   for (size_t i = 0; i < tables.size(); ++i) {
     const CopyStats& st = stats[i];
     list.push_back(Value{{"table", tables[i].key}, {"rows", st.rows}, {"bytes", st.bytes},
-                         {"seconds", st.seconds}});
+                         {"seconds", st.seconds},
+                         {"format", tables[i].binary ? "binary" : "text"}});
     rows += st.rows;
     bytes += st.bytes;
     char secs[32];

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "bindings/postgres/pg_client.h"
+#include "bindings/postgres/pg_copy.h"
 #include "tests/bindings/postgres_test_util.h"
 
 namespace runbook::testing {
@@ -31,7 +32,7 @@ void Shop(const PgTestDb& db, int orders) {
 std::string Objects(const PgTestDb& db) {
   return db.Value(
       "SELECT string_agg(k, ',' ORDER BY k) FROM ("
-      "SELECT 'rel ' || c.oid::regclass::text || ' ' || c.relkind AS k FROM pg_class c "
+      "SELECT 'rel ' || c.oid::regclass::text || ' ' || c.relkind::text AS k FROM pg_class c "
       "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN "
       "('pg_catalog', 'information_schema', 'pg_toast') "
       "UNION ALL SELECT 'schema ' || nspname FROM pg_namespace "
@@ -67,6 +68,7 @@ TEST_CASE("pg.copy clones tables with their data, indexes, constraints and seque
   CHECK((*r)["tables"][1]["table"] == "orders");
   CHECK((*r)["tables"][1]["rows"] == 100000);
   CHECK((*r)["tables"][1]["bytes"].get<int64_t>() > 5000000);
+  CHECK((*r)["tables"][1]["format"] == "binary");  // both servers run PostgreSQL 15
   CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("copied orders: 100000 rows"));
 
   // Same rows and same content, table by table.
@@ -83,18 +85,20 @@ TEST_CASE("pg.copy clones tables with their data, indexes, constraints and seque
         "customers_name_key,customers_pkey,orders_customer_idx,orders_pkey");
   CHECK(green.Value("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
                     "AND conrelid = 'orders'::regclass") == "1");
-  CHECK_THROWS(green.Exec("INSERT INTO orders (customer_id) VALUES (99999)"));
   // Sequences carry on from where the source is.
   CHECK(green.Value("SELECT last_value FROM customers_id_seq") == "5000");
   CHECK(green.Value("SELECT last_value FROM orders_id_seq") ==
         blue.Value("SELECT last_value FROM orders_id_seq"));
-  CHECK(green.Value("INSERT INTO customers (name) VALUES ('new') RETURNING id") == "5001");
   CHECK(green.Value("SELECT count(*) FROM pg_stats WHERE tablename = 'orders'") != "0");  // ANALYZE
 
   // Resume's check: done while the copies match, not done once they differ.
   CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kDone);
   green.Exec("DELETE FROM orders WHERE id = 7");
   CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kNotDone);
+
+  // The copy is a working database: the foreign key holds, ids continue.
+  CHECK_THROWS(green.Exec("INSERT INTO orders (customer_id) VALUES (99999)"));
+  CHECK(green.Value("INSERT INTO customers (name) VALUES ('new') RETURNING id") == "5001");
 }
 
 TEST_CASE("pg.copy with all: true clones the whole database, and undo restores the target",
@@ -102,8 +106,8 @@ TEST_CASE("pg.copy with all: true clones the whole database, and undo restores t
   PgTestDb blue(BlueServer()), green(GreenServer());
   Shop(blue, 2000);
   blue.Exec("CREATE TYPE mood AS ENUM ('sad', 'happy'); "
-            "CREATE TABLE audit.moods (id int PRIMARY KEY, m mood); "
-            "INSERT INTO audit.moods VALUES (1, 'happy'), (2, 'sad'); "
+            "CREATE TABLE audit.moods (id int PRIMARY KEY, m mood, history mood[]); "
+            "INSERT INTO audit.moods VALUES (1, 'happy', '{sad,happy}'), (2, 'sad', NULL); "
             "CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 100; "
             "CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'");
   green.Exec("CREATE SCHEMA mine; CREATE TABLE mine.keep (id int); INSERT INTO mine.keep VALUES (1)");
@@ -116,6 +120,12 @@ TEST_CASE("pg.copy with all: true clones the whole database, and undo restores t
   REQUIRE(r.ok());
   CHECK((*r)["tables"].size() == 4);
   CHECK((*r)["rows"] == 1000 + 2000 + 2 + 2);
+  // An array of enums names the enum's OID in binary form, which differs on the target.
+  CHECK((*r)["tables"][1] == Value{{"table", "audit.moods"}, {"rows", 2},
+                                   {"bytes", (*r)["tables"][1]["bytes"]},
+                                   {"seconds", (*r)["tables"][1]["seconds"]}, {"format", "text"}});
+  CHECK((*r)["tables"][2]["format"] == "binary");
+  CHECK(green.Value("SELECT history::text FROM audit.moods WHERE id = 1") == "{sad,happy}");
   CHECK(green.Value("SELECT count(*) FROM big_orders") ==
         blue.Value("SELECT count(*) FROM big_orders"));
   CHECK(green.Value("SELECT twice(21)") == "42");
@@ -171,7 +181,9 @@ TEST_CASE("pg.copy refuses a target that already has rows, or the source itself"
   // replace: true overwrites the existing table's rows (its definition stays).
   Value args = ShopArgs();
   args["replace"] = true;
-  REQUIRE(c.Apply("pg.copy", args).ok());
+  Result<Value> replaced = c.Apply("pg.copy", args);
+  REQUIRE(replaced.ok());
+  CHECK((*replaced)["tables"][1]["format"] == "text");  // the target's own definition
   CHECK(green.Value("SELECT count(*) FROM orders") == "500");
   CHECK(green.Value("SELECT count(*) FROM customers") == "1000");
   CHECK(c.ctx.LastUndo()["replaced"] == Value::parse(R"(["orders"])"));
@@ -240,19 +252,73 @@ TEST_CASE("pg.copy fails cleanly when the source backend dies mid-copy, and a re
   CHECK_THAT(r.status().message(),
              Catch::Contains("copying table big: connection 'blue'") &&
                  Catch::Contains("terminat"));
+  CHECK(r.status().message().find('\n') == std::string::npos);
   CHECK_THAT(r.status().message(), !Catch::Contains(blue.server().password));
   // The table was created by pre-data but holds none of the streamed rows.
   CHECK(green.Value("SELECT count(*) FROM big") == "0");
   CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kNotDone);
 
   // A retry (the earlier attempt's record in hand) starts clean and finishes.
-  c.ctx.previous_undo = c.ctx.LastUndo();
+  const Value failed_record = c.ctx.LastUndo();
+  CHECK_FALSE(failed_record.contains("created"));  // it never got that far
+  c.ctx.previous_undo = failed_record;
   Result<Value> again = c.Apply("pg.copy", args);
   REQUIRE(again.ok());
   CHECK(green.Value("SELECT count(*) FROM big") == "400000");
   CHECK(green.Value("SELECT count(*) FROM pg_indexes WHERE tablename = 'big'") == "1");
-  REQUIRE(c.Undo("pg.copy", args).ok());
+  CHECK(c.ctx.LastUndo()["before"] == failed_record["before"]);  // the first attempt's
+  // Undo from a record without "created" works out what appeared since "before".
+  REQUIRE(c.P("pg.copy").Undo(c.ctx, args, failed_record).ok());
   CHECK(green.Value("SELECT to_regclass('big') IS NULL") == "t");
+}
+
+TEST_CASE("pg.copy with schema_only copies tables, indexes and constraints without rows",
+          "[postgres][pg.copy]") {
+  PgTestDb blue(BlueServer()), green(GreenServer());
+  Shop(blue, 100);
+  PgCase c;
+  c.Connect("blue", blue);
+  c.Connect("green", green);
+  Value args = ShopArgs();
+  args["schema_only"] = true;
+  Result<Value> r = c.Apply("pg.copy", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["rows"] == 0);
+  CHECK(green.Value("SELECT count(*) FROM orders") == "0");
+  CHECK(green.Value("SELECT count(*) FROM audit.\"Events\"") == "0");
+  CHECK(green.Value("SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_customer_idx'") ==
+        "1");
+  CHECK(green.Value("SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == "1");
+}
+
+TEST_CASE("pg.copy hands pg_dump and psql the connection in PG* variables, never in argv",
+          "[postgres][pg.copy]") {
+  PgConnectOptions o;
+  o.conn_name = "blue";
+  o.dsn = "postgresql://sre:s3cr%40t@db.internal:5433/app?sslmode=require";
+  o.keywords["port"] = "6543";  // keywords win over the dsn, as for libpq
+  o.application_name = "runbook/r1/clone";
+  std::map<std::string, std::string> env = PgToolEnv(o);
+  CHECK(env["PGHOST"] == "db.internal");
+  CHECK(env["PGPORT"] == "6543");
+  CHECK(env["PGDATABASE"] == "app");
+  CHECK(env["PGUSER"] == "sre");
+  CHECK(env["PGPASSWORD"] == "s3cr@t");
+  CHECK(env["PGSSLMODE"] == "require");
+  CHECK(env["PGAPPNAME"] == "runbook/r1/clone");
+  o.password = "other";
+  CHECK(PgToolEnv(o)["PGPASSWORD"] == "other");
+  CHECK(ToolMajorVersion("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)\n") == 15);
+  CHECK(ToolMajorVersion("garbage") == 0);
+
+  PgCase c;
+  PlanEffect plan = c.P("pg.copy").Plan(ShopArgs());
+  CHECK_THAT(plan.text, Catch::StartsWith("pg_dump --schema-only --section=pre-data -t customers "
+                                          "-t orders -t audit.\"Events\" on blue | psql "
+                                          "--no-password -X -q -v ON_ERROR_STOP=1 "
+                                          "--single-transaction -f - on green\n"));
+  CHECK_THAT(plan.text, Catch::Contains("BEGIN; TRUNCATE t; COPY t FROM STDIN; COMMIT on green"));
+  CHECK_THAT(plan.undo, Catch::Contains("drop the tables"));
 }
 
 }  // namespace runbook::testing
