@@ -224,6 +224,16 @@ FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const st
   rec->action = s.action.name;
   Result<Value> args = ExpandTemplates(Lua(), s.action.args, s.action.pos, env, expr_deadline);
   if (!args.ok()) return fail(args.status().message());
+  // An argument whose template yields nil is left out (a conditional
+  // argument: `jobs: "${{ parallel and 4 or nil }}"`).
+  if (args->is_object() && s.action.args.is_object()) {
+    for (auto it = s.action.args.begin(); it != s.action.args.end(); ++it) {
+      if (it.value().is_string() && HasTemplate(it.value().get<std::string>()) &&
+          args->contains(it.key()) && (*args)[it.key()].is_null()) {
+        args->erase(it.key());
+      }
+    }
+  }
   if (ContainsUnknown(*args)) {
     return finish_as(StepStatus::kUnknown, MakeUnknown("arguments depend on an UNKNOWN result"),
                      "arguments depend on an UNKNOWN result");

@@ -303,3 +303,26 @@ TEST_CASE("steps that do not fit in what is left of the window stop the run", "[
   CHECK(h.Run(rb) == ExitCode::kOutsideWindow);
   CHECK(h.world.log.empty());
 }
+
+TEST_CASE("an argument whose template yields nil is left out", "[executor]") {
+  Harness h;
+  auto rb = h.Parse(R"(format: 1
+name: nil-arg
+steps:
+  - id: a
+    t.act: {tag: a, ms: "${{ nil }}"}
+  - id: b
+    t.act: {tag: b, ms: "${{ 1 > 2 and 5 or nil }}"}
+)");
+  CHECK(h.Run(rb) == ExitCode::kOk);
+  CHECK(h.world.log == std::vector<std::string>{"apply a", "apply b"});
+  // A required argument that yields nil is still an error, naming it.
+  auto bad = h.Parse(R"(format: 1
+name: nil-required
+steps:
+  - id: a
+    t.act: {tag: "${{ nil }}"}
+)");
+  CHECK(h.Run(bad) == ExitCode::kRunFailed);
+  CHECK_THAT(h.Step("a").error, Catch::Contains("tag"));
+}
