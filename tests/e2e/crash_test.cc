@@ -24,13 +24,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-uint64_t Seed() {
-  const char* s = getenv("RUNBOOK_CRASH_SEED");
-  uint64_t seed = s && *s ? std::strtoull(s, nullptr, 10) : std::random_device{}();
-  fprintf(stderr, "crash test seed: %llu (RUNBOOK_CRASH_SEED=%llu replays it)\n",
-          static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
-  return seed;
-}
 
 // Steps whose effects are on disk under W (the work dir):
 // - step-NN: mkdir with `creates` (idempotent, safe to re-run);
@@ -164,7 +157,7 @@ TEST_CASE("SIGKILL at random instants during a run, then resume: every step took
           "[e2e][crash]") {
   E2e t;
   t.Write("crash.yaml", kForward);
-  Crasher c{t, std::mt19937_64(Seed())};
+  Crasher c{t, std::mt19937_64(CrashSeed("crash test"))};
   // Calibration: one run without kills gives the end state and the time the
   // kill instants are spread over.
   int full_ms;
@@ -290,7 +283,7 @@ TEST_CASE("SIGKILL at random instants during a rollback, then resume: the rollba
   E2e t;
   const int kPairs = 6;
   t.Write("undo.yaml", RollbackRunbook(kPairs));
-  Crasher c{t, std::mt19937_64(Seed() ^ 0x5bd1e995)};
+  Crasher c{t, std::mt19937_64(CrashSeed("crash test") ^ 0x5bd1e995)};
   // Starts the run and returns once its rollback has begun (boom failed).
   auto start_rollback = [&](const std::string& w) {
     auto bg = std::make_unique<Background>(t.Spec({"run", "undo.yaml", "-p", "w=" + w}));

@@ -22,13 +22,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-uint64_t CrashSeed() {
-  const char* s = getenv("RUNBOOK_CRASH_SEED");
-  uint64_t seed = s && *s ? std::strtoull(s, nullptr, 10) : std::random_device{}();
-  fprintf(stderr, "cutover crash seed: %llu (RUNBOOK_CRASH_SEED=%llu replays it)\n",
-          static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
-  return seed;
-}
 
 int Kills() {
   const char* s = getenv("RUNBOOK_CUTOVER_KILLS");
@@ -176,7 +169,7 @@ int CutoverOnce(std::mt19937_64& rng, int max_kills, int iteration) {
 
 TEST_CASE("cutover under writes: SIGKILL at random instants, resume; nothing lost or doubled",
           "[e2e][crash][seed004][cutover]") {
-  std::mt19937_64 rng(CrashSeed());
+  std::mt19937_64 rng(CrashSeed("cutover crash"));
   const int want = Kills();
   int kills = 0;
   for (int iteration = 1; kills < want; ++iteration) {

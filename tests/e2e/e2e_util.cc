@@ -1,5 +1,9 @@
 #include "tests/e2e/e2e_util.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -329,6 +333,14 @@ std::string IntegrityCheck(const std::string& path) {
   std::string r = db.Query("PRAGMA integrity_check");
   while (!r.empty() && r.back() == '\n') r.pop_back();
   return r;
+}
+
+uint64_t CrashSeed(const char* what) {
+  const char* s = getenv("RUNBOOK_CRASH_SEED");
+  uint64_t seed = s && *s ? std::strtoull(s, nullptr, 10) : std::random_device{}();
+  fprintf(stderr, "%s seed: %llu (RUNBOOK_CRASH_SEED=%llu replays it)\n", what,
+          static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
+  return seed;
 }
 
 }  // namespace runbook::e2e

@@ -109,6 +109,10 @@ std::string RunIdFrom(const std::string& output);
 std::vector<pid_t> Descendants(pid_t pid);
 bool PidAlive(pid_t pid);
 
+// The seed of a randomized crash test: $RUNBOOK_CRASH_SEED, else a random
+// one; printed (with `what`) so that a failure can be replayed.
+uint64_t CrashSeed(const char* what);
+
 bool Exists(const std::string& path);
 std::string ReadFile(const std::string& path);
 int CountLines(const std::string& path);
