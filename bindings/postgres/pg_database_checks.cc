@@ -1,5 +1,8 @@
 #include "bindings/postgres/pg_database_checks.h"
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 namespace runbook {
@@ -36,6 +39,18 @@ Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::s
   Result<Value> rows = lease.Query(FactsSql(lease->server_version()), {name, templ, owner});
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return Status::Internal("no pg_roles row for current_user");
+  // CREATE DATABASE itself waits up to 5 s for other sessions on the
+  // template to end (a backend exits a moment after its client closed, as
+  // an earlier step's connection to template1 does); so does this check.
+  auto patience = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((*rows)[0]["template_sessions"].is_number() &&
+         (*rows)[0]["template_sessions"].get<int64_t>() > 0 &&
+         std::chrono::steady_clock::now() < std::min(patience, lease.deadline())) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    rows = lease.Query(FactsSql(lease->server_version()), {name, templ, owner});
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) return Status::Internal("no pg_roles row for current_user");
+  }
   const Value& f = (*rows)[0];
   std::vector<std::string> problems;
   const std::string me = Str(f["me"]);

@@ -13,6 +13,7 @@
 #include "bindings/postgres/pg_counts.h"
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
+#include "bindings/postgres/pg_sql.h"
 
 namespace runbook {
 namespace {
@@ -96,6 +97,8 @@ class SnapshotHolder {
   PgLease& lease_;
 };
 
+Status AddForeignKeys(PgLease& dst, const Value& fks);  // below
+
 class PgCopy : public PgPrimitive {
  public:
   PgCopy()
@@ -169,6 +172,10 @@ class PgCopy : public PgPrimitive {
     }
     Status s = DropObjects(dst->conn(), dst->deadline(), created);
     if (!s.ok()) return s;
+    if (state.contains("foreign_keys")) {  // dropped for the data copy
+      s = AddForeignKeys(*dst, state["foreign_keys"]);
+      if (!s.ok()) return s;
+    }
     ctx.Log(LogLevel::kInfo, "dropped " + std::to_string(created.size()) +
                                  " objects pg.copy created on '" + StrArg(args, "target") + "'");
     if (state.contains("replaced") && !state["replaced"].empty()) {
@@ -356,6 +363,59 @@ Value ResultOf(StepContext& ctx, const std::vector<CopyTable>& tables,
   return Value{{"tables", list}, {"rows", rows}, {"bytes", bytes}, {"seconds", seconds}};
 }
 
+// Foreign keys on the target that involve a table whose rows are replaced
+// ({table, name, definition}). TRUNCATE refuses a table another one
+// references, so the copy drops them for the data and adds them back after
+// it, which validates every row again.
+Result<Value> ForeignKeysOn(PgLease& dst, const std::vector<CopyTable>& tables) {
+  std::string list;
+  for (const auto& t : tables) {
+    if (!t.on_target) continue;
+    list += (list.empty() ? "" : ", ") + QuoteLiteralPlain(t.Quoted());
+  }
+  if (list.empty()) return Value::array();
+  return dst.Query(
+      "SELECT conrelid::regclass::text AS table, conname AS name, "
+      "pg_get_constraintdef(oid) AS definition FROM pg_constraint WHERE contype = 'f' AND "
+      "(conrelid = ANY (ARRAY[" + list + "]::regclass[]) OR "
+      "confrelid = ANY (ARRAY[" + list + "]::regclass[])) ORDER BY 1, 2");
+}
+
+bool SameKey(const Value& a, const Value& b) {
+  return a.value("table", "") == b.value("table", "") && a.value("name", "") == b.value("name", "");
+}
+
+Status DropForeignKeys(PgLease& dst, const Value& fks) {
+  if (fks.empty()) return Status::Ok();
+  std::string sql = "BEGIN;";
+  for (const auto& fk : fks) {
+    sql += " ALTER TABLE " + fk.value("table", "") + " DROP CONSTRAINT IF EXISTS " +
+           dst.Ident(fk.value("name", "")) + ";";
+  }
+  Result<PgResult> r = dst.RunScript(sql + " COMMIT;");
+  if (!r.ok() && dst->ok() && dst->in_transaction()) dst.Exec("ROLLBACK");
+  return r.status().Prefixed("dropping foreign keys for the copy");
+}
+
+// Adds back those of `fks` that are missing (and whose table still exists).
+Status AddForeignKeys(PgLease& dst, const Value& fks) {
+  for (const auto& fk : fks) {
+    Result<Value> there = dst.Query(
+        "SELECT to_regclass($1) IS NOT NULL AS table_exists, EXISTS (SELECT 1 FROM pg_constraint "
+        "WHERE conrelid = to_regclass($1) AND conname = $2) AS fk_exists",
+        {fk.value("table", ""), fk.value("name", "")});
+    if (!there.ok()) return there.status();
+    if (there->empty() || !(*there)[0]["table_exists"].get<bool>() ||
+        (*there)[0]["fk_exists"].get<bool>()) {
+      continue;
+    }
+    Status s = dst.Exec("ALTER TABLE " + fk.value("table", "") + " ADD CONSTRAINT " +
+                        dst.Ident(fk.value("name", "")) + " " + fk.value("definition", ""));
+    if (!s.ok()) return s.Prefixed("adding back foreign key " + fk.value("name", ""));
+  }
+  return Status::Ok();
+}
+
 Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
                            Prepared* p, const Value& previous) {
   const auto start = std::chrono::steady_clock::now();
@@ -368,8 +428,18 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
     if (t.on_target) replaced.push_back(t.key);
     else create.push_back(&t);
   }
+  Result<Value> fks = ForeignKeysOn(dst, p->tables);
+  if (!fks.ok()) return fks.status();
+  // An earlier attempt may have dropped some and died: they are ours to add.
+  if (previous.is_object() && previous.contains("foreign_keys")) {
+    for (const auto& old_fk : previous["foreign_keys"]) {
+      bool known = false;
+      for (const auto& fk : *fks) known = known || SameKey(fk, old_fk);
+      if (!known) fks->push_back(old_fk);
+    }
+  }
   Value record{{"target", a.target}, {"before", *before}, {"tables", keys},
-               {"replaced", replaced}};
+               {"replaced", replaced}, {"foreign_keys", *fks}};
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
 
   SnapshotHolder holder(src);
@@ -392,9 +462,11 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   }
   std::vector<CopyStats> stats(p->tables.size());
   if (!a.schema_only) {
+    if (Status s = DropForeignKeys(dst, *fks); !s.ok()) return s;
     Result<std::vector<CopyStats>> copied = CopyData(ctx, a, *snapshot, p->tables);
     if (!copied.ok()) return copied.status();
     stats = std::move(*copied);
+    if (Status s = AddForeignKeys(dst, *fks); !s.ok()) return s;
   }
   holder.Release();
   if (!post->empty()) {

@@ -149,7 +149,14 @@ class PgExec : public PgPrimitive {
         Status s = ctx.RecordUndo(Value{{"rollback_sql", undo}});
         if (!s.ok()) return s;
       }
-      r = *txn ? InTransaction(*lease, sql, params) : RunSql(*lease, sql, params);
+      bool commit_sent = false;
+      r = *txn ? InTransaction(*lease, sql, params, &commit_sent) : RunSql(*lease, sql, params);
+      if (!r.ok() && *txn && !commit_sent && !undo.empty()) {
+        // The transaction never committed: nothing of it stays, so there is
+        // nothing for rollback_sql to undo (running it would fail half-way).
+        Status s = ctx.RecordUndo(Value());
+        if (!s.ok()) return s;
+      }
     }
     ForwardNotices(ctx, lease->conn());
     if (!r.ok()) return r.status();
@@ -182,8 +189,10 @@ class PgExec : public PgPrimitive {
     return txn;
   }
 
+  // `commit_sent` (if given) tells whether COMMIT went out: a failure before
+  // it left nothing behind; a failed COMMIT may or may not have committed.
   static Result<PgResult> InTransaction(PgLease& lease, const std::string& sql,
-                                        const PgParams& params) {
+                                        const PgParams& params, bool* commit_sent = nullptr) {
     Status s = lease.Exec("BEGIN");
     if (!s.ok()) return s;
     Result<PgResult> r = RunSql(lease, sql, params);
@@ -191,6 +200,7 @@ class PgExec : public PgPrimitive {
       if (lease->ok() && lease->in_transaction()) lease.Exec("ROLLBACK");
       return r;
     }
+    if (commit_sent) *commit_sent = true;
     s = lease.Exec("COMMIT");
     if (!s.ok()) return s.Prefixed("COMMIT");
     return r;

@@ -3,6 +3,7 @@
 #include "bindings/postgres/pg_conninfo.h"
 
 #include <algorithm>
+#include <functional>
 #include "bindings/postgres/pg_via_kube.h"
 #include "bindings/postgres/pg_via_ssh.h"
 
@@ -37,13 +38,19 @@ void ForwardNotices(StepContext& ctx, PgConnection& conn) {
 Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
   Result<PgConnectOptions> options = StepConnectOptions(ctx, name);
   if (!options.ok()) return options.status();
+  // Keyed by name and configuration: runbooks included once per item (a
+  // foreach over databases) declare the same name for different databases.
+  Result<Connection> declared = ctx.GetConnection(name);
+  if (!declared.ok()) return declared.status();
+  const std::string key =
+      "postgres:" + name + "#" + std::to_string(std::hash<std::string>{}(declared->config.dump()));
   Result<Resource*> res = ctx.resources().GetOrCreate(
-      "postgres:" + name, []() -> Result<std::unique_ptr<Resource>> {
+      key, []() -> Result<std::unique_ptr<Resource>> {
         return std::unique_ptr<Resource>(std::make_unique<PgSession>());
       });
   if (!res.ok()) return res.status();
   auto* session = dynamic_cast<PgSession*>(*res);
-  if (!session) return Status::Internal("resource postgres:" + name + " is not a PgSession");
+  if (!session) return Status::Internal("resource " + key + " is not a PgSession");
 
   std::unique_lock<std::mutex> lock(session->mu);
   PgConnection& conn = session->conn;

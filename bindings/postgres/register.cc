@@ -13,6 +13,8 @@ void RegisterPostgres(Registry* r) {
   AddPgSessionPrimitives(r);
   AddPgCollationPrimitives(r);
   AddPgSchemaPrimitives(r);
+  AddPgDumpPrimitives(r);
+  AddPgRestorePrimitives(r);
   AddPgCopyPrimitives(r);
 }
 

@@ -10,7 +10,7 @@ Status StepContextImpl::RecordUndo(const Value& state) {
     rec_->undo[entry_].state = ex_->env_.redactor->Redact(state);
   }
   // Durable before the primitive goes on to act.
-  return ex_->Put(rec_, "step.undo_recorded", "");
+  return ex_->Put(rec_, "step.undo_recorded", "", /*durable=*/!ex_->opts_.dry_run);
 }
 
 void StepContextImpl::Log(LogLevel level, const std::string& message) {
@@ -71,7 +71,7 @@ Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args
 
 Result<Value> StepContextImpl::RunChild(const std::string& runbook_path, const Value& params) {
   Value result;
-  child_flow = ex_->RunChild(*scope_, *spec_, runbook_path, params, &result);
+  child_flow = ex_->RunChild(*scope_, rec_->step_id, runbook_path, params, &result);
   if (child_flow.flow == Flow::kOk) return result;
   if (child_flow.flow == Flow::kPaused) return Status::Paused(child_flow.message);
   return Status::Failed(child_flow.message);

@@ -1,5 +1,6 @@
 // Run, resume and rollback entry points and the run's lifecycle.
 #include <filesystem>
+#include <regex>
 #include <sstream>
 
 #include "engine/core/duration.h"
@@ -91,7 +92,8 @@ StepRecord* Executor::Impl::Record(const std::string& step_id) {
   return slot.get();
 }
 
-Status Executor::Impl::Put(StepRecord* rec, const std::string& kind, const std::string& message) {
+Status Executor::Impl::Put(StepRecord* rec, const std::string& kind, const std::string& message,
+                           bool durable) {
   Event e;
   e.run_id = run_.id;
   e.step_id = rec->step_id;
@@ -101,7 +103,7 @@ Status Executor::Impl::Put(StepRecord* rec, const std::string& kind, const std::
   std::lock_guard<std::mutex> lock(mu_);
   rec->change = env_.redactor->Redact(rec->change);
   rec->error = env_.redactor->Redact(rec->error);
-  Status s = env_.store->PutStep(rec, &e);
+  Status s = env_.store->PutStep(rec, &e, durable);
   if (!s.ok()) {
     // The journal is the promise: without it nothing may act.
     env_.reporter->Log(rec->step_id, LogLevel::kError, s.message());
@@ -116,6 +118,63 @@ Value Executor::Impl::MakeEnv(const Scope& scope, const Value* item, const Value
   env["run"] = Value{{"id", run_.id}, {"dry_run", opts_.dry_run}};
   if (item) env["item"] = *item;
   if (result) env["result"] = *result;
+  return env;
+}
+
+namespace {
+
+void TemplateStrings(const Value& v, std::vector<std::string>* out) {
+  if (v.is_string()) {
+    if (HasTemplate(v.get<std::string>())) out->push_back(v.get<std::string>());
+  } else if (v.is_structured()) {
+    for (const auto& child : v) TemplateStrings(child, out);
+  }
+}
+
+// Step ids named by the expressions of `s` (a superset: every id that occurs
+// in them), or nullopt if an expression reads `steps` other than as
+// steps.ID or steps["ID"] (pairs(steps), steps[name]).
+std::optional<std::set<std::string>> StepRefs(const Runbook& rb, const StepSpec& s) {
+  if (s.action.name == "lua" || s.action.name == "include") return std::nullopt;
+  std::vector<std::string> texts;
+  if (s.when) texts.push_back(*s.when);
+  if (s.assert_expr) texts.push_back(*s.assert_expr);
+  if (s.foreach) TemplateStrings(*s.foreach, &texts);
+  TemplateStrings(s.action.args, &texts);
+  if (s.rollback_action) TemplateStrings(s.rollback_action->args, &texts);
+  static const std::regex dynamic(R"(\bsteps\b(?!\s*(\.\s*[A-Za-z_]|\[\s*["'])))");
+  std::set<std::string> ids;
+  for (const auto& text : texts) {
+    if (text.find("steps") == std::string::npos) continue;
+    if (std::regex_search(text, dynamic)) return std::nullopt;
+    for (const auto& other : rb.steps) {
+      if (text.find(other.id) != std::string::npos) ids.insert(other.id);
+    }
+  }
+  return ids;
+}
+
+}  // namespace
+
+Value Executor::Impl::MakeStepEnv(const Scope& scope, const StepSpec& s, const Value* item) {
+  const std::optional<std::set<std::string>>* refs;
+  {
+    std::lock_guard<std::mutex> lock(refs_mu_);
+    auto it = step_refs_.find(&s);
+    if (it == step_refs_.end()) it = step_refs_.emplace(&s, StepRefs(*scope.rb, s)).first;
+    refs = &it->second;  // map nodes are stable
+  }
+  if (!refs->has_value()) return MakeEnv(scope, item);
+  Value steps = Value::object();
+  for (const auto& id : **refs) {
+    auto found = scope.steps.find(id);
+    if (found != scope.steps.end()) steps[id] = *found;
+  }
+  Value env = Value::object();
+  env["params"] = scope.params;
+  env["steps"] = std::move(steps);
+  env["run"] = Value{{"id", run_.id}, {"dry_run", opts_.dry_run}};
+  if (item) env["item"] = *item;
   return env;
 }
 

@@ -5,6 +5,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "engine/exec/executor.h"
@@ -51,8 +53,9 @@ class Executor::Impl {
                       const Value& args, const Value& env, Value* result);
   // Approval gate of step `rec` (step key approve: or the approve action).
   Status Approve(StepRecord* rec, const std::string& message);
-  // include: runs a child runbook's steps as "<id>.<sub>".
-  FlowResult RunChild(Scope& parent, const StepSpec& s, const std::string& path,
+  // Runs an included runbook as the steps "<instance_id>.<id>" (instance_id:
+  // the include step's record id, "inc" or "inc[2]" inside a foreach).
+  FlowResult RunChild(Scope& parent, const std::string& instance_id, const std::string& path,
                       const Value& params, Value* result);
   bool WindowAllows(const Scope& scope, size_t index, std::string* why);
 
@@ -64,8 +67,21 @@ class Executor::Impl {
 
   // --- executor.cc
   StepRecord* Record(const std::string& step_id);  // creates an empty one
-  Status Put(StepRecord* rec, const std::string& event_kind, const std::string& message);
+  // Journals a step transition. `durable` false skips the wait for the disk:
+  // allowed only when no external side effect can follow before the next
+  // durable commit (which makes this one durable too: one WAL, in order).
+  // Durable: the start of a step that may act (not a probe), undo records,
+  // undo starts, run transitions. Not: results, failures, skips, and the
+  // start of probes; a power loss then loses at most steps that changed
+  // nothing since the last sync, and resume runs them again.
+  Status Put(StepRecord* rec, const std::string& event_kind, const std::string& message,
+             bool durable = true);
   Value MakeEnv(const Scope& scope, const Value* item, const Value* result = nullptr) const;
+  // MakeEnv for running step `s`, with only the earlier results its
+  // expressions name (copying every result for every step is quadratic).
+  // Lua and include steps, and expressions that read `steps` dynamically,
+  // get them all.
+  Value MakeStepEnv(const Scope& scope, const StepSpec& s, const Value* item);
   LuaRuntime& Lua();
   void RegisterSecrets(const Runbook& rb, const Value& params);
   Result<Connection> ResolveConnection(const Scope& scope, const std::string& name);
@@ -82,6 +98,9 @@ class Executor::Impl {
   std::unique_ptr<RunLock> lock_;
   Resources resources_;
   std::mutex mu_;  // guards records_ and the StepRecords in it
+  std::mutex refs_mu_;  // guards step_refs_
+  // Per step: the step ids its expressions name; nullopt: all of them.
+  std::map<const StepSpec*, std::optional<std::set<std::string>>> step_refs_;
   std::map<std::string, std::unique_ptr<StepRecord>> records_;
   std::map<std::string, int64_t> durations_;
   int64_t window_end_ms_ = 0;  // 0: no window to respect

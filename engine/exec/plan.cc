@@ -120,9 +120,13 @@ struct Planner {
         continue;
       }
       auto effect = [&](const Value* item, const std::string& instance) {
-        Value e = env;
+        Value& e = env;  // not a copy: the env holds every step (quadratic)
         if (item) e["item"] = *item;
         else if (s.foreach) e["item"] = MakeUnknown("plan");
+        struct DropItem {
+          Value& env;
+          ~DropItem() { env.erase("item"); }
+        } drop{e};
         Value args = Expand(s.action.args, s.action.pos, e);
         PlanEffect eff = prim->Plan(args);
         bool irreversible = !eff.reversible && s.rollback != RollbackMode::kAction;
@@ -170,7 +174,9 @@ std::string RenderPlan(const Runbook& rb, const Value& params, const Registry& r
   Planner p{registry, redactor};
   p.out << "plan: " << rb.name << " (" << rb.path << ")\n";
   if (!rb.description.empty()) p.out << "  " << rb.description << "\n";
-  p.out << "lock: " << (rb.lock.empty() ? rb.name : rb.lock)
+  Value lock = p.Expand(Value(rb.lock.empty() ? rb.name : rb.lock), Pos{rb.path},
+                        p.Env(rb, params, ""));
+  p.out << "lock: " << redactor.Redact(lock.is_string() ? lock.get<std::string>() : lock.dump())
         << "   on_failure: " << (rb.on_failure == OnFailure::kRollback ? "rollback" : "stop")
         << "\n";
   if (rb.window) {

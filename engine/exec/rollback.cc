@@ -9,10 +9,10 @@ namespace runbook {
 namespace {
 
 // "inc.sub[2]" -> {"inc", "sub"}; the [n] of a foreach instance dropped.
+// "move[2].copy" -> {"move[2]", "copy"}: one part per scope, each with its
+// foreach instance if it has one ("[2]" holds no dot).
 std::vector<std::string> SplitId(const std::string& step_id) {
-  std::string id = step_id;
-  size_t bracket = id.find('[');
-  if (bracket != std::string::npos && id.back() == ']') id = id.substr(0, bracket);
+  const std::string& id = step_id;
   std::vector<std::string> parts;
   size_t start = 0;
   for (;;) {
@@ -42,7 +42,8 @@ const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** sco
   Scope* scope = &root_;
   std::string prefix;
   for (size_t i = 0; i < parts.size(); ++i) {
-    const StepSpec* s = scope->rb->FindStep(parts[i]);
+    const std::string name = parts[i].substr(0, parts[i].find('['));
+    const StepSpec* s = scope->rb->FindStep(name);
     if (!s) return nullptr;
     if (i + 1 == parts.size()) {
       *scope_out = scope;
@@ -54,8 +55,15 @@ const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** sco
     std::lock_guard<std::mutex> lock(mu_);
     auto& child = child_scopes_[prefix];
     if (!child) {
+      // An include inside a foreach: its params may name the item.
+      const Value* item = nullptr;
+      auto instance = records_.find(prefix.substr(0, prefix.size() - 1));
+      if (parts[i].find('[') != std::string::npos && instance != records_.end() &&
+          !instance->second->item.is_null()) {
+        item = &instance->second->item;
+      }
       Result<Value> args = ExpandTemplates(Lua(), s->action.args, s->action.pos,
-                                           MakeEnv(*scope, nullptr),
+                                           MakeEnv(*scope, item),
                                            env_.clock->Steady() + std::chrono::seconds(10));
       if (!args.ok()) return nullptr;
       std::string path = args->value("runbook", "");

@@ -65,7 +65,7 @@ bool Executor::Impl::WindowAllows(const Scope& scope, size_t index, std::string*
 FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t) {
   std::string id = scope.prefix + s.id;
   StepRecord* rec = Record(id);
-  Value env = MakeEnv(scope, nullptr);
+  Value env = MakeStepEnv(scope, s, nullptr);
   auto skip = [&](StepStatus status, const std::string& why, const Value& result) {
     rec->status = status;
     rec->action = s.action.name;
@@ -204,11 +204,11 @@ FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const st
     rec->result = env_.redactor->Redact(res);
     *result = res;
     rec->finished_ms = env_.clock->NowMs();
-    Put(rec, st == StepStatus::kUnknown ? "step.unknown" : "step.ok", why);
+    Put(rec, st == StepStatus::kUnknown ? "step.unknown" : "step.ok", why, /*durable=*/false);
     Report(*rec, why);
     return FlowResult{};
   };
-  Value env = MakeEnv(scope, item);
+  Value env = MakeStepEnv(scope, s, item);
   if (item) rec->item = env_.redactor->Redact(*item);
   auto expr_deadline = env_.clock->Steady() + kExprBudget;
   if (s.when && s.foreach) {
@@ -302,7 +302,9 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
       rec->undo = {UndoEntry{prim->name(), env_.redactor->Redact(args), previous}};
     }
     env_.reporter->StepStarted(id, rec->change);
-    if (!Put(rec, "step.start", rec->change).ok()) {
+    // A step that may act starts durably (and so does everything before it).
+    const bool may_act = !opts_.dry_run && prim->rehearsal(args) != Rehearsal::kProbe;
+    if (!Put(rec, "step.start", rec->change, may_act).ok()) {
       return {Flow::kFailed, Quoted(id) + ": cannot write the journal; nothing was done"};
     }
     SteadyTime deadline = s.timeout ? env_.clock->Steady() + *s.timeout : SteadyTime::max();
@@ -345,7 +347,7 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
       rec->result = env_.redactor->Redact(*r);
       rec->error.clear();
       *out = *r;
-      Put(rec, "step.ok", "");
+      Put(rec, "step.ok", "", /*durable=*/false);
       Report(*rec, rec->status == StepStatus::kUnknown ? "assert depends on UNKNOWN" : "");
       return {};
     }
@@ -360,7 +362,8 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     if (attempt < max_attempts) {
       Millis delay = s.retry_delay * (1LL << std::min(attempt - 1, 20));
       rec->status = StepStatus::kRunning;
-      Put(rec, "step.retry", "attempt " + std::to_string(attempt) + " failed: " + rec->error);
+      Put(rec, "step.retry", "attempt " + std::to_string(attempt) + " failed: " + rec->error,
+          /*durable=*/false);
       env_.reporter->Log(id, LogLevel::kWarn,
                          "attempt " + std::to_string(attempt) + " of " +
                              std::to_string(max_attempts) + " failed: " + rec->error +
@@ -369,7 +372,7 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
       continue;
     }
     rec->status = StepStatus::kFailed;
-    Put(rec, "step.fail", rec->error);
+    Put(rec, "step.fail", rec->error, /*durable=*/false);
     Report(*rec, rec->error);
     return {Flow::kFailed, Quoted(id) + ": " + rec->error};
   }
@@ -405,8 +408,8 @@ Status Executor::Impl::Approve(StepRecord* rec, const std::string& message) {
                         ", then: runbook resume " + run_.id);
 }
 
-FlowResult Executor::Impl::RunChild(Scope& parent, const StepSpec& s, const std::string& path,
-                                    const Value& params, Value* result) {
+FlowResult Executor::Impl::RunChild(Scope& parent, const std::string& instance_id,
+                                    const std::string& path, const Value& params, Value* result) {
   const Runbook* child = nullptr;
   for (const auto& [p, rb] : parent.rb->includes) {
     if (p == path || (p.size() >= path.size() &&
@@ -417,7 +420,7 @@ FlowResult Executor::Impl::RunChild(Scope& parent, const StepSpec& s, const std:
   if (!child) return {Flow::kFailed, "include: runbook " + path + " was not loaded"};
   auto scope = std::make_unique<Scope>();
   scope->rb = child;
-  scope->prefix = parent.prefix + s.id + ".";
+  scope->prefix = instance_id + ".";  // "inc." or, inside a foreach, "inc[2]."
   for (const auto& p : child->params) {
     if (params.contains(p.name)) scope->params[p.name] = params[p.name];
     else if (p.default_value) scope->params[p.name] = *p.default_value;

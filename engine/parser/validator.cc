@@ -69,16 +69,16 @@ void Validator::TopLevel(const Node& root) {
   if (const Node* n = root.Find("format")) Format(*n);
   if (const Node* n = root.Find("name")) Name(*n);
   if (const Node* n = root.Find("description")) StringKey(*n, "'description'", &rb_->description);
+  if (const Node* n = root.Find("on_failure")) ParseOnFailure(*n);
+  if (const Node* n = root.Find("window")) ParseWindow(*n);
+  if (const Node* n = root.Find("params")) Params(*n);
   rb_->lock = rb_->name;
-  if (const Node* n = root.Find("lock")) {
+  if (const Node* n = root.Find("lock")) {  // after params: a lock may name them
     if (StringKey(*n, "'lock'", &rb_->lock)) {
       RefScope scope{nullptr, "the lock is taken before any step runs"};
       CheckTemplates(*n, scope);
     }
   }
-  if (const Node* n = root.Find("on_failure")) ParseOnFailure(*n);
-  if (const Node* n = root.Find("window")) ParseWindow(*n);
-  if (const Node* n = root.Find("params")) Params(*n);
   if (const Node* n = root.Find("connections")) Connections(*n);
   if (const Node* n = root.Find("steps")) Steps(*n);
 }

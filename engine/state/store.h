@@ -109,7 +109,12 @@ class StateStore {
   // Writes the whole step row and, if given, one event, in one transaction.
   // A new step gets the next seq; done_seq is assigned when status becomes
   // kSucceeded for the first time.
-  Status PutStep(StepRecord* step, const Event* event = nullptr);
+  // `durable` false commits without waiting for the disk (synchronous=NORMAL
+  // for this one transaction): the commit is ordered in the WAL and becomes
+  // durable with the next durable commit. The executor uses it only for
+  // transitions that no external side effect follows before a durable commit
+  // does (see Executor::Impl::Put).
+  Status PutStep(StepRecord* step, const Event* event = nullptr, bool durable = true);
   Result<std::vector<StepRecord>> GetSteps(const std::string& run_id);  // by seq
   Result<std::optional<StepRecord>> GetStep(const std::string& run_id, const std::string& step_id);
 

@@ -108,10 +108,30 @@ bool UpsertStep(sqlite3* db, const StepRecord& s) {
 
 }  // namespace
 
-Status StateStore::PutStep(StepRecord* step, const Event* event) {
+namespace {
+// synchronous=NORMAL for one transaction, FULL again afterwards (declared
+// before the Transaction, so it is restored after the commit or rollback).
+class RelaxedSync {
+ public:
+  RelaxedSync(sqlite3* db, bool relax) : db_(relax ? db : nullptr) {
+    if (db_ && !state_internal::ExecSql(db_, "PRAGMA synchronous=NORMAL")) db_ = nullptr;
+  }
+  ~RelaxedSync() {
+    if (db_) state_internal::ExecSql(db_, "PRAGMA synchronous=FULL");
+  }
+  RelaxedSync(const RelaxedSync&) = delete;
+  RelaxedSync& operator=(const RelaxedSync&) = delete;
+
+ private:
+  sqlite3* db_;
+};
+}  // namespace
+
+Status StateStore::PutStep(StepRecord* step, const Event* event, bool durable) {
   if (!step) return Status::Internal("PutStep: no step");
   std::lock_guard<std::mutex> lock(mu_);
   const std::string op = "cannot write step '" + step->step_id + "'";
+  RelaxedSync relaxed(db_, !durable);
   Transaction txn(db_);
   if (!txn.Begin()) return SqlError(db_, path_, op);
 

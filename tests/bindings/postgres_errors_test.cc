@@ -22,6 +22,7 @@ std::vector<std::pair<std::string, Value>> EveryPrimitive() {
       {"pg.refresh_collation", {{"conn", "x"}}},
       {"pg.assert_schema", {{"conn", "x"}, {"tables", {{"t", {"id"}}}}}},
       {"pg.schema_diff", {{"source", "x"}, {"target", "y"}}},
+      {"pg.dump", {{"conn", "x"}, {"file", "/tmp/runbook-errors-test-never-written.dump"}}},
   };
 }
 

@@ -9,4 +9,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/retries_report_test.cc
   tests/e2e/run_lock_test.cc
   tests/e2e/secrets_test.cc
+  tests/e2e/runbooks_test.cc
+  tests/e2e/runbooks_move_test.cc
+  tests/e2e/cutover_crash_test.cc
 )

@@ -77,6 +77,18 @@ TEST_CASE("lock must be a string and cannot read steps", "[parser][errors]") {
   EXPECT_DIAG(std::string("format: 1\nname: t\nlock: \"${{ steps.a.result }}\"\n") + kOneStep,
               "t.yaml:3:8: cannot read step 'a' in template: the lock is taken before any step "
               "runs");
+  // Params come after the lock in the file, and a lock may name them.
+  EXPECT_DIAG(std::string("format: 1\nname: t\nlock: \"db-${{ params.tagret }}\"\n"
+                          "params:\n  target: {type: string}\n") + kOneStep,
+              "t.yaml:3:11: unknown param 'tagret' in template (did you mean 'target'?)");
+  std::vector<Diagnostic> diags;
+  auto rb = ParseRunbook("t.yaml",
+                         std::string("format: 1\nname: t\nlock: \"db-${{ params.target }}\"\n"
+                                     "params:\n  target: {type: string}\n") + kOneStep,
+                         testing::TestRegistry(), &diags);
+  INFO(testing::Dump(diags));
+  REQUIRE(rb != nullptr);
+  CHECK(rb->lock == "db-${{ params.target }}");
 }
 
 // ---- window -------------------------------------------------------------------
@@ -142,7 +154,7 @@ TEST_CASE("an unknown argument is suggested from the primitive's schema", "[pars
 
 TEST_CASE("an unknown action is suggested from the registry", "[parser][errors][steps]") {
   auto diags = ParseErrors(S("  - id: a\n    kube.scal: {conn: cluster, replicas: 1}\n"));
-  INFO(Dump(diags));
+  INFO(testing::Dump(diags));
   CHECK(HasDiag(diags, "t.yaml:12:5: step 'a': unknown action 'kube.scal' (did you mean "
                        "'kube.scale'?)"));
   CHECK(diags.size() == 1);  // not also "no action"

@@ -1,0 +1,322 @@
+#include "bindings/postgres/pg_tools.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "bindings/postgres/pg_session.h"
+#include "engine/core/sha256.h"
+
+namespace runbook {
+namespace fs = std::filesystem;
+
+namespace {
+
+// The dsn's keywords as libpq parses them (conninfo or URI), only those set.
+std::map<std::string, std::string> ParseDsnKeywords(const std::string& dsn) {
+  std::map<std::string, std::string> out;
+  if (dsn.empty()) return out;
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
+  PQfreemem(err);
+  if (!opts) return out;
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (o->val && *o->val) out[o->keyword] = o->val;
+  }
+  PQconninfoFree(opts);
+  return out;
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::vector<std::string> Words(const std::string& line) {
+  std::vector<std::string> out;
+  std::istringstream in(line);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+// The types ParseTocList keeps, longest first so that "TABLE DATA" is not
+// read as a TABLE in schema "DATA" (multi-word types we ignore are listed too).
+const char* const kTocTypes[] = {"MATERIALIZED VIEW DATA",
+                                 "SEQUENCE OWNED BY",
+                                 "MATERIALIZED VIEW",
+                                 "FOREIGN TABLE",
+                                 "TABLE ATTACH",
+                                 "TABLE DATA",
+                                 "SEQUENCE SET",
+                                 "TABLE",
+                                 "SEQUENCE",
+                                 "VIEW",
+                                 "SCHEMA"};
+bool KeptType(const std::string& t) {
+  return t != "MATERIALIZED VIEW DATA" && t != "SEQUENCE OWNED BY" && t != "TABLE ATTACH" &&
+         t != "SEQUENCE SET";
+}
+
+}  // namespace
+
+std::string ConninfoQuote(const std::string& value) {
+  if (!value.empty() && value.find_first_of(" \t\n\r\f\v'\\") == std::string::npos) {
+    return value;
+  }
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
+Result<PgToolTarget> ToolTarget(StepContext& ctx, const std::string& conn,
+                                const std::string& dbname) {
+  Result<PgConnectOptions> o = StepConnectOptions(ctx, conn);
+  if (!o.ok()) return o.status();
+  std::map<std::string, std::string> kw = ParseDsnKeywords(o->dsn);
+  std::optional<std::string> password = o->password;
+  if (!password && kw.count("password")) password = kw["password"];
+  kw.erase("password");
+  for (const auto& [k, v] : o->keywords) kw[k] = v;
+  if (!dbname.empty()) kw["dbname"] = dbname;
+  kw["application_name"] = o->application_name;
+  kw["connect_timeout"] = std::to_string(o->connect_timeout.count());
+  PgToolTarget t;
+  t.conn_name = conn;
+  t.database = kw.count("dbname") ? kw["dbname"] : "";
+  for (const auto& [k, v] : kw)
+    t.conninfo += (t.conninfo.empty() ? "" : " ") + k + "=" + ConninfoQuote(v);
+  if (password) {
+    ctx.redactor().Add(*password);
+    t.env["PGPASSWORD"] = *password;
+  }
+  return t;
+}
+
+std::string FormatToolArgv(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) {
+    bool plain = !a.empty() && std::all_of(a.begin(), a.end(), [](char c) {
+      return isalnum(static_cast<unsigned char>(c)) || strchr("-_./=:,@+%", c);
+    });
+    std::string q = a;
+    if (!plain) {
+      q = "'";
+      for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      q += "'";
+    }
+    out += (out.empty() ? "" : " ") + q;
+  }
+  return out;
+}
+
+std::string ToolPath(const std::string& bin_dir, const std::string& tool) {
+  return bin_dir.empty() ? tool : (fs::path(bin_dir) / tool).string();
+}
+
+std::vector<std::string> ToolErrorLines(const std::string& tool, const std::string& err) {
+  std::vector<std::string> out;
+  std::istringstream in(err);
+  for (std::string line; std::getline(in, line);) {
+    bool error = line.rfind(tool + ": error:", 0) == 0 || line.rfind(tool + ": fatal:", 0) == 0 ||
+                 line.rfind(tool + ": [", 0) == 0 ||  // pre-12 "pg_dump: [archiver (db)] ..."
+                 line.find("ERROR:") != std::string::npos ||
+                 line.find("FATAL:") != std::string::npos ||
+                 line.find("errors ignored on restore") != std::string::npos;
+    if (error) out.push_back(Trim(line));
+  }
+  return out;
+}
+
+Result<std::string> RunTool(StepContext& ctx, const std::string& where,
+                            const std::vector<std::string>& argv,
+                            const std::map<std::string, std::string>& env) {
+  ProcessSpec spec;
+  spec.argv = argv;
+  spec.env = env;
+  if (ctx.deadline() != SteadyTime::max()) spec.deadline = ctx.deadline();
+  const Redactor& r = ctx.redactor();
+  Result<ProcessResult> run = ctx.processes().Run(spec);
+  if (!run.ok()) return Status::Failed(r.Redact(where + ": " + run.status().message()));
+  const std::string tool = fs::path(argv[0]).filename().string();
+  std::vector<std::string> errors = ToolErrorLines(tool, run->err);
+  if (run->timed_out) {
+    return Status::Timeout(r.Redact(where + ": stopped at the step's deadline"));
+  }
+  if (run->exit_code != 0 || !errors.empty()) {
+    std::string msg = where + ": ";
+    if (run->exit_code == 0) {
+      msg += "exited 0 but reported an error";
+    } else if (run->exit_code > 0) {
+      msg += "exited with status " + std::to_string(run->exit_code);
+    } else {
+      msg += "killed by signal " + std::to_string(run->signal);
+    }
+    std::string detail;
+    for (size_t i = 0; i < errors.size() && i < 5; ++i) detail += (i ? "; " : "") + errors[i];
+    if (detail.empty()) detail = Trim(run->err).substr(0, 2000);
+    if (!detail.empty()) msg += ": " + detail;
+    return Status::Failed(r.Redact(msg));
+  }
+  std::istringstream in(run->err);
+  for (std::string line; std::getline(in, line);) {
+    if (!Trim(line).empty()) ctx.Log(LogLevel::kWarn, r.Redact(where + ": " + line));
+  }
+  return run->out;
+}
+
+int ToolMajor(const std::string& version_output) {
+  size_t at = version_output.find(") ");
+  if (at == std::string::npos) return 0;
+  int major = 0, minor = 0;
+  if (sscanf(version_output.c_str() + at + 2, "%d.%d", &major, &minor) < 1) return 0;
+  return major >= 10 ? major : major * 100 + minor;
+}
+
+int ServerMajor(int v) { return v >= 100000 ? v / 10000 : v / 100; }
+
+std::string MajorName(int major) {
+  if (major < 100) return std::to_string(major);
+  return std::to_string(major / 100) + "." + std::to_string(major % 100);
+}
+
+std::vector<TocEntry> ParseTocList(const std::string& list) {
+  std::vector<TocEntry> out;
+  std::istringstream in(list);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == ';') continue;
+    size_t semi = line.find("; ");
+    if (semi == std::string::npos) continue;
+    std::vector<std::string> w = Words(line.substr(semi + 2));
+    if (w.size() < 2) continue;
+    w.erase(w.begin(), w.begin() + 2);  // catalog oid, object oid
+    for (const char* type : kTocTypes) {
+      std::vector<std::string> tw = Words(type);
+      if (w.size() < tw.size() + 3 || !std::equal(tw.begin(), tw.end(), w.begin())) continue;
+      if (KeptType(type)) {
+        TocEntry e{type, w[tw.size()], ""};
+        for (size_t i = tw.size() + 1; i + 1 < w.size(); ++i) {
+          e.name += (e.name.empty() ? "" : " ") + w[i];
+        }
+        out.push_back(e);
+      }
+      break;
+    }
+  }
+  return out;
+}
+
+Result<std::vector<TocEntry>> ReadPlainToc(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read " + path);
+  std::vector<TocEntry> out;
+  bool complete = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("-- PostgreSQL database dump complete", 0) == 0) complete = true;
+    size_t at = line.rfind("-- Name: ", 0) == 0            ? 9
+                : line.rfind("-- Data for Name: ", 0) == 0 ? 18
+                                                           : std::string::npos;
+    if (at == std::string::npos) continue;
+    size_t type = line.find("; Type: ", at), schema = line.find("; Schema: ", at);
+    if (type == std::string::npos || schema == std::string::npos || schema < type) continue;
+    size_t owner = line.find("; Owner: ", schema);
+    TocEntry e{line.substr(type + 8, schema - type - 8),
+               line.substr(schema + 10,
+                           owner == std::string::npos ? std::string::npos : owner - schema - 10),
+               line.substr(at, type - at)};
+    if (!KeptType(e.type) || std::none_of(std::begin(kTocTypes), std::end(kTocTypes),
+                                          [&](const char* t) { return e.type == t; })) {
+      continue;
+    }
+    out.push_back(e);
+  }
+  if (in.bad()) return Status::Failed("error reading " + path);
+  if (!complete) {
+    return Status::Failed(path +
+                          " is not a complete plain-format dump (no \"PostgreSQL "
+                          "database dump complete\" line)");
+  }
+  return out;
+}
+
+int CountType(const std::vector<TocEntry>& toc, const std::string& type) {
+  return static_cast<int>(
+      std::count_if(toc.begin(), toc.end(), [&](const TocEntry& e) { return e.type == type; }));
+}
+
+Result<PathDigest> DigestPath(const std::string& path) {
+  std::error_code ec;
+  PathDigest d;
+  if (!fs::is_directory(path, ec)) {
+    Result<std::string> sha = Sha256File(path);
+    if (!sha.ok()) return sha.status();
+    d.size = static_cast<int64_t>(fs::file_size(path, ec));
+    if (ec) return Status::Failed("cannot stat " + path + ": " + ec.message());
+    d.sha256 = *sha;
+    return d;
+  }
+  std::vector<std::string> names;
+  for (const auto& e : fs::recursive_directory_iterator(path, ec)) {
+    if (e.is_regular_file()) names.push_back(fs::relative(e.path(), path).string());
+  }
+  if (ec) return Status::Failed("cannot list " + path + ": " + ec.message());
+  std::sort(names.begin(), names.end());
+  std::string manifest;
+  for (const auto& n : names) {
+    const std::string p = (fs::path(path) / n).string();
+    Result<std::string> sha = Sha256File(p);
+    if (!sha.ok()) return sha.status();
+    d.size += static_cast<int64_t>(fs::file_size(p, ec));
+    manifest += n + " " + *sha + "\n";
+  }
+  d.sha256 = Sha256Hex(manifest);
+  return d;
+}
+
+Result<std::string> DetectArchiveFormat(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return std::string("directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("archive " + path + " does not exist or cannot be read");
+  char magic[5] = {};
+  in.read(magic, 5);
+  return std::string(in.gcount() == 5 && std::string(magic, 5) == "PGDMP" ? "custom" : "plain");
+}
+
+namespace {
+std::string NormalPath(const std::string& path) {
+  std::error_code ec;
+  return fs::absolute(path, ec).lexically_normal().string();
+}
+}  // namespace
+
+void PgDumpRehearsalMemo::NoteWritten(const std::string& path) {
+  std::lock_guard<std::mutex> lock(mu_);
+  paths_.insert(NormalPath(path));
+}
+
+bool PgDumpRehearsalMemo::WouldExist(const std::string& path) const {
+  std::error_code ec;
+  if (fs::exists(path, ec)) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return paths_.count(NormalPath(path)) > 0;
+}
+
+PgDumpRehearsalMemo* DumpRehearsalMemo(StepContext& ctx) {
+  Result<Resource*> r = ctx.resources().GetOrCreate(
+      "postgres-dump-rehearsal", []() -> Result<std::unique_ptr<Resource>> {
+        return std::unique_ptr<Resource>(std::make_unique<PgDumpRehearsalMemo>());
+      });
+  return r.ok() ? dynamic_cast<PgDumpRehearsalMemo*>(*r) : nullptr;
+}
+
+}  // namespace runbook

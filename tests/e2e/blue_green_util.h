@@ -1,0 +1,100 @@
+// The pg-blue-green-upgrade world of the end-to-end tests: blue and green
+// PostgreSQL servers (the fixture's), the API simulator with seed 004's
+// namespace (examples/demo/blue.yaml: chronicle-db, its Service,
+// chronicle-service), green's manifest, and helpers to look at it all.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tests/e2e/e2e_util.h"
+#include "tests/fixtures/kube_fixture.h"
+#include "tests/fixtures/pg_fixture.h"
+
+namespace runbook::e2e {
+
+inline std::string Runbook(const std::string& name) {
+  return std::string(RUNBOOK_SOURCE_DIR) + "/runbooks/" + name + ".yaml";
+}
+
+inline std::string SlurpFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+inline std::string Replace(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size()) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+// Databases on a server, dropped at the end of the test.
+struct Databases {
+  const testing::PgServer& server;
+  std::vector<std::string> names;
+  ~Databases() {
+    for (const auto& n : names) {
+      try {
+        server.AdminExec("DROP DATABASE IF EXISTS " + n + " WITH (FORCE)");
+      } catch (...) {
+      }
+    }
+  }
+  bool Exists(const std::string& n) const {
+    return server.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + n + "'") == "1";
+  }
+};
+
+struct BlueGreen {
+  E2e t;
+  const testing::KubeSim& sim = testing::TheKubeSim();
+  const testing::PgServer& blue = testing::BlueServer();
+  const testing::PgServer& green = testing::GreenServer();
+  std::string db = testing::UniqueName("chronicle");
+  Databases blue_dbs{blue, {db}};
+  Databases green_dbs{green, {db}};
+  std::string green_dir;
+
+  BlueGreen() {
+    sim.Reset();
+    blue.AdminExec("CREATE DATABASE " + db + " TEMPLATE template0");
+    blue.AdminExec(SlurpFile(std::string(RUNBOOK_SOURCE_DIR) + "/examples/demo/sample-data.sql"),
+                   db);
+    std::string demo = std::string(RUNBOOK_SOURCE_DIR) + "/examples/demo/";
+    sim.ApplyYaml(Replace(SlurpFile(demo + "blue.yaml"), "@BLUE_PORT@", std::to_string(blue.port)));
+    green_dir = t.P("postgres-chronicle-17");
+    t.Write("postgres-chronicle-17/chronicle-db-v17.yaml",
+            Replace(SlurpFile(demo + "green.yaml"), "@GREEN_PORT@", std::to_string(green.port)));
+    sim.Kubectl({"-n", "dsm", "rollout", "status", "deployment/chronicle-db", "--timeout=30s"});
+    sim.Kubectl({"-n", "dsm", "rollout", "status", "deployment/chronicle-service",
+                 "--timeout=30s"});
+  }
+  std::vector<std::string> Args(const std::string& cmd = "run") const {
+    return {cmd, Runbook("pg-blue-green-upgrade"), "-p", "green_manifest=" + green_dir,
+            "-p", "user=" + blue.superuser, "-p", "database=" + db, "-p", "context=sim",
+            "-p", "kubeconfig=" + sim.kubeconfig, "--yes"};
+  }
+  std::map<std::string, std::string> Env() const {
+    return {{"CHRONICLE_DB_PASSWORD", blue.password}, {"GREEN_DB_PASSWORD", green.password}};
+  }
+  std::string Selector() const {
+    return sim.KubectlJson({"-n", "dsm", "get", "service", "chronicle-db"})["spec"]["selector"]
+        .dump();
+  }
+  int AppReplicas() const {
+    return sim.KubectlJson({"-n", "dsm", "get", "deployment", "chronicle-service"})["spec"]
+                          ["replicas"].get<int>();
+  }
+  bool GreenDeployed() const {
+    return !sim.KubectlJson({"-n", "dsm", "get", "deployments", "-l", "app=chronicle-db-v17"})
+                ["items"].empty();
+  }
+};
+
+}  // namespace runbook::e2e

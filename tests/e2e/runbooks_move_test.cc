@@ -1,0 +1,204 @@
+// pg-move-databases (seed 001) and pg-blue-green-upgrade (seed 004) end to
+// end: the real binary, real PostgreSQL servers, the real kubectl against the
+// API simulator (port-forwards to the local servers).
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <string>
+
+#include "tests/bindings/kube_test_util.h"
+#include "tests/e2e/blue_green_util.h"
+#include "tests/e2e/e2e_util.h"
+#include "tests/fixtures/pg_fixture.h"
+
+namespace runbook::e2e {
+namespace {
+
+using testing::BlueServer;
+using testing::GreenServer;
+using testing::KubeSim;
+using testing::PgServer;
+using testing::TheKubeSim;
+
+
+std::string ServerConninfo(const PgServer& s) {  // no dbname
+  return "host=" + s.host + " port=" + std::to_string(s.port) + " user=" + s.superuser;
+}
+
+
+
+// A Backstage plugin database as seed 001 had them: data, and a knex lock
+// table left locked by a migration that was interrupted.
+void MakePluginDb(const PgServer& s, const std::string& name, const std::string& lock_table,
+                  int rows) {
+  s.AdminExec("CREATE DATABASE " + name + " TEMPLATE template0");
+  s.AdminExec("CREATE TABLE " + lock_table + " (index serial PRIMARY KEY, is_locked int);"
+              "INSERT INTO " + lock_table + " (is_locked) VALUES (1);"
+              "CREATE TABLE entities (id bigserial PRIMARY KEY, kind text, spec jsonb);"
+              "CREATE TABLE relations (id serial PRIMARY KEY,"
+              "  source bigint REFERENCES entities(id), target bigint REFERENCES entities(id));"
+              "INSERT INTO entities (kind, spec) SELECT 'Component', jsonb_build_object('n', g)"
+              "  FROM generate_series(1, " + std::to_string(rows) + ") g;"
+              "INSERT INTO relations (source, target) SELECT g, g + 1 FROM generate_series(1, " +
+                  std::to_string(rows - 1) + ") g;",
+              name);
+}
+
+TEST_CASE("pg-move-databases moves every prefixed database, clears stale knex locks, and rolls "
+          "back", "[e2e][runbooks][postgres][seed001]") {
+  E2e t;
+  const PgServer& from = BlueServer();
+  const PgServer& to = GreenServer();
+  std::string prefix = testing::UniqueName("bsp") + "_plugin_";
+  Databases src{from, {prefix + "app", prefix + "auth", prefix + "search"}};
+  Databases dst{to, src.names};
+  MakePluginDb(from, prefix + "app", "knex_migrations_lock", 1000);
+  MakePluginDb(from, prefix + "auth", "knex_migrations_lock", 300);
+  MakePluginDb(from, prefix + "search", "backstage_backend_tasks__knex_migrations_lock", 50);
+  std::map<std::string, std::string> env{{"RUNBOOK_SOURCE_PASSWORD", from.password},
+                                         {"RUNBOOK_TARGET_PASSWORD", to.password}};
+  std::vector<std::string> args{"run", Runbook("pg-move-databases"),
+                                "-p", "source=" + ServerConninfo(from),
+                                "-p", "target=" + ServerConninfo(to), "-p", "prefix=" + prefix};
+
+  std::vector<std::string> dry = args;
+  dry.push_back("--dry-run");
+  CliResult r = t.Run(dry, env);
+  INFO(r.All());
+  CHECK(r.code == 0);
+  for (const auto& n : dst.names) CHECK_FALSE(dst.Exists(n));
+
+  r = t.Run(args, env);
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.All(), !Catch::Contains(to.password) && !Catch::Contains(from.password));
+  for (const auto& n : src.names) {
+    REQUIRE(dst.Exists(n));
+    CHECK(to.AdminValue("SELECT count(*) FROM entities", n) ==
+          from.AdminValue("SELECT count(*) FROM entities", n));
+    CHECK(to.AdminValue("SELECT count(*) FROM relations", n) ==
+          from.AdminValue("SELECT count(*) FROM relations", n));
+    // The FK came along.
+    CHECK(to.AdminValue("SELECT count(*) FROM pg_constraint WHERE contype = 'f'", n) == "2");
+  }
+  // The stale locks are cleared on the copies, and the sources are untouched.
+  CHECK(to.AdminValue("SELECT is_locked FROM knex_migrations_lock", prefix + "auth") == "0");
+  CHECK(to.AdminValue("SELECT is_locked FROM backstage_backend_tasks__knex_migrations_lock",
+                      prefix + "search") == "0");
+  CHECK(from.AdminValue("SELECT is_locked FROM knex_migrations_lock", prefix + "auth") == "1");
+  auto steps = t.Steps(t.LastRunId());
+  CHECK(steps.count("move[3].verify") == 1);
+
+  // A database that exists on the target already: refused, nothing else made.
+  std::string id = t.LastRunId();
+  r = t.Run(args, env);
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("already exists"));
+
+  r = t.Run({"rollback", id}, env);
+  INFO(r.All());
+  CHECK(r.code == 0);
+  for (const auto& n : dst.names) CHECK_FALSE(dst.Exists(n));
+  for (const auto& n : src.names) CHECK(src.Exists(n));
+}
+
+TEST_CASE("pg-move-databases reaches the source through a kubectl port-forward",
+          "[e2e][runbooks][postgres][kube][seed001]") {
+  E2e t;
+  const KubeSim& sim = TheKubeSim();
+  sim.Reset();
+  const PgServer& from = BlueServer();
+  const PgServer& to = GreenServer();
+  std::string prefix = testing::UniqueName("pf") + "_plugin_";
+  Databases src{from, {prefix + "catalog"}};
+  Databases dst{to, src.names};
+  MakePluginDb(from, prefix + "catalog", "knex_migrations_lock", 200);
+  // The source pod: its port 5432 is forwarded to the blue server.
+  sim.ApplyYaml("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: backstage-psql}\nspec:\n"
+                "  replicas: 1\n  selector: {matchLabels: {app: backstage-psql}}\n  template:\n"
+                "    metadata:\n      labels: {app: backstage-psql}\n      annotations: "
+                "{sim.runbook/forward-to: \"5432=127.0.0.1:" + std::to_string(from.port) +
+                "\"}\n    spec:\n      containers:\n      - {name: postgres, image: "
+                "\"postgres:15\"}\n");
+  sim.Kubectl({"rollout", "status", "deployment/backstage-psql", "--timeout=30s"});
+  std::map<std::string, std::string> env{{"RUNBOOK_SOURCE_PASSWORD", from.password},
+                                         {"RUNBOOK_TARGET_PASSWORD", to.password}};
+  CliResult r = t.Run({"run", Runbook("pg-move-databases"),
+                       // A host that does not exist: only the forward can reach the server.
+                       "-p", "source=host=backstage-psql.invalid user=" + from.superuser,
+                       "-p", "target=" + ServerConninfo(to), "-p", "prefix=" + prefix,
+                       "-p", "via=cluster", "-p", "kube_pod=deployment/backstage-psql",
+                       "-p", "kube_context=sim", "-p", "kubeconfig=" + sim.kubeconfig},
+                      env);
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.All(), Catch::Contains("port-forward"));
+  CHECK(to.AdminValue("SELECT count(*) FROM entities", prefix + "catalog") == "200");
+  CHECK(to.AdminValue("SELECT is_locked FROM knex_migrations_lock", prefix + "catalog") == "0");
+}
+
+// ---- pg-blue-green-upgrade (seed 004) ---------------------------------------------------------
+
+TEST_CASE("pg-blue-green-upgrade: rehearsal, cutover, and rollback of the whole upgrade",
+          "[e2e][runbooks][postgres][kube][seed004]") {
+  BlueGreen bg;
+  auto env = bg.Env();
+  std::vector<std::string> dry = bg.Args();
+  dry.push_back("--dry-run");
+  CliResult r = bg.t.Run(dry, env);
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  CHECK_FALSE(bg.GreenDeployed());
+  CHECK_FALSE(bg.green_dbs.Exists(bg.db));
+  CHECK(bg.AppReplicas() == 2);
+
+  r = bg.t.Run(bg.Args(), env, std::chrono::minutes(5));
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  CHECK(bg.Selector() == R"({"app":"chronicle-db-v17"})");
+  CHECK(bg.AppReplicas() == 2);
+  for (const char* table : {"chronicle_notes", "retrospective_action_items",
+                            "retrospective_attendees", "sprint_retrospectives",
+                            "chronicle_events"}) {
+    CHECK(bg.green.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db) ==
+          bg.blue.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db));
+  }
+  CHECK(bg.green.AdminValue("SELECT count(*) FROM chronicle_notes", bg.db) == "971");
+  // Sequences follow: the next id on green continues blue's.
+  CHECK(bg.green.AdminValue("SELECT nextval('chronicle_notes_id_seq')", bg.db) == "972");
+
+  std::string id = bg.t.LastRunId();
+  r = bg.t.Run({"rollback", id}, env, std::chrono::minutes(5));
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
+  CHECK(bg.AppReplicas() == 2);
+  CHECK_FALSE(bg.green_dbs.Exists(bg.db));
+  CHECK_FALSE(bg.GreenDeployed());
+  CHECK(bg.blue.AdminValue("SELECT count(*) FROM chronicle_notes", bg.db) == "971");
+}
+
+TEST_CASE("pg-blue-green-upgrade: a failed switch rolls every stage back to blue",
+          "[e2e][runbooks][postgres][kube][seed004]") {
+  BlueGreen bg;
+  // The API server refuses every patch of the database service.
+  bg.sim.AddFault(Value{{"match", {{"method", "PATCH"},
+                                   {"path_regex", "/namespaces/dsm/services/chronicle-db(\\?|$)"}}},
+                        {"status", 403}, {"count", 0}, {"message", "injected: patch forbidden"}});
+  CliResult r = bg.t.Run(bg.Args(), bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("switch"));
+  auto steps = bg.t.Steps(bg.t.LastRunId());
+  // It failed; its undo (the recorded old selector) ran too, harmlessly.
+  CHECK((steps["switch"]["status"] == "failed" || steps["switch"]["status"] == "undone"));
+  CHECK_THAT(steps["switch"]["error"].get<std::string>(), Catch::Contains("forbidden"));
+  CHECK(steps["stop-writers"]["status"] == "undone");
+  CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
+  CHECK(bg.AppReplicas() == 2);
+  CHECK_FALSE(bg.green_dbs.Exists(bg.db));
+  CHECK_FALSE(bg.GreenDeployed());
+}
+
+}  // namespace
+}  // namespace runbook::e2e
