@@ -30,7 +30,7 @@ CopyTable FromRow(const std::string& key, const Value& row) {
 
 const char* kTableColumns =
     "SELECT n.nspname, c.relname, c.relkind::text AS relkind, "
-    "pg_table_size(c.oid)::int8 AS bytes, greatest(c.reltuples, 0)::int8 AS est "
+    "pg_table_size(c.oid)::int8 AS bytes, c.reltuples::int8 AS est "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ";
 
 // DROP order: what depends on others goes first.

@@ -17,7 +17,7 @@ struct CopyTable {
   TableName name;
   bool partitioned = false;  // copied out through SELECT * (COPY refuses the parent)
   int64_t bytes = 0;         // pg_table_size on the source: the estimate a rehearsal shows
-  int64_t estimated_rows = 0;
+  int64_t estimated_rows = 0;  // reltuples; -1 when never vacuumed or analyzed
   bool on_target = false;    // the table already exists on the target
   bool target_has_rows = false;
   bool binary = false;       // COPY in binary format (see MarkBinarySafe)

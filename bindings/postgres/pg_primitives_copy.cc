@@ -265,13 +265,17 @@ Result<Value> PgCopy::Estimate(StepContext& ctx, const CopyArgs& a, const Prepar
   Value tables = Value::array();
   int64_t rows = 0, bytes = 0;
   for (const auto& t : p.tables) {
-    tables.push_back(Value{{"table", t.key}, {"rows", t.estimated_rows}, {"bytes", t.bytes},
+    const bool known = t.estimated_rows >= 0;  // reltuples is -1 before VACUUM or ANALYZE
+    tables.push_back(Value{{"table", t.key}, {"rows", known ? Value(t.estimated_rows) : Value()},
+                           {"bytes", t.bytes},
                            {"seconds", 0}, {"on_target", t.on_target},
                            {"format", t.binary ? "binary" : "text"}});
-    rows += t.estimated_rows;
+    rows += known ? t.estimated_rows : 0;
     bytes += t.bytes;
-    ctx.Log(LogLevel::kInfo, "would copy " + t.key + ": about " + std::to_string(t.estimated_rows) +
-                                 " rows, " + HumanBytes(static_cast<double>(t.bytes)) +
+    ctx.Log(LogLevel::kInfo, "would copy " + t.key + ": " +
+                                 (known ? "about " + std::to_string(t.estimated_rows) + " rows"
+                                        : std::string("rows not estimated (never analyzed)")) +
+                                 ", " + HumanBytes(static_cast<double>(t.bytes)) +
                                  (t.on_target ? " (replacing the target's table contents)" : ""));
   }
   (void)a;

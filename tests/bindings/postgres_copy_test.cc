@@ -206,6 +206,11 @@ TEST_CASE("a rehearsal of pg.copy probes both servers and writes nothing", "[pos
   CHECK(Objects(green) == green_before);
   CHECK(c.ctx.undo_records.empty());
   CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("would copy orders: about 3000 rows"));
+  blue.Exec("CREATE TABLE fresh (id int); INSERT INTO fresh VALUES (1)");  // never analyzed
+  r = c.Rehearse("pg.copy", {{"source", "blue"}, {"target", "green"}, {"tables", {"fresh"}}});
+  REQUIRE(r.ok());
+  CHECK((*r)["tables"][0]["rows"].is_null());
+  CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("would copy fresh: rows not estimated"));
 
   // A precondition that would fail for real fails the rehearsal too.
   green.Exec("CREATE TABLE customers (id int, name text); INSERT INTO customers VALUES (1, 'x')");
