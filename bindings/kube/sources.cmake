@@ -24,4 +24,5 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/bindings/kube_job_exec_test.cc
   tests/bindings/kube_patch_test.cc
   tests/bindings/kube_scale_test.cc
+  tests/bindings/kube_faults_test.cc
 )
