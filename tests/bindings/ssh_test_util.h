@@ -69,7 +69,7 @@ inline void Spit(const std::string& path, const std::string& text, int mode = 06
   chmod(path.c_str(), static_cast<mode_t>(mode));
 }
 
-inline int ModeOf(const std::string& path) {
+inline int FileMode(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 07777) : -1;
 }

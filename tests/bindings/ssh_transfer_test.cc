@@ -18,7 +18,7 @@ TEST_CASE("ssh.upload writes the file with its mode and checksum", "[ssh]") {
                                            {"content", "listen 8080\n"}, {"mode", "0640"}});
   REQUIRE(r.ok());
   CHECK(Slurp(dir + "/app.conf") == "listen 8080\n");
-  CHECK(ModeOf(dir + "/app.conf") == 0640);
+  CHECK(FileMode(dir + "/app.conf") == 0640);
   CHECK((*r)["sha256"] == Sha256Hex("listen 8080\n"));
   CHECK((*r)["changed"] == true);
   CHECK(FilesLike(dir, "runbook-").empty());
@@ -34,9 +34,9 @@ TEST_CASE("ssh.upload writes the file with its mode and checksum", "[ssh]") {
   c.ctx.undo_records.clear();
   r = c.Apply("ssh.upload", {{"conn", "box"}, {"dest", dir + "/new.conf"}, {"content", "x"}});
   REQUIRE(r.ok());
-  CHECK(ModeOf(dir + "/new.conf") == 0644);
+  CHECK(FileMode(dir + "/new.conf") == 0644);
   REQUIRE(c.Undo("ssh.upload", {{"conn", "box"}, {"dest", dir + "/new.conf"}}).ok());
-  CHECK(ModeOf(dir + "/new.conf") == -1);
+  CHECK(FileMode(dir + "/new.conf") == -1);
   REQUIRE(c.Undo("ssh.upload", {{"conn", "box"}, {"dest", dir + "/new.conf"}}).ok());  // twice
 }
 
@@ -52,7 +52,7 @@ TEST_CASE("ssh.upload keeps the previous file, and undo puts it back", "[ssh]") 
   Result<Value> r = c.Apply("ssh.upload", args);
   REQUIRE(r.ok());
   CHECK(Slurp(dest) == "new rules\n");
-  CHECK(ModeOf(dest) == 0600);  // the previous file's mode
+  CHECK(FileMode(dest) == 0600);  // the previous file's mode
   Value undo = c.ctx.LastUndo();
   CHECK(undo["existed"] == true);
   CHECK(undo["mode"] == "0600");
@@ -64,7 +64,7 @@ TEST_CASE("ssh.upload keeps the previous file, and undo puts it back", "[ssh]") 
 
   REQUIRE(c.Undo("ssh.upload", args).ok());
   CHECK(Slurp(dest) == "old rules\n");
-  CHECK(ModeOf(dest) == 0600);
+  CHECK(FileMode(dest) == 0600);
   CHECK(FilesLike(dir, ".runbook-").empty());
   CHECK(c.P("ssh.upload").Check(c.ctx, args, undo).outcome == CheckOutcome::kNotDone);
   REQUIRE(c.Undo("ssh.upload", args).ok());  // a second undo is harmless
@@ -196,22 +196,22 @@ TEST_CASE("ssh.download writes the local file atomically, and undo restores the 
   Result<Value> r = c.Apply("ssh.download", args);
   REQUIRE(r.ok());
   CHECK(Slurp(local + "/dump.sql") == content);
-  CHECK(ModeOf(local + "/dump.sql") == 0640);
+  CHECK(FileMode(local + "/dump.sql") == 0640);
   CHECK((*r)["sha256"] == Sha256Hex(content));
   CHECK(FilesLike(local, "runbook-tmp").empty());
   CHECK(c.P("ssh.download").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kDone);
   REQUIRE(c.Undo("ssh.download", args).ok());
   CHECK(Slurp(local + "/dump.sql") == "previous");
-  CHECK(ModeOf(local + "/dump.sql") == 0600);
+  CHECK(FileMode(local + "/dump.sql") == 0600);
   CHECK(FilesLike(local, ".runbook-").empty());
 
   // A new local file is removed by undo.
   Value fresh{{"conn", "box"}, {"src", remote + "/dump.sql"}, {"dest", local + "/new.sql"},
               {"mode", "0600"}};
   REQUIRE(c.Apply("ssh.download", fresh).ok());
-  CHECK(ModeOf(local + "/new.sql") == 0600);
+  CHECK(FileMode(local + "/new.sql") == 0600);
   REQUIRE(c.Undo("ssh.download", fresh).ok());
-  CHECK(ModeOf(local + "/new.sql") == -1);
+  CHECK(FileMode(local + "/new.sql") == -1);
 }
 
 TEST_CASE("ssh.download rehearses without writing and reports a missing file", "[ssh]") {

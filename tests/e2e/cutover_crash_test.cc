@@ -46,6 +46,16 @@ class Writer {
   const std::set<int64_t>& accepted() const { return accepted_; }
   int64_t on_blue() const { return on_blue_; }
   int64_t on_green() const { return on_green_; }
+  // The write freeze: from the last write blue accepted to the first green
+  // accepted (ms; -1 if either is missing). With kills in between, it
+  // includes the time the engine was down.
+  int64_t FreezeMs() const {
+    if (first_green_ == std::chrono::steady_clock::time_point() ||
+        last_blue_ == std::chrono::steady_clock::time_point()) {
+      return -1;
+    }
+    return std::chrono::duration_cast<milliseconds>(first_green_ - last_blue_).count();
+  }
 
  private:
   void Loop() {
@@ -72,6 +82,9 @@ class Writer {
       if (PQresultStatus(r) == PGRES_COMMAND_OK) {
         accepted_.insert(next++);
         ++(to_green ? on_green_ : on_blue_);
+        auto now = std::chrono::steady_clock::now();
+        if (!to_green) last_blue_ = now;
+        if (to_green && first_green_ == std::chrono::steady_clock::time_point()) first_green_ = now;
       } else if (PQstatus(c) != CONNECTION_OK) {
         PQreset(c);
       }
@@ -90,6 +103,7 @@ class Writer {
   std::thread thread_;
   std::set<int64_t> accepted_;
   int64_t on_blue_ = 0, on_green_ = 0;
+  std::chrono::steady_clock::time_point last_blue_, first_green_;
 };
 
 std::set<int64_t> Ids(const testing::PgServer& s, const std::string& db) {
@@ -154,8 +168,9 @@ int CutoverOnce(std::mt19937_64& rng, int max_kills, int iteration) {
   writer.Stop();
   INFO(log);
   fprintf(stderr, "cutover crash test, iteration %d: %d kills, %d rounds; writes: %lld on blue, "
-          "%lld on green\n", iteration, kills, rounds, static_cast<long long>(writer.on_blue()),
-          static_cast<long long>(writer.on_green()));
+          "%lld on green; write freeze %lld ms (kills included)\n", iteration, kills, rounds,
+          static_cast<long long>(writer.on_blue()), static_cast<long long>(writer.on_green()),
+          static_cast<long long>(writer.FreezeMs()));
   CHECK(bg.Selector() == R"({"app":"chronicle-db-v17"})");
   CHECK(bg.AppReplicas() == 2);
   // Green holds exactly the accepted rows: blue's (copied) and its own.

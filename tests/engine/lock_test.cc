@@ -14,7 +14,7 @@
 namespace runbook {
 namespace {
 
-using testing::TempDir;
+using testing::StoreDir;
 
 // A child process that takes the lock, says so on a pipe, then waits to be
 // killed.
@@ -51,7 +51,7 @@ void Kill(pid_t pid) {
 }  // namespace
 
 TEST_CASE("a held lock refuses a second holder, naming the run and pid", "[lock]") {
-  TempDir dir;
+  StoreDir dir;
   std::string state = dir.path + "/state.db";
   auto first = RunLock::Acquire(state, "db:main", "run-1");
   REQUIRE(first.ok());
@@ -65,7 +65,7 @@ TEST_CASE("a held lock refuses a second holder, naming the run and pid", "[lock]
 }
 
 TEST_CASE("a lock is released by its destructor", "[lock]") {
-  TempDir dir;
+  StoreDir dir;
   std::string state = dir.path + "/state.db";
   {
     auto first = RunLock::Acquire(state, "db:main", "run-1");
@@ -77,7 +77,7 @@ TEST_CASE("a lock is released by its destructor", "[lock]") {
 }
 
 TEST_CASE("a lock whose holder was SIGKILLed can be taken", "[lock]") {
-  TempDir dir;
+  StoreDir dir;
   std::string state = dir.path + "/state.db";
   pid_t holder = SpawnHolder(state, "db:main");
   auto while_alive = RunLock::Acquire(state, "db:main", "run-2");
@@ -91,7 +91,7 @@ TEST_CASE("a lock whose holder was SIGKILLed can be taken", "[lock]") {
 }
 
 TEST_CASE("different keys do not conflict and stay inside the lock directory", "[lock]") {
-  TempDir dir;
+  StoreDir dir;
   std::string state = dir.path + "/state/state.db";
   auto a = RunLock::Acquire(state, "db:main", "run-1");
   auto b = RunLock::Acquire(state, "../../etc/passwd", "run-2");
@@ -102,7 +102,7 @@ TEST_CASE("different keys do not conflict and stay inside the lock directory", "
 }
 
 TEST_CASE("the lock directory is 0700 and the lock file 0600", "[lock]") {
-  TempDir dir;
+  StoreDir dir;
   std::string state = dir.path + "/s/state.db";
   mode_t caller_umask = umask(0);
   auto lock = RunLock::Acquire(state, "k", "run-1");

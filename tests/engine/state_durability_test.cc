@@ -15,7 +15,7 @@ namespace runbook {
 using namespace runbook::testing;  // NOLINT
 
 TEST_CASE("the store file is 0600 and the directories it creates 0700", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   std::string path = dir.path + "/a/b/state.db";
   mode_t caller_umask = umask(022);
   auto store = OpenStore(path);
@@ -29,7 +29,7 @@ TEST_CASE("the store file is 0600 and the directories it creates 0700", "[state]
 }
 
 TEST_CASE("the store runs in WAL mode with synchronous FULL", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   std::string path = dir.path + "/state.db";
   auto store = OpenStore(path);
   CHECK(QueryOther(path, "PRAGMA journal_mode") == "wal");
@@ -39,7 +39,7 @@ TEST_CASE("the store runs in WAL mode with synchronous FULL", "[state]") {
 }
 
 TEST_CASE("a commit survives the writer being killed right after PutStep returns", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   std::string path = dir.path + "/state.db";
   pid_t pid = fork();
   REQUIRE(pid >= 0);
@@ -67,7 +67,7 @@ TEST_CASE("a commit survives the writer being killed right after PutStep returns
 }
 
 TEST_CASE("steps written from 8 threads all land with distinct seqs", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   constexpr int kThreads = 8, kSteps = 10;
@@ -102,7 +102,7 @@ TEST_CASE("steps written from 8 threads all land with distinct seqs", "[state]")
 }
 
 TEST_CASE("a failed write names the operation and the store path", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   std::string path = dir.path + "/state.db";
   auto store = OpenStore(path);
   StepRecord orphan = MakeStep("no-such-run", "copy");
@@ -117,7 +117,7 @@ TEST_CASE("a failed write names the operation and the store path", "[state]") {
 }
 
 TEST_CASE("a corrupt journal column is reported, not thrown", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   std::string path = dir.path + "/state.db";
   auto store = OpenStore(path);
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
@@ -131,7 +131,7 @@ TEST_CASE("a corrupt journal column is reported, not thrown", "[state]") {
 }
 
 TEST_CASE("a store from a newer version is refused", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   std::string path = dir.path + "/state.db";
   OpenStore(path);
   QueryOther(path, "PRAGMA user_version = 99");
@@ -141,7 +141,7 @@ TEST_CASE("a store from a newer version is refused", "[state]") {
 }
 
 TEST_CASE("invalid UTF-8 in a result is stored, not thrown", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   StepRecord step = MakeStep("r1", "run");

@@ -12,7 +12,7 @@ namespace runbook {
 using namespace runbook::testing;  // NOLINT
 
 TEST_CASE("a run is read back with every field intact", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   RunRecord run = MakeRun("20261121-145238-4f2a");
   run.dry_run = true;
@@ -45,7 +45,7 @@ TEST_CASE("a run is read back with every field intact", "[state]") {
 }
 
 TEST_CASE("an unknown run is NotFound, not an error", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   CHECK(store->GetRun("nope").status().code() == Status::Code::kNotFound);
   CHECK(store->UpdateRun("nope", RunStatus::kFailed, "").code() == Status::Code::kNotFound);
@@ -55,7 +55,7 @@ TEST_CASE("an unknown run is NotFound, not an error", "[state]") {
 }
 
 TEST_CASE("a step written before a crash is read back intact", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   std::string path = dir.path + "/state.db";
   {
     auto store = OpenStore(path);
@@ -106,7 +106,7 @@ TEST_CASE("a step written before a crash is read back intact", "[state]") {
 }
 
 TEST_CASE("a new step gets the next seq and keeps it on update", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   REQUIRE(store->CreateRun(MakeRun("r2")).ok());
@@ -131,7 +131,7 @@ TEST_CASE("a new step gets the next seq and keeps it on update", "[state]") {
 }
 
 TEST_CASE("done_seq is assigned once, when a step first succeeds", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   StepRecord a = MakeStep("r1", "a"), b = MakeStep("r1", "b");
@@ -158,7 +158,7 @@ TEST_CASE("done_seq is assigned once, when a step first succeeds", "[state]") {
 }
 
 TEST_CASE("events come back in order, including the one written with a step", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   REQUIRE(store->AppendEvent(Event{0, "r1", "", 5, "run.start", "starting"}).ok());
@@ -180,7 +180,7 @@ TEST_CASE("events come back in order, including the one written with a step", "[
 }
 
 TEST_CASE("an approval is recorded and read back; a missing one is empty", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   auto none = store->GetApproval("r1", "switch");
@@ -196,7 +196,7 @@ TEST_CASE("an approval is recorded and read back; a missing one is empty", "[sta
 }
 
 TEST_CASE("RecentDurations picks the latest success of each step of the runbook", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   REQUIRE(store->CreateRun(MakeRun("old", "upgrade", 1000)).ok());
   REQUIRE(store->CreateRun(MakeRun("new", "upgrade", 2000)).ok());
@@ -223,7 +223,7 @@ TEST_CASE("RecentDurations picks the latest success of each step of the runbook"
 }
 
 TEST_CASE("ListRuns returns the newest first and honours the limit", "[state]") {
-  TempDir dir;
+  StoreDir dir;
   auto store = OpenStore(dir.path + "/state.db");
   REQUIRE(store->CreateRun(MakeRun("b", "x", 100)).ok());
   REQUIRE(store->CreateRun(MakeRun("c", "x", 300)).ok());

@@ -15,12 +15,12 @@
 namespace runbook::testing {
 
 // A fresh directory under /tmp, removed with everything in it.
-struct TempDir {
-  TempDir() {
+struct StoreDir {
+  StoreDir() {
     char tmpl[] = "/tmp/runbook-state-XXXXXX";
     path = mkdtemp(tmpl);
   }
-  ~TempDir() { std::filesystem::remove_all(path); }
+  ~StoreDir() { std::filesystem::remove_all(path); }
   std::string path;
 };
 
