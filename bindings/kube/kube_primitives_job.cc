@@ -155,9 +155,19 @@ Result<Value> RunJobPrimitive::Apply(StepContext& ctx, const Value& args) {
   milliseconds timeout = ArgDuration(args, "timeout").value_or(kDefaultTimeout);
   SteadyTime deadline = std::min(step.client().deadline(), step.Now() + timeout);
   KubectlClient poller = step.client().WithDeadline(deadline);
+  auto ended = [&] {
+    return step.Fail(subject, Status::Timeout("still running when the wait ended (" +
+                                              KubectlDuration(timeout) + "); last log lines:\n" +
+                                              Logs(step, job_name)));
+  };
   for (;;) {
     Result<Value> live = poller.Get("job", job_name);
-    if (!live.ok()) return step.Fail(subject, live.status());
+    if (!live.ok()) {
+      // A poll cut off by the wait's own end (not the step's) is the wait ending.
+      bool wait_ended = live.status().code() == Status::Code::kTimeout &&
+                        step.Now() >= deadline && deadline < step.client().deadline();
+      return wait_ended ? ended() : step.Fail(subject, live.status());
+    }
     std::string reason;
     std::string outcome = JobOutcome(*live, &reason);
     if (!outcome.empty()) {
@@ -170,11 +180,7 @@ Result<Value> RunJobPrimitive::Apply(StepContext& ctx, const Value& args) {
       return step.Fail(subject, "failed" + (reason.empty() ? "" : " (" + reason + ")") +
                                     "; last log lines:\n" + logs);
     }
-    if (step.Now() + kPollInterval >= deadline) {
-      return step.Fail(subject, Status::Timeout("still running when the wait ended (" +
-                                                KubectlDuration(timeout) + "); last log lines:\n" +
-                                                Logs(step, job_name)));
-    }
+    if (step.Now() + kPollInterval >= deadline) return ended();
     step.Sleep(kPollInterval);
   }
 }

@@ -28,17 +28,24 @@ Result<int64_t> WaitForReplicas(KubeStep& step, const std::string& kind, const s
                                 int64_t want, milliseconds timeout) {
   SteadyTime deadline = std::min(step.client().deadline(), step.Now() + timeout);
   KubectlClient client = step.client().WithDeadline(deadline);
+  int64_t ready = 0, running = 0;
+  auto ended = [&] {
+    return Status::Timeout("scaled to " + std::to_string(want) + ", but " + std::to_string(ready) +
+                           " of " + std::to_string(want) + " replicas ready (" +
+                           std::to_string(running) + " running) when the wait ended");
+  };
   for (;;) {
     Result<Value> live = client.Get(kind, obj);
-    if (!live.ok()) return live.status();
-    int64_t ready = IntAt(*live, "/status/readyReplicas", 0);
-    if (Settled(*live, want)) return ready;
-    if (step.Now() + kPollInterval >= deadline) {
-      return Status::Timeout("scaled to " + std::to_string(want) + ", but " +
-                             std::to_string(ready) + " of " + std::to_string(want) +
-                             " replicas ready (" + std::to_string(IntAt(*live, "/status/replicas")) +
-                             " running) when the wait ended");
+    if (!live.ok()) {
+      // A poll cut off by the wait's own end (not the step's) is the wait ending.
+      bool wait_ended = live.status().code() == Status::Code::kTimeout &&
+                        step.Now() >= deadline && deadline < step.client().deadline();
+      return wait_ended ? ended() : live.status();
     }
+    ready = IntAt(*live, "/status/readyReplicas", 0);
+    running = IntAt(*live, "/status/replicas");
+    if (Settled(*live, want)) return ready;
+    if (step.Now() + kPollInterval >= deadline) return ended();
     step.Sleep(kPollInterval);
   }
 }
