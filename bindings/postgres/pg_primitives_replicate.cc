@@ -302,6 +302,8 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   if (Status s = CreateSchema(ctx, a, *dst, create); !s.ok()) return s;
   // The conninfo travels as a literal: CREATE SUBSCRIPTION takes no parameters.
   std::string conninfo = SourceConninfo(src->conn());
+  // A password libpq found itself (PGPASSWORD, ~/.pgpass) is a secret too.
+  if (const char* pw = PQpass(src->conn().native()); pw && *pw) ctx.redactor().Add(pw);
   std::string sql = "CREATE SUBSCRIPTION " + dst->Ident(name) + " CONNECTION " +
                     QuoteLiteralPlain(conninfo) + " PUBLICATION " + dst->Ident(name) +
                     " WITH (create_slot = false, slot_name = " + QuoteLiteralPlain(name) +

@@ -91,7 +91,8 @@ TEST_CASE("pg.replicate streams tables and later changes into the target, and un
   // nextval on the target continues the source's (without touching the table).
   CHECK(dst.Value("SELECT nextval('customers_id_seq')") == "202");
   REQUIRE(c.Undo("pg.sync_sequences", seq_args).ok());
-  CHECK(dst.Value("SELECT last_value || ' ' || is_called FROM orders_id_seq") == "1 false");
+  CHECK(dst.Value("SELECT last_value FROM orders_id_seq") == "1");
+  CHECK(dst.Value("SELECT is_called FROM orders_id_seq") == "f");
 
   // The source's password is in no result, log, or undo record of ours.
   const std::string password = GreenServer().password;
