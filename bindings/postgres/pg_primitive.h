@@ -53,5 +53,7 @@ void AddPgSchemaPrimitives(Registry* r);      // pg.assert_schema, pg.schema_dif
 void AddPgDumpPrimitives(Registry* r);        // pg.dump
 void AddPgRestorePrimitives(Registry* r);     // pg.restore
 void AddPgCopyPrimitives(Registry* r);        // pg.copy
+void AddPgReplicatePrimitives(Registry* r);   // pg.replicate (+ the two below)
+void AddPgCatchUpPrimitives(Registry* r);     // pg.wait_caught_up, pg.sync_sequences
 
 }  // namespace runbook

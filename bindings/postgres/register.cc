@@ -16,6 +16,7 @@ void RegisterPostgres(Registry* r) {
   AddPgDumpPrimitives(r);
   AddPgRestorePrimitives(r);
   AddPgCopyPrimitives(r);
+  AddPgReplicatePrimitives(r);
 }
 
 }  // namespace runbook

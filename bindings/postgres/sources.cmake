@@ -11,6 +11,8 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_primitives_database.cc
   bindings/postgres/pg_primitives_dump.cc
   bindings/postgres/pg_primitives_query.cc
+  bindings/postgres/pg_primitives_replicate.cc
+  bindings/postgres/pg_primitives_replicate_wait.cc
   bindings/postgres/pg_primitives_restore.cc
   bindings/postgres/pg_primitives_schema.cc
   bindings/postgres/pg_primitives_sessions.cc
@@ -27,6 +29,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/fixtures/pg_fixture.cc
   tests/bindings/postgres_client_test.cc
   tests/bindings/postgres_query_test.cc
+  tests/bindings/postgres_replicate_test.cc
   tests/bindings/postgres_counts_test.cc
   tests/bindings/postgres_database_test.cc
   tests/bindings/postgres_dump_test.cc

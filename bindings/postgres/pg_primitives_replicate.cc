@@ -1,0 +1,403 @@
+// pg.replicate, pg.wait_caught_up, pg.sync_sequences: logical replication
+// from a source database into a target (a publication on the source, the
+// schema on the target through pg_dump pre-data/post-data | psql as pg.copy
+// does it, a subscription on the target), waiting for it to catch up, and
+// carrying sequences over (logical replication does not replicate them).
+//
+// The slot is always created on the source first
+// (pg_create_logical_replication_slot) and the subscription made with
+// create_slot = false: CREATE SUBSCRIPTION creating its own slot hangs when
+// source and target are databases of one cluster. The source's conninfo
+// (with its password) only ever goes to the target server; every message we
+// produce passes the redactor.
+#include <algorithm>
+#include <cctype>
+
+#include "bindings/postgres/pg_copy.h"
+#include "bindings/postgres/pg_copy_catalog.h"
+#include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_session.h"
+#include "bindings/postgres/pg_sql.h"
+
+namespace runbook {
+namespace {
+
+struct ReplArgs {
+  std::string source, target, name;
+  std::vector<std::string> tables;
+  bool all = false, copy_data = true;
+};
+
+std::string DefaultName(StepContext& ctx) {
+  std::string n = "runbook_" + ctx.run_id() + "_" + ctx.step_id();
+  for (char& c : n) {
+    c = std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(static_cast<unsigned char>(c))
+                                                    : '_';
+  }
+  return n.substr(0, 63);
+}
+
+ReplArgs ReadArgs(const Value& args) {
+  ReplArgs a;
+  a.source = StrArg(args, "source");
+  a.target = StrArg(args, "target");
+  a.name = StrArg(args, "name");
+  a.tables = StrListArg(args, "tables");
+  a.all = BoolArg(args, "all", false);
+  a.copy_data = BoolArg(args, "copy_data", true);
+  return a;
+}
+
+// Every failure leaves through here: the source's password may be in it.
+Status Redacted(StepContext& ctx, const Status& s) {
+  if (s.ok()) return s;
+  std::string msg = ctx.redactor().Redact(s.message());
+  if (s.code() == Status::Code::kTimeout) return Status::Timeout(msg);
+  if (s.code() == Status::Code::kInvalid) return Status::Invalid(msg);
+  return Status::Failed(msg);
+}
+
+Result<std::string> Tool(StepContext& ctx, const std::string& conn,
+                         const std::vector<std::string>& argv,
+                         const std::optional<std::string>& input = std::nullopt) {
+  Result<PgConnectOptions> options = StepConnectOptions(ctx, conn);
+  if (!options.ok()) return options.status();
+  Result<std::string> out = RunPgTool(ctx.processes(), argv, *options, ctx.deadline(), input);
+  if (out.ok()) return out;
+  return Redacted(ctx, out.status());
+}
+
+std::string Join(const std::vector<std::string>& items, const std::string& sep = ", ") {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
+  return out;
+}
+
+// A conninfo value, quoted for libpq ('...' with \ and ' escaped).
+std::string ConnValue(const char* v) {
+  std::string out = "'";
+  for (const char* p = v ? v : ""; *p; ++p) {
+    if (*p == '\'' || *p == '\\') out += '\\';
+    out += *p;
+  }
+  return out + "'";
+}
+
+// How the target reaches the source: what the live source connection used.
+std::string SourceConninfo(PgConnection& src) {
+  PGconn* c = src.native();
+  std::string s = "host=" + ConnValue(PQhost(c)) + " port=" + ConnValue(PQport(c)) +
+                  " dbname=" + ConnValue(PQdb(c)) + " user=" + ConnValue(PQuser(c));
+  const char* pw = PQpass(c);
+  if (pw && *pw) s += " password=" + ConnValue(pw);
+  return s;
+}
+
+Result<bool> Exists(PgLease& lease, const std::string& sql, const std::string& name) {
+  Result<Value> r = lease.Query("SELECT EXISTS (" + sql + ") AS e", {name});
+  if (!r.ok()) return r.status();
+  return (*r)[0]["e"].get<bool>();
+}
+
+// Everything that would make the replication fail, checked before anything
+// is created (and all a rehearsal does).
+Status Probe(const ReplArgs& a, const std::string& name, PgLease& src, PgLease& dst,
+             const std::vector<CopyTable>& tables) {
+  Result<Value> s = src.Query(
+      "SELECT current_setting('wal_level') AS wal_level, "
+      "(SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user) AS repl, "
+      "current_setting('max_replication_slots')::int - "
+      "(SELECT count(*) FROM pg_replication_slots)::int AS free_slots");
+  if (!s.ok()) return s.status();
+  const Value& row = (*s)[0];
+  if (row["wal_level"] != "logical") {
+    return Status::Failed("connection '" + a.source + "': wal_level is " +
+                          row["wal_level"].get<std::string>() +
+                          ", logical replication needs wal_level = logical on the source "
+                          "(a server restart); nothing was done");
+  }
+  if (!row["repl"].get<bool>()) {
+    return Status::Failed("connection '" + a.source + "': the user has neither REPLICATION nor "
+                          "superuser; nothing was done");
+  }
+  if (row["free_slots"].get<int64_t>() < 1 + static_cast<int64_t>(std::min<size_t>(tables.size(), 2))) {
+    return Status::Failed("connection '" + a.source + "': not enough free replication slots "
+                          "(max_replication_slots); nothing was done");
+  }
+  Result<Value> su = dst.Query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user");
+  if (!su.ok()) return su.status();
+  if (!(*su)[0]["rolsuper"].get<bool>()) {
+    return Status::Failed("connection '" + a.target + "': CREATE SUBSCRIPTION needs a superuser "
+                          "on the target; nothing was done");
+  }
+  std::vector<std::string> no_identity;
+  for (const auto& t : tables) {
+    Result<Value> r = src.Query(
+        "SELECT c.relreplident = 'f' OR (c.relreplident = 'i') OR (c.relreplident = 'd' AND "
+        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)) AS ok "
+        "FROM pg_class c WHERE c.oid = $1::regclass",
+        {t.Quoted()});
+    if (!r.ok()) return r.status();
+    if (!r->empty() && !(*r)[0]["ok"].get<bool>()) no_identity.push_back(t.key);
+  }
+  if (!no_identity.empty()) {
+    return Status::Failed("connection '" + a.source + "': " + Join(no_identity) +
+                          " ha" + (no_identity.size() == 1 ? "s" : "ve") +
+                          " no primary key or replica identity (UPDATE and DELETE could not be "
+                          "replicated); nothing was done");
+  }
+  struct Taken { PgLease* lease; const char* sql; const char* what; const std::string* conn; };
+  for (const Taken& t : {Taken{&src, "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                               "publication", &a.source},
+                         Taken{&src, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                               "replication slot", &a.source},
+                         Taken{&dst, "SELECT 1 FROM pg_subscription WHERE subname = $1",
+                               "subscription", &a.target}}) {
+    Result<bool> e = Exists(*t.lease, t.sql, name);
+    if (!e.ok()) return e.status();
+    if (*e) {
+      return Status::Failed("connection '" + *t.conn + "': a " + t.what + " named " + name +
+                            " already exists; nothing was done");
+    }
+  }
+  return Status::Ok();
+}
+
+// Creates on the target the tables it lacks: pg_dump pre-data + post-data
+// of exactly those tables, each applied by psql in one transaction.
+Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& dst,
+                    const std::vector<const CopyTable*>& create) {
+  if (create.empty()) return Status::Ok();
+  std::vector<std::string> schemas;
+  for (const CopyTable* t : create) {
+    if (std::find(schemas.begin(), schemas.end(), t->name.schema) != schemas.end()) continue;
+    schemas.push_back(t->name.schema);
+    if (Status s = dst.Exec("CREATE SCHEMA IF NOT EXISTS " + dst.Ident(t->name.schema)); !s.ok()) {
+      return s;
+    }
+  }
+  const std::vector<std::string> psql = {"psql", "--no-password", "-X", "-q", "-v",
+                                         "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"};
+  for (const char* section : {"pre-data", "post-data"}) {
+    std::vector<std::string> argv = {"pg_dump", "--no-password", "--schema-only",
+                                     std::string("--section=") + section, "--no-owner",
+                                     "--no-privileges"};
+    for (const CopyTable* t : create) {
+      argv.push_back("-t");
+      argv.push_back(t->Quoted());
+    }
+    Result<std::string> dump = Tool(ctx, a.source, argv);
+    if (!dump.ok()) return dump.status();
+    Result<std::string> applied = Tool(ctx, a.target, psql, *dump);
+    if (!applied.ok()) return applied.status().Prefixed(std::string("applying ") + section);
+  }
+  return Status::Ok();
+}
+
+Value TableKeys(const std::vector<CopyTable>& tables) {
+  Value v = Value::array();
+  for (const auto& t : tables) v.push_back(t.key);
+  return v;
+}
+
+class PgReplicate : public PgPrimitive {
+ public:
+  PgReplicate()
+      : PgPrimitive(
+            "pg.replicate",
+            Schema{"Starts logical replication of tables from source to target: a publication "
+                   "and a slot on the source, the missing tables' schema on the target, a "
+                   "subscription on the target. Rollback drops all of it.",
+                   {PgConnArg("source", "the database to replicate from (wal_level = logical)"),
+                    PgConnArg("target", "the database to replicate into"),
+                    PgArg("tables", ArgType::kList, false, "tables (table or schema.table)"),
+                    PgArg("all", ArgType::kBool, false, "every table (FOR ALL TABLES)"),
+                    PgArg("name", ArgType::kString, false,
+                          "publication, slot and subscription name (default from the run id)"),
+                    PgArg("copy_data", ArgType::kBool, false, "copy existing rows first (true)")},
+                   {{"tables", "all"}},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+
+  PlanEffect Plan(const Value& args) const override {
+    ReplArgs a = ReadArgs(args);
+    std::string n = a.name.empty() ? "<runbook_run_step>" : a.name;
+    std::string what = a.all ? "FOR ALL TABLES" : "FOR TABLE " + Join(a.tables);
+    return {"CREATE PUBLICATION " + n + " " + what + " on " + a.source +
+                "\nSELECT pg_create_logical_replication_slot('" + n + "', 'pgoutput') on " +
+                a.source + "\npg_dump --schema-only pre-data/post-data | psql of the tables " +
+                a.target + " lacks\nCREATE SUBSCRIPTION " + n + " CONNECTION '<" + a.source +
+                ", password redacted>' PUBLICATION " + n + " WITH (create_slot = false, copy_data = " +
+                (a.copy_data ? "true" : "false") + ") on " + a.target,
+            true,
+            "drop the subscription on " + a.target + ", the publication and the slot on " +
+                a.source + ", and the tables the step created on " + a.target};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    Result<Value> r = Run(ctx, args);
+    if (!r.ok()) return Redacted(ctx, r.status());
+    return r;
+  }
+
+  Status Undo(StepContext& ctx, const Value& args, const Value& state) override;
+  CheckResult Check(StepContext& ctx, const Value& args, const Value& state) override;
+
+ private:
+  Result<Value> Run(StepContext& ctx, const Value& args);
+};
+
+Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
+  ReplArgs a = ReadArgs(args);
+  if (a.source == a.target) return Status::Invalid("source and target are the same connection");
+  const std::string name = a.name.empty() ? DefaultName(ctx) : a.name;
+  Result<PgLease> src = LeaseConnection(ctx, a.source);
+  if (!src.ok()) return src.status();
+  Result<PgLease> dst = LeaseConnection(ctx, a.target);
+  if (!dst.ok()) return dst.status();
+  Result<std::string> id_src = DatabaseFingerprint(src->conn(), src->deadline());
+  Result<std::string> id_dst = DatabaseFingerprint(dst->conn(), dst->deadline());
+  if (!id_src.ok()) return id_src.status();
+  if (!id_dst.ok()) return id_dst.status();
+  if (*id_src == *id_dst) return Status::Invalid("source and target are the same database");
+  Result<std::vector<CopyTable>> tables =
+      a.all ? AllTables(src->conn(), src->deadline())
+            : ResolveTables(src->conn(), src->deadline(), a.tables, "public");
+  if (!tables.ok()) return tables.status();
+  if (Status s = ProbeTarget(dst->conn(), dst->deadline(), &*tables); !s.ok()) return s;
+  if (Status s = Probe(a, name, *src, *dst, *tables); !s.ok()) return s;
+  std::vector<const CopyTable*> create;
+  Value created = Value::array();
+  for (const auto& t : *tables) {
+    if (t.on_target) continue;
+    create.push_back(&t);
+    created.push_back(t.Quoted());
+  }
+  Value result{{"publication", name}, {"subscription", name}, {"slot", name},
+               {"tables", TableKeys(*tables)}};
+  if (ctx.dry_run()) {
+    ctx.Log(LogLevel::kInfo, "would replicate " + std::to_string(tables->size()) +
+                                 " tables from '" + a.source + "' to '" + a.target + "' as " +
+                                 name + " (creating " + std::to_string(create.size()) +
+                                 " tables on the target)");
+    return result;
+  }
+  Value record{{"name", name}, {"created", created}};
+  if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
+
+  std::string pub = "CREATE PUBLICATION " + src->Ident(name);
+  if (a.all) {
+    pub += " FOR ALL TABLES";
+  } else {
+    std::vector<std::string> q;
+    for (const auto& t : *tables) q.push_back(t.Quoted());
+    pub += " FOR TABLE " + Join(q);
+  }
+  if (Status s = src->Exec(pub); !s.ok()) return s;
+  if (Status s = src->Exec("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", {name});
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = CreateSchema(ctx, a, *dst, create); !s.ok()) return s;
+  // The conninfo travels as a literal: CREATE SUBSCRIPTION takes no parameters.
+  std::string conninfo = SourceConninfo(src->conn());
+  // A password libpq found itself (PGPASSWORD, ~/.pgpass) is a secret too.
+  if (const char* pw = PQpass(src->conn().native()); pw && *pw) ctx.redactor().Add(pw);
+  std::string sql = "CREATE SUBSCRIPTION " + dst->Ident(name) + " CONNECTION " +
+                    QuoteLiteralPlain(conninfo) + " PUBLICATION " + dst->Ident(name) +
+                    " WITH (create_slot = false, slot_name = " + QuoteLiteralPlain(name) +
+                    ", copy_data = " + (a.copy_data ? "true" : "false") + ")";
+  if (Status s = dst->Exec(sql); !s.ok()) return s.Prefixed("creating the subscription");
+  ctx.Log(LogLevel::kInfo, "replicating " + Join(result["tables"].get<std::vector<std::string>>()) +
+                               " from '" + a.source + "' to '" + a.target + "' as " + name);
+  return result;
+}
+
+Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state) {
+  if (!state.is_object() || !state.contains("name")) return Status::Ok();  // never acted
+  const std::string name = state["name"].get<std::string>();
+  Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
+  if (!dst.ok()) return Redacted(ctx, dst.status());
+  Result<Value> sub = dst->Query("SELECT oid::text AS oid FROM pg_subscription WHERE subname = $1 "
+                                 "AND subdbid = (SELECT oid FROM pg_database WHERE datname = "
+                                 "current_database())", {name});
+  if (!sub.ok()) return Redacted(ctx, sub.status());
+  std::string sub_oid;
+  if (!sub->empty()) {
+    sub_oid = (*sub)[0]["oid"].get<std::string>();
+    // Detached from its slot, the drop never has to reach the source; the
+    // slots are dropped on the source below.
+    const std::string q = dst->Ident(name);
+    for (const std::string& stmt : {"ALTER SUBSCRIPTION " + q + " DISABLE",
+                                    "ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)",
+                                    "DROP SUBSCRIPTION " + q}) {
+      if (Status s = dst->Exec(stmt); !s.ok()) return Redacted(ctx, s);
+    }
+  }
+  std::vector<std::string> tables;
+  for (const auto& t : state.value("created", Value::array())) tables.push_back(t.get<std::string>());
+  if (!tables.empty()) {
+    if (Status s = dst->Exec("DROP TABLE IF EXISTS " + Join(tables) + " CASCADE"); !s.ok()) {
+      return Redacted(ctx, s);
+    }
+  }
+  Result<PgLease> src = LeaseConnection(ctx, StrArg(args, "source"));
+  if (!src.ok()) return Redacted(ctx, src.status());
+  if (Status s = src->Exec("DROP PUBLICATION IF EXISTS " + src->Ident(name)); !s.ok()) {
+    return Redacted(ctx, s);
+  }
+  // The slot (and table-sync slots left by an interrupted initial copy); a
+  // walsender may hold one for a moment after the subscription is gone.
+  const std::string slots =
+      "SELECT slot_name, active_pid FROM pg_replication_slots WHERE slot_name = $1 OR "
+      "($2 <> '' AND slot_name LIKE 'pg\\_' || $2 || '\\_sync\\_%')";
+  for (int attempt = 0;; ++attempt) {
+    Result<Value> left = src->Query(slots, {name, sub_oid});
+    if (!left.ok()) return Redacted(ctx, left.status());
+    if (left->empty()) break;
+    bool busy = false;
+    for (const auto& slot : *left) {
+      if (!slot["active_pid"].is_null()) {
+        busy = true;
+        if (attempt >= 25) {
+          src->Exec("SELECT pg_terminate_backend($1::int)", {slot["active_pid"].dump()});
+        }
+        continue;
+      }
+      Status s = src->Exec("SELECT pg_drop_replication_slot($1)", {slot["slot_name"].get<std::string>()});
+      if (!s.ok()) busy = true;  // taken again in between: next round
+    }
+    if (busy && attempt >= 50) {
+      return Status::Failed("connection '" + StrArg(args, "source") +
+                            "': replication slot " + name + " is still in use");
+    }
+    if (busy) ctx.clock().Sleep(Millis(200));
+  }
+  ctx.Log(LogLevel::kInfo, "dropped subscription, publication and slot " + name + " and " +
+                               std::to_string(tables.size()) + " tables the step created");
+  return Status::Ok();
+}
+
+CheckResult PgReplicate::Check(StepContext& ctx, const Value& args, const Value& state) {
+  if (!state.is_object() || !state.contains("name")) return {};
+  Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
+  if (!dst.ok()) return {};
+  const std::string name = state["name"].get<std::string>();
+  Result<Value> r = dst->Query("SELECT subenabled FROM pg_subscription WHERE subname = $1", {name});
+  if (!r.ok()) return {};
+  if (r->empty() || !(*r)[0]["subenabled"].get<bool>()) return {CheckOutcome::kNotDone, nullptr};
+  Value tables = Value::array();
+  for (const auto& t : StrListArg(args, "tables")) tables.push_back(t);
+  return {CheckOutcome::kDone,
+          Value{{"publication", name}, {"subscription", name}, {"slot", name}, {"tables", tables}}};
+}
+
+}  // namespace
+
+void AddPgReplicatePrimitives(Registry* r) {
+  r->Add(std::make_unique<PgReplicate>());
+  AddPgCatchUpPrimitives(r);
+}
+
+}  // namespace runbook

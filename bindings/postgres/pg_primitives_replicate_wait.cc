@@ -1,0 +1,236 @@
+// pg.wait_caught_up and pg.sync_sequences: the cutover half of logical
+// replication (pg.replicate, pg_primitives_replicate.cc). Waiting reads both
+// servers and changes nothing; sequences are copied by setval() on the
+// target, with the previous values recorded for undo.
+#include <algorithm>
+
+#include "bindings/postgres/pg_copy_catalog.h"
+#include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_session.h"
+
+namespace runbook {
+namespace {
+
+struct CatchUp {
+  int64_t tables = 0, ready = 0;
+  int64_t lag_bytes = 0;     // pg_current_wal_lsn() - confirmed_flush_lsn, now
+  int64_t behind_start = 0;  // start LSN - confirmed_flush_lsn (<= 0: passed it)
+};
+
+Result<CatchUp> Measure(PgLease& src, PgLease& dst, const std::string& sub,
+                        const std::string& start_lsn) {
+  Result<Value> t = dst.Query(
+      "SELECT s.subslotname AS slot, count(r.srrelid) AS tables, "
+      "count(r.srrelid) FILTER (WHERE r.srsubstate = 'r') AS ready FROM pg_subscription s "
+      "LEFT JOIN pg_subscription_rel r ON r.srsubid = s.oid WHERE s.subname = $1 AND s.subdbid = "
+      "(SELECT oid FROM pg_database WHERE datname = current_database()) GROUP BY s.subslotname",
+      {sub});
+  if (!t.ok()) return t.status();
+  if (t->empty()) {
+    return Status::Failed("connection '" + dst.name() + "': no subscription named " + sub);
+  }
+  CatchUp c;
+  c.tables = (*t)[0]["tables"].get<int64_t>();
+  c.ready = (*t)[0]["ready"].get<int64_t>();
+  const std::string slot = (*t)[0]["slot"].is_null() ? "" : (*t)[0]["slot"].get<std::string>();
+  Result<Value> l = src.Query(
+      "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 AS lag, "
+      "pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::int8 AS behind "
+      "FROM pg_replication_slots WHERE slot_name = $1",
+      {slot, start_lsn});
+  if (!l.ok()) return l.status();
+  if (l->empty() || (*l)[0]["lag"].is_null()) {
+    return Status::Failed("connection '" + src.name() + "': no active replication slot " + slot +
+                          " for subscription " + sub);
+  }
+  c.lag_bytes = std::max<int64_t>(0, (*l)[0]["lag"].get<int64_t>());
+  c.behind_start = (*l)[0]["behind"].get<int64_t>();
+  return c;
+}
+
+class PgWaitCaughtUp : public PgPrimitive {
+ public:
+  PgWaitCaughtUp()
+      : PgPrimitive(
+            "pg.wait_caught_up",
+            Schema{"Waits until a subscription has copied every table and has applied the "
+                   "source's WAL up to where it was when the wait began (within max_lag bytes).",
+                   {PgConnArg("source", "the publishing database"),
+                    PgConnArg("target", "the subscribing database"),
+                    PgArg("subscription", ArgType::kString, true, "the subscription's name"),
+                    PgArg("max_lag", ArgType::kInt, false, "bytes of WAL allowed behind (0)"),
+                    PgArg("timeout", ArgType::kDuration, false, "how long to wait (5m)")},
+                   {},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  bool idempotent(const Value&) const override { return true; }
+
+  PlanEffect Plan(const Value& args) const override {
+    return {"poll pg_subscription_rel on " + StrArg(args, "target") +
+                " and pg_replication_slots.confirmed_flush_lsn on " + StrArg(args, "source") +
+                " until subscription " + StrArg(args, "subscription") + " has caught up",
+            true, std::string(kNothingToUndo) + " (read-only)"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    const std::string sub = StrArg(args, "subscription");
+    int64_t max_lag = 0;
+    if (args.contains("max_lag") && args["max_lag"].is_number_integer()) {
+      max_lag = args["max_lag"].get<int64_t>();
+    }
+    std::optional<Millis> timeout = DurationArg(args, "timeout", "5m");
+    if (!timeout) return Status::Invalid("timeout: not a duration");
+    Result<PgLease> src = LeaseConnection(ctx, StrArg(args, "source"));
+    if (!src.ok()) return src.status();
+    Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
+    if (!dst.ok()) return dst.status();
+    Result<Value> start = src->Query("SELECT pg_current_wal_lsn()::text AS lsn");
+    if (!start.ok()) return start.status();
+    const std::string lsn = (*start)[0]["lsn"].get<std::string>();
+    const SteadyTime begin = ctx.clock().Steady();
+    const SteadyTime give_up = std::min(ctx.deadline(), begin + *timeout);
+    for (;;) {
+      Result<CatchUp> c = Measure(*src, *dst, sub, lsn);
+      if (!c.ok()) return c.status();
+      const int64_t waited =
+          std::chrono::duration_cast<Millis>(ctx.clock().Steady() - begin).count();
+      const bool done = c->ready == c->tables && c->behind_start <= max_lag;
+      if (done || ctx.dry_run()) {
+        if (ctx.dry_run()) {
+          ctx.Log(LogLevel::kInfo, "subscription " + sub + ": " + std::to_string(c->ready) + "/" +
+                                       std::to_string(c->tables) + " tables ready, " +
+                                       std::to_string(c->lag_bytes) + " bytes behind");
+        }
+        return Value{{"lag_bytes", c->lag_bytes}, {"waited_ms", waited},
+                     {"tables_ready", c->ready}, {"tables", c->tables}, {"caught_up", done}};
+      }
+      if (ctx.clock().Steady() >= give_up) {
+        return Status::Timeout("subscription " + sub + " did not catch up: " +
+                               std::to_string(c->ready) + "/" + std::to_string(c->tables) +
+                               " tables ready, " + std::to_string(c->behind_start) +
+                               " bytes short of " + lsn + " after " + std::to_string(waited) +
+                               " ms");
+      }
+      ctx.clock().Sleep(Millis(100));
+    }
+  }
+};
+
+// The sequences of the tables (or all), with the source's and the target's
+// values: [{sequence, source: {last_value, is_called}, target: {...}}].
+Result<Value> SequenceValues(StepContext& ctx, const Value& args, PgLease& src, PgLease& dst) {
+  const bool all = BoolArg(args, "all", false);
+  Result<std::vector<CopyTable>> tables =
+      all ? AllTables(src.conn(), src.deadline())
+          : ResolveTables(src.conn(), src.deadline(), StrListArg(args, "tables"), "public");
+  if (!tables.ok()) return tables.status();
+  Result<std::vector<std::string>> seqs = CopySequences(src.conn(), src.deadline(), *tables, all);
+  if (!seqs.ok()) return seqs.status();
+  Value out = Value::array();
+  const std::string read = "SELECT last_value::text AS last_value, is_called FROM ";
+  for (const auto& seq : *seqs) {
+    Result<Value> there = dst.Query("SELECT to_regclass($1) IS NOT NULL AS there", {seq});
+    if (!there.ok()) return there.status();
+    if (!(*there)[0]["there"].get<bool>()) {
+      ctx.Log(LogLevel::kWarn, "sequence " + seq + " is not on '" + dst.name() + "': left out");
+      continue;
+    }
+    Result<Value> s = src.Query(read + seq);
+    if (!s.ok()) return s.status();
+    Result<Value> d = dst.Query(read + seq);
+    if (!d.ok()) return d.status();
+    out.push_back(Value{{"sequence", seq}, {"source", (*s)[0]}, {"target", (*d)[0]}});
+  }
+  return out;
+}
+
+Status SetSequence(PgLease& dst, const std::string& seq, const Value& v) {
+  return dst.Exec("SELECT setval($1::regclass, $2::int8, $3::bool)",
+                  {seq, v["last_value"].get<std::string>(),
+                   std::string(v["is_called"].get<bool>() ? "true" : "false")});
+}
+
+class PgSyncSequences : public PgPrimitive {
+ public:
+  PgSyncSequences()
+      : PgPrimitive(
+            "pg.sync_sequences",
+            Schema{"Sets the target's sequences (of the tables, or all) to the source's "
+                   "last_value / is_called: logical replication does not carry them. Rollback "
+                   "restores the previous values.",
+                   {PgConnArg("source", "the database to read sequences from"),
+                    PgConnArg("target", "the database whose sequences are set"),
+                    PgArg("tables", ArgType::kList, false, "tables whose sequences to sync"),
+                    PgArg("all", ArgType::kBool, false, "every sequence")},
+                   {{"tables", "all"}},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  bool idempotent(const Value&) const override { return true; }
+
+  PlanEffect Plan(const Value& args) const override {
+    return {"SELECT setval(seq, last_value, is_called) on " + StrArg(args, "target") +
+                " for each sequence, with the values read on " + StrArg(args, "source"),
+            true, "setval() back to the values recorded before"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    Result<PgLease> src = LeaseConnection(ctx, StrArg(args, "source"));
+    if (!src.ok()) return src.status();
+    Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
+    if (!dst.ok()) return dst.status();
+    Result<Value> seqs = SequenceValues(ctx, args, *src, *dst);
+    if (!seqs.ok()) return seqs.status();
+    Value changed = Value::array(), before = Value::array();
+    // A retry keeps the values the first attempt found.
+    const Value previous = ctx.PreviousUndo();
+    for (const auto& s : *seqs) {
+      Value old = s["target"];
+      if (previous.is_object() && previous.contains("before")) {
+        for (const auto& p : previous["before"]) {
+          if (p["sequence"] == s["sequence"]) old = p["value"];
+        }
+      }
+      before.push_back(Value{{"sequence", s["sequence"]}, {"value", old}});
+      if (s["source"] != s["target"]) {
+        changed.push_back(Value{{"sequence", s["sequence"]}, {"from", s["target"]},
+                                {"to", s["source"]}});
+        ctx.Log(LogLevel::kInfo, std::string(ctx.dry_run() ? "would set " : "setting ") +
+                                     s["sequence"].get<std::string>() + " to " +
+                                     s["source"]["last_value"].get<std::string>());
+      }
+    }
+    Value result{{"sequences", seqs->size()}, {"changed", changed}};
+    if (ctx.dry_run()) return result;
+    if (Status s = ctx.RecordUndo(Value{{"before", before}}); !s.ok()) return s;
+    for (const auto& c : changed) {
+      if (Status s = SetSequence(*dst, c["sequence"].get<std::string>(), c["to"]); !s.ok()) {
+        return s;
+      }
+    }
+    return result;
+  }
+
+  Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
+    if (!state.is_object() || !state.contains("before")) return Status::Ok();
+    Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
+    if (!dst.ok()) return dst.status();
+    for (const auto& b : state["before"]) {
+      if (Status s = SetSequence(*dst, b["sequence"].get<std::string>(), b["value"]); !s.ok()) {
+        return s;
+      }
+    }
+    ctx.Log(LogLevel::kInfo, "restored " + std::to_string(state["before"].size()) + " sequences");
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+void AddPgCatchUpPrimitives(Registry* r) {
+  r->Add(std::make_unique<PgWaitCaughtUp>());
+  r->Add(std::make_unique<PgSyncSequences>());
+}
+
+}  // namespace runbook

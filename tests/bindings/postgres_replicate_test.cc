@@ -1,0 +1,198 @@
+// pg.replicate, pg.wait_caught_up and pg.sync_sequences against real
+// PostgreSQL 15 servers. The source is a database of the green cluster
+// (wal_level = logical) and the target another database of the same
+// cluster; blue (wal_level = replica) plays a source that cannot publish.
+#include "tests/bindings/postgres_test_util.h"
+
+namespace runbook::testing {
+namespace {
+
+void Shop(const PgTestDb& db) {
+  db.Exec("CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL); "
+          "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+          "customer_id int NOT NULL REFERENCES customers (id), amount numeric(10, 2)); "
+          "INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 200) g; "
+          "INSERT INTO orders (customer_id, amount) SELECT 1 + g % 200, g / 7.0 "
+          "FROM generate_series(1, 3000) g");
+}
+
+// Replication objects of the green cluster that carry `name`, or that belong
+// to database `db` (slots): "" when there are none.
+std::string Leftovers(const PgTestDb& src, const std::string& name) {
+  return src.Value(
+      "SELECT string_agg(k, ',') FROM ("
+      "SELECT 'subscription ' || subname AS k FROM pg_subscription WHERE subname = '" + name + "' "
+      "UNION ALL SELECT 'publication ' || pubname FROM pg_publication WHERE pubname = '" + name + "' "
+      "UNION ALL SELECT 'slot ' || slot_name FROM pg_replication_slots "
+      "WHERE slot_name = '" + name + "' OR database = current_database()) o");
+}
+
+Value CompareArgs() {
+  return Value{{"source", "src"}, {"target", "dst"}, {"tables", {"customers", "orders"}},
+               {"mode", "checksum"}};
+}
+
+}  // namespace
+
+TEST_CASE("pg.replicate streams tables and later changes into the target, and undo removes it all",
+          "[postgres][pg.replicate]") {
+  PgTestDb src(GreenServer(), "src"), dst(GreenServer(), "dst");
+  Shop(src);
+  PgCase c;
+  c.Connect("src", src);
+  c.Connect("dst", dst);
+  const std::string name = UniqueName("repl");
+  Value args{{"source", "src"}, {"target", "dst"}, {"tables", {"customers", "orders"}},
+             {"name", name}};
+
+  Result<Value> r = c.Apply("pg.replicate", args);
+  REQUIRE(r.ok());
+  const Value undo = c.ctx.LastUndo();
+  CHECK((*r)["publication"] == name);
+  CHECK((*r)["subscription"] == name);
+  CHECK((*r)["slot"] == name);
+  CHECK((*r)["tables"] == Value({"customers", "orders"}));
+  CHECK(c.P("pg.replicate").Check(c.ctx, args, undo).outcome == CheckOutcome::kDone);
+  CHECK(dst.Value("SELECT subenabled FROM pg_subscription WHERE subname = '" + name + "'") == "t");
+
+  Value wait{{"source", "src"}, {"target", "dst"}, {"subscription", name}, {"timeout", "60s"}};
+  Result<Value> w = c.Apply("pg.wait_caught_up", wait);
+  REQUIRE(w.ok());
+  CHECK((*w)["tables_ready"] == 2);
+  CHECK(dst.Value("SELECT count(*) FROM orders") == "3000");
+  Result<Value> same = c.Apply("pg.compare_counts", CompareArgs());
+  REQUIRE(same.ok());
+  CHECK((*same)["mismatched"] == 0);
+
+  // Changes after the initial copy arrive too.
+  src.Exec("INSERT INTO customers (name) VALUES ('late'); "
+           "INSERT INTO orders (customer_id, amount) SELECT 5, g FROM generate_series(1, 50) g; "
+           "UPDATE orders SET amount = amount + 1 WHERE id % 3 = 0; "
+           "DELETE FROM orders WHERE id % 10 = 0");
+  w = c.Apply("pg.wait_caught_up", wait);
+  REQUIRE(w.ok());
+  CHECK(dst.Value("SELECT count(*) FROM orders") == src.Value("SELECT count(*) FROM orders"));
+  CHECK(dst.Value("SELECT count(*) FROM orders") == "2745");
+  same = c.Apply("pg.compare_counts", CompareArgs());
+  REQUIRE(same.ok());
+  CHECK((*same)["mismatched"] == 0);
+
+  // Sequences are not replicated: the target's still start at 1.
+  CHECK(dst.Value("SELECT is_called FROM customers_id_seq") == "f");
+  Value seq_args{{"source", "src"}, {"target", "dst"}, {"tables", {"customers", "orders"}}};
+  Result<Value> probe = c.Rehearse("pg.sync_sequences", seq_args);
+  REQUIRE(probe.ok());
+  CHECK((*probe)["changed"].size() == 2);
+  CHECK(dst.Value("SELECT is_called FROM customers_id_seq") == "f");  // the rehearsal wrote nothing
+  Result<Value> synced = c.Apply("pg.sync_sequences", seq_args);
+  REQUIRE(synced.ok());
+  CHECK((*synced)["changed"].size() == 2);
+  CHECK(dst.Value("SELECT last_value FROM orders_id_seq") == "3050");
+  // nextval on the target continues the source's (without touching the table).
+  CHECK(dst.Value("SELECT nextval('customers_id_seq')") == "202");
+  REQUIRE(c.Undo("pg.sync_sequences", seq_args).ok());
+  CHECK(dst.Value("SELECT last_value FROM orders_id_seq") == "1");
+  CHECK(dst.Value("SELECT is_called FROM orders_id_seq") == "f");
+
+  // The source's password is in no result, log, or undo record of ours.
+  const std::string password = GreenServer().password;
+  REQUIRE(!password.empty());
+  std::string everything = r->dump() + w->dump() + synced->dump() + c.ctx.AllLogs();
+  for (const auto& u : c.ctx.undo_records) everything += u.dump();
+  CHECK(everything.find(password) == std::string::npos);
+  CHECK(c.P("pg.replicate").Plan(args).text.find(password) == std::string::npos);
+
+  REQUIRE(c.P("pg.replicate").Undo(c.ctx, args, undo).ok());
+  CHECK(Leftovers(src, name) == "");
+  CHECK(dst.Value("SELECT count(*) FROM pg_class WHERE relname IN ('customers', 'orders')") == "0");
+  CHECK(c.P("pg.replicate").Check(c.ctx, args, undo).outcome == CheckOutcome::kNotDone);
+  REQUIRE(c.P("pg.replicate").Undo(c.ctx, args, undo).ok());  // twice is harmless
+}
+
+TEST_CASE("pg.replicate of all tables into existing tables keeps them on undo",
+          "[postgres][pg.replicate]") {
+  PgTestDb src(GreenServer(), "src"), dst(GreenServer(), "dst");
+  Shop(src);
+  dst.Exec("CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL)");
+  PgCase c;
+  c.Connect("src", src);
+  c.Connect("dst", dst);
+  Value args{{"source", "src"}, {"target", "dst"}, {"all", true}};  // default name
+  Result<Value> r = c.Apply("pg.replicate", args);
+  REQUIRE(r.ok());
+  const std::string name = (*r)["subscription"].get<std::string>();
+  CHECK(name == "runbook_run_test_step_test");
+  const Value undo = c.ctx.LastUndo();
+  Result<Value> w = c.Apply("pg.wait_caught_up", {{"source", "src"}, {"target", "dst"},
+                                                  {"subscription", name}, {"timeout", "60s"}});
+  REQUIRE(w.ok());
+  CHECK(dst.Value("SELECT count(*) FROM customers") == "200");
+  CHECK(dst.Value("SELECT count(*) FROM orders") == "3000");
+  REQUIRE(c.P("pg.replicate").Undo(c.ctx, args, undo).ok());
+  CHECK(Leftovers(src, name) == "");
+  CHECK(dst.Value("SELECT to_regclass('orders') IS NULL") == "t");      // created: dropped
+  CHECK(dst.Value("SELECT to_regclass('customers') IS NULL") == "f");   // existed: kept
+}
+
+TEST_CASE("pg.replicate's rehearsal checks the servers and writes nothing",
+          "[postgres][pg.replicate]") {
+  PgTestDb src(GreenServer(), "src"), dst(GreenServer(), "dst");
+  Shop(src);
+  PgCase c;
+  c.Connect("src", src);
+  c.Connect("dst", dst);
+  const std::string name = UniqueName("repl");
+  Value args{{"source", "src"}, {"target", "dst"}, {"tables", {"customers", "orders"}},
+             {"name", name}};
+  Result<Value> r = c.Rehearse("pg.replicate", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["subscription"] == name);
+  CHECK(c.ctx.undo_records.empty());
+  CHECK(Leftovers(src, name) == "");
+  CHECK(dst.Value("SELECT count(*) FROM pg_class WHERE relname IN ('customers', 'orders')") == "0");
+  CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("would replicate 2 tables"));
+}
+
+TEST_CASE("pg.replicate refuses a source without wal_level=logical or a table without a key, "
+          "before creating anything",
+          "[postgres][pg.replicate]") {
+  PgTestDb dst(GreenServer(), "dst");
+  PgCase c;
+  c.Connect("dst", dst);
+  const std::string password = GreenServer().password;
+
+  SECTION("wal_level") {
+    PgTestDb blue(BlueServer(), "src");
+    Shop(blue);
+    c.Connect("src", blue);
+    Result<Value> r = c.Apply("pg.replicate", {{"source", "src"}, {"target", "dst"},
+                                              {"tables", {"customers"}}, {"name", "nope"}});
+    REQUIRE(!r.ok());
+    CHECK_THAT(r.status().message(), Catch::Contains("wal_level is replica") &&
+                                         Catch::Contains("nothing was done"));
+    CHECK(blue.Value("SELECT count(*) FROM pg_publication") == "0");
+    CHECK(r.status().message().find(BlueServer().password) == std::string::npos);
+  }
+  SECTION("a table without a primary key") {
+    PgTestDb src(GreenServer(), "src");
+    Shop(src);
+    src.Exec("CREATE TABLE notes (body text)");
+    c.Connect("src", src);
+    const std::string name = UniqueName("repl");
+    Result<Value> r = c.Apply("pg.replicate", {{"source", "src"}, {"target", "dst"},
+                                              {"tables", {"customers", "notes"}}, {"name", name}});
+    REQUIRE(!r.ok());
+    CHECK_THAT(r.status().message(), Catch::Contains("notes has no primary key"));
+    CHECK(r.status().message().find(password) == std::string::npos);
+    CHECK(c.ctx.undo_records.empty());
+    CHECK(Leftovers(src, name) == "");
+    CHECK(dst.Value("SELECT count(*) FROM pg_class WHERE relname = 'customers'") == "0");
+    // REPLICA IDENTITY FULL is enough.
+    src.Exec("ALTER TABLE notes REPLICA IDENTITY FULL");
+    CHECK(c.Rehearse("pg.replicate", {{"source", "src"}, {"target", "dst"},
+                                      {"tables", {"customers", "notes"}}, {"name", name}})
+              .ok());
+  }
+}
+
+}  // namespace runbook::testing
