@@ -1,5 +1,7 @@
 // kube.scale: records the replica count it found, scales, waits until the
 // new count is ready; undo scales back to the recorded count.
+#include <algorithm>
+
 #include "bindings/kube/kube_objects.h"
 #include "bindings/kube/kube_primitive.h"
 
@@ -9,7 +11,10 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr milliseconds kDefaultWait{300000};
-constexpr milliseconds kPollInterval{500};
+// The first polls come quickly (a scale-down in a cutover is part of the write
+// freeze), then back off: each poll is a kubectl process.
+constexpr milliseconds kFirstPoll{100};
+constexpr milliseconds kMaxPoll{1000};
 
 std::pair<std::string, std::string> Workload(const Value& args) {
   if (args.contains("statefulset")) return {"statefulset", ArgStr(args, "statefulset")};
@@ -29,6 +34,7 @@ Result<int64_t> WaitForReplicas(KubeStep& step, const std::string& kind, const s
   SteadyTime deadline = std::min(step.client().deadline(), step.Now() + timeout);
   KubectlClient client = step.client().WithDeadline(deadline);
   int64_t ready = 0, running = 0;
+  milliseconds interval = kFirstPoll;
   auto ended = [&] {
     return Status::Timeout("scaled to " + std::to_string(want) + ", but " + std::to_string(ready) +
                            " of " + std::to_string(want) + " replicas ready (" +
@@ -45,8 +51,9 @@ Result<int64_t> WaitForReplicas(KubeStep& step, const std::string& kind, const s
     ready = IntAt(*live, "/status/readyReplicas", 0);
     running = IntAt(*live, "/status/replicas");
     if (Settled(*live, want)) return ready;
-    if (step.Now() + kPollInterval >= deadline) return ended();
-    step.Sleep(kPollInterval);
+    if (step.Now() + interval >= deadline) return ended();
+    step.Sleep(interval);
+    interval = std::min(interval * 2, kMaxPoll);
   }
 }
 

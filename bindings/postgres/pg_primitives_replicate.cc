@@ -24,6 +24,7 @@ namespace {
 
 struct ReplArgs {
   std::string source, target, name;
+  std::string source_dsn;  // how the target server reaches the source, if not as we do
   std::vector<std::string> tables;
   bool all = false, copy_data = true;
 };
@@ -42,6 +43,7 @@ ReplArgs ReadArgs(const Value& args) {
   a.source = StrArg(args, "source");
   a.target = StrArg(args, "target");
   a.name = StrArg(args, "name");
+  a.source_dsn = StrArg(args, "source_dsn");
   a.tables = StrListArg(args, "tables");
   a.all = BoolArg(args, "all", false);
   a.copy_data = BoolArg(args, "copy_data", true);
@@ -83,14 +85,18 @@ std::string ConnValue(const char* v) {
   return out + "'";
 }
 
-// How the target reaches the source: what the live source connection used.
-std::string SourceConninfo(PgConnection& src) {
+// How the target reaches the source: what the live source connection used,
+// or `source_dsn` (key=value pairs; they win over ours, as libpq keeps the
+// last of a repeated keyword). The engine's own address may be a port-forward
+// or tunnel that the target server cannot use and that ends with the run:
+// in a cluster, green reaches blue by a Service name the engine cannot.
+std::string SourceConninfo(PgConnection& src, const std::string& source_dsn) {
   PGconn* c = src.native();
-  std::string s = "host=" + ConnValue(PQhost(c)) + " port=" + ConnValue(PQport(c)) +
-                  " dbname=" + ConnValue(PQdb(c)) + " user=" + ConnValue(PQuser(c));
+  std::string s = "dbname=" + ConnValue(PQdb(c)) + " user=" + ConnValue(PQuser(c));
   const char* pw = PQpass(c);
   if (pw && *pw) s += " password=" + ConnValue(pw);
-  return s;
+  if (!source_dsn.empty()) return s + " " + source_dsn;
+  return "host=" + ConnValue(PQhost(c)) + " port=" + ConnValue(PQport(c)) + " " + s;
 }
 
 Result<bool> Exists(PgLease& lease, const std::string& sql, const std::string& name) {
@@ -214,7 +220,11 @@ class PgReplicate : public PgPrimitive {
                     PgArg("all", ArgType::kBool, false, "every table (FOR ALL TABLES)"),
                     PgArg("name", ArgType::kString, false,
                           "publication, slot and subscription name (default from the run id)"),
-                    PgArg("copy_data", ArgType::kBool, false, "copy existing rows first (true)")},
+                    PgArg("copy_data", ArgType::kBool, false, "copy existing rows first (true)"),
+                    PgArg("source_dsn", ArgType::kString, false,
+                          "how the TARGET server reaches the source, as key=value conninfo "
+                          "(e.g. host=blue.db.svc port=5432); default: the address the engine "
+                          "used, which a port-forward or tunnel makes unusable for the server")},
                    {{"tables", "all"}},
                    ""}) {}
 
@@ -266,6 +276,14 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
             : ResolveTables(src->conn(), src->deadline(), a.tables, "public");
   if (!tables.ok()) return tables.status();
   if (Status s = ProbeTarget(dst->conn(), dst->deadline(), &*tables); !s.ok()) return s;
+  // A retry, or a resume after a crash part-way: take down what the earlier
+  // attempt created (the subscription, publication, slot, tables), then start over.
+  if (Value previous = ctx.PreviousUndo(); !ctx.dry_run() && previous.is_object() &&
+                                           previous.value("name", "") == name) {
+    ctx.Log(LogLevel::kInfo, "removing what an earlier attempt of this step created (" + name + ")");
+    if (Status s = Undo(ctx, args, previous); !s.ok()) return s;
+    if (Status s = ProbeTarget(dst->conn(), dst->deadline(), &*tables); !s.ok()) return s;
+  }
   if (Status s = Probe(a, name, *src, *dst, *tables); !s.ok()) return s;
   std::vector<const CopyTable*> create;
   Value created = Value::array();
@@ -301,7 +319,7 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   }
   if (Status s = CreateSchema(ctx, a, *dst, create); !s.ok()) return s;
   // The conninfo travels as a literal: CREATE SUBSCRIPTION takes no parameters.
-  std::string conninfo = SourceConninfo(src->conn());
+  std::string conninfo = SourceConninfo(src->conn(), a.source_dsn);
   // A password libpq found itself (PGPASSWORD, ~/.pgpass) is a secret too.
   if (const char* pw = PQpass(src->conn().native()); pw && *pw) ctx.redactor().Add(pw);
   std::string sql = "CREATE SUBSCRIPTION " + dst->Ident(name) + " CONNECTION " +
