@@ -262,6 +262,14 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   ReplArgs a = ReadArgs(args);
   if (a.source == a.target) return Status::Invalid("source and target are the same connection");
   const std::string name = a.name.empty() ? DefaultName(ctx) : a.name;
+  // A retry, or a resume after a crash part-way: take down what the earlier
+  // attempt created (the subscription, publication, slot, tables), then start
+  // over. Before this attempt leases the connections: Undo leases them too.
+  if (Value previous = ctx.PreviousUndo(); !ctx.dry_run() && previous.is_object() &&
+                                           previous.value("name", "") == name) {
+    ctx.Log(LogLevel::kInfo, "removing what an earlier attempt of this step created (" + name + ")");
+    if (Status s = Undo(ctx, args, previous); !s.ok()) return s;
+  }
   Result<PgLease> src = LeaseConnection(ctx, a.source);
   if (!src.ok()) return src.status();
   Result<PgLease> dst = LeaseConnection(ctx, a.target);
@@ -276,14 +284,6 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
             : ResolveTables(src->conn(), src->deadline(), a.tables, "public");
   if (!tables.ok()) return tables.status();
   if (Status s = ProbeTarget(dst->conn(), dst->deadline(), &*tables); !s.ok()) return s;
-  // A retry, or a resume after a crash part-way: take down what the earlier
-  // attempt created (the subscription, publication, slot, tables), then start over.
-  if (Value previous = ctx.PreviousUndo(); !ctx.dry_run() && previous.is_object() &&
-                                           previous.value("name", "") == name) {
-    ctx.Log(LogLevel::kInfo, "removing what an earlier attempt of this step created (" + name + ")");
-    if (Status s = Undo(ctx, args, previous); !s.ok()) return s;
-    if (Status s = ProbeTarget(dst->conn(), dst->deadline(), &*tables); !s.ok()) return s;
-  }
   if (Status s = Probe(a, name, *src, *dst, *tables); !s.ok()) return s;
   std::vector<const CopyTable*> create;
   Value created = Value::array();

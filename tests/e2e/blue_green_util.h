@@ -54,14 +54,20 @@ struct Databases {
 struct BlueGreen {
   E2e t;
   const testing::KubeSim& sim = testing::TheKubeSim();
-  const testing::PgServer& blue = testing::BlueServer();
-  const testing::PgServer& green = testing::GreenServer();
+  // sync=replication publishes from blue, which then needs wal_level=logical:
+  // the fixture's green cluster has it, so the two clusters swap roles.
+  const bool replication;
+  const testing::PgServer& blue;
+  const testing::PgServer& green;
   std::string db = testing::UniqueName("chronicle");
   Databases blue_dbs{blue, {db}};
   Databases green_dbs{green, {db}};
   std::string green_dir;
 
-  BlueGreen() {
+  explicit BlueGreen(bool replication = false)
+      : replication(replication),
+        blue(replication ? testing::GreenServer() : testing::BlueServer()),
+        green(replication ? testing::BlueServer() : testing::GreenServer()) {
     sim.Reset();
     blue.AdminExec("CREATE DATABASE " + db + " TEMPLATE template0");
     blue.AdminExec(SlurpFile(std::string(RUNBOOK_SOURCE_DIR) + "/examples/demo/sample-data.sql"),
@@ -75,10 +81,42 @@ struct BlueGreen {
     sim.Kubectl({"-n", "dsm", "rollout", "status", "deployment/chronicle-service",
                  "--timeout=30s"});
   }
+  // A database with a subscription (green) or a replication slot (blue)
+  // cannot be dropped: take down what a replication run left first.
+  ~BlueGreen() {
+    if (!replication) return;
+    try {
+      std::string subs = green.AdminValue(
+          "SELECT string_agg(quote_ident(subname), ',') FROM pg_subscription s JOIN pg_database d "
+          "ON d.oid = s.subdbid WHERE d.datname = '" + db + "'");
+      for (size_t at = 0; !subs.empty() && at != std::string::npos;) {
+        size_t comma = subs.find(',', at);
+        std::string sub = subs.substr(at, comma == std::string::npos ? comma : comma - at);
+        green.AdminExec("ALTER SUBSCRIPTION " + sub + " DISABLE", db);
+        green.AdminExec("ALTER SUBSCRIPTION " + sub + " SET (slot_name = NONE)", db);
+        green.AdminExec("DROP SUBSCRIPTION " + sub, db);
+        at = comma == std::string::npos ? comma : comma + 1;
+      }
+      blue.AdminValue("SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
+                      "WHERE database = '" + db + "' AND NOT active");
+    } catch (...) {
+    }
+  }
+  // Subscriptions of green's copy of the database: "true,false,..." or "".
+  std::string Subscriptions() const {
+    return green.AdminValue("SELECT string_agg(s.subenabled::text, ',') FROM pg_subscription s "
+                            "JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = '" + db + "'");
+  }
   std::vector<std::string> Args(const std::string& cmd = "run") const {
-    return {cmd, Runbook("pg-blue-green-upgrade"), "-p", "green_manifest=" + green_dir,
-            "-p", "user=" + blue.superuser, "-p", "database=" + db, "-p", "context=sim",
-            "-p", "kubeconfig=" + sim.kubeconfig, "--yes"};
+    std::vector<std::string> args = {
+        cmd, Runbook("pg-blue-green-upgrade"), "-p", "green_manifest=" + green_dir,
+        "-p", "user=" + blue.superuser, "-p", "database=" + db, "-p", "context=sim",
+        "-p", "kubeconfig=" + sim.kubeconfig, "--yes"};
+    if (replication) {
+      args.insert(args.end(), {"-p", "sync=replication", "-p",
+                               "replication_source=host=127.0.0.1 port=" + std::to_string(blue.port)});
+    }
+    return args;
   }
   std::map<std::string, std::string> Env() const {
     return {{"CHRONICLE_DB_PASSWORD", blue.password}, {"GREEN_DB_PASSWORD", green.password}};

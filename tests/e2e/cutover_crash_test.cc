@@ -121,8 +121,8 @@ std::set<int64_t> Ids(const testing::PgServer& s, const std::string& db) {
 
 // One upgrade under the writer, killed at up to `max_kills` random instants
 // and resumed each time, then checked; returns the number of kills.
-int CutoverOnce(std::mt19937_64& rng, int max_kills, int iteration) {
-  BlueGreen bg;
+int CutoverOnce(std::mt19937_64& rng, int max_kills, int iteration, bool replication = false) {
+  BlueGreen bg(replication);
   Writer writer(bg);
   std::this_thread::sleep_for(milliseconds(300));  // the application is writing
   // A full run here takes about 5 to 10 s.
@@ -151,7 +151,11 @@ int CutoverOnce(std::mt19937_64& rng, int max_kills, int iteration) {
       }
     }
     if (!killed) {
-      REQUIRE(proc.WaitExit(std::chrono::minutes(3)));
+      if (!proc.WaitExit(std::chrono::minutes(3))) {
+        proc.KillHard();
+        FAIL("round " << rounds << ": " << args[0] << " did not end in 3 minutes:\n"
+                      << proc.out() << proc.err());
+      }
       log += "round " + std::to_string(rounds) + ": " + args[0] + " ended:\n" + proc.out() +
              proc.err();
     }
@@ -179,6 +183,14 @@ int CutoverOnce(std::mt19937_64& rng, int max_kills, int iteration) {
   auto steps = bg.t.Steps(run_id);
   CHECK(steps["switch"]["status"] == "succeeded");
   CHECK(steps["verify"]["status"] == "succeeded");
+  if (replication) {
+    CHECK(steps["caught-up"]["status"] == "succeeded");
+    CHECK(bg.Subscriptions() == "false");
+    // One publication and one slot on blue: a resume never made a second.
+    CHECK(bg.blue.AdminValue("SELECT count(*) FROM pg_replication_slots WHERE database = "
+                             "current_database()", bg.db) == "1");
+    CHECK(bg.blue.AdminValue("SELECT count(*) FROM pg_publication", bg.db) == "1");
+  }
   return kills;
 }
 
@@ -192,6 +204,16 @@ TEST_CASE("cutover under writes: SIGKILL at random instants, resume; nothing los
     kills += CutoverOnce(rng, std::min(4, want - kills), iteration);
   }
   CHECK(kills >= want);
+}
+
+TEST_CASE("cutover under writes with sync=replication: SIGKILL at random instants, resume",
+          "[e2e][crash][seed004][cutover][replication]") {
+  std::mt19937_64 rng(CrashSeed("cutover crash replication"));
+  int kills = 0;
+  for (int iteration = 1; kills < 4; ++iteration) {
+    REQUIRE(iteration <= 4);
+    kills += CutoverOnce(rng, 4 - kills, iteration, /*replication=*/true);
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "tests/bindings/kube_test_util.h"
 #include "tests/e2e/blue_green_util.h"
@@ -193,6 +194,84 @@ TEST_CASE("pg-blue-green-upgrade: a failed switch rolls every stage back to blue
   // It failed; its undo (the recorded old selector) ran too, harmlessly.
   CHECK((steps["switch"]["status"] == "failed" || steps["switch"]["status"] == "undone"));
   CHECK_THAT(steps["switch"]["error"].get<std::string>(), Catch::Contains("forbidden"));
+  CHECK(steps["stop-writers"]["status"] == "undone");
+  CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
+  CHECK(bg.AppReplicas() == 2);
+  CHECK_FALSE(bg.green_dbs.Exists(bg.db));
+  CHECK_FALSE(bg.GreenDeployed());
+}
+
+// Replication objects on blue (publications, slots) and green (subscriptions)
+// named like the run's: "" when there are none.
+std::string ReplicationLeftovers(const BlueGreen& bg) {
+  return bg.blue.AdminValue("SELECT string_agg(k, ',') FROM ("
+                            "SELECT 'publication ' || pubname AS k FROM pg_publication "
+                            "UNION ALL SELECT 'slot ' || slot_name FROM pg_replication_slots "
+                            "WHERE database = current_database()) o",
+                            bg.db) +
+         bg.Subscriptions();
+}
+
+TEST_CASE("pg-blue-green-upgrade sync=replication: cutover through logical replication, and "
+          "rollback removes subscription, publication and slot",
+          "[e2e][runbooks][postgres][kube][seed004][replication]") {
+  BlueGreen bg(/*replication=*/true);
+  REQUIRE(ReplicationLeftovers(bg).empty());
+  // A wrong sync method is refused before anything happens.
+  std::vector<std::string> bad = bg.Args();
+  bad.insert(bad.end(), {"-p", "sync=rsync"});
+  CliResult r = bg.t.Run(bad, bg.Env());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("sync must be copy or replication, not 'rsync'"));
+  CHECK_FALSE(bg.GreenDeployed());
+
+  r = bg.t.Run(bg.Args(), bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  auto steps = bg.t.Steps(bg.t.LastRunId());
+  CHECK(steps["initial-sync"]["status"] == "skipped");
+  CHECK(steps["final-sync"]["status"] == "skipped");
+  CHECK(steps["replicate"]["status"] == "succeeded");
+  CHECK(steps["caught-up"]["status"] == "succeeded");
+  CHECK(steps["blue-quiet"]["status"] == "succeeded");
+  CHECK(bg.Selector() == R"({"app":"chronicle-db-v17"})");
+  CHECK(bg.AppReplicas() == 2);
+  for (const char* table : {"chronicle_notes", "retrospective_action_items",
+                            "retrospective_attendees", "sprint_retrospectives",
+                            "chronicle_events"}) {
+    CHECK(bg.green.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db) ==
+          bg.blue.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db));
+  }
+  // Sequences were carried over (replication does not), and green no longer follows blue.
+  CHECK(bg.green.AdminValue("SELECT nextval('chronicle_notes_id_seq')", bg.db) == "972");
+  CHECK(bg.Subscriptions() == "false");
+  bg.blue.AdminExec("INSERT INTO chronicle_notes (author, body) VALUES ('late', 'on blue')", bg.db);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(bg.green.AdminValue("SELECT count(*) FROM chronicle_notes", bg.db) == "971");
+
+  r = bg.t.Run({"rollback", bg.t.LastRunId()}, bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
+  CHECK(bg.AppReplicas() == 2);
+  CHECK_FALSE(bg.green_dbs.Exists(bg.db));
+  CHECK_FALSE(bg.GreenDeployed());
+  CHECK(ReplicationLeftovers(bg).empty());
+}
+
+TEST_CASE("pg-blue-green-upgrade: a switch that does not finish in its 30 s reverts to blue",
+          "[e2e][runbooks][postgres][kube][seed004]") {
+  BlueGreen bg;
+  // The API server sits on the selector patch for longer than the step allows.
+  bg.sim.AddFault(Value{{"match", {{"method", "PATCH"},
+                                   {"path_regex", "/namespaces/dsm/services/chronicle-db(\\?|$)"}}},
+                        {"delay_ms", 40000}, {"status", 504}, {"count", 1},
+                        {"message", "injected: too slow"}});
+  CliResult r = bg.t.Run(bg.Args(), bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  CHECK(r.code == 1);
+  auto steps = bg.t.Steps(bg.t.LastRunId());
+  CHECK((steps["switch"]["status"] == "failed" || steps["switch"]["status"] == "undone"));
   CHECK(steps["stop-writers"]["status"] == "undone");
   CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
   CHECK(bg.AppReplicas() == 2);
