@@ -68,6 +68,19 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
   }
   if (!conn.ok()) {
     Status s = conn.Connect(*options, deadline);
+    // Through a port-forward or tunnel, the first connection after the far
+    // end went away (a restarted server, a replaced pod) can meet a forward
+    // that has not noticed yet: it hands over a connection and closes it.
+    // The forward notices and is restarted when the options are resolved again.
+    for (int attempt = 1; !s.ok() && declared->config.contains("via") && attempt <= 4 &&
+                          s.message().find("closed the connection unexpectedly") != std::string::npos &&
+                          ctx.clock().Steady() + Millis(250 * attempt) < deadline;
+         ++attempt) {
+      ctx.clock().Sleep(Millis(250 * attempt));
+      options = StepConnectOptions(ctx, name);
+      if (!options.ok()) return options.status();
+      s = conn.Connect(*options, deadline);
+    }
     ForwardNotices(ctx, conn);
     if (!s.ok()) return s;
   }

@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include <atomic>
+#include <functional>
 #include <cstdlib>
 #include <random>
 #include <set>
@@ -214,6 +215,122 @@ TEST_CASE("cutover under writes with sync=replication: SIGKILL at random instant
     REQUIRE(iteration <= 4);
     kills += CutoverOnce(rng, 4 - kills, iteration, /*replication=*/true);
   }
+}
+
+// Fault injection under the same writer: `fire` is polled every 10 ms from
+// another thread until it returns true (it acts itself), for up to a minute.
+class FaultWhen {
+ public:
+  explicit FaultWhen(std::function<bool()> fire)
+      : thread_([this, fire] {
+          auto until = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+          while (!stop_ && std::chrono::steady_clock::now() < until) {
+            try {
+              if (fire()) {
+                fired_ = true;
+                return;
+              }
+            } catch (...) {
+            }
+            std::this_thread::sleep_for(milliseconds(10));
+          }
+        }) {}
+  ~FaultWhen() {
+    stop_ = true;
+    thread_.join();
+  }
+  bool fired() const { return fired_; }
+
+ private:
+  std::atomic<bool> stop_{false}, fired_{false};
+  std::thread thread_;
+};
+
+// A COPY into green's copy of the database is running now.
+bool CopyRunning(const BlueGreen& bg) {
+  return bg.green.AdminValue("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + bg.db +
+                             "' AND state = 'active' AND query LIKE 'COPY%'") != "0";
+}
+
+// After a failed upgrade: everything is back on blue, green is gone, and
+// blue holds every write the application made (none went to green).
+void CheckRolledBackNothingLost(BlueGreen& bg, Writer& writer, const CliResult& r) {
+  INFO(r.All());
+  CHECK(r.code == 1);  // failed, and the rollback completed (an undo failure is 6)
+  std::this_thread::sleep_for(milliseconds(300));  // the application writes to blue again
+  writer.Stop();
+  CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
+  CHECK(bg.AppReplicas() == 2);
+  CHECK_FALSE(bg.green_dbs.Exists(bg.db));
+  CHECK_FALSE(bg.GreenDeployed());
+  CHECK(writer.on_green() == 0);
+  CHECK(writer.on_blue() > 0);
+  CHECK(Ids(bg.blue, bg.db) == writer.accepted());
+}
+
+TEST_CASE("cutover faults: a PostgreSQL backend terminated mid-copy fails the step; rollback; "
+          "nothing lost",
+          "[e2e][seed004][cutover][faults]") {
+  BlueGreen bg;
+  Writer writer(bg);
+  std::this_thread::sleep_for(milliseconds(300));
+  FaultWhen terminate([&] {
+    return bg.green.AdminValue("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = '" + bg.db + "' AND state = 'active' AND "
+                               "query LIKE 'COPY%'") != "0";
+  });
+  CliResult r = bg.t.Run(bg.Args(), bg.Env(), std::chrono::minutes(5));
+  REQUIRE(terminate.fired());
+  auto steps = bg.t.Steps(bg.t.LastRunId());
+  CHECK(steps["initial-sync"]["status"] == "undone");
+  CHECK_THAT(steps["initial-sync"]["error"].get<std::string>(), Catch::Contains("terminat"));
+  CheckRolledBackNothingLost(bg, writer, r);
+}
+
+TEST_CASE("cutover faults: green restarted mid-copy fails the step; rollback; nothing lost",
+          "[e2e][seed004][cutover][faults]") {
+  BlueGreen bg;
+  Writer writer(bg);
+  std::this_thread::sleep_for(milliseconds(300));
+  FaultWhen restart([&] {
+    if (!CopyRunning(bg)) return false;
+    bg.green.Stop();
+    bg.green.Start();
+    return true;
+  });
+  CliResult r = bg.t.Run(bg.Args(), bg.Env(), std::chrono::minutes(5));
+  REQUIRE(restart.fired());
+  auto steps = bg.t.Steps(bg.t.LastRunId());
+  CHECK(steps["initial-sync"]["status"] == "undone");
+  CheckRolledBackNothingLost(bg, writer, r);
+}
+
+TEST_CASE("cutover faults: the API server's 500 and 409 during the cutover are retried; nothing "
+          "lost",
+          "[e2e][seed004][cutover][faults]") {
+  BlueGreen bg;
+  Writer writer(bg);
+  std::this_thread::sleep_for(milliseconds(300));
+  bg.sim.AddFault(Value{{"match", {{"path_regex", "/deployments/chronicle-service/scale"}}},
+                        {"status", 500}, {"count", 1}});
+  bg.sim.AddFault(Value{{"match", {{"method", "PATCH"},
+                                   {"path_regex", "/namespaces/dsm/services/chronicle-db(\\?|$)"}}},
+                        {"status", 409}, {"count", 1}});
+  CliResult r = bg.t.Run(bg.Args(), bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  std::this_thread::sleep_for(milliseconds(300));  // writes to green
+  writer.Stop();
+  Value faults = bg.sim.Request("GET", "/_sim/faults");
+  INFO(faults.dump());
+  REQUIRE(faults["faults"].size() == 2);
+  for (const auto& rule : faults["faults"]) {
+    CHECK(rule.value("hits", 0) == 1);  // each fault was hit, and the step went on
+  }
+  CHECK(bg.Selector() == R"({"app":"chronicle-db-v17"})");
+  CHECK(bg.AppReplicas() == 2);
+  CHECK(writer.on_green() > 0);
+  CHECK(Ids(bg.green, bg.db) == writer.accepted());
 }
 
 }  // namespace
