@@ -217,6 +217,84 @@ TEST_CASE("cutover under writes with sync=replication: SIGKILL at random instant
   }
 }
 
+TEST_CASE("cutover rollback under writes: SIGKILL at random instants during the rollback, "
+          "resume; back on blue, nothing lost",
+          "[e2e][crash][seed004][cutover][rollback]") {
+  std::mt19937_64 rng(CrashSeed("cutover rollback crash"));
+  std::uniform_int_distribution<int> instant(0, 1500);  // a rollback here takes 1 to 3 s
+  int kills = 0;
+  for (int iteration = 1; kills < 4; ++iteration) {
+    REQUIRE(iteration <= 6);
+    BlueGreen bg;
+    // The API server refuses every patch of the database Service: the run
+    // fails at the switch and rolls every stage back.
+    bg.sim.AddFault(Value{{"match", {{"method", "PATCH"},
+                                     {"path_regex", "/namespaces/dsm/services/chronicle-db(\\?|$)"}}},
+                          {"status", 403}, {"count", 0}, {"message", "injected: patch forbidden"}});
+    Writer writer(bg);
+    std::this_thread::sleep_for(milliseconds(300));
+    std::string log = "iteration " + std::to_string(iteration) + "\n", run_id;
+    {
+      Background proc(bg.t.Spec(bg.Args(), bg.Env()));
+      auto until = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+      while (proc.out().find("FAILED   switch") == std::string::npos && proc.Running() &&
+             std::chrono::steady_clock::now() < until) {
+        proc.Drain(milliseconds(5));
+      }
+      INFO(proc.out() << proc.err());
+      REQUIRE(proc.out().find("FAILED   switch") != std::string::npos);
+      int wait = instant(rng);
+      auto at = std::chrono::steady_clock::now() + milliseconds(wait);
+      while (std::chrono::steady_clock::now() < at && proc.Running()) proc.Drain(milliseconds(5));
+      if (proc.Running()) {
+        proc.KillHard();
+        ++kills;
+        log += "run: killed " + std::to_string(wait) + " ms into the rollback\n";
+      } else {
+        log += "run: the rollback ended before the kill at " + std::to_string(wait) + " ms\n";
+      }
+      run_id = bg.t.LastRunId();
+      REQUIRE(IntegrityCheck(bg.t.state()) == "ok");
+    }
+    for (int round = 0;; ++round) {
+      INFO(log);
+      REQUIRE(round < 10);
+      std::string status = bg.t.RunStatus(run_id)["status"].get<std::string>();
+      log += "round " + std::to_string(round) + ": status " + status + "\n";
+      if (status == "rolled_back") break;
+      REQUIRE(status == "rolling_back");
+      Background proc(bg.t.Spec({"resume", run_id, "--yes"}, bg.Env()));
+      int wait = instant(rng);
+      auto at = std::chrono::steady_clock::now() + milliseconds(wait);
+      while (std::chrono::steady_clock::now() < at && proc.Running()) proc.Drain(milliseconds(5));
+      if (round < 2 && proc.Running()) {
+        proc.KillHard();
+        ++kills;
+        log += "  resume killed at " + std::to_string(wait) + " ms\n";
+      } else {
+        REQUIRE(proc.WaitExit(std::chrono::minutes(2)));
+        log += "  resume ended:\n" + proc.out() + proc.err();
+      }
+      REQUIRE(IntegrityCheck(bg.t.state()) == "ok");
+    }
+    std::this_thread::sleep_for(milliseconds(300));  // the application writes to blue again
+    writer.Stop();
+    INFO(log);
+    fprintf(stderr, "cutover rollback crash test, iteration %d: %d kills so far\n", iteration,
+            kills);
+    CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
+    CHECK(bg.AppReplicas() == 2);
+    CHECK_FALSE(bg.green_dbs.Exists(bg.db));
+    CHECK_FALSE(bg.GreenDeployed());
+    CHECK(writer.on_green() == 0);
+    CHECK(Ids(bg.blue, bg.db) == writer.accepted());
+    for (const char* id : {"stop-writers", "initial-sync", "create-database", "deploy-green"}) {
+      INFO(id);
+      CHECK(bg.t.Steps(run_id)[id]["status"] == "undone");
+    }
+  }
+}
+
 // Fault injection under the same writer: `fire` is polled every 10 ms from
 // another thread until it returns true (it acts itself), for up to a minute.
 class FaultWhen {
