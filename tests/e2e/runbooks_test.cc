@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "tests/e2e/e2e_util.h"
@@ -346,6 +347,44 @@ TEST_CASE("pg-backup writes verified archives; pg-restore restores one and verif
   CHECK(r.code == 1);
   CHECK(GreenServer().AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" +
                                  restored + "'") == "0");
+}
+
+TEST_CASE("every standard runbook validates and plans with its required params",
+          "[e2e][runbooks]") {
+  E2e t;
+  // The required params of each (plan connects to nothing: any values do).
+  const std::map<std::string, std::vector<std::string>> params = {
+      {"kube-switch-selector.yaml", {"service=db", "selector={app: green}"}},
+      {"pg-backup.yaml", {"server=host=db", "databases=[a, b]", "dir=" + t.P("backups")}},
+      {"pg-blue-green-upgrade.yaml", {"green_manifest=" + t.P("green"), "password=pw"}},
+      {"pg-move-databases.yaml", {"source=host=a", "target=host=b"}},
+      {"pg-refresh-collation.yaml", {"server=host=a"}},
+      {"pg-restore.yaml", {"target=host=a", "database=d", "file=" + t.P("a.dump")}},
+      {"pg-verify-counts.yaml", {"source=host=a", "target=host=b"}},
+      {"schema-gate.yaml", {"conn=host=a", "migration=" + t.P("m.sql"), "expect={t: [a]}"}},
+      {"lib/pg-move-one-database.yaml", {"database=d", "source=host=a", "target=host=b"}},
+  };
+  const std::string dir = std::string(RUNBOOK_SOURCE_DIR) + "/runbooks/";
+  int seen = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.path().extension() != ".yaml") continue;
+    std::string name = e.path().string().substr(dir.size());
+    INFO(name);
+    ++seen;
+    REQUIRE(params.count(name) == 1);  // a new runbook gets a line above
+    CliResult v = t.Run({"validate", e.path().string()});
+    INFO(v.All());
+    CHECK(v.code == 0);
+    std::vector<std::string> args = {"plan", e.path().string()};
+    for (const auto& p : params.at(name)) args.insert(args.end(), {"-p", p});
+    CliResult p = t.Run(args);
+    INFO(p.All());
+    CHECK(p.code == 0);
+    CHECK_THAT(p.out, Catch::Contains("steps:"));
+    // The plan is stable: the same input gives the same text.
+    CHECK(t.Run(args).out == p.out);
+  }
+  CHECK(seen == static_cast<int>(params.size()));
 }
 
 }  // namespace
