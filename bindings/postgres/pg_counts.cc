@@ -11,8 +11,6 @@ constexpr const char* kPinOutput =
     "SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'; "
     "SET LOCAL DateStyle = 'ISO, YMD'";
 
-constexpr const char* kDigest =
-    "coalesce(sum(('x' || left(md5(to_jsonb(rb_t.*)::text), 16))::bit(64)::bigint::numeric), 0)";
 
 // Which of `tables` exist (one catalog query).
 Status MarkMissing(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables) {
@@ -31,6 +29,29 @@ Status MarkMissing(PgConnection& conn, SteadyTime deadline, std::vector<TableCou
   if (!rows.ok()) return rows.status();
   for (const auto& row : *rows) {
     (*tables)[row["i"].get<size_t>() - 1].exists = row["found"].get<bool>();
+  }
+  return Status::Ok();
+}
+
+// The columns of each existing table, sorted by name (C collation), as the
+// digest lists them; one catalog query for all tables.
+Status FillColumns(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables) {
+  std::vector<std::string> schemas, names;
+  for (const auto& t : *tables) {
+    schemas.push_back(t.table.schema);
+    names.push_back(t.table.name);
+  }
+  Result<Value> rows = conn.Query(
+      "SELECT u.i, coalesce((SELECT string_agg('rb_t.' || quote_ident(a.attname), ', ' "
+      "ORDER BY a.attname COLLATE \"C\") FROM pg_attribute a WHERE a.attrelid = c.oid "
+      "AND a.attnum > 0 AND NOT a.attisdropped), '') AS cols "
+      "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, t, i) "
+      "JOIN pg_namespace n ON n.nspname = u.s "
+      "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.t",
+      {PgTextArray(schemas), PgTextArray(names)}, deadline);
+  if (!rows.ok()) return rows.status();
+  for (const auto& row : *rows) {
+    (*tables)[row["i"].get<size_t>() - 1].columns = row["cols"].get<std::string>();
   }
   return Status::Ok();
 }
@@ -73,7 +94,10 @@ std::string CountSql(const std::vector<TableCount>& tables, bool checksum,
     if (!tables[i].exists) continue;
     if (!sql.empty()) sql += "\nUNION ALL ";
     sql += "SELECT " + std::to_string(i) + " AS i, count(*) AS n";
-    if (checksum) sql += ", " + std::string(kDigest) + " AS d";
+    if (checksum) {
+      sql += ", coalesce(sum(hashtextextended(ROW(" + tables[i].columns +
+             ")::text, 0)), 0) AS d";
+    }
     sql += " FROM " + quote(tables[i].table.schema) + "." + quote(tables[i].table.name) + " AS rb_t";
   }
   return sql;
@@ -88,7 +112,12 @@ Status CountTables(PgConnection& conn, SteadyTime deadline, std::vector<TableCou
     Result<Value> rows = Status::Ok();
     if (checksum) {
       Status s = conn.RunScript(std::string("BEGIN READ ONLY; ") + kPinOutput, deadline).status();
-      if (s.ok()) rows = conn.Query(sql, {}, deadline);
+      // The columns are read in the same transaction as the rows.
+      if (s.ok()) s = FillColumns(conn, deadline, tables);
+      if (s.ok()) {
+        sql = CountSql(*tables, checksum, quote);
+        rows = conn.Query(sql, {}, deadline);
+      }
       if (conn.ok() && conn.in_transaction()) conn.Exec("ROLLBACK", {}, deadline);
       if (!s.ok()) return s;
     } else {

@@ -3,17 +3,18 @@
 // Every table is counted by one UNION ALL statement, so all counts of a
 // database come from one snapshot and one round trip.
 //
-// The checksum is an order-independent digest of each table's content:
-// sum over rows of the first 64 bits of md5(to_jsonb(row)::text), read as a
-// signed bigint and summed as numeric (no overflow, no modulus). to_jsonb
-// sorts keys, so the digest does not depend on column order; the session's
-// TimeZone, extra_float_digits, bytea_output and IntervalStyle are pinned
-// inside the counting transaction so both servers print values alike.
-// Collisions: two different row multisets give the same sum only if their
-// hash differences cancel exactly, about 2^-64 for accidental differences
-// (a changed, lost or duplicated row always changes the sum unless its hash
-// delta is exactly cancelled). Unlike XOR, a duplicated row is never
-// invisible. It is not meant to resist deliberate forgery.
+// The checksum is an order-independent digest of each table's content: the
+// sum over rows of hashtextextended(ROW(columns)::text, 0), a 64-bit hash,
+// summed as numeric (no overflow, no modulus). The columns are listed by
+// name, so the digest does not depend on physical column order; the
+// session's TimeZone, extra_float_digits, bytea_output, IntervalStyle and
+// DateStyle are pinned inside the counting transaction so both servers
+// print values alike. (It was md5(to_jsonb(row)::text): 5.6 times slower,
+// and the checksums run inside a cutover's write freeze.) Collisions: two
+// different row multisets give the same sum only if their hash differences
+// cancel exactly, about 2^-64 for accidental differences. Unlike XOR, a
+// duplicated row is never invisible. It is not meant to resist deliberate
+// forgery, and both servers must have hashtextextended (PostgreSQL 11+).
 #pragma once
 
 #include <functional>
@@ -32,6 +33,7 @@ struct TableCount {
   bool exists = true;
   int64_t rows = 0;
   std::string digest;  // checksum mode only
+  std::string columns;  // checksum mode: "rb_t.a, rb_t.b", by name (CountTables fills it)
 };
 
 // Parses the runbook's table names (see ParseTableName).

@@ -143,6 +143,28 @@ TEST_CASE("pg.compare_counts in checksum mode sees a changed row with equal coun
   CHECK_FALSE(c.Apply("pg.compare_counts", args).ok());
 }
 
+TEST_CASE("pg.compare_counts in checksum mode tells NULL from an empty string and sees "
+          "swapped values",
+          "[postgres][pg.compare_counts]") {
+  PgTestDb blue(BlueServer()), green(GreenServer());
+  for (const PgTestDb* db : {&blue, &green}) {
+    db->Exec("CREATE TABLE t (id int PRIMARY KEY, a text, b text); "
+             "INSERT INTO t VALUES (1, NULL, 'x'), (2, 'y', 'z')");
+  }
+  PgCase c;
+  c.Connect("blue", blue);
+  c.Connect("green", green);
+  Value args{{"source", "blue"}, {"target", "green"}, {"tables", {"t"}}, {"mode", "checksum"}};
+  REQUIRE(c.Apply("pg.compare_counts", args).ok());
+  green.Exec("UPDATE t SET a = '' WHERE id = 1");
+  Result<Value> r = c.Apply("pg.compare_counts", args);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("t (2 vs 2, content differs)"));
+  // The same values in other columns of the row are different content too.
+  green.Exec("UPDATE t SET a = NULL WHERE id = 1; UPDATE t SET a = 'z', b = 'y' WHERE id = 2");
+  CHECK_FALSE(c.Apply("pg.compare_counts", args).ok());
+}
+
 TEST_CASE("pg.compare_counts queries both databases at the same time",
           "[postgres][pg.compare_counts]") {
   PgTestDb blue(BlueServer()), green(GreenServer());
