@@ -25,7 +25,8 @@ std::pair<std::string, std::string> Workload(const Value& args) {
 bool Settled(const Value& live, int64_t want) {
   return IntAt(live, "/spec/replicas", -1) == want &&
          IntAt(live, "/status/observedGeneration", 0) >= IntAt(live, "/metadata/generation", 0) &&
-         IntAt(live, "/status/replicas", 0) == want && IntAt(live, "/status/readyReplicas", 0) == want;
+         IntAt(live, "/status/replicas", 0) == want &&
+         IntAt(live, "/status/readyReplicas", 0) == want;
 }
 
 // Polls the workload until Settled or the wait's deadline; the ready count.
@@ -44,8 +45,8 @@ Result<int64_t> WaitForReplicas(KubeStep& step, const std::string& kind, const s
     Result<Value> live = client.Get(kind, obj);
     if (!live.ok()) {
       // A poll cut off by the wait's own end (not the step's) is the wait ending.
-      bool wait_ended = live.status().code() == Status::Code::kTimeout &&
-                        step.Now() >= deadline && deadline < step.client().deadline();
+      bool wait_ended = live.status().code() == Status::Code::kTimeout && step.Now() >= deadline &&
+                        deadline < step.client().deadline();
       return wait_ended ? ended() : live.status();
     }
     ready = IntAt(*live, "/status/readyReplicas", 0);
@@ -108,17 +109,20 @@ class ScalePrimitive : public KubePrimitive {
           earlier.contains("previous_replicas") && earlier["previous_replicas"].is_number()) {
         previous = earlier["previous_replicas"].get<int64_t>();
       }
-      Status s = ctx.RecordUndo(Value{{"kind", kind}, {"name", obj},
+      Status s = ctx.RecordUndo(Value{{"kind", kind},
+                                      {"name", obj},
                                       {"namespace", step.target().ns},
                                       {"previous_replicas", previous}});
       if (!s.ok()) return step.Fail(subject, s);
     }
-    std::vector<std::string> cmd{"scale", kind + "/" + obj,
-                                 "--replicas=" + std::to_string(*want)};
+    std::vector<std::string> cmd{"scale", kind + "/" + obj, "--replicas=" + std::to_string(*want)};
     Result<KubectlOutput> r = step.Change({step.Mutating(cmd)});
     if (!r.ok()) return step.Fail(subject, r.status());
-    Value result{{"kind", kind}, {"name", obj}, {"previous_replicas", previous},
-                 {"replicas", *want}, {"changed", current != *want}};
+    Value result{{"kind", kind},
+                 {"name", obj},
+                 {"previous_replicas", previous},
+                 {"replicas", *want},
+                 {"changed", current != *want}};
     if (step.dry_run()) {
       result["ready"] = MakeUnknown("a rehearsal does not scale");
       return result;
@@ -165,7 +169,9 @@ class ScalePrimitive : public KubePrimitive {
     std::optional<int64_t> want = ArgInt(args, "replicas");
     if (!live.ok() || !want) return {};
     if (IntAt(*live, "/spec/replicas", 1) != *want) return {CheckOutcome::kNotDone, nullptr};
-    Value result{{"kind", kind}, {"name", obj}, {"replicas", *want},
+    Value result{{"kind", kind},
+                 {"name", obj},
+                 {"replicas", *want},
                  {"ready", IntAt(*live, "/status/readyReplicas", 0)}};
     if (state.is_object() && state.contains("previous_replicas")) {
       result["previous_replicas"] = state["previous_replicas"];

@@ -11,21 +11,26 @@ constexpr const char* kPinOutput =
     "SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'; "
     "SET LOCAL DateStyle = 'ISO, YMD'";
 
-
 // Which of `tables` exist (one catalog query).
-Status MarkMissing(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables) {
+// The tables' schemas and names as two text[] parameters ($1, $2), for
+// catalog queries that unnest them WITH ORDINALITY.
+PgParams NameArrays(const std::vector<TableCount>& tables) {
   std::vector<std::string> schemas, names;
-  for (const auto& t : *tables) {
+  for (const auto& t : tables) {
     schemas.push_back(t.table.schema);
     names.push_back(t.table.name);
   }
+  return {PgTextArray(schemas), PgTextArray(names)};
+}
+
+Status MarkMissing(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables) {
   Result<Value> rows = conn.Query(
       "SELECT u.i, c.oid IS NOT NULL AS found "
       "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, t, i) "
       "LEFT JOIN pg_namespace n ON n.nspname = u.s "
       "LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.t "
       "AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY u.i",
-      {PgTextArray(schemas), PgTextArray(names)}, deadline);
+      NameArrays(*tables), deadline);
   if (!rows.ok()) return rows.status();
   for (const auto& row : *rows) {
     (*tables)[row["i"].get<size_t>() - 1].exists = row["found"].get<bool>();
@@ -36,11 +41,6 @@ Status MarkMissing(PgConnection& conn, SteadyTime deadline, std::vector<TableCou
 // The columns of each existing table, sorted by name (C collation), as the
 // digest lists them; one catalog query for all tables.
 Status FillColumns(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables) {
-  std::vector<std::string> schemas, names;
-  for (const auto& t : *tables) {
-    schemas.push_back(t.table.schema);
-    names.push_back(t.table.name);
-  }
   Result<Value> rows = conn.Query(
       "SELECT u.i, coalesce((SELECT string_agg('rb_t.' || quote_ident(a.attname), ', ' "
       "ORDER BY a.attname COLLATE \"C\") FROM pg_attribute a WHERE a.attrelid = c.oid "
@@ -48,7 +48,7 @@ Status FillColumns(PgConnection& conn, SteadyTime deadline, std::vector<TableCou
       "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, t, i) "
       "JOIN pg_namespace n ON n.nspname = u.s "
       "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.t",
-      {PgTextArray(schemas), PgTextArray(names)}, deadline);
+      NameArrays(*tables), deadline);
   if (!rows.ok()) return rows.status();
   for (const auto& row : *rows) {
     (*tables)[row["i"].get<size_t>() - 1].columns = row["cols"].get<std::string>();
@@ -95,10 +95,10 @@ std::string CountSql(const std::vector<TableCount>& tables, bool checksum,
     if (!sql.empty()) sql += "\nUNION ALL ";
     sql += "SELECT " + std::to_string(i) + " AS i, count(*) AS n";
     if (checksum) {
-      sql += ", coalesce(sum(hashtextextended(ROW(" + tables[i].columns +
-             ")::text, 0)), 0) AS d";
+      sql += ", coalesce(sum(hashtextextended(ROW(" + tables[i].columns + ")::text, 0)), 0) AS d";
     }
-    sql += " FROM " + quote(tables[i].table.schema) + "." + quote(tables[i].table.name) + " AS rb_t";
+    sql +=
+        " FROM " + quote(tables[i].table.schema) + "." + quote(tables[i].table.name) + " AS rb_t";
   }
   return sql;
 }
@@ -127,8 +127,8 @@ Status CountTables(PgConnection& conn, SteadyTime deadline, std::vector<TableCou
       for (const auto& row : *rows) {
         TableCount& t = (*tables)[row["i"].get<size_t>()];
         t.rows = row["n"].get<int64_t>();
-        if (checksum) t.digest = row["d"].is_string() ? row["d"].get<std::string>()
-                                                      : row["d"].dump();
+        if (checksum)
+          t.digest = row["d"].is_string() ? row["d"].get<std::string>() : row["d"].dump();
       }
       return Status::Ok();
     }

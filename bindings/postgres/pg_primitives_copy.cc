@@ -61,8 +61,8 @@ std::vector<std::string> DumpArgv(const std::string& section, const CopyArgs& a,
 }
 
 const std::vector<std::string> kPsqlArgv = {
-    "psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-    "-f", "-"};  // -f -: stdin, so that --single-transaction applies to it
+    "psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f",
+    "-"};  // -f -: stdin, so that --single-transaction applies to it
 
 std::string Join(const std::vector<std::string>& items, const std::string& sep = " ") {
   std::string out;
@@ -104,25 +104,26 @@ class PgCopy : public PgPrimitive {
   PgCopy()
       : PgPrimitive(
             "pg.copy",
-            Schema{"Clones tables (or a whole database) into another database: schema, then the "
-                   "data as parallel COPY streams from one snapshot, then indexes and "
-                   "constraints, sequences and ANALYZE. Rollback drops what it created.",
-                   {PgConnArg("source", "the database to copy from"),
-                    PgConnArg("target", "the database to copy into"),
-                    PgArg("tables", ArgType::kList, false, "tables (table or schema.table)"),
-                    PgArg("all", ArgType::kBool, false, "every table of every schema"),
-                    PgArg("schema", ArgType::kString, false, "schema of unqualified names (public)"),
-                    PgArg("jobs", ArgType::kInt, false, "parallel COPY streams (2)"),
-                    PgArg("schema_only", ArgType::kBool, false, "copy the schema, no data"),
-                    PgArg("replace", ArgType::kBool, false,
-                          "overwrite target tables that already have rows"),
-                    PgArg("keep_owners", ArgType::kBool, false,
-                          "keep owners and grants (the roles must exist on the target)"),
-                    PgArg("format", ArgType::kString, false,
-                          "auto (binary COPY where both sides can exchange it safely) or text",
-                          {"auto", "text"})},
-                   {{"tables", "all"}},
-                   ""}) {}
+            Schema{
+                "Clones tables (or a whole database) into another database: schema, then the "
+                "data as parallel COPY streams from one snapshot, then indexes and "
+                "constraints, sequences and ANALYZE. Rollback drops what it created.",
+                {PgConnArg("source", "the database to copy from"),
+                 PgConnArg("target", "the database to copy into"),
+                 PgArg("tables", ArgType::kList, false, "tables (table or schema.table)"),
+                 PgArg("all", ArgType::kBool, false, "every table of every schema"),
+                 PgArg("schema", ArgType::kString, false, "schema of unqualified names (public)"),
+                 PgArg("jobs", ArgType::kInt, false, "parallel COPY streams (2)"),
+                 PgArg("schema_only", ArgType::kBool, false, "copy the schema, no data"),
+                 PgArg("replace", ArgType::kBool, false,
+                       "overwrite target tables that already have rows"),
+                 PgArg("keep_owners", ArgType::kBool, false,
+                       "keep owners and grants (the roles must exist on the target)"),
+                 PgArg("format", ArgType::kString, false,
+                       "auto (binary COPY where both sides can exchange it safely) or text",
+                       {"auto", "text"})},
+                {{"tables", "all"}},
+                ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
 
@@ -133,15 +134,20 @@ class PgCopy : public PgPrimitive {
     std::string pipe = " on " + a.source + " | " + Join(kPsqlArgv) + " on " + a.target + "\n";
     std::string text = "pg_dump --schema-only --section=pre-data" + only + pipe;
     if (!a.schema_only) {
-      text += "per table, " + std::to_string(a.jobs) + " at a time, from one REPEATABLE READ "
-              "snapshot of " + a.source + ": COPY t TO STDOUT -> BEGIN; TRUNCATE t; COPY t FROM "
-              "STDIN; COMMIT on " + a.target + "\n";
+      text += "per table, " + std::to_string(a.jobs) +
+              " at a time, from one REPEATABLE READ "
+              "snapshot of " +
+              a.source +
+              ": COPY t TO STDOUT -> BEGIN; TRUNCATE t; COPY t FROM "
+              "STDIN; COMMIT on " +
+              a.target + "\n";
     }
     text += "pg_dump --schema-only --section=post-data" + only + pipe;
     if (!a.schema_only) text += "setval() of the copied sequences; ANALYZE the copied tables";
     return {text, true,
             "drop the tables, sequences, views, types, routines, schemas and extensions the copy "
-            "created on " + a.target + " (rows replaced in tables that existed are not restored)"};
+            "created on " +
+                a.target + " (rows replaced in tables that existed are not restored)"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -188,29 +194,16 @@ class PgCopy : public PgPrimitive {
   CheckResult Check(StepContext& ctx, const Value& args, const Value&) override;
 
  private:
-  static Result<Prepared> Prepare(StepContext& ctx, const CopyArgs& a, PgLease& src,
-                                  PgLease& dst, const Value& previous);
+  static Result<Prepared> Prepare(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
+                                  const Value& previous);
   static Result<Value> Estimate(StepContext& ctx, const CopyArgs& a, const Prepared& p);
   static Result<Value> Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
                             Prepared* p, const Value& previous);
 };
 
-// Runs a tool with the connection's options; errors pass the redactor.
-Result<std::string> Tool(StepContext& ctx, const std::string& conn,
-                         const std::vector<std::string>& argv,
-                         const std::optional<std::string>& input = std::nullopt) {
-  Result<PgConnectOptions> options = StepConnectOptions(ctx, conn);
-  if (!options.ok()) return options.status();
-  Result<std::string> out = RunPgTool(ctx.processes(), argv, *options, ctx.deadline(), input);
-  if (out.ok()) return out;
-  std::string msg = ctx.redactor().Redact(out.status().message());
-  if (out.status().code() == Status::Code::kTimeout) return Status::Timeout(msg);
-  return Status::Failed(msg);
-}
-
 Status CheckTools(StepContext& ctx, const CopyArgs& a, int source_version) {
   for (const char* tool : {"pg_dump", "psql"}) {
-    Result<std::string> v = Tool(ctx, a.source, {tool, "--version"});
+    Result<std::string> v = RunStepPgTool(ctx, a.source, {tool, "--version"});
     if (!v.ok()) return v.status();
     int major = ToolMajorVersion(*v);
     if (std::string(tool) == "pg_dump" && major < source_version / 10000) {
@@ -266,9 +259,11 @@ Result<Value> PgCopy::Estimate(StepContext& ctx, const CopyArgs& a, const Prepar
   int64_t rows = 0, bytes = 0;
   for (const auto& t : p.tables) {
     const bool known = t.estimated_rows >= 0;  // reltuples is -1 before VACUUM or ANALYZE
-    tables.push_back(Value{{"table", t.key}, {"rows", known ? Value(t.estimated_rows) : Value()},
+    tables.push_back(Value{{"table", t.key},
+                           {"rows", known ? Value(t.estimated_rows) : Value()},
                            {"bytes", t.bytes},
-                           {"seconds", 0}, {"on_target", t.on_target},
+                           {"seconds", 0},
+                           {"on_target", t.on_target},
                            {"format", t.binary ? "binary" : "text"}});
     rows += known ? t.estimated_rows : 0;
     bytes += t.bytes;
@@ -279,8 +274,8 @@ Result<Value> PgCopy::Estimate(StepContext& ctx, const CopyArgs& a, const Prepar
                                  (t.on_target ? " (replacing the target's table contents)" : ""));
   }
   (void)a;
-  return Value{{"tables", tables}, {"rows", rows}, {"bytes", bytes}, {"seconds", 0},
-               {"estimated", true}};
+  return Value{
+      {"tables", tables}, {"rows", rows}, {"bytes", bytes}, {"seconds", 0}, {"estimated", true}};
 }
 
 // The objects the target had before the first attempt; a later attempt
@@ -349,15 +344,17 @@ Value ResultOf(StepContext& ctx, const std::vector<CopyTable>& tables,
   Table report{"Copied tables", {"Table", "Rows", "Bytes", "Seconds"}, {}};
   for (size_t i = 0; i < tables.size(); ++i) {
     const CopyStats& st = stats[i];
-    list.push_back(Value{{"table", tables[i].key}, {"rows", st.rows}, {"bytes", st.bytes},
+    list.push_back(Value{{"table", tables[i].key},
+                         {"rows", st.rows},
+                         {"bytes", st.bytes},
                          {"seconds", st.seconds},
                          {"format", tables[i].binary ? "binary" : "text"}});
     rows += st.rows;
     bytes += st.bytes;
     char secs[32];
     std::snprintf(secs, sizeof secs, "%.2f", st.seconds);
-    report.rows.push_back({tables[i].key, std::to_string(st.rows),
-                           HumanBytes(static_cast<double>(st.bytes)), secs});
+    report.rows.push_back(
+        {tables[i].key, std::to_string(st.rows), HumanBytes(static_cast<double>(st.bytes)), secs});
   }
   ctx.AddTable(report);
   return Value{{"tables", list}, {"rows", rows}, {"bytes", bytes}, {"seconds", seconds}};
@@ -377,8 +374,11 @@ Result<Value> ForeignKeysOn(PgLease& dst, const std::vector<CopyTable>& tables) 
   return dst.Query(
       "SELECT conrelid::regclass::text AS table, conname AS name, "
       "pg_get_constraintdef(oid) AS definition FROM pg_constraint WHERE contype = 'f' AND "
-      "(conrelid = ANY (ARRAY[" + list + "]::regclass[]) OR "
-      "confrelid = ANY (ARRAY[" + list + "]::regclass[])) ORDER BY 1, 2");
+      "(conrelid = ANY (ARRAY[" +
+      list +
+      "]::regclass[]) OR "
+      "confrelid = ANY (ARRAY[" +
+      list + "]::regclass[])) ORDER BY 1, 2");
 }
 
 bool SameKey(const Value& a, const Value& b) {
@@ -425,8 +425,10 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   std::vector<const CopyTable*> create;
   for (const auto& t : p->tables) {
     keys.push_back(t.key);
-    if (t.on_target) replaced.push_back(t.key);
-    else create.push_back(&t);
+    if (t.on_target)
+      replaced.push_back(t.key);
+    else
+      create.push_back(&t);
   }
   Result<Value> fks = ForeignKeysOn(dst, p->tables);
   if (!fks.ok()) return fks.status();
@@ -438,8 +440,11 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
       if (!known) fks->push_back(old_fk);
     }
   }
-  Value record{{"target", a.target}, {"before", *before}, {"tables", keys},
-               {"replaced", replaced}, {"foreign_keys", *fks}};
+  Value record{{"target", a.target},
+               {"before", *before},
+               {"tables", keys},
+               {"replaced", replaced},
+               {"foreign_keys", *fks}};
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
 
   SnapshotHolder holder(src);
@@ -450,14 +455,15 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   std::vector<const CopyTable*> only = whole ? std::vector<const CopyTable*>{} : create;
   Result<std::string> post = std::string();
   if (!create.empty()) {
-    Result<std::string> pre = Tool(ctx, a.source, DumpArgv("pre-data", a, only, *snapshot));
+    Result<std::string> pre =
+        RunStepPgTool(ctx, a.source, DumpArgv("pre-data", a, only, *snapshot));
     if (!pre.ok()) return pre.status();
-    post = Tool(ctx, a.source, DumpArgv("post-data", a, only, *snapshot));
+    post = RunStepPgTool(ctx, a.source, DumpArgv("post-data", a, only, *snapshot));
     if (!post.ok()) return post.status();
     if (!whole) {
       if (Status s = CreateSchemas(dst, create); !s.ok()) return s;
     }
-    Result<std::string> applied = Tool(ctx, a.target, kPsqlArgv, *pre);
+    Result<std::string> applied = RunStepPgTool(ctx, a.target, kPsqlArgv, *pre);
     if (!applied.ok()) return applied.status().Prefixed("applying the schema (pre-data)");
   }
   std::vector<CopyStats> stats(p->tables.size());
@@ -470,8 +476,9 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   }
   holder.Release();
   if (!post->empty()) {
-    Result<std::string> applied = Tool(ctx, a.target, kPsqlArgv, *post);
-    if (!applied.ok()) return applied.status().Prefixed("applying indexes and constraints (post-data)");
+    Result<std::string> applied = RunStepPgTool(ctx, a.target, kPsqlArgv, *post);
+    if (!applied.ok())
+      return applied.status().Prefixed("applying indexes and constraints (post-data)");
   }
   if (!a.schema_only) {
     Result<std::vector<std::string>> seqs =

@@ -59,16 +59,6 @@ Status Redacted(StepContext& ctx, const Status& s) {
   return Status::Failed(msg);
 }
 
-Result<std::string> Tool(StepContext& ctx, const std::string& conn,
-                         const std::vector<std::string>& argv,
-                         const std::optional<std::string>& input = std::nullopt) {
-  Result<PgConnectOptions> options = StepConnectOptions(ctx, conn);
-  if (!options.ok()) return options.status();
-  Result<std::string> out = RunPgTool(ctx.processes(), argv, *options, ctx.deadline(), input);
-  if (out.ok()) return out;
-  return Redacted(ctx, out.status());
-}
-
 std::string Join(const std::vector<std::string>& items, const std::string& sep = ", ") {
   std::string out;
   for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
@@ -123,17 +113,21 @@ Status Probe(const ReplArgs& a, const std::string& name, PgLease& src, PgLease& 
                           "(a server restart); nothing was done");
   }
   if (!row["repl"].get<bool>()) {
-    return Status::Failed("connection '" + a.source + "': the user has neither REPLICATION nor "
+    return Status::Failed("connection '" + a.source +
+                          "': the user has neither REPLICATION nor "
                           "superuser; nothing was done");
   }
-  if (row["free_slots"].get<int64_t>() < 1 + static_cast<int64_t>(std::min<size_t>(tables.size(), 2))) {
-    return Status::Failed("connection '" + a.source + "': not enough free replication slots "
+  if (row["free_slots"].get<int64_t>() <
+      1 + static_cast<int64_t>(std::min<size_t>(tables.size(), 2))) {
+    return Status::Failed("connection '" + a.source +
+                          "': not enough free replication slots "
                           "(max_replication_slots); nothing was done");
   }
   Result<Value> su = dst.Query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user");
   if (!su.ok()) return su.status();
   if (!(*su)[0]["rolsuper"].get<bool>()) {
-    return Status::Failed("connection '" + a.target + "': CREATE SUBSCRIPTION needs a superuser "
+    return Status::Failed("connection '" + a.target +
+                          "': CREATE SUBSCRIPTION needs a superuser "
                           "on the target; nothing was done");
   }
   std::vector<std::string> no_identity;
@@ -147,18 +141,23 @@ Status Probe(const ReplArgs& a, const std::string& name, PgLease& src, PgLease& 
     if (!r->empty() && !(*r)[0]["ok"].get<bool>()) no_identity.push_back(t.key);
   }
   if (!no_identity.empty()) {
-    return Status::Failed("connection '" + a.source + "': " + Join(no_identity) +
-                          " ha" + (no_identity.size() == 1 ? "s" : "ve") +
+    return Status::Failed("connection '" + a.source + "': " + Join(no_identity) + " ha" +
+                          (no_identity.size() == 1 ? "s" : "ve") +
                           " no primary key or replica identity (UPDATE and DELETE could not be "
                           "replicated); nothing was done");
   }
-  struct Taken { PgLease* lease; const char* sql; const char* what; const std::string* conn; };
-  for (const Taken& t : {Taken{&src, "SELECT 1 FROM pg_publication WHERE pubname = $1",
-                               "publication", &a.source},
-                         Taken{&src, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                               "replication slot", &a.source},
-                         Taken{&dst, "SELECT 1 FROM pg_subscription WHERE subname = $1",
-                               "subscription", &a.target}}) {
+  struct Taken {
+    PgLease* lease;
+    const char* sql;
+    const char* what;
+    const std::string* conn;
+  };
+  for (const Taken& t :
+       {Taken{&src, "SELECT 1 FROM pg_publication WHERE pubname = $1", "publication", &a.source},
+        Taken{&src, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", "replication slot",
+              &a.source},
+        Taken{&dst, "SELECT 1 FROM pg_subscription WHERE subname = $1", "subscription",
+              &a.target}}) {
     Result<bool> e = Exists(*t.lease, t.sql, name);
     if (!e.ok()) return e.status();
     if (*e) {
@@ -182,19 +181,20 @@ Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& dst,
       return s;
     }
   }
-  const std::vector<std::string> psql = {"psql", "--no-password", "-X", "-q", "-v",
-                                         "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"};
+  const std::vector<std::string> psql = {
+      "psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f",
+      "-"};
   for (const char* section : {"pre-data", "post-data"}) {
-    std::vector<std::string> argv = {"pg_dump", "--no-password", "--schema-only",
-                                     std::string("--section=") + section, "--no-owner",
-                                     "--no-privileges"};
+    std::vector<std::string> argv = {"pg_dump",       "--no-password",
+                                     "--schema-only", std::string("--section=") + section,
+                                     "--no-owner",    "--no-privileges"};
     for (const CopyTable* t : create) {
       argv.push_back("-t");
       argv.push_back(t->Quoted());
     }
-    Result<std::string> dump = Tool(ctx, a.source, argv);
+    Result<std::string> dump = RunStepPgTool(ctx, a.source, argv);
     if (!dump.ok()) return dump.status();
-    Result<std::string> applied = Tool(ctx, a.target, psql, *dump);
+    Result<std::string> applied = RunStepPgTool(ctx, a.target, psql, *dump);
     if (!applied.ok()) return applied.status().Prefixed(std::string("applying ") + section);
   }
   return Status::Ok();
@@ -238,8 +238,9 @@ class PgReplicate : public PgPrimitive {
                 "\nSELECT pg_create_logical_replication_slot('" + n + "', 'pgoutput') on " +
                 a.source + "\npg_dump --schema-only pre-data/post-data | psql of the tables " +
                 a.target + " lacks\nCREATE SUBSCRIPTION " + n + " CONNECTION '<" + a.source +
-                ", password redacted>' PUBLICATION " + n + " WITH (create_slot = false, copy_data = " +
-                (a.copy_data ? "true" : "false") + ") on " + a.target,
+                ", password redacted>' PUBLICATION " + n +
+                " WITH (create_slot = false, copy_data = " + (a.copy_data ? "true" : "false") +
+                ") on " + a.target,
             true,
             "drop the subscription on " + a.target + ", the publication and the slot on " +
                 a.source + ", and the tables the step created on " + a.target};
@@ -265,9 +266,10 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   // A retry, or a resume after a crash part-way: take down what the earlier
   // attempt created (the subscription, publication, slot, tables), then start
   // over. Before this attempt leases the connections: Undo leases them too.
-  if (Value previous = ctx.PreviousUndo(); !ctx.dry_run() && previous.is_object() &&
-                                           previous.value("name", "") == name) {
-    ctx.Log(LogLevel::kInfo, "removing what an earlier attempt of this step created (" + name + ")");
+  if (Value previous = ctx.PreviousUndo();
+      !ctx.dry_run() && previous.is_object() && previous.value("name", "") == name) {
+    ctx.Log(LogLevel::kInfo,
+            "removing what an earlier attempt of this step created (" + name + ")");
     if (Status s = Undo(ctx, args, previous); !s.ok()) return s;
   }
   Result<PgLease> src = LeaseConnection(ctx, a.source);
@@ -292,7 +294,9 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
     create.push_back(&t);
     created.push_back(t.Quoted());
   }
-  Value result{{"publication", name}, {"subscription", name}, {"slot", name},
+  Value result{{"publication", name},
+               {"subscription", name},
+               {"slot", name},
                {"tables", TableKeys(*tables)}};
   if (ctx.dry_run()) {
     ctx.Log(LogLevel::kInfo, "would replicate " + std::to_string(tables->size()) +
@@ -337,9 +341,11 @@ Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state
   const std::string name = state["name"].get<std::string>();
   Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
   if (!dst.ok()) return Redacted(ctx, dst.status());
-  Result<Value> sub = dst->Query("SELECT oid::text AS oid FROM pg_subscription WHERE subname = $1 "
-                                 "AND subdbid = (SELECT oid FROM pg_database WHERE datname = "
-                                 "current_database())", {name});
+  Result<Value> sub = dst->Query(
+      "SELECT oid::text AS oid FROM pg_subscription WHERE subname = $1 "
+      "AND subdbid = (SELECT oid FROM pg_database WHERE datname = "
+      "current_database())",
+      {name});
   if (!sub.ok()) return Redacted(ctx, sub.status());
   std::string sub_oid;
   if (!sub->empty()) {
@@ -347,14 +353,15 @@ Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state
     // Detached from its slot, the drop never has to reach the source; the
     // slots are dropped on the source below.
     const std::string q = dst->Ident(name);
-    for (const std::string& stmt : {"ALTER SUBSCRIPTION " + q + " DISABLE",
-                                    "ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)",
-                                    "DROP SUBSCRIPTION " + q}) {
+    for (const std::string& stmt :
+         {"ALTER SUBSCRIPTION " + q + " DISABLE",
+          "ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)", "DROP SUBSCRIPTION " + q}) {
       if (Status s = dst->Exec(stmt); !s.ok()) return Redacted(ctx, s);
     }
   }
   std::vector<std::string> tables;
-  for (const auto& t : state.value("created", Value::array())) tables.push_back(t.get<std::string>());
+  for (const auto& t : state.value("created", Value::array()))
+    tables.push_back(t.get<std::string>());
   if (!tables.empty()) {
     if (Status s = dst->Exec("DROP TABLE IF EXISTS " + Join(tables) + " CASCADE"); !s.ok()) {
       return Redacted(ctx, s);
@@ -383,12 +390,13 @@ Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state
         }
         continue;
       }
-      Status s = src->Exec("SELECT pg_drop_replication_slot($1)", {slot["slot_name"].get<std::string>()});
+      Status s =
+          src->Exec("SELECT pg_drop_replication_slot($1)", {slot["slot_name"].get<std::string>()});
       if (!s.ok()) busy = true;  // taken again in between: next round
     }
     if (busy && attempt >= 50) {
-      return Status::Failed("connection '" + StrArg(args, "source") +
-                            "': replication slot " + name + " is still in use");
+      return Status::Failed("connection '" + StrArg(args, "source") + "': replication slot " +
+                            name + " is still in use");
     }
     if (busy) ctx.clock().Sleep(Millis(200));
   }

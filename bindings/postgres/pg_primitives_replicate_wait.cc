@@ -102,15 +102,17 @@ class PgWaitCaughtUp : public PgPrimitive {
                                        std::to_string(c->tables) + " tables ready, " +
                                        std::to_string(c->lag_bytes) + " bytes behind");
         }
-        return Value{{"lag_bytes", c->lag_bytes}, {"waited_ms", waited},
-                     {"tables_ready", c->ready}, {"tables", c->tables}, {"caught_up", done}};
+        return Value{{"lag_bytes", c->lag_bytes},
+                     {"waited_ms", waited},
+                     {"tables_ready", c->ready},
+                     {"tables", c->tables},
+                     {"caught_up", done}};
       }
       if (ctx.clock().Steady() >= give_up) {
-        return Status::Timeout("subscription " + sub + " did not catch up: " +
-                               std::to_string(c->ready) + "/" + std::to_string(c->tables) +
-                               " tables ready, " + std::to_string(c->behind_start) +
-                               " bytes short of " + lsn + " after " + std::to_string(waited) +
-                               " ms");
+        return Status::Timeout(
+            "subscription " + sub + " did not catch up: " + std::to_string(c->ready) + "/" +
+            std::to_string(c->tables) + " tables ready, " + std::to_string(c->behind_start) +
+            " bytes short of " + lsn + " after " + std::to_string(waited) + " ms");
       }
       ctx.clock().Sleep(Millis(100));
     }
@@ -194,8 +196,8 @@ class PgSyncSequences : public PgPrimitive {
       }
       before.push_back(Value{{"sequence", s["sequence"]}, {"value", old}});
       if (s["source"] != s["target"]) {
-        changed.push_back(Value{{"sequence", s["sequence"]}, {"from", s["target"]},
-                                {"to", s["source"]}});
+        changed.push_back(
+            Value{{"sequence", s["sequence"]}, {"from", s["target"]}, {"to", s["source"]}});
         ctx.Log(LogLevel::kInfo, std::string(ctx.dry_run() ? "would set " : "setting ") +
                                      s["sequence"].get<std::string>() + " to " +
                                      s["source"]["last_value"].get<std::string>());

@@ -1,9 +1,10 @@
 #include "bindings/postgres/pg_session.h"
 
-#include "bindings/postgres/pg_conninfo.h"
-
 #include <algorithm>
 #include <functional>
+
+#include "bindings/postgres/pg_conninfo.h"
+#include "bindings/postgres/pg_copy.h"
 #include "bindings/postgres/pg_via_kube.h"
 #include "bindings/postgres/pg_via_ssh.h"
 
@@ -44,8 +45,8 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
   if (!declared.ok()) return declared.status();
   const std::string key =
       "postgres:" + name + "#" + std::to_string(std::hash<std::string>{}(declared->config.dump()));
-  Result<Resource*> res = ctx.resources().GetOrCreate(
-      key, []() -> Result<std::unique_ptr<Resource>> {
+  Result<Resource*> res =
+      ctx.resources().GetOrCreate(key, []() -> Result<std::unique_ptr<Resource>> {
         return std::unique_ptr<Resource>(std::make_unique<PgSession>());
       });
   if (!res.ok()) return res.status();
@@ -56,8 +57,9 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
   PgConnection& conn = session->conn;
   const SteadyTime deadline = ctx.deadline();
   if (conn.ok() && conn.in_transaction()) {
-    ctx.Log(LogLevel::kWarn, "connection '" + name + "': rolling back a transaction an earlier "
-                             "call left open");
+    ctx.Log(LogLevel::kWarn, "connection '" + name +
+                                 "': rolling back a transaction an earlier "
+                                 "call left open");
     if (!conn.Exec("ROLLBACK", {}, deadline).ok()) conn.Close();
   }
   if (conn.ok()) {
@@ -72,9 +74,10 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
     // end went away (a restarted server, a replaced pod) can meet a forward
     // that has not noticed yet: it hands over a connection and closes it.
     // The forward notices and is restarted when the options are resolved again.
-    for (int attempt = 1; !s.ok() && declared->config.contains("via") && attempt <= 4 &&
-                          s.message().find("closed the connection unexpectedly") != std::string::npos &&
-                          ctx.clock().Steady() + Millis(250 * attempt) < deadline;
+    for (int attempt = 1;
+         !s.ok() && declared->config.contains("via") && attempt <= 4 &&
+         s.message().find("closed the connection unexpectedly") != std::string::npos &&
+         ctx.clock().Steady() + Millis(250 * attempt) < deadline;
          ++attempt) {
       ctx.clock().Sleep(Millis(250 * attempt));
       options = StepConnectOptions(ctx, name);
@@ -85,6 +88,18 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
     if (!s.ok()) return s;
   }
   return PgLease(std::move(lock), &conn, deadline);
+}
+
+Result<std::string> RunStepPgTool(StepContext& ctx, const std::string& conn,
+                                  const std::vector<std::string>& argv,
+                                  const std::optional<std::string>& input) {
+  Result<PgConnectOptions> options = StepConnectOptions(ctx, conn);
+  if (!options.ok()) return options.status();
+  Result<std::string> out = RunPgTool(ctx.processes(), argv, *options, ctx.deadline(), input);
+  if (out.ok()) return out;
+  std::string msg = ctx.redactor().Redact(out.status().message());
+  if (out.status().code() == Status::Code::kTimeout) return Status::Timeout(msg);
+  return Status::Failed(msg);
 }
 
 void PgRehearsalMemo::NoteRefreshed(const std::string& database) {

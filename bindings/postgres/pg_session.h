@@ -9,7 +9,9 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "bindings/postgres/pg_client.h"
 #include "engine/core/registry.h"
@@ -56,6 +58,13 @@ class PgLease {
 // with application_name set for this step. Registers its secrets with the
 // context's redactor.
 Result<PgConnectOptions> StepConnectOptions(StepContext& ctx, const std::string& name);
+
+// Runs a libpq tool (pg_dump, psql) at connection `conn` within the step's
+// deadline, the password in its environment; its stdout. Errors pass the
+// step's redactor.
+Result<std::string> RunStepPgTool(StepContext& ctx, const std::string& conn,
+                                  const std::vector<std::string>& argv,
+                                  const std::optional<std::string>& input = std::nullopt);
 
 // Leases the run's connection `name`, connected and set up for this step.
 // A connection left inside a transaction by an earlier failure is rolled
