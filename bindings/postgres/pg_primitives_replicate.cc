@@ -406,7 +406,9 @@ Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state
 }
 
 CheckResult PgReplicate::Check(StepContext& ctx, const Value& args, const Value& state) {
-  if (!state.is_object() || !state.contains("name")) return {};
+  // The undo record is written before anything is created: without one,
+  // the step had not acted yet.
+  if (!state.is_object() || !state.contains("name")) return {CheckOutcome::kNotDone, nullptr};
   Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
   if (!dst.ok()) return {};
   const std::string name = state["name"].get<std::string>();
