@@ -135,4 +135,15 @@ struct BlueGreen {
   }
 };
 
+// Green's copy of the sample data has blue's row counts, table by table.
+inline void CheckSameCounts(const BlueGreen& bg) {
+  for (const char* table : {"chronicle_notes", "retrospective_action_items",
+                            "retrospective_attendees", "sprint_retrospectives",
+                            "chronicle_events"}) {
+    INFO(table);
+    CHECK(bg.green.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db) ==
+          bg.blue.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db));
+  }
+}
+
 }  // namespace runbook::e2e

@@ -168,7 +168,7 @@ int CutoverOnce(std::mt19937_64& rng, int max_kills, int iteration, bool replica
     std::string status = bg.t.RunStatus(run_id)["status"].get<std::string>();
     INFO("status " << status);
     if (status == "succeeded") break;
-    FAIL("the run ended " << status << " without a kill");
+    FAIL("the run ended " << status << " without a kill:\n" << log);
   }
   std::this_thread::sleep_for(milliseconds(300));  // writes to green after the switch
   writer.Stop();

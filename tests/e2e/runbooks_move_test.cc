@@ -158,12 +158,7 @@ TEST_CASE("pg-blue-green-upgrade: rehearsal, cutover, and rollback of the whole 
   REQUIRE(r.code == 0);
   CHECK(bg.Selector() == R"({"app":"chronicle-db-v17"})");
   CHECK(bg.AppReplicas() == 2);
-  for (const char* table : {"chronicle_notes", "retrospective_action_items",
-                            "retrospective_attendees", "sprint_retrospectives",
-                            "chronicle_events"}) {
-    CHECK(bg.green.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db) ==
-          bg.blue.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db));
-  }
+  CheckSameCounts(bg);
   CHECK(bg.green.AdminValue("SELECT count(*) FROM chronicle_notes", bg.db) == "971");
   // Sequences follow: the next id on green continues blue's.
   CHECK(bg.green.AdminValue("SELECT nextval('chronicle_notes_id_seq')", bg.db) == "972");
@@ -236,12 +231,7 @@ TEST_CASE("pg-blue-green-upgrade sync=replication: cutover through logical repli
   CHECK(steps["blue-quiet"]["status"] == "succeeded");
   CHECK(bg.Selector() == R"({"app":"chronicle-db-v17"})");
   CHECK(bg.AppReplicas() == 2);
-  for (const char* table : {"chronicle_notes", "retrospective_action_items",
-                            "retrospective_attendees", "sprint_retrospectives",
-                            "chronicle_events"}) {
-    CHECK(bg.green.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db) ==
-          bg.blue.AdminValue(std::string("SELECT count(*) FROM ") + table, bg.db));
-  }
+  CheckSameCounts(bg);
   // Sequences were carried over (replication does not), and green no longer follows blue.
   CHECK(bg.green.AdminValue("SELECT nextval('chronicle_notes_id_seq')", bg.db) == "972");
   CHECK(bg.Subscriptions() == "false");
