@@ -85,8 +85,8 @@ Status WaitFor(PgConnection& a, short a_events, PgConnection* b, short b_events,
 
 // Sends `sql` and waits for its first result, which must have status `want`
 // (PGRES_COPY_OUT / PGRES_COPY_IN).
-Status StartCopy(PgConnection& c, const std::string& sql, ExecStatusType want,
-                 SteadyTime deadline, const std::atomic<bool>* stop) {
+Status StartCopy(PgConnection& c, const std::string& sql, ExecStatusType want, SteadyTime deadline,
+                 const std::atomic<bool>* stop) {
   PGconn* conn = c.native();
   if (!PQsendQuery(conn, sql.c_str())) {
     return c.Error(Status::Code::kUnavailable, "cannot send COPY: " + CopyError(conn, nullptr));
@@ -119,7 +119,8 @@ Result<int64_t> FinishCopy(PgConnection& c, SteadyTime deadline, const std::atom
     while (PQisBusy(conn)) {
       Status s = WaitFor(c, POLLIN, nullptr, 0, deadline, stop);
       if (!s.ok()) return s;
-      if (!PQconsumeInput(conn)) return c.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+      if (!PQconsumeInput(conn))
+        return c.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
     }
     PGresult* res = PQgetResult(conn);
     if (!res) break;
@@ -134,22 +135,6 @@ Result<int64_t> FinishCopy(PgConnection& c, SteadyTime deadline, const std::atom
   return rows;
 }
 
-// Queues one row message on the target, waiting for its socket when libpq's
-// buffer is full (non-blocking mode answers 0 then).
-Status PutRow(PgConnection& dst, const char* buf, int n, SteadyTime deadline,
-              const std::atomic<bool>* stop) {
-  for (;;) {
-    int r = PQputCopyData(dst.native(), buf, n);
-    if (r > 0) return Status::Ok();
-    if (r < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
-    Status s = WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop);
-    if (!s.ok()) return s;
-    if (PQflush(dst.native()) < 0) {
-      return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
-    }
-  }
-}
-
 Status EndCopyIn(PgConnection& dst, SteadyTime deadline, const std::atomic<bool>* stop) {
   PGconn* conn = dst.native();
   for (int r; (r = PQputCopyEnd(conn, nullptr)) != 1;) {
@@ -162,24 +147,18 @@ Status EndCopyIn(PgConnection& dst, SteadyTime deadline, const std::atomic<bool>
     if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
     Status s = WaitFor(dst, POLLIN | POLLOUT, nullptr, 0, deadline, stop);
     if (!s.ok()) return s;
-    if (!PQconsumeInput(conn)) return dst.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
+    if (!PQconsumeInput(conn))
+      return dst.Error(Status::Code::kUnavailable, CopyError(conn, nullptr));
   }
   return Status::Ok();
 }
 
-// In non-blocking mode libpq grows its output buffer rather than refuse a
-// row, so the pump waits for the target once this much is unsent: memory
-// stays bounded when the target is slower than the source.
-constexpr int64_t kMaxUnsent = 4 << 20;
-
-Status Drain(PgConnection& dst, SteadyTime deadline, const std::atomic<bool>* stop) {
-  for (int f; (f = PQflush(dst.native())) != 0;) {
-    if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
-    Status s = WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop);
-    if (!s.ok()) return s;
-  }
-  return Status::Ok();
-}
+// Rows travel to the target in batches of about this size: the source sends
+// one CopyData message per row, but COPY FROM accepts the stream cut anywhere,
+// so one message per batch spares the target a message per row and the pump
+// a send() per row. Memory stays bounded: a batch is only handed to libpq
+// once the previous one has left for the target's socket.
+constexpr size_t kBatchBytes = 256 << 10;
 
 // The streaming loop proper; the caller closes both connections on failure.
 Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
@@ -187,21 +166,41 @@ Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
             CopyStats* stats) {
   const auto start = SteadyClock::now();
   auto last_report = start;
-  int64_t unsent = 0;  // bytes queued on the target since its buffer was last empty
-  for (;;) {
-    char* buf = nullptr;
-    int n = PQgetCopyData(src.native(), &buf, /*async=*/1);
-    if (n > 0) {
-      Status s = PutRow(dst, buf, n, deadline, stop);
-      PQfreemem(buf);
-      if (!s.ok()) return s;
-      unsent += n;
-      if (unsent >= kMaxUnsent) {
-        if (Status d = Drain(dst, deadline, stop); !d.ok()) return d;
-        unsent = 0;
+  std::string batch;
+  batch.reserve(kBatchBytes + (64 << 10));
+  bool pending = false;  // libpq still holds bytes for the target's socket
+  bool source_done = false;
+  while (!source_done || !batch.empty()) {
+    // Take what the source has already sent, without waiting.
+    bool need_input = false;
+    while (!source_done && batch.size() < kBatchBytes) {
+      char* buf = nullptr;
+      int n = PQgetCopyData(src.native(), &buf, /*async=*/1);
+      if (n > 0) {
+        batch.append(buf, static_cast<size_t>(n));
+        PQfreemem(buf);
+        ++stats->rows;  // one message per row in text format; the tag replaces it
+        continue;
       }
-      stats->bytes += n;
-      ++stats->rows;  // one message per row in text format; the tag replaces it
+      if (n == -1) source_done = true;  // the source finished its COPY
+      if (n == -2) return src.Error(Status::Code::kUnavailable, CopyError(src.native(), nullptr));
+      if (n == 0) need_input = true;
+      break;
+    }
+    if (pending) {
+      int f = PQflush(dst.native());
+      if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+      pending = f == 1;
+    }
+    // Hand the batch over once it is full, or when the source has nothing more for now.
+    if (!pending && !batch.empty() && (batch.size() >= kBatchBytes || need_input || source_done)) {
+      int r = PQputCopyData(dst.native(), batch.data(), static_cast<int>(batch.size()));
+      if (r != 1) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+      stats->bytes += static_cast<int64_t>(batch.size());
+      batch.clear();
+      int f = PQflush(dst.native());
+      if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+      pending = f == 1;
       if (progress && SteadyClock::now() - last_report >= std::chrono::seconds(1)) {
         last_report = SteadyClock::now();
         stats->seconds = std::chrono::duration<double>(last_report - start).count();
@@ -209,16 +208,23 @@ Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
       }
       continue;
     }
-    if (n == -1) break;  // the source finished its COPY
-    if (n == -2) return src.Error(Status::Code::kUnavailable, CopyError(src.native(), nullptr));
-    // Nothing buffered: send what the target has pending, wait for the source.
-    int pending = PQflush(dst.native());
-    if (pending < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
-    if (pending == 0) unsent = 0;
-    Status s = WaitFor(src, POLLIN, pending ? &dst : nullptr, POLLOUT, deadline, stop);
+    if (source_done && batch.empty()) break;
+    // Wait for whatever blocks progress: the target's socket while a full
+    // batch waits for it, otherwise the source (and the target if it can
+    // take the pending bytes meanwhile).
+    const bool full = batch.size() >= kBatchBytes || (source_done && !batch.empty());
+    Status s = full ? WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop)
+                    : WaitFor(src, POLLIN, pending ? &dst : nullptr, POLLOUT, deadline, stop);
     if (!s.ok()) return s;
-    if (!PQconsumeInput(src.native())) {
+    if (!full && !PQconsumeInput(src.native())) {
       return src.Error(Status::Code::kUnavailable, CopyError(src.native(), nullptr));
+    }
+  }
+  if (pending) {
+    for (int f; (f = PQflush(dst.native())) != 0;) {
+      if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+      Status s = WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop);
+      if (!s.ok()) return s;
     }
   }
   Result<int64_t> out = FinishCopy(src, deadline, stop);  // the source's own error, if any
@@ -237,9 +243,11 @@ Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
 std::map<std::string, std::string> PgToolEnv(const PgConnectOptions& options) {
   std::map<std::string, std::string> env;
   AddDsnOptions(options.dsn, &env);
-  static const std::map<std::string, std::string> kVars = {
-      {"host", "PGHOST"}, {"port", "PGPORT"}, {"dbname", "PGDATABASE"},
-      {"user", "PGUSER"}, {"sslmode", "PGSSLMODE"}};
+  static const std::map<std::string, std::string> kVars = {{"host", "PGHOST"},
+                                                           {"port", "PGPORT"},
+                                                           {"dbname", "PGDATABASE"},
+                                                           {"user", "PGUSER"},
+                                                           {"sslmode", "PGSSLMODE"}};
   for (const auto& [key, value] : options.keywords) {
     auto it = kVars.find(key);
     if (it != kVars.end()) env[it->second] = value;

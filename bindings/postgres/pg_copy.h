@@ -3,8 +3,9 @@
 // streaming one table between two libpq connections with COPY.
 //
 // StreamCopy pipes `COPY ... TO STDOUT` on the source into `COPY ... FROM
-// STDIN` on the target one row message at a time, so memory stays bounded by
-// libpq's buffers whatever the table size. It uses the connections'
+// STDIN` on the target, the rows regrouped into batches of 256 KiB; a batch
+// waits until the previous one has left for the socket, so memory stays
+// bounded (about two batches) whatever the table size. It uses the connections'
 // non-blocking sockets with poll, so a deadline or a stop request ends it
 // promptly. On any failure it closes both connections: the server then
 // aborts the target's transaction, so a failed table never keeps half its

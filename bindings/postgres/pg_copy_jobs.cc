@@ -55,11 +55,17 @@ Status CopyOne(Shared& sh, const CopyTable& t, PgConnection& src, PgConnection& 
   if (s.ok()) s = dst.Exec("TRUNCATE " + name, {}, deadline);
   if (!s.ok()) return s.Prefixed("table " + t.key);
   const std::string format = t.binary ? " (FORMAT binary)" : "";
-  std::string out_sql = t.partitioned ? "COPY (SELECT * FROM " + name + ") TO STDOUT"
-                                      : "COPY " + name + " TO STDOUT";
-  s = StreamCopy(src, dst, out_sql + format, "COPY " + name + " FROM STDIN" + format, deadline,
-                 &sh.stop,
-                 [&](const CopyStats& so_far) { sh.Progress(t.key, so_far); }, stats);
+  std::string out_sql =
+      t.partitioned ? "COPY (SELECT * FROM " + name + ") TO STDOUT" : "COPY " + name + " TO STDOUT";
+  // FREEZE: the rows go in already frozen and their pages all-visible (the
+  // table was truncated in this transaction, so no other one can see them
+  // before it commits). The index builds and ANALYZE that follow, and the
+  // application's first reads, then find no hint bits to set (which would
+  // write every page again), and no later VACUUM has to freeze the clone.
+  const std::string in_options = t.binary ? " (FORMAT binary, FREEZE)" : " (FREEZE)";
+  s = StreamCopy(
+      src, dst, out_sql + format, "COPY " + name + " FROM STDIN" + in_options, deadline, &sh.stop,
+      [&](const CopyStats& so_far) { sh.Progress(t.key, so_far); }, stats);
   if (s.ok()) s = dst.Exec("COMMIT", {}, deadline);
   if (!s.ok()) return s.Prefixed("copying table " + t.key);
   return Status::Ok();

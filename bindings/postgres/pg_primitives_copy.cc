@@ -4,8 +4,14 @@
 // COPY streams (pg_copy_jobs.h), then indexes, constraints and triggers
 // (post-data), then sequences and ANALYZE. The source is read from one
 // exported snapshot throughout: both pg_dump runs and every COPY.
+#include <stdlib.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 
 #include "bindings/postgres/pg_copy.h"
 #include "bindings/postgres/pg_copy_catalog.h"
@@ -14,6 +20,7 @@
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
+#include "bindings/postgres/pg_tools.h"
 
 namespace runbook {
 namespace {
@@ -43,11 +50,17 @@ CopyArgs ReadArgs(const Value& args) {
   return a;
 }
 
+// pg_dump of one section of the schema: as SQL on stdout, or as a custom
+// archive in `file` (for pg_restore --jobs).
 std::vector<std::string> DumpArgv(const std::string& section, const CopyArgs& a,
                                   const std::vector<const CopyTable*>& only,
-                                  const std::string& snapshot) {
+                                  const std::string& snapshot, const std::string& file = "") {
   std::vector<std::string> argv = {"pg_dump", "--no-password", "--schema-only",
                                    "--section=" + section};
+  if (!file.empty()) {
+    argv.push_back("--format=custom");
+    argv.push_back("--file=" + file);
+  }
   if (!snapshot.empty()) argv.push_back("--snapshot=" + snapshot);
   if (!a.keep_owners) {
     argv.push_back("--no-owner");
@@ -59,6 +72,57 @@ std::vector<std::string> DumpArgv(const std::string& section, const CopyArgs& a,
   }
   return argv;
 }
+
+// pg_restore of the post-data archive: the indexes and constraints of
+// different tables are built in parallel (`jobs` connections), in the order
+// their dependencies allow.
+std::vector<std::string> PostDataRestoreArgv(const CopyArgs& a, const std::string& dbname,
+                                             const std::string& file) {
+  std::vector<std::string> argv = {"pg_restore", "--no-password", "--exit-on-error"};
+  if (a.jobs > 1) {
+    argv.push_back("--jobs=" + std::to_string(a.jobs));
+  } else {
+    argv.push_back("--single-transaction");  // cannot be combined with --jobs
+  }
+  if (!a.keep_owners) {
+    argv.push_back("--no-owner");
+    argv.push_back("--no-privileges");
+  }
+  // A conninfo string: a database name with '=' in it stays a name; the
+  // rest of the connection comes from the environment RunStepPgTool sets.
+  argv.push_back("--dbname=dbname=" + ConninfoQuote(dbname));
+  argv.push_back(file);
+  return argv;
+}
+
+// A private directory (0700) for the post-data archive, removed with what is
+// in it when this goes out of scope. The archive holds only DDL, no rows.
+class ScratchDir {
+ public:
+  ScratchDir() = default;
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  ~ScratchDir() {
+    if (!path_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(path_, ec);
+    }
+  }
+  Status Create() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/runbook-pg-copy-XXXXXX";
+    if (!mkdtemp(pattern.data())) {
+      return Status::Failed("cannot create a temporary directory in " + pattern + ": " +
+                            std::strerror(errno));
+    }
+    path_ = pattern;
+    return Status::Ok();
+  }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
 
 const std::vector<std::string> kPsqlArgv = {
     "psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f",
@@ -139,11 +203,20 @@ class PgCopy : public PgPrimitive {
               "snapshot of " +
               a.source +
               ": COPY t TO STDOUT -> BEGIN; TRUNCATE t; COPY t FROM "
-              "STDIN; COMMIT on " +
+              "STDIN (FREEZE); COMMIT on " +
               a.target + "\n";
     }
-    text += "pg_dump --schema-only --section=post-data" + only + pipe;
-    if (!a.schema_only) text += "setval() of the copied sequences; ANALYZE the copied tables";
+    text +=
+        "pg_dump --schema-only --section=post-data --format=custom" + only + " on " + a.source +
+        " (into a private temporary directory); pg_restore " +
+        (a.jobs > 1 ? "--jobs=" + std::to_string(a.jobs) : std::string("--single-transaction")) +
+        " of it on " + a.target + "\n";
+    if (!a.schema_only) {
+      text += "setval() of the copied sequences; " +
+              (a.jobs > 1 ? "vacuumdb --analyze-only --jobs=" + std::to_string(a.jobs) + " of"
+                          : std::string("ANALYZE")) +
+              " the copied tables";
+    }
     return {text, true,
             "drop the tables, sequences, views, types, routines, schemas and extensions the copy "
             "created on " +
@@ -202,7 +275,7 @@ class PgCopy : public PgPrimitive {
 };
 
 Status CheckTools(StepContext& ctx, const CopyArgs& a, int source_version) {
-  for (const char* tool : {"pg_dump", "psql"}) {
+  for (const char* tool : {"pg_dump", "pg_restore", "psql", "vacuumdb"}) {
     Result<std::string> v = RunStepPgTool(ctx, a.source, {tool, "--version"});
     if (!v.ok()) return v.status();
     int major = ToolMajorVersion(*v);
@@ -416,6 +489,24 @@ Status AddForeignKeys(PgLease& dst, const Value& fks) {
   return Status::Ok();
 }
 
+// ANALYZE of the copied tables; with several jobs through vacuumdb --jobs,
+// which analyzes that many tables at once.
+Status Analyze(StepContext& ctx, const CopyArgs& a, PgLease& dst,
+               const std::vector<CopyTable>& tables) {
+  std::vector<std::string> names;
+  for (const auto& t : tables) names.push_back(t.Quoted());
+  if (a.jobs <= 1 || tables.size() < 2) return dst.Exec("ANALYZE " + Join(names, ", "));
+  Result<Value> db = dst.Query("SELECT current_database() AS name");
+  if (!db.ok()) return db.status();
+  std::vector<std::string> argv = {
+      "vacuumdb", "--no-password", "--analyze-only", "--quiet",
+      "--jobs=" + std::to_string(std::min(a.jobs, static_cast<int>(tables.size())))};
+  for (const auto& n : names) argv.push_back("--table=" + n);
+  argv.push_back("--dbname=dbname=" + ConninfoQuote((*db)[0]["name"].get<std::string>()));
+  Result<std::string> r = RunStepPgTool(ctx, a.target, argv);
+  return r.status().Prefixed("analyzing the copied tables");
+}
+
 Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
                            Prepared* p, const Value& previous) {
   const auto start = std::chrono::steady_clock::now();
@@ -453,12 +544,15 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   // A whole-database dump also brings types, functions, views and schemas.
   const bool whole = a.all && create.size() == p->tables.size();
   std::vector<const CopyTable*> only = whole ? std::vector<const CopyTable*>{} : create;
-  Result<std::string> post = std::string();
+  ScratchDir scratch;  // the post-data archive
+  const std::string post_data = create.empty() ? "" : scratch.File("post-data.dump");
   if (!create.empty()) {
     Result<std::string> pre =
         RunStepPgTool(ctx, a.source, DumpArgv("pre-data", a, only, *snapshot));
     if (!pre.ok()) return pre.status();
-    post = RunStepPgTool(ctx, a.source, DumpArgv("post-data", a, only, *snapshot));
+    if (Status s = scratch.Create(); !s.ok()) return s;
+    Result<std::string> post =
+        RunStepPgTool(ctx, a.source, DumpArgv("post-data", a, only, *snapshot, post_data));
     if (!post.ok()) return post.status();
     if (!whole) {
       if (Status s = CreateSchemas(dst, create); !s.ok()) return s;
@@ -475,8 +569,11 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
     if (Status s = AddForeignKeys(dst, *fks); !s.ok()) return s;
   }
   holder.Release();
-  if (!post->empty()) {
-    Result<std::string> applied = RunStepPgTool(ctx, a.target, kPsqlArgv, *post);
+  if (!post_data.empty()) {
+    Result<Value> db = dst.Query("SELECT current_database() AS name");
+    if (!db.ok()) return db.status();
+    Result<std::string> applied = RunStepPgTool(
+        ctx, a.target, PostDataRestoreArgv(a, (*db)[0]["name"].get<std::string>(), post_data));
     if (!applied.ok())
       return applied.status().Prefixed("applying indexes and constraints (post-data)");
   }
@@ -485,9 +582,7 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
         CopySequences(src.conn(), src.deadline(), p->tables, whole);
     if (!seqs.ok()) return seqs.status();
     if (Status s = SyncSequences(src.conn(), dst.conn(), dst.deadline(), *seqs); !s.ok()) return s;
-    std::vector<std::string> names;
-    for (const auto& t : p->tables) names.push_back(t.Quoted());
-    if (Status s = dst.Exec("ANALYZE " + Join(names, ", ")); !s.ok()) return s;
+    if (Status s = Analyze(ctx, a, dst, p->tables); !s.ok()) return s;
   }
   Result<Value> after = Inventory(dst.conn(), dst.deadline());
   if (!after.ok()) return after.status();

@@ -13,19 +13,22 @@ namespace {
 // Customers and their orders (an index, a foreign key, a serial and an
 // identity sequence), plus a table with a quoted name in another schema.
 void Shop(const PgTestDb& db, int orders) {
-  db.Exec("CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL UNIQUE); "
-          "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
-          "customer_id int NOT NULL REFERENCES customers (id), amount numeric(10, 2), "
-          "note text, at timestamptz, raw bytea); "
-          "CREATE INDEX orders_customer_idx ON orders (customer_id); "
-          "CREATE SCHEMA audit; CREATE TABLE audit.\"Events\" (id int, what text); "
-          "INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 1000) g; "
-          "INSERT INTO orders (customer_id, amount, note, at, raw) SELECT 1 + g % 1000, g / 7.0, "
-          "CASE WHEN g % 10 = 0 THEN NULL ELSE E'tab\\there, line\\nbreak ' || g END, "
-          "'2026-01-01 00:00:00+00'::timestamptz + g * interval '1 second', "
-          "decode(md5(g::text), 'hex') FROM generate_series(1, " + std::to_string(orders) + ") g; "
-          "INSERT INTO audit.\"Events\" VALUES (1, 'created'), (2, 'updated'); "
-          "SELECT setval('customers_id_seq', 5000)");
+  db.Exec(
+      "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL UNIQUE); "
+      "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+      "customer_id int NOT NULL REFERENCES customers (id), amount numeric(10, 2), "
+      "note text, at timestamptz, raw bytea); "
+      "CREATE INDEX orders_customer_idx ON orders (customer_id); "
+      "CREATE SCHEMA audit; CREATE TABLE audit.\"Events\" (id int, what text); "
+      "INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 1000) g; "
+      "INSERT INTO orders (customer_id, amount, note, at, raw) SELECT 1 + g % 1000, g / 7.0, "
+      "CASE WHEN g % 10 = 0 THEN NULL ELSE E'tab\\there, line\\nbreak ' || g END, "
+      "'2026-01-01 00:00:00+00'::timestamptz + g * interval '1 second', "
+      "decode(md5(g::text), 'hex') FROM generate_series(1, " +
+      std::to_string(orders) +
+      ") g; "
+      "INSERT INTO audit.\"Events\" VALUES (1, 'created'), (2, 'updated'); "
+      "SELECT setval('customers_id_seq', 5000)");
 }
 
 // Every user object of a database, one per line: what undo must restore.
@@ -44,7 +47,8 @@ std::string Objects(const PgTestDb& db) {
 }
 
 Value ShopArgs() {
-  return Value{{"source", "blue"}, {"target", "green"},
+  return Value{{"source", "blue"},
+               {"target", "green"},
                {"tables", {"customers", "orders", "audit.\"Events\""}}};
 }
 
@@ -72,7 +76,8 @@ TEST_CASE("pg.copy clones tables with their data, indexes, constraints and seque
   CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("copied orders: 100000 rows"));
 
   // Same rows and same content, table by table.
-  Result<Value> same = c.Apply("pg.compare_counts", {{"source", "blue"}, {"target", "green"},
+  Result<Value> same = c.Apply("pg.compare_counts", {{"source", "blue"},
+                                                     {"target", "green"},
                                                      {"tables", ShopArgs()["tables"]},
                                                      {"mode", "checksum"}});
   REQUIRE(same.ok());
@@ -90,6 +95,14 @@ TEST_CASE("pg.copy clones tables with their data, indexes, constraints and seque
   CHECK(green.Value("SELECT last_value FROM orders_id_seq") ==
         blue.Value("SELECT last_value FROM orders_id_seq"));
   CHECK(green.Value("SELECT count(*) FROM pg_stats WHERE tablename = 'orders'") != "0");  // ANALYZE
+  // COPY FREEZE: every page of the copy is all-visible and all-frozen, so no
+  // later read or VACUUM has to write it again.
+  green.Exec("CREATE EXTENSION IF NOT EXISTS pg_visibility");
+  CHECK(green.Value("SELECT format('%s/%s/%s', all_visible, all_frozen, "
+                    "pg_relation_size('orders') / current_setting('block_size')::int) "
+                    "FROM pg_visibility_map_summary('orders')") ==
+        green.Value("SELECT format('%1$s/%1$s/%1$s', "
+                    "pg_relation_size('orders') / current_setting('block_size')::int)"));
 
   // Resume's check: done while the copies match, not done once they differ.
   CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kDone);
@@ -105,12 +118,14 @@ TEST_CASE("pg.copy with all: true clones the whole database, and undo restores t
           "[postgres][pg.copy]") {
   PgTestDb blue(BlueServer()), green(GreenServer());
   Shop(blue, 2000);
-  blue.Exec("CREATE TYPE mood AS ENUM ('sad', 'happy'); "
-            "CREATE TABLE audit.moods (id int PRIMARY KEY, m mood, history mood[]); "
-            "INSERT INTO audit.moods VALUES (1, 'happy', '{sad,happy}'), (2, 'sad', NULL); "
-            "CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 100; "
-            "CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'");
-  green.Exec("CREATE SCHEMA mine; CREATE TABLE mine.keep (id int); INSERT INTO mine.keep VALUES (1)");
+  blue.Exec(
+      "CREATE TYPE mood AS ENUM ('sad', 'happy'); "
+      "CREATE TABLE audit.moods (id int PRIMARY KEY, m mood, history mood[]); "
+      "INSERT INTO audit.moods VALUES (1, 'happy', '{sad,happy}'), (2, 'sad', NULL); "
+      "CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 100; "
+      "CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'");
+  green.Exec(
+      "CREATE SCHEMA mine; CREATE TABLE mine.keep (id int); INSERT INTO mine.keep VALUES (1)");
   const std::string green_before = Objects(green);
   PgCase c;
   c.Connect("blue", blue);
@@ -121,19 +136,22 @@ TEST_CASE("pg.copy with all: true clones the whole database, and undo restores t
   CHECK((*r)["tables"].size() == 4);
   CHECK((*r)["rows"] == 1000 + 2000 + 2 + 2);
   // An array of enums names the enum's OID in binary form, which differs on the target.
-  CHECK((*r)["tables"][1] == Value{{"table", "audit.moods"}, {"rows", 2},
+  CHECK((*r)["tables"][1] == Value{{"table", "audit.moods"},
+                                   {"rows", 2},
                                    {"bytes", (*r)["tables"][1]["bytes"]},
-                                   {"seconds", (*r)["tables"][1]["seconds"]}, {"format", "text"}});
+                                   {"seconds", (*r)["tables"][1]["seconds"]},
+                                   {"format", "text"}});
   CHECK((*r)["tables"][2]["format"] == "binary");
   CHECK(green.Value("SELECT history::text FROM audit.moods WHERE id = 1") == "{sad,happy}");
   CHECK(green.Value("SELECT count(*) FROM big_orders") ==
         blue.Value("SELECT count(*) FROM big_orders"));
   CHECK(green.Value("SELECT twice(21)") == "42");
   CHECK(green.Value("SELECT m FROM audit.moods WHERE id = 1") == "happy");
-  Result<Value> same = c.Apply("pg.compare_counts", {{"source", "blue"}, {"target", "green"},
-                                                     {"tables", {"customers", "orders",
-                                                                 "audit.moods"}},
-                                                     {"mode", "checksum"}});
+  Result<Value> same =
+      c.Apply("pg.compare_counts", {{"source", "blue"},
+                                    {"target", "green"},
+                                    {"tables", {"customers", "orders", "audit.moods"}},
+                                    {"mode", "checksum"}});
   REQUIRE(same.ok());
   CHECK(green.Value("SELECT count(*) FROM mine.keep") == "1");
   CHECK(Objects(green) != green_before);
@@ -150,8 +168,9 @@ TEST_CASE("pg.copy refuses a target that already has rows, or the source itself"
           "[postgres][pg.copy]") {
   PgTestDb blue(BlueServer()), green(GreenServer());
   Shop(blue, 500);
-  green.Exec("CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int, amount numeric(10, 2), "
-             "note text, at timestamptz, raw bytea); INSERT INTO orders (id) VALUES (1)");
+  green.Exec(
+      "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int, amount numeric(10, 2), "
+      "note text, at timestamptz, raw bytea); INSERT INTO orders (id) VALUES (1)");
   const std::string green_before = Objects(green);
   PgCase c;
   c.Connect("blue", blue);
@@ -222,8 +241,9 @@ TEST_CASE("a rehearsal of pg.copy probes both servers and writes nothing", "[pos
 TEST_CASE("pg.copy fails cleanly when the source backend dies mid-copy, and a retry redoes it",
           "[postgres][pg.copy]") {
   PgTestDb blue(BlueServer()), green(GreenServer());
-  blue.Exec("CREATE TABLE big (id int PRIMARY KEY, payload text); "
-            "INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g");
+  blue.Exec(
+      "CREATE TABLE big (id int PRIMARY KEY, payload text); "
+      "INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g");
   PgCase c;
   c.Connect("blue", blue);
   c.Connect("green", green);
@@ -254,9 +274,8 @@ TEST_CASE("pg.copy fails cleanly when the source backend dies mid-copy, and a re
   REQUIRE(killed_at > 0);  // the kill really happened mid-stream
   CHECK(killed_at < 400000);
   REQUIRE_FALSE(r.ok());
-  CHECK_THAT(r.status().message(),
-             Catch::Contains("copying table big: connection 'blue'") &&
-                 Catch::Contains("terminat"));
+  CHECK_THAT(r.status().message(), Catch::Contains("copying table big: connection 'blue'") &&
+                                       Catch::Contains("terminat"));
   CHECK(r.status().message().find('\n') == std::string::npos);
   CHECK_THAT(r.status().message(), !Catch::Contains(blue.server().password));
   // The table was created by pre-data but holds none of the streamed rows.
@@ -322,7 +341,16 @@ TEST_CASE("pg.copy hands pg_dump and psql the connection in PG* variables, never
                                           "-t orders -t audit.\"Events\" on blue | psql "
                                           "--no-password -X -q -v ON_ERROR_STOP=1 "
                                           "--single-transaction -f - on green\n"));
-  CHECK_THAT(plan.text, Catch::Contains("BEGIN; TRUNCATE t; COPY t FROM STDIN; COMMIT on green"));
+  CHECK_THAT(plan.text,
+             Catch::Contains("BEGIN; TRUNCATE t; COPY t FROM STDIN (FREEZE); COMMIT on green"));
+  // Indexes and constraints of different tables are built at once, ANALYZE too.
+  CHECK_THAT(plan.text, Catch::Contains("pg_restore --jobs=2 of it on green\n"));
+  CHECK_THAT(plan.text, Catch::EndsWith("vacuumdb --analyze-only --jobs=2 of the copied tables"));
+  Value one = ShopArgs();
+  one["jobs"] = 1;
+  CHECK_THAT(c.P("pg.copy").Plan(one).text,
+             Catch::Contains("pg_restore --single-transaction of it on green\n"));
+  CHECK_THAT(c.P("pg.copy").Plan(one).text, Catch::EndsWith("; ANALYZE the copied tables"));
   CHECK_THAT(plan.undo, Catch::Contains("drop the tables"));
 }
 
