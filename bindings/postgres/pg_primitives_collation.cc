@@ -176,6 +176,9 @@ class PgRefreshCollation : public PgPrimitive {
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
     if (!lease.ok()) return lease.status();
+    if (!ctx.dry_run()) {
+      if (Status s = WaitForInterruptedAttempt(ctx, *lease); !s.ok()) return s;
+    }
     const bool reindex = BoolArg(args, "reindex", true);
     Result<std::vector<DbWork>> work = Discover(ctx, *lease, SelectedDatabases(args), reindex);
     if (!work.ok()) return work.status();
@@ -192,7 +195,7 @@ class PgRefreshCollation : public PgPrimitive {
 
   CheckResult Check(StepContext& ctx, const Value& args, const Value&) override {
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
-    if (!lease.ok()) return {};
+    if (!lease.ok() || !WaitForInterruptedAttempt(ctx, *lease).ok()) return {};
     Result<std::vector<DbWork>> work = Discover(ctx, *lease, SelectedDatabases(args), false);
     if (!work.ok()) return {};
     for (const auto& w : *work) {

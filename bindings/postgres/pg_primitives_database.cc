@@ -155,6 +155,7 @@ class PgDropDatabase : public PgPrimitive {
     const std::string name = StrArg(args, "name");
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
     if (!lease.ok()) return lease.status();
+    if (Status s = WaitForInterruptedAttempt(ctx, *lease); !s.ok()) return s;
     if (lease->conn().database() == name) {
       return Status::Invalid("connection '" + lease->name() + "' is connected to database '" +
                              name + "' itself; drop it through a connection to another "
@@ -194,7 +195,7 @@ class PgDropDatabase : public PgPrimitive {
 
   CheckResult Check(StepContext& ctx, const Value& args, const Value&) override {
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
-    if (!lease.ok()) return {};
+    if (!lease.ok() || !WaitForInterruptedAttempt(ctx, *lease).ok()) return {};
     Result<int64_t> oid = DatabaseOid(*lease, StrArg(args, "name"));
     if (!oid.ok()) return {};
     if (*oid != 0) return {CheckOutcome::kNotDone, Value()};

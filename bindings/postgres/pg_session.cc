@@ -28,6 +28,30 @@ Result<PgConnectOptions> StepConnectOptions(StepContext& ctx, const std::string&
   return options;
 }
 
+Status WaitForInterruptedAttempt(StepContext& ctx, PgLease& lease) {
+  // The server keeps at most 63 bytes of an application_name.
+  const std::string app = "runbook/" + ctx.run_id() + "/" + ctx.step_id();
+  for (bool logged = false;;) {
+    Result<Value> rows = lease.Query(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = left($1, 63) "
+        "AND pid <> pg_backend_pid() AND state <> 'idle' ORDER BY pid",
+        {app});
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) return Status::Ok();
+    const std::string pid = std::to_string((*rows)[0]["pid"].get<int64_t>());
+    if (!logged) {
+      ctx.Log(LogLevel::kWarn, "connection '" + lease.name() + "': waiting for session " + pid +
+                                   ", still running a statement of the interrupted attempt");
+      logged = true;
+    }
+    if (ctx.clock().Steady() + Millis(100) >= lease.deadline()) {
+      return Status::Timeout("connection '" + lease.name() + "': session " + pid +
+                             " still runs a statement of the interrupted attempt");
+    }
+    ctx.clock().Sleep(Millis(100));
+  }
+}
+
 void ForwardNotices(StepContext& ctx, PgConnection& conn) {
   for (const auto& notice : conn.TakeNotices()) {
     bool warning = notice.rfind("WARNING", 0) == 0;

@@ -71,6 +71,15 @@ Result<std::string> RunStepPgTool(StepContext& ctx, const std::string& conn,
 // back first. Server warnings (a collation mismatch, say) go to ctx.Log.
 Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name);
 
+// Waits while another session carrying this step's application_name runs a
+// statement. When the engine dies inside a step, the server runs the
+// statement it was sent to its end (it notices the client is gone only when
+// it next talks to it); a resume that checks or re-runs the step before then
+// races it (a DROP DATABASE of the database the earlier DROP is dropping; two
+// REINDEX CONCURRENTLY of one index deadlock). Call right after leasing, at
+// the start of Apply and Check, before the step opens other connections.
+Status WaitForInterruptedAttempt(StepContext& ctx, PgLease& lease);
+
 // A separate, short-lived connection to database `dbname` on the server of
 // connection `name` (for work that must happen inside each database).
 Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const std::string& name,

@@ -12,4 +12,5 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/runbooks_test.cc
   tests/e2e/runbooks_move_test.cc
   tests/e2e/cutover_crash_test.cc
+  tests/e2e/pg_resume_kill_test.cc
 )
