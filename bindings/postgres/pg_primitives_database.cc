@@ -68,6 +68,8 @@ class PgCreateDatabase : public PgPrimitive {
       if (!notes.empty()) out["notes"] = notes;
       return out;
     }
+    // A CREATE DATABASE of a killed attempt may still be copying the template.
+    if (Status s = WaitForInterruptedAttempt(ctx, *lease); !s.ok()) return s;
     Result<int64_t> oid = DatabaseOid(*lease, name);
     if (!oid.ok()) return oid.status();
     Value previous = ctx.PreviousUndo();
@@ -116,7 +118,7 @@ class PgCreateDatabase : public PgPrimitive {
 
   CheckResult Check(StepContext& ctx, const Value& args, const Value&) override {
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
-    if (!lease.ok()) return {};
+    if (!lease.ok() || !WaitForInterruptedAttempt(ctx, *lease).ok()) return {};
     Result<int64_t> oid = DatabaseOid(*lease, StrArg(args, "name"));
     if (!oid.ok()) return {};
     if (*oid == 0) return {CheckOutcome::kNotDone, Value()};
