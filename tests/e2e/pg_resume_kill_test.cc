@@ -14,10 +14,10 @@
 // Kill instants are random in a window measured by a first run without a
 // kill; the seed is printed and RUNBOOK_CRASH_SEED=N replays it (as far as
 // the machine's timing allows).
-#include <catch2/catch.hpp>
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -259,17 +259,19 @@ steps:
     pg.query: {conn: db, sql: "SELECT pg_sleep(0.1)"}
 )yaml";
 
-TEST_CASE("pg.exec INSERT (idempotent: false, no rollback_sql) killed and resumed: the engine "
-          "asks, and the row lands exactly once",
-          "[e2e][pg][crash]") {
+TEST_CASE(
+    "pg.exec INSERT (idempotent: false, no rollback_sql) killed and resumed: the engine "
+    "asks, and the row lands exactly once",
+    "[e2e][pg][crash]") {
   E2e t;
   PgTestDb db(BlueServer(), "kpay");
-  db.Exec("CREATE TABLE ledger (tag text NOT NULL, at timestamptz DEFAULT clock_timestamp());"
-          "CREATE TABLE balance (tag text PRIMARY KEY, n int NOT NULL)");
+  db.Exec(
+      "CREATE TABLE ledger (tag text NOT NULL, at timestamptz DEFAULT clock_timestamp());"
+      "CREATE TABLE balance (tag text PRIMARY KEY, n int NOT NULL)");
   t.Write("pay.yaml", kPay);
   auto args = [&](const std::string& tag) {
-    return std::vector<std::string>{"run", "pay.yaml", "-p", "db=" + db.Conninfo(), "-p",
-                                    "tag=" + tag};
+    return std::vector<std::string>{"run", "pay.yaml",  "-p", "db=" + db.Conninfo(),
+                                    "-p",  "tag=" + tag};
   };
   // "ledger rows/balance" for one run's tag.
   auto effect = [&](const std::string& tag) {
@@ -284,23 +286,30 @@ TEST_CASE("pg.exec INSERT (idempotent: false, no rollback_sql) killed and resume
     ++iterations;
     REQUIRE(iterations <= 14);
     const std::string tag = "i" + std::to_string(iterations);
-    Crash c{t, BlueServer(), args(tag), PgEnv(BlueServer()), AtRandom(rng, 20, full_ms * 9 / 10),
-            2, [&](const std::string& step) {
+    Crash c{t,
+            BlueServer(),
+            args(tag),
+            PgEnv(BlueServer()),
+            AtRandom(rng, 20, full_ms * 9 / 10),
+            2,
+            [&](const std::string& step) {
               REQUIRE(step == "pay");
               return db.Value("SELECT count(*) FROM ledger WHERE tag = '" + tag + "'") != "0";
             }};
     Killed k = KillAndResume(c);
     INFO(k.log);
     CHECK(k.status == "succeeded");
-    CHECK(effect(tag) == "1/10");  // nothing missing, nothing twice
+    CHECK(effect(tag) == "1/10");                                  // nothing missing, nothing twice
     CHECK(k.asked.size() == static_cast<size_t>(k.Asked("pay")));  // only pay may ask
     if (k.In("pay") > 0) CHECK(k.Asked("pay") > 0);  // killed inside it: the engine asks
     CheckAllSucceeded(t, k.run_id);
     in_pay += k.In("pay");
     asked += k.Asked("pay");
   }
-  fprintf(stderr, "pg.exec insert: a run takes %d ms; %d iterations, %d kills inside pay, %d "
-          "questions\n", full_ms, iterations, in_pay, asked);
+  fprintf(stderr,
+          "pg.exec insert: a run takes %d ms; %d iterations, %d kills inside pay, %d "
+          "questions\n",
+          full_ms, iterations, in_pay, asked);
 }
 
 // migrate archives half of the orders and doubles every total, with a pause
@@ -339,15 +348,17 @@ std::string OrdersState(const PgTestDb& db) {
       "FROM pg_class WHERE relnamespace = 'public'::regnamespace) || ' orders=' || "
       "(SELECT md5(string_agg(id || ':' || total, ',' ORDER BY id)) FROM orders)");
   if (!db.Value("SELECT to_regclass('orders_archive')").empty()) {
-    s += " archive=" + db.Value("SELECT md5(string_agg(id || ':' || total, ',' ORDER BY id)) "
-                                "FROM orders_archive");
+    s += " archive=" + db.Value(
+                           "SELECT md5(string_agg(id || ':' || total, ',' ORDER BY id)) "
+                           "FROM orders_archive");
   }
   return s;
 }
 
-TEST_CASE("pg.exec with rollback_sql killed and resumed: the end state of one clean run, and "
-          "rollback restores the start",
-          "[e2e][pg][crash]") {
+TEST_CASE(
+    "pg.exec with rollback_sql killed and resumed: the end state of one clean run, and "
+    "rollback restores the start",
+    "[e2e][pg][crash]") {
   E2e t;
   t.Write("migrate.yaml", kMigrate);
   std::string start, end;
@@ -356,8 +367,8 @@ TEST_CASE("pg.exec with rollback_sql killed and resumed: the end state of one cl
     PgTestDb db(BlueServer(), "kmig");
     db.Exec(kOrders);
     start = OrdersState(db);
-    full_ms = CleanRunMs(t, {"run", "migrate.yaml", "-p", "db=" + db.Conninfo()},
-                         PgEnv(BlueServer()));
+    full_ms =
+        CleanRunMs(t, {"run", "migrate.yaml", "-p", "db=" + db.Conninfo()}, PgEnv(BlueServer()));
     end = OrdersState(db);
     REQUIRE(end != start);
     REQUIRE_THAT(end, Catch::Contains("orders_archive:r") && Catch::Contains("archive="));
@@ -370,8 +381,12 @@ TEST_CASE("pg.exec with rollback_sql killed and resumed: the end state of one cl
     PgTestDb db(BlueServer(), "kmig");
     db.Exec(kOrders);
     REQUIRE(OrdersState(db) == start);
-    Crash c{t, BlueServer(), {"run", "migrate.yaml", "-p", "db=" + db.Conninfo()},
-            PgEnv(BlueServer()), AtRandom(rng, 20, full_ms * 9 / 10), 2,
+    Crash c{t,
+            BlueServer(),
+            {"run", "migrate.yaml", "-p", "db=" + db.Conninfo()},
+            PgEnv(BlueServer()),
+            AtRandom(rng, 20, full_ms * 9 / 10),
+            2,
             [&](const std::string& step) {
               REQUIRE(step == "migrate");
               return !db.Value("SELECT to_regclass('orders_archive')").empty();
@@ -390,8 +405,10 @@ TEST_CASE("pg.exec with rollback_sql killed and resumed: the end state of one cl
     in_step += k.In("migrate");
     asked += k.Asked("migrate");
   }
-  fprintf(stderr, "pg.exec rollback_sql: a run takes %d ms; %d iterations, %d kills inside "
-          "migrate, %d questions\n", full_ms, iterations, in_step, asked);
+  fprintf(stderr,
+          "pg.exec rollback_sql: a run takes %d ms; %d iterations, %d kills inside "
+          "migrate, %d questions\n",
+          full_ms, iterations, in_step, asked);
 }
 
 // ---- pg.drop_database ----------------------------------------------------------------------
@@ -450,9 +467,9 @@ void DropDatabaseKilled(bool if_exists) {
   t.Write("drop.yaml", kDrop);
   const milliseconds hold(1200);
   auto args = [&](const std::string& name) {
-    return std::vector<std::string>{"run", "drop.yaml", "-p", "server=" + s.Conninfo("postgres"),
-                                    "-p", "name=" + name, "-p",
-                                    std::string("if_exists=") + (if_exists ? "true" : "false")};
+    return std::vector<std::string>{
+        "run", "drop.yaml",    "-p", "server=" + s.Conninfo("postgres"),
+        "-p",  "name=" + name, "-p", std::string("if_exists=") + (if_exists ? "true" : "false")};
   };
   auto exists = [&](const std::string& name) {
     return s.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name + "'") == "1";
@@ -466,8 +483,8 @@ void DropDatabaseKilled(bool if_exists) {
     REQUIRE_FALSE(exists(name));
   }
   REQUIRE(full_ms >= hold.count() - 100);  // the drop did wait for the lock
-  std::mt19937_64 rng(CrashSeed(if_exists ? "pg.drop_database if_exists kill"
-                                          : "pg.drop_database kill"));
+  std::mt19937_64 rng(
+      CrashSeed(if_exists ? "pg.drop_database if_exists kill" : "pg.drop_database kill"));
   int in_drop = 0, iterations = 0;
   while (in_drop < 3) {
     ++iterations;
@@ -495,8 +512,10 @@ void DropDatabaseKilled(bool if_exists) {
     in_drop += k.In("drop");
     s.AdminExec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
   }
-  fprintf(stderr, "pg.drop_database (if_exists %d): a run takes %d ms; %d iterations, %d kills "
-          "inside drop\n", if_exists, full_ms, iterations, in_drop);
+  fprintf(stderr,
+          "pg.drop_database (if_exists %d): a run takes %d ms; %d iterations, %d kills "
+          "inside drop\n",
+          if_exists, full_ms, iterations, in_drop);
 }
 
 TEST_CASE("pg.drop_database killed while the server drops, resumed: checked, gone, no question",
@@ -507,6 +526,83 @@ TEST_CASE("pg.drop_database killed while the server drops, resumed: checked, gon
 TEST_CASE("pg.drop_database if_exists killed while the server drops, resumed: re-run, gone",
           "[e2e][pg][crash]") {
   DropDatabaseKilled(true);
+}
+
+// ---- pg.create_database --------------------------------------------------------------------
+
+const char* kCreate = R"yaml(format: 1
+name: create
+params:
+  server: {type: string}
+  name: {type: string}
+connections:
+  server: {postgres: {dsn: "${{ params.server }}"}}
+on_failure: stop
+steps:
+  - id: create
+    pg.create_database: {conn: server, name: "${{ params.name }}"}
+  - id: there
+    pg.query:
+      conn: server
+      sql: "SELECT count(*) AS n FROM pg_database WHERE datname = $1"
+      params: ["${{ params.name }}"]
+    assert: result[1].n == 1
+)yaml";
+
+// The CREATE DATABASE of the killed engine still waits on the server when the
+// resume checks: without waiting for it, the resume saw no database, created
+// it again, failed with "already exists", and recorded the database as not
+// its own, so a rollback would have left it behind.
+TEST_CASE(
+    "pg.create_database killed while the server creates, resumed: created once, no "
+    "question, and rollback drops it",
+    "[e2e][pg][crash]") {
+  const PgServer& s = BlueServer();
+  E2e t;
+  t.Write("create.yaml", kCreate);
+  const milliseconds hold(1200);
+  auto args = [&](const std::string& name) {
+    return std::vector<std::string>{"run", "create.yaml", "-p", "server=" + s.Conninfo("postgres"),
+                                    "-p",  "name=" + name};
+  };
+  auto exists = [&](const std::string& name) {
+    return s.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name + "'") == "1";
+  };
+  int full_ms;
+  {
+    std::string name = testing::UniqueName("kcreate");
+    CatalogLock lock(s, hold);
+    full_ms = CleanRunMs(t, args(name), PgEnv(s));
+    REQUIRE(exists(name));
+    s.AdminExec("DROP DATABASE " + name);
+  }
+  REQUIRE(full_ms >= hold.count() - 100);  // the create did wait for the lock
+  std::mt19937_64 rng(CrashSeed("pg.create_database kill"));
+  int in_create = 0, iterations = 0;
+  while (in_create < 3) {
+    ++iterations;
+    REQUIRE(iterations <= 8);
+    std::string name = testing::UniqueName("kcreate");
+    Killed k;
+    {
+      CatalogLock lock(s, hold);
+      Crash c{t, s, args(name), PgEnv(s), AtRandom(rng, 50, hold.count() - 50), 1, nullptr};
+      k = KillAndResume(c);
+    }
+    INFO(k.log);
+    CHECK(k.status == "succeeded");
+    CHECK(k.asked.empty());  // create can check: no question
+    CHECK(exists(name));
+    CheckAllSucceeded(t, k.run_id);
+    CliResult rb = t.Run({"rollback", k.run_id}, PgEnv(s));
+    INFO(rb.All());
+    CHECK(rb.code == 0);
+    CHECK_FALSE(exists(name));  // it was this run's, so the rollback dropped it
+    in_create += k.In("create");
+    s.AdminExec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+  }
+  fprintf(stderr, "pg.create_database: a run takes %d ms; %d iterations, %d kills inside create\n",
+          full_ms, iterations, in_create);
 }
 
 // ---- pg.terminate_connections ----------------------------------------------------------------
@@ -535,7 +631,8 @@ KillInstant WhenStepOnServer(Session& watch, std::mt19937_64& rng, const std::st
     auto deadline = steady_clock::now() + std::chrono::seconds(30);
     while (bg.Running() && steady_clock::now() < deadline &&
            watch.Get("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
-                     "'runbook/%/" + step + "'") == "0") {
+                     "'runbook/%/" +
+                     step + "'") == "0") {
       bg.Drain();
     }
     int extra = std::uniform_int_distribution<int>(0, 15)(rng);
@@ -544,16 +641,16 @@ KillInstant WhenStepOnServer(Session& watch, std::mt19937_64& rng, const std::st
   };
 }
 
-TEST_CASE("pg.terminate_connections killed around its step, resumed: every session ends, "
-          "no question",
-          "[e2e][pg][crash]") {
+TEST_CASE(
+    "pg.terminate_connections killed around its step, resumed: every session ends, "
+    "no question",
+    "[e2e][pg][crash]") {
   const PgServer& s = BlueServer();
   E2e t;
   t.Write("terminate.yaml", kTerminate);
   PgTestDb db(s, "kterm");
-  auto args = std::vector<std::string>{"run", "terminate.yaml", "-p",
-                                       "server=" + s.Conninfo("postgres"), "-p",
-                                       "name=" + db.name()};
+  auto args = std::vector<std::string>{
+      "run", "terminate.yaml", "-p", "server=" + s.Conninfo("postgres"), "-p", "name=" + db.name()};
   auto sessions_on_db = [&] {
     return s.AdminValue("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db.name() +
                         "' AND backend_type = 'client backend'");
@@ -628,20 +725,22 @@ steps:
     assert: result[1].ok == true
 )yaml";
 
-TEST_CASE("pg.refresh_collation (REINDEX CONCURRENTLY) killed and resumed: refreshed, every "
-          "index valid and intact, unaffected ones untouched",
-          "[e2e][pg][crash]") {
+TEST_CASE(
+    "pg.refresh_collation (REINDEX CONCURRENTLY) killed and resumed: refreshed, every "
+    "index valid and intact, unaffected ones untouched",
+    "[e2e][pg][crash]") {
   const PgServer& s = LocaleServer();
   E2e t;
   t.Write("refresh.yaml", kRefresh);
   PgTestDb db(s, "kcoll");
-  db.Exec("CREATE EXTENSION amcheck;"
-          "CREATE TABLE words (id int PRIMARY KEY, w text NOT NULL, c text COLLATE \"C\");"
-          "INSERT INTO words SELECT g, md5(g::text) || ' Wort ' || g, md5(g::text) "
-          "FROM generate_series(1, 150000) g;"
-          "CREATE INDEX words_w ON words (w);"
-          "CREATE INDEX words_w_id ON words (w, id);"
-          "CREATE INDEX words_c ON words (c)");
+  db.Exec(
+      "CREATE EXTENSION amcheck;"
+      "CREATE TABLE words (id int PRIMARY KEY, w text NOT NULL, c text COLLATE \"C\");"
+      "INSERT INTO words SELECT g, md5(g::text) || ' Wort ' || g, md5(g::text) "
+      "FROM generate_series(1, 150000) g;"
+      "CREATE INDEX words_w ON words (w);"
+      "CREATE INDEX words_w_id ON words (w, id);"
+      "CREATE INDEX words_c ON words (c)");
   const std::string actual = s.AdminValue(
       "SELECT pg_database_collation_actual_version(oid) FROM pg_database WHERE datname = '" +
       db.name() + "'");
@@ -658,15 +757,15 @@ TEST_CASE("pg.refresh_collation (REINDEX CONCURRENTLY) killed and resumed: refre
     return db.Value("SELECT pg_relation_filenode('" + index + "')");
   };
   auto indexes = [&] {
-    return db.Value("SELECT string_agg(c.relname || (CASE WHEN i.indisvalid AND i.indisready "
-                    "THEN '' ELSE ' INVALID' END), ',' ORDER BY c.relname) FROM pg_index i "
-                    "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'words'::regclass");
+    return db.Value(
+        "SELECT string_agg(c.relname || (CASE WHEN i.indisvalid AND i.indisready "
+        "THEN '' ELSE ' INVALID' END), ',' ORDER BY c.relname) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'words'::regclass");
   };
   const std::string all = "words_c,words_pkey,words_w,words_w_id";
   REQUIRE(indexes() == all);
-  auto args = std::vector<std::string>{"run", "refresh.yaml", "-p",
-                                       "server=" + s.Conninfo("postgres"), "-p",
-                                       "db=" + db.name()};
+  auto args = std::vector<std::string>{
+      "run", "refresh.yaml", "-p", "server=" + s.Conninfo("postgres"), "-p", "db=" + db.name()};
   stale();
   const int full_ms = CleanRunMs(t, args, PgEnv(s));
   REQUIRE(recorded() == actual);
@@ -685,17 +784,20 @@ TEST_CASE("pg.refresh_collation (REINDEX CONCURRENTLY) killed and resumed: refre
     CHECK(k.asked.empty());  // idempotent: re-run
     CheckAllSucceeded(t, k.run_id);
     CHECK(recorded() == actual);
-    CHECK(indexes() == all);  // no INVALID index, no _ccnew/_ccold left behind
+    CHECK(indexes() == all);          // no INVALID index, no _ccnew/_ccold left behind
     CHECK(filenode("words_w") != w);  // rebuilt
     CHECK(filenode("words_c") == c);  // C collation: left alone
     CHECK(filenode("words_pkey") == pkey);
     // Every index holds exactly the table's rows, in order.
-    CHECK_NOTHROW(db.Value("SELECT bt_index_check(indexrelid, true) FROM pg_index "
-                           "WHERE indrelid = 'words'::regclass"));
+    CHECK_NOTHROW(
+        db.Value("SELECT bt_index_check(indexrelid, true) FROM pg_index "
+                 "WHERE indrelid = 'words'::regclass"));
     in_step += k.In("refresh");
   }
-  fprintf(stderr, "pg.refresh_collation: a run takes %d ms; %d iterations, %d kills inside "
-          "refresh\n", full_ms, iterations, in_step);
+  fprintf(stderr,
+          "pg.refresh_collation: a run takes %d ms; %d iterations, %d kills inside "
+          "refresh\n",
+          full_ms, iterations, in_step);
 }
 
 // ---- read-only: pg.query and pg.compare_counts -------------------------------------------------
@@ -720,25 +822,26 @@ steps:
     assert: result[1].s == 156562.5
 )yaml";
 
-TEST_CASE("read-only pg.query and pg.compare_counts killed and resumed: simply re-run, nothing "
-          "asked, nothing changed",
-          "[e2e][pg][crash]") {
+TEST_CASE(
+    "read-only pg.query and pg.compare_counts killed and resumed: simply re-run, nothing "
+    "asked, nothing changed",
+    "[e2e][pg][crash]") {
   E2e t;
   t.Write("read-only.yaml", kReadOnly);
   PgTestDb src(BlueServer(), "kro"), dst(BlueServer(), "kro");
   src.Exec(kOrders);
   dst.Exec(kOrders);
   const std::string before = OrdersState(src) + " | " + OrdersState(dst);
-  auto args = std::vector<std::string>{"run", "read-only.yaml", "-p", "source=" + src.Conninfo(),
-                                       "-p", "target=" + dst.Conninfo()};
+  auto args = std::vector<std::string>{
+      "run", "read-only.yaml", "-p", "source=" + src.Conninfo(), "-p", "target=" + dst.Conninfo()};
   const int full_ms = CleanRunMs(t, args, PgEnv(BlueServer()));
   std::mt19937_64 rng(CrashSeed("pg read-only kill"));
   int kills = 0, inside = 0, iterations = 0;
   while (inside < 4) {
     ++iterations;
     REQUIRE(iterations <= 10);
-    Crash c{t, BlueServer(), args, PgEnv(BlueServer()), AtRandom(rng, 20, full_ms * 9 / 10), 2,
-            nullptr};
+    Crash c{t, BlueServer(), args, PgEnv(BlueServer()), AtRandom(rng, 20, full_ms * 9 / 10),
+            2, nullptr};
     Killed k = KillAndResume(c);
     INFO(k.log);
     CHECK(k.status == "succeeded");
