@@ -5,6 +5,7 @@
 // (post-data), then sequences and ANALYZE. The source is read from one
 // exported snapshot throughout: both pg_dump runs and every COPY.
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "bindings/postgres/pg_copy.h"
 #include "bindings/postgres/pg_copy_catalog.h"
@@ -274,15 +276,37 @@ class PgCopy : public PgPrimitive {
                             Prepared* p, const Value& previous);
 };
 
+// Whether `tool` is an executable file in one of $PATH's directories (where
+// the process runner will look for it).
+bool OnPath(const std::string& tool) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "";
+  for (size_t start = 0; start <= dirs.size();) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = dirs.substr(start, end - start);
+    if (access(((dir.empty() ? "." : dir) + "/" + tool).c_str(), X_OK) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+// Refuses, before anything is done, a pg_dump older than the source server
+// or a missing client program (found later, it would fail a half-done copy).
 Status CheckTools(StepContext& ctx, const CopyArgs& a, int source_version) {
-  for (const char* tool : {"pg_dump", "pg_restore", "psql", "vacuumdb"}) {
-    Result<std::string> v = RunStepPgTool(ctx, a.source, {tool, "--version"});
-    if (!v.ok()) return v.status();
-    int major = ToolMajorVersion(*v);
-    if (std::string(tool) == "pg_dump" && major < source_version / 10000) {
-      return Status::Failed("pg_dump " + std::to_string(major) + " is older than the server of '" +
-                            a.source + "' (" + std::to_string(source_version / 10000) +
-                            "): it cannot dump it");
+  Result<std::string> v = RunStepPgTool(ctx, a.source, {"pg_dump", "--version"});
+  if (!v.ok()) return v.status();
+  int major = ToolMajorVersion(*v);
+  if (major < source_version / 10000) {
+    return Status::Failed("pg_dump " + std::to_string(major) + " is older than the server of '" +
+                          a.source + "' (" + std::to_string(source_version / 10000) +
+                          "): it cannot dump it");
+  }
+  for (const char* tool : {"pg_restore", "psql", "vacuumdb"}) {
+    if (!OnPath(tool)) {
+      return Status::Failed(std::string(tool) +
+                            " is not on PATH: pg.copy needs PostgreSQL's client programs "
+                            "(pg_dump, pg_restore, psql, vacuumdb); nothing was done");
     }
   }
   return Status::Ok();
@@ -547,13 +571,22 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   ScratchDir scratch;  // the post-data archive
   const std::string post_data = create.empty() ? "" : scratch.File("post-data.dump");
   if (!create.empty()) {
+    if (Status s = scratch.Create(); !s.ok()) return s;
+    // Both sections at once (each pg_dump spends most of its time reading
+    // the catalog); the post-data one runs on a thread of its own, through
+    // the stateless process runner, and its error is redacted here.
+    Result<PgConnectOptions> options = StepConnectOptions(ctx, a.source);
+    if (!options.ok()) return options.status();
+    Result<std::string> post = std::string();
+    std::thread post_dump([&] {
+      post = RunPgTool(ctx.processes(), DumpArgv("post-data", a, only, *snapshot, post_data),
+                       *options, ctx.deadline());
+    });
     Result<std::string> pre =
         RunStepPgTool(ctx, a.source, DumpArgv("pre-data", a, only, *snapshot));
+    post_dump.join();
     if (!pre.ok()) return pre.status();
-    if (Status s = scratch.Create(); !s.ok()) return s;
-    Result<std::string> post =
-        RunStepPgTool(ctx, a.source, DumpArgv("post-data", a, only, *snapshot, post_data));
-    if (!post.ok()) return post.status();
+    if (!post.ok()) return StepToolError(ctx, post.status());
     if (!whole) {
       if (Status s = CreateSchemas(dst, create); !s.ok()) return s;
     }

@@ -121,8 +121,12 @@ Result<std::string> RunStepPgTool(StepContext& ctx, const std::string& conn,
   if (!options.ok()) return options.status();
   Result<std::string> out = RunPgTool(ctx.processes(), argv, *options, ctx.deadline(), input);
   if (out.ok()) return out;
-  std::string msg = ctx.redactor().Redact(out.status().message());
-  if (out.status().code() == Status::Code::kTimeout) return Status::Timeout(msg);
+  return StepToolError(ctx, out.status());
+}
+
+Status StepToolError(StepContext& ctx, const Status& error) {
+  std::string msg = ctx.redactor().Redact(error.message());
+  if (error.code() == Status::Code::kTimeout) return Status::Timeout(msg);
   return Status::Failed(msg);
 }
 

@@ -1,6 +1,8 @@
 // pg.copy between real blue and green servers (two PostgreSQL 15 clusters).
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "bindings/postgres/pg_client.h"
@@ -196,6 +198,26 @@ TEST_CASE("pg.copy refuses a target that already has rows, or the source itself"
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message() == "connection 'blue': no such table: nope");
   CHECK(Objects(green) == green_before);
+  {
+    // A client program missing from PATH is found before anything is done
+    // (pg_restore builds the indexes only after every row is copied).
+    char tmpl[] = "/tmp/pg_copy_path_XXXXXX";
+    const std::string bin = mkdtemp(tmpl);
+    for (const char* tool : {"pg_dump", "psql", "vacuumdb"}) {
+      std::filesystem::create_symlink(std::string("/usr/lib/postgresql/15/bin/") + tool,
+                                      bin + "/" + tool);
+    }
+    const std::string old_path = std::getenv("PATH");
+    setenv("PATH", bin.c_str(), 1);
+    Result<Value> missing = c.Apply("pg.copy", ShopArgs());
+    setenv("PATH", old_path.c_str(), 1);
+    std::filesystem::remove_all(bin);
+    REQUIRE_FALSE(missing.ok());
+    CHECK(missing.status().message() ==
+          "pg_restore is not on PATH: pg.copy needs PostgreSQL's client programs (pg_dump, "
+          "pg_restore, psql, vacuumdb); nothing was done");
+    CHECK(Objects(green) == green_before);
+  }
 
   // replace: true overwrites the existing table's rows (its definition stays).
   Value args = ShopArgs();
