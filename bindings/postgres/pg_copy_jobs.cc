@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <thread>
@@ -20,6 +22,9 @@ struct Shared {
   std::mutex mu;
   Status first_error;
   std::vector<CopyStats> stats;
+  const std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  CopyStats finished;                        // the tables done
+  std::map<std::string, CopyStats> running;  // the tables in flight, so far
 
   void Fail(Status s) {
     std::lock_guard<std::mutex> lock(mu);
@@ -30,9 +35,27 @@ struct Shared {
     std::lock_guard<std::mutex> lock(mu);
     if (spec.log) spec.log(message);
   }
-  void Progress(const std::string& table, const CopyStats& so_far) {
+  // Table `t` has streamed `so_far` (done: it has committed). Bytes count
+  // as the table's size on the source (what the total adds up), so that the
+  // sum reaches the total exactly when the last table commits: a table in
+  // flight counts its COPY bytes, at most its size.
+  void Progress(const CopyTable& t, const CopyStats& so_far, bool done) {
     std::lock_guard<std::mutex> lock(mu);
-    if (spec.progress) spec.progress(table, so_far);
+    if (done) {
+      running.erase(t.key);
+      finished.bytes += t.bytes;
+      finished.rows += so_far.rows;
+    } else {
+      running[t.key] = CopyStats{so_far.rows, std::min(so_far.bytes, t.bytes), 0};
+    }
+    if (!spec.progress) return;
+    CopyStats all = finished;
+    for (const auto& [name, st] : running) {
+      all.bytes += st.bytes;
+      all.rows += st.rows;
+    }
+    all.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    spec.progress(t.key, all);
   }
 };
 
@@ -65,7 +88,7 @@ Status CopyOne(Shared& sh, const CopyTable& t, PgConnection& src, PgConnection& 
   const std::string in_options = t.binary ? " (FORMAT binary, FREEZE)" : " (FREEZE)";
   s = StreamCopy(
       src, dst, out_sql + format, "COPY " + name + " FROM STDIN" + in_options, deadline, &sh.stop,
-      [&](const CopyStats& so_far) { sh.Progress(t.key, so_far); }, stats);
+      [&](const CopyStats& so_far) { sh.Progress(t, so_far, false); }, stats);
   if (s.ok()) s = dst.Exec("COMMIT", {}, deadline);
   if (!s.ok()) return s.Prefixed("copying table " + t.key);
   return Status::Ok();
@@ -92,6 +115,7 @@ void Worker(Shared& sh) {
     sh.Log("copied " + t.key + ": " + std::to_string(stats.rows) + " rows, " +
            HumanBytes(static_cast<double>(stats.bytes)) + " in " + rate + " (" +
            HumanBytes(stats.seconds > 0 ? stats.bytes / stats.seconds : 0.0) + "/s)");
+    sh.Progress(t, stats, true);
     std::lock_guard<std::mutex> lock(sh.mu);
     sh.stats[sh.order[i]] = stats;
   }

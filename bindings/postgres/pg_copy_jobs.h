@@ -25,6 +25,10 @@ struct CopyJobsSpec {
   SteadyTime deadline = SteadyTime::max();
   // Called from worker threads, one call at a time.
   std::function<void(const std::string& message)> log;
+  // `so_far` counts every table, those done and those in flight: rows, and
+  // bytes as a share of the tables' sizes on the source (CopyTable::bytes;
+  // their sum when the last one is done); `seconds` since the copy began.
+  // Called about once a second per table in flight, and after each table.
   std::function<void(const std::string& table, const CopyStats& so_far)> progress;
 };
 

@@ -407,11 +407,15 @@ Result<std::vector<CopyStats>> CopyData(StepContext& ctx, const CopyArgs& a,
   spec.jobs = a.jobs;
   spec.deadline = ctx.deadline();
   spec.log = [&ctx](const std::string& m) { ctx.Log(LogLevel::kInfo, m); };
-  spec.progress = [&ctx](const std::string& table, const CopyStats& st) {
+  int64_t total = 0;
+  for (const auto& t : tables) total += t.bytes;
+  spec.progress = [&ctx, total](const std::string& table, const CopyStats& st) {
     ProgressInfo info;
     info.done_bytes = st.bytes;
+    info.total_bytes = total;
     info.done_rows = st.rows;
-    info.what = table;
+    info.seconds = st.seconds;
+    info.what = "table data (now " + table + ")";
     ctx.Progress(info);
   };
   Result<std::vector<CopyStats>> r = CopyTablesInParallel(spec, tables);

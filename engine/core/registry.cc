@@ -1,6 +1,7 @@
 #include "engine/core/registry.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "engine/core/duration.h"
 
@@ -8,25 +9,38 @@ namespace runbook {
 
 const char* ArgTypeName(ArgType t) {
   switch (t) {
-    case ArgType::kAny: return "any";
-    case ArgType::kString: return "string";
-    case ArgType::kInt: return "int";
-    case ArgType::kNumber: return "number";
-    case ArgType::kBool: return "bool";
-    case ArgType::kList: return "list";
-    case ArgType::kMap: return "map";
-    case ArgType::kDuration: return "duration";
-    case ArgType::kConnection: return "connection";
+    case ArgType::kAny:
+      return "any";
+    case ArgType::kString:
+      return "string";
+    case ArgType::kInt:
+      return "int";
+    case ArgType::kNumber:
+      return "number";
+    case ArgType::kBool:
+      return "bool";
+    case ArgType::kList:
+      return "list";
+    case ArgType::kMap:
+      return "map";
+    case ArgType::kDuration:
+      return "duration";
+    case ArgType::kConnection:
+      return "connection";
   }
   return "?";
 }
 
 const char* RehearsalName(Rehearsal r) {
   switch (r) {
-    case Rehearsal::kUndeclared: return "undeclared";
-    case Rehearsal::kProbe: return "probe";
-    case Rehearsal::kSimulate: return "simulate";
-    case Rehearsal::kSkip: return "skip";
+    case Rehearsal::kUndeclared:
+      return "undeclared";
+    case Rehearsal::kProbe:
+      return "probe";
+    case Rehearsal::kSimulate:
+      return "simulate";
+    case Rehearsal::kSkip:
+      return "skip";
   }
   return "?";
 }
@@ -151,16 +165,24 @@ static const char* JsonTypeName(const Value& v) {
 static bool TypeMatches(ArgType t, const Value& v) {
   if (v.is_string() && HasTemplate(v.get<std::string>())) return true;
   switch (t) {
-    case ArgType::kAny: return true;
-    case ArgType::kString: return v.is_string() || v.is_number();
-    case ArgType::kInt: return v.is_number_integer();
-    case ArgType::kNumber: return v.is_number();
-    case ArgType::kBool: return v.is_boolean();
-    case ArgType::kList: return v.is_array();
-    case ArgType::kMap: return v.is_object();
+    case ArgType::kAny:
+      return true;
+    case ArgType::kString:
+      return v.is_string() || v.is_number();
+    case ArgType::kInt:
+      return v.is_number_integer();
+    case ArgType::kNumber:
+      return v.is_number();
+    case ArgType::kBool:
+      return v.is_boolean();
+    case ArgType::kList:
+      return v.is_array();
+    case ArgType::kMap:
+      return v.is_object();
     case ArgType::kDuration:
       return v.is_string() && ParseDuration(v.get<std::string>()).has_value();
-    case ArgType::kConnection: return v.is_string();
+    case ArgType::kConnection:
+      return v.is_string();
   }
   return false;
 }
@@ -168,7 +190,8 @@ static bool TypeMatches(ArgType t, const Value& v) {
 std::vector<ArgError> CheckArgs(const Schema& schema, const Value& args) {
   std::vector<ArgError> errors;
   if (!args.is_object()) {
-    errors.push_back({"", std::string("expected a map of arguments, got ") + JsonTypeName(args), ""});
+    errors.push_back(
+        {"", std::string("expected a map of arguments, got ") + JsonTypeName(args), ""});
     return errors;
   }
   std::vector<std::string> names;
@@ -213,10 +236,36 @@ std::vector<ArgError> CheckArgs(const Schema& schema, const Value& args) {
       all += (all.empty() ? "'" : ", '") + n + "'";
     }
     if (given != 1) {
-      errors.push_back({"", std::string(given == 0 ? "needs" : "takes only") + " one of " + all, ""});
+      errors.push_back(
+          {"", std::string(given == 0 ? "needs" : "takes only") + " one of " + all, ""});
     }
   }
   return errors;
+}
+
+std::string DescribeProgress(const ProgressInfo& p) {
+  char buf[160];
+  const double mib = 1048576.0;
+  std::string out = p.what.empty() ? "" : p.what + ": ";
+  if (p.total_bytes > 0) {
+    std::snprintf(buf, sizeof buf, "%.1f of %.1f MiB", p.done_bytes / mib, p.total_bytes / mib);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", p.done_bytes / mib);
+  }
+  out += buf;
+  if (p.done_rows > 0) out += ", " + std::to_string(p.done_rows) + " rows";
+  if (p.seconds > 0) {
+    const double rate = p.done_bytes / p.seconds;
+    std::snprintf(buf, sizeof buf, ", %.1f MiB/s", rate / mib);
+    out += buf;
+    // The total may be an estimate (a table's size on disk): never a negative time left.
+    if (p.total_bytes > 0 && rate > 0) {
+      const double left = std::max(0.0, (p.total_bytes - p.done_bytes) / rate);
+      std::snprintf(buf, sizeof buf, ", about %.0f s left", left);
+      out += buf;
+    }
+  }
+  return out;
 }
 
 }  // namespace runbook

@@ -102,10 +102,15 @@ class Resources {
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
 struct ProgressInfo {
-  int64_t done_bytes = 0, total_bytes = 0;  // 0 total: unknown
+  int64_t done_bytes = 0, total_bytes = 0;  // 0 total: unknown (may be an estimate)
   int64_t done_rows = 0;
-  std::string what;                          // "public.pgbench_accounts"
+  double seconds = 0;  // since the work began; 0: unknown
+  std::string what;    // "public.pgbench_accounts"
 };
+
+// "public.t: 120.3 of 752.7 MiB, 1234567 rows, 95.2 MiB/s, about 7 s left":
+// the rate when `seconds` is known, the time left when the total is too.
+std::string DescribeProgress(const ProgressInfo& p);
 
 // What a primitive sees of the run while it acts. Implemented by the
 // executor; unit tests of bindings may implement it themselves.
@@ -217,8 +222,8 @@ class Registry {
 // concerns ("" for the whole map) so the validator can point at its line.
 struct ArgError {
   std::string arg;
-  std::string message;        // "expected int, got string"
-  std::string suggestion;     // nearest valid name for an unknown argument
+  std::string message;     // "expected int, got string"
+  std::string suggestion;  // nearest valid name for an unknown argument
 };
 
 // Checks args (already normalised from a scalar form) against a schema:

@@ -1,5 +1,6 @@
 #include "engine/exec/reporter.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/clock.h"
@@ -12,25 +13,42 @@ const char* kReset = "\033[0m";
 
 const char* StatusColor(StepStatus s) {
   switch (s) {
-    case StepStatus::kSucceeded: case StepStatus::kUndone: return "\033[32m";
-    case StepStatus::kFailed: case StepStatus::kUndoFailed: return "\033[31m";
-    case StepStatus::kUnknown: case StepStatus::kWaiting: return "\033[33m";
-    default: return "\033[2m";
+    case StepStatus::kSucceeded:
+    case StepStatus::kUndone:
+      return "\033[32m";
+    case StepStatus::kFailed:
+    case StepStatus::kUndoFailed:
+      return "\033[31m";
+    case StepStatus::kUnknown:
+    case StepStatus::kWaiting:
+      return "\033[33m";
+    default:
+      return "\033[2m";
   }
 }
 
 const char* StatusWord(StepStatus s) {
   switch (s) {
-    case StepStatus::kSucceeded: return "ok";
-    case StepStatus::kFailed: return "FAILED";
-    case StepStatus::kSkipped: return "skipped";
-    case StepStatus::kUnknown: return "UNKNOWN";
-    case StepStatus::kWaiting: return "waiting";
-    case StepStatus::kUndone: return "undone";
-    case StepStatus::kUndoFailed: return "UNDO FAILED";
-    case StepStatus::kUndoing: return "undoing";
-    case StepStatus::kRunning: return "running";
-    case StepStatus::kPending: return "pending";
+    case StepStatus::kSucceeded:
+      return "ok";
+    case StepStatus::kFailed:
+      return "FAILED";
+    case StepStatus::kSkipped:
+      return "skipped";
+    case StepStatus::kUnknown:
+      return "UNKNOWN";
+    case StepStatus::kWaiting:
+      return "waiting";
+    case StepStatus::kUndone:
+      return "undone";
+    case StepStatus::kUndoFailed:
+      return "UNDO FAILED";
+    case StepStatus::kUndoing:
+      return "undoing";
+    case StepStatus::kRunning:
+      return "running";
+    case StepStatus::kPending:
+      return "pending";
   }
   return "?";
 }
@@ -71,16 +89,16 @@ class TextReporter : public Reporter {
     if (level == LogLevel::kDebug && !verbose_) return;
     std::lock_guard<std::mutex> lock(mu_);
     ClearProgress();
-    const char* tag = level == LogLevel::kWarn ? "warn" : level == LogLevel::kError ? "error" : "log";
+    const char* tag = level == LogLevel::kWarn    ? "warn"
+                      : level == LogLevel::kError ? "error"
+                                                  : "log";
     fprintf(out_, "           %s: %s: %s\n", id.c_str(), tag, R(msg).c_str());
     fflush(out_);
   }
   void Progress(const std::string& id, const ProgressInfo& p) override {
     if (!color_) return;  // progress redraws only make sense on a terminal
     std::lock_guard<std::mutex> lock(mu_);
-    double mib = p.done_bytes / 1048576.0;
-    fprintf(out_, "\r\033[K  ..       %s  %s %.1f MiB", id.c_str(), R(p.what).c_str(), mib);
-    if (p.total_bytes > 0) fprintf(out_, " of %.1f MiB", p.total_bytes / 1048576.0);
+    fprintf(out_, "\r\033[K  ..       %s  %s", id.c_str(), R(DescribeProgress(p)).c_str());
     fflush(out_);
     progress_shown_ = true;
   }
@@ -88,7 +106,8 @@ class TextReporter : public Reporter {
     std::lock_guard<std::mutex> lock(mu_);
     ClearProgress();
     const char* color = code == 0 ? "\033[32m" : "\033[31m";
-    fprintf(out_, "%s\n", Paint(color, R(message) + " (exit " + std::to_string(code) + ")").c_str());
+    fprintf(out_, "%s\n",
+            Paint(color, R(message) + " (exit " + std::to_string(code) + ")").c_str());
     fflush(out_);
   }
 
@@ -112,30 +131,57 @@ class JsonReporter : public Reporter {
  public:
   JsonReporter(FILE* out, const Redactor* r) : out_(out), redactor_(r) {}
   void RunStarted(const RunRecord& run, const std::string& what) override {
-    Emit({{"event", "run.start"}, {"run", run.id}, {"runbook", run.runbook_name},
-          {"dry_run", run.dry_run}, {"what", what}});
+    Emit({{"event", "run.start"},
+          {"run", run.id},
+          {"runbook", run.runbook_name},
+          {"dry_run", run.dry_run},
+          {"what", what}});
   }
   void StepStarted(const std::string& id, const std::string& change) override {
     Emit({{"event", "step.start"}, {"step", id}, {"change", change}});
   }
   void StepFinished(const StepRecord& s, const std::string& detail) override {
-    Emit({{"event", "step.end"}, {"run", s.run_id}, {"step", s.step_id},
-          {"status", StepStatusName(s.status)}, {"action", s.action},
-          {"duration_ms", s.duration_ms}, {"attempts", s.attempts}, {"detail", detail},
+    Emit({{"event", "step.end"},
+          {"run", s.run_id},
+          {"step", s.step_id},
+          {"status", StepStatusName(s.status)},
+          {"action", s.action},
+          {"duration_ms", s.duration_ms},
+          {"attempts", s.attempts},
+          {"detail", detail},
           {"error", s.error}});
   }
   void Log(const std::string& id, LogLevel level, const std::string& msg) override {
     static const char* kLevels[] = {"debug", "info", "warn", "error"};
-    Emit({{"event", "log"}, {"step", id}, {"level", kLevels[static_cast<int>(level)]},
+    Emit({{"event", "log"},
+          {"step", id},
+          {"level", kLevels[static_cast<int>(level)]},
           {"message", msg}});
   }
   void Progress(const std::string& id, const ProgressInfo& p) override {
-    Emit({{"event", "progress"}, {"step", id}, {"what", p.what}, {"bytes", p.done_bytes},
-          {"total_bytes", p.total_bytes}, {"rows", p.done_rows}});
+    Value e{{"event", "progress"},
+            {"step", id},
+            {"what", p.what},
+            {"bytes", p.done_bytes},
+            {"total_bytes", p.total_bytes},
+            {"rows", p.done_rows},
+            {"seconds", p.seconds}};
+    if (p.seconds > 0) {
+      const double rate = p.done_bytes / p.seconds;
+      e["bytes_per_second"] = rate;
+      if (p.total_bytes > 0 && rate > 0) {
+        e["eta_seconds"] = std::max(0.0, (p.total_bytes - p.done_bytes) / rate);
+      }
+    }
+    e["message"] = DescribeProgress(p);
+    Emit(e);
   }
   void RunFinished(const RunRecord& run, int code, const std::string& message) override {
-    Emit({{"event", "run.end"}, {"run", run.id}, {"status", RunStatusName(run.status)},
-          {"exit_code", code}, {"message", message}});
+    Emit({{"event", "run.end"},
+          {"run", run.id},
+          {"status", RunStatusName(run.status)},
+          {"exit_code", code},
+          {"message", message}});
   }
 
  private:

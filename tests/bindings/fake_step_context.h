@@ -33,6 +33,7 @@ class FakeStepContext : public StepContext {
   Value previous_undo;
   std::vector<Table> tables;
   std::vector<std::pair<LogLevel, std::string>> logs;
+  std::vector<ProgressInfo> progress;  // what Progress was told, in order
 
   // The latest undo record (null if none).
   Value LastUndo() const { return undo_records.empty() ? Value() : undo_records.back(); }
@@ -64,7 +65,10 @@ class FakeStepContext : public StepContext {
     std::lock_guard<std::mutex> lock(mu_);
     logs.emplace_back(level, message);
   }
-  void Progress(const ProgressInfo&) override {}
+  void Progress(const ProgressInfo& info) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    progress.push_back(info);
+  }
   void AddTable(const Table& table) override {
     std::lock_guard<std::mutex> lock(mu_);
     tables.push_back(table);

@@ -76,6 +76,17 @@ TEST_CASE("pg.copy clones tables with their data, indexes, constraints and seque
   CHECK((*r)["tables"][1]["bytes"].get<int64_t>() > 5000000);
   CHECK((*r)["tables"][1]["format"] == "binary");  // both servers run PostgreSQL 15
   CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("copied orders: 100000 rows"));
+  // Progress counts every table: the last report (after the last table) is
+  // all of it, in the tables' sizes on the source, with the time it took.
+  REQUIRE_FALSE(c.ctx.progress.empty());
+  const ProgressInfo last = c.ctx.progress.back();
+  CHECK(last.total_bytes ==
+        std::stoll(blue.Value("SELECT sum(pg_table_size(t::regclass)) FROM unnest(ARRAY["
+                              "'customers', 'orders', 'audit.\"Events\"']) t")));
+  CHECK(last.done_bytes == last.total_bytes);
+  CHECK(last.done_rows == 101002);
+  CHECK(last.seconds > 0);
+  for (const auto& p : c.ctx.progress) CHECK(p.done_bytes <= p.total_bytes);
 
   // Same rows and same content, table by table.
   Result<Value> same = c.Apply("pg.compare_counts", {{"source", "blue"},

@@ -1,8 +1,7 @@
-#include <catch2/catch.hpp>
-
 #include <signal.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 
@@ -10,6 +9,7 @@
 #include "engine/core/process.h"
 #include "engine/core/redact.h"
 #include "engine/core/registry.h"
+#include "engine/exec/reporter.h"
 #include "engine/exec/window.h"
 #include "engine/lua/template.h"
 
@@ -43,18 +43,23 @@ TEST_CASE("the redactor hides secrets and conninfo passwords everywhere", "[core
 }
 
 TEST_CASE("argument checks name the argument and suggest the nearest one", "[core][registry]") {
-  Schema s{"", {{"conn", ArgType::kConnection, true}, {"replicas", ArgType::kInt, true},
-                {"deployment", ArgType::kString}, {"statefulset", ArgType::kString},
-                {"timeout", ArgType::kDuration}, {"mode", ArgType::kString, false, "",
-                                                  {"count", "checksum"}}},
-           {{"deployment", "statefulset"}}, ""};
+  Schema s{"",
+           {{"conn", ArgType::kConnection, true},
+            {"replicas", ArgType::kInt, true},
+            {"deployment", ArgType::kString},
+            {"statefulset", ArgType::kString},
+            {"timeout", ArgType::kDuration},
+            {"mode", ArgType::kString, false, "", {"count", "checksum"}}},
+           {{"deployment", "statefulset"}},
+           ""};
   auto errs = CheckArgs(s, Value{{"conn", "c"}, {"replica", 1}, {"deployment", "d"}});
   REQUIRE(errs.size() == 2);
   CHECK(errs[0].arg == "replica");
   CHECK(errs[0].suggestion == "replicas");
   CHECK(errs[1].message == "missing required argument 'replicas'");
-  errs = CheckArgs(s, Value{{"conn", "c"}, {"replicas", "three"}, {"timeout", "5 minutes"},
-                            {"mode", "cheksum"}});
+  errs = CheckArgs(
+      s,
+      Value{{"conn", "c"}, {"replicas", "three"}, {"timeout", "5 minutes"}, {"mode", "cheksum"}});
   REQUIRE(errs.size() == 4);
   CHECK(errs[0].message == "argument 'replicas': expected int, got string");
   CHECK_THAT(errs[1].message, Catch::Contains("expected duration such as 500ms"));
@@ -63,6 +68,39 @@ TEST_CASE("argument checks name the argument and suggest the nearest one", "[cor
   // A template is accepted for any type: it is checked after expansion.
   CHECK(CheckArgs(s, Value{{"conn", "c"}, {"replicas", "${{ params.n }}"}, {"statefulset", "s"}})
             .empty());
+}
+
+TEST_CASE("progress shows bytes of the total, rows, the rate and the time left",
+          "[core][progress]") {
+  ProgressInfo p;
+  p.what = "table data (now public.t)";
+  p.done_bytes = 100 << 20;
+  CHECK(DescribeProgress(p) == "table data (now public.t): 100.0 MiB");
+  p.total_bytes = 400 << 20;
+  p.done_rows = 1234567;
+  CHECK(DescribeProgress(p) == "table data (now public.t): 100.0 of 400.0 MiB, 1234567 rows");
+  p.seconds = 4;  // 25 MiB/s, 300 MiB to go
+  CHECK(DescribeProgress(p) ==
+        "table data (now public.t): 100.0 of 400.0 MiB, 1234567 rows, 25.0 MiB/s, about 12 s left");
+  p.done_bytes = 500 << 20;  // a total that was an estimate: never a negative time
+  CHECK_THAT(DescribeProgress(p), Catch::EndsWith(", about 0 s left"));
+
+  // The JSON log carries the same as numbers.
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* out = open_memstream(&buf, &len);
+  std::unique_ptr<Reporter> json = MakeReporter(LogFormat::kJson, out, false, false, nullptr);
+  p.done_bytes = 100 << 20;
+  json->Progress("copy", p);
+  fclose(out);
+  Value e = Value::parse(std::string(buf, len));
+  free(buf);
+  CHECK(e["event"] == "progress");
+  CHECK(e["bytes"] == 100 << 20);
+  CHECK(e["total_bytes"] == 400 << 20);
+  CHECK(e["rows"] == 1234567);
+  CHECK(e["bytes_per_second"].get<double>() == Approx(25.0 * 1048576));
+  CHECK(e["eta_seconds"].get<double>() == Approx(12.0));
 }
 
 TEST_CASE("templates split, rewrite dashed step ids and report references", "[core][template]") {
@@ -124,7 +162,8 @@ TEST_CASE("a process timeout kills the whole process group", "[core][process]") 
   if (stat >> pid >> comm >> state) CHECK(state == "Z");
 }
 
-TEST_CASE("a process gets its stdin, env and cwd and its streams are read apart", "[core][process]") {
+TEST_CASE("a process gets its stdin, env and cwd and its streams are read apart",
+          "[core][process]") {
   ProcessSpec spec;
   spec.argv = {"bash", "-c", "cat; echo \"$RB_X\" >&2; pwd"};
   spec.env = {{"RB_X", "from-env"}};
