@@ -672,9 +672,11 @@ TEST_CASE(
   Session watch(s, "postgres");
   std::mt19937_64 rng(CrashSeed("pg.terminate_connections kill"));
   int in_step = 0, iterations = 0, kills = 0;
-  while (kills < 6) {
+  // Until two kills landed inside the step (on a loaded machine most land
+  // just before or after a one-millisecond step; CI once had 1 in 6).
+  while (kills < 6 || in_step < 2) {
     ++iterations;
-    REQUIRE(iterations <= 10);
+    REQUIRE(iterations <= 30);
     // The last run's sessions are gone (their name would set the kill off).
     auto deadline = steady_clock::now() + std::chrono::seconds(10);
     while (watch.Get("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
@@ -699,7 +701,6 @@ TEST_CASE(
   }
   fprintf(stderr, "pg.terminate_connections: %d iterations, %d kills, %d inside the step\n",
           iterations, kills, in_step);
-  CHECK(in_step >= 2);
 }
 
 // ---- pg.refresh_collation --------------------------------------------------------------------
