@@ -153,7 +153,7 @@ Status EndCopyIn(PgConnection& dst, SteadyTime deadline, const std::atomic<bool>
   return Status::Ok();
 }
 
-// Rows travel to the target in batches of about this size: the source sends
+// Rows travel to the target in batches of up to this size: the source sends
 // one CopyData message per row, but COPY FROM accepts the stream cut anywhere,
 // so one message per batch spares the target a message per row and the pump
 // a send() per row. Memory stays bounded: a batch is only handed to libpq
@@ -212,19 +212,26 @@ Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
     // Wait for whatever blocks progress: the target's socket while a full
     // batch waits for it, otherwise the source (and the target if it can
     // take the pending bytes meanwhile).
+    // The target is watched for input too (as PQflush asks): a target that
+    // sends notices faster than they are read stops reading our rows.
     const bool full = batch.size() >= kBatchBytes || (source_done && !batch.empty());
-    Status s = full ? WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop)
-                    : WaitFor(src, POLLIN, pending ? &dst : nullptr, POLLOUT, deadline, stop);
+    Status s =
+        full ? WaitFor(dst, POLLIN | POLLOUT, nullptr, 0, deadline, stop)
+             : WaitFor(src, POLLIN, pending ? &dst : nullptr, POLLIN | POLLOUT, deadline, stop);
     if (!s.ok()) return s;
+    if ((full || pending) && !PQconsumeInput(dst.native())) {
+      return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+    }
     if (!full && !PQconsumeInput(src.native())) {
       return src.Error(Status::Code::kUnavailable, CopyError(src.native(), nullptr));
     }
   }
-  if (pending) {
-    for (int f; (f = PQflush(dst.native())) != 0;) {
-      if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
-      Status s = WaitFor(dst, POLLOUT, nullptr, 0, deadline, stop);
-      if (!s.ok()) return s;
+  for (int f; pending && (f = PQflush(dst.native())) != 0;) {
+    if (f < 0) return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
+    Status s = WaitFor(dst, POLLIN | POLLOUT, nullptr, 0, deadline, stop);
+    if (!s.ok()) return s;
+    if (!PQconsumeInput(dst.native())) {
+      return dst.Error(Status::Code::kUnavailable, CopyError(dst.native(), nullptr));
     }
   }
   Result<int64_t> out = FinishCopy(src, deadline, stop);  // the source's own error, if any

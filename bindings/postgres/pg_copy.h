@@ -3,7 +3,7 @@
 // streaming one table between two libpq connections with COPY.
 //
 // StreamCopy pipes `COPY ... TO STDOUT` on the source into `COPY ... FROM
-// STDIN` on the target, the rows regrouped into batches of 256 KiB; a batch
+// STDIN` on the target, the rows regrouped into batches of up to 256 KiB; a batch
 // waits until the previous one has left for the socket, so memory stays
 // bounded (about two batches) whatever the table size. It uses the connections'
 // non-blocking sockets with poll, so a deadline or a stop request ends it

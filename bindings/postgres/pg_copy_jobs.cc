@@ -85,7 +85,13 @@ Status CopyOne(Shared& sh, const CopyTable& t, PgConnection& src, PgConnection& 
   // before it commits). The index builds and ANALYZE that follow, and the
   // application's first reads, then find no hint bits to set (which would
   // write every page again), and no later VACUUM has to freeze the clone.
-  const std::string in_options = t.binary ? " (FORMAT binary, FREEZE)" : " (FREEZE)";
+  // Only into tables this copy created from an ordinary table: PostgreSQL
+  // refuses FREEZE for a partitioned table (and for a foreign one), and a
+  // table that was on the target (replace: true) may be either.
+  const bool freeze = !t.on_target && !t.partitioned;
+  std::string in_options = t.binary ? "FORMAT binary" : "";
+  if (freeze) in_options += in_options.empty() ? "FREEZE" : ", FREEZE";
+  if (!in_options.empty()) in_options = " (" + in_options + ")";
   s = StreamCopy(
       src, dst, out_sql + format, "COPY " + name + " FROM STDIN" + in_options, deadline, &sh.stop,
       [&](const CopyStats& so_far) { sh.Progress(t, so_far, false); }, stats);

@@ -234,6 +234,11 @@ class PgCopy : public PgPrimitive {
     if (!src.ok()) return src.status();
     Result<PgLease> dst = LeaseConnection(ctx, a.target);
     if (!dst.ok()) return dst.status();
+    // The client programs of a killed attempt (pg_restore --jobs, vacuumdb)
+    // outlive it: a resume must not drop and rebuild under them.
+    if (!ctx.dry_run()) {
+      if (Status s = WaitForInterruptedAttempt(ctx, *dst); !s.ok()) return s;
+    }
     const Value previous = ctx.PreviousUndo();
     Result<Prepared> p = Prepare(ctx, a, *src, *dst, previous);
     if (!p.ok()) return p.status();
@@ -518,7 +523,8 @@ Status AddForeignKeys(PgLease& dst, const Value& fks) {
 }
 
 // ANALYZE of the copied tables; with several jobs through vacuumdb --jobs,
-// which analyzes that many tables at once.
+// which analyzes that many tables at once, a thousand tables a run (so that
+// a database with tens of thousands of tables stays within the argv limit).
 Status Analyze(StepContext& ctx, const CopyArgs& a, PgLease& dst,
                const std::vector<CopyTable>& tables) {
   std::vector<std::string> names;
@@ -526,13 +532,18 @@ Status Analyze(StepContext& ctx, const CopyArgs& a, PgLease& dst,
   if (a.jobs <= 1 || tables.size() < 2) return dst.Exec("ANALYZE " + Join(names, ", "));
   Result<Value> db = dst.Query("SELECT current_database() AS name");
   if (!db.ok()) return db.status();
-  std::vector<std::string> argv = {
-      "vacuumdb", "--no-password", "--analyze-only", "--quiet",
-      "--jobs=" + std::to_string(std::min(a.jobs, static_cast<int>(tables.size())))};
-  for (const auto& n : names) argv.push_back("--table=" + n);
-  argv.push_back("--dbname=dbname=" + ConninfoQuote((*db)[0]["name"].get<std::string>()));
-  Result<std::string> r = RunStepPgTool(ctx, a.target, argv);
-  return r.status().Prefixed("analyzing the copied tables");
+  constexpr size_t kPerRun = 1000;
+  for (size_t from = 0; from < names.size(); from += kPerRun) {
+    const size_t to = std::min(names.size(), from + kPerRun);
+    std::vector<std::string> argv = {
+        "vacuumdb", "--no-password", "--analyze-only", "--quiet",
+        "--jobs=" + std::to_string(std::min<size_t>(static_cast<size_t>(a.jobs), to - from))};
+    for (size_t i = from; i < to; ++i) argv.push_back("--table=" + names[i]);
+    argv.push_back("--dbname=dbname=" + ConninfoQuote((*db)[0]["name"].get<std::string>()));
+    Result<std::string> r = RunStepPgTool(ctx, a.target, argv);
+    if (!r.ok()) return r.status().Prefixed("analyzing the copied tables");
+  }
+  return Status::Ok();
 }
 
 Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
@@ -629,12 +640,18 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   return ResultOf(ctx, p->tables, stats, seconds);
 }
 
-CheckResult PgCopy::Check(StepContext& ctx, const Value& args, const Value&) {
+CheckResult PgCopy::Check(StepContext& ctx, const Value& args, const Value& undo_state) {
+  // The record gets "created" only once everything is done: an attempt
+  // killed after the rows but before the indexes, constraints, sequences
+  // or ANALYZE has equal counts and is still not done.
+  if (undo_state.is_object() && undo_state.contains("before") && !undo_state.contains("created")) {
+    return {CheckOutcome::kNotDone, nullptr};
+  }
   CopyArgs a = ReadArgs(args);
   Result<PgLease> src = LeaseConnection(ctx, a.source);
   if (!src.ok()) return {};
   Result<PgLease> dst = LeaseConnection(ctx, a.target);
-  if (!dst.ok()) return {};
+  if (!dst.ok() || !WaitForInterruptedAttempt(ctx, *dst).ok()) return {};
   Result<std::vector<CopyTable>> tables =
       a.all ? AllTables(src->conn(), src->deadline())
             : ResolveTables(src->conn(), src->deadline(), a.tables, a.schema);
