@@ -60,11 +60,16 @@ std::string PgConnection::Clean(const std::string& message) const {
 Status PgConnection::Error(Status::Code code, const std::string& message) const {
   std::string text = "connection '" + options_.conn_name + "': " + Clean(message);
   switch (code) {
-    case Status::Code::kTimeout: return Status::Timeout(text);
-    case Status::Code::kUnavailable: return Status::Unavailable(text);
-    case Status::Code::kInvalid: return Status::Invalid(text);
-    case Status::Code::kInternal: return Status::Internal(text);
-    default: return Status::Failed(text);
+    case Status::Code::kTimeout:
+      return Status::Timeout(text);
+    case Status::Code::kUnavailable:
+      return Status::Unavailable(text);
+    case Status::Code::kInvalid:
+      return Status::Invalid(text);
+    case Status::Code::kInternal:
+      return Status::Internal(text);
+    default:
+      return Status::Failed(text);
   }
 }
 
@@ -92,8 +97,8 @@ Status PgConnection::Connect(const PgConnectOptions& options, SteadyTime deadlin
   if (!options.dsn.empty()) kv.emplace_back("dbname", options.dsn);  // expanded: must be first
   for (const auto& [k, v] : options.keywords) kv.emplace_back(k, v);
   if (options.password) kv.emplace_back("password", *options.password);
-  if (!options.application_name.empty()) kv.emplace_back("application_name",
-                                                         options.application_name);
+  if (!options.application_name.empty())
+    kv.emplace_back("application_name", options.application_name);
   int64_t secs = std::max<int64_t>(2, (MillisLeft(give_up) + 999) / 1000);
   kv.emplace_back("connect_timeout", std::to_string(secs));
   std::vector<const char*> keys, values;
@@ -123,11 +128,11 @@ Status PgConnection::Connect(const PgConnectOptions& options, SteadyTime deadlin
     int64_t left = MillisLeft(give_up);
     if (left <= 0) {
       Close();
-      return Error(Status::Code::kTimeout,
-                   "cannot connect: no answer within " +
-                       std::to_string(duration_cast<milliseconds>(options.connect_timeout).count() /
-                                      1000) +
-                       "s (connect_timeout or the step's deadline)");
+      return Error(
+          Status::Code::kTimeout,
+          "cannot connect: no answer within " +
+              std::to_string(duration_cast<milliseconds>(options.connect_timeout).count() / 1000) +
+              "s (connect_timeout or the step's deadline)");
     }
     struct pollfd pfd = {fd, events, 0};
     int rc = poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
@@ -154,12 +159,23 @@ void PgConnection::OnNotice(void* self, const PGresult* res) {
   std::string text = std::string(severity ? severity : "NOTICE") + ": " + (primary ? primary : "");
   if (detail) text += " (" + std::string(detail) + ")";
   if (hint) text += " hint: " + std::string(hint);
-  conn->notices_.push_back(conn->Clean(text));
+  // A statement may raise a notice per row (a trigger on a copied table):
+  // keep the first ones, count the rest, so memory stays bounded.
+  constexpr size_t kMaxNotices = 1000;
+  if (conn->notices_.size() < kMaxNotices) {
+    conn->notices_.push_back(conn->Clean(text));
+  } else {
+    ++conn->notices_dropped_;
+  }
 }
 
 std::vector<std::string> PgConnection::TakeNotices() {
   std::vector<std::string> out;
   out.swap(notices_);
+  if (notices_dropped_ > 0) {
+    out.push_back("NOTICE: " + std::to_string(notices_dropped_) + " more notices not shown");
+    notices_dropped_ = 0;
+  }
   return out;
 }
 
@@ -230,8 +246,7 @@ Status PgConnection::WaitSocket(short events, Wait* wait) {
   }
 }
 
-Status PgConnection::Send(Mode mode, const std::string& sql, const PgParams& params,
-                          Wait* wait) {
+Status PgConnection::Send(Mode mode, const std::string& sql, const PgParams& params, Wait* wait) {
   int sent;
   if (mode == Mode::kScript) {
     sent = PQsendQuery(conn_, sql.c_str());
@@ -303,8 +318,8 @@ Status PgConnection::Collect(PgResult* out, Wait* wait) {
   return first_error;
 }
 
-Result<PgResult> PgConnection::RoundTrip(Mode mode, const std::string& sql,
-                                         const PgParams& params, SteadyTime deadline) {
+Result<PgResult> PgConnection::RoundTrip(Mode mode, const std::string& sql, const PgParams& params,
+                                         SteadyTime deadline) {
   if (!ok()) return Error(Status::Code::kUnavailable, "not connected");
   if (deadline != SteadyTime::max() && Now() >= deadline) {
     return Error(Status::Code::kTimeout, "the step's deadline passed before the statement ran");

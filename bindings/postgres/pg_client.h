@@ -32,9 +32,9 @@ namespace runbook {
 using PgParams = std::vector<std::optional<std::string>>;
 
 struct PgConnectOptions {
-  std::string conn_name;                    // the runbook's connection name, for errors
-  std::string dsn;                          // conninfo or URI (expand_dbname=1); may be ""
-  std::optional<std::string> password;      // nullopt: libpq's own (PGPASSWORD, ~/.pgpass)
+  std::string conn_name;                        // the runbook's connection name, for errors
+  std::string dsn;                              // conninfo or URI (expand_dbname=1); may be ""
+  std::optional<std::string> password;          // nullopt: libpq's own (PGPASSWORD, ~/.pgpass)
   std::map<std::string, std::string> keywords;  // host, port, dbname, user, sslmode, ...
   std::string application_name;
   std::chrono::seconds connect_timeout{10};  // bounds the whole connect, all hosts
@@ -84,13 +84,13 @@ class PgConnection {
 
   // "name" quoted as an identifier (PQescapeIdentifier). Requires ok().
   std::string QuoteIdent(const std::string& name) const;
-  int server_version() const;        // 150004; 0 when not connected
-  bool in_transaction() const;       // inside BEGIN ... (or a failed one)
-  std::string database() const;      // PQdb
-  std::string server() const;        // "host:port" of the server (PQhost, PQport)
+  int server_version() const;         // 150004; 0 when not connected
+  bool in_transaction() const;        // inside BEGIN ... (or a failed one)
+  std::string database() const;       // PQdb
+  std::string server() const;         // "host:port" of the server (PQhost, PQport)
   PGconn* native() { return conn_; }  // for COPY streaming (pg_copy.h): non-blocking, idle
   // Server notices and warnings since the last call (collation mismatch
-  // warnings arrive this way).
+  // warnings arrive this way): the first 1,000, then a line counting the rest.
   std::vector<std::string> TakeNotices();
 
   // Prefixes "connection 'NAME': " and removes the password.
@@ -125,7 +125,8 @@ class PgConnection {
   SteadyTime timeout_for_ = SteadyTime::max();
   bool timeout_known_ = true;
   bool timeout_set_in_txn_ = false;
-  std::vector<std::string> notices_;
+  std::vector<std::string> notices_;  // at most kMaxNotices, then only counted
+  int64_t notices_dropped_ = 0;
 };
 
 }  // namespace runbook

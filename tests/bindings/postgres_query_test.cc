@@ -5,13 +5,15 @@ namespace runbook::testing {
 
 TEST_CASE("pg.query returns rows and is read-only in a rehearsal", "[postgres][pg.query]") {
   PgTestDb db(BlueServer());
-  db.Exec("CREATE TABLE notes (id int PRIMARY KEY, body text); "
-          "INSERT INTO notes VALUES (1, 'a'), (2, 'b')");
+  db.Exec(
+      "CREATE TABLE notes (id int PRIMARY KEY, body text); "
+      "INSERT INTO notes VALUES (1, 'a'), (2, 'b')");
   PgCase c;
   c.Connect("blue", db);
   Result<Value> rows = c.Apply("pg.query", {{"conn", "blue"},
-                                            {"sql", "SELECT id, body FROM notes WHERE id > $1 "
-                                                    "ORDER BY id"},
+                                            {"sql",
+                                             "SELECT id, body FROM notes WHERE id > $1 "
+                                             "ORDER BY id"},
                                             {"params", {0}}});
   REQUIRE(rows.ok());
   CHECK(*rows == Value::parse(R"([{"id":1,"body":"a"},{"id":2,"body":"b"}])"));
@@ -20,8 +22,8 @@ TEST_CASE("pg.query returns rows and is read-only in a rehearsal", "[postgres][p
   CHECK_FALSE(c.P("pg.query").idempotent({{"sql", "delete from notes returning id"}}));
 
   // A write inside pg.query is refused by the server in a rehearsal.
-  Result<Value> write = c.Rehearse("pg.query", {{"conn", "blue"},
-                                                {"sql", "DELETE FROM notes RETURNING id"}});
+  Result<Value> write =
+      c.Rehearse("pg.query", {{"conn", "blue"}, {"sql", "DELETE FROM notes RETURNING id"}});
   REQUIRE_FALSE(write.ok());
   CHECK_THAT(write.status().message(), Catch::Contains("read-only transaction"));
   CHECK(db.Value("SELECT count(*) FROM notes") == "2");
@@ -36,8 +38,7 @@ TEST_CASE("pg.query names the connection and the step in application_name",
   c.Connect("blue", db);
   c.ctx.run_id_ = "r42";
   c.ctx.step_id_ = "verify";
-  Result<Value> rows = c.Apply("pg.query", {{"conn", "blue"},
-                                            {"sql", "SHOW application_name"}});
+  Result<Value> rows = c.Apply("pg.query", {{"conn", "blue"}, {"sql", "SHOW application_name"}});
   REQUIRE(rows.ok());
   CHECK((*rows)[0]["application_name"] == "runbook/r42/verify");
   c.ctx.step_id_ = "next";
@@ -85,8 +86,9 @@ TEST_CASE("pg.exec rolls back every statement when one fails", "[postgres][pg.ex
   db.Exec("CREATE TABLE t (id int)");
   PgCase c;
   c.Connect("blue", db);
-  Result<Value> r = c.Apply("pg.exec", {{"conn", "blue"},
-                                        {"sql", "INSERT INTO t VALUES (1); INSERT INTO nope VALUES (2)"}});
+  Result<Value> r =
+      c.Apply("pg.exec",
+              {{"conn", "blue"}, {"sql", "INSERT INTO t VALUES (1); INSERT INTO nope VALUES (2)"}});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(),
              Catch::Contains("connection 'blue'") && Catch::Contains("\"nope\" does not exist"));
@@ -94,6 +96,24 @@ TEST_CASE("pg.exec rolls back every statement when one fails", "[postgres][pg.ex
   // The connection is back outside any transaction.
   REQUIRE(c.Apply("pg.exec", {{"conn", "blue"}, {"sql", "INSERT INTO t VALUES (3)"}}).ok());
   CHECK(db.Value("SELECT count(*) FROM t") == "1");
+}
+
+TEST_CASE("pg.exec logs the server's notices, the first 1,000 and a count of the rest",
+          "[postgres][pg.exec]") {
+  // A statement can raise a notice per row (a trigger, a loop): memory stays
+  // bounded whatever the count, and nothing is silently lost.
+  PgTestDb db(BlueServer());
+  PgCase c;
+  c.Connect("blue", db);
+  REQUIRE(c.Apply("pg.exec", {{"conn", "blue"},
+                              {"sql",
+                               "DO $$BEGIN FOR i IN 1..1500 LOOP "
+                               "RAISE NOTICE 'step %', i; END LOOP; END$$"}})
+              .ok());
+  const std::string logs = c.ctx.AllLogs();
+  CHECK_THAT(logs, Catch::Contains("step 1\n") && Catch::Contains("step 1000\n"));
+  CHECK_THAT(logs, !Catch::Contains("step 1001\n"));
+  CHECK_THAT(logs, Catch::Contains("500 more notices not shown"));
 }
 
 TEST_CASE("pg.exec skips in a rehearsal what a rolled-back transaction cannot contain",
@@ -171,9 +191,9 @@ TEST_CASE("pg primitives fail clearly on a wrong password, a down server and bad
   CHECK(r.status().message().find(wrong) == std::string::npos);
 
   PgCase down;
-  down.ctx.AddConnection("green", "postgres",
-                         Value{{"dsn", "host=127.0.0.1 port=1 dbname=x user=postgres"},
-                               {"password", wrong}});
+  down.ctx.AddConnection(
+      "green", "postgres",
+      Value{{"dsn", "host=127.0.0.1 port=1 dbname=x user=postgres"}, {"password", wrong}});
   r = down.Apply("pg.exec", {{"conn", "green"}, {"sql", "SELECT 1"}});
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().code() == Status::Code::kUnavailable);
