@@ -530,8 +530,7 @@ Status Analyze(StepContext& ctx, const CopyArgs& a, PgLease& dst,
   std::vector<std::string> names;
   for (const auto& t : tables) names.push_back(t.Quoted());
   if (a.jobs <= 1 || tables.size() < 2) return dst.Exec("ANALYZE " + Join(names, ", "));
-  Result<Value> db = dst.Query("SELECT current_database() AS name");
-  if (!db.ok()) return db.status();
+  const std::string dbname = dst->database();  // the connection's own (PQdb)
   constexpr size_t kPerRun = 1000;
   for (size_t from = 0; from < names.size(); from += kPerRun) {
     const size_t to = std::min(names.size(), from + kPerRun);
@@ -539,7 +538,7 @@ Status Analyze(StepContext& ctx, const CopyArgs& a, PgLease& dst,
         "vacuumdb", "--no-password", "--analyze-only", "--quiet",
         "--jobs=" + std::to_string(std::min<size_t>(static_cast<size_t>(a.jobs), to - from))};
     for (size_t i = from; i < to; ++i) argv.push_back("--table=" + names[i]);
-    argv.push_back("--dbname=dbname=" + ConninfoQuote((*db)[0]["name"].get<std::string>()));
+    argv.push_back("--dbname=dbname=" + ConninfoQuote(dbname));
     Result<std::string> r = RunStepPgTool(ctx, a.target, argv);
     if (!r.ok()) return r.status().Prefixed("analyzing the copied tables");
   }
@@ -618,10 +617,8 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   }
   holder.Release();
   if (!post_data.empty()) {
-    Result<Value> db = dst.Query("SELECT current_database() AS name");
-    if (!db.ok()) return db.status();
-    Result<std::string> applied = RunStepPgTool(
-        ctx, a.target, PostDataRestoreArgv(a, (*db)[0]["name"].get<std::string>(), post_data));
+    Result<std::string> applied =
+        RunStepPgTool(ctx, a.target, PostDataRestoreArgv(a, dst->database(), post_data));
     if (!applied.ok())
       return applied.status().Prefixed("applying indexes and constraints (post-data)");
   }
