@@ -2,6 +2,7 @@
 list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_copy.cc
   bindings/postgres/pg_copy_catalog.cc
+  bindings/postgres/pg_copy_extras.cc
   bindings/postgres/pg_copy_jobs.cc
   bindings/postgres/pg_primitives_copy.cc
 )

@@ -34,8 +34,22 @@ const char* kTableColumns =
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ";
 
 // DROP order: what depends on others goes first.
-const char* const kDropOrder[] = {"view", "materialized view", "foreign table", "table",
+const char* const kDropOrder[] = {"view",     "materialized view", "foreign table", "table",
                                   "sequence", "routine", "type", "extension", "schema"};
+
+// lo_unlink of the large objects among `objects` (their names are oids).
+std::string UnlinkLargeObjects(const Value& objects) {
+  std::string oids;
+  for (const auto& o : objects) {
+    if (o["kind"].get<std::string>() != "large object") continue;
+    const std::string oid = o["name"].get<std::string>();
+    if (oid.empty() || oid.find_first_not_of("0123456789") != std::string::npos) continue;
+    oids += (oids.empty() ? "" : ",") + oid;
+  }
+  if (oids.empty()) return "";
+  return "SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = ANY ('{" + oids +
+         "}'::oid[]);\n";
+}
 
 }  // namespace
 
@@ -136,7 +150,8 @@ Result<Value> Inventory(PgConnection& dst, SteadyTime deadline) {
           " UNION ALL SELECT 'type', format('%I.%I', n.nspname, t.typname) FROM pg_type t "
           "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE (t.typtype IN ('e', 'd', 'r') "
           "OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')) "
-          "AND " + kUserSchema + " AND " + type + " ORDER BY 1, 2",
+          "AND " + kUserSchema + " AND " + type +
+          " UNION ALL SELECT 'large object', oid::text FROM pg_largeobject_metadata ORDER BY 1, 2",
       {}, deadline);
 }
 
@@ -159,6 +174,7 @@ Status DropObjects(PgConnection& dst, SteadyTime deadline, const Value& objects)
              " CASCADE;\n";
     }
   }
+  sql += UnlinkLargeObjects(objects);
   if (sql.empty()) return Status::Ok();
   // One transaction: all of it or nothing (a script runs as one implicitly,
   // but say so, since a crash halfway must not leave some of it).
@@ -209,6 +225,101 @@ Status SyncSequences(PgConnection& src, PgConnection& dst, SteadyTime deadline,
     if (!s.ok()) return s.Prefixed("sequence " + seq);
   }
   return Status::Ok();
+}
+
+namespace {
+
+// Every user object that has an owner and an ACL, as (what, owner, acl,
+// default acl), for OwnershipLosses and MissingRoles. $1/$2: the tables'
+// schemas and names when `all` ($3) is false.
+std::string OwnedObjectsSql() {
+  const std::string rel = NotExtensionMember("pg_class", "c.oid");
+  const std::string proc = NotExtensionMember("pg_proc", "p.oid");
+  const std::string type = NotExtensionMember("pg_type", "t.oid");
+  return std::string(
+             "SELECT 'schema ' || quote_ident(n.nspname) AS what, n.nspowner AS owner, "
+             "n.nspacl AS acl, acldefault('n', n.nspowner) AS def FROM pg_namespace n WHERE $3 AND ") +
+         kUserSchema + " AND n.nspname <> 'public' AND " +
+         NotExtensionMember("pg_namespace", "n.oid") +
+         " UNION ALL SELECT CASE c.relkind WHEN 'S' THEN 'sequence ' WHEN 'v' THEN 'view ' "
+         "WHEN 'm' THEN 'materialized view ' ELSE 'table ' END || format('%I.%I', n.nspname, "
+         "c.relname), c.relowner, c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE "
+         "'r' END::\"char\", c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+         "c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND " + kUserSchema +
+         " AND " + rel + " AND ($3 OR (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], "
+         "$2::text[])))"
+         " UNION ALL SELECT 'function ' || p.oid::regprocedure::text, p.proowner, p.proacl, "
+         "acldefault('f', p.proowner) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+         "WHERE $3 AND " + kUserSchema + " AND " + proc +
+         " UNION ALL SELECT 'type ' || format_type(t.oid, NULL), t.typowner, t.typacl, "
+         "acldefault('T', t.typowner) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+         "WHERE $3 AND t.typtype IN ('e', 'd', 'r', 'm') AND " + kUserSchema + " AND " + type +
+         " UNION ALL SELECT 'large object ' || oid, lomowner, lomacl, acldefault('L', lomowner) "
+         "FROM pg_largeobject_metadata WHERE $3"
+         " UNION ALL SELECT 'default privileges of ' || pg_get_userbyid(defaclrole), defaclrole, "
+         "defaclacl, NULL FROM pg_default_acl WHERE $3";
+}
+
+PgParams OwnedParams(const std::vector<CopyTable>& tables, bool all) {
+  std::vector<std::string> schemas, names;
+  for (const auto& t : tables) {
+    schemas.push_back(t.name.schema);
+    names.push_back(t.name.name);
+  }
+  return {PgTextArray(schemas), PgTextArray(names), all ? "true" : "false"};
+}
+
+std::vector<std::string> Column(const Value& rows, const char* key) {
+  std::vector<std::string> out;
+  for (const auto& r : rows) out.push_back(r[key].get<std::string>());
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> OwnershipLosses(PgConnection& src, SteadyTime deadline,
+                                                 const std::vector<CopyTable>& tables, bool all,
+                                                 size_t limit) {
+  Result<Value> rows = src.Query(
+      "SELECT CASE WHEN o.def IS NULL THEN o.what WHEN o.owner <> (SELECT oid FROM pg_roles "
+      "WHERE rolname = current_user) THEN o.what || ' owned by ' || pg_get_userbyid(o.owner) "
+      "ELSE o.what || ' with grants ' || o.acl::text END AS loss FROM (" + OwnedObjectsSql() +
+          ") o WHERE o.def IS NULL OR o.owner <> (SELECT oid FROM pg_roles WHERE rolname = "
+          "current_user) OR (o.acl IS NOT NULL AND o.acl::text <> o.def::text) ORDER BY 1 LIMIT " +
+          std::to_string(limit),
+      OwnedParams(tables, all), deadline);
+  if (!rows.ok()) return rows.status();
+  return Column(*rows, "loss");
+}
+
+Result<std::vector<std::string>> MissingRoles(PgConnection& src, PgConnection& dst,
+                                              SteadyTime deadline) {
+  Result<Value> roles = src.Query(
+      "SELECT coalesce(array_agg(DISTINCT r), '{}')::text AS roles FROM (SELECT "
+      "pg_get_userbyid(o.owner) AS r FROM (" + OwnedObjectsSql() + ") o UNION SELECT "
+      "pg_get_userbyid(x.grantee) FROM (" + OwnedObjectsSql() + ") o, aclexplode(o.acl) x "
+      "WHERE x.grantee <> 0) s",
+      {PgTextArray({}), PgTextArray({}), "true"}, deadline);
+  if (!roles.ok()) return roles.status();
+  Result<Value> missing = dst.Query(
+      "SELECT r FROM unnest($1::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE "
+      "rolname = r) ORDER BY 1",
+      {(*roles)[0]["roles"].get<std::string>()}, deadline);
+  if (!missing.ok()) return missing.status();
+  return Column(*missing, "r");
+}
+
+Result<std::vector<std::string>> RowSecurityHides(PgConnection& src, SteadyTime deadline,
+                                                  const std::vector<CopyTable>& tables) {
+  Result<Value> rows = src.Query(
+      "SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c JOIN pg_namespace n "
+      "ON n.oid = c.relnamespace JOIN unnest($1::text[], $2::text[]) u(s, r) ON u.s = n.nspname "
+      "AND u.r = c.relname, pg_roles me WHERE me.rolname = current_user AND c.relrowsecurity "
+      "AND NOT me.rolsuper AND NOT me.rolbypassrls AND (c.relforcerowsecurity OR NOT "
+      "pg_has_role(c.relowner, 'USAGE')) ORDER BY 1",
+      {OwnedParams(tables, false)[0], OwnedParams(tables, false)[1]}, deadline);
+  if (!rows.ok()) return rows.status();
+  return Column(*rows, "t");
 }
 
 Result<std::string> DatabaseFingerprint(PgConnection& conn, SteadyTime deadline) {

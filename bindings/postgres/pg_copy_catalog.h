@@ -44,12 +44,13 @@ Status MarkBinarySafe(PgConnection& src, SteadyTime deadline, std::vector<CopyTa
 
 // The target's user objects as [{kind, name}] with kind a DROP keyword
 // (schema, extension, table, view, materialized view, sequence, foreign
-// table, routine, type) and name quoted and qualified.
+// table, routine, type) or "large object" (name: its oid), and name quoted
+// and qualified.
 Result<Value> Inventory(PgConnection& dst, SteadyTime deadline);
 // Objects of `after` that are not in `before`.
 Value Created(const Value& before, const Value& after);
-// Drops `objects` (IF EXISTS ... CASCADE, dependents first) in one
-// transaction; running it twice is harmless.
+// Drops `objects` (IF EXISTS ... CASCADE, dependents first; large objects
+// with lo_unlink) in one transaction; running it twice is harmless.
 Status DropObjects(PgConnection& dst, SteadyTime deadline, const Value& objects);
 
 // The sequences that belong to the copied tables (owned or identity), or
@@ -60,6 +61,24 @@ Result<std::vector<std::string>> CopySequences(PgConnection& src, SteadyTime dea
 // (those the target does not have are left out).
 Status SyncSequences(PgConnection& src, PgConnection& dst, SteadyTime deadline,
                      const std::vector<std::string>& sequences);
+
+// What a copy without owners and grants (pg_dump --no-owner --no-privileges)
+// would lose: objects owned by another role than the connected one, grants
+// other than the defaults, default privileges ("table shop.orders owned by
+// app", ...). With `tables` (not all), only those tables. At most `limit`.
+Result<std::vector<std::string>> OwnershipLosses(PgConnection& src, SteadyTime deadline,
+                                                 const std::vector<CopyTable>& tables, bool all,
+                                                 size_t limit);
+// The roles that own or are granted something on the source and do not
+// exist on the target (a copy that keeps owners needs them).
+Result<std::vector<std::string>> MissingRoles(PgConnection& src, PgConnection& dst,
+                                              SteadyTime deadline);
+// The tables whose rows a row-level security policy would hide from the
+// source's user (not a superuser, no BYPASSRLS, not the owner or FORCE):
+// COPY would read fewer rows (pg.copy reads with row_security off, so it
+// would fail instead).
+Result<std::vector<std::string>> RowSecurityHides(PgConnection& src, SteadyTime deadline,
+                                                  const std::vector<CopyTable>& tables);
 
 // "blue:5432/app started 2026-..." : equal only for the same database of the
 // same running server, whatever host name each connection used.

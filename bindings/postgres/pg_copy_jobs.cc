@@ -63,6 +63,8 @@ struct Shared {
 Status OpenSource(const CopyJobsSpec& spec, PgConnection* src) {
   Status s = src->Connect(spec.source, spec.deadline);
   if (s.ok()) s = src->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}, spec.deadline);
+  // A row-level security policy never hides rows silently: COPY fails instead.
+  if (s.ok()) s = src->Exec("SET LOCAL row_security = off", {}, spec.deadline);
   if (s.ok()) {
     s = src->Exec("SET TRANSACTION SNAPSHOT " + QuoteLiteralPlain(spec.snapshot), {},
                   spec.deadline);
@@ -75,7 +77,10 @@ Status CopyOne(Shared& sh, const CopyTable& t, PgConnection& src, PgConnection& 
   const SteadyTime deadline = sh.spec.deadline;
   const std::string name = t.Quoted();
   Status s = dst.Exec("BEGIN", {}, deadline);
-  if (s.ok()) s = dst.Exec("TRUNCATE " + name, {}, deadline);
+  // ONLY: an inheritance parent's TRUNCATE would empty its children too
+  // (copied as tables of their own, perhaps already). A partitioned parent
+  // holds no rows of its own and refuses ONLY: its partitions go with it.
+  if (s.ok()) s = dst.Exec(std::string("TRUNCATE ") + (t.partitioned ? "" : "ONLY ") + name, {}, deadline);
   if (!s.ok()) return s.Prefixed("table " + t.key);
   const std::string format = t.binary ? " (FORMAT binary)" : "";
   std::string out_sql =

@@ -53,6 +53,8 @@ void AddPgSchemaPrimitives(Registry* r);      // pg.assert_schema, pg.schema_dif
 void AddPgDumpPrimitives(Registry* r);        // pg.dump
 void AddPgRestorePrimitives(Registry* r);     // pg.restore
 void AddPgCopyPrimitives(Registry* r);        // pg.copy
+void AddPgComparePrimitives(Registry* r);     // pg.compare
+void AddPgUnreplicatedPrimitives(Registry* r);  // pg.sync_unreplicated
 void AddPgReplicatePrimitives(Registry* r);   // pg.replicate (+ the two below)
 void AddPgCatchUpPrimitives(Registry* r);     // pg.wait_caught_up, pg.sync_sequences
 

@@ -17,6 +17,7 @@
 
 #include "bindings/postgres/pg_copy.h"
 #include "bindings/postgres/pg_copy_catalog.h"
+#include "bindings/postgres/pg_copy_extras.h"
 #include "bindings/postgres/pg_copy_jobs.h"
 #include "bindings/postgres/pg_counts.h"
 #include "bindings/postgres/pg_primitive.h"
@@ -28,11 +29,13 @@ namespace runbook {
 namespace {
 
 struct CopyArgs {
-  std::string source, target, schema;
+  std::string source, target, schema, bin_dir;
   std::vector<std::string> tables;
   bool all = false, replace = false, schema_only = false, keep_owners = false;
-  bool text_only = false;  // format: text
+  bool owners_said = false;  // keep_owners given: dropping owners and grants is chosen
+  bool text_only = false;    // format: text
   int jobs = 2;
+  std::string Tool(const char* name) const { return ToolPath(bin_dir, name); }
 };
 
 CopyArgs ReadArgs(const Value& args) {
@@ -45,6 +48,8 @@ CopyArgs ReadArgs(const Value& args) {
   a.replace = BoolArg(args, "replace", false);
   a.schema_only = BoolArg(args, "schema_only", false);
   a.keep_owners = BoolArg(args, "keep_owners", false);
+  a.owners_said = args.is_object() && args.contains("keep_owners");
+  a.bin_dir = StrArg(args, "bin_dir");
   a.text_only = StrArg(args, "format", "auto") == "text";
   if (args.is_object() && args.contains("jobs") && args["jobs"].is_number_integer()) {
     a.jobs = std::clamp(args["jobs"].get<int>(), 1, 64);
@@ -53,11 +58,12 @@ CopyArgs ReadArgs(const Value& args) {
 }
 
 // pg_dump of one section of the schema: as SQL on stdout, or as a custom
-// archive in `file` (for pg_restore --jobs).
+// archive in `file` (for pg_restore --jobs). Materialized views come out
+// unpopulated (their data is data): RefreshMaterializedViews fills them.
 std::vector<std::string> DumpArgv(const std::string& section, const CopyArgs& a,
                                   const std::vector<const CopyTable*>& only,
                                   const std::string& snapshot, const std::string& file = "") {
-  std::vector<std::string> argv = {"pg_dump", "--no-password", "--schema-only",
+  std::vector<std::string> argv = {a.Tool("pg_dump"), "--no-password", "--schema-only",
                                    "--section=" + section};
   if (!file.empty()) {
     argv.push_back("--format=custom");
@@ -80,7 +86,7 @@ std::vector<std::string> DumpArgv(const std::string& section, const CopyArgs& a,
 // their dependencies allow.
 std::vector<std::string> PostDataRestoreArgv(const CopyArgs& a, const std::string& dbname,
                                              const std::string& file) {
-  std::vector<std::string> argv = {"pg_restore", "--no-password", "--exit-on-error"};
+  std::vector<std::string> argv = {a.Tool("pg_restore"), "--no-password", "--exit-on-error"};
   if (a.jobs > 1) {
     argv.push_back("--jobs=" + std::to_string(a.jobs));
   } else {
@@ -120,15 +126,18 @@ class ScratchDir {
     path_ = pattern;
     return Status::Ok();
   }
+  // Only after Create() succeeded.
   std::string File(const std::string& name) const { return path_ + "/" + name; }
 
  private:
   std::string path_;
 };
 
-const std::vector<std::string> kPsqlArgv = {
-    "psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f",
-    "-"};  // -f -: stdin, so that --single-transaction applies to it
+// -f -: stdin, so that --single-transaction applies to it.
+std::vector<std::string> PsqlArgv(const CopyArgs& a) {
+  return {a.Tool("psql"), "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+          "--single-transaction", "-f", "-"};
+}
 
 std::string Join(const std::vector<std::string>& items, const std::string& sep = " ") {
   std::string out;
@@ -140,6 +149,8 @@ std::string Join(const std::vector<std::string>& items, const std::string& sep =
 struct Prepared {
   std::vector<CopyTable> tables;
   int source_version = 0;
+  int64_t large_objects = 0;  // all: true only
+  std::vector<MaterializedView> views;  // all: true only, dependencies first
 };
 
 // A transaction on the source whose snapshot the workers and pg_dump share;
@@ -164,6 +175,7 @@ class SnapshotHolder {
 };
 
 Status AddForeignKeys(PgLease& dst, const Value& fks);  // below
+Status CheckCarried(const CopyArgs& a, PgLease& src, PgLease& dst, Prepared* p);
 
 class PgCopy : public PgPrimitive {
  public:
@@ -184,10 +196,13 @@ class PgCopy : public PgPrimitive {
                  PgArg("replace", ArgType::kBool, false,
                        "overwrite target tables that already have rows"),
                  PgArg("keep_owners", ArgType::kBool, false,
-                       "keep owners and grants (the roles must exist on the target)"),
+                       "true: keep owners and grants (the roles must exist on the target); "
+                       "false: drop them; not given: refused if the source has any"),
                  PgArg("format", ArgType::kString, false,
                        "auto (binary COPY where both sides can exchange it safely) or text",
-                       {"auto", "text"})},
+                       {"auto", "text"}),
+                 PgArg("bin_dir", ArgType::kString, false,
+                       "directory of pg_dump, pg_restore, psql and vacuumdb (default: PATH)")},
                 {{"tables", "all"}},
                 ""}) {}
 
@@ -197,22 +212,29 @@ class PgCopy : public PgPrimitive {
     CopyArgs a = ReadArgs(args);
     std::string only;
     for (const auto& t : a.tables) only += " -t " + t;
-    std::string pipe = " on " + a.source + " | " + Join(kPsqlArgv) + " on " + a.target + "\n";
+    std::string pipe = " on " + a.source + " | " + Join(PsqlArgv(a)) + " on " + a.target + "\n";
     std::string text = "pg_dump --schema-only --section=pre-data" + only + pipe;
     if (!a.schema_only) {
       text += "per table, " + std::to_string(a.jobs) +
               " at a time, from one REPEATABLE READ "
               "snapshot of " +
               a.source +
-              ": COPY t TO STDOUT -> BEGIN; TRUNCATE t; COPY t FROM "
+              ": COPY t TO STDOUT -> BEGIN; TRUNCATE ONLY t; COPY t FROM "
               "STDIN (FREEZE); COMMIT on " +
               a.target + "\n";
     }
-    text +=
-        "pg_dump --schema-only --section=post-data --format=custom" + only + " on " + a.source +
-        " (into a private temporary directory); pg_restore " +
-        (a.jobs > 1 ? "--jobs=" + std::to_string(a.jobs) : std::string("--single-transaction")) +
-        " of it on " + a.target + "\n";
+    if (!a.schema_only && a.all) {
+      text += "large objects (same oids" + std::string(a.keep_owners ? ", owners and grants" : "") +
+              "), in one transaction on " + a.target + "\n";
+    }
+    text += "pg_dump --schema-only --section=post-data --format=custom" + only + " on " +
+            a.source + " (into a private temporary directory); pg_restore " +
+            (a.jobs > 1 ? "--jobs=" + std::to_string(a.jobs) : std::string("--single-transaction")) +
+            " of it on " + a.target + "\n";
+    if (!a.schema_only && a.all) {
+      text += "REFRESH MATERIALIZED VIEW of those populated on " + a.source +
+              ", dependencies first\n";
+    }
     if (!a.schema_only) {
       text += "setval() of the copied sequences; " +
               (a.jobs > 1 ? "vacuumdb --analyze-only --jobs=" + std::to_string(a.jobs) + " of"
@@ -220,8 +242,8 @@ class PgCopy : public PgPrimitive {
               " the copied tables";
     }
     return {text, true,
-            "drop the tables, sequences, views, types, routines, schemas and extensions the copy "
-            "created on " +
+            "drop the tables, sequences, views, types, routines, schemas, extensions and large "
+            "objects the copy created on " +
                 a.target + " (rows replaced in tables that existed are not restored)"};
   }
 
@@ -299,7 +321,7 @@ bool OnPath(const std::string& tool) {
 // Refuses, before anything is done, a pg_dump older than the source server
 // or a missing client program (found later, it would fail a half-done copy).
 Status CheckTools(StepContext& ctx, const CopyArgs& a, int source_version) {
-  Result<std::string> v = RunStepPgTool(ctx, a.source, {"pg_dump", "--version"});
+  Result<std::string> v = RunStepPgTool(ctx, a.source, {a.Tool("pg_dump"), "--version"});
   if (!v.ok()) return v.status();
   int major = ToolMajorVersion(*v);
   if (major < source_version / 10000) {
@@ -308,10 +330,14 @@ Status CheckTools(StepContext& ctx, const CopyArgs& a, int source_version) {
                           "): it cannot dump it");
   }
   for (const char* tool : {"pg_restore", "psql", "vacuumdb"}) {
-    if (!OnPath(tool)) {
-      return Status::Failed(std::string(tool) +
-                            " is not on PATH: pg.copy needs PostgreSQL's client programs "
-                            "(pg_dump, pg_restore, psql, vacuumdb); nothing was done");
+    const bool found =
+        a.bin_dir.empty() ? OnPath(tool) : access(a.Tool(tool).c_str(), X_OK) == 0;
+    if (!found) {
+      return Status::Failed(
+          (a.bin_dir.empty() ? std::string(tool) + " is not on PATH"
+                             : a.Tool(tool) + " is not an executable file") +
+          ": pg.copy needs PostgreSQL's client programs (pg_dump, pg_restore, psql, vacuumdb); "
+          "nothing was done");
     }
   }
   return Status::Ok();
@@ -353,7 +379,55 @@ Result<Prepared> PgCopy::Prepare(StepContext& ctx, const CopyArgs& a, PgLease& s
     return Status::Failed("connection '" + a.target + "': the target already has rows in " +
                           Join(full, ", ") + " (replace: true overwrites them); nothing was done");
   }
+  if (Status s = CheckCarried(a, src, dst, &p); !s.ok()) return s;
   return p;
+}
+
+// Refuses, before anything is done, a copy that would carry less than the
+// source holds without the runbook saying so: owners and grants dropped
+// (keep_owners not given), roles the target lacks (keep_owners: true), rows a
+// row-level security policy hides from the source's user, large objects it
+// may not read. Lists what the whole copy carries beyond tables.
+Status CheckCarried(const CopyArgs& a, PgLease& src, PgLease& dst, Prepared* p) {
+  auto refuse = [&](const std::string& conn, const std::string& what) {
+    return Status::Failed("connection '" + conn + "': " + what + "; nothing was done");
+  };
+  if (!a.owners_said) {
+    Result<std::vector<std::string>> lost =
+        OwnershipLosses(src.conn(), src.deadline(), p->tables, a.all, 10);
+    if (!lost.ok()) return lost.status();
+    if (!lost->empty()) {
+      return refuse(a.source, "the copy would drop owners and grants the source has (" +
+                                  Join(*lost, "; ") +
+                                  "): set keep_owners: true to carry them (the roles must exist "
+                                  "on the target) or keep_owners: false to copy without them");
+    }
+  } else if (a.keep_owners) {
+    Result<std::vector<std::string>> missing = MissingRoles(src.conn(), dst.conn(), src.deadline());
+    if (!missing.ok()) return missing.status();
+    if (!missing->empty()) {
+      return refuse(a.target, "keep_owners needs the roles " + Join(*missing, ", ") +
+                                  ", which do not exist on the target (create them first, e.g. "
+                                  "from pg_dumpall --roles-only)");
+    }
+  }
+  Result<std::vector<std::string>> hidden = RowSecurityHides(src.conn(), src.deadline(), p->tables);
+  if (!hidden.ok()) return hidden.status();
+  if (!hidden->empty()) {
+    return refuse(a.source, "row-level security would hide rows of " + Join(*hidden, ", ") +
+                                " from the user (connect as the tables' owner, a superuser or a "
+                                "role with BYPASSRLS)");
+  }
+  if (!a.all || a.schema_only) return Status::Ok();
+  LargeObjectStats lo;
+  if (Status s = ProbeLargeObjects(src.conn(), src.deadline(), &lo); !s.ok()) {
+    return refuse(a.source, s.message());
+  }
+  p->large_objects = lo.objects;
+  Result<std::vector<MaterializedView>> views = MaterializedViews(src.conn(), src.deadline());
+  if (!views.ok()) return views.status();
+  p->views = std::move(*views);
+  return Status::Ok();
 }
 
 Result<Value> PgCopy::Estimate(StepContext& ctx, const CopyArgs& a, const Prepared& p) {
@@ -375,9 +449,17 @@ Result<Value> PgCopy::Estimate(StepContext& ctx, const CopyArgs& a, const Prepar
                                  ", " + HumanBytes(static_cast<double>(t.bytes)) +
                                  (t.on_target ? " (replacing the target's table contents)" : ""));
   }
-  (void)a;
-  return Value{
-      {"tables", tables}, {"rows", rows}, {"bytes", bytes}, {"seconds", 0}, {"estimated", true}};
+  int64_t populated = 0;
+  for (const auto& v : p.views) populated += v.populated ? 1 : 0;
+  if (a.all && !a.schema_only) {
+    ctx.Log(LogLevel::kInfo, "would copy " + std::to_string(p.large_objects) +
+                                 " large objects and refresh " + std::to_string(populated) +
+                                 " materialized views (of " + std::to_string(p.views.size()) + ")");
+  }
+  return Value{{"tables", tables},         {"rows", rows},
+               {"bytes", bytes},           {"seconds", 0},
+               {"estimated", true},        {"large_objects", p.large_objects},
+               {"materialized_views", populated}};
 }
 
 // The objects the target had before the first attempt; a later attempt
@@ -444,7 +526,8 @@ Status CreateSchemas(PgLease& dst, const std::vector<const CopyTable*>& tables) 
 }
 
 Value ResultOf(StepContext& ctx, const std::vector<CopyTable>& tables,
-               const std::vector<CopyStats>& stats, double seconds) {
+               const std::vector<CopyStats>& stats, double seconds, int64_t large_objects = 0,
+               int64_t views = 0) {
   Value list = Value::array();
   int64_t rows = 0, bytes = 0;
   Table report{"Copied tables", {"Table", "Rows", "Bytes", "Seconds"}, {}};
@@ -463,7 +546,12 @@ Value ResultOf(StepContext& ctx, const std::vector<CopyTable>& tables,
         {tables[i].key, std::to_string(st.rows), HumanBytes(static_cast<double>(st.bytes)), secs});
   }
   ctx.AddTable(report);
-  return Value{{"tables", list}, {"rows", rows}, {"bytes", bytes}, {"seconds", seconds}};
+  return Value{{"tables", list},
+               {"rows", rows},
+               {"bytes", bytes},
+               {"seconds", seconds},
+               {"large_objects", large_objects},
+               {"materialized_views", views}};
 }
 
 // Foreign keys on the target that involve a table whose rows are replaced
@@ -535,7 +623,7 @@ Status Analyze(StepContext& ctx, const CopyArgs& a, PgLease& dst,
   for (size_t from = 0; from < names.size(); from += kPerRun) {
     const size_t to = std::min(names.size(), from + kPerRun);
     std::vector<std::string> argv = {
-        "vacuumdb", "--no-password", "--analyze-only", "--quiet",
+        a.Tool("vacuumdb"), "--no-password", "--analyze-only", "--quiet",
         "--jobs=" + std::to_string(std::min<size_t>(static_cast<size_t>(a.jobs), to - from))};
     for (size_t i = from; i < to; ++i) argv.push_back("--table=" + names[i]);
     argv.push_back("--dbname=dbname=" + ConninfoQuote(dbname));
@@ -582,10 +670,11 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   // A whole-database dump also brings types, functions, views and schemas.
   const bool whole = a.all && create.size() == p->tables.size();
   std::vector<const CopyTable*> only = whole ? std::vector<const CopyTable*>{} : create;
-  ScratchDir scratch;  // the post-data archive
-  const std::string post_data = create.empty() ? "" : scratch.File("post-data.dump");
+  ScratchDir scratch;  // the post-data archive: a private directory per attempt
+  std::string post_data;
   if (!create.empty()) {
     if (Status s = scratch.Create(); !s.ok()) return s;
+    post_data = scratch.File("post-data.dump");
     // Both sections at once (each pg_dump spends most of its time reading
     // the catalog); the post-data one runs on a thread of its own, through
     // the stateless process runner, and its error is redacted here.
@@ -604,7 +693,7 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
     if (!whole) {
       if (Status s = CreateSchemas(dst, create); !s.ok()) return s;
     }
-    Result<std::string> applied = RunStepPgTool(ctx, a.target, kPsqlArgv, *pre);
+    Result<std::string> applied = RunStepPgTool(ctx, a.target, PsqlArgv(a), *pre);
     if (!applied.ok()) return applied.status().Prefixed("applying the schema (pre-data)");
   }
   std::vector<CopyStats> stats(p->tables.size());
@@ -614,6 +703,22 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
     if (!copied.ok()) return copied.status();
     stats = std::move(*copied);
     if (Status s = AddForeignKeys(dst, *fks); !s.ok()) return s;
+  }
+  // Large objects from the same snapshot, on the holder's own transaction.
+  LargeObjectStats lo;
+  if (a.all && !a.schema_only) {
+    if (Status s = CopyLargeObjects(src.conn(), dst.conn(), dst.deadline(), a.keep_owners,
+                                    a.replace, &lo);
+        !s.ok()) {
+      return s;
+    }
+    if (lo.objects > 0 || lo.removed > 0) {
+      ctx.Log(LogLevel::kInfo, "copied " + std::to_string(lo.objects) + " large objects (" +
+                                   HumanBytes(static_cast<double>(lo.bytes)) + ")" +
+                                   (lo.removed ? ", removed " + std::to_string(lo.removed) +
+                                                     " the source does not have"
+                                               : std::string()));
+    }
   }
   holder.Release();
   if (!post_data.empty()) {
@@ -629,12 +734,18 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
     if (Status s = SyncSequences(src.conn(), dst.conn(), dst.deadline(), *seqs); !s.ok()) return s;
     if (Status s = Analyze(ctx, a, dst, p->tables); !s.ok()) return s;
   }
+  int64_t refreshed = 0;
+  if (a.all && !a.schema_only) {
+    Result<int64_t> r = RefreshMaterializedViews(dst.conn(), dst.deadline(), p->views);
+    if (!r.ok()) return r.status();
+    refreshed = *r;
+  }
   Result<Value> after = Inventory(dst.conn(), dst.deadline());
   if (!after.ok()) return after.status();
   record["created"] = Created(*before, *after);
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return ResultOf(ctx, p->tables, stats, seconds);
+  return ResultOf(ctx, p->tables, stats, seconds, lo.objects, refreshed);
 }
 
 CheckResult PgCopy::Check(StepContext& ctx, const Value& args, const Value& undo_state) {

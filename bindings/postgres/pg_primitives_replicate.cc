@@ -18,12 +18,13 @@
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
+#include "bindings/postgres/pg_tools.h"
 
 namespace runbook {
 namespace {
 
 struct ReplArgs {
-  std::string source, target, name;
+  std::string source, target, name, bin_dir;
   std::string source_dsn;  // how the target server reaches the source, if not as we do
   std::vector<std::string> tables;
   bool all = false, copy_data = true;
@@ -44,6 +45,7 @@ ReplArgs ReadArgs(const Value& args) {
   a.target = StrArg(args, "target");
   a.name = StrArg(args, "name");
   a.source_dsn = StrArg(args, "source_dsn");
+  a.bin_dir = StrArg(args, "bin_dir");
   a.tables = StrListArg(args, "tables");
   a.all = BoolArg(args, "all", false);
   a.copy_data = BoolArg(args, "copy_data", true);
@@ -169,12 +171,15 @@ Status Probe(const ReplArgs& a, const std::string& name, PgLease& src, PgLease& 
 }
 
 // Creates on the target the tables it lacks: pg_dump pre-data + post-data
-// of exactly those tables, each applied by psql in one transaction.
+// of exactly those tables, each applied by psql in one transaction. `whole`
+// (all: true and the target has none of the tables): the whole database's
+// schema, so that what the tables use comes too: sequences their defaults
+// call (owned by a column or not), types, functions, other schemas, views.
 Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& dst,
-                    const std::vector<const CopyTable*>& create) {
+                    const std::vector<const CopyTable*>& create, bool whole) {
   if (create.empty()) return Status::Ok();
   std::vector<std::string> schemas;
-  for (const CopyTable* t : create) {
+  for (const CopyTable* t : whole ? std::vector<const CopyTable*>{} : create) {
     if (std::find(schemas.begin(), schemas.end(), t->name.schema) != schemas.end()) continue;
     schemas.push_back(t->name.schema);
     if (Status s = dst.Exec("CREATE SCHEMA IF NOT EXISTS " + dst.Ident(t->name.schema)); !s.ok()) {
@@ -182,13 +187,16 @@ Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& dst,
     }
   }
   const std::vector<std::string> psql = {
-      "psql", "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f",
-      "-"};
+      ToolPath(a.bin_dir, "psql"), "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+      "--single-transaction", "-f", "-"};
   for (const char* section : {"pre-data", "post-data"}) {
-    std::vector<std::string> argv = {"pg_dump",       "--no-password",
-                                     "--schema-only", std::string("--section=") + section,
-                                     "--no-owner",    "--no-privileges"};
-    for (const CopyTable* t : create) {
+    std::vector<std::string> argv = {ToolPath(a.bin_dir, "pg_dump"),
+                                     "--no-password",
+                                     "--schema-only",
+                                     std::string("--section=") + section,
+                                     "--no-owner",
+                                     "--no-privileges"};
+    for (const CopyTable* t : whole ? std::vector<const CopyTable*>{} : create) {
       argv.push_back("-t");
       argv.push_back(t->Quoted());
     }
@@ -224,7 +232,9 @@ class PgReplicate : public PgPrimitive {
                     PgArg("source_dsn", ArgType::kString, false,
                           "how the TARGET server reaches the source, as key=value conninfo "
                           "(e.g. host=blue.db.svc port=5432); default: the address the engine "
-                          "used, which a port-forward or tunnel makes unusable for the server")},
+                          "used, which a port-forward or tunnel makes unusable for the server"),
+                    PgArg("bin_dir", ArgType::kString, false,
+                          "directory of pg_dump and psql (default: PATH)")},
                    {{"tables", "all"}},
                    ""}) {}
 
@@ -305,7 +315,10 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
                                  " tables on the target)");
     return result;
   }
-  Value record{{"name", name}, {"created", created}};
+  // What the target holds before: the undo drops whatever the step adds.
+  Result<Value> before = Inventory(dst->conn(), dst->deadline());
+  if (!before.ok()) return before.status();
+  Value record{{"name", name}, {"created", created}, {"before", *before}};
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
 
   std::string pub = "CREATE PUBLICATION " + src->Ident(name);
@@ -321,7 +334,8 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
       !s.ok()) {
     return s;
   }
-  if (Status s = CreateSchema(ctx, a, *dst, create); !s.ok()) return s;
+  const bool whole = a.all && create.size() == tables->size();
+  if (Status s = CreateSchema(ctx, a, *dst, create, whole); !s.ok()) return s;
   // The conninfo travels as a literal: CREATE SUBSCRIPTION takes no parameters.
   std::string conninfo = SourceConninfo(src->conn(), a.source_dsn);
   // A password libpq found itself (PGPASSWORD, ~/.pgpass) is a secret too.
@@ -362,7 +376,16 @@ Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state
   std::vector<std::string> tables;
   for (const auto& t : state.value("created", Value::array()))
     tables.push_back(t.get<std::string>());
-  if (!tables.empty()) {
+  if (state.contains("before")) {
+    // Everything the step added to the target: tables, and with a whole
+    // schema also sequences, types, functions, views, schemas.
+    Result<Value> now = Inventory(dst->conn(), dst->deadline());
+    if (!now.ok()) return Redacted(ctx, now.status());
+    if (Status s = DropObjects(dst->conn(), dst->deadline(), Created(state["before"], *now));
+        !s.ok()) {
+      return Redacted(ctx, s);
+    }
+  } else if (!tables.empty()) {  // a record of an older version
     if (Status s = dst->Exec("DROP TABLE IF EXISTS " + Join(tables) + " CASCADE"); !s.ok()) {
       return Redacted(ctx, s);
     }

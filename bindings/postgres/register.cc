@@ -16,6 +16,8 @@ void RegisterPostgres(Registry* r) {
   AddPgDumpPrimitives(r);
   AddPgRestorePrimitives(r);
   AddPgCopyPrimitives(r);
+  AddPgComparePrimitives(r);
+  AddPgUnreplicatedPrimitives(r);
   AddPgReplicatePrimitives(r);
 }
 

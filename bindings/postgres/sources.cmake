@@ -2,11 +2,13 @@
 list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_client.cc
   bindings/postgres/pg_collation.cc
+  bindings/postgres/pg_compare.cc
   bindings/postgres/pg_conninfo.cc
   bindings/postgres/pg_counts.cc
   bindings/postgres/pg_database_checks.cc
   bindings/postgres/pg_primitive.cc
   bindings/postgres/pg_primitives_collation.cc
+  bindings/postgres/pg_primitives_compare.cc
   bindings/postgres/pg_primitives_counts.cc
   bindings/postgres/pg_primitives_database.cc
   bindings/postgres/pg_primitives_dump.cc
@@ -16,6 +18,7 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_primitives_restore.cc
   bindings/postgres/pg_primitives_schema.cc
   bindings/postgres/pg_primitives_sessions.cc
+  bindings/postgres/pg_primitives_unreplicated.cc
   bindings/postgres/pg_schema.cc
   bindings/postgres/pg_session.cc
   bindings/postgres/pg_sql.cc
@@ -27,6 +30,8 @@ list(APPEND RUNBOOK_BINDING_SOURCES
 )
 list(APPEND RUNBOOK_TEST_SOURCES
   tests/fixtures/pg_fixture.cc
+  tests/bindings/pg_fidelity_util.cc
+  tests/bindings/postgres_compare_test.cc
   tests/bindings/postgres_client_test.cc
   tests/bindings/postgres_query_test.cc
   tests/bindings/postgres_replicate_test.cc

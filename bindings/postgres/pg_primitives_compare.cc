@@ -1,0 +1,218 @@
+// pg.compare: the full comparison of two databases (pg_compare.h), the
+// guardrail a clone or an upgrade must pass: schema as pg_dump sees it,
+// every relation's rows, large objects, sequences, materialized views.
+#include <thread>
+
+#include "bindings/postgres/pg_compare.h"
+#include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_session.h"
+#include "bindings/postgres/pg_tools.h"
+
+namespace runbook {
+namespace {
+
+struct CompareArgs {
+  std::string source, target, bin_dir;
+  CompareOptions options;
+  bool schema = true;
+  bool allow_mismatch = false;
+};
+
+CompareArgs ReadArgs(const Value& args) {
+  CompareArgs a;
+  a.source = StrArg(args, "source");
+  a.target = StrArg(args, "target");
+  a.bin_dir = StrArg(args, "bin_dir");
+  a.options.checksums = StrArg(args, "rows", "checksum") == "checksum";
+  a.options.owners = BoolArg(args, "owners", true);
+  a.schema = BoolArg(args, "schema", true);
+  a.allow_mismatch = BoolArg(args, "allow_mismatch", false);
+  return a;
+}
+
+std::vector<std::string> DumpArgv(const CompareArgs& a, const std::string& snapshot) {
+  std::vector<std::string> argv = {ToolPath(a.bin_dir, "pg_dump"), "--no-password",
+                                   "--schema-only", "--snapshot=" + snapshot};
+  if (!a.options.owners) {
+    argv.push_back("--no-owner");
+    argv.push_back("--no-privileges");
+  }
+  return argv;
+}
+
+// One side: the read transaction, pg_dump on its snapshot meanwhile.
+struct Side {
+  std::string conn;
+  DatabaseImage image;
+  Status status;
+};
+
+void ReadSide(StepContext& ctx, const CompareArgs& a, PgLease& lease, Side* side) {
+  PgConnection& c = lease.conn();
+  Result<std::string> snapshot = BeginRead(c, lease.deadline());
+  if (!snapshot.ok()) {
+    side->status = snapshot.status();
+    return;
+  }
+  Result<std::string> dump = std::string();
+  std::thread dumper;
+  if (a.schema) {
+    dumper = std::thread([&] { dump = RunStepPgTool(ctx, side->conn, DumpArgv(a, *snapshot)); });
+  }
+  side->status = ReadData(c, lease.deadline(), a.options, &side->image);
+  if (dumper.joinable()) dumper.join();
+  EndRead(c, lease.deadline());
+  if (side->status.ok() && !dump.ok()) side->status = dump.status().Prefixed("dumping the schema");
+  if (side->status.ok()) side->image.schema = ParseSchemaDump(*dump);
+}
+
+// pg_dump must know both servers' catalogs: at least the newer major.
+Status CheckDumpVersion(StepContext& ctx, const CompareArgs& a, int major) {
+  Result<std::string> v = RunStepPgTool(ctx, a.source, {ToolPath(a.bin_dir, "pg_dump"), "--version"});
+  if (!v.ok()) return v.status();
+  const int tool = ToolMajor(*v);
+  if (tool < major) {
+    return Status::Failed("pg_dump " + MajorName(tool) + " cannot dump a PostgreSQL " +
+                          MajorName(major) + " server alike with the other side: install pg_dump " +
+                          MajorName(major) + " or newer, or point bin_dir at it");
+  }
+  return Status::Ok();
+}
+
+class PgCompare : public PgPrimitive {
+ public:
+  PgCompare()
+      : PgPrimitive(
+            "pg.compare",
+            Schema{"Compares two databases in full, as PostgreSQL's upgrade test does: the schema "
+                   "as pg_dump sees it, every table's, partition's and materialized view's rows "
+                   "(count and checksum), large objects, sequences, and which materialized "
+                   "views are populated. Fails on any difference unless allow_mismatch.",
+                   {PgConnArg("source", "the original"), PgConnArg("target", "the copy"),
+                    PgArg("rows", ArgType::kString, false,
+                          "checksum (default: count and content) or count", {"checksum", "count"}),
+                    PgArg("owners", ArgType::kBool, false,
+                          "compare owners and grants too (true)"),
+                    PgArg("schema", ArgType::kBool, false,
+                          "compare the schema with pg_dump (true)"),
+                    PgArg("bin_dir", ArgType::kString, false,
+                          "directory of the pg_dump to use (default: PATH); it must be at least "
+                          "the newer server's major version"),
+                    PgArg("allow_mismatch", ArgType::kBool, false,
+                          "report differences without failing")},
+                   {},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  bool idempotent(const Value&) const override { return true; }
+
+  PlanEffect Plan(const Value& args) const override {
+    CompareArgs a = ReadArgs(args);
+    std::string text = "on " + a.source + " and " + a.target +
+                       " at the same time, each in one REPEATABLE READ READ ONLY snapshot:";
+    if (a.schema) {
+      text += "\n  pg_dump --schema-only --snapshot=<it>" +
+              std::string(a.options.owners ? "" : " --no-owner --no-privileges") +
+              " (normalised, compared entry by entry)";
+    }
+    text += std::string("\n  every table, partition and materialized view: count(*)") +
+            (a.options.checksums ? " and a content checksum" : "") +
+            " (FROM ONLY); which materialized views are populated";
+    text += "\n  large objects (size, md5" + std::string(a.options.owners ? ", owner, grants" : "") +
+            "); every sequence's last_value and is_called";
+    return {text, true, "nothing to undo (read-only)"};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    CompareArgs a = ReadArgs(args);
+    Side src{a.source, {}, Status::Ok()}, dst{a.target, {}, Status::Ok()};
+    {
+      Result<PgLease> ls = LeaseConnection(ctx, a.source);
+      if (!ls.ok()) return ls.status();
+      if (a.source == a.target) return Status::Invalid("source and target are the same connection");
+      Result<PgLease> ld = LeaseConnection(ctx, a.target);
+      if (!ld.ok()) return ld.status();
+      if (a.schema) {
+        const int major = std::max(ServerMajor((*ls)->server_version()),
+                                   ServerMajor((*ld)->server_version()));
+        if (Status s = CheckDumpVersion(ctx, a, major); !s.ok()) return s;
+      }
+      std::thread other([&] { ReadSide(ctx, a, *ld, &dst); });
+      ReadSide(ctx, a, *ls, &src);
+      other.join();
+    }
+    if (!src.status.ok()) return src.status;
+    if (!dst.status.ok()) return dst.status;
+    return Report(ctx, a, src, dst);
+  }
+
+ private:
+  static Result<Value> Report(StepContext& ctx, const CompareArgs& a, const Side& src,
+                              const Side& dst) {
+    std::vector<ImageDifference> diffs = CompareImages(src.image, dst.image);
+    int64_t rows = 0, read = 0;
+    for (const auto& [name, rel] : src.image.relations) {
+      if (!rel.read) continue;
+      rows += rel.rows;
+      ++read;
+    }
+    Table summary{"Full comparison: " + a.source + " vs " + a.target,
+                  {"Compared", "Source", "Target"},
+                  {}};
+    auto count_row = [&summary](const std::string& what, size_t x, size_t y) {
+      summary.rows.push_back({what, std::to_string(x), std::to_string(y)});
+    };
+    count_row("schema entries (pg_dump)", src.image.schema.size(), dst.image.schema.size());
+    count_row("relations", src.image.relations.size(), dst.image.relations.size());
+    count_row("large objects", src.image.large_objects.size(), dst.image.large_objects.size());
+    count_row("sequences", src.image.sequences.size(), dst.image.sequences.size());
+    summary.rows.push_back({"differences", std::to_string(diffs.size()), ""});
+    ctx.AddTable(summary);
+    Value list = Value::array();
+    std::string text;
+    Table table{"Differences: " + a.source + " vs " + a.target,
+                {"Kind", "Object", "Source", "Target"},
+                {}};
+    for (size_t i = 0; i < diffs.size(); ++i) {
+      const ImageDifference& d = diffs[i];
+      list.push_back(
+          Value{{"kind", d.kind}, {"object", d.object}, {"source", d.source}, {"target", d.target}});
+      if (i < 200) table.rows.push_back({d.kind, d.object, d.source, d.target});
+      if (i < 20) text += (text.empty() ? "" : "; ") + d.kind + " " + d.object + ": " + d.source +
+                          " vs " + d.target;
+    }
+    if (!diffs.empty()) ctx.AddTable(table);
+    Value not_compared = Value::array();
+    for (const auto& n : src.image.not_compared) not_compared.push_back(n);
+    Value out{{"match", diffs.empty()},
+              {"mismatched", diffs.size()},
+              {"differences", list},
+              {"relations", src.image.relations.size()},
+              {"relations_read", read},
+              {"rows", rows},
+              {"large_objects", src.image.large_objects.size()},
+              {"sequences", src.image.sequences.size()},
+              {"schema_entries", src.image.schema.size()},
+              {"not_compared", not_compared}};
+    if (!diffs.empty() && !a.allow_mismatch) {
+      if (diffs.size() > 20) text += "; and " + std::to_string(diffs.size() - 20) + " more";
+      return Status::Failed(std::to_string(diffs.size()) + " difference(s) between '" + a.source +
+                            "' and '" + a.target + "': " + ctx.redactor().Redact(text));
+    }
+    ctx.Log(LogLevel::kInfo, "compared '" + a.source + "' and '" + a.target + "': " +
+                                 std::to_string(src.image.schema.size()) + " schema entries, " +
+                                 std::to_string(read) + " relations (" + std::to_string(rows) +
+                                 " rows), " + std::to_string(src.image.large_objects.size()) +
+                                 " large objects, " +
+                                 std::to_string(src.image.sequences.size()) + " sequences: " +
+                                 (diffs.empty() ? "identical" : std::to_string(diffs.size()) +
+                                                                     " difference(s)"));
+    return out;
+  }
+};
+
+}  // namespace
+
+void AddPgComparePrimitives(Registry* r) { r->Add(std::make_unique<PgCompare>()); }
+
+}  // namespace runbook

@@ -1,0 +1,160 @@
+// pg.sync_unreplicated: what logical replication does not carry, copied at
+// the cutover (inside the write freeze, after pg.wait_caught_up): the rows of
+// unlogged tables, large objects, and materialized view contents. Sequences
+// have their own primitive (pg.sync_sequences); DDL made after pg.replicate
+// started is not carried by anything and is caught by pg.compare.
+#include "bindings/postgres/pg_copy.h"
+#include "bindings/postgres/pg_copy_catalog.h"
+#include "bindings/postgres/pg_copy_extras.h"
+#include "bindings/postgres/pg_copy_jobs.h"
+#include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_session.h"
+#include "bindings/postgres/pg_sql.h"
+
+namespace runbook {
+namespace {
+
+// The source's unlogged tables (quoted, qualified).
+Result<std::vector<std::string>> UnloggedTables(PgLease& src) {
+  Result<Value> rows = src.Query(
+      "SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c JOIN pg_namespace n "
+      "ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND c.relpersistence = 'u' AND "
+      "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' "
+      "ORDER BY 1");
+  if (!rows.ok()) return rows.status();
+  std::vector<std::string> out;
+  for (const auto& r : *rows) out.push_back(r["t"].get<std::string>());
+  return out;
+}
+
+// One unlogged table's rows, replaced in one target transaction.
+Status CopyUnlogged(PgLease& src, PgLease& dst, const std::string& table, int64_t* rows) {
+  if (Status s = dst.Exec("BEGIN"); !s.ok()) return s;
+  if (Status s = dst.Exec("TRUNCATE ONLY " + table); !s.ok()) return s;
+  CopyStats stats;
+  Status s = StreamCopy(src.conn(), dst.conn(), "COPY " + table + " TO STDOUT",
+                        "COPY " + table + " FROM STDIN", dst.deadline(), nullptr, {}, &stats);
+  if (s.ok()) s = dst.Exec("COMMIT");
+  if (!s.ok()) return s.Prefixed("copying unlogged table " + table);
+  *rows += stats.rows;
+  return Status::Ok();
+}
+
+class PgSyncUnreplicated : public PgPrimitive {
+ public:
+  PgSyncUnreplicated()
+      : PgPrimitive(
+            "pg.sync_unreplicated",
+            Schema{"Copies what logical replication does not carry, from one snapshot of the "
+                   "source: the rows of unlogged tables, large objects (same oids; those the "
+                   "source no longer has are removed), and the contents of materialized views "
+                   "(refreshed on the target, dependencies first). Run it at the cutover, after "
+                   "pg.wait_caught_up, with the writers stopped. Rollback removes the large "
+                   "objects it created.",
+                   {PgConnArg("source", "the publishing database"),
+                    PgConnArg("target", "the subscribing database"),
+                    PgArg("keep_owners", ArgType::kBool, false,
+                          "large objects keep their owners and grants (the roles must exist on "
+                          "the target)")},
+                   {},
+                   ""}) {}
+
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  bool idempotent(const Value&) const override { return true; }
+
+  PlanEffect Plan(const Value& args) const override {
+    const std::string src = StrArg(args, "source"), dst = StrArg(args, "target");
+    return {"from one REPEATABLE READ snapshot of " + src + ", on " + dst +
+                ":\n  each unlogged table: BEGIN; TRUNCATE ONLY t; COPY t FROM STDIN; COMMIT"
+                "\n  large objects: the same oids and contents, in one transaction (those " +
+                dst + " has and " + src +
+                " has not are removed)"
+                "\n  REFRESH MATERIALIZED VIEW of those populated on " + src +
+                ", dependencies first",
+            true, "lo_unlink of the large objects it created on " + dst};
+  }
+
+  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+    Result<PgLease> src = LeaseConnection(ctx, StrArg(args, "source"));
+    if (!src.ok()) return src.status();
+    Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
+    if (!dst.ok()) return dst.status();
+    Status s = src->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (s.ok()) s = src->Exec("SET LOCAL row_security = off");
+    Result<Value> out = s.ok() ? Sync(ctx, args, *src, *dst) : Result<Value>(s);
+    if ((*src)->ok() && (*src)->in_transaction() && !src->Exec("ROLLBACK").ok()) (*src)->Close();
+    return out;
+  }
+
+  Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
+    if (!state.is_object() || !state.contains("before")) return Status::Ok();
+    Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
+    if (!dst.ok()) return dst.status();
+    Result<Value> now = Inventory(dst->conn(), dst->deadline());
+    if (!now.ok()) return now.status();
+    Value created = Value::array();
+    for (const auto& o : Created(state["before"], *now)) {
+      if (o["kind"] == "large object") created.push_back(o);
+    }
+    ctx.Log(LogLevel::kInfo, "removing " + std::to_string(created.size()) +
+                                 " large objects the step created");
+    return DropObjects(dst->conn(), dst->deadline(), created);
+  }
+
+ private:
+  static Result<Value> Sync(StepContext& ctx, const Value& args, PgLease& src, PgLease& dst) {
+    Result<std::vector<std::string>> unlogged = UnloggedTables(src);
+    if (!unlogged.ok()) return unlogged.status();
+    Result<std::vector<MaterializedView>> views = MaterializedViews(src.conn(), src.deadline());
+    if (!views.ok()) return views.status();
+    LargeObjectStats lo;
+    if (Status s = ProbeLargeObjects(src.conn(), src.deadline(), &lo); !s.ok()) return s;
+    int64_t populated = 0;
+    for (const auto& v : *views) populated += v.populated ? 1 : 0;
+    if (ctx.dry_run()) {
+      ctx.Log(LogLevel::kInfo, "would copy " + std::to_string(unlogged->size()) +
+                                   " unlogged tables and " + std::to_string(lo.objects) +
+                                   " large objects, and refresh " + std::to_string(populated) +
+                                   " materialized views");
+      return Value{{"unlogged_tables", unlogged->size()},
+                   {"rows", 0},
+                   {"large_objects", lo.objects},
+                   {"materialized_views", populated},
+                   {"estimated", true}};
+    }
+    Result<Value> before = Inventory(dst.conn(), dst.deadline());
+    if (!before.ok()) return before.status();
+    // Only large objects matter to the undo; keep the record small.
+    Value los = Value::array();
+    for (const auto& o : *before) {
+      if (o["kind"] == "large object") los.push_back(o);
+    }
+    if (Status s = ctx.RecordUndo(Value{{"before", los}}); !s.ok()) return s;
+    int64_t rows = 0;
+    for (const auto& t : *unlogged) {
+      if (Status s = CopyUnlogged(src, dst, t, &rows); !s.ok()) return s;
+    }
+    if (Status s = CopyLargeObjects(src.conn(), dst.conn(), dst.deadline(),
+                                    BoolArg(args, "keep_owners", false), true, &lo);
+        !s.ok()) {
+      return s;
+    }
+    Result<int64_t> refreshed = RefreshMaterializedViews(dst.conn(), dst.deadline(), *views);
+    if (!refreshed.ok()) return refreshed.status();
+    ctx.Log(LogLevel::kInfo, "copied " + std::to_string(unlogged->size()) + " unlogged tables (" +
+                                 std::to_string(rows) + " rows), " + std::to_string(lo.objects) +
+                                 " large objects (" + HumanBytes(static_cast<double>(lo.bytes)) +
+                                 "), refreshed " + std::to_string(*refreshed) +
+                                 " materialized views");
+    return Value{{"unlogged_tables", unlogged->size()},
+                 {"rows", rows},
+                 {"large_objects", lo.objects},
+                 {"materialized_views", *refreshed}};
+  }
+};
+
+}  // namespace
+
+void AddPgUnreplicatedPrimitives(Registry* r) { r->Add(std::make_unique<PgSyncUnreplicated>()); }
+
+}  // namespace runbook
