@@ -1,6 +1,7 @@
 #include "bindings/postgres/pg_compare.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <sstream>
 
@@ -16,7 +17,7 @@ constexpr const char* kPinSession =
     "SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 3; "
     "SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'; "
     "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL lc_monetary = 'C'; "
-    "SET LOCAL row_security = off";
+    "SET LOCAL row_security = off; SET LOCAL search_path = ''";
 
 constexpr const char* kUserRelation =
     "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
@@ -106,6 +107,21 @@ Status ReadLargeObjects(PgConnection& conn, SteadyTime deadline, const CompareOp
   return Status::Ok();
 }
 
+// pg_get_viewdef as pg_dump calls it (search_path '' is pinned), by
+// pg_dump's entry key.
+Status ReadViews(PgConnection& conn, SteadyTime deadline, DatabaseImage* image) {
+  Result<Value> rows = conn.Query(
+      std::string("SELECT CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW ' ELSE 'VIEW ' END || "
+                  "n.nspname || '.' || c.relname AS k, "
+                  "pg_get_viewdef(c.oid) AS q FROM pg_class c JOIN pg_namespace n ON "
+                  "n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND ") +
+          kUserRelation,
+      {}, deadline);
+  if (!rows.ok()) return rows.status();
+  for (const auto& r : *rows) image->view_queries[Str(r["k"])] = Str(r["q"]);
+  return Status::Ok();
+}
+
 Status ReadSequences(PgConnection& conn, SteadyTime deadline, DatabaseImage* image) {
   Result<Value> seqs = conn.Query(
       std::string("SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c "
@@ -180,6 +196,7 @@ Status ReadData(PgConnection& conn, SteadyTime deadline, const CompareOptions& o
   image->server_version = conn.server_version();
   if (Status s = ReadRelations(conn, deadline, options, image); !s.ok()) return s;
   if (Status s = ReadLargeObjects(conn, deadline, options, image); !s.ok()) return s;
+  if (Status s = ReadViews(conn, deadline, image); !s.ok()) return s;
   return ReadSequences(conn, deadline, image);
 }
 
@@ -188,6 +205,32 @@ void EndRead(PgConnection& conn, SteadyTime deadline) {
     conn.Close();
   }
 }
+
+namespace {
+
+// Passwords a dump may hold (a user mapping's OPTIONS (password '...'), a
+// conninfo's password=...) never reach a comparison's output.
+std::string MaskPasswords(std::string line) {
+  for (const char* key : {"password '", "password=", "password = '"}) {
+    for (size_t at = 0; (at = line.find(key, at)) != std::string::npos;) {
+      size_t start = at + std::strlen(key);
+      size_t end = start;
+      if (key[std::strlen(key) - 1] == '\'') {
+        while (end < line.size() && !(line[end] == '\'' && (end + 1 >= line.size() ||
+                                                            line[end + 1] != '\''))) {
+          end += line[end] == '\'' ? 2 : 1;
+        }
+      } else {
+        while (end < line.size() && line[end] != ' ' && line[end] != '\'') ++end;
+      }
+      line.replace(start, end - start, "***");
+      at = start + 3;
+    }
+  }
+  return line;
+}
+
+}  // namespace
 
 std::multimap<std::string, std::string> ParseSchemaDump(const std::string& dump) {
   std::multimap<std::string, std::string> out;
@@ -205,10 +248,102 @@ std::multimap<std::string, std::string> ParseSchemaDump(const std::string& dump)
       continue;
     }
     if (Noise(line)) continue;
-    if (!key.empty()) body += line + "\n";
+    if (!key.empty()) body += MaskPasswords(line) + "\n";
   }
   flush();
   return out;
+}
+
+namespace {
+
+std::string WithoutSemicolon(std::string q) {
+  while (!q.empty() && (q.back() == ';' || q.back() == '\n' || q.back() == ' ')) q.pop_back();
+  return q;
+}
+
+// The target's print of `query` (a view's SELECT), or "" if it cannot parse it.
+std::string Reprint(PgConnection& target, SteadyTime deadline, const std::string& query) {
+  if (!target.Exec("SAVEPOINT rb_view", {}, deadline).ok()) return "";
+  Status s = target.Exec("CREATE TEMPORARY VIEW rb_reprint AS " + query, {}, deadline);
+  Result<Value> r = s.ok() ? target.Query("SELECT pg_get_viewdef('pg_temp.rb_reprint'::regclass) "
+                                          "AS q", {}, deadline)
+                           : Result<Value>(s);
+  target.Exec("ROLLBACK TO SAVEPOINT rb_view", {}, deadline);
+  return r.ok() ? Str((*r)[0]["q"]) : "";
+}
+
+void ReplaceAll(std::string* text, const std::string& from, const std::string& to) {
+  if (from.empty()) return;
+  for (size_t at = 0; (at = text->find(from, at)) != std::string::npos; at += to.size()) {
+    text->replace(at, from.size(), to);
+  }
+}
+
+// "... PROCEDURE s.p(IN a integer, IN b text) ..." -> "... (a integer, b text) ...",
+// on every line that names a procedure (its CREATE, ALTER ... OWNER, GRANT).
+std::string WithoutInModes(const std::string& body) {
+  std::string out;
+  size_t start = 0;
+  while (start <= body.size()) {
+    size_t eol = body.find('\n', start);
+    std::string line = body.substr(start, eol == std::string::npos ? std::string::npos : eol - start);
+    if (line.find("PROCEDURE ") != std::string::npos) {
+      ReplaceAll(&line, "(IN ", "(");
+      ReplaceAll(&line, ", IN ", ", ");
+    }
+    out += line;
+    if (eol == std::string::npos) break;
+    out += "\n";
+    start = eol + 1;
+  }
+  return out;
+}
+
+std::string WithoutMultirangeName(const std::string& body) {
+  std::string out;
+  size_t start = 0;
+  while (start < body.size()) {
+    size_t eol = body.find('\n', start);
+    std::string line = body.substr(start, eol == std::string::npos ? std::string::npos : eol - start);
+    if (line.find("multirange_type_name = ") == std::string::npos) {
+      out += line + (eol == std::string::npos ? "" : "\n");
+    }
+    if (eol == std::string::npos) break;
+    start = eol + 1;
+  }
+  // The line before may now end in a comma that closed nothing.
+  ReplaceAll(&out, ",\n);", "\n);");
+  return out;
+}
+
+}  // namespace
+
+Status PrintLikeTarget(PgConnection& target, SteadyTime deadline, DatabaseImage* source,
+                       DatabaseImage* target_image) {
+  const int from = source->server_version / 10000, to = target_image->server_version / 10000;
+  if (from == to) return Status::Ok();
+  if (Status s = target.RunScript("BEGIN; SET LOCAL search_path = ''", deadline).status();
+      !s.ok()) {
+    return s;
+  }
+  for (auto& [key, query] : source->view_queries) {
+    const std::string old = WithoutSemicolon(query);
+    const std::string now = WithoutSemicolon(Reprint(target, deadline, old));
+    if (now.empty() || now == old) continue;
+    for (auto [it, end] = source->schema.equal_range(key); it != end; ++it) {
+      ReplaceAll(&it->second, old, now);
+    }
+  }
+  target.Exec("ROLLBACK", {}, deadline);
+  if ((from < 14) != (to < 14)) {
+    for (DatabaseImage* image : {source, target_image}) {
+      for (auto& [key, body] : image->schema) {
+        if (body.find("PROCEDURE ") != std::string::npos) body = WithoutInModes(body);
+        if (key.rfind("TYPE ", 0) == 0) body = WithoutMultirangeName(body);
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 std::string FirstDifferentLine(const std::string& a, const std::string& b) {

@@ -51,6 +51,10 @@ struct DatabaseImage {
   std::map<std::string, std::string> sequences;           // name -> "last_value 7, is_called"
   std::multimap<std::string, std::string> schema;         // ParseSchemaDump of pg_dump's output
   std::vector<std::string> not_compared;                  // foreign tables: their rows live elsewhere
+  // Each view's and materialized view's query as this server prints it
+  // (pg_get_viewdef with search_path '', as pg_dump prints it), by
+  // "VIEW schema.name" / "MATERIALIZED VIEW schema.name" (pg_dump's keys).
+  std::map<std::string, std::string> view_queries;
 };
 
 // Opens the read transaction on `conn` and returns its exported snapshot
@@ -73,6 +77,20 @@ struct ImageDifference {
   std::string object;  // "TABLE public.t", "public.t", "large object 16402", ...
   std::string source, target;  // what each side has ("missing" when absent)
 };
+
+// Servers of different majors print the same schema differently. So that
+// only real differences remain, both sides are brought to one way of
+// printing (`target` is connected to the target's server, idle):
+// - views and materialized views: each source query is parsed and printed
+//   again by the target server (a temporary view in a transaction that is
+//   rolled back; PostgreSQL 16 stopped qualifying columns, for one);
+// - procedure arguments: PostgreSQL 14 prints the IN mode, 13 does not
+//   (left out on both sides);
+// - range types: pg_dump names the multirange type of 14+ servers only
+//   (left out on both sides).
+// A view the target cannot parse is left as it was (and reported).
+Status PrintLikeTarget(PgConnection& target, SteadyTime deadline, DatabaseImage* source,
+                       DatabaseImage* target_image);
 
 // Everything that differs; empty when the target holds what the source does.
 std::vector<ImageDifference> CompareImages(const DatabaseImage& source,

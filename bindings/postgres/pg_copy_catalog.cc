@@ -322,6 +322,44 @@ Result<std::vector<std::string>> RowSecurityHides(PgConnection& src, SteadyTime 
   return Column(*rows, "t");
 }
 
+Status RefuseLosses(PgConnection& src, PgConnection& dst, SteadyTime deadline,
+                    const std::vector<CopyTable>& tables, const OwnersChoice& owners) {
+  auto join = [](const std::vector<std::string>& items, const char* sep) {
+    std::string out;
+    for (const auto& i : items) out += (out.empty() ? "" : sep) + i;
+    return out;
+  };
+  auto refuse = [](PgConnection& c, const std::string& what) {
+    return c.Error(Status::Code::kFailed, what + "; nothing was done");
+  };
+  if (!owners.said) {
+    Result<std::vector<std::string>> lost = OwnershipLosses(src, deadline, tables, owners.all, 10);
+    if (!lost.ok()) return lost.status();
+    if (!lost->empty()) {
+      return refuse(src, "the copy would drop owners and grants the source has (" +
+                             join(*lost, "; ") +
+                             "): set keep_owners: true to carry them (the roles must exist on "
+                             "the target) or keep_owners: false to copy without them");
+    }
+  } else if (owners.keep) {
+    Result<std::vector<std::string>> missing = MissingRoles(src, dst, deadline);
+    if (!missing.ok()) return missing.status();
+    if (!missing->empty()) {
+      return refuse(dst, "keep_owners needs the roles " + join(*missing, ", ") +
+                             ", which do not exist on the target (create them first, e.g. from "
+                             "pg_dumpall --roles-only)");
+    }
+  }
+  Result<std::vector<std::string>> hidden = RowSecurityHides(src, deadline, tables);
+  if (!hidden.ok()) return hidden.status();
+  if (!hidden->empty()) {
+    return refuse(src, "row-level security would hide rows of " + join(*hidden, ", ") +
+                           " from the user (connect as the tables' owner, a superuser or a role "
+                           "with BYPASSRLS)");
+  }
+  return Status::Ok();
+}
+
 Result<std::string> DatabaseFingerprint(PgConnection& conn, SteadyTime deadline) {
   Result<Value> rows = conn.Query(
       "SELECT pg_postmaster_start_time()::text || ' ' || coalesce(inet_server_port(), 0) || '/' "

@@ -80,6 +80,18 @@ Result<std::vector<std::string>> MissingRoles(PgConnection& src, PgConnection& d
 Result<std::vector<std::string>> RowSecurityHides(PgConnection& src, SteadyTime deadline,
                                                   const std::vector<CopyTable>& tables);
 
+// How a copy treats owners and grants: `said` (keep_owners given at all),
+// `keep` (its value); `all`: the whole database, else only the tables.
+struct OwnersChoice {
+  bool said = false, keep = false, all = false;
+};
+// Refuses (naming the objects or roles, "nothing was done") a copy of
+// `tables` that would drop owners and grants without being told to, that
+// keeps them while the target lacks their roles, or whose rows a row-level
+// security policy hides from the source's user.
+Status RefuseLosses(PgConnection& src, PgConnection& dst, SteadyTime deadline,
+                    const std::vector<CopyTable>& tables, const OwnersChoice& owners);
+
 // "blue:5432/app started 2026-..." : equal only for the same database of the
 // same running server, whatever host name each connection used.
 Result<std::string> DatabaseFingerprint(PgConnection& conn, SteadyTime deadline);

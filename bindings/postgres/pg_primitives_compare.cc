@@ -31,8 +31,11 @@ CompareArgs ReadArgs(const Value& args) {
 }
 
 std::vector<std::string> DumpArgv(const CompareArgs& a, const std::string& snapshot) {
+  // Publications and subscriptions are the plumbing of the replication
+  // being checked (the source publishes, the target subscribes), not data.
   std::vector<std::string> argv = {ToolPath(a.bin_dir, "pg_dump"), "--no-password",
-                                   "--schema-only", "--snapshot=" + snapshot};
+                                   "--schema-only", "--no-publications", "--no-subscriptions",
+                                   "--snapshot=" + snapshot};
   if (!a.options.owners) {
     argv.push_back("--no-owner");
     argv.push_back("--no-privileges");
@@ -111,7 +114,7 @@ class PgCompare : public PgPrimitive {
     std::string text = "on " + a.source + " and " + a.target +
                        " at the same time, each in one REPEATABLE READ READ ONLY snapshot:";
     if (a.schema) {
-      text += "\n  pg_dump --schema-only --snapshot=<it>" +
+      text += "\n  pg_dump --schema-only --no-publications --no-subscriptions --snapshot=<it>" +
               std::string(a.options.owners ? "" : " --no-owner --no-privileges") +
               " (normalised, compared entry by entry)";
     }
@@ -140,9 +143,13 @@ class PgCompare : public PgPrimitive {
       std::thread other([&] { ReadSide(ctx, a, *ld, &dst); });
       ReadSide(ctx, a, *ls, &src);
       other.join();
+      if (!src.status.ok()) return src.status;
+      if (!dst.status.ok()) return dst.status;
+      if (a.schema) {
+        Status s = PrintLikeTarget(ld->conn(), ld->deadline(), &src.image, &dst.image);
+        if (!s.ok()) return s.Prefixed("printing the source's views as the target does");
+      }
     }
-    if (!src.status.ok()) return src.status;
-    if (!dst.status.ok()) return dst.status;
     return Report(ctx, a, src, dst);
   }
 

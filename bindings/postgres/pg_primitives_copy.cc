@@ -63,8 +63,10 @@ CopyArgs ReadArgs(const Value& args) {
 std::vector<std::string> DumpArgv(const std::string& section, const CopyArgs& a,
                                   const std::vector<const CopyTable*>& only,
                                   const std::string& snapshot, const std::string& file = "") {
+  // --no-subscriptions: a clone must not subscribe to what its source
+  // does (enabled, it would compete for the same replication slot).
   std::vector<std::string> argv = {a.Tool("pg_dump"), "--no-password", "--schema-only",
-                                   "--section=" + section};
+                                   "--no-subscriptions", "--section=" + section};
   if (!file.empty()) {
     argv.push_back("--format=custom");
     argv.push_back("--file=" + file);
@@ -384,40 +386,17 @@ Result<Prepared> PgCopy::Prepare(StepContext& ctx, const CopyArgs& a, PgLease& s
 }
 
 // Refuses, before anything is done, a copy that would carry less than the
-// source holds without the runbook saying so: owners and grants dropped
-// (keep_owners not given), roles the target lacks (keep_owners: true), rows a
-// row-level security policy hides from the source's user, large objects it
-// may not read. Lists what the whole copy carries beyond tables.
+// source holds without the runbook saying so (RefuseLosses), or large
+// objects the user may not read. Lists what the whole copy carries beyond
+// tables.
 Status CheckCarried(const CopyArgs& a, PgLease& src, PgLease& dst, Prepared* p) {
+  OwnersChoice owners{a.owners_said, a.keep_owners, a.all};
+  if (Status s = RefuseLosses(src.conn(), dst.conn(), src.deadline(), p->tables, owners); !s.ok()) {
+    return s;
+  }
   auto refuse = [&](const std::string& conn, const std::string& what) {
     return Status::Failed("connection '" + conn + "': " + what + "; nothing was done");
   };
-  if (!a.owners_said) {
-    Result<std::vector<std::string>> lost =
-        OwnershipLosses(src.conn(), src.deadline(), p->tables, a.all, 10);
-    if (!lost.ok()) return lost.status();
-    if (!lost->empty()) {
-      return refuse(a.source, "the copy would drop owners and grants the source has (" +
-                                  Join(*lost, "; ") +
-                                  "): set keep_owners: true to carry them (the roles must exist "
-                                  "on the target) or keep_owners: false to copy without them");
-    }
-  } else if (a.keep_owners) {
-    Result<std::vector<std::string>> missing = MissingRoles(src.conn(), dst.conn(), src.deadline());
-    if (!missing.ok()) return missing.status();
-    if (!missing->empty()) {
-      return refuse(a.target, "keep_owners needs the roles " + Join(*missing, ", ") +
-                                  ", which do not exist on the target (create them first, e.g. "
-                                  "from pg_dumpall --roles-only)");
-    }
-  }
-  Result<std::vector<std::string>> hidden = RowSecurityHides(src.conn(), src.deadline(), p->tables);
-  if (!hidden.ok()) return hidden.status();
-  if (!hidden->empty()) {
-    return refuse(a.source, "row-level security would hide rows of " + Join(*hidden, ", ") +
-                                " from the user (connect as the tables' owner, a superuser or a "
-                                "role with BYPASSRLS)");
-  }
   if (!a.all || a.schema_only) return Status::Ok();
   LargeObjectStats lo;
   if (Status s = ProbeLargeObjects(src.conn(), src.deadline(), &lo); !s.ok()) {

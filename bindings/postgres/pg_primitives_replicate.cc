@@ -19,6 +19,7 @@
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
 #include "bindings/postgres/pg_tools.h"
+#include "bindings/postgres/pg_value.h"
 
 namespace runbook {
 namespace {
@@ -28,6 +29,7 @@ struct ReplArgs {
   std::string source_dsn;  // how the target server reaches the source, if not as we do
   std::vector<std::string> tables;
   bool all = false, copy_data = true;
+  OwnersChoice owners;
 };
 
 std::string DefaultName(StepContext& ctx) {
@@ -49,6 +51,8 @@ ReplArgs ReadArgs(const Value& args) {
   a.tables = StrListArg(args, "tables");
   a.all = BoolArg(args, "all", false);
   a.copy_data = BoolArg(args, "copy_data", true);
+  a.owners = {args.is_object() && args.contains("keep_owners"), BoolArg(args, "keep_owners", false),
+              a.all};
   return a;
 }
 
@@ -170,6 +174,9 @@ Status Probe(const ReplArgs& a, const std::string& name, PgLease& src, PgLease& 
   return Status::Ok();
 }
 
+Status DeferUncheckedConstraints(StepContext& ctx, PgLease& dst,
+                                 const std::vector<const CopyTable*>& tables);  // below
+
 // Creates on the target the tables it lacks: pg_dump pre-data + post-data
 // of exactly those tables, each applied by psql in one transaction. `whole`
 // (all: true and the target has none of the tables): the whole database's
@@ -190,12 +197,12 @@ Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& dst,
       ToolPath(a.bin_dir, "psql"), "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1",
       "--single-transaction", "-f", "-"};
   for (const char* section : {"pre-data", "post-data"}) {
-    std::vector<std::string> argv = {ToolPath(a.bin_dir, "pg_dump"),
-                                     "--no-password",
-                                     "--schema-only",
-                                     std::string("--section=") + section,
-                                     "--no-owner",
-                                     "--no-privileges"};
+    std::vector<std::string> argv = {ToolPath(a.bin_dir, "pg_dump"), "--no-password",
+                                     "--schema-only", std::string("--section=") + section};
+    if (!a.owners.keep) {
+      argv.push_back("--no-owner");
+      argv.push_back("--no-privileges");
+    }
     for (const CopyTable* t : whole ? std::vector<const CopyTable*>{} : create) {
       argv.push_back("-t");
       argv.push_back(t->Quoted());
@@ -204,6 +211,34 @@ Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& dst,
     if (!dump.ok()) return dump.status();
     Result<std::string> applied = RunStepPgTool(ctx, a.target, psql, *dump);
     if (!applied.ok()) return applied.status().Prefixed(std::string("applying ") + section);
+  }
+  return DeferUncheckedConstraints(ctx, dst, create);
+}
+
+// CHECK constraints the source holds NOT VALID (it has rows that break
+// them): the initial copy would fail on those rows, so they are dropped from
+// the new tables here and added back, NOT VALID, by pg.sync_unreplicated at
+// the cutover (pg.compare reports them missing until then).
+Status DeferUncheckedConstraints(StepContext& ctx, PgLease& dst,
+                                 const std::vector<const CopyTable*>& tables) {
+  std::vector<std::string> schemas, names;
+  for (const CopyTable* t : tables) {
+    schemas.push_back(t->name.schema);
+    names.push_back(t->name.name);
+  }
+  Result<Value> rows = dst.Query(
+      "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname) AS "
+      "drop, format('%s.%s', c.conrelid::regclass, c.conname) AS name FROM pg_constraint c "
+      "JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace "
+      "JOIN unnest($1::text[], $2::text[]) u(s, t) ON u.s = n.nspname AND u.t = r.relname "
+      "WHERE c.contype = 'c' AND NOT c.convalidated",
+      {PgTextArray(schemas), PgTextArray(names)});
+  if (!rows.ok()) return rows.status();
+  for (const auto& r : *rows) {
+    if (Status s = dst.Exec(r["drop"].get<std::string>()); !s.ok()) return s;
+    ctx.Log(LogLevel::kInfo, "CHECK constraint " + r["name"].get<std::string>() +
+                                 " is NOT VALID on the source: left out until the cutover "
+                                 "(pg.sync_unreplicated adds it back)");
   }
   return Status::Ok();
 }
@@ -234,7 +269,11 @@ class PgReplicate : public PgPrimitive {
                           "(e.g. host=blue.db.svc port=5432); default: the address the engine "
                           "used, which a port-forward or tunnel makes unusable for the server"),
                     PgArg("bin_dir", ArgType::kString, false,
-                          "directory of pg_dump and psql (default: PATH)")},
+                          "directory of pg_dump and psql (default: PATH)"),
+                    PgArg("keep_owners", ArgType::kBool, false,
+                          "true: the schema keeps owners and grants (the roles must exist on the "
+                          "target); false: without them; not given: refused if the source has "
+                          "any")},
                    {{"tables", "all"}},
                    ""}) {}
 
@@ -297,6 +336,10 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   if (!tables.ok()) return tables.status();
   if (Status s = ProbeTarget(dst->conn(), dst->deadline(), &*tables); !s.ok()) return s;
   if (Status s = Probe(a, name, *src, *dst, *tables); !s.ok()) return s;
+  if (Status s = RefuseLosses(src->conn(), dst->conn(), src->deadline(), *tables, a.owners);
+      !s.ok()) {
+    return s;
+  }
   std::vector<const CopyTable*> create;
   Value created = Value::array();
   for (const auto& t : *tables) {

@@ -40,6 +40,32 @@ Status CopyUnlogged(PgLease& src, PgLease& dst, const std::string& table, int64_
   return Status::Ok();
 }
 
+// CHECK constraints the source holds NOT VALID and the target lacks
+// (pg.replicate left them out for the initial copy): added back, NOT VALID.
+Result<int64_t> AddUncheckedConstraints(PgLease& src, PgLease& dst) {
+  Result<Value> cons = src.Query(
+      "SELECT format('%I.%I', n.nspname, r.relname) AS t, c.conname AS name, "
+      "pg_get_constraintdef(c.oid) AS def FROM pg_constraint c JOIN pg_class r ON r.oid = "
+      "c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace WHERE c.contype = 'c' AND NOT "
+      "c.convalidated AND n.nspname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2");
+  if (!cons.ok()) return cons.status();
+  int64_t added = 0;
+  for (const auto& c : *cons) {
+    const std::string table = c["t"].get<std::string>(), name = c["name"].get<std::string>();
+    Result<Value> there = dst.Query(
+        "SELECT to_regclass($1) IS NOT NULL AS t, EXISTS (SELECT 1 FROM pg_constraint WHERE "
+        "conrelid = to_regclass($1) AND conname = $2) AS c",
+        {table, name});
+    if (!there.ok()) return there.status();
+    if (!(*there)[0]["t"].get<bool>() || (*there)[0]["c"].get<bool>()) continue;
+    Status s = dst.Exec("ALTER TABLE " + table + " ADD CONSTRAINT " + dst.Ident(name) + " " +
+                        c["def"].get<std::string>());
+    if (!s.ok()) return s.Prefixed("adding back constraint " + name + " of " + table);
+    ++added;
+  }
+  return added;
+}
+
 class PgSyncUnreplicated : public PgPrimitive {
  public:
   PgSyncUnreplicated()
@@ -70,7 +96,9 @@ class PgSyncUnreplicated : public PgPrimitive {
                 dst + " has and " + src +
                 " has not are removed)"
                 "\n  REFRESH MATERIALIZED VIEW of those populated on " + src +
-                ", dependencies first",
+                ", dependencies first"
+                "\n  CHECK constraints NOT VALID on " + src + " that " + dst +
+                " lacks (pg.replicate leaves them out of the initial copy)",
             true, "lo_unlink of the large objects it created on " + dst};
   }
 
@@ -141,6 +169,8 @@ class PgSyncUnreplicated : public PgPrimitive {
     }
     Result<int64_t> refreshed = RefreshMaterializedViews(dst.conn(), dst.deadline(), *views);
     if (!refreshed.ok()) return refreshed.status();
+    Result<int64_t> constraints = AddUncheckedConstraints(src, dst);
+    if (!constraints.ok()) return constraints.status();
     ctx.Log(LogLevel::kInfo, "copied " + std::to_string(unlogged->size()) + " unlogged tables (" +
                                  std::to_string(rows) + " rows), " + std::to_string(lo.objects) +
                                  " large objects (" + HumanBytes(static_cast<double>(lo.bytes)) +
@@ -149,7 +179,8 @@ class PgSyncUnreplicated : public PgPrimitive {
     return Value{{"unlogged_tables", unlogged->size()},
                  {"rows", rows},
                  {"large_objects", lo.objects},
-                 {"materialized_views", *refreshed}};
+                 {"materialized_views", *refreshed},
+                 {"constraints", *constraints}};
   }
 };
 

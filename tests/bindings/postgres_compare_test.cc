@@ -167,9 +167,15 @@ TEST_CASE("a schema dump parses into entries keyed by type, schema and name, wit
       "CREATE FUNCTION public.f() RETURNS integer\n    LANGUAGE sql\n    AS $$\n-- a comment\n"
       "SELECT 1\n$$;\n\n"
       "--\n-- Name: a; b; Type: SCHEMA; Schema: -; Owner: app\n--\n\nCREATE SCHEMA \"a; b\";\n\n"
+      "--\n-- Name: USER MAPPING postgres SERVER s; Type: USER MAPPING; Schema: -; Owner: app\n"
+      "--\n\nCREATE USER MAPPING FOR postgres SERVER s OPTIONS (\n    password 'it''s secret',\n"
+      "    \"user\" 'u'\n);\n\n"
       "\\unrestrict abc123\n--\n-- PostgreSQL database dump complete\n--\n";
   auto entries = ParseSchemaDump(dump);
-  REQUIRE(entries.size() == 3);
+  REQUIRE(entries.size() == 4);
+  const std::string mapping = entries.find("USER MAPPING USER MAPPING postgres SERVER s")->second;
+  CHECK(mapping.find("secret") == std::string::npos);
+  CHECK(mapping.find("password '***'") != std::string::npos);
   CHECK(entries.find("TABLE public.t")->second == "CREATE TABLE public.t (\n    id integer\n);");
   CHECK(entries.find("FUNCTION public.f()")->second.find("-- a comment\nSELECT 1") !=
         std::string::npos);

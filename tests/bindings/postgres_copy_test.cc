@@ -409,7 +409,7 @@ TEST_CASE("pg.copy hands pg_dump and psql the connection in PG* variables, never
                                           "--no-password -X -q -v ON_ERROR_STOP=1 "
                                           "--single-transaction -f - on green\n"));
   CHECK_THAT(plan.text,
-             Catch::Contains("BEGIN; TRUNCATE t; COPY t FROM STDIN (FREEZE); COMMIT on green"));
+             Catch::Contains("BEGIN; TRUNCATE ONLY t; COPY t FROM STDIN (FREEZE); COMMIT on green"));
   // Indexes and constraints of different tables are built at once, ANALYZE too.
   CHECK_THAT(plan.text, Catch::Contains("pg_restore --jobs=2 of it on green\n"));
   CHECK_THAT(plan.text, Catch::EndsWith("vacuumdb --analyze-only --jobs=2 of the copied tables"));
