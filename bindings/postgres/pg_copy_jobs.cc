@@ -82,6 +82,12 @@ Status CopyOne(Shared& sh, const CopyTable& t, PgConnection& src, PgConnection& 
   // holds no rows of its own and refuses ONLY: its partitions go with it.
   if (s.ok()) s = dst.Exec(std::string("TRUNCATE ") + (t.partitioned ? "" : "ONLY ") + name, {}, deadline);
   if (!s.ok()) return s.Prefixed("table " + t.key);
+  std::vector<std::string> triggers_back;
+  if (t.on_target) {
+    Result<std::vector<std::string>> back = DisableTriggers(dst, deadline, name);
+    if (!back.ok()) return back.status().Prefixed("table " + t.key);
+    triggers_back = std::move(*back);
+  }
   const std::string format = t.binary ? " (FORMAT binary)" : "";
   std::string out_sql =
       t.partitioned ? "COPY (SELECT * FROM " + name + ") TO STDOUT" : "COPY " + name + " TO STDOUT";
@@ -100,6 +106,9 @@ Status CopyOne(Shared& sh, const CopyTable& t, PgConnection& src, PgConnection& 
   s = StreamCopy(
       src, dst, out_sql + format, "COPY " + name + " FROM STDIN" + in_options, deadline, &sh.stop,
       [&](const CopyStats& so_far) { sh.Progress(t, so_far, false); }, stats);
+  for (const auto& stmt : triggers_back) {
+    if (s.ok()) s = dst.Exec(stmt, {}, deadline);
+  }
   if (s.ok()) s = dst.Exec("COMMIT", {}, deadline);
   if (!s.ok()) return s.Prefixed("copying table " + t.key);
   return Status::Ok();
@@ -133,6 +142,30 @@ void Worker(Shared& sh) {
 }
 
 }  // namespace
+
+// A table that already existed on the target (replace: true) has its
+// triggers: COPY would fire them for every row (an audit trigger writing
+// rows elsewhere, a BEFORE trigger rewriting values), which pg_dump's order
+// (triggers after the data) never does. They are disabled inside the
+// table's transaction and put back as they were (ENABLE, ALWAYS or REPLICA)
+// before it commits: a failure leaves them untouched. Returns the statements
+// that put them back.
+Result<std::vector<std::string>> DisableTriggers(PgConnection& dst, SteadyTime deadline,
+                                                 const std::string& table) {
+  Result<Value> rows = dst.Query(
+      "SELECT format('ALTER TABLE ONLY %s DISABLE TRIGGER %I', $1::text, tgname) AS off, "
+      "format('ALTER TABLE ONLY %s ENABLE %s TRIGGER %I', $1::text, CASE tgenabled WHEN 'A' THEN "
+      "'ALWAYS' WHEN 'R' THEN 'REPLICA' ELSE '' END, tgname) AS back FROM pg_trigger WHERE "
+      "tgrelid = $1::regclass AND NOT tgisinternal AND tgenabled <> 'D' ORDER BY tgname",
+      {table}, deadline);
+  if (!rows.ok()) return rows.status();
+  std::vector<std::string> back;
+  for (const auto& r : *rows) {
+    if (Status s = dst.Exec(r["off"].get<std::string>(), {}, deadline); !s.ok()) return s;
+    back.push_back(r["back"].get<std::string>());
+  }
+  return back;
+}
 
 std::string HumanBytes(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

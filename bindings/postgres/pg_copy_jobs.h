@@ -36,6 +36,11 @@ struct CopyJobsSpec {
 Result<std::vector<CopyStats>> CopyTablesInParallel(const CopyJobsSpec& spec,
                                                     const std::vector<CopyTable>& tables);
 
+// Disables `table`'s enabled user triggers on `dst` (inside the caller's
+// transaction) and returns the statements that put each back as it was.
+Result<std::vector<std::string>> DisableTriggers(PgConnection& dst, SteadyTime deadline,
+                                                 const std::string& table);
+
 // "12.3 MiB"
 std::string HumanBytes(double bytes);
 

@@ -536,7 +536,10 @@ Value ResultOf(StepContext& ctx, const std::vector<CopyTable>& tables,
 // Foreign keys on the target that involve a table whose rows are replaced
 // ({table, name, definition}). TRUNCATE refuses a table another one
 // references, so the copy drops them for the data and adds them back after
-// it, which validates every row again.
+// it, which validates every row again. Also the replaced tables' CHECK
+// constraints that are NOT VALID: the source has rows that break them
+// (which is why they are NOT VALID), and COPY would refuse those rows; they
+// are added back NOT VALID, as pg_dump orders it (constraints after data).
 Result<Value> ForeignKeysOn(PgLease& dst, const std::vector<CopyTable>& tables) {
   std::string list;
   for (const auto& t : tables) {
@@ -546,11 +549,12 @@ Result<Value> ForeignKeysOn(PgLease& dst, const std::vector<CopyTable>& tables) 
   if (list.empty()) return Value::array();
   return dst.Query(
       "SELECT conrelid::regclass::text AS table, conname AS name, "
-      "pg_get_constraintdef(oid) AS definition FROM pg_constraint WHERE contype = 'f' AND "
+      "pg_get_constraintdef(oid) AS definition FROM pg_constraint WHERE (contype = 'f' AND "
       "(conrelid = ANY (ARRAY[" +
       list +
       "]::regclass[]) OR "
       "confrelid = ANY (ARRAY[" +
+      list + "]::regclass[]))) OR (contype = 'c' AND NOT convalidated AND conrelid = ANY (ARRAY[" +
       list + "]::regclass[])) ORDER BY 1, 2");
 }
 

@@ -31,9 +31,14 @@ Result<std::vector<std::string>> UnloggedTables(PgLease& src) {
 Status CopyUnlogged(PgLease& src, PgLease& dst, const std::string& table, int64_t* rows) {
   if (Status s = dst.Exec("BEGIN"); !s.ok()) return s;
   if (Status s = dst.Exec("TRUNCATE ONLY " + table); !s.ok()) return s;
+  Result<std::vector<std::string>> back = DisableTriggers(dst.conn(), dst.deadline(), table);
+  if (!back.ok()) return back.status();
   CopyStats stats;
   Status s = StreamCopy(src.conn(), dst.conn(), "COPY " + table + " TO STDOUT",
                         "COPY " + table + " FROM STDIN", dst.deadline(), nullptr, {}, &stats);
+  for (const auto& stmt : *back) {
+    if (s.ok()) s = dst.Exec(stmt);
+  }
   if (s.ok()) s = dst.Exec("COMMIT");
   if (!s.ok()) return s.Prefixed("copying unlogged table " + table);
   *rows += stats.rows;

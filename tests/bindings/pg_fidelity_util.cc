@@ -17,13 +17,13 @@ void CreateCorpusRoles(const PgServer& server) {
       "CREATE ROLE corpus_writer NOLOGIN; END IF; END $$");
 }
 
-void LoadCorpus(const PgTestDb& db) {
-  const PgServer& s = db.server();
+void LoadCorpus(const PgDbRef& db) {
+  const PgServer& s = db.server;
   const std::string dir = ToolsDir(s.major);
   ProcessSpec spec;
   spec.argv = {dir.empty() ? "psql" : dir + "/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
                "-h", s.socket_dir, "-p", std::to_string(s.port), "-U", s.superuser,
-               "-d", db.name(), "-f",
+               "-d", db.name, "-f",
                std::string(RUNBOOK_SOURCE_DIR) + "/tests/fixtures/fidelity_corpus.sql"};
   spec.deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
   Result<ProcessResult> r = ProcessRunner::Real().Run(spec);
@@ -32,19 +32,19 @@ void LoadCorpus(const PgTestDb& db) {
   REQUIRE(r->exit_code == 0);
 }
 
-Result<Value> CompareDatabases(const PgTestDb& source, const PgTestDb& target,
+Result<Value> CompareDatabases(const PgDbRef& source, const PgDbRef& target,
                                const std::string& bin_dir, bool owners) {
   PgCase pg;
-  pg.Connect("source", source);
-  pg.Connect("target", target);
+  pg.Connect("source", source.server, source.name);
+  pg.Connect("target", target.server, target.name);
   Value args{{"source", "source"}, {"target", "target"}, {"owners", owners},
              {"allow_mismatch", true}};
   if (!bin_dir.empty()) args["bin_dir"] = bin_dir;
   return pg.Apply("pg.compare", args);
 }
 
-Value RequireSameDatabase(const PgTestDb& source, const PgTestDb& target,
-                          const std::string& bin_dir, bool owners) {
+Value RequireSameDatabase(const PgDbRef& source, const PgDbRef& target, const std::string& bin_dir,
+                          bool owners) {
   Result<Value> r = CompareDatabases(source, target, bin_dir, owners);
   INFO(r.status().message());
   REQUIRE(r.ok());

@@ -6,12 +6,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "tests/bindings/pg_fidelity_util.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/fixtures/kube_fixture.h"
 #include "tests/fixtures/pg_fixture.h"
@@ -54,24 +56,39 @@ struct Databases {
 struct BlueGreen {
   E2e t;
   const testing::KubeSim& sim = testing::TheKubeSim();
-  // sync=replication publishes from blue, which then needs wal_level=logical:
-  // the fixture's green cluster has it, so the two clusters swap roles.
   const bool replication;
   const testing::PgServer& blue;
   const testing::PgServer& green;
+  // Blue holds the fidelity corpus (every kind of object) instead of the
+  // demo's sample data; the runbook then keeps owners and grants.
+  const bool corpus;
   std::string db = testing::UniqueName("chronicle");
   Databases blue_dbs{blue, {db}};
   Databases green_dbs{green, {db}};
   std::string green_dir;
 
+  // sync=replication publishes from blue, which then needs wal_level=logical:
+  // the fixture's green cluster has it, so the two clusters swap roles.
   explicit BlueGreen(bool replication = false)
-      : replication(replication),
-        blue(replication ? testing::GreenServer() : testing::BlueServer()),
-        green(replication ? testing::BlueServer() : testing::GreenServer()) {
+      : BlueGreen(replication ? testing::GreenServer() : testing::BlueServer(),
+                  replication ? testing::BlueServer() : testing::GreenServer(), replication,
+                  false) {}
+
+  BlueGreen(const testing::PgServer& blue_server, const testing::PgServer& green_server,
+            bool replication, bool corpus)
+      : replication(replication), blue(blue_server), green(green_server), corpus(corpus) {
     sim.Reset();
     blue.AdminExec("CREATE DATABASE " + db + " TEMPLATE template0");
-    blue.AdminExec(SlurpFile(std::string(RUNBOOK_SOURCE_DIR) + "/examples/demo/sample-data.sql"),
-                   db);
+    if (corpus) {
+      testing::CreateCorpusRoles(blue);
+      testing::CreateCorpusRoles(green);
+      testing::LoadCorpus({blue, db});
+      // The one table without a key: logical replication needs an identity.
+      if (replication) blue.AdminExec("ALTER TABLE shop.click_log REPLICA IDENTITY FULL", db);
+    } else {
+      blue.AdminExec(
+          SlurpFile(std::string(RUNBOOK_SOURCE_DIR) + "/examples/demo/sample-data.sql"), db);
+    }
     std::string demo = std::string(RUNBOOK_SOURCE_DIR) + "/examples/demo/";
     sim.ApplyYaml(Replace(SlurpFile(demo + "blue.yaml"), "@BLUE_PORT@", std::to_string(blue.port)));
     green_dir = t.P("postgres-chronicle-17");
@@ -116,6 +133,9 @@ struct BlueGreen {
       args.insert(args.end(), {"-p", "sync=replication", "-p",
                                "replication_source=host=127.0.0.1 port=" + std::to_string(blue.port)});
     }
+    if (corpus) args.insert(args.end(), {"-p", "owners=keep"});
+    const std::string tools = testing::ToolsDir(std::max(blue.major, green.major));
+    if (!tools.empty()) args.insert(args.end(), {"-p", "bin_dir=" + tools});
     return args;
   }
   std::map<std::string, std::string> Env() const {

@@ -39,10 +39,6 @@ using testing::LocaleServer;
 using testing::PgServer;
 using testing::PgTestDb;
 
-std::map<std::string, std::string> PgEnv(const PgServer& s) {
-  return {{"PGPASSWORD", s.password}, {"PGCONNECT_TIMEOUT", "10"}};
-}
-
 int MsSince(steady_clock::time_point start) {
   return static_cast<int>(
       std::chrono::duration_cast<milliseconds>(steady_clock::now() - start).count());
@@ -278,7 +274,7 @@ TEST_CASE(
     return db.Value("SELECT count(*) FROM ledger WHERE tag = '" + tag + "'") + "/" +
            db.Value("SELECT coalesce(sum(n), 0) FROM balance WHERE tag = '" + tag + "'");
   };
-  const int full_ms = CleanRunMs(t, args("clean"), PgEnv(BlueServer()));
+  const int full_ms = CleanRunMs(t, args("clean"), BlueServer().ClientEnv());
   REQUIRE(effect("clean") == "1/10");
   std::mt19937_64 rng(CrashSeed("pg.exec insert kill"));
   int in_pay = 0, asked = 0, iterations = 0;
@@ -289,7 +285,7 @@ TEST_CASE(
     Crash c{t,
             BlueServer(),
             args(tag),
-            PgEnv(BlueServer()),
+            BlueServer().ClientEnv(),
             AtRandom(rng, 20, full_ms * 9 / 10),
             2,
             [&](const std::string& step) {
@@ -368,7 +364,7 @@ TEST_CASE(
     db.Exec(kOrders);
     start = OrdersState(db);
     full_ms =
-        CleanRunMs(t, {"run", "migrate.yaml", "-p", "db=" + db.Conninfo()}, PgEnv(BlueServer()));
+        CleanRunMs(t, {"run", "migrate.yaml", "-p", "db=" + db.Conninfo()}, BlueServer().ClientEnv());
     end = OrdersState(db);
     REQUIRE(end != start);
     REQUIRE_THAT(end, Catch::Contains("orders_archive:r") && Catch::Contains("archive="));
@@ -384,7 +380,7 @@ TEST_CASE(
     Crash c{t,
             BlueServer(),
             {"run", "migrate.yaml", "-p", "db=" + db.Conninfo()},
-            PgEnv(BlueServer()),
+            BlueServer().ClientEnv(),
             AtRandom(rng, 20, full_ms * 9 / 10),
             2,
             [&](const std::string& step) {
@@ -398,7 +394,7 @@ TEST_CASE(
     CheckAllSucceeded(t, k.run_id);
     if (k.In("migrate") > 0) CHECK(k.Asked("migrate") > 0);
     CHECK(k.asked.size() == static_cast<size_t>(k.Asked("migrate")));
-    CliResult r = t.Run({"rollback", k.run_id}, PgEnv(BlueServer()));
+    CliResult r = t.Run({"rollback", k.run_id}, BlueServer().ClientEnv());
     INFO(r.All());
     CHECK(r.code == 0);
     CHECK(OrdersState(db) == start);  // halved once, archive gone
@@ -479,7 +475,7 @@ void DropDatabaseKilled(bool if_exists) {
     std::string name = testing::UniqueName("kdrop");
     s.AdminExec("CREATE DATABASE " + name);
     CatalogLock lock(s, hold);
-    full_ms = CleanRunMs(t, args(name), PgEnv(s));
+    full_ms = CleanRunMs(t, args(name), s.ClientEnv());
     REQUIRE_FALSE(exists(name));
   }
   REQUIRE(full_ms >= hold.count() - 100);  // the drop did wait for the lock
@@ -498,7 +494,7 @@ void DropDatabaseKilled(bool if_exists) {
       CatalogLock lock(s, hold);
       // Only the first run meets the lock; resumes come while the killed
       // engine's DROP may still wait on the server.
-      Crash c{t, s, args(name), PgEnv(s), AtRandom(rng, 50, hold.count() - 50), 1, nullptr};
+      Crash c{t, s, args(name), s.ClientEnv(), AtRandom(rng, 50, hold.count() - 50), 1, nullptr};
       k = KillAndResume(c);
       INFO(k.log);
       CHECK_FALSE(app1.Alive());
@@ -572,7 +568,7 @@ TEST_CASE(
   {
     std::string name = testing::UniqueName("kcreate");
     CatalogLock lock(s, hold);
-    full_ms = CleanRunMs(t, args(name), PgEnv(s));
+    full_ms = CleanRunMs(t, args(name), s.ClientEnv());
     REQUIRE(exists(name));
     s.AdminExec("DROP DATABASE " + name);
   }
@@ -586,7 +582,7 @@ TEST_CASE(
     Killed k;
     {
       CatalogLock lock(s, hold);
-      Crash c{t, s, args(name), PgEnv(s), AtRandom(rng, 50, hold.count() - 50), 1, nullptr};
+      Crash c{t, s, args(name), s.ClientEnv(), AtRandom(rng, 50, hold.count() - 50), 1, nullptr};
       k = KillAndResume(c);
     }
     INFO(k.log);
@@ -594,7 +590,7 @@ TEST_CASE(
     CHECK(k.asked.empty());  // create can check: no question
     CHECK(exists(name));
     CheckAllSucceeded(t, k.run_id);
-    CliResult rb = t.Run({"rollback", k.run_id}, PgEnv(s));
+    CliResult rb = t.Run({"rollback", k.run_id}, s.ClientEnv());
     INFO(rb.All());
     CHECK(rb.code == 0);
     CHECK_FALSE(exists(name));  // it was this run's, so the rollback dropped it
@@ -664,7 +660,7 @@ TEST_CASE(
   };
   {
     Session a(s, db.name()), b(s, db.name());
-    CleanRunMs(t, args, PgEnv(s));
+    CleanRunMs(t, args, s.ClientEnv());
     CHECK_FALSE(a.Alive());
     CHECK_FALSE(b.Alive());
     CHECK(wait_none() == "0");
@@ -687,7 +683,7 @@ TEST_CASE(
     }
     Session a(s, db.name()), b(s, db.name()), c3(s, db.name());
     REQUIRE(sessions_on_db() == "3");
-    Crash c{t, s, args, PgEnv(s), WhenStepOnServer(watch, rng, "end-sessions"), 1, nullptr};
+    Crash c{t, s, args, s.ClientEnv(), WhenStepOnServer(watch, rng, "end-sessions"), 1, nullptr};
     Killed k = KillAndResume(c);
     INFO(k.log);
     CHECK(k.status == "succeeded");
@@ -769,7 +765,7 @@ TEST_CASE(
   auto args = std::vector<std::string>{
       "run", "refresh.yaml", "-p", "server=" + s.Conninfo("postgres"), "-p", "db=" + db.name()};
   stale();
-  const int full_ms = CleanRunMs(t, args, PgEnv(s));
+  const int full_ms = CleanRunMs(t, args, s.ClientEnv());
   REQUIRE(recorded() == actual);
   std::mt19937_64 rng(CrashSeed("pg.refresh_collation kill"));
   int in_step = 0, iterations = 0;
@@ -779,7 +775,7 @@ TEST_CASE(
     stale();
     const std::string w = filenode("words_w"), c = filenode("words_c"),
                       pkey = filenode("words_pkey");
-    Crash cr{t, s, args, PgEnv(s), AtRandom(rng, 20, full_ms * 9 / 10), 2, nullptr};
+    Crash cr{t, s, args, s.ClientEnv(), AtRandom(rng, 20, full_ms * 9 / 10), 2, nullptr};
     Killed k = KillAndResume(cr);
     INFO(k.log);
     CHECK(k.status == "succeeded");
@@ -836,13 +832,13 @@ TEST_CASE(
   const std::string before = OrdersState(src) + " | " + OrdersState(dst);
   auto args = std::vector<std::string>{
       "run", "read-only.yaml", "-p", "source=" + src.Conninfo(), "-p", "target=" + dst.Conninfo()};
-  const int full_ms = CleanRunMs(t, args, PgEnv(BlueServer()));
+  const int full_ms = CleanRunMs(t, args, BlueServer().ClientEnv());
   std::mt19937_64 rng(CrashSeed("pg read-only kill"));
   int kills = 0, inside = 0, iterations = 0;
   while (inside < 4) {
     ++iterations;
     REQUIRE(iterations <= 10);
-    Crash c{t, BlueServer(), args, PgEnv(BlueServer()), AtRandom(rng, 20, full_ms * 9 / 10),
+    Crash c{t, BlueServer(), args, BlueServer().ClientEnv(), AtRandom(rng, 20, full_ms * 9 / 10),
             2, nullptr};
     Killed k = KillAndResume(c);
     INFO(k.log);

@@ -33,10 +33,6 @@ std::map<std::string, Value> Results(const E2e& t, const std::string& run_id) {
   return out;
 }
 
-std::map<std::string, std::string> PgEnv(const PgServer& s) {
-  return {{"PGPASSWORD", s.password}, {"PGCONNECT_TIMEOUT", "10"}};
-}
-
 // Columns, constraints and indexes of the public schema, one line each: the
 // catalog as far as a migration can change it.
 std::string Catalog(const PgTestDb& db) {
@@ -69,7 +65,7 @@ TEST_CASE("pg-verify-counts passes on equal databases and names the table that d
   PgTestDb green(GreenServer(), "vc");
   blue.Exec(kShop);
   green.Exec(kShop);
-  auto env = PgEnv(BlueServer());
+  auto env = BlueServer().ClientEnv();
   env["RUNBOOK_TARGET_PASSWORD"] = GreenServer().password;  // each server its own
   std::vector<std::string> args{"run", Runbook("pg-verify-counts"), "-p",
                                 "source=" + blue.Conninfo(), "-p", "target=" + green.Conninfo(),
@@ -126,7 +122,7 @@ TEST_CASE("pg-refresh-collation: a stale template1 blocks CREATE DATABASE; the r
   // The rehearsal sees the mismatch and changes nothing.
   std::vector<std::string> dry = args;
   dry.push_back("--dry-run");
-  CliResult r = t.Run(dry, PgEnv(s));
+  CliResult r = t.Run(dry, s.ClientEnv());
   INFO(r.All());
   CHECK(r.code == 0);
   Value before = Results(t, t.LastRunId())["before"];
@@ -136,7 +132,7 @@ TEST_CASE("pg-refresh-collation: a stale template1 blocks CREATE DATABASE; the r
   CHECK(s.AdminValue("SELECT datcollversion FROM pg_database WHERE datname = 'template1'") ==
         "1.0");
 
-  r = t.Run(args, PgEnv(s));
+  r = t.Run(args, s.ClientEnv());
   INFO(r.All());
   REQUIRE(r.code == 0);
   CHECK(s.AdminValue("SELECT datcollversion FROM pg_database WHERE datname = 'template1'") ==
@@ -174,13 +170,13 @@ TEST_CASE("schema-gate applies a migration that passes the gate, and rollback un
   PgTestDb db(BlueServer(), "gate");
   db.Exec(kShop);
   std::string before = Catalog(db);
-  CliResult r = t.Run(GateArgs(db, kAddColumn), PgEnv(BlueServer()));
+  CliResult r = t.Run(GateArgs(db, kAddColumn), BlueServer().ClientEnv());
   INFO(r.All());
   REQUIRE(r.code == 0);
   CHECK(db.Value("SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' "
                  "AND column_name = 'placed_at'") == "1");
   std::string id = t.LastRunId();
-  r = t.Run({"rollback", id}, PgEnv(BlueServer()));
+  r = t.Run({"rollback", id}, BlueServer().ClientEnv());
   INFO(r.All());
   CHECK(r.code == 0);
   CHECK(Catalog(db) == before);
@@ -194,7 +190,7 @@ TEST_CASE("schema-gate: a migration failing half-way leaves the schema exactly a
   std::string before = Catalog(db);
   // The first statement works, the second fails: nothing of it may stay.
   std::string half = std::string(kAddColumn) + "ALTER TABLE orderz ADD COLUMN x int;";
-  CliResult r = t.Run(GateArgs(db, half), PgEnv(BlueServer()));
+  CliResult r = t.Run(GateArgs(db, half), BlueServer().ClientEnv());
   INFO(r.All());
   CHECK(r.code == 1);
   CHECK_THAT(r.All(), Catch::Contains("migrate") && Catch::Contains("orderz"));
@@ -203,7 +199,7 @@ TEST_CASE("schema-gate: a migration failing half-way leaves the schema exactly a
   // The rehearsal finds the same failure first, and changes nothing either.
   std::vector<std::string> dry = GateArgs(db, half);
   dry.push_back("--dry-run");
-  r = t.Run(dry, PgEnv(BlueServer()));
+  r = t.Run(dry, BlueServer().ClientEnv());
   CHECK(r.code == 1);
   CHECK(Catalog(db) == before);
 }
@@ -216,7 +212,7 @@ TEST_CASE("schema-gate: a migration that did not do what the application needs i
   std::string before = Catalog(db);
   // Seed 003: the application expects a column the migration never made.
   std::string expect = R"({"orders": ["id", "placed_at", "channel"]})";
-  CliResult r = t.Run(GateArgs(db, kAddColumn, expect), PgEnv(BlueServer()));
+  CliResult r = t.Run(GateArgs(db, kAddColumn, expect), BlueServer().ClientEnv());
   INFO(r.All());
   CHECK(r.code == 1);
   CHECK_THAT(r.All(), Catch::Contains("channel"));
@@ -228,7 +224,7 @@ TEST_CASE("schema-gate: a migration that did not do what the application needs i
   // A gate before the migration stops it before anything changes.
   std::vector<std::string> args = GateArgs(db, kAddColumn);
   args.back() = R"(requires={"orders": ["id", "legacy_code"]})";
-  r = t.Run(args, PgEnv(BlueServer()));
+  r = t.Run(args, BlueServer().ClientEnv());
   CHECK(r.code == 1);
   CHECK_THAT(r.All(), Catch::Contains("legacy_code"));
   CHECK(t.Steps(t.LastRunId())["migrate"]["status"] != "succeeded");

@@ -13,4 +13,5 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/runbooks_move_test.cc
   tests/e2e/cutover_crash_test.cc
   tests/e2e/pg_resume_kill_test.cc
+  tests/e2e/upgrade_matrix_test.cc
 )
