@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine as root: installs what
 # is missing, builds, runs the unit, integration and end-to-end tests (real
-# PostgreSQL, sshd, kubectl against the API simulator).
+# PostgreSQL 13, 15 and 17, sshd, kubectl against the API simulator).
 #   ./test.sh              the suite
 #   ./test.sh --sanitize   then the same suite again under AddressSanitizer +
 #                          UndefinedBehaviorSanitizer (a second build, build-asan/)
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh
+# PostgreSQL 13 and 17 in Debian roots (other majors, other glibc versions):
+# built once into /var/cache/runbook/roots (about 3 minutes), then reused.
+scripts/pg_roots.sh >/dev/null
 
 run_suite() {
   local dir=$1

@@ -277,7 +277,22 @@ std::vector<std::string> Column(const Value& rows, const char* key) {
 
 }  // namespace
 
-Result<std::vector<std::string>> OwnershipLosses(PgConnection& src, SteadyTime deadline,
+namespace {
+
+// The public schema's owner and grants as text ("postgres {...}").
+Result<std::string> PublicSchema(PgConnection& conn, SteadyTime deadline) {
+  Result<Value> r = conn.Query(
+      "SELECT pg_get_userbyid(nspowner) || ' ' || coalesce(nspacl::text, 'default') AS p "
+      "FROM pg_namespace WHERE nspname = 'public'",
+      {}, deadline);
+  if (!r.ok()) return r.status();
+  return r->empty() ? std::string("none") : (*r)[0]["p"].get<std::string>();
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> OwnershipLosses(PgConnection& src, PgConnection& dst,
+                                                 SteadyTime deadline,
                                                  const std::vector<CopyTable>& tables, bool all,
                                                  size_t limit) {
   Result<Value> rows = src.Query(
@@ -289,7 +304,20 @@ Result<std::vector<std::string>> OwnershipLosses(PgConnection& src, SteadyTime d
           std::to_string(limit),
       OwnedParams(tables, all), deadline);
   if (!rows.ok()) return rows.status();
-  return Column(*rows, "loss");
+  std::vector<std::string> out = Column(*rows, "loss");
+  // The public schema exists on both sides already (initdb makes it), with
+  // the defaults of each server's major: PostgreSQL 15 gave it to
+  // pg_database_owner and took CREATE from PUBLIC. Only its owner and
+  // grants as set on the source would carry what the source has.
+  if (all) {
+    Result<std::string> a = PublicSchema(src, deadline);
+    if (!a.ok()) return a.status();
+    Result<std::string> b = PublicSchema(dst, deadline);
+    if (!b.ok()) return b.status();
+    if (*a != *b) out.insert(out.begin(), "schema public (" + *a + " on the source, " + *b +
+                                              " on the target)");
+  }
+  return out;
 }
 
 Result<std::vector<std::string>> MissingRoles(PgConnection& src, PgConnection& dst,
@@ -333,7 +361,8 @@ Status RefuseLosses(PgConnection& src, PgConnection& dst, SteadyTime deadline,
     return c.Error(Status::Code::kFailed, what + "; nothing was done");
   };
   if (!owners.said) {
-    Result<std::vector<std::string>> lost = OwnershipLosses(src, deadline, tables, owners.all, 10);
+    Result<std::vector<std::string>> lost =
+        OwnershipLosses(src, dst, deadline, tables, owners.all, 10);
     if (!lost.ok()) return lost.status();
     if (!lost->empty()) {
       return refuse(src, "the copy would drop owners and grants the source has (" +

@@ -65,8 +65,11 @@ Status SyncSequences(PgConnection& src, PgConnection& dst, SteadyTime deadline,
 // What a copy without owners and grants (pg_dump --no-owner --no-privileges)
 // would lose: objects owned by another role than the connected one, grants
 // other than the defaults, default privileges ("table shop.orders owned by
-// app", ...). With `tables` (not all), only those tables. At most `limit`.
-Result<std::vector<std::string>> OwnershipLosses(PgConnection& src, SteadyTime deadline,
+// app", ...), and with `all` a public schema whose owner or grants differ
+// from the target's (PostgreSQL 15 changed its defaults). With `tables`
+// (not all), only those tables. At most `limit` (+1 for public).
+Result<std::vector<std::string>> OwnershipLosses(PgConnection& src, PgConnection& dst,
+                                                 SteadyTime deadline,
                                                  const std::vector<CopyTable>& tables, bool all,
                                                  size_t limit);
 // The roles that own or are granted something on the source and do not

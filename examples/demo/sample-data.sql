@@ -26,3 +26,16 @@ INSERT INTO chronicle_events (kind, payload, at)
   SELECT (ARRAY['create','update','delete'])[1 + g % 3], jsonb_build_object('n', g, 'h', md5(g::text)),
          timestamptz '2025-01-01' + g * interval '1 minute'
   FROM generate_series(1, 200000) g;
+
+-- What every real database has somewhere, and a clone must carry too: a
+-- sequence no column owns, an attachment kept as a large object, and a
+-- materialized view the dashboards read.
+CREATE SEQUENCE chronicle_ticket_seq START 1000;
+CREATE TABLE chronicle_attachments (
+  id serial PRIMARY KEY, ticket int NOT NULL DEFAULT nextval('chronicle_ticket_seq'),
+  name text, content oid);
+INSERT INTO chronicle_attachments (name, content)
+  VALUES ('retro-board.txt', lo_from_bytea(0, convert_to(repeat('sticky note ', 1000), 'UTF8')));
+CREATE MATERIALIZED VIEW chronicle_daily_events AS
+  SELECT date_trunc('day', at) AS day, kind, count(*) AS events FROM chronicle_events GROUP BY 1, 2;
+CREATE UNIQUE INDEX chronicle_daily_events_day_kind ON chronicle_daily_events (day, kind);
