@@ -175,32 +175,4 @@ std::string ObjectLabel(const Value& object) {
   return out;
 }
 
-PrivateTempFile::~PrivateTempFile() {
-  if (!path_.empty()) ::unlink(path_.c_str());
-}
-
-Status PrivateTempFile::Write(const std::string& content, const std::string& suffix) {
-  const char* dir = std::getenv("TMPDIR");
-  std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/runbook-kube-XXXXXX" + suffix;
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  int fd = mkstemps(buf.data(), static_cast<int>(suffix.size()));  // mode 0600
-  if (fd < 0) return Status::Failed("cannot create a temp file: " + std::string(strerror(errno)));
-  path_ = buf.data();
-  fchmod(fd, 0600);
-  size_t off = 0;
-  while (off < content.size()) {
-    ssize_t n = ::write(fd, content.data() + off, content.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      std::string err = strerror(errno);
-      ::close(fd);
-      return Status::Failed("cannot write " + path_ + ": " + err);
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::close(fd) != 0) return Status::Failed("cannot write " + path_ + ": " + strerror(errno));
-  return Status::Ok();
-}
-
 }  // namespace runbook::kube

@@ -1,6 +1,6 @@
 // Manifests for kube.apply and kube.run_job: where they come from (a file, a
-// directory of files, a map, a list of maps, or YAML text), the objects they
-// hold, and the private temp file kubectl reads them from.
+// directory of files, a map, a list of maps, or YAML text) and the objects
+// they hold. kubectl reads them on stdin (--filename=-): no file holds them.
 #pragma once
 
 #include <string>
@@ -27,21 +27,5 @@ Result<std::vector<Value>> ParseYamlDocuments(const std::string& text);
 
 // "Deployment/web" (+ " in namespace 'x'" when the object names one).
 std::string ObjectLabel(const Value& object);
-
-// A file only this user can read (0600) in $TMPDIR or /tmp, removed by the
-// destructor.
-class PrivateTempFile {
- public:
-  PrivateTempFile() = default;
-  ~PrivateTempFile();
-  PrivateTempFile(const PrivateTempFile&) = delete;
-  PrivateTempFile& operator=(const PrivateTempFile&) = delete;
-
-  Status Write(const std::string& content, const std::string& suffix = ".yaml");
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 }  // namespace runbook::kube

@@ -18,8 +18,8 @@ ArgSpec KArg(std::string name, ArgType type, bool required, std::string help,
 std::vector<ArgSpec> ConnArgs() {
   ArgSpec conn = KArg("conn", ArgType::kConnection, true, "the kube connection");
   conn.conn_type = "kube";
-  return {conn, KArg("namespace", ArgType::kString, false,
-                     "namespace (default: the connection's)")};
+  return {conn, WithForm(KArg("namespace", ArgType::kString, false,
+                     "namespace (default: the connection's)"), ArgForm::kKubeName)};
 }
 
 std::vector<ArgSpec> WithConnArgs(std::vector<ArgSpec> more) {
@@ -90,6 +90,7 @@ KubeStep::KubeStep(StepContext& ctx, std::string primitive, const Value& args)
     return;
   }
   client_.emplace(std::move(*target), ctx.processes(), ctx.clock(), ctx.deadline());
+  client_->NoteSecretsTo(&ctx.redactor());
 }
 
 std::string KubeStep::Subject(const std::string& kind, const std::string& name) const {

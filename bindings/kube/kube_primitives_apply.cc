@@ -3,6 +3,7 @@
 #include "bindings/kube/kube_manifest.h"
 #include "bindings/kube/kube_objects.h"
 #include "bindings/kube/kube_primitive.h"
+#include "bindings/kube/kube_secrets.h"
 
 namespace runbook::kube {
 namespace {
@@ -54,12 +55,15 @@ bool SameEntry(const Value& a, const Value& b) {
          Str(a, "namespace") == Str(b, "namespace");
 }
 
-// Keeps what an earlier attempt recorded for the objects it saw.
+// Keeps what an earlier attempt recorded for the objects it saw (it saw
+// them before any attempt changed them).
 Value KeepEarlier(const Value& earlier, Value entries) {
   if (!earlier.is_object() || !earlier.contains("objects")) return entries;
   for (auto& e : entries) {
     for (const auto& before : earlier["objects"]) {
-      if (SameEntry(e, before)) e["previous"] = before["previous"];
+      if (!SameEntry(e, before)) continue;
+      e["previous"] = before["previous"];
+      if (before.contains("previous_secret")) e["previous_secret"] = before["previous_secret"];
     }
   }
   return entries;
@@ -70,6 +74,23 @@ std::vector<std::string> InNamespace(std::vector<std::string> args, const std::s
   return args;
 }
 
+// A Secret that existed is not kept in the record (its data would be in the
+// state store): it is backed up in the cluster and the record names the
+// backup (kube_secrets.h). Entries an earlier attempt recorded keep theirs.
+Status BackUpSecrets(KubeStep& step, const std::vector<Value>& live, Value* entries) {
+  for (auto& e : *entries) {
+    if (Str(e, "kind") != "Secret" || e.contains("previous_secret")) continue;
+    if (e["previous"].is_null()) continue;  // created by the step: undo deletes it
+    Value want{{"kind", "Secret"},
+               {"metadata", {{"name", Str(e, "name")}, {"namespace", Str(e, "namespace")}}}};
+    Result<Value> backup = BackUpSecret(step, FindObject(live, want));
+    if (!backup.ok()) return backup.status();
+    e["previous_secret"] = *backup;
+    e["previous"] = Value{{"secret", "kept in the cluster"}};
+  }
+  return Status::Ok();
+}
+
 class ApplyPrimitive : public KubePrimitive {
  public:
   ApplyPrimitive()
@@ -78,8 +99,8 @@ class ApplyPrimitive : public KubePrimitive {
             Schema{"kubectl apply a manifest; undo deletes what it created and re-applies the "
                    "previous version of what it changed.",
                    WithConnArgs({
-                       KArg("file", ArgType::kString, false,
-                            "a manifest file, or a directory of *.yaml/*.yml/*.json files"),
+                       WithForm(KArg("file", ArgType::kString, false,
+                            "a manifest file, or a directory of *.yaml/*.yml/*.json files"), ArgForm::kNotOption),
                        KArg("manifest", ArgType::kAny, false,
                             "the manifest: a map, a list of maps, or YAML text"),
                    }),
@@ -109,10 +130,11 @@ class ApplyPrimitive : public KubePrimitive {
                           " in " + step.target().Where();
     Result<Manifest> m = LoadManifest(args);
     if (!m.ok()) return step.Fail(subject, m.status());
-    PrivateTempFile file;
-    if (Status s = file.Write(m->text); !s.ok()) return step.Fail(subject, s);
-    Result<KubectlOutput> current =
-        step.client().Run({{"get", "-f", file.path(), "-o", "json", "--ignore-not-found"}});
+    // The manifest reaches kubectl on stdin: no file holds it, even if the
+    // engine is killed meanwhile (a Secret's data would stay on disk).
+    NoteSecretValues(m->objects, ctx.redactor());
+    Result<KubectlOutput> current = step.client().Run(
+        {{"get", "--filename=-", "-o", "json", "--ignore-not-found"}, m->text});
     if (!current.ok()) return step.Fail(subject, current.status().Prefixed("reading the objects"));
     std::vector<Value> live = OutputObjects(current->out);
     Value entries = Value::array();
@@ -121,11 +143,12 @@ class ApplyPrimitive : public KubePrimitive {
     }
     if (!step.dry_run()) {
       entries = KeepEarlier(ctx.PreviousUndo(), entries);
+      if (Status s = BackUpSecrets(step, live, &entries); !s.ok()) return step.Fail(subject, s);
       Status s = ctx.RecordUndo(Value{{"objects", entries}});
       if (!s.ok()) return step.Fail(subject, s);
     }
-    Result<KubectlOutput> r = step.Change({step.Mutating({"apply", "-f", file.path(), "-o",
-                                                          "json"})});
+    Result<KubectlOutput> r = step.Change(
+        {step.Mutating({"apply", "--filename=-", "-o", "json"}), m->text});
     if (!r.ok()) return step.Fail(subject, r.status());
     std::vector<Value> after = OutputObjects(r->out);
     Value objects = Value::array();
@@ -161,12 +184,18 @@ class ApplyPrimitive : public KubePrimitive {
       std::string kind = Str(e, "kind"), obj = Str(e, "name");
       std::string ns = Str(e, "namespace");
       Status s;
-      if (e["previous"].is_null()) {
+      if (e.contains("previous_secret")) {
+        Result<Value> secret = SecretFromBackup(step, e["previous_secret"]);
+        s = secret.status();
+        if (s.ok()) {
+          s = step.Change({InNamespace({"apply", "--filename=-"}, ns), secret->dump()}).status();
+        }
+        if (s.ok()) s = DropSecretBackup(step, e["previous_secret"]);
+      } else if (e["previous"].is_null()) {
         s = step.Change({InNamespace({"delete", kind, obj, "--ignore-not-found"}, ns)}).status();
       } else {
-        PrivateTempFile file;
-        s = file.Write(e["previous"].dump(), ".json");
-        if (s.ok()) s = step.Change({InNamespace({"apply", "-f", file.path()}, ns)}).status();
+        s = step.Change({InNamespace({"apply", "--filename=-"}, ns), e["previous"].dump()})
+                .status();
       }
       if (!s.ok()) {
         errors += (errors.empty() ? "" : "; ") + kind + "/" + obj + ": " + s.message();
@@ -185,8 +214,8 @@ class DeletePrimitive : public KubePrimitive {
             Schema{"Delete an object; with save (the default) it is saved first and undo "
                    "re-creates it.",
                    WithConnArgs({
-                       KArg("kind", ArgType::kString, true, "resource type"),
-                       KArg("name", ArgType::kString, true, "object name"),
+                       WithForm(KArg("kind", ArgType::kString, true, "resource type"), ArgForm::kKubeKind),
+                       WithForm(KArg("name", ArgType::kString, true, "object name"), ArgForm::kKubeName),
                        KArg("save", ArgType::kBool, false,
                             "save the object for undo (default true); false: irreversible"),
                        KArg("missing_ok", ArgType::kBool, false,
@@ -229,13 +258,21 @@ class DeletePrimitive : public KubePrimitive {
     if (!live.ok()) return step.Fail(subject, live.status());
     if (save && !step.dry_run()) {
       Value object = saved_before ? earlier["object"] : StripForRecreate(*live);
-      Status s = ctx.RecordUndo(Value{{"kind", kind}, {"name", obj},
-                                      {"namespace", step.target().ns}, {"object", object}});
-      if (!s.ok()) return step.Fail(subject, s);
-      if (Str(*live, "kind") == "Secret") {
-        ctx.Log(LogLevel::kWarn, "the saved copy of secret " + obj +
-                                     " (its data too) is kept in the run's state for undo");
+      Value record{{"kind", kind}, {"name", obj}, {"namespace", step.target().ns}};
+      if (saved_before && earlier.contains("secret")) {
+        record["secret"] = earlier["secret"];
+        record["object"] = earlier["object"];
+      } else if (IsSecret(*live)) {
+        // Its data is kept in the cluster, not in the run's state.
+        Result<Value> backup = BackUpSecret(step, *live);
+        if (!backup.ok()) return step.Fail(subject, backup.status());
+        record["secret"] = *backup;
+        record["object"] = Value{{"secret", "kept in the cluster"}};
+      } else {
+        record["object"] = object;
       }
+      Status s = ctx.RecordUndo(record);
+      if (!s.ok()) return step.Fail(subject, s);
     }
     Result<KubectlOutput> r = step.Change({step.Mutating({"delete", kind, obj})});
     // NotFound after a retry: our earlier request got through.
@@ -254,13 +291,18 @@ class DeletePrimitive : public KubePrimitive {
     KubeStep step(ctx, name(), undo_args);
     if (!step.ok()) return step.status();
     std::string subject = step.Subject(ArgStr(args, "kind"), ArgStr(args, "name"));
-    PrivateTempFile file;
-    if (Status s = file.Write(state["object"].dump(), ".json"); !s.ok()) {
-      return step.Fail(subject, s);
+    Value object = state["object"];
+    if (state.contains("secret")) {
+      Result<Value> secret = SecretFromBackup(step, state["secret"]);
+      if (!secret.ok()) return step.Fail(subject, secret.status().Prefixed("undo"));
+      object = *secret;
     }
-    Result<KubectlOutput> r = step.Change({{"create", "-f", file.path()}});
+    Result<KubectlOutput> r = step.Change({{"create", "--filename=-"}, object.dump()});
     if (!r.ok() && r.status().message().find("already exists") == std::string::npos) {
       return step.Fail(subject, r.status().Prefixed("undo (re-create)"));
+    }
+    if (state.contains("secret")) {
+      if (Status s = DropSecretBackup(step, state["secret"]); !s.ok()) return step.Fail(subject, s);
     }
     return Status::Ok();
   }

@@ -37,10 +37,10 @@ class ExecPrimitive : public KubePrimitive {
             Schema{"Run a command in a pod (kubectl exec; argv, no shell). A non-zero exit fails "
                    "the step unless listed in ok_codes.",
                    WithConnArgs({
-                       KArg("pod", ArgType::kString, false, "pod name (or TYPE/NAME)"),
-                       KArg("deployment", ArgType::kString, false,
-                            "a deployment: kubectl picks one of its pods"),
-                       KArg("container", ArgType::kString, false, "container name"),
+                       WithForm(KArg("pod", ArgType::kString, false, "pod name (or TYPE/NAME)"), ArgForm::kKubeObject),
+                       WithForm(KArg("deployment", ArgType::kString, false,
+                            "a deployment: kubectl picks one of its pods"), ArgForm::kKubeName),
+                       WithForm(KArg("container", ArgType::kString, false, "container name"), ArgForm::kKubeName),
                        KArg("argv", ArgType::kList, true, "program and arguments"),
                        KArg("stdin", ArgType::kString, false, "text fed to standard input"),
                        KArg("probe", ArgType::kBool, false,
@@ -115,8 +115,8 @@ class PortForwardPrimitive : public KubePrimitive {
             Schema{"Forward a local port (127.0.0.1) to a pod or service for the rest of the "
                    "run (kubectl port-forward, stopped when the run ends).",
                    WithConnArgs({
-                       KArg("pod", ArgType::kString, false, "pod name (or TYPE/NAME)"),
-                       KArg("service", ArgType::kString, false, "service name"),
+                       WithForm(KArg("pod", ArgType::kString, false, "pod name (or TYPE/NAME)"), ArgForm::kKubeObject),
+                       WithForm(KArg("service", ArgType::kString, false, "service name"), ArgForm::kKubeName),
                        KArg("remote_port", ArgType::kInt, true, "port of the pod or service"),
                        KArg("local_port", ArgType::kInt, false,
                             "local port (default: a free one kubectl picks)"),

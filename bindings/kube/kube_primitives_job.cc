@@ -65,7 +65,7 @@ class RunJobPrimitive : public KubePrimitive {
                    "its status and last log lines. A failed job fails the step.",
                    WithConnArgs({
                        KArg("manifest", ArgType::kAny, false, "the Job: a map or YAML text"),
-                       KArg("file", ArgType::kString, false, "a file holding the Job"),
+                       WithForm(KArg("file", ArgType::kString, false, "a file holding the Job"), ArgForm::kNotOption),
                        KArg("timeout", ArgType::kDuration, false, "how long it may run (10m)"),
                    }),
                    {{"manifest", "file"}},
@@ -132,10 +132,10 @@ Result<Value> RunJobPrimitive::Apply(StepContext& ctx, const Value& args) {
   if (!existing.ok() && existing.status().code() != Status::Code::kNotFound) {
     return step.Fail(subject, existing.status());
   }
-  PrivateTempFile file;
-  if (Status s = file.Write(job->dump(), ".json"); !s.ok()) return step.Fail(subject, s);
+  // The Job reaches kubectl on stdin: no file holds it.
   if (step.dry_run()) {
-    Result<KubectlOutput> r = step.Change({{"apply", "-f", file.path(), "--dry-run=server"}});
+    Result<KubectlOutput> r =
+        step.Change({{"apply", "--filename=-", "--dry-run=server"}, job->dump()});
     if (!r.ok()) return step.Fail(subject, r.status());
     Value unknown = MakeUnknown("a rehearsal does not run the job");
     return Value{{"job", job_name}, {"status", unknown}, {"succeeded", unknown},
@@ -149,7 +149,7 @@ Result<Value> RunJobPrimitive::Apply(StepContext& ctx, const Value& args) {
   if (ours) {
     ctx.Log(LogLevel::kInfo, "job " + job_name + " was started by an earlier attempt; waiting");
   } else {
-    Result<KubectlOutput> r = step.Change({{"apply", "-f", file.path()}});
+    Result<KubectlOutput> r = step.Change({{"apply", "--filename=-"}, job->dump()});
     if (!r.ok()) return step.Fail(subject, r.status());
   }
   milliseconds timeout = ArgDuration(args, "timeout").value_or(kDefaultTimeout);

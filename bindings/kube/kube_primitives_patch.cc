@@ -35,8 +35,8 @@ class PatchPrimitive : public KubePrimitive {
             "kube.patch",
             Schema{"Patch an object; undo puts back the previous values of the fields it touched.",
                    WithConnArgs({
-                       KArg("kind", ArgType::kString, true, "resource type: deployment, ..."),
-                       KArg("name", ArgType::kString, true, "object name"),
+                       WithForm(KArg("kind", ArgType::kString, true, "resource type: deployment, ..."), ArgForm::kKubeKind),
+                       WithForm(KArg("name", ArgType::kString, true, "object name"), ArgForm::kKubeName),
                        KArg("patch", ArgType::kAny, true,
                             "the patch: a map (merge, strategic) or a list of operations (json)"),
                        KArg("type", ArgType::kString, false, "patch type (default merge)",
@@ -145,7 +145,7 @@ class SwitchSelectorPrimitive : public KubePrimitive {
             Schema{"Point a service at other pods: replaces its selector, only when a ready pod "
                    "matches the new one; undo restores the old selector.",
                    WithConnArgs({
-                       KArg("service", ArgType::kString, true, "service name"),
+                       WithForm(KArg("service", ArgType::kString, true, "service name"), ArgForm::kKubeName),
                        KArg("selector", ArgType::kMap, true,
                             "the new selector, e.g. {app: chronicle-db-v17}"),
                    }),

@@ -40,9 +40,9 @@ class GetPrimitive : public KubePrimitive {
       : KubePrimitive("kube.get",
                       Schema{"Read one object (by name) or a list (by label selector) as JSON.",
                              WithConnArgs({
-                                 KArg("kind", ArgType::kString, true,
-                                      "resource type: deployment, service, pods, job, ..."),
-                                 KArg("name", ArgType::kString, false, "object name"),
+                                 WithForm(KArg("kind", ArgType::kString, true,
+                                      "resource type: deployment, service, pods, job, ..."), ArgForm::kKubeKind),
+                                 WithForm(KArg("name", ArgType::kString, false, "object name"), ArgForm::kKubeName),
                                  KArg("selector", ArgType::kAny, false,
                                       "label selector: a map {app: web} or text app=web"),
                                  KArg("missing_ok", ArgType::kBool, false,
@@ -103,9 +103,9 @@ class WaitPrimitive : public KubePrimitive {
             Schema{"Wait for a condition (kubectl wait): --for=condition=complete, delete, "
                    "jsonpath=...",
                    WithConnArgs({
-                       KArg("resource", ArgType::kString, true,
+                       WithForm(KArg("resource", ArgType::kString, true,
                             "what to wait for: job/backup-job, deployment/web, or a type "
-                            "with a selector"),
+                            "with a selector"), ArgForm::kKubeObject),
                        KArg("for", ArgType::kString, true,
                             "condition=complete, condition=Ready, delete, jsonpath='{..}'=v"),
                        KArg("selector", ArgType::kAny, false, "label selector (map or text)"),
@@ -156,8 +156,8 @@ class RolloutStatusPrimitive : public KubePrimitive {
       : KubePrimitive("kube.rollout_status",
                       Schema{"Wait until a rollout is complete (kubectl rollout status).",
                              WithConnArgs({
-                                 KArg("deployment", ArgType::kString, false, "deployment name"),
-                                 KArg("statefulset", ArgType::kString, false, "statefulset name"),
+                                 WithForm(KArg("deployment", ArgType::kString, false, "deployment name"), ArgForm::kKubeName),
+                                 WithForm(KArg("statefulset", ArgType::kString, false, "statefulset name"), ArgForm::kKubeName),
                                  KArg("timeout", ArgType::kDuration, false,
                                       "how long to wait (5m)"),
                              }),

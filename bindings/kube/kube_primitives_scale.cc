@@ -65,8 +65,8 @@ class ScalePrimitive : public KubePrimitive {
             "kube.scale",
             Schema{"Scale a deployment or statefulset; undo restores the replica count it found.",
                    WithConnArgs({
-                       KArg("deployment", ArgType::kString, false, "deployment name"),
-                       KArg("statefulset", ArgType::kString, false, "statefulset name"),
+                       WithForm(KArg("deployment", ArgType::kString, false, "deployment name"), ArgForm::kKubeName),
+                       WithForm(KArg("statefulset", ArgType::kString, false, "statefulset name"), ArgForm::kKubeName),
                        KArg("replicas", ArgType::kInt, true, "the new replica count"),
                        KArg("wait", ArgType::kBool, false,
                             "wait until that many replicas are ready (default true)"),

@@ -55,6 +55,14 @@ Result<KubeTarget> KubeTargetFromConfig(const std::string& conn_name, const Valu
   t.kubeconfig = ExpandHome(Get(config, "kubeconfig"));
   std::string kubectl = Get(config, "kubectl");
   if (!kubectl.empty()) t.kubectl = ExpandHome(kubectl);
+  // A namespace is an RFC 1123 label; anything else is not one kubectl can
+  // have (and its value must never read as an option).
+  if (!t.ns.empty()) {
+    if (std::string want = ArgFormError(ArgForm::kKubeName, t.ns); !want.empty()) {
+      return Status::Invalid("connection '" + conn_name + "': namespace '" + t.ns + "' is not " +
+                             want);
+    }
+  }
   return t;
 }
 

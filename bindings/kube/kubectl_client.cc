@@ -1,5 +1,7 @@
 #include "bindings/kube/kubectl_client.h"
 
+#include "bindings/kube/kube_secrets.h"
+
 #include <algorithm>
 
 namespace runbook::kube {
@@ -56,7 +58,9 @@ KubectlClient::KubectlClient(KubeTarget target, ProcessRunner& runner, Clock& cl
     : target_(std::move(target)), runner_(&runner), clock_(&clock), deadline_(deadline) {}
 
 KubectlClient KubectlClient::WithDeadline(SteadyTime deadline) const {
-  return KubectlClient(target_, *runner_, *clock_, std::min(deadline, deadline_));
+  KubectlClient c(target_, *runner_, *clock_, std::min(deadline, deadline_));
+  c.secrets_ = secrets_;
+  return c;
 }
 
 std::vector<std::string> KubectlClient::Argv(const std::vector<std::string>& args) const {
@@ -108,6 +112,9 @@ Result<KubectlOutput> KubectlClient::Run(const KubectlCall& call) {
                              std::string(attempt > 1 ? " on attempt " + std::to_string(attempt)
                                                      : "") +
                              ")" + (line.empty() ? "" : ": " + line));
+    }
+    if (r->exit_code == 0 && secrets_ && r->out.find("\"Secret\"") != std::string::npos) {
+      NoteSecretValues(Value::parse(r->out, nullptr, false), *secrets_);
     }
     if (r->exit_code == 0 || (call.remote_exit_code && r->exit_code > 0 &&
                               !LooksLikeKubectlError(r->err))) {

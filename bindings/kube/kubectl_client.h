@@ -18,6 +18,7 @@
 #include "bindings/kube/kubectl_errors.h"
 #include "engine/core/clock.h"
 #include "engine/core/process.h"
+#include "engine/core/redact.h"
 
 namespace runbook::kube {
 
@@ -70,6 +71,9 @@ class KubectlClient {
 
   // Every kubectl argv run so far (for logs and tests).
   const std::vector<std::vector<std::string>>& history() const { return history_; }
+  // The values of every Secret kubectl prints from now on are registered
+  // with `r` (kube_secrets.h), so nothing the run writes can show them.
+  void NoteSecretsTo(Redactor* r) { secrets_ = r; }
 
  private:
   Result<ProcessResult> RunOnce(const KubectlCall& call);
@@ -79,6 +83,7 @@ class KubectlClient {
   Clock* clock_;
   SteadyTime deadline_;
   std::vector<std::vector<std::string>> history_;
+  Redactor* secrets_ = nullptr;
 };
 
 // "kubectl --context prod -n dsm scale deployment/x --replicas=0", quoted

@@ -132,6 +132,10 @@ Result<int> EnsureKubePortForward(StepContext& ctx, const std::string& kube_conn
   using kube::KubePortForward;
   Result<kube::KubeTarget> target = kube::ResolveKubeTarget(ctx, kube_conn, ns_override);
   if (!target.ok()) return target.status();
+  // The target becomes a positional word of kubectl's argv: never an option.
+  if (std::string want = ArgFormError(ArgForm::kKubeObject, target_arg); !want.empty()) {
+    return Status::Invalid("port-forward target '" + target_arg + "' is not " + want);
+  }
   std::string target_name = kube::NormalizeTarget(target_arg);
   std::string where = "port-forward to " + target_name + " port " + std::to_string(remote_port) +
                       " in " + target->Where();

@@ -2,6 +2,7 @@
 list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/kube/kube_manifest.cc
   bindings/kube/kube_objects.cc
+  bindings/kube/kube_secrets.cc
   bindings/kube/kube_primitive.cc
   bindings/kube/kube_primitives_apply.cc
   bindings/kube/kube_primitives_exec.cc

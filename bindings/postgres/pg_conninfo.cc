@@ -159,7 +159,9 @@ PgConnectionType::PgConnectionType() {
       PgArg("sslmode", ArgType::kString, false, "libpq sslmode",
             {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
       PgArg("via", ArgType::kString, false, "ssh or kube connection to tunnel through (later)"),
-      PgArg("pod", ArgType::kString, false, "pod to port-forward to, with via: a kube connection"),
+      WithForm(PgArg("pod", ArgType::kString, false,
+                     "pod to port-forward to, with via: a kube connection (NAME or TYPE/NAME)"),
+               ArgForm::kKubeObject),
   };
 }
 

@@ -18,7 +18,7 @@ std::string Trim(std::string s) {
 }
 
 // The libpq options of a conninfo string or URI that are set.
-void AddDsnOptions(const std::string& dsn, std::map<std::string, std::string>* env) {
+void AddDsnOptions(const std::string& dsn, std::map<std::string, std::string>* kw) {
   if (dsn.empty()) return;
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
@@ -27,9 +27,22 @@ void AddDsnOptions(const std::string& dsn, std::map<std::string, std::string>* e
     return;  // PgConnection::Connect already refused it
   }
   for (PQconninfoOption* o = opts; o->keyword; ++o) {
-    if (o->val && *o->val && o->envvar) (*env)[o->envvar] = o->val;
+    if (o->val && *o->val) (*kw)[o->keyword] = o->val;
   }
   PQconninfoFree(opts);
+}
+
+// A conninfo value: quoted ('...', with \ and ' escaped) unless plain.
+std::string ConninfoValue(const std::string& v) {
+  bool plain = !v.empty();
+  for (char c : v) plain = plain && !(c == ' ' || c == '\'' || c == '\\' || c == '=');
+  if (plain) return v;
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
 }
 
 // libpq's multi-line connection errors on one line: "FATAL: a; b".
@@ -247,30 +260,35 @@ Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
 
 }  // namespace
 
-std::map<std::string, std::string> PgToolEnv(const PgConnectOptions& options) {
-  std::map<std::string, std::string> env;
-  AddDsnOptions(options.dsn, &env);
-  static const std::map<std::string, std::string> kVars = {{"host", "PGHOST"},
-                                                           {"port", "PGPORT"},
-                                                           {"dbname", "PGDATABASE"},
-                                                           {"user", "PGUSER"},
-                                                           {"sslmode", "PGSSLMODE"}};
-  for (const auto& [key, value] : options.keywords) {
-    auto it = kVars.find(key);
-    if (it != kVars.end()) env[it->second] = value;
+PgToolConnection PgToolConnect(const PgConnectOptions& options) {
+  std::map<std::string, std::string> kw;
+  AddDsnOptions(options.dsn, &kw);
+  for (const auto& [key, value] : options.keywords) kw[key] = value;
+  PgToolConnection out;
+  if (options.password) {
+    out.env["PGPASSWORD"] = *options.password;
+  } else if (kw.count("password")) {
+    out.env["PGPASSWORD"] = kw["password"];
   }
-  if (options.password) env["PGPASSWORD"] = *options.password;
-  if (!options.application_name.empty()) env["PGAPPNAME"] = options.application_name;
-  env["PGCONNECT_TIMEOUT"] = std::to_string(std::max<int64_t>(2, options.connect_timeout.count()));
-  return env;
+  kw.erase("password");
+  if (!options.application_name.empty()) kw["application_name"] = options.application_name;
+  kw["connect_timeout"] = std::to_string(std::max<int64_t>(2, options.connect_timeout.count()));
+  for (const auto& [key, value] : kw) {
+    out.conninfo += (out.conninfo.empty() ? "" : " ") + key + "=" + ConninfoValue(value);
+  }
+  return out;
 }
 
 Result<std::string> RunPgTool(ProcessRunner& runner, const std::vector<std::string>& argv,
                               const PgConnectOptions& options, SteadyTime deadline,
                               const std::optional<std::string>& stdin_data) {
+  PgToolConnection to = PgToolConnect(options);
   ProcessSpec spec;
   spec.argv = argv;
-  spec.env = PgToolEnv(options);
+  if (std::find(argv.begin(), argv.end(), "--version") == argv.end()) {
+    spec.argv.insert(spec.argv.begin() + 1, "--dbname=" + to.conninfo);
+  }
+  spec.env = to.env;
   spec.stdin_data = stdin_data;
   if (deadline != SteadyTime::max()) spec.deadline = deadline;
   spec.max_output = size_t{1} << 30;  // a schema dump can be large; never cut it silently

@@ -23,14 +23,21 @@
 
 namespace runbook {
 
-// The environment that points a libpq tool (pg_dump, psql) at the server of
-// `options`: every setting of the dsn and keywords as its PG* variable,
-// PGPASSWORD included, so argv carries nothing secret.
-std::map<std::string, std::string> PgToolEnv(const PgConnectOptions& options);
+// How a libpq tool (pg_dump, psql, pg_restore, vacuumdb) reaches the server
+// of `options`: a conninfo for --dbname with every setting of the dsn and
+// keywords but the password (explicit, so that a PGSERVICE or a service file
+// in the environment cannot send the tool elsewhere: libpq lets a service
+// override PG* variables, not the conninfo), and PGPASSWORD.
+struct PgToolConnection {
+  std::string conninfo;
+  std::map<std::string, std::string> env;
+};
+PgToolConnection PgToolConnect(const PgConnectOptions& options);
 
-// Runs a libpq tool; its stdout on success. Fails with the tool's stderr
-// (cleaned of secrets by the caller's redactor) on a non-zero exit, a
-// signal, or the deadline.
+// Runs a libpq tool with --dbname=<conninfo> right after argv[0] (none for
+// --version); its stdout on success. Fails with the tool's stderr (cleaned
+// of secrets by the caller's redactor) on a non-zero exit, a signal, or the
+// deadline.
 Result<std::string> RunPgTool(ProcessRunner& runner, const std::vector<std::string>& argv,
                               const PgConnectOptions& options, SteadyTime deadline,
                               const std::optional<std::string>& stdin_data = std::nullopt);

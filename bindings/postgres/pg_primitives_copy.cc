@@ -86,8 +86,7 @@ std::vector<std::string> DumpArgv(const std::string& section, const CopyArgs& a,
 // pg_restore of the post-data archive: the indexes and constraints of
 // different tables are built in parallel (`jobs` connections), in the order
 // their dependencies allow.
-std::vector<std::string> PostDataRestoreArgv(const CopyArgs& a, const std::string& dbname,
-                                             const std::string& file) {
+std::vector<std::string> PostDataRestoreArgv(const CopyArgs& a, const std::string& file) {
   std::vector<std::string> argv = {a.Tool("pg_restore"), "--no-password", "--exit-on-error"};
   if (a.jobs > 1) {
     argv.push_back("--jobs=" + std::to_string(a.jobs));
@@ -98,9 +97,9 @@ std::vector<std::string> PostDataRestoreArgv(const CopyArgs& a, const std::strin
     argv.push_back("--no-owner");
     argv.push_back("--no-privileges");
   }
-  // A conninfo string: a database name with '=' in it stays a name; the
-  // rest of the connection comes from the environment RunStepPgTool sets.
-  argv.push_back("--dbname=dbname=" + ConninfoQuote(dbname));
+  // The connection: --dbname, which RunStepPgTool adds. "--": the file is
+  // never an option.
+  argv.push_back("--");
   argv.push_back(file);
   return argv;
 }
@@ -601,7 +600,6 @@ Status Analyze(StepContext& ctx, const CopyArgs& a, PgLease& dst,
   std::vector<std::string> names;
   for (const auto& t : tables) names.push_back(t.Quoted());
   if (a.jobs <= 1 || tables.size() < 2) return dst.Exec("ANALYZE " + Join(names, ", "));
-  const std::string dbname = dst->database();  // the connection's own (PQdb)
   constexpr size_t kPerRun = 1000;
   for (size_t from = 0; from < names.size(); from += kPerRun) {
     const size_t to = std::min(names.size(), from + kPerRun);
@@ -609,7 +607,6 @@ Status Analyze(StepContext& ctx, const CopyArgs& a, PgLease& dst,
         a.Tool("vacuumdb"), "--no-password", "--analyze-only", "--quiet",
         "--jobs=" + std::to_string(std::min<size_t>(static_cast<size_t>(a.jobs), to - from))};
     for (size_t i = from; i < to; ++i) argv.push_back("--table=" + names[i]);
-    argv.push_back("--dbname=dbname=" + ConninfoQuote(dbname));
     Result<std::string> r = RunStepPgTool(ctx, a.target, argv);
     if (!r.ok()) return r.status().Prefixed("analyzing the copied tables");
   }
@@ -706,7 +703,7 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   holder.Release();
   if (!post_data.empty()) {
     Result<std::string> applied =
-        RunStepPgTool(ctx, a.target, PostDataRestoreArgv(a, dst->database(), post_data));
+        RunStepPgTool(ctx, a.target, PostDataRestoreArgv(a, post_data));
     if (!applied.ok())
       return applied.status().Prefixed("applying indexes and constraints (post-data)");
   }

@@ -49,6 +49,7 @@ std::vector<std::string> RestoreArgv(const Value& args, const std::string& forma
   }
   if (BoolArg(args, "no_owner", false)) argv.push_back("--no-owner");
   argv.push_back("--dbname=" + dbname);
+  argv.push_back("--");  // the archive is never an option, whatever its name
   argv.push_back(file);
   return argv;
 }
@@ -64,7 +65,7 @@ Result<std::vector<TocEntry>> VerifyArchive(StepContext& ctx, const Value& args,
   }
   Result<std::string> list =
       RunTool(ctx, where + ": archive " + file + " is not usable (pg_restore --list)",
-              {ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", file});
+              {ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", "--", file});
   if (!list.ok()) return list.status();
   return ParseTocList(*list);
 }

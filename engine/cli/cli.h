@@ -39,7 +39,10 @@ struct Cli {
   std::optional<Value> Params(const Runbook& rb, const std::vector<std::string>& pairs,
                               const std::string& params_file);
   // Only the secret params (from -p or their env), for resume and rollback.
-  std::optional<Value> SecretParams(const Runbook& rb, const std::vector<std::string>& pairs);
+  // The params given to resume or rollback (-p, converted to their types),
+  // and the secret ones from their env: or default: the executor takes the
+  // secret and withheld ones from these and refuses any other that differs.
+  std::optional<Value> ResumeParams(const Runbook& rb, const std::vector<std::string>& pairs);
   bool Color(FILE* f) const;
 };
 

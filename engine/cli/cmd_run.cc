@@ -135,7 +135,8 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
   resume->callback([&cli]() {
     auto rb = LoadRunOf(cli, run_id);
     if (!rb) return;
-    std::optional<Value> secrets = cli.SecretParams(*rb, resume_c.pairs);
+    std::optional<Value> secrets = cli.ResumeParams(*rb, resume_c.pairs);
+    if (!secrets) return;
     Session s;
     if (!Open(cli, resume_c, &s)) return;
     RunOptions opts;
@@ -154,7 +155,8 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
   rollback->callback([&cli]() {
     auto rb = LoadRunOf(cli, run_id);
     if (!rb) return;
-    std::optional<Value> secrets = cli.SecretParams(*rb, rollback_c.pairs);
+    std::optional<Value> secrets = cli.ResumeParams(*rb, rollback_c.pairs);
+    if (!secrets) return;
     Session s;
     if (!Open(cli, rollback_c, &s)) return;
     Executor ex(s.env);

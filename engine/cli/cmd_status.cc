@@ -2,8 +2,21 @@
 #include "engine/cli/cli.h"
 #include "engine/core/clock.h"
 #include "engine/core/duration.h"
+#include "engine/exec/reporter.h"
+#include "engine/state/lock.h"
 
 namespace runbook {
+
+// "interrupted" for a run the store says is running whose lock no live
+// engine holds (it was killed: resume or roll it back).
+static std::string ShownStatus(const Cli& cli, const RunRecord& run) {
+  std::string s = RunStatusName(run.status);
+  if ((run.status == RunStatus::kRunning || run.status == RunStatus::kRollingBack) &&
+      !RunLock::IsHeld(cli.StatePath(), run.lock_key)) {
+    return run.status == RunStatus::kRunning ? "interrupted" : "interrupted_rollback";
+  }
+  return s;
+}
 
 static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cli) {
   Result<std::vector<StepRecord>> steps = store.GetSteps(run.id);
@@ -12,7 +25,7 @@ static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cl
     return;
   }
   if (json) {
-    Value out{{"run", run.id}, {"runbook", run.runbook_name}, {"status", RunStatusName(run.status)},
+    Value out{{"run", run.id}, {"runbook", run.runbook_name}, {"status", ShownStatus(cli, run)},
               {"dry_run", run.dry_run}, {"started", FormatUtc(run.created_ms)},
               {"error", run.error}, {"steps", Value::array()}};
     for (const auto& s : *steps) {
@@ -24,16 +37,16 @@ static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cl
     printf("%s\n", out.dump(2).c_str());
     return;
   }
-  printf("run %s  %s  %s%s  started %s\n", run.id.c_str(), run.runbook_name.c_str(),
-         RunStatusName(run.status), run.dry_run ? " (rehearsal)" : "",
+  printf("run %s  %s  %s%s  started %s\n", run.id.c_str(), TerminalSafe(run.runbook_name).c_str(),
+         ShownStatus(cli, run).c_str(), run.dry_run ? " (rehearsal)" : "",
          FormatUtc(run.created_ms).c_str());
-  if (!run.error.empty()) printf("  %s\n", run.error.c_str());
+  if (!run.error.empty()) printf("  %s\n", TerminalSafe(run.error).c_str());
   for (const auto& s : *steps) {
     printf("  %-12s %-28s %-20s %8s  attempts %d%s%s\n", StepStatusName(s.status),
-           s.step_id.c_str(), s.action.c_str(),
+           TerminalSafe(s.step_id).c_str(), TerminalSafe(s.action).c_str(),
            s.duration_ms ? FormatDuration(Millis(s.duration_ms)).c_str() : "-", s.attempts,
-           s.error.empty() ? "" : ("  " + s.error).c_str(),
-           s.undo_error.empty() ? "" : ("  undo: " + s.undo_error).c_str());
+           s.error.empty() ? "" : ("  " + TerminalSafe(s.error)).c_str(),
+           s.undo_error.empty() ? "" : ("  undo: " + TerminalSafe(s.undo_error)).c_str());
   }
 }
 
@@ -65,7 +78,7 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
       Value out = Value::array();
       for (const auto& r : *runs) {
         out.push_back({{"run", r.id}, {"runbook", r.runbook_name},
-                       {"status", RunStatusName(r.status)}, {"dry_run", r.dry_run},
+                       {"status", ShownStatus(cli, r)}, {"dry_run", r.dry_run},
                        {"started", FormatUtc(r.created_ms)}});
       }
       printf("%s\n", out.dump(2).c_str());
@@ -73,8 +86,8 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
     }
     if (runs->empty()) printf("no runs in %s\n", store->path().c_str());
     for (const auto& r : *runs) {
-      printf("%s  %-16s %-28s %s%s\n", r.id.c_str(), RunStatusName(r.status),
-             r.runbook_name.c_str(), FormatUtc(r.created_ms).c_str(),
+      printf("%s  %-16s %-28s %s%s\n", r.id.c_str(), ShownStatus(cli, r).c_str(),
+             TerminalSafe(r.runbook_name).c_str(), FormatUtc(r.created_ms).c_str(),
              r.dry_run ? "  (rehearsal)" : "");
     }
   });

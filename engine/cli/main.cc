@@ -9,6 +9,7 @@
 #include "bindings/register.h"
 #include "engine/cli/cli.h"
 #include "engine/parser/parser.h"
+#include "engine/parser/validator.h"
 #include "engine/state/store.h"
 
 namespace runbook {
@@ -70,6 +71,10 @@ std::optional<Value> Cli::Params(const Runbook& rb, const std::vector<std::strin
     if (!p.env.empty() && getenv(p.env.c_str())) redactor.Add(getenv(p.env.c_str()));
   }
   Value params = ResolveParams(rb, cli, params_file, &diags);
+  // Secrets from a params file or a default count as much as -p or env:.
+  for (const auto& p : rb.params) {
+    if (p.secret && params.contains(p.name)) redactor.AddValue(params[p.name]);
+  }
   for (const auto& d : diags) fprintf(stderr, "%s\n", redactor.Redact(d.ToString()).c_str());
   if (!diags.empty()) {
     exit_code = static_cast<int>(ExitCode::kInvalid);
@@ -78,16 +83,41 @@ std::optional<Value> Cli::Params(const Runbook& rb, const std::vector<std::strin
   return params;
 }
 
-std::optional<Value> Cli::SecretParams(const Runbook& rb, const std::vector<std::string>& pairs) {
+std::optional<Value> Cli::ResumeParams(const Runbook& rb, const std::vector<std::string>& pairs) {
   std::vector<std::string> bad;
   std::map<std::string, std::string> cli = Pairs(pairs, &bad);
+  for (const auto& b : bad) exit_code = Error(ExitCode::kInvalid, "-p " + b + ": expected name=value");
+  if (!bad.empty()) return std::nullopt;
   Value out = Value::object();
   for (const auto& p : rb.params) {
-    if (!p.secret) continue;
-    if (cli.count(p.name)) out[p.name] = cli[p.name];
-    else if (!p.env.empty() && getenv(p.env.c_str())) out[p.name] = getenv(p.env.c_str());
-    else if (p.default_value) out[p.name] = *p.default_value;
-    if (out.contains(p.name) && out[p.name].is_string()) redactor.Add(out[p.name].get<std::string>());
+    if (p.secret && cli.count(p.name)) redactor.Add(cli[p.name]);
+  }
+  for (const auto& [name, text] : cli) {
+    const ParamSpec* spec = rb.FindParam(name);
+    if (!spec) {
+      exit_code = Error(ExitCode::kInvalid, "-p " + name + ": no such param in " + rb.path);
+      return std::nullopt;
+    }
+    Value v;
+    std::string problem = ParamValueFromString(spec->type, text, &v);
+    if (!problem.empty()) {
+      exit_code = Error(ExitCode::kInvalid, redactor.Redact("param '" + name + "': " + problem));
+      return std::nullopt;
+    }
+    out[name] = v;
+  }
+  // Secret params come back from their env: or default too.
+  for (const auto& p : rb.params) {
+    if (!p.secret || out.contains(p.name)) continue;
+    if (!p.env.empty() && getenv(p.env.c_str())) {
+      Value v;
+      if (ParamValueFromString(p.type, getenv(p.env.c_str()), &v).empty()) out[p.name] = v;
+    } else if (p.default_value) {
+      out[p.name] = *p.default_value;
+    }
+  }
+  for (const auto& p : rb.params) {
+    if (p.secret && out.contains(p.name)) redactor.AddValue(out[p.name]);
   }
   return out;
 }

@@ -9,6 +9,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 extern char** environ;
 
@@ -201,6 +203,31 @@ Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
 }
 
 }  // namespace
+
+std::vector<std::string> ProcessesWithEnv(const std::string& var, const std::string& value) {
+  const std::string want = var + "=" + value;
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream env(entry.path() / "environ", std::ios::binary);
+    std::string item;
+    bool found = false;
+    while (!found && std::getline(env, item, '\0')) found = item == want;
+    if (!found) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    size_t close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z') continue;
+    std::ifstream cmd(entry.path() / "cmdline", std::ios::binary);
+    std::string argv, word;
+    while (std::getline(cmd, word, '\0')) argv += (argv.empty() ? "" : " ") + word;
+    out.push_back(pid + " " + argv.substr(0, 200));
+  }
+  return out;
+}
 
 ProcessRunner& ProcessRunner::Real() {
   static RealProcessRunner runner;

@@ -43,6 +43,33 @@ class ProcessRunner {
   static ProcessRunner& Real();
 };
 
+// Every child a step starts carries RUNBOOK_STEP=<run id>/<step id> in its
+// environment (and so do its own children, unless they clear it): when the
+// engine is killed its children live on, and a resume must find them before
+// it runs the step again (twice at once, a migration would run twice).
+constexpr const char* kStepTokenVar = "RUNBOOK_STEP";
+
+// A runner that adds `var`=`value` to every child's environment.
+class TaggingRunner : public ProcessRunner {
+ public:
+  TaggingRunner(ProcessRunner& inner, std::string var, std::string value)
+      : inner_(inner), var_(std::move(var)), value_(std::move(value)) {}
+  Result<ProcessResult> Run(const ProcessSpec& spec) override {
+    ProcessSpec tagged = spec;
+    tagged.env[var_] = value_;
+    return inner_.Run(tagged);
+  }
+
+ private:
+  ProcessRunner& inner_;
+  std::string var_, value_;
+};
+
+// The live processes (zombies excluded) whose environment holds exactly
+// `var`=`value`, with their command lines ("1234 pg_restore --jobs=2 ..."),
+// read from /proc. Processes the engine may not read are not seen.
+std::vector<std::string> ProcessesWithEnv(const std::string& var, const std::string& value);
+
 // A long-running child (a port-forward, a tunnel helper). The destructor
 // kills its process group and reaps it, so a child never outlives its owner
 // object. Not copyable.

@@ -187,6 +187,56 @@ static bool TypeMatches(ArgType t, const Value& v) {
   return false;
 }
 
+namespace {
+
+bool KubeNameOk(const std::string& v) {
+  if (v.empty() || v.size() > 253) return false;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const char c = v[i];
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && c != '-' && c != '.') return false;
+    if ((i == 0 || i + 1 == v.size()) && !alnum) return false;
+  }
+  return true;
+}
+
+bool KubeKindOk(const std::string& v) {
+  if (v.empty() || v.size() > 253) return false;
+  if (!((v[0] >= 'a' && v[0] <= 'z') || (v[0] >= 'A' && v[0] <= 'Z'))) return false;
+  for (char c : v) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-' || c == '/';
+    if (!ok) return false;
+  }
+  return v.back() != '-' && v.back() != '.' && v.back() != '/';
+}
+
+}  // namespace
+
+std::string ArgFormError(ArgForm form, const std::string& v) {
+  switch (form) {
+    case ArgForm::kAny:
+      return "";
+    case ArgForm::kKubeName:
+      return KubeNameOk(v) ? ""
+                           : "a Kubernetes object name (lower-case letters, digits, '-' and '.', "
+                             "starting and ending with a letter or digit)";
+    case ArgForm::kKubeKind:
+      return KubeKindOk(v) ? "" : "a Kubernetes resource type (deployment, deployments.apps, ...)";
+    case ArgForm::kKubeObject: {
+      size_t slash = v.find('/');
+      bool ok = slash == std::string::npos
+                    ? KubeNameOk(v)
+                    : KubeKindOk(v.substr(0, slash)) && KubeNameOk(v.substr(slash + 1));
+      return ok ? "" : "a Kubernetes object: NAME or TYPE/NAME (names: lower-case letters, digits, "
+                       "'-' and '.')";
+    }
+    case ArgForm::kNotOption:
+      return !v.empty() && v[0] == '-' ? "a value that does not start with '-'" : "";
+  }
+  return "";
+}
+
 std::vector<ArgError> CheckArgs(const Schema& schema, const Value& args) {
   std::vector<ArgError> errors;
   if (!args.is_object()) {
@@ -211,6 +261,24 @@ std::vector<ArgError> CheckArgs(const Schema& schema, const Value& args) {
       }
       errors.push_back({it.key(), msg, ""});
       continue;
+    }
+    if (spec->form != ArgForm::kAny) {
+      std::vector<std::string> values;
+      if (it.value().is_string()) values.push_back(it.value().get<std::string>());
+      if (it.value().is_array()) {
+        for (const auto& e : it.value()) {
+          if (e.is_string()) values.push_back(e.get<std::string>());
+        }
+      }
+      for (const auto& v : values) {
+        if (HasTemplate(v)) continue;  // checked again once expanded
+        std::string want = ArgFormError(spec->form, v);
+        if (!want.empty()) {
+          errors.push_back({it.key(), "argument '" + it.key() + "': '" + v + "' is not " + want,
+                            ""});
+          break;
+        }
+      }
     }
     if (!spec->choices.empty() && it.value().is_string() &&
         !HasTemplate(it.value().get<std::string>())) {

@@ -25,6 +25,20 @@ namespace runbook {
 enum class ArgType { kAny, kString, kInt, kNumber, kBool, kList, kMap, kDuration, kConnection };
 const char* ArgTypeName(ArgType t);
 
+// What a string argument must look like beyond its type. Values that become
+// words of a program's argv are checked so that none can be read as an
+// option or change what the program acts on: runbook values are data, never
+// syntax (a kubectl name "--selector=..." once deleted every Deployment).
+enum class ArgForm {
+  kAny,
+  kKubeName,    // an object name: RFC 1123 (a-z, 0-9, '-', '.'; starts and ends alphanumeric)
+  kKubeKind,    // a resource type: deployment, deployments.apps, Deployment, jobs.batch/v1
+  kKubeObject,  // NAME or TYPE/NAME, each part as above
+  kNotOption,   // anything not starting with '-' (file paths and the like)
+};
+// "" when `value` has form `form`, else what it must look like.
+std::string ArgFormError(ArgForm form, const std::string& value);
+
 struct ArgSpec {
   std::string name;
   ArgType type = ArgType::kAny;
@@ -32,7 +46,14 @@ struct ArgSpec {
   std::string help;
   std::vector<std::string> choices;  // allowed values of a string argument
   std::string conn_type;             // kConnection: "postgres", "kube", "ssh" ("" = any)
+  ArgForm form = ArgForm::kAny;      // strings, and each string of a list
 };
+
+// `a` with form `f`: WithForm(KArg("name", ...), ArgForm::kKubeName).
+inline ArgSpec WithForm(ArgSpec a, ArgForm f) {
+  a.form = f;
+  return a;
+}
 
 struct Schema {
   std::string help;

@@ -107,8 +107,21 @@ Status Executor::Impl::Put(StepRecord* rec, const std::string& kind, const std::
   if (!s.ok()) {
     // The journal is the promise: without it nothing may act.
     env_.reporter->Log(rec->step_id, LogLevel::kError, s.message());
+    if (journal_error_.ok()) journal_error_ = s;
   }
   return s;
+}
+
+bool Executor::Impl::JournalOk() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return journal_error_.ok();
+}
+
+bool Executor::Impl::NoteJournal(const Status& s) {
+  if (s.ok()) return true;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (journal_error_.ok()) journal_error_ = s;
+  return false;
 }
 
 Value Executor::Impl::MakeEnv(const Scope& scope, const Value* item, const Value* result) const {
@@ -192,17 +205,85 @@ LuaRuntime& Executor::Impl::Lua() {
 void Executor::Impl::RegisterSecrets(const Runbook& rb, const Value& params) {
   for (const auto& p : rb.params) {
     if (!p.secret || !params.contains(p.name)) continue;
-    const Value& v = params[p.name];
-    env_.redactor->Add(v.is_string() ? v.get<std::string>() : v.dump());
+    env_.redactor->AddValue(params[p.name]);
   }
 }
 
-Value Executor::Impl::RedactParams(const Runbook& rb, const Value& params) const {
-  Value out = params;
-  for (const auto& p : rb.params) {
-    if (p.secret && out.contains(p.name)) out[p.name] = "***";
+namespace {
+
+// `v` without the strings that hold templates (their values are
+// registered when the connection is opened).
+Value WithoutTemplates(const Value& v) {
+  if (v.is_string()) return HasTemplate(v.get<std::string>()) ? Value() : v;
+  if (v.is_object()) {
+    Value out = Value::object();
+    for (auto it = v.begin(); it != v.end(); ++it) out[it.key()] = WithoutTemplates(it.value());
+    return out;
   }
-  return env_.redactor->Redact(out);
+  return v;
+}
+
+}  // namespace
+
+void Executor::Impl::RegisterLiteralSecrets(const Runbook& rb) {
+  for (const auto& c : rb.connections) {
+    if (const ConnectionType* type = env_.registry->FindConnectionType(c.type)) {
+      type->CollectSecrets(WithoutTemplates(c.config), *env_.redactor);
+    }
+  }
+  for (const auto& [path, child] : rb.includes) RegisterLiteralSecrets(*child);
+}
+
+Value Executor::Impl::RedactParams(const Runbook& rb, const Value& params,
+                                   Value* withheld) const {
+  Value out = params;
+  *withheld = Value::array();
+  for (const auto& p : rb.params) {
+    if (!out.contains(p.name)) continue;
+    if (p.secret) {
+      out[p.name] = "***";
+      continue;
+    }
+    // Stored as given, so that resume and rollback use the same value; one
+    // that holds a secret (a dsn with its password) is stored masked and
+    // must be given again.
+    Value shown = env_.redactor->Redact(out[p.name]);
+    if (shown != out[p.name]) {
+      out[p.name] = shown;
+      withheld->push_back(p.name);
+    }
+  }
+  return out;
+}
+
+bool Executor::Impl::RestoreParams(const Runbook& rb, const Value& given) {
+  root_.params = run_.params;
+  std::set<std::string> withheld;
+  if (run_.options.is_object() && run_.options.contains("withheld_params")) {
+    for (const auto& n : run_.options["withheld_params"]) withheld.insert(n.get<std::string>());
+  }
+  bool ok = true;
+  for (const auto& p : rb.params) {
+    const bool must = p.secret || withheld.count(p.name);
+    if (given.contains(p.name)) {
+      if (!must && run_.params.contains(p.name) && run_.params[p.name] != given[p.name]) {
+        fprintf(stderr,
+                "runbook: run %s: param '%s' was %s when the run started; a run keeps its "
+                "params (start a new run to change it)\n",
+                run_.id.c_str(), p.name.c_str(), run_.params[p.name].dump().c_str());
+        ok = false;
+        continue;
+      }
+      root_.params[p.name] = given[p.name];
+    } else if (must) {
+      fprintf(stderr, "runbook: run %s: %s '%s' %s; supply it again (%s)\n", run_.id.c_str(),
+              p.secret ? "secret param" : "param", p.name.c_str(),
+              p.secret ? "is not stored" : "held a secret, so it is not stored",
+              p.env.empty() ? "-p" : ("env " + p.env + " or -p").c_str());
+      ok = false;  // every missing one is named, not only the first
+    }
+  }
+  return ok;
 }
 
 Result<Connection> Executor::Impl::ResolveConnection(const Scope& scope, const std::string& name) {
@@ -250,6 +331,7 @@ ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& par
   root_.rb = rb.get();
   root_.params = params;
   RegisterSecrets(*rb, params);
+  RegisterLiteralSecrets(*rb);  // a password written into a connection map
   int64_t now = env_.clock->NowMs();
   run_.id = NewRunId(now);
   if (rb->window && !opts_.dry_run && !opts_.ignore_window) {
@@ -270,12 +352,14 @@ ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& par
   run_.runbook_path = fs::weakly_canonical(fs::absolute(rb->path), ec).string();
   run_.digest = RunbookDigest(*rb);
   run_.sources = env_.redactor->Redact(RunbookSources(*rb));
-  run_.params = RedactParams(*rb, params);
+  Value withheld;
+  run_.params = RedactParams(*rb, params, &withheld);
   run_.params_digest = Sha256Hex(run_.params.dump());
   run_.dry_run = opts_.dry_run;
   run_.status = RunStatus::kRunning;
   run_.created_ms = run_.updated_ms = now;
   run_.options = opts_.options_to_store;
+  if (!withheld.empty()) run_.options["withheld_params"] = withheld;
   if (Status s = env_.store->CreateRun(run_); !s.ok()) {
     fprintf(stderr, "runbook: %s\n", s.message().c_str());
     return ExitCode::kInternal;
@@ -304,6 +388,7 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
     default:
       break;
   }
+  RegisterLiteralSecrets(*rb);  // before the diff below can print one
   if (RunbookDigest(*rb) != run_.digest && !opts.allow_changed) {
     fprintf(stderr,
             "runbook: run %s: the runbook changed since the run started; refusing to resume "
@@ -319,17 +404,7 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
   }
   root_rb_ = rb;
   root_.rb = rb.get();
-  root_.params = run_.params;
-  for (const auto& p : rb->params) {
-    if (!p.secret) continue;
-    if (!secret_params.contains(p.name)) {
-      fprintf(stderr, "runbook: run %s: secret param '%s' is not stored; supply it again (%s)\n",
-              run_id.c_str(), p.name.c_str(),
-              p.env.empty() ? "-p" : ("env " + p.env + " or -p").c_str());
-      return ExitCode::kInvalid;
-    }
-    root_.params[p.name] = secret_params[p.name];
-  }
+  if (!RestoreParams(*rb, secret_params)) return ExitCode::kInvalid;
   RegisterSecrets(*rb, root_.params);
   if (rb->window && !opts_.dry_run && !opts_.ignore_window) {
     WindowState w = CheckWindow(*rb->window, env_.clock->NowMs());
@@ -382,10 +457,8 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
   }
   root_rb_ = rb;
   root_.rb = rb.get();
-  root_.params = run_.params;
-  for (auto it = secret_params.begin(); it != secret_params.end(); ++it) {
-    root_.params[it.key()] = it.value();
-  }
+  RegisterLiteralSecrets(*rb);
+  if (!RestoreParams(*rb, secret_params)) return ExitCode::kInvalid;
   RegisterSecrets(*rb, root_.params);
   if (Status s = AcquireLock(*rb, root_.params); !s.ok()) {
     fprintf(stderr, "runbook: run %s: %s\n", run_id.c_str(), s.message().c_str());
@@ -402,11 +475,17 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
   env_.reporter->RunStarted(run_, "rollback of");
   bool ok = DoRollback();
   RunStatus final_status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
-  env_.store->UpdateRun(run_.id, final_status, ok ? "" : "an undo failed");
+  NoteJournal(env_.store->UpdateRun(run_.id, final_status, ok ? "" : "an undo failed"));
   run_.status = final_status;
   ExitCode code = ok ? ExitCode::kOk : ExitCode::kRollbackFailed;
-  env_.reporter->RunFinished(run_, static_cast<int>(code),
-                             ok ? "rolled back" : "rollback FAILED: a human must act (see above)");
+  std::string message = ok ? "rolled back" : "rollback FAILED: a human must act (see above)";
+  if (!JournalOk()) {
+    code = ExitCode::kRollbackFailed;
+    message = "the state store could not be written (" + journal_error_.message() +
+              "): the rollback stopped before undoing anything more; make the store writable, "
+              "then runbook rollback " + run_.id + " again";
+  }
+  env_.reporter->RunFinished(run_, static_cast<int>(code), message);
   return code;
 }
 
@@ -460,8 +539,20 @@ ExitCode Executor::Impl::Finish(const FlowResult& f) {
       break;
     }
   }
+  if (!opts_.dry_run) {
+    NoteJournal(env_.store->UpdateRun(run_.id, status, code == ExitCode::kOk ? "" : message));
+  }
+  if (!JournalOk()) {
+    // Whatever happened, the journal may not say it: a human must look.
+    std::lock_guard<std::mutex> lock(mu_);
+    status = RunStatus::kFailed;
+    code = ExitCode::kRollbackFailed;
+    message = "the state store could not be written (" + journal_error_.message() +
+              "): stopped before acting further, nothing was undone; its journal may not show "
+              "the last step's outcome. Make the store writable, then runbook status " + run_.id +
+              " and resume or rollback";
+  }
   run_.status = status;
-  env_.store->UpdateRun(run_.id, status, code == ExitCode::kOk ? "" : message);
   env_.reporter->RunFinished(run_, static_cast<int>(code), message);
   return code;
 }

@@ -58,6 +58,9 @@ class Executor::Impl {
   FlowResult RunChild(Scope& parent, const std::string& instance_id, const std::string& path,
                       const Value& params, Value* result);
   bool WindowAllows(const Scope& scope, size_t index, std::string* why);
+  // Before an interrupted step runs again: waits (a little) while processes
+  // its killed attempt started still run; then kDecision naming them.
+  FlowResult WaitForOrphans(const StepSpec& s, StepRecord* rec);
 
   // --- rollback.cc
   // Undoes completed steps newest first; returns true if every undo worked.
@@ -76,6 +79,12 @@ class Executor::Impl {
   // nothing since the last sync, and resume runs them again.
   Status Put(StepRecord* rec, const std::string& event_kind, const std::string& message,
              bool durable = true);
+  // The journal works: no write to the state store has failed in this run.
+  // After the first failure nothing more may act, rollback included; the
+  // run ends with exit 6 (a human must act) naming the store's error.
+  bool JournalOk();
+  // Records `s` as the journal's failure when it is one; returns s.ok().
+  bool NoteJournal(const Status& s);
   Value MakeEnv(const Scope& scope, const Value* item, const Value* result = nullptr) const;
   // MakeEnv for running step `s`, with only the earlier results its
   // expressions name (copying every result for every step is quadratic).
@@ -84,11 +93,21 @@ class Executor::Impl {
   Value MakeStepEnv(const Scope& scope, const StepSpec& s, const Value* item);
   LuaRuntime& Lua();
   void RegisterSecrets(const Runbook& rb, const Value& params);
+  // Passwords written literally into the connections of `rb` and what it
+  // includes, before its sources are stored or printed.
+  void RegisterLiteralSecrets(const Runbook& rb);
   Result<Connection> ResolveConnection(const Scope& scope, const std::string& name);
   ExitCode Finish(const FlowResult& f);
   Status AcquireLock(const Runbook& rb, const Value& params);
   void Report(const StepRecord& rec, const std::string& detail);
-  Value RedactParams(const Runbook& rb, const Value& params) const;
+  // The params as the store keeps them: secret ones "***"; the others as
+  // given, except those holding a secret (a dsn with its password), stored
+  // masked and named in `withheld` (they must be given again on resume).
+  Value RedactParams(const Runbook& rb, const Value& params, Value* withheld) const;
+  // root_.params for a resume or rollback: the stored ones, plus `given`
+  // (-p, env) for the secret and withheld ones; a stored param given with
+  // another value is refused (false, after printing why).
+  bool RestoreParams(const Runbook& rb, const Value& given);
 
   ExecEnv env_;
   RunOptions opts_;
@@ -104,6 +123,7 @@ class Executor::Impl {
   std::map<std::string, std::unique_ptr<StepRecord>> records_;
   std::map<std::string, int64_t> durations_;
   int64_t window_end_ms_ = 0;  // 0: no window to respect
+  Status journal_error_;       // guarded by mu_: the first failed write
   bool resuming_ = false;
   std::map<std::string, std::unique_ptr<Scope>> child_scopes_;  // for rollback
 };
@@ -115,7 +135,8 @@ class StepContextImpl : public StepContext, public LuaHost {
   StepContextImpl(Executor::Impl* ex, Scope* scope, const StepSpec* spec, StepRecord* rec,
                   Value env, SteadyTime deadline, size_t entry, Value previous)
       : ex_(ex), scope_(scope), spec_(spec), rec_(rec), env_(std::move(env)),
-        deadline_(deadline), entry_(entry), previous_(std::move(previous)) {}
+        deadline_(deadline), entry_(entry), previous_(std::move(previous)),
+        runner_(*ex->env_.processes, kStepTokenVar, ex->run_.id + "/" + rec->step_id) {}
 
   const std::string& run_id() const override { return ex_->run_.id; }
   const std::string& step_id() const override { return rec_->step_id; }
@@ -131,7 +152,9 @@ class StepContextImpl : public StepContext, public LuaHost {
   void Progress(const ProgressInfo& info) override;
   void AddTable(const Table& table) override;
   Redactor& redactor() override { return *ex_->env_.redactor; }
-  ProcessRunner& processes() override { return *ex_->env_.processes; }
+  // Tags every child with the step (kStepTokenVar): a resume finds what a
+  // killed engine's children still do.
+  ProcessRunner& processes() override { return runner_; }
   Clock& clock() override { return *ex_->env_.clock; }
   Result<Value> Invoke(const std::string& primitive, const Value& args) override;
   Result<Value> RunChild(const std::string& runbook_path, const Value& params) override;
@@ -156,6 +179,7 @@ class StepContextImpl : public StepContext, public LuaHost {
   size_t entry_;
   Value previous_;
   std::vector<UndoEntry> prior_entries_;  // a Lua step's calls in an earlier run
+  TaggingRunner runner_;
 };
 
 }  // namespace runbook

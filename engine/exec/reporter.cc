@@ -1,12 +1,34 @@
 #include "engine/exec/reporter.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "engine/core/clock.h"
 #include "engine/core/duration.h"
 
 namespace runbook {
+
+// Text for a terminal: control characters from a runbook (an id, a
+// message) would move the cursor, recolour or rewrite the screen; they show
+// as \xNN instead (C0 but newline and tab, DEL, and C1 as UTF-8 encodes it).
+std::string TerminalSafe(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const bool c1 = c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(s[i + 1]) <= 0x9f;
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || c1) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c1 ? static_cast<unsigned char>(s[++i]) : c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 namespace {
 
 const char* kReset = "\033[0m";
@@ -61,13 +83,14 @@ class TextReporter : public Reporter {
   void RunStarted(const RunRecord& run, const std::string& what) override {
     std::lock_guard<std::mutex> lock(mu_);
     fprintf(out_, "%s %s  %s%s\n", Paint("\033[1m", what).c_str(), run.id.c_str(),
-            run.runbook_name.c_str(), run.dry_run ? "  (rehearsal: nothing will change)" : "");
+            TerminalSafe(run.runbook_name).c_str(),
+            run.dry_run ? "  (rehearsal: nothing will change)" : "");
     fflush(out_);
   }
   void StepStarted(const std::string& id, const std::string& change) override {
     if (!verbose_) return;
     std::lock_guard<std::mutex> lock(mu_);
-    fprintf(out_, "  ..       %s  %s\n", id.c_str(), R(change).c_str());
+    fprintf(out_, "  ..       %s  %s\n", TerminalSafe(id).c_str(), R(change).c_str());
     fflush(out_);
   }
   void StepFinished(const StepRecord& s, const std::string& detail) override {
@@ -75,8 +98,8 @@ class TextReporter : public Reporter {
     ClearProgress();
     std::string word = StatusWord(s.status);
     std::string padded = word + std::string(word.size() < 8 ? 8 - word.size() : 1, ' ');
-    std::string line = "  " + Paint(StatusColor(s.status), padded) + " " + s.step_id;
-    if (!s.action.empty()) line += "  " + s.action;
+    std::string line = "  " + Paint(StatusColor(s.status), padded) + " " + TerminalSafe(s.step_id);
+    if (!s.action.empty()) line += "  " + TerminalSafe(s.action);
     if (s.status != StepStatus::kSkipped && s.duration_ms > 0) {
       line += "  " + FormatDuration(Millis(s.duration_ms));
     }
@@ -92,13 +115,14 @@ class TextReporter : public Reporter {
     const char* tag = level == LogLevel::kWarn    ? "warn"
                       : level == LogLevel::kError ? "error"
                                                   : "log";
-    fprintf(out_, "           %s: %s: %s\n", id.c_str(), tag, R(msg).c_str());
+    fprintf(out_, "           %s: %s: %s\n", TerminalSafe(id).c_str(), tag, R(msg).c_str());
     fflush(out_);
   }
   void Progress(const std::string& id, const ProgressInfo& p) override {
     if (!color_) return;  // progress redraws only make sense on a terminal
     std::lock_guard<std::mutex> lock(mu_);
-    fprintf(out_, "\r\033[K  ..       %s  %s", id.c_str(), R(DescribeProgress(p)).c_str());
+    fprintf(out_, "\r\033[K  ..       %s  %s", TerminalSafe(id).c_str(),
+            R(DescribeProgress(p)).c_str());
     fflush(out_);
     progress_shown_ = true;
   }
@@ -112,7 +136,9 @@ class TextReporter : public Reporter {
   }
 
  private:
-  std::string R(const std::string& s) const { return redactor_ ? redactor_->Redact(s) : s; }
+  std::string R(const std::string& s) const {
+    return TerminalSafe(redactor_ ? redactor_->Redact(s) : s);
+  }
   std::string Paint(const char* color, const std::string& s) const {
     return color_ ? std::string(color) + s + kReset : s;
   }

@@ -14,6 +14,11 @@
 
 namespace runbook {
 
+// `s` for a terminal: control characters (ESC and the rest of C0 but
+// newline and tab, DEL, C1) shown as \xNN, so text from a runbook or a
+// server cannot drive the terminal.
+std::string TerminalSafe(const std::string& s);
+
 class Reporter {
  public:
   virtual ~Reporter() = default;

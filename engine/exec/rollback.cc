@@ -98,8 +98,11 @@ bool Executor::Impl::DoRollback() {
     }
     return true;
   }
+  // An undo acts: without a journal to record it, none may run (a resume
+  // would then skip steps whose effects the undo removed).
+  if (!JournalOk()) return false;
   run_.status = RunStatus::kRollingBack;
-  env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, "");
+  if (!NoteJournal(env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, ""))) return false;
   std::vector<StepRecord*> order;
   for (auto& [id, rec] : records_) {
     bool any_state = std::any_of(rec->undo.begin(), rec->undo.end(),
@@ -143,7 +146,7 @@ bool Executor::Impl::DoRollback() {
     if (spec && spec->foreach && !IsInstance(rec->step_id)) continue;
     if (!has_action && !NeedsUndo(*env_.registry, *rec, was_failed)) continue;
     rec->status = StepStatus::kUndoing;
-    Put(rec, "undo.start", "");
+    if (!Put(rec, "undo.start", "").ok()) return false;  // nothing more may act
     Status st;
     Scope fallback;
     fallback.rb = root_.rb;

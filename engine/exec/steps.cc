@@ -134,7 +134,9 @@ FlowResult Executor::Impl::RunForeach(Scope& scope, const StepSpec& s, const Val
   parent->change = "for each of " + std::to_string(items.size()) + " items";
   parent->status = StepStatus::kRunning;
   if (parent->started_ms == 0) parent->started_ms = env_.clock->NowMs();
-  if (!Put(parent, "step.start", parent->change).ok()) return {Flow::kFailed, "journal"};
+  if (!JournalOk() || !Put(parent, "step.start", parent->change).ok()) {
+    return {Flow::kFailed, Quoted(id) + ": cannot write the journal; nothing was done"};
+  }
   auto start = env_.clock->Steady();
   size_t n = items.size();
   std::vector<StepStatus> statuses(n, StepStatus::kPending);
@@ -253,6 +255,10 @@ FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const st
       return finish_as(StepStatus::kSucceeded, Value{{"marked_done", true}},
                        "marked done by a human (--mark-done)");
     }
+    // Its children outlived it: neither a check nor a second run may race them.
+    if (!opts_.dry_run) {
+      if (FlowResult f = WaitForOrphans(s, rec); f.flow != Flow::kOk) return f;
+    }
     bool safe = opts_.retry_steps.count(id) > 0 || s.idempotent.value_or(prim->idempotent(*args)) ||
                 (s.action.name == "lua" && rec->undo.empty());
     if (!safe) {
@@ -290,6 +296,33 @@ FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const st
   return f;
 }
 
+FlowResult Executor::Impl::WaitForOrphans(const StepSpec& s, StepRecord* rec) {
+  constexpr auto kMaxWait = std::chrono::seconds(30);
+  const auto wait = s.timeout ? std::min<std::chrono::milliseconds>(*s.timeout, kMaxWait)
+                              : std::chrono::milliseconds(kMaxWait);
+  const auto until = env_.clock->Steady() + wait;
+  for (bool told = false;; told = true) {
+    std::vector<std::string> left = ProcessesWithEnv(kStepTokenVar, run_.id + "/" + rec->step_id);
+    if (left.empty()) return {Flow::kOk, ""};
+    std::string list;
+    for (const auto& p : left) list += (list.empty() ? "" : "; ") + p;
+    if (env_.clock->Steady() >= until) {
+      Report(*rec, "needs a decision");
+      return {Flow::kDecision,
+              Quoted(rec->step_id) + " was running when the engine stopped, and what it started "
+              "still runs (" + env_.redactor->Redact(list) + "). Running the step again now "
+              "would do it twice: wait for it to end (or stop it), then runbook resume " +
+              run_.id};
+    }
+    if (!told) {
+      env_.reporter->Log(rec->step_id, LogLevel::kWarn,
+                         "waiting for what the interrupted attempt started: " +
+                             env_.redactor->Redact(list));
+    }
+    env_.clock->Sleep(std::chrono::milliseconds(200));
+  }
+}
+
 FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord* rec,
                                     Primitive* prim, const Value& args, const Value& env,
                                     Value* out) {
@@ -314,7 +347,9 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     env_.reporter->StepStarted(id, rec->change);
     // A step that may act starts durably (and so does everything before it).
     const bool may_act = !opts_.dry_run && prim->rehearsal(args) != Rehearsal::kProbe;
-    if (!Put(rec, "step.start", rec->change, may_act).ok()) {
+    // An earlier write that failed (a step's outcome, say) stops the run
+    // too, even if this one would succeed: the journal has a hole.
+    if (!JournalOk() || !Put(rec, "step.start", rec->change, may_act).ok()) {
       return {Flow::kFailed, Quoted(id) + ": cannot write the journal; nothing was done"};
     }
     SteadyTime deadline = s.timeout ? env_.clock->Steady() + *s.timeout : SteadyTime::max();

@@ -1,4 +1,5 @@
 // Param values: declared (YAML nodes) and given (command-line strings).
+#include <cmath>
 #include <algorithm>
 #include <cctype>
 
@@ -33,6 +34,8 @@ bool ParseParamType(const std::string& name, ParamType* out) {
   return false;
 }
 
+static bool Finite(const Value& v) { return !v.is_number_float() || std::isfinite(v.get<double>()); }
+
 std::string ParamValueFromNode(ParamType type, const Node& n, Value* out) {
   *out = ToValue(n);
   if (n.IsNull()) return "";  // an explicit null: the param may be absent
@@ -43,7 +46,7 @@ std::string ParamValueFromNode(ParamType type, const Node& n, Value* out) {
       if (ok) *out = n.scalar;  // `5432` is the string "5432" as written
       break;
     case ParamType::kInt: ok = n.IsScalar() && out->is_number_integer(); break;
-    case ParamType::kNumber: ok = n.IsScalar() && out->is_number(); break;
+    case ParamType::kNumber: ok = n.IsScalar() && out->is_number() && Finite(*out); break;
     case ParamType::kBool: ok = n.IsScalar() && out->is_boolean(); break;
     case ParamType::kList: ok = n.IsSeq(); break;
     case ParamType::kMap: ok = n.IsMap(); break;
@@ -58,8 +61,11 @@ std::string ParamValueFromString(ParamType type, const std::string& text, Value*
     case ParamType::kInt:
     case ParamType::kNumber: {
       Value v = PlainScalarValue(text);
-      bool ok = type == ParamType::kInt ? v.is_number_integer() : v.is_number();
+      bool ok = type == ParamType::kInt ? v.is_number_integer() : v.is_number() && Finite(v);
       if (ok) *out = v;
+      // 1e999 is a number to the parser and infinity to a double, which
+      // JSON cannot hold (it would be stored as null).
+      if (!ok && v.is_number_float()) return Expected(type) + " (finite)" + got;
       return ok ? "" : Expected(type) + got;
     }
     case ParamType::kBool: {

@@ -1,3 +1,4 @@
+#include <cstdio>
 #include "engine/report/report.h"
 
 #include <sstream>
@@ -14,12 +15,30 @@ struct Data {
   std::vector<Approval> approvals;
 };
 
+// A table cell of markdown: values from a runbook are text, never markup.
+// HTML (<!--, <script>) becomes entities; what would end the cell or make a
+// link, an image or a code span is escaped; control characters show as \xNN.
 std::string Cell(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '|') out += "\\|";
-    else if (c == '\n') out += "<br>";
-    else out += c;
+    switch (c) {
+      case '\n': out += "<br>"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '|': case '`': case '[': case ']': case '\\': case '!':
+        out += '\\';
+        out += c;
+        break;
+      default:
+        if ((c >= 0 && c < 0x20) || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\x%02x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
   }
   return out;
 }
@@ -32,7 +51,15 @@ std::string Html(const std::string& s) {
       case '>': out += "&gt;"; break;
       case '&': out += "&amp;"; break;
       case '"': out += "&quot;"; break;
-      default: out += c;
+      case '\'': out += "&#39;"; break;
+      default:
+        if ((c >= 0 && c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\x%02x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
     }
   }
   return out;

@@ -1,5 +1,7 @@
 #include "engine/state/lock.h"
 
+#include "engine/core/sha256.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -15,13 +17,18 @@ namespace runbook {
 namespace {
 
 // Keys name targets ("db:prod/main"); anything outside [A-Za-z0-9_.-]
-// becomes '_' so a key cannot leave the lock directory.
+// becomes '_' so a key cannot leave the lock directory. A key that had to
+// change, or that is too long for a file name, gets a hash of itself: two
+// keys never share a file, and every key has one.
 std::string LockFileName(const std::string& key) {
   std::string name = key;
   for (char& c : name) {
     bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                 c == '_' || c == '.' || c == '-';
     if (!keep) c = '_';
+  }
+  if (name != key || name.size() > 120 || name[0] == '.') {
+    name = name.substr(0, 80) + "-" + Sha256Hex(key).substr(0, 16);
   }
   return name + ".lock";
 }
@@ -70,6 +77,16 @@ RunLock::~RunLock() {
   // then hold a lock on a name nobody else sees.
   flock(fd_, LOCK_UN);
   close(fd_);
+}
+
+bool RunLock::IsHeld(const std::string& state_path, const std::string& key) {
+  if (key.empty()) return false;
+  std::string path = state_internal::DirName(state_path) + "/locks/" + LockFileName(key);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;  // never taken
+  bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  close(fd);  // releases the shared lock if we got it
+  return held;
 }
 
 Result<std::unique_ptr<RunLock>> RunLock::Acquire(const std::string& state_path,

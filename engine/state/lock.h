@@ -22,6 +22,9 @@ class RunLock {
   static Result<std::unique_ptr<RunLock>> Acquire(const std::string& state_path,
                                                   const std::string& key,
                                                   const std::string& run_id);
+  // Whether a live process holds the lock `key` now (without taking it): a
+  // run the store says is running whose lock nobody holds was interrupted.
+  static bool IsHeld(const std::string& state_path, const std::string& key);
 
  private:
   RunLock() = default;

@@ -1,5 +1,6 @@
 // The state store: opening, schema migrations and runs. Steps, events and
 // approvals are in store_steps.cc.
+#include <sys/stat.h>
 #include "engine/state/store.h"
 
 #include <errno.h>
@@ -158,11 +159,39 @@ Status Configure(sqlite3* db, const std::string& path) {
   return Status::Ok();
 }
 
+// PRAGMA application_id of our stores ("RNBK"): a database of something
+// else is never taken over.
+constexpr int kApplicationId = 0x524e424b;
+
+Status CheckOurs(sqlite3* db, const std::string& path) {
+  std::string app, tables;
+  if (!QueryPragma(db, "PRAGMA application_id", &app) ||
+      !QueryPragma(db, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' "
+                       "ESCAPE '\\'", &tables)) {
+    return SqlError(db, path, "cannot read");
+  }
+  const int id = std::atoi(app.c_str());
+  int version = 0;
+  if (!UserVersion(db, &version)) return SqlError(db, path, "cannot read");
+  const bool foreign = (id != 0 && id != kApplicationId) || (version == 0 && tables != "0");
+  if (foreign) {
+    return Status::Invalid("state store " + path +
+                           ": this SQLite database belongs to something else (it has tables and "
+                           "no runbook schema); nothing was changed in it. Give --state a new "
+                           "file or an existing runbook state store");
+  }
+  return Status::Ok();
+}
+
 Status Migrate(sqlite3* db, const std::string& path) {
   const std::string op = "cannot migrate the schema";
   int version = 0;
   if (!UserVersion(db, &version)) return SqlError(db, path, op);
-  if (version == kSchemaVersion) return Status::Ok();
+  if (version == kSchemaVersion) {
+    // Stores made before the application id was set get it now.
+    ExecSql(db, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str());
+    return Status::Ok();
+  }
   // Check again under the write lock: another process may have migrated.
   Transaction txn(db);
   if (!txn.Begin() || !UserVersion(db, &version)) return SqlError(db, path, op);
@@ -175,7 +204,8 @@ Status Migrate(sqlite3* db, const std::string& path) {
   for (int v = version; v < kSchemaVersion; ++v) {
     if (!ExecSql(db, kMigrations[v])) return SqlError(db, path, op);
   }
-  std::string set = "PRAGMA user_version=" + std::to_string(kSchemaVersion);
+  std::string set = "PRAGMA user_version=" + std::to_string(kSchemaVersion) +
+                    "; PRAGMA application_id=" + std::to_string(kApplicationId);
   if (!ExecSql(db, set.c_str()) || !txn.Commit()) return SqlError(db, path, op);
   return Status::Ok();
 }
@@ -226,6 +256,12 @@ StateStore::~StateStore() { sqlite3_close_v2(db_); }
 
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
   if (path.empty()) return Status::Invalid("state store path is empty");
+  // A device, a FIFO or a directory is no store (SQLite would put a
+  // world-readable journal next to /dev/null).
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return Status::Invalid("state store " + path + " is not a regular file");
+  }
   Status s = state_internal::MakePrivateDirs(state_internal::DirName(path));
   if (!s.ok()) return s.Prefixed("state store " + path);
   s = CreatePrivateFile(path);
@@ -241,7 +277,8 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
     return SqlError(store->db_, path, "cannot open");
   }
   sqlite3_extended_result_codes(store->db_, 1);
-  s = Configure(store->db_, path);
+  s = CheckOurs(store->db_, path);  // before anything is written to it
+  if (s.ok()) s = Configure(store->db_, path);
   if (s.ok()) s = Migrate(store->db_, path);
   if (!s.ok()) return s;
   return store;

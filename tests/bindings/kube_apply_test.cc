@@ -8,6 +8,17 @@
 namespace runbook::testing {
 namespace {
 
+// The backup Secrets (kube_secrets.h) in the namespace.
+std::string Backups(KubeCase& c) {
+  std::string out;
+  const Value list = c.sim.KubectlJson({"-n", "default", "get", "secrets"});
+  for (const auto& s : list["items"]) {
+    std::string name = s["metadata"]["name"].get<std::string>();
+    if (name.rfind("runbook-backup-", 0) == 0) out += name + " ";
+  }
+  return out;
+}
+
 Value ConfigMap(const std::string& name, const std::string& a) {
   return Value{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}}},
                {"data", {{"a", a}}}};
@@ -182,6 +193,99 @@ TEST_CASE("kube.delete re-creates a service without its old cluster IP", "[kube]
   CHECK_FALSE(c.ctx.LastUndo()["object"]["spec"].contains("clusterIP"));
   REQUIRE_OK(c.Undo("kube.delete", args));
   CHECK(c.Get("service", "web")["spec"]["selector"]["app"] == "web");
+}
+
+TEST_CASE("a Secret's data reaches no undo record, result, log or file; undo restores it from "
+          "a backup kept in the cluster",
+          "[kube][kube.apply][kube.delete][secrets]") {
+  KubeCase c;
+  // Manifests go to kubectl on stdin: nothing is written under TMPDIR.
+  char tmpl[] = "/tmp/kube-tmpdir-XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  setenv("TMPDIR", tmpl, 1);
+  auto secret = [](const std::string& pw) {
+    return Value{{"apiVersion", "v1"}, {"kind", "Secret"}, {"metadata", {{"name", "db-creds"}}},
+                 {"stringData", {{"password", pw}}}};
+  };
+  REQUIRE_OK(c.Apply("kube.apply", Value{{"conn", "sim"}, {"manifest", secret("FirstPw111aaa")}}));
+  Result<Value> r =
+      c.Apply("kube.apply", Value{{"conn", "sim"}, {"manifest", secret("SecondPw222bbb")}});
+  REQUIRE_OK(r);
+  const Value undo = c.ctx.LastUndo();
+  // What would be stored (the engine stores records and results through the redactor).
+  const std::string stored =
+      c.ctx.redactor().Redact(undo.dump() + r->dump() + c.ctx.AllLogs());
+  for (const char* pw : {"FirstPw111aaa", "SecondPw222bbb", "Rmlyc3RQdzExMWFhYQ",
+                         "U2Vjb25kUHcyMjJiYmI"}) {
+    INFO(pw);
+    CHECK(stored.find(pw) == std::string::npos);
+    CHECK(undo.dump().find(pw) == std::string::npos);  // not even before redaction
+  }
+  CHECK(undo["objects"][0].contains("previous_secret"));
+  CHECK_FALSE(Backups(c).empty());  // kept in the cluster until the undo or a decommission
+  CHECK(std::filesystem::is_empty(tmpl));
+  // kube.get of it: the values are registered, so its stored result hides them.
+  Result<Value> got = c.Apply("kube.get", Value{{"conn", "sim"}, {"kind", "secret"},
+                                                {"name", "db-creds"}});
+  REQUIRE_OK(got);
+  CHECK(c.ctx.redactor().Redact(got->dump()).find("U2Vjb25kUHcyMjJiYmI") == std::string::npos);
+
+  // Undo: the first version is back, from the backup, and the backup is gone.
+  REQUIRE_OK(c.Undo("kube.apply", Value{{"conn", "sim"}, {"manifest", secret("SecondPw222bbb")}}));
+  Value live = c.sim.KubectlJson({"-n", "default", "get", "secret", "db-creds"});
+  CHECK(live["data"]["password"] == "Rmlyc3RQdzExMWFhYQ==");
+  CHECK(Backups(c).empty());
+
+  // kube.delete of a Secret: the same, through a backup.
+  REQUIRE_OK(c.Apply("kube.delete", Value{{"conn", "sim"}, {"kind", "secret"},
+                                          {"name", "db-creds"}}));
+  CHECK(c.ctx.LastUndo().dump().find("Rmlyc3RQdzExMWFhYQ") == std::string::npos);
+  CHECK_FALSE(c.Exists("secret", "db-creds"));
+  REQUIRE_OK(c.Undo("kube.delete", Value{{"conn", "sim"}, {"kind", "secret"},
+                                         {"name", "db-creds"}}));
+  CHECK(c.sim.KubectlJson({"-n", "default", "get", "secret", "db-creds"})["data"]["password"] ==
+        "Rmlyc3RQdzExMWFhYQ==");
+  CHECK(Backups(c).empty());
+  unsetenv("TMPDIR");
+  std::filesystem::remove_all(tmpl);
+}
+
+TEST_CASE("a kube name, kind or object from a runbook can never become a kubectl option",
+          "[kube][argv]") {
+  KubeCase c;
+  const std::string rv = c.SettledRv();
+  struct Case {
+    const char* primitive;
+    Value args;
+  };
+  const Case cases[] = {
+      {"kube.delete", Value{{"conn", "sim"}, {"kind", "deployment"}, {"name", "--selector=app"}}},
+      {"kube.delete", Value{{"conn", "sim"}, {"kind", "--all"}, {"name", "x"}}},
+      {"kube.get", Value{{"conn", "sim"}, {"kind", "pods"}, {"name", "--server=http://evil"}}},
+      {"kube.scale", Value{{"conn", "sim"}, {"deployment", "-x"}, {"replicas", 0}}},
+      {"kube.patch", Value{{"conn", "sim"}, {"kind", "service"}, {"name", "-ojson"},
+                           {"patch", {{"a", 1}}}}},
+      {"kube.rollout_status", Value{{"conn", "sim"}, {"deployment", "--watch=false"}}},
+      {"kube.exec", Value{{"conn", "sim"}, {"pod", "--as=admin"}, {"argv", {"true"}}}},
+      {"kube.wait", Value{{"conn", "sim"}, {"resource", "job/--all"}, {"for", "condition=x"}}},
+      {"kube.switch_selector", Value{{"conn", "sim"}, {"service", "-A"},
+                                     {"selector", {{"app", "x"}}}}},
+      {"kube.get", Value{{"conn", "sim"}, {"kind", "pods"}, {"name", "x"},
+                         {"namespace", "--all-namespaces"}}},
+  };
+  for (const Case& k : cases) {
+    INFO(k.primitive << " " << k.args.dump());
+    std::vector<ArgError> errors = CheckArgs(c.P(k.primitive).schema(), k.args);
+    REQUIRE_FALSE(errors.empty());
+    CHECK_THAT(errors[0].message, Catch::Contains("is not a Kubernetes"));
+  }
+  // Called anyway (as from Lua after expansion): refused by the engine's own check.
+  CHECK(ArgFormError(ArgForm::kKubeName, "--selector=app=x") != "");
+  CHECK(ArgFormError(ArgForm::kKubeName, "chronicle-db-v17") == "");
+  CHECK(ArgFormError(ArgForm::kKubeObject, "deployment/chronicle-db") == "");
+  CHECK(ArgFormError(ArgForm::kKubeObject, "deployment/-x") != "");
+  CHECK(ArgFormError(ArgForm::kKubeKind, "deployments.apps") == "");
+  CHECK(c.SettledRv() == rv);  // nothing happened
 }
 
 }  // namespace runbook::testing

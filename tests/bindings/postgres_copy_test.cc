@@ -382,23 +382,23 @@ TEST_CASE("pg.copy with schema_only copies tables, indexes and constraints witho
   CHECK(green.Value("SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == "1");
 }
 
-TEST_CASE("pg.copy hands pg_dump and psql the connection in PG* variables, never in argv",
+TEST_CASE("pg.copy hands its programs the whole connection as --dbname, the password only in "
+          "the environment",
           "[postgres][pg.copy]") {
   PgConnectOptions o;
   o.conn_name = "blue";
   o.dsn = "postgresql://sre:s3cr%40t@db.internal:5433/app?sslmode=require";
   o.keywords["port"] = "6543";  // keywords win over the dsn, as for libpq
   o.application_name = "runbook/r1/clone";
-  std::map<std::string, std::string> env = PgToolEnv(o);
-  CHECK(env["PGHOST"] == "db.internal");
-  CHECK(env["PGPORT"] == "6543");
-  CHECK(env["PGDATABASE"] == "app");
-  CHECK(env["PGUSER"] == "sre");
-  CHECK(env["PGPASSWORD"] == "s3cr@t");
-  CHECK(env["PGSSLMODE"] == "require");
-  CHECK(env["PGAPPNAME"] == "runbook/r1/clone");
+  PgToolConnection to = PgToolConnect(o);
+  CHECK(to.conninfo ==
+        "application_name=runbook/r1/clone connect_timeout=10 dbname=app host=db.internal "
+        "port=6543 sslmode=require user=sre");
+  CHECK(to.env == std::map<std::string, std::string>{{"PGPASSWORD", "s3cr@t"}});
   o.password = "other";
-  CHECK(PgToolEnv(o)["PGPASSWORD"] == "other");
+  CHECK(PgToolConnect(o).env["PGPASSWORD"] == "other");
+  o.dsn = "dbname='it\\'s' host=h";
+  CHECK_THAT(PgToolConnect(o).conninfo, Catch::Contains("dbname='it\\'s'"));
   CHECK(ToolMajorVersion("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)\n") == 15);
   CHECK(ToolMajorVersion("garbage") == 0);
 
@@ -419,6 +419,34 @@ TEST_CASE("pg.copy hands pg_dump and psql the connection in PG* variables, never
              Catch::Contains("pg_restore --single-transaction of it on green\n"));
   CHECK_THAT(c.P("pg.copy").Plan(one).text, Catch::EndsWith("; ANALYZE the copied tables"));
   CHECK_THAT(plan.undo, Catch::Contains("drop the tables"));
+}
+
+TEST_CASE("pg.copy's programs go where the engine connected, whatever PGSERVICE says",
+          "[postgres][pg.copy]") {
+  PgTestDb blue(BlueServer()), green(GreenServer()), elsewhere(GreenServer());
+  Shop(blue, 100);
+  // A service in the operator's environment naming another database: libpq
+  // lets it override PG* variables (but not an explicit conninfo).
+  const std::string file = "/tmp/" + UniqueName("pg_service") + ".conf";
+  std::FILE* f = std::fopen(file.c_str(), "w");
+  REQUIRE(f);
+  std::fprintf(f, "[evil]\ndbname=%s\n", elsewhere.name().c_str());
+  std::fclose(f);
+  setenv("PGSERVICEFILE", file.c_str(), 1);
+  setenv("PGSERVICE", "evil", 1);
+  PgCase c;
+  c.Connect("blue", blue);
+  c.Connect("green", green);
+  Result<Value> r = c.Apply("pg.copy", ShopArgs());
+  unsetenv("PGSERVICE");
+  unsetenv("PGSERVICEFILE");
+  std::remove(file.c_str());
+  INFO(r.status().message());
+  REQUIRE(r.ok());
+  CHECK(green.Value("SELECT count(*) FROM orders") == "100");
+  CHECK(green.Value("SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_customer_idx'") ==
+        "1");
+  CHECK(elsewhere.Value("SELECT count(*) FROM pg_class WHERE relname = 'orders'") == "0");
 }
 
 }  // namespace runbook::testing

@@ -203,5 +203,104 @@ steps:
   ExpectNowhere(t, t.LastRunId(), pieces, {});
 }
 
+TEST_CASE("secrets from a params file, a default, a list or a map, a literal connection "
+          "password, a two-character secret, and a secret's base64 are hidden too",
+          "[e2e][secrets]") {
+  E2e t;
+  t.Write("m.yaml", R"(format: 1
+name: more-secrets
+params:
+  filepw: {type: string, secret: true}
+  defpw: {type: string, secret: true, default: DefaultPw5150}
+  keys: {type: list, secret: true}
+  creds: {type: map, secret: true}
+  tiny: {type: string, secret: true}
+connections:
+  lit: {postgres: {host: 127.0.0.1, port: 1, dbname: x, user: u, password: LiteralMapPw6060}}
+steps:
+  - id: show
+    exec: {argv: [echo, "${{ params.filepw }} ${{ params.defpw }} ${{ params.keys[1] }} ${{ params.creds.token }} [${{ params.tiny }}]"]}
+  - id: b64
+    exec: {argv: [base64, -w0], stdin: "${{ params.filepw }}"}
+  - id: b64-inside
+    exec: {argv: [base64, -w0], stdin: "user: admin\npassword: ${{ params.filepw }}\n"}
+  - id: literal
+    pg.query: {conn: lit, sql: "select 1"}
+    continue_on_error: true
+)");
+  t.Write("params.yaml", "filepw: FilePw7070xyz\nkeys: [ListKey8080abc, other]\n"
+                         "creds: {token: MapTok9090def}\n");
+  std::vector<std::string> secrets = {"FilePw7070xyz", "DefaultPw5150", "ListKey8080abc",
+                                      "MapTok9090def", "LiteralMapPw6060",
+                                      // base64 of FilePw7070xyz, whole and inside a longer value
+                                      "RmlsZVB3NzA3MHh5", "bGVQdzcwNzB4"};
+  CliResult plan = t.Run({"plan", "m.yaml", "--params-file", t.P("params.yaml"), "-p", "tiny=q7"});
+  INFO(plan.All());
+  CHECK(plan.code == 0);
+  ExpectHidden("plan", plan.All(), secrets);
+  CHECK(plan.out.find("[***]") != std::string::npos);  // the two-character secret, as a word
+  CliResult r = t.Run({"run", "m.yaml", "--params-file", t.P("params.yaml"), "-p", "tiny=q7"});
+  INFO(r.All());
+  CHECK(r.code == 0);
+  ExpectHidden("run output", r.All(), secrets);
+  ExpectNowhere(t, t.LastRunId(), secrets, {});
+  // The literal password is not in the stored runbook source either, nor in
+  // the diff a changed runbook shows on resume.
+  CHECK(DumpStore(t.state()).find("LiteralMapPw6060") == std::string::npos);
+}
+
+TEST_CASE("resume and rollback use params as given: one holding a password is asked again, "
+          "none is replaced by its mask, and a changed one is refused",
+          "[e2e][secrets][resume]") {
+  E2e t;
+  t.Write("p.yaml", R"(format: 1
+name: faithful
+on_failure: stop
+params:
+  target: {type: string}
+  pw: {type: string, secret: true}
+  same: {type: string}
+  w: {type: string}
+steps:
+  - id: gate
+    exec: {argv: [test, -e, "${{ params.w }}/go"]}
+  - id: faithful
+    exec: {argv: [test, "${{ params.target }}|${{ params.same }}", "=", "host=h password=Abc123xyzDsn|Abc123xyzPw"]}
+    rollback: {exec: {argv: [test, "${{ params.target }}", "=", "host=h password=Abc123xyzDsn"]}}
+)");
+  std::filesystem::create_directories(t.P("w"));
+  std::vector<std::string> args = {"-p", "target=host=h password=Abc123xyzDsn",
+                                   "-p", "pw=Abc123xyzPw", "-p", "same=Abc123xyzPw",
+                                   "-p", "w=" + t.P("w")};
+  std::vector<std::string> run = {"run", "p.yaml"};
+  run.insert(run.end(), args.begin(), args.end());
+  CliResult r = t.Run(run);
+  CHECK(r.code == 1);
+  const std::string id = t.LastRunId();
+  CHECK(DumpStore(t.state()).find("Abc123xyz") == std::string::npos);
+  t.Write("w/go", "");
+
+  CliResult missing = t.Run({"resume", id, "-p", "pw=Abc123xyzPw"});
+  CHECK(missing.code == 2);
+  CHECK_THAT(missing.err, Catch::Contains("param 'target' held a secret, so it is not stored"));
+  CHECK_THAT(missing.err, Catch::Contains("param 'same' held a secret"));
+  CliResult changed = t.Run({"resume", id, "-p", "pw=Abc123xyzPw", "-p",
+                             "target=host=h password=Abc123xyzDsn", "-p", "same=Abc123xyzPw",
+                             "-p", "w=/elsewhere"});
+  CHECK(changed.code == 2);
+  CHECK_THAT(changed.err, Catch::Contains("param 'w' was"));
+  std::vector<std::string> resume = {"resume", id};
+  resume.insert(resume.end(), args.begin(), args.end());
+  r = t.Run(resume);
+  INFO(r.All());
+  CHECK(r.code == 0);  // the step saw the values as given, not their masks
+  std::vector<std::string> rollback = {"rollback", id};
+  rollback.insert(rollback.end(), args.begin(), args.end());
+  r = t.Run(rollback);
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(DumpStore(t.state()).find("Abc123xyz") == std::string::npos);
+}
+
 }  // namespace
 }  // namespace runbook::e2e

@@ -14,4 +14,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/cutover_crash_test.cc
   tests/e2e/pg_resume_kill_test.cc
   tests/e2e/upgrade_matrix_test.cc
+  tests/e2e/store_faults_test.cc
+  tests/e2e/orphans_test.cc
+  tests/e2e/nonroot_concurrent_test.cc
 )
