@@ -3,6 +3,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/core/duration.cc
   engine/core/process.cc
   engine/core/redact.cc
+  engine/core/text.cc
   engine/core/registry.cc
   engine/core/sha256.cc
   engine/core/status.cc

@@ -1,5 +1,7 @@
 #include "bindings/kube/port_forward.h"
 
+#include "engine/core/text.h"
+
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -7,7 +9,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
-#include <regex>
 #include <thread>
 
 #include "bindings/kube/kubectl_client.h"
@@ -73,7 +74,6 @@ class KubePortForward : public Resource {
 
  private:
   void ReadLoop() {
-    static const std::regex kForwarding(R"(Forwarding from 127\.0\.0\.1:([0-9]+) ->)");
     int fds[2] = {child_.out_fd(), child_.err_fd()};
     std::string line_buf;
     char buf[4096];
@@ -94,10 +94,15 @@ class KubePortForward : public Resource {
           continue;
         }
         line_buf.append(buf, n);
-        std::smatch m;
-        if (port_ == 0 && std::regex_search(line_buf, m, kForwarding)) {
-          port_ = std::stoi(m[1].str());
-          cv_.notify_all();
+        // kubectl's "Forwarding from 127.0.0.1:PORT -> ..." line.
+        const std::string kFrom = "Forwarding from 127.0.0.1:";
+        if (size_t at = line_buf.find(kFrom); port_ == 0 && at != std::string::npos) {
+          size_t digits = at + kFrom.size(), end = digits;
+          while (end < line_buf.size() && IsAsciiDigit(line_buf[end])) ++end;
+          if (end > digits && end - digits <= 5 && line_buf.compare(end, 3, " ->") == 0) {
+            port_ = std::stoi(line_buf.substr(digits, end - digits));
+            cv_.notify_all();
+          }
         }
         if (line_buf.size() > kKeepStderr) line_buf.erase(0, line_buf.size() - kKeepStderr);
       }

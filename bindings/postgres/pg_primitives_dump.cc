@@ -228,7 +228,7 @@ class PgDump : public PgPrimitive {
     } else {
       Result<std::string> list =
           RunTool(ctx, where + " (verifying with pg_restore --list)",
-                  {ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", partial});
+                  {ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", "--", partial});
       if (!list.ok()) return list.status();
       toc = ParseTocList(*list);
     }

@@ -143,7 +143,7 @@ class PgRestore : public PgPrimitive {
     std::string text =
         format == "plain"
             ? "check that " + file + " ends with pg_dump's \"dump complete\" line"
-            : FormatToolArgv({ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", file});
+            : FormatToolArgv({ToolPath(StrArg(args, "bin_dir"), "pg_restore"), "--list", "--", file});
     if (BoolArg(args, "create", false))
       text += "\nCREATE DATABASE \"" + db + "\" TEMPLATE template0";
     text +=

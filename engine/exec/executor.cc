@@ -539,9 +539,7 @@ ExitCode Executor::Impl::Finish(const FlowResult& f) {
       break;
     }
   }
-  if (!opts_.dry_run) {
-    NoteJournal(env_.store->UpdateRun(run_.id, status, code == ExitCode::kOk ? "" : message));
-  }
+  NoteJournal(env_.store->UpdateRun(run_.id, status, code == ExitCode::kOk ? "" : message));
   if (!JournalOk()) {
     // Whatever happened, the journal may not say it: a human must look.
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,8 +1,8 @@
 #include "engine/parser/node.h"
+#include "engine/core/text.h"
 
 #include <cerrno>
 #include <cstdlib>
-#include <regex>
 
 namespace runbook {
 
@@ -49,23 +49,19 @@ static Value ParseInteger(const std::string& text, int base, size_t skip, bool n
 }
 
 Value PlainScalarValue(const std::string& text) {
-  static const std::regex kInt(R"([-+]?[0-9]+)");
-  static const std::regex kOct("0o[0-7]+");
-  static const std::regex kHex("0x[0-9a-fA-F]+");
-  static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
   if (text.empty() || text == "~" || text == "null" || text == "Null" || text == "NULL") {
     return nullptr;
   }
   if (text == "true" || text == "True" || text == "TRUE") return true;
   if (text == "false" || text == "False" || text == "FALSE") return false;
-  if (std::regex_match(text, kInt)) {
+  if (IsDecimalInt(text)) {
     bool neg = text[0] == '-';
     size_t skip = (text[0] == '-' || text[0] == '+') ? 1 : 0;
     return ParseInteger(text, 10, skip, neg);
   }
-  if (std::regex_match(text, kOct)) return ParseInteger(text, 8, 2, false);
-  if (std::regex_match(text, kHex)) return ParseInteger(text, 16, 2, false);
-  if (std::regex_match(text, kFloat)) return std::strtod(text.c_str(), nullptr);
+  if (IsOctalInt(text)) return ParseInteger(text, 8, 2, false);
+  if (IsHexInt(text)) return ParseInteger(text, 16, 2, false);
+  if (IsFloat(text)) return std::strtod(text.c_str(), nullptr);
   return text;
 }
 

@@ -1,7 +1,7 @@
 // connections: {NAME: {TYPE: config-map | scalar}}
-#include <regex>
 
 #include "engine/parser/validator.h"
+#include "engine/core/text.h"
 
 namespace runbook {
 namespace {
@@ -35,11 +35,10 @@ void Validator::Connections(const Node& n) {
 }
 
 void Validator::ConnectionEntry(const Node& key, const Node& value) {
-  static const std::regex kName("[A-Za-z0-9_][A-Za-z0-9_-]*");
   const std::string& name = key.scalar;
   std::string subject = "connection '" + name + "': ";
   std::vector<std::string> types = registry_.ConnectionTypeNames();
-  if (!std::regex_match(name, kName)) {
+  if (!MatchesName(name, IsIdentChar, [](char c) { return IsIdentChar(c) || c == '-'; })) {
     Error(key.pos, "bad connection name '" + name + "': use letters, digits, '-' and '_'");
   }
   if (!value.IsMap() || value.entries.empty()) {

@@ -1,7 +1,7 @@
 // params: {NAME: {type, default, required, secret, env, description}}
-#include <regex>
 
 #include "engine/parser/validator.h"
+#include "engine/core/text.h"
 
 namespace runbook {
 namespace {
@@ -41,10 +41,9 @@ void Validator::Params(const Node& n) {
 }
 
 void Validator::Param(const Node& key, const Node& value) {
-  static const std::regex kName("[A-Za-z_][A-Za-z0-9_]*");
   const std::string& name = key.scalar;
   std::string subject = "param '" + name + "': ";
-  if (!std::regex_match(name, kName)) {
+  if (!MatchesName(name, IsIdentStart, IsIdentChar)) {
     Error(key.pos, "bad param name '" + name +
                        "': use letters, digits and '_', not starting with a digit");
   }
@@ -73,7 +72,7 @@ void Validator::Param(const Node& key, const Node& value) {
     } else if (field == "secret") {
       BoolKey(v, subject + "'secret'", &p.secret);
     } else if (field == "env") {
-      if (StringKey(v, subject + "'env'", &p.env) && !std::regex_match(p.env, kName)) {
+      if (StringKey(v, subject + "'env'", &p.env) && !MatchesName(p.env, IsIdentStart, IsIdentChar)) {
         Error(v.pos, subject + "bad environment variable name '" + p.env + "'");
       }
     } else if (field == "description") {

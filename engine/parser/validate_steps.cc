@@ -1,8 +1,8 @@
 // steps: a list of {id, <step keys>, <exactly one action>}
 #include <algorithm>
-#include <regex>
 
 #include "engine/parser/validator.h"
+#include "engine/core/text.h"
 
 namespace runbook {
 namespace {
@@ -91,7 +91,6 @@ void Validator::Step(const Node& n, size_t index) {
 }
 
 void Validator::StepId(const Node& n, StepSpec* s) {
-  static const std::regex kId("[A-Za-z0-9][A-Za-z0-9_-]*");
   const Node* id = n.Find("id");
   if (!id) {
     Error(n.pos, "missing required key 'id'");
@@ -102,7 +101,7 @@ void Validator::StepId(const Node& n, StepSpec* s) {
   s->id = text;
   step_ = text;
   step_id_ = text;
-  if (!std::regex_match(text, kId)) {
+  if (!MatchesName(text, IsAsciiAlnum, [](char c) { return IsIdentChar(c) || c == '-'; })) {
     Error(id->pos, "bad id '" + text +
                        "': use letters, digits, '-' and '_', starting with a letter or digit");
   }

@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <regex>
 
 #include "engine/parser/validator.h"
+#include "engine/core/text.h"
 
 namespace runbook {
 namespace {
@@ -20,8 +20,14 @@ const std::vector<std::string>& DayNames() {
 // True if `tz` names a zone of the system's tz database (a regular file,
 // possibly through a symlink, below /usr/share/zoneinfo).
 bool TimezoneExists(const std::string& tz) {
-  static const std::regex kZone(R"([A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*)");
-  if (!std::regex_match(tz, kZone)) return false;
+  // NAME(/NAME)*, NAME of [A-Za-z0-9_+-]: no "..", no leading '/'.
+  if (tz.empty() || tz.size() > 200 || tz.front() == '/' || tz.back() == '/' ||
+      tz.find("//") != std::string::npos) {
+    return false;
+  }
+  for (char c : tz) {
+    if (!IsAsciiAlnum(c) && c != '_' && c != '+' && c != '-' && c != '/') return false;
+  }
   struct stat st;
   std::string file = std::string(kZoneInfo) + "/" + tz;
   return stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode);
@@ -93,14 +99,20 @@ void Validator::WindowDays(const Node& n, Window* w) {
 }
 
 bool Validator::WindowTime(const Node& n, const std::string& what, int* minute) {
-  static const std::regex kTime(R"(([01]?[0-9]|2[0-3]):([0-5][0-9]))");
-  std::smatch m;
-  if (!n.IsScalar() || !std::regex_match(n.scalar, m, kTime)) {
+  // H:MM or HH:MM, 00:00 to 23:59.
+  const std::string t = n.IsScalar() ? n.scalar : "";
+  const size_t colon = t.find(':');
+  const bool shape = (colon == 1 || colon == 2) && t.size() == colon + 3 &&
+                     IsAsciiDigit(t[0]) && IsAsciiDigit(t[colon - 1]) &&
+                     IsAsciiDigit(t[colon + 1]) && IsAsciiDigit(t[colon + 2]);
+  const int hour = shape ? std::stoi(t.substr(0, colon)) : -1;
+  const int min = shape ? std::stoi(t.substr(colon + 1)) : -1;
+  if (!n.IsScalar() || !shape || hour > 23 || min > 59) {
     std::string got = n.IsScalar() ? "'" + n.scalar + "'" : DescribeNode(n);
     Error(n.pos, "window " + what + " must be a time HH:MM (00:00 to 23:59), got " + got);
     return false;
   }
-  *minute = std::stoi(m[1].str()) * 60 + std::stoi(m[2].str());
+  *minute = hour * 60 + min;
   return true;
 }
 

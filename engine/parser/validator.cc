@@ -1,8 +1,8 @@
 #include "engine/parser/validator.h"
+#include "engine/core/text.h"
 
 #include <algorithm>
 #include <map>
-#include <regex>
 #include <tuple>
 
 namespace runbook {
@@ -92,9 +92,9 @@ void Validator::Format(const Node& n) {
 }
 
 void Validator::Name(const Node& n) {
-  static const std::regex kName("[a-z0-9][a-z0-9_-]*");
   if (!StringKey(n, "'name'", &rb_->name)) return;
-  if (!std::regex_match(rb_->name, kName)) {
+  auto lower = [](char c) { return (c >= 'a' && c <= 'z') || IsAsciiDigit(c); };
+  if (!MatchesName(rb_->name, lower, [&](char c) { return lower(c) || c == '_' || c == '-'; })) {
     Error(n.pos, "bad name '" + rb_->name +
                      "': use lowercase letters, digits, '-' and '_', starting with a letter or digit");
   }

@@ -16,18 +16,24 @@ struct Data {
 };
 
 // A table cell of markdown: values from a runbook are text, never markup.
-// HTML (<!--, <script>) becomes entities; what would end the cell or make a
-// link, an image or a code span is escaped; control characters show as \xNN.
+// HTML (<!--, <script>) becomes entities; what would end the cell, open a
+// code span or make an inline link or image ("](") is escaped; control
+// characters show as \xNN. Brackets alone (move[2]) stay as they are.
 std::string Cell(const std::string& s) {
   std::string out;
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
     switch (c) {
       case '\n': out += "<br>"; break;
       case '<': out += "&lt;"; break;
       case '>': out += "&gt;"; break;
       case '&': out += "&amp;"; break;
-      case '|': case '`': case '[': case ']': case '\\': case '!':
+      case '|': case '`': case '\\':
         out += '\\';
+        out += c;
+        break;
+      case '(':
+        if (i > 0 && s[i - 1] == ']') out += '\\';
         out += c;
         break;
       default:

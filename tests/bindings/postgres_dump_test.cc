@@ -115,6 +115,30 @@ TEST_CASE("pg.dump and pg.restore round-trip a database in every format",
   }
 }
 
+TEST_CASE("an archive named like an option stays a file name for pg_dump and pg_restore",
+          "[postgres][pg.dump][pg.restore][argv]") {
+  PgTestDb source(BlueServer(), "dumpsrc");
+  Seed(source);
+  DumpDir dir;
+  const fs::path before = fs::current_path();
+  fs::current_path(dir.path);  // a relative name: the only kind that can start with '-'
+  PgCase c;
+  c.Connect("blue", BlueServer(), "postgres");
+  const std::string target = UniqueName("restored");
+  Result<Value> d = c.Apply("pg.dump", Value{{"conn", "blue"}, {"database", source.name()},
+                                             {"file", "--list.dump"}, {"format", "custom"}});
+  Result<Value> r = d.ok() ? c.Apply("pg.restore", Value{{"conn", "blue"}, {"database", target},
+                                                         {"file", "--list.dump"},
+                                                         {"create", true}})
+                           : Result<Value>(d.status());
+  fs::current_path(before);
+  INFO(r.status().message());
+  REQUIRE(r.ok());
+  CHECK(fs::exists(dir / "--list.dump"));
+  CHECK(Count(target, "a") == "1000");
+  BlueServer().AdminExec("DROP DATABASE " + target);
+}
+
 TEST_CASE("pg.dump refuses to overwrite, and its undo removes only the file it made",
           "[postgres][pg.dump]") {
   PgTestDb source(BlueServer(), "dumpsrc");
@@ -395,10 +419,10 @@ TEST_CASE("pg.dump and pg.restore rehearsals write nothing", "[postgres][pg.dump
       c.P("pg.restore")
           .Plan(
               {{"conn", "blue"}, {"database", "d"}, {"file", file}, {"jobs", 2}, {"create", true}});
-  CHECK(plan.text == "pg_restore --list " + file +
+  CHECK(plan.text == "pg_restore --list -- " + file +
                          "\nCREATE DATABASE \"d\" TEMPLATE template0\n"
                          "pg_restore --exit-on-error --no-password --jobs=2 "
-                         "'--dbname=<connection blue, database d>' " +
+                         "'--dbname=<connection blue, database d>' -- " +
                          file);
   CHECK_THAT(c.P("pg.restore").Plan({{"conn", "blue"}, {"database", "d"}, {"file", "x.sql"}}).text,
              Catch::StartsWith("check that x.sql ends") &&

@@ -9,6 +9,7 @@
 #include "engine/core/process.h"
 #include "engine/core/redact.h"
 #include "engine/core/registry.h"
+#include "engine/core/text.h"
 #include "engine/exec/reporter.h"
 #include "engine/exec/window.h"
 #include "engine/lua/template.h"
@@ -40,6 +41,43 @@ TEST_CASE("the redactor hides secrets and conninfo passwords everywhere", "[core
   Value red = r.Redact(v);
   CHECK(red.dump().find("hunter2") == std::string::npos);
   CHECK(red["n"] == 1);
+}
+
+TEST_CASE("the redactor masks a secret's encodings, short secrets as words, and stays linear",
+          "[core][secrets]") {
+  Redactor r;
+  r.Add("Tr0ub4dor&3horse");
+  r.Add("q7");
+  CHECK(r.Redact("pw Tr0ub4dor&3horse") == "pw ***");
+  CHECK(r.Redact("url-encoded Tr0ub4dor%263horse") == "url-encoded ***");
+  CHECK(r.Redact("b64 VHIwdWI0ZG9yJjNob3JzZQ==") == "b64 ***");
+  // inside a longer base64 value (a Kubernetes Secret holding a config file)
+  const std::string inside = r.Redact("cGFzc3dvcmQ6IFRyMHViNGRvciYzaG9yc2UK");
+  CHECK(inside.find("***") != std::string::npos);
+  CHECK(inside.find("RyMHViNGRvciYzaG9yc2") == std::string::npos);
+  CHECK(r.Redact("hex 547230756234646f722633686f727365") == "hex ***");
+  CHECK(r.Redact("code [q7] and q7x and aq7") == "code [***] and q7x and aq7");
+  Value v = r.Redact(Value{{"a", "q7"}, {"b", {"Tr0ub4dor&3horse", 1}}});
+  CHECK(v == Value{{"a", "***"}, {"b", {"***", 1}}});
+  // Long inputs: linear, no recursion (std::regex overflowed the stack here).
+  std::string long_text = "postgresql://u:" + std::string(200000, 'x') + "@h/db password=" +
+                          std::string(200000, 'y');
+  std::string out = r.Redact(long_text);
+  CHECK(out == "postgresql://u:***@h/db password=***");
+}
+
+TEST_CASE("the text scanners read names and numbers linearly", "[core][text]") {
+  CHECK(IsDecimalInt("-42"));
+  CHECK_FALSE(IsDecimalInt("4a"));
+  CHECK(IsDecimalInt(std::string(100000, '9')));  // a 100,000-digit scalar: no stack overflow
+  CHECK(IsFloat("1.5e-3"));
+  CHECK(IsFloat(".5"));
+  CHECK(IsFloat("5."));
+  CHECK_FALSE(IsFloat("."));
+  CHECK_FALSE(IsFloat("1e"));
+  CHECK(IsOctalInt("0o17"));
+  CHECK(IsHexInt("0xfF"));
+  CHECK(MatchesName(std::string(50000, 'a'), IsIdentStart, IsIdentChar));
 }
 
 TEST_CASE("argument checks name the argument and suggest the nearest one", "[core][registry]") {
