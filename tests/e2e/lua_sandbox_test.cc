@@ -138,4 +138,20 @@ TEST_CASE("hostile Lua ends with a clear error in run, and validate and plan ter
   }
 }
 
+TEST_CASE("a long template expression is an error in validate, not a crash", "[e2e][lua]") {
+  E2e t;
+  std::string name(200000, 'a');
+  const std::string exprs[] = {"steps." + name, "steps['" + name + "']", "params." + name};
+  for (const auto& expr : exprs) {
+    t.Write("long.yaml",
+            "format: 1\nname: long\nsteps:\n  - id: a\n    log: \"${{ " + expr + " }}\"\n");
+    for (const char* cmd : {"validate", "plan", "run"}) {
+      CliResult r = t.Run({cmd, "long.yaml"});
+      INFO(cmd << " " << expr.substr(0, 12) << "\n" << r.All().substr(0, 500));
+      CHECK(r.code == 2);
+      CHECK_THAT(r.All(), Catch::Contains("long.yaml:5:"));
+    }
+  }
+}
+
 }  // namespace runbook::e2e
