@@ -11,7 +11,11 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/model/model.cc
   engine/lua/template.cc
   engine/lua/convert.cc
+  engine/lua/budget.cc
+  engine/lua/pattern.cc
+  engine/lua/pattern_match.cc
   engine/lua/runtime.cc
+  engine/lua/sandbox.cc
   engine/lua/lua_loader.cc
   engine/builtins/simple.cc
   engine/builtins/exec.cc

@@ -1,11 +1,11 @@
 // Run, resume and rollback entry points and the run's lifecycle.
 #include <filesystem>
-#include <regex>
 #include <sstream>
 
 #include "engine/core/duration.h"
 #include "engine/core/sha256.h"
 #include "engine/exec/internal.h"
+#include "engine/lua/template.h"
 
 namespace runbook {
 
@@ -155,11 +155,10 @@ std::optional<std::set<std::string>> StepRefs(const Runbook& rb, const StepSpec&
   if (s.foreach) TemplateStrings(*s.foreach, &texts);
   TemplateStrings(s.action.args, &texts);
   if (s.rollback_action) TemplateStrings(s.rollback_action->args, &texts);
-  static const std::regex dynamic(R"(\bsteps\b(?!\s*(\.\s*[A-Za-z_]|\[\s*["'])))");
   std::set<std::string> ids;
   for (const auto& text : texts) {
     if (text.find("steps") == std::string::npos) continue;
-    if (std::regex_search(text, dynamic)) return std::nullopt;
+    if (ReadsStepsDynamically(text)) return std::nullopt;
     for (const auto& other : rb.steps) {
       if (text.find(other.id) != std::string::npos) ids.insert(other.id);
     }

@@ -19,7 +19,13 @@ struct Planner {
   };
   std::vector<Undo> undo;
 
-  SteadyTime Deadline() { return std::chrono::steady_clock::now() + std::chrono::seconds(5); }
+  // Each expression gets 5 s of Lua, and the whole plan 30 s: a runbook of
+  // many hostile templates must not hold `plan` for 5 s each. Past the total,
+  // expressions fail at once and are shown as written.
+  SteadyTime plan_end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  SteadyTime Deadline() {
+    return std::min(plan_end, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  }
 
   // Expands what can be known; a string that needs an earlier step's result
   // (or fails) is kept as written.

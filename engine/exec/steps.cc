@@ -175,13 +175,27 @@ FlowResult Executor::Impl::RunForeach(Scope& scope, const StepSpec& s, const Val
     }
     if (statuses[i] == StepStatus::kFailed) overall = StepStatus::kFailed;
   }
+  Value all(results);
+  std::string too_big;  // the items' results together cannot be read by Lua
+  if (worst.flow == Flow::kOk) {
+    if (Status fits = Lua().CheckFits(all); !fits.ok()) {
+      too_big = "the items' results together: " + fits.message();
+      overall = StepStatus::kFailed;
+      parent->error = too_big;
+      worst = {Flow::kFailed, Quoted(id) + ": " + too_big};
+      all = nullptr;
+    }
+  }
   parent->status = worst.flow == Flow::kPaused ? StepStatus::kWaiting : overall;
-  parent->result = Value(results);
+  parent->result = std::move(all);
   parent->duration_ms =
       std::chrono::duration_cast<Millis>(env_.clock->Steady() - start).count();
   parent->finished_ms = env_.clock->NowMs();
-  Put(parent, parent->status == StepStatus::kFailed ? "step.fail" : "step.ok", "");
-  if (worst.flow != Flow::kOk) return worst;
+  Put(parent, parent->status == StepStatus::kFailed ? "step.fail" : "step.ok", too_big);
+  if (worst.flow != Flow::kOk) {
+    if (!too_big.empty()) Report(*parent, too_big);
+    return worst;
+  }
   scope.steps[s.id] = Value{{"status", StepStatusName(overall)}, {"result", parent->result}};
   Report(*parent, std::to_string(n) + " items");
   return {};
@@ -363,6 +377,11 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     }
     if (r.ok() && s.timeout && env_.clock->Steady() > deadline) {
       r = Status::Timeout("took longer than its timeout " + FormatDuration(*s.timeout));
+    }
+    // A result later Lua could not read fails here, where it is made, not
+    // at every later step (and every resume) that reads it.
+    if (r.ok()) {
+      if (Status fits = Lua().CheckFits(*r); !fits.ok()) r = fits;
     }
     if (r.ok() && s.assert_expr) {
       Value aenv = env;

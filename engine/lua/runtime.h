@@ -1,12 +1,20 @@
 // LuaRuntime: the sandboxed Lua 5.4 the engine evaluates templates, `when`,
 // `assert`, `lua:` steps and `.lua` runbooks in (SPEC section 3).
 //
-// Sandbox by construction (redis's model): only base, table, string, math and
-// utf8 are opened; chunks load as text only; each chunk gets a fresh _ENV
-// whose globals are read-only; library tables are read-only proxies; the
-// string metatable is hidden; a counting allocator caps memory; a count hook
-// enforces the deadline and, once it has fired, fires on every instruction so
-// pcall cannot swallow it.
+// Sandbox by construction (redis's model; engine/lua/sandbox.cc): only base,
+// table, string, math and utf8 are opened; chunks load as text only; each
+// chunk gets a fresh _ENV whose globals are read-only; library tables are
+// read-only proxies that cannot be enumerated to the real tables; the string
+// metatable is hidden. No chunk can change what a later one sees.
+//
+// Budgets (engine/lua/budget.cc, pattern.cc): a counting allocator caps
+// memory; count and call hooks enforce the deadline and, once it has fired,
+// fire on every instruction so pcall cannot swallow it; the library's C
+// loops the hooks cannot see (patterns, table.insert/remove/move/sort,
+// string.rep) check the deadline themselves; no user code runs with hooks
+// off (no __gc, xpcall handlers run after unwinding). Every call into Lua
+// that can raise is protected, so no input aborts the engine: it becomes an
+// error naming the code's origin.
 //
 // Not thread-safe: one runtime per thread.
 #pragma once
@@ -57,6 +65,13 @@ class LuaRuntime {
                      SteadyTime deadline, LuaHost* host);
 
   size_t memory_in_use() const;
+
+  // Whether a step's result can be read by later Lua (templates, when,
+  // assert, lua steps): at most 64 levels of lists and maps and, once in
+  // Lua, at most half the memory cap, leaving the code that reads it room to
+  // work. Fails saying which, so the producing step fails instead of every
+  // later one.
+  Status CheckFits(const Value& result) const;
 
   struct Impl;  // opaque; public only so the .cc's C callbacks can name it
 

@@ -1,7 +1,6 @@
 #include "engine/lua/template.h"
 
 #include <cctype>
-#include <regex>
 
 namespace runbook {
 
@@ -35,13 +34,89 @@ bool IsSingleExpression(const std::string& s) {
   return parts.ok() && parts->size() == 1 && (*parts)[0].is_expr;
 }
 
+namespace {
+
+// Hand-written scanners, not std::regex: libstdc++'s matcher recurses once
+// per character, so a long expression (`steps.aaaa...`) overflowed the stack.
+
+bool IsWordChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+bool IsNameStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+
+size_t SkipSpace(const std::string& s, size_t i) {
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return i;
+}
+
+// End of the run of characters from `i` that `ok` accepts.
+template <typename Pred>
+size_t SkipWhile(const std::string& s, size_t i, Pred ok) {
+  while (i < s.size() && ok(s[i])) ++i;
+  return i;
+}
+
+// Each place `word` starts at a word boundary (regex \bword), from `from`.
+size_t FindWord(const std::string& s, const std::string& word, size_t from) {
+  for (size_t at = s.find(word, from); at != std::string::npos; at = s.find(word, at + 1)) {
+    if (at == 0 || !IsWordChar(s[at - 1])) return at;
+  }
+  return std::string::npos;
+}
+
+// `steps.NAME` with NAME as written (dashes included): [begin, end) of the
+// whole reference and the name.
+struct DottedRef {
+  size_t begin, end;
+  std::string name;
+};
+
+std::vector<DottedRef> DottedStepRefs(const std::string& expr) {
+  std::vector<DottedRef> out;
+  const std::string kSteps = "steps.";
+  for (size_t at = FindWord(expr, kSteps, 0); at != std::string::npos;) {
+    size_t name = at + kSteps.size();
+    size_t end = SkipWhile(expr, name, [](char c) { return IsWordChar(c) || c == '-'; });
+    if (end > name && expr[name] != '-') {
+      out.push_back({at, end, expr.substr(name, end - name)});
+      at = FindWord(expr, kSteps, end);
+    } else {
+      at = FindWord(expr, kSteps, at + 1);
+    }
+  }
+  return out;
+}
+
+// root.NAME and root["NAME"] / root['NAME'] (spaces allowed around).
+std::set<std::string> Referenced(const std::string& expr, const std::string& root) {
+  std::set<std::string> out;
+  for (size_t at = FindWord(expr, root, 0); at != std::string::npos;
+       at = FindWord(expr, root, at + 1)) {
+    size_t i = SkipSpace(expr, at + root.size());
+    if (i >= expr.size()) break;
+    if (expr[i] == '.') {
+      size_t name = SkipSpace(expr, i + 1);
+      if (name < expr.size() && IsNameStart(expr[name])) {
+        out.insert(expr.substr(name, SkipWhile(expr, name, IsWordChar) - name));
+      }
+    } else if (expr[i] == '[') {
+      size_t quote = SkipSpace(expr, i + 1);
+      if (quote >= expr.size() || (expr[quote] != '"' && expr[quote] != '\'')) continue;
+      size_t close = SkipWhile(expr, quote + 1, [](char c) { return c != '"' && c != '\''; });
+      size_t bracket = SkipSpace(expr, close + 1);
+      if (close > quote + 1 && bracket < expr.size() && expr[bracket] == ']') {
+        out.insert(expr.substr(quote + 1, close - quote - 1));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string RewriteDashedIds(const std::string& expr, const std::set<std::string>& step_ids) {
-  static const std::regex kDotted(R"(\bsteps\.([A-Za-z0-9_][A-Za-z0-9_-]*))");
   std::string out;
-  auto begin = std::sregex_iterator(expr.begin(), expr.end(), kDotted);
   size_t last = 0;
-  for (auto it = begin; it != std::sregex_iterator(); ++it) {
-    std::string name = (*it)[1].str();
+  for (const DottedRef& ref : DottedStepRefs(expr)) {
+    const std::string& name = ref.name;
     if (name.find('-') == std::string::npos) continue;
     // Longest known id that is a prefix of the dashed run of characters.
     std::string match;
@@ -52,26 +127,46 @@ std::string RewriteDashedIds(const std::string& expr, const std::set<std::string
       }
     }
     if (match.empty() || match.find('-') == std::string::npos) continue;
-    size_t at = it->position(0);
-    out += expr.substr(last, at - last);
+    out += expr.substr(last, ref.begin - last);
     out += "steps[\"" + match + "\"]";
-    last = at + 6 + match.size();
+    last = ref.begin + 6 + match.size();
   }
   out += expr.substr(last);
   return out;
 }
 
-static std::set<std::string> Referenced(const std::string& expr, const std::string& root) {
-  std::set<std::string> out;
-  std::regex dotted("\\b" + root + R"(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))");
-  std::regex indexed("\\b" + root + R"(\s*\[\s*["']([^"']+)["']\s*\])");
-  for (const auto* re : {&dotted, &indexed}) {
-    for (auto it = std::sregex_iterator(expr.begin(), expr.end(), *re);
-         it != std::sregex_iterator(); ++it) {
-      out.insert((*it)[1].str());
-    }
-  }
+std::vector<std::string> DottedStepNames(const std::string& expr) {
+  std::vector<std::string> out;
+  for (const DottedRef& ref : DottedStepRefs(expr)) out.push_back(ref.name);
   return out;
+}
+
+bool ReadsStepsDynamically(const std::string& expr) {
+  for (size_t at = FindWord(expr, "steps", 0); at != std::string::npos;
+       at = FindWord(expr, "steps", at + 1)) {
+    size_t after = at + 5;
+    if (after < expr.size() && IsWordChar(expr[after])) continue;  // stepsX
+    size_t i = SkipSpace(expr, after);
+    if (i < expr.size() && expr[i] == '.') {
+      size_t name = SkipSpace(expr, i + 1);
+      if (name < expr.size() && IsNameStart(expr[name])) continue;
+    } else if (i < expr.size() && expr[i] == '[') {
+      size_t quote = SkipSpace(expr, i + 1);
+      if (quote < expr.size() && (expr[quote] == '"' || expr[quote] == '\'')) continue;
+    }
+    return true;
+  }
+  return false;
+}
+
+std::string ForeachBase(const std::string& id) {
+  if (id.empty() || id.back() != ']') return id;
+  size_t open = id.rfind('[');
+  if (open == std::string::npos || open + 2 > id.size() - 1) return id;
+  for (size_t i = open + 1; i + 1 < id.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(id[i]))) return id;
+  }
+  return id.substr(0, open);
 }
 
 std::set<std::string> ReferencedSteps(const std::string& expr) { return Referenced(expr, "steps"); }

@@ -21,6 +21,10 @@ Result<std::vector<TemplatePart>> SplitTemplate(const std::string& s);
 // True when s is exactly one "${{ expr }}" (its value keeps its type).
 bool IsSingleExpression(const std::string& s);
 
+// The scanners below work by hand, in linear time and constant stack
+// (std::regex recursed per character and overflowed the stack on long
+// expressions).
+
 // Rewrites `steps.scale-down.result` to `steps["scale-down"].result` for the
 // dashed ids in `step_ids`, so users can write ids as they name them.
 std::string RewriteDashedIds(const std::string& expr, const std::set<std::string>& step_ids);
@@ -28,5 +32,12 @@ std::string RewriteDashedIds(const std::string& expr, const std::set<std::string
 // Names an expression reads as steps.X / steps["X"] and params.X / params["X"].
 std::set<std::string> ReferencedSteps(const std::string& expr);
 std::set<std::string> ReferencedParams(const std::string& expr);
+// Every steps.NAME in expr, NAME as written with its dashes, in order.
+std::vector<std::string> DottedStepNames(const std::string& expr);
+// True when expr reads `steps` other than as steps.NAME or steps["NAME"]
+// (steps[x], pairs(steps)): which results it needs cannot be known.
+bool ReadsStepsDynamically(const std::string& expr);
+// "id" of a foreach instance "id[3]"; other ids as they are.
+std::string ForeachBase(const std::string& id);
 
 }  // namespace runbook

@@ -1,8 +1,6 @@
 // Templates and expressions: `${{ }}` syntax, and that every params.X and
 // steps.Y they read exists (and, for steps, has run by then). Lua syntax is
 // left to the runtime.
-#include <regex>
-
 #include "engine/lua/template.h"
 #include "engine/parser/validator.h"
 
@@ -81,7 +79,6 @@ void Validator::CheckTemplateString(const Node& n, const RefScope& scope) {
 
 void Validator::CheckExpr(const std::string& expr, const Pos& pos, const std::string& where,
                           const RefScope& scope) {
-  static const std::regex kDotted(R"(\bsteps\.([A-Za-z0-9_][A-Za-z0-9_-]*))");
   std::string rewritten = RewriteDashedIds(expr, all_ids_);
   std::vector<std::string> params;
   for (const auto& p : rb_->params) params.push_back(p.name);
@@ -93,9 +90,7 @@ void Validator::CheckExpr(const std::string& expr, const Pos& pos, const std::st
   // A dashed name RewriteDashedIds left alone is an unknown id, unless it
   // starts with a known one (`steps.n-1` is a subtraction).
   std::set<std::string> done;
-  for (auto it = std::sregex_iterator(rewritten.begin(), rewritten.end(), kDotted);
-       it != std::sregex_iterator(); ++it) {
-    std::string name = (*it)[1].str();
+  for (const std::string& name : DottedStepNames(rewritten)) {
     size_t dash = name.find('-');
     if (dash == std::string::npos || all_ids_.count(name.substr(0, dash))) continue;
     done.insert(name.substr(0, dash));
@@ -108,14 +103,11 @@ void Validator::CheckExpr(const std::string& expr, const Pos& pos, const std::st
 
 bool Validator::StepRefOk(const std::string& name, const Pos& pos, const std::string& where,
                           const RefScope& scope) {
-  static const std::regex kIteration(R"((.*)\[[0-9]+\])");  // foreach: ID[i]
   if (!scope.no_steps.empty()) {
     Error(pos, "cannot read step '" + name + "' in " + where + ": " + scope.no_steps);
     return false;
   }
-  std::string base = name;
-  std::smatch m;
-  if (std::regex_match(name, m, kIteration)) base = m[1].str();
+  std::string base = ForeachBase(name);  // foreach: ID[i]
   size_t dot = base.find('.');  // an included step: ID.sub-id
   if (!all_ids_.count(base) && dot != std::string::npos) base = base.substr(0, dot);
   if (scope.visible && scope.visible->count(base)) return true;

@@ -326,3 +326,38 @@ steps:
   CHECK(h.Run(bad) == ExitCode::kRunFailed);
   CHECK_THAT(h.Step("a").error, Catch::Contains("tag"));
 }
+
+TEST_CASE("a result too big for Lua fails the step that makes it, not the steps that read it", "[executor][lua]") {
+  Harness h;
+  auto rb = h.Parse(R"yaml(format: 1
+name: big
+on_failure: stop
+steps:
+  - id: big
+    lua: "local t = {} for i = 1, 40 do t[i] = string.rep('x', 1 << 20) end return t"
+  - id: reader
+    t.act: "${{ #steps.big.result }}"
+)yaml");
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  CHECK(h.Step("big").status == StepStatus::kFailed);
+  CHECK_THAT(h.Step("big").error,
+             Catch::Contains("the result would take about 41 MiB in Lua, more than half of its "
+                             "memory cap (64 MiB)"));
+  CHECK(h.world.log.empty());
+  // Together too: each item fits, all of them do not.
+  auto each = h.Parse(R"yaml(format: 1
+name: big-items
+on_failure: stop
+steps:
+  - id: items
+    foreach: [1, 2, 3]
+    lua: "return string.rep('x', 12 << 20)"
+  - id: reader
+    t.act: "${{ #steps.items.result }}"
+)yaml");
+  CHECK(h.Run(each) == ExitCode::kRunFailed);
+  CHECK(h.Step("items").status == StepStatus::kFailed);
+  CHECK_THAT(h.Step("items").error, Catch::StartsWith("the items' results together: the result "
+                                                      "would take about 37 MiB"));
+  CHECK(h.world.log.empty());
+}

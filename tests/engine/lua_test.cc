@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine/lua/runtime.h"
+#include "engine/lua/template.h"
 
 using namespace runbook;
 
@@ -178,4 +179,28 @@ TEST_CASE("templates keep the type of a single expression and interpolate otherw
   CHECK((*r)["label"] == "n=3 first=a");
   CHECK((*r)["nested"]["count"] == 6);
   CHECK((*r)["plain"] == "no template");
+}
+
+TEST_CASE("template expressions are scanned in linear time and constant stack", "[lua][template]") {
+  auto start = std::chrono::steady_clock::now();
+  std::string name(1 << 20, 'a');  // std::regex overflowed the stack on these
+  CHECK(ReferencedSteps("steps." + name + ".result") == std::set<std::string>{name});
+  CHECK(ReferencedSteps("steps[ '" + name + "' ]") == std::set<std::string>{name});
+  CHECK(ReferencedParams("params . " + name + " .. params[\"x\"]") ==
+        std::set<std::string>{name, "x"});
+  CHECK(RewriteDashedIds("steps." + name + "-b.result", {name + "-b"}) ==
+        "steps[\"" + name + "-b\"].result");
+  CHECK(DottedStepNames("steps.a-b + steps.c + steps.-x + mysteps.d") ==
+        std::vector<std::string>{"a-b", "c"});
+  CHECK(DottedStepNames("steps.a-steps.b") == std::vector<std::string>{"a-steps"});
+  CHECK(ReadsStepsDynamically("pairs(steps)"));
+  CHECK(ReadsStepsDynamically("steps[k].result"));
+  CHECK(ReadsStepsDynamically(std::string(1 << 20, ' ') + "steps"));
+  CHECK_FALSE(ReadsStepsDynamically("steps.a + steps ['b'] + steps . c + mysteps + steps_x"));
+  CHECK(ForeachBase("each[12]") == "each");
+  CHECK(ForeachBase("a[x[1]") == "a[x");
+  CHECK(ForeachBase("each[x]") == "each[x]");
+  CHECK(ForeachBase("each[]") == "each[]");
+  CHECK(ForeachBase(name + "]") == name + "]");
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
 }
