@@ -201,6 +201,15 @@ Result<Value> LuaRuntime::Eval(const std::string& expr, const Pos& origin, const
   return Run("return " + expr, origin, env, deadline, host);
 }
 
+namespace {
+
+std::string Trimmed(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\n"), e = s.find_last_not_of(" \t\n");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
 Result<Value> ExpandTemplates(LuaRuntime& lua, const Value& v, const Pos& origin, const Value& env,
                               SteadyTime deadline) {
   if (v.is_array()) {
@@ -242,7 +251,12 @@ Result<Value> ExpandTemplates(LuaRuntime& lua, const Value& v, const Pos& origin
     else if (r->is_number())
       text += NumberText(*r);
     else if (r->is_null())
-      text += "";
+      // Inside a longer text, nil has no good spelling: "dbname=" would
+      // connect somewhere else (the default database), "nil" nowhere. A
+      // runbook that means empty says so: ${{ x or '' }}.
+      return Status::Invalid(origin.ToString() + ": '${{ " + Trimmed(part.text) + " }}' is nil inside '" +
+                             v.get<std::string>().substr(0, 200) +
+                             "' (write ${{ ... or '' }} if empty is meant)");
     else
       text += r->dump();
   }

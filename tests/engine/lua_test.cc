@@ -181,6 +181,24 @@ TEST_CASE("templates keep the type of a single expression and interpolate otherw
   CHECK((*r)["plain"] == "no template");
 }
 
+TEST_CASE("a nil inside a longer text is an error, never an empty string", "[lua][template]") {
+  LuaRuntime lua;
+  Value env{{"params", {{"db", "app"}}}};
+  // Outside a foreach, item is nil: "dbname=" would connect to the default database.
+  auto r = ExpandTemplates(lua, Value("host=h dbname=${{ item }}"), Pos{"t.yaml", 4, 9}, env,
+                           In(1000));
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(),
+             Catch::Contains("t.yaml:4:9: '${{ item }}' is nil inside 'host=h dbname=${{ item }}'"));
+  // Said explicitly, empty is fine; a whole-string nil stays nil (an argument left out).
+  r = ExpandTemplates(lua, Value("x=${{ item or '' }}"), Pos{"t.yaml", 1, 1}, env, In(1000));
+  REQUIRE(r.ok());
+  CHECK(*r == "x=");
+  r = ExpandTemplates(lua, Value("${{ item }}"), Pos{"t.yaml", 1, 1}, env, In(1000));
+  REQUIRE(r.ok());
+  CHECK(r->is_null());
+}
+
 TEST_CASE("template expressions are scanned in linear time and constant stack", "[lua][template]") {
   auto start = std::chrono::steady_clock::now();
   std::string name(1 << 20, 'a');  // std::regex overflowed the stack on these
