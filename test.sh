@@ -2,7 +2,7 @@
 # The whole test suite, on a fresh Debian 12 machine as root: installs what
 # is missing, builds, runs the unit, integration and end-to-end tests (real
 # PostgreSQL 13, 15 and 17, sshd, kubectl against the API simulator).
-#   ./test.sh              the suite
+#   ./test.sh              the suite, then the fuzz targets for a minute each
 #   ./test.sh --sanitize   then the same suite again under AddressSanitizer +
 #                          UndefinedBehaviorSanitizer (a second build, build-asan/)
 set -euo pipefail
@@ -19,6 +19,9 @@ run_suite() {
 
 dir=$(scripts/build.sh)
 run_suite "$dir"
+# The runbook parser and the template engine under libFuzzer (clang, ASan +
+# UBSan), a minute each from the repository's runbooks: nothing may crash.
+scripts/fuzz.sh 60
 if [ "${1:-}" = "--sanitize" ]; then
   echo "== the same suite under ASan + UBSan" >&2
   asan=$(scripts/build.sh --sanitize)

@@ -6,6 +6,13 @@
 
 namespace runbook {
 
+Node::Node() = default;
+Node::~Node() = default;
+Node::Node(const Node&) = default;
+Node::Node(Node&&) noexcept = default;
+Node& Node::operator=(const Node&) = default;
+Node& Node::operator=(Node&&) noexcept = default;
+
 const std::pair<Node, Node>* Node::FindEntry(const std::string& key) const {
   for (const auto& e : entries) {
     if (e.first.IsScalar() && e.first.scalar == key) return &e;

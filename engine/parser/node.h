@@ -17,6 +17,15 @@ namespace runbook {
 struct Node {
   enum Kind { kNull, kScalar, kSeq, kMap };
 
+  // Out of line: `entries` holds pairs of Node, which is complete only
+  // there (clang with libstdc++ refuses the inline ones).
+  Node();
+  ~Node();
+  Node(const Node&);
+  Node(Node&&) noexcept;
+  Node& operator=(const Node&);
+  Node& operator=(Node&&) noexcept;
+
   Kind kind = kNull;
   std::string scalar;   // kScalar: the text as written (unescaped)
   bool quoted = false;  // kScalar: quoted or tagged, so never typed (stays a string)
