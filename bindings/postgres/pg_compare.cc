@@ -346,6 +346,57 @@ Status PrintLikeTarget(PgConnection& target, SteadyTime deadline, DatabaseImage*
   return Status::Ok();
 }
 
+Status SettleStaleViews(PgConnection& source, SteadyTime deadline, const DatabaseImage& target,
+                        std::vector<ImageDifference>* diffs, std::vector<std::string>* notes) {
+  std::vector<ImageDifference> keep;
+  bool open = false;
+  Status status;
+  for (const ImageDifference& d : *diffs) {
+    auto rel = target.relations.find(d.object);
+    if (d.kind != "rows" || rel == target.relations.end() ||
+        rel->second.kind != "materialized view" || !rel->second.read || !status.ok()) {
+      keep.push_back(d);
+      continue;
+    }
+    if (!open) {
+      Result<std::string> snapshot = BeginRead(source, deadline);
+      if (!snapshot.ok()) return snapshot.status();
+      open = true;
+    }
+    // The view's query, with the columns the checksum lists, on the source.
+    Result<Value> q = source.Query(
+        "SELECT pg_get_viewdef(c.oid) AS q, coalesce((SELECT string_agg('rb_t.' || "
+        "quote_ident(a.attname), ', ' ORDER BY a.attname COLLATE \"C\") FROM pg_attribute a "
+        "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '') AS cols "
+        "FROM pg_class c WHERE c.oid = $1::regclass",
+        {d.object}, deadline);
+    if (!q.ok() || q->empty()) {
+      status = q.ok() ? Status::Ok() : q.status();
+      keep.push_back(d);
+      continue;
+    }
+    std::string query = (*q)[0]["q"].get<std::string>();
+    while (!query.empty() && (query.back() == ';' || query.back() == ' ' || query.back() == '\n')) {
+      query.pop_back();
+    }
+    Result<Value> fresh = source.Query(
+        "SELECT count(*) AS n, coalesce(sum(hashtextextended(ROW(" +
+            (*q)[0]["cols"].get<std::string>() + ")::text, 0)), 0)::text AS d FROM (" + query +
+            ") AS rb_t",
+        {}, deadline);
+    if (fresh.ok() && (*fresh)[0]["n"].get<int64_t>() == rel->second.rows &&
+        Str((*fresh)[0]["d"]) == rel->second.digest) {
+      notes->push_back("materialized view " + d.object + " is stale on the source (" + d.source +
+                       "); the target holds its query's rows now (" + d.target + ")");
+      continue;
+    }
+    keep.push_back(d);
+  }
+  if (open) EndRead(source, deadline);
+  *diffs = std::move(keep);
+  return status;
+}
+
 std::string FirstDifferentLine(const std::string& a, const std::string& b) {
   std::istringstream ia(a), ib(b);
   std::string la, lb;

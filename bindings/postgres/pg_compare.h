@@ -96,6 +96,14 @@ Status PrintLikeTarget(PgConnection& target, SteadyTime deadline, DatabaseImage*
 std::vector<ImageDifference> CompareImages(const DatabaseImage& source,
                                            const DatabaseImage& target);
 
+// Materialized views whose rows differ only because the source's is stale:
+// a logical copy can only refresh, so the target holds what the view's
+// query returns on the source, and the source's own rows are older. Those
+// differences are moved from `diffs` to `notes` (the source is asked for
+// its query's rows, in a new read transaction); the others stay.
+Status SettleStaleViews(PgConnection& source, SteadyTime deadline, const DatabaseImage& target,
+                        std::vector<ImageDifference>* diffs, std::vector<std::string>* notes);
+
 // The first line where two definitions differ, for a message:
 // "line 3: 'a integer' vs 'a bigint'".
 std::string FirstDifferentLine(const std::string& a, const std::string& b);

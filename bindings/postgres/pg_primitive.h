@@ -55,6 +55,7 @@ void AddPgRestorePrimitives(Registry* r);     // pg.restore
 void AddPgCopyPrimitives(Registry* r);        // pg.copy
 void AddPgComparePrimitives(Registry* r);     // pg.compare
 void AddPgUnreplicatedPrimitives(Registry* r);  // pg.sync_unreplicated
+void AddPgFallbackPrimitives(Registry* r);    // pg.fallback
 void AddPgReplicatePrimitives(Registry* r);   // pg.replicate (+ the two below)
 void AddPgCatchUpPrimitives(Registry* r);     // pg.wait_caught_up, pg.sync_sequences
 

@@ -5,6 +5,7 @@
 
 #include "bindings/postgres/pg_compare.h"
 #include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_replication.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_tools.h"
 
@@ -48,6 +49,8 @@ struct Side {
   std::string conn;
   DatabaseImage image;
   Status status;
+  std::vector<ImageDifference> diffs;  // source side: what differs from the target
+  std::vector<std::string> notes;      // and what differs harmlessly (stale views)
 };
 
 void ReadSide(StepContext& ctx, const CompareArgs& a, PgLease& lease, Side* side) {
@@ -126,7 +129,9 @@ class PgCompare : public PgPrimitive {
     return {text, true, "nothing to undo (read-only)"};
   }
 
-  Result<Value> Apply(StepContext& ctx, const Value& args) override {
+  Result<Value> Apply(StepContext& ctx, const Value& args) override { return Compare(ctx, args); }
+
+  static Result<Value> Compare(StepContext& ctx, const Value& args) {
     CompareArgs a = ReadArgs(args);
     Side src{a.source, {}, Status::Ok()}, dst{a.target, {}, Status::Ok()};
     {
@@ -149,6 +154,9 @@ class PgCompare : public PgPrimitive {
         Status s = PrintLikeTarget(ld->conn(), ld->deadline(), &src.image, &dst.image);
         if (!s.ok()) return s.Prefixed("printing the source's views as the target does");
       }
+      src.diffs = CompareImages(src.image, dst.image);
+      Status s = SettleStaleViews(ls->conn(), ls->deadline(), dst.image, &src.diffs, &src.notes);
+      if (!s.ok()) return s.Prefixed("reading the source's materialized views' queries");
     }
     return Report(ctx, a, src, dst);
   }
@@ -156,7 +164,8 @@ class PgCompare : public PgPrimitive {
  private:
   static Result<Value> Report(StepContext& ctx, const CompareArgs& a, const Side& src,
                               const Side& dst) {
-    std::vector<ImageDifference> diffs = CompareImages(src.image, dst.image);
+    const std::vector<ImageDifference>& diffs = src.diffs;
+    for (const auto& n : src.notes) ctx.Log(LogLevel::kWarn, n);
     int64_t rows = 0, read = 0;
     for (const auto& [name, rel] : src.image.relations) {
       if (!rel.read) continue;
@@ -191,6 +200,8 @@ class PgCompare : public PgPrimitive {
     if (!diffs.empty()) ctx.AddTable(table);
     Value not_compared = Value::array();
     for (const auto& n : src.image.not_compared) not_compared.push_back(n);
+    Value notes = Value::array();
+    for (const auto& n : src.notes) notes.push_back(n);
     Value out{{"match", diffs.empty()},
               {"mismatched", diffs.size()},
               {"differences", list},
@@ -200,7 +211,8 @@ class PgCompare : public PgPrimitive {
               {"large_objects", src.image.large_objects.size()},
               {"sequences", src.image.sequences.size()},
               {"schema_entries", src.image.schema.size()},
-              {"not_compared", not_compared}};
+              {"not_compared", not_compared},
+              {"notes", notes}};
     if (!diffs.empty() && !a.allow_mismatch) {
       if (diffs.size() > 20) text += "; and " + std::to_string(diffs.size() - 20) + " more";
       return Status::Failed(std::to_string(diffs.size()) + " difference(s) between '" + a.source +
@@ -219,6 +231,8 @@ class PgCompare : public PgPrimitive {
 };
 
 }  // namespace
+
+Result<Value> RunCompare(StepContext& ctx, const Value& args) { return PgCompare::Compare(ctx, args); }
 
 void AddPgComparePrimitives(Registry* r) { r->Add(std::make_unique<PgCompare>()); }
 

@@ -295,6 +295,7 @@ class PgCopy : public PgPrimitive {
   }
 
   CheckResult Check(StepContext& ctx, const Value& args, const Value&) override;
+  Status CheckUndo(StepContext& ctx, const Value& args, const Value& state) override;
 
  private:
   static Result<Prepared> Prepare(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
@@ -723,9 +724,74 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   Result<Value> after = Inventory(dst.conn(), dst.deadline());
   if (!after.ok()) return after.status();
   record["created"] = Created(*before, *after);
+  // Every row this copy wrote is older than this transaction id: a row
+  // younger than it was written by someone else (CheckUndo).
+  Result<Value> xid = dst.Query("SELECT (pg_current_xact_id()::text::int8 % 4294967296)::text AS x");
+  if (!xid.ok()) return xid.status();
+  record["written_before_xid"] = (*xid)[0]["x"];
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return ResultOf(ctx, p->tables, stats, seconds, lo.objects, refreshed);
+}
+
+// The undo drops the tables the copy created. If someone wrote to one since
+// (the application, after a switch to the target), its rows would be lost:
+// refused, unless the table holds exactly what the source holds (then
+// nothing is lost; a later copy of this run, replace: true, also writes
+// younger rows).
+Status PgCopy::CheckUndo(StepContext& ctx, const Value& args, const Value& state) {
+  if (!state.is_object() || !state.contains("written_before_xid") || !state.contains("created")) {
+    return Status::Ok();  // not finished: no one could have used its tables yet
+  }
+  std::vector<TableCount> tables;
+  for (const auto& o : state["created"]) {
+    if (o["kind"] != "table") continue;
+    Result<TableName> name = ParseTableName(o["name"].get<std::string>(), "public");
+    if (name.ok()) tables.push_back(TableCount{name->Display(), *name, true, 0, ""});
+  }
+  if (tables.empty()) return Status::Ok();
+  CopyArgs a = ReadArgs(args);
+  std::vector<TableCount> younger;
+  {
+    Result<PgLease> dst = LeaseConnection(ctx, a.target);
+    if (!dst.ok()) return dst.status();
+    for (const auto& t : tables) {
+      const std::string q = dst->Ident(t.table.schema) + "." + dst->Ident(t.table.name);
+      Result<Value> r = dst->Query(
+          "SELECT to_regclass($2) IS NOT NULL AND EXISTS (SELECT 1 FROM ONLY " + q +
+              " WHERE age(xmin) < age($1::text::xid)) AS younger",
+          {state["written_before_xid"].get<std::string>(), q});
+      if (!r.ok()) {
+        if (r.status().message().find("42P01") != std::string::npos) continue;  // gone already
+        return r.status();
+      }
+      if ((*r)[0]["younger"] == true) younger.push_back(t);
+    }
+  }
+  if (younger.empty()) return Status::Ok();
+  // Nothing is lost if the source holds the same rows.
+  std::vector<TableCount> s = younger, d = younger;
+  {
+    Result<PgLease> src = LeaseConnection(ctx, a.source);
+    if (!src.ok()) return src.status();
+    if (Status st = CountTables(src->conn(), src->deadline(), &s, true); !st.ok()) return st;
+  }
+  {
+    Result<PgLease> dst = LeaseConnection(ctx, a.target);
+    if (!dst.ok()) return dst.status();
+    if (Status st = CountTables(dst->conn(), dst->deadline(), &d, true); !st.ok()) return st;
+  }
+  std::string lost;
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (s[i].exists && s[i].rows == d[i].rows && s[i].digest == d[i].digest) continue;
+    lost += (lost.empty() ? "" : ", ") + d[i].key + " (" + std::to_string(d[i].rows) + " rows on '" +
+            a.target + "', " + (s[i].exists ? std::to_string(s[i].rows) : std::string("none")) +
+            " on '" + a.source + "')";
+  }
+  if (lost.empty()) return Status::Ok();
+  return Status::Failed("tables pg.copy created on '" + a.target +
+                        "' hold rows written since, which '" + a.source + "' does not: " + lost +
+                        "; dropping them would lose those rows");
 }
 
 CheckResult PgCopy::Check(StepContext& ctx, const Value& args, const Value& undo_state) {

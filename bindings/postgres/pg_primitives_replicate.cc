@@ -16,6 +16,7 @@
 #include "bindings/postgres/pg_copy.h"
 #include "bindings/postgres/pg_copy_catalog.h"
 #include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_replication.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
 #include "bindings/postgres/pg_tools.h"
@@ -393,47 +394,36 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   return result;
 }
 
-Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state) {
-  if (!state.is_object() || !state.contains("name")) return Status::Ok();  // never acted
-  const std::string name = state["name"].get<std::string>();
-  Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
-  if (!dst.ok()) return Redacted(ctx, dst.status());
-  Result<Value> sub = dst->Query(
-      "SELECT oid::text AS oid FROM pg_subscription WHERE subname = $1 "
-      "AND subdbid = (SELECT oid FROM pg_database WHERE datname = "
-      "current_database())",
-      {name});
-  if (!sub.ok()) return Redacted(ctx, sub.status());
+}  // namespace
+
+std::string ReplicationConninfo(PgConnection& src, const std::string& source_dsn) {
+  return SourceConninfo(src, source_dsn);
+}
+
+Status DropReplication(StepContext& ctx, const std::string& publisher,
+                       const std::string& subscriber, const std::string& name) {
   std::string sub_oid;
-  if (!sub->empty()) {
-    sub_oid = (*sub)[0]["oid"].get<std::string>();
-    // Detached from its slot, the drop never has to reach the source; the
-    // slots are dropped on the source below.
-    const std::string q = dst->Ident(name);
-    for (const std::string& stmt :
-         {"ALTER SUBSCRIPTION " + q + " DISABLE",
-          "ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)", "DROP SUBSCRIPTION " + q}) {
-      if (Status s = dst->Exec(stmt); !s.ok()) return Redacted(ctx, s);
+  {
+    Result<PgLease> dst = LeaseConnection(ctx, subscriber);
+    if (!dst.ok()) return Redacted(ctx, dst.status());
+    Result<Value> sub = dst->Query(
+        "SELECT oid::text AS oid FROM pg_subscription WHERE subname = $1 "
+        "AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        {name});
+    if (!sub.ok()) return Redacted(ctx, sub.status());
+    if (!sub->empty()) {
+      sub_oid = (*sub)[0]["oid"].get<std::string>();
+      // Detached from its slot, the drop never has to reach the publisher;
+      // the slots are dropped there below.
+      const std::string q = dst->Ident(name);
+      for (const std::string& stmt :
+           {"ALTER SUBSCRIPTION " + q + " DISABLE",
+            "ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)", "DROP SUBSCRIPTION " + q}) {
+        if (Status s = dst->Exec(stmt); !s.ok()) return Redacted(ctx, s);
+      }
     }
   }
-  std::vector<std::string> tables;
-  for (const auto& t : state.value("created", Value::array()))
-    tables.push_back(t.get<std::string>());
-  if (state.contains("before")) {
-    // Everything the step added to the target: tables, and with a whole
-    // schema also sequences, types, functions, views, schemas.
-    Result<Value> now = Inventory(dst->conn(), dst->deadline());
-    if (!now.ok()) return Redacted(ctx, now.status());
-    if (Status s = DropObjects(dst->conn(), dst->deadline(), Created(state["before"], *now));
-        !s.ok()) {
-      return Redacted(ctx, s);
-    }
-  } else if (!tables.empty()) {  // a record of an older version
-    if (Status s = dst->Exec("DROP TABLE IF EXISTS " + Join(tables) + " CASCADE"); !s.ok()) {
-      return Redacted(ctx, s);
-    }
-  }
-  Result<PgLease> src = LeaseConnection(ctx, StrArg(args, "source"));
+  Result<PgLease> src = LeaseConnection(ctx, publisher);
   if (!src.ok()) return Redacted(ctx, src.status());
   if (Status s = src->Exec("DROP PUBLICATION IF EXISTS " + src->Ident(name)); !s.ok()) {
     return Redacted(ctx, s);
@@ -461,10 +451,39 @@ Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state
       if (!s.ok()) busy = true;  // taken again in between: next round
     }
     if (busy && attempt >= 50) {
-      return Status::Failed("connection '" + StrArg(args, "source") + "': replication slot " +
-                            name + " is still in use");
+      return Status::Failed("connection '" + publisher + "': replication slot " + name +
+                            " is still in use");
     }
     if (busy) ctx.clock().Sleep(Millis(200));
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state) {
+  if (!state.is_object() || !state.contains("name")) return Status::Ok();  // never acted
+  const std::string name = state["name"].get<std::string>();
+  Status dropped = DropReplication(ctx, StrArg(args, "source"), StrArg(args, "target"), name);
+  if (!dropped.ok()) return dropped;
+  Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
+  if (!dst.ok()) return Redacted(ctx, dst.status());
+  std::vector<std::string> tables;
+  for (const auto& t : state.value("created", Value::array()))
+    tables.push_back(t.get<std::string>());
+  if (state.contains("before")) {
+    // Everything the step added to the target: tables, and with a whole
+    // schema also sequences, types, functions, views, schemas.
+    Result<Value> now = Inventory(dst->conn(), dst->deadline());
+    if (!now.ok()) return Redacted(ctx, now.status());
+    if (Status s = DropObjects(dst->conn(), dst->deadline(), Created(state["before"], *now));
+        !s.ok()) {
+      return Redacted(ctx, s);
+    }
+  } else if (!tables.empty()) {  // a record of an older version
+    if (Status s = dst->Exec("DROP TABLE IF EXISTS " + Join(tables) + " CASCADE"); !s.ok()) {
+      return Redacted(ctx, s);
+    }
   }
   ctx.Log(LogLevel::kInfo, "dropped subscription, publication and slot " + name + " and " +
                                std::to_string(tables.size()) + " tables the step created");

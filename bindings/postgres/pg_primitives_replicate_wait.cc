@@ -6,19 +6,13 @@
 
 #include "bindings/postgres/pg_copy_catalog.h"
 #include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_replication.h"
 #include "bindings/postgres/pg_session.h"
 
 namespace runbook {
-namespace {
 
-struct CatchUp {
-  int64_t tables = 0, ready = 0;
-  int64_t lag_bytes = 0;     // pg_current_wal_lsn() - confirmed_flush_lsn, now
-  int64_t behind_start = 0;  // start LSN - confirmed_flush_lsn (<= 0: passed it)
-};
-
-Result<CatchUp> Measure(PgLease& src, PgLease& dst, const std::string& sub,
-                        const std::string& start_lsn) {
+Result<CatchUp> MeasureCatchUp(PgLease& src, PgLease& dst, const std::string& sub,
+                               const std::string& start_lsn) {
   Result<Value> t = dst.Query(
       "SELECT s.subslotname AS slot, count(r.srrelid) AS tables, "
       "count(r.srrelid) FILTER (WHERE r.srsubstate = 'r') AS ready FROM pg_subscription s "
@@ -47,6 +41,41 @@ Result<CatchUp> Measure(PgLease& src, PgLease& dst, const std::string& sub,
   c.behind_start = (*l)[0]["behind"].get<int64_t>();
   return c;
 }
+
+Result<Value> WaitCaughtUp(StepContext& ctx, PgLease& src, PgLease& dst, const std::string& sub,
+                           int64_t max_lag, SteadyTime give_up) {
+  Result<Value> start = src.Query("SELECT pg_current_wal_lsn()::text AS lsn");
+  if (!start.ok()) return start.status();
+  const std::string lsn = (*start)[0]["lsn"].get<std::string>();
+  const SteadyTime begin = ctx.clock().Steady();
+  for (;;) {
+    Result<CatchUp> c = MeasureCatchUp(src, dst, sub, lsn);
+    if (!c.ok()) return c.status();
+    const int64_t waited = std::chrono::duration_cast<Millis>(ctx.clock().Steady() - begin).count();
+    const bool done = c->ready == c->tables && c->behind_start <= max_lag;
+    if (done || ctx.dry_run()) {
+      if (ctx.dry_run()) {
+        ctx.Log(LogLevel::kInfo, "subscription " + sub + ": " + std::to_string(c->ready) + "/" +
+                                     std::to_string(c->tables) + " tables ready, " +
+                                     std::to_string(c->lag_bytes) + " bytes behind");
+      }
+      return Value{{"lag_bytes", c->lag_bytes},
+                   {"waited_ms", waited},
+                   {"tables_ready", c->ready},
+                   {"tables", c->tables},
+                   {"caught_up", done}};
+    }
+    if (ctx.clock().Steady() >= give_up) {
+      return Status::Timeout("subscription " + sub + " did not catch up: " +
+                             std::to_string(c->ready) + "/" + std::to_string(c->tables) +
+                             " tables ready, " + std::to_string(c->behind_start) +
+                             " bytes short of " + lsn + " after " + std::to_string(waited) + " ms");
+    }
+    ctx.clock().Sleep(Millis(100));
+  }
+}
+
+namespace {
 
 class PgWaitCaughtUp : public PgPrimitive {
  public:
@@ -85,39 +114,12 @@ class PgWaitCaughtUp : public PgPrimitive {
     if (!src.ok()) return src.status();
     Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
     if (!dst.ok()) return dst.status();
-    Result<Value> start = src->Query("SELECT pg_current_wal_lsn()::text AS lsn");
-    if (!start.ok()) return start.status();
-    const std::string lsn = (*start)[0]["lsn"].get<std::string>();
-    const SteadyTime begin = ctx.clock().Steady();
-    const SteadyTime give_up = std::min(ctx.deadline(), begin + *timeout);
-    for (;;) {
-      Result<CatchUp> c = Measure(*src, *dst, sub, lsn);
-      if (!c.ok()) return c.status();
-      const int64_t waited =
-          std::chrono::duration_cast<Millis>(ctx.clock().Steady() - begin).count();
-      const bool done = c->ready == c->tables && c->behind_start <= max_lag;
-      if (done || ctx.dry_run()) {
-        if (ctx.dry_run()) {
-          ctx.Log(LogLevel::kInfo, "subscription " + sub + ": " + std::to_string(c->ready) + "/" +
-                                       std::to_string(c->tables) + " tables ready, " +
-                                       std::to_string(c->lag_bytes) + " bytes behind");
-        }
-        return Value{{"lag_bytes", c->lag_bytes},
-                     {"waited_ms", waited},
-                     {"tables_ready", c->ready},
-                     {"tables", c->tables},
-                     {"caught_up", done}};
-      }
-      if (ctx.clock().Steady() >= give_up) {
-        return Status::Timeout(
-            "subscription " + sub + " did not catch up: " + std::to_string(c->ready) + "/" +
-            std::to_string(c->tables) + " tables ready, " + std::to_string(c->behind_start) +
-            " bytes short of " + lsn + " after " + std::to_string(waited) + " ms");
-      }
-      ctx.clock().Sleep(Millis(100));
-    }
+    const SteadyTime give_up = std::min(ctx.deadline(), ctx.clock().Steady() + *timeout);
+    return WaitCaughtUp(ctx, *src, *dst, sub, max_lag, give_up);
   }
 };
+
+}  // namespace
 
 // The sequences of the tables (or all), with the source's and the target's
 // values: [{sequence, source: {last_value, is_called}, target: {...}}].
@@ -152,6 +154,8 @@ Status SetSequence(PgLease& dst, const std::string& seq, const Value& v) {
                   {seq, v["last_value"].get<std::string>(),
                    std::string(v["is_called"].get<bool>() ? "true" : "false")});
 }
+
+namespace {
 
 class PgSyncSequences : public PgPrimitive {
  public:

@@ -8,6 +8,7 @@
 #include "bindings/postgres/pg_copy_extras.h"
 #include "bindings/postgres/pg_copy_jobs.h"
 #include "bindings/postgres/pg_primitive.h"
+#include "bindings/postgres/pg_replication.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
 
@@ -70,6 +71,40 @@ Result<int64_t> AddUncheckedConstraints(PgLease& src, PgLease& dst) {
   }
   return added;
 }
+
+}  // namespace
+
+Result<Value> CarryUnreplicated(StepContext& ctx, PgLease& src, PgLease& dst, bool keep_owners) {
+  Result<std::vector<std::string>> unlogged = UnloggedTables(src);
+  if (!unlogged.ok()) return unlogged.status();
+  Result<std::vector<MaterializedView>> views = MaterializedViews(src.conn(), src.deadline());
+  if (!views.ok()) return views.status();
+  LargeObjectStats lo;
+  int64_t rows = 0;
+  for (const auto& t : *unlogged) {
+    if (Status s = CopyUnlogged(src, dst, t, &rows); !s.ok()) return s;
+  }
+  if (Status s = CopyLargeObjects(src.conn(), dst.conn(), dst.deadline(), keep_owners, true, &lo);
+      !s.ok()) {
+    return s;
+  }
+  Result<int64_t> refreshed = RefreshMaterializedViews(dst.conn(), dst.deadline(), *views);
+  if (!refreshed.ok()) return refreshed.status();
+  Result<int64_t> constraints = AddUncheckedConstraints(src, dst);
+  if (!constraints.ok()) return constraints.status();
+  ctx.Log(LogLevel::kInfo, "copied " + std::to_string(unlogged->size()) + " unlogged tables (" +
+                               std::to_string(rows) + " rows), " + std::to_string(lo.objects) +
+                               " large objects (" + HumanBytes(static_cast<double>(lo.bytes)) +
+                               "), refreshed " + std::to_string(*refreshed) +
+                               " materialized views");
+  return Value{{"unlogged_tables", unlogged->size()},
+               {"rows", rows},
+               {"large_objects", lo.objects},
+               {"materialized_views", *refreshed},
+               {"constraints", *constraints}};
+}
+
+namespace {
 
 class PgSyncUnreplicated : public PgPrimitive {
  public:
@@ -163,29 +198,7 @@ class PgSyncUnreplicated : public PgPrimitive {
       if (o["kind"] == "large object") los.push_back(o);
     }
     if (Status s = ctx.RecordUndo(Value{{"before", los}}); !s.ok()) return s;
-    int64_t rows = 0;
-    for (const auto& t : *unlogged) {
-      if (Status s = CopyUnlogged(src, dst, t, &rows); !s.ok()) return s;
-    }
-    if (Status s = CopyLargeObjects(src.conn(), dst.conn(), dst.deadline(),
-                                    BoolArg(args, "keep_owners", false), true, &lo);
-        !s.ok()) {
-      return s;
-    }
-    Result<int64_t> refreshed = RefreshMaterializedViews(dst.conn(), dst.deadline(), *views);
-    if (!refreshed.ok()) return refreshed.status();
-    Result<int64_t> constraints = AddUncheckedConstraints(src, dst);
-    if (!constraints.ok()) return constraints.status();
-    ctx.Log(LogLevel::kInfo, "copied " + std::to_string(unlogged->size()) + " unlogged tables (" +
-                                 std::to_string(rows) + " rows), " + std::to_string(lo.objects) +
-                                 " large objects (" + HumanBytes(static_cast<double>(lo.bytes)) +
-                                 "), refreshed " + std::to_string(*refreshed) +
-                                 " materialized views");
-    return Value{{"unlogged_tables", unlogged->size()},
-                 {"rows", rows},
-                 {"large_objects", lo.objects},
-                 {"materialized_views", *refreshed},
-                 {"constraints", *constraints}};
+    return CarryUnreplicated(ctx, src, dst, BoolArg(args, "keep_owners", false));
   }
 };
 

@@ -18,6 +18,7 @@ void RegisterPostgres(Registry* r) {
   AddPgCopyPrimitives(r);
   AddPgComparePrimitives(r);
   AddPgUnreplicatedPrimitives(r);
+  AddPgFallbackPrimitives(r);
   AddPgReplicatePrimitives(r);
 }
 

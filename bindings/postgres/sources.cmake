@@ -12,6 +12,7 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_primitives_counts.cc
   bindings/postgres/pg_primitives_database.cc
   bindings/postgres/pg_primitives_dump.cc
+  bindings/postgres/pg_primitives_fallback.cc
   bindings/postgres/pg_primitives_query.cc
   bindings/postgres/pg_primitives_replicate.cc
   bindings/postgres/pg_primitives_replicate_wait.cc

@@ -132,6 +132,9 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
                                                   "taken effect");
   resume->add_option("--mark-done", mark_done, "record that this step took effect");
   resume->add_flag("--allow-changed", allow_changed, "resume although the runbook changed");
+  static bool resume_accept_loss = false;
+  resume->add_flag("--accept-data-loss", resume_accept_loss,
+                   "a rollback it continues may undo what would destroy others' writes");
   resume->callback([&cli]() {
     auto rb = LoadRunOf(cli, run_id);
     if (!rb) return;
@@ -144,6 +147,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     opts.retry_steps = {retry_steps.begin(), retry_steps.end()};
     opts.mark_done = {mark_done.begin(), mark_done.end()};
     opts.allow_changed = allow_changed;
+    opts.accept_data_loss = resume_accept_loss;
     Executor ex(s.env);
     cli.exit_code = static_cast<int>(ex.Resume(run_id, rb, *secrets, opts));
   });
@@ -152,6 +156,10 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
                                                   "first");
   rollback->add_option("RUN_ID", run_id)->required();
   AddCommon(rollback, rollback_c);
+  static bool accept_data_loss = false;
+  rollback->add_flag("--accept-data-loss", accept_data_loss,
+                     "undo even steps whose undo would destroy what others wrote since (each "
+                     "refusal says what)");
   rollback->callback([&cli]() {
     auto rb = LoadRunOf(cli, run_id);
     if (!rb) return;
@@ -160,7 +168,9 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     Session s;
     if (!Open(cli, rollback_c, &s)) return;
     Executor ex(s.env);
-    cli.exit_code = static_cast<int>(ex.Rollback(run_id, rb, *secrets));
+    RunOptions opts;
+    opts.accept_data_loss = accept_data_loss;
+    cli.exit_code = static_cast<int>(ex.Rollback(run_id, rb, *secrets, opts));
   });
 }
 

@@ -142,6 +142,9 @@ class StepContext {
   virtual const std::string& step_id() const = 0;
   // True in a rehearsal: a probe must not write, a simulation must keep nothing.
   virtual bool dry_run() const = 0;
+  // `runbook rollback --accept-data-loss`: undos may destroy what others
+  // wrote (CheckUndo is not asked).
+  virtual bool accept_data_loss() const { return false; }
   // The step's deadline (steady clock); SteadyTime::max() when none. Pass
   // what remains down to libpq / libssh / subprocess timeouts.
   virtual SteadyTime deadline() const = 0;
@@ -202,9 +205,19 @@ class Primitive {
   virtual PlanEffect Plan(const Value& args) const = 0;
   virtual Result<Value> Apply(StepContext& ctx, const Value& args) = 0;
   // Undoes Apply from what it recorded. Must tolerate being run twice (a
-  // crash during rollback runs it again).
+  // crash during rollback runs it again). Status::Halt: the rollback must
+  // not go on (what is older would act on a state this undo could not
+  // reach: writers restarted on a database that lacks their writes).
   virtual Status Undo(StepContext& /*ctx*/, const Value& /*args*/, const Value& /*undo_state*/) {
     return Status::Failed(name() + " cannot be undone");
+  }
+  // Before a rollback undoes anything: would this undo destroy what it did
+  // not write (rows the application wrote since)? Then a failure saying
+  // what and how much, and the whole rollback is refused, nothing changed,
+  // unless the operator accepted the loss (ctx.accept_data_loss()).
+  virtual Status CheckUndo(StepContext& /*ctx*/, const Value& /*args*/,
+                           const Value& /*undo_state*/) {
+    return Status::Ok();
   }
   // Did an interrupted Apply already take effect? (resume)
   virtual CheckResult Check(StepContext& /*ctx*/, const Value& /*args*/,

@@ -32,7 +32,9 @@ struct Pos {
 
 class Status {
  public:
-  enum class Code { kOk, kInvalid, kFailed, kTimeout, kNotFound, kUnavailable, kPaused, kInternal };
+  enum class Code {
+    kOk, kInvalid, kFailed, kTimeout, kNotFound, kUnavailable, kPaused, kInternal, kHalt
+  };
 
   Status() = default;
   static Status Ok() { return Status(); }
@@ -45,6 +47,8 @@ class Status {
   // The run must pause (waiting for an approval).
   static Status Paused(std::string msg) { return Status(Code::kPaused, std::move(msg)); }
   static Status Internal(std::string msg) { return Status(Code::kInternal, std::move(msg)); }
+  // An undo that failed in a way that must stop the rollback (see Primitive::Undo).
+  static Status Halt(std::string msg) { return Status(Code::kHalt, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

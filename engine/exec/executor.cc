@@ -23,8 +23,8 @@ ExitCode Executor::Resume(const std::string& run_id, std::shared_ptr<const Runbo
   return impl_->Resume(run_id, std::move(rb), secret_params, opts);
 }
 ExitCode Executor::Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                            const Value& secret_params) {
-  return impl_->Rollback(run_id, std::move(rb), secret_params);
+                            const Value& secret_params, const RunOptions& opts) {
+  return impl_->Rollback(run_id, std::move(rb), secret_params, opts);
 }
 const std::string& Executor::run_id() const { return impl_->run_.id; }
 
@@ -128,7 +128,10 @@ Value Executor::Impl::MakeEnv(const Scope& scope, const Value* item, const Value
   Value env = Value::object();
   env["params"] = scope.params;
   env["steps"] = scope.steps;
-  env["run"] = Value{{"id", run_.id}, {"dry_run", opts_.dry_run}};
+  // run.now: seconds since the epoch when the expression is evaluated (the
+  // sandbox has no clock; a soak time or a timestamp annotation needs one).
+  env["run"] = Value{{"id", run_.id}, {"dry_run", opts_.dry_run},
+                     {"now", env_.clock->NowMs() / 1000}};
   if (item) env["item"] = *item;
   if (result) env["result"] = *result;
   return env;
@@ -185,7 +188,10 @@ Value Executor::Impl::MakeStepEnv(const Scope& scope, const StepSpec& s, const V
   Value env = Value::object();
   env["params"] = scope.params;
   env["steps"] = std::move(steps);
-  env["run"] = Value{{"id", run_.id}, {"dry_run", opts_.dry_run}};
+  // run.now: seconds since the epoch when the expression is evaluated (the
+  // sandbox has no clock; a soak time or a timestamp annotation needs one).
+  env["run"] = Value{{"id", run_.id}, {"dry_run", opts_.dry_run},
+                     {"now", env_.clock->NowMs() / 1000}};
   if (item) env["item"] = *item;
   return env;
 }
@@ -427,6 +433,7 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
   if (auto d = env_.store->RecentDurations(rb->name); d.ok()) durations_ = *d;
   resuming_ = true;
   if (run_.status == RunStatus::kRollingBack || run_.status == RunStatus::kRollbackFailed) {
+    RestoreResults();  // the undos' templates read earlier results
     env_.reporter->RunStarted(run_, "resume rollback of");
     bool ok = DoRollback();
     return Finish({ok ? Flow::kOk : Flow::kFailed, ""});
@@ -438,7 +445,8 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
 }
 
 ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                                  const Value& secret_params) {
+                                  const Value& secret_params, const RunOptions& opts) {
+  opts_.accept_data_loss = opts.accept_data_loss;
   Result<RunRecord> run = env_.store->GetRun(run_id);
   if (!run.ok()) {
     fprintf(stderr, "runbook: %s\n", run.status().message().c_str());
@@ -466,18 +474,21 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
   Result<std::vector<StepRecord>> steps = env_.store->GetSteps(run_id);
   if (!steps.ok()) return ExitCode::kInternal;
   for (auto& s : *steps) records_[s.step_id] = std::make_unique<StepRecord>(s);
-  for (auto& [id, rec] : records_) {
-    if (rec->status == StepStatus::kSucceeded || rec->status == StepStatus::kSkipped) {
-      root_.steps[id] = Value{{"status", StepStatusName(rec->status)}, {"result", rec->result}};
-    }
-  }
+  RestoreResults();
   env_.reporter->RunStarted(run_, "rollback of");
   bool ok = DoRollback();
   RunStatus final_status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
-  NoteJournal(env_.store->UpdateRun(run_.id, final_status, ok ? "" : "an undo failed"));
-  run_.status = final_status;
+  if (rollback_refused_.empty()) {  // refused: nothing was undone, the run stays as it was
+    NoteJournal(env_.store->UpdateRun(run_.id, final_status, ok ? "" : "an undo failed"));
+    run_.status = final_status;
+  }
   ExitCode code = ok ? ExitCode::kOk : ExitCode::kRollbackFailed;
   std::string message = ok ? "rolled back" : "rollback FAILED: a human must act (see above)";
+  if (!rollback_refused_.empty()) {
+    message = "rollback refused, nothing was undone: " + rollback_refused_ +
+              ". Make the data safe first (roll back through the fallback, or dump it), or run "
+              "runbook rollback " + run_.id + " --accept-data-loss to undo anyway";
+  }
   if (!JournalOk()) {
     code = ExitCode::kRollbackFailed;
     message = "the state store could not be written (" + journal_error_.message() +
@@ -486,6 +497,21 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
   }
   env_.reporter->RunFinished(run_, static_cast<int>(code), message);
   return code;
+}
+
+void Executor::Impl::RestoreResults() {
+  for (auto& [id, rec] : records_) {
+    switch (rec->status) {
+      case StepStatus::kSucceeded: case StepStatus::kSkipped: case StepStatus::kUndone:
+      case StepStatus::kUndoing: case StepStatus::kUndoFailed:
+        // An undone step's result is still what it returned: a later undo's
+        // template may read it.
+        root_.steps[id] = Value{{"status", StepStatusName(rec->status)}, {"result", rec->result}};
+        break;
+      default:
+        break;
+    }
+  }
 }
 
 ExitCode Executor::Impl::Finish(const FlowResult& f) {
@@ -534,6 +560,10 @@ ExitCode Executor::Impl::Finish(const FlowResult& f) {
         status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
         if (!ok) code = ExitCode::kRollbackFailed;
         message = f.message + (ok ? "; rolled back" : "; rollback FAILED: a human must act");
+        if (!rollback_refused_.empty()) {
+          message = f.message + "; rollback refused, nothing was undone: " + rollback_refused_ +
+                    " (runbook rollback " + run_.id + " --accept-data-loss undoes anyway)";
+        }
       }
       break;
     }

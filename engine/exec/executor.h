@@ -49,6 +49,7 @@ struct RunOptions {
   std::set<std::string> retry_steps;  // resume: re-run these although not idempotent
   std::set<std::string> mark_done;    // resume: a human says these took effect
   bool allow_changed = false;         // resume although the runbook changed
+  bool accept_data_loss = false;      // rollback: undo even what would destroy others' writes
   Value options_to_store = Value::object();
 };
 
@@ -68,7 +69,7 @@ class Executor {
                   const Value& secret_params, const RunOptions& opts);
   // Undoes the completed steps of a run, newest first.
   ExitCode Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                    const Value& secret_params);
+                    const Value& secret_params, const RunOptions& opts = {});
 
   // The run id of the last Run/Resume/Rollback (empty before).
   const std::string& run_id() const;

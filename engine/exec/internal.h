@@ -40,7 +40,7 @@ class Executor::Impl {
   ExitCode Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
                   const Value& secret_params, const RunOptions& opts);
   ExitCode Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                    const Value& secret_params);
+                    const Value& secret_params, const RunOptions& opts);
 
   // --- steps.cc
   FlowResult RunSteps(Scope& scope);
@@ -64,7 +64,12 @@ class Executor::Impl {
 
   // --- rollback.cc
   // Undoes completed steps newest first; returns true if every undo worked.
+  // Refused (rollback_refused_ says why, nothing undone) when an undo would
+  // destroy what others wrote, unless opts_.accept_data_loss.
   bool DoRollback();
+  std::vector<StepRecord*> UndoOrder();
+  bool WillUndo(StepRecord* rec, const StepSpec* spec, bool* has_action);
+  std::string CheckUndos(const std::vector<StepRecord*>& order);
   // The spec and scope of a recorded step id ("inc.sub[2]"), or null.
   const StepSpec* FindSpec(const std::string& step_id, Scope** scope);
 
@@ -98,6 +103,8 @@ class Executor::Impl {
   void RegisterLiteralSecrets(const Runbook& rb);
   Result<Connection> ResolveConnection(const Scope& scope, const std::string& name);
   ExitCode Finish(const FlowResult& f);
+  // root_.steps from the records (a rollback's undos read earlier results).
+  void RestoreResults();
   Status AcquireLock(const Runbook& rb, const Value& params);
   void Report(const StepRecord& rec, const std::string& detail);
   // The params as the store keeps them: secret ones "***"; the others as
@@ -124,6 +131,7 @@ class Executor::Impl {
   std::map<std::string, int64_t> durations_;
   int64_t window_end_ms_ = 0;  // 0: no window to respect
   Status journal_error_;       // guarded by mu_: the first failed write
+  std::string rollback_refused_;  // why DoRollback undid nothing (CheckUndo)
   bool resuming_ = false;
   std::map<std::string, std::unique_ptr<Scope>> child_scopes_;  // for rollback
 };
@@ -141,6 +149,7 @@ class StepContextImpl : public StepContext, public LuaHost {
   const std::string& run_id() const override { return ex_->run_.id; }
   const std::string& step_id() const override { return rec_->step_id; }
   bool dry_run() const override { return ex_->opts_.dry_run; }
+  bool accept_data_loss() const override { return ex_->opts_.accept_data_loss; }
   SteadyTime deadline() const override { return deadline_; }
   Status RecordUndo(const Value& state) override;
   Value PreviousUndo() override { return previous_; }

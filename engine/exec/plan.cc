@@ -74,7 +74,8 @@ struct Planner {
       steps[s.id] = Value{{"status", MakeUnknown("plan")}, {"result", MakeUnknown("plan")}};
     }
     return Value{{"params", params}, {"steps", steps},
-                 {"run", {{"id", "<run id>"}, {"dry_run", MakeUnknown("plan")}}}};
+                 {"run", {{"id", "<run id>"}, {"dry_run", MakeUnknown("plan")},
+                          {"now", MakeUnknown("plan")}}}};
   }
 
   void Steps(const Runbook& rb, const Value& params, const std::string& prefix, int depth) {

@@ -88,23 +88,29 @@ const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** sco
   return nullptr;
 }
 
-bool Executor::Impl::DoRollback() {
-  if (opts_.dry_run) {
-    // A rehearsal changed nothing: show what a real run would undo.
-    for (auto it = records_.rbegin(); it != records_.rend(); ++it) {
-      if (it->second->status == StepStatus::kSucceeded && !it->second->undo.empty()) {
-        env_.reporter->Log(it->first, LogLevel::kInfo, "a real run would undo this step");
-      }
-    }
-    return true;
+// The records a rollback undoes, newest first: those that succeeded (or
+// failed after recording an undo), minus those a rollback boundary keeps.
+std::vector<StepRecord*> Executor::Impl::UndoOrder() {
+  // A boundary is active once the step it names has run: steps up to and
+  // including the boundary step are kept.
+  int64_t keep_up_to = 0;
+  for (const StepSpec& s : root_.rb->steps) {
+    if (s.rollback_boundary.empty()) continue;
+    auto after = records_.find(s.rollback_boundary);
+    auto here = records_.find(s.id);
+    if (after == records_.end() || here == records_.end()) continue;
+    const StepStatus st = after->second->status;
+    const bool ran = st == StepStatus::kSucceeded || st == StepStatus::kUndone ||
+                     st == StepStatus::kUndoing || st == StepStatus::kUndoFailed;
+    if (ran) keep_up_to = std::max(keep_up_to, here->second->seq);
   }
-  // An undo acts: without a journal to record it, none may run (a resume
-  // would then skip steps whose effects the undo removed).
-  if (!JournalOk()) return false;
-  run_.status = RunStatus::kRollingBack;
-  if (!NoteJournal(env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, ""))) return false;
+  if (keep_up_to > 0) {
+    env_.reporter->Log("", LogLevel::kInfo,
+                       "a rollback boundary was passed: the steps up to it are kept");
+  }
   std::vector<StepRecord*> order;
   for (auto& [id, rec] : records_) {
+    if (keep_up_to > 0 && rec->seq <= keep_up_to) continue;
     bool any_state = std::any_of(rec->undo.begin(), rec->undo.end(),
                                  [](const UndoEntry& e) { return !e.state.is_null(); });
     switch (rec->status) {
@@ -125,26 +131,93 @@ bool Executor::Impl::DoRollback() {
     if (ka != kb) return ka > kb;
     return a->seq > b->seq;
   });
+  return order;
+}
+
+// What undoing `rec` would run: nothing (false), its rollback action
+// (*has_action), or its recorded undo entries.
+bool Executor::Impl::WillUndo(StepRecord* rec, const StepSpec* spec, bool* has_action) {
+  const bool was_failed = rec->status == StepStatus::kFailed || rec->status == StepStatus::kRunning;
+  if (spec && spec->rollback == RollbackMode::kNone) return false;
+  *has_action = spec && spec->rollback == RollbackMode::kAction && !was_failed;
+  // A step that reported it changed nothing (exec whose `creates` existed)
+  // has nothing to undo: undoing would destroy what an earlier run made.
+  if (rec->result.is_object() && rec->result.contains("changed") &&
+      rec->result["changed"] == false) {
+    return false;
+  }
+  // Foreach parents and include steps hold no undo of their own; log and
+  // sleep have nothing to undo.
+  if (spec && spec->foreach && !IsInstance(rec->step_id)) return false;
+  return *has_action || NeedsUndo(*env_.registry, *rec, was_failed);
+}
+
+// Asks every undo the rollback would run whether it would destroy what it
+// did not write; "" when none would, else why (and nothing may be undone).
+std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
+  std::string why;
+  for (StepRecord* rec : order) {
+    Scope* scope = nullptr;
+    const StepSpec* spec = FindSpec(rec->step_id, &scope);
+    // Every recorded undo is asked, even one with nothing to undo: a guard
+    // (pg.fallback without replication) has nothing to undo but a lot to lose.
+    if (spec && spec->rollback != RollbackMode::kAuto) continue;
+    Scope fallback;
+    fallback.rb = root_.rb;
+    Scope* sc = scope ? scope : &fallback;
+    Value env = MakeEnv(*sc, rec->item.is_null() ? nullptr : &rec->item, &rec->result);
+    SteadyTime deadline = env_.clock->Steady() + std::chrono::minutes(10);
+    for (size_t i = rec->undo.size(); i-- > 0;) {
+      const UndoEntry& e = rec->undo[i];
+      Primitive* prim = env_.registry->Find(e.primitive);
+      if (!prim || e.state.is_null()) continue;
+      StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
+      Status s = prim->CheckUndo(ctx, e.args, e.state);
+      if (!s.ok()) {
+        why += (why.empty() ? "" : "; ") + rec->step_id + ": " + env_.redactor->Redact(s.message());
+      }
+    }
+  }
+  return why;
+}
+
+bool Executor::Impl::DoRollback() {
+  if (opts_.dry_run) {
+    // A rehearsal changed nothing: show what a real run would undo.
+    for (auto it = records_.rbegin(); it != records_.rend(); ++it) {
+      if (it->second->status == StepStatus::kSucceeded && !it->second->undo.empty()) {
+        env_.reporter->Log(it->first, LogLevel::kInfo, "a real run would undo this step");
+      }
+    }
+    return true;
+  }
+  // An undo acts: without a journal to record it, none may run (a resume
+  // would then skip steps whose effects the undo removed).
+  if (!JournalOk()) return false;
+  std::vector<StepRecord*> order = UndoOrder();
+  // Before anything is undone: would an undo destroy what others wrote?
+  if (!opts_.accept_data_loss) {
+    rollback_refused_ = CheckUndos(order);
+    if (!rollback_refused_.empty()) {
+      env_.reporter->Log("", LogLevel::kError, "rollback refused, nothing was undone: " +
+                                                   rollback_refused_);
+      return false;
+    }
+  }
+  run_.status = RunStatus::kRollingBack;
+  if (!NoteJournal(env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, ""))) return false;
   bool all_ok = true;
   for (StepRecord* rec : order) {
     Scope* scope = nullptr;
     const StepSpec* spec = FindSpec(rec->step_id, &scope);
     bool was_failed = rec->status == StepStatus::kFailed || rec->status == StepStatus::kRunning;
-    if (spec && spec->rollback == RollbackMode::kNone) {
-      env_.reporter->Log(rec->step_id, LogLevel::kInfo, "not undone (rollback: none)");
+    bool has_action = false;
+    if (!WillUndo(rec, spec, &has_action)) {
+      if (spec && spec->rollback == RollbackMode::kNone) {
+        env_.reporter->Log(rec->step_id, LogLevel::kInfo, "not undone (rollback: none)");
+      }
       continue;
     }
-    bool has_action = spec && spec->rollback == RollbackMode::kAction && !was_failed;
-    // A step that reported it changed nothing (exec whose `creates` existed)
-    // has nothing to undo: undoing would destroy what an earlier run made.
-    if (rec->result.is_object() && rec->result.contains("changed") &&
-        rec->result["changed"] == false) {
-      continue;
-    }
-    // Foreach parents and include steps hold no undo of their own; log and
-    // sleep have nothing to undo.
-    if (spec && spec->foreach && !IsInstance(rec->step_id)) continue;
-    if (!has_action && !NeedsUndo(*env_.registry, *rec, was_failed)) continue;
     rec->status = StepStatus::kUndoing;
     if (!Put(rec, "undo.start", "").ok()) return false;  // nothing more may act
     Status st;
@@ -204,6 +277,13 @@ bool Executor::Impl::DoRollback() {
       rec->undo_error = env_.redactor->Redact(st.message());
       Put(rec, "undo.fail", rec->undo_error);
       Report(*rec, rec->undo_error);
+      // This undo could not reach a state the older ones may act on (writers
+      // restarted on a database that lacks their writes): stop here.
+      if (st.code() == Status::Code::kHalt) {
+        env_.reporter->Log(rec->step_id, LogLevel::kError,
+                           "the rollback stops here: nothing older is undone");
+        break;
+      }
     }
   }
   return all_ok;

@@ -79,6 +79,11 @@ struct StepSpec {
   std::optional<bool> idempotent;   // overrides the primitive's default
   std::optional<std::string> approve;  // message: wait for approval before acting
   bool continue_on_error = false;
+  // A later step's id: once it has run, a rollback stops before this step
+  // (this step and those before it are kept). The switch of a blue-green
+  // upgrade: after it, green holds the application's writes, and undoing
+  // how green was built would destroy them.
+  std::string rollback_boundary;
   Pos pos;
 };
 

@@ -107,6 +107,7 @@ Value StepSchema(const Registry& registry) {
       {"idempotent", {{"type", "boolean"}}},
       {"approve", {{"type", "string"}, {"description", "wait for approval before acting"}}},
       {"continue_on_error", {{"type", "boolean"}}},
+      {"rollback_boundary", {{"type", "string"}}},
   };
   // Exactly one action. A name that is also a step key (approve) counts as
   // the action only when no other action is there.

@@ -11,7 +11,7 @@ const std::vector<std::string>& StepKeys() {
   static const std::vector<std::string> kKeys = {
       "id",      "description", "when",     "foreach",    "concurrency",
       "retries", "retry_delay", "timeout",  "assert",     "rollback",
-      "idempotent", "approve",  "continue_on_error"};
+      "idempotent", "approve",  "continue_on_error", "rollback_boundary"};
   return kKeys;
 }
 
@@ -179,6 +179,21 @@ void Validator::StepKey(const std::string& key, const Node& v, StepSpec* s) {
     if (BoolKey(v, "'idempotent'", &b)) s->idempotent = b;
   } else if (key == "continue_on_error") {
     BoolKey(v, "'continue_on_error'", &s->continue_on_error);
+  } else if (key == "rollback_boundary") {
+    std::string id;
+    if (!StringKey(v, "'rollback_boundary'", &id)) return;
+    std::vector<std::string> later;
+    for (const auto& other : all_ids_) {
+      if (!with_self_.count(other)) later.push_back(other);
+    }
+    if (!all_ids_.count(id)) {
+      Error(v.pos, "rollback_boundary: no step '" + id + "'", Suggest(id, later));
+    } else if (with_self_.count(id)) {
+      Error(v.pos, "rollback_boundary: '" + id + "' must be a later step (once it has run, a "
+                   "rollback stops before this one)");
+    } else {
+      s->rollback_boundary = id;
+    }
   } else if (key == "approve") {
     std::string msg;
     if (StringKey(v, "'approve'", &msg)) {

@@ -67,11 +67,12 @@ struct BlueGreen {
   Databases green_dbs{green, {db}};
   std::string green_dir;
 
-  // sync=replication publishes from blue, which then needs wal_level=logical:
-  // the fixture's green cluster has it, so the two clusters swap roles.
+  // sync=replication publishes from blue, and the fallback (blue following
+  // green after the switch) from green: both need wal_level=logical, which
+  // the fixture's green cluster and the version servers have.
   explicit BlueGreen(bool replication = false)
       : BlueGreen(replication ? testing::GreenServer() : testing::BlueServer(),
-                  replication ? testing::BlueServer() : testing::GreenServer(), replication,
+                  replication ? testing::VersionServer(15) : testing::GreenServer(), replication,
                   false) {}
 
   BlueGreen(const testing::PgServer& blue_server, const testing::PgServer& green_server,
@@ -98,25 +99,32 @@ struct BlueGreen {
     sim.Kubectl({"-n", "dsm", "rollout", "status", "deployment/chronicle-service",
                  "--timeout=30s"});
   }
-  // A database with a subscription (green) or a replication slot (blue)
-  // cannot be dropped: take down what a replication run left first.
+  // A database with a subscription or a replication slot cannot be dropped:
+  // take down what a run left (the upgrade's on green and blue, the
+  // fallback's on blue and green), on both servers.
   ~BlueGreen() {
-    if (!replication) return;
-    try {
-      std::string subs = green.AdminValue(
-          "SELECT string_agg(quote_ident(subname), ',') FROM pg_subscription s JOIN pg_database d "
-          "ON d.oid = s.subdbid WHERE d.datname = '" + db + "'");
-      for (size_t at = 0; !subs.empty() && at != std::string::npos;) {
-        size_t comma = subs.find(',', at);
-        std::string sub = subs.substr(at, comma == std::string::npos ? comma : comma - at);
-        green.AdminExec("ALTER SUBSCRIPTION " + sub + " DISABLE", db);
-        green.AdminExec("ALTER SUBSCRIPTION " + sub + " SET (slot_name = NONE)", db);
-        green.AdminExec("DROP SUBSCRIPTION " + sub, db);
-        at = comma == std::string::npos ? comma : comma + 1;
+    for (const testing::PgServer* s : {&green, &blue}) {
+      try {
+        std::string subs = s->AdminValue(
+            "SELECT string_agg(quote_ident(subname), ',') FROM pg_subscription s JOIN "
+            "pg_database d ON d.oid = s.subdbid WHERE d.datname = '" + db + "'");
+        for (size_t at = 0; !subs.empty() && at != std::string::npos;) {
+          size_t comma = subs.find(',', at);
+          std::string sub = subs.substr(at, comma == std::string::npos ? comma : comma - at);
+          s->AdminExec("ALTER SUBSCRIPTION " + sub + " DISABLE", db);
+          s->AdminExec("ALTER SUBSCRIPTION " + sub + " SET (slot_name = NONE)", db);
+          s->AdminExec("DROP SUBSCRIPTION " + sub, db);
+          at = comma == std::string::npos ? comma : comma + 1;
+        }
+      } catch (...) {
       }
-      blue.AdminValue("SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
-                      "WHERE database = '" + db + "' AND NOT active");
-    } catch (...) {
+    }
+    for (const testing::PgServer* s : {&green, &blue}) {
+      try {
+        s->AdminValue("SELECT count(pg_drop_replication_slot(slot_name)) FROM "
+                      "pg_replication_slots WHERE database = '" + db + "' AND NOT active");
+      } catch (...) {
+      }
     }
   }
   // Subscriptions of green's copy of the database: "true,false,..." or "".
@@ -131,7 +139,9 @@ struct BlueGreen {
         "-p", "kubeconfig=" + sim.kubeconfig, "--yes"};
     if (replication) {
       args.insert(args.end(), {"-p", "sync=replication", "-p",
-                               "replication_source=host=127.0.0.1 port=" + std::to_string(blue.port)});
+                               "replication_source=host=127.0.0.1 port=" + std::to_string(blue.port),
+                               "-p", "reverse_source=host=127.0.0.1 port=" +
+                                         std::to_string(green.port)});
     }
     if (corpus) args.insert(args.end(), {"-p", "owners=keep"});
     const std::string tools = testing::ToolsDir(std::max(blue.major, green.major));
@@ -140,6 +150,16 @@ struct BlueGreen {
   }
   std::map<std::string, std::string> Env() const {
     return {{"CHRONICLE_DB_PASSWORD", blue.password}, {"GREEN_DB_PASSWORD", green.password}};
+  }
+  // The args of another standard runbook against this world (the
+  // decommission): its runbook, the database, the cluster.
+  std::vector<std::string> WorldArgs(const std::string& runbook) const {
+    std::vector<std::string> args = {"run", Runbook(runbook), "-p", "user=" + blue.superuser,
+                                     "-p", "database=" + db, "-p", "context=sim",
+                                     "-p", "kubeconfig=" + sim.kubeconfig, "--yes"};
+    const std::string tools = testing::ToolsDir(std::max(blue.major, green.major));
+    if (!tools.empty()) args.insert(args.end(), {"-p", "bin_dir=" + tools});
+    return args;
   }
   std::string Selector() const {
     return sim.KubectlJson({"-n", "dsm", "get", "service", "chronicle-db"})["spec"]["selector"]

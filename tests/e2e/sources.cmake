@@ -18,4 +18,5 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/store_faults_test.cc
   tests/e2e/orphans_test.cc
   tests/e2e/nonroot_concurrent_test.cc
+  tests/e2e/fallback_test.cc
 )
