@@ -12,6 +12,12 @@
 # fresh API simulator. After each run: every row blue accepted is on green,
 # once, and the run's own report is kept.
 #
+# With sync=replication the upgrade leaves blue following green (the
+# fallback); the benchmark then lets the application write to green for a
+# few seconds and runs `runbook rollback`: the reverse cutover. Its write
+# freeze is measured the same way (last write green accepted, first write
+# blue accepted after it), and every row green accepted must be on blue.
+#
 #   bench/cutover_bench.sh     (SCALES="7 50" VARIANTS="copy replication replication/count" RATE=1000)
 #
 # A variant is sync[/verify]: verify is the runbook's guardrail before the
@@ -67,7 +73,7 @@ measure() {
   export RUNBOOK_STATE="$work/state-$tag.db"
   local blue green
   blue=$(start blue logical)
-  green=$(start green replica)
+  green=$(start green logical)  # the fallback publishes from green
   q "$blue" -d postgres -c "CREATE DATABASE chronicle_db"
   q "$blue" -d chronicle_db -f examples/demo/sample-data.sql >/dev/null
   pgbench -i -q -s "$scale" -p "$blue" chronicle_db >"$logs/$tag-pgbench-init.log" 2>&1
@@ -105,12 +111,31 @@ SQL
   t0=$(date +%s.%N)
   "$rb" run --yes runbooks/pg-blue-green-upgrade.yaml -p "green_manifest=$work/green-manifest" \
     -p user=postgres -p context=sim -p sync="$variant" -p verify="$verify" \
-    -p "replication_source=host=127.0.0.1 port=$blue" >"$logs/$tag-run.log" 2>&1 || rc=$?
+    -p "replication_source=host=127.0.0.1 port=$blue" \
+    -p "reverse_source=host=127.0.0.1 port=$green" >"$logs/$tag-run.log" 2>&1 || rc=$?
   t1=$(date +%s.%N)
   sleep 3  # a few seconds of writes on green
-  kill "$writer_pid"; wait "$writer_pid" 2>/dev/null || true; writer_pid=""
   local run_id
   run_id=$("$rb" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["run"])')
+  # The way back, under the same writer: the reverse cutover.
+  local back="-" back_lost="-" back_rows="-"
+  if [ "$rc" -eq 0 ] && [ "$variant" = replication ]; then
+    local before_back rrc=0
+    before_back=$(date +%s.%N)
+    "$rb" rollback "$run_id" >"$logs/$tag-rollback.log" 2>&1 || rrc=$?
+    sleep 3  # writes on blue again
+    if [ "$rrc" -eq 0 ]; then
+      local last_green first_blue
+      last_green=$(q "$green" -d chronicle_db -c "SELECT extract(epoch FROM max(at)) FROM writes WHERE port = $green")
+      first_blue=$(q "$blue" -d chronicle_db -c "SELECT extract(epoch FROM min(at)) FROM writes WHERE port = $blue AND at > to_timestamp($before_back)")
+      back=$(python3 -c "print('%.2f' % (float('${first_blue:-0}' or 0) - float('${last_green:-0}' or 0)))")
+      back_rows=$(q "$green" -d chronicle_db -c "SELECT count(*) FROM writes WHERE port = $green")
+      back_lost=$(q "$blue" -d chronicle_db -c "SELECT $back_rows - count(*) FROM writes WHERE port = $green")
+    else
+      back="rollback failed (exit $rrc)"
+    fi
+  fi
+  kill "$writer_pid"; wait "$writer_pid" 2>/dev/null || true; writer_pid=""
   "$rb" report "$run_id" -o "$logs/$tag-report.md" >/dev/null || true
   if [ "$rc" -ne 0 ]; then
     log "$tag: the run FAILED (exit $rc): $(grep -m1 -i 'fail\|error' "$logs/$tag-run.log" || true)"
@@ -129,8 +154,8 @@ SQL
   local freeze
   freeze=$(python3 -c "print('%.2f' % (float('${first_green:-0}' or 0) - float('${last_blue:-0}' or 0)))")
   [ -z "$first_green" ] && freeze="none"
-  log "$tag: freeze ${freeze} s; blue accepted $blue_rows, green has $copied of them (missing $lost) and $green_own of its own; run $(python3 -c "print('%.1f' % ($t1 - $t0))") s"
-  echo "ok $mib $freeze $blue_rows $copied $lost $green_own $(python3 -c "print('%.1f' % ($t1 - $t0))") $logs/$tag-report.md"
+  log "$tag: freeze ${freeze} s; blue accepted $blue_rows, green has $copied of them (missing $lost) and $green_own of its own; run $(python3 -c "print('%.1f' % ($t1 - $t0))") s; back: freeze $back s, green accepted $back_rows, missing on blue $back_lost"
+  echo "ok $mib $freeze $blue_rows $copied $lost $green_own $(python3 -c "print('%.1f' % ($t1 - $t0))") ${back// /_} $back_rows $back_lost $logs/$tag-report.md"
   stop_world
 }
 
@@ -141,20 +166,22 @@ for s in $SCALES; do
   done
 done
 
-echo "| blue database (tables) | final sync | write freeze | writes blue accepted / on green / missing | writes on green after | whole run |"
-echo "|---|---|---|---|---|---|"
+echo "| blue database (tables) | final sync | write freeze | writes blue accepted / on green / missing | writes on green after | whole run | rollback after the switch: write freeze | writes green accepted / missing on blue |"
+echo "|---|---|---|---|---|---|---|---|"
 for s in $SCALES; do
   for v in $VARIANTS; do
-    read -r st mib freeze brows copied lost gown run report <<<"${res[$s-$v]}"
+    read -r st mib freeze brows copied lost gown run back brows2 lost2 report <<<"${res[$s-$v]}"
     label="\`sync=${v%/*}\`"
     [[ $v == */* ]] && label="$label \`verify=${v#*/}\`"
     [ "${v%/*}" = copy ] && label="$label (pg.copy of every table, writers stopped)"
     [ "${v%/*}" = replication ] && label="$label (wait for logical replication, sequences)"
     if [ "$st" != ok ]; then
-      echo "| pgbench -s $s ($freeze MiB) | $label | run failed ($mib) | | | |"
+      echo "| pgbench -s $s ($freeze MiB) | $label | run failed ($mib) | | | | | |"
       continue
     fi
-    echo "| pgbench -s $s ($mib MiB) | $label | **$freeze s** | $brows / $copied / $lost | $gown | $run s |"
+    back=${back//_/ }
+    [ "$back" = "-" ] || back="**$back s**"
+    echo "| pgbench -s $s ($mib MiB) | $label | **$freeze s** | $brows / $copied / $lost | $gown | $run s | $back | $brows2 / $lost2 |"
   done
 done
 echo

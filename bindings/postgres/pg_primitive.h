@@ -32,6 +32,10 @@ PgParams ParamsArg(const Value& args);
 // Plan text for a statement and its parameters: "SQL\n-- $1 = 'v', $2 = NULL".
 std::string PlanSql(const std::string& sql, const PgParams& params);
 
+// Where a connection writes, for StepContext::NoteOwnWrite: a digest of its
+// configuration (secrets masked), "" if it cannot be had.
+std::string OwnWriteKey(StepContext& ctx, const std::string& conn);
+
 class PgPrimitive : public Primitive {
  public:
   PgPrimitive(std::string name, Schema schema) : name_(std::move(name)), schema_(std::move(schema)) {}

@@ -751,6 +751,14 @@ Status PgCopy::CheckUndo(StepContext& ctx, const Value& args, const Value& state
   }
   if (tables.empty()) return Status::Ok();
   CopyArgs a = ReadArgs(args);
+  // Rows this run's own later steps wrote (pg.exec: a stale lock cleared on
+  // the copy) are not someone else's.
+  std::string own = "{}";
+  if (const std::string key = OwnWriteKey(ctx, a.target); !key.empty()) {
+    Result<std::vector<std::string>> ids = ctx.OwnWrites(key);
+    if (!ids.ok()) return ids.status();
+    own = "{" + Join(*ids, ",") + "}";
+  }
   std::vector<TableCount> younger;
   {
     Result<PgLease> dst = LeaseConnection(ctx, a.target);
@@ -759,8 +767,9 @@ Status PgCopy::CheckUndo(StepContext& ctx, const Value& args, const Value& state
       const std::string q = dst->Ident(t.table.schema) + "." + dst->Ident(t.table.name);
       Result<Value> r = dst->Query(
           "SELECT to_regclass($2) IS NOT NULL AND EXISTS (SELECT 1 FROM ONLY " + q +
-              " WHERE age(xmin) < age($1::text::xid)) AS younger",
-          {state["written_before_xid"].get<std::string>(), q});
+              " WHERE age(xmin) < age($1::text::xid)"
+              " AND xmin::text::int8 <> ALL ($3::int8[])) AS younger",
+          {state["written_before_xid"].get<std::string>(), q, own});
       if (!r.ok()) {
         if (r.status().message().find("42P01") != std::string::npos) continue;  // gone already
         return r.status();

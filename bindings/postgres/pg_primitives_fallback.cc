@@ -97,7 +97,9 @@ std::string Join(const std::vector<std::string>& items, size_t max) {
 
 // What would stop the reverse replication from working, checked before
 // anything is created (and all a rehearsal does).
-Status Probe(const FallbackArgs& a, PgLease& blue, PgLease& green) {
+// `ours`: an earlier attempt of this step (killed part-way) made what is
+// named a.name; it is reused, not refused.
+Status Probe(const FallbackArgs& a, PgLease& blue, PgLease& green, bool ours) {
   Result<Value> g = green.Query(
       "SELECT current_setting('wal_level') AS wal_level, "
       "(SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user) AS repl, "
@@ -119,15 +121,19 @@ Status Probe(const FallbackArgs& a, PgLease& blue, PgLease& green) {
                                "green (set it in green's manifest: postgres -c wal_level=logical)");
   }
   if (!row["repl"].get<bool>()) return refuse(a.green, "the user has neither REPLICATION nor superuser");
-  if (row["free_slots"].get<int64_t>() < 1) return refuse(a.green, "no free replication slot");
-  if (row["taken"].get<bool>()) return refuse(a.green, "a publication or slot named " + a.name + " exists");
+  if (row["taken"].get<bool>() && !ours) {
+    return refuse(a.green, "a publication or slot named " + a.name + " exists");
+  }
+  if (row["free_slots"].get<int64_t>() < 1 && !ours) return refuse(a.green, "no free replication slot");
   Result<Value> b = blue.Query(
       "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su, "
       "EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1) AS taken",
       {a.name});
   if (!b.ok()) return b.status();
   if (!(*b)[0]["su"].get<bool>()) return refuse(a.blue, "CREATE SUBSCRIPTION needs a superuser");
-  if ((*b)[0]["taken"].get<bool>()) return refuse(a.blue, "a subscription named " + a.name + " exists");
+  if ((*b)[0]["taken"].get<bool>() && !ours) {
+    return refuse(a.blue, "a subscription named " + a.name + " exists");
+  }
   return Status::Ok();
 }
 
@@ -166,6 +172,8 @@ class PgFallback : public PgPrimitive {
                    ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
+  // Run again after a crash, it reuses what its earlier attempt made.
+  bool idempotent(const Value&) const override { return true; }
 
   PlanEffect Plan(const Value& args) const override {
     FallbackArgs a = ReadArgs(nullptr, args);
@@ -195,8 +203,13 @@ class PgFallback : public PgPrimitive {
     if (!blue.ok()) return blue.status();
     Result<PgLease> green = LeaseConnection(ctx, a.green);
     if (!green.ok()) return green.status();
+    // Killed part-way before (a resume runs it again): what the earlier
+    // attempt recorded names what it may have made.
+    const Value prev = ctx.PreviousUndo();
+    const bool ours = prev.is_object() && prev.value("replication", false) &&
+                      prev.value("name", std::string()) == a.name;
     if (a.replication) {
-      if (Status s = Probe(a, *blue, *green); !s.ok()) return s;
+      if (Status s = Probe(a, *blue, *green, ours); !s.ok()) return s;
     }
     Value fingerprint = Value::object();
     if (!a.replication) {
@@ -215,11 +228,27 @@ class PgFallback : public PgPrimitive {
     Value record{{"replication", a.replication}, {"name", a.name}, {"fingerprint", fingerprint}};
     if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
     if (!a.replication) return result;
-    Status s = green->Exec("CREATE PUBLICATION " + green->Ident(a.name) + " FOR ALL TABLES");
-    if (s.ok()) {
-      s = green->Exec("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", {a.name});
-    }
+    auto exists = [](PgLease& c, const char* sql, const std::string& name) -> Result<bool> {
+      Result<Value> r = c.Query(sql, {name});
+      if (!r.ok()) return r.status();
+      return !r->empty();
+    };
+    Result<bool> have = exists(*green, "SELECT 1 FROM pg_publication WHERE pubname = $1", a.name);
+    if (!have.ok()) return Redact(ctx, have.status());
+    Status s;
+    if (!*have) s = green->Exec("CREATE PUBLICATION " + green->Ident(a.name) + " FOR ALL TABLES");
     if (!s.ok()) return Redact(ctx, s);
+    have = exists(*green, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", a.name);
+    if (!have.ok()) return Redact(ctx, have.status());
+    if (!*have) s = green->Exec("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", {a.name});
+    if (!s.ok()) return Redact(ctx, s);
+    have = exists(*blue, "SELECT 1 FROM pg_subscription WHERE subname = $1", a.name);
+    if (!have.ok()) return Redact(ctx, have.status());
+    if (*have) {
+      ctx.Log(LogLevel::kInfo, "'" + a.blue + "' follows '" + a.green + "' (" + a.name +
+                                   ", set up by the earlier attempt) until the decommission");
+      return result;
+    }
     const std::string conninfo = ReplicationConninfo(green->conn(), a.green_dsn);
     if (const char* pw = PQpass(green->conn().native()); pw && *pw) ctx.redactor().Add(pw);
     s = blue->Exec("CREATE SUBSCRIPTION " + blue->Ident(a.name) + " CONNECTION " +

@@ -6,6 +6,8 @@
 // in a transaction block, or whose effect would survive the rollback
 // (setval, pg_terminate_backend, COMMIT, ...), is not rehearsed: skip, with
 // the reason.
+#include <functional>
+
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
@@ -150,7 +152,18 @@ class PgExec : public PgPrimitive {
         if (!s.ok()) return s;
       }
       bool commit_sent = false;
-      r = *txn ? InTransaction(*lease, sql, params, &commit_sent) : RunSql(*lease, sql, params);
+      // The transaction's id is noted before its COMMIT: an undo that
+      // guards rows written since (pg.copy's) knows this run wrote them.
+      auto note = [&]() -> Status {
+        Result<Value> x = lease->Query(
+            "SELECT (txid_current_if_assigned() % 4294967296)::text AS x");
+        if (!x.ok()) return x.status();
+        if ((*x)[0]["x"].is_null()) return Status::Ok();  // it wrote nothing
+        const std::string key = OwnWriteKey(ctx, StrArg(args, "conn"));
+        return key.empty() ? Status::Ok() : ctx.NoteOwnWrite(key, (*x)[0]["x"].get<std::string>());
+      };
+      r = *txn ? InTransaction(*lease, sql, params, &commit_sent, note)
+               : RunSql(*lease, sql, params);
       if (!r.ok() && *txn && !commit_sent && !undo.empty()) {
         // The transaction never committed: nothing of it stays, so there is
         // nothing for rollback_sql to undo (running it would fail half-way).
@@ -191,11 +204,16 @@ class PgExec : public PgPrimitive {
 
   // `commit_sent` (if given) tells whether COMMIT went out: a failure before
   // it left nothing behind; a failed COMMIT may or may not have committed.
+  // `before_commit` (if given) runs last inside the transaction.
   static Result<PgResult> InTransaction(PgLease& lease, const std::string& sql,
-                                        const PgParams& params, bool* commit_sent = nullptr) {
+                                        const PgParams& params, bool* commit_sent = nullptr,
+                                        const std::function<Status()>& before_commit = nullptr) {
     Status s = lease.Exec("BEGIN");
     if (!s.ok()) return s;
     Result<PgResult> r = RunSql(lease, sql, params);
+    if (r.ok() && before_commit) {
+      if (Status b = before_commit(); !b.ok()) r = b;
+    }
     if (!r.ok()) {
       if (lease->ok() && lease->in_transaction()) lease.Exec("ROLLBACK");
       return r;

@@ -180,6 +180,16 @@ class StepContext {
   // "before" values (kube.scale keeps the first replica count; pg.copy keeps
   // every table an earlier attempt created).
   virtual Value PreviousUndo() { return nullptr; }
+  // Transactions this run committed itself, by where (a binding's key for a
+  // database): an undo that refuses to destroy what others wrote since
+  // (pg.copy's) must not count the run's own later writes (a step that
+  // clears a stale lock on the copy). Noted durably *before* the commit.
+  virtual Status NoteOwnWrite(const std::string& /*where*/, const std::string& /*id*/) {
+    return Status::Ok();
+  }
+  virtual Result<std::vector<std::string>> OwnWrites(const std::string& /*where*/) {
+    return std::vector<std::string>{};
+  }
 };
 
 enum class CheckOutcome { kDone, kNotDone, kCannotTell };

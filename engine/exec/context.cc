@@ -13,6 +13,34 @@ Status StepContextImpl::RecordUndo(const Value& state) {
   return ex_->Put(rec_, "step.undo_recorded", "", /*durable=*/!ex_->opts_.dry_run);
 }
 
+// Kept as events of the run ("own_write": "<where> <id>"), written by the
+// binding from what the server reported (a key and a number, no value).
+Status StepContextImpl::NoteOwnWrite(const std::string& where, const std::string& id) {
+  if (ex_->opts_.dry_run) return Status::Ok();
+  Event e;
+  e.run_id = ex_->run_.id;
+  e.step_id = rec_->step_id;
+  e.at_ms = ex_->env_.clock->NowMs();
+  e.kind = "own_write";
+  e.message = where + " " + id;
+  Status s = ex_->env_.store->AppendEvent(e);
+  ex_->NoteJournal(s);
+  return s;
+}
+
+Result<std::vector<std::string>> StepContextImpl::OwnWrites(const std::string& where) {
+  Result<std::vector<Event>> events = ex_->env_.store->GetEvents(ex_->run_.id);
+  if (!events.ok()) return events.status();
+  std::vector<std::string> ids;
+  const std::string prefix = where + " ";
+  for (const Event& e : *events) {
+    if (e.kind == "own_write" && e.message.compare(0, prefix.size(), prefix) == 0) {
+      ids.push_back(e.message.substr(prefix.size()));
+    }
+  }
+  return ids;
+}
+
 void StepContextImpl::Log(LogLevel level, const std::string& message) {
   ex_->env_.reporter->Log(rec_->step_id, level, message);
 }

@@ -453,10 +453,9 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
     return ExitCode::kInvalid;
   }
   run_ = *run;
-  if (run_.status == RunStatus::kRolledBack) {
-    fprintf(stderr, "runbook: run %s is already rolled back\n", run_id.c_str());
-    return ExitCode::kOk;
-  }
+  // Rolled back to a boundary (green kept after a reverse cutover): a second
+  // rollback undoes what the boundary kept.
+  lift_boundaries_ = run_.status == RunStatus::kRolledBack;
   if (run_.dry_run) {
     fprintf(stderr, "runbook: run %s was a rehearsal: it changed nothing to undo\n",
             run_id.c_str());
@@ -475,6 +474,19 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
   if (!steps.ok()) return ExitCode::kInternal;
   for (auto& s : *steps) records_[s.step_id] = std::make_unique<StepRecord>(s);
   RestoreResults();
+  if (lift_boundaries_ && !opts.dry_run) {
+    bool left = false;
+    for (StepRecord* rec : UndoOrder(/*log=*/false)) {
+      Scope* scope = nullptr;
+      const StepSpec* spec = FindSpec(rec->step_id, &scope);
+      bool has_action = false;
+      if (WillUndo(rec, spec, &has_action)) left = true;
+    }
+    if (!left) {
+      fprintf(stderr, "runbook: run %s is already rolled back\n", run_id.c_str());
+      return ExitCode::kOk;
+    }
+  }
   env_.reporter->RunStarted(run_, "rollback of");
   bool ok = DoRollback();
   RunStatus final_status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
@@ -484,6 +496,10 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
   }
   ExitCode code = ok ? ExitCode::kOk : ExitCode::kRollbackFailed;
   std::string message = ok ? "rolled back" : "rollback FAILED: a human must act (see above)";
+  if (ok && kept_steps_) {
+    message = "rolled back to the rollback boundary: the steps before it are kept (runbook "
+              "rollback " + run_.id + " again undoes them)";
+  }
   if (!rollback_refused_.empty()) {
     message = "rollback refused, nothing was undone: " + rollback_refused_ +
               ". Make the data safe first (roll back through the fallback, or dump it), or run "

@@ -67,7 +67,7 @@ class Executor::Impl {
   // Refused (rollback_refused_ says why, nothing undone) when an undo would
   // destroy what others wrote, unless opts_.accept_data_loss.
   bool DoRollback();
-  std::vector<StepRecord*> UndoOrder();
+  std::vector<StepRecord*> UndoOrder(bool log = true);
   bool WillUndo(StepRecord* rec, const StepSpec* spec, bool* has_action);
   std::string CheckUndos(const std::vector<StepRecord*>& order);
   // The spec and scope of a recorded step id ("inc.sub[2]"), or null.
@@ -132,6 +132,8 @@ class Executor::Impl {
   int64_t window_end_ms_ = 0;  // 0: no window to respect
   Status journal_error_;       // guarded by mu_: the first failed write
   std::string rollback_refused_;  // why DoRollback undid nothing (CheckUndo)
+  bool lift_boundaries_ = false;  // a second rollback: boundaries whose step is undone are lifted
+  bool kept_steps_ = false;       // the rollback stopped at a boundary
   bool resuming_ = false;
   std::map<std::string, std::unique_ptr<Scope>> child_scopes_;  // for rollback
 };
@@ -153,6 +155,8 @@ class StepContextImpl : public StepContext, public LuaHost {
   SteadyTime deadline() const override { return deadline_; }
   Status RecordUndo(const Value& state) override;
   Value PreviousUndo() override { return previous_; }
+  Status NoteOwnWrite(const std::string& where, const std::string& id) override;
+  Result<std::vector<std::string>> OwnWrites(const std::string& where) override;
   Result<Connection> GetConnection(const std::string& name) override {
     return ex_->ResolveConnection(*scope_, name);
   }

@@ -90,23 +90,32 @@ const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** sco
 
 // The records a rollback undoes, newest first: those that succeeded (or
 // failed after recording an undo), minus those a rollback boundary keeps.
-std::vector<StepRecord*> Executor::Impl::UndoOrder() {
-  // A boundary is active once the step it names has run: steps up to and
-  // including the boundary step are kept.
+std::vector<StepRecord*> Executor::Impl::UndoOrder(bool log) {
+  // A boundary is active once the step it names has succeeded (the switch
+  // happened; a switch that failed moved nothing): steps up to and including
+  // the boundary step are kept. A second rollback of a run rolled back to
+  // its boundary lifts it once that step is undone (the way back, the
+  // reverse cutover, completed): then the kept steps are undone too.
   int64_t keep_up_to = 0;
+  std::string kept_by;
   for (const StepSpec& s : root_.rb->steps) {
     if (s.rollback_boundary.empty()) continue;
     auto after = records_.find(s.rollback_boundary);
     auto here = records_.find(s.id);
     if (after == records_.end() || here == records_.end()) continue;
-    const StepStatus st = after->second->status;
-    const bool ran = st == StepStatus::kSucceeded || st == StepStatus::kUndone ||
-                     st == StepStatus::kUndoing || st == StepStatus::kUndoFailed;
-    if (ran) keep_up_to = std::max(keep_up_to, here->second->seq);
+    if (after->second->done_seq == 0) continue;  // never succeeded
+    if (lift_boundaries_ && after->second->status == StepStatus::kUndone) continue;
+    if (here->second->seq > keep_up_to) {
+      keep_up_to = here->second->seq;
+      kept_by = s.id;
+    }
   }
-  if (keep_up_to > 0) {
+  if (keep_up_to > 0 && log) {
     env_.reporter->Log("", LogLevel::kInfo,
-                       "a rollback boundary was passed: the steps up to it are kept");
+                       "a rollback boundary was passed: the steps up to '" + kept_by +
+                           "' are kept (once the rollback is done, runbook rollback " + run_.id +
+                           " again undoes them)");
+    kept_steps_ = true;
   }
   std::vector<StepRecord*> order;
   for (auto& [id, rec] : records_) {
@@ -195,17 +204,26 @@ bool Executor::Impl::DoRollback() {
   // would then skip steps whose effects the undo removed).
   if (!JournalOk()) return false;
   std::vector<StepRecord*> order = UndoOrder();
+  // The decision to roll back is recorded first: killed during the checks
+  // below, a resume goes on rolling back (it does not retry what failed).
+  const RunStatus before = run_.status;
+  run_.status = RunStatus::kRollingBack;
+  if (!NoteJournal(env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, ""))) return false;
+  env_.reporter->Log("", LogLevel::kInfo, "rolling back, newest step first");
   // Before anything is undone: would an undo destroy what others wrote?
   if (!opts_.accept_data_loss) {
     rollback_refused_ = CheckUndos(order);
     if (!rollback_refused_.empty()) {
       env_.reporter->Log("", LogLevel::kError, "rollback refused, nothing was undone: " +
                                                    rollback_refused_);
+      // The run stays as it was (a failed run's Finish records the refusal).
+      if (before != RunStatus::kRollingBack) {
+        run_.status = before;
+        NoteJournal(env_.store->UpdateRun(run_.id, before, ""));
+      }
       return false;
     }
   }
-  run_.status = RunStatus::kRollingBack;
-  if (!NoteJournal(env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, ""))) return false;
   bool all_ok = true;
   for (StepRecord* rec : order) {
     Scope* scope = nullptr;

@@ -243,12 +243,12 @@ TEST_CASE("cutover rollback under writes: SIGKILL at random instants during the 
     {
       Background proc(bg.t.Spec(bg.Args(), bg.Env()));
       auto until = std::chrono::steady_clock::now() + std::chrono::minutes(2);
-      while (proc.out().find("FAILED   switch") == std::string::npos && proc.Running() &&
+      while (proc.out().find("rolling back, newest step first") == std::string::npos && proc.Running() &&
              std::chrono::steady_clock::now() < until) {
         proc.Drain(milliseconds(5));
       }
       INFO(proc.out() << proc.err());
-      REQUIRE(proc.out().find("FAILED   switch") != std::string::npos);
+      REQUIRE(proc.out().find("rolling back, newest step first") != std::string::npos);
       auto began = std::chrono::steady_clock::now();
       int wait = rollback_ms < 0 ? 0 : instant();
       auto at = began + milliseconds(wait);

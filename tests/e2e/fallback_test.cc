@@ -76,6 +76,21 @@ TEST_CASE("a rollback after the switch brings green's writes back to blue and ke
   CHECK(steps["fallback"]["status"] == "undone");
   CHECK(steps["initial-sync"]["status"] != "undone");  // kept: the rollback boundary
   CHECK(steps["create-database"]["status"] == "succeeded");
+
+  // Blue is back in service, with green's writes; a second rollback removes
+  // green (its database, Deployment and the forward replication) and keeps
+  // every write on blue, those made there since included.
+  bg.blue.AdminExec("INSERT INTO chronicle_notes (author, body) VALUES ('back', 'on blue')", bg.db);
+  r = bg.t.Run({"rollback", id}, bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  CHECK_FALSE(bg.green_dbs.Exists(bg.db));
+  CHECK_FALSE(bg.GreenDeployed());
+  CHECK(bg.t.Steps(id)["create-database"]["status"] == "undone");
+  CHECK(Count(bg.blue, bg.db, "SELECT count(*) FROM chronicle_notes WHERE author = 'on green'") ==
+        "25");
+  CHECK(Count(bg.blue, bg.db, "SELECT count(*) FROM chronicle_notes WHERE author = 'back'") == "1");
+  CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
 }
 
 TEST_CASE("the reverse cutover survives a SIGKILL: resumed, it ends with every write on blue",

@@ -169,9 +169,25 @@ TEST_CASE("pg-blue-green-upgrade: rehearsal, cutover, and rollback of the whole 
   CHECK(r.code == 0);
   CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
   CHECK(bg.AppReplicas() == 2);
+  // After the switch, the rollback stops at its boundary: green is kept.
+  CHECK_THAT(r.All(), Catch::Contains("runbook rollback " + id + " again undoes them"));
+  CHECK(bg.green_dbs.Exists(bg.db));
+  CHECK(bg.GreenDeployed());
+  CHECK(bg.t.RunStatus(id)["status"] == "rolled_back");
+  // A second rollback removes it.
+  r = bg.t.Run({"rollback", id}, env, std::chrono::minutes(5));
+  INFO(r.All());
+  CHECK(r.code == 0);
   CHECK_FALSE(bg.green_dbs.Exists(bg.db));
   CHECK_FALSE(bg.GreenDeployed());
+  CHECK(bg.t.Steps(id)["create-database"]["status"] == "undone");
+  CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
+  CHECK(bg.AppReplicas() == 2);
   CHECK(bg.blue.AdminValue("SELECT count(*) FROM chronicle_notes", bg.db) == "971");
+  // A third has nothing left to do.
+  r = bg.t.Run({"rollback", id}, env);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.All(), Catch::Contains("already rolled back"));
 }
 
 TEST_CASE("pg-blue-green-upgrade: a failed switch rolls every stage back to blue",
@@ -239,11 +255,29 @@ TEST_CASE("pg-blue-green-upgrade sync=replication: cutover through logical repli
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   CHECK(bg.green.AdminValue("SELECT count(*) FROM chronicle_notes", bg.db) == "971");
 
-  r = bg.t.Run({"rollback", bg.t.LastRunId()}, bg.Env(), std::chrono::minutes(5));
+  // Blue was written after the switch (a stray writer): the reverse cutover
+  // cannot prove blue equal to green, so the rollback halts there, the
+  // writers stopped, green untouched, and says so.
+  const std::string id = bg.t.LastRunId();
+  r = bg.t.Run({"rollback", id}, bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  CHECK(r.code == 6);
+  CHECK_THAT(r.All(), Catch::Contains("'blue' differs from 'green' after the catch-up"));
+  CHECK_THAT(r.All(), Catch::Contains("public.chronicle_notes"));
+  CHECK(bg.AppReplicas() == 0);
+  CHECK(bg.green.AdminValue("SELECT count(*) FROM chronicle_notes", bg.db) == "971");
+  // A human removes the stray row; the rollback, run again, completes.
+  bg.blue.AdminExec("DELETE FROM chronicle_notes WHERE author = 'late'", bg.db);
+  r = bg.t.Run({"rollback", id}, bg.Env(), std::chrono::minutes(5));
   INFO(r.All());
   CHECK(r.code == 0);
   CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
   CHECK(bg.AppReplicas() == 2);
+  CHECK(bg.green_dbs.Exists(bg.db));  // kept: the rollback boundary
+  // The second rollback removes green and the forward replication.
+  r = bg.t.Run({"rollback", id}, bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  CHECK(r.code == 0);
   CHECK_FALSE(bg.green_dbs.Exists(bg.db));
   CHECK_FALSE(bg.GreenDeployed());
   CHECK(ReplicationLeftovers(bg).empty());
