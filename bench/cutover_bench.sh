@@ -117,6 +117,17 @@ SQL
   sleep 3  # a few seconds of writes on green
   local run_id
   run_id=$("$rb" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["run"])')
+  # The forward cutover, read before the way back (blue then takes writes again,
+  # and holds green's through the fallback).
+  local last_blue="" first_green="" blue_rows=0 copied=0 green_own=0 lost=0
+  if [ "$rc" -eq 0 ]; then
+  last_blue=$(q "$blue" -d chronicle_db -c "SELECT extract(epoch FROM max(at)) FROM writes WHERE port = $blue")
+  first_green=$(q "$green" -d chronicle_db -c "SELECT extract(epoch FROM min(at)) FROM writes WHERE port = $green")
+  blue_rows=$(q "$blue" -d chronicle_db -c "SELECT count(*) FROM writes WHERE port = $blue")
+  copied=$(q "$green" -d chronicle_db -c "SELECT count(*) FROM writes WHERE port = $blue")
+  green_own=$(q "$green" -d chronicle_db -c "SELECT count(*) FROM writes WHERE port = $green")
+  lost=$(q "$green" -d chronicle_db -c "SELECT $blue_rows - count(*) FROM writes WHERE port = $blue")
+  fi
   # The way back, under the same writer: the reverse cutover.
   local back="-" back_lost="-" back_rows="-"
   if [ "$rc" -eq 0 ] && [ "$variant" = replication ]; then
@@ -143,14 +154,6 @@ SQL
     stop_world
     return
   fi
-  local last_blue first_green blue_rows copied green_own
-  last_blue=$(q "$blue" -d chronicle_db -c "SELECT extract(epoch FROM max(at)) FROM writes WHERE port = $blue")
-  first_green=$(q "$green" -d chronicle_db -c "SELECT extract(epoch FROM min(at)) FROM writes WHERE port = $green")
-  blue_rows=$(q "$blue" -d chronicle_db -c "SELECT count(*) FROM writes")
-  copied=$(q "$green" -d chronicle_db -c "SELECT count(*) FROM writes WHERE port = $blue")
-  green_own=$(q "$green" -d chronicle_db -c "SELECT count(*) FROM writes WHERE port = $green")
-  local lost
-  lost=$(q "$green" -d chronicle_db -c "SELECT $blue_rows - count(*) FROM writes WHERE port = $blue")
   local freeze
   freeze=$(python3 -c "print('%.2f' % (float('${first_green:-0}' or 0) - float('${last_blue:-0}' or 0)))")
   [ -z "$first_green" ] && freeze="none"

@@ -237,6 +237,15 @@ bool Executor::Impl::DoRollback() {
       continue;
     }
     rec->status = StepStatus::kUndoing;
+    const SteadyTime undo_start = env_.clock->Steady();
+    // What the report shows: the undo's own duration (the record keeps the
+    // step's, which estimates later runs).
+    auto report = [&](const std::string& detail) {
+      StepRecord shown = *rec;
+      shown.duration_ms =
+          std::chrono::duration_cast<Millis>(env_.clock->Steady() - undo_start).count();
+      Report(shown, detail);
+    };
     if (!Put(rec, "undo.start", "").ok()) return false;  // nothing more may act
     Status st;
     Scope fallback;
@@ -288,13 +297,13 @@ bool Executor::Impl::DoRollback() {
       rec->status = StepStatus::kUndone;
       rec->undo_error.clear();
       Put(rec, "undo.ok", "");
-      Report(*rec, "");
+      report("");
     } else {
       all_ok = false;
       rec->status = StepStatus::kUndoFailed;
       rec->undo_error = env_.redactor->Redact(st.message());
       Put(rec, "undo.fail", rec->undo_error);
-      Report(*rec, rec->undo_error);
+      report(rec->undo_error);
       // This undo could not reach a state the older ones may act on (writers
       // restarted on a database that lacks their writes): stop here.
       if (st.code() == Status::Code::kHalt) {

@@ -32,6 +32,7 @@ struct World {
   std::map<std::string, int> fail_times;  // name -> failures left
   std::set<std::string> applied;          // for Check
   std::map<std::string, int> slow_ms;     // name -> how long the next apply takes
+  std::map<std::string, int> undo_ms;     // name -> how long its undo takes
 };
 
 class FakeAct : public Primitive {
@@ -63,7 +64,8 @@ class FakeAct : public Primitive {
     w_->applied.insert(tag);
     return Value{{"tag", tag}, {"n", static_cast<int>(w_->log.size())}};
   }
-  Status Undo(StepContext&, const Value&, const Value& state) override {
+  Status Undo(StepContext& ctx, const Value&, const Value& state) override {
+    ctx.clock().Sleep(Millis(w_->undo_ms[state.value("tag", "?")]));
     w_->log.push_back("undo " + state.value("tag", "?"));
     return Status::Ok();
   }
@@ -85,12 +87,14 @@ class NullReporter : public Reporter {
   void RunStarted(const RunRecord&, const std::string&) override {}
   void StepFinished(const StepRecord& s, const std::string& d) override {
     lines.push_back(s.step_id + " " + StepStatusName(s.status) + (d.empty() ? "" : " " + d));
+    shown_ms[s.step_id + " " + StepStatusName(s.status)] = s.duration_ms;
   }
   void StepStarted(const std::string&, const std::string&) override {}
   void Log(const std::string&, LogLevel, const std::string&) override {}
   void Progress(const std::string&, const ProgressInfo&) override {}
   void RunFinished(const RunRecord&, int, const std::string& m) override { message = m; }
   std::vector<std::string> lines;
+  std::map<std::string, int64_t> shown_ms;  // "step status" -> the duration shown
   std::string message;
 };
 
@@ -178,6 +182,20 @@ TEST_CASE("a failure rolls back completed steps newest first, the failed step in
                                                 "undo a"});
   CHECK(h.Step("a").status == StepStatus::kUndone);
   CHECK(h.store->GetRun(h.last_run)->status == RunStatus::kRolledBack);
+}
+
+TEST_CASE("an undo is reported with its own duration; the record keeps the step's", "[executor][rollback]") {
+  Harness h;
+  std::string yaml = kThree;
+  yaml.replace(yaml.find("on_failure: stop"), 16, "on_failure: rollback");
+  yaml.replace(yaml.find("t.act: a"), 8, "t.act: {tag: a, ms: 5000}");
+  auto rb = h.Parse(yaml);
+  h.world.fail_times["c"] = 1;
+  h.world.undo_ms["a"] = 300;
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  CHECK(h.reporter.shown_ms["a succeeded"] == 5000);
+  CHECK(h.reporter.shown_ms["a undone"] == 300);
+  CHECK(h.Step("a").duration_ms == 5000);  // what estimates the next run
 }
 
 TEST_CASE("retries back off exponentially and count attempts", "[executor]") {
