@@ -27,10 +27,12 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/exec/steps.cc
   engine/exec/window.cc
   engine/report/report.cc
+  engine/report/primitives_doc.cc
 )
 set(RUNBOOK_CLI_SOURCES
   engine/cli/main.cc
   engine/cli/cmd_approve.cc
+  engine/cli/cmd_docs.cc
   engine/cli/cmd_plan.cc
   engine/cli/cmd_report.cc
   engine/cli/cmd_run.cc

@@ -53,5 +53,6 @@ void AddStatusCommand(CLI::App& app, Cli& cli);
 void AddReportCommand(CLI::App& app, Cli& cli);
 void AddApproveCommand(CLI::App& app, Cli& cli);
 void AddSchemaCommand(CLI::App& app, Cli& cli);
+void AddDocsCommand(CLI::App& app, Cli& cli);
 
 }  // namespace runbook

@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
     AddReportCommand(app, cli);
     AddApproveCommand(app, cli);
     AddSchemaCommand(app, cli);
+    AddDocsCommand(app, cli);
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -1,0 +1,176 @@
+#include "engine/report/primitives_doc.h"
+
+#include <exception>
+
+namespace runbook {
+
+namespace {
+
+const char* FormText(ArgForm f) {
+  switch (f) {
+    case ArgForm::kAny:
+      return "";
+    case ArgForm::kKubeName:
+      return "a Kubernetes object name (RFC 1123: a-z, 0-9, '-', '.')";
+    case ArgForm::kKubeKind:
+      return "a resource type (deployment, deployments.apps, jobs.batch/v1)";
+    case ArgForm::kKubeObject:
+      return "NAME or TYPE/NAME";
+    case ArgForm::kNotOption:
+      return "must not start with '-'";
+  }
+  return "";
+}
+
+const char* RehearsalText(Rehearsal r) {
+  switch (r) {
+    case Rehearsal::kUndeclared:
+      return "refused in a rehearsal";
+    case Rehearsal::kProbe:
+      return "probe: runs for real, reads only";
+    case Rehearsal::kSimulate:
+      return "simulate: runs with dry_run, the server checks and keeps nothing";
+    case Rehearsal::kSkip:
+      return "skip: not run, its result is UNKNOWN";
+  }
+  return "";
+}
+
+// A table cell: one line, pipes escaped.
+std::string Cell(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') out += "\\|";
+    else if (c == '\n') out += "<br>";
+    else out += c;
+  }
+  return out;
+}
+
+std::string TypeText(const ArgSpec& a) {
+  std::string t = ArgTypeName(a.type);
+  if (a.type == ArgType::kConnection && !a.conn_type.empty()) t += " (" + a.conn_type + ")";
+  return t;
+}
+
+std::string ArgsTable(const Schema& s) {
+  if (s.args.empty()) return "No arguments.\n";
+  std::string out = "| argument | type | required | |\n|---|---|---|---|\n";
+  for (const ArgSpec& a : s.args) {
+    std::string note = a.help;
+    if (!note.empty() && note.back() != '.' && note.back() != ')') note += ".";
+    if (!a.choices.empty()) {
+      note += (note.empty() ? "" : " ") + std::string("One of:");
+      for (const auto& c : a.choices) note += " `" + c + "`";
+      note += ".";
+    }
+    if (const char* f = FormText(a.form); *f) note += (note.empty() ? "" : " ") + std::string("Form: ") + f + ".";
+    out += "| `" + a.name + "` | " + TypeText(a) + " | " + (a.required ? "yes" : "") + " | " +
+           Cell(note) + " |\n";
+  }
+  return out;
+}
+
+// The arguments `plan` would see for a step that gives every required one
+// (and the first of each one_of group) as a template.
+Value PlaceholderArgs(const Schema& s) {
+  Value args = Value::object();
+  auto set = [&](const std::string& name) { args[name] = "${{ " + name + " }}"; };
+  for (const ArgSpec& a : s.args) {
+    if (a.required) set(a.name);
+  }
+  for (const auto& group : s.one_of) {
+    if (!group.empty()) set(group.front());
+  }
+  return args;
+}
+
+// GitHub's anchor of a "## `pg.copy`" heading: "pgcopy".
+std::string Anchor(const std::string& name) {
+  std::string a;
+  for (char c : name) {
+    if (c != '.') a += c;
+  }
+  return a;
+}
+
+std::string Fenced(const std::string& text) { return "```\n" + text + "\n```\n"; }
+
+std::string PrimitiveSection(const Primitive& p) {
+  const Schema& s = p.schema();
+  std::string out = "## `" + p.name() + "`\n\n";
+  if (!s.help.empty()) out += s.help + "\n\n";
+  out += ArgsTable(s);
+  for (const auto& group : s.one_of) {
+    out += "\nExactly one of:";
+    for (const auto& n : group) out += " `" + n + "`";
+    out += ".\n";
+  }
+  if (!s.scalar_arg.empty()) {
+    out += "\nScalar form: `" + p.name() + ": VALUE` sets `" + s.scalar_arg + "`.\n";
+  }
+  const Value args = PlaceholderArgs(s);
+  out += "\n- Rehearsal (`run --dry-run`): " + std::string(RehearsalText(p.rehearsal(args)));
+  if (p.rehearsal(args) == Rehearsal::kSkip) out += " (" + p.skip_reason(args) + ")";
+  out += ".\n- Resume after a crash mid-step: " +
+         std::string(p.idempotent(args) ? "run again (idempotent)"
+                                        : "not run again blindly: its check decides whether it "
+                                          "took effect, else a human does") +
+         ".\n";
+  // Plan is written for any checked args, templates unresolved; a primitive
+  // whose plan needs concrete values says so instead of failing the page.
+  PlanEffect eff;
+  bool planned = true;
+  try {
+    eff = p.Plan(args);
+  } catch (const std::exception&) {
+    planned = false;
+  }
+  if (!planned) {
+    out += "- Effect and undo: depend on the arguments (`runbook plan` shows them).\n";
+  } else {
+    std::string undo = eff.undo.empty() ? "none" : Cell(eff.undo);
+    if (!eff.reversible && undo.find("irreversible") == std::string::npos) {
+      undo = "irreversible" + (eff.undo.empty() ? std::string() : ": " + undo);
+    }
+    out += "- Undo (`rollback: auto`): " + undo +
+           ".\n\nWhat `runbook plan` shows for it, the required arguments as templates:\n\n" +
+           Fenced(eff.text);
+  }
+  return out + "\n";
+}
+
+std::string ConnectionSection(const ConnectionType& c) {
+  const Schema& s = c.schema();
+  std::string out = "### `" + c.name() + "`\n\n";
+  if (!s.help.empty()) out += s.help + "\n\n";
+  out += ArgsTable(s);
+  if (!s.scalar_arg.empty()) {
+    out += "\nScalar form: `" + c.name() + ": VALUE` sets `" + s.scalar_arg + "`.\n";
+  }
+  return out + "\n";
+}
+
+}  // namespace
+
+std::string PrimitivesMarkdown(const Registry& registry) {
+  std::string out =
+      "# Primitives\n\n"
+      "Generated by `runbook docs` from the registry the validator, `plan` and the executor use;\n"
+      "a test fails when this file is not current (`runbook docs > docs/primitives.md`).\n"
+      "Results, and what each binding does in detail: `engine/builtins`, and the READMEs of\n"
+      "`bindings/postgres`, `bindings/kube`, `bindings/ssh`.\n\n"
+      "Every string argument may be a `${{ lua expression }}` template; a string that is\n"
+      "exactly one expression keeps its type.\n\n"
+      "## Connections\n\n";
+  for (const std::string& n : registry.ConnectionTypeNames()) {
+    out += ConnectionSection(*registry.FindConnectionType(n));
+  }
+  out += "## Index\n\n";
+  for (const std::string& n : registry.Names()) out += "- [`" + n + "`](#" + Anchor(n) + ")\n";
+  out += "\n";
+  for (const std::string& n : registry.Names()) out += PrimitiveSection(*registry.Find(n));
+  return out;
+}
+
+}  // namespace runbook

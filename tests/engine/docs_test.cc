@@ -1,0 +1,56 @@
+// docs/primitives.md is generated from the registry (`runbook docs`) and
+// must be current: a primitive or argument added without regenerating it
+// fails here.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "bindings/register.h"
+#include "engine/report/primitives_doc.h"
+
+using namespace runbook;
+
+namespace {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("the primitives reference names every primitive, argument and connection type",
+          "[docs]") {
+  Registry registry;
+  RegisterAll(&registry);
+  const std::string md = PrimitivesMarkdown(registry);
+  REQUIRE(registry.Names().size() > 30);
+  for (const std::string& n : registry.Names()) {
+    INFO(n);
+    const size_t at = md.find("## `" + n + "`\n");
+    REQUIRE(at != std::string::npos);
+    const size_t end = md.find("\n## ", at + 1);
+    const std::string section = md.substr(at, end == std::string::npos ? end : end - at);
+    for (const ArgSpec& a : registry.Find(n)->schema().args) {
+      CHECK(section.find("| `" + a.name + "` | ") != std::string::npos);
+    }
+    CHECK(section.find("- Rehearsal (`run --dry-run`): ") != std::string::npos);
+    CHECK(section.find("- Resume after a crash mid-step: ") != std::string::npos);
+  }
+  for (const std::string& n : registry.ConnectionTypeNames()) {
+    CHECK(md.find("### `" + n + "`\n") != std::string::npos);
+  }
+  // What a plan cannot show without values says so; here every plan can.
+  CHECK(md.find("depend on the arguments") == std::string::npos);
+}
+
+TEST_CASE("docs/primitives.md is what runbook docs prints", "[docs]") {
+  Registry registry;
+  RegisterAll(&registry);
+  const std::string checked_in = Slurp(std::string(RUNBOOK_SOURCE_DIR) + "/docs/primitives.md");
+  INFO("regenerate it: ./build/runbook docs > docs/primitives.md");
+  CHECK(checked_in == PrimitivesMarkdown(registry));
+}
