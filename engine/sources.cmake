@@ -15,6 +15,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/lua/pattern.cc
   engine/lua/pattern_match.cc
   engine/lua/runtime.cc
+  engine/lua/syntax.cc
   engine/lua/sandbox.cc
   engine/lua/lua_loader.cc
   engine/builtins/simple.cc

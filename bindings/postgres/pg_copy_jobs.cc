@@ -109,6 +109,16 @@ Status CopyOne(Shared& sh, const CopyTable& t, PgConnection& src, PgConnection& 
   for (const auto& stmt : triggers_back) {
     if (s.ok()) s = dst.Exec(stmt, {}, deadline);
   }
+  if (s.ok() && sh.spec.before_commit) {
+    Result<Value> x =
+        dst.Query("SELECT (txid_current_if_assigned() % 4294967296)::text AS x", {}, deadline);
+    if (!x.ok()) {
+      s = x.status();
+    } else if (!x->empty() && (*x)[0]["x"].is_string()) {
+      std::lock_guard<std::mutex> lock(sh.mu);
+      s = sh.spec.before_commit((*x)[0]["x"].get<std::string>());
+    }
+  }
   if (s.ok()) s = dst.Exec("COMMIT", {}, deadline);
   if (!s.ok()) return s.Prefixed("copying table " + t.key);
   return Status::Ok();

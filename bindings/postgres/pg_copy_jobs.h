@@ -30,6 +30,11 @@ struct CopyJobsSpec {
   // their sum when the last one is done); `seconds` since the copy began.
   // Called about once a second per table in flight, and after each table.
   std::function<void(const std::string& table, const CopyStats& so_far)> progress;
+  // Called from worker threads, one call at a time, just before a table's
+  // COMMIT with its transaction id (xmin of the rows it wrote, mod 2^32): the
+  // run's own writes, which an undo guard must not count as someone else's.
+  // A failure rolls the table back.
+  std::function<Status(const std::string& xid)> before_commit;
 };
 
 // Copies `tables`; stats[i] belongs to tables[i].

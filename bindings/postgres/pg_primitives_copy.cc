@@ -473,6 +473,15 @@ Result<std::vector<CopyStats>> CopyData(StepContext& ctx, const CopyArgs& a,
   spec.jobs = a.jobs;
   spec.deadline = ctx.deadline();
   spec.log = [&ctx](const std::string& m) { ctx.Log(LogLevel::kInfo, m); };
+  // The rows this copy writes are the run's own: a later copy of the same
+  // run (the final sync, replace: true) must not make an earlier copy's
+  // undo guard see them as someone else's.
+  const std::string own_key = OwnWriteKey(ctx, a.target);
+  if (!own_key.empty()) {
+    spec.before_commit = [&ctx, own_key](const std::string& xid) {
+      return ctx.NoteOwnWrite(own_key, xid);
+    };
+  }
   int64_t total = 0;
   for (const auto& t : tables) total += t.bytes;
   spec.progress = [&ctx, total](const std::string& table, const CopyStats& st) {

@@ -23,7 +23,12 @@ Status StepContextImpl::NoteOwnWrite(const std::string& where, const std::string
   e.at_ms = ex_->env_.clock->NowMs();
   e.kind = "own_write";
   e.message = where + " " + id;
-  Status s = ex_->env_.store->AppendEvent(e);
+  Status s;
+  {
+    // pg.copy's workers note theirs from their own threads.
+    std::lock_guard<std::mutex> lock(ex_->mu_);
+    s = ex_->env_.store->AppendEvent(e);
+  }
   ex_->NoteJournal(s);
   return s;
 }

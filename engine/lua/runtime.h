@@ -44,6 +44,11 @@ struct LuaLimits {
   size_t memory_bytes = 64u << 20;
 };
 
+// Compiles `code` as a Lua 5.4 text chunk and runs nothing: what `validate`
+// uses to report a syntax error before any run. On error, *line is the
+// chunk's line (1-based) and the message is Lua's, without the chunk name.
+Status CheckLuaSyntax(const std::string& code, int* line);
+
 class LuaRuntime {
  public:
   // `registry` (may be null) decides which primitive tables exist in Lua

@@ -30,6 +30,10 @@ bool Validator::Action(const Node& key, const Node& value, const RefScope& scope
   ReportArgErrors(CheckArgs(schema, out->args), key.scalar, value, key.pos);
   CheckConnectionRefs(schema, out->args, value, key.pos, key.scalar + ": ", "");
   CheckTemplates(value, scope);
+  if (key.scalar == "lua" && out->args.is_object() && out->args.contains("code")) {
+    auto at = out->positions.find("/code");
+    CheckLuaCode(out->args["code"], at != out->positions.end() ? at->second : key.pos);
+  }
   if (key.scalar == "include" && diags_->size() == before) Include(key, value, out->args);
   out->args = RewriteTemplateIds(out->args, all_ids_);
   return diags_->size() == before;

@@ -1,9 +1,10 @@
-// Templates and expressions: `${{ }}` syntax, and that every params.X and
-// steps.Y they read exists (and, for steps, has run by then). Lua syntax is
-// left to the runtime.
+// Templates and expressions: `${{ }}` syntax, Lua syntax (compiled, never
+// run), and that every params.X and steps.Y they read exists (and, for
+// steps, has run by then).
 #include <algorithm>
 #include <vector>
 
+#include "engine/lua/runtime.h"
 #include "engine/lua/template.h"
 #include "engine/parser/validator.h"
 
@@ -95,6 +96,12 @@ void Validator::CheckTemplateString(const Node& n, const RefScope& scope) {
 void Validator::CheckExpr(const std::string& expr, const Pos& pos, const std::string& where,
                           const RefScope& scope) {
   std::string rewritten = RewriteDashedIds(expr, all_ids_);
+  // As the runtime evaluates it (LuaRuntime::Eval).
+  int line = 0;
+  if (Status s = CheckLuaSyntax("return " + rewritten, &line); !s.ok()) {
+    Error(pos, "Lua syntax error in " + where + ": " + s.message());
+    return;
+  }
   std::vector<std::string> params;
   for (const auto& p : rb_->params) params.push_back(p.name);
   for (const auto& name : ReferencedParams(rewritten)) {
@@ -113,6 +120,16 @@ void Validator::CheckExpr(const std::string& expr, const Pos& pos, const std::st
   }
   for (const auto& name : ReferencedSteps(rewritten)) {
     if (!done.count(name)) StepRefOk(name, pos, where, scope);
+  }
+}
+
+void Validator::CheckLuaCode(const Value& code, const Pos& first_line) {
+  if (!code.is_string() || HasTemplate(code.get<std::string>())) return;  // expanded first
+  int line = 0;
+  if (Status s = CheckLuaSyntax(code.get<std::string>(), &line); !s.ok()) {
+    Pos pos = first_line;
+    if (line > 1) pos.line += line - 1;
+    Error(pos, "Lua syntax error: " + s.message());
   }
 }
 

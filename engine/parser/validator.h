@@ -97,6 +97,8 @@ class Validator {
   // validate_templates.cc
   void CheckTemplates(const Node& n, const RefScope& scope);
   void CheckTemplateString(const Node& n, const RefScope& scope);
+  // A lua: step's code, compiled (not run): a syntax error at its line.
+  void CheckLuaCode(const Value& code, const Pos& first_line);
   void CheckExpr(const std::string& expr, const Pos& pos, const std::string& where,
                  const RefScope& scope);
   bool StepRefOk(const std::string& name, const Pos& pos, const std::string& where,

@@ -102,4 +102,31 @@ TEST_CASE("pg.copy's undo refuses to drop a table someone else wrote to since, n
   CHECK_FALSE(g.Has("orders"));
 }
 
+TEST_CASE("pg.copy's undo does not count a later copy of the same run (the final sync) as "
+          "someone else's writes, though the source moved on since",
+          "[e2e][postgres][pg.copy][rollback]") {
+  Guard g;
+  std::string yaml = GuardRunbook(g.src, g.dst);
+  yaml = yaml.substr(0, yaml.find("  - id: unlock\n")) +
+         "  - id: final-sync\n"
+         "    pg.copy: {source: src, target: dst, tables: [orders], replace: true, "
+         "keep_owners: false}\n";
+  g.t.Write("g.yaml", yaml);
+  // Written to the source between the two copies: the final sync carries it.
+  g.src.Exec("INSERT INTO orders VALUES (501, 'before the final sync')");
+  CliResult r = g.t.Run({"run", "g.yaml"}, g.Env());
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  REQUIRE(g.dst.Value("SELECT count(*) FROM orders") == "501");
+  const std::string id = g.t.LastRunId();
+  // The application goes on writing to the source (it never left it).
+  g.src.Exec("INSERT INTO orders VALUES (502, 'on the source, later')");
+  r = g.t.Run({"rollback", id}, g.Env());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK_FALSE(g.Has("orders"));
+  CHECK_FALSE(g.Has("locks"));
+  CHECK(g.src.Value("SELECT count(*) FROM orders") == "502");
+}
+
 }  // namespace runbook::e2e

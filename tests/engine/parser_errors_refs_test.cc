@@ -149,6 +149,38 @@ TEST_CASE("a template naming an unknown param gets a suggestion", "[parser][erro
               "t.yaml:13:13: step 'a': unknown param 'tabels' in 'assert' (did you mean 'tables'?)");
 }
 
+TEST_CASE("Lua syntax errors are found by validate, at their line, before any run",
+          "[parser][errors][templates][lua]") {
+  EXPECT_DIAG(S("  - id: a\n    log: \"n=${{ 1 + }}\"\n"),
+              "t.yaml:12:13: step 'a': Lua syntax error in template: unexpected symbol near "
+              "<eof>");
+  EXPECT_DIAG(S("  - id: a\n    log: x\n    when: params.replicas ==\n"),
+              "t.yaml:13:11: step 'a': Lua syntax error in 'when': unexpected symbol near "
+              "<eof>");
+  EXPECT_DIAG(S("  - id: a\n    log: x\n    assert: result.n = 1\n"),
+              "t.yaml:13:13: step 'a': Lua syntax error in 'assert': <eof> expected near '='");
+  // YAML reads " #" as a comment: the expression that is left is reported.
+  EXPECT_DIAG(S("  - id: a\n    log: x\n    when: params.replicas > 0 and #params.tables > 0\n"),
+              "t.yaml:13:11: step 'a': Lua syntax error in 'when': unexpected symbol near "
+              "<eof>");
+  // In a lua: block, at the code's own line.
+  EXPECT_DIAG(S("  - id: a\n    lua: |\n      local n = 1\n      if n then\n        return n\n"),
+              "t.yaml:16:7: step 'a': Lua syntax error: 'end' expected (to close 'if' at line 2) "
+              "near <eof>");
+  EXPECT_DIAG(S("  - id: a\n    lua: |\n      local x = = 2\n"),
+              "t.yaml:13:7: step 'a': Lua syntax error: unexpected symbol near '='");
+  // Valid code, dashed ids and templates inside lua: code are not refused.
+  std::vector<Diagnostic> diags;
+  auto rb = ParseRunbook("t.yaml",
+                         S("  - id: scale-down\n    log: x\n  - id: b\n"
+                           "    when: \"steps.scale-down.result ~= nil and #params.tables > 0\"\n"
+                           "    lua: |\n      local t = {}\n      for i = 1, 3 do t[i] = i end\n"
+                           "      return {n = #t, r = ${{ params.replicas }}}\n"),
+                         TestRegistry(), &diags);
+  CHECK(Dump(diags) == "");
+  CHECK(rb != nullptr);
+}
+
 TEST_CASE("a template naming an unknown step gets a suggestion", "[parser][errors][templates]") {
   EXPECT_DIAG(S("  - id: first\n    log: x\n  - id: b\n    log: \"${{ steps.nope.result }}\"\n"),
               "t.yaml:14:11: step 'b': unknown step 'nope' in template");
