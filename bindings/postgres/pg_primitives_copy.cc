@@ -735,7 +735,7 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   record["created"] = Created(*before, *after);
   // Every row this copy wrote is older than this transaction id: a row
   // younger than it was written by someone else (CheckUndo).
-  Result<Value> xid = dst.Query("SELECT (pg_current_xact_id()::text::int8 % 4294967296)::text AS x");
+  Result<Value> xid = dst.Query("SELECT (txid_current() % 4294967296)::text AS x");
   if (!xid.ok()) return xid.status();
   record["written_before_xid"] = (*xid)[0]["x"];
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;

@@ -182,7 +182,9 @@ class PgFallback : public PgPrimitive {
       return {"read the rows of every table of " + a.green + " (counts and checksums): a "
               "rollback refuses once they change (no way back for writes made to " + a.green +
                   ")",
-              true, "nothing to undo; refused once " + a.green + " has new writes"};
+              true, "compare the rows of " + a.green + " with those noted, again once the "
+              "writers are stopped: a difference halts the rollback (refused before acting "
+              "once " + a.green + " has new writes)"};
     }
     return {"CREATE PUBLICATION " + n + " FOR ALL TABLES and SELECT "
             "pg_create_logical_replication_slot('" + n + "', 'pgoutput') on " + a.green +
@@ -266,6 +268,7 @@ class PgFallback : public PgPrimitive {
     FallbackArgs a = ReadArgs(&ctx, args);
     const std::string name = state["name"].get<std::string>();
     if (state.value("replication", false)) {
+      if (state.value("proven", false)) return Status::Ok();  // blue was proven equal
       Result<PgLease> blue = LeaseConnection(ctx, a.blue);
       if (!blue.ok()) return blue.status();
       Result<Value> sub = blue->Query(
@@ -290,11 +293,19 @@ class PgFallback : public PgPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.value("replication", false)) return Status::Ok();
+    if (!state.is_object()) return Status::Ok();
     FallbackArgs a = ReadArgs(&ctx, args);
+    if (!state.value("replication", false)) return CompareAgain(ctx, a, state);
     const std::string name = state["name"].get<std::string>();
-    Status caught = ReverseCutover(ctx, a, name);
-    if (!caught.ok()) return caught;
+    // Proven once (killed while the replication was being taken down, which
+    // disables the subscription first): only the taking down is left.
+    if (!state.value("proven", false)) {
+      Status caught = ReverseCutover(ctx, a, name);
+      if (!caught.ok()) return caught;
+      Value proven = state;
+      proven["proven"] = true;
+      if (Status s = ctx.RecordUndo(proven); !s.ok()) return s;
+    }
     if (Status s = DropReplication(ctx, a.green, a.blue, name); !s.ok()) return s;
     ctx.Log(LogLevel::kInfo, "'" + a.blue + "' holds what '" + a.green +
                                  "' held (compared); the fallback replication " + name +
@@ -303,6 +314,26 @@ class PgFallback : public PgPrimitive {
   }
 
  private:
+  // Without replication, CheckUndo compared green's rows while the writers
+  // still ran on green; this undo runs once they are stopped (the undos
+  // newer than it scaled them to 0): writes made in between would be left
+  // behind on green, so the rows are compared again and a difference halts
+  // the rollback before the writers start on blue.
+  static Status CompareAgain(StepContext& ctx, const FallbackArgs& a, const Value& state) {
+    if (ctx.accept_data_loss() || !state.contains("fingerprint")) return Status::Ok();
+    Result<PgLease> green = LeaseConnection(ctx, a.green);
+    if (!green.ok()) return Status::Halt(green.status().message());
+    Result<Value> now = Fingerprint(*green);
+    if (!now.ok()) return Status::Halt(now.status().message());
+    std::vector<std::string> changed = Changed(state["fingerprint"], *now);
+    if (changed.empty()) return Status::Ok();
+    return Status::Halt("'" + a.green + "' took writes after the rollback checked it, before "
+                        "the writers stopped: " + Join(changed, 10) + ". The writers stay "
+                        "stopped and nothing older is undone: dump those rows (or keep '" +
+                        a.green + "': point the Service back at it and scale the writers up), "
+                        "then runbook rollback again, or with --accept-data-loss");
+  }
+
   static Status Redact(StepContext& ctx, const Status& s) {
     if (s.ok()) return s;
     return Status::Failed(ctx.redactor().Redact(s.message()));
@@ -313,9 +344,10 @@ class PgFallback : public PgPrimitive {
   static Status ReverseCutover(StepContext& ctx, const FallbackArgs& a, const std::string& name) {
     auto halt = [&](const std::string& why) {
       return Status::Halt("the reverse cutover to '" + a.blue + "' did not complete: " + why +
-                          ". The writers stay stopped and '" + a.green +
-                          "' is untouched: fix the cause and run the rollback again, or keep "
-                          "'" + a.green + "' (start the writers with runbook resume)");
+                          ". The writers stay stopped (the Service already selects '" + a.blue +
+                          "'s pods) and '" + a.green + "' is untouched: fix the cause and run "
+                          "runbook rollback again; to stay on '" + a.green + "' instead, point "
+                          "the Service back at it and scale the writers up by hand");
     };
     {
       Result<PgLease> green = LeaseConnection(ctx, a.green);

@@ -112,6 +112,15 @@ Status Executor::Impl::Put(StepRecord* rec, const std::string& kind, const std::
   return s;
 }
 
+bool Executor::Impl::LiftJournaled() {
+  Result<std::vector<Event>> events = env_.store->GetEvents(run_.id);
+  if (!events.ok()) return false;
+  for (const Event& e : *events) {
+    if (e.kind == "rollback.lift") return true;
+  }
+  return false;
+}
+
 bool Executor::Impl::JournalOk() {
   std::lock_guard<std::mutex> lock(mu_);
   return journal_error_.ok();
@@ -433,6 +442,7 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
   if (auto d = env_.store->RecentDurations(rb->name); d.ok()) durations_ = *d;
   resuming_ = true;
   if (run_.status == RunStatus::kRollingBack || run_.status == RunStatus::kRollbackFailed) {
+    lift_boundaries_ = LiftJournaled();  // a second rollback, killed: it goes on past the boundary
     RestoreResults();  // the undos' templates read earlier results
     env_.reporter->RunStarted(run_, "resume rollback of");
     bool ok = DoRollback();
@@ -474,6 +484,8 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
   if (!steps.ok()) return ExitCode::kInternal;
   for (auto& s : *steps) records_[s.step_id] = std::make_unique<StepRecord>(s);
   RestoreResults();
+  // A second rollback that was killed or failed goes on past the boundary.
+  if (LiftJournaled()) lift_boundaries_ = true;
   if (lift_boundaries_ && !opts.dry_run) {
     bool left = false;
     for (StepRecord* rec : UndoOrder(/*log=*/false)) {
@@ -485,6 +497,20 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
     if (!left) {
       fprintf(stderr, "runbook: run %s is already rolled back\n", run_id.c_str());
       return ExitCode::kOk;
+    }
+  }
+  if (lift_boundaries_ && !opts.dry_run) {
+    // Journaled before anything is undone: a resume of this rollback, or
+    // its retry after a failure, undoes what the boundary kept too.
+    Event e;
+    e.run_id = run_.id;
+    e.at_ms = env_.clock->NowMs();
+    e.kind = "rollback.lift";
+    e.message = "a rollback of a run rolled back to its boundary: the kept steps are undone too";
+    if (!NoteJournal(env_.store->AppendEvent(e))) {
+      fprintf(stderr, "runbook: run %s: the journal cannot be written; nothing was undone\n",
+              run_id.c_str());
+      return ExitCode::kRollbackFailed;
     }
   }
   env_.reporter->RunStarted(run_, "rollback of");

@@ -88,6 +88,8 @@ class Executor::Impl {
   // After the first failure nothing more may act, rollback included; the
   // run ends with exit 6 (a human must act) naming the store's error.
   bool JournalOk();
+  // Whether a second rollback (past the rollback boundary) was begun.
+  bool LiftJournaled();
   // Records `s` as the journal's failure when it is one; returns s.ok().
   bool NoteJournal(const Status& s);
   Value MakeEnv(const Scope& scope, const Value* item, const Value* result = nullptr) const;

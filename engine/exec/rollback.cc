@@ -305,8 +305,11 @@ bool Executor::Impl::DoRollback() {
       Put(rec, "undo.fail", rec->undo_error);
       report(rec->undo_error);
       // This undo could not reach a state the older ones may act on (writers
-      // restarted on a database that lacks their writes): stop here.
-      if (st.code() == Status::Code::kHalt) {
+      // restarted on a database that lacks their writes): stop here. Past a
+      // rollback boundary every failure is such a one: the way back (the
+      // switch, the reverse cutover, the writers) is a sequence, and going on
+      // after a broken step can split the writes between the two databases.
+      if (st.code() == Status::Code::kHalt || kept_steps_) {
         env_.reporter->Log(rec->step_id, LogLevel::kError,
                            "the rollback stops here: nothing older is undone");
         break;

@@ -81,9 +81,33 @@ TEST_CASE("a rollback after the switch brings green's writes back to blue and ke
   // green (its database, Deployment and the forward replication) and keeps
   // every write on blue, those made there since included.
   bg.blue.AdminExec("INSERT INTO chronicle_notes (author, body) VALUES ('back', 'on blue')", bg.db);
-  r = bg.t.Run({"rollback", id}, bg.Env(), std::chrono::minutes(5));
+  // Killed part-way (green's Deployment is slow to delete), the second
+  // rollback is resumed: it goes on past the boundary to the end.
+  bg.sim.AddFault(Value{{"match", {{"method", "DELETE"},
+                                   {"path_regex", "/namespaces/dsm/deployments/chronicle-db-v17"}}},
+                        {"delay_ms", 5000}, {"count", 1}});
+  {
+    Background proc(bg.t.Spec({"rollback", id}, bg.Env()));
+    auto until = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    while (proc.out().find("rolling back, newest step first") == std::string::npos &&
+           proc.Running() && std::chrono::steady_clock::now() < until) {
+      proc.Drain(std::chrono::milliseconds(5));
+    }
+    auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
+    while (std::chrono::steady_clock::now() < at && proc.Running()) {
+      proc.Drain(std::chrono::milliseconds(5));
+    }
+    INFO(proc.out() << proc.err());
+    REQUIRE(proc.Running());
+    proc.KillHard();
+  }
+  CHECK(bg.GreenDeployed());  // the kill came before green's Deployment went
+  CHECK(bg.t.RunStatus(id)["status"] == "interrupted_rollback");
+  r = bg.t.Run({"resume", id, "--yes"}, bg.Env(), std::chrono::minutes(5));
   INFO(r.All());
-  REQUIRE(r.code == 0);
+  REQUIRE(r.code == 1);  // a resume that finishes a rollback: "rolled back"
+  CHECK_THAT(r.All(), Catch::Contains("rollback finished"));
+  CHECK(bg.t.RunStatus(id)["status"] == "rolled_back");
   CHECK_FALSE(bg.green_dbs.Exists(bg.db));
   CHECK_FALSE(bg.GreenDeployed());
   CHECK(bg.t.Steps(id)["create-database"]["status"] == "undone");
@@ -151,6 +175,65 @@ TEST_CASE("without a fallback a rollback after the switch is refused once green 
   CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
   CHECK(Count(bg.blue, bg.db, "SELECT count(*) FROM chronicle_notes") == "971");
   CHECK(bg.green_dbs.Exists(bg.db));
+}
+
+TEST_CASE("without a fallback, a write to green after the rollback's check and before the "
+          "writers stop halts the rollback before the writers start on blue",
+          "[e2e][runbooks][postgres][kube][seed004][fallback]") {
+  BlueGreen bg;  // sync=copy: fallback=auto is none
+  CliResult r = bg.t.Run(bg.Args(), bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  const std::string id = bg.t.LastRunId();
+  // The application is slow to scale down: it still writes to green after
+  // the rollback checked green's rows.
+  bg.sim.AddFault(Value{{"match", {{"path_regex", "/namespaces/dsm/deployments/chronicle-service/scale"}}},
+                        {"delay_ms", 6000}, {"count", 1}});
+  std::string out;
+  {
+    Background proc(bg.t.Spec({"rollback", id}, bg.Env()));
+    auto until = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    while (proc.out().find("rolling back, newest step first") == std::string::npos &&
+           proc.Running() && std::chrono::steady_clock::now() < until) {
+      proc.Drain(std::chrono::milliseconds(5));
+    }
+    auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(3000);
+    while (std::chrono::steady_clock::now() < at && proc.Running()) {
+      proc.Drain(std::chrono::milliseconds(5));
+    }
+    REQUIRE(proc.Running());
+    bg.green.AdminExec("INSERT INTO chronicle_notes (author, body) VALUES ('late', 'on green')",
+                       bg.db);
+    REQUIRE(proc.WaitExit(std::chrono::minutes(2)));
+    out = proc.out() + proc.err();
+  }
+  INFO(out);
+  CHECK_THAT(out, Catch::Contains("(exit 6)"));
+  CHECK_THAT(out, Catch::Contains("took writes after the rollback checked it"));
+  CHECK(bg.AppReplicas() == 0);  // the writers stay stopped
+  CHECK(Count(bg.green, bg.db, "SELECT count(*) FROM chronicle_notes WHERE author = 'late'") ==
+        "1");
+  CHECK(bg.t.RunStatus(id)["status"] == "rollback_failed");
+}
+
+TEST_CASE("fallback=replication with green's wal_level below logical stops the run before the "
+          "copy, not inside the write freeze, and rolls it back",
+          "[e2e][runbooks][postgres][kube][seed004][fallback]") {
+  // The locale cluster runs with wal_level = replica.
+  BlueGreen bg(testing::BlueServer(), testing::LocaleServer(), false, false);
+  std::vector<std::string> args = bg.Args();
+  args.insert(args.end(), {"-p", "fallback=replication", "-p",
+                           "reverse_source=host=127.0.0.1 port=" + std::to_string(bg.green.port)});
+  CliResult r = bg.t.Run(args, bg.Env(), std::chrono::minutes(5));
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("green-wal-level"));
+  CHECK_THAT(r.All(), Catch::Contains("\"replica\""));
+  CHECK_THAT(r.All(), !Catch::Contains("initial-sync: log"));  // nothing was copied
+  CHECK(bg.AppReplicas() == 2);  // the writers were never stopped
+  CHECK(bg.Selector() == R"({"app":"chronicle-db"})");
+  CHECK_FALSE(bg.green_dbs.Exists(bg.db));
+  CHECK_FALSE(bg.GreenDeployed());
 }
 
 TEST_CASE("the decommission ends the fallback behind its guards, and a rollback after it is "
