@@ -28,7 +28,7 @@ Result<CatchUp> MeasureCatchUp(PgLease& src, PgLease& dst, const std::string& su
   c.ready = (*t)[0]["ready"].get<int64_t>();
   const std::string slot = (*t)[0]["slot"].is_null() ? "" : (*t)[0]["slot"].get<std::string>();
   Result<Value> l = src.Query(
-      "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8 AS lag, "
+      "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::int8 AS lag, "
       "pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::int8 AS behind "
       "FROM pg_replication_slots WHERE slot_name = $1",
       {slot, start_lsn});
@@ -44,7 +44,12 @@ Result<CatchUp> MeasureCatchUp(PgLease& src, PgLease& dst, const std::string& su
 
 Result<Value> WaitCaughtUp(StepContext& ctx, PgLease& src, PgLease& dst, const std::string& sub,
                            int64_t max_lag, SteadyTime give_up) {
-  Result<Value> start = src.Query("SELECT pg_current_wal_lsn()::text AS lsn");
+  // The insert position, not pg_current_wal_lsn() (the write position): with
+  // synchronous_commit = off a commit that already returned can still be
+  // unwritten, and a slot confirmed up to the write position (a keepalive
+  // from a walsender that decoded its rows but not yet its commit) would
+  // "catch up" before that transaction is applied.
+  Result<Value> start = src.Query("SELECT pg_current_wal_insert_lsn()::text AS lsn");
   if (!start.ok()) return start.status();
   const std::string lsn = (*start)[0]["lsn"].get<std::string>();
   const SteadyTime begin = ctx.clock().Steady();
