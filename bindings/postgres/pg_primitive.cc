@@ -1,3 +1,4 @@
+#include <cctype>
 #include "bindings/postgres/pg_primitive.h"
 
 #include "bindings/postgres/pg_sql.h"
@@ -76,6 +77,15 @@ std::string OwnWriteKey(StepContext& ctx, const std::string& conn) {
   Value config = c->config;
   config.erase("password");
   return Sha256Hex(ctx.redactor().Redact(config.dump())).substr(0, 16);
+}
+
+std::string ReplicationObjectName(StepContext& ctx) {
+  std::string n = "runbook_" + ctx.run_id() + "_" + ctx.step_id();
+  for (char& c : n) {
+    c = std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(static_cast<unsigned char>(c))
+                                                    : '_';
+  }
+  return n.substr(0, 63);
 }
 
 }  // namespace runbook

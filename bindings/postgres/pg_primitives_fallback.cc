@@ -33,21 +33,12 @@ struct FallbackArgs {
   Millis catch_up{600000};
 };
 
-std::string DefaultName(StepContext& ctx) {
-  std::string n = "runbook_" + ctx.run_id() + "_" + ctx.step_id();
-  for (char& c : n) {
-    c = std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(static_cast<unsigned char>(c))
-                                                    : '_';
-  }
-  return n.substr(0, 63);
-}
-
 FallbackArgs ReadArgs(StepContext* ctx, const Value& args) {
   FallbackArgs a;
   a.blue = StrArg(args, "source");
   a.green = StrArg(args, "target");
   a.name = StrArg(args, "name");
-  if (a.name.empty() && ctx) a.name = DefaultName(*ctx);
+  if (a.name.empty() && ctx) a.name = ReplicationObjectName(*ctx);
   a.green_dsn = StrArg(args, "target_dsn");
   a.bin_dir = StrArg(args, "bin_dir");
   a.replication = BoolArg(args, "replication", true);

@@ -33,15 +33,6 @@ struct ReplArgs {
   OwnersChoice owners;
 };
 
-std::string DefaultName(StepContext& ctx) {
-  std::string n = "runbook_" + ctx.run_id() + "_" + ctx.step_id();
-  for (char& c : n) {
-    c = std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(static_cast<unsigned char>(c))
-                                                    : '_';
-  }
-  return n.substr(0, 63);
-}
-
 ReplArgs ReadArgs(const Value& args) {
   ReplArgs a;
   a.source = StrArg(args, "source");
@@ -312,7 +303,7 @@ class PgReplicate : public PgPrimitive {
 Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   ReplArgs a = ReadArgs(args);
   if (a.source == a.target) return Status::Invalid("source and target are the same connection");
-  const std::string name = a.name.empty() ? DefaultName(ctx) : a.name;
+  const std::string name = a.name.empty() ? ReplicationObjectName(ctx) : a.name;
   // A retry, or a resume after a crash part-way: take down what the earlier
   // attempt created (the subscription, publication, slot, tables), then start
   // over. Before this attempt leases the connections: Undo leases them too.

@@ -24,6 +24,20 @@ void WriteToGreen(const BlueGreen& bg) {
                      bg.db);
 }
 
+// Waits until a rollback in `proc` has begun (its decision journaled), then
+// `ms` more, reading its output meanwhile.
+void SleepAfterRollbackBegins(Background& proc, std::chrono::milliseconds ms) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (proc.out().find("rolling back, newest step first") == std::string::npos &&
+         proc.Running() && std::chrono::steady_clock::now() < until) {
+    proc.Drain(std::chrono::milliseconds(5));
+  }
+  auto at = std::chrono::steady_clock::now() + ms;
+  while (std::chrono::steady_clock::now() < at && proc.Running()) {
+    proc.Drain(std::chrono::milliseconds(5));
+  }
+}
+
 std::string Count(const testing::PgServer& s, const std::string& db, const std::string& sql) {
   return s.AdminValue(sql, db);
 }
@@ -88,15 +102,7 @@ TEST_CASE("a rollback after the switch brings green's writes back to blue and ke
                         {"delay_ms", 5000}, {"count", 1}});
   {
     Background proc(bg.t.Spec({"rollback", id}, bg.Env()));
-    auto until = std::chrono::steady_clock::now() + std::chrono::minutes(2);
-    while (proc.out().find("rolling back, newest step first") == std::string::npos &&
-           proc.Running() && std::chrono::steady_clock::now() < until) {
-      proc.Drain(std::chrono::milliseconds(5));
-    }
-    auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
-    while (std::chrono::steady_clock::now() < at && proc.Running()) {
-      proc.Drain(std::chrono::milliseconds(5));
-    }
+    SleepAfterRollbackBegins(proc, std::chrono::milliseconds(2500));
     INFO(proc.out() << proc.err());
     REQUIRE(proc.Running());
     proc.KillHard();
@@ -192,15 +198,7 @@ TEST_CASE("without a fallback, a write to green after the rollback's check and b
   std::string out;
   {
     Background proc(bg.t.Spec({"rollback", id}, bg.Env()));
-    auto until = std::chrono::steady_clock::now() + std::chrono::minutes(2);
-    while (proc.out().find("rolling back, newest step first") == std::string::npos &&
-           proc.Running() && std::chrono::steady_clock::now() < until) {
-      proc.Drain(std::chrono::milliseconds(5));
-    }
-    auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(3000);
-    while (std::chrono::steady_clock::now() < at && proc.Running()) {
-      proc.Drain(std::chrono::milliseconds(5));
-    }
+    SleepAfterRollbackBegins(proc, std::chrono::milliseconds(3000));
     REQUIRE(proc.Running());
     bg.green.AdminExec("INSERT INTO chronicle_notes (author, body) VALUES ('late', 'on green')",
                        bg.db);
