@@ -17,7 +17,6 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/lua/runtime.cc
   engine/lua/syntax.cc
   engine/lua/sandbox.cc
-  engine/lua/lua_loader.cc
   engine/builtins/simple.cc
   engine/builtins/exec.cc
   engine/exec/context.cc
@@ -32,6 +31,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
 )
 set(RUNBOOK_CLI_SOURCES
   engine/cli/main.cc
+  engine/cli/cli.cc
   engine/cli/cmd_approve.cc
   engine/cli/cmd_docs.cc
   engine/cli/cmd_plan.cc
@@ -40,6 +40,4 @@ set(RUNBOOK_CLI_SOURCES
   engine/cli/cmd_schema.cc
   engine/cli/cmd_status.cc
   engine/cli/cmd_validate.cc
-)
-list(APPEND RUNBOOK_TEST_SOURCES
 )

@@ -1,4 +1,4 @@
-# The kube binding (bindings/kube) and its tests.
+# The kube binding (bindings/kube) (its tests: tests/bindings/sources.cmake).
 list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/kube/kube_manifest.cc
   bindings/kube/kube_objects.cc
@@ -15,15 +15,4 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/kube/kubectl_errors.cc
   bindings/kube/port_forward.cc
   bindings/kube/register.cc
-)
-list(APPEND RUNBOOK_TEST_SOURCES
-  tests/fixtures/kube_fixture.cc
-  tests/bindings/kube_test.cc
-  tests/bindings/kube_apply_test.cc
-  tests/bindings/kube_example_test.cc
-  tests/bindings/kube_forward_test.cc
-  tests/bindings/kube_job_exec_test.cc
-  tests/bindings/kube_patch_test.cc
-  tests/bindings/kube_scale_test.cc
-  tests/bindings/kube_faults_test.cc
 )

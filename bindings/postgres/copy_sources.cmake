@@ -1,11 +1,8 @@
-# pg.copy (bindings/postgres/pg_copy*.{h,cc}, pg_primitives_copy.cc) and its tests.
+# pg.copy (bindings/postgres/pg_copy*.{h,cc}, pg_primitives_copy.cc).
 list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_copy.cc
   bindings/postgres/pg_copy_catalog.cc
   bindings/postgres/pg_copy_extras.cc
   bindings/postgres/pg_copy_jobs.cc
   bindings/postgres/pg_primitives_copy.cc
-)
-list(APPEND RUNBOOK_TEST_SOURCES
-  tests/bindings/postgres_copy_test.cc
 )

@@ -4,7 +4,6 @@
 #include "bindings/postgres/pg_sql.h"
 #include "bindings/postgres/pg_value.h"
 #include "engine/core/duration.h"
-#include "engine/core/sha256.h"
 
 namespace runbook {
 
@@ -69,14 +68,6 @@ std::string PlanSql(const std::string& sql, const PgParams& params) {
            (params[i] ? QuoteLiteralPlain(*params[i]) : std::string("NULL"));
   }
   return out;
-}
-
-std::string OwnWriteKey(StepContext& ctx, const std::string& conn) {
-  Result<Connection> c = ctx.GetConnection(conn);
-  if (!c.ok()) return "";
-  Value config = c->config;
-  config.erase("password");
-  return Sha256Hex(ctx.redactor().Redact(config.dump())).substr(0, 16);
 }
 
 std::string ReplicationObjectName(StepContext& ctx) {

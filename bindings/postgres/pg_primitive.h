@@ -32,9 +32,6 @@ PgParams ParamsArg(const Value& args);
 // Plan text for a statement and its parameters: "SQL\n-- $1 = 'v', $2 = NULL".
 std::string PlanSql(const std::string& sql, const PgParams& params);
 
-// Where a connection writes, for StepContext::NoteOwnWrite: a digest of its
-// configuration (secrets masked), "" if it cannot be had.
-std::string OwnWriteKey(StepContext& ctx, const std::string& conn);
 // A publication/slot/subscription name of this step: "runbook_<run>_<step>",
 // lowercase alphanumerics and '_', at most 63 bytes (NAMEDATALEN - 1).
 std::string ReplicationObjectName(StepContext& ctx);

@@ -24,6 +24,7 @@
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
 #include "bindings/postgres/pg_tools.h"
+#include "bindings/postgres/pg_undo_guard.h"
 
 namespace runbook {
 namespace {
@@ -461,7 +462,8 @@ Result<Value> StartClean(StepContext& ctx, const CopyArgs& a, PgLease& dst, Prep
 
 Result<std::vector<CopyStats>> CopyData(StepContext& ctx, const CopyArgs& a,
                                         const std::string& snapshot,
-                                        const std::vector<CopyTable>& tables) {
+                                        const std::vector<CopyTable>& tables,
+                                        const std::string& own_key) {
   CopyJobsSpec spec;
   Result<PgConnectOptions> so = StepConnectOptions(ctx, a.source);
   if (!so.ok()) return so.status();
@@ -476,7 +478,6 @@ Result<std::vector<CopyStats>> CopyData(StepContext& ctx, const CopyArgs& a,
   // The rows this copy writes are the run's own: a later copy of the same
   // run (the final sync, replace: true) must not make an earlier copy's
   // undo guard see them as someone else's.
-  const std::string own_key = OwnWriteKey(ctx, a.target);
   if (!own_key.empty()) {
     spec.before_commit = [&ctx, own_key](const std::string& xid) {
       return ctx.NoteOwnWrite(own_key, xid);
@@ -689,7 +690,8 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   std::vector<CopyStats> stats(p->tables.size());
   if (!a.schema_only) {
     if (Status s = DropForeignKeys(dst, *fks); !s.ok()) return s;
-    Result<std::vector<CopyStats>> copied = CopyData(ctx, a, *snapshot, p->tables);
+    Result<std::vector<CopyStats>> copied =
+        CopyData(ctx, a, *snapshot, p->tables, ServerWriteKey(dst.conn(), dst.deadline()));
     if (!copied.ok()) return copied.status();
     stats = std::move(*copied);
     if (Status s = AddForeignKeys(dst, *fks); !s.ok()) return s;
@@ -739,6 +741,15 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   if (!xid.ok()) return xid.status();
   record["written_before_xid"] = (*xid)[0]["x"];
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
+  // Its tables are this step's to guard: an older undo that drops the whole
+  // database (pg.create_database's) leaves them to it.
+  std::vector<std::string> guarded;
+  for (const auto& o : record["created"]) {
+    if (o["kind"] != "table") continue;
+    Result<TableName> name = ParseTableName(o["name"].get<std::string>(), "public");
+    if (name.ok()) guarded.push_back(name->Display());
+  }
+  if (Status s = NoteGuardedTables(ctx, dst.conn(), dst.deadline(), guarded); !s.ok()) return s;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return ResultOf(ctx, p->tables, stats, seconds, lo.objects, refreshed);
 }
@@ -752,38 +763,28 @@ Status PgCopy::CheckUndo(StepContext& ctx, const Value& args, const Value& state
   if (!state.is_object() || !state.contains("written_before_xid") || !state.contains("created")) {
     return Status::Ok();  // not finished: no one could have used its tables yet
   }
-  std::vector<TableCount> tables;
+  std::vector<TableName> names;
   for (const auto& o : state["created"]) {
     if (o["kind"] != "table") continue;
     Result<TableName> name = ParseTableName(o["name"].get<std::string>(), "public");
-    if (name.ok()) tables.push_back(TableCount{name->Display(), *name, true, 0, ""});
+    if (name.ok()) names.push_back(*name);
   }
-  if (tables.empty()) return Status::Ok();
+  if (names.empty()) return Status::Ok();
   CopyArgs a = ReadArgs(args);
   // Rows this run's own later steps wrote (pg.exec: a stale lock cleared on
   // the copy) are not someone else's.
-  std::string own = "{}";
-  if (const std::string key = OwnWriteKey(ctx, a.target); !key.empty()) {
-    Result<std::vector<std::string>> ids = ctx.OwnWrites(key);
-    if (!ids.ok()) return ids.status();
-    own = "{" + Join(*ids, ",") + "}";
-  }
   std::vector<TableCount> younger;
   {
     Result<PgLease> dst = LeaseConnection(ctx, a.target);
     if (!dst.ok()) return dst.status();
-    for (const auto& t : tables) {
-      const std::string q = dst->Ident(t.table.schema) + "." + dst->Ident(t.table.name);
-      Result<Value> r = dst->Query(
-          "SELECT to_regclass($2) IS NOT NULL AND EXISTS (SELECT 1 FROM ONLY " + q +
-              " WHERE age(xmin) < age($1::text::xid)"
-              " AND xmin::text::int8 <> ALL ($3::int8[])) AS younger",
-          {state["written_before_xid"].get<std::string>(), q, own});
-      if (!r.ok()) {
-        if (r.status().message().find("42P01") != std::string::npos) continue;  // gone already
-        return r.status();
+    Result<std::vector<ForeignRows>> foreign =
+        FindForeignRows(ctx, dst->conn(), dst->deadline(),
+                        state["written_before_xid"].get<std::string>(), &names);
+    if (!foreign.ok()) return foreign.status();
+    for (const auto& f : *foreign) {
+      for (const auto& n : names) {
+        if (n.Display() == f.table) younger.push_back(TableCount{n.Display(), n, true, 0, ""});
       }
-      if ((*r)[0]["younger"] == true) younger.push_back(t);
     }
   }
   if (younger.empty()) return Status::Ok();

@@ -3,6 +3,7 @@
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
+#include "bindings/postgres/pg_undo_guard.h"
 
 namespace runbook {
 namespace {
@@ -78,8 +79,12 @@ class PgCreateDatabase : public PgPrimitive {
       return Value{{"created", true}, {"name", name}, {"oid", *oid}};
     }
     if (*oid != 0 && if_not_exists) return Value{{"created", false}, {"name", name}, {"oid", *oid}};
+    // Every row of the new database is younger than this (the template's
+    // are older): the undo's guard counts those the run did not write.
+    Result<std::string> since = NextXid(lease->conn(), lease->deadline());
+    if (!since.ok()) return since.status();
     // Recorded before acting: a crash right after CREATE still rolls back.
-    Status s = ctx.RecordUndo(Value{{"created", true}, {"name", name}});
+    Status s = ctx.RecordUndo(Value{{"created", true}, {"name", name}, {"since", *since}});
     if (!s.ok()) return s;
     const std::string sql = CreateSql(args, [&](const std::string& n) { return lease->Ident(n); });
     s = lease->Exec(sql);
@@ -91,8 +96,40 @@ class PgCreateDatabase : public PgPrimitive {
     }
     oid = DatabaseOid(*lease, name);
     if (!oid.ok()) return oid.status();
-    ctx.RecordUndo(Value{{"created", true}, {"name", name}, {"oid", *oid}});
+    ctx.RecordUndo(Value{{"created", true}, {"name", name}, {"oid", *oid}, {"since", *since}});
     return Value{{"created", true}, {"name", name}, {"oid", *oid}};
+  }
+
+  // Dropping the database drops every row in it: refused when some were
+  // written by someone other than the run (an application switched to it)
+  // and no later step vouched for them (pg.fallback's reverse cutover).
+  // Tables a pg.copy or pg.replicate of the run created are left to theirs.
+  Status CheckUndo(StepContext& ctx, const Value& args, const Value& undo_state) override {
+    if (!undo_state.is_object() || !undo_state.value("created", false) ||
+        !undo_state.contains("since")) {
+      return Status::Ok();
+    }
+    const std::string conn = StrArg(args, "conn");
+    const std::string name = StrArg(undo_state, "name", StrArg(args, "name"));
+    {
+      Result<PgLease> lease = LeaseConnection(ctx, conn);
+      if (!lease.ok()) return lease.status();
+      Result<int64_t> oid = DatabaseOid(*lease, name);
+      if (!oid.ok()) return oid.status();
+      if (*oid == 0) return Status::Ok();  // gone: nothing to lose
+      if (undo_state.contains("oid") && undo_state["oid"].get<int64_t>() != *oid) {
+        return Status::Ok();  // not ours any more: the undo leaves it
+      }
+    }
+    Result<std::unique_ptr<PgConnection>> db = ConnectToDatabase(ctx, conn, name);
+    if (!db.ok()) return db.status();
+    Result<std::vector<ForeignRows>> foreign = FindForeignRows(
+        ctx, **db, ctx.deadline(), undo_state["since"].get<std::string>(), nullptr);
+    if (!foreign.ok()) return foreign.status();
+    if (foreign->empty()) return Status::Ok();
+    return Status::Failed("database '" + name + "' (connection '" + conn +
+                          "') holds rows this run did not write, written since it was created: " +
+                          DescribeForeignRows(*foreign) + "; dropping it would lose them");
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& undo_state) override {

@@ -23,6 +23,7 @@
 #include "bindings/postgres/pg_replication.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
+#include "bindings/postgres/pg_undo_guard.h"
 
 namespace runbook {
 namespace {
@@ -290,12 +291,28 @@ class PgFallback : public PgPrimitive {
     const std::string name = state["name"].get<std::string>();
     // Proven once (killed while the replication was being taken down, which
     // disables the subscription first): only the taking down is left.
+    Value proven = state;
     if (!state.value("proven", false)) {
+      // Every row of green older than this was committed before the
+      // catch-up began, so the comparison below covers it: the older undos
+      // that drop green's tables or database lose nothing older (a horizon).
+      Result<PgLease> green = LeaseConnection(ctx, a.green);
+      if (!green.ok()) return Status::Halt(green.status().message());
+      Result<std::string> horizon = OldestRunningXid(green->conn(), green->deadline());
+      if (!horizon.ok()) return Status::Halt(horizon.status().message());
+      { PgLease release = std::move(*green); }
       Status caught = ReverseCutover(ctx, a, name);
       if (!caught.ok()) return caught;
-      Value proven = state;
       proven["proven"] = true;
+      proven["horizon"] = *horizon;
       if (Status s = ctx.RecordUndo(proven); !s.ok()) return s;
+    }
+    if (proven.contains("horizon")) {  // noted again after a crash: harmless
+      Result<PgLease> green = LeaseConnection(ctx, a.green);
+      if (!green.ok()) return Status::Halt(green.status().message());
+      Status s = NoteHorizon(ctx, green->conn(), green->deadline(),
+                             proven["horizon"].get<std::string>());
+      if (!s.ok()) return Status::Halt(s.message());
     }
     if (Status s = DropReplication(ctx, a.green, a.blue, name); !s.ok()) return s;
     ctx.Log(LogLevel::kInfo, "'" + a.blue + "' holds what '" + a.green +

@@ -11,6 +11,7 @@
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
+#include "bindings/postgres/pg_undo_guard.h"
 
 namespace runbook {
 namespace {
@@ -154,13 +155,22 @@ class PgExec : public PgPrimitive {
       bool commit_sent = false;
       // The transaction's id is noted before its COMMIT: an undo that
       // guards rows written since (pg.copy's) knows this run wrote them.
+      // The server's key is read first: a failed query inside the
+      // transaction would abort it.
+      const std::string key = *txn ? ServerWriteKey(lease->conn(), lease->deadline()) : "";
+      // The transaction's id is noted before its COMMIT; once it committed,
+      // the range of ids after it: the rows of its subtransactions (a
+      // SAVEPOINT, a plpgsql EXCEPTION block) carry their own, younger ids.
+      // A crash in between loses only the range (a refusal, never a loss).
+      std::string top;
       auto note = [&]() -> Status {
+        if (key.empty()) return Status::Ok();
         Result<Value> x = lease->Query(
             "SELECT (txid_current_if_assigned() % 4294967296)::text AS x");
         if (!x.ok()) return x.status();
         if ((*x)[0]["x"].is_null()) return Status::Ok();  // it wrote nothing
-        const std::string key = OwnWriteKey(ctx, StrArg(args, "conn"));
-        return key.empty() ? Status::Ok() : ctx.NoteOwnWrite(key, (*x)[0]["x"].get<std::string>());
+        top = (*x)[0]["x"].get<std::string>();
+        return ctx.NoteOwnWrite(key, top);
       };
       r = *txn ? InTransaction(*lease, sql, params, &commit_sent, note)
                : RunSql(*lease, sql, params);
@@ -169,6 +179,11 @@ class PgExec : public PgPrimitive {
         // nothing for rollback_sql to undo (running it would fail half-way).
         Status s = ctx.RecordUndo(Value());
         if (!s.ok()) return s;
+      }
+      if (r.ok() && !top.empty()) {
+        Result<std::string> end = NextXid(lease->conn(), lease->deadline());
+        if (!end.ok()) return end.status();
+        if (Status s = ctx.NoteOwnWrite(key, top + "-" + *end); !s.ok()) return s;
       }
     }
     ForwardNotices(ctx, lease->conn());

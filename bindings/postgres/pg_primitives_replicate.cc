@@ -15,12 +15,14 @@
 
 #include "bindings/postgres/pg_copy.h"
 #include "bindings/postgres/pg_copy_catalog.h"
+#include "bindings/postgres/pg_counts.h"
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_replication.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
 #include "bindings/postgres/pg_tools.h"
 #include "bindings/postgres/pg_value.h"
+#include "bindings/postgres/pg_undo_guard.h"
 
 namespace runbook {
 namespace {
@@ -293,6 +295,7 @@ class PgReplicate : public PgPrimitive {
     return r;
   }
 
+  Status CheckUndo(StepContext& ctx, const Value& args, const Value& state) override;
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override;
   CheckResult Check(StepContext& ctx, const Value& args, const Value& state) override;
 
@@ -355,6 +358,12 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   if (!before.ok()) return before.status();
   Value record{{"name", name}, {"created", created}, {"before", *before}};
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
+  // The rows of the tables it creates come from the source through the
+  // subscription, not from the run's own transactions: an older undo that
+  // drops the whole database (pg.create_database's) must not count them.
+  std::vector<std::string> guarded;
+  for (const CopyTable* t : create) guarded.push_back(t->name.Display());
+  if (Status s = NoteGuardedTables(ctx, dst->conn(), dst->deadline(), guarded); !s.ok()) return s;
 
   std::string pub = "CREATE PUBLICATION " + src->Ident(name);
   if (a.all) {
@@ -451,6 +460,71 @@ Status DropReplication(StepContext& ctx, const std::string& publisher,
 }
 
 namespace {
+
+// The undo drops the tables the step created on the target. Their rows come
+// from the source through the subscription until someone else writes there
+// (an application switched to the target): then dropping them loses those
+// writes. After a proven reverse cutover (a horizon on the target) the rows
+// younger than it are checked; before, the tables are compared with the
+// source (rows and checksums) once the subscription has caught up.
+Status PgReplicate::CheckUndo(StepContext& ctx, const Value& args, const Value& state) {
+  if (!state.is_object() || !state.contains("name") || !state.contains("created")) {
+    return Status::Ok();
+  }
+  std::vector<TableName> names;
+  for (const auto& t : state["created"]) {
+    Result<TableName> n = ParseTableName(t.get<std::string>(), "public");
+    if (n.ok()) names.push_back(*n);
+  }
+  if (names.empty()) return Status::Ok();
+  const std::string source = StrArg(args, "source"), target = StrArg(args, "target");
+  const std::string name = state["name"].get<std::string>();
+  Result<PgLease> dst = LeaseConnection(ctx, target);
+  if (!dst.ok()) return Redacted(ctx, dst.status());
+  Result<bool> horizon = HasHorizon(ctx, dst->conn(), dst->deadline());
+  if (!horizon.ok()) return horizon.status();
+  if (*horizon) {
+    Result<std::vector<ForeignRows>> f =
+        FindForeignRows(ctx, dst->conn(), dst->deadline(), "", &names);
+    if (!f.ok()) return f.status();
+    if (f->empty()) return Status::Ok();
+    return Status::Failed("tables pg.replicate created on '" + target +
+                          "' hold rows written since the reverse cutover: " +
+                          DescribeForeignRows(*f) + "; dropping them would lose those rows");
+  }
+  Result<PgLease> src = LeaseConnection(ctx, source);
+  if (!src.ok()) return Redacted(ctx, src.status());
+  Result<Value> sub =
+      dst->Query("SELECT subenabled FROM pg_subscription WHERE subname = $1", {name});
+  if (!sub.ok()) return sub.status();
+  if (!sub->empty() && (*sub)[0]["subenabled"].get<bool>()) {
+    // What the source committed before now reaches the target first.
+    WaitCaughtUp(ctx, *src, *dst, name, 0, ctx.clock().Steady() + std::chrono::seconds(30));
+  }
+  std::vector<TableCount> s, d;
+  for (const auto& n : names) s.push_back(TableCount{n.Display(), n, true, 0, "", ""});
+  d = s;
+  if (Status st = CountTables(src->conn(), src->deadline(), &s, true); !st.ok()) return st;
+  if (Status st = CountTables(dst->conn(), dst->deadline(), &d, true); !st.ok()) return st;
+  std::string differ;
+  int listed = 0;
+  for (size_t i = 0; i < d.size(); ++i) {
+    if (!d[i].exists || d[i].rows == 0) continue;  // nothing to lose there
+    if (s[i].exists && s[i].rows == d[i].rows && s[i].digest == d[i].digest) continue;
+    if (listed++ < 10) {
+      differ += (differ.empty() ? "" : ", ") + d[i].key + " (" + std::to_string(d[i].rows) +
+                " rows on '" + target + "', " +
+                (s[i].exists ? std::to_string(s[i].rows) : std::string("none")) + " on '" +
+                source + "')";
+    }
+  }
+  if (differ.empty()) return Status::Ok();
+  return Status::Failed("tables pg.replicate created on '" + target + "' differ from '" + source +
+                        "' after the subscription caught up: " + differ +
+                        ". Someone wrote to '" + target + "' (an application switched to it), "
+                        "or '" + source + "' still takes writes: stop them and roll back "
+                        "again; dropping the tables now could lose rows");
+}
 
 Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state) {
   if (!state.is_object() || !state.contains("name")) return Status::Ok();  // never acted

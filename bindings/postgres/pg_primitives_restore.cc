@@ -12,6 +12,7 @@
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_tools.h"
+#include "bindings/postgres/pg_undo_guard.h"
 
 namespace runbook {
 namespace {
@@ -217,16 +218,72 @@ class PgRestore : public PgPrimitive {
     }
     Result<PathDigest> digest = DigestPath(file);
     if (!digest.ok()) return digest.status().Prefixed(where);
-    Status prepared = create ? CreateTarget(ctx, *lease, database, previous)
-                             : RecordNewObjects(ctx, conn, database, *toc, previous);
+    // Rows younger than `since` are the tool's (noted as the run's own
+    // below) or someone else's: the undo's guard tells them apart.
+    Result<std::string> next = NextXid(lease->conn(), lease->deadline());
+    if (!next.ok()) return next.status();
+    const std::string since =
+        previous.is_object() && previous.contains("since") ? StrArg(previous, "since") : *next;
+    Status prepared = create ? CreateTarget(ctx, *lease, database, previous, since)
+                             : RecordNewObjects(ctx, conn, database, *toc, previous, since);
     if (!prepared.ok()) return prepared;
     std::vector<std::string> argv = RestoreArgv(args, *format, target->conninfo);
     ctx.Log(LogLevel::kInfo, ctx.redactor().Redact(FormatToolArgv(argv)));
+    // The tool's transactions are the run's: noted open before it starts
+    // (a crash leaves it open), closed once it is done.
+    Result<std::string> first = NextXid(lease->conn(), lease->deadline());
+    if (!first.ok()) return first.status();
+    if (Status s = NoteOwnXidRange(ctx, lease->conn(), lease->deadline(), *first, ""); !s.ok()) {
+      return s;
+    }
     { PgLease release = std::move(*lease); }  // the tool opens its own sessions
     Result<std::string> run = RunTool(ctx, where, argv, target->env);
+    // Closed whether the tool succeeded or not: what it wrote is the run's.
+    Result<PgLease> after = LeaseConnection(ctx, conn);
+    if (!after.ok()) return run.ok() ? after.status() : run.status();
+    Result<std::string> end = NextXid(after->conn(), after->deadline());
+    if (!end.ok()) return run.ok() ? end.status() : run.status();
+    if (Status s = NoteOwnXidRange(ctx, after->conn(), after->deadline(), *first, *end); !s.ok()) {
+      return s;
+    }
     if (!run.ok()) return run.status();
     out["sha256"] = digest->sha256;
     return out;
+  }
+
+  // The undo drops the database it created, or the tables it created: not
+  // when they hold rows someone else wrote since (an application switched
+  // to the restored database).
+  Status CheckUndo(StepContext& ctx, const Value& args, const Value& undo) override {
+    if (!undo.is_object() || !undo.contains("since")) return Status::Ok();
+    const std::string conn = StrArg(args, "conn");
+    const std::string database = StrArg(undo, "database", StrArg(args, "database"));
+    std::vector<TableName> tables;
+    if (undo.value("created_database", false)) {
+      Result<PgLease> lease = LeaseConnection(ctx, conn);
+      if (!lease.ok()) return lease.status();
+      Result<int64_t> oid = DatabaseOid(*lease, database);
+      if (!oid.ok()) return oid.status();
+      if (*oid == 0) return Status::Ok();
+      if (undo.contains("oid") && undo["oid"].get<int64_t>() != *oid) return Status::Ok();
+    } else {
+      for (const auto& o : undo.value("drop", Value::array())) {
+        if (o.value("type", "") == "TABLE") {
+          tables.push_back(TableName{o.value("schema", ""), o.value("name", "")});
+        }
+      }
+      if (tables.empty()) return Status::Ok();
+    }
+    Result<std::unique_ptr<PgConnection>> db = ConnectToDatabase(ctx, conn, database);
+    if (!db.ok()) return db.status();
+    Result<std::vector<ForeignRows>> foreign =
+        FindForeignRows(ctx, **db, ctx.deadline(), undo["since"].get<std::string>(),
+                        undo.value("created_database", false) ? nullptr : &tables);
+    if (!foreign.ok()) return foreign.status();
+    if (foreign->empty()) return Status::Ok();
+    return Status::Failed("what pg.restore created in database '" + database +
+                          "' (connection '" + conn + "') holds rows this run did not write: " +
+                          DescribeForeignRows(*foreign) + "; dropping it would lose them");
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& undo) override {
@@ -270,11 +327,12 @@ class PgRestore : public PgPrimitive {
   // create: true. A retry finds the database an earlier attempt created
   // (perhaps half restored): it is dropped and created again.
   static Status CreateTarget(StepContext& ctx, PgLease& lease, const std::string& database,
-                             const Value& previous) {
+                             const Value& previous, const std::string& since) {
     if (previous.is_object() && previous.value("created_database", false)) {
       if (Status s = DropCreatedDatabase(ctx, lease, database, previous); !s.ok()) return s;
     }
-    Status s = ctx.RecordUndo(Value{{"created_database", true}, {"database", database}});
+    Status s = ctx.RecordUndo(
+        Value{{"created_database", true}, {"database", database}, {"since", since}});
     if (!s.ok()) return s;
     s = lease.Exec("CREATE DATABASE " + lease.Ident(database) + " TEMPLATE template0");
     ForwardNotices(ctx, lease.conn());
@@ -284,14 +342,15 @@ class PgRestore : public PgPrimitive {
     }
     Result<int64_t> oid = DatabaseOid(lease, database);
     if (!oid.ok()) return oid.status();
-    return ctx.RecordUndo(Value{{"created_database", true}, {"database", database}, {"oid", *oid}});
+    return ctx.RecordUndo(Value{
+        {"created_database", true}, {"database", database}, {"oid", *oid}, {"since", since}});
   }
 
   // create: false. Journals the archive's objects that do not exist yet (a
   // retry keeps the earlier attempt's list: those objects exist by now).
   static Status RecordNewObjects(StepContext& ctx, const std::string& conn,
                                  const std::string& database, const std::vector<TocEntry>& toc,
-                                 const Value& previous) {
+                                 const Value& previous, const std::string& since) {
     Result<std::unique_ptr<PgConnection>> db = ConnectToDatabase(ctx, conn, database);
     if (!db.ok()) return db.status();
     Result<Value> fresh = NewObjects(**db, toc, ctx.deadline());
@@ -302,8 +361,8 @@ class PgRestore : public PgPrimitive {
         if (std::find(drop.begin(), drop.end(), o) == drop.end()) drop.push_back(o);
       }
     }
-    return ctx.RecordUndo(
-        Value{{"created_database", false}, {"database", database}, {"drop", drop}});
+    return ctx.RecordUndo(Value{
+        {"created_database", false}, {"database", database}, {"drop", drop}, {"since", since}});
   }
 };
 

@@ -11,6 +11,7 @@
 #include "bindings/postgres/pg_replication.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
+#include "bindings/postgres/pg_undo_guard.h"
 
 namespace runbook {
 namespace {
@@ -72,9 +73,8 @@ Result<int64_t> AddUncheckedConstraints(PgLease& src, PgLease& dst) {
   return added;
 }
 
-}  // namespace
-
-Result<Value> CarryUnreplicated(StepContext& ctx, PgLease& src, PgLease& dst, bool keep_owners) {
+// The carry itself (below); its writes are noted as the run's by the caller.
+Result<Value> Carry(StepContext& ctx, PgLease& src, PgLease& dst, bool keep_owners) {
   Result<std::vector<std::string>> unlogged = UnloggedTables(src);
   if (!unlogged.ok()) return unlogged.status();
   Result<std::vector<MaterializedView>> views = MaterializedViews(src.conn(), src.deadline());
@@ -102,6 +102,23 @@ Result<Value> CarryUnreplicated(StepContext& ctx, PgLease& src, PgLease& dst, bo
                {"large_objects", lo.objects},
                {"materialized_views", *refreshed},
                {"constraints", *constraints}};
+}
+
+}  // namespace
+
+// The rows it writes are the run's own (an undo's guard must not count them
+// as someone else's): a range noted open before, closed after, whether the
+// carry succeeded or not.
+Result<Value> CarryUnreplicated(StepContext& ctx, PgLease& src, PgLease& dst, bool keep_owners) {
+  Result<std::string> first = NextXid(dst.conn(), dst.deadline());
+  if (!first.ok()) return first.status();
+  if (Status s = NoteOwnXidRange(ctx, dst.conn(), dst.deadline(), *first, ""); !s.ok()) return s;
+  Result<Value> out = Carry(ctx, src, dst, keep_owners);
+  if (dst->in_transaction()) dst.Exec("ROLLBACK");  // a failure inside one of its transactions
+  Result<std::string> end = NextXid(dst.conn(), dst.deadline());
+  if (!end.ok()) return out.ok() ? Result<Value>(end.status()) : out;
+  if (Status s = NoteOwnXidRange(ctx, dst.conn(), dst.deadline(), *first, *end); !s.ok()) return s;
+  return out;
 }
 
 namespace {

@@ -1,4 +1,4 @@
-# The postgres binding (bindings/postgres) and its tests.
+# The postgres binding (bindings/postgres) (its tests: tests/bindings/sources.cmake).
 list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_client.cc
   bindings/postgres/pg_collation.cc
@@ -24,28 +24,10 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_session.cc
   bindings/postgres/pg_sql.cc
   bindings/postgres/pg_tools.cc
+  bindings/postgres/pg_undo_guard.cc
   bindings/postgres/pg_value.cc
   bindings/postgres/pg_via_kube.cc
   bindings/postgres/pg_via_ssh.cc
   bindings/postgres/register.cc
-)
-list(APPEND RUNBOOK_TEST_SOURCES
-  tests/fixtures/pg_fixture.cc
-  tests/bindings/pg_fidelity_util.cc
-  tests/bindings/postgres_compare_test.cc
-  tests/bindings/postgres_fidelity_test.cc
-  tests/bindings/postgres_client_test.cc
-  tests/bindings/postgres_query_test.cc
-  tests/bindings/postgres_replicate_test.cc
-  tests/bindings/postgres_counts_test.cc
-  tests/bindings/postgres_database_test.cc
-  tests/bindings/postgres_dump_test.cc
-  tests/bindings/postgres_dump_e2e_test.cc
-  tests/bindings/postgres_dump_ssh_test.cc
-  tests/bindings/postgres_tools_test.cc
-  tests/bindings/postgres_collation_test.cc
-  tests/bindings/postgres_errors_test.cc
-  tests/bindings/postgres_schema_test.cc
-  tests/bindings/postgres_sql_test.cc
 )
 include(bindings/postgres/copy_sources.cmake)

@@ -1,4 +1,4 @@
-# The ssh binding (bindings/ssh) and its tests.
+# The ssh binding (bindings/ssh) (its tests: tests/bindings/sources.cmake).
 list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/ssh/quote.cc
   bindings/ssh/register.cc
@@ -19,12 +19,4 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/ssh/ssh_upload.cc
   bindings/ssh/transfer_util.cc
   bindings/ssh/tunnel.cc
-)
-list(APPEND RUNBOOK_TEST_SOURCES
-  tests/fixtures/sshd_fixture.cc
-  tests/bindings/ssh_quote_test.cc
-  tests/bindings/ssh_test.cc
-  tests/bindings/ssh_connect_test.cc
-  tests/bindings/ssh_transfer_test.cc
-  tests/bindings/ssh_tunnel_test.cc
 )

@@ -97,6 +97,7 @@ class SshDownload : public SshPrimitive {
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override;
+  Status CheckUndo(StepContext& ctx, const Value& args, const Value& undo) override;
   Status Undo(StepContext& ctx, const Value& args, const Value& undo) override;
   CheckResult Check(StepContext& ctx, const Value& args, const Value& undo) override;
 
@@ -193,6 +194,28 @@ Result<Value> SshDownload::Apply(StepContext& ctx, const Value& args) {
   result["changed"] = true;
   if (existed) result["backup"] = backup;
   return result;
+}
+
+// The undo puts the previous local file back over dest: refused when dest
+// changed since the download (a local edit), unless it is what the backup
+// holds (the download never replaced it).
+Status SshDownload::CheckUndo(StepContext&, const Value& args, const Value& undo) {
+  if (!undo.is_object() || !undo.value("existed", false) || !undo.contains("sha256")) {
+    return Status::Ok();
+  }
+  const std::string dest = undo.value("dest", SshStrArg(args, "dest"));
+  const std::string backup = undo.value("backup", "");
+  struct stat st;
+  if (lstat(backup.c_str(), &st) != 0 || lstat(dest.c_str(), &st) != 0) return Status::Ok();
+  Result<std::string> now = Sha256File(dest);
+  if (!now.ok()) return now.status();
+  if (*now == undo["sha256"].get<std::string>()) return Status::Ok();
+  Result<std::string> kept = Sha256File(backup);
+  if (!kept.ok()) return kept.status();
+  if (*now == *kept) return Status::Ok();
+  return Status::Failed("local " + dest + " changed since the download (sha256 " +
+                        now->substr(0, 12) + "): putting the previous file back would lose "
+                        "that change");
 }
 
 Status SshDownload::Undo(StepContext& ctx, const Value& args, const Value& undo) {

@@ -124,6 +124,7 @@ class SshUpload : public SshPrimitive {
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override;
+  Status CheckUndo(StepContext& ctx, const Value& args, const Value& undo) override;
   Status Undo(StepContext& ctx, const Value& args, const Value& undo) override;
   CheckResult Check(StepContext& ctx, const Value& args, const Value& undo) override;
 
@@ -257,6 +258,39 @@ Result<Value> SshUpload::Rehearse(SftpSession& s, const std::string& dest, const
   Value out = UploadResult(dest, data, mode, change);
   out["rehearsal"] = "checked the directory, free space and permissions; wrote nothing";
   return out;
+}
+
+// The undo puts the previous file back over dest. If someone changed dest
+// since the upload (an operator's edit of the new config), that would lose
+// their change: refused, unless dest is what the upload wrote or what the
+// backup holds (the upload never replaced it).
+Status SshUpload::CheckUndo(StepContext& ctx, const Value& args, const Value& undo) {
+  if (!undo.is_object() || undo.value("unchanged", false) || !undo.value("existed", false) ||
+      !undo.contains("sha256")) {
+    return Status::Ok();
+  }
+  const std::string dest = undo.value("dest", SshStrArg(args, "dest"));
+  const std::string backup = undo.value("backup", "");
+  Result<SshLease> lease = LeaseSsh(ctx, SshStrArg(args, "conn"), ctx.deadline());
+  if (!lease.ok()) return lease.status();
+  Result<SftpSession*> sftp = lease->Sftp();
+  if (!sftp.ok()) return sftp.status();
+  SftpSession& s = **sftp;
+  Result<RemoteStat> bst = s.Stat(backup, false);
+  if (!bst.ok()) return bst.status();
+  Result<RemoteStat> dst = s.Stat(dest, false);
+  if (!dst.ok()) return dst.status();
+  if (!bst->exists || !dst->exists) return Status::Ok();  // nothing is replaced
+  Result<std::string> now = s.Sha256(dest, ctx.deadline());
+  if (!now.ok()) return now.status();
+  if (*now == undo["sha256"].get<std::string>()) return Status::Ok();
+  Result<std::string> kept = s.Sha256(backup, ctx.deadline());
+  if (!kept.ok()) return kept.status();
+  if (*now == *kept) return Status::Ok();
+  return Status::Failed(s.client().Describe() + ": " + dest +
+                        " changed since the upload (sha256 " + now->substr(0, 12) +
+                        ", uploaded " + undo["sha256"].get<std::string>().substr(0, 12) +
+                        "): putting the previous file back would lose that change");
 }
 
 Status SshUpload::Undo(StepContext& ctx, const Value& args, const Value& undo) {

@@ -1,4 +1,4 @@
-// The built-in actions (SPEC section 2): lua, exec, sleep, log, fail,
+// The built-in actions: lua, exec, sleep, log, fail,
 // approve, include. They implement the same Primitive interface as the
 // bindings; nothing in the executor knows their names except for display.
 #pragma once

@@ -1,4 +1,4 @@
-// The command line (SPEC section 1): one small struct shared by the
+// The command line: one small struct shared by the
 // subcommands, one file per subcommand (cmd_*.cc).
 #pragma once
 

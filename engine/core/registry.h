@@ -66,7 +66,7 @@ struct Schema {
   const ArgSpec* Find(const std::string& name) const;
 };
 
-// How a primitive takes part in a rehearsal (`run --dry-run`, SPEC 5).
+// How a primitive takes part in a rehearsal (`run --dry-run`).
 enum class Rehearsal {
   kUndeclared,  // refused in a rehearsal
   kProbe,       // read-only: runs for real
@@ -190,6 +190,10 @@ class StepContext {
   virtual Result<std::vector<std::string>> OwnWrites(const std::string& /*where*/) {
     return std::vector<std::string>{};
   }
+  // Inside CheckUndo: whether this rollback also asks the CheckUndo of step
+  // `step_id` (a step with `rollback: none`, or kept by a rollback boundary,
+  // is not asked: what it guards is nobody's to skip). True elsewhere.
+  virtual bool ChecksUndoOf(const std::string& /*step_id*/) const { return true; }
 };
 
 enum class CheckOutcome { kDone, kNotDone, kCannotTell };

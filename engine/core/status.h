@@ -7,7 +7,7 @@
 
 namespace runbook {
 
-// Exit codes of the command line (SPEC section 1). Every failure class maps
+// Exit codes of the command line. Every failure class maps
 // to exactly one of these.
 enum class ExitCode : int {
   kOk = 0,

@@ -1,6 +1,6 @@
 // The executor: runs a validated runbook step by step, journaling every
 // transition in the StateStore before the next side effect, and resumes,
-// rolls back and rehearses (SPEC sections 4-7).
+// rolls back and rehearses.
 #pragma once
 
 #include <memory>

@@ -134,6 +134,9 @@ class Executor::Impl {
   int64_t window_end_ms_ = 0;  // 0: no window to respect
   Status journal_error_;       // guarded by mu_: the first failed write
   std::string rollback_refused_;  // why DoRollback undid nothing (CheckUndo)
+  // While CheckUndos runs: the steps whose CheckUndo it asks.
+  bool checking_undos_ = false;
+  std::set<std::string> undos_checked_;
   bool lift_boundaries_ = false;  // a second rollback: boundaries whose step is undone are lifted
   bool kept_steps_ = false;       // the rollback stopped at a boundary
   bool resuming_ = false;
@@ -159,6 +162,9 @@ class StepContextImpl : public StepContext, public LuaHost {
   Value PreviousUndo() override { return previous_; }
   Status NoteOwnWrite(const std::string& where, const std::string& id) override;
   Result<std::vector<std::string>> OwnWrites(const std::string& where) override;
+  bool ChecksUndoOf(const std::string& step_id) const override {
+    return !ex_->checking_undos_ || ex_->undos_checked_.count(step_id) > 0;
+  }
   Result<Connection> GetConnection(const std::string& name) override {
     return ex_->ResolveConnection(*scope_, name);
   }

@@ -1,4 +1,4 @@
-// Rollback (SPEC section 6): undo completed steps newest first, journaling
+// Rollback: undo completed steps newest first, journaling
 // each undo so that a crash during rollback resumes the rollback.
 #include <algorithm>
 
@@ -165,6 +165,13 @@ bool Executor::Impl::WillUndo(StepRecord* rec, const StepSpec* spec, bool* has_a
 // did not write; "" when none would, else why (and nothing may be undone).
 std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
   std::string why;
+  undos_checked_.clear();
+  for (StepRecord* rec : order) {
+    Scope* scope = nullptr;
+    const StepSpec* spec = FindSpec(rec->step_id, &scope);
+    if (!spec || spec->rollback == RollbackMode::kAuto) undos_checked_.insert(rec->step_id);
+  }
+  checking_undos_ = true;
   for (StepRecord* rec : order) {
     Scope* scope = nullptr;
     const StepSpec* spec = FindSpec(rec->step_id, &scope);
@@ -187,6 +194,7 @@ std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
       }
     }
   }
+  checking_undos_ = false;
   return why;
 }
 

@@ -1,4 +1,4 @@
-// Maintenance windows (SPEC section 7): is `now` inside, and when does the
+// Maintenance windows: is `now` inside, and when does the
 // current occurrence end?
 #pragma once
 

@@ -1,5 +1,5 @@
 // LuaRuntime: the sandboxed Lua 5.4 the engine evaluates templates, `when`,
-// `assert`, `lua:` steps and `.lua` runbooks in (SPEC section 3).
+// `assert`, `lua:` steps and `.lua` runbooks in.
 //
 // Sandbox by construction (redis's model; engine/lua/sandbox.cc): only base,
 // table, string, math and utf8 are opened; chunks load as text only; each

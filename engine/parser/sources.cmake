@@ -1,4 +1,5 @@
 list(APPEND RUNBOOK_CORE_SOURCES
+  engine/parser/lua_loader.cc
   engine/parser/node.cc
   engine/parser/param_values.cc
   engine/parser/params.cc
@@ -14,10 +15,4 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/parser/validate_window.cc
   engine/parser/validator.cc
   engine/parser/yaml_loader.cc
-)
-list(APPEND RUNBOOK_TEST_SOURCES
-  tests/engine/parser_test.cc
-  tests/engine/parser_errors_test.cc
-  tests/engine/parser_errors_refs_test.cc
-  tests/engine/parser_params_test.cc
 )

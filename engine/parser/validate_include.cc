@@ -54,6 +54,17 @@ void Validator::Include(const Node& key, const Node& value, const Value& args) {
     failed_ = true;  // its own diagnostics say why
     return;
   }
+  // A boundary keeps the steps before it when a rollback passes the switch
+  // it names; the including runbook's rollback does not look inside an
+  // include for one, so it would be silently ignored there.
+  for (const StepSpec& s : child->steps) {
+    if (!s.rollback_boundary.empty()) {
+      Error(pos, "include: runbook '" + target + "' has a rollback_boundary (step '" + s.id +
+                     "'), which only a top-level runbook may have: move that step into this "
+                     "runbook, or run '" + target + "' on its own");
+      return;
+    }
+  }
   rb_->includes[abs] = child;
   IncludeParams(*child, target, value, args, key.pos);
 }

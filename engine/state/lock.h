@@ -1,4 +1,4 @@
-// The run lock (SPEC section 4): one holder per key at a time, released by
+// The run lock: one holder per key at a time, released by
 // the kernel when its holder dies, so a lock is never wedged. It is an
 // flock(2) on "<state dir>/locks/<key>.lock"; the file records the holder's
 // run id and pid for the message a second run prints.

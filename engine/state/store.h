@@ -1,5 +1,5 @@
 // The state store: the journal of runs and steps that makes resume and
-// rollback possible (SPEC section 4). SQLite in WAL mode with
+// rollback possible. SQLite in WAL mode with
 // synchronous=FULL: when a method returns ok, the change survives SIGKILL and
 // power loss. The file is created with mode 0600 (parents 0700).
 //

@@ -102,6 +102,20 @@ TEST_CASE("pg.replicate streams tables and later changes into the target, and un
   CHECK(everything.find(password) == std::string::npos);
   CHECK(c.P("pg.replicate").Plan(args).text.find(password) == std::string::npos);
 
+  // Before a rollback drops the tables: they hold only what the source
+  // holds (the source's writes since arrive first) ...
+  src.Exec("INSERT INTO customers (name) VALUES ('just before the rollback')");
+  Status guard = c.P("pg.replicate").CheckUndo(c.ctx, args, undo);
+  INFO(guard.message());
+  CHECK(guard.ok());
+  // ... unless someone wrote to the target (an application switched to it).
+  dst.Exec("INSERT INTO customers (id, name) VALUES (100000, 'written on the target')");
+  guard = c.P("pg.replicate").CheckUndo(c.ctx, args, undo);
+  CHECK_FALSE(guard.ok());
+  CHECK_THAT(guard.message(), Catch::Contains("public.customers (203 rows on 'dst', 202 on 'src')"));
+  CHECK_THAT(guard.message(), !Catch::Contains("public.orders"));
+  dst.Exec("DELETE FROM customers WHERE name = 'written on the target'");
+
   REQUIRE(c.P("pg.replicate").Undo(c.ctx, args, undo).ok());
   CHECK(Leftovers(src, name) == "");
   CHECK(dst.Value("SELECT count(*) FROM pg_class WHERE relname IN ('customers', 'orders')") == "0");

@@ -96,7 +96,7 @@ TEST_CASE("the postgres binding registers its connection type and primitives",
     Primitive* p = r.Find(name);
     REQUIRE(p != nullptr);
     CHECK_FALSE(p->schema().help.empty());
-    // Every primitive declares how it rehearses (SPEC 5).
+    // Every primitive declares how it rehearses.
     CHECK(p->rehearsal({{"sql", "select 1"}}) != Rehearsal::kUndeclared);
   }
   CHECK_FALSE(r.Find("pg.drop_database")->Plan({{"name", "x"}}).reversible);

@@ -62,10 +62,21 @@ TEST_CASE("ssh.upload keeps the previous file, and undo puts it back", "[ssh]") 
   CHECK(FilesLike(dir, "runbook-tmp").empty());
   CHECK(c.P("ssh.upload").Check(c.ctx, args, undo).outcome == CheckOutcome::kDone);
 
+  // Before a rollback: the file is what the upload wrote, nothing to lose.
+  CHECK(c.P("ssh.upload").CheckUndo(c.ctx, args, undo).ok());
+  // Someone edits it since: putting the old file back would lose the edit.
+  Spit(dest, "new rules\nhost all all 10.0.0.0/8 scram-sha-256\n", 0600);
+  Status guard = c.P("ssh.upload").CheckUndo(c.ctx, args, undo);
+  CHECK_FALSE(guard.ok());
+  CHECK_THAT(guard.message(), Catch::Contains(dest + " changed since the upload"));
+  CHECK(Slurp(backup) == "old rules\n");
+  Spit(dest, "new rules\n", 0600);
+
   REQUIRE(c.Undo("ssh.upload", args).ok());
   CHECK(Slurp(dest) == "old rules\n");
   CHECK(FileMode(dest) == 0600);
   CHECK(FilesLike(dir, ".runbook-").empty());
+  CHECK(c.P("ssh.upload").CheckUndo(c.ctx, args, undo).ok());  // nothing left to put back
   CHECK(c.P("ssh.upload").Check(c.ctx, args, undo).outcome == CheckOutcome::kNotDone);
   REQUIRE(c.Undo("ssh.upload", args).ok());  // a second undo is harmless
   CHECK(Slurp(dest) == "old rules\n");
@@ -200,6 +211,12 @@ TEST_CASE("ssh.download writes the local file atomically, and undo restores the 
   CHECK((*r)["sha256"] == Sha256Hex(content));
   CHECK(FilesLike(local, "runbook-tmp").empty());
   CHECK(c.P("ssh.download").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kDone);
+  CHECK(c.P("ssh.download").CheckUndo(c.ctx, args, c.ctx.LastUndo()).ok());
+  Spit(local + "/dump.sql", content + "-- a local note\n", 0640);
+  Status guard = c.P("ssh.download").CheckUndo(c.ctx, args, c.ctx.LastUndo());
+  CHECK_FALSE(guard.ok());
+  CHECK_THAT(guard.message(), Catch::Contains("changed since the download"));
+  Spit(local + "/dump.sql", content, 0640);
   REQUIRE(c.Undo("ssh.download", args).ok());
   CHECK(Slurp(local + "/dump.sql") == "previous");
   CHECK(FileMode(local + "/dump.sql") == 0600);

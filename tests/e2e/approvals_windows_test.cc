@@ -1,4 +1,4 @@
-// Approvals and maintenance windows (SPEC section 7).
+// Approvals and maintenance windows.
 #include <catch2/catch.hpp>
 
 #include <ctime>

@@ -1,4 +1,4 @@
-// Crash tests (SPEC section 4): SIGKILL the engine, and the commands it
+// Crash tests: SIGKILL the engine, and the commands it
 // started, at random instants, then resume until the run ends. The end state
 // on disk must be exactly right: every step's effect present once, nothing
 // done twice where it must not be, and the state store intact.

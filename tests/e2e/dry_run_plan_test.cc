@@ -1,4 +1,4 @@
-// Dry-run (SPEC section 5): a rehearsal acts on nothing, and plan output is
+// Dry-run: a rehearsal acts on nothing, and plan output is
 // stable and runs nothing.
 //
 // Not tested here: a primitive whose rehearsal mode is undeclared is refused in

@@ -1,4 +1,4 @@
-// Resume after a kill, per PostgreSQL primitive (SPEC section 4): the real
+// Resume after a kill, per PostgreSQL primitive: the real
 // `runbook` binary is SIGKILLed while a pg.* step runs against a real
 // PostgreSQL 15 server, then `runbook resume` (answering --retry-step or
 // --mark-done only when the engine asks, as a careful human would) must end

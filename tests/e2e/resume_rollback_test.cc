@@ -1,4 +1,4 @@
-// Resume and rollback by hand (SPEC sections 4 and 6): a stopped run resumes
+// Resume and rollback by hand: a stopped run resumes
 // where it stopped, a changed runbook is refused unless --allow-changed, and
 // `runbook rollback` undoes newest first.
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-// The run lock (SPEC section 4): a second run on the same target exits 4
+// The run lock: a second run on the same target exits 4
 // naming the holder; the lock dies with its holder (kill -9), never wedged.
 #include <catch2/catch.hpp>
 

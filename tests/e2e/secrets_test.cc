@@ -1,4 +1,4 @@
-// Secrets (SPEC section 8): a secret param, given with -p or through its env
+// Secrets: a secret param, given with -p or through its env
 // variable, and passwords in connection strings appear in no output, no
 // report and no row (nor byte) of the state store.
 #include <catch2/catch.hpp>

@@ -20,4 +20,5 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/nonroot_concurrent_test.cc
   tests/e2e/fallback_test.cc
   tests/e2e/copy_undo_guard_test.cc
+  tests/e2e/database_undo_guard_test.cc
 )

@@ -286,6 +286,23 @@ TEST_CASE("errors inside an included runbook name the included file", "[parser][
   CHECK(HasDiag(diags, c + ":4:13: step 'x': unknown action 'lgo' (did you mean 'log'?)"));
 }
 
+TEST_CASE("a rollback_boundary inside an included runbook is an error at the include, not "
+          "silently ignored",
+          "[parser][errors][include]") {
+  TempDir dir;
+  dir.Write("child.yaml",
+            "format: 1\nname: c\nsteps:\n  - {id: sync, log: s}\n"
+            "  - {id: switch, log: w, rollback_boundary: switched}\n  - {id: switched, log: d}\n");
+  std::string p = dir.Write("p.yaml", IncludeStep("{runbook: child.yaml}"));
+  auto diags = LoadErrors(p);
+  INFO(Dump(diags));
+  REQUIRE(diags.size() == 1);
+  CHECK_THAT(diags[0].ToString(),
+             Catch::StartsWith(p + ":5:24: step 'inc': include: runbook 'child.yaml' has a "
+                                   "rollback_boundary (step 'switch'), which only a top-level "
+                                   "runbook may have"));
+}
+
 TEST_CASE("all problems are reported, not just the first", "[parser][errors]") {
   auto diags = ParseErrors(S("  - id: a\n    retrys: 1\n    log: x\n  - id: a\n    sleep: 5 minutes\n"
                              "  - id: c\n    timeout: soon\n"));

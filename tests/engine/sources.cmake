@@ -7,3 +7,13 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/engine/lua_limits_test.cc
   tests/engine/lua_sandbox_test.cc
 )
+# Moved from the engine areas: every test source is listed under tests/.
+list(APPEND RUNBOOK_TEST_SOURCES
+  tests/engine/parser_test.cc
+  tests/engine/parser_errors_test.cc
+  tests/engine/parser_errors_refs_test.cc
+  tests/engine/parser_params_test.cc
+  tests/engine/lock_test.cc
+  tests/engine/state_durability_test.cc
+  tests/engine/state_test.cc
+)

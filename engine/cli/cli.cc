@@ -1,0 +1,127 @@
+// The command line's shared state (cli.h): the store, runbook loading,
+// params, colour. main.cc only wires the subcommands to these.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "engine/cli/cli.h"
+#include "engine/parser/parser.h"
+#include "engine/parser/validator.h"
+#include "engine/state/store.h"
+
+namespace runbook {
+
+int Cli::Error(ExitCode code, const std::string& message) {
+  fprintf(stderr, "runbook: %s\n", redactor.Redact(message).c_str());
+  return static_cast<int>(code);
+}
+
+std::string Cli::StatePath() const { return state_path.empty() ? DefaultStatePath() : state_path; }
+
+std::unique_ptr<StateStore> Cli::OpenStore() {
+  Result<std::unique_ptr<StateStore>> store = StateStore::Open(StatePath());
+  if (!store.ok()) {
+    exit_code = Error(ExitCode::kInternal, store.status().message());
+    return nullptr;
+  }
+  return std::move(*store);
+}
+
+std::shared_ptr<const Runbook> Cli::Load(const std::string& path) {
+  std::vector<Diagnostic> diags;
+  std::shared_ptr<const Runbook> rb = LoadRunbook(path, registry, &diags);
+  for (const auto& d : diags) fprintf(stderr, "%s\n", redactor.Redact(d.ToString()).c_str());
+  if (!rb) {
+    if (diags.empty()) fprintf(stderr, "runbook: %s: invalid runbook\n", path.c_str());
+    return nullptr;
+  }
+  return rb;
+}
+
+static std::map<std::string, std::string> Pairs(const std::vector<std::string>& pairs,
+                                                std::vector<std::string>* bad) {
+  std::map<std::string, std::string> out;
+  for (const auto& p : pairs) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      bad->push_back(p);
+      continue;
+    }
+    out[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  return out;
+}
+
+std::optional<Value> Cli::Params(const Runbook& rb, const std::vector<std::string>& pairs,
+                                 const std::string& params_file) {
+  std::vector<std::string> bad;
+  std::map<std::string, std::string> cli = Pairs(pairs, &bad);
+  for (const auto& b : bad) {
+    exit_code = Error(ExitCode::kInvalid, "-p " + b + ": expected name=value");
+  }
+  if (!bad.empty()) return std::nullopt;
+  std::vector<Diagnostic> diags;
+  // Register secrets first so no diagnostic can print one.
+  for (const auto& p : rb.params) {
+    if (!p.secret) continue;
+    if (cli.count(p.name)) redactor.Add(cli[p.name]);
+    if (!p.env.empty() && getenv(p.env.c_str())) redactor.Add(getenv(p.env.c_str()));
+  }
+  Value params = ResolveParams(rb, cli, params_file, &diags);
+  // Secrets from a params file or a default count as much as -p or env:.
+  for (const auto& p : rb.params) {
+    if (p.secret && params.contains(p.name)) redactor.AddValue(params[p.name]);
+  }
+  for (const auto& d : diags) fprintf(stderr, "%s\n", redactor.Redact(d.ToString()).c_str());
+  if (!diags.empty()) {
+    exit_code = static_cast<int>(ExitCode::kInvalid);
+    return std::nullopt;
+  }
+  return params;
+}
+
+std::optional<Value> Cli::ResumeParams(const Runbook& rb, const std::vector<std::string>& pairs) {
+  std::vector<std::string> bad;
+  std::map<std::string, std::string> cli = Pairs(pairs, &bad);
+  for (const auto& b : bad) exit_code = Error(ExitCode::kInvalid, "-p " + b + ": expected name=value");
+  if (!bad.empty()) return std::nullopt;
+  Value out = Value::object();
+  for (const auto& p : rb.params) {
+    if (p.secret && cli.count(p.name)) redactor.Add(cli[p.name]);
+  }
+  for (const auto& [name, text] : cli) {
+    const ParamSpec* spec = rb.FindParam(name);
+    if (!spec) {
+      exit_code = Error(ExitCode::kInvalid, "-p " + name + ": no such param in " + rb.path);
+      return std::nullopt;
+    }
+    Value v;
+    std::string problem = ParamValueFromString(spec->type, text, &v);
+    if (!problem.empty()) {
+      exit_code = Error(ExitCode::kInvalid, redactor.Redact("param '" + name + "': " + problem));
+      return std::nullopt;
+    }
+    out[name] = v;
+  }
+  // Secret params come back from their env: or default too.
+  for (const auto& p : rb.params) {
+    if (!p.secret || out.contains(p.name)) continue;
+    if (!p.env.empty() && getenv(p.env.c_str())) {
+      Value v;
+      if (ParamValueFromString(p.type, getenv(p.env.c_str()), &v).empty()) out[p.name] = v;
+    } else if (p.default_value) {
+      out[p.name] = *p.default_value;
+    }
+  }
+  for (const auto& p : rb.params) {
+    if (p.secret && out.contains(p.name)) redactor.AddValue(out[p.name]);
+  }
+  return out;
+}
+
+bool Cli::Color(FILE* f) const {
+  return !no_color && getenv("NO_COLOR") == nullptr && isatty(fileno(f));
+}
+
+}  // namespace runbook
