@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "bindings/postgres/pg_copy.h"
@@ -187,7 +188,8 @@ class PgCopy : public PgPrimitive {
             Schema{
                 "Clones tables (or a whole database) into another database: schema, then the "
                 "data as parallel COPY streams from one snapshot, then indexes and "
-                "constraints, sequences and ANALYZE. Rollback drops what it created.",
+                "constraints, sequences and ANALYZE. Rollback drops what it created, unless "
+                "someone else wrote to it since and the source lacks those rows (refused).",
                 {PgConnArg("source", "the database to copy from"),
                  PgConnArg("target", "the database to copy into"),
                  PgArg("tables", ArgType::kList, false, "tables (table or schema.table)"),
@@ -735,6 +737,13 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   Result<Value> after = Inventory(dst.conn(), dst.deadline());
   if (!after.ok()) return after.status();
   record["created"] = Created(*before, *after);
+  // What each table held when the copy ended: rows gone since were deleted
+  // by someone (CheckUndo).
+  Value left = Value::object();
+  for (size_t i = 0; i < p->tables.size() && i < stats.size(); ++i) {
+    if (!p->tables[i].partitioned) left[p->tables[i].name.Display()] = stats[i].rows;
+  }
+  record["left"] = left;
   // Every row this copy wrote is older than this transaction id: a row
   // younger than it was written by someone else (CheckUndo).
   Result<Value> xid = dst.Query("SELECT (txid_current() % 4294967296)::text AS x");
@@ -777,14 +786,23 @@ Status PgCopy::CheckUndo(StepContext& ctx, const Value& args, const Value& state
   {
     Result<PgLease> dst = LeaseConnection(ctx, a.target);
     if (!dst.ok()) return dst.status();
+    std::map<std::string, int64_t> left;
+    const Value recorded = state.value("left", Value::object());
+    for (const auto& [table, rows] : recorded.items()) {
+      if (rows.is_number_integer()) left[table] = rows.get<int64_t>();
+    }
     Result<std::vector<ForeignRows>> foreign =
         FindForeignRows(ctx, dst->conn(), dst->deadline(),
-                        state["written_before_xid"].get<std::string>(), &names);
+                        state["written_before_xid"].get<std::string>(), &names,
+                        state.contains("left") ? &left : nullptr);
     if (!foreign.ok()) return foreign.status();
     for (const auto& f : *foreign) {
-      for (const auto& n : names) {
-        if (n.Display() == f.table) younger.push_back(TableCount{n.Display(), n, true, 0, ""});
-      }
+      // A partition of a table it created is named as itself.
+      Result<TableName> n = ParseTableName(f.table, "public");
+      if (!n.ok()) return n.status();
+      const bool listed = std::any_of(younger.begin(), younger.end(),
+                                      [&](const TableCount& t) { return t.key == f.table; });
+      if (!listed) younger.push_back(TableCount{f.table, *n, true, 0, ""});
     }
   }
   if (younger.empty()) return Status::Ok();
@@ -808,9 +826,9 @@ Status PgCopy::CheckUndo(StepContext& ctx, const Value& args, const Value& state
             " on '" + a.source + "')";
   }
   if (lost.empty()) return Status::Ok();
-  return Status::Failed("tables pg.copy created on '" + a.target +
-                        "' hold rows written since, which '" + a.source + "' does not: " + lost +
-                        "; dropping them would lose those rows");
+  return Status::Failed("tables pg.copy created on '" + a.target + "' were written to since (rows "
+                        "added, changed or deleted that '" + a.source + "' does not have): " +
+                        lost + "; dropping them would lose those writes");
 }
 
 CheckResult PgCopy::Check(StepContext& ctx, const Value& args, const Value& undo_state) {

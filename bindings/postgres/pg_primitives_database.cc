@@ -33,7 +33,8 @@ class PgCreateDatabase : public PgPrimitive {
  public:
   PgCreateDatabase()
       : PgPrimitive("pg.create_database",
-                    Schema{"Creates a database. Rollback drops it, only if this step created it.",
+                    Schema{"Creates a database. Rollback drops it, only if this step created "
+                           "it and no one else wrote to it since (refused).",
                            {PgConnArg("conn", "a connection to the server (any database)"),
                             PgArg("name", ArgType::kString, true, "the new database"),
                             PgArg("template", ArgType::kString, false, "template (template1)"),
@@ -50,7 +51,7 @@ class PgCreateDatabase : public PgPrimitive {
   PlanEffect Plan(const Value& args) const override {
     return {CreateSql(args, QuoteIdentPlain), true,
             DropSql(StrArg(args, "name"), true, true, QuoteIdentPlain) +
-                " (only if this step created it)"};
+                " (only if this step created it, and no one else wrote to it since)"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

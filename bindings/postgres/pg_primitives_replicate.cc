@@ -250,7 +250,8 @@ class PgReplicate : public PgPrimitive {
             "pg.replicate",
             Schema{"Starts logical replication of tables from source to target: a publication "
                    "and a slot on the source, the missing tables' schema on the target, a "
-                   "subscription on the target. Rollback drops all of it.",
+                   "subscription on the target. Rollback drops all of it, unless the "
+                   "target's tables hold rows the source does not (refused).",
                    {PgConnArg("source", "the database to replicate from (wal_level = logical)"),
                     PgConnArg("target", "the database to replicate into"),
                     PgArg("tables", ArgType::kList, false, "tables (table or schema.table)"),
@@ -497,9 +498,12 @@ Status PgReplicate::CheckUndo(StepContext& ctx, const Value& args, const Value& 
   Result<Value> sub =
       dst->Query("SELECT subenabled FROM pg_subscription WHERE subname = $1", {name});
   if (!sub.ok()) return sub.status();
+  std::string lag;
   if (!sub->empty() && (*sub)[0]["subenabled"].get<bool>()) {
     // What the source committed before now reaches the target first.
-    WaitCaughtUp(ctx, *src, *dst, name, 0, ctx.clock().Steady() + std::chrono::seconds(30));
+    Result<Value> caught =
+        WaitCaughtUp(ctx, *src, *dst, name, 0, ctx.clock().Steady() + std::chrono::seconds(30));
+    if (!caught.ok()) lag = " (" + caught.status().message() + ")";
   }
   std::vector<TableCount> s, d;
   for (const auto& n : names) s.push_back(TableCount{n.Display(), n, true, 0, "", ""});
@@ -520,7 +524,8 @@ Status PgReplicate::CheckUndo(StepContext& ctx, const Value& args, const Value& 
   }
   if (differ.empty()) return Status::Ok();
   return Status::Failed("tables pg.replicate created on '" + target + "' differ from '" + source +
-                        "' after the subscription caught up: " + differ +
+                        "'" + (lag.empty() ? " after the subscription caught up" : lag) + ": " +
+                        differ +
                         ". Someone wrote to '" + target + "' (an application switched to it), "
                         "or '" + source + "' still takes writes: stop them and roll back "
                         "again; dropping the tables now could lose rows");

@@ -122,7 +122,8 @@ class PgRestore : public PgPrimitive {
       : PgPrimitive(
             "pg.restore",
             Schema{"Restores a pg_dump archive (custom, directory or plain) into a database. "
-                   "Rollback drops what it created.",
+                   "Rollback drops what it created, unless someone else wrote there since "
+                   "(refused).",
                    {PgConnArg("conn", "a connection to the server"),
                     PgArg("database", ArgType::kString, true, "the database to restore into"),
                     PgArg("file", ArgType::kString, true, "the archive file or directory"),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <set>
 
 #include "engine/core/sha256.h"
@@ -141,7 +142,8 @@ Result<bool> HasHorizon(StepContext& ctx, PgConnection& c, SteadyTime deadline) 
 
 Result<std::vector<ForeignRows>> FindForeignRows(StepContext& ctx, PgConnection& c,
                                                  SteadyTime deadline, const std::string& since,
-                                                 const std::vector<TableName>* tables) {
+                                                 const std::vector<TableName>* tables,
+                                                 const std::map<std::string, int64_t>* left) {
   Result<RunNotes> notes = ReadNotes(ctx, c, deadline);
   if (!notes.ok()) return notes.status();
   std::vector<std::string> marks = notes->horizons;
@@ -153,6 +155,8 @@ Result<std::vector<ForeignRows>> FindForeignRows(StepContext& ctx, PgConnection&
       deadline);
   if (!young.ok()) return young.status();
   const std::string from = (*young)[0]["x"].get<std::string>();
+  // Past a horizon, what was deleted is gone from the other side too.
+  if (!notes->horizons.empty()) left = nullptr;
 
   // The tables that hold rows: the leaves of the partition trees (an
   // ordinary table is its own), each with the root it belongs to.
@@ -163,7 +167,11 @@ Result<std::vector<ForeignRows>> FindForeignRows(StepContext& ctx, PgConnection&
       " JOIN pg_namespace rn ON rn.oid = r.relnamespace"
       " WHERE l.relkind = 'r' AND ln.nspname <> 'information_schema'"
       " AND ln.nspname NOT LIKE 'pg\\_%'";
-  std::vector<TableName> scan;
+  struct Leaf {
+    TableName name;
+    size_t of = 0;  // the index in `tables` it stands for (with `tables`)
+  };
+  std::vector<Leaf> scan;
   if (!tables) {
     Result<Value> r = c.Query(std::string(leaves) + " ORDER BY 1, 2", {}, deadline);
     if (!r.ok()) return r.status();
@@ -171,11 +179,12 @@ Result<std::vector<ForeignRows>> FindForeignRows(StepContext& ctx, PgConnection&
       TableName t{row["s"].get<std::string>(), row["t"].get<std::string>()};
       TableName root{row["rs"].get<std::string>(), row["rt"].get<std::string>()};
       if (!notes->guarded.count(t.Display()) && !notes->guarded.count(root.Display())) {
-        scan.push_back(t);
+        scan.push_back(Leaf{t});
       }
     }
   } else {
-    for (const auto& t : *tables) {
+    for (size_t i = 0; i < tables->size(); ++i) {
+      const TableName& t = (*tables)[i];
       const std::string q = c.QuoteIdent(t.schema) + "." + c.QuoteIdent(t.name);
       Result<Value> r = c.Query(
           std::string(leaves) + " AND (l.oid = to_regclass($1) OR l.oid IN (SELECT relid FROM "
@@ -183,29 +192,46 @@ Result<std::vector<ForeignRows>> FindForeignRows(StepContext& ctx, PgConnection&
           {q}, deadline);
       if (!r.ok()) return r.status();
       for (const auto& row : *r) {
-        scan.push_back(TableName{row["s"].get<std::string>(), row["t"].get<std::string>()});
+        scan.push_back(Leaf{TableName{row["s"].get<std::string>(), row["t"].get<std::string>()}, i});
       }
     }
   }
   std::vector<ForeignRows> out;
-  for (const auto& t : scan) {
-    const std::string q = c.QuoteIdent(t.schema) + "." + c.QuoteIdent(t.name);
+  std::vector<int64_t> kept(tables ? tables->size() : 0, 0);
+  std::vector<bool> seen(kept.size(), false);
+  for (const auto& leaf : scan) {
+    const std::string q = c.QuoteIdent(leaf.name.schema) + "." + c.QuoteIdent(leaf.name.name);
     Result<Value> there = c.Query("SELECT to_regclass($1) IS NOT NULL AS there", {q}, deadline);
     if (!there.ok()) return there.status();
     if (!(*there)[0]["there"].get<bool>()) continue;
-    // age() wraps for a (frozen) row more than 2^31 transactions old: such
-    // a row is older than anything this run noted.
+    // Younger than the mark (age() wraps for a frozen row more than 2^31
+    // transactions old: such a row is older than anything the run noted),
+    // and whether the run wrote it.
     Result<Value> r = c.Query(
-        "SELECT count(*)::text AS n FROM ONLY " + q +
-            " WHERE age(xmin) >= 0 AND age(xmin) <= age($1::text::xid)"
-            " AND xmin::text::int8 <> ALL ($2::int8[])"
-            " AND NOT EXISTS (SELECT 1 FROM unnest($3::int8[], $4::int8[]) r(first, stop)"
-            "  WHERE age(xmin) < age(r.first::text::xid) AND age(xmin) > age(r.stop::text::xid))",
+        "SELECT count(*) FILTER (WHERE young AND NOT own)::text AS foreign_rows,"
+        " count(*) FILTER (WHERE NOT young OR own)::text AS kept FROM ("
+        "SELECT age(xmin) >= 0 AND age(xmin) <= age($1::text::xid) AS young,"
+        " xmin::text::int8 = ANY ($2::int8[])"
+        " OR EXISTS (SELECT 1 FROM unnest($3::int8[], $4::int8[]) r(first, stop)"
+        "  WHERE age(xmin) < age(r.first::text::xid) AND age(xmin) > age(r.stop::text::xid))"
+        " AS own FROM ONLY " + q + ") rows",
         {from, PgArray(notes->xids), PgArray(notes->range_first), PgArray(notes->range_end)},
         deadline);
     if (!r.ok()) return r.status();
-    const int64_t n = std::stoll((*r)[0]["n"].get<std::string>());
-    if (n > 0) out.push_back(ForeignRows{t.Display(), n});
+    const int64_t n = std::stoll((*r)[0]["foreign_rows"].get<std::string>());
+    if (n > 0) out.push_back(ForeignRows{leaf.name.Display(), n, 0});
+    if (tables) {
+      kept[leaf.of] += std::stoll((*r)[0]["kept"].get<std::string>());
+      seen[leaf.of] = true;
+    }
+  }
+  // Rows the step left that are gone (deleted by someone else; an update
+  // leaves a younger row, counted above). An own insert can hide one.
+  for (size_t i = 0; left && i < kept.size(); ++i) {
+    const std::string name = (*tables)[i].Display();
+    auto it = left->find(name);
+    if (!seen[i] || it == left->end() || kept[i] >= it->second) continue;
+    out.push_back(ForeignRows{name, 0, it->second - kept[i]});
   }
   return out;
 }
@@ -213,8 +239,10 @@ Result<std::vector<ForeignRows>> FindForeignRows(StepContext& ctx, PgConnection&
 std::string DescribeForeignRows(const std::vector<ForeignRows>& rows) {
   std::string out;
   for (size_t i = 0; i < rows.size() && i < 10; ++i) {
-    out += (i ? ", " : "") + rows[i].table + " (" + std::to_string(rows[i].rows) +
-           (rows[i].rows == 1 ? " row)" : " rows)");
+    const bool gone = rows[i].rows == 0;
+    const int64_t n = gone ? rows[i].missing : rows[i].rows;
+    out += (i ? ", " : "") + rows[i].table + " (" + std::to_string(n) +
+           (n == 1 ? " row" : " rows") + (gone ? " deleted)" : ")");
   }
   if (rows.size() > 10) out += " and " + std::to_string(rows.size() - 10) + " more tables";
   return out;

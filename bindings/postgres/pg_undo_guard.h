@@ -15,6 +15,7 @@
 // transaction ids) and the database.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -57,17 +58,22 @@ Status NoteHorizon(StepContext& ctx, PgConnection& c, SteadyTime deadline,
 Result<bool> HasHorizon(StepContext& ctx, PgConnection& c, SteadyTime deadline);
 
 struct ForeignRows {
-  std::string table;  // schema.name, quoted where needed
-  int64_t rows = 0;   // rows the run did not write
+  std::string table;    // schema.name, quoted where needed
+  int64_t rows = 0;     // rows the run did not write
+  int64_t missing = 0;  // rows the step left that are gone (deleted since)
 };
 
 // Rows of `tables` (nullptr: every user table of the database, less those
 // another step guards) written after `since` by someone other than the run.
 // A partitioned table stands for its partitions; a table that does not
-// exist (any more) holds nothing.
-Result<std::vector<ForeignRows>> FindForeignRows(StepContext& ctx, PgConnection& c,
-                                                 SteadyTime deadline, const std::string& since,
-                                                 const std::vector<TableName>* tables);
+// exist (any more) holds nothing. With `left` (rows each of `tables` held
+// when the step ended, by Display()), also the tables that hold fewer of
+// those rows and of the run's own than that: someone deleted rows (not
+// checked past a horizon, where the other side has the deletes too).
+Result<std::vector<ForeignRows>> FindForeignRows(
+    StepContext& ctx, PgConnection& c, SteadyTime deadline, const std::string& since,
+    const std::vector<TableName>* tables,
+    const std::map<std::string, int64_t>* left = nullptr);
 
 // "a.b (3 rows), c.d (1 row)", at most 10 named.
 std::string DescribeForeignRows(const std::vector<ForeignRows>& rows);
