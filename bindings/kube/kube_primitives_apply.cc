@@ -173,6 +173,40 @@ class ApplyPrimitive : public KubePrimitive {
                  {"unchanged", unchanged}, {"changed", created + configured > 0}};
   }
 
+  // The undo deletes what the step created. A PersistentVolumeClaim that is
+  // bound has a volume whose contents (a database's files) were written by
+  // its pods, not by the run, and which kubectl cannot look into: deleting
+  // it is refused (pg-decommission removes a volume behind its guards).
+  Status CheckUndo(StepContext& ctx, const Value& args, const Value& state) override {
+    if (!state.is_object() || !state.contains("objects")) return Status::Ok();
+    std::vector<const Value*> claims;
+    for (const auto& e : state["objects"]) {
+      if (Str(e, "kind") == "PersistentVolumeClaim" && e.contains("previous") &&
+          e["previous"].is_null()) {
+        claims.push_back(&e);
+      }
+    }
+    if (claims.empty()) return Status::Ok();
+    KubeStep step(ctx, name(), args);
+    if (!step.ok()) return step.status();
+    std::string bound;
+    for (const Value* e : claims) {
+      const std::string obj = Str(*e, "name"), ns = Str(*e, "namespace");
+      Result<Value> pvc = step.client().RunJson(
+          {InNamespace({"get", "persistentvolumeclaim", obj, "-o", "json"}, ns)});
+      if (!pvc.ok() && pvc.status().code() == Status::Code::kNotFound) continue;  // gone
+      if (!pvc.ok()) return pvc.status();
+      const Value status = pvc->value("status", Value::object());
+      if (status.value("phase", "") != "Bound") continue;  // no volume yet: nothing written
+      bound += (bound.empty() ? "" : ", ") + step.Subject("persistentvolumeclaim", obj);
+    }
+    if (bound.empty()) return Status::Ok();
+    return Status::Failed("kube.apply created " + bound +
+                          ", which is bound to a volume its pods may have written to since; "
+                          "deleting it could destroy that data (back it up and remove it with "
+                          "runbooks/pg-decommission.yaml, or keep it)");
+  }
+
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
     if (!state.is_object() || !state.contains("objects")) return Status::Ok();
     KubeStep step(ctx, name(), args);

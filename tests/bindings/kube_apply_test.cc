@@ -2,6 +2,7 @@
 // kube.delete (saved first unless save: false) against the simulator.
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "tests/bindings/kube_test_util.h"
 
@@ -85,6 +86,43 @@ spec:
   REQUIRE_OK(c.P("kube.apply").Undo(c.ctx, first, first_undo));
   CHECK_FALSE(c.Exists("configmap", "cfg"));
   CHECK_FALSE(c.Exists("configmap", "keep"));
+}
+
+TEST_CASE("kube.apply's undo refuses to delete a PersistentVolumeClaim it created once it is "
+          "bound (its volume holds what pods wrote), and deletes other objects as before",
+          "[kube][kube.apply][undo_guard]") {
+  KubeCase c;
+  Value claim{{"apiVersion", "v1"},
+              {"kind", "PersistentVolumeClaim"},
+              {"metadata", {{"name", "green-data"}}},
+              {"spec", {{"accessModes", {"ReadWriteOnce"}},
+                        {"resources", {{"requests", {{"storage", "1Gi"}}}}}}}};
+  Value args{{"conn", "sim"}, {"manifest", Value::array({ConfigMap("cfg", "1"), claim})}};
+  REQUIRE_OK(c.Apply("kube.apply", args));
+  const Value undo = c.ctx.LastUndo();
+  // The simulator's controller binds the claim.
+  auto phase = [&] {
+    const Value pvc = c.Get("persistentvolumeclaim", "green-data");
+    return pvc.contains("status") && pvc["status"].is_object()
+               ? pvc["status"].value("phase", std::string())
+               : std::string();
+  };
+  for (int i = 0; i < 100 && phase() != "Bound"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(phase() == "Bound");
+  Status guard = c.P("kube.apply").CheckUndo(c.ctx, args, undo);
+  CHECK_FALSE(guard.ok());
+  CHECK_THAT(guard.message(), Catch::Contains("persistentvolumeclaim 'green-data'"));
+  CHECK_THAT(guard.message(), Catch::Contains("could destroy that data"));
+  CHECK(c.Exists("persistentvolumeclaim", "green-data"));
+  // A manifest without a claim has nothing to check.
+  Value only_config{{"conn", "sim"}, {"manifest", Value::array({ConfigMap("other", "1")})}};
+  REQUIRE_OK(c.Apply("kube.apply", only_config));
+  CHECK(c.P("kube.apply").CheckUndo(c.ctx, only_config, c.ctx.LastUndo()).ok());
+  // Gone already (deleted by hand): nothing to lose.
+  c.sim.Kubectl({"-n", "default", "delete", "persistentvolumeclaim", "green-data"});
+  CHECK(c.P("kube.apply").CheckUndo(c.ctx, args, undo).ok());
 }
 
 TEST_CASE("kube.apply reads a file or a directory of manifests", "[kube][kube.apply]") {
