@@ -4,7 +4,12 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/core/process.cc
   engine/core/redact.cc
   engine/core/text.cc
+  engine/core/primitive.cc
+  engine/core/primitive_kit.cc
+  engine/core/progress.cc
   engine/core/registry.cc
+  engine/core/resources.cc
+  engine/core/schema.cc
   engine/core/sha256.cc
   engine/core/status.cc
   engine/core/value.cc

@@ -1,5 +1,5 @@
-// Pieces shared by the kube.* primitives: schemas, argument access, plan
-// text, and KubeStep (one primitive call's client and error wording).
+// Pieces shared by the kube.* primitives (the rest is engine/core/primitive_kit.h):
+// connection arguments, plan text, and KubeStep (one call's client and error wording).
 #pragma once
 
 #include <chrono>
@@ -9,24 +9,16 @@
 #include <vector>
 
 #include "bindings/kube/kubectl_client.h"
+#include "engine/core/primitive_kit.h"
 #include "engine/core/registry.h"
 
 namespace runbook::kube {
 
-ArgSpec KArg(std::string name, ArgType type, bool required, std::string help,
-             std::vector<std::string> choices = {});
 // `conn` (a kube connection) and `namespace` (overrides the connection's).
 std::vector<ArgSpec> ConnArgs();
 // ConnArgs() followed by `more`.
 std::vector<ArgSpec> WithConnArgs(std::vector<ArgSpec> more);
 
-// Argument access (args were checked against the schema, but a primitive
-// may also be called from Lua with anything).
-std::string ArgStr(const Value& args, const char* key, const std::string& fallback = "");
-bool ArgBool(const Value& args, const char* key, bool fallback);
-std::optional<int64_t> ArgInt(const Value& args, const char* key);
-// A duration ("30s") or a number of seconds; nullopt if absent or invalid.
-std::optional<std::chrono::milliseconds> ArgDuration(const Value& args, const char* key);
 // "300s" for kubectl's --timeout flags.
 std::string KubectlDuration(std::chrono::milliseconds d);
 
@@ -34,18 +26,6 @@ std::string KubectlDuration(std::chrono::milliseconds d);
 // flags (--kubeconfig, --context, -n; listed by `plan` with the connection)
 // shown as <conn>, since plan does not read connections.
 std::string PlanArgv(const Value& args, const std::vector<std::string>& kubectl_args);
-
-class KubePrimitive : public Primitive {
- public:
-  KubePrimitive(std::string name, Schema schema)
-      : name_(std::move(name)), schema_(std::move(schema)) {}
-  std::string name() const override { return name_; }
-  const Schema& schema() const override { return schema_; }
-
- private:
-  std::string name_;
-  Schema schema_;
-};
 
 // One call of a primitive against its connection:
 //   KubeStep step(ctx, name(), args);

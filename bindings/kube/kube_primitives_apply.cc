@@ -91,18 +91,19 @@ Status BackUpSecrets(KubeStep& step, const std::vector<Value>& live, Value* entr
   return Status::Ok();
 }
 
-class ApplyPrimitive : public KubePrimitive {
+class ApplyPrimitive : public NamedPrimitive {
  public:
   ApplyPrimitive()
-      : KubePrimitive(
+      : NamedPrimitive(
             "kube.apply",
             Schema{"kubectl apply a manifest; undo deletes what it created and re-applies the "
                    "previous version of what it changed.",
                    WithConnArgs({
-                       WithForm(KArg("file", ArgType::kString, false,
-                            "a manifest file, or a directory of *.yaml/*.yml/*.json files"), ArgForm::kNotOption),
-                       KArg("manifest", ArgType::kAny, false,
-                            "the manifest: a map, a list of maps, or YAML text"),
+                       WithForm(Arg("file", ArgType::kString, false,
+                                    "a manifest file, or a directory of *.yaml/*.yml/*.json files"),
+                                ArgForm::kNotOption),
+                       Arg("manifest", ArgType::kAny, false,
+                           "the manifest: a map, a list of maps, or YAML text"),
                    }),
                    {{"file", "manifest"}},
                    ""}) {}
@@ -111,23 +112,24 @@ class ApplyPrimitive : public KubePrimitive {
   bool idempotent(const Value&) const override { return true; }
 
   PlanEffect Plan(const Value& args) const override {
-    std::string what = args.contains("file") ? ArgStr(args, "file") : "<manifest>";
+    std::string what = args.contains("file") ? StrArg(args, "file") : "<manifest>";
     std::string text = PlanArgv(args, {"apply", "-f", what});
     Result<Manifest> m = LoadManifest(args);
     if (m.ok()) {
       text += "   #";
       for (const auto& o : m->objects) text += " " + ObjectLabel(o);
     }
-    return {text, true,
+    return {text, UndoKind::kUndoes,
             "delete the objects it created; re-apply the previous version of those it changed"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return step.status();
-    std::string subject = "manifest " + (args.contains("file") ? "'" + ArgStr(args, "file") + "'"
-                                                               : std::string("(inline)")) +
-                          " in " + step.target().Where();
+    std::string subject =
+        "manifest " +
+        (args.contains("file") ? "'" + StrArg(args, "file") + "'" : std::string("(inline)")) +
+        " in " + step.target().Where();
     Result<Manifest> m = LoadManifest(args);
     if (!m.ok()) return step.Fail(subject, m.status());
     // The manifest reaches kubectl on stdin: no file holds it, even if the
@@ -240,20 +242,22 @@ class ApplyPrimitive : public KubePrimitive {
   }
 };
 
-class DeletePrimitive : public KubePrimitive {
+class DeletePrimitive : public NamedPrimitive {
  public:
   DeletePrimitive()
-      : KubePrimitive(
+      : NamedPrimitive(
             "kube.delete",
             Schema{"Delete an object; with save (the default) it is saved first and undo "
                    "re-creates it.",
                    WithConnArgs({
-                       WithForm(KArg("kind", ArgType::kString, true, "resource type"), ArgForm::kKubeKind),
-                       WithForm(KArg("name", ArgType::kString, true, "object name"), ArgForm::kKubeName),
-                       KArg("save", ArgType::kBool, false,
-                            "save the object for undo (default true); false: irreversible"),
-                       KArg("missing_ok", ArgType::kBool, false,
-                            "an object that does not exist is not an error"),
+                       WithForm(Arg("kind", ArgType::kString, true, "resource type"),
+                                ArgForm::kKubeKind),
+                       WithForm(Arg("name", ArgType::kString, true, "object name"),
+                                ArgForm::kKubeName),
+                       Arg("save", ArgType::kBool, false,
+                           "save the object for undo (default true); false: irreversible"),
+                       Arg("missing_ok", ArgType::kBool, false,
+                           "an object that does not exist is not an error"),
                    }),
                    {},
                    ""}) {}
@@ -261,29 +265,29 @@ class DeletePrimitive : public KubePrimitive {
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
 
   PlanEffect Plan(const Value& args) const override {
-    std::string kind = ArgStr(args, "kind"), obj = ArgStr(args, "name");
+    std::string kind = StrArg(args, "kind"), obj = StrArg(args, "name");
     std::string text = PlanArgv(args, {"delete", kind, obj});
-    if (!ArgBool(args, "save", true)) {
-      return {text + "   # not saved: irreversible", false,
-              "irreversible: deleted without saving it (save: false)"};
+    if (!BoolArg(args, "save", true)) {
+      return Irreversible(text + "   # not saved: irreversible",
+                          "irreversible: deleted without saving it (save: false)");
     }
-    return {text + "   # saves the object first", true,
+    return {text + "   # saves the object first", UndoKind::kUndoes,
             PlanArgv(args, {"create", "-f", "<the " + kind + " as saved before deleting>"})};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return step.status();
-    std::string kind = ArgStr(args, "kind"), obj = ArgStr(args, "name");
+    std::string kind = StrArg(args, "kind"), obj = StrArg(args, "name");
     std::string subject = step.Subject(kind, obj);
-    bool save = ArgBool(args, "save", true);
+    bool save = BoolArg(args, "save", true);
     Value result{{"kind", kind}, {"name", obj}, {"saved", save}};
     Value earlier = step.dry_run() ? Value() : ctx.PreviousUndo();
     bool saved_before = earlier.is_object() && Str(earlier, "name") == obj &&
                         earlier.contains("object");
     Result<Value> live = step.client().Get(kind, obj);
     if (!live.ok() && live.status().code() == Status::Code::kNotFound &&
-        (saved_before || ArgBool(args, "missing_ok", false))) {
+        (saved_before || BoolArg(args, "missing_ok", false))) {
       // Gone already: deleted by an earlier attempt of this step, or allowed.
       result["deleted"] = saved_before;
       result["changed"] = saved_before;
@@ -324,7 +328,7 @@ class DeletePrimitive : public KubePrimitive {
     if (!Str(state, "namespace").empty()) undo_args["namespace"] = state["namespace"];
     KubeStep step(ctx, name(), undo_args);
     if (!step.ok()) return step.status();
-    std::string subject = step.Subject(ArgStr(args, "kind"), ArgStr(args, "name"));
+    std::string subject = step.Subject(StrArg(args, "kind"), StrArg(args, "name"));
     Value object = state["object"];
     if (state.contains("secret")) {
       Result<Value> secret = SecretFromBackup(step, state["secret"]);
@@ -344,12 +348,14 @@ class DeletePrimitive : public KubePrimitive {
   CheckResult Check(StepContext& ctx, const Value& args, const Value&) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return {};
-    Result<Value> live = step.client().Get(ArgStr(args, "kind"), ArgStr(args, "name"));
+    Result<Value> live = step.client().Get(StrArg(args, "kind"), StrArg(args, "name"));
     if (live.ok()) return {CheckOutcome::kNotDone, nullptr};
     if (live.status().code() != Status::Code::kNotFound) return {};
-    return {CheckOutcome::kDone,
-            Value{{"kind", ArgStr(args, "kind")}, {"name", ArgStr(args, "name")},
-                  {"saved", ArgBool(args, "save", true)}, {"deleted", true}, {"changed", true}}};
+    return {CheckOutcome::kDone, Value{{"kind", StrArg(args, "kind")},
+                                       {"name", StrArg(args, "name")},
+                                       {"saved", BoolArg(args, "save", true)},
+                                       {"deleted", true},
+                                       {"changed", true}}};
   }
 };
 

@@ -14,13 +14,13 @@ std::string Tail(const std::string& s, size_t n) {
 
 // pod: a pod name or TYPE/NAME; deployment: the deployment's pod kubectl picks.
 std::string ExecTarget(const Value& args) {
-  if (args.contains("deployment")) return "deployment/" + ArgStr(args, "deployment");
-  return ArgStr(args, "pod");
+  if (args.contains("deployment")) return "deployment/" + StrArg(args, "deployment");
+  return StrArg(args, "pod");
 }
 
 std::vector<std::string> ExecArgs(const Value& args) {
   std::vector<std::string> out{"exec", ExecTarget(args)};
-  if (args.contains("container")) out.insert(out.end(), {"-c", ArgStr(args, "container")});
+  if (args.contains("container")) out.insert(out.end(), {"-c", StrArg(args, "container")});
   if (args.contains("stdin")) out.push_back("-i");
   out.push_back("--");
   if (args.contains("argv") && args["argv"].is_array()) {
@@ -29,43 +29,46 @@ std::vector<std::string> ExecArgs(const Value& args) {
   return out;
 }
 
-class ExecPrimitive : public KubePrimitive {
+class ExecPrimitive : public NamedPrimitive {
  public:
   ExecPrimitive()
-      : KubePrimitive(
+      : NamedPrimitive(
             "kube.exec",
             Schema{"Run a command in a pod (kubectl exec; argv, no shell). A non-zero exit fails "
                    "the step unless listed in ok_codes.",
                    WithConnArgs({
-                       WithForm(KArg("pod", ArgType::kString, false, "pod name (or TYPE/NAME)"), ArgForm::kKubeObject),
-                       WithForm(KArg("deployment", ArgType::kString, false,
-                            "a deployment: kubectl picks one of its pods"), ArgForm::kKubeName),
-                       WithForm(KArg("container", ArgType::kString, false, "container name"), ArgForm::kKubeName),
-                       KArg("argv", ArgType::kList, true, "program and arguments"),
-                       KArg("stdin", ArgType::kString, false, "text fed to standard input"),
-                       KArg("probe", ArgType::kBool, false,
-                            "the command only reads: run it in rehearsals too"),
-                       KArg("ok_codes", ArgType::kList, false,
-                            "exit codes that count as success (default [0])"),
+                       WithForm(Arg("pod", ArgType::kString, false, "pod name (or TYPE/NAME)"),
+                                ArgForm::kKubeObject),
+                       WithForm(Arg("deployment", ArgType::kString, false,
+                                    "a deployment: kubectl picks one of its pods"),
+                                ArgForm::kKubeName),
+                       WithForm(Arg("container", ArgType::kString, false, "container name"),
+                                ArgForm::kKubeName),
+                       Arg("argv", ArgType::kList, true, "program and arguments"),
+                       Arg("stdin", ArgType::kString, false, "text fed to standard input"),
+                       Arg("probe", ArgType::kBool, false,
+                           "the command only reads: run it in rehearsals too"),
+                       Arg("ok_codes", ArgType::kList, false,
+                           "exit codes that count as success (default [0])"),
                    }),
                    {{"pod", "deployment"}},
                    ""}) {}
 
   Rehearsal rehearsal(const Value& args) const override {
-    return ArgBool(args, "probe", false) ? Rehearsal::kProbe : Rehearsal::kSkip;
+    return BoolArg(args, "probe", false) ? Rehearsal::kProbe : Rehearsal::kSkip;
   }
   std::string skip_reason(const Value&) const override {
     return "a command in a pod cannot be rehearsed unless marked probe: true (read-only)";
   }
-  bool idempotent(const Value& args) const override { return ArgBool(args, "probe", false); }
+  bool idempotent(const Value& args) const override { return BoolArg(args, "probe", false); }
 
   PlanEffect Plan(const Value& args) const override {
     std::string text = PlanArgv(args, ExecArgs(args));
     if (args.contains("stdin")) {
-      text += "   # with " + std::to_string(ArgStr(args, "stdin").size()) + " bytes on stdin";
+      text += "   # with " + std::to_string(StrArg(args, "stdin").size()) + " bytes on stdin";
     }
-    if (ArgBool(args, "probe", false)) return {text, true, kNothingToUndo};
-    return {text, false, "irreversible unless the step has a rollback: action"};
+    if (BoolArg(args, "probe", false)) return ChangesNothing(text);
+    return Irreversible(text, "irreversible unless the step has a rollback: action");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -78,7 +81,7 @@ class ExecPrimitive : public KubePrimitive {
     std::vector<std::string> cmd = ExecArgs(args);
     if (cmd.back() == "--") return step.Fail(subject, Status::Invalid("argv is empty"));
     KubectlCall call{cmd};
-    if (args.contains("stdin")) call.stdin_data = ArgStr(args, "stdin");
+    if (args.contains("stdin")) call.stdin_data = StrArg(args, "stdin");
     call.request_timeout = false;  // the command may run long; the deadline bounds it
     call.retry_unsafe = false;     // it may have run
     call.remote_exit_code = true;
@@ -96,30 +99,34 @@ class ExecPrimitive : public KubePrimitive {
       return step.Fail(subject, "'" + cmd[cmd.size() - args["argv"].size()] + "' exited with " +
                                     std::to_string(r->exit_code) + (why.empty() ? "" : ": " + why));
     }
-    return Value{{"exit_code", r->exit_code}, {"stdout", r->out}, {"stderr", r->err},
-                 {"changed", !ArgBool(args, "probe", false)}};
+    return Value{{"exit_code", r->exit_code},
+                 {"stdout", r->out},
+                 {"stderr", r->err},
+                 {"changed", !BoolArg(args, "probe", false)}};
   }
 };
 
 std::string ForwardTarget(const Value& args) {
-  if (args.contains("service")) return "svc/" + ArgStr(args, "service");
-  std::string pod = ArgStr(args, "pod");
+  if (args.contains("service")) return "svc/" + StrArg(args, "service");
+  std::string pod = StrArg(args, "pod");
   return pod.find('/') == std::string::npos ? "pod/" + pod : pod;
 }
 
-class PortForwardPrimitive : public KubePrimitive {
+class PortForwardPrimitive : public NamedPrimitive {
  public:
   PortForwardPrimitive()
-      : KubePrimitive(
+      : NamedPrimitive(
             "kube.port_forward",
             Schema{"Forward a local port (127.0.0.1) to a pod or service for the rest of the "
                    "run (kubectl port-forward, stopped when the run ends).",
                    WithConnArgs({
-                       WithForm(KArg("pod", ArgType::kString, false, "pod name (or TYPE/NAME)"), ArgForm::kKubeObject),
-                       WithForm(KArg("service", ArgType::kString, false, "service name"), ArgForm::kKubeName),
-                       KArg("remote_port", ArgType::kInt, true, "port of the pod or service"),
-                       KArg("local_port", ArgType::kInt, false,
-                            "local port (default: a free one kubectl picks)"),
+                       WithForm(Arg("pod", ArgType::kString, false, "pod name (or TYPE/NAME)"),
+                                ArgForm::kKubeObject),
+                       WithForm(Arg("service", ArgType::kString, false, "service name"),
+                                ArgForm::kKubeName),
+                       Arg("remote_port", ArgType::kInt, true, "port of the pod or service"),
+                       Arg("local_port", ArgType::kInt, false,
+                           "local port (default: a free one kubectl picks)"),
                    }),
                    {{"pod", "service"}},
                    ""}) {}
@@ -129,21 +136,20 @@ class PortForwardPrimitive : public KubePrimitive {
   bool idempotent(const Value&) const override { return true; }
 
   PlanEffect Plan(const Value& args) const override {
-    std::string local = args.contains("local_port") ? ArgStr(args, "local_port") : "";
-    return {PlanArgv(args, {"port-forward", "--address", "127.0.0.1", ForwardTarget(args),
-                            local + ":" + ArgStr(args, "remote_port")}) +
-                "   # kept open until the run ends",
-            true, kNothingToUndo};
+    std::string local = args.contains("local_port") ? StrArg(args, "local_port") : "";
+    return ChangesNothing(
+        PlanArgv(args, {"port-forward", "--address", "127.0.0.1", ForwardTarget(args),
+                        local + ":" + StrArg(args, "remote_port")}) +
+        "   # kept open until the run ends");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
-    std::optional<int64_t> remote = ArgInt(args, "remote_port");
-    std::optional<int64_t> local = ArgInt(args, "local_port");
+    std::optional<int64_t> remote = IntArg(args, "remote_port");
+    std::optional<int64_t> local = IntArg(args, "local_port");
     std::string target = ForwardTarget(args);
-    Result<int> port = EnsureKubePortForward(ctx, ArgStr(args, "conn"), target,
-                                             static_cast<int>(remote.value_or(0)),
-                                             static_cast<int>(local.value_or(0)),
-                                             ArgStr(args, "namespace"));
+    Result<int> port = EnsureKubePortForward(
+        ctx, StrArg(args, "conn"), target, static_cast<int>(remote.value_or(0)),
+        static_cast<int>(local.value_or(0)), StrArg(args, "namespace"));
     if (!port.ok()) return port.status().Prefixed(name());
     return Value{{"local_port", *port}, {"host", "127.0.0.1"}, {"target", target},
                  {"remote_port", remote.value_or(0)}};

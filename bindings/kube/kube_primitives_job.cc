@@ -56,17 +56,18 @@ std::string JobName(const Value& args) {
   return name.is_string() ? name.get<std::string>() : "<job>";
 }
 
-class RunJobPrimitive : public KubePrimitive {
+class RunJobPrimitive : public NamedPrimitive {
  public:
   RunJobPrimitive()
-      : KubePrimitive(
+      : NamedPrimitive(
             "kube.run_job",
             Schema{"Run a Job to its end: create it, wait until it completes or fails, return "
                    "its status and last log lines. A failed job fails the step.",
                    WithConnArgs({
-                       KArg("manifest", ArgType::kAny, false, "the Job: a map or YAML text"),
-                       WithForm(KArg("file", ArgType::kString, false, "a file holding the Job"), ArgForm::kNotOption),
-                       KArg("timeout", ArgType::kDuration, false, "how long it may run (10m)"),
+                       Arg("manifest", ArgType::kAny, false, "the Job: a map or YAML text"),
+                       WithForm(Arg("file", ArgType::kString, false, "a file holding the Job"),
+                                ArgForm::kNotOption),
+                       Arg("timeout", ArgType::kDuration, false, "how long it may run (10m)"),
                    }),
                    {{"manifest", "file"}},
                    ""}) {}
@@ -78,11 +79,11 @@ class RunJobPrimitive : public KubePrimitive {
 
   PlanEffect Plan(const Value& args) const override {
     std::string job = JobName(args);
-    milliseconds t = ArgDuration(args, "timeout").value_or(kDefaultTimeout);
+    milliseconds t = DurationArgOr(args, "timeout", kDefaultTimeout);
     return {PlanArgv(args, {"apply", "-f", "<job " + job + ">"}) +
                 "   # then waits until it completes or fails (up to " + KubectlDuration(t) +
                 ") and reads its logs",
-            true,
+            UndoKind::kUndoes,
             PlanArgv(args, {"delete", "job", job, "--ignore-not-found"}) +
                 "   # what the job did is not undone"};
   }
@@ -152,7 +153,7 @@ Result<Value> RunJobPrimitive::Apply(StepContext& ctx, const Value& args) {
     Result<KubectlOutput> r = step.Change({{"apply", "--filename=-"}, job->dump()});
     if (!r.ok()) return step.Fail(subject, r.status());
   }
-  milliseconds timeout = ArgDuration(args, "timeout").value_or(kDefaultTimeout);
+  milliseconds timeout = DurationArgOr(args, "timeout", kDefaultTimeout);
   SteadyTime deadline = std::min(step.client().deadline(), step.Now() + timeout);
   KubectlClient poller = step.client().WithDeadline(deadline);
   auto ended = [&] {

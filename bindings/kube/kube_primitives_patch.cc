@@ -28,22 +28,25 @@ Result<Value> PatchArg(const Value& args, const std::string& type) {
 
 std::string Rv(const Value& obj) { return AtPointer(obj, "/metadata/resourceVersion").dump(); }
 
-class PatchPrimitive : public KubePrimitive {
+class PatchPrimitive : public NamedPrimitive {
  public:
   PatchPrimitive()
-      : KubePrimitive(
+      : NamedPrimitive(
             "kube.patch",
-            Schema{"Patch an object; undo puts back the previous values of the fields it touched.",
-                   WithConnArgs({
-                       WithForm(KArg("kind", ArgType::kString, true, "resource type: deployment, ..."), ArgForm::kKubeKind),
-                       WithForm(KArg("name", ArgType::kString, true, "object name"), ArgForm::kKubeName),
-                       KArg("patch", ArgType::kAny, true,
-                            "the patch: a map (merge, strategic) or a list of operations (json)"),
-                       KArg("type", ArgType::kString, false, "patch type (default merge)",
-                            {"merge", "json", "strategic"}),
-                   }),
-                   {},
-                   ""}) {}
+            Schema{
+                "Patch an object; undo puts back the previous values of the fields it touched.",
+                WithConnArgs({
+                    WithForm(Arg("kind", ArgType::kString, true, "resource type: deployment, ..."),
+                             ArgForm::kKubeKind),
+                    WithForm(Arg("name", ArgType::kString, true, "object name"),
+                             ArgForm::kKubeName),
+                    Arg("patch", ArgType::kAny, true,
+                        "the patch: a map (merge, strategic) or a list of operations (json)"),
+                    Arg("type", ArgType::kString, false, "patch type (default merge)",
+                        {"merge", "json", "strategic"}),
+                }),
+                {},
+                ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   // Re-applying a merge or strategic patch gives the same object; a json
@@ -55,18 +58,17 @@ class PatchPrimitive : public KubePrimitive {
                                                       ? args["patch"].get<std::string>()
                                                       : args["patch"].dump())
                                                : "";
-    return {PlanArgv(args, {"patch", ArgStr(args, "kind"), ArgStr(args, "name"), "--type",
+    return {PlanArgv(args, {"patch", StrArg(args, "kind"), StrArg(args, "name"), "--type",
                             Type(args), "-p", patch}),
-            true,
-            PlanArgv(args, {"patch", ArgStr(args, "kind"), ArgStr(args, "name"), "--type",
-                            "merge", "-p",
-                            "<the previous values of the patched fields, recorded before>"})};
+            UndoKind::kUndoes,
+            PlanArgv(args, {"patch", StrArg(args, "kind"), StrArg(args, "name"), "--type", "merge",
+                            "-p", "<the previous values of the patched fields, recorded before>"})};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return step.status();
-    std::string kind = ArgStr(args, "kind"), obj = ArgStr(args, "name"), type = Type(args);
+    std::string kind = StrArg(args, "kind"), obj = StrArg(args, "name"), type = Type(args);
     std::string subject = step.Subject(kind, obj);
     Result<Value> patch = PatchArg(args, type);
     if (!patch.ok()) return step.Fail(subject, patch.status());
@@ -99,7 +101,7 @@ class PatchPrimitive : public KubePrimitive {
     if (!Str(state, "namespace").empty()) undo_args["namespace"] = state["namespace"];
     KubeStep step(ctx, name(), undo_args);
     if (!step.ok()) return step.status();
-    std::string kind = ArgStr(args, "kind"), obj = ArgStr(args, "name");
+    std::string kind = StrArg(args, "kind"), obj = StrArg(args, "name");
     Result<KubectlOutput> r =
         step.Change({{"patch", kind, obj, "--type", "merge", "-p", state["restore"].dump()}});
     if (!r.ok()) return step.Fail(step.Subject(kind, obj), r.status().Prefixed("undo"));
@@ -112,19 +114,20 @@ class PatchPrimitive : public KubePrimitive {
     KubeStep step(ctx, name(), args);
     Result<Value> patch = PatchArg(args, type);
     if (!step.ok() || !patch.ok()) return {};
-    Result<Value> live = step.client().Get(ArgStr(args, "kind"), ArgStr(args, "name"));
+    Result<Value> live = step.client().Get(StrArg(args, "kind"), StrArg(args, "name"));
     if (!live.ok()) return {};
     if (MergePatchApplied(*live, *patch)) {
-      return {CheckOutcome::kDone,
-              Value{{"kind", ArgStr(args, "kind")}, {"name", ArgStr(args, "name")},
-                    {"changed", true}, {"previous", state.value("restore", Value())}}};
+      return {CheckOutcome::kDone, Value{{"kind", StrArg(args, "kind")},
+                                         {"name", StrArg(args, "name")},
+                                         {"changed", true},
+                                         {"previous", state.value("restore", Value())}}};
     }
     // A strategic patch merges lists by key, which a plain comparison misses.
     return {type == "merge" ? CheckOutcome::kNotDone : CheckOutcome::kCannotTell, nullptr};
   }
 
  private:
-  static std::string Type(const Value& args) { return ArgStr(args, "type", "merge"); }
+  static std::string Type(const Value& args) { return StrArg(args, "type", "merge"); }
 };
 
 Value SelectorPatch(const Value& selector, bool existed) {
@@ -137,17 +140,18 @@ std::string Describe(const Value& selector) {
   return selector.is_null() ? "(no selector)" : SelectorText(selector);
 }
 
-class SwitchSelectorPrimitive : public KubePrimitive {
+class SwitchSelectorPrimitive : public NamedPrimitive {
  public:
   SwitchSelectorPrimitive()
-      : KubePrimitive(
+      : NamedPrimitive(
             "kube.switch_selector",
             Schema{"Point a service at other pods: replaces its selector, only when a ready pod "
                    "matches the new one; undo restores the old selector.",
                    WithConnArgs({
-                       WithForm(KArg("service", ArgType::kString, true, "service name"), ArgForm::kKubeName),
-                       KArg("selector", ArgType::kMap, true,
-                            "the new selector, e.g. {app: chronicle-db-v17}"),
+                       WithForm(Arg("service", ArgType::kString, true, "service name"),
+                                ArgForm::kKubeName),
+                       Arg("selector", ArgType::kMap, true,
+                           "the new selector, e.g. {app: chronicle-db-v17}"),
                    }),
                    {},
                    ""}) {}
@@ -158,12 +162,12 @@ class SwitchSelectorPrimitive : public KubePrimitive {
 
   PlanEffect Plan(const Value& args) const override {
     Value sel = args.value("selector", Value());
-    std::string svc = ArgStr(args, "service");
+    std::string svc = StrArg(args, "service");
     return {PlanArgv(args, {"patch", "service", svc, "--type", "json", "-p",
                             SelectorPatch(sel, true).dump()}) +
                 "   # only if a ready pod matches " + Describe(sel) + "; selector <current> -> " +
                 Describe(sel),
-            true,
+            UndoKind::kUndoes,
             PlanArgv(args, {"patch", "service", svc, "--type", "json", "-p",
                             "<replace /spec/selector with the selector before, recorded>"})};
   }
@@ -171,7 +175,7 @@ class SwitchSelectorPrimitive : public KubePrimitive {
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return step.status();
-    std::string svc = ArgStr(args, "service");
+    std::string svc = StrArg(args, "service");
     std::string subject = step.Subject("service", svc);
     Value want = StringMap(args.value("selector", Value()));
     if (!want.is_object() || want.empty()) {
@@ -220,7 +224,7 @@ class SwitchSelectorPrimitive : public KubePrimitive {
     if (!Str(state, "namespace").empty()) undo_args["namespace"] = state["namespace"];
     KubeStep step(ctx, name(), undo_args);
     if (!step.ok()) return step.status();
-    std::string svc = ArgStr(args, "service");
+    std::string svc = StrArg(args, "service");
     std::string subject = step.Subject("service", svc);
     Result<Value> live = step.client().Get("service", svc);
     if (!live.ok()) return step.Fail(subject, live.status().Prefixed("undo"));
@@ -238,16 +242,18 @@ class SwitchSelectorPrimitive : public KubePrimitive {
   CheckResult Check(StepContext& ctx, const Value& args, const Value& state) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return {};
-    Result<Value> live = step.client().Get("service", ArgStr(args, "service"));
+    Result<Value> live = step.client().Get("service", StrArg(args, "service"));
     if (!live.ok()) return {};
     Value want = StringMap(args.value("selector", Value()));
     if (!SameValue(AtPointer(*live, "/spec/selector"), want)) {
       return {CheckOutcome::kNotDone, nullptr};
     }
     Value old = state.is_object() ? state.value("old_selector", Value()) : Value();
-    return {CheckOutcome::kDone,
-            Value{{"service", ArgStr(args, "service")}, {"old", old}, {"new", want},
-                  {"change", Describe(old) + " -> " + Describe(want)}, {"changed", true}}};
+    return {CheckOutcome::kDone, Value{{"service", StrArg(args, "service")},
+                                       {"old", old},
+                                       {"new", want},
+                                       {"change", Describe(old) + " -> " + Describe(want)},
+                                       {"changed", true}}};
   }
 };
 

@@ -24,7 +24,7 @@ struct WaitBudget {
 };
 
 WaitBudget Budget(KubeStep& step, const Value& args) {
-  milliseconds timeout = ArgDuration(args, "timeout").value_or(kDefaultWait);
+  milliseconds timeout = DurationArgOr(args, "timeout", kDefaultWait);
   SteadyTime now = step.Now();
   SteadyTime deadline = step.client().deadline();
   if (deadline != SteadyTime::max()) {
@@ -34,38 +34,41 @@ WaitBudget Budget(KubeStep& step, const Value& args) {
   return {timeout, step.client().WithDeadline(now + timeout + std::chrono::seconds(15))};
 }
 
-class GetPrimitive : public KubePrimitive {
+class GetPrimitive : public NamedPrimitive {
  public:
   GetPrimitive()
-      : KubePrimitive("kube.get",
-                      Schema{"Read one object (by name) or a list (by label selector) as JSON.",
-                             WithConnArgs({
-                                 WithForm(KArg("kind", ArgType::kString, true,
-                                      "resource type: deployment, service, pods, job, ..."), ArgForm::kKubeKind),
-                                 WithForm(KArg("name", ArgType::kString, false, "object name"), ArgForm::kKubeName),
-                                 KArg("selector", ArgType::kAny, false,
-                                      "label selector: a map {app: web} or text app=web"),
-                                 KArg("missing_ok", ArgType::kBool, false,
-                                      "a missing object gives null instead of failing"),
-                             }),
-                             {{"name", "selector"}},
-                             ""}) {}
+      : NamedPrimitive(
+            "kube.get",
+            Schema{"Read one object (by name) or a list (by label selector) as JSON.",
+                   WithConnArgs({
+                       WithForm(Arg("kind", ArgType::kString, true,
+                                    "resource type: deployment, service, pods, job, ..."),
+                                ArgForm::kKubeKind),
+                       WithForm(Arg("name", ArgType::kString, false, "object name"),
+                                ArgForm::kKubeName),
+                       Arg("selector", ArgType::kAny, false,
+                           "label selector: a map {app: web} or text app=web"),
+                       Arg("missing_ok", ArgType::kBool, false,
+                           "a missing object gives null instead of failing"),
+                   }),
+                   {{"name", "selector"}},
+                   ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {PlanArgv(args, KubectlArgs(args)), true, kNothingToUndo};
+    return ChangesNothing(PlanArgv(args, KubectlArgs(args)));
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return step.status();
-    std::string kind = ArgStr(args, "kind");
+    std::string kind = StrArg(args, "kind");
     if (args.contains("name")) {
-      std::string obj = ArgStr(args, "name");
+      std::string obj = StrArg(args, "name");
       Result<Value> r = step.client().Get(kind, obj);
       if (!r.ok() && r.status().code() == Status::Code::kNotFound &&
-          ArgBool(args, "missing_ok", false)) {
+          BoolArg(args, "missing_ok", false)) {
         return Value(nullptr);
       }
       if (!r.ok()) return step.Fail(step.Subject(kind, obj), r.status());
@@ -84,9 +87,9 @@ class GetPrimitive : public KubePrimitive {
 
  private:
   static std::vector<std::string> KubectlArgs(const Value& args) {
-    std::vector<std::string> out{"get", ArgStr(args, "kind")};
+    std::vector<std::string> out{"get", StrArg(args, "kind")};
     if (args.contains("name")) {
-      out.push_back(ArgStr(args, "name"));
+      out.push_back(StrArg(args, "name"));
     } else {
       out.insert(out.end(), {"-l", SelectorText(args.value("selector", Value()))});
     }
@@ -95,21 +98,22 @@ class GetPrimitive : public KubePrimitive {
   }
 };
 
-class WaitPrimitive : public KubePrimitive {
+class WaitPrimitive : public NamedPrimitive {
  public:
   WaitPrimitive()
-      : KubePrimitive(
+      : NamedPrimitive(
             "kube.wait",
             Schema{"Wait for a condition (kubectl wait): --for=condition=complete, delete, "
                    "jsonpath=...",
                    WithConnArgs({
-                       WithForm(KArg("resource", ArgType::kString, true,
-                            "what to wait for: job/backup-job, deployment/web, or a type "
-                            "with a selector"), ArgForm::kKubeObject),
-                       KArg("for", ArgType::kString, true,
-                            "condition=complete, condition=Ready, delete, jsonpath='{..}'=v"),
-                       KArg("selector", ArgType::kAny, false, "label selector (map or text)"),
-                       KArg("timeout", ArgType::kDuration, false, "how long to wait (5m)"),
+                       WithForm(Arg("resource", ArgType::kString, true,
+                                    "what to wait for: job/backup-job, deployment/web, or a type "
+                                    "with a selector"),
+                                ArgForm::kKubeObject),
+                       Arg("for", ArgType::kString, true,
+                           "condition=complete, condition=Ready, delete, jsonpath='{..}'=v"),
+                       Arg("selector", ArgType::kAny, false, "label selector (map or text)"),
+                       Arg("timeout", ArgType::kDuration, false, "how long to wait (5m)"),
                    }),
                    {},
                    ""}) {}
@@ -117,8 +121,8 @@ class WaitPrimitive : public KubePrimitive {
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    milliseconds t = ArgDuration(args, "timeout").value_or(kDefaultWait);
-    return {PlanArgv(args, KubectlArgs(args, t)), true, kNothingToUndo};
+    milliseconds t = DurationArgOr(args, "timeout", kDefaultWait);
+    return ChangesNothing(PlanArgv(args, KubectlArgs(args, t)));
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -128,7 +132,7 @@ class WaitPrimitive : public KubePrimitive {
     KubectlCall call{KubectlArgs(args, budget.timeout)};
     call.request_timeout = false;
     Result<KubectlOutput> r = budget.client.Run(call);
-    std::string subject = ArgStr(args, "resource") + " in " + step.target().Where();
+    std::string subject = StrArg(args, "resource") + " in " + step.target().Where();
     if (!r.ok()) return step.Fail(subject, r.status());
     Value lines = Value::array();
     for (size_t s = 0, nl; s < r->out.size(); s = nl + 1) {
@@ -136,39 +140,41 @@ class WaitPrimitive : public KubePrimitive {
       if (nl == std::string::npos) nl = r->out.size();
       if (nl > s) lines.push_back(r->out.substr(s, nl - s));
     }
-    return Value{{"resource", ArgStr(args, "resource")}, {"for", ArgStr(args, "for")},
-                 {"met", lines}};
+    return Value{
+        {"resource", StrArg(args, "resource")}, {"for", StrArg(args, "for")}, {"met", lines}};
   }
 
  private:
   static std::vector<std::string> KubectlArgs(const Value& args, milliseconds timeout) {
-    std::vector<std::string> out{"wait", ArgStr(args, "resource")};
+    std::vector<std::string> out{"wait", StrArg(args, "resource")};
     if (args.contains("selector")) out.insert(out.end(), {"-l", SelectorText(args["selector"])});
-    out.push_back("--for=" + ArgStr(args, "for"));
+    out.push_back("--for=" + StrArg(args, "for"));
     out.push_back("--timeout=" + KubectlDuration(timeout));
     return out;
   }
 };
 
-class RolloutStatusPrimitive : public KubePrimitive {
+class RolloutStatusPrimitive : public NamedPrimitive {
  public:
   RolloutStatusPrimitive()
-      : KubePrimitive("kube.rollout_status",
-                      Schema{"Wait until a rollout is complete (kubectl rollout status).",
-                             WithConnArgs({
-                                 WithForm(KArg("deployment", ArgType::kString, false, "deployment name"), ArgForm::kKubeName),
-                                 WithForm(KArg("statefulset", ArgType::kString, false, "statefulset name"), ArgForm::kKubeName),
-                                 KArg("timeout", ArgType::kDuration, false,
-                                      "how long to wait (5m)"),
-                             }),
-                             {{"deployment", "statefulset"}},
-                             ""}) {}
+      : NamedPrimitive(
+            "kube.rollout_status",
+            Schema{"Wait until a rollout is complete (kubectl rollout status).",
+                   WithConnArgs({
+                       WithForm(Arg("deployment", ArgType::kString, false, "deployment name"),
+                                ArgForm::kKubeName),
+                       WithForm(Arg("statefulset", ArgType::kString, false, "statefulset name"),
+                                ArgForm::kKubeName),
+                       Arg("timeout", ArgType::kDuration, false, "how long to wait (5m)"),
+                   }),
+                   {{"deployment", "statefulset"}},
+                   ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    milliseconds t = ArgDuration(args, "timeout").value_or(kDefaultWait);
-    return {PlanArgv(args, KubectlArgs(args, t)), true, kNothingToUndo};
+    milliseconds t = DurationArgOr(args, "timeout", kDefaultWait);
+    return ChangesNothing(PlanArgv(args, KubectlArgs(args, t)));
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -185,8 +191,8 @@ class RolloutStatusPrimitive : public KubePrimitive {
 
  private:
   static std::pair<std::string, std::string> Target(const Value& args) {
-    if (args.contains("statefulset")) return {"statefulset", ArgStr(args, "statefulset")};
-    return {"deployment", ArgStr(args, "deployment")};
+    if (args.contains("statefulset")) return {"statefulset", StrArg(args, "statefulset")};
+    return {"deployment", StrArg(args, "deployment")};
   }
   static std::vector<std::string> KubectlArgs(const Value& args, milliseconds timeout) {
     auto [kind, obj] = Target(args);

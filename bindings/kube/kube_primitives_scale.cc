@@ -17,8 +17,8 @@ constexpr milliseconds kFirstPoll{100};
 constexpr milliseconds kMaxPoll{1000};
 
 std::pair<std::string, std::string> Workload(const Value& args) {
-  if (args.contains("statefulset")) return {"statefulset", ArgStr(args, "statefulset")};
-  return {"deployment", ArgStr(args, "deployment")};
+  if (args.contains("statefulset")) return {"statefulset", StrArg(args, "statefulset")};
+  return {"deployment", StrArg(args, "deployment")};
 }
 
 // The controller has caught up and `want` replicas exist and are ready.
@@ -58,19 +58,21 @@ Result<int64_t> WaitForReplicas(KubeStep& step, const std::string& kind, const s
   }
 }
 
-class ScalePrimitive : public KubePrimitive {
+class ScalePrimitive : public NamedPrimitive {
  public:
   ScalePrimitive()
-      : KubePrimitive(
+      : NamedPrimitive(
             "kube.scale",
             Schema{"Scale a deployment or statefulset; undo restores the replica count it found.",
                    WithConnArgs({
-                       WithForm(KArg("deployment", ArgType::kString, false, "deployment name"), ArgForm::kKubeName),
-                       WithForm(KArg("statefulset", ArgType::kString, false, "statefulset name"), ArgForm::kKubeName),
-                       KArg("replicas", ArgType::kInt, true, "the new replica count"),
-                       KArg("wait", ArgType::kBool, false,
-                            "wait until that many replicas are ready (default true)"),
-                       KArg("timeout", ArgType::kDuration, false, "how long to wait (5m)"),
+                       WithForm(Arg("deployment", ArgType::kString, false, "deployment name"),
+                                ArgForm::kKubeName),
+                       WithForm(Arg("statefulset", ArgType::kString, false, "statefulset name"),
+                                ArgForm::kKubeName),
+                       Arg("replicas", ArgType::kInt, true, "the new replica count"),
+                       Arg("wait", ArgType::kBool, false,
+                           "wait until that many replicas are ready (default true)"),
+                       Arg("timeout", ArgType::kDuration, false, "how long to wait (5m)"),
                    }),
                    {{"deployment", "statefulset"}},
                    ""}) {}
@@ -80,13 +82,13 @@ class ScalePrimitive : public KubePrimitive {
 
   PlanEffect Plan(const Value& args) const override {
     auto [kind, obj] = Workload(args);
-    std::string replicas = ArgStr(args, "replicas");
+    std::string replicas = StrArg(args, "replicas");
     std::string text = PlanArgv(args, {"scale", kind + "/" + obj, "--replicas=" + replicas});
-    if (ArgBool(args, "wait", true)) {
+    if (BoolArg(args, "wait", true)) {
       text += "   # then waits until " + replicas + " replicas are ready (up to " +
-              KubectlDuration(ArgDuration(args, "timeout").value_or(kDefaultWait)) + ")";
+              KubectlDuration(DurationArgOr(args, "timeout", kDefaultWait)) + ")";
     }
-    return {text, true,
+    return {text, UndoKind::kUndoes,
             PlanArgv(args, {"scale", kind + "/" + obj,
                             "--replicas=<the count before, recorded before scaling>"})};
   }
@@ -96,7 +98,7 @@ class ScalePrimitive : public KubePrimitive {
     if (!step.ok()) return step.status();
     auto [kind, obj] = Workload(args);
     std::string subject = step.Subject(kind, obj);
-    std::optional<int64_t> want = ArgInt(args, "replicas");
+    std::optional<int64_t> want = IntArg(args, "replicas");
     if (!want || *want < 0) return step.Fail(subject, Status::Invalid("replicas must be >= 0"));
     Result<Value> live = step.client().Get(kind, obj);
     if (!live.ok()) return step.Fail(subject, live.status());
@@ -128,9 +130,9 @@ class ScalePrimitive : public KubePrimitive {
       return result;
     }
     int64_t ready = IntAt(*live, "/status/readyReplicas", 0);
-    if (ArgBool(args, "wait", true)) {
-      Result<int64_t> w = WaitForReplicas(step, kind, obj, *want,
-                                          ArgDuration(args, "timeout").value_or(kDefaultWait));
+    if (BoolArg(args, "wait", true)) {
+      Result<int64_t> w =
+          WaitForReplicas(step, kind, obj, *want, DurationArgOr(args, "timeout", kDefaultWait));
       if (!w.ok()) return step.Fail(subject, w.status());
       ready = *w;
     }
@@ -153,9 +155,9 @@ class ScalePrimitive : public KubePrimitive {
     Result<KubectlOutput> r =
         step.Change({{"scale", kind + "/" + obj, "--replicas=" + std::to_string(want)}});
     if (!r.ok()) return step.Fail(subject, r.status().Prefixed("undo"));
-    if (ArgBool(args, "wait", true)) {
-      Result<int64_t> w = WaitForReplicas(step, kind, obj, want,
-                                          ArgDuration(args, "timeout").value_or(kDefaultWait));
+    if (BoolArg(args, "wait", true)) {
+      Result<int64_t> w =
+          WaitForReplicas(step, kind, obj, want, DurationArgOr(args, "timeout", kDefaultWait));
       if (!w.ok()) return step.Fail(subject, w.status().Prefixed("undo"));
     }
     return Status::Ok();
@@ -166,7 +168,7 @@ class ScalePrimitive : public KubePrimitive {
     if (!step.ok()) return {};
     auto [kind, obj] = Workload(args);
     Result<Value> live = step.client().Get(kind, obj);
-    std::optional<int64_t> want = ArgInt(args, "replicas");
+    std::optional<int64_t> want = IntArg(args, "replicas");
     if (!live.ok() || !want) return {};
     if (IntAt(*live, "/spec/replicas", 1) != *want) return {CheckOutcome::kNotDone, nullptr};
     Value result{{"kind", kind},

@@ -149,18 +149,18 @@ PgConnectionType::PgConnectionType() {
   schema_.help = "A PostgreSQL server: a libpq conninfo string or URI, or a map.";
   schema_.scalar_arg = "dsn";
   schema_.args = {
-      PgArg("dsn", ArgType::kString, false, "libpq conninfo or postgresql:// URI"),
-      PgArg("password", ArgType::kString, false, "password (kept out of every output)"),
-      PgArg("host", ArgType::kString, false, "host name, address or socket directory"),
-      PgArg("port", ArgType::kAny, false, "port number"),
-      PgArg("dbname", ArgType::kString, false, "database name"),
-      PgArg("user", ArgType::kString, false, "role name"),
-      PgArg("connect_timeout", ArgType::kAny, false, "how long a connect may take (10s)"),
-      PgArg("sslmode", ArgType::kString, false, "libpq sslmode",
-            {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
-      PgArg("via", ArgType::kString, false, "ssh or kube connection to tunnel through (later)"),
-      WithForm(PgArg("pod", ArgType::kString, false,
-                     "pod to port-forward to, with via: a kube connection (NAME or TYPE/NAME)"),
+      Arg("dsn", ArgType::kString, false, "libpq conninfo or postgresql:// URI"),
+      Arg("password", ArgType::kString, false, "password (kept out of every output)"),
+      Arg("host", ArgType::kString, false, "host name, address or socket directory"),
+      Arg("port", ArgType::kAny, false, "port number"),
+      Arg("dbname", ArgType::kString, false, "database name"),
+      Arg("user", ArgType::kString, false, "role name"),
+      Arg("connect_timeout", ArgType::kAny, false, "how long a connect may take (10s)"),
+      Arg("sslmode", ArgType::kString, false, "libpq sslmode",
+          {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
+      Arg("via", ArgType::kString, false, "ssh or kube connection to tunnel through (later)"),
+      WithForm(Arg("pod", ArgType::kString, false,
+                   "pod to port-forward to, with via: a kube connection (NAME or TYPE/NAME)"),
                ArgForm::kKubeObject),
   };
 }

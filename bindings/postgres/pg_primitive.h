@@ -1,32 +1,17 @@
-// Pieces shared by the pg.* primitives: schema building, argument access,
-// and the one-primitive-per-class base.
+// Pieces shared by the pg.* primitives (the rest is engine/core/primitive_kit.h).
 #pragma once
 
-#include <chrono>
-#include <optional>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "bindings/postgres/pg_client.h"
+#include "engine/core/primitive_kit.h"
 #include "engine/core/registry.h"
 
 namespace runbook {
 
-ArgSpec PgArg(std::string name, ArgType type, bool required, std::string help,
-              std::vector<std::string> choices = {});
 // A connection argument of type postgres ("conn", "source", "target").
 ArgSpec PgConnArg(std::string name, std::string help);
 
-// Argument access with defaults (args were checked against the schema, but a
-// primitive may also be called from Lua with anything).
-std::string StrArg(const Value& args, const char* key, const std::string& fallback = "");
-bool BoolArg(const Value& args, const char* key, bool fallback);
-// A list of strings; a single string counts as a one-item list.
-std::vector<std::string> StrListArg(const Value& args, const char* key);
-// A duration: "30s", "500ms", or a number of seconds; nullopt if invalid.
-std::optional<std::chrono::milliseconds> DurationArg(const Value& args, const char* key,
-                                                     const std::string& fallback);
 // The `params` list as $n values (see ValueToPgParam).
 PgParams ParamsArg(const Value& args);
 // Plan text for a statement and its parameters: "SQL\n-- $1 = 'v', $2 = NULL".
@@ -35,17 +20,6 @@ std::string PlanSql(const std::string& sql, const PgParams& params);
 // A publication/slot/subscription name of this step: "runbook_<run>_<step>",
 // lowercase alphanumerics and '_', at most 63 bytes (NAMEDATALEN - 1).
 std::string ReplicationObjectName(StepContext& ctx);
-
-class PgPrimitive : public Primitive {
- public:
-  PgPrimitive(std::string name, Schema schema) : name_(std::move(name)), schema_(std::move(schema)) {}
-  std::string name() const override { return name_; }
-  const Schema& schema() const override { return schema_; }
-
- private:
-  std::string name_;
-  Schema schema_;
-};
 
 // Registration of each primitive family (one file each).
 void AddPgQueryPrimitives(Registry* r);       // pg.query, pg.exec

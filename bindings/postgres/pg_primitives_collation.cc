@@ -88,23 +88,24 @@ std::vector<std::string> SelectedDatabases(const Value& args) {
 
 std::string IndexName(const CollationIndex& i) { return TableName{i.schema, i.index}.Display(); }
 
-class PgCollationStatus : public PgPrimitive {
+class PgCollationStatus : public NamedPrimitive {
  public:
   PgCollationStatus()
-      : PgPrimitive("pg.collation_status",
-                    Schema{"Recorded vs actual collation versions of every database and of the "
-                           "collation objects inside them.",
-                           {PgConnArg("conn", "a connection to the server")},
-                           {},
-                           ""}) {}
+      : NamedPrimitive("pg.collation_status",
+                       Schema{"Recorded vs actual collation versions of every database and of the "
+                              "collation objects inside them.",
+                              {PgConnArg("conn", "a connection to the server")},
+                              {},
+                              ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {"SELECT datname, datcollate, datcollversion, pg_database_collation_actual_version(oid) "
-            "FROM pg_database; and in each database: SELECT collname, collversion, "
-            "pg_collation_actual_version(oid) FROM pg_collation",
-            true, "nothing to undo (read-only)"};
+    return ChangesNothing(
+        "SELECT datname, datcollate, datcollversion, pg_database_collation_actual_version(oid) "
+        "FROM pg_database; and in each database: SELECT collname, collversion, "
+        "pg_collation_actual_version(oid) FROM pg_collation",
+        "read-only");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -139,20 +140,20 @@ class PgCollationStatus : public PgPrimitive {
   }
 };
 
-class PgRefreshCollation : public PgPrimitive {
+class PgRefreshCollation : public NamedPrimitive {
  public:
   PgRefreshCollation()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.refresh_collation",
             Schema{"For each database with a stale collation version (template databases "
                    "included): REINDEX the indexes whose keys use an affected collation, then "
                    "ALTER COLLATION ... REFRESH VERSION and ALTER DATABASE ... REFRESH "
                    "COLLATION VERSION.",
                    {PgConnArg("conn", "a connection to the server"),
-                    PgArg("databases", ArgType::kAny, false, "all (default) or a list of names"),
-                    PgArg("reindex", ArgType::kBool, false, "rebuild affected indexes (true)"),
-                    PgArg("concurrently", ArgType::kBool, false,
-                          "REINDEX CONCURRENTLY (slower, does not block writes)")},
+                    Arg("databases", ArgType::kAny, false, "all (default) or a list of names"),
+                    Arg("reindex", ArgType::kBool, false, "rebuild affected indexes (true)"),
+                    Arg("concurrently", ArgType::kBool, false,
+                        "REINDEX CONCURRENTLY (slower, does not block writes)")},
                    {},
                    ""}) {}
 
@@ -170,7 +171,7 @@ class PgRefreshCollation : public PgPrimitive {
     }
     text += "  ALTER COLLATION <each stale collation> REFRESH VERSION\n"
             "  ALTER DATABASE <db> REFRESH COLLATION VERSION";
-    return {text, false, "the recorded versions are overwritten"};
+    return Irreversible(text, "the recorded versions are overwritten");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

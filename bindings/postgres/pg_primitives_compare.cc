@@ -85,27 +85,25 @@ Status CheckDumpVersion(StepContext& ctx, const CompareArgs& a, int major) {
   return Status::Ok();
 }
 
-class PgCompare : public PgPrimitive {
+class PgCompare : public NamedPrimitive {
  public:
   PgCompare()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.compare",
             Schema{"Compares two databases in full, as PostgreSQL's upgrade test does: the schema "
                    "as pg_dump sees it, every table's, partition's and materialized view's rows "
                    "(count and checksum), large objects, sequences, and which materialized "
                    "views are populated. Fails on any difference unless allow_mismatch.",
                    {PgConnArg("source", "the original"), PgConnArg("target", "the copy"),
-                    PgArg("rows", ArgType::kString, false,
-                          "checksum (default: count and content) or count", {"checksum", "count"}),
-                    PgArg("owners", ArgType::kBool, false,
-                          "compare owners and grants too (true)"),
-                    PgArg("schema", ArgType::kBool, false,
-                          "compare the schema with pg_dump (true)"),
-                    PgArg("bin_dir", ArgType::kString, false,
-                          "directory of the pg_dump to use (default: PATH); it must be at least "
-                          "the newer server's major version"),
-                    PgArg("allow_mismatch", ArgType::kBool, false,
-                          "report differences without failing")},
+                    Arg("rows", ArgType::kString, false,
+                        "checksum (default: count and content) or count", {"checksum", "count"}),
+                    Arg("owners", ArgType::kBool, false, "compare owners and grants too (true)"),
+                    Arg("schema", ArgType::kBool, false, "compare the schema with pg_dump (true)"),
+                    Arg("bin_dir", ArgType::kString, false,
+                        "directory of the pg_dump to use (default: PATH); it must be at least "
+                        "the newer server's major version"),
+                    Arg("allow_mismatch", ArgType::kBool, false,
+                        "report differences without failing")},
                    {},
                    ""}) {}
 
@@ -126,7 +124,7 @@ class PgCompare : public PgPrimitive {
             " (FROM ONLY); which materialized views are populated";
     text += "\n  large objects (size, md5" + std::string(a.options.owners ? ", owner, grants" : "") +
             "); every sequence's last_value and is_called";
-    return {text, true, "nothing to undo (read-only)"};
+    return ChangesNothing(text, "read-only");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override { return Compare(ctx, args); }

@@ -180,35 +180,34 @@ class SnapshotHolder {
 Status AddForeignKeys(PgLease& dst, const Value& fks);  // below
 Status CheckCarried(const CopyArgs& a, PgLease& src, PgLease& dst, Prepared* p);
 
-class PgCopy : public PgPrimitive {
+class PgCopy : public NamedPrimitive {
  public:
   PgCopy()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.copy",
-            Schema{
-                "Clones tables (or a whole database) into another database: schema, then the "
-                "data as parallel COPY streams from one snapshot, then indexes and "
-                "constraints, sequences and ANALYZE. Rollback drops what it created, unless "
-                "someone else wrote to it since and the source lacks those rows (refused).",
-                {PgConnArg("source", "the database to copy from"),
-                 PgConnArg("target", "the database to copy into"),
-                 PgArg("tables", ArgType::kList, false, "tables (table or schema.table)"),
-                 PgArg("all", ArgType::kBool, false, "every table of every schema"),
-                 PgArg("schema", ArgType::kString, false, "schema of unqualified names (public)"),
-                 PgArg("jobs", ArgType::kInt, false, "parallel COPY streams (2)"),
-                 PgArg("schema_only", ArgType::kBool, false, "copy the schema, no data"),
-                 PgArg("replace", ArgType::kBool, false,
-                       "overwrite target tables that already have rows"),
-                 PgArg("keep_owners", ArgType::kBool, false,
-                       "true: keep owners and grants (the roles must exist on the target); "
-                       "false: drop them; not given: refused if the source has any"),
-                 PgArg("format", ArgType::kString, false,
-                       "auto (binary COPY where both sides can exchange it safely) or text",
-                       {"auto", "text"}),
-                 PgArg("bin_dir", ArgType::kString, false,
-                       "directory of pg_dump, pg_restore, psql and vacuumdb (default: PATH)")},
-                {{"tables", "all"}},
-                ""}) {}
+            Schema{"Clones tables (or a whole database) into another database: schema, then the "
+                   "data as parallel COPY streams from one snapshot, then indexes and "
+                   "constraints, sequences and ANALYZE. Rollback drops what it created, unless "
+                   "someone else wrote to it since and the source lacks those rows (refused).",
+                   {PgConnArg("source", "the database to copy from"),
+                    PgConnArg("target", "the database to copy into"),
+                    Arg("tables", ArgType::kList, false, "tables (table or schema.table)"),
+                    Arg("all", ArgType::kBool, false, "every table of every schema"),
+                    Arg("schema", ArgType::kString, false, "schema of unqualified names (public)"),
+                    Arg("jobs", ArgType::kInt, false, "parallel COPY streams (2)"),
+                    Arg("schema_only", ArgType::kBool, false, "copy the schema, no data"),
+                    Arg("replace", ArgType::kBool, false,
+                        "overwrite target tables that already have rows"),
+                    Arg("keep_owners", ArgType::kBool, false,
+                        "true: keep owners and grants (the roles must exist on the target); "
+                        "false: drop them; not given: refused if the source has any"),
+                    Arg("format", ArgType::kString, false,
+                        "auto (binary COPY where both sides can exchange it safely) or text",
+                        {"auto", "text"}),
+                    Arg("bin_dir", ArgType::kString, false,
+                        "directory of pg_dump, pg_restore, psql and vacuumdb (default: PATH)")},
+                   {{"tables", "all"}},
+                   ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
 
@@ -245,7 +244,7 @@ class PgCopy : public PgPrimitive {
                           : std::string("ANALYZE")) +
               " the copied tables";
     }
-    return {text, true,
+    return {text, UndoKind::kUndoes,
             "drop the tables, sequences, views, types, routines, schemas, extensions and large "
             "objects the copy created on " +
                 a.target + " (rows replaced in tables that existed are not restored)"};

@@ -9,9 +9,9 @@ namespace runbook {
 namespace {
 
 std::vector<ArgSpec> TableArgs() {
-  return {PgArg("tables", ArgType::kList, false, "tables (table or schema.table)"),
-          PgArg("all", ArgType::kBool, false, "every table of the schema"),
-          PgArg("schema", ArgType::kString, false, "schema for unqualified names (public)")};
+  return {Arg("tables", ArgType::kList, false, "tables (table or schema.table)"),
+          Arg("all", ArgType::kBool, false, "every table of the schema"),
+          Arg("schema", ArgType::kString, false, "schema for unqualified names (public)")};
 }
 
 bool AllTables(const Value& args) { return BoolArg(args, "all", false); }
@@ -28,23 +28,23 @@ std::string PlanTables(const Value& args, bool checksum) {
   return CountSql(*tables, checksum, QuoteIdentPlain);
 }
 
-class PgCounts : public PgPrimitive {
+class PgCounts : public NamedPrimitive {
  public:
   PgCounts()
-      : PgPrimitive("pg.counts",
-                    Schema{"Exact row counts of tables, in one query (one snapshot).",
-                           [] {
-                             auto a = TableArgs();
-                             a.insert(a.begin(), PgConnArg("conn", "the database"));
-                             return a;
-                           }(),
-                           {{"tables", "all"}},
-                           ""}) {}
+      : NamedPrimitive("pg.counts",
+                       Schema{"Exact row counts of tables, in one query (one snapshot).",
+                              [] {
+                                auto a = TableArgs();
+                                a.insert(a.begin(), PgConnArg("conn", "the database"));
+                                return a;
+                              }(),
+                              {{"tables", "all"}},
+                              ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {PlanTables(args, false), true, "nothing to undo (read-only)"};
+    return ChangesNothing(PlanTables(args, false), "read-only");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -84,10 +84,10 @@ struct Side {
   Status status;
 };
 
-class PgCompareCounts : public PgPrimitive {
+class PgCompareCounts : public NamedPrimitive {
  public:
   PgCompareCounts()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.compare_counts",
             Schema{"Compares exact row counts (and, in checksum mode, content) of tables in two "
                    "databases, queried at the same time. Any difference fails the step unless "
@@ -96,10 +96,10 @@ class PgCompareCounts : public PgPrimitive {
                      auto a = TableArgs();
                      a.insert(a.begin(), PgConnArg("target", "the copy"));
                      a.insert(a.begin(), PgConnArg("source", "the original"));
-                     a.push_back(PgArg("mode", ArgType::kString, false,
-                                       "count (default) or checksum", {"count", "checksum"}));
-                     a.push_back(PgArg("allow_mismatch", ArgType::kBool, false,
-                                       "report differences without failing"));
+                     a.push_back(Arg("mode", ArgType::kString, false, "count (default) or checksum",
+                                     {"count", "checksum"}));
+                     a.push_back(Arg("allow_mismatch", ArgType::kBool, false,
+                                     "report differences without failing"));
                      return a;
                    }(),
                    {{"tables", "all"}},
@@ -109,9 +109,9 @@ class PgCompareCounts : public PgPrimitive {
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
     std::string sql = PlanTables(args, Checksum(args));
-    return {"on " + StrArg(args, "source") + " and " + StrArg(args, "target") +
-                " at the same time:\n" + sql,
-            true, "nothing to undo (read-only)"};
+    return ChangesNothing("on " + StrArg(args, "source") + " and " + StrArg(args, "target") +
+                              " at the same time:\n" + sql,
+                          "read-only");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

@@ -29,27 +29,27 @@ Result<int64_t> DatabaseOid(PgLease& lease, const std::string& name) {
   return rows->empty() ? int64_t{0} : (*rows)[0]["oid"].get<int64_t>();
 }
 
-class PgCreateDatabase : public PgPrimitive {
+class PgCreateDatabase : public NamedPrimitive {
  public:
   PgCreateDatabase()
-      : PgPrimitive("pg.create_database",
-                    Schema{"Creates a database. Rollback drops it, only if this step created "
-                           "it and no one else wrote to it since (refused).",
-                           {PgConnArg("conn", "a connection to the server (any database)"),
-                            PgArg("name", ArgType::kString, true, "the new database"),
-                            PgArg("template", ArgType::kString, false, "template (template1)"),
-                            PgArg("owner", ArgType::kString, false, "owning role"),
-                            PgArg("if_not_exists", ArgType::kBool, false,
-                                  "succeed without change if it exists")},
-                           {},
-                           ""}) {}
+      : NamedPrimitive("pg.create_database",
+                       Schema{"Creates a database. Rollback drops it, only if this step created "
+                              "it and no one else wrote to it since (refused).",
+                              {PgConnArg("conn", "a connection to the server (any database)"),
+                               Arg("name", ArgType::kString, true, "the new database"),
+                               Arg("template", ArgType::kString, false, "template (template1)"),
+                               Arg("owner", ArgType::kString, false, "owning role"),
+                               Arg("if_not_exists", ArgType::kBool, false,
+                                   "succeed without change if it exists")},
+                              {},
+                              ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value& args) const override {
     return BoolArg(args, "if_not_exists", false);
   }
   PlanEffect Plan(const Value& args) const override {
-    return {CreateSql(args, QuoteIdentPlain), true,
+    return {CreateSql(args, QuoteIdentPlain), UndoKind::kUndoes,
             DropSql(StrArg(args, "name"), true, true, QuoteIdentPlain) +
                 " (only if this step created it, and no one else wrote to it since)"};
   }
@@ -165,19 +165,19 @@ class PgCreateDatabase : public PgPrimitive {
   }
 };
 
-class PgDropDatabase : public PgPrimitive {
+class PgDropDatabase : public NamedPrimitive {
  public:
   PgDropDatabase()
-      : PgPrimitive("pg.drop_database",
-                    Schema{"Drops a database. Irreversible.",
-                           {PgConnArg("conn", "a connection to the server (another database)"),
-                            PgArg("name", ArgType::kString, true, "the database to drop"),
-                            PgArg("terminate", ArgType::kBool, false,
-                                  "end other sessions on it first (WITH (FORCE))"),
-                            PgArg("if_exists", ArgType::kBool, false,
-                                  "succeed if it does not exist")},
-                           {},
-                           ""}) {}
+      : NamedPrimitive(
+            "pg.drop_database",
+            Schema{"Drops a database. Irreversible.",
+                   {PgConnArg("conn", "a connection to the server (another database)"),
+                    Arg("name", ArgType::kString, true, "the database to drop"),
+                    Arg("terminate", ArgType::kBool, false,
+                        "end other sessions on it first (WITH (FORCE))"),
+                    Arg("if_exists", ArgType::kBool, false, "succeed if it does not exist")},
+                   {},
+                   ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSkip; }
   std::string skip_reason(const Value& args) const override {
@@ -186,9 +186,9 @@ class PgDropDatabase : public PgPrimitive {
   }
   bool idempotent(const Value& args) const override { return BoolArg(args, "if_exists", false); }
   PlanEffect Plan(const Value& args) const override {
-    return {DropSql(StrArg(args, "name"), BoolArg(args, "if_exists", false),
-                    BoolArg(args, "terminate", false), QuoteIdentPlain),
-            false, "the database and its data are gone"};
+    return Irreversible(DropSql(StrArg(args, "name"), BoolArg(args, "if_exists", false),
+                                BoolArg(args, "terminate", false), QuoteIdentPlain),
+                        "the database and its data are gone");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

@@ -72,26 +72,26 @@ Result<std::string> CheckDumpVersion(StepContext& ctx, const std::string& where,
   return line;
 }
 
-class PgDump : public PgPrimitive {
+class PgDump : public NamedPrimitive {
  public:
   PgDump()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.dump",
             Schema{"Dumps a database with pg_dump to a file (custom, plain) or directory; "
                    "verifies it and records its size and sha256. Rollback removes it.",
                    {PgConnArg("conn", "a connection to the server"),
-                    PgArg("database", ArgType::kString, false,
-                          "the database to dump (default: the connection's)"),
-                    PgArg("file", ArgType::kString, true, "the archive file or directory"),
-                    PgArg("format", ArgType::kString, false, "custom (default), directory, plain",
-                          {"custom", "directory", "plain"}),
-                    PgArg("jobs", ArgType::kInt, false, "parallel jobs (directory format only)"),
-                    PgArg("tables", ArgType::kList, false, "only these tables (pg_dump -t)"),
-                    PgArg("schema", ArgType::kList, false, "only these schemas (pg_dump -n)"),
-                    PgArg("overwrite", ArgType::kBool, false,
-                          "replace an existing file (rollback then cannot bring it back)"),
-                    PgArg("bin_dir", ArgType::kString, false,
-                          "directory of pg_dump and pg_restore (default: PATH)")},
+                    Arg("database", ArgType::kString, false,
+                        "the database to dump (default: the connection's)"),
+                    Arg("file", ArgType::kString, true, "the archive file or directory"),
+                    Arg("format", ArgType::kString, false, "custom (default), directory, plain",
+                        {"custom", "directory", "plain"}),
+                    Arg("jobs", ArgType::kInt, false, "parallel jobs (directory format only)"),
+                    Arg("tables", ArgType::kList, false, "only these tables (pg_dump -t)"),
+                    Arg("schema", ArgType::kList, false, "only these schemas (pg_dump -n)"),
+                    Arg("overwrite", ArgType::kBool, false,
+                        "replace an existing file (rollback then cannot bring it back)"),
+                    Arg("bin_dir", ArgType::kString, false,
+                        "directory of pg_dump and pg_restore (default: PATH)")},
                    {},
                    ""}) {}
 
@@ -102,7 +102,7 @@ class PgDump : public PgPrimitive {
     return {FormatToolArgv(DumpArgv(args, PartialPath(file), PlanDbname(args))) + "   # then " +
                 (plain ? "check its \"dump complete\" line" : "pg_restore --list") +
                 ", rename to " + file,
-            true, "remove " + file + " (only if this step created it)"};
+            UndoKind::kUndoes, "remove " + file + " (only if this step created it)"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

@@ -44,7 +44,7 @@ FallbackArgs ReadArgs(StepContext* ctx, const Value& args) {
   a.bin_dir = StrArg(args, "bin_dir");
   a.replication = BoolArg(args, "replication", true);
   a.owners = BoolArg(args, "owners", true);
-  if (auto d = DurationArg(args, "catch_up_timeout", "10m")) a.catch_up = *d;
+  a.catch_up = DurationArgOr(args, "catch_up_timeout", std::chrono::minutes(10));
   return a;
 }
 
@@ -129,10 +129,10 @@ Status Probe(const FallbackArgs& a, PgLease& blue, PgLease& green, bool ours) {
   return Status::Ok();
 }
 
-class PgFallback : public PgPrimitive {
+class PgFallback : public NamedPrimitive {
  public:
   PgFallback()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.fallback",
             Schema{"The way back after a blue-green switch, set up inside the write freeze just "
                    "before it. replication: blue follows green (a subscription on blue to a "
@@ -145,21 +145,21 @@ class PgFallback : public PgPrimitive {
                    "changed (unless --accept-data-loss).",
                    {PgConnArg("source", "blue: the database the application left"),
                     PgConnArg("target", "green: the database the application now writes to"),
-                    PgArg("replication", ArgType::kBool, false,
-                          "blue follows green until the decommission (true); green needs "
-                          "wal_level = logical, blue a superuser"),
-                    PgArg("target_dsn", ArgType::kString, false,
-                          "how BLUE's server reaches green, key=value conninfo (e.g. "
-                          "host=chronicle-db-v17.dsm.svc port=5432); default: the address the "
-                          "engine used"),
-                    PgArg("name", ArgType::kString, false,
-                          "publication, slot and subscription name (default from the run id)"),
-                    PgArg("owners", ArgType::kBool, false,
-                          "the reverse cutover's proof compares owners and grants (true)"),
-                    PgArg("bin_dir", ArgType::kString, false,
-                          "pg_dump for the proof (at least the newer server's major)"),
-                    PgArg("catch_up_timeout", ArgType::kDuration, false,
-                          "how long the reverse cutover waits for blue to catch up (10m)")},
+                    Arg("replication", ArgType::kBool, false,
+                        "blue follows green until the decommission (true); green needs "
+                        "wal_level = logical, blue a superuser"),
+                    Arg("target_dsn", ArgType::kString, false,
+                        "how BLUE's server reaches green, key=value conninfo (e.g. "
+                        "host=chronicle-db-v17.dsm.svc port=5432); default: the address the "
+                        "engine used"),
+                    Arg("name", ArgType::kString, false,
+                        "publication, slot and subscription name (default from the run id)"),
+                    Arg("owners", ArgType::kBool, false,
+                        "the reverse cutover's proof compares owners and grants (true)"),
+                    Arg("bin_dir", ArgType::kString, false,
+                        "pg_dump for the proof (at least the newer server's major)"),
+                    Arg("catch_up_timeout", ArgType::kDuration, false,
+                        "how long the reverse cutover waits for blue to catch up (10m)")},
                    {},
                    ""}) {}
 
@@ -171,24 +171,31 @@ class PgFallback : public PgPrimitive {
     FallbackArgs a = ReadArgs(nullptr, args);
     const std::string n = a.name.empty() ? "<runbook_run_step>" : a.name;
     if (!a.replication) {
-      return {"read the rows of every table of " + a.green + " (counts and checksums): a "
-              "rollback refuses once they change (no way back for writes made to " + a.green +
-                  ")",
-              true, "compare the rows of " + a.green + " with those noted, again once the "
-              "writers are stopped: a difference halts the rollback (refused before acting "
-              "once " + a.green + " has new writes)"};
+      return {"read the rows of every table of " + a.green +
+                  " (counts and checksums): a "
+                  "rollback refuses once they change (no way back for writes made to " +
+                  a.green + ")",
+              UndoKind::kUndoes,
+              "compare the rows of " + a.green +
+                  " with those noted, again once the "
+                  "writers are stopped: a difference halts the rollback (refused before acting "
+                  "once " +
+                  a.green + " has new writes)"};
     }
-    return {"CREATE PUBLICATION " + n + " FOR ALL TABLES and SELECT "
-            "pg_create_logical_replication_slot('" + n + "', 'pgoutput') on " + a.green +
-                "\nCREATE SUBSCRIPTION " + n + " CONNECTION '<" + a.green +
-                ", password redacted>' PUBLICATION " + n +
+    return {"CREATE PUBLICATION " + n +
+                " FOR ALL TABLES and SELECT "
+                "pg_create_logical_replication_slot('" +
+                n + "', 'pgoutput') on " + a.green + "\nCREATE SUBSCRIPTION " + n +
+                " CONNECTION '<" + a.green + ", password redacted>' PUBLICATION " + n +
                 " WITH (create_slot = false, copy_data = false) on " + a.blue,
-            true,
+            UndoKind::kUndoes,
             "the reverse cutover: wait until " + a.blue + " has applied everything " + a.green +
                 " committed, setval() of its sequences, large objects, unlogged tables and "
-                "materialized views from " + a.green + ", pg.compare " + a.green + " vs " +
-                a.blue + " (a difference halts the rollback), then drop the subscription, "
-                "publication and slot " + n};
+                "materialized views from " +
+                a.green + ", pg.compare " + a.green + " vs " + a.blue +
+                " (a difference halts the rollback), then drop the subscription, "
+                "publication and slot " +
+                n};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -403,18 +410,18 @@ class PgFallback : public PgPrimitive {
 };
 
 // pg.drop_replication: the end of a fallback window (the decommission).
-class PgDropReplication : public PgPrimitive {
+class PgDropReplication : public NamedPrimitive {
  public:
   PgDropReplication()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.drop_replication",
             Schema{"Takes a logical replication down for good: the subscription on the "
                    "subscriber (detached from its slot first), the publication and its slots "
                    "on the publisher. Irreversible; what is already gone is fine.",
                    {PgConnArg("publisher", "the database that publishes"),
                     PgConnArg("subscriber", "the database that subscribes"),
-                    PgArg("name", ArgType::kString, true,
-                          "the subscription's, publication's and slot's name")},
+                    Arg("name", ArgType::kString, true,
+                        "the subscription's, publication's and slot's name")},
                    {},
                    ""}) {}
 
@@ -423,10 +430,11 @@ class PgDropReplication : public PgPrimitive {
 
   PlanEffect Plan(const Value& args) const override {
     const std::string n = StrArg(args, "name");
-    return {"ALTER SUBSCRIPTION " + n + " DISABLE, SET (slot_name = NONE), DROP SUBSCRIPTION " +
-                n + " on " + StrArg(args, "subscriber") + "\nDROP PUBLICATION " + n +
-                " and pg_drop_replication_slot('" + n + "') on " + StrArg(args, "publisher"),
-            false, "irreversible: the replication is gone (run the upgrade again to set one up)"};
+    return Irreversible(
+        "ALTER SUBSCRIPTION " + n + " DISABLE, SET (slot_name = NONE), DROP SUBSCRIPTION " + n +
+            " on " + StrArg(args, "subscriber") + "\nDROP PUBLICATION " + n +
+            " and pg_drop_replication_slot('" + n + "') on " + StrArg(args, "publisher"),
+        "irreversible: the replication is gone (run the upgrade again to set one up)");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

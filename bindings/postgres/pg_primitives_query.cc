@@ -50,16 +50,16 @@ Value ExecResult(const PgResult& r) {
   return Value{{"command", r.command}, {"rows_affected", r.affected}, {"rows", r.rows}};
 }
 
-class PgQuery : public PgPrimitive {
+class PgQuery : public NamedPrimitive {
  public:
   PgQuery()
-      : PgPrimitive("pg.query",
-                    Schema{"Runs a query; the result is its rows, a list of {column: value}.",
-                           {PgConnArg("conn", "the database"),
-                            PgArg("sql", ArgType::kString, true, "the query"),
-                            PgArg("params", ArgType::kList, false, "values for $1, $2, ...")},
-                           {},
-                           ""}) {}
+      : NamedPrimitive("pg.query",
+                       Schema{"Runs a query; the result is its rows, a list of {column: value}.",
+                              {PgConnArg("conn", "the database"),
+                               Arg("sql", ArgType::kString, true, "the query"),
+                               Arg("params", ArgType::kList, false, "values for $1, $2, ...")},
+                              {},
+                              ""}) {}
 
   Rehearsal rehearsal(const Value& args) const override {
     return SkipReason(StrArg(args, "sql"), false).empty() ? Rehearsal::kProbe : Rehearsal::kSkip;
@@ -69,7 +69,7 @@ class PgQuery : public PgPrimitive {
   }
   bool idempotent(const Value& args) const override { return ReadOnlySql(StrArg(args, "sql")); }
   PlanEffect Plan(const Value& args) const override {
-    return {PlanSql(StrArg(args, "sql"), ParamsArg(args)), true, "nothing to undo (a query)"};
+    return ChangesNothing(PlanSql(StrArg(args, "sql"), ParamsArg(args)), "a query");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -91,19 +91,19 @@ class PgQuery : public PgPrimitive {
   }
 };
 
-class PgExec : public PgPrimitive {
+class PgExec : public NamedPrimitive {
  public:
   PgExec()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.exec",
             Schema{"Runs SQL that changes things, in a transaction unless it cannot run in one.",
                    {PgConnArg("conn", "the database"),
-                    PgArg("sql", ArgType::kString, true, "one or more statements"),
-                    PgArg("params", ArgType::kList, false, "values for $1, $2, ... (one statement)"),
-                    PgArg("rollback_sql", ArgType::kString, false, "SQL that undoes it"),
-                    PgArg("transaction", ArgType::kBool, false,
-                          "run inside BEGIN ... COMMIT (default true; statements such as VACUUM "
-                          "or CREATE DATABASE run without one)")},
+                    Arg("sql", ArgType::kString, true, "one or more statements"),
+                    Arg("params", ArgType::kList, false, "values for $1, $2, ... (one statement)"),
+                    Arg("rollback_sql", ArgType::kString, false, "SQL that undoes it"),
+                    Arg("transaction", ArgType::kBool, false,
+                        "run inside BEGIN ... COMMIT (default true; statements such as VACUUM "
+                        "or CREATE DATABASE run without one)")},
                    {},
                    ""}) {}
 
@@ -123,7 +123,7 @@ class PgExec : public PgPrimitive {
     bool txn = use.ok() && *use;
     PlanEffect e;
     e.text = txn ? "BEGIN;\n" + sql + "\nCOMMIT;" : sql;
-    e.reversible = !undo.empty();
+    e.undo_kind = undo.empty() ? UndoKind::kIrreversible : UndoKind::kUndoes;
     e.undo = undo.empty() ? "no rollback_sql (pg.exec is undone only by its rollback_sql)" : undo;
     return e;
   }

@@ -243,10 +243,10 @@ Value TableKeys(const std::vector<CopyTable>& tables) {
   return v;
 }
 
-class PgReplicate : public PgPrimitive {
+class PgReplicate : public NamedPrimitive {
  public:
   PgReplicate()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.replicate",
             Schema{"Starts logical replication of tables from source to target: a publication "
                    "and a slot on the source, the missing tables' schema on the target, a "
@@ -254,21 +254,21 @@ class PgReplicate : public PgPrimitive {
                    "target's tables hold rows the source does not (refused).",
                    {PgConnArg("source", "the database to replicate from (wal_level = logical)"),
                     PgConnArg("target", "the database to replicate into"),
-                    PgArg("tables", ArgType::kList, false, "tables (table or schema.table)"),
-                    PgArg("all", ArgType::kBool, false, "every table (FOR ALL TABLES)"),
-                    PgArg("name", ArgType::kString, false,
-                          "publication, slot and subscription name (default from the run id)"),
-                    PgArg("copy_data", ArgType::kBool, false, "copy existing rows first (true)"),
-                    PgArg("source_dsn", ArgType::kString, false,
-                          "how the TARGET server reaches the source, as key=value conninfo "
-                          "(e.g. host=blue.db.svc port=5432); default: the address the engine "
-                          "used, which a port-forward or tunnel makes unusable for the server"),
-                    PgArg("bin_dir", ArgType::kString, false,
-                          "directory of pg_dump and psql (default: PATH)"),
-                    PgArg("keep_owners", ArgType::kBool, false,
-                          "true: the schema keeps owners and grants (the roles must exist on the "
-                          "target); false: without them; not given: refused if the source has "
-                          "any")},
+                    Arg("tables", ArgType::kList, false, "tables (table or schema.table)"),
+                    Arg("all", ArgType::kBool, false, "every table (FOR ALL TABLES)"),
+                    Arg("name", ArgType::kString, false,
+                        "publication, slot and subscription name (default from the run id)"),
+                    Arg("copy_data", ArgType::kBool, false, "copy existing rows first (true)"),
+                    Arg("source_dsn", ArgType::kString, false,
+                        "how the TARGET server reaches the source, as key=value conninfo "
+                        "(e.g. host=blue.db.svc port=5432); default: the address the engine "
+                        "used, which a port-forward or tunnel makes unusable for the server"),
+                    Arg("bin_dir", ArgType::kString, false,
+                        "directory of pg_dump and psql (default: PATH)"),
+                    Arg("keep_owners", ArgType::kBool, false,
+                        "true: the schema keeps owners and grants (the roles must exist on the "
+                        "target); false: without them; not given: refused if the source has "
+                        "any")},
                    {{"tables", "all"}},
                    ""}) {}
 
@@ -285,7 +285,7 @@ class PgReplicate : public PgPrimitive {
                 ", password redacted>' PUBLICATION " + n +
                 " WITH (create_slot = false, copy_data = " + (a.copy_data ? "true" : "false") +
                 ") on " + a.target,
-            true,
+            UndoKind::kUndoes,
             "drop the subscription on " + a.target + ", the publication and the slot on " +
                 a.source + ", and the tables the step created on " + a.target};
   }

@@ -82,18 +82,18 @@ Result<Value> WaitCaughtUp(StepContext& ctx, PgLease& src, PgLease& dst, const s
 
 namespace {
 
-class PgWaitCaughtUp : public PgPrimitive {
+class PgWaitCaughtUp : public NamedPrimitive {
  public:
   PgWaitCaughtUp()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.wait_caught_up",
             Schema{"Waits until a subscription has copied every table and has applied the "
                    "source's WAL up to where it was when the wait began (within max_lag bytes).",
                    {PgConnArg("source", "the publishing database"),
                     PgConnArg("target", "the subscribing database"),
-                    PgArg("subscription", ArgType::kString, true, "the subscription's name"),
-                    PgArg("max_lag", ArgType::kInt, false, "bytes of WAL allowed behind (0)"),
-                    PgArg("timeout", ArgType::kDuration, false, "how long to wait (5m)")},
+                    Arg("subscription", ArgType::kString, true, "the subscription's name"),
+                    Arg("max_lag", ArgType::kInt, false, "bytes of WAL allowed behind (0)"),
+                    Arg("timeout", ArgType::kDuration, false, "how long to wait (5m)")},
                    {},
                    ""}) {}
 
@@ -101,10 +101,11 @@ class PgWaitCaughtUp : public PgPrimitive {
   bool idempotent(const Value&) const override { return true; }
 
   PlanEffect Plan(const Value& args) const override {
-    return {"poll pg_subscription_rel on " + StrArg(args, "target") +
-                " and pg_replication_slots.confirmed_flush_lsn on " + StrArg(args, "source") +
-                " until subscription " + StrArg(args, "subscription") + " has caught up",
-            true, std::string(kNothingToUndo) + " (read-only)"};
+    return ChangesNothing("poll pg_subscription_rel on " + StrArg(args, "target") +
+                              " and pg_replication_slots.confirmed_flush_lsn on " +
+                              StrArg(args, "source") + " until subscription " +
+                              StrArg(args, "subscription") + " has caught up",
+                          "read-only");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -113,8 +114,8 @@ class PgWaitCaughtUp : public PgPrimitive {
     if (args.contains("max_lag") && args["max_lag"].is_number_integer()) {
       max_lag = args["max_lag"].get<int64_t>();
     }
-    std::optional<Millis> timeout = DurationArg(args, "timeout", "5m");
-    if (!timeout) return Status::Invalid("timeout: not a duration");
+    Result<Millis> timeout = DurationArg(args, "timeout", std::chrono::minutes(5));
+    if (!timeout.ok()) return timeout.status();
     Result<PgLease> src = LeaseConnection(ctx, StrArg(args, "source"));
     if (!src.ok()) return src.status();
     Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
@@ -162,18 +163,18 @@ Status SetSequence(PgLease& dst, const std::string& seq, const Value& v) {
 
 namespace {
 
-class PgSyncSequences : public PgPrimitive {
+class PgSyncSequences : public NamedPrimitive {
  public:
   PgSyncSequences()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.sync_sequences",
             Schema{"Sets the target's sequences (of the tables, or all) to the source's "
                    "last_value / is_called: logical replication does not carry them. Rollback "
                    "restores the previous values.",
                    {PgConnArg("source", "the database to read sequences from"),
                     PgConnArg("target", "the database whose sequences are set"),
-                    PgArg("tables", ArgType::kList, false, "tables whose sequences to sync"),
-                    PgArg("all", ArgType::kBool, false, "every sequence")},
+                    Arg("tables", ArgType::kList, false, "tables whose sequences to sync"),
+                    Arg("all", ArgType::kBool, false, "every sequence")},
                    {{"tables", "all"}},
                    ""}) {}
 
@@ -183,7 +184,7 @@ class PgSyncSequences : public PgPrimitive {
   PlanEffect Plan(const Value& args) const override {
     return {"SELECT setval(seq, last_value, is_called) on " + StrArg(args, "target") +
                 " for each sequence, with the values read on " + StrArg(args, "source"),
-            true, "setval() back to the values recorded before"};
+            UndoKind::kUndoes, "setval() back to the values recorded before"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

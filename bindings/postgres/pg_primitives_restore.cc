@@ -116,24 +116,24 @@ Status DropCreatedDatabase(StepContext& ctx, PgLease& lease, const std::string& 
   return s;
 }
 
-class PgRestore : public PgPrimitive {
+class PgRestore : public NamedPrimitive {
  public:
   PgRestore()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.restore",
             Schema{"Restores a pg_dump archive (custom, directory or plain) into a database. "
                    "Rollback drops what it created, unless someone else wrote there since "
                    "(refused).",
                    {PgConnArg("conn", "a connection to the server"),
-                    PgArg("database", ArgType::kString, true, "the database to restore into"),
-                    PgArg("file", ArgType::kString, true, "the archive file or directory"),
-                    PgArg("jobs", ArgType::kInt, false, "parallel jobs (custom, directory)"),
-                    PgArg("create", ArgType::kBool, false, "create the database first"),
-                    PgArg("clean", ArgType::kBool, false,
-                          "not supported: dropping existing objects could not be undone"),
-                    PgArg("no_owner", ArgType::kBool, false, "skip ownership (pg_restore -O)"),
-                    PgArg("bin_dir", ArgType::kString, false,
-                          "directory of pg_restore and psql (default: PATH)")},
+                    Arg("database", ArgType::kString, true, "the database to restore into"),
+                    Arg("file", ArgType::kString, true, "the archive file or directory"),
+                    Arg("jobs", ArgType::kInt, false, "parallel jobs (custom, directory)"),
+                    Arg("create", ArgType::kBool, false, "create the database first"),
+                    Arg("clean", ArgType::kBool, false,
+                        "not supported: dropping existing objects could not be undone"),
+                    Arg("no_owner", ArgType::kBool, false, "skip ownership (pg_restore -O)"),
+                    Arg("bin_dir", ArgType::kString, false,
+                        "directory of pg_restore and psql (default: PATH)")},
                    {},
                    ""}) {}
 
@@ -152,7 +152,7 @@ class PgRestore : public PgPrimitive {
         "\n" + FormatToolArgv(RestoreArgv(
                    args, format, "<connection " + StrArg(args, "conn") + ", database " + db + ">"));
     if (format == "plain") text += "   # a .sql file is plain format";
-    return {text, true,
+    return {text, UndoKind::kUndoes,
             BoolArg(args, "create", false)
                 ? "DROP DATABASE \"" + db + "\" WITH (FORCE) (only if this step created it)"
                 : "drop the archive's tables, views, sequences and schemas that did not exist "

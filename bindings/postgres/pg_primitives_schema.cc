@@ -20,18 +20,18 @@ std::string JoinList(const std::vector<std::string>& items, size_t max_items) {
   return out;
 }
 
-class PgAssertSchema : public PgPrimitive {
+class PgAssertSchema : public NamedPrimitive {
  public:
   PgAssertSchema()
-      : PgPrimitive("pg.assert_schema",
-                    Schema{"Fails unless every listed table exists with every listed column.",
-                           {PgConnArg("conn", "the database"),
-                            PgArg("tables", ArgType::kMap, true,
-                                  "{table: [columns]} (table or schema.table)"),
-                            PgArg("schema", ArgType::kString, false,
-                                  "schema for unqualified names (public)")},
-                           {},
-                           ""}) {}
+      : NamedPrimitive(
+            "pg.assert_schema",
+            Schema{
+                "Fails unless every listed table exists with every listed column.",
+                {PgConnArg("conn", "the database"),
+                 Arg("tables", ArgType::kMap, true, "{table: [columns]} (table or schema.table)"),
+                 Arg("schema", ArgType::kString, false, "schema for unqualified names (public)")},
+                {},
+                ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
@@ -45,7 +45,7 @@ class PgAssertSchema : public PgPrimitive {
         }
       }
     }
-    return {text, true, "nothing to undo (read-only)"};
+    return ChangesNothing(text, "read-only");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -98,25 +98,26 @@ class PgAssertSchema : public PgPrimitive {
   }
 };
 
-class PgSchemaDiff : public PgPrimitive {
+class PgSchemaDiff : public NamedPrimitive {
  public:
   PgSchemaDiff()
-      : PgPrimitive("pg.schema_diff",
-                    Schema{"Compares two databases' schemas: tables, columns and types, "
-                           "indexes, constraints, sequences, extensions.",
-                           {PgConnArg("source", "the reference"), PgConnArg("target", "the copy"),
-                            PgArg("fail_on_diff", ArgType::kBool, false,
-                                  "fail when they differ (true)")},
-                           {},
-                           ""}) {}
+      : NamedPrimitive(
+            "pg.schema_diff",
+            Schema{"Compares two databases' schemas: tables, columns and types, "
+                   "indexes, constraints, sequences, extensions.",
+                   {PgConnArg("source", "the reference"), PgConnArg("target", "the copy"),
+                    Arg("fail_on_diff", ArgType::kBool, false, "fail when they differ (true)")},
+                   {},
+                   ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {"read the catalogs of " + StrArg(args, "source") + " and " + StrArg(args, "target") +
-                " at the same time and compare tables, columns, indexes, constraints, "
-                "sequences and extensions",
-            true, "nothing to undo (read-only)"};
+    return ChangesNothing(
+        "read the catalogs of " + StrArg(args, "source") + " and " + StrArg(args, "target") +
+            " at the same time and compare tables, columns, indexes, constraints, "
+            "sequences and extensions",
+        "read-only");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

@@ -24,21 +24,22 @@ std::string SessionsSql(bool terminate) {
   return sql;
 }
 
-class PgTerminateConnections : public PgPrimitive {
+class PgTerminateConnections : public NamedPrimitive {
  public:
   PgTerminateConnections()
-      : PgPrimitive("pg.terminate_connections",
-                    Schema{"Ends every other client session on a database (pg_terminate_backend).",
-                           {PgConnArg("conn", "a connection to the server"),
-                            PgArg("database", ArgType::kString, true, "whose sessions to end")},
-                           {},
-                           ""}) {}
+      : NamedPrimitive(
+            "pg.terminate_connections",
+            Schema{"Ends every other client session on a database (pg_terminate_backend).",
+                   {PgConnArg("conn", "a connection to the server"),
+                    Arg("database", ArgType::kString, true, "whose sessions to end")},
+                   {},
+                   ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {SessionsSql(true) + "\n-- $1 = '" + StrArg(args, "database") + "'", false,
-            "ended sessions are gone (their clients may reconnect)"};
+    return Irreversible(SessionsSql(true) + "\n-- $1 = '" + StrArg(args, "database") + "'",
+                        "ended sessions are gone (their clients may reconnect)");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
@@ -57,30 +58,32 @@ class PgTerminateConnections : public PgPrimitive {
   }
 };
 
-class PgWaitReady : public PgPrimitive {
+class PgWaitReady : public NamedPrimitive {
  public:
   PgWaitReady()
-      : PgPrimitive("pg.wait_ready",
-                    Schema{"Waits until the server accepts a connection and answers SELECT 1.",
-                           {PgConnArg("conn", "the server"),
-                            PgArg("timeout", ArgType::kDuration, false, "how long to wait (60s)"),
-                            PgArg("interval", ArgType::kDuration, false,
-                                  "pause between attempts (500ms)")},
-                           {},
-                           ""}) {}
+      : NamedPrimitive(
+            "pg.wait_ready",
+            Schema{"Waits until the server accepts a connection and answers SELECT 1.",
+                   {PgConnArg("conn", "the server"),
+                    Arg("timeout", ArgType::kDuration, false, "how long to wait (60s)"),
+                    Arg("interval", ArgType::kDuration, false, "pause between attempts (500ms)")},
+                   {},
+                   ""}) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {"wait until '" + StrArg(args, "conn") + "' answers SELECT 1 (timeout " +
-                StrArg(args, "timeout", "60s") + ")",
-            true, "nothing to undo"};
+    return ChangesNothing("wait until '" + StrArg(args, "conn") + "' answers SELECT 1 (timeout " +
+                          StrArg(args, "timeout", "60s") + ")");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
-    auto timeout = DurationArg(args, "timeout", "60s");
-    auto interval = DurationArg(args, "interval", "500ms");
-    if (!timeout || !interval) return Status::Invalid("timeout and interval must be durations");
+    Result<std::chrono::milliseconds> timeout =
+        DurationArg(args, "timeout", std::chrono::seconds(60));
+    if (!timeout.ok()) return timeout.status();
+    Result<std::chrono::milliseconds> interval =
+        DurationArg(args, "interval", std::chrono::milliseconds(500));
+    if (!interval.ok()) return interval.status();
     const SteadyTime start = ctx.clock().Steady();
     const SteadyTime until = std::min(ctx.deadline(), start + *timeout);
     Result<PgConnectOptions> options = StepConnectOptions(ctx, StrArg(args, "conn"));

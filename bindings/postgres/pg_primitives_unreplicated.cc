@@ -123,10 +123,10 @@ Result<Value> CarryUnreplicated(StepContext& ctx, PgLease& src, PgLease& dst, bo
 
 namespace {
 
-class PgSyncUnreplicated : public PgPrimitive {
+class PgSyncUnreplicated : public NamedPrimitive {
  public:
   PgSyncUnreplicated()
-      : PgPrimitive(
+      : NamedPrimitive(
             "pg.sync_unreplicated",
             Schema{"Copies what logical replication does not carry, from one snapshot of the "
                    "source: the rows of unlogged tables, large objects (same oids; those the "
@@ -136,9 +136,9 @@ class PgSyncUnreplicated : public PgPrimitive {
                    "objects it created.",
                    {PgConnArg("source", "the publishing database"),
                     PgConnArg("target", "the subscribing database"),
-                    PgArg("keep_owners", ArgType::kBool, false,
-                          "large objects keep their owners and grants (the roles must exist on "
-                          "the target)")},
+                    Arg("keep_owners", ArgType::kBool, false,
+                        "large objects keep their owners and grants (the roles must exist on "
+                        "the target)")},
                    {},
                    ""}) {}
 
@@ -152,11 +152,12 @@ class PgSyncUnreplicated : public PgPrimitive {
                 "\n  large objects: the same oids and contents, in one transaction (those " +
                 dst + " has and " + src +
                 " has not are removed)"
-                "\n  REFRESH MATERIALIZED VIEW of those populated on " + src +
+                "\n  REFRESH MATERIALIZED VIEW of those populated on " +
+                src +
                 ", dependencies first"
-                "\n  CHECK constraints NOT VALID on " + src + " that " + dst +
-                " lacks (pg.replicate leaves them out of the initial copy)",
-            true, "lo_unlink of the large objects it created on " + dst};
+                "\n  CHECK constraints NOT VALID on " +
+                src + " that " + dst + " lacks (pg.replicate leaves them out of the initial copy)",
+            UndoKind::kUndoes, "lo_unlink of the large objects it created on " + dst};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {

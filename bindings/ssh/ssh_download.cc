@@ -70,19 +70,18 @@ Status KeepLocal(const std::string& dest, const std::string& backup) {
   return s;
 }
 
-class SshDownload : public SshPrimitive {
+class SshDownload : public NamedPrimitive {
  public:
   SshDownload()
-      : SshPrimitive(
+      : NamedPrimitive(
             "ssh.download",
             Schema{"Copies a file from the host (src) to a local path (dest) over SFTP: "
                    "atomically (temp file, fsync, rename), sha256 checked; the previous local "
                    "file is kept for rollback.",
-                   {SshConnArg(),
-                    SshArg("src", ArgType::kString, true, "remote path of the file"),
-                    SshArg("dest", ArgType::kString, true, "local path to write"),
-                    SshArg("mode", ArgType::kAny, false,
-                           "local file mode such as \"0600\" (default: the remote file's)")},
+                   {SshConnArg(), Arg("src", ArgType::kString, true, "remote path of the file"),
+                    Arg("dest", ArgType::kString, true, "local path to write"),
+                    Arg("mode", ArgType::kAny, false,
+                        "local file mode such as \"0600\" (default: the remote file's)")},
                    {},
                    ""}) {}
 
@@ -90,10 +89,11 @@ class SshDownload : public SshPrimitive {
   bool idempotent(const Value&) const override { return true; }
 
   PlanEffect Plan(const Value& args) const override {
-    std::string dest = SshStrArg(args, "dest");
-    return {"sftp " + SshStrArg(args, "conn") + ": download " + SshStrArg(args, "src") + " to " +
-                dest + " (write " + TempPathFor(dest, "*") + ", fsync, verify sha256, rename)",
-            true, "restore the previous local " + dest + ", or remove it if it did not exist"};
+    std::string dest = StrArg(args, "dest");
+    return {"sftp " + StrArg(args, "conn") + ": download " + StrArg(args, "src") + " to " + dest +
+                " (write " + TempPathFor(dest, "*") + ", fsync, verify sha256, rename)",
+            UndoKind::kUndoes,
+            "restore the previous local " + dest + ", or remove it if it did not exist"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override;
@@ -130,8 +130,8 @@ Result<std::string> SshDownload::Fetch(SftpSession& s, const std::string& src,
 }
 
 Result<Value> SshDownload::Apply(StepContext& ctx, const Value& args) {
-  const std::string src = SshStrArg(args, "src");
-  const std::string dest = SshStrArg(args, "dest");
+  const std::string src = StrArg(args, "src");
+  const std::string dest = StrArg(args, "dest");
   Result<std::optional<int>> mode_arg = SshModeArg(args, "mode");
   if (!mode_arg.ok()) return mode_arg.status();
   struct stat lst;
@@ -141,7 +141,7 @@ Result<Value> SshDownload::Apply(StepContext& ctx, const Value& args) {
   }
   const std::string dir = PathDir(dest);
   if (access(dir.c_str(), W_OK) != 0) return Errno("local directory " + dir);
-  Result<SshLease> lease = LeaseSsh(ctx, SshStrArg(args, "conn"), ctx.deadline());
+  Result<SshLease> lease = LeaseSsh(ctx, StrArg(args, "conn"), ctx.deadline());
   if (!lease.ok()) return lease.status();
   Result<SftpSession*> sftp = lease->Sftp();
   if (!sftp.ok()) return sftp.status();
@@ -203,7 +203,7 @@ Status SshDownload::CheckUndo(StepContext&, const Value& args, const Value& undo
   if (!undo.is_object() || !undo.value("existed", false) || !undo.contains("sha256")) {
     return Status::Ok();
   }
-  const std::string dest = undo.value("dest", SshStrArg(args, "dest"));
+  const std::string dest = undo.value("dest", StrArg(args, "dest"));
   const std::string backup = undo.value("backup", "");
   struct stat st;
   if (lstat(backup.c_str(), &st) != 0 || lstat(dest.c_str(), &st) != 0) return Status::Ok();
@@ -220,7 +220,7 @@ Status SshDownload::CheckUndo(StepContext&, const Value& args, const Value& undo
 
 Status SshDownload::Undo(StepContext& ctx, const Value& args, const Value& undo) {
   if (!undo.is_object()) return Status::Ok();
-  const std::string dest = undo.value("dest", SshStrArg(args, "dest"));
+  const std::string dest = undo.value("dest", StrArg(args, "dest"));
   if (undo.contains("tmp") && unlink(undo["tmp"].get<std::string>().c_str()) != 0 &&
       errno != ENOENT) {
     return Errno("remove " + undo["tmp"].get<std::string>());
@@ -245,11 +245,11 @@ Status SshDownload::Undo(StepContext& ctx, const Value& args, const Value& undo)
 }
 
 CheckResult SshDownload::Check(StepContext& ctx, const Value& args, const Value&) {
-  const std::string src = SshStrArg(args, "src");
-  const std::string dest = SshStrArg(args, "dest");
+  const std::string src = StrArg(args, "src");
+  const std::string dest = StrArg(args, "dest");
   Result<std::string> local = Sha256File(dest);
   if (!local.ok()) return {CheckOutcome::kNotDone, nullptr};
-  Result<SshLease> lease = LeaseSsh(ctx, SshStrArg(args, "conn"), ctx.deadline());
+  Result<SshLease> lease = LeaseSsh(ctx, StrArg(args, "conn"), ctx.deadline());
   if (!lease.ok()) return {};
   Result<SftpSession*> sftp = lease->Sftp();
   if (!sftp.ok()) return {};

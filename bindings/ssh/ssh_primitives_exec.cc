@@ -29,14 +29,14 @@ RemoteCommand CommandFromArgs(const Value& args) {
   if (args.contains("argv") && args["argv"].is_array()) {
     for (const auto& a : args["argv"]) cmd.argv.push_back(AsText(a));
   } else if (args.contains("command")) {
-    cmd.argv = ShellArgv(SshStrArg(args, "command"));
+    cmd.argv = ShellArgv(StrArg(args, "command"));
   }
   if (args.contains("env") && args["env"].is_object()) {
     for (auto it = args["env"].begin(); it != args["env"].end(); ++it) {
       cmd.env[it.key()] = AsText(it.value());
     }
   }
-  cmd.sudo = SshBoolArg(args, "sudo", false);
+  cmd.sudo = BoolArg(args, "sudo", false);
   return cmd;
 }
 
@@ -53,51 +53,52 @@ std::string Hint(const RemoteCommand& cmd, const RemoteExecResult& r) {
   return "";
 }
 
-class SshExec : public SshPrimitive {
+class SshExec : public NamedPrimitive {
  public:
   SshExec()
-      : SshPrimitive(
+      : NamedPrimitive(
             "ssh.exec",
             Schema{"Runs a command on the host: an argv (each argument quoted for the remote "
                    "shell) or a shell command. A non-zero exit fails the step (see ok_codes).",
                    {SshConnArg(),
-                    SshArg("argv", ArgType::kList, false, "program and arguments (no shell)"),
-                    SshArg("command", ArgType::kString, false, "a shell command (sh -c)"),
-                    SshArg("sudo", ArgType::kBool, false, "run under sudo -n (never prompts)"),
-                    SshArg("env", ArgType::kMap, false, "environment variables (env K=V ...)"),
-                    SshArg("stdin", ArgType::kString, false, "text fed to standard input"),
-                    SshArg("timeout", ArgType::kDuration, false,
-                           "ends the remote command (its process group) when it passes"),
-                    SshArg("probe", ArgType::kBool, false,
-                           "the command only reads: run it in rehearsals too"),
-                    SshArg("ok_codes", ArgType::kList, false,
-                           "exit codes that count as success (default [0])"),
-                    SshArg("max_output", ArgType::kInt, false,
-                           "bytes kept of each of stdout and stderr (default 16 MiB)")},
+                    Arg("argv", ArgType::kList, false, "program and arguments (no shell)"),
+                    Arg("command", ArgType::kString, false, "a shell command (sh -c)"),
+                    Arg("sudo", ArgType::kBool, false, "run under sudo -n (never prompts)"),
+                    Arg("env", ArgType::kMap, false, "environment variables (env K=V ...)"),
+                    Arg("stdin", ArgType::kString, false, "text fed to standard input"),
+                    Arg("timeout", ArgType::kDuration, false,
+                        "ends the remote command (its process group) when it passes"),
+                    Arg("probe", ArgType::kBool, false,
+                        "the command only reads: run it in rehearsals too"),
+                    Arg("ok_codes", ArgType::kList, false,
+                        "exit codes that count as success (default [0])"),
+                    Arg("max_output", ArgType::kInt, false,
+                        "bytes kept of each of stdout and stderr (default 16 MiB)")},
                    {{"argv", "command"}},
                    ""}) {}
 
   Rehearsal rehearsal(const Value& args) const override {
-    return SshBoolArg(args, "probe", false) ? Rehearsal::kProbe : Rehearsal::kSkip;
+    return BoolArg(args, "probe", false) ? Rehearsal::kProbe : Rehearsal::kSkip;
   }
   std::string skip_reason(const Value&) const override {
     return "a remote command cannot be rehearsed unless marked probe: true (read-only)";
   }
-  bool idempotent(const Value& args) const override { return SshBoolArg(args, "probe", false); }
+  bool idempotent(const Value& args) const override { return BoolArg(args, "probe", false); }
 
   PlanEffect Plan(const Value& args) const override {
     Result<std::string> line = BuildCommandLine(CommandFromArgs(args));
-    std::string text = "ssh " + SshStrArg(args, "conn") + ": " +
+    std::string text = "ssh " + StrArg(args, "conn") + ": " +
                        (line.ok() ? *line : "(invalid: " + line.status().message() + ")");
-    if (args.contains("stdin")) text += "\n  (with " + std::to_string(SshStrArg(args, "stdin").size()) + " bytes on stdin)";
-    return {text, false, "irreversible unless the step has a rollback: action"};
+    if (args.contains("stdin"))
+      text += "\n  (with " + std::to_string(StrArg(args, "stdin").size()) + " bytes on stdin)";
+    return Irreversible(text, "irreversible unless the step has a rollback: action");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     RemoteCommand cmd = CommandFromArgs(args);
     Result<std::string> line = BuildCommandLine(cmd);
     if (!line.ok()) return line.status();
-    auto timeout = SshDurationArg(args, "timeout");
+    auto timeout = OptionalDurationArg(args, "timeout");
     if (!timeout.ok()) return timeout.status();
     std::vector<int> ok_codes{0};
     if (args.contains("ok_codes") && args["ok_codes"].is_array()) {
@@ -111,13 +112,13 @@ class SshExec : public SshPrimitive {
     req.command_line = *line;
     req.sudo = cmd.sudo;
     req.deadline = EarlierDeadline(ctx.deadline(), *timeout);
-    if (args.contains("stdin")) req.stdin_data = SshStrArg(args, "stdin");
+    if (args.contains("stdin")) req.stdin_data = StrArg(args, "stdin");
     if (args.contains("max_output") && args["max_output"].is_number_integer()) {
       req.max_output = static_cast<size_t>(std::max<int64_t>(0, args["max_output"].get<int64_t>()));
     } else {
       req.max_output = kDefaultMaxOutput;
     }
-    Result<SshLease> lease = LeaseSsh(ctx, SshStrArg(args, "conn"), req.deadline);
+    Result<SshLease> lease = LeaseSsh(ctx, StrArg(args, "conn"), req.deadline);
     if (!lease.ok()) return lease.status();
     Result<ssh_channel> ch = lease->OpenChannel();
     if (!ch.ok()) return ch.status();

@@ -20,18 +20,18 @@ int IntArg(const Value& args, const char* key) {
   return -1;
 }
 
-class SshTunnel : public SshPrimitive {
+class SshTunnel : public NamedPrimitive {
  public:
   SshTunnel()
-      : SshPrimitive(
+      : NamedPrimitive(
             "ssh.tunnel",
             Schema{"Forwards a local port on 127.0.0.1 through the host to remote_host:"
                    "remote_port for the rest of the run; the result is {local_port, host}.",
                    {SshConnArg(),
-                    SshArg("remote_host", ArgType::kString, true,
-                           "host to reach, as the ssh server sees it"),
-                    SshArg("remote_port", ArgType::kInt, true, "port to reach"),
-                    SshArg("local_port", ArgType::kInt, false, "local port (default: any free)")},
+                    Arg("remote_host", ArgType::kString, true,
+                        "host to reach, as the ssh server sees it"),
+                    Arg("remote_port", ArgType::kInt, true, "port to reach"),
+                    Arg("local_port", ArgType::kInt, false, "local port (default: any free)")},
                    {},
                    ""}) {}
 
@@ -39,18 +39,17 @@ class SshTunnel : public SshPrimitive {
   bool idempotent(const Value&) const override { return true; }
 
   PlanEffect Plan(const Value& args) const override {
-    std::string local = args.contains("local_port") ? SshStrArg(args, "local_port") : "a free port";
-    return {"ssh " + SshStrArg(args, "conn") + ": forward 127.0.0.1:" + local + " to " +
-                SshStrArg(args, "remote_host") + ":" + SshStrArg(args, "remote_port") +
-                " until the run ends",
-            true, kNothingToUndo};
+    std::string local = args.contains("local_port") ? StrArg(args, "local_port") : "a free port";
+    return ChangesNothing("ssh " + StrArg(args, "conn") + ": forward 127.0.0.1:" + local + " to " +
+                          StrArg(args, "remote_host") + ":" + StrArg(args, "remote_port") +
+                          " until the run ends");
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
-    const std::string host = SshStrArg(args, "remote_host");
+    const std::string host = StrArg(args, "remote_host");
     int port = IntArg(args, "remote_port");
     int local = IntArg(args, "local_port");
-    Result<int> bound = EnsureSshTunnel(ctx, SshStrArg(args, "conn"), host, port, local);
+    Result<int> bound = EnsureSshTunnel(ctx, StrArg(args, "conn"), host, port, local);
     if (!bound.ok()) return bound.status();
     return Value{{"local_port", *bound}, {"host", "127.0.0.1"}, {"remote_host", host},
                  {"remote_port", port}};

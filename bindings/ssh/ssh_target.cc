@@ -134,25 +134,26 @@ SshConnectionType::SshConnectionType() {
   schema_.help = "An ssh server: key or agent authentication, host keys checked against "
                  "known_hosts, ~/.ssh/config honoured.";
   schema_.scalar_arg = "host";
-  ArgSpec jump = SshArg("jump", ArgType::kConnection, false,
-                        "another ssh connection to go through (a jump host)");
+  ArgSpec jump = Arg("jump", ArgType::kConnection, false,
+                     "another ssh connection to go through (a jump host)");
   jump.conn_type = "ssh";
   schema_.args = {
-      SshArg("host", ArgType::kString, true, "host name or address (or a ~/.ssh/config alias)"),
-      SshArg("port", ArgType::kAny, false, "port (default: ssh config, else 22)"),
-      SshArg("user", ArgType::kString, false, "remote user (default: ssh config, else local user)"),
-      SshArg("identity", ArgType::kString, false,
-             "private key file (unencrypted; encrypted keys go through ssh-agent)"),
-      SshArg("known_hosts", ArgType::kString, false, "known_hosts file (default ~/.ssh/known_hosts)"),
-      SshArg("global_known_hosts", ArgType::kString, false,
-             "system known_hosts file (default /etc/ssh/ssh_known_hosts; none: ignore)"),
-      SshArg("config", ArgType::kString, false, "ssh client config file (default ~/.ssh/config; none)"),
+      Arg("host", ArgType::kString, true, "host name or address (or a ~/.ssh/config alias)"),
+      Arg("port", ArgType::kAny, false, "port (default: ssh config, else 22)"),
+      Arg("user", ArgType::kString, false, "remote user (default: ssh config, else local user)"),
+      Arg("identity", ArgType::kString, false,
+          "private key file (unencrypted; encrypted keys go through ssh-agent)"),
+      Arg("known_hosts", ArgType::kString, false, "known_hosts file (default ~/.ssh/known_hosts)"),
+      Arg("global_known_hosts", ArgType::kString, false,
+          "system known_hosts file (default /etc/ssh/ssh_known_hosts; none: ignore)"),
+      Arg("config", ArgType::kString, false,
+          "ssh client config file (default ~/.ssh/config; none)"),
       jump,
-      SshArg("accept_new", ArgType::kBool, false,
-             "trust and record a host key seen for the first time (never a changed one)"),
-      SshArg("connect_timeout", ArgType::kDuration, false, "how long a connect may take (10s)"),
-      SshArg("keepalive", ArgType::kDuration, false,
-             "interval of keepalive messages while waiting (15s; 0 for none)"),
+      Arg("accept_new", ArgType::kBool, false,
+          "trust and record a host key seen for the first time (never a changed one)"),
+      Arg("connect_timeout", ArgType::kDuration, false, "how long a connect may take (10s)"),
+      Arg("keepalive", ArgType::kDuration, false,
+          "interval of keepalive messages while waiting (15s; 0 for none)"),
   };
 }
 

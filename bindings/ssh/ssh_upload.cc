@@ -91,20 +91,19 @@ Status CheckWritable(SftpSession& sftp, const std::string& dir, const RemoteStat
                         FormatMode(st.mode) + ")");
 }
 
-class SshUpload : public SshPrimitive {
+class SshUpload : public NamedPrimitive {
  public:
   SshUpload()
-      : SshPrimitive(
+      : NamedPrimitive(
             "ssh.upload",
             Schema{"Copies a local file (src) or text (content) to dest on the host over SFTP: "
                    "atomically (temp file, rename), sha256 verified; the previous file is kept "
                    "for rollback.",
-                   {SshConnArg(),
-                    SshArg("dest", ArgType::kString, true, "remote path of the file"),
-                    SshArg("src", ArgType::kString, false, "local file to upload"),
-                    SshArg("content", ArgType::kString, false, "text to upload"),
-                    SshArg("mode", ArgType::kAny, false,
-                           "file mode such as \"0640\" (default: the previous file's, else 0644)")},
+                   {SshConnArg(), Arg("dest", ArgType::kString, true, "remote path of the file"),
+                    Arg("src", ArgType::kString, false, "local file to upload"),
+                    Arg("content", ArgType::kString, false, "text to upload"),
+                    Arg("mode", ArgType::kAny, false,
+                        "file mode such as \"0640\" (default: the previous file's, else 0644)")},
                    {{"src", "content"}},
                    ""}) {}
 
@@ -112,15 +111,17 @@ class SshUpload : public SshPrimitive {
   bool idempotent(const Value&) const override { return true; }
 
   PlanEffect Plan(const Value& args) const override {
-    std::string dest = SshStrArg(args, "dest");
-    std::string what = args.contains("src") ? "local file " + SshStrArg(args, "src")
-                                            : std::to_string(SshStrArg(args, "content").size()) +
-                                                  " bytes of content";
-    std::string mode = args.contains("mode") ? " mode " + SshStrArg(args, "mode") : "";
-    return {"sftp " + SshStrArg(args, "conn") + ": upload " + what + " to " + dest + mode +
+    std::string dest = StrArg(args, "dest");
+    std::string what = args.contains("src")
+                           ? "local file " + StrArg(args, "src")
+                           : std::to_string(StrArg(args, "content").size()) + " bytes of content";
+    std::string mode = args.contains("mode") ? " mode " + StrArg(args, "mode") : "";
+    return {"sftp " + StrArg(args, "conn") + ": upload " + what + " to " + dest + mode +
                 " (write " + TempPathFor(dest, "*") + ", verify sha256, rename over " + dest + ")",
-            true, "restore the previous " + dest + " (kept as a hard link), or remove it if it "
-                  "did not exist"};
+            UndoKind::kUndoes,
+            "restore the previous " + dest +
+                " (kept as a hard link), or remove it if it "
+                "did not exist"};
   }
 
   Result<Value> Apply(StepContext& ctx, const Value& args) override;
@@ -137,13 +138,13 @@ class SshUpload : public SshPrimitive {
 };
 
 Result<Value> SshUpload::Apply(StepContext& ctx, const Value& args) {
-  const std::string dest = SshStrArg(args, "dest");
+  const std::string dest = StrArg(args, "dest");
   if (dest.empty() || dest.back() == '/') return Status::Invalid("dest must name a file: " + dest);
   Result<LocalData> data = LocalData::FromArgs(args);
   if (!data.ok()) return data.status();
   Result<std::optional<int>> mode_arg = SshModeArg(args, "mode");
   if (!mode_arg.ok()) return mode_arg.status();
-  Result<SshLease> lease = LeaseSsh(ctx, SshStrArg(args, "conn"), ctx.deadline());
+  Result<SshLease> lease = LeaseSsh(ctx, StrArg(args, "conn"), ctx.deadline());
   if (!lease.ok()) return lease.status();
   Result<SftpSession*> sftp = lease->Sftp();
   if (!sftp.ok()) return sftp.status();
@@ -269,9 +270,9 @@ Status SshUpload::CheckUndo(StepContext& ctx, const Value& args, const Value& un
       !undo.contains("sha256")) {
     return Status::Ok();
   }
-  const std::string dest = undo.value("dest", SshStrArg(args, "dest"));
+  const std::string dest = undo.value("dest", StrArg(args, "dest"));
   const std::string backup = undo.value("backup", "");
-  Result<SshLease> lease = LeaseSsh(ctx, SshStrArg(args, "conn"), ctx.deadline());
+  Result<SshLease> lease = LeaseSsh(ctx, StrArg(args, "conn"), ctx.deadline());
   if (!lease.ok()) return lease.status();
   Result<SftpSession*> sftp = lease->Sftp();
   if (!sftp.ok()) return sftp.status();
@@ -295,8 +296,8 @@ Status SshUpload::CheckUndo(StepContext& ctx, const Value& args, const Value& un
 
 Status SshUpload::Undo(StepContext& ctx, const Value& args, const Value& undo) {
   if (!undo.is_object() || undo.value("unchanged", false)) return Status::Ok();
-  const std::string dest = undo.value("dest", SshStrArg(args, "dest"));
-  Result<SshLease> lease = LeaseSsh(ctx, SshStrArg(args, "conn"), ctx.deadline());
+  const std::string dest = undo.value("dest", StrArg(args, "dest"));
+  Result<SshLease> lease = LeaseSsh(ctx, StrArg(args, "conn"), ctx.deadline());
   if (!lease.ok()) return lease.status();
   Result<SftpSession*> sftp = lease->Sftp();
   if (!sftp.ok()) return sftp.status();
@@ -346,11 +347,11 @@ Status SshUpload::Undo(StepContext& ctx, const Value& args, const Value& undo) {
 }
 
 CheckResult SshUpload::Check(StepContext& ctx, const Value& args, const Value&) {
-  const std::string dest = SshStrArg(args, "dest");
+  const std::string dest = StrArg(args, "dest");
   Result<LocalData> data = LocalData::FromArgs(args);
   Result<std::optional<int>> mode = SshModeArg(args, "mode");
   if (!data.ok() || !mode.ok()) return {};
-  Result<SshLease> lease = LeaseSsh(ctx, SshStrArg(args, "conn"), ctx.deadline());
+  Result<SshLease> lease = LeaseSsh(ctx, StrArg(args, "conn"), ctx.deadline());
   if (!lease.ok()) return {};
   Result<SftpSession*> sftp = lease->Sftp();
   if (!sftp.ok()) return {};

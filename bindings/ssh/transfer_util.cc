@@ -63,7 +63,7 @@ std::string BackupPathFor(const std::string& path, const std::string& run_id,
 Result<LocalData> LocalData::FromArgs(const Value& args) {
   LocalData d;
   if (args.contains("src") && !args["src"].is_null()) {
-    d.src_ = SshStrArg(args, "src");
+    d.src_ = StrArg(args, "src");
     struct stat st;
     if (stat(d.src_.c_str(), &st) != 0) {
       return Status::NotFound("local file " + d.src_ + ": " + strerror(errno));
@@ -76,7 +76,7 @@ Result<LocalData> LocalData::FromArgs(const Value& args) {
     return d;
   }
   if (!args.contains("content")) return Status::Invalid("give src (a local file) or content");
-  d.content_ = SshStrArg(args, "content");
+  d.content_ = StrArg(args, "content");
   d.sha256_ = Sha256Hex(d.content_);
   d.size_ = d.content_.size();
   return d;

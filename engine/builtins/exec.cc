@@ -70,7 +70,7 @@ class ExecAction : public Primitive {
     }
     if (!text.empty()) text.pop_back();
     if (args.contains("creates")) text += "   (unless " + args.value("creates", "") + " exists)";
-    return {"exec " + text, false, "irreversible unless the step has a rollback: action"};
+    return Irreversible("exec " + text, "irreversible unless the step has a rollback: action");
   }
   Result<Value> Apply(StepContext& ctx, const Value& args) override;
   CheckResult Check(StepContext&, const Value& args, const Value&) override {

@@ -23,7 +23,7 @@ class LogAction : public Primitive {
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {"log: " + args.value("message", ""), true, kNothingToUndo};
+    return ChangesNothing("log: " + args.value("message", ""));
   }
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     std::string level = args.value("level", "info");
@@ -52,7 +52,7 @@ class FailAction : public Primitive {
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {"fail: " + args.value("message", ""), true, kNothingToUndo};
+    return ChangesNothing("fail: " + args.value("message", ""));
   }
   Result<Value> Apply(StepContext&, const Value& args) override {
     return Status::Failed(args.value("message", "failed"));
@@ -72,7 +72,7 @@ class SleepAction : public Primitive {
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {"wait " + args.value("duration", "?"), true, kNothingToUndo};
+    return ChangesNothing("wait " + args.value("duration", "?"));
   }
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     auto d = ParseDuration(args.value("duration", ""));
@@ -102,7 +102,7 @@ class ApproveAction : public Primitive {
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {"wait for approval: " + args.value("message", ""), true, kNothingToUndo};
+    return ChangesNothing("wait for approval: " + args.value("message", ""));
   }
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     Status s = ctx.Approve(args.value("message", ""));
@@ -130,7 +130,7 @@ class LuaAction : public Primitive {
     std::string code = args.value("code", "");
     return {"run Lua code (" + std::to_string(std::count(code.begin(), code.end(), '\n') + 1) +
                 " lines); the primitives it calls are undone newest first",
-            true, "undo the primitives it called"};
+            UndoKind::kUndoes, "undo the primitives it called"};
   }
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     return ctx.RunLua(args.value("code", ""));
@@ -154,7 +154,7 @@ class IncludeAction : public Primitive {
   // Re-entering an include resumes it: finished children are skipped.
   bool idempotent(const Value&) const override { return true; }
   PlanEffect Plan(const Value& args) const override {
-    return {"run the steps of " + args.value("runbook", "?"), true, kNothingToUndo};
+    return ChangesNothing("run the steps of " + args.value("runbook", "?"));
   }
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     return ctx.RunChild(args.value("runbook", ""), args.value("params", Value::object()));

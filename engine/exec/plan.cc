@@ -136,8 +136,8 @@ struct Planner {
         } drop{e};
         Value args = Expand(s.action.args, s.action.pos, e);
         PlanEffect eff = prim->Plan(args);
-        bool irreversible = !eff.reversible && s.rollback != RollbackMode::kAction;
-        if (s.rollback == RollbackMode::kNone && !NothingToUndo(eff.undo)) irreversible = true;
+        bool irreversible = !eff.reversible() && s.rollback != RollbackMode::kAction;
+        if (s.rollback == RollbackMode::kNone && !eff.nothing_to_undo()) irreversible = true;
         std::string rehearsal = RehearsalName(prim->rehearsal(args));
         std::string text = redactor.Redact(eff.text);
         for (size_t at = 0; (at = text.find('\n', at)) != std::string::npos; at += more.size() + 1) {
@@ -148,6 +148,7 @@ struct Planner {
         if (irreversible) out << "   IRREVERSIBLE";
         out << "\n";
         std::string u;
+        bool listed = true;
         if (s.rollback == RollbackMode::kAction) {
           const Primitive* rp = registry.Find(s.rollback_action->name);
           Value rargs = Expand(s.rollback_action->args, s.rollback_action->pos, e);
@@ -156,9 +157,10 @@ struct Planner {
           u = "not undone (rollback: none)";
         } else {
           u = eff.undo;
+          listed = !eff.nothing_to_undo();
         }
         if (irreversible) ++irreversible_count;
-        if (!NothingToUndo(u)) undo.push_back({instance, redactor.Redact(u), irreversible});
+        if (listed) undo.push_back({instance, redactor.Redact(u), irreversible});
       };
       if (has_items) {
         for (size_t i = 0; i < items.size(); ++i) {

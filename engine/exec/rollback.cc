@@ -30,7 +30,7 @@ bool NeedsUndo(const Registry& registry, const StepRecord& rec, bool was_failed)
   for (const UndoEntry& e : rec.undo) {
     if (was_failed && e.state.is_null()) continue;
     const Primitive* prim = registry.Find(e.primitive);
-    if (!prim || !NothingToUndo(prim->Plan(e.args).undo)) return true;
+    if (!prim || !prim->Plan(e.args).nothing_to_undo()) return true;
   }
   return false;
 }
@@ -285,8 +285,8 @@ bool Executor::Impl::DoRollback() {
           break;
         }
         PlanEffect eff = prim->Plan(e.args);
-        if (NothingToUndo(eff.undo)) continue;
-        if (!eff.reversible && e.state.is_null()) {
+        if (eff.nothing_to_undo()) continue;
+        if (!eff.reversible() && e.state.is_null()) {
           irreversible_left = true;
           continue;
         }

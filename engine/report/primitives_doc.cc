@@ -71,20 +71,6 @@ std::string ArgsTable(const Schema& s) {
   return out;
 }
 
-// The arguments `plan` would see for a step that gives every required one
-// (and the first of each one_of group) as a template.
-Value PlaceholderArgs(const Schema& s) {
-  Value args = Value::object();
-  auto set = [&](const std::string& name) { args[name] = "${{ " + name + " }}"; };
-  for (const ArgSpec& a : s.args) {
-    if (a.required) set(a.name);
-  }
-  for (const auto& group : s.one_of) {
-    if (!group.empty()) set(group.front());
-  }
-  return args;
-}
-
 // GitHub's anchor of a "## `pg.copy`" heading: "pgcopy".
 std::string Anchor(const std::string& name) {
   std::string a;
@@ -130,7 +116,7 @@ std::string PrimitiveSection(const Primitive& p) {
     out += "- Effect and undo: depend on the arguments (`runbook plan` shows them).\n";
   } else {
     std::string undo = eff.undo.empty() ? "none" : Cell(eff.undo);
-    if (!eff.reversible && undo.find("irreversible") == std::string::npos) {
+    if (!eff.reversible() && undo.find("irreversible") == std::string::npos) {
       undo = "irreversible" + (eff.undo.empty() ? std::string() : ": " + undo);
     }
     out += "- Undo (`rollback: auto`): " + undo +
@@ -152,6 +138,20 @@ std::string ConnectionSection(const ConnectionType& c) {
 }
 
 }  // namespace
+
+// The arguments `plan` would see for a step that gives every required one
+// (and the first of each one_of group) as a template.
+Value PlaceholderArgs(const Schema& s) {
+  Value args = Value::object();
+  auto set = [&](const std::string& name) { args[name] = "${{ " + name + " }}"; };
+  for (const ArgSpec& a : s.args) {
+    if (a.required) set(a.name);
+  }
+  for (const auto& group : s.one_of) {
+    if (!group.empty()) set(group.front());
+  }
+  return args;
+}
 
 std::string PrimitivesMarkdown(const Registry& registry) {
   std::string out =

@@ -15,4 +15,8 @@ namespace runbook {
 // required argument left as a template.
 std::string PrimitivesMarkdown(const Registry& registry);
 
+// The arguments `plan` would see for a step that gives every required one
+// (and the first of each one_of group) as a template.
+Value PlaceholderArgs(const Schema& s);
+
 }  // namespace runbook

@@ -207,7 +207,7 @@ TEST_CASE("kube.delete without save is irreversible, and a missing object is nam
   c.sim.ApplyYaml(kWebYaml);
   Value args{{"conn", "sim"}, {"kind", "service"}, {"name", "web"}, {"save", false}};
   PlanEffect p = c.P("kube.delete").Plan(args);
-  CHECK_FALSE(p.reversible);
+  CHECK_FALSE(p.reversible());
   CHECK(p.undo == "irreversible: deleted without saving it (save: false)");
   REQUIRE_OK(c.Apply("kube.delete", args));
   CHECK(c.ctx.undo_records.empty());

@@ -49,7 +49,7 @@ TEST_CASE("every kube primitive declares a rehearsal mode and plans its kubectl 
   PlanEffect p = r.Find("kube.scale")->Plan(scale);
   CHECK(p.text == "kubectl <cluster> scale deployment/chronicle-service --replicas=0   # then "
                   "waits until 0 replicas are ready (up to 300s)");
-  CHECK(p.reversible);
+  CHECK(p.reversible());
   CHECK(p.undo == "kubectl <cluster> scale deployment/chronicle-service "
                   "'--replicas=<the count before, recorded before scaling>'");
   Value sw{{"conn", "cluster"}, {"service", "chronicle-db"},
@@ -60,7 +60,7 @@ TEST_CASE("every kube primitive declares a rehearsal mode and plans its kubectl 
         "   # only if a ready pod matches app=chronicle-db-v17; selector <current> -> "
         "app=chronicle-db-v17");
   Value del{{"conn", "cluster"}, {"kind", "pvc"}, {"name", "data"}, {"save", false}};
-  CHECK_FALSE(r.Find("kube.delete")->Plan(del).reversible);
+  CHECK_FALSE(r.Find("kube.delete")->Plan(del).reversible());
   CHECK(r.Find("kube.wait")->Plan(Value{{"conn", "c"}, {"namespace", "dsm"},
                                         {"resource", "job/backup-job"},
                                         {"for", "condition=complete"}, {"timeout", "300s"}})

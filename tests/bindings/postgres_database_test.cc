@@ -147,7 +147,7 @@ TEST_CASE("pg.drop_database is irreversible, not rehearsed, and can end sessions
   Value args{{"conn", "blue"}, {"name", name}};
   PlanEffect plan = c.P("pg.drop_database").Plan(args);
   CHECK(plan.text == "DROP DATABASE \"" + name + "\"");
-  CHECK_FALSE(plan.reversible);
+  CHECK_FALSE(plan.reversible());
   CHECK(c.P("pg.drop_database").rehearsal(args) == Rehearsal::kSkip);
   CHECK_THAT(c.P("pg.drop_database").skip_reason(args), Catch::Contains("cannot be rehearsed"));
 

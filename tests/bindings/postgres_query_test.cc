@@ -56,7 +56,7 @@ TEST_CASE("pg.exec applies in a transaction and undoes with rollback_sql", "[pos
              {"rollback_sql", "ALTER TABLE streams DROP COLUMN live_started_at"}};
   PlanEffect plan = c.P("pg.exec").Plan(args);
   CHECK(plan.text == "BEGIN;\nALTER TABLE streams ADD COLUMN live_started_at timestamptz\nCOMMIT;");
-  CHECK(plan.reversible);
+  CHECK(plan.reversible());
   CHECK(c.P("pg.exec").rehearsal(args) == Rehearsal::kSimulate);
 
   const std::string columns_sql =
@@ -77,7 +77,7 @@ TEST_CASE("pg.exec applies in a transaction and undoes with rollback_sql", "[pos
   CHECK(db.Value(columns_sql) == "stream_id");
 
   Value no_undo{{"conn", "blue"}, {"sql", "SELECT 1"}};
-  CHECK_FALSE(c.P("pg.exec").Plan(no_undo).reversible);
+  CHECK_FALSE(c.P("pg.exec").Plan(no_undo).reversible());
   CHECK_FALSE(c.P("pg.exec").Undo(c.ctx, no_undo, Value()).ok());
 }
 

@@ -99,8 +99,8 @@ TEST_CASE("the postgres binding registers its connection type and primitives",
     // Every primitive declares how it rehearses.
     CHECK(p->rehearsal({{"sql", "select 1"}}) != Rehearsal::kUndeclared);
   }
-  CHECK_FALSE(r.Find("pg.drop_database")->Plan({{"name", "x"}}).reversible);
-  CHECK_FALSE(r.Find("pg.refresh_collation")->Plan(Value::object()).reversible);
+  CHECK_FALSE(r.Find("pg.drop_database")->Plan({{"name", "x"}}).reversible());
+  CHECK_FALSE(r.Find("pg.refresh_collation")->Plan(Value::object()).reversible());
 }
 
 }  // namespace runbook

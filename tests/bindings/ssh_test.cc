@@ -190,7 +190,7 @@ TEST_CASE("ssh.exec rehearses only probes and plans the exact command line", "[s
   CHECK_FALSE(p.idempotent(change));
   PlanEffect e = p.Plan(change);
   CHECK(e.text == "ssh box: 'rm' '-rf' '/srv/old data'");
-  CHECK_FALSE(e.reversible);
+  CHECK_FALSE(e.reversible());
   Result<Value> r = c.Rehearse("ssh.exec", probe);
   REQUIRE(r.ok());
   CHECK((*r)["stdout"] == "Linux\n");

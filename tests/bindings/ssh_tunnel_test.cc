@@ -56,7 +56,7 @@ TEST_CASE("ssh.tunnel forwards a local port through the host", "[ssh]") {
   Result<int> shared = EnsureSshTunnel(c.ctx, "bastion", "127.0.0.1", server.port());
   REQUIRE(shared.ok());
   CHECK(*shared == port);
-  CHECK(c.P("ssh.tunnel").Plan(args).undo == kNothingToUndo);
+  CHECK(c.P("ssh.tunnel").Plan(args).undo_kind == UndoKind::kNothingToUndo);
   CHECK(c.P("ssh.tunnel").rehearsal(args) == Rehearsal::kProbe);
   // Nothing listens at the far end: the connection is closed at once.
   Result<int> dead = EnsureSshTunnel(c.ctx, "bastion", "127.0.0.1", 1);

@@ -6,6 +6,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/engine/lua_test.cc
   tests/engine/lua_limits_test.cc
   tests/engine/lua_sandbox_test.cc
+  tests/engine/primitive_kit_test.cc
 )
 # Moved from the engine areas: every test source is listed under tests/.
 list(APPEND RUNBOOK_TEST_SOURCES

@@ -1,0 +1,101 @@
+// Primitive and ConnectionType: what a binding implements, once per action
+// a runbook can name and once per connection kind.
+#pragma once
+
+#include <string>
+
+#include "engine/core/schema.h"
+#include "engine/core/status.h"
+#include "engine/core/step_context.h"
+#include "engine/core/value.h"
+
+namespace runbook {
+
+// How a primitive takes part in a rehearsal (`run --dry-run`).
+enum class Rehearsal {
+  kUndeclared,  // refused in a rehearsal
+  kProbe,       // read-only: runs for real
+  kSimulate,    // Apply runs with dry_run(): the server checks, keeps nothing
+  kSkip,        // cannot be rehearsed: Apply is not called, the result is UNKNOWN
+};
+const char* RehearsalName(Rehearsal r);
+
+// What a rollback does with a step's effect (PlanEffect::undo_kind).
+enum class UndoKind {
+  kUndoes,         // Primitive::Undo reverts it from its undo record
+  kNothingToUndo,  // it changes nothing (log, sleep, a query): rollback passes over it
+  kIrreversible,   // nothing can revert it, unless the step has a rollback: action
+};
+
+// What `plan` shows for one step.
+struct PlanEffect {
+  std::string text;  // the exact effect: SQL, argv, remote command
+  UndoKind undo_kind = UndoKind::kUndoes;
+  std::string undo;  // what `rollback: auto` would do, or why it cannot
+
+  bool reversible() const { return undo_kind != UndoKind::kIrreversible; }
+  bool nothing_to_undo() const { return undo_kind == UndoKind::kNothingToUndo; }
+};
+// The PlanEffect of an action that changes nothing ("nothing to undo" or
+// "nothing to undo (read-only)" as its undo text).
+PlanEffect ChangesNothing(std::string text, const std::string& why = "");
+// The PlanEffect of an action that nothing reverts; `why` says so to the operator.
+PlanEffect Irreversible(std::string text, std::string why);
+
+enum class CheckOutcome { kDone, kNotDone, kCannotTell };
+struct CheckResult {
+  CheckOutcome outcome = CheckOutcome::kCannotTell;
+  Value result;  // kDone: the step's result, as if it had just run
+};
+
+// One action a runbook can name. Implementations are stateless: everything a
+// run needs lives in the StepContext, the args and the undo record.
+class Primitive {
+ public:
+  virtual ~Primitive() = default;
+  virtual std::string name() const = 0;  // "pg.copy"
+  virtual const Schema& schema() const = 0;
+  virtual Rehearsal rehearsal(const Value& args) const = 0;
+  // Why a rehearsal skips this call (shown with the UNKNOWN result).
+  virtual std::string skip_reason(const Value& /*args*/) const { return "cannot be rehearsed"; }
+  // Safe to run again after it may have partly run (default: no).
+  virtual bool idempotent(const Value& /*args*/) const { return false; }
+  // Args have been checked against schema(); unresolved templates still
+  // read "${{ ... }}".
+  virtual PlanEffect Plan(const Value& args) const = 0;
+  virtual Result<Value> Apply(StepContext& ctx, const Value& args) = 0;
+  // Undoes Apply from what it recorded. Must tolerate being run twice (a
+  // crash during rollback runs it again). Status::Halt: the rollback must
+  // not go on (what is older would act on a state this undo could not
+  // reach: writers restarted on a database that lacks their writes).
+  virtual Status Undo(StepContext& /*ctx*/, const Value& /*args*/, const Value& /*undo_state*/) {
+    return Status::Failed(name() + " cannot be undone");
+  }
+  // Before a rollback undoes anything: would this undo destroy what it did
+  // not write (rows the application wrote since)? Then a failure saying
+  // what and how much, and the whole rollback is refused, nothing changed,
+  // unless the operator accepted the loss (ctx.accept_data_loss()).
+  virtual Status CheckUndo(StepContext& /*ctx*/, const Value& /*args*/,
+                           const Value& /*undo_state*/) {
+    return Status::Ok();
+  }
+  // Did an interrupted Apply already take effect? (resume)
+  virtual CheckResult Check(StepContext& /*ctx*/, const Value& /*args*/,
+                            const Value& /*undo_state*/) {
+    return {};
+  }
+};
+
+class ConnectionType {
+ public:
+  virtual ~ConnectionType() = default;
+  virtual std::string name() const = 0;  // "postgres"
+  // Schema of the map form; scalar_arg is what a plain string sets.
+  virtual const Schema& schema() const = 0;
+  // One line for `plan`, with no secret in it.
+  virtual std::string Describe(const Value& config) const = 0;
+  // Registers the secrets a config holds (passwords) with the redactor.
+  virtual void CollectSecrets(const Value& /*config*/, Redactor& /*r*/) const {}
+};
+
+}  // namespace runbook
