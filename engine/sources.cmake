@@ -38,6 +38,7 @@ set(RUNBOOK_CLI_SOURCES
   engine/cli/main.cc
   engine/cli/cli.cc
   engine/cli/cmd_approve.cc
+  engine/cli/cmd_completion.cc
   engine/cli/cmd_docs.cc
   engine/cli/cmd_plan.cc
   engine/cli/cmd_report.cc

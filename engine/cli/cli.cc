@@ -1,16 +1,74 @@
 // The command line's shared state (cli.h): the store, runbook loading,
 // params, colour. main.cc only wires the subcommands to these.
+#include "engine/cli/cli.h"
+
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 
-#include "engine/cli/cli.h"
+#include "engine/exec/reporter.h"
 #include "engine/parser/parser.h"
 #include "engine/parser/validator.h"
+#include "engine/state/lock.h"
 #include "engine/state/store.h"
 
 namespace runbook {
+
+bool Cli::ResolveRunId(StateStore& store, std::string* run_id) {
+  const bool last = *run_id == "last", last_failed = *run_id == "last-failed";
+  if (!last && !last_failed) return true;
+  Result<std::vector<RunRecord>> runs = store.ListRuns(100000);
+  if (!runs.ok()) {
+    exit_code = Error(ExitCode::kInternal, runs.status().message());
+    return false;
+  }
+  for (const RunRecord& r : *runs) {
+    // Failed: stopped on an error (rolled back or not), or its process is gone.
+    const std::string shown = ShownStatus(r);
+    if (last_failed && (shown == "succeeded" || shown == "running" || shown == "paused" ||
+                        shown == "rolling_back")) {
+      continue;
+    }
+    fprintf(stderr, "runbook: %s is run %s (%s, %s%s)\n", run_id->c_str(), r.id.c_str(),
+            TerminalSafe(r.runbook_name).c_str(), shown.c_str(), r.dry_run ? ", rehearsal" : "");
+    *run_id = r.id;
+    return true;
+  }
+  exit_code = Error(ExitCode::kInvalid, std::string(last ? "no run" : "no failed run") +
+                                            " in state store " + store.path());
+  return false;
+}
+
+std::string Cli::ShownStatus(const RunRecord& run) const {
+  if ((run.status == RunStatus::kRunning || run.status == RunStatus::kRollingBack) &&
+      !RunLock::IsHeld(StatePath(), run.lock_key)) {
+    return run.status == RunStatus::kRunning ? "interrupted" : "interrupted_rollback";
+  }
+  return RunStatusName(run.status);
+}
+
+std::vector<std::string> SubcommandNames(CLI::App& app) {
+  std::vector<std::string> out;
+  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    out.push_back(sub->get_name());
+  }
+  return out;
+}
+
+std::string FirstCommandWord(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--state") {
+      ++i;  // its value
+      continue;
+    }
+    if (a == "--") return i + 1 < argc ? argv[i + 1] : "";
+    if (!a.empty() && a[0] == '-') continue;
+    return a;
+  }
+  return "";
+}
 
 int Cli::Error(ExitCode code, const std::string& message) {
   fprintf(stderr, "runbook: %s\n", redactor.Redact(message).c_str());

@@ -44,7 +44,20 @@ struct Cli {
   // secret and withheld ones from these and refuses any other that differs.
   std::optional<Value> ResumeParams(const Runbook& rb, const std::vector<std::string>& pairs);
   bool Color(FILE* f) const;
+  // `last` (the newest run) and `last-failed` (the newest that failed, or
+  // whose rollback failed) become that run's id, said on stderr; any other
+  // id is left as it is. False (exit code set, why printed) if none matches.
+  bool ResolveRunId(StateStore& store, std::string* run_id);
+  // The run's status as `status` shows it: "interrupted" (or
+  // "interrupted_rollback") for a run whose process is gone.
+  std::string ShownStatus(const RunRecord& run) const;
 };
+
+// The subcommand names of `app`, for did-you-mean.
+std::vector<std::string> SubcommandNames(CLI::App& app);
+// The first word of argv that is not an option (nor a global option's
+// value), or "" if none: the subcommand the user meant.
+std::string FirstCommandWord(int argc, char** argv);
 
 void AddValidateCommand(CLI::App& app, Cli& cli);
 void AddPlanCommand(CLI::App& app, Cli& cli);
@@ -54,5 +67,6 @@ void AddReportCommand(CLI::App& app, Cli& cli);
 void AddApproveCommand(CLI::App& app, Cli& cli);
 void AddSchemaCommand(CLI::App& app, Cli& cli);
 void AddDocsCommand(CLI::App& app, Cli& cli);
+void AddCompletionCommand(CLI::App& app, Cli& cli);
 
 }  // namespace runbook

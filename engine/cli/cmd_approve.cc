@@ -10,12 +10,14 @@ namespace runbook {
 void AddApproveCommand(CLI::App& app, Cli& cli) {
   auto* cmd = app.add_subcommand("approve", "record an approval for a gated step");
   static std::string run_id, step_id, by;
-  cmd->add_option("RUN_ID", run_id)->required();
+  cmd->add_option("RUN_ID", run_id, "a run id, or last (the newest run) or last-failed")
+      ->required();
   cmd->add_option("STEP", step_id)->required();
   cmd->add_option("--by", by, "who approves (default $USER)");
   cmd->callback([&cli]() {
     auto store = cli.OpenStore();
     if (!store) return;
+    if (!cli.ResolveRunId(*store, &run_id)) return;
     Result<RunRecord> run = store->GetRun(run_id);
     if (!run.ok()) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, run.status().message());

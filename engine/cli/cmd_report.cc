@@ -9,7 +9,8 @@ namespace runbook {
 void AddReportCommand(CLI::App& app, Cli& cli) {
   auto* cmd = app.add_subcommand("report", "the run as a change-record implementation log");
   static std::string run_id, format = "markdown", out;
-  cmd->add_option("RUN_ID", run_id)->required();
+  cmd->add_option("RUN_ID", run_id, "a run id, or last (the newest run) or last-failed")
+      ->required();
   cmd->add_option("--format", format, "markdown | json | html")
       ->check(CLI::IsMember({"markdown", "json", "html"}));
   cmd->add_option("-o,--output", out, "write to FILE instead of stdout");
@@ -19,6 +20,7 @@ void AddReportCommand(CLI::App& app, Cli& cli) {
     ReportFormat f = format == "json" ? ReportFormat::kJson
                      : format == "html" ? ReportFormat::kHtml
                                         : ReportFormat::kMarkdown;
+    if (!cli.ResolveRunId(*store, &run_id)) return;
     Result<std::string> text = RenderReport(*store, run_id, f);
     if (!text.ok()) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, text.status().message());

@@ -65,10 +65,11 @@ void AddCommon(CLI::App* cmd, Common& c) {
       ->check(CLI::IsMember({"text", "json"}));
 }
 
-// The runbook a stored run came from.
-std::shared_ptr<const Runbook> LoadRunOf(Cli& cli, const std::string& run_id) {
+// The runbook a stored run came from (`last` and `last-failed` resolved in run_id).
+std::shared_ptr<const Runbook> LoadRunOf(Cli& cli, std::string& run_id) {
   auto store = cli.OpenStore();
   if (!store) return nullptr;
+  if (!cli.ResolveRunId(*store, &run_id)) return nullptr;
   Result<RunRecord> run = store->GetRun(run_id);
   if (!run.ok()) {
     cli.exit_code = cli.Error(ExitCode::kInvalid, run.status().message());
@@ -125,7 +126,8 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
   });
 
   auto* resume = app.add_subcommand("resume", "continue a failed, paused or interrupted run");
-  resume->add_option("RUN_ID", run_id)->required();
+  resume->add_option("RUN_ID", run_id, "a run id, or last (the newest run) or last-failed")
+      ->required();
   AddCommon(resume, resume_c);
   resume->add_flag("--yes", resume_c.yes, "pre-approve every approval gate");
   resume->add_option("--retry-step", retry_steps, "run this step again although it may have "
@@ -154,7 +156,8 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
 
   auto* rollback = app.add_subcommand("rollback", "undo the completed steps of a run, newest "
                                                   "first");
-  rollback->add_option("RUN_ID", run_id)->required();
+  rollback->add_option("RUN_ID", run_id, "a run id, or last (the newest run) or last-failed")
+      ->required();
   AddCommon(rollback, rollback_c);
   static bool accept_data_loss = false;
   rollback->add_flag("--accept-data-loss", accept_data_loss,

@@ -10,12 +10,7 @@ namespace runbook {
 // "interrupted" for a run the store says is running whose lock no live
 // engine holds (it was killed: resume or roll it back).
 static std::string ShownStatus(const Cli& cli, const RunRecord& run) {
-  std::string s = RunStatusName(run.status);
-  if ((run.status == RunStatus::kRunning || run.status == RunStatus::kRollingBack) &&
-      !RunLock::IsHeld(cli.StatePath(), run.lock_key)) {
-    return run.status == RunStatus::kRunning ? "interrupted" : "interrupted_rollback";
-  }
-  return s;
+  return cli.ShownStatus(run);
 }
 
 static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cli) {
@@ -54,13 +49,14 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
   auto* cmd = app.add_subcommand("status", "list runs, or one run's steps");
   static std::string run_id;
   static bool json = false;
-  cmd->add_option("RUN_ID", run_id);
+  cmd->add_option("RUN_ID", run_id, "a run id, or last (the newest run) or last-failed");
   cmd->add_flag("--json", json, "JSON output");
   cmd->callback([&cli]() {
     auto store = cli.OpenStore();
     if (!store) return;
     cli.exit_code = 0;
     if (!run_id.empty()) {
+      if (!cli.ResolveRunId(*store, &run_id)) return;
       Result<RunRecord> run = store->GetRun(run_id);
       if (!run.ok()) {
         cli.exit_code = cli.Error(ExitCode::kInvalid, run.status().message());

@@ -2,6 +2,7 @@
 // and real dry-runs. The one top-level catch lives here.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
     CLI::App app{"runbook: execute declarative runbooks with checkpoints, rollback and "
                  "real dry-runs"};
     app.require_subcommand(1);
+    // Global options anywhere: `runbook run x.yaml --no-color -v`.
+    app.fallthrough();
     app.set_version_flag("--version", std::string("runbook ") + RUNBOOK_VERSION);
     app.add_option("--state", cli.state_path,
                    "state store (default $RUNBOOK_STATE, $XDG_STATE_HOME/runbook/state.db, "
@@ -34,6 +37,16 @@ int main(int argc, char** argv) {
     AddApproveCommand(app, cli);
     AddSchemaCommand(app, cli);
     AddDocsCommand(app, cli);
+    AddCompletionCommand(app, cli);
+    const std::string word = FirstCommandWord(argc, argv);
+    const std::vector<std::string> commands = SubcommandNames(app);
+    if (!word.empty() && std::find(commands.begin(), commands.end(), word) == commands.end()) {
+      const std::string near = Suggest(word, commands);
+      return cli.Error(ExitCode::kInvalid,
+                       "unknown command '" + word + "'" +
+                           (near.empty() ? "" : "; did you mean '" + near + "'?") +
+                           " (runbook --help lists them)");
+    }
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -2,6 +2,7 @@
 list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/e2e_util.cc
   tests/e2e/approvals_windows_test.cc
+  tests/e2e/cli_conveniences_test.cc
   tests/e2e/crash_test.cc
   tests/e2e/dry_run_plan_test.cc
   tests/e2e/invalid_input_test.cc

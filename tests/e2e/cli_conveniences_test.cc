@@ -1,0 +1,135 @@
+// The command line people expect: global options anywhere, did-you-mean for
+// commands, `last` / `last-failed` as run ids, and shell completion that
+// real bash runs.
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "tests/e2e/e2e_util.h"
+
+namespace runbook::e2e {
+namespace {
+
+const char kOk[] = "format: 1\nname: ok\nsteps:\n  - id: a\n    log: hello\n";
+const char kBad[] = "format: 1\nname: bad\nsteps:\n  - id: a\n    fail: boom\n";
+
+TEST_CASE("global options are accepted after the command", "[e2e][cli]") {
+  E2e t;
+  t.Write("ok.yaml", kOk);
+  CliResult r = t.Run({"run", "ok.yaml", "--no-color", "-v"});
+  INFO(r.All());
+  CHECK(r.code == 0);
+  // --state after the command picks that store, not RUNBOOK_STATE's.
+  const std::string other = t.P("other.db");
+  r = t.Run({"run", "ok.yaml", "--state", other});
+  CHECK(r.code == 0);
+  CHECK(Exists(other));
+  r = t.Run({"status", "--json", "--state", other});
+  CHECK(r.code == 0);
+  CHECK(Value::parse(r.out).size() == 1);
+  CHECK(t.Runs().size() == 1);  // RUNBOOK_STATE's store holds only the first run
+}
+
+TEST_CASE("an unknown command is refused with the nearest one", "[e2e][cli]") {
+  E2e t;
+  CliResult r = t.Run({"statsu"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("unknown command 'statsu'; did you mean 'status'?") != std::string::npos);
+  r = t.Run({"--state", t.P("s.db"), "rollbak", "x"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("did you mean 'rollback'?") != std::string::npos);
+  r = t.Run({"frobnicate"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("unknown command 'frobnicate'") != std::string::npos);
+  CHECK(r.err.find("did you mean") == std::string::npos);
+  CHECK_FALSE(Exists(t.P("s.db")));  // nothing was opened, let alone run
+}
+
+TEST_CASE("last and last-failed name the newest run and the newest that failed", "[e2e][cli]") {
+  E2e t;
+  t.Write("ok.yaml", kOk);
+  t.Write("bad.yaml", kBad);
+  CliResult r = t.Run({"status", "last"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("no run in state store") != std::string::npos);
+  REQUIRE(t.Run({"run", "ok.yaml"}).code == 0);
+  r = t.Run({"report", "last-failed"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("no failed run") != std::string::npos);
+  REQUIRE(t.Run({"run", "bad.yaml"}).code == 1);
+  const std::string failed = t.LastRunId();
+  REQUIRE(t.Run({"run", "ok.yaml"}).code == 0);
+  const std::string newest = t.LastRunId();
+  REQUIRE(failed != newest);
+
+  r = t.Run({"status", "last", "--json"});
+  REQUIRE(r.code == 0);
+  CHECK(Value::parse(r.out)["run"] == newest);
+  CHECK(r.err.find("last is run " + newest + " (ok, succeeded)") != std::string::npos);
+  r = t.Run({"status", "last-failed", "--json"});
+  REQUIRE(r.code == 0);
+  CHECK(Value::parse(r.out)["run"] == failed);
+  CHECK(r.err.find("last-failed is run " + failed + " (bad, rolled_back)") != std::string::npos);
+  r = t.Run({"report", "last-failed", "--format", "json"});
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find(failed) != std::string::npos);
+  // A rolled-back run cannot be resumed: the alias resolves, the engine says why.
+  r = t.Run({"resume", "last-failed"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("was rolled back") != std::string::npos);
+}
+
+// COMPREPLY of the generated bash completion for the words `line` (the
+// last one being completed), with the built binary first in PATH.
+std::string Complete(const E2e& t, const std::string& script, const std::string& line) {
+  const std::string bin_dir =
+      std::string(RUNBOOK_BINARY).substr(0, std::string(RUNBOOK_BINARY).rfind('/'));
+  ProcessSpec spec;
+  spec.argv = {"bash",
+               "--norc",
+               "--noprofile",
+               "-c",
+               "source \"$1\"; read -r -a COMP_WORDS <<< \"$2\"; "
+               "[[ \"$2\" == *' ' ]] && COMP_WORDS+=(''); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); "
+               "_runbook; printf '%s\\n' \"${COMPREPLY[@]}\"",
+               "complete-test",
+               script,
+               line};
+  spec.env["PATH"] = bin_dir + ":" + std::string(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+  spec.env["RUNBOOK_STATE"] = t.state();
+  spec.cwd = t.dir();
+  spec.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  Result<ProcessResult> r = ProcessRunner::Real().Run(spec);
+  REQUIRE(r.ok());
+  INFO(r->err);
+  REQUIRE(r->exit_code == 0);
+  return r->out;
+}
+
+TEST_CASE("bash completion completes commands, options, files and run ids", "[e2e][cli]") {
+  E2e t;
+  t.Write("ok.yaml", kOk);
+  REQUIRE(t.Run({"run", "ok.yaml"}).code == 0);
+  const std::string id = t.LastRunId();
+  CliResult gen = t.Run({"completion", "bash"});
+  REQUIRE(gen.code == 0);
+  const std::string script = t.Write("runbook.bash", gen.out);
+
+  CHECK(Complete(t, script, "runbook sta") == "status\n");
+  CHECK(Complete(t, script, "runbook run --dry") == "--dry-run\n");
+  CHECK(Complete(t, script, "runbook --no-color rollback --acc") == "--accept-data-loss\n");
+  CHECK(Complete(t, script, "runbook run ok.y") == "ok.yaml\n");
+  const std::string ids = Complete(t, script, "runbook resume ");
+  CHECK(ids.find("last\n") != std::string::npos);
+  CHECK(ids.find("last-failed\n") != std::string::npos);
+  CHECK(ids.find(id + "\n") != std::string::npos);
+  CHECK(Complete(t, script, "runbook completion z") == "zsh\n");
+
+  CliResult zsh = t.Run({"completion", "zsh"});
+  CHECK(zsh.code == 0);
+  CHECK(zsh.out.find("bashcompinit") != std::string::npos);
+  CHECK(zsh.out.find("_runbook()") != std::string::npos);
+  CHECK(t.Run({"completion", "fish"}).code == 2);
+}
+
+}  // namespace
+}  // namespace runbook::e2e
