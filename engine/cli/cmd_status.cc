@@ -24,9 +24,13 @@ static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cl
               {"dry_run", run.dry_run}, {"started", FormatUtc(run.created_ms)},
               {"error", run.error}, {"steps", Value::array()}};
     for (const auto& s : *steps) {
-      out["steps"].push_back({{"step", s.step_id}, {"status", StepStatusName(s.status)},
-                              {"action", s.action}, {"attempts", s.attempts},
-                              {"duration_ms", s.duration_ms}, {"error", s.error},
+      out["steps"].push_back({{"step", s.step_id},
+                              {"item", s.item},
+                              {"status", StepStatusName(s.status)},
+                              {"action", s.action},
+                              {"attempts", s.attempts},
+                              {"duration_ms", s.duration_ms},
+                              {"error", s.error},
                               {"undo_error", s.undo_error}});
     }
     printf("%s\n", out.dump(2).c_str());
@@ -38,7 +42,7 @@ static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cl
   if (!run.error.empty()) printf("  %s\n", TerminalSafe(run.error).c_str());
   for (const auto& s : *steps) {
     printf("  %-12s %-28s %-20s %8s  attempts %d%s%s\n", StepStatusName(s.status),
-           TerminalSafe(s.step_id).c_str(), TerminalSafe(s.action).c_str(),
+           TerminalSafe(StepLabel(s)).c_str(), TerminalSafe(s.action).c_str(),
            s.duration_ms ? FormatDuration(Millis(s.duration_ms)).c_str() : "-", s.attempts,
            s.error.empty() ? "" : ("  " + TerminalSafe(s.error)).c_str(),
            s.undo_error.empty() ? "" : ("  undo: " + TerminalSafe(s.undo_error)).c_str());

@@ -98,7 +98,8 @@ class TextReporter : public Reporter {
     ClearProgress();
     std::string word = StatusWord(s.status);
     std::string padded = word + std::string(word.size() < 8 ? 8 - word.size() : 1, ' ');
-    std::string line = "  " + Paint(StatusColor(s.status), padded) + " " + TerminalSafe(s.step_id);
+    std::string line =
+        "  " + Paint(StatusColor(s.status), padded) + " " + TerminalSafe(StepLabel(s));
     if (!s.action.empty()) line += "  " + TerminalSafe(s.action);
     if (s.status != StepStatus::kSkipped && s.duration_ms > 0) {
       line += "  " + FormatDuration(Millis(s.duration_ms));
@@ -170,6 +171,7 @@ class JsonReporter : public Reporter {
     Emit({{"event", "step.end"},
           {"run", s.run_id},
           {"step", s.step_id},
+          {"item", s.item},
           {"status", StepStatusName(s.status)},
           {"action", s.action},
           {"duration_ms", s.duration_ms},

@@ -101,7 +101,7 @@ std::vector<Row> Rows(const Data& d) {
     if (change.size() > 300) change = change.substr(0, 300) + "...";
     std::string err = s.error;
     if (!s.undo_error.empty()) err += (err.empty() ? "" : "; ") + std::string("undo: ") + s.undo_error;
-    rows.push_back({Date(s.started_ms ? s.started_ms : s.finished_ms), s.step_id, change,
+    rows.push_back({Date(s.started_ms ? s.started_ms : s.finished_ms), StepLabel(s), change,
                     StatusText(s.status),
                     s.duration_ms ? FormatDuration(Millis(s.duration_ms)) : "", err});
   }
@@ -156,10 +156,17 @@ std::string Markdown(const Data& d) {
 std::string Json(const Data& d) {
   Value steps = Value::array();
   for (const auto& s : d.steps) {
-    steps.push_back({{"step", s.step_id}, {"action", s.action}, {"status", StepStatusName(s.status)},
-                     {"change", s.change}, {"started", s.started_ms ? FormatUtc(s.started_ms) : ""},
-                     {"duration_ms", s.duration_ms}, {"attempts", s.attempts},
-                     {"result", s.result}, {"tables", s.tables}, {"error", s.error},
+    steps.push_back({{"step", s.step_id},
+                     {"item", s.item},
+                     {"action", s.action},
+                     {"status", StepStatusName(s.status)},
+                     {"change", s.change},
+                     {"started", s.started_ms ? FormatUtc(s.started_ms) : ""},
+                     {"duration_ms", s.duration_ms},
+                     {"attempts", s.attempts},
+                     {"result", s.result},
+                     {"tables", s.tables},
+                     {"error", s.error},
                      {"undo_error", s.undo_error}});
   }
   Value approvals = Value::array();

@@ -235,6 +235,34 @@ Status ReadRun(Stmt& q, RunRecord* run) {
 
 }  // namespace
 
+std::string StepLabel(const StepRecord& s) {
+  const Value& item = s.item;
+  std::string text;
+  auto scalar = [](const Value& v) -> std::optional<std::string> {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number() || v.is_boolean()) return v.dump();
+    return std::nullopt;
+  };
+  if (auto t = scalar(item)) {
+    text = *t;
+  } else if (item.is_object()) {
+    for (const char* key : {"name", "id", "database", "db", "host", "namespace", "table"}) {
+      auto it = item.find(key);
+      if (it == item.end()) continue;
+      if (auto t = scalar(*it)) {
+        text = *t;
+        break;
+      }
+    }
+    for (auto it = item.begin(); text.empty() && it != item.end(); ++it) {
+      if (auto t = scalar(*it)) text = it.key() + "=" + *t;
+    }
+  }
+  if (text.empty()) return s.step_id;
+  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  return s.step_id + " (" + text + ")";
+}
+
 const char* RunStatusName(RunStatus s) { return kRunStatusNames[static_cast<int>(s)]; }
 const char* StepStatusName(StepStatus s) { return kStepStatusNames[static_cast<int>(s)]; }
 

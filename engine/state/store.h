@@ -80,6 +80,11 @@ struct StepRecord {
   Value item;               // the foreach item of this instance (null otherwise), redacted
 };
 
+// "move[2] (app_orders)": the step id and, for a foreach instance, its item
+// by value: a scalar, or an object's name (or id, database, host, ...)
+// field, else its first scalar field; at most 40 characters of it.
+std::string StepLabel(const StepRecord& s);
+
 struct Event {
   int64_t id = 0;
   std::string run_id;

@@ -131,5 +131,28 @@ TEST_CASE("bash completion completes commands, options, files and run ids", "[e2
   CHECK(t.Run({"completion", "fish"}).code == 2);
 }
 
+TEST_CASE("foreach instances are shown with their item by value", "[e2e][cli]") {
+  E2e t;
+  t.Write("each.yaml",
+          "format: 1\nname: each\nsteps:\n"
+          "  - id: move\n"
+          "    foreach: ['app_users', {name: app_orders, size: 3}, {size: 7}, [1, 2]]\n"
+          "    log: moving\n");
+  CliResult r = t.Run({"run", "each.yaml"});
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find(" move[1] (app_users)  log") != std::string::npos);
+  CHECK(r.out.find(" move[2] (app_orders)  log") != std::string::npos);
+  CHECK(r.out.find(" move[3] (size=7)  log") != std::string::npos);
+  CHECK(r.out.find(" move[4]  log") != std::string::npos);  // no scalar to show
+  const std::string id = t.LastRunId();
+  r = t.Run({"status", id});
+  CHECK(r.out.find("move[2] (app_orders)") != std::string::npos);
+  r = t.Run({"report", id});
+  CHECK(r.out.find("move[2] (app_orders)") != std::string::npos);
+  std::map<std::string, Value> steps = t.Steps(id);
+  CHECK(steps["move[2]"]["item"]["name"] == "app_orders");
+}
+
 }  // namespace
 }  // namespace runbook::e2e

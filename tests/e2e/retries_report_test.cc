@@ -249,7 +249,7 @@ TEST_CASE("reports: markdown has an implementation log row per step, json parses
   CHECK(md.out.find("|  | skipped |  | Skipped |  |") != std::string::npos);
   CHECK(md.out.find("| " + day + " | optional | exec test -e " + w + "/missing | Failed") !=
         std::string::npos);
-  for (const char* step : {"note", "each", "each[1]", "each[2]"}) {
+  for (const char* step : {"note", "each", "each[1] (x)", "each[2] (y)"}) {
     INFO(step);
     CHECK(md.out.find(std::string("| ") + step + " | ") != std::string::npos);
   }
