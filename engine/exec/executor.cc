@@ -521,7 +521,9 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
     run_.status = final_status;
   }
   ExitCode code = ok ? ExitCode::kOk : ExitCode::kRollbackFailed;
-  std::string message = ok ? "rolled back" : "rollback FAILED: a human must act (see above)";
+  std::string message = !ok           ? "rollback FAILED: a human must act (see above)"
+                        : AnyUndone() ? "rolled back"
+                                      : "rolled back: nothing to undo";
   if (ok && kept_steps_) {
     message = "rolled back to the rollback boundary: the steps before it are kept (runbook "
               "rollback " + run_.id + " again undoes them)";
@@ -601,7 +603,9 @@ ExitCode Executor::Impl::Finish(const FlowResult& f) {
         bool ok = DoRollback();
         status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
         if (!ok) code = ExitCode::kRollbackFailed;
-        message = f.message + (ok ? "; rolled back" : "; rollback FAILED: a human must act");
+        message = f.message + (!ok           ? "; rollback FAILED: a human must act"
+                               : AnyUndone() ? "; rolled back"
+                                             : "; nothing to undo");
         if (!rollback_refused_.empty()) {
           message = f.message + "; rollback refused, nothing was undone: " + rollback_refused_ +
                     " (runbook rollback " + run_.id + " --accept-data-loss undoes anyway)";

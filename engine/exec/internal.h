@@ -139,6 +139,9 @@ class Executor::Impl {
   std::set<std::string> undos_checked_;
   bool lift_boundaries_ = false;  // a second rollback: boundaries whose step is undone are lifted
   bool kept_steps_ = false;       // the rollback stopped at a boundary
+  // Whether any step of the run is undone (by this rollback or an earlier
+  // attempt of it): "rolled back" only then, else "nothing to undo".
+  bool AnyUndone();
   bool resuming_ = false;
   std::map<std::string, std::unique_ptr<Scope>> child_scopes_;  // for rollback
 };

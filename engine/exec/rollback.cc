@@ -37,6 +37,14 @@ bool NeedsUndo(const Registry& registry, const StepRecord& rec, bool was_failed)
 
 }  // namespace
 
+bool Executor::Impl::AnyUndone() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, rec] : records_) {
+    if (rec->status == StepStatus::kUndone) return true;
+  }
+  return false;
+}
+
 const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** scope_out) {
   std::vector<std::string> parts = SplitId(step_id);
   Scope* scope = &root_;

@@ -247,5 +247,34 @@ TEST_CASE("an undo that fails exits 6 and names the step; after the fix rollback
   CHECK(t.RunStatus(id)["status"] == "rolled_back");
 }
 
+TEST_CASE("a rollback that undid nothing says so instead of 'rolled back'", "[e2e][rollback]") {
+  E2e t;
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w + "/made");
+  t.Write("n.yaml",
+          "format: 1\nname: n\nparams:\n  w: {type: string}\nsteps:\n"
+          "  - id: note\n    log: hi\n"
+          "  - id: made\n"
+          "    exec: {argv: [mkdir, '${{ params.w }}/made'], creates: '${{ params.w }}/made'}\n"
+          "  - id: boom\n    fail: on purpose\n");
+  CliResult r = t.Run({"run", "n.yaml", "-p", "w=" + w});
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK(r.out.find("step 'boom': on purpose; nothing to undo (exit 1)") != std::string::npos);
+  CHECK(r.out.find("rolled back") == std::string::npos);
+  CHECK(Exists(w + "/made"));  // made by someone else before: not this run's to undo
+  const std::string id = t.LastRunId();
+  CHECK(t.RunStatus(id)["status"] == "rolled_back");
+  // The same by `runbook rollback` of a run that stopped.
+  t.Write("s.yaml",
+          "format: 1\nname: s\non_failure: stop\nsteps:\n"
+          "  - id: note\n    log: hi\n  - id: boom\n    fail: on purpose\n");
+  REQUIRE(t.Run({"run", "s.yaml"}).code == 1);
+  r = t.Run({"rollback", "last"});
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(r.out.find("rolled back: nothing to undo (exit 0)") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace runbook::e2e
