@@ -66,7 +66,7 @@ void StepContextImpl::AddTable(const Table& table) {
 Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args) {
   Primitive* prim = ex_->env_.registry->Find(name);
   if (!prim) return Status::Invalid("unknown primitive '" + name + "'");
-  if (name == "include" || name == "lua") {
+  if (ActionKindOf(name) != ActionKind::kPrimitive) {
     return Status::Invalid(name + " cannot be called from Lua");
   }
   std::vector<ArgError> errors = CheckArgs(prim->schema(), args);

@@ -160,7 +160,7 @@ void TemplateStrings(const Value& v, std::vector<std::string>* out) {
 // in them), or nullopt if an expression reads `steps` other than as
 // steps.ID or steps["ID"] (pairs(steps), steps[name]).
 std::optional<std::set<std::string>> StepRefs(const Runbook& rb, const StepSpec& s) {
-  if (s.action.name == "lua" || s.action.name == "include") return std::nullopt;
+  if (s.action.kind != ActionKind::kPrimitive) return std::nullopt;
   std::vector<std::string> texts;
   if (s.when) texts.push_back(*s.when);
   if (s.assert_expr) texts.push_back(*s.assert_expr);

@@ -107,14 +107,10 @@ struct Planner {
         }
       }
       if (s.retries) out << more << "retries: " << s.retries << "\n";
-      if (s.action.name == "include") {
+      if (s.action.kind == ActionKind::kInclude) {
         Value args = Expand(s.action.args, s.action.pos, env);
-        for (const auto& [path, child] : rb.includes) {
-          std::string want = args.value("runbook", "");
-          if (path.size() < want.size() ||
-              path.compare(path.size() - want.size(), want.size(), want) != 0) {
-            continue;
-          }
+        const std::string want = args.value("runbook", "");
+        if (const Runbook* child = rb.FindInclude(want)) {
           Value child_params = Value::object();
           Value given = args.value("params", Value::object());
           for (const auto& p : child->params) {

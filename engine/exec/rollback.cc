@@ -57,7 +57,7 @@ const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** sco
       *scope_out = scope;
       return s;
     }
-    if (s->action.name != "include") return nullptr;
+    if (s->action.kind != ActionKind::kInclude) return nullptr;
     // Rebuild the child's scope: its params come from the include's args.
     prefix += parts[i] + ".";
     std::lock_guard<std::mutex> lock(mu_);
@@ -75,12 +75,7 @@ const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** sco
                                            env_.clock->Steady() + std::chrono::seconds(10));
       if (!args.ok()) return nullptr;
       std::string path = args->value("runbook", "");
-      const Runbook* rb = nullptr;
-      for (const auto& [p, r] : scope->rb->includes) {
-        if (p.size() >= path.size() && p.compare(p.size() - path.size(), path.size(), path) == 0) {
-          rb = r.get();
-        }
-      }
+      const Runbook* rb = scope->rb->FindInclude(path);
       if (!rb) return nullptr;
       child = std::make_unique<Scope>();
       child->rb = rb;

@@ -274,7 +274,7 @@ FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const st
       if (FlowResult f = WaitForOrphans(s, rec); f.flow != Flow::kOk) return f;
     }
     bool safe = opts_.retry_steps.count(id) > 0 || s.idempotent.value_or(prim->idempotent(*args)) ||
-                (s.action.name == "lua" && rec->undo.empty());
+                (s.action.kind == ActionKind::kLua && rec->undo.empty());
     if (!safe) {
       Value state = rec->undo.empty() ? Value() : rec->undo[0].state;
       StepContextImpl ctx(this, &scope, &s, rec, env, SteadyTime::max(), 0, state);
@@ -354,7 +354,7 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     // The record starts as the earlier attempt's, so nothing it protects is
     // lost if this attempt dies before recording again.
     // (A Lua step's entries are its nested calls; RunLua matches them.)
-    if (prim->name() != "lua") {
+    if (s.action.kind != ActionKind::kLua) {
       std::lock_guard<std::mutex> lock(mu_);
       rec->undo = {UndoEntry{prim->name(), env_.redactor->Redact(args), previous}};
     }
@@ -474,13 +474,7 @@ Status Executor::Impl::Approve(StepRecord* rec, const std::string& message) {
 
 FlowResult Executor::Impl::RunChild(Scope& parent, const std::string& instance_id,
                                     const std::string& path, const Value& params, Value* result) {
-  const Runbook* child = nullptr;
-  for (const auto& [p, rb] : parent.rb->includes) {
-    if (p == path || (p.size() >= path.size() &&
-                      p.compare(p.size() - path.size(), path.size(), path) == 0)) {
-      child = rb.get();
-    }
-  }
+  const Runbook* child = parent.rb->FindInclude(path);
   if (!child) return {Flow::kFailed, "include: runbook " + path + " was not loaded"};
   auto scope = std::make_unique<Scope>();
   scope->rb = child;

@@ -51,8 +51,18 @@ struct Window {
 
 enum class OnFailure { kRollback, kStop };
 
+// What an action is to the executor: a primitive it calls through the
+// registry, or one of the two kinds it runs itself.
+enum class ActionKind {
+  kPrimitive,  // pg.copy, exec, log, ...: Primitive::Apply
+  kLua,        // lua: its chunk's nested calls are the step's undo entries
+  kInclude,    // include: another runbook's steps, as children of this step
+};
+ActionKind ActionKindOf(const std::string& action_name);
+
 struct ActionSpec {
   std::string name;  // "pg.copy", "exec", "lua", ...
+  ActionKind kind = ActionKind::kPrimitive;
   Value args;        // an object (scalar forms normalised)
   PosMap positions;
   Pos pos;
@@ -105,8 +115,17 @@ struct Runbook {
   std::map<std::string, std::shared_ptr<const Runbook>> includes;
 
   const StepSpec* FindStep(const std::string& id) const;
+  // The runbook an include step of this one loaded for its `runbook`
+  // argument, as written (relative to this file's directory), or nullptr.
+  const Runbook* FindInclude(const std::string& runbook_arg) const;
   const ParamSpec* FindParam(const std::string& name) const;
   const ConnectionSpec* FindConnection(const std::string& name) const;
 };
+
+// The absolute, normalised form of `path` (the key of Runbook::includes).
+std::string AbsolutePath(const std::string& path);
+// The file an `include` step of the runbook at `including_path` names: a
+// relative `runbook_arg` is relative to the including file's directory.
+std::string ResolveIncludePath(const std::string& including_path, const std::string& runbook_arg);
 
 }  // namespace runbook

@@ -40,14 +40,6 @@ std::shared_ptr<const Runbook> ParseRunbook(const std::string& path, const std::
                                             const Registry& registry,
                                             std::vector<Diagnostic>* diags);
 
-// The file an `include` step of the runbook at `including_path` names: a
-// relative `runbook_arg` is relative to the including file's directory.
-std::string ResolveIncludePath(const std::string& including_path, const std::string& runbook_arg);
-
-// The runbook an include step of `parent` loaded for its `runbook` argument
-// (Runbook::includes is keyed by the absolute, normalised path), or nullptr.
-std::shared_ptr<const Runbook> FindInclude(const Runbook& parent, const std::string& runbook_arg);
-
 // Resolves a run's params: `-p k=v` values (strings, converted to the declared
 // type; lists and maps as YAML flow: [a, b], {k: v}), then a params file
 // (YAML map), then `env:`, then defaults. Unknown names, bad types and

@@ -17,26 +17,6 @@ bool IsLuaFile(const std::string& path) { return fs::path(path).extension() == "
 
 }  // namespace
 
-std::string AbsolutePath(const std::string& path) {
-  std::error_code ec;
-  fs::path abs = fs::absolute(path, ec);
-  if (ec) return path;
-  fs::path canonical = fs::weakly_canonical(abs, ec);
-  return (ec ? abs.lexically_normal() : canonical).string();
-}
-
-std::string ResolveIncludePath(const std::string& including_path,
-                               const std::string& runbook_arg) {
-  fs::path target(runbook_arg);
-  if (target.is_absolute()) return target.lexically_normal().string();
-  return (fs::path(including_path).parent_path() / target).lexically_normal().string();
-}
-
-std::shared_ptr<const Runbook> FindInclude(const Runbook& parent, const std::string& runbook_arg) {
-  auto it = parent.includes.find(AbsolutePath(ResolveIncludePath(parent.path, runbook_arg)));
-  return it == parent.includes.end() ? nullptr : it->second;
-}
-
 std::shared_ptr<const Runbook> ParseRunbookWith(const std::string& path, const std::string& text,
                                                 const Registry& registry, LoadContext* ctx,
                                                 std::vector<Diagnostic>* diags) {

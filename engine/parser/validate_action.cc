@@ -13,6 +13,7 @@ bool Validator::Action(const Node& key, const Node& value, const RefScope& scope
   const Primitive* primitive = registry_.Find(key.scalar);
   const Schema& schema = primitive->schema();
   out->name = key.scalar;
+  out->kind = ActionKindOf(key.scalar);
   out->pos = key.pos;
   out->positions.clear();
   if (value.IsNull()) {
@@ -30,11 +31,11 @@ bool Validator::Action(const Node& key, const Node& value, const RefScope& scope
   ReportArgErrors(CheckArgs(schema, out->args), key.scalar, value, key.pos);
   CheckConnectionRefs(schema, out->args, value, key.pos, key.scalar + ": ", "");
   CheckTemplates(value, scope);
-  if (key.scalar == "lua" && out->args.is_object() && out->args.contains("code")) {
+  if (out->kind == ActionKind::kLua && out->args.is_object() && out->args.contains("code")) {
     auto at = out->positions.find("/code");
     CheckLuaCode(out->args["code"], at != out->positions.end() ? at->second : key.pos);
   }
-  if (key.scalar == "include" && diags_->size() == before) Include(key, value, out->args);
+  if (out->kind == ActionKind::kInclude && diags_->size() == before) Include(key, value, out->args);
   out->args = RewriteTemplateIds(out->args, all_ids_);
   return diags_->size() == before;
 }

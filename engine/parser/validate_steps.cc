@@ -149,7 +149,7 @@ void Validator::StepActions(const Node& n,
   }
   RefScope scope{&earlier_, ""};
   Action(actions[0]->first, actions[0]->second, scope, &s->action);
-  if (s->action.name == "include" && !s->id.empty()) include_steps_.insert(s->id);
+  if (s->action.kind == ActionKind::kInclude && !s->id.empty()) include_steps_.insert(s->id);
 }
 
 void Validator::StepKey(const std::string& key, const Node& v, StepSpec* s) {

@@ -26,9 +26,6 @@ struct LoadContext {
   std::map<std::string, std::shared_ptr<const Runbook>> cache;
 };
 
-// The absolute, normalised form of `path` (the key of Runbook::includes).
-std::string AbsolutePath(const std::string& path);
-
 // LoadRunbook / ParseRunbook with a context (for includes).
 std::shared_ptr<const Runbook> LoadRunbookWith(const std::string& path, const Registry& registry,
                                                LoadContext* ctx, std::vector<Diagnostic>* diags);

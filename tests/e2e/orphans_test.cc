@@ -24,7 +24,7 @@ std::string Slow(const E2e& t, double seconds, const std::string& timeout) {
 // Starts the run, waits until the command started, kills the engine only.
 std::string KillEngineInside(const E2e& t, const std::string& rb) {
   Background bg(t.Spec({"run", rb}));
-  for (int i = 0; i < 200 && ReadFile(t.P("log")).find("start") == std::string::npos; ++i) {
+  for (int i = 0; i < 400 && ReadFile(t.P("log")).find("start") == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   REQUIRE(ReadFile(t.P("log")) == "start\n");
@@ -54,7 +54,10 @@ TEST_CASE("a resume stops, naming the process, while the interrupted attempt's c
           "past the wait",
           "[e2e][resume][orphans]") {
   E2e t;
-  const std::string rb = Slow(t, 6, "1s");  // the wait is bounded by the step's timeout
+  // The wait is bounded by the step's timeout. 3s, not less: on a loaded
+  // machine python's start alone can take a second, and the step's timeout
+  // must not end the first attempt before it wrote "start".
+  const std::string rb = Slow(t, 10, "3s");
   const std::string id = KillEngineInside(t, rb);
   CliResult r = t.Run({"resume", id, "--retry-step", "long"});
   INFO(r.All());
@@ -62,12 +65,12 @@ TEST_CASE("a resume stops, naming the process, while the interrupted attempt's c
   CHECK_THAT(r.All(), Catch::Contains("what it started still runs"));
   CHECK_THAT(r.All(), Catch::Contains("python3"));
   CHECK(ReadFile(t.P("log")) == "start\n");  // not started a second time
-  for (int i = 0; i < 200 && ReadFile(t.P("log")) != "start\nend\n"; ++i) {
+  for (int i = 0; i < 400 && ReadFile(t.P("log")) != "start\nend\n"; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   r = t.Run({"resume", id, "--retry-step", "long"});
   INFO(r.All());
-  CHECK(r.code == 1);  // the command takes longer than its own 1s timeout, as it did
+  CHECK(r.code == 1);  // the command takes longer than its own 3s timeout, as it did
   CHECK_THAT(r.All(), Catch::Contains("timed out"));
   CHECK(ReadFile(t.P("log")).rfind("start\nend\nstart\n", 0) == 0);
 }

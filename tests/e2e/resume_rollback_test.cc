@@ -276,5 +276,51 @@ TEST_CASE("a rollback that undid nothing says so instead of 'rolled back'", "[e2
   CHECK(r.out.find("rolled back: nothing to undo (exit 0)") != std::string::npos);
 }
 
+TEST_CASE("an include runs the runbook it names, not one whose path ends the same",
+          "[e2e][rollback][include]") {
+  E2e t;
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  // b.yaml and sub/b.yaml: "b.yaml" is a suffix of both paths.
+  auto child = [&](const std::string& tag) {
+    return "format: 1\nname: " + tag +
+           "\nparams:\n  w: {type: string}\nsteps:\n"
+           "  - id: mark\n"
+           "    exec: {argv: [touch, '${{ params.w }}/" +
+           tag +
+           "']}\n"
+           "    rollback: {exec: {argv: [rm, '${{ params.w }}/" +
+           tag + "']}}\n";
+  };
+  t.Write("b.yaml", child("top"));
+  t.Write("sub/b.yaml", child("sub"));
+  t.Write("p.yaml",
+          "format: 1\nname: p\nparams:\n  w: {type: string}\nsteps:\n"
+          "  - id: one\n    include: {runbook: sub/b.yaml, params: {w: '${{ params.w }}'}}\n"
+          "  - id: two\n    include: {runbook: b.yaml, params: {w: '${{ params.w }}'}}\n"
+          "  - id: boom\n    fail: on purpose\n");
+  CliResult plan = t.Run({"plan", "p.yaml", "-p", "w=" + w});
+  INFO(plan.All());
+  REQUIRE(plan.code == 0);
+  const size_t one = plan.out.find("runs sub/b.yaml:"), two = plan.out.find("runs b.yaml:");
+  REQUIRE(one != std::string::npos);
+  REQUIRE(two != std::string::npos);
+  CHECK(plan.out.find(w + "/sub", one) < two);  // each include shows its own steps
+  CHECK(plan.out.find(w + "/top", two) != std::string::npos);
+
+  SECTION("run: each include's steps, then the rollback undoes each") {
+    CliResult r = t.Run({"run", "p.yaml", "-p", "w=" + w, "--log-format", "json"});
+    INFO(r.All());
+    CHECK(r.code == 1);
+    CHECK(r.out.find(w + "/sub") != std::string::npos);
+    CHECK(r.out.find(w + "/top") != std::string::npos);
+    CHECK_FALSE(Exists(w + "/sub"));  // made, then undone by the rollback
+    CHECK_FALSE(Exists(w + "/top"));
+    std::map<std::string, Value> steps = t.Steps(t.LastRunId());
+    CHECK(steps["one.mark"]["status"] == "undone");
+    CHECK(steps["two.mark"]["status"] == "undone");
+  }
+}
+
 }  // namespace
 }  // namespace runbook::e2e

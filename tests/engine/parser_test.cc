@@ -337,11 +337,12 @@ TEST_CASE("an include loads the child runbook relative to the including file", "
   INFO(Dump(diags));
   REQUIRE(rb);
   REQUIRE(rb->includes.size() == 1);
-  auto child = FindInclude(*rb, "sub/child.yaml");
+  const Runbook* child = rb->FindInclude("sub/child.yaml");
   REQUIRE(child);
   CHECK(child->name == "child");
-  CHECK(child == rb->includes.begin()->second);  // parsed once
-  CHECK(FindInclude(*rb, "nope.yaml") == nullptr);
+  CHECK(child == rb->includes.begin()->second.get());  // parsed once
+  CHECK(rb->FindInclude("nope.yaml") == nullptr);
+  CHECK(rb->FindInclude("child.yaml") == nullptr);  // a suffix of the path is not the path
 }
 
 TEST_CASE("LoadRunbook reports a file it cannot read", "[parser]") {
