@@ -5,7 +5,10 @@
 #       runbook's `pg.copy {all: true, jobs: 2}`
 #       vs `pg_dump | psql`
 #       vs `pg_dump -Fd -j 2` + `pg_restore -j 2` (both in the time)
-#       vs `pgcopydb clone --table-jobs 2 --index-jobs 2` (Debian's pgcopydb)
+#       vs `pgcopydb clone --table-jobs 2 --index-jobs 2` (Debian's pgcopydb),
+#          with and without `--split-tables-larger-than 256MB`
+#     (and pg.copy with `split_tables_larger_than: 0`, its one-stream-per-table
+#     mode, so that the gain of splitting is measured in the same run)
 #     on `pgbench -i -s $SCALE` plus a less compressible table (random bytea),
 #     median of $RUNS runs of each, the tools taking turns within each round;
 #     the target database is dropped and created again (and checkpointed)
@@ -118,12 +121,13 @@ params:
   source: {type: string, required: true}
   target: {type: string, required: true}
   password: {type: string, secret: true, env: BENCH_PG_PASSWORD, default: ""}
+  split: {type: string, default: 256MB}
 connections:
   src: {postgres: {dsn: "${{ params.source }}", password: "${{ params.password }}"}}
   dst: {postgres: {dsn: "${{ params.target }}", password: "${{ params.password }}"}}
 steps:
   - id: copy
-    pg.copy: {source: src, target: dst, all: true, jobs: 2}
+    pg.copy: {source: src, target: dst, all: true, jobs: 2, split_tables_larger_than: "${{ params.split }}"}
     timeout: 4h
 YAML
 { echo "format: 1"; echo "name: bench-compare-counts"
@@ -132,15 +136,20 @@ YAML
   echo "    pg.compare_counts: {source: src, target: dst, mode: count, tables: [$(IFS=,; echo "${tables[*]}")]}"
 } > "$work/counts.yaml"
 
-tools=(pgcopydb dump_restore dump_psql pg_copy)
+tools=(pgcopydb pgcopydb_split dump_restore dump_psql pg_copy_nosplit pg_copy)
 declare -A label=(
-  [pg_copy]="runbook \`pg.copy {all: true, jobs: 2}\`"
+  [pg_copy]="runbook \`pg.copy {all: true, jobs: 2}\` (tables over 256MB split)"
+  [pg_copy_nosplit]="runbook \`pg.copy {all: true, jobs: 2, split_tables_larger_than: 0}\`"
   [dump_psql]="\`pg_dump \\| psql\`"
   [dump_restore]="\`pg_dump -Fd -j 2\` + \`pg_restore -j 2\`"
   [pgcopydb]="\`pgcopydb clone --table-jobs 2 --index-jobs 2\`"
+  [pgcopydb_split]="\`pgcopydb clone --table-jobs 2 --index-jobs 2 --split-tables-larger-than 256MB\`"
 )
 cat > "$work/pg_copy.sh" <<EOF
 exec "$rb" run "$work/copy.yaml" -p source="$src_conn" -p target="$dst_conn"
+EOF
+cat > "$work/pg_copy_nosplit.sh" <<EOF
+exec "$rb" run "$work/copy.yaml" -p source="$src_conn" -p target="$dst_conn" -p split=0
 EOF
 cat > "$work/dump_psql.sh" <<EOF
 set -o pipefail
@@ -155,6 +164,11 @@ cat > "$work/pgcopydb.sh" <<EOF
 exec pgcopydb clone --source "postgres://postgres@127.0.0.1:$sp/bench" \\
   --target "postgres://postgres@127.0.0.1:$tp/bench" --dir "$work/pgcopydb" \\
   --table-jobs 2 --index-jobs 2 --no-owner --no-acl
+EOF
+cat > "$work/pgcopydb_split.sh" <<EOF
+exec pgcopydb clone --source "postgres://postgres@127.0.0.1:$sp/bench" \\
+  --target "postgres://postgres@127.0.0.1:$tp/bench" --dir "$work/pgcopydb" \\
+  --table-jobs 2 --index-jobs 2 --no-owner --no-acl --split-tables-larger-than 256MB
 EOF
 cat > "$work/timeit.py" <<'PY'
 # timeit.py LOG SCRIPT -> "seconds exit_code peak_rss_kib" (largest descendant)
@@ -201,7 +215,7 @@ median() {  # "secs secs ..." -> median
   python3 -c "import statistics,sys; print('%.1f' % statistics.median(map(float, sys.argv[1:])))" "${v[@]}"
 }
 best_other="" best_other_t=""
-for t in dump_psql dump_restore pgcopydb; do
+for t in dump_psql dump_restore pgcopydb pgcopydb_split; do
   [ -z "${fail[$t]:-}" ] || continue
   m=$(median "${times[$t]}")
   if [ -z "$best_other_t" ] || python3 -c "import sys; sys.exit(0 if $m < $best_other_t else 1)"; then
@@ -231,7 +245,7 @@ row() {  # tool
   local rate; rate=$(python3 -c "print('%.1f' % ($table_bytes / 1048576 / $m))")
   local -a runs; read -ra runs <<<"${times[$t]}"
   local note; note="runs: $(python3 -c "import sys; print(' '.join('%.1f' % float(x) for x in sys.argv[1:]))" "${runs[@]}") s"
-  [ "$t" = pgcopydb ] && note="$note; $(pgcopydb --version 2>/dev/null | sed -n 's/^pgcopydb version /pgcopydb /p')"
+  [[ "$t" = pgcopydb* ]] && note="$note; $(pgcopydb --version 2>/dev/null | sed -n 's/^pgcopydb version /pgcopydb /p')"
   [ "$t" = pg_copy ] && [ -n "$best_other" ] &&
     note="$note; **$(python3 -c "print('%.2f' % ($best_other_t / $m))")× the best other tool** (${label[$best_other]}, goal ≥ 1.4×)"
   echo "| ${label[$t]} | $m s | $rate MiB/s | $((rss[$t] / 1024)) MiB | $note |"
@@ -240,11 +254,11 @@ echo "Source: \`pgbench -i -s $SCALE\` + \`bench_blobs\` ($blob_rows rows of 1 K
 echo
 echo "| clone into a fresh database (median of $RUNS) | time | table data MiB/s | peak RSS (largest client process) | notes |"
 echo "|---|---|---|---|---|"
-for t in pg_copy dump_psql dump_restore pgcopydb; do row "$t"; done
+for t in pg_copy pg_copy_nosplit dump_psql dump_restore pgcopydb pgcopydb_split; do row "$t"; done
 echo
 echo "| 8 tables × 2 databases, exact counts (median of $COUNT_RUNS) | time | anchors (same run) | goal |"
 echo "|---|---|---|---|"
 echo "| runbook \`pg.compare_counts {mode: count}\` (whole \`runbook run\`: start-up, state store, 2 connections) | ${c_rb} ms | psql loop, one \`SELECT count(*)\` per table and database (16 psql): ${c_loop} ms; one hand-written query per database, both at once (2 psql): ${c_both} ms | no slower than one query per database, both at once |"
 echo
-echo "Command: \`SCALE=$SCALE RUNS=$RUNS bench/pg_copy_bench.sh\`; runbook $("$rb" --version | awk '{print $2}') (binary built $(date -u -r "$rb" '+%Y-%m-%d %H:%M UTC'), main at $(git log -1 --format=%h)), PostgreSQL $(postgres --version | awk '{print $3}') ×2 on one machine (pg_cluster.py: fsync off, shared_buffers 32MB), loopback TCP; each clone checked (row counts, indexes, constraints, sequence); tools took turns in each round (pgcopydb, pg_dump -Fd, pg_dump | psql, pg.copy); machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')."
+echo "Command: \`SCALE=$SCALE RUNS=$RUNS bench/pg_copy_bench.sh\`; runbook $("$rb" --version | awk '{print $2}') (binary built $(date -u -r "$rb" '+%Y-%m-%d %H:%M UTC'), main at $(git log -1 --format=%h)), PostgreSQL $(postgres --version | awk '{print $3}') ×2 on one machine (pg_cluster.py: fsync off, shared_buffers 32MB), loopback TCP; each clone checked (row counts, indexes, constraints, sequence); tools took turns in each round (pgcopydb, pgcopydb split, pg_dump -Fd, pg_dump | psql, pg.copy unsplit, pg.copy); machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')."
 log "done; every tool's output is in $logs"

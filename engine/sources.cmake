@@ -1,5 +1,6 @@
 list(APPEND RUNBOOK_CORE_SOURCES
   engine/core/clock.cc
+  engine/core/byte_size.cc
   engine/core/duration.cc
   engine/core/process.cc
   engine/core/redact.cc

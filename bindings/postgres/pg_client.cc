@@ -81,7 +81,23 @@ Status PgConnection::ConnectError(const std::string& what) const {
                    msg.find("does not exist") != std::string::npos ||
                    msg.find("invalid") != std::string::npos;
   return Error(permanent ? Status::Code::kFailed : Status::Code::kUnavailable,
-               what + ": " + Trim(msg));
+               what + ": " + OneLineError(msg));
+}
+
+std::string OneLineError(const std::string& text) {
+  std::string out;
+  bool space = false, newline = false;
+  for (char c : Trim(text)) {
+    if (c == '\n') newline = true;
+    if (c == '\n' || c == '\t' || c == ' ') {
+      space = true;
+      continue;
+    }
+    if (!out.empty() && (space || newline)) out += newline ? "; " : " ";
+    space = newline = false;
+    out += c;
+  }
+  return out;
 }
 
 Status PgConnection::Connect(const PgConnectOptions& options, SteadyTime deadline) {

@@ -48,6 +48,9 @@ struct PgResult {
   int64_t affected = 0;         // PQcmdTuples summed over statements
 };
 
+// libpq's multi-line messages on one line: "FATAL: a; server closed ...".
+std::string OneLineError(const std::string& text);
+
 class PgConnection {
  public:
   static constexpr std::chrono::milliseconds kCancelGrace{1000};

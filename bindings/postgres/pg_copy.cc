@@ -45,28 +45,11 @@ std::string ConninfoValue(const std::string& v) {
   return out + "'";
 }
 
-// libpq's multi-line connection errors on one line: "FATAL: a; b".
-std::string OneLine(const std::string& text) {
-  std::string out;
-  bool space = false, newline = false;
-  for (char c : Trim(text)) {
-    if (c == '\n') newline = true;
-    if (c == '\n' || c == '\t' || c == ' ') {
-      space = true;
-      continue;
-    }
-    if (!out.empty() && (space || newline)) out += newline ? "; " : " ";
-    space = newline = false;
-    out += c;
-  }
-  return out;
-}
-
 // The error of a failed COPY result, or of the connection.
 std::string CopyError(PGconn* conn, const PGresult* res) {
   const char* primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
   const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
-  std::string text = primary ? primary : OneLine(PQerrorMessage(conn));
+  std::string text = primary ? primary : OneLineError(PQerrorMessage(conn));
   if (text.empty()) text = "connection lost";
   if (state) text += " (SQLSTATE " + std::string(state) + ")";
   return text;

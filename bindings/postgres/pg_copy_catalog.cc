@@ -1,5 +1,6 @@
 #include "bindings/postgres/pg_copy_catalog.h"
 
+#include <algorithm>
 #include <set>
 
 #include "bindings/postgres/pg_value.h"
@@ -25,12 +26,14 @@ CopyTable FromRow(const std::string& key, const Value& row) {
   t.partitioned = row["relkind"].get<std::string>() == "p";
   t.bytes = row["bytes"].get<int64_t>();
   t.estimated_rows = row["est"].get<int64_t>();
+  t.pages = row["pages"].get<int64_t>();
   return t;
 }
 
 const char* kTableColumns =
     "SELECT n.nspname, c.relname, c.relkind::text AS relkind, "
-    "pg_table_size(c.oid)::int8 AS bytes, c.reltuples::int8 AS est "
+    "pg_table_size(c.oid)::int8 AS bytes, c.reltuples::int8 AS est, "
+    "(pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8 AS pages "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ";
 
 // DROP order: what depends on others goes first.
@@ -72,6 +75,14 @@ Result<std::vector<CopyTable>> ResolveTables(PgConnection& src, SteadyTime deadl
       continue;
     }
     out.push_back(FromRow(key, (*rows)[0]));
+    if (!out.back().partitioned) continue;
+    Result<Value> parts = src.Query(
+        "SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_partition_tree($1::regclass) "
+        "p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE p.level > 0 ORDER BY p.level, 1",
+        {out.back().Quoted()}, deadline);
+    if (!parts.ok()) return parts.status();
+    for (const auto& r : *parts) out.back().partitions.push_back(r["name"].get<std::string>());
   }
   if (!missing.empty()) return src.Error(Status::Code::kFailed, "no such table: " + missing);
   return out;
@@ -91,6 +102,36 @@ Result<std::vector<CopyTable>> AllTables(PgConnection& src, SteadyTime deadline)
   }
   if (out.empty()) return src.Error(Status::Code::kFailed, "the database has no tables to copy");
   return out;
+}
+
+std::vector<std::string> SplitLargeTables(std::vector<CopyTable>* tables, int64_t threshold,
+                                          int jobs, int source_version) {
+  constexpr int kMaxParts = 256;
+  std::vector<std::string> not_split;
+  for (auto& t : *tables) {
+    t.parts = 1;
+    if (threshold <= 0 || t.bytes <= threshold) continue;
+    std::string why;
+    if (t.on_target) {
+      why = "it exists on the target, so its rows are replaced in one transaction";
+    } else if (t.partitioned) {
+      why = "a partitioned table named as a whole is copied through its parent in one transaction";
+    } else if (source_version < 140000) {
+      why = "the source runs PostgreSQL " + std::to_string(source_version / 10000) +
+            ", which has no TID range scans (each range would read the whole table)";
+    } else if (jobs < 2) {
+      why = "jobs: 1 copies one range at a time";
+    } else if (t.pages < 2 * jobs) {
+      why = "too few pages";
+    }
+    if (!why.empty()) {
+      not_split.push_back(t.key + ": " + why);
+      continue;
+    }
+    const int64_t rounds = (t.bytes + threshold * jobs - 1) / (threshold * jobs);
+    t.parts = static_cast<int>(std::min<int64_t>({rounds * jobs, kMaxParts, t.pages}));
+  }
+  return not_split;
 }
 
 Status ProbeTarget(PgConnection& dst, SteadyTime deadline, std::vector<CopyTable>* tables) {

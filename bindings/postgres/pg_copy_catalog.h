@@ -21,6 +21,12 @@ struct CopyTable {
   bool on_target = false;    // the table already exists on the target
   bool target_has_rows = false;
   bool binary = false;       // COPY in binary format (see MarkBinarySafe)
+  int64_t pages = 0;         // of its main fork on the source
+  int parts = 1;             // > 1: copied in that many ranges of its pages (SplitLargeTables)
+  // A partitioned table named as a whole: every partition under it (quoted,
+  // qualified), so that the schema the copy creates has somewhere to put
+  // its rows (pg_dump -t of the parent alone creates none).
+  std::vector<std::string> partitions;
   std::string Quoted() const { return QuoteIdentPlain(name.schema) + "." + QuoteIdentPlain(name.name); }
 };
 
@@ -31,6 +37,18 @@ Result<std::vector<CopyTable>> ResolveTables(PgConnection& src, SteadyTime deadl
 // Every ordinary table (partitions included, partitioned parents not) of
 // every non-system schema, except extension members.
 Result<std::vector<CopyTable>> AllTables(PgConnection& src, SteadyTime deadline);
+
+// Splits each table larger than `threshold` bytes on the source into ranges
+// of its pages (ctid ranges, which PostgreSQL 14 and later read with a TID
+// range scan) that `jobs` workers copy at once from the one snapshot, each
+// range in a transaction of its own: sets `parts` to a multiple of `jobs`
+// near bytes / threshold (so the ranges of the largest table end together).
+// Only tables this copy creates: one that is replaced (on_target) keeps its
+// single TRUNCATE-and-COPY transaction. A threshold of 0 splits nothing.
+// Returns why each table above the threshold is not split (for the
+// rehearsal and the log): "public.t: ... ".
+std::vector<std::string> SplitLargeTables(std::vector<CopyTable>* tables, int64_t threshold,
+                                          int jobs, int source_version);
 
 // Fills on_target / target_has_rows.
 Status ProbeTarget(PgConnection& dst, SteadyTime deadline, std::vector<CopyTable>* tables);

@@ -30,6 +30,10 @@
 namespace runbook {
 namespace {
 
+// Tables larger than this are copied in ranges by default: below it a table
+// streams in a few seconds, and one transaction with FREEZE is worth more.
+constexpr int64_t kDefaultSplit = int64_t{256} << 20;
+
 struct CopyArgs {
   std::string source, target, schema, bin_dir;
   std::vector<std::string> tables;
@@ -37,6 +41,7 @@ struct CopyArgs {
   bool owners_said = false;  // keep_owners given: dropping owners and grants is chosen
   bool text_only = false;    // format: text
   int jobs = 2;
+  int64_t split = kDefaultSplit;  // split_tables_larger_than, in bytes (0: never)
   std::string Tool(const char* name) const { return ToolPath(bin_dir, name); }
 };
 
@@ -56,6 +61,8 @@ CopyArgs ReadArgs(const Value& args) {
   if (args.is_object() && args.contains("jobs") && args["jobs"].is_number_integer()) {
     a.jobs = std::clamp(args["jobs"].get<int>(), 1, 64);
   }
+  Result<int64_t> split = SizeArg(args, "split_tables_larger_than", kDefaultSplit);
+  a.split = split.ok() ? *split : kDefaultSplit;  // the schema refused a bad one
   return a;
 }
 
@@ -81,6 +88,10 @@ std::vector<std::string> DumpArgv(const std::string& section, const CopyArgs& a,
   for (const CopyTable* t : only) {
     argv.push_back("-t");
     argv.push_back(t->Quoted());  // quoted: an exact name, not a pattern
+    for (const auto& partition : t->partitions) {
+      argv.push_back("-t");
+      argv.push_back(partition);
+    }
   }
   return argv;
 }
@@ -195,6 +206,10 @@ class PgCopy : public NamedPrimitive {
                     Arg("all", ArgType::kBool, false, "every table of every schema"),
                     Arg("schema", ArgType::kString, false, "schema of unqualified names (public)"),
                     Arg("jobs", ArgType::kInt, false, "parallel COPY streams (2)"),
+                    Arg("split_tables_larger_than", ArgType::kSize, false,
+                        "copy a table larger than this in ranges of its pages, `jobs` at a "
+                        "time (256MB; 0: never). Needs PostgreSQL 14 or later on the source; "
+                        "only tables the copy creates"),
                     Arg("schema_only", ArgType::kBool, false, "copy the schema, no data"),
                     Arg("replace", ArgType::kBool, false,
                         "overwrite target tables that already have rows"),
@@ -225,6 +240,14 @@ class PgCopy : public NamedPrimitive {
               ": COPY t TO STDOUT -> BEGIN; TRUNCATE ONLY t; COPY t FROM "
               "STDIN (FREEZE); COMMIT on " +
               a.target + "\n";
+      if (a.split > 0 && a.jobs > 1) {
+        text += "tables larger than " + HumanBytes(static_cast<double>(a.split)) +
+                " that the copy creates, from a source of PostgreSQL 14 or later: in ranges "
+                "of their pages, " +
+                std::to_string(a.jobs) +
+                " at a time, each COPY (SELECT ... WHERE ctid in the range) TO STDOUT -> "
+                "BEGIN; COPY t FROM STDIN; COMMIT (no FREEZE); the rehearsal names them\n";
+      }
     }
     if (!a.schema_only && a.all) {
       text += "large objects (same oids" + std::string(a.keep_owners ? ", owners and grants" : "") +
@@ -411,16 +434,44 @@ Status CheckCarried(const CopyArgs& a, PgLease& src, PgLease& dst, Prepared* p) 
   return Status::Ok();
 }
 
+// "public.t (640.0 MiB, larger than 256.0 MiB) in 4 ranges of its 81964 pages"
+std::string SplitLabel(const CopyArgs& a, const CopyTable& t) {
+  return t.key + " (" + HumanBytes(static_cast<double>(t.bytes)) + ", larger than " +
+         HumanBytes(static_cast<double>(a.split)) + ") in " + std::to_string(t.parts) +
+         " ranges of its " + std::to_string(t.pages) + " pages";
+}
+
+// Decides which tables are copied in ranges (SplitLargeTables) and says so:
+// `would` for a rehearsal.
+void Split(StepContext& ctx, const CopyArgs& a, int source_version, std::vector<CopyTable>* tables,
+           bool would) {
+  if (a.schema_only) return;
+  for (const auto& why : SplitLargeTables(tables, a.split, a.jobs, source_version)) {
+    ctx.Log(LogLevel::kInfo, std::string(would ? "would copy" : "copying") +
+                                 " in one transaction, not in ranges, " + why);
+  }
+  for (const auto& t : *tables) {
+    if (t.parts > 1) {
+      ctx.Log(LogLevel::kInfo, std::string(would ? "would copy " : "copying ") + SplitLabel(a, t) +
+                                   ", " + std::to_string(a.jobs) +
+                                   " at a time, each in its own transaction (no FREEZE)");
+    }
+  }
+}
+
 Result<Value> PgCopy::Estimate(StepContext& ctx, const CopyArgs& a, const Prepared& p) {
   Value tables = Value::array();
   int64_t rows = 0, bytes = 0;
-  for (const auto& t : p.tables) {
+  std::vector<CopyTable> split = p.tables;
+  Split(ctx, a, p.source_version, &split, true);
+  for (const auto& t : split) {
     const bool known = t.estimated_rows >= 0;  // reltuples is -1 before VACUUM or ANALYZE
     tables.push_back(Value{{"table", t.key},
                            {"rows", known ? Value(t.estimated_rows) : Value()},
                            {"bytes", t.bytes},
                            {"seconds", 0},
                            {"on_target", t.on_target},
+                           {"parts", t.parts},
                            {"format", t.binary ? "binary" : "text"}});
     rows += known ? t.estimated_rows : 0;
     bytes += t.bytes;
@@ -527,6 +578,7 @@ Value ResultOf(StepContext& ctx, const std::vector<CopyTable>& tables,
                          {"rows", st.rows},
                          {"bytes", st.bytes},
                          {"seconds", st.seconds},
+                         {"parts", tables[i].parts},
                          {"format", tables[i].binary ? "binary" : "text"}});
     rows += st.rows;
     bytes += st.bytes;
@@ -691,6 +743,7 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   std::vector<CopyStats> stats(p->tables.size());
   if (!a.schema_only) {
     if (Status s = DropForeignKeys(dst, *fks); !s.ok()) return s;
+    Split(ctx, a, p->source_version, &p->tables, false);
     Result<std::vector<CopyStats>> copied =
         CopyData(ctx, a, *snapshot, p->tables, ServerWriteKey(dst.conn(), dst.deadline()));
     if (!copied.ok()) return copied.status();

@@ -1,5 +1,6 @@
 #include "engine/core/primitive_kit.h"
 
+#include "engine/core/byte_size.h"
 #include "engine/core/duration.h"
 
 namespace runbook {
@@ -88,6 +89,17 @@ std::chrono::milliseconds DurationArgOr(const Value& args, const char* key,
                                         std::chrono::milliseconds fallback) {
   auto d = OptionalDurationArg(args, key);
   return d.ok() && d->has_value() ? **d : fallback;
+}
+
+Result<int64_t> SizeArg(const Value& args, const char* key, int64_t fallback) {
+  const Value* v = Present(args, key);
+  if (!v) return fallback;
+  if (v->is_number_integer() && v->get<int64_t>() >= 0) return v->get<int64_t>();
+  if (v->is_string()) {
+    if (auto n = ParseByteSize(v->get<std::string>())) return *n;
+  }
+  return Status::Invalid(std::string(key) + " must be a size such as 0, 64MB or 1GiB, got " +
+                         v->dump());
 }
 
 }  // namespace runbook

@@ -49,6 +49,9 @@ Result<std::optional<std::chrono::milliseconds>> OptionalDurationArg(const Value
 // For Plan, which cannot fail: the duration, or `fallback` when absent or bad.
 std::chrono::milliseconds DurationArgOr(const Value& args, const char* key,
                                         std::chrono::milliseconds fallback);
+// A size in bytes (ArgType::kSize: 1048576, "64MB", "1GiB"). Absent:
+// `fallback`; not a size: kInvalid ("... must be a size such as 64MB, got ...").
+Result<int64_t> SizeArg(const Value& args, const char* key, int64_t fallback);
 
 // A primitive with a fixed name and schema: most primitives derive from it.
 class NamedPrimitive : public Primitive {

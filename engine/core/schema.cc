@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/core/byte_size.h"
 #include "engine/core/duration.h"
 
 namespace runbook {
@@ -24,6 +25,8 @@ const char* ArgTypeName(ArgType t) {
       return "map";
     case ArgType::kDuration:
       return "duration";
+    case ArgType::kSize:
+      return "size";
     case ArgType::kConnection:
       return "connection";
   }
@@ -97,6 +100,9 @@ static bool TypeMatches(ArgType t, const Value& v) {
       return v.is_object();
     case ArgType::kDuration:
       return v.is_string() && ParseDuration(v.get<std::string>()).has_value();
+    case ArgType::kSize:
+      return (v.is_number_integer() && v.get<int64_t>() >= 0) ||
+             (v.is_string() && ParseByteSize(v.get<std::string>()).has_value());
     case ArgType::kConnection:
       return v.is_string();
   }
@@ -173,6 +179,8 @@ std::vector<ArgError> CheckArgs(const Schema& schema, const Value& args) {
       std::string msg = "argument '" + it.key() + "': expected " + ArgTypeName(spec->type);
       if (spec->type == ArgType::kDuration && it.value().is_string()) {
         msg += " such as 500ms, 30s, 10m or 2h, got '" + it.value().get<std::string>() + "'";
+      } else if (spec->type == ArgType::kSize && it.value().is_string()) {
+        msg += " such as 0, 64MB or 1GiB, got '" + it.value().get<std::string>() + "'";
       } else {
         msg += std::string(", got ") + JsonTypeName(it.value());
       }

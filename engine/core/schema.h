@@ -10,7 +10,19 @@
 
 namespace runbook {
 
-enum class ArgType { kAny, kString, kInt, kNumber, kBool, kList, kMap, kDuration, kConnection };
+// kSize: a count of bytes, or a string such as 64MB or 1GiB (byte_size.h).
+enum class ArgType {
+  kAny,
+  kString,
+  kInt,
+  kNumber,
+  kBool,
+  kList,
+  kMap,
+  kDuration,
+  kSize,
+  kConnection
+};
 const char* ArgTypeName(ArgType t);
 
 // What a string argument must look like beyond its type. Values that become

@@ -25,6 +25,9 @@ Value ArgSchema(const ArgSpec& arg) {
     case ArgType::kList: t = OrTemplate({{"type", "array"}}); break;
     case ArgType::kMap: t = OrTemplate({{"type", "object"}}); break;
     case ArgType::kDuration: t = OrTemplate(Ref("duration")); break;
+    case ArgType::kSize:
+      t = OrTemplate(Ref("size"));
+      break;
     case ArgType::kConnection: t = {{"type", "string"}}; break;
   }
   std::string help = arg.help;
@@ -134,6 +137,10 @@ Value Defs(const Registry& registry) {
   Value defs = Value::object();
   defs["template"] = {{"type", "string"}, {"pattern", "\\$\\{\\{"}};
   defs["duration"] = {{"type", "string"}, {"pattern", "^([0-9]+(ms|s|m|h))+$"}};
+  defs["size"] = {
+      {"anyOf", Value::array({Value{{"type", "integer"}, {"minimum", 0}},
+                              Value{{"type", "string"},
+                                    {"pattern", "^[0-9]+ ?(B|kB|MB|GB|TB|KiB|MiB|GiB|TiB)?$"}}})}};
   defs["param"] = ParamSchema();
   defs["window"] = WindowSchema();
   defs["step"] = StepSchema(registry);

@@ -160,6 +160,7 @@ TEST_CASE("pg.copy with all: true clones the whole database, and undo restores t
                                    {"rows", 2},
                                    {"bytes", (*r)["tables"][1]["bytes"]},
                                    {"seconds", (*r)["tables"][1]["seconds"]},
+                                   {"parts", 1},
                                    {"format", "text"}});
   CHECK((*r)["tables"][2]["format"] == "binary");
   CHECK(green.Value("SELECT history::text FROM audit.moods WHERE id = 1") == "{sad,happy}");

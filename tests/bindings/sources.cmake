@@ -18,6 +18,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/bindings/postgres_errors_test.cc
   tests/bindings/postgres_schema_test.cc
   tests/bindings/postgres_sql_test.cc
+  tests/bindings/postgres_copy_split_test.cc
   tests/bindings/postgres_copy_test.cc
   tests/fixtures/kube_fixture.cc
   tests/bindings/kube_test.cc

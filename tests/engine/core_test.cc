@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "engine/core/byte_size.h"
 #include "engine/core/duration.h"
 #include "engine/core/process.h"
 #include "engine/core/redact.h"
@@ -28,6 +29,31 @@ TEST_CASE("durations parse the forms runbooks use and reject the rest", "[core]"
   }
   CHECK(FormatDuration(std::chrono::milliseconds(1500)) == "1.5s");
   CHECK(FormatDuration(std::chrono::seconds(90)) == "1m30s");
+}
+
+TEST_CASE("sizes parse bytes and PostgreSQL's units and reject the rest", "[core]") {
+  CHECK(ParseByteSize("0") == 0);
+  CHECK(ParseByteSize("1048576") == 1048576);
+  CHECK(ParseByteSize("64kB") == 64 * 1024);
+  CHECK(ParseByteSize("256MB") == int64_t{256} << 20);
+  CHECK(ParseByteSize("256 MiB") == int64_t{256} << 20);
+  CHECK(ParseByteSize("2GB") == int64_t{2} << 30);
+  CHECK(ParseByteSize("1TiB") == int64_t{1} << 40);
+  for (const char* bad : {"", "MB", "-1", "1.5GB", "10 megabytes", "1mb", "1 M", "5000000TB",
+                          "99999999999999999999"}) {
+    INFO(bad);
+    CHECK_FALSE(ParseByteSize(bad).has_value());
+  }
+  Schema s{"", {{"split", ArgType::kSize}}, {}, ""};
+  CHECK(CheckArgs(s, Value{{"split", 0}}).empty());
+  CHECK(CheckArgs(s, Value{{"split", "64MB"}}).empty());
+  auto errs = CheckArgs(s, Value{{"split", "64 megs"}});
+  REQUIRE(errs.size() == 1);
+  CHECK(errs[0].message ==
+        "argument 'split': expected size such as 0, 64MB or 1GiB, got '64 megs'");
+  errs = CheckArgs(s, Value{{"split", -5}});
+  REQUIRE(errs.size() == 1);
+  CHECK_THAT(errs[0].message, Catch::Contains("expected size"));
 }
 
 TEST_CASE("the redactor hides secrets and conninfo passwords everywhere", "[core][secrets]") {
