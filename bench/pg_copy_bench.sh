@@ -7,8 +7,8 @@
 #       vs `pg_dump -Fd -j 2` + `pg_restore -j 2` (both in the time)
 #       vs `pgcopydb clone --table-jobs 2 --index-jobs 2` (Debian's pgcopydb),
 #          with and without `--split-tables-larger-than 256MB`
-#     (and pg.copy with `split_tables_larger_than: 0`, its one-stream-per-table
-#     mode, so that the gain of splitting is measured in the same run)
+#     (and pg.copy with `split_tables_larger_than: 256MB`, so that what
+#     splitting large tables gains or costs is measured in the same run)
 #     on `pgbench -i -s $SCALE` plus a less compressible table (random bytea),
 #     median of $RUNS runs of each, the tools taking turns within each round;
 #     the target database is dropped and created again (and checkpointed)
@@ -121,7 +121,7 @@ params:
   source: {type: string, required: true}
   target: {type: string, required: true}
   password: {type: string, secret: true, env: BENCH_PG_PASSWORD, default: ""}
-  split: {type: string, default: 256MB}
+  split: {type: string, default: "0"}
 connections:
   src: {postgres: {dsn: "${{ params.source }}", password: "${{ params.password }}"}}
   dst: {postgres: {dsn: "${{ params.target }}", password: "${{ params.password }}"}}
@@ -136,10 +136,10 @@ YAML
   echo "    pg.compare_counts: {source: src, target: dst, mode: count, tables: [$(IFS=,; echo "${tables[*]}")]}"
 } > "$work/counts.yaml"
 
-tools=(pgcopydb pgcopydb_split dump_restore dump_psql pg_copy_nosplit pg_copy)
+tools=(pgcopydb pgcopydb_split dump_restore dump_psql pg_copy_split pg_copy)
 declare -A label=(
-  [pg_copy]="runbook \`pg.copy {all: true, jobs: 2}\` (tables over 256MB split)"
-  [pg_copy_nosplit]="runbook \`pg.copy {all: true, jobs: 2, split_tables_larger_than: 0}\`"
+  [pg_copy]="runbook \`pg.copy {all: true, jobs: 2}\`"
+  [pg_copy_split]="runbook \`pg.copy {all: true, jobs: 2, split_tables_larger_than: 256MB}\`"
   [dump_psql]="\`pg_dump \\| psql\`"
   [dump_restore]="\`pg_dump -Fd -j 2\` + \`pg_restore -j 2\`"
   [pgcopydb]="\`pgcopydb clone --table-jobs 2 --index-jobs 2\`"
@@ -148,8 +148,8 @@ declare -A label=(
 cat > "$work/pg_copy.sh" <<EOF
 exec "$rb" run "$work/copy.yaml" -p source="$src_conn" -p target="$dst_conn"
 EOF
-cat > "$work/pg_copy_nosplit.sh" <<EOF
-exec "$rb" run "$work/copy.yaml" -p source="$src_conn" -p target="$dst_conn" -p split=0
+cat > "$work/pg_copy_split.sh" <<EOF
+exec "$rb" run "$work/copy.yaml" -p source="$src_conn" -p target="$dst_conn" -p split=256MB
 EOF
 cat > "$work/dump_psql.sh" <<EOF
 set -o pipefail
@@ -254,11 +254,11 @@ echo "Source: \`pgbench -i -s $SCALE\` + \`bench_blobs\` ($blob_rows rows of 1 K
 echo
 echo "| clone into a fresh database (median of $RUNS) | time | table data MiB/s | peak RSS (largest client process) | notes |"
 echo "|---|---|---|---|---|"
-for t in pg_copy pg_copy_nosplit dump_psql dump_restore pgcopydb pgcopydb_split; do row "$t"; done
+for t in pg_copy pg_copy_split dump_psql dump_restore pgcopydb pgcopydb_split; do row "$t"; done
 echo
 echo "| 8 tables × 2 databases, exact counts (median of $COUNT_RUNS) | time | anchors (same run) | goal |"
 echo "|---|---|---|---|"
 echo "| runbook \`pg.compare_counts {mode: count}\` (whole \`runbook run\`: start-up, state store, 2 connections) | ${c_rb} ms | psql loop, one \`SELECT count(*)\` per table and database (16 psql): ${c_loop} ms; one hand-written query per database, both at once (2 psql): ${c_both} ms | no slower than one query per database, both at once |"
 echo
-echo "Command: \`SCALE=$SCALE RUNS=$RUNS bench/pg_copy_bench.sh\`; runbook $("$rb" --version | awk '{print $2}') (binary built $(date -u -r "$rb" '+%Y-%m-%d %H:%M UTC'), main at $(git log -1 --format=%h)), PostgreSQL $(postgres --version | awk '{print $3}') ×2 on one machine (pg_cluster.py: fsync off, shared_buffers 32MB), loopback TCP; each clone checked (row counts, indexes, constraints, sequence); tools took turns in each round (pgcopydb, pgcopydb split, pg_dump -Fd, pg_dump | psql, pg.copy unsplit, pg.copy); machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')."
+echo "Command: \`SCALE=$SCALE RUNS=$RUNS bench/pg_copy_bench.sh\`; runbook $("$rb" --version | awk '{print $2}') (binary built $(date -u -r "$rb" '+%Y-%m-%d %H:%M UTC'), main at $(git log -1 --format=%h)), PostgreSQL $(postgres --version | awk '{print $3}') ×2 on one machine (pg_cluster.py: fsync off, shared_buffers 32MB), loopback TCP; each clone checked (row counts, indexes, constraints, sequence); tools took turns in each round (pgcopydb, pgcopydb split, pg_dump -Fd, pg_dump | psql, pg.copy split, pg.copy); machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r), load average at the end $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')."
 log "done; every tool's output is in $logs"

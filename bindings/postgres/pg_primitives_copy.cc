@@ -30,9 +30,12 @@
 namespace runbook {
 namespace {
 
-// Tables larger than this are copied in ranges by default: below it a table
-// streams in a few seconds, and one transaction with FREEZE is worth more.
-constexpr int64_t kDefaultSplit = int64_t{256} << 20;
+// No table is split unless the runbook says so: splitting pays only where
+// the servers have cores to spare beyond `jobs` streams, and costs FREEZE.
+// Measured (bench/RESULTS.md, 2 cores, both servers on the machine): 4
+// ranges of pgbench_accounts made the whole clone 12% slower (7.1 s vs
+// 6.3 s, median of 5); pgcopydb's splitting lost there too.
+constexpr int64_t kDefaultSplit = 0;
 
 struct CopyArgs {
   std::string source, target, schema, bin_dir;
@@ -207,9 +210,10 @@ class PgCopy : public NamedPrimitive {
                     Arg("schema", ArgType::kString, false, "schema of unqualified names (public)"),
                     Arg("jobs", ArgType::kInt, false, "parallel COPY streams (2)"),
                     Arg("split_tables_larger_than", ArgType::kSize, false,
-                        "copy a table larger than this in ranges of its pages, `jobs` at a "
-                        "time (256MB; 0: never). Needs PostgreSQL 14 or later on the source; "
-                        "only tables the copy creates"),
+                        "copy a table larger than this (e.g. 256MB) in ranges of its pages, "
+                        "`jobs` at a time, for servers with cores to spare (default 0: never; "
+                        "each range loses COPY FREEZE). Needs PostgreSQL 14 or later on the "
+                        "source; only tables the copy creates"),
                     Arg("schema_only", ArgType::kBool, false, "copy the schema, no data"),
                     Arg("replace", ArgType::kBool, false,
                         "overwrite target tables that already have rows"),

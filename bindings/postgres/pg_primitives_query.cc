@@ -6,12 +6,26 @@
 // in a transaction block, or whose effect would survive the rollback
 // (setval, pg_terminate_backend, COMMIT, ...), is not rehearsed: skip, with
 // the reason.
+//
+// Lock-safe DDL: a statement that waits for a table lock makes every later
+// query of that table wait behind it (PostgreSQL's lock queue), so a
+// migration stuck behind one long transaction stops the application. pg.exec
+// runs SQL that takes table locks (ALTER, CREATE, DROP, TRUNCATE, LOCK, ...)
+// with SET LOCAL lock_timeout (2s unless the runbook says otherwise), and on
+// SQLSTATE 55P03 (lock_not_available) rolls back and tries again after a
+// pause that doubles (500ms, 1s, 2s, ... at most 10s), lock_retries times
+// (5): the application waits at most lock_timeout at a time, and the
+// migration gets in between its queries.
+#include <algorithm>
+#include <chrono>
 #include <functional>
+#include <optional>
 
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
 #include "bindings/postgres/pg_undo_guard.h"
+#include "engine/core/duration.h"
 
 namespace runbook {
 namespace {
@@ -44,6 +58,54 @@ bool ReadOnlySql(const std::string& sql) {
 
 Result<PgResult> RunSql(PgLease& lease, const std::string& sql, const PgParams& params) {
   return params.empty() ? lease.RunScript(sql) : lease.Run(sql, params);
+}
+
+// Statements that take a lock other queries of a table wait for.
+bool TakesTableLocks(const std::string& sql) {
+  for (const auto& st : SplitSql(sql)) {
+    if (st.words.empty()) continue;
+    for (const char* ddl : {"ALTER", "CREATE", "DROP", "TRUNCATE", "LOCK", "REINDEX", "CLUSTER",
+                            "REFRESH", "COMMENT", "GRANT", "REVOKE", "SECURITY"}) {
+      if (st.words[0] == ddl) return true;
+    }
+  }
+  return false;
+}
+
+// How pg.exec waits for locks: lock_timeout 0 waits as long as it takes.
+struct LockPolicy {
+  std::chrono::milliseconds timeout{0};
+  int retries = 0;
+  std::string Sql() const {
+    return "SET LOCAL lock_timeout = '" + std::to_string(timeout.count()) + "ms'";
+  }
+};
+
+constexpr std::chrono::milliseconds kDdlLockTimeout{2000};
+constexpr int kDdlLockRetries = 5;
+
+// The runbook's lock_timeout / lock_retries, or for SQL that takes table
+// locks the defaults; nothing for other SQL. Only inside a transaction: SQL
+// that runs without one (CREATE INDEX CONCURRENTLY, VACUUM) takes no lock
+// that stops the application's queries, and a statement of it cut short can
+// leave a half-built object behind (an invalid index).
+Result<LockPolicy> LockPolicyOf(const Value& args, const std::string& sql, bool transaction) {
+  LockPolicy p;
+  if (!transaction) return p;
+  const bool ddl = TakesTableLocks(sql);
+  Result<std::chrono::milliseconds> t =
+      DurationArg(args, "lock_timeout", ddl ? kDdlLockTimeout : std::chrono::milliseconds(0));
+  if (!t.ok()) return t.status();
+  p.timeout = *t;
+  std::optional<int64_t> n = IntArg(args, "lock_retries");
+  p.retries = p.timeout.count() > 0
+                  ? static_cast<int>(std::clamp<int64_t>(n.value_or(kDdlLockRetries), 0, 100))
+                  : 0;
+  return p;
+}
+
+bool IsLockTimeout(const Status& s) {
+  return s.message().find("(SQLSTATE 55P03)") != std::string::npos;
 }
 
 Value ExecResult(const PgResult& r) {
@@ -103,7 +165,15 @@ class PgExec : public NamedPrimitive {
                     Arg("rollback_sql", ArgType::kString, false, "SQL that undoes it"),
                     Arg("transaction", ArgType::kBool, false,
                         "run inside BEGIN ... COMMIT (default true; statements such as VACUUM "
-                        "or CREATE DATABASE run without one)")},
+                        "or CREATE DATABASE run without one)"),
+                    Arg("lock_timeout", ArgType::kDuration, false,
+                        "how long a statement may wait for a lock before the transaction is "
+                        "rolled back and tried again (2s for SQL that takes table locks: "
+                        "ALTER, CREATE, DROP, TRUNCATE, LOCK, ...; 0s: wait as long as it "
+                        "takes)"),
+                    Arg("lock_retries", ArgType::kInt, false,
+                        "how many times to try again after a lock timeout, pausing 500ms, "
+                        "1s, 2s, ... at most 10s (5)")},
                    {},
                    ""}) {}
 
@@ -123,6 +193,14 @@ class PgExec : public NamedPrimitive {
     bool txn = use.ok() && *use;
     PlanEffect e;
     e.text = txn ? "BEGIN;\n" + sql + "\nCOMMIT;" : sql;
+    Result<LockPolicy> lock = LockPolicyOf(args, StrArg(args, "sql"), txn);
+    if (lock.ok() && lock->timeout.count() > 0) {
+      e.text = "BEGIN;\n" + lock->Sql() + ";\n" + sql + "\nCOMMIT;";
+      if (lock->retries > 0) {
+        e.text += "\n(on a lock timeout: rolled back and tried again, up to " +
+                  std::to_string(lock->retries) + " more times)";
+      }
+    }
     e.undo_kind = undo.empty() ? UndoKind::kIrreversible : UndoKind::kUndoes;
     e.undo = undo.empty() ? "no rollback_sql (pg.exec is undone only by its rollback_sql)" : undo;
     return e;
@@ -133,6 +211,8 @@ class PgExec : public NamedPrimitive {
     const PgParams params = ParamsArg(args);
     Result<bool> txn = UseTransaction(args);
     if (!txn.ok()) return txn.status();
+    Result<LockPolicy> lock = LockPolicyOf(args, sql, *txn);
+    if (!lock.ok()) return lock.status();
     if (ctx.dry_run()) {
       std::string why = SkipReason(sql, true);
       if (!why.empty()) return MakeUnknown("not rehearsed: " + why);
@@ -172,8 +252,11 @@ class PgExec : public NamedPrimitive {
         top = (*x)[0]["x"].get<std::string>();
         return ctx.NoteOwnWrite(key, top);
       };
-      r = *txn ? InTransaction(*lease, sql, params, &commit_sent, note)
-               : RunSql(*lease, sql, params);
+      r = *txn
+              ? WithLockRetries(
+                    ctx, *lock,
+                    [&]() { return InTransaction(*lease, sql, params, &commit_sent, note, *lock); })
+              : RunSql(*lease, sql, params);
       if (!r.ok() && *txn && !commit_sent && !undo.empty()) {
         // The transaction never committed: nothing of it stays, so there is
         // nothing for rollback_sql to undo (running it would fail half-way).
@@ -198,13 +281,49 @@ class PgExec : public NamedPrimitive {
     if (undo.empty()) return Status::Failed("pg.exec has no rollback_sql: it cannot be undone");
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
     if (!lease.ok()) return lease.status();
-    Result<PgResult> r = NonTransactionalReason(undo).empty() ? InTransaction(*lease, undo, {})
-                                                              : lease->RunScript(undo);
+    Result<PgResult> r = Status::Ok();
+    if (NonTransactionalReason(undo).empty()) {
+      Result<LockPolicy> lock = LockPolicyOf(args, undo, true);
+      if (!lock.ok()) return lock.status();
+      r = WithLockRetries(
+          ctx, *lock, [&]() { return InTransaction(*lease, undo, {}, nullptr, nullptr, *lock); });
+    } else {
+      r = lease->RunScript(undo);
+    }
     ForwardNotices(ctx, lease->conn());
     return r.status().Prefixed("rollback_sql");
   }
 
  private:
+  // Runs `attempt` (one whole transaction) until it does not fail on a lock
+  // timeout, at most 1 + lock.retries times, pausing in between (never past
+  // the step's deadline).
+  static Result<PgResult> WithLockRetries(StepContext& ctx, const LockPolicy& lock,
+                                          const std::function<Result<PgResult>()>& attempt) {
+    std::chrono::milliseconds pause{500};
+    for (int n = 1;; ++n) {
+      Result<PgResult> r = attempt();
+      if (r.ok() || !IsLockTimeout(r.status())) return r;
+      const bool last = n > lock.retries || (ctx.deadline() != SteadyTime::max() &&
+                                             ctx.clock().Steady() + pause >= ctx.deadline());
+      if (last) {
+        return Status::Failed(
+            "could not take its locks within lock_timeout " + FormatDuration(lock.timeout) +
+            " in " + std::to_string(n) + (n == 1 ? " attempt" : " attempts") +
+            ", each rolled back, so nothing was changed (another transaction holds a "
+            "conflicting lock: find it in pg_locks / pg_stat_activity, or raise lock_timeout "
+            "or lock_retries): " +
+            r.status().message());
+      }
+      ctx.Log(LogLevel::kWarn,
+              "attempt " + std::to_string(n) + " of " + std::to_string(lock.retries + 1) +
+                  " waited lock_timeout " + FormatDuration(lock.timeout) +
+                  " for a lock and was rolled back; trying again in " + FormatDuration(pause));
+      ctx.clock().Sleep(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(10000));
+    }
+  }
+
   // transaction: true by default; false for SQL that cannot run in one, and
   // an error when such SQL is explicitly asked to run in one.
   static Result<bool> UseTransaction(const Value& args) {
@@ -222,8 +341,10 @@ class PgExec : public NamedPrimitive {
   // `before_commit` (if given) runs last inside the transaction.
   static Result<PgResult> InTransaction(PgLease& lease, const std::string& sql,
                                         const PgParams& params, bool* commit_sent = nullptr,
-                                        const std::function<Status()>& before_commit = nullptr) {
+                                        const std::function<Status()>& before_commit = nullptr,
+                                        const LockPolicy& lock = LockPolicy()) {
     Status s = lease.Exec("BEGIN");
+    if (s.ok() && lock.timeout.count() > 0) s = lease.Exec(lock.Sql());
     if (!s.ok()) return s;
     Result<PgResult> r = RunSql(lease, sql, params);
     if (r.ok() && before_commit) {

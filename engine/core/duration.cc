@@ -35,6 +35,8 @@ std::string FormatDuration(std::chrono::milliseconds d) {
   char buf[64];
   if (ms < 1000) {
     snprintf(buf, sizeof buf, "%lldms", ms);
+  } else if (ms < 60 * 1000 && ms % 1000 == 0) {
+    snprintf(buf, sizeof buf, "%llds", ms / 1000);
   } else if (ms < 60 * 1000) {
     snprintf(buf, sizeof buf, "%.1fs", ms / 1000.0);
   } else if (ms < 3600 * 1000) {

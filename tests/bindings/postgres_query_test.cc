@@ -55,7 +55,10 @@ TEST_CASE("pg.exec applies in a transaction and undoes with rollback_sql", "[pos
              {"sql", "ALTER TABLE streams ADD COLUMN live_started_at timestamptz"},
              {"rollback_sql", "ALTER TABLE streams DROP COLUMN live_started_at"}};
   PlanEffect plan = c.P("pg.exec").Plan(args);
-  CHECK(plan.text == "BEGIN;\nALTER TABLE streams ADD COLUMN live_started_at timestamptz\nCOMMIT;");
+  CHECK(plan.text ==
+        "BEGIN;\nSET LOCAL lock_timeout = '2000ms';\nALTER TABLE streams ADD COLUMN "
+        "live_started_at timestamptz\nCOMMIT;\n(on a lock timeout: rolled back and tried again, "
+        "up to 5 more times)");
   CHECK(plan.reversible());
   CHECK(c.P("pg.exec").rehearsal(args) == Rehearsal::kSimulate);
 

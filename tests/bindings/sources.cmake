@@ -20,6 +20,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/bindings/postgres_sql_test.cc
   tests/bindings/postgres_copy_split_test.cc
   tests/bindings/postgres_copy_test.cc
+  tests/bindings/postgres_lock_safe_test.cc
   tests/fixtures/kube_fixture.cc
   tests/bindings/kube_test.cc
   tests/bindings/kube_apply_test.cc

@@ -28,6 +28,7 @@ TEST_CASE("durations parse the forms runbooks use and reject the rest", "[core]"
     CHECK_FALSE(ParseDuration(bad).has_value());
   }
   CHECK(FormatDuration(std::chrono::milliseconds(1500)) == "1.5s");
+  CHECK(FormatDuration(std::chrono::milliseconds(2000)) == "2s");
   CHECK(FormatDuration(std::chrono::seconds(90)) == "1m30s");
 }
 
