@@ -11,7 +11,6 @@ constexpr const char* kPinOutput =
     "SET LOCAL bytea_output = 'hex'; SET LOCAL IntervalStyle = 'postgres'; "
     "SET LOCAL DateStyle = 'ISO, YMD'";
 
-// Which of `tables` exist (one catalog query).
 // The tables' schemas and names as two text[] parameters ($1, $2), for
 // catalog queries that unnest them WITH ORDINALITY.
 PgParams NameArrays(const std::vector<TableCount>& tables) {
@@ -23,9 +22,10 @@ PgParams NameArrays(const std::vector<TableCount>& tables) {
   return {PgTextArray(schemas), PgTextArray(names)};
 }
 
-Status MarkMissing(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables) {
+// Marks which of `tables` exist and which are ordinary tables (one catalog query).
+Status Classify(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables) {
   Result<Value> rows = conn.Query(
-      "SELECT u.i, c.oid IS NOT NULL AS found "
+      "SELECT u.i, c.oid IS NOT NULL AS found, coalesce(c.relkind = 'r', false) AS own "
       "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(s, t, i) "
       "LEFT JOIN pg_namespace n ON n.nspname = u.s "
       "LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.t "
@@ -33,7 +33,9 @@ Status MarkMissing(PgConnection& conn, SteadyTime deadline, std::vector<TableCou
       NameArrays(*tables), deadline);
   if (!rows.ok()) return rows.status();
   for (const auto& row : *rows) {
-    (*tables)[row["i"].get<size_t>() - 1].exists = row["found"].get<bool>();
+    TableCount& t = (*tables)[row["i"].get<size_t>() - 1];
+    t.exists = row["found"].get<bool>();
+    t.only = row["own"].get<bool>();
   }
   return Status::Ok();
 }
@@ -97,8 +99,8 @@ std::string CountSql(const std::vector<TableCount>& tables, bool checksum,
     if (checksum) {
       sql += ", coalesce(sum(hashtextextended(ROW(" + tables[i].columns + ")::text, 0)), 0) AS d";
     }
-    sql +=
-        " FROM " + quote(tables[i].table.schema) + "." + quote(tables[i].table.name) + " AS rb_t";
+    sql += std::string(" FROM ") + (tables[i].only ? "ONLY " : "") + quote(tables[i].table.schema) +
+           "." + quote(tables[i].table.name) + " AS rb_t";
   }
   return sql;
 }
@@ -106,6 +108,7 @@ std::string CountSql(const std::vector<TableCount>& tables, bool checksum,
 Status CountTables(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables,
                    bool checksum) {
   auto quote = [&conn](const std::string& s) { return conn.QuoteIdent(s); };
+  if (Status s = Classify(conn, deadline, tables); !s.ok()) return s;
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::string sql = CountSql(*tables, checksum, quote);
     if (sql.empty()) return Status::Ok();
@@ -132,11 +135,11 @@ Status CountTables(PgConnection& conn, SteadyTime deadline, std::vector<TableCou
       }
       return Status::Ok();
     }
-    // A missing table (42P01) or schema (3F000): find which, count the rest.
+    // A table (42P01) or schema (3F000) dropped since: find which, count the rest.
     const std::string& msg = rows.status().message();
     bool missing = msg.find("42P01") != std::string::npos || msg.find("3F000") != std::string::npos;
     if (!missing || attempt > 0) return rows.status();
-    Status s = MarkMissing(conn, deadline, tables);
+    Status s = Classify(conn, deadline, tables);
     if (!s.ok()) return s;
   }
   return Status::Ok();

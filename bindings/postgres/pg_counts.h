@@ -1,7 +1,14 @@
 // Exact row counts (and content digests) of many tables in one query.
 //
 // Every table is counted by one UNION ALL statement, so all counts of a
-// database come from one snapshot and one round trip.
+// database come from one snapshot and one round trip (after one catalog
+// query that finds which tables exist and of what kind).
+//
+// A table's count is its own rows (FROM ONLY), as COPY and pg_dump carry
+// them and as pg.compare counts: an inheritance parent without its
+// children, which are counted as tables of their own. A partitioned table
+// holds no rows of its own: it is counted with its partitions (and views,
+// materialized views and foreign tables as they are).
 //
 // The checksum is an order-independent digest of each table's content: the
 // sum over rows of hashtextextended(ROW(columns)::text, 0), a 64-bit hash,
@@ -34,6 +41,7 @@ struct TableCount {
   int64_t rows = 0;
   std::string digest;  // checksum mode only
   std::string columns;  // checksum mode: "rb_t.a, rb_t.b", by name (CountTables fills it)
+  bool only = false;    // an ordinary table: its own rows, FROM ONLY (CountTables fills it)
 };
 
 // Parses the runbook's table names (see ParseTableName).
@@ -49,8 +57,8 @@ Result<std::vector<TableCount>> ListTables(PgConnection& conn, SteadyTime deadli
 std::string CountSql(const std::vector<TableCount>& tables, bool checksum,
                      const std::function<std::string(const std::string&)>& quote);
 
-// Counts the tables that exist; marks the others exists=false. One query
-// when all exist; when some do not, a catalog query finds which.
+// Counts the tables that exist; marks the others exists=false. A catalog
+// query (which exist, which are ordinary tables), then one counting query.
 Status CountTables(PgConnection& conn, SteadyTime deadline, std::vector<TableCount>* tables,
                    bool checksum);
 
