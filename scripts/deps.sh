@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   liblua5.4-dev libyaml-cpp-dev libcli11-dev catch2 libsqlite3-dev nlohmann-json3-dev
-  libpq-dev libssh-dev libssl-dev
+  libpq-dev libssh-dev libssl-dev libpg-query-dev
   postgresql-15 postgresql-contrib postgresql-client-15 locales
   openssh-server openssh-client kubectl python3 sqlite3 debootstrap
 )

@@ -28,6 +28,7 @@ void AddPgDatabasePrimitives(Registry* r);    // pg.create_database, pg.drop_dat
 void AddPgSessionPrimitives(Registry* r);     // pg.terminate_connections, pg.wait_ready
 void AddPgCollationPrimitives(Registry* r);   // pg.collation_status, pg.refresh_collation
 void AddPgSchemaPrimitives(Registry* r);      // pg.assert_schema, pg.schema_diff
+void AddPgLintPrimitives(Registry* r);        // pg.lint
 void AddPgDumpPrimitives(Registry* r);        // pg.dump
 void AddPgRestorePrimitives(Registry* r);     // pg.restore
 void AddPgCopyPrimitives(Registry* r);        // pg.copy

@@ -13,6 +13,7 @@ void RegisterPostgres(Registry* r) {
   AddPgSessionPrimitives(r);
   AddPgCollationPrimitives(r);
   AddPgSchemaPrimitives(r);
+  AddPgLintPrimitives(r);
   AddPgDumpPrimitives(r);
   AddPgRestorePrimitives(r);
   AddPgCopyPrimitives(r);

@@ -6,6 +6,7 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_conninfo.cc
   bindings/postgres/pg_counts.cc
   bindings/postgres/pg_database_checks.cc
+  bindings/postgres/pg_lint.cc
   bindings/postgres/pg_primitive.cc
   bindings/postgres/pg_primitives_collation.cc
   bindings/postgres/pg_primitives_compare.cc
@@ -13,6 +14,7 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_primitives_database.cc
   bindings/postgres/pg_primitives_dump.cc
   bindings/postgres/pg_primitives_fallback.cc
+  bindings/postgres/pg_primitives_lint.cc
   bindings/postgres/pg_primitives_query.cc
   bindings/postgres/pg_primitives_replicate.cc
   bindings/postgres/pg_primitives_replicate_wait.cc

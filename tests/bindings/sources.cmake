@@ -3,6 +3,7 @@
 list(APPEND RUNBOOK_TEST_SOURCES
   tests/fixtures/pg_fixture.cc
   tests/bindings/pg_fidelity_util.cc
+  tests/bindings/pg_lint_test.cc
   tests/bindings/postgres_compare_test.cc
   tests/bindings/postgres_fidelity_test.cc
   tests/bindings/postgres_client_test.cc
@@ -20,6 +21,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/bindings/postgres_sql_test.cc
   tests/bindings/postgres_copy_split_test.cc
   tests/bindings/postgres_copy_test.cc
+  tests/bindings/postgres_lint_test.cc
   tests/bindings/postgres_lock_safe_test.cc
   tests/fixtures/kube_fixture.cc
   tests/bindings/kube_test.cc

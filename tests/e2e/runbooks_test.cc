@@ -231,6 +231,55 @@ TEST_CASE("schema-gate: a migration that did not do what the application needs i
   CHECK(Catalog(db) == before);
 }
 
+TEST_CASE(
+    "schema-gate: seed 002's incompatible change is stopped by the lint before it runs; "
+    "forced, its rollback is complete",
+    "[e2e][runbooks][postgres][seed002]") {
+  E2e t;
+  PgTestDb db(BlueServer(), "gate");
+  db.Exec(kShop);
+  std::string before = Catalog(db);
+  // The running application reads orders.customer_id (`requires`); the
+  // deployment renames it.
+  const std::string rename = "ALTER TABLE orders RENAME COLUMN customer_id TO client_id;";
+  std::vector<std::string> args = GateArgs(db, rename, R"({"orders": ["id", "client_id"]})");
+  args[7] = "rollback_sql=ALTER TABLE orders RENAME COLUMN client_id TO customer_id;";
+
+  // As a pipeline step: the rehearsal fails the pipeline (exit 1) and says why.
+  std::vector<std::string> dry = args;
+  dry.push_back("--dry-run");
+  CliResult r = t.Run(dry, BlueServer().ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("[rename-column-in-use]") &&
+                          Catch::Contains("the running application reads "
+                                          "public.orders.customer_id"));
+  CHECK(Catalog(db) == before);
+
+  r = t.Run(args, BlueServer().ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  auto steps = t.Steps(t.LastRunId());
+  CHECK(steps["lint"]["status"] == "failed");
+  CHECK(steps["migrate"]["status"] != "succeeded");
+  CHECK(Catalog(db) == before);
+
+  // Forced, knowingly and with a reason: it runs, and its rollback restores
+  // the schema exactly.
+  args[5] =
+      "migration=-- runbook:ignore rename-column-in-use every reader moved in release 7\n" + rename;
+  r = t.Run(args, BlueServer().ClientEnv());
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  CHECK(t.Steps(t.LastRunId())["lint"]["status"] == "succeeded");
+  CHECK(Catalog(db) != before);
+  r = t.Run({"rollback", t.LastRunId()}, BlueServer().ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(Catalog(db) == before);
+  CHECK(db.Value("SELECT sum(customer_id) FROM orders") == "12750");
+}
+
 // ---- kube-switch-selector ---------------------------------------------------------------------
 
 std::string Selector(const KubeSim& sim, const std::string& service) {

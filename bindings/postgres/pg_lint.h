@@ -1,0 +1,101 @@
+// Migration SQL checked before it runs (seed 002; squawk's rules are the
+// anchor): statements that would hold a long exclusive lock or rewrite a
+// table, that break the application still running on the old schema, or
+// that cannot run where the migration will run them. The statements are
+// parsed by PostgreSQL's own grammar (libpg_query); what the live database
+// knows (sizes, column types, validated checks, function volatility) comes in
+// as LintFacts, so this file has no connection and is tested offline.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/core/status.h"
+
+namespace runbook {
+
+// One rule: its id (for ignores), default severity, what it catches, an
+// example that triggers it and what to write instead (docs/lint.md).
+struct LintRule {
+  const char* id;
+  const char* severity;  // "error" or "warning"
+  const char* catches;
+  const char* example;
+  const char* instead;
+};
+const std::vector<LintRule>& LintRules();
+
+// A migration file (or the inline SQL: name "sql").
+struct LintSource {
+  std::string name;
+  std::string sql;
+};
+
+// A parsed migration: each statement's tree and position, and the names the
+// rules will ask the database about.
+struct LintStatement {
+  std::string file;
+  int line = 0, col = 0;  // of the statement's first token, 1-based
+  std::string text;       // the statement, leading comments included
+  std::string tree;       // libpg_query's JSON of the one statement; "" if unparsable
+  std::string syntax_error;
+};
+struct ParsedMigration {
+  std::vector<LintStatement> statements;
+  // By LintTableKey: {schema, name} as the catalog stores them.
+  std::map<std::string, std::pair<std::string, std::string>> tables;
+  std::set<std::string> functions;  // lower-case names called in column defaults
+};
+ParsedMigration ParseMigration(const std::vector<LintSource>& sources,
+                               const std::string& default_schema);
+
+// What the live database says about a table.
+struct LintTableFacts {
+  bool exists = false;
+  int64_t bytes = 0;                                // with indexes and TOAST
+  int64_t heap_bytes = 0;                           // main fork: 0 means no rows
+  std::map<std::string, std::string> column_types;  // format_type(), e.g. "character varying(20)"
+  std::set<std::string> not_null_checked;  // columns with a validated CHECK (col IS NOT NULL)
+};
+struct LintFacts {
+  bool connected = false;
+  std::map<std::string, LintTableFacts> tables;    // by LintTableKey
+  std::map<std::string, bool> volatile_functions;  // name -> any overload volatile
+};
+
+struct LintIgnore {
+  std::string rule, table, reason;  // table "" = any
+};
+struct LintOptions {
+  bool transaction = true;            // the migration runs in one transaction
+  int64_t small_table = 1024 * 1024;  // a lock on a table this small is a warning
+  std::string default_schema = "public";
+  // Tables and columns the running application reads (an empty set: the
+  // table), by LintTableKey.
+  std::map<std::string, std::set<std::string>> uses;
+  std::vector<LintIgnore> ignores;
+};
+
+struct LintFinding {
+  std::string rule, severity;
+  std::string file;
+  int line = 0, col = 0;
+  std::string table;  // "schema.name" or ""
+  std::string message;
+  std::string statement;  // the statement on one line, shortened
+  bool ignored = false;
+  std::string reason;  // why it is ignored
+};
+
+std::vector<LintFinding> LintMigration(const ParsedMigration& migration, const LintFacts& facts,
+                                       const LintOptions& options);
+
+// "schema.name" for a table named `text` ("t", "s.t", "\"T\"") or by parts.
+std::string LintTableKey(const std::string& schema, const std::string& name,
+                         const std::string& default_schema);
+
+}  // namespace runbook

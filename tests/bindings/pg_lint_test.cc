@@ -1,0 +1,238 @@
+// pg.lint's rules without a server: every documented rule caught by its own
+// documented example, positions, ignores, and what the live facts change.
+#include "bindings/postgres/pg_lint.h"
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace runbook::testing {
+namespace {
+
+std::vector<LintFinding> Lint(const std::string& sql, const LintOptions& o = {},
+                              const LintFacts& facts = {}) {
+  return LintMigration(ParseMigration({{"m.sql", sql}}, o.default_schema), facts, o);
+}
+
+std::set<std::string> Rules(const std::vector<LintFinding>& findings) {
+  std::set<std::string> out;
+  for (const auto& f : findings) out.insert(f.rule);
+  return out;
+}
+
+const LintFinding* Find(const std::vector<LintFinding>& findings, const std::string& rule) {
+  for (const auto& f : findings) {
+    if (f.rule == rule) return &f;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("pg.lint: every rule catches its own documented example", "[lint]") {
+  LintOptions o;
+  o.uses["public.streams"] = {};  // the application reads every column of streams
+  for (const auto& rule : LintRules()) {
+    INFO(rule.id << ": " << rule.example);
+    std::set<std::string> got = Rules(Lint(rule.example, o));
+    CHECK(got.count(rule.id) == 1);
+    const LintFinding* f = Find(Lint(rule.example, o), rule.id);
+    if (f) CHECK(f->severity == rule.severity);
+  }
+}
+
+TEST_CASE("pg.lint: docs/lint.md documents exactly the rules there are", "[lint][docs]") {
+  std::ifstream in(std::string(RUNBOOK_SOURCE_DIR) + "/docs/lint.md");
+  REQUIRE(in);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string doc = text.str();
+  std::set<std::string> documented;
+  std::regex heading(R"(\n### `([a-z-]+)`)");
+  for (std::sregex_iterator it(doc.begin(), doc.end(), heading), end; it != end; ++it) {
+    documented.insert((*it)[1].str());
+  }
+  std::set<std::string> rules;
+  for (const auto& r : LintRules()) {
+    rules.insert(r.id);
+    INFO(r.id);
+    CHECK(doc.find(r.example) != std::string::npos);  // the example is shown as the code has it
+  }
+  CHECK(documented == rules);
+}
+
+TEST_CASE("pg.lint: safe migrations and tables the migration creates pass", "[lint]") {
+  CHECK(
+      Lint("CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, a text);\n"
+           "CREATE INDEX t_a ON t (a);\n"
+           "ALTER TABLE t ADD COLUMN b int NOT NULL, ADD COLUMN c uuid DEFAULT gen_random_uuid();\n"
+           "ALTER TABLE t ALTER COLUMN a TYPE varchar(10);\n"
+           "ALTER TABLE orders ADD COLUMN note text DEFAULT 'none';\n"
+           "ALTER TABLE orders ADD COLUMN placed_at timestamptz DEFAULT now();\n"
+           "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (c) REFERENCES t NOT VALID;\n"
+           "ALTER TABLE orders VALIDATE CONSTRAINT fk;\n"
+           "ALTER TABLE orders ADD CONSTRAINT u UNIQUE USING INDEX orders_ref;\n"
+           "ANALYZE orders;")
+          .empty());
+  LintOptions no_tx;
+  no_tx.transaction = false;
+  CHECK(Lint("CREATE INDEX CONCURRENTLY i ON orders (a); DROP INDEX CONCURRENTLY j; "
+             "REINDEX INDEX CONCURRENTLY k; REFRESH MATERIALIZED VIEW CONCURRENTLY m",
+             no_tx)
+            .empty());
+}
+
+TEST_CASE("pg.lint: positions are the statement's first token, per file, past comments", "[lint]") {
+  ParsedMigration m = ParseMigration(
+      {{"001.sql",
+        "-- first\nCREATE TABLE a (id int);\n\n  /* x /* nested */ */ CREATE INDEX i "
+        "ON orders (id);"},
+       {"002.sql", "SELECT 1;\nALTER TABLE orders ADD COLUMN;\nVACUUM FULL orders;"}},
+      "public");
+  std::vector<LintFinding> f = LintMigration(m, {}, {});
+  REQUIRE(f.size() == 4);
+  CHECK(f[0].rule == "create-index-blocking");
+  CHECK(f[0].file == "001.sql");
+  CHECK(f[0].line == 4);
+  CHECK(f[0].col == 24);
+  CHECK(f[0].table == "public.orders");
+  CHECK(f[0].statement == "CREATE INDEX i ON orders (id)");
+  CHECK(f[0].message ==
+        "CREATE INDEX without CONCURRENTLY blocks writes for the whole build on public.orders "
+        "(its size is unknown (no connection))");
+  // A statement that does not parse is reported where the parser stopped,
+  // and the statements after it are still linted.
+  CHECK(f[1].rule == "syntax");
+  CHECK(f[1].file == "002.sql");
+  CHECK(f[1].line == 2);
+  CHECK(f[1].col == 30);
+  CHECK(f[1].message == "syntax error at or near \";\"");
+  CHECK(f[2].rule == "not-in-transaction");
+  CHECK(f[3].rule == "vacuum-full");
+  CHECK(f[3].line == 3);
+}
+
+TEST_CASE("pg.lint: an ignore needs a known rule and a reason", "[lint]") {
+  std::vector<LintFinding> f = Lint(
+      "-- runbook:ignore create-index-blocking  the table is empty until release 42\n"
+      "CREATE INDEX i ON orders (a);\n"
+      "-- runbook:ignore create-index-blocking\n"
+      "CREATE INDEX j ON orders (b);\n"
+      "CREATE INDEX k ON orders (c); -- runbook:ignore create-index-blokcing typo\n"
+      "VACUUM FULL orders");
+  REQUIRE(f.size() == 7);
+  CHECK(f[0].rule == "create-index-blocking");
+  CHECK(f[0].ignored);
+  CHECK(f[0].reason == "the table is empty until release 42");
+  CHECK(f[1].rule == "create-index-blocking");
+  CHECK_FALSE(f[1].ignored);
+  CHECK(f[2].rule == "ignore-without-reason");
+  CHECK(f[2].message == "this runbook:ignore comment gives no reason");
+  CHECK(f[3].rule == "create-index-blocking");  // k: its comment belongs to the next statement
+  CHECK_FALSE(f[3].ignored);
+  // The VACUUM FULL statement carries k's trailing comment (a comment is
+  // part of the statement after it), which names no rule that exists.
+  CHECK(f[4].rule == "not-in-transaction");
+  CHECK(f[5].rule == "vacuum-full");
+  CHECK_FALSE(f[5].ignored);
+  const LintFinding& typo = f[6];
+  CHECK(typo.rule == "ignore-without-reason");
+  CHECK(typo.message ==
+        "this runbook:ignore comment names an unknown rule 'create-index-blokcing' (did you mean "
+        "'create-index-blocking'?)");
+
+  LintOptions o;
+  o.ignores.push_back({"vacuum-full", "public.orders", "maintenance window"});
+  o.ignores.push_back({"not-in-transaction", "", "runs alone"});
+  std::vector<LintFinding> g = Lint("VACUUM FULL orders; VACUUM FULL customers", o);
+  REQUIRE(g.size() == 4);
+  CHECK(g[0].ignored);        // not-in-transaction
+  CHECK(g[1].ignored);        // vacuum-full orders
+  CHECK(g[2].ignored);        // not-in-transaction
+  CHECK_FALSE(g[3].ignored);  // vacuum-full of another table
+  CHECK(g[3].table == "public.customers");
+}
+
+TEST_CASE("pg.lint: the live facts decide sizes, types, checks and volatility", "[lint]") {
+  LintFacts facts;
+  facts.connected = true;
+  LintTableFacts big;
+  big.exists = true;
+  big.bytes = 5LL << 30;
+  big.heap_bytes = 4LL << 30;
+  big.column_types = {{"code", "character varying(20)"}, {"amount", "integer"}, {"note", "text"}};
+  big.not_null_checked = {"code"};
+  facts.tables["public.orders"] = big;
+  LintTableFacts tiny;
+  tiny.exists = true;
+  tiny.bytes = 16384;
+  facts.tables["public.flags"] = tiny;
+  LintTableFacts empty;
+  empty.exists = true;
+  facts.tables["public.fresh"] = empty;
+  facts.volatile_functions = {{"make_token", true}, {"now", false}};
+
+  auto one = [&](const std::string& sql) { return Lint(sql, {}, facts); };
+  // Widening needs no rewrite; anything else is a rewrite of a 5 GB table.
+  CHECK(one("ALTER TABLE orders ALTER COLUMN code TYPE varchar(40)").empty());
+  CHECK(one("ALTER TABLE orders ALTER COLUMN code TYPE text").empty());
+  CHECK(Rules(one("ALTER TABLE orders ALTER COLUMN code TYPE varchar(10)")) ==
+        std::set<std::string>{"alter-column-type"});
+  std::vector<LintFinding> f = one("ALTER TABLE orders ALTER COLUMN amount TYPE bigint");
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].severity == "error");
+  CHECK(f[0].message ==
+        "ALTER COLUMN amount TYPE rewrites the table and its indexes under an ACCESS EXCLUSIVE "
+        "lock on public.orders (it is 5.0 GB)");
+  // A validated CHECK (code IS NOT NULL) makes SET NOT NULL instant.
+  CHECK(one("ALTER TABLE orders ALTER COLUMN code SET NOT NULL").empty());
+  CHECK(Rules(one("ALTER TABLE orders ALTER COLUMN note SET NOT NULL")) ==
+        std::set<std::string>{"set-not-null"});
+  // Volatility as the server knows it, user functions included.
+  CHECK(Rules(one("ALTER TABLE orders ADD COLUMN t text DEFAULT make_token()")) ==
+        std::set<std::string>{"add-column-rewrite"});
+  CHECK(one("ALTER TABLE orders ADD COLUMN t timestamptz DEFAULT now()").empty());
+  // A small table: the same hazard is a warning.
+  f = one("CREATE INDEX ON flags (a)");
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].severity == "warning");
+  CHECK(f[0].message ==
+        "CREATE INDEX without CONCURRENTLY blocks writes for the whole build on public.flags "
+        "(it is 16.0 kB, small enough that the lock is short)");
+  // NOT NULL without a default: fine on an empty table, fails on one with rows.
+  CHECK(one("ALTER TABLE fresh ADD COLUMN region text NOT NULL").empty());
+  f = one("ALTER TABLE orders ADD COLUMN region text NOT NULL");
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].message ==
+        "ADD COLUMN region NOT NULL without a DEFAULT fails on public.orders, which has rows");
+}
+
+TEST_CASE("pg.lint: what breaks the running application", "[lint]") {
+  LintOptions o;
+  o.uses["public.streams"] = {"stream_id", "live_started_at"};
+  o.uses["app.viewers"] = {};
+  std::vector<LintFinding> f = Lint(
+      "ALTER TABLE streams DROP COLUMN live_started_at, DROP COLUMN legacy;\n"
+      "ALTER TABLE streams RENAME COLUMN stream_id TO id;\n"
+      "ALTER TABLE app.viewers RENAME TO audience;\n"
+      "DROP TABLE IF EXISTS app.viewers, old_stuff;\n"
+      "ALTER TABLE app.viewers DROP COLUMN anything",
+      o);
+  REQUIRE(f.size() == 7);
+  CHECK(f[0].rule == "drop-column-in-use");
+  CHECK(f[0].message ==
+        "DROP COLUMN public.streams.live_started_at destroys its data: the running application "
+        "reads public.streams.live_started_at");
+  CHECK(f[1].rule == "drop-column");
+  CHECK(f[1].severity == "warning");
+  CHECK(f[2].rule == "rename-column-in-use");
+  CHECK(f[3].rule == "rename-table-in-use");
+  CHECK(f[4].rule == "drop-table-in-use");
+  CHECK(f[5].rule == "drop-table");
+  CHECK(f[5].table == "public.old_stuff");
+  CHECK(f[6].rule == "drop-column-in-use");  // a table listed without columns: all of them
+}
+
+}  // namespace runbook::testing
