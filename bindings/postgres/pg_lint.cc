@@ -89,9 +89,10 @@ const std::vector<LintRule>& LintRules() {
        "RENAME COLUMN breaks every query that still names the old column",
        "ALTER TABLE orders RENAME COLUMN ref TO reference;",
        "list the columns the application reads in `uses` to have this checked"},
-      {"drop-table", kWarning, "DROP TABLE / VIEW: its data is gone", "DROP TABLE audit_2019;",
-       "make sure nothing reads it, keep a dump"},
-      {"rename-table", kWarning, "RENAME of a table or view breaks every query that names it",
+      {"drop-table", kWarning, "DROP TABLE / VIEW / SCHEMA: its data is gone",
+       "DROP TABLE audit_2019;", "make sure nothing reads it, keep a dump"},
+      {"rename-table", kWarning,
+       "RENAME of a table, view or schema, or SET SCHEMA, breaks every query that names it",
        "ALTER TABLE orders RENAME TO purchases;",
        "list the tables the application reads in `uses` to have this checked"},
       {"truncate", kWarning, "TRUNCATE: every row is gone, under an ACCESS EXCLUSIVE lock",
@@ -530,6 +531,17 @@ class Linter {
     }
   }
 
+  // DROP / RENAME SCHEMA: each table of it the application reads.
+  void SchemaInUse(const std::string& rule, const std::string& schema, const std::string& what) {
+    bool any = false;
+    for (const auto& [table, columns] : opt_.uses) {
+      if (table.compare(0, schema.size() + 1, schema + ".") != 0) continue;
+      any = true;
+      Report(rule + "-in-use", kError, table, what + ": the running application reads " + table);
+    }
+    if (!any) Report(rule, kWarning, "", what);
+  }
+
   void NotInTransaction(const std::string& what) {
     if (opt_.transaction) {
       Report("not-in-transaction", kError, "",
@@ -547,6 +559,14 @@ class Linter {
       for (const auto& c : Get(s, "cmds")) AlterTable(table, Get(c, "AlterTableCmd"));
     } else if (type == "RenameStmt") {
       Rename(s);
+    } else if (type == "AlterObjectSchemaStmt") {
+      const std::string kind = Str(s, "objectType");
+      if (kind == "OBJECT_TABLE" || kind == "OBJECT_VIEW" || kind == "OBJECT_MATVIEW" ||
+          kind == "OBJECT_FOREIGN_TABLE") {
+        std::string table = Key(Get(s, "relation"));
+        InUse("rename-table", table, "",
+              "SET SCHEMA moves " + table + " to schema " + Str(s, "newschema"));
+      }
     } else if (type == "DropStmt") {
       Drop(s);
     } else if (type == "IndexStmt") {
@@ -736,6 +756,10 @@ class Linter {
     } else if (type == "OBJECT_TABLE" || type == "OBJECT_VIEW" || type == "OBJECT_MATVIEW" ||
                type == "OBJECT_FOREIGN_TABLE") {
       InUse("rename-table", table, "", "RENAME " + table + " TO " + Str(s, "newname"));
+    } else if (type == "OBJECT_SCHEMA") {
+      SchemaInUse("rename-table", Str(s, "subname"),
+                  "RENAME SCHEMA " + Str(s, "subname") + " TO " + Str(s, "newname") +
+                      " renames every table in it");
     }
   }
 
@@ -752,6 +776,15 @@ class Linter {
                      " without CONCURRENTLY takes an ACCESS EXCLUSIVE lock "
                      "on its table");
         }
+      }
+      return;
+    }
+    if (type == "OBJECT_SCHEMA") {
+      for (const auto& o : Get(s, "objects")) {
+        const std::string schema = Str(Get(o, "String"), "sval");
+        SchemaInUse("drop-table", schema,
+                    "DROP SCHEMA " + schema + " destroys every table in it" +
+                        (Str(s, "behavior") == "DROP_CASCADE" ? " (CASCADE)" : ""));
       }
       return;
     }

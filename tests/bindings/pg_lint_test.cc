@@ -233,6 +233,27 @@ TEST_CASE("pg.lint: what breaks the running application", "[lint]") {
   CHECK(f[5].rule == "drop-table");
   CHECK(f[5].table == "public.old_stuff");
   CHECK(f[6].rule == "drop-column-in-use");  // a table listed without columns: all of them
+
+  // Through the schema: every table of it the application reads.
+  f = Lint(
+      "DROP SCHEMA app CASCADE; ALTER SCHEMA app RENAME TO app_old; "
+      "ALTER TABLE streams SET SCHEMA archive; DROP SCHEMA scratch; "
+      "ALTER TABLE \"Mixed\".\"Case\" SET SCHEMA public",
+      o);
+  REQUIRE(f.size() == 5);
+  CHECK(f[0].rule == "drop-table-in-use");
+  CHECK(f[0].table == "app.viewers");
+  CHECK(f[0].message ==
+        "DROP SCHEMA app destroys every table in it (CASCADE): the running application reads "
+        "app.viewers");
+  CHECK(f[1].rule == "rename-table-in-use");
+  CHECK(f[2].rule == "rename-table-in-use");
+  CHECK(f[2].message ==
+        "SET SCHEMA moves public.streams to schema archive: the running application reads "
+        "public.streams");
+  CHECK(f[3].rule == "drop-table");
+  CHECK(f[4].rule == "rename-table");
+  CHECK(f[4].table == "Mixed.Case");
 }
 
 }  // namespace runbook::testing
