@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <optional>
 
 #include "bindings/postgres/pg_sql.h"
 #include "engine/core/schema.h"
@@ -20,7 +22,10 @@ const char kWarning[] = "warning";
 
 const std::vector<LintRule>& LintRules() {
   static const std::vector<LintRule> rules = {
-      {"syntax", kError, "a statement PostgreSQL's grammar (15) cannot parse",
+      {"syntax", kError,
+       "a statement PostgreSQL's grammar (15) cannot parse, a file that is not UTF-8 or has a "
+       "NUL byte; an error that leaves the rest of the file unsplit (an unterminated quote) "
+       "cannot be ignored",
        "ALTER TABLE orders ADD COLUMN;", "fix the statement"},
       {"add-column-rewrite", kError,
        "ADD COLUMN that rewrites the whole table under an ACCESS EXCLUSIVE lock: a DEFAULT "
@@ -40,17 +45,19 @@ const std::vector<LintRule>& LintRules() {
        "migration SET NOT NULL (instant), then drop the check"},
       {"alter-column-type", kError,
        "ALTER COLUMN ... TYPE rewrites the table and its indexes under an ACCESS EXCLUSIVE lock "
-       "(widening a varchar, or varchar to text, does not and is not reported)",
-       "ALTER TABLE orders ALTER COLUMN amount TYPE numeric(12,2);",
+       "(with a connection, the changes that do not are not reported: a longer or unbounded "
+       "varchar, varchar to text and back, a numeric of more precision and the same scale)",
+       "ALTER TABLE orders ALTER COLUMN amount TYPE bigint;",
        "add a new column, keep both in sync, backfill, switch the application, drop the old one "
-       "(expand/contract)"},
+       "(runbooks/expand-contract.yaml)"},
       {"rewrite-table", kError,
        "SET LOGGED / SET UNLOGGED / SET TABLESPACE / SET ACCESS METHOD rewrite the table under "
        "an ACCESS EXCLUSIVE lock",
        "ALTER TABLE events SET LOGGED;", "do it in a maintenance window"},
       {"constraint-without-not-valid", kError,
-       "ADD CONSTRAINT ... FOREIGN KEY or CHECK without NOT VALID checks every row while holding "
-       "a lock that blocks writes (a foreign key locks the referenced table too)",
+       "ADD CONSTRAINT ... FOREIGN KEY or CHECK without NOT VALID, or ADD COLUMN with an inline "
+       "REFERENCES or CHECK, checks every row while holding a lock that blocks writes (a "
+       "foreign key locks the referenced table too)",
        "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (customer_id) REFERENCES customers;",
        "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT (a weaker lock) in its own "
        "transaction"},
@@ -71,15 +78,29 @@ const std::vector<LintRule>& LintRules() {
        "VACUUM FULL orders;", "pg_repack, or plain VACUUM"},
       {"cluster", kError, "CLUSTER rewrites the table under an ACCESS EXCLUSIVE lock",
        "CLUSTER orders USING orders_pkey;", "pg_repack, or leave the order to the planner"},
+      {"attach-partition", kError,
+       "ATTACH PARTITION scans the new partition under an ACCESS EXCLUSIVE lock to prove its "
+       "bound, unless a validated CHECK constraint already implies it (not checked here)",
+       "ALTER TABLE events ATTACH PARTITION events_2026 FOR VALUES FROM ('2026-01-01') TO "
+       "('2027-01-01');",
+       "add a CHECK matching the bound NOT VALID, VALIDATE it, then ATTACH (and ignore this "
+       "finding with that reason)"},
+      {"detach-partition-blocking", kWarning,
+       "DETACH PARTITION without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the parent",
+       "ALTER TABLE events DETACH PARTITION events_2019;",
+       "DETACH PARTITION ... CONCURRENTLY (PostgreSQL 14+, outside a transaction)"},
       {"drop-column-in-use", kError, "DROP COLUMN of a column the running application reads",
        "ALTER TABLE streams DROP COLUMN live_started_at;  -- uses: {streams: [live_started_at]}",
        "expand/contract: stop reading it (roll out), then drop it in a later migration"},
       {"rename-column-in-use", kError, "RENAME COLUMN of a column the running application reads",
        "ALTER TABLE streams RENAME COLUMN live_started_at TO started_at;",
-       "add the new column, keep both in sync, switch the application, then drop the old one"},
-      {"drop-table-in-use", kError, "DROP of a table or view the running application reads",
+       "add the new column, keep both in sync, switch the application, then drop the old one "
+       "(runbooks/expand-contract.yaml)"},
+      {"drop-table-in-use", kError,
+       "DROP of a table or view the running application reads, or of its schema",
        "DROP TABLE streams;", "stop reading it first (roll out), then drop it"},
-      {"rename-table-in-use", kError, "RENAME of a table or view the running application reads",
+      {"rename-table-in-use", kError,
+       "RENAME of a table or view the running application reads, of its schema, or SET SCHEMA",
        "ALTER TABLE streams RENAME TO live_streams;",
        "rename, and leave a view with the old name until the application moved"},
       {"drop-column", kWarning,
@@ -107,17 +128,22 @@ const std::vector<LintRule>& LintRules() {
       {"lock-table", kWarning, "an explicit LOCK TABLE in a migration",
        "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;", "let each statement take what it needs"},
       {"not-in-transaction", kError,
-       "a statement that cannot run inside a transaction block, in a migration that runs in one "
-       "(CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY, VACUUM, CREATE/DROP DATABASE, "
-       "tablespaces, ALTER SYSTEM)",
+       "a statement that cannot run inside a transaction block (CREATE/DROP INDEX "
+       "CONCURRENTLY, REINDEX CONCURRENTLY, VACUUM, CLUSTER of all tables, DETACH PARTITION "
+       "CONCURRENTLY, CREATE/DROP DATABASE, tablespaces, ALTER SYSTEM, subscriptions) in a "
+       "migration that runs in one, or among other statements sent as one script (PostgreSQL "
+       "runs those as one implicit transaction)",
        "CREATE INDEX CONCURRENTLY orders_placed_at ON orders (placed_at);",
-       "run it in its own step with pg.exec {transaction: false}"},
+       "run it alone in its own step with pg.exec {transaction: false}"},
       {"transaction-control", kError,
-       "BEGIN / COMMIT / ROLLBACK / SAVEPOINT in a migration that runs in one transaction: a "
-       "COMMIT half-way makes it no longer all-or-nothing",
+       "BEGIN / COMMIT / ROLLBACK in a migration that runs in one transaction: a COMMIT "
+       "half-way makes it no longer all-or-nothing (savepoints are fine)",
        "COMMIT;", "leave the transaction to the step (transaction: true)"},
-      {"do-block", kWarning, "a DO block or function body: the statements inside it are not linted",
-       "DO $$ ... $$;", "write the DDL as plain statements"},
+      {"do-block", kWarning,
+       "a DO block or a CALL: the statements they run are not linted (nor are function "
+       "bodies, which run when called)",
+       "DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'streams'; END $$;",
+       "write the DDL as plain statements"},
       {"ignore-without-reason", kError,
        "a `-- runbook:ignore` comment without a reason, or naming no known rule",
        "-- runbook:ignore create-index-blocking\nCREATE INDEX i ON orders (a);",
@@ -135,29 +161,62 @@ const LintRule* FindRule(const std::string& id) {
   return nullptr;
 }
 
-// 1-based line and column (in characters) of byte `offset`.
-void LineCol(const std::string& text, size_t offset, int* line, int* col) {
-  *line = 1;
-  *col = 1;
-  for (size_t i = 0; i < offset && i < text.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == '\n') {
-      ++*line;
-      *col = 1;
-    } else if ((c & 0xC0) != 0x80) {
-      ++*col;
+// Line starts of a text, for 1-based line and column (in characters) of a
+// byte offset without rescanning from the start each time.
+class LineIndex {
+ public:
+  explicit LineIndex(const std::string& text) : text_(text) {
+    starts_.push_back(0);
+    for (size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '\n') starts_.push_back(i + 1);
     }
   }
-}
+  int Line(size_t offset) const {
+    return static_cast<int>(std::upper_bound(starts_.begin(), starts_.end(), offset) -
+                            starts_.begin());
+  }
+  void At(size_t offset, int* line, int* col) const {
+    *line = Line(offset);
+    *col = 1;
+    for (size_t i = starts_[*line - 1]; i < offset && i < text_.size(); ++i) {
+      if ((static_cast<unsigned char>(text_[i]) & 0xC0) != 0x80) ++*col;
+    }
+  }
+
+ private:
+  const std::string& text_;
+  std::vector<size_t> starts_;
+};
 
 // The byte offset of the 1-based character `n` of `text` (libpg_query's
-// cursorpos counts characters).
-size_t ByteOfChar(const std::string& text, int n) {
-  size_t i = 0;
+// cursorpos counts characters; the text is valid UTF-8 by then).
+size_t ByteOfChar(const std::string& text, size_t from, int n) {
+  size_t i = from;
   for (int seen = 0; i < text.size(); ++i) {
     if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80 && ++seen == n) return i;
   }
   return text.size();
+}
+
+// The offset of the first byte that is not part of valid UTF-8, or npos.
+size_t InvalidUtf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || (n == 2 && c < 0xC2) || i + n > s.size()) return i;
+    for (size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return i;
+    }
+    if (n == 3) {
+      unsigned char d = static_cast<unsigned char>(s[i + 1]);
+      if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d >= 0xA0)) return i;
+    } else if (n == 4) {
+      unsigned char d = static_cast<unsigned char>(s[i + 1]);
+      if ((c == 0xF0 && d < 0x90) || (c == 0xF4 && d >= 0x90) || c > 0xF4) return i;
+    }
+    i += n;
+  }
+  return std::string::npos;
 }
 
 // Skips white space and comments (nested /* */ as PostgreSQL does).
@@ -187,17 +246,129 @@ size_t SkipBlank(const std::string& s, size_t i, size_t end) {
   return i;
 }
 
-void AddStatement(const LintSource& src, size_t begin, size_t end, std::string tree,
-                  std::string error, size_t error_at, ParsedMigration* out) {
-  size_t first = SkipBlank(src.sql, begin, end);
-  if (first >= end && error.empty()) return;  // comments only
-  LintStatement st;
-  st.file = src.name;
-  LineCol(src.sql, error.empty() ? first : error_at, &st.line, &st.col);
-  st.text = src.sql.substr(begin, end - begin);
-  st.tree = std::move(tree);
-  st.syntax_error = std::move(error);
-  out->statements.push_back(std::move(st));
+// The `--` comments of a script that are comments (not inside a string, a
+// quoted identifier, a dollar-quoted body or a block comment): offsets of
+// their first character after "--" and of their end of line.
+std::vector<std::pair<size_t, size_t>> LineComments(const std::string& s) {
+  std::vector<std::pair<size_t, size_t>> out;
+  auto ident = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+           (static_cast<unsigned char>(c) & 0x80);
+  };
+  for (size_t i = 0; i < s.size();) {
+    char c = s[i];
+    if (s.compare(i, 2, "--") == 0) {
+      size_t eol = s.find('\n', i);
+      if (eol == std::string::npos) eol = s.size();
+      out.push_back({i + 2, eol});
+      i = eol;
+    } else if (s.compare(i, 2, "/*") == 0) {
+      i = SkipBlank(s, i, s.size());
+    } else if (c == '\'' || c == '"') {
+      bool escapes =
+          c == '\'' && i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e') && (i < 2 || !ident(s[i - 2]));
+      for (++i; i < s.size(); ++i) {
+        if (escapes && s[i] == '\\') {
+          ++i;
+        } else if (s[i] == c) {
+          if (i + 1 < s.size() && s[i + 1] == c) {
+            ++i;
+          } else {
+            break;
+          }
+        }
+      }
+      ++i;
+    } else if (c == '$' && (i == 0 || !ident(s[i - 1]))) {
+      size_t close = i + 1;
+      while (close < s.size() && ident(s[close]) &&
+             !std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
+        ++close;
+      }
+      if (close < s.size() && s[close] == '$') {
+        std::string tag = s.substr(i, close - i + 1);
+        size_t end = s.find(tag, close + 1);
+        i = end == std::string::npos ? s.size() : end + tag.size();
+      } else {
+        ++i;
+      }
+    } else {
+      ++i;
+    }
+  }
+  return out;
+}
+
+// "runbook:ignore RULE[, RULE] reason" (the text after "--"), or nullopt
+// when the comment is not one.
+std::optional<LintIgnoreComment> ParseIgnore(const std::string& s, size_t i, size_t eol) {
+  static const std::string kTag = "runbook:ignore";
+  while (i < eol && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  if (s.compare(i, kTag.size(), kTag) != 0) return std::nullopt;
+  i += kTag.size();
+  if (i < eol && !std::isspace(static_cast<unsigned char>(s[i]))) return std::nullopt;
+  auto blanks = [&] {
+    while (i < eol && (s[i] == ' ' || s[i] == '\t')) ++i;
+  };
+  auto word = [&](size_t at) {
+    size_t end = at;
+    while (end < eol && (std::islower(static_cast<unsigned char>(s[end])) || s[end] == '-')) ++end;
+    return s.substr(at, end - at);
+  };
+  LintIgnoreComment ig;
+  blanks();
+  std::string rule = word(i);
+  if (rule.empty()) {
+    ig.problem = "names no rule";
+    return ig;
+  }
+  while (true) {
+    i += rule.size();
+    if (!FindRule(rule)) {
+      std::vector<std::string> ids;
+      for (const auto& r : LintRules()) ids.push_back(r.id);
+      std::string near = Suggest(rule, ids);
+      ig.problem = "names an unknown rule '" + rule + "'" +
+                   (near.empty() ? "" : " (did you mean '" + near + "'?)");
+    }
+    ig.rules.push_back(rule);
+    blanks();
+    if (i >= eol || s[i] != ',') break;
+    // After a comma: another rule if the next word is one, else the reason.
+    size_t after = i + 1;
+    while (after < eol && (s[after] == ' ' || s[after] == '\t')) ++after;
+    std::string next = word(after);
+    if (!FindRule(next)) {
+      ++i;
+      break;
+    }
+    i = after;
+    rule = next;
+  }
+  while (i < eol &&
+         (s[i] == ':' || s[i] == '-' || std::isspace(static_cast<unsigned char>(s[i])))) {
+    ++i;
+  }
+  ig.reason = s.substr(i, eol - i);
+  while (!ig.reason.empty() && std::isspace(static_cast<unsigned char>(ig.reason.back()))) {
+    ig.reason.pop_back();
+  }
+  if (ig.problem.empty() && ig.reason.empty()) ig.problem = "gives no reason";
+  return ig;
+}
+
+// A parser message without the input it quotes ("at or near" a word could be
+// a password of a CREATE ROLE): only punctuation is kept.
+std::string SafeParserMessage(const std::string& message) {
+  size_t near = message.find(" at or near \"");
+  if (near == std::string::npos) return message;
+  std::string token = message.substr(near + 13);
+  if (!token.empty() && token.back() == '"') token.pop_back();
+  bool punctuation = token.size() <= 3 && std::none_of(token.begin(), token.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) ||
+                              (static_cast<unsigned char>(c) & 0x80) || c == '\'' || c == '$';
+                     });
+  return punctuation ? message : message.substr(0, near);
 }
 
 std::string Str(const Value& v, const char* key) {
@@ -256,7 +427,8 @@ void ForEachFuncCall(const Value& node, F&& f) {
 void CollectNames(const Value& node, const std::string& default_schema, ParsedMigration* out) {
   if (node.is_object()) {
     for (const auto& [k, v] : node.items()) {
-      if ((k == "relation" || k == "pktable") && v.is_object() && v.contains("relname")) {
+      if ((k == "relation" || k == "pktable" || k == "name") && v.is_object() &&
+          v.contains("relname")) {
         std::string schema = Str(v, "schemaname");
         out->tables[RangeVarKey(v, default_schema)] = {schema.empty() ? default_schema : schema,
                                                        Str(v, "relname")};
@@ -273,6 +445,219 @@ void CollectNames(const Value& node, const std::string& default_schema, ParsedMi
   }
 }
 
+// One source split into statements, each parsed alone when the whole does
+// not parse, so one bad statement hides none of the others.
+class SourceParser {
+ public:
+  SourceParser(const LintSource& src, const std::string& default_schema, ParsedMigration* out)
+      : src_(src),
+        sql_(src.sql),
+        lines_(sql_),
+        schema_(default_schema),
+        default_schema_(default_schema),
+        out_(out) {}
+
+  void Run() {
+    size_t first_out = out_->statements.size();
+    if (size_t bad = InvalidUtf8(sql_); bad != std::string::npos) {
+      char hex[8];
+      snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(sql_[bad]));
+      Error(bad, std::string("not valid UTF-8 (byte ") + hex +
+                     "): the file is not linted; save it as UTF-8");
+      return;
+    }
+    if (size_t nul = sql_.find('\0'); nul != std::string::npos) {
+      Error(nul, "a NUL byte: what follows it is not linted, and would not run");
+      sql_.resize(nul);
+    }
+    PgQueryParseResult whole = pg_query_parse(sql_.c_str());
+    if (!whole.error) {
+      Value tree = Value::parse(whole.parse_tree, nullptr, false);
+      pg_query_free_parse_result(whole);
+      if (tree.is_discarded()) {
+        Error(0, "the parser's output could not be read: the file is not linted");
+        return;
+      }
+      for (const auto& raw : Get(tree, "stmts")) {
+        size_t begin =
+            Get(raw, "stmt_location").is_number() ? Get(raw, "stmt_location").get<size_t>() : 0;
+        size_t len = Get(raw, "stmt_len").is_number() ? Get(raw, "stmt_len").get<size_t>() : 0;
+        Add(begin, len == 0 ? sql_.size() : std::min(sql_.size(), begin + len), Get(raw, "stmt"));
+      }
+    } else {
+      pg_query_free_parse_result(whole);
+      Fallback();
+    }
+    AssignIgnores(first_out);
+    int n = static_cast<int>(out_->statements.size() - first_out);
+    for (size_t i = first_out; i < out_->statements.size(); ++i) out_->statements[i].in_source = n;
+  }
+
+ private:
+  // The scanner splits; each piece is parsed alone. Text between pieces
+  // that is not blank (a statement with no keyword, which the scanner
+  // drops) is an error too. A scanner error (an unterminated quote) ends
+  // the splitting there: the rest of the file is one error.
+  void Fallback() {
+    size_t limit = sql_.size();
+    std::string scanner_error;
+    PgQuerySplitResult split = pg_query_split_with_scanner(sql_.c_str());
+    if (split.error) {
+      limit = ByteOfChar(sql_, 0, split.error->cursorpos);
+      scanner_error = SafeParserMessage(split.error->message);
+      pg_query_free_split_result(split);
+      std::string prefix = sql_.substr(0, limit);
+      split = pg_query_split_with_scanner(prefix.c_str());
+    }
+    std::vector<std::pair<size_t, size_t>> pieces;
+    if (!split.error) {
+      for (int i = 0; i < split.n_stmts; ++i) {
+        size_t begin = static_cast<size_t>(split.stmts[i]->stmt_location);
+        size_t len = static_cast<size_t>(split.stmts[i]->stmt_len);
+        pieces.push_back({begin, len == 0 ? limit : std::min(limit, begin + len)});
+      }
+    }
+    pg_query_free_split_result(split);
+    // With a scanner error, only the pieces a ';' ends before it are whole.
+    size_t done = 0;  // where the text not yet covered begins
+    for (const auto& [begin, end] : pieces) {
+      size_t stop = end;
+      bool terminated = stop < limit && sql_[stop] == ';';
+      if (!scanner_error.empty() && !terminated) break;
+      if (size_t gap = SkipBlankAndSemicolons(done, begin); gap < begin) {
+        Error(gap, "not a statement PostgreSQL knows (no keyword it starts with)", false);
+      }
+      ParsePiece(begin, terminated ? stop + 1 : stop);
+      done = terminated ? stop + 1 : stop;
+    }
+    if (!scanner_error.empty()) {
+      size_t at = SkipBlankAndSemicolons(done, limit);
+      Error(limit, scanner_error + ": the statement at " + Where(at) +
+                       " and the rest of the file are not linted");
+      out_->statements.back().text = sql_.substr(at);
+      return;
+    }
+    if (size_t gap = SkipBlankAndSemicolons(done, sql_.size()); gap < sql_.size()) {
+      Error(gap, "not a statement PostgreSQL knows (no keyword it starts with)", false);
+    }
+  }
+
+  size_t SkipBlankAndSemicolons(size_t i, size_t end) const {
+    while (true) {
+      i = SkipBlank(sql_, i, end);
+      if (i < end && sql_[i] == ';') {
+        ++i;
+      } else {
+        return i;
+      }
+    }
+  }
+
+  std::string Where(size_t at) const {
+    int line, col;
+    lines_.At(at, &line, &col);
+    return std::to_string(line) + ":" + std::to_string(col);
+  }
+
+  void ParsePiece(size_t begin, size_t end) {
+    std::string piece = sql_.substr(begin, end - begin);
+    PgQueryParseResult one = pg_query_parse(piece.c_str());
+    if (one.error) {
+      Error(ByteOfChar(sql_, begin, one.error->cursorpos), SafeParserMessage(one.error->message),
+            false, begin, end);
+    } else {
+      Value tree = Value::parse(one.parse_tree, nullptr, false);
+      for (const auto& raw : Get(tree, "stmts")) Add(begin, end, Get(raw, "stmt"));
+    }
+    pg_query_free_parse_result(one);
+  }
+
+  void Add(size_t begin, size_t end, const Value& stmt) {
+    size_t first = SkipBlank(sql_, begin, end);
+    if (first >= end) return;
+    LintStatement st;
+    st.file = src_.name;
+    lines_.At(first, &st.line, &st.col);
+    st.text = sql_.substr(first, end - first);
+    st.tree = stmt.dump();
+    TrackSearchPath(stmt);
+    st.schema = schema_;
+    CollectNames(stmt, schema_, out_);
+    Push(std::move(st), first, end);
+  }
+
+  // `whole_rest`: the error covers the rest of the file (not ignorable).
+  void Error(size_t at, const std::string& message, bool whole_rest = true,
+             size_t begin = std::string::npos, size_t end = std::string::npos) {
+    LintStatement st;
+    st.file = src_.name;
+    lines_.At(at, &st.line, &st.col);
+    st.syntax_error = message;
+    st.whole_rest = whole_rest;
+    st.schema = schema_;
+    if (begin == std::string::npos) begin = end = at;
+    size_t first = SkipBlank(sql_, begin, end);
+    st.text = sql_.substr(first, end - first);
+    Push(std::move(st), std::min(first, at), std::max(end, at + 1));
+  }
+
+  void Push(LintStatement st, size_t first, size_t end) {
+    // Where a statement ends: past its ';'.
+    size_t semi = SkipBlank(sql_, end, sql_.size());
+    spans_.push_back({first, semi < sql_.size() && sql_[semi] == ';' ? semi + 1 : end});
+    out_->statements.push_back(std::move(st));
+  }
+
+  void TrackSearchPath(const Value& stmt) {
+    const Value& set = Get(stmt, "VariableSetStmt");
+    if (!set.is_object() || Str(set, "name") != "search_path") return;
+    std::string kind = Str(set, "kind");
+    if (kind == "VAR_RESET" || kind == "VAR_SET_DEFAULT" || kind == "VAR_RESET_ALL") {
+      schema_ = default_schema_;
+      return;
+    }
+    for (const auto& a : Get(set, "args")) {
+      std::string name = Str(Get(Get(a, "A_Const"), "sval"), "sval");
+      if (!name.empty() && name[0] != '$') {
+        schema_ = name;
+        return;
+      }
+    }
+  }
+
+  // Each ignore comment goes to the statement it is inside of, at the end of
+  // the line of, or else in front of.
+  void AssignIgnores(size_t first_out) {
+    for (const auto& [at, eol] : LineComments(sql_)) {
+      std::optional<LintIgnoreComment> ig = ParseIgnore(sql_, at, eol);
+      if (!ig) continue;
+      size_t k = spans_.size();  // the last statement that begins before it
+      for (size_t i = 0; i < spans_.size() && spans_[i].first <= at; ++i) k = i;
+      size_t to = spans_.size();
+      if (k < spans_.size() &&
+          (at < spans_[k].second || lines_.Line(at) == lines_.Line(spans_[k].second - 1))) {
+        to = k;
+      } else {
+        to = k < spans_.size() ? k + 1 : 0;
+      }
+      if (to >= spans_.size()) {
+        // After the last statement: it ignores nothing; say so if it is
+        // also malformed, else leave it.
+        continue;
+      }
+      out_->statements[first_out + to].ignores.push_back(std::move(*ig));
+    }
+  }
+
+  const LintSource& src_;
+  std::string sql_;
+  LineIndex lines_;
+  std::string schema_;
+  const std::string default_schema_;
+  ParsedMigration* out_;
+  std::vector<std::pair<size_t, size_t>> spans_;  // per statement: first token, end
+};
+
 }  // namespace
 
 std::string LintTableKey(const std::string& schema, const std::string& name,
@@ -283,53 +668,7 @@ std::string LintTableKey(const std::string& schema, const std::string& name,
 ParsedMigration ParseMigration(const std::vector<LintSource>& sources,
                                const std::string& default_schema) {
   ParsedMigration out;
-  for (const auto& src : sources) {
-    PgQueryParseResult whole = pg_query_parse(src.sql.c_str());
-    if (!whole.error) {
-      Value tree = Value::parse(whole.parse_tree, nullptr, false);
-      pg_query_free_parse_result(whole);
-      for (const auto& raw : Get(tree, "stmts")) {
-        size_t begin =
-            Get(raw, "stmt_location").is_number() ? Get(raw, "stmt_location").get<size_t>() : 0;
-        size_t len = Get(raw, "stmt_len").is_number() ? Get(raw, "stmt_len").get<size_t>() : 0;
-        size_t end = len == 0 ? src.sql.size() : std::min(src.sql.size(), begin + len);
-        CollectNames(Get(raw, "stmt"), default_schema, &out);
-        AddStatement(src, begin, end, Get(raw, "stmt").dump(), "", 0, &out);
-      }
-      continue;
-    }
-    pg_query_free_parse_result(whole);
-    // Something does not parse: split with the scanner and parse each
-    // statement alone, so one bad statement does not hide the others.
-    PgQuerySplitResult split = pg_query_split_with_scanner(src.sql.c_str());
-    if (split.error) {
-      size_t at = ByteOfChar(src.sql, split.error->cursorpos);
-      AddStatement(src, 0, src.sql.size(), "", split.error->message, at, &out);
-      pg_query_free_split_result(split);
-      continue;
-    }
-    for (int i = 0; i < split.n_stmts; ++i) {
-      size_t begin = static_cast<size_t>(split.stmts[i]->stmt_location);
-      size_t len = static_cast<size_t>(split.stmts[i]->stmt_len);
-      size_t end = len == 0 ? src.sql.size() : std::min(src.sql.size(), begin + len);
-      // With its ';', so an error at the end reads as it would in psql.
-      if (end < src.sql.size() && src.sql[end] == ';') ++end;
-      std::string piece = src.sql.substr(begin, end - begin);
-      PgQueryParseResult one = pg_query_parse(piece.c_str());
-      if (one.error) {
-        size_t at = begin + ByteOfChar(piece, one.error->cursorpos);
-        AddStatement(src, begin, end, "", one.error->message, at, &out);
-      } else {
-        Value tree = Value::parse(one.parse_tree, nullptr, false);
-        for (const auto& raw : Get(tree, "stmts")) {
-          CollectNames(Get(raw, "stmt"), default_schema, &out);
-          AddStatement(src, begin, end, Get(raw, "stmt").dump(), "", 0, &out);
-        }
-      }
-      pg_query_free_parse_result(one);
-    }
-    pg_query_free_split_result(split);
-  }
+  for (const auto& src : sources) SourceParser(src, default_schema, &out).Run();
   return out;
 }
 
@@ -370,86 +709,48 @@ std::string HumanBytes(int64_t n) {
   return buf;
 }
 
-// Parses "-- runbook:ignore rule[, rule] reason" comments of a statement.
-struct CommentIgnore {
-  std::vector<std::string> rules;
-  std::string reason;
-  std::string problem;  // "" when well-formed
-};
-std::vector<CommentIgnore> IgnoreComments(const std::string& text) {
-  static const std::string kTag = "runbook:ignore";
-  std::vector<CommentIgnore> out;
-  size_t pos = 0;
-  while ((pos = text.find("--", pos)) != std::string::npos) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string::npos) eol = text.size();
-    size_t i = SkipBlank(text, pos + 2, eol);
-    if (text.compare(i, kTag.size(), kTag) == 0) {
-      CommentIgnore ig;
-      i += kTag.size();
-      while (true) {
-        while (i < eol && (text[i] == ' ' || text[i] == '\t')) ++i;
-        size_t start = i;
-        while (i < eol && (std::islower(static_cast<unsigned char>(text[i])) || text[i] == '-')) {
-          ++i;
-        }
-        if (i == start) break;
-        std::string rule = text.substr(start, i - start);
-        if (!FindRule(rule)) {
-          std::vector<std::string> ids;
-          for (const auto& r : LintRules()) ids.push_back(r.id);
-          std::string near = Suggest(rule, ids);
-          ig.problem = "names an unknown rule '" + rule + "'" +
-                       (near.empty() ? "" : " (did you mean '" + near + "'?)");
-        }
-        ig.rules.push_back(rule);
-        while (i < eol && (text[i] == ' ' || text[i] == '\t')) ++i;
-        if (i < eol && text[i] == ',') {
-          ++i;
-          continue;
-        }
-        break;
-      }
-      while (i < eol && (text[i] == ':' || text[i] == '-' ||
-                         std::isspace(static_cast<unsigned char>(text[i])))) {
-        ++i;
-      }
-      ig.reason = text.substr(i, eol - i);
-      while (!ig.reason.empty() && std::isspace(static_cast<unsigned char>(ig.reason.back()))) {
-        ig.reason.pop_back();
-      }
-      if (ig.rules.empty()) ig.problem = "names no rule";
-      if (ig.problem.empty() && ig.reason.empty()) ig.problem = "gives no reason";
-      out.push_back(std::move(ig));
-    }
-    pos = eol;
-  }
-  return out;
+// (precision, scale) of "numeric(p,s)"; (-1, -1) for unconstrained numeric.
+std::pair<int64_t, int64_t> NumericMods(const std::string& type) {
+  size_t open = type.find('(');
+  if (open == std::string::npos) return {-1, -1};
+  size_t comma = type.find(',', open);
+  return {std::stoll(type.substr(open + 1)),
+          comma == std::string::npos ? 0 : std::stoll(type.substr(comma + 1))};
 }
 
-// varchar(n) -> varchar(m >= n), varchar -> text, and the same for the
-// other binary-coercible widenings PostgreSQL does without a rewrite.
-bool WideningWithoutRewrite(const std::string& old_type, const Value& type_name) {
+// The type changes PostgreSQL makes without rewriting the table or
+// checking its rows: varchar(n) -> varchar(m >= n) / varchar / text,
+// text -> varchar, numeric(p,s) -> numeric(q >= p, s) / numeric.
+bool WideningWithoutRewrite(const std::string& old_type, const Value& column_def) {
+  const Value& type_name = Get(column_def, "typeName");
   std::vector<std::string> names = Strings(Get(type_name, "names"));
-  if (names.empty() || !Get(type_name, "arrayBounds").is_null()) return false;
-  const std::string& to = names.back();
-  const Value& mods = Get(type_name, "typmods");
-  int64_t to_len = -1;
-  if (mods.is_array() && mods.size() == 1) {
-    const Value& ival = Get(Get(Get(mods[0], "A_Const"), "ival"), "ival");
-    if (ival.is_number()) to_len = ival.get<int64_t>();
-  } else if (!mods.is_null()) {
+  if (names.empty() || !Get(type_name, "arrayBounds").is_null() ||
+      !Get(column_def, "collClause").is_null() || !Get(column_def, "raw_default").is_null() ||
+      old_type.find('[') != std::string::npos) {
     return false;
+  }
+  const std::string& to = names.back();
+  std::vector<int64_t> mods;
+  for (const auto& m : Get(type_name, "typmods")) {
+    const Value& ival = Get(Get(Get(m, "A_Const"), "ival"), "ival");
+    if (!ival.is_number()) return false;
+    mods.push_back(ival.get<int64_t>());
   }
   bool from_varchar = old_type.rfind("character varying", 0) == 0;
   bool from_text = old_type == "text";
-  if (to == "text") return from_varchar || from_text;
+  if (to == "text") return (from_varchar || from_text) && mods.empty();
   if (to == "varchar") {
-    if (!from_varchar) return false;
-    if (to_len < 0) return true;
+    if (mods.empty()) return from_varchar || from_text;
+    if (!from_varchar || mods.size() != 1) return false;
     size_t open = old_type.find('(');
     if (open == std::string::npos) return false;  // unbounded to bounded: checks rows
-    return to_len >= std::stoll(old_type.substr(open + 1));
+    return mods[0] >= std::stoll(old_type.substr(open + 1));
+  }
+  if (to == "numeric" && old_type.rfind("numeric", 0) == 0) {
+    if (mods.empty()) return true;
+    auto [p, s] = NumericMods(old_type);
+    if (p < 0) return false;  // unconstrained to constrained: checks rows
+    return (mods.size() == 1 ? 0 : mods[1]) == s && mods[0] >= p;
   }
   return false;
 }
@@ -474,7 +775,7 @@ class Linter {
   }
 
  private:
-  std::string Key(const Value& rv) const { return RangeVarKey(rv, opt_.default_schema); }
+  std::string Key(const Value& rv) const { return RangeVarKey(rv, st_->schema); }
 
   const LintTableFacts* Facts(const std::string& table) const {
     auto it = facts_.tables.find(table);
@@ -491,7 +792,9 @@ class Linter {
     f.col = st_->col;
     f.table = table;
     f.message = message;
-    if (rule != "syntax") f.statement = OneLine(st_->text, 160);
+    // The statement only where a table is at stake: other statements (a DO
+    // block, CREATE SUBSCRIPTION's conninfo) may carry a password.
+    if (!table.empty()) f.statement = OneLine(st_->text, 160);
     findings_.push_back(std::move(f));
   }
 
@@ -546,14 +849,20 @@ class Linter {
     if (opt_.transaction) {
       Report("not-in-transaction", kError, "",
              what + " cannot run inside a transaction block, and this migration runs in one");
+    } else if (st_->in_source > 1) {
+      Report("not-in-transaction", kError, "",
+             what +
+                 " cannot run inside a transaction block, and PostgreSQL runs a script of "
+                 "several statements sent at once as one: give it a step of its own");
     }
   }
 
   void Statement(const std::string& type, const Value& s) {
+    // IF NOT EXISTS may find the table there already: not created here.
     if (type == "CreateStmt") {
-      created_.insert(Key(Get(s, "relation")));
+      if (!Flag(s, "if_not_exists")) created_.insert(Key(Get(s, "relation")));
     } else if (type == "CreateTableAsStmt") {
-      created_.insert(Key(Get(Get(s, "into"), "rel")));
+      if (!Flag(s, "if_not_exists")) created_.insert(Key(Get(Get(s, "into"), "rel")));
     } else if (type == "AlterTableStmt") {
       std::string table = Key(Get(s, "relation"));
       for (const auto& c : Get(s, "cmds")) AlterTable(table, Get(c, "AlterTableCmd"));
@@ -571,6 +880,7 @@ class Linter {
       Drop(s);
     } else if (type == "IndexStmt") {
       std::string table = Key(Get(s, "relation"));
+      if (!Flag(Get(s, "relation"), "inh")) return;  // ON ONLY a partitioned table: builds nothing
       if (Flag(s, "concurrent")) {
         NotInTransaction("CREATE INDEX CONCURRENTLY");
       } else {
@@ -582,7 +892,9 @@ class Linter {
     } else if (type == "VacuumStmt") {
       if (!Flag(s, "is_vacuumcmd")) return;  // ANALYZE
       bool full = false;
-      for (const auto& o : Get(s, "options")) full |= Str(Get(o, "DefElem"), "defname") == "full";
+      for (const auto& o : Get(s, "options")) {
+        if (Str(Get(o, "DefElem"), "defname") == "full") full = DefElemTrue(Get(o, "DefElem"));
+      }
       NotInTransaction("VACUUM");
       if (full) {
         for (const auto& r : Get(s, "rels")) {
@@ -594,6 +906,7 @@ class Linter {
       }
     } else if (type == "ClusterStmt") {
       if (Get(s, "relation").is_null()) {
+        NotInTransaction("CLUSTER of every clustered table");
         Report("cluster", kError, "", "CLUSTER of every clustered table");
       } else {
         LockHazard("cluster", Key(Get(s, "relation")),
@@ -617,7 +930,10 @@ class Linter {
         Report("truncate", kWarning, table, "TRUNCATE removes every row of " + table);
       }
     } else if (type == "TransactionStmt") {
-      if (opt_.transaction) {
+      const std::string kind = Str(s, "kind");
+      bool savepoint = kind == "TRANS_STMT_SAVEPOINT" || kind == "TRANS_STMT_RELEASE" ||
+                       kind == "TRANS_STMT_ROLLBACK_TO";
+      if (opt_.transaction && !savepoint) {
         Report("transaction-control", kError, "",
                "transaction control in a migration that runs in one transaction: the step's "
                "transaction would end half-way");
@@ -628,8 +944,19 @@ class Linter {
       NotInTransaction("CREATE/DROP TABLESPACE");
     } else if (type == "AlterSystemStmt") {
       NotInTransaction("ALTER SYSTEM");
+    } else if (type == "AlterDatabaseStmt") {
+      for (const auto& o : Get(s, "options")) {
+        if (Str(Get(o, "DefElem"), "defname") == "tablespace") {
+          NotInTransaction("ALTER DATABASE ... SET TABLESPACE");
+        }
+      }
+    } else if (type == "CreateSubscriptionStmt" || type == "DropSubscriptionStmt") {
+      NotInTransaction(type == "CreateSubscriptionStmt" ? "CREATE SUBSCRIPTION (with its slot)"
+                                                        : "DROP SUBSCRIPTION (with its slot)");
     } else if (type == "DoStmt") {
       Report("do-block", kWarning, "", "the statements inside a DO block are not linted");
+    } else if (type == "CallStmt") {
+      Report("do-block", kWarning, "", "the statements a procedure runs (CALL) are not linted");
     }
   }
 
@@ -647,12 +974,9 @@ class Linter {
                      column + " IS NOT NULL) proves it)");
     } else if (sub == "AT_AlterColumnType") {
       const Value& def = Get(Get(cmd, "def"), "ColumnDef");
-      if (facts && Get(def, "raw_default").is_null()) {
+      if (facts) {
         auto it = facts->column_types.find(column);
-        if (it != facts->column_types.end() &&
-            WideningWithoutRewrite(it->second, Get(def, "typeName"))) {
-          return;
-        }
+        if (it != facts->column_types.end() && WideningWithoutRewrite(it->second, def)) return;
       }
       LockHazard("alter-column-type", table,
                  "ALTER COLUMN " + column +
@@ -662,6 +986,19 @@ class Linter {
       LockHazard("rewrite-table", table, "this ALTER TABLE rewrites the table");
     } else if (sub == "AT_AddConstraint") {
       AddConstraint(table, Get(Get(cmd, "def"), "Constraint"));
+    } else if (sub == "AT_AttachPartition") {
+      std::string part = Key(Get(Get(Get(cmd, "def"), "PartitionCmd"), "name"));
+      LockHazard("attach-partition", part,
+                 "ATTACH PARTITION " + part + " to " + table +
+                     " scans it under an ACCESS EXCLUSIVE lock to prove its bound (unless a "
+                     "validated CHECK constraint implies it), and scans a default partition");
+    } else if (sub == "AT_DetachPartition") {
+      if (Flag(Get(Get(cmd, "def"), "PartitionCmd"), "concurrent")) {
+        NotInTransaction("DETACH PARTITION CONCURRENTLY");
+      } else {
+        Report("detach-partition-blocking", kWarning, table,
+               "DETACH PARTITION without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on " + table);
+      }
     } else if (sub == "AT_DropColumn") {
       InUse("drop-column", table, column,
             "DROP COLUMN " + table + "." + column + " destroys its data");
@@ -699,6 +1036,11 @@ class Linter {
         has_default = true;
       } else if (contype == "CONSTR_NOTNULL") {
         not_null = true;
+      } else if (contype == "CONSTR_FOREIGN" || contype == "CONSTR_CHECK") {
+        LockHazard("constraint-without-not-valid", table,
+                   "ADD COLUMN " + column + " with an inline " +
+                       (contype == "CONSTR_FOREIGN" ? "REFERENCES" : "CHECK") +
+                       " checks every row while blocking writes (it cannot be NOT VALID)");
       } else if (contype == "CONSTR_PRIMARY" || contype == "CONSTR_UNIQUE") {
         LockHazard("add-unique-without-index", table,
                    "ADD COLUMN " + column +
@@ -770,7 +1112,7 @@ class Linter {
         NotInTransaction("DROP INDEX CONCURRENTLY");
       } else {
         for (const auto& o : Get(s, "objects")) {
-          std::string index = ListKey(Strings(Get(Get(o, "List"), "items")), opt_.default_schema);
+          std::string index = ListKey(Strings(Get(Get(o, "List"), "items")), st_->schema);
           Report("drop-index-blocking", kWarning, "",
                  "DROP INDEX " + index +
                      " without CONCURRENTLY takes an ACCESS EXCLUSIVE lock "
@@ -793,7 +1135,7 @@ class Linter {
       return;
     }
     for (const auto& o : Get(s, "objects")) {
-      std::string table = ListKey(Strings(Get(Get(o, "List"), "items")), opt_.default_schema);
+      std::string table = ListKey(Strings(Get(Get(o, "List"), "items")), st_->schema);
       if (created_.count(table)) continue;
       InUse("drop-table", table, "", "DROP " + table + " destroys its data");
     }
@@ -822,10 +1164,11 @@ class Linter {
   }
 
   void ApplyIgnores(size_t first) {
-    std::vector<CommentIgnore> comments = IgnoreComments(st_->text);
     for (size_t i = first; i < findings_.size(); ++i) {
       LintFinding& f = findings_[i];
-      for (const auto& c : comments) {
+      // An error that hides the rest of the file cannot be ignored.
+      if (f.rule == "syntax" && st_->whole_rest) continue;
+      for (const auto& c : st_->ignores) {
         if (!c.problem.empty()) continue;
         if (std::find(c.rules.begin(), c.rules.end(), f.rule) != c.rules.end()) {
           f.ignored = true;
@@ -839,11 +1182,21 @@ class Linter {
         }
       }
     }
-    for (const auto& c : comments) {
+    for (const auto& c : st_->ignores) {
       if (!c.problem.empty()) {
         Report("ignore-without-reason", kError, "", "this runbook:ignore comment " + c.problem);
       }
     }
+  }
+
+  // VACUUM (FULL), (FULL true), (FULL on), (FULL 1): true; (FULL false): not.
+  static bool DefElemTrue(const Value& def) {
+    const Value& arg = Get(def, "arg");
+    if (arg.is_null()) return true;
+    std::string v = Str(Get(arg, "String"), "sval");
+    if (Get(arg, "Boolean").is_object()) return Flag(Get(arg, "Boolean"), "boolval");
+    if (Get(arg, "Integer").is_object()) return Get(Get(arg, "Integer"), "ival").is_number();
+    return !(v == "false" || v == "off" || v == "0" || v == "no");
   }
 
   const LintFacts& facts_;

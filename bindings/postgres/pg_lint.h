@@ -37,12 +37,23 @@ struct LintSource {
 
 // A parsed migration: each statement's tree and position, and the names the
 // rules will ask the database about.
+// A `-- runbook:ignore RULE[, RULE] reason` comment, given to the statement
+// it is in front of, inside of, or at the end of the line of.
+struct LintIgnoreComment {
+  std::vector<std::string> rules;
+  std::string reason;
+  std::string problem;  // "" when well-formed
+};
 struct LintStatement {
   std::string file;
-  int line = 0, col = 0;  // of the statement's first token, 1-based
-  std::string text;       // the statement, leading comments included
+  int line = 0, col = 0;  // of the statement's first token (of the error), 1-based
+  std::string text;       // the statement, from its first token
   std::string tree;       // libpg_query's JSON of the one statement; "" if unparsable
   std::string syntax_error;
+  bool whole_rest = false;  // the error covers the rest of the file: it cannot be ignored
+  std::string schema;       // where unqualified names resolve (SET search_path)
+  int in_source = 1;        // statements in its file (a script runs as one implicit transaction)
+  std::vector<LintIgnoreComment> ignores;
 };
 struct ParsedMigration {
   std::vector<LintStatement> statements;

@@ -525,8 +525,14 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
                         : AnyUndone() ? "rolled back"
                                       : "rolled back: nothing to undo";
   if (ok && kept_steps_) {
-    message = "rolled back to the rollback boundary: the steps before it are kept (runbook "
-              "rollback " + run_.id + " again undoes them)";
+    auto until = records_.find(kept_until_);
+    bool lifted = until != records_.end() && until->second->status == StepStatus::kUndone;
+    message = lifted ? "rolled back to the rollback boundary: the steps before it are kept "
+                       "(runbook rollback " +
+                           run_.id + " again undoes them)"
+                     : "rolled back to the rollback boundary: the steps before it are kept for "
+                       "good, since '" +
+                           kept_until_ + "' cannot be undone (irreversible)";
   }
   if (!rollback_refused_.empty()) {
     message = "rollback refused, nothing was undone: " + rollback_refused_ +

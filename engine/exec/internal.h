@@ -139,6 +139,7 @@ class Executor::Impl {
   std::set<std::string> undos_checked_;
   bool lift_boundaries_ = false;  // a second rollback: boundaries whose step is undone are lifted
   bool kept_steps_ = false;       // the rollback stopped at a boundary
+  std::string kept_until_;        // the step whose undo lifts that boundary
   // Whether any step of the run is undone (by this rollback or an earlier
   // attempt of it): "rolled back" only then, else "nothing to undo".
   bool AnyUndone();

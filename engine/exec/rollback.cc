@@ -111,13 +111,14 @@ std::vector<StepRecord*> Executor::Impl::UndoOrder(bool log) {
     if (here->second->seq > keep_up_to) {
       keep_up_to = here->second->seq;
       kept_by = s.id;
+      kept_until_ = s.rollback_boundary;
     }
   }
   if (keep_up_to > 0 && log) {
     env_.reporter->Log("", LogLevel::kInfo,
                        "a rollback boundary was passed: the steps up to '" + kept_by +
-                           "' are kept (once the rollback is done, runbook rollback " + run_.id +
-                           " again undoes them)");
+                           "' are kept (a second runbook rollback " + run_.id +
+                           " undoes them once '" + kept_until_ + "' is undone)");
     kept_steps_ = true;
   }
   std::vector<StepRecord*> order;

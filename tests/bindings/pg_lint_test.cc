@@ -78,9 +78,25 @@ TEST_CASE("pg.lint: safe migrations and tables the migration creates pass", "[li
           .empty());
   LintOptions no_tx;
   no_tx.transaction = false;
-  CHECK(Lint("CREATE INDEX CONCURRENTLY i ON orders (a); DROP INDEX CONCURRENTLY j; "
-             "REINDEX INDEX CONCURRENTLY k; REFRESH MATERIALIZED VIEW CONCURRENTLY m",
-             no_tx)
+  for (const char* alone :
+       {"CREATE INDEX CONCURRENTLY i ON orders (a);", "DROP INDEX CONCURRENTLY j",
+        "REINDEX INDEX CONCURRENTLY k", "VACUUM (FULL false) orders",
+        "ALTER TABLE events DETACH PARTITION p CONCURRENTLY"}) {
+    INFO(alone);
+    CHECK(Lint(alone, no_tx).empty());
+  }
+  // Sent as one script, PostgreSQL runs them in one implicit transaction.
+  std::vector<LintFinding> f =
+      Lint("CREATE INDEX CONCURRENTLY i ON orders (a); CREATE INDEX CONCURRENTLY j ON orders (b)",
+           no_tx);
+  REQUIRE(f.size() == 2);
+  CHECK(f[0].rule == "not-in-transaction");
+  CHECK(f[0].message ==
+        "CREATE INDEX CONCURRENTLY cannot run inside a transaction block, and PostgreSQL runs a "
+        "script of several statements sent at once as one: give it a step of its own");
+  // Savepoints, an index on ONLY a partitioned parent and REFRESH CONCURRENTLY are fine.
+  CHECK(Lint("SAVEPOINT a; RELEASE SAVEPOINT a; ROLLBACK TO SAVEPOINT a; "
+             "CREATE INDEX e_ts ON ONLY events (ts); REFRESH MATERIALIZED VIEW CONCURRENTLY m")
             .empty());
 }
 
@@ -130,14 +146,12 @@ TEST_CASE("pg.lint: an ignore needs a known rule and a reason", "[lint]") {
   CHECK_FALSE(f[1].ignored);
   CHECK(f[2].rule == "ignore-without-reason");
   CHECK(f[2].message == "this runbook:ignore comment gives no reason");
-  CHECK(f[3].rule == "create-index-blocking");  // k: its comment belongs to the next statement
+  CHECK(f[3].rule == "create-index-blocking");  // k: its trailing comment is k's, misspelt
   CHECK_FALSE(f[3].ignored);
-  // The VACUUM FULL statement carries k's trailing comment (a comment is
-  // part of the statement after it), which names no rule that exists.
-  CHECK(f[4].rule == "not-in-transaction");
-  CHECK(f[5].rule == "vacuum-full");
-  CHECK_FALSE(f[5].ignored);
-  const LintFinding& typo = f[6];
+  const LintFinding& typo = f[4];
+  CHECK(f[5].rule == "not-in-transaction");
+  CHECK(f[6].rule == "vacuum-full");
+  CHECK_FALSE(f[6].ignored);
   CHECK(typo.rule == "ignore-without-reason");
   CHECK(typo.message ==
         "this runbook:ignore comment names an unknown rule 'create-index-blokcing' (did you mean "
@@ -254,6 +268,146 @@ TEST_CASE("pg.lint: what breaks the running application", "[lint]") {
   CHECK(f[3].rule == "drop-table");
   CHECK(f[4].rule == "rename-table");
   CHECK(f[4].table == "Mixed.Case");
+}
+
+TEST_CASE("pg.lint: ignore comments belong to their own statement, never to a string", "[lint]") {
+  std::vector<LintFinding> f = Lint(
+      "CREATE INDEX a ON audit (x); -- runbook:ignore create-index-blocking audit is empty\n"
+      "CREATE INDEX b ON orders (y);\n"
+      "ALTER TABLE orders ADD COLUMN note text DEFAULT '-- runbook:ignore add-column-rewrite x', "
+      "ADD COLUMN t uuid DEFAULT gen_random_uuid();\n"
+      "TRUNCATE sessions; -- runbook:ignore truncate, sessions are disposable\n"
+      "-- runbook:ignores the next one is not an ignore\n"
+      "TRUNCATE carts");
+  REQUIRE(f.size() == 5);
+  CHECK(f[0].table == "public.audit");
+  CHECK(f[0].ignored);
+  CHECK(f[0].reason == "audit is empty");
+  CHECK(f[1].table == "public.orders");
+  CHECK_FALSE(f[1].ignored);
+  CHECK(f[2].rule == "add-column-rewrite");
+  CHECK_FALSE(f[2].ignored);
+  CHECK(f[3].rule == "truncate");
+  CHECK(f[3].ignored);
+  CHECK(f[3].reason == "sessions are disposable");
+  CHECK(f[4].rule == "truncate");
+  CHECK_FALSE(f[4].ignored);
+}
+
+TEST_CASE(
+    "pg.lint: what cannot be parsed is an error at its place, says no secret, and hides "
+    "nothing it need not",
+    "[lint]") {
+  // A statement the grammar rejects: the others are still linted.
+  std::vector<LintFinding> f = Lint("SELECT 1;\nSELEC 2;\nDROP TABLE streams;");
+  REQUIRE(f.size() == 2);
+  CHECK(f[0].rule == "syntax");
+  CHECK(f[0].line == 2);
+  CHECK(f[0].col == 1);
+  CHECK(f[1].rule == "drop-table");
+  // A parser message never quotes a word of the input: it may be a password.
+  f = Lint("CREATE ROLE app LOGIN PASSWORD hunter2 oops;");
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].message == "syntax error");
+  CHECK(f[0].statement.empty());
+  // An unterminated quote: what is before it is linted; the rest is one
+  // error, which no comment can ignore.
+  f = Lint(
+      "DROP TABLE streams;\n-- runbook:ignore syntax newer grammar\nSELECT $$oops;\n"
+      "CREATE ROLE app LOGIN PASSWORD 'hunter2';\nCREATE INDEX i ON orders (a);");
+  REQUIRE(f.size() == 2);
+  CHECK(f[0].rule == "drop-table");
+  CHECK(f[1].rule == "syntax");
+  CHECK_FALSE(f[1].ignored);
+  CHECK(f[1].message.find("hunter2") == std::string::npos);
+  CHECK_THAT(f[1].message, Catch::EndsWith("the statement at 3:1 and the rest of the file are "
+                                           "not linted"));
+  // Not UTF-8: nothing is linted, and it says so (not "0 statements, all fine").
+  f = Lint("COMMENT ON TABLE x IS 'caf\xE9';\nDROP TABLE streams;");
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].rule == "syntax");
+  CHECK(f[0].message == "not valid UTF-8 (byte 0xE9): the file is not linted; save it as UTF-8");
+  CHECK(f[0].line == 1);
+  CHECK(f[0].col == 27);
+  // A NUL byte: what is before it is linted, the rest would not even run.
+  f = Lint(std::string("DROP TABLE a;\0DROP TABLE streams;", 33));
+  REQUIRE(f.size() == 2);
+  CHECK(f[0].rule == "syntax");
+  CHECK(f[0].col == 14);
+  CHECK(f[1].rule == "drop-table");
+  CHECK(f[1].table == "public.a");
+  // A DO block's text is not kept: it may hold a password.
+  f = Lint("DO $$ BEGIN EXECUTE $q$CREATE ROLE app PASSWORD 'hunter2'$q$; END $$;");
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].rule == "do-block");
+  CHECK(f[0].statement.empty());
+}
+
+TEST_CASE("pg.lint: the class around each rule", "[lint]") {
+  auto rules = [](const std::string& sql, const LintOptions& o = {}) {
+    return Rules(Lint(sql, o));
+  };
+  // Inline constraints of a new column are checked against every row.
+  CHECK(rules("ALTER TABLE orders ADD COLUMN c int REFERENCES customers (id)") ==
+        std::set<std::string>{"constraint-without-not-valid"});
+  CHECK(rules("ALTER TABLE orders ADD COLUMN q int CHECK (q > 0)") ==
+        std::set<std::string>{"constraint-without-not-valid"});
+  // IF NOT EXISTS may find the table there: it is not "created here".
+  CHECK(rules("CREATE TABLE IF NOT EXISTS orders (id int); CREATE INDEX o_x ON orders (x)") ==
+        std::set<std::string>{"create-index-blocking"});
+  // VACUUM (FULL false) is a plain VACUUM.
+  CHECK(rules("VACUUM (FULL false) orders") == std::set<std::string>{"not-in-transaction"});
+  CHECK(rules("VACUUM (FULL) orders") ==
+        std::set<std::string>{"not-in-transaction", "vacuum-full"});
+  CHECK(rules("CLUSTER") == std::set<std::string>{"not-in-transaction", "cluster"});
+  // Partitions.
+  CHECK(rules("ALTER TABLE events ATTACH PARTITION p FOR VALUES IN (1)") ==
+        std::set<std::string>{"attach-partition"});
+  CHECK(Lint("ALTER TABLE events ATTACH PARTITION p FOR VALUES IN (1)")[0].table == "public.p");
+  CHECK(rules("ALTER TABLE events DETACH PARTITION p") ==
+        std::set<std::string>{"detach-partition-blocking"});
+  CHECK(rules("ALTER TABLE events DETACH PARTITION p CONCURRENTLY") ==
+        std::set<std::string>{"not-in-transaction"});
+  CHECK(rules("CALL migrate()") == std::set<std::string>{"do-block"});
+  CHECK(rules("CREATE SUBSCRIPTION s CONNECTION 'password=x' PUBLICATION p") ==
+        std::set<std::string>{"not-in-transaction"});
+  // SET search_path: unqualified names resolve where the script says.
+  LintOptions o;
+  o.uses["app.accounts"] = {"email"};
+  CHECK(rules("SET search_path TO \"$user\", app, public; ALTER TABLE accounts DROP COLUMN email",
+              o) == std::set<std::string>{"drop-column-in-use"});
+  CHECK(rules("SET search_path TO app; RESET search_path; ALTER TABLE accounts DROP COLUMN email",
+              o) == std::set<std::string>{"drop-column"});
+}
+
+TEST_CASE("pg.lint: type changes that keep the table, and those that do not", "[lint]") {
+  LintFacts facts;
+  facts.connected = true;
+  LintTableFacts t;
+  t.exists = true;
+  t.bytes = 1LL << 30;
+  t.column_types = {{"tags", "character varying(20)[]"},
+                    {"amount", "numeric(10,2)"},
+                    {"free", "numeric"},
+                    {"name", "character varying(20)"},
+                    {"body", "text"}};
+  facts.tables["public.orders"] = t;
+  auto changes = [&](const std::string& column, const std::string& type) {
+    return !Lint("ALTER TABLE orders ALTER COLUMN " + column + " TYPE " + type, {}, facts).empty();
+  };
+  CHECK_FALSE(changes("amount", "numeric(12,2)"));
+  CHECK_FALSE(changes("amount", "numeric"));
+  CHECK(changes("amount", "numeric(12,3)"));
+  CHECK(changes("amount", "numeric(8,2)"));
+  CHECK(changes("free", "numeric(12,2)"));
+  CHECK_FALSE(changes("body", "varchar"));
+  CHECK(changes("body", "varchar(10)"));
+  CHECK_FALSE(changes("name", "text"));
+  CHECK(changes("name", "text COLLATE \"C\""));
+  CHECK(changes("name", "text USING upper(name)"));
+  CHECK(changes("tags", "text"));
+  CHECK(changes("tags", "varchar(50)"));
+  CHECK(changes("name", "bigint"));
 }
 
 }  // namespace runbook::testing

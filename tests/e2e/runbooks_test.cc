@@ -408,6 +408,7 @@ TEST_CASE("every standard runbook validates and plans with its required params",
       {"pg-restore.yaml", {"target=host=a", "database=d", "file=" + t.P("a.dump")}},
       {"pg-verify-counts.yaml", {"source=host=a", "target=host=b"}},
       {"schema-gate.yaml", {"conn=host=a", "migration=" + t.P("m.sql"), "expect={t: [a]}"}},
+      {"expand-contract.yaml", {"conn=host=a", "table=t", "column=a", "new_column=b"}},
       {"lib/pg-move-one-database.yaml", {"database=d", "source=host=a", "target=host=b"}},
   };
   const std::string dir = std::string(RUNBOOK_SOURCE_DIR) + "/runbooks/";

@@ -13,6 +13,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/secrets_test.cc
   tests/e2e/runbooks_test.cc
   tests/e2e/runbooks_move_test.cc
+  tests/e2e/runbooks_expand_contract_test.cc
   tests/e2e/cutover_crash_test.cc
   tests/e2e/pg_resume_kill_test.cc
   tests/e2e/upgrade_matrix_test.cc
