@@ -280,6 +280,31 @@ TEST_CASE(
   CHECK(db.Value("SELECT sum(customer_id) FROM orders") == "12750");
 }
 
+TEST_CASE("schema-gate in a pipeline: seed 003's forgotten migration fails the rehearsal before "
+          "the rollout (exit 1, naming the column); once it ran, the rehearsal passes",
+          "[e2e][runbooks][postgres][seed003]") {
+  E2e t;
+  PgTestDb db(BlueServer(), "gate");
+  db.Exec(kShop);
+  const std::string before = Catalog(db);
+  // No `migration`: the application's own tool was to run it; only the gate.
+  std::vector<std::string> args{"run", Runbook("schema-gate"), "--dry-run",
+                                "-p", "conn=" + db.Conninfo(),
+                                "-p", R"(expect={"orders": ["id", "placed_at"]})"};
+  CliResult r = t.Run(args, BlueServer().ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("missing column orders.placed_at"));
+  CHECK(t.Steps(t.LastRunId())["gate"]["status"] == "failed");
+  CHECK(Catalog(db) == before);
+
+  db.Exec("ALTER TABLE orders ADD COLUMN placed_at timestamptz");
+  r = t.Run(args, BlueServer().ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(t.Steps(t.LastRunId())["gate"]["status"] == "succeeded");
+}
+
 // ---- kube-switch-selector ---------------------------------------------------------------------
 
 std::string Selector(const KubeSim& sim, const std::string& service) {
