@@ -33,6 +33,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/exec/steps.cc
   engine/exec/window.cc
   engine/report/report.cc
+  engine/report/lua_stubs.cc
   engine/report/primitives_doc.cc
 )
 set(RUNBOOK_CLI_SOURCES
@@ -41,6 +42,7 @@ set(RUNBOOK_CLI_SOURCES
   engine/cli/cmd_approve.cc
   engine/cli/cmd_completion.cc
   engine/cli/cmd_docs.cc
+  engine/cli/cmd_stubs.cc
   engine/cli/cmd_plan.cc
   engine/cli/cmd_report.cc
   engine/cli/cmd_run.cc

@@ -67,6 +67,7 @@ void AddReportCommand(CLI::App& app, Cli& cli);
 void AddApproveCommand(CLI::App& app, Cli& cli);
 void AddSchemaCommand(CLI::App& app, Cli& cli);
 void AddDocsCommand(CLI::App& app, Cli& cli);
+void AddStubsCommand(CLI::App& app, Cli& cli);
 void AddCompletionCommand(CLI::App& app, Cli& cli);
 
 }  // namespace runbook

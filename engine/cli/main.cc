@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
     AddApproveCommand(app, cli);
     AddSchemaCommand(app, cli);
     AddDocsCommand(app, cli);
+    AddStubsCommand(app, cli);
     AddCompletionCommand(app, cli);
     const std::string word = FirstCommandWord(argc, argv);
     const std::vector<std::string> commands = SubcommandNames(app);

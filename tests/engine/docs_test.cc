@@ -2,11 +2,12 @@
 // must be current: a primitive or argument added without regenerating it
 // fails here.
 #include <catch2/catch.hpp>
-
 #include <fstream>
+#include <lua.hpp>
 #include <sstream>
 
 #include "bindings/register.h"
+#include "engine/report/lua_stubs.h"
 #include "engine/report/primitives_doc.h"
 
 using namespace runbook;
@@ -53,4 +54,27 @@ TEST_CASE("docs/primitives.md is what runbook docs prints", "[docs]") {
   const std::string checked_in = Slurp(std::string(RUNBOOK_SOURCE_DIR) + "/docs/primitives.md");
   INFO("regenerate it: ./build/runbook docs > docs/primitives.md");
   CHECK(checked_in == PrimitivesMarkdown(registry));
+}
+
+TEST_CASE("docs/lua/runbook.lua is what runbook stubs prints, valid Lua naming every primitive",
+          "[docs]") {
+  Registry registry;
+  RegisterAll(&registry);
+  const std::string stubs = LuaStubs(registry);
+  INFO("regenerate it: ./build/runbook stubs > docs/lua/runbook.lua");
+  CHECK(Slurp(std::string(RUNBOOK_SOURCE_DIR) + "/docs/lua/runbook.lua") == stubs);
+  lua_State* L = luaL_newstate();
+  int loaded = luaL_loadbuffer(L, stubs.data(), stubs.size(), "runbook.lua");
+  INFO((loaded == LUA_OK ? "" : lua_tostring(L, -1)));
+  CHECK(loaded == LUA_OK);
+  lua_close(L);
+  for (const std::string& name : registry.Names()) {
+    INFO(name);
+    CHECK(stubs.find("---@class runbook.args." + name + "\n") != std::string::npos);
+    if (name != "lua" && name != "log" && name != "fail") {
+      CHECK(stubs.find("function " + name + "(args) end\n") != std::string::npos);
+    }
+  }
+  CHECK(stubs.find("---@field conn string a connection name (postgres): the database\n") !=
+        std::string::npos);
 }
