@@ -91,8 +91,8 @@ TEST_CASE(
   CHECK(steps["verify"]["status"] == "succeeded");
   CHECK(steps["rollout"]["status"] == "waiting");
   CHECK(OutOfSync(db) == "0");
-  CHECK(db.Value("SELECT convalidated FROM pg_constraint WHERE conname = "
-                 "'rb_accounts_owner_ref_nn'") == "t");
+  CHECK(db.Value("SELECT string_agg(convalidated::text, ',') FROM pg_constraint WHERE "
+                 "contype = 'c' AND conrelid = 'accounts'::regclass") == "true");
 
   WriteThroughBothShapes(db);
   CHECK(OutOfSync(db) == "0");
@@ -112,22 +112,45 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "expand-contract: approved, the contract leaves the new column complete and as strict; "
-    "a rollback after it keeps everything",
+    "expand-contract: approved, the contract leaves the new column complete, as strict "
+    "and with the old default; a failed contract stops without undoing the expand; a "
+    "rollback after the contract keeps everything",
     "[e2e][runbooks][postgres][seed002][expand-contract]") {
   E2e t;
   PgTestDb db(BlueServer(), "ec");
   db.Exec(kAccounts);
+  // The application's own trigger on the old column fires before the sync.
+  db.Exec(
+      "ALTER TABLE accounts ALTER COLUMN owner_id SET DEFAULT 7;"
+      "CREATE FUNCTION clamp() RETURNS trigger LANGUAGE plpgsql AS "
+      "$$ BEGIN NEW.owner_id := abs(NEW.owner_id); RETURN NEW; END $$;"
+      "CREATE TRIGGER a_clamp BEFORE INSERT OR UPDATE ON accounts FOR EACH ROW "
+      "EXECUTE FUNCTION clamp();"
+      "CREATE VIEW owners AS SELECT id, owner_id FROM accounts;");
   const auto env = BlueServer().ClientEnv();
   CliResult r = t.Run(Args(db, 700), env);
   INFO(r.All());
   REQUIRE(r.code == 3);
+  CHECK_THAT(r.All(), Catch::Contains("other triggers on public.accounts: a_clamp"));
   const std::string id = t.LastRunId();
   WriteThroughBothShapes(db);
+  db.Exec("UPDATE accounts SET owner_id = -11 WHERE id = 7");
+  CHECK(db.Value("SELECT owner_id || '/' || owner_ref FROM accounts WHERE id = 7") == "11/11");
+  CHECK(OutOfSync(db) == "0");
   const std::string expected =
       db.Value("SELECT string_agg(id || ':' || owner_id, ',' ORDER BY id) FROM accounts");
 
+  // The view on the old column makes the contract fail: the run stops and
+  // keeps the expand (the new application may already use the new column).
   REQUIRE(t.Run({"approve", id, "rollout", "--by", "alice"}, env).code == 0);
+  r = t.Run({"resume", id}, env);
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("other objects depend on it"));
+  CHECK_THAT(r.All(), Catch::Contains("[drop-column]"));  // the contract's lint: a warning
+  CHECK(OutOfSync(db) == "0");
+  // What names the old column is changed first, as the header says.
+  db.Exec("DROP VIEW owners; DROP TRIGGER a_clamp ON accounts; DROP FUNCTION clamp()");
   r = t.Run({"resume", id}, env);
   INFO(r.All());
   REQUIRE(r.code == 0);
@@ -135,7 +158,9 @@ TEST_CASE(
         "col id bigint NO\ncol note text YES\ncol owner_ref bigint NO\ncon accounts_pkey true");
   CHECK(db.Value("SELECT string_agg(id || ':' || owner_ref, ',' ORDER BY id) FROM accounts") ==
         expected);
-  CHECK_THAT(r.All(), Catch::Contains("[drop-column]"));  // the contract's lint: a warning
+  // The old column's default lives on in the new one.
+  db.Exec("INSERT INTO accounts (note) VALUES ('after')");
+  CHECK(db.Value("SELECT owner_ref FROM accounts WHERE note = 'after'") == "7");
 
   // The old column is gone for good: a rollback keeps what is there, twice.
   for (int i = 0; i < 2; ++i) {
@@ -143,9 +168,62 @@ TEST_CASE(
     INFO(r.All());
     CHECK(r.code == 0);
     CHECK_THAT(r.All(), Catch::Contains("kept for good, since 'contract' cannot be undone"));
-    CHECK(db.Value("SELECT string_agg(id || ':' || owner_ref, ',' ORDER BY id) FROM accounts") ==
-          expected);
+    CHECK(db.Value("SELECT string_agg(id || ':' || owner_ref, ',' ORDER BY id) FROM accounts "
+                   "WHERE note IS DISTINCT FROM 'after'") == expected);
   }
+}
+
+TEST_CASE(
+    "expand-contract: a conversion that would change a value is refused before anything "
+    "changes, and a write one shape cannot hold fails instead of being cut",
+    "[e2e][runbooks][postgres][seed002][expand-contract]") {
+  E2e t;
+  PgTestDb db(BlueServer(), "ec");
+  db.Exec(
+      "CREATE TABLE people (id int PRIMARY KEY, name varchar(8) NOT NULL);"
+      "INSERT INTO people SELECT g, 'p' || g FROM generate_series(1, 300) g;"
+      "INSERT INTO people VALUES (1000, 'abcdefgh');");
+  const auto env = BlueServer().ClientEnv();
+  auto names = [&] {
+    return db.Value("SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM people");
+  };
+  const std::string before = names();
+  auto args = [&](const std::string& new_type) {
+    return std::vector<std::string>{
+        "run", std::string(RUNBOOK_SOURCE_DIR) + "/runbooks/expand-contract.yaml",
+        "-p",  "conn=" + db.Conninfo(),
+        "-p",  "table=people",
+        "-p",  "column=name",
+        "-p",  "new_column=short_name",
+        "-p",  "new_type=" + new_type};
+  };
+  // varchar(5) would cut 'abcdefgh': refused, in the rehearsal and for real.
+  for (bool dry : {true, false}) {
+    std::vector<std::string> a = args("varchar(5)");
+    if (dry) a.push_back("--dry-run");
+    CliResult r = t.Run(a, env);
+    INFO(r.All());
+    CHECK(r.code == 1);
+    CHECK_THAT(r.All(), Catch::Contains("1 row(s) would not survive the conversion") &&
+                            Catch::Contains("id = 1000"));
+    CHECK(db.Value("SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                   "'people'") == "2");
+  }
+  // Widening is fine; a write through the new column that the old one
+  // cannot hold fails, and nothing is cut on its way.
+  CliResult r = t.Run(args("text"), env);
+  INFO(r.All());
+  REQUIRE(r.code == 3);
+  const std::string id = t.LastRunId();
+  CHECK_THROWS_WITH(
+      db.Exec("INSERT INTO people (id, short_name) VALUES (2000, 'a very long name')"),
+      Catch::Contains("cannot be held exactly by both name and short_name"));
+  CHECK_THROWS(db.Exec("UPDATE people SET short_name = 'much too long' WHERE id = 1"));
+  db.Exec("UPDATE people SET short_name = 'p1' WHERE id = 1");  // fits: kept both ways
+  r = t.Run({"rollback", id}, env);
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(names() == before);
 }
 
 TEST_CASE(

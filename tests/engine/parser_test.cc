@@ -361,5 +361,33 @@ TEST_CASE("a .lua runbook goes to the Lua loader", "[parser]") {
   CHECK(diags[0].pos.file == "r.lua");
 }
 
+TEST_CASE("a .lua runbook's errors point at the line that has the problem", "[parser]") {
+  const std::string text =
+      "-- a comment, and a local before the table\n"
+      "local greeting = \"hello\"\n"
+      "return {\n"
+      "  format = 1,\n"
+      "  name = \"t\",\n"
+      "  steps = {\n"
+      "    { id = \"one\", log = greeting },\n"
+      "    {\n"
+      "      id = \"two\",\n"
+      "      sleep = { duration = \"1s\", durashun = 2 },\n"
+      "    },\n"
+      "    { id = \"three\", [\"no.such\"] = {} },\n"
+      "  },\n"
+      "}\n";
+  std::vector<Diagnostic> diags;
+  auto rb = ParseRunbook("r.lua", text, TestRegistry(), &diags);
+  CHECK_FALSE(rb);
+  REQUIRE(diags.size() == 2);
+  for (const auto& d : diags) INFO(d.pos.ToString() << ": " << d.message);
+  CHECK(diags[0].pos.file == "r.lua");
+  CHECK(diags[0].pos.line == 10);
+  CHECK(diags[0].pos.col == 34);  // durashun
+  CHECK(diags[1].pos.line == 12);
+  CHECK(diags[1].pos.col == 21);  // ["no.such"]
+}
+
 }  // namespace
 }  // namespace runbook
