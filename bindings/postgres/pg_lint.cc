@@ -29,7 +29,8 @@ const std::vector<LintRule>& LintRules() {
        "ALTER TABLE orders ADD COLUMN;", "fix the statement"},
       {"add-column-rewrite", kError,
        "ADD COLUMN that rewrites the whole table under an ACCESS EXCLUSIVE lock: a DEFAULT "
-       "calling a volatile function, a serial type, GENERATED ... STORED or an identity column",
+       "calling a volatile function, a serial type, GENERATED ... STORED, an identity column, "
+       "or (with a connection) a domain type with a CHECK constraint",
        "ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();",
        "add the column without a default (or with a constant one), set the default for new "
        "rows, then backfill in batches"},
@@ -55,7 +56,8 @@ const std::vector<LintRule>& LintRules() {
        "an ACCESS EXCLUSIVE lock",
        "ALTER TABLE events SET LOGGED;", "do it in a maintenance window"},
       {"constraint-without-not-valid", kError,
-       "ADD CONSTRAINT ... FOREIGN KEY or CHECK without NOT VALID, or ADD COLUMN with an inline "
+       "ADD CONSTRAINT ... FOREIGN KEY or CHECK without NOT VALID (of a table or a domain), or "
+       "ADD COLUMN with an inline "
        "REFERENCES or CHECK, checks every row while holding a lock that blocks writes (a "
        "foreign key locks the referenced table too)",
        "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (customer_id) REFERENCES customers;",
@@ -104,7 +106,8 @@ const std::vector<LintRule>& LintRules() {
        "ALTER TABLE streams RENAME TO live_streams;",
        "rename, and leave a view with the old name until the application moved"},
       {"drop-column", kWarning,
-       "DROP COLUMN: the column's data is gone and a rollback cannot bring it back",
+       "DROP COLUMN, or DROP TYPE / DOMAIN / EXTENSION ... CASCADE (which drops the columns of "
+       "that type): the data is gone and a rollback cannot bring it back",
        "ALTER TABLE orders DROP COLUMN legacy_ref;", "make sure nothing reads it, keep a dump"},
       {"rename-column", kWarning,
        "RENAME COLUMN breaks every query that still names the old column",
@@ -433,6 +436,8 @@ void CollectNames(const Value& node, const std::string& default_schema, ParsedMi
         out->tables[RangeVarKey(v, default_schema)] = {schema.empty() ? default_schema : schema,
                                                        Str(v, "relname")};
       } else if (k == "ColumnDef") {
+        std::vector<std::string> type = Strings(Get(Get(v, "typeName"), "names"));
+        if (!type.empty()) out->types.insert(type.back());
         for (const auto& c : Get(v, "constraints")) {
           ForEachFuncCall(Get(Get(c, "Constraint"), "raw_expr"),
                           [&](const std::string& f) { out->functions.insert(f); });
@@ -953,6 +958,16 @@ class Linter {
     } else if (type == "CreateSubscriptionStmt" || type == "DropSubscriptionStmt") {
       NotInTransaction(type == "CreateSubscriptionStmt" ? "CREATE SUBSCRIPTION (with its slot)"
                                                         : "DROP SUBSCRIPTION (with its slot)");
+    } else if (type == "AlterDomainStmt") {
+      const Value& k = Get(Get(s, "def"), "Constraint");
+      std::vector<std::string> name = Strings(Get(s, "typeName"));
+      if (Str(s, "subtype") == "C" && Str(k, "contype") == "CONSTR_CHECK" &&
+          !Flag(k, "skip_validation") && !name.empty()) {
+        Report("constraint-without-not-valid", kError, "",
+               "ALTER DOMAIN " + name.back() +
+                   " ADD CONSTRAINT without NOT VALID checks every column of that type in "
+                   "every table, under locks that block writes");
+      }
     } else if (type == "DoStmt") {
       Report("do-block", kWarning, "", "the statements inside a DO block are not linted");
     } else if (type == "CallStmt") {
@@ -1010,6 +1025,9 @@ class Linter {
     std::vector<std::string> type = Strings(Get(Get(def, "typeName"), "names"));
     bool has_default = false, not_null = false;
     std::string rewrite;
+    if (!type.empty() && facts_.constrained_domains.count(type.back())) {
+      rewrite = "its type, the domain " + type.back() + ", has a CHECK constraint";
+    }
     if (!type.empty() &&
         (type.back() == "serial" || type.back() == "bigserial" || type.back() == "smallserial" ||
          type.back() == "serial2" || type.back() == "serial4" || type.back() == "serial8")) {
@@ -1118,6 +1136,17 @@ class Linter {
                      " without CONCURRENTLY takes an ACCESS EXCLUSIVE lock "
                      "on its table");
         }
+      }
+      return;
+    }
+    if ((type == "OBJECT_TYPE" || type == "OBJECT_DOMAIN" || type == "OBJECT_EXTENSION") &&
+        Str(s, "behavior") == "DROP_CASCADE") {
+      for (const auto& o : Get(s, "objects")) {
+        std::vector<std::string> name = Strings(Get(Get(o, "TypeName"), "names"));
+        std::string what = name.empty() ? Str(Get(o, "String"), "sval") : name.back();
+        Report("drop-column", kWarning, "",
+               "DROP " + type.substr(7) + " " + what +
+                   " CASCADE drops every column of that type (and what depends on them)");
       }
       return;
     }

@@ -60,6 +60,7 @@ struct ParsedMigration {
   // By LintTableKey: {schema, name} as the catalog stores them.
   std::map<std::string, std::pair<std::string, std::string>> tables;
   std::set<std::string> functions;  // lower-case names called in column defaults
+  std::set<std::string> types;      // type names of columns (the last part of the name)
 };
 ParsedMigration ParseMigration(const std::vector<LintSource>& sources,
                                const std::string& default_schema);
@@ -76,6 +77,7 @@ struct LintFacts {
   bool connected = false;
   std::map<std::string, LintTableFacts> tables;    // by LintTableKey
   std::map<std::string, bool> volatile_functions;  // name -> any overload volatile
+  std::set<std::string> constrained_domains;       // domains with a CHECK constraint
 };
 
 struct LintIgnore {

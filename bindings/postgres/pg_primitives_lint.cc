@@ -144,6 +144,15 @@ Result<LintFacts> ReadFacts(PgLease& lease, const ParsedMigration& m) {
       facts.tables[keys[row["i"].get<size_t>() - 1]] = std::move(t);
     }
   }
+  if (!m.types.empty()) {
+    Result<Value> rows = lease.Query(
+        "SELECT t.typname::text AS name FROM pg_type t WHERE t.typtype = 'd' "
+        "AND t.typname = ANY($1::text[]) "
+        "AND EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid AND k.contype = 'c')",
+        {PgTextArray(std::vector<std::string>(m.types.begin(), m.types.end()))});
+    if (!rows.ok()) return rows.status();
+    for (const auto& row : *rows) facts.constrained_domains.insert(row["name"].get<std::string>());
+  }
   if (!m.functions.empty()) {
     std::vector<std::string> fns(m.functions.begin(), m.functions.end());
     Result<Value> rows = lease.Query(

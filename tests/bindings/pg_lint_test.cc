@@ -187,6 +187,7 @@ TEST_CASE("pg.lint: the live facts decide sizes, types, checks and volatility", 
   empty.exists = true;
   facts.tables["public.fresh"] = empty;
   facts.volatile_functions = {{"make_token", true}, {"now", false}};
+  facts.constrained_domains = {"posint"};
 
   auto one = [&](const std::string& sql) { return Lint(sql, {}, facts); };
   // Widening needs no rewrite; anything else is a rewrite of a 5 GB table.
@@ -208,6 +209,10 @@ TEST_CASE("pg.lint: the live facts decide sizes, types, checks and volatility", 
   CHECK(Rules(one("ALTER TABLE orders ADD COLUMN t text DEFAULT make_token()")) ==
         std::set<std::string>{"add-column-rewrite"});
   CHECK(one("ALTER TABLE orders ADD COLUMN t timestamptz DEFAULT now()").empty());
+  // A domain with a CHECK is checked on every row: the table is rewritten.
+  CHECK(Rules(one("ALTER TABLE orders ADD COLUMN q public.posint")) ==
+        std::set<std::string>{"add-column-rewrite"});
+  CHECK(one("ALTER TABLE orders ADD COLUMN q int").empty());
   // A small table: the same hazard is a warning.
   f = one("CREATE INDEX ON flags (a)");
   REQUIRE(f.size() == 1);
@@ -369,6 +374,14 @@ TEST_CASE("pg.lint: the class around each rule", "[lint]") {
   CHECK(rules("ALTER TABLE events DETACH PARTITION p CONCURRENTLY") ==
         std::set<std::string>{"not-in-transaction"});
   CHECK(rules("CALL migrate()") == std::set<std::string>{"do-block"});
+  // Domains and types: a new constraint checks every column of the type; a
+  // CASCADE drops them.
+  CHECK(rules("ALTER DOMAIN posint ADD CONSTRAINT c CHECK (VALUE > 0)") ==
+        std::set<std::string>{"constraint-without-not-valid"});
+  CHECK(rules("ALTER DOMAIN posint ADD CONSTRAINT c CHECK (VALUE > 0) NOT VALID").empty());
+  CHECK(rules("DROP TYPE status CASCADE") == std::set<std::string>{"drop-column"});
+  CHECK(rules("DROP EXTENSION citext CASCADE") == std::set<std::string>{"drop-column"});
+  CHECK(rules("DROP TYPE status").empty());
   CHECK(rules("CREATE SUBSCRIPTION s CONNECTION 'password=x' PUBLICATION p") ==
         std::set<std::string>{"not-in-transaction"});
   // SET search_path: unqualified names resolve where the script says.

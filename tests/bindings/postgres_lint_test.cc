@@ -35,19 +35,22 @@ TEST_CASE(
       // and then its default does not rewrite (PostgreSQL plans the default).
       "CREATE FUNCTION make_token() RETURNS text VOLATILE LANGUAGE plpgsql "
       "AS $$ BEGIN RETURN 'x'; END $$; "
-      "CREATE FUNCTION stable_token() RETURNS text STABLE LANGUAGE sql AS $$ SELECT 'x' $$");
+      "CREATE FUNCTION stable_token() RETURNS text STABLE LANGUAGE sql AS $$ SELECT 'x' $$; "
+      "CREATE DOMAIN posint AS int CHECK (VALUE > 0); CREATE DOMAIN label AS text");
   std::string dir = TempDir();
   Write(dir + "/001_safe.sql",
         "-- widening and instant changes\n"
         "ALTER TABLE orders ALTER COLUMN code TYPE varchar(40);\n"
         "ALTER TABLE orders ALTER COLUMN code SET NOT NULL;\n"
         "ALTER TABLE orders ADD COLUMN t2 text DEFAULT stable_token();\n"
+        "ALTER TABLE orders ADD COLUMN tag label;\n"
         "ALTER TABLE fresh ADD COLUMN region text NOT NULL;\n");
   Write(dir + "/002_risky.sql",
         "ALTER TABLE orders ADD COLUMN t1 text DEFAULT make_token();\n"
         "ALTER TABLE orders ALTER COLUMN note SET NOT NULL;\n"
         "CREATE INDEX flags_name ON flags (name);\n"
-        "ALTER TABLE streams DROP COLUMN live_started_at;\n");
+        "ALTER TABLE streams DROP COLUMN live_started_at;\n"
+        "ALTER TABLE orders ADD COLUMN qty posint;\n");
   Write(dir + "/README", "not SQL, not read");
 
   PgCase c;
@@ -62,7 +65,7 @@ TEST_CASE(
   const std::string size = R"(\(it is [0-9.]+ MB\))";
   CHECK_THAT(r.status().message(),
              Catch::Matches(
-                 "pg\\.lint: 3 finding\\(s\\) block this migration: " + risky +
+                 "pg\\.lint: 4 finding\\(s\\) block this migration: " + risky +
                  ":1:1 \\[add-column-rewrite\\] ADD COLUMN t1 rewrites the table under an ACCESS "
                  "EXCLUSIVE lock: DEFAULT make_token\\(\\) is volatile: each row gets its own "
                  "value on public\\.orders " +
@@ -73,7 +76,12 @@ TEST_CASE(
                  size + "; " + risky +
                  ":4:1 \\[drop-column-in-use\\] DROP COLUMN public\\.streams\\.live_started_at "
                  "destroys its data: the running application reads "
-                 "public\\.streams\\.live_started_at \\(an intended one: .*"));
+                 "public\\.streams\\.live_started_at; " +
+                 risky +
+                 ":5:1 \\[add-column-rewrite\\] ADD COLUMN qty rewrites the table under an ACCESS "
+                 "EXCLUSIVE lock: its type, the domain posint, has a CHECK constraint on "
+                 "public\\.orders " +
+                 size + " \\(an intended one: .*"));
   // The same in a rehearsal: a probe, read-only.
   CHECK(c.P("pg.lint").rehearsal(args) == Rehearsal::kProbe);
   Result<Value> rehearsed = c.Rehearse("pg.lint", args);
@@ -83,8 +91,8 @@ TEST_CASE(
   args["fail_on"] = "never";
   r = c.Apply("pg.lint", args);
   REQUIRE(r.ok());
-  CHECK((*r)["statements"] == 8);
-  CHECK((*r)["errors"] == 3);
+  CHECK((*r)["statements"] == 10);
+  CHECK((*r)["errors"] == 4);
   CHECK((*r)["warnings"] == 1);
   const Value& warning = (*r)["findings"][2];
   CHECK(warning["rule"] == "create-index-blocking");
@@ -100,6 +108,7 @@ TEST_CASE(
       ALTER TABLE orders ALTER COLUMN code TYPE varchar(40);
       ALTER TABLE orders ALTER COLUMN code SET NOT NULL;
       ALTER TABLE orders ADD COLUMN t2 text DEFAULT stable_token();
+      ALTER TABLE orders ADD COLUMN tag label;
       ALTER TABLE fresh ADD COLUMN region text NOT NULL)"}})
               .ok());
   CHECK(filenode() == before);
@@ -108,6 +117,10 @@ TEST_CASE(
                           {"sql", "ALTER TABLE orders ADD COLUMN t1 text DEFAULT make_token()"}})
           .ok());
   CHECK(filenode() != before);
+  const std::string after_t1 = filenode();
+  REQUIRE(c.Apply("pg.exec", {{"conn", "app"}, {"sql", "ALTER TABLE orders ADD COLUMN qty posint"}})
+              .ok());
+  CHECK(filenode() != after_t1);
   std::filesystem::remove_all(dir);
 }
 
