@@ -213,7 +213,8 @@ class PgSyncSequences : public NamedPrimitive {
                                      s["source"]["last_value"].get<std::string>());
       }
     }
-    Value result{{"sequences", seqs->size()}, {"changed", changed}};
+    // "set", not "changed": that name is the engine's boolean (steps.cc).
+    Value result{{"sequences", seqs->size()}, {"set", changed}};
     if (ctx.dry_run()) return result;
     if (Status s = ctx.RecordUndo(Value{{"before", before}}); !s.ok()) return s;
     for (const auto& c : changed) {

@@ -400,7 +400,10 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     rec->duration_ms = std::chrono::duration_cast<Millis>(env_.clock->Steady() - start).count();
     rec->finished_ms = env_.clock->NowMs();
     if (r.ok()) {
-      if (interrupted && r->is_object() && r->value("changed", true) == false) {
+      // `changed` is the engine's only when it is a boolean (a result may
+      // carry anything under that name: value("changed", true) would throw).
+      if (interrupted && r->is_object() && r->contains("changed") && (*r)["changed"].is_boolean() &&
+          !(*r)["changed"].get<bool>()) {
         // "Nothing to change" after a crash mid-step: the interrupted attempt
         // made it, so it is this run's change, and rollback must undo it.
         (*r)["changed"] = true;
