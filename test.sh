@@ -19,6 +19,8 @@ run_suite() {
 
 dir=$(scripts/build.sh)
 run_suite "$dir"
+# The .deb, installed on this machine and run from what it installed.
+scripts/package.sh "$dir"
 # The runbook parser and the template engine under libFuzzer (clang, ASan +
 # UBSan), a minute each from the repository's runbooks: nothing may crash.
 scripts/fuzz.sh 60

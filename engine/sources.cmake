@@ -49,4 +49,5 @@ set(RUNBOOK_CLI_SOURCES
   engine/cli/cmd_schema.cc
   engine/cli/cmd_status.cc
   engine/cli/cmd_validate.cc
+  engine/cli/cmd_man.cc
 )

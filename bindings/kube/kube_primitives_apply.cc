@@ -171,8 +171,11 @@ class ApplyPrimitive : public NamedPrimitive {
       objects.push_back(Value{{"kind", entries[i]["kind"]}, {"name", entries[i]["name"]},
                               {"namespace", entries[i]["namespace"]}, {"action", action}});
     }
-    return Value{{"objects", objects}, {"created", created}, {"configured", configured},
-                 {"unchanged", unchanged}, {"changed", created + configured > 0}};
+    ctx.SetChanged(created + configured > 0);
+    return Value{{"objects", objects},
+                 {"created", created},
+                 {"configured", configured},
+                 {"unchanged", unchanged}};
   }
 
   // The undo deletes what the step created. A PersistentVolumeClaim that is
@@ -290,7 +293,7 @@ class DeletePrimitive : public NamedPrimitive {
         (saved_before || BoolArg(args, "missing_ok", false))) {
       // Gone already: deleted by an earlier attempt of this step, or allowed.
       result["deleted"] = saved_before;
-      result["changed"] = saved_before;
+      ctx.SetChanged(saved_before);
       return result;
     }
     if (!live.ok()) return step.Fail(subject, live.status());
@@ -318,7 +321,7 @@ class DeletePrimitive : public NamedPrimitive {
       return step.Fail(subject, r.status());
     }
     result["deleted"] = true;
-    result["changed"] = true;
+    ctx.SetChanged(true);
     return result;
   }
 
@@ -354,8 +357,7 @@ class DeletePrimitive : public NamedPrimitive {
     return {CheckOutcome::kDone, Value{{"kind", StrArg(args, "kind")},
                                        {"name", StrArg(args, "name")},
                                        {"saved", BoolArg(args, "save", true)},
-                                       {"deleted", true},
-                                       {"changed", true}}};
+                                       {"deleted", true}}};
   }
 };
 

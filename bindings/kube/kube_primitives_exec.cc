@@ -99,10 +99,8 @@ class ExecPrimitive : public NamedPrimitive {
       return step.Fail(subject, "'" + cmd[cmd.size() - args["argv"].size()] + "' exited with " +
                                     std::to_string(r->exit_code) + (why.empty() ? "" : ": " + why));
     }
-    return Value{{"exit_code", r->exit_code},
-                 {"stdout", r->out},
-                 {"stderr", r->err},
-                 {"changed", !BoolArg(args, "probe", false)}};
+    ctx.SetChanged(!BoolArg(args, "probe", false));
+    return Value{{"exit_code", r->exit_code}, {"stdout", r->out}, {"stderr", r->err}};
   }
 };
 

@@ -173,10 +173,12 @@ Result<Value> RunJobPrimitive::Apply(StepContext& ctx, const Value& args) {
     std::string outcome = JobOutcome(*live, &reason);
     if (!outcome.empty()) {
       std::string logs = Logs(step, job_name);
-      Value result{{"job", job_name}, {"status", outcome},
+      Value result{{"job", job_name},
+                   {"status", outcome},
                    {"succeeded", IntAt(*live, "/status/succeeded")},
-                   {"failed", IntAt(*live, "/status/failed")}, {"logs", logs},
-                   {"changed", true}};
+                   {"failed", IntAt(*live, "/status/failed")},
+                   {"logs", logs}};
+      ctx.SetChanged(true);
       if (outcome == "succeeded") return result;
       return step.Fail(subject, "failed" + (reason.empty() ? "" : " (" + reason + ")") +
                                     "; last log lines:\n" + logs);

@@ -92,7 +92,8 @@ class PatchPrimitive : public NamedPrimitive {
     if (!r.ok()) return step.Fail(subject, r.status());
     Value after = Value::parse(r->out, nullptr, false);
     bool changed = after.is_discarded() || Rv(after) != Rv(*live);
-    return Value{{"kind", kind}, {"name", obj}, {"changed", changed}, {"previous", restore}};
+    ctx.SetChanged(changed);
+    return Value{{"kind", kind}, {"name", obj}, {"previous", restore}};
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
@@ -119,7 +120,6 @@ class PatchPrimitive : public NamedPrimitive {
     if (MergePatchApplied(*live, *patch)) {
       return {CheckOutcome::kDone, Value{{"kind", StrArg(args, "kind")},
                                          {"name", StrArg(args, "name")},
-                                         {"changed", true},
                                          {"previous", state.value("restore", Value())}}};
     }
     // A strategic patch merges lists by key, which a plain comparison misses.
@@ -214,8 +214,12 @@ class SwitchSelectorPrimitive : public NamedPrimitive {
     std::string change = Describe(recorded_old) + " -> " + Describe(want);
     ctx.Log(LogLevel::kInfo, "service " + svc + ": selector " + change + " (" +
                                  std::to_string(ready.size()) + " ready pods)");
-    return Value{{"service", svc}, {"old", recorded_old}, {"new", want}, {"change", change},
-                 {"ready_pods", ready}, {"changed", !SameValue(recorded_old, want)}};
+    ctx.SetChanged(!SameValue(recorded_old, want));
+    return Value{{"service", svc},
+                 {"old", recorded_old},
+                 {"new", want},
+                 {"change", change},
+                 {"ready_pods", ready}};
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
@@ -252,8 +256,7 @@ class SwitchSelectorPrimitive : public NamedPrimitive {
     return {CheckOutcome::kDone, Value{{"service", StrArg(args, "service")},
                                        {"old", old},
                                        {"new", want},
-                                       {"change", Describe(old) + " -> " + Describe(want)},
-                                       {"changed", true}}};
+                                       {"change", Describe(old) + " -> " + Describe(want)}}};
   }
 };
 

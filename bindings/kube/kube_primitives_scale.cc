@@ -120,11 +120,9 @@ class ScalePrimitive : public NamedPrimitive {
     std::vector<std::string> cmd{"scale", kind + "/" + obj, "--replicas=" + std::to_string(*want)};
     Result<KubectlOutput> r = step.Change({step.Mutating(cmd)});
     if (!r.ok()) return step.Fail(subject, r.status());
-    Value result{{"kind", kind},
-                 {"name", obj},
-                 {"previous_replicas", previous},
-                 {"replicas", *want},
-                 {"changed", current != *want}};
+    Value result{
+        {"kind", kind}, {"name", obj}, {"previous_replicas", previous}, {"replicas", *want}};
+    ctx.SetChanged(current != *want);
     if (step.dry_run()) {
       result["ready"] = MakeUnknown("a rehearsal does not scale");
       return result;

@@ -158,7 +158,9 @@ PgConnectionType::PgConnectionType() {
       Arg("connect_timeout", ArgType::kAny, false, "how long a connect may take (10s)"),
       Arg("sslmode", ArgType::kString, false, "libpq sslmode",
           {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}),
-      Arg("via", ArgType::kString, false, "ssh or kube connection to tunnel through (later)"),
+      Arg("via", ArgType::kString, false,
+          "the ssh connection (a tunnel) or kube connection (a port-forward to pod:) to reach the "
+          "server through"),
       WithForm(Arg("pod", ArgType::kString, false,
                    "pod to port-forward to, with via: a kube connection (NAME or TYPE/NAME)"),
                ArgForm::kKubeObject),

@@ -467,7 +467,7 @@ class PgDropReplication : public NamedPrimitive {
       return result;
     }
     if (Status s = DropReplication(ctx, pub, sub, name); !s.ok()) return s;
-    result["changed"] = had_sub || had_pub;
+    ctx.SetChanged(had_sub || had_pub);
     return result;
   }
 };

@@ -213,7 +213,7 @@ class PgSyncSequences : public NamedPrimitive {
                                      s["source"]["last_value"].get<std::string>());
       }
     }
-    // "set", not "changed": that name is the engine's boolean (steps.cc).
+    // "set", not "changed": the engine adds `changed` (StepContext::SetChanged).
     Value result{{"sequences", seqs->size()}, {"set", changed}};
     if (ctx.dry_run()) return result;
     if (Status s = ctx.RecordUndo(Value{{"before", before}}); !s.ok()) return s;

@@ -191,7 +191,7 @@ Result<Value> SshDownload::Apply(StepContext& ctx, const Value& args) {
     return r;
   }
   result["sha256"] = *sha;
-  result["changed"] = true;
+  ctx.SetChanged(true);
   if (existed) result["backup"] = backup;
   return result;
 }
@@ -256,8 +256,7 @@ CheckResult SshDownload::Check(StepContext& ctx, const Value& args, const Value&
   Result<std::string> remote = (*sftp)->Sha256(src, ctx.deadline());
   if (!remote.ok()) return {};
   if (*remote != *local) return {CheckOutcome::kNotDone, nullptr};
-  return {CheckOutcome::kDone, Value{{"src", src}, {"dest", dest}, {"sha256", *local},
-                                     {"changed", true}}};
+  return {CheckOutcome::kDone, Value{{"src", src}, {"dest", dest}, {"sha256", *local}}};
 }
 
 }  // namespace

@@ -24,9 +24,9 @@ namespace {
 
 constexpr int kDefaultMode = 0644;
 
-Value UploadResult(const std::string& dest, const LocalData& data, int mode, bool changed) {
-  return Value{{"dest", dest}, {"sha256", data.sha256()}, {"size", data.size()},
-               {"mode", FormatMode(mode)}, {"changed", changed}};
+Value UploadResult(const std::string& dest, const LocalData& data, int mode) {
+  return Value{
+      {"dest", dest}, {"sha256", data.sha256()}, {"size", data.size()}, {"mode", FormatMode(mode)}};
 }
 
 // What was there before this invocation changed anything. A retry (or a
@@ -130,8 +130,9 @@ class SshUpload : public NamedPrimitive {
   CheckResult Check(StepContext& ctx, const Value& args, const Value& undo) override;
 
  private:
-  Result<Value> Rehearse(SftpSession& sftp, const std::string& dest, const LocalData& data,
-                         const RemoteStat& st, const RemoteStat& dir, int mode, SteadyTime deadline);
+  Result<Value> Rehearse(StepContext& ctx, SftpSession& sftp, const std::string& dest,
+                         const LocalData& data, const RemoteStat& st, const RemoteStat& dir,
+                         int mode);
   Status Replace(StepContext& ctx, SftpSession& sftp, const std::string& dest,
                  const LocalData& data, const RemoteStat& st, int mode, const Prior& prior,
                  const std::string& tmp);
@@ -159,7 +160,7 @@ Result<Value> SshUpload::Apply(StepContext& ctx, const Value& args) {
   if (!dst.ok()) return dst.status();
   if (!dst->directory()) return Status::NotFound(where + ": directory " + dir + " does not exist");
   const int mode = mode_arg->value_or(st->exists ? st->mode : kDefaultMode);
-  if (ctx.dry_run()) return Rehearse(s, dest, *data, *st, *dst, mode, ctx.deadline());
+  if (ctx.dry_run()) return Rehearse(ctx, s, dest, *data, *st, *dst, mode);
 
   if (st->exists && st->size == data->size() && st->mode == mode) {
     Result<std::string> sha = s.Sha256(dest, ctx.deadline());
@@ -170,7 +171,8 @@ Result<Value> SshUpload::Apply(StepContext& ctx, const Value& args) {
         Status r = ctx.RecordUndo(Value{{"dest", dest}, {"existed", true}, {"unchanged", true}});
         if (!r.ok()) return r;
       }
-      return UploadResult(dest, *data, mode, false);
+      ctx.SetChanged(false);
+      return UploadResult(dest, *data, mode);
     }
   }
   const Prior prior = PriorState(ctx, dest, *st);
@@ -180,7 +182,8 @@ Result<Value> SshUpload::Apply(StepContext& ctx, const Value& args) {
     if (s.client().connected()) s.Remove(tmp);  // best effort; undo retries it
     return r;
   }
-  Value out = UploadResult(dest, *data, mode, true);
+  ctx.SetChanged(true);
+  Value out = UploadResult(dest, *data, mode);
   if (prior.existed) out["backup"] = prior.backup;
   return out;
 }
@@ -236,9 +239,10 @@ Status SshUpload::Replace(StepContext& ctx, SftpSession& s, const std::string& d
   return s.Rename(tmp, dest);  // plain SFTP rename: fine when nothing is there
 }
 
-Result<Value> SshUpload::Rehearse(SftpSession& s, const std::string& dest, const LocalData& data,
-                                  const RemoteStat& st, const RemoteStat& dir, int mode,
-                                  SteadyTime deadline) {
+Result<Value> SshUpload::Rehearse(StepContext& ctx, SftpSession& s, const std::string& dest,
+                                  const LocalData& data, const RemoteStat& st,
+                                  const RemoteStat& dir, int mode) {
+  const SteadyTime deadline = ctx.deadline();
   const std::string where = s.client().Describe() + ": " + dest;
   Status w = CheckWritable(s, PathDir(dest), dir);
   if (!w.ok()) return w;
@@ -256,7 +260,8 @@ Result<Value> SshUpload::Rehearse(SftpSession& s, const std::string& dest, const
     if (!sha.ok()) return sha.status();
     change = *sha != data.sha256();
   }
-  Value out = UploadResult(dest, data, mode, change);
+  ctx.SetChanged(change);  // what a real run would do
+  Value out = UploadResult(dest, data, mode);
   out["rehearsal"] = "checked the directory, free space and permissions; wrote nothing";
   return out;
 }
@@ -362,7 +367,7 @@ CheckResult SshUpload::Check(StepContext& ctx, const Value& args, const Value&) 
   Result<std::string> sha = (*sftp)->Sha256(dest, ctx.deadline());
   if (!sha.ok()) return {};
   if (*sha != data->sha256()) return {CheckOutcome::kNotDone, nullptr};
-  return {CheckOutcome::kDone, UploadResult(dest, *data, st->mode, true)};
+  return {CheckOutcome::kDone, UploadResult(dest, *data, st->mode)};
 }
 
 }  // namespace

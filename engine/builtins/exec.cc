@@ -84,8 +84,8 @@ class ExecAction : public Primitive {
 
 Result<Value> ExecAction::Apply(StepContext& ctx, const Value& args) {
   if (args.contains("creates") && Exists(args.value("creates", ""))) {
-    return Value{{"exit_code", 0}, {"changed", false},
-                 {"skipped", args.value("creates", "") + " exists"}};
+    ctx.SetChanged(false);
+    return Value{{"exit_code", 0}, {"skipped", args.value("creates", "") + " exists"}};
   }
   ProcessSpec spec;
   for (const auto& a : args["argv"]) {
@@ -102,8 +102,8 @@ Result<Value> ExecAction::Apply(StepContext& ctx, const Value& args) {
   if (ctx.deadline() != SteadyTime::max()) spec.deadline = ctx.deadline();
   Result<ProcessResult> r = ctx.processes().Run(spec);
   if (!r.ok()) return r.status();
-  Value result{{"exit_code", r->exit_code}, {"stdout", r->out}, {"stderr", r->err},
-               {"changed", true}};
+  ctx.SetChanged(!args.value("probe", false));  // a probe only reads
+  Value result{{"exit_code", r->exit_code}, {"stdout", r->out}, {"stderr", r->err}};
   if (r->timed_out) {
     return Status::Timeout("'" + spec.argv[0] + "' timed out and its process group was killed" +
                            (r->err.empty() ? "" : "; stderr: " + Tail(r->err, 400)));

@@ -69,5 +69,8 @@ void AddSchemaCommand(CLI::App& app, Cli& cli);
 void AddDocsCommand(CLI::App& app, Cli& cli);
 void AddStubsCommand(CLI::App& app, Cli& cli);
 void AddCompletionCommand(CLI::App& app, Cli& cli);
+void AddManCommand(CLI::App& app, Cli& cli);
+// The manual page runbook(1) in roff, from `app`'s commands and options.
+std::string ManPage(CLI::App& app);
 
 }  // namespace runbook

@@ -12,6 +12,7 @@
 #include "engine/parser/parser.h"
 #include "engine/parser/validator.h"
 #include "engine/state/store.h"
+#include "runbook_commit.h"  // generated at build time: RUNBOOK_COMMIT
 
 int main(int argc, char** argv) {
   using namespace runbook;
@@ -23,7 +24,8 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     // Global options anywhere: `runbook run x.yaml --no-color -v`.
     app.fallthrough();
-    app.set_version_flag("--version", std::string("runbook ") + RUNBOOK_VERSION);
+    app.set_version_flag("--version",
+                         std::string("runbook ") + RUNBOOK_VERSION + " (" + RUNBOOK_COMMIT + ")");
     app.add_option("--state", cli.state_path,
                    "state store (default $RUNBOOK_STATE, $XDG_STATE_HOME/runbook/state.db, "
                    "~/.local/state/runbook/state.db)");
@@ -39,6 +41,7 @@ int main(int argc, char** argv) {
     AddDocsCommand(app, cli);
     AddStubsCommand(app, cli);
     AddCompletionCommand(app, cli);
+    AddManCommand(app, cli);
     const std::string word = FirstCommandWord(argc, argv);
     const std::vector<std::string> commands = SubcommandNames(app);
     if (!word.empty() && std::find(commands.begin(), commands.end(), word) == commands.end()) {

@@ -64,6 +64,15 @@ class StepContext {
   virtual Result<Value> RunLua(const std::string& /*code*/) {
     return Status::Failed("Lua is not available here");
   }
+  // What this call did, for the rollback: true, it changed something (its
+  // undo runs); false, it found everything already as asked (rollback
+  // passes over it, its undo and the step's rollback: action alike). Not
+  // called: unknown, treated as changed. The engine adds it to the call's
+  // result as `changed`, for Lua; a primitive does not put it there itself.
+  // "Nothing changed" after an earlier attempt of the same call (a retry, a
+  // resume after a kill) that may have made it (it said so, or was killed,
+  // or had recorded its undo state) is counted as changed.
+  virtual void SetChanged(bool /*changed*/) {}
   // What an earlier attempt of this same invocation recorded (a retry, or a
   // resume after a crash), or null. RecordUndo replaces the record, and the
   // record starts as the earlier one, so a primitive whose second attempt

@@ -91,15 +91,41 @@ Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args
   }
   // A re-run of a Lua step after a crash: the same call in the same position
   // carries over what the earlier run recorded.
+  bool carried = false;
+  UndoEntry prior;
   if (const auto* before = prior_entries_.size() > entry ? &prior_entries_[entry] : nullptr;
       before && before->primitive == name) {
+    carried = true;
+    prior = *before;
     previous = before->state;
     std::lock_guard<std::mutex> lock(ex_->mu_);
     rec_->undo[entry].state = previous;
   }
   if (Status s = ex_->Put(rec_, "step.call", name); !s.ok()) return s;
   StepContextImpl nested(ex_, scope_, spec_, rec_, env_, deadline_, entry, previous);
-  return prim->Apply(nested, args);
+  nested.records_changed = !undoing;
+  nested.undoing = undoing;
+  nested.interrupted = interrupted && carried;
+  nested.earlier_acted = carried && MayHaveActed(prior, interrupted);
+  Result<Value> r = prim->Apply(nested, args);
+  nested.AddChanged(&r);
+  return r;
+}
+
+void StepContextImpl::SetChanged(bool changed) {
+  if (!records_changed) {  // an undo's or a rollback action's context: nothing to keep
+    changed_ = changed;
+    return;
+  }
+  if (!changed && earlier_acted) {
+    changed = true;
+    Log(LogLevel::kInfo,
+        "already in effect after an earlier attempt; counted as this run's "
+        "change (rollback undoes it)");
+  }
+  changed_ = changed;
+  std::lock_guard<std::mutex> lock(ex_->mu_);
+  if (entry_ < rec_->undo.size()) rec_->undo[entry_].changed = changed;
 }
 
 Result<Value> StepContextImpl::RunChild(const std::string& runbook_path, const Value& params) {

@@ -191,8 +191,28 @@ class StepContextImpl : public StepContext, public LuaHost {
     return Invoke(name, args);
   }
 
+  // Kept in this call's undo entry when records_changed (a context made
+  // for an Apply); "nothing changed" becomes changed when an earlier attempt
+  // of the same call may have acted (earlier_acted).
+  void SetChanged(bool changed) override;
+  const std::optional<bool>& changed() const { return changed_; }
+  // What the call reported, as its result's `changed` (for Lua).
+  void AddChanged(Result<Value>* r) const {
+    if (changed_ && r->ok() && (*r)->is_object()) (**r)["changed"] = *changed_;
+  }
+
   // How a child runbook (include) ended, when it did not simply succeed.
   FlowResult child_flow;
+  // Set by who makes the context for an Apply of a call with an undo entry.
+  bool records_changed = false;
+  // A rollback's context (an undo, a rollback action, the calls of a Lua
+  // rollback action): no call of it records anything.
+  bool undoing = false;
+  // The step was running when the engine stopped (this process's first attempt).
+  bool interrupted = false;
+  // An earlier attempt of this same call may have made its change
+  // (MayHaveActed of its entry).
+  bool earlier_acted = false;
 
  private:
   Executor::Impl* ex_;
@@ -204,7 +224,16 @@ class StepContextImpl : public StepContext, public LuaHost {
   size_t entry_;
   Value previous_;
   std::vector<UndoEntry> prior_entries_;  // a Lua step's calls in an earlier run
+  std::optional<bool> changed_;
   TaggingRunner runner_;
 };
+
+// Whether the attempt that left undo entry `e` may have made its change: what
+// it reported, else (it did not get to say) if it was killed mid-way or had
+// recorded an undo state, which a primitive does just before it acts.
+inline bool MayHaveActed(const UndoEntry& e, bool interrupted) {
+  if (e.changed) return *e.changed;
+  return interrupted || !e.state.is_null();
+}
 
 }  // namespace runbook

@@ -1,5 +1,7 @@
 #include "engine/exec/reporter.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -32,6 +34,15 @@ std::string TerminalSafe(const std::string& s) {
 namespace {
 
 const char* kReset = "\033[0m";
+
+// "2026-12-05T02:14:07.042Z": FormatUtc with milliseconds.
+std::string UtcMillis(int64_t ms) {
+  std::string s = FormatUtc(ms);
+  char frac[8];
+  std::snprintf(frac, sizeof frac, ".%03d", static_cast<int>(ms % 1000));
+  s.insert(s.size() - 1, frac);
+  return s;
+}
 
 const char* StatusColor(StepStatus s) {
   switch (s) {
@@ -78,7 +89,11 @@ const char* StatusWord(StepStatus s) {
 class TextReporter : public Reporter {
  public:
   TextReporter(FILE* out, bool color, bool verbose, const Redactor* r)
-      : out_(out), color_(color), verbose_(verbose), redactor_(r) {}
+      : out_(out),
+        color_(color),
+        verbose_(verbose),
+        redactor_(r),
+        terminal_(isatty(fileno(out)) != 0) {}
 
   void RunStarted(const RunRecord& run, const std::string& what) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -120,8 +135,20 @@ class TextReporter : public Reporter {
     fflush(out_);
   }
   void Progress(const std::string& id, const ProgressInfo& p) override {
-    if (!color_) return;  // progress redraws only make sense on a terminal
     std::lock_guard<std::mutex> lock(mu_);
+    if (!terminal_) {
+      // A log, not a screen: a line with the time, the first at once and
+      // then at most one per step every kProgressEvery.
+      const SteadyTime now = Clock::Real().Steady();
+      auto [last, fresh] = progress_at_.emplace(id, now);
+      if (!fresh && now - last->second < kProgressEvery) return;
+      last->second = now;
+      fprintf(out_, "  ..       %s  %s  %s\n",
+              UtcMillis(Clock::Real().NowMs()).substr(11, 8).c_str(), TerminalSafe(id).c_str(),
+              R(DescribeProgress(p)).c_str());
+      fflush(out_);
+      return;
+    }
     fprintf(out_, "\r\033[K  ..       %s  %s", TerminalSafe(id).c_str(),
             R(DescribeProgress(p)).c_str());
     fflush(out_);
@@ -151,7 +178,9 @@ class TextReporter : public Reporter {
   FILE* out_;
   bool color_, verbose_;
   const Redactor* redactor_;
+  const bool terminal_;
   bool progress_shown_ = false;
+  std::map<std::string, SteadyTime> progress_at_;  // off a terminal: each step's last line
 };
 
 class JsonReporter : public Reporter {
@@ -177,7 +206,8 @@ class JsonReporter : public Reporter {
           {"duration_ms", s.duration_ms},
           {"attempts", s.attempts},
           {"detail", detail},
-          {"error", s.error}});
+          {"error", s.error},
+          {"result", s.result}});  // redacted, as the journal keeps it
   }
   void Log(const std::string& id, LogLevel level, const std::string& msg) override {
     static const char* kLevels[] = {"debug", "info", "warn", "error"};
@@ -214,7 +244,7 @@ class JsonReporter : public Reporter {
 
  private:
   void Emit(Value v) {
-    v["at"] = FormatUtc(Clock::Real().NowMs());
+    v["at"] = UtcMillis(Clock::Real().NowMs());
     if (redactor_) v = redactor_->Redact(v);
     std::lock_guard<std::mutex> lock(mu_);
     fprintf(out_, "%s\n", v.dump(-1, ' ', false, Value::error_handler_t::replace).c_str());

@@ -3,7 +3,9 @@
 // Every string passes through the run's Redactor first. Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +35,9 @@ class Reporter {
 enum class LogFormat { kText, kJson };
 
 // Writes to `out` (stdout in the CLI). color: ANSI colours for a terminal.
+// Progress redraws one line on a terminal; elsewhere (CI, a Kubernetes Job's
+// log) it is a timestamped line per step at most every kProgressEvery.
+constexpr std::chrono::seconds kProgressEvery{30};
 std::unique_ptr<Reporter> MakeReporter(LogFormat format, FILE* out, bool color, bool verbose,
                                        const Redactor* redactor);
 

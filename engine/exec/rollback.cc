@@ -28,7 +28,7 @@ bool IsInstance(const std::string& step_id) { return step_id.back() == ']'; }
 
 bool NeedsUndo(const Registry& registry, const StepRecord& rec, bool was_failed) {
   for (const UndoEntry& e : rec.undo) {
-    if (was_failed && e.state.is_null()) continue;
+    if ((was_failed && e.state.is_null()) || ChangedNothing(e)) continue;
     const Primitive* prim = registry.Find(e.primitive);
     if (!prim || !prim->Plan(e.args).nothing_to_undo()) return true;
   }
@@ -153,12 +153,10 @@ bool Executor::Impl::WillUndo(StepRecord* rec, const StepSpec* spec, bool* has_a
   const bool was_failed = rec->status == StepStatus::kFailed || rec->status == StepStatus::kRunning;
   if (spec && spec->rollback == RollbackMode::kNone) return false;
   *has_action = spec && spec->rollback == RollbackMode::kAction && !was_failed;
-  // A step that reported it changed nothing (exec whose `creates` existed)
-  // has nothing to undo: undoing would destroy what an earlier run made.
-  if (rec->result.is_object() && rec->result.contains("changed") &&
-      rec->result["changed"] == false) {
-    return false;
-  }
+  // A step whose calls all reported they changed nothing (exec whose
+  // `creates` existed) has nothing to undo: undoing would destroy what an
+  // earlier run made.
+  if (StepChangedNothing(*rec)) return false;
   // Foreach parents and include steps hold no undo of their own; log and
   // sleep have nothing to undo.
   if (spec && spec->foreach && !IsInstance(rec->step_id)) return false;
@@ -192,6 +190,7 @@ std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
       Primitive* prim = env_.registry->Find(e.primitive);
       if (!prim || e.state.is_null()) continue;
       StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
+      ctx.undoing = true;
       Status s = prim->CheckUndo(ctx, e.args, e.state);
       if (!s.ok()) {
         why += (why.empty() ? "" : "; ") + rec->step_id + ": " + env_.redactor->Redact(s.message());
@@ -275,6 +274,7 @@ bool Executor::Impl::DoRollback() {
       else if (!args.ok()) st = args.status();
       else {
         StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
+        ctx.undoing = true;
         Result<Value> r = prim->Apply(ctx, *args);
         st = r.ok() ? Status::Ok() : r.status();
       }
@@ -282,7 +282,7 @@ bool Executor::Impl::DoRollback() {
       bool irreversible_left = false;
       for (size_t i = rec->undo.size(); i-- > 0 && st.ok();) {
         const UndoEntry& e = rec->undo[i];
-        if (was_failed && e.state.is_null()) continue;
+        if ((was_failed && e.state.is_null()) || ChangedNothing(e)) continue;
         Primitive* prim = env_.registry->Find(e.primitive);
         if (!prim) {
           st = Status::Failed("unknown primitive " + e.primitive);
@@ -295,6 +295,7 @@ bool Executor::Impl::DoRollback() {
           continue;
         }
         StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
+        ctx.undoing = true;
         st = prim->Undo(ctx, e.args, e.state);
       }
       if (st.ok() && irreversible_left) {

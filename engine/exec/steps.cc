@@ -280,7 +280,10 @@ FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const st
       StepContextImpl ctx(this, &scope, &s, rec, env, SteadyTime::max(), 0, state);
       CheckResult c = prim->Check(ctx, *args, state);
       if (c.outcome == CheckOutcome::kDone) {
-        return finish_as(StepStatus::kSucceeded, c.result, "already took effect (checked)");
+        // The interrupted attempt made it: this run's change, as a result says.
+        Value res = c.result;
+        if (res.is_object()) res["changed"] = !StepChangedNothing(*rec);
+        return finish_as(StepStatus::kSucceeded, res, "already took effect (checked)");
       }
       if (c.outcome == CheckOutcome::kCannotTell) {
         std::string msg = Quoted(id) +
@@ -348,7 +351,13 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
   // The engine died during an attempt of this step: that attempt may have
   // made the change this one finds already made.
   const bool interrupted = resuming_ && rec->status == StepStatus::kRunning && rec->attempts > 0;
+  // An earlier attempt of this step (a retry, a resume) may have made the
+  // change this one finds made: then "nothing changed" is this run's change.
+  bool earlier_acted = false;
   for (int attempt = 1;; ++attempt) {
+    if (s.action.kind != ActionKind::kLua && !rec->undo.empty()) {
+      earlier_acted = earlier_acted || MayHaveActed(rec->undo[0], interrupted && attempt == 1);
+    }
     rec->attempts++;
     rec->status = StepStatus::kRunning;
     // The record starts as the earlier attempt's, so nothing it protects is
@@ -368,7 +377,12 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     }
     SteadyTime deadline = s.timeout ? env_.clock->Steady() + *s.timeout : SteadyTime::max();
     StepContextImpl ctx(this, &scope, &s, rec, env, deadline, 0, previous);
+    // A Lua step's entries are its calls' (Invoke), not its own.
+    ctx.records_changed = s.action.kind != ActionKind::kLua;
+    ctx.interrupted = interrupted && attempt == 1;
+    ctx.earlier_acted = earlier_acted;
     Result<Value> r = prim->Apply(ctx, args);
+    ctx.AddChanged(&r);
     if (ctx.child_flow.flow != Flow::kOk && ctx.child_flow.flow != Flow::kFailed) {
       rec->status = ctx.child_flow.flow == Flow::kPaused ? StepStatus::kWaiting
                                                          : StepStatus::kRunning;
@@ -400,16 +414,6 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     rec->duration_ms = std::chrono::duration_cast<Millis>(env_.clock->Steady() - start).count();
     rec->finished_ms = env_.clock->NowMs();
     if (r.ok()) {
-      // `changed` is the engine's only when it is a boolean (a result may
-      // carry anything under that name: value("changed", true) would throw).
-      if (interrupted && r->is_object() && r->contains("changed") && (*r)["changed"].is_boolean() &&
-          !(*r)["changed"].get<bool>()) {
-        // "Nothing to change" after a crash mid-step: the interrupted attempt
-        // made it, so it is this run's change, and rollback must undo it.
-        (*r)["changed"] = true;
-        env_.reporter->Log(id, LogLevel::kInfo, "already in effect after the interrupted attempt; "
-                                                "counted as this run's change (rollback undoes it)");
-      }
       if (rec->status != StepStatus::kUnknown) rec->status = StepStatus::kSucceeded;
       rec->result = env_.redactor->Redact(*r);
       rec->error.clear();

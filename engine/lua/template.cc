@@ -90,6 +90,11 @@ std::set<std::string> Referenced(const std::string& expr, const std::string& roo
   std::set<std::string> out;
   for (size_t at = FindWord(expr, root, 0); at != std::string::npos;
        at = FindWord(expr, root, at + 1)) {
+    // A field (cfg.params.x, obj:steps()) is not the global; a..params is.
+    if (at > 0 &&
+        (expr[at - 1] == ':' || (expr[at - 1] == '.' && (at < 2 || expr[at - 2] != '.')))) {
+      continue;
+    }
     size_t i = SkipSpace(expr, at + root.size());
     if (i >= expr.size()) break;
     if (expr[i] == '.') {
@@ -157,6 +162,128 @@ bool ReadsStepsDynamically(const std::string& expr) {
     return true;
   }
   return false;
+}
+
+namespace {
+
+// Lua's tokens, as far as ReadsGlobal needs them: names and keywords,
+// operators ("==" apart from "="), every string and comment skipped.
+// The "=" count of a long bracket at `i` ("[[" 0, "[==[" 2), or -1.
+int LongBracketLevel(const std::string& code, size_t i) {
+  if (i >= code.size() || code[i] != '[') return -1;
+  size_t j = SkipWhile(code, i + 1, [](char c) { return c == '='; });
+  return j < code.size() && code[j] == '[' ? static_cast<int>(j - i - 1) : -1;
+}
+
+// Just past the long bracket opened at `i` (the end of the code if unclosed).
+size_t SkipLongBracket(const std::string& code, size_t i, int level) {
+  std::string close = "]" + std::string(static_cast<size_t>(level), '=') + "]";
+  size_t end = code.find(close, i + static_cast<size_t>(level) + 2);
+  return end == std::string::npos ? code.size() : end + close.size();
+}
+
+std::vector<std::string> LuaTokens(const std::string& code) {
+  std::vector<std::string> out;
+  auto long_bracket = [&](size_t i) { return LongBracketLevel(code, i); };
+  auto skip_long = [&](size_t i, int level) { return SkipLongBracket(code, i, level); };
+  for (size_t i = 0; i < code.size();) {
+    const char c = code[i];
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+    } else if (code.compare(i, 2, "--") == 0) {
+      int level = long_bracket(i + 2);
+      i = level >= 0 ? skip_long(i + 2, level) : code.find('\n', i);
+      if (i == std::string::npos) i = code.size();
+    } else if (c == '"' || c == '\'') {
+      for (++i; i < code.size() && code[i] != c && code[i] != '\n'; ++i) {
+        if (code[i] == '\\') ++i;
+      }
+      ++i;
+      out.push_back("\"\"");
+    } else if (long_bracket(i) >= 0) {
+      i = skip_long(i, long_bracket(i));
+      out.push_back("\"\"");
+    } else if (IsNameStart(c)) {
+      size_t end = SkipWhile(code, i, IsWordChar);
+      out.push_back(code.substr(i, end - i));
+      i = end;
+    } else {
+      size_t len = 1;
+      for (const char* two : {"==", "~=", "<=", ">=", "..", "::"}) {
+        if (code.compare(i, 2, two) == 0) len = 2;
+      }
+      out.push_back(code.substr(i, len));
+      i += len;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string BlankLuaProse(const std::string& code) {
+  std::string out = code;
+  auto blank = [&](size_t from, size_t to) {
+    for (size_t k = from; k < to && k < out.size(); ++k) {
+      if (out[k] != '\n') out[k] = ' ';
+    }
+  };
+  // A string right after '[' is a key (steps["x"]): it stays.
+  auto is_key = [&](size_t i) {
+    size_t k = i;
+    while (k > 0 && std::isspace(static_cast<unsigned char>(code[k - 1]))) --k;
+    return k > 0 && code[k - 1] == '[';
+  };
+  for (size_t i = 0; i < code.size();) {
+    const char c = code[i];
+    if (c == '"' || c == '\'') {
+      const size_t open = i;
+      for (++i; i < code.size() && code[i] != c && code[i] != '\n'; ++i) {
+        if (code[i] == '\\') ++i;
+      }
+      if (!is_key(open)) blank(open + 1, i);
+      ++i;
+    } else if (c == '[' && LongBracketLevel(code, i) >= 0) {
+      const size_t end = SkipLongBracket(code, i, LongBracketLevel(code, i));
+      blank(i, end);
+      i = end;
+    } else if (code.compare(i, 2, "--") == 0) {
+      const int level = LongBracketLevel(code, i + 2);
+      size_t end = level >= 0 ? SkipLongBracket(code, i + 2, level) : code.find('\n', i);
+      if (end == std::string::npos) end = code.size();
+      blank(i, end);
+      i = end;
+    } else {
+      ++i;
+    }
+  }
+  return out;
+}
+
+bool ReadsGlobal(const std::string& code, const std::string& name) {
+  if (code.find(name) == std::string::npos) return false;
+  const std::vector<std::string> t = LuaTokens(code);
+  auto is_name = [&](size_t k) { return IsNameStart(t[k][0]); };
+  bool read = false;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i] != name) continue;
+    // Declared here? `local a, name`, `for k, name in`, `function f(a, name)`.
+    size_t j = i;  // the first name of the list `name` is in
+    // (a name list is short: the walk is bounded, so many reads stay linear)
+    for (int n = 0; n < 32 && j >= 2 && t[j - 1] == "," && is_name(j - 2); ++n) j -= 2;
+    const std::string before = j > 0 ? t[j - 1] : "";
+    if (before == "local" || before == "for" || before == "function") return false;
+    if (before == "(") {
+      for (size_t k = j - 1; k-- > 0 && (is_name(k) || t[k] == "." || t[k] == ":");) {
+        if (t[k] == "function") return false;
+      }
+    }
+    const std::string prev = i > 0 ? t[i - 1] : "";
+    const std::string next = i + 1 < t.size() ? t[i + 1] : "";
+    if (prev == "." || prev == ":" || prev == "::" || prev == "goto" || next == "=") continue;
+    read = true;
+  }
+  return read;
 }
 
 std::string ForeachBase(const std::string& id) {

@@ -37,6 +37,15 @@ std::vector<std::string> DottedStepNames(const std::string& expr);
 // True when expr reads `steps` other than as steps.NAME or steps["NAME"]
 // (steps[x], pairs(steps)): which results it needs cannot be known.
 bool ReadsStepsDynamically(const std::string& expr);
+// True when Lua code reads the global `name` (not a field `x.name`, a key
+// `{name = 1}`, an assignment, or text in a string or comment). False when
+// the code declares a local of that name anywhere: which reads are the
+// global's is then not known, and a check must not cry wolf.
+bool ReadsGlobal(const std::string& code, const std::string& name);
+// `code` with its Lua comments and the text of its strings blanked (newlines
+// kept, so lines still count; a string that is a key, steps["x"], kept): the
+// scanners above then read no prose.
+std::string BlankLuaProse(const std::string& code);
 // "id" of a foreach instance "id[3]"; other ids as they are.
 std::string ForeachBase(const std::string& id);
 

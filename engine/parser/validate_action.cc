@@ -33,7 +33,7 @@ bool Validator::Action(const Node& key, const Node& value, const RefScope& scope
   CheckTemplates(value, scope);
   if (out->kind == ActionKind::kLua && out->args.is_object() && out->args.contains("code")) {
     auto at = out->positions.find("/code");
-    CheckLuaCode(out->args["code"], at != out->positions.end() ? at->second : key.pos);
+    CheckLuaCode(out->args["code"], at != out->positions.end() ? at->second : key.pos, scope);
   }
   if (out->kind == ActionKind::kInclude && diags_->size() == before) Include(key, value, out->args);
   out->args = RewriteTemplateIds(out->args, all_ids_);

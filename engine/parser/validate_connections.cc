@@ -1,7 +1,8 @@
 // connections: {NAME: {TYPE: config-map | scalar}}
 
-#include "engine/parser/validator.h"
 #include "engine/core/text.h"
+#include "engine/lua/template.h"
+#include "engine/parser/validator.h"
 
 namespace runbook {
 namespace {
@@ -84,9 +85,87 @@ void Validator::ConnectionEntry(const Node& key, const Node& value) {
   // Connections are opened when a step first uses them, so their templates
   // may read params and any step's result.
   RefScope scope{&all_ids_, ""};
+  in_connection_ = true;
   CheckTemplates(config, scope);
+  in_connection_ = false;
   spec.config = RewriteTemplateIds(spec.config, all_ids_);
   rb_->connections.push_back(std::move(spec));
+}
+
+namespace {
+
+// Every `${{ }}` expression in the strings of v.
+void Expressions(const Value& v, std::vector<std::string>* out) {
+  if (v.is_string()) {
+    Result<std::vector<TemplatePart>> parts = SplitTemplate(v.get<std::string>());
+    if (!parts.ok()) return;
+    for (const TemplatePart& p : *parts) {
+      if (p.is_expr) out->push_back(p.text);
+    }
+  } else if (v.is_structured()) {
+    for (const Value& e : v) Expressions(e, out);
+  }
+}
+
+// The connections `args` names literally through arguments of type connection.
+std::vector<std::string> NamedConnections(const Schema& schema, const Value& args) {
+  std::vector<std::string> out;
+  if (!args.is_object()) return out;
+  for (const ArgSpec& spec : schema.args) {
+    auto it = args.find(spec.name);
+    if (spec.type != ArgType::kConnection || it == args.end() || !it->is_string()) continue;
+    if (!HasTemplate(it->get<std::string>())) out.push_back(it->get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+void Validator::CheckConnectionOrder() {
+  // The connections each connection goes through (via:), to open them too.
+  std::map<std::string, std::vector<std::string>> through;
+  for (const ConnectionSpec& c : rb_->connections) {
+    if (const ConnectionType* type = registry_.FindConnectionType(c.type)) {
+      through[c.name] = NamedConnections(type->schema(), c.config);
+    }
+    auto via = c.config.find("via");  // a name, typed as a string (pg's via:)
+    if (via != c.config.end() && via->is_string() && !HasTemplate(via->get<std::string>())) {
+      through[c.name].push_back(via->get<std::string>());
+    }
+  }
+  // The index of the first step that opens each connection (by its action:
+  // a rollback action runs after every step before the failure).
+  std::map<std::string, size_t> first;
+  for (size_t i = 0; i < rb_->steps.size(); ++i) {
+    const ActionSpec& a = rb_->steps[i].action;
+    const Primitive* prim = registry_.Find(a.name);
+    if (!prim) continue;
+    std::vector<std::string> open = NamedConnections(prim->schema(), a.args);
+    for (size_t k = 0; k < open.size() && k < 64; ++k) {  // a via chain is short
+      if (!first.emplace(open[k], i).second) continue;
+      for (const std::string& via : through[open[k]]) open.push_back(via);
+    }
+  }
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < rb_->steps.size(); ++i) index.emplace(rb_->steps[i].id, i);
+  for (const ConnectionSpec& c : rb_->connections) {
+    auto opened = first.find(c.name);
+    if (opened == first.end()) continue;
+    std::vector<std::string> exprs;
+    Expressions(c.config, &exprs);
+    std::set<std::string> read;
+    for (const std::string& e : exprs) {
+      for (const std::string& name : ReferencedSteps(e)) read.insert(ForeachBase(name));
+    }
+    for (const std::string& name : read) {
+      auto at = index.find(name);
+      if (at == index.end() || at->second < opened->second) continue;
+      const std::string& by = rb_->steps[opened->second].id;
+      Error(c.pos, "connection '" + c.name + "' reads steps." + name + ", but step '" + by +
+                       "' opens it " + (by == name ? "itself" : "before '" + name + "' has run") +
+                       ": the result would be nil. Use the connection only after '" + name + "'");
+    }
+  }
 }
 
 // Arguments of type connection that name one (not a template) must name a

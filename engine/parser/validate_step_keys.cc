@@ -87,6 +87,11 @@ void Validator::Expression(const Node& v, const std::string& key, const RefScope
 
 void Validator::Foreach(const Node& v, StepSpec* s) {
   RefScope scope{&earlier_, ""};
+  item_ = false;  // the list is made before any item exists
+  struct Restore {
+    bool* flag;
+    ~Restore() { *flag = true; }
+  } restore{&item_};
   s->foreach_pos = v.pos;
   if (v.IsSeq()) {
     s->foreach = RewriteTemplateIds(ToValue(v), all_ids_);

@@ -62,6 +62,8 @@ void Validator::Step(const Node& n, size_t index) {
   StepSpec s;
   s.pos = n.pos;
   StepId(n, &s);
+  // Everything of a foreach step but the foreach itself runs per item.
+  item_ = n.Find("foreach") != nullptr;
   with_self_ = earlier_;
   if (!s.id.empty()) with_self_.insert(s.id);
   std::vector<const std::pair<Node, Node>*> actions;
@@ -87,6 +89,7 @@ void Validator::Step(const Node& n, size_t index) {
   // A misspelt action is the one error to report, not also a missing one.
   if (!actions.empty() || !misspelt_action) StepActions(n, actions, &s);
   if (!s.id.empty()) earlier_.insert(s.id);
+  item_ = false;
   rb_->steps.push_back(std::move(s));
 }
 
@@ -198,7 +201,10 @@ void Validator::StepKey(const std::string& key, const Node& v, StepSpec* s) {
     std::string msg;
     if (StringKey(v, "'approve'", &msg)) {
       s->approve = RewriteTemplateIds(msg, all_ids_);
+      const bool item = item_;
+      item_ = false;  // asked once, before any item
       CheckTemplates(v, before);
+      item_ = item;
     }
   }
 }

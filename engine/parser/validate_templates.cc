@@ -89,7 +89,24 @@ void Validator::CheckTemplateString(const Node& n, const RefScope& scope) {
   }
   const ScalarPositions positions(n);
   for (const TemplatePart& part : *parts) {
-    if (part.is_expr) CheckExpr(part.text, positions.At(part.offset), "template", scope);
+    if (!part.is_expr) continue;
+    CheckExpr(part.text, positions.At(part.offset), "template", scope);
+    // In a connection, a template inside a longer string ("host=${{ x }}")
+    // that is nil fails when the connection opens (a whole-string one is
+    // null: the field is unset). Exactly an optional param without a
+    // default is nil whenever the param is not given.
+    if (!in_connection_ || parts->size() == 1) continue;
+    const std::set<std::string> read = ReferencedParams(part.text);
+    const ParamSpec* p = read.size() == 1 ? rb_->FindParam(*read.begin()) : nullptr;
+    if (!p || p->required || (p->default_value && !p->default_value->is_null())) continue;
+    if (part.text == "params." + p->name || part.text == "params[\"" + p->name + "\"]" ||
+        part.text == "params['" + p->name + "']") {
+      Error(positions.At(part.offset),
+            "'${{ " + part.text + " }}' is nil inside '" + n.scalar + "' when param '" + p->name +
+                "' is not given (it is optional and has no default): give it a default, make "
+                "it required, or write '${{ " +
+                part.text + " or '' }}'");
+    }
   }
 }
 
@@ -102,35 +119,63 @@ void Validator::CheckExpr(const std::string& expr, const Pos& pos, const std::st
     Error(pos, "Lua syntax error in " + where + ": " + s.message());
     return;
   }
+  CheckRefs(rewritten, pos, where, scope);
+}
+
+void Validator::CheckRefs(const std::string& code, const Pos& pos, const std::string& where,
+                          const RefScope& scope, const Pos* first_line) {
+  // Where `root`.`name` (or root["name"], or the word `root`) is first
+  // read: its line in a chunk, else `pos`.
+  auto at = [&](const std::string& root, const std::string& name) {
+    if (!first_line) return pos;
+    size_t off = std::string::npos;
+    for (const std::string& form :
+         {root + "." + name, root + "[\"" + name, root + "['" + name, root + "[", root}) {
+      if ((off = code.find(form)) != std::string::npos) break;
+    }
+    Pos p = *first_line;
+    if (off != std::string::npos) {
+      p.line +=
+          static_cast<int>(std::count(code.begin(), code.begin() + static_cast<long>(off), '\n'));
+    }
+    return p;
+  };
+  if (!item_ && ReadsGlobal(code, "item")) {
+    Error(at("item", ""),
+          "'item' is nil in " + where + ": only a step with foreach has an item" +
+              (in_connection_ ? " (a connection is resolved once, for no item)" : ""));
+  }
   std::vector<std::string> params;
   for (const auto& p : rb_->params) params.push_back(p.name);
-  for (const auto& name : ReferencedParams(rewritten)) {
+  for (const auto& name : ReferencedParams(code)) {
     if (!rb_->FindParam(name)) {
-      Error(pos, "unknown param '" + name + "' in " + where, Suggest(name, params));
+      Error(at("params", name), "unknown param '" + name + "' in " + where, Suggest(name, params));
     }
   }
   // A dashed name RewriteDashedIds left alone is an unknown id, unless it
   // starts with a known one (`steps.n-1` is a subtraction).
   std::set<std::string> done;
-  for (const std::string& name : DottedStepNames(rewritten)) {
+  for (const std::string& name : DottedStepNames(code)) {
     size_t dash = name.find('-');
     if (dash == std::string::npos || all_ids_.count(name.substr(0, dash))) continue;
     done.insert(name.substr(0, dash));
-    StepRefOk(name, pos, where, scope);
+    StepRefOk(name, at("steps", name), where, scope);
   }
-  for (const auto& name : ReferencedSteps(rewritten)) {
-    if (!done.count(name)) StepRefOk(name, pos, where, scope);
+  for (const auto& name : ReferencedSteps(code)) {
+    if (!done.count(name)) StepRefOk(name, at("steps", name), where, scope);
   }
 }
 
-void Validator::CheckLuaCode(const Value& code, const Pos& first_line) {
+void Validator::CheckLuaCode(const Value& code, const Pos& first_line, const RefScope& scope) {
   if (!code.is_string() || HasTemplate(code.get<std::string>())) return;  // expanded first
   int line = 0;
   if (Status s = CheckLuaSyntax(code.get<std::string>(), &line); !s.ok()) {
     Pos pos = first_line;
     if (line > 1) pos.line += line - 1;
     Error(pos, "Lua syntax error: " + s.message());
+    return;
   }
+  CheckRefs(BlankLuaProse(code.get<std::string>()), first_line, "Lua code", scope, &first_line);
 }
 
 bool Validator::StepRefOk(const std::string& name, const Pos& pos, const std::string& where,

@@ -81,6 +81,7 @@ void Validator::TopLevel(const Node& root) {
   }
   if (const Node* n = root.Find("connections")) Connections(*n);
   if (const Node* n = root.Find("steps")) Steps(*n);
+  CheckConnectionOrder();
 }
 
 void Validator::Format(const Node& n) {

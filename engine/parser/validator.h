@@ -65,6 +65,9 @@ class Validator {
   void ConnectionEntry(const Node& key, const Node& value);
   void CheckConnectionRefs(const Schema& schema, const Value& args, const Node& value,
                            const Pos& anchor, const std::string& label, const std::string& self);
+  // After the steps: a connection whose templates read steps.X is not
+  // opened (first used) by a step that runs before X, when it would be nil.
+  void CheckConnectionOrder();
   // validate_steps.cc
   void Steps(const Node& n);
   void CollectIds(const Node& n);
@@ -94,10 +97,16 @@ class Validator {
   // validate_templates.cc
   void CheckTemplates(const Node& n, const RefScope& scope);
   void CheckTemplateString(const Node& n, const RefScope& scope);
-  // A lua: step's code, compiled (not run): a syntax error at its line.
-  void CheckLuaCode(const Value& code, const Pos& first_line);
+  // A lua: step's code, compiled (not run): a syntax error at its line;
+  // then what it reads, as CheckRefs.
+  void CheckLuaCode(const Value& code, const Pos& first_line, const RefScope& scope);
   void CheckExpr(const std::string& expr, const Pos& pos, const std::string& where,
                  const RefScope& scope);
+  // What Lua `code` (an expression, or a chunk when first_line is set)
+  // reads: params that exist, steps that have run, `item` in a foreach.
+  // Each problem at `pos`, or for a chunk at the line that reads it.
+  void CheckRefs(const std::string& code, const Pos& pos, const std::string& where,
+                 const RefScope& scope, const Pos* first_line = nullptr);
   bool StepRefOk(const std::string& name, const Pos& pos, const std::string& where,
                  const RefScope& scope);
 
@@ -121,6 +130,8 @@ class Validator {
   std::set<std::string> earlier_;         // ids of steps before the current one
   std::set<std::string> with_self_;       // earlier_ and the current step (assert, rollback)
   std::set<std::string> include_steps_;   // ids of include steps so far
+  bool item_ = false;                     // `item` is set where we are (a foreach step)
+  bool in_connection_ = false;            // validating a connection's config
   std::map<std::string, std::string> connection_types_;  // name -> type, from the file
 };
 

@@ -162,6 +162,14 @@ std::string PrimitivesMarkdown(const Registry& registry) {
       "`bindings/postgres`, `bindings/kube`, `bindings/ssh`.\n\n"
       "Every string argument may be a `${{ lua expression }}` template; a string that is\n"
       "exactly one expression keeps its type.\n\n"
+      "A result carries `changed` (a boolean) when the primitive said what it did: `false`,\n"
+      "it found everything already as asked, and a rollback passes over it (its undo and the\n"
+      "step's `rollback:` action alike); `true`, or no `changed`, and the rollback undoes it.\n"
+      "After an earlier attempt of the same step (a retry, a resume after a kill) that may\n"
+      "have made it (it said it changed something, or was killed, or failed after recording\n"
+      "its undo state), \"nothing changed\" counts as this run's change. The engine sets it,\n"
+      "from what the primitive reported; whatever a `lua:` step returns under that name is\n"
+      "data.\n\n"
       "## Connections\n\n";
   for (const std::string& n : registry.ConnectionTypeNames()) {
     out += ConnectionSection(*registry.FindConnectionType(n));

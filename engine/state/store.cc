@@ -97,6 +97,12 @@ CREATE TABLE approvals (
   PRIMARY KEY (run_id, step_id)
 );
 )sql",
+    // 1 -> 2: a call's `changed` is a field of its undo entry. A step
+    // recorded before said "nothing changed" with a result `changed: false`.
+    R"sql(
+UPDATE steps SET undo = json_set(undo, '$[0].changed', json('false'))
+ WHERE json_type(result, '$.changed') = 'false' AND json_array_length(undo) = 1;
+)sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -234,6 +240,14 @@ Status ReadRun(Stmt& q, RunRecord* run) {
 }
 
 }  // namespace
+
+bool StepChangedNothing(const StepRecord& s) {
+  if (s.undo.empty()) return false;
+  for (const UndoEntry& e : s.undo) {
+    if (!ChangedNothing(e)) return false;
+  }
+  return true;
+}
 
 std::string StepLabel(const StepRecord& s) {
   const Value& item = s.item;

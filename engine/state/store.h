@@ -58,7 +58,12 @@ struct UndoEntry {
   std::string primitive;
   Value args;   // redacted
   Value state;  // what RecordUndo stored
+  // What the call reported (StepContext::SetChanged); unset: unknown,
+  // treated as changed. false: nothing to undo.
+  std::optional<bool> changed;
 };
+// The call changed nothing: its undo has nothing to do.
+inline bool ChangedNothing(const UndoEntry& e) { return e.changed == false; }
 
 struct StepRecord {
   std::string run_id;
@@ -84,6 +89,11 @@ struct StepRecord {
 // by value: a scalar, or an object's name (or id, database, host, ...)
 // field, else its first scalar field; at most 40 characters of it.
 std::string StepLabel(const StepRecord& s);
+
+// Every call of the step reported it changed nothing (a step with no call
+// recorded, a Lua step that called nothing, is not known to have changed
+// nothing): its rollback: action and its undos have nothing to do.
+bool StepChangedNothing(const StepRecord& s);
 
 struct Event {
   int64_t id = 0;

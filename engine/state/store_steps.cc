@@ -21,7 +21,9 @@ const char kStepColumns[] =
 Value UndoToValue(const std::vector<UndoEntry>& undo) {
   Value list = Value::array();
   for (const UndoEntry& e : undo) {
-    list.push_back({{"primitive", e.primitive}, {"args", e.args}, {"state", e.state}});
+    Value v{{"primitive", e.primitive}, {"args", e.args}, {"state", e.state}};
+    if (e.changed) v["changed"] = *e.changed;
+    list.push_back(std::move(v));
   }
   return list;
 }
@@ -34,6 +36,7 @@ Status UndoFromValue(const Value& list, const std::string& what, std::vector<Und
       e.primitive = v.at("primitive").get<std::string>();
       e.args = v.value("args", Value());
       e.state = v.value("state", Value());
+      if (v.contains("changed")) e.changed = v.at("changed").get<bool>();
       undo->push_back(std::move(e));
     }
   } catch (const nlohmann::json::exception& e) {

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,9 @@ class FakeStepContext : public StepContext {
     return it->second;
   }
   Value PreviousUndo() override { return previous_undo; }
+  // What the primitive told SetChanged last (unset: it did not).
+  std::optional<bool> changed;
+  void SetChanged(bool c) override { changed = c; }
   Resources& resources() override { return resources_; }
   void Log(LogLevel level, const std::string& message) override {
     std::lock_guard<std::mutex> lock(mu_);

@@ -145,7 +145,7 @@ TEST_CASE("kube.apply reads a file or a directory of manifests", "[kube][kube.ap
   r = c.Apply("kube.apply", Value{{"conn", "sim"}, {"file", dir + "/2-cm.yml"}});
   REQUIRE_OK(r);
   CHECK((*r)["unchanged"] == 1);
-  CHECK((*r)["changed"] == false);
+  CHECK(c.ctx.changed == false);
   r = c.Apply("kube.apply", Value{{"conn", "sim"}, {"file", dir + "/missing.yaml"}});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("cannot read manifest file"));
@@ -220,7 +220,7 @@ TEST_CASE("kube.delete without save is irreversible, and a missing object is nam
   r = c.Apply("kube.delete", args);
   REQUIRE_OK(r);
   CHECK((*r)["deleted"] == false);
-  CHECK((*r)["changed"] == false);
+  CHECK(c.ctx.changed == false);
 }
 
 TEST_CASE("kube.delete re-creates a service without its old cluster IP", "[kube][kube.delete]") {

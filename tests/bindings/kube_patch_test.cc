@@ -38,7 +38,7 @@ TEST_CASE("kube.patch (merge) records the touched fields and undo restores exact
 
   r = c.Apply("kube.patch", args);
   REQUIRE_OK(r);
-  CHECK((*r)["changed"] == true);
+  CHECK(c.ctx.changed == true);
   Value restore{{"data", {{"a", "1"}, {"c", nullptr}}},
                 {"metadata", {{"labels", {{"team", "db"}, {"tier", nullptr}}}}}};
   CHECK(Plain(c.ctx.LastUndo()["restore"]) == Plain(restore));
@@ -99,7 +99,7 @@ TEST_CASE("kube.patch (strategic) and a patch that changes nothing", "[kube][kub
   Value same = PatchArgs("deployment", "web", Value{{"metadata", {{"labels", {{"app", "web"}}}}}});
   Result<Value> r = c.Apply("kube.patch", same);
   REQUIRE_OK(r);
-  CHECK((*r)["changed"] == false);  // rollback skips it
+  CHECK(c.ctx.changed == false);  // rollback skips it
 }
 
 TEST_CASE("kube.patch retries a 409 and a dropped connection", "[kube][kube.patch][faults]") {

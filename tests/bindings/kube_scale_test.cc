@@ -40,7 +40,7 @@ TEST_CASE("kube.scale records the replica count, scales, waits, and undo restore
   CHECK((*r)["previous_replicas"] == 2);
   CHECK((*r)["replicas"] == 0);
   CHECK((*r)["ready"] == 0);
-  CHECK((*r)["changed"] == true);
+  CHECK(c.ctx.changed == true);
   REQUIRE(c.ctx.undo_records.size() == 1);
   CHECK(c.ctx.LastUndo()["previous_replicas"] == 2);
   Value d = c.Get("deployment", "web");
@@ -53,7 +53,7 @@ TEST_CASE("kube.scale records the replica count, scales, waits, and undo restore
   r = c.Apply("kube.scale", ScaleWeb(0));
   REQUIRE_OK(r);
   CHECK(c.ctx.LastUndo()["previous_replicas"] == 2);
-  CHECK((*r)["changed"] == false);
+  CHECK(c.ctx.changed == false);
 
   REQUIRE_OK(c.Undo("kube.scale", ScaleWeb(0)));
   d = c.Get("deployment", "web");

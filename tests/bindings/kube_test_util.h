@@ -88,6 +88,7 @@ class KubeCase {
   Result<Value> Apply(const std::string& name, const Value& args) {
     Primitive& p = P(name);
     for (const auto& e : CheckArgs(p.schema(), args)) FAIL_CHECK(name << ": " << e.message);
+    ctx.changed.reset();  // what this call reports, not an earlier one
     return p.Apply(ctx, args);
   }
   // The same in a rehearsal, as the executor calls it (simulate and probe

@@ -40,6 +40,7 @@ class PgCase {
     Primitive& p = P(name);
     std::vector<ArgError> errors = CheckArgs(p.schema(), args);
     for (const auto& e : errors) FAIL_CHECK(name << ": " << e.message);
+    ctx.changed.reset();  // what this call reports, not an earlier one
     return p.Apply(ctx, args);
   }
   // The same in a rehearsal (dry_run), as the executor would call it.

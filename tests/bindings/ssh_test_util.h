@@ -41,6 +41,7 @@ class SshCase {
   Result<Value> Apply(const std::string& name, const Value& args) {
     Primitive& p = P(name);
     for (const auto& e : CheckArgs(p.schema(), args)) FAIL_CHECK(name << ": " << e.message);
+    ctx.changed.reset();  // what this call reports, not an earlier one
     return p.Apply(ctx, args);
   }
   Result<Value> Rehearse(const std::string& name, const Value& args) {

@@ -2,6 +2,7 @@
 // commands, `last` / `last-failed` as run ids, and shell completion that
 // real bash runs.
 #include <catch2/catch.hpp>
+#include <sstream>
 #include <string>
 
 #include "tests/e2e/e2e_util.h"
@@ -152,6 +153,74 @@ TEST_CASE("foreach instances are shown with their item by value", "[e2e][cli]") 
   CHECK(r.out.find("move[2] (app_orders)") != std::string::npos);
   std::map<std::string, Value> steps = t.Steps(id);
   CHECK(steps["move[2]"]["item"]["name"] == "app_orders");
+}
+
+}  // namespace
+}  // namespace runbook::e2e
+
+namespace runbook::e2e {
+namespace {
+
+TEST_CASE(
+    "runbook man prints runbook(1), which groff renders without a warning, naming every "
+    "command and option --help lists",
+    "[e2e][cli][man]") {
+  E2e t;
+  CliResult man = t.Run({"man"});
+  REQUIRE(man.code == 0);
+  const std::string page = t.Write("runbook.1", man.out);
+  ProcessSpec spec;
+  spec.argv = {"groff", "-man", "-Tutf8", "-ww", "-rLL=200n", page};
+  spec.env["PATH"] = "/usr/bin:/bin";
+  spec.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  Result<ProcessResult> r = ProcessRunner::Real().Run(spec);
+  REQUIRE(r.ok());
+  INFO(r->err);
+  CHECK(r->exit_code == 0);
+  CHECK(r->err.empty());  // -ww: every warning
+  // The rendered text, without groff's overstrike bold and underline.
+  std::string text;
+  for (size_t i = 0; i < r->out.size(); ++i) {
+    if (i + 1 < r->out.size() && r->out[i + 1] == '\b') {
+      ++i;
+      continue;
+    }
+    text += r->out[i];
+  }
+  for (const char* section : {"NAME", "SYNOPSIS", "DESCRIPTION", "GLOBAL OPTIONS", "COMMANDS",
+                              "EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO"}) {
+    CHECK(text.find("\n" + std::string(section) + "\n") != std::string::npos);
+  }
+  CliResult help = t.Run({"--help"});
+  REQUIRE(help.code == 0);
+  // Every command --help lists has its section, with each of its options.
+  const size_t subs = help.out.find("Subcommands:");
+  REQUIRE(subs != std::string::npos);
+  std::istringstream lines(help.out.substr(subs));
+  std::string line;
+  int commands = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("  ", 0) != 0) continue;
+    const std::string cmd = line.substr(2, line.find(' ', 2) - 2);
+    INFO(cmd);
+    CHECK(text.find("runbook " + cmd) != std::string::npos);
+    CliResult sub = t.Run({cmd, "--help"});
+    for (size_t at = sub.out.find("--"); at != std::string::npos; at = sub.out.find("--", at + 2)) {
+      const size_t end = sub.out.find_first_of(" ,\n", at);
+      CHECK(text.find(sub.out.substr(at, end - at)) != std::string::npos);
+    }
+    ++commands;
+  }
+  CHECK(commands >= 13);
+  CHECK(text.find("\n       4      the run lock is held by another run") != std::string::npos);
+}
+
+TEST_CASE("runbook --version names the commit it was built from", "[e2e][cli]") {
+  E2e t;
+  CliResult v = t.Run({"--version"});
+  CHECK(v.code == 0);
+  CHECK_THAT(v.out, Catch::Matches("runbook [0-9]+\\.[0-9]+\\.[0-9]+ \\(([0-9a-f]{12}(-dirty)?|"
+                                   "unknown)\\)\n"));
 }
 
 }  // namespace

@@ -33,6 +33,10 @@ struct World {
   std::set<std::string> applied;          // for Check
   std::map<std::string, int> slow_ms;     // name -> how long the next apply takes
   std::map<std::string, int> undo_ms;     // name -> how long its undo takes
+  std::set<std::string> as_asked;         // found as asked: report "nothing changed"
+  std::set<std::string> no_record;        // records no undo state (like exec)
+  std::set<std::string> acts_then_fails;  // a failure reports it changed something first
+  std::set<std::string> idle_then_fails;  // a failure reports it changed nothing first
 };
 
 class FakeAct : public Primitive {
@@ -49,7 +53,9 @@ class FakeAct : public Primitive {
   PlanEffect Plan(const Value& a) const override { return {name_ + " " + a.value("tag", "")}; }
   Result<Value> Apply(StepContext& ctx, const Value& a) override {
     std::string tag = a["tag"];
-    if (Status s = ctx.RecordUndo(Value{{"tag", tag}}); !s.ok()) return s;
+    if (!w_->no_record.count(tag)) {
+      if (Status s = ctx.RecordUndo(Value{{"tag", tag}}); !s.ok()) return s;
+    }
     if (ctx.dry_run()) {
       w_->log.push_back("rehearse " + tag);
       return Value{{"tag", tag}};
@@ -58,7 +64,14 @@ class FakeAct : public Primitive {
     if (w_->fail_times[tag] > 0) {
       --w_->fail_times[tag];
       w_->log.push_back("fail " + tag);
+      if (w_->acts_then_fails.count(tag)) ctx.SetChanged(true);
+      if (w_->idle_then_fails.count(tag)) ctx.SetChanged(false);
       return Status::Failed(tag + " failed on purpose");
+    }
+    if (w_->as_asked.count(tag)) {
+      w_->log.push_back("as asked " + tag);
+      ctx.SetChanged(false);
+      return Value{{"tag", tag}};
     }
     w_->log.push_back("apply " + tag);
     w_->applied.insert(tag);
@@ -182,6 +195,127 @@ TEST_CASE("a failure rolls back completed steps newest first, the failed step in
                                                 "undo a"});
   CHECK(h.Step("a").status == StepStatus::kUndone);
   CHECK(h.store->GetRun(h.last_run)->status == RunStatus::kRolledBack);
+}
+
+TEST_CASE(
+    "a step that reports it changed nothing is passed over by the rollback; its result "
+    "says so",
+    "[executor][rollback][changed]") {
+  Harness h;
+  std::string yaml = kThree;
+  yaml.replace(yaml.find("on_failure: stop"), 16, "on_failure: rollback");
+  auto rb = h.Parse(yaml);
+  h.world.as_asked = {"a"};
+  h.world.fail_times["c"] = 1;
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  CHECK(h.world.log ==
+        std::vector<std::string>{"as asked a", "apply b", "fail c", "undo c", "undo b"});
+  StepRecord a = h.Step("a");
+  CHECK(a.status == StepStatus::kSucceeded);  // kept: nothing of it to undo
+  CHECK(a.result["changed"] == false);        // what Lua and the report read
+  REQUIRE(a.undo.size() == 1);
+  CHECK(a.undo[0].changed == std::optional<bool>(false));
+  CHECK_FALSE(h.Step("b").result.contains("changed"));  // b did not say: it is undone
+}
+
+TEST_CASE(
+    "a retry that finds the change made counts it as this run's, and the rollback undoes "
+    "it",
+    "[executor][rollback][changed]") {
+  Harness h;
+  std::string yaml = kThree;
+  yaml.replace(yaml.find("on_failure: stop"), 16, "on_failure: rollback");
+  yaml.replace(yaml.find("    t.act: a"), 12, "    retries: 1\n    retry_delay: 1s\n    t.act: a");
+  auto rb = h.Parse(yaml);
+  h.world.fail_times["a"] = 1;  // the first attempt records its undo, then fails ...
+  h.world.as_asked = {"a"};     // ... and the second finds it done
+  h.world.fail_times["c"] = 1;
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  CHECK(h.world.log == std::vector<std::string>{"fail a", "as asked a", "apply b", "fail c",
+                                                "undo c", "undo b", "undo a"});
+  CHECK(h.Step("a").result["changed"] == true);
+  CHECK(h.Step("a").status == StepStatus::kUndone);
+}
+
+TEST_CASE(
+    "a retry that finds made what the failed attempt said it changed runs the step's "
+    "rollback action, with no undo state recorded",
+    "[executor][rollback][changed]") {
+  Harness h;
+  std::string yaml = kThree;
+  yaml.replace(yaml.find("on_failure: stop"), 16, "on_failure: rollback");
+  yaml.replace(yaml.find("    t.act: a"), 12,
+               "    retries: 1\n    retry_delay: 1s\n    rollback: {t.act: undo-a}\n    t.act: a");
+  auto rb = h.Parse(yaml);
+  h.world.no_record = {"a"};        // like exec: nothing recorded before acting
+  h.world.acts_then_fails = {"a"};  // attempt 1 makes it (says so), then fails ...
+  h.world.fail_times["a"] = 1;
+  h.world.as_asked = {"a"};  // ... and attempt 2 finds it made
+  h.world.fail_times["c"] = 1;
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  CHECK(h.world.log == std::vector<std::string>{"fail a", "as asked a", "apply b", "fail c",
+                                                "undo c", "undo b", "apply undo-a"});
+}
+
+TEST_CASE("a retry after an attempt that said it changed nothing stays 'nothing changed'",
+          "[executor][rollback][changed]") {
+  Harness h;
+  auto rb = h.Parse(R"(format: 1
+name: retry-unchanged
+on_failure: rollback
+steps:
+  - id: a
+    retries: 1
+    retry_delay: 1s
+    t.act: a
+  - id: c
+    t.act: c
+)");
+  h.world.idle_then_fails = {"a"};  // attempt 1 says it changed nothing, then fails ...
+  h.world.fail_times["a"] = 1;
+  h.world.as_asked = {"a"};  // ... and attempt 2 finds it as asked
+  h.world.fail_times["c"] = 1;
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  // a recorded an undo state each time but said it changed nothing: not undone.
+  CHECK(h.world.log == std::vector<std::string>{"fail a", "as asked a", "fail c", "undo c"});
+  CHECK(h.Step("a").result["changed"] == false);
+}
+
+TEST_CASE(
+    "a Lua step's calls are undone only where they changed something; its own result's "
+    "'changed' is data",
+    "[executor][rollback][changed][lua]") {
+  Harness h;
+  auto rb = h.Parse(R"(format: 1
+name: lua-calls
+on_failure: rollback
+steps:
+  - id: both
+    lua: |
+      t.act{tag = "x"}
+      t.act{tag = "y"}
+      return {changed = {"x", "y"}, n = 2}
+  - id: none
+    lua: |
+      t.act{tag = "z"}
+      return {changed = false}
+  - id: last
+    t.act: c
+)");
+  h.world.as_asked = {"x", "z"};
+  h.world.fail_times["c"] = 1;
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  // y is undone, x and z (nothing changed) are not; no internal error on
+  // a result whose 'changed' is a list.
+  CHECK(h.world.log == std::vector<std::string>{"as asked x", "apply y", "as asked z", "fail c",
+                                                "undo c", "undo y"});
+  StepRecord both = h.Step("both");
+  CHECK(both.status == StepStatus::kUndone);
+  CHECK(both.result["changed"] == Value::array({"x", "y"}));
+  REQUIRE(both.undo.size() == 2);
+  CHECK(both.undo[0].changed == std::optional<bool>(false));
+  CHECK_FALSE(both.undo[1].changed.has_value());           // y did not say: undone
+  CHECK(h.Step("none").status == StepStatus::kSucceeded);  // all its calls changed nothing
 }
 
 TEST_CASE("an undo is reported with its own duration; the record keeps the step's", "[executor][rollback]") {

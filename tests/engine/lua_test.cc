@@ -215,6 +215,22 @@ TEST_CASE("template expressions are scanned in linear time and constant stack", 
   CHECK(ReadsStepsDynamically("steps[k].result"));
   CHECK(ReadsStepsDynamically(std::string(1 << 20, ' ') + "steps"));
   CHECK_FALSE(ReadsStepsDynamically("steps.a + steps ['b'] + steps . c + mysteps + steps_x"));
+  CHECK(ReadsGlobal("item.name", "item"));
+  CHECK(ReadsGlobal("x == item", "item"));
+  CHECK(ReadsGlobal("f(a, item)", "item"));
+  CHECK(ReadsGlobal("{n = item}", "item"));
+  CHECK_FALSE(ReadsGlobal("t.item + t:item() + {item = 1}", "item"));
+  CHECK_FALSE(ReadsGlobal("'item' .. \"item\" .. [==[item]==] -- item\n--[[ item ]] 1", "item"));
+  CHECK_FALSE(ReadsGlobal("items + my_item + item_x", "item"));
+  CHECK_FALSE(ReadsGlobal("local a, item = 1, 2 return item", "item"));
+  CHECK_FALSE(ReadsGlobal("for _, item in ipairs(t) do end return item", "item"));
+  CHECK_FALSE(ReadsGlobal("local f = function(a, item) return item end", "item"));
+  CHECK_FALSE(ReadsGlobal("function m.f:g(item) return item end", "item"));
+  CHECK(ReadsGlobal(std::string(1 << 20, ' ') + "item", "item"));
+  CHECK(BlankLuaProse("a -- b\nc --[[ d\ne ]] f '--' [[--]]") ==
+        "a     \nc       \n     f '  '       ");
+  CHECK(BlankLuaProse("fail('run steps.x first') return steps['x'] .. \"a\\\"b\"") ==
+        "fail('                 ') return steps['x'] .. \"    \"");
   CHECK(ForeachBase("each[12]") == "each");
   CHECK(ForeachBase("a[x[1]") == "a[x");
   CHECK(ForeachBase("each[x]") == "each[x]");

@@ -198,6 +198,108 @@ TEST_CASE("a template may not read a later step or its own", "[parser][errors][t
               "and rollback can)");
 }
 
+TEST_CASE("'item' outside a foreach is nil: validate says so, wherever it is read",
+          "[parser][errors][templates][item]") {
+  EXPECT_DIAG(S("  - id: a\n    log: \"n=${{ item.name }}\"\n"),
+              "t.yaml:12:13: step 'a': 'item' is nil in template: only a step with foreach has "
+              "an item");
+  EXPECT_DIAG(S("  - id: a\n    log: x\n    when: item ~= nil\n"),
+              "t.yaml:13:11: step 'a': 'item' is nil in 'when': only a step with foreach has an "
+              "item");
+  // The foreach's own list is made before any item exists.
+  EXPECT_DIAG(S("  - id: a\n    foreach: \"${{ item }}\"\n    log: x\n"),
+              "t.yaml:12:15: step 'a': 'item' is nil in template: only a step with foreach has "
+              "an item");
+  // In a lua: block, at the line that reads it.
+  EXPECT_DIAG(S("  - id: a\n    lua: |\n      local n = 1\n      return item.name\n"),
+              "t.yaml:14:7: step 'a': 'item' is nil in Lua code: only a step with foreach has an "
+              "item");
+  // A connection is resolved once, for no item.
+  EXPECT_DIAG(Conn("  db: {postgres: {dsn: \"host=${{ item }}\"}}\n"),
+              "t.yaml:4:30: 'item' is nil in template: only a step with foreach has an item (a "
+              "connection is resolved once, for no item)");
+  // Not an error: a foreach step reads it everywhere but in its list; a
+  // field, a key, a local or a string named item is not the global.
+  std::vector<Diagnostic> diags;
+  auto rb = ParseRunbook(
+      "t.yaml",
+      S("  - id: a\n    foreach: [x, y]\n    when: item ~= 'z'\n    log: \"${{ item }}\"\n"
+        "    assert: result ~= item\n    rollback: {log: \"${{ item }}\"}\n"
+        "  - id: b\n    lua: |\n      local t = {item = 1}  -- item\n      local s = 'item'\n"
+        "      for _, item in ipairs({1}) do t.x = item end\n      return t.item\n"
+        "  - id: c\n    log: \"${{ params.replicas .. ('item') }}\"\n"),
+      TestRegistry(), &diags);
+  CHECK(Dump(diags) == "");
+  CHECK(rb != nullptr);
+}
+
+TEST_CASE("a lua: block may read only declared params and earlier steps, at their line",
+          "[parser][errors][templates][lua]") {
+  EXPECT_DIAG(S("  - id: a\n    lua: |\n      local n = 1\n      return steps.b.result\n"
+                "  - id: b\n    log: x\n"),
+              "t.yaml:14:7: step 'a': step 'b' runs later: Lua code can only read earlier steps");
+  EXPECT_DIAG(S("  - id: a\n    lua: |\n      -- params.nope in a comment is prose\n"
+                "      return params.replica\n"),
+              "t.yaml:14:7: step 'a': unknown param 'replica' in Lua code (did you mean "
+              "'replicas'?)");
+}
+
+TEST_CASE(
+    "a connection template inside a longer string that is exactly an optional param "
+    "without a default is refused; a whole-string one leaves the field unset",
+    "[parser][errors][templates][conn]") {
+  const std::string params =
+      "format: 1\nname: t\nparams:\n  host: {type: string, required: false}\n"
+      "  port: {type: int, default: 5432}\nconnections:\n";
+  EXPECT_DIAG(params + "  db: {postgres: {dsn: \"host=${{ params.host }}\"}}\n" + kOneStep,
+              "t.yaml:7:30: '${{ params.host }}' is nil inside 'host=${{ params.host }}' when "
+              "param 'host' is not given (it is optional and has no default): give it a default, "
+              "make it required, or write '${{ params.host or '' }}'");
+  std::vector<Diagnostic> diags;
+  auto rb = ParseRunbook("t.yaml",
+                         params +
+                             "  db: {postgres: {host: \"${{ params.host }}\","
+                             " dsn: \"port=${{ params.port }} x=${{ params.host or 'h' }}\"}}\n" +
+                             kOneStep,
+                         TestRegistry(), &diags);
+  CHECK(Dump(diags) == "");
+  CHECK(rb != nullptr);
+}
+
+TEST_CASE(
+    "prose in a lua: block (strings, comments) and fields named params or steps are not "
+    "read as references",
+    "[parser][errors][templates][lua]") {
+  std::vector<Diagnostic> diags;
+  auto rb = ParseRunbook(
+      "t.yaml",
+      S("  - id: a\n    lua: |\n      local cfg = {params = {x = 1}}\n"
+        "      if cfg.params.x ~= 1 then fail(\"run steps.later first, params.y\") end\n"
+        "      return {n = \"item\"}\n  - id: later\n    log: x\n"),
+      TestRegistry(), &diags);
+  CHECK(Dump(diags) == "");
+  CHECK(rb != nullptr);
+}
+
+TEST_CASE("a connection that reads a step's result is not opened before that step has run",
+          "[parser][errors][templates][conn]") {
+  auto runbook = [](const std::string& steps) {
+    return "format: 1\nname: t\nconnections:\n"
+           "  blue: {postgres: {dsn: \"host=${{ steps.fwd.result.host }}\"}}\n"
+           "  green: {postgres: \"host=b\"}\nsteps:\n" +
+           steps;
+  };
+  const std::string check = "  - id: check\n    pg.compare_counts: {source: blue, target: green}\n";
+  const std::string fwd = "  - id: fwd\n    log: x\n";
+  EXPECT_DIAG(runbook(check + fwd),
+              "t.yaml:4:3: connection 'blue' reads steps.fwd, but step 'check' opens it before "
+              "'fwd' has run: the result would be nil. Use the connection only after 'fwd'");
+  std::vector<Diagnostic> diags;
+  auto rb = ParseRunbook("t.yaml", runbook(fwd + check), TestRegistry(), &diags);
+  CHECK(Dump(diags) == "");
+  CHECK(rb != nullptr);
+}
+
 TEST_CASE("an unterminated template is reported", "[parser][errors][templates]") {
   EXPECT_DIAG(S("  - id: a\n    log: \"x ${{ params.replicas\"\n"),
               "t.yaml:12:10: step 'a': bad template: unterminated '${{' at offset 2");

@@ -35,7 +35,7 @@ TEST_CASE("the store runs in WAL mode with synchronous FULL", "[state]") {
   CHECK(QueryOther(path, "PRAGMA journal_mode") == "wal");
   // synchronous is per connection: Open also checks its own connection's.
   CHECK(QueryOther(path, "PRAGMA synchronous") == "2");
-  CHECK(QueryOther(path, "PRAGMA user_version") == "1");
+  CHECK(QueryOther(path, "PRAGMA user_version") == "2");
 }
 
 TEST_CASE("a commit survives the writer being killed right after PutStep returns", "[state]") {
@@ -138,6 +138,53 @@ TEST_CASE("a store from a newer version is refused", "[state]") {
   auto store = StateStore::Open(path);
   REQUIRE(!store.ok());
   CHECK(store.status().message().find("schema version 99") != std::string::npos);
+}
+
+TEST_CASE(
+    "a call's changed is kept with its undo entry, and a store of version 1 gets it from "
+    "the result it recorded",
+    "[state]") {
+  StoreDir dir;
+  std::string path = dir.path + "/state.db";
+  {
+    auto store = OpenStore(path);
+    REQUIRE(store->CreateRun(MakeRun("r1")).ok());
+    StepRecord typed = MakeStep("r1", "typed", StepStatus::kSucceeded);
+    typed.undo = {UndoEntry{"kube.scale", Value::object(), Value{{"replicas", 2}}, false}};
+    REQUIRE(store->PutStep(&typed).ok());
+    // As version 1 recorded them: the result said it.
+    StepRecord old = MakeStep("r1", "old", StepStatus::kSucceeded);
+    old.result = {{"exit_code", 0}, {"changed", false}};
+    old.undo = {UndoEntry{"exec", Value::object(), nullptr}};
+    REQUIRE(store->PutStep(&old).ok());
+    StepRecord acted = MakeStep("r1", "acted", StepStatus::kSucceeded);
+    acted.result = {{"exit_code", 0}, {"changed", true}};
+    acted.undo = {UndoEntry{"exec", Value::object(), nullptr}};
+    REQUIRE(store->PutStep(&acted).ok());
+    StepRecord other = MakeStep("r1", "other", StepStatus::kSucceeded);
+    other.result = {{"changed", Value::array({"s1"})}};  // not the engine's
+    other.undo = {UndoEntry{"pg.sync_sequences", Value::object(), nullptr}};
+    REQUIRE(store->PutStep(&other).ok());
+  }
+  QueryOther(path, "PRAGMA user_version = 1");
+  auto store = OpenStore(path);
+  CHECK(QueryOther(path, "PRAGMA user_version") == "2");
+  auto typed = store->GetStep("r1", "typed");
+  REQUIRE(typed.ok());
+  REQUIRE(typed->has_value());
+  CHECK((*typed)->undo.at(0).changed == std::optional<bool>(false));
+  CHECK(StepChangedNothing(**typed));
+  auto old = store->GetStep("r1", "old");
+  REQUIRE(old.ok());
+  REQUIRE(old->has_value());
+  CHECK((*old)->undo.at(0).changed == std::optional<bool>(false));
+  for (const char* id : {"acted", "other"}) {
+    auto got = store->GetStep("r1", id);
+    REQUIRE(got.ok());
+    REQUIRE(got->has_value());
+    CHECK_FALSE((*got)->undo.at(0).changed.has_value());
+    CHECK_FALSE(StepChangedNothing(**got));
+  }
 }
 
 TEST_CASE("invalid UTF-8 in a result is stored, not thrown", "[state]") {
