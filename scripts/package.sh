@@ -17,7 +17,10 @@ depends=$(dpkg-deb -f "$deb" Depends)
 for lib in libpq5 libssh-4 liblua5.4-0 libyaml-cpp0.7 libsqlite3-0; do
   case "$depends" in *"$lib"*) ;; *) fail "Depends lacks $lib: $depends" ;; esac
 done
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$deb" >/dev/null
+# --reinstall: a package of the same version may be installed already (an
+# earlier build of this version), and apt would then keep its files.
+out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --reinstall --no-install-recommends \
+  "$deb" 2>&1) || fail "apt-get install $deb failed: $out"
 installed=/usr/bin/runbook
 [ "$(command -v runbook)" = "$installed" ] || fail "runbook is not $installed on PATH"
 file -L "$installed" | grep -q ', stripped' || fail "$installed is not stripped"
