@@ -10,7 +10,6 @@
 #include "engine/exec/reporter.h"
 #include "engine/parser/parser.h"
 #include "engine/parser/validator.h"
-#include "engine/state/lock.h"
 #include "engine/state/store.h"
 
 namespace runbook {
@@ -25,7 +24,7 @@ bool Cli::ResolveRunId(StateStore& store, std::string* run_id) {
   }
   for (const RunRecord& r : *runs) {
     // Failed: stopped on an error (rolled back or not), or its process is gone.
-    const std::string shown = ShownStatus(r);
+    const std::string shown = ShownStatus(store, r);
     if (last_failed && (shown == "succeeded" || shown == "running" || shown == "paused" ||
                         shown == "rolling_back")) {
       continue;
@@ -40,9 +39,9 @@ bool Cli::ResolveRunId(StateStore& store, std::string* run_id) {
   return false;
 }
 
-std::string Cli::ShownStatus(const RunRecord& run) const {
+std::string Cli::ShownStatus(StateStore& store, const RunRecord& run) const {
   if ((run.status == RunStatus::kRunning || run.status == RunStatus::kRollingBack) &&
-      !RunLock::IsHeld(StatePath(), run.lock_key)) {
+      !store.LockHeld(run.lock_key)) {
     return run.status == RunStatus::kRunning ? "interrupted" : "interrupted_rollback";
   }
   return RunStatusName(run.status);

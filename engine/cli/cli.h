@@ -50,7 +50,7 @@ struct Cli {
   bool ResolveRunId(StateStore& store, std::string* run_id);
   // The run's status as `status` shows it: "interrupted" (or
   // "interrupted_rollback") for a run whose process is gone.
-  std::string ShownStatus(const RunRecord& run) const;
+  std::string ShownStatus(StateStore& store, const RunRecord& run) const;
 };
 
 // The subcommand names of `app`, for did-you-mean.

@@ -55,7 +55,6 @@ bool Open(Cli& cli, const Common& c, Session* s) {
   s->env.redactor = &cli.redactor;
   // Without a terminal an approval pauses the run; --yes still needs a name.
   s->env.prompter = isatty(STDIN_FILENO) || c.yes ? &s->prompter : nullptr;
-  s->env.state_path = cli.StatePath();
   return true;
 }
 

@@ -3,14 +3,13 @@
 #include "engine/core/clock.h"
 #include "engine/core/duration.h"
 #include "engine/exec/reporter.h"
-#include "engine/state/lock.h"
 
 namespace runbook {
 
 // "interrupted" for a run the store says is running whose lock no live
 // engine holds (it was killed: resume or roll it back).
-static std::string ShownStatus(const Cli& cli, const RunRecord& run) {
-  return cli.ShownStatus(run);
+static std::string ShownStatus(const Cli& cli, StateStore& store, const RunRecord& run) {
+  return cli.ShownStatus(store, run);
 }
 
 static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cli) {
@@ -20,9 +19,13 @@ static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cl
     return;
   }
   if (json) {
-    Value out{{"run", run.id}, {"runbook", run.runbook_name}, {"status", ShownStatus(cli, run)},
-              {"dry_run", run.dry_run}, {"started", FormatUtc(run.created_ms)},
-              {"error", run.error}, {"steps", Value::array()}};
+    Value out{{"run", run.id},
+              {"runbook", run.runbook_name},
+              {"status", ShownStatus(cli, store, run)},
+              {"dry_run", run.dry_run},
+              {"started", FormatUtc(run.created_ms)},
+              {"error", run.error},
+              {"steps", Value::array()}};
     for (const auto& s : *steps) {
       out["steps"].push_back({{"step", s.step_id},
                               {"item", s.item},
@@ -37,7 +40,7 @@ static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cl
     return;
   }
   printf("run %s  %s  %s%s  started %s\n", run.id.c_str(), TerminalSafe(run.runbook_name).c_str(),
-         ShownStatus(cli, run).c_str(), run.dry_run ? " (rehearsal)" : "",
+         ShownStatus(cli, store, run).c_str(), run.dry_run ? " (rehearsal)" : "",
          FormatUtc(run.created_ms).c_str());
   if (!run.error.empty()) printf("  %s\n", TerminalSafe(run.error).c_str());
   for (const auto& s : *steps) {
@@ -77,8 +80,10 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
     if (json) {
       Value out = Value::array();
       for (const auto& r : *runs) {
-        out.push_back({{"run", r.id}, {"runbook", r.runbook_name},
-                       {"status", ShownStatus(cli, r)}, {"dry_run", r.dry_run},
+        out.push_back({{"run", r.id},
+                       {"runbook", r.runbook_name},
+                       {"status", ShownStatus(cli, *store, r)},
+                       {"dry_run", r.dry_run},
                        {"started", FormatUtc(r.created_ms)}});
       }
       printf("%s\n", out.dump(2).c_str());
@@ -86,7 +91,7 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
     }
     if (runs->empty()) printf("no runs in %s\n", store->path().c_str());
     for (const auto& r : *runs) {
-      printf("%s  %-16s %-28s %s%s\n", r.id.c_str(), ShownStatus(cli, r).c_str(),
+      printf("%s  %-16s %-28s %s%s\n", r.id.c_str(), ShownStatus(cli, *store, r).c_str(),
              TerminalSafe(r.runbook_name).c_str(), FormatUtc(r.created_ms).c_str(),
              r.dry_run ? "  (rehearsal)" : "");
     }

@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version",
                          std::string("runbook ") + RUNBOOK_VERSION + " (" + RUNBOOK_COMMIT + ")");
     app.add_option("--state", cli.state_path,
-                   "state store (default $RUNBOOK_STATE, $XDG_STATE_HOME/runbook/state.db, "
+                   "state store: a SQLite file or a postgresql:// URI (default "
+                   "$RUNBOOK_STATE, $XDG_STATE_HOME/runbook/state.db, "
                    "~/.local/state/runbook/state.db)");
     app.add_flag("--no-color", cli.no_color, "no colours (also NO_COLOR)");
     app.add_flag("-v,--verbose", cli.verbose, "more output");

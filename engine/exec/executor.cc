@@ -328,7 +328,7 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params) {
     key = v->is_string() ? v->get<std::string>() : v->dump();
   }
   run_.lock_key = key;
-  Result<std::unique_ptr<RunLock>> lock = RunLock::Acquire(env_.state_path, key, run_.id);
+  Result<std::unique_ptr<StoreLock>> lock = env_.store->AcquireLock(key, run_.id);
   if (!lock.ok()) return lock.status();
   lock_ = std::move(*lock);
   return Status::Ok();

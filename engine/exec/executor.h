@@ -38,7 +38,6 @@ struct ExecEnv {
   Reporter* reporter = nullptr;
   Redactor* redactor = nullptr;
   Prompter* prompter = nullptr;  // null: no terminal (an approval pauses the run)
-  std::string state_path;        // for the run lock's directory
 };
 
 struct RunOptions {

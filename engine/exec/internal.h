@@ -12,7 +12,6 @@
 #include "engine/exec/executor.h"
 #include "engine/exec/window.h"
 #include "engine/lua/runtime.h"
-#include "engine/state/lock.h"
 
 namespace runbook {
 
@@ -123,7 +122,7 @@ class Executor::Impl {
   RunRecord run_;
   std::shared_ptr<const Runbook> root_rb_;
   Scope root_;
-  std::unique_ptr<RunLock> lock_;
+  std::unique_ptr<StoreLock> lock_;
   Resources resources_;
   std::mutex mu_;  // guards records_ and the StepRecords in it
   std::mutex refs_mu_;  // guards step_refs_

@@ -8,12 +8,13 @@
 #include <string>
 
 #include "engine/core/status.h"
+#include "engine/state/store.h"
 
 namespace runbook {
 
-class RunLock {
+class RunLock final : public StoreLock {
  public:
-  ~RunLock();  // releases
+  ~RunLock() override;  // releases
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
 

@@ -56,6 +56,33 @@ Status ParseJson(const std::string& text, const std::string& what, Value* out) {
   }
 }
 
+Value UndoToValue(const std::vector<UndoEntry>& undo) {
+  Value list = Value::array();
+  for (const UndoEntry& e : undo) {
+    Value v{{"primitive", e.primitive}, {"args", e.args}, {"state", e.state}};
+    if (e.changed) v["changed"] = *e.changed;
+    list.push_back(std::move(v));
+  }
+  return list;
+}
+
+Status UndoFromValue(const Value& list, const std::string& what, std::vector<UndoEntry>* undo) {
+  if (!list.is_array()) return Status::Internal("corrupt " + what + ": not an array");
+  try {
+    for (const Value& v : list) {
+      UndoEntry e;
+      e.primitive = v.at("primitive").get<std::string>();
+      e.args = v.value("args", Value());
+      e.state = v.value("state", Value());
+      if (v.contains("changed")) e.changed = v.at("changed").get<bool>();
+      undo->push_back(std::move(e));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Internal("corrupt " + what + ": " + e.what());
+  }
+  return Status::Ok();
+}
+
 Status SqlError(sqlite3* db, const std::string& path, const std::string& operation) {
   const char* msg = db ? sqlite3_errmsg(db) : "out of memory";
   return Status::Internal("state store " + path + ": " + operation + ": " + msg);

@@ -1,16 +1,19 @@
 // Internal to engine/state: a prepared SQLite statement with bound
 // parameters, and the helpers that turn SQLite failures and JSON columns into
-// Status values. Nothing here throws.
+// Status values (the JSON column helpers serve the PostgreSQL store too).
+// Nothing here throws.
 //
-// Not thread-safe by itself: callers hold StateStore::mu_, which also keeps
+// Not thread-safe by itself: callers hold SqliteStateStore::mu_, which also keeps
 // sqlite3_errmsg() meaning the statement that just failed.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/core/status.h"
 #include "engine/core/value.h"
+#include "engine/state/store.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -56,6 +59,11 @@ std::string DumpJson(const Value& v);
 // Parses a JSON column; a corrupt column becomes Status::Internal naming
 // `what` (e.g. "step 'copy' column result").
 Status ParseJson(const std::string& text, const std::string& what, Value* out);
+
+// A step's undo entries as its JSON column holds them, and back; a corrupt
+// column becomes Status::Internal naming `what`.
+Value UndoToValue(const std::vector<UndoEntry>& undo);
+Status UndoFromValue(const Value& list, const std::string& what, std::vector<UndoEntry>* undo);
 
 // "state store PATH: OPERATION: <sqlite message>".
 Status SqlError(sqlite3* db, const std::string& path, const std::string& operation);

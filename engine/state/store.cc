@@ -1,14 +1,12 @@
 // The state store: opening, schema migrations and runs. Steps, events and
 // approvals are in store_steps.cc.
-#include <sys/stat.h>
-#include "engine/state/store.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <sqlite3.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,8 +14,11 @@
 #include <random>
 
 #include "engine/core/clock.h"
+#include "engine/state/lock.h"
+#include "engine/state/pg_store.h"
 #include "engine/state/private_dir.h"
 #include "engine/state/sqlite_stmt.h"
+#include "engine/state/sqlite_store.h"
 
 namespace runbook {
 
@@ -294,9 +295,27 @@ std::optional<StepStatus> ParseStepStatus(const std::string& s) {
   return std::nullopt;
 }
 
-StateStore::~StateStore() { sqlite3_close_v2(db_); }
+SqliteStateStore::~SqliteStateStore() { sqlite3_close_v2(db_); }
 
-Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
+bool IsPostgresLocation(const std::string& location) {
+  return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+}
+
+Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& location) {
+  if (IsPostgresLocation(location)) return OpenPostgresStore(location);
+  return SqliteStateStore::Open(location);
+}
+
+Result<std::unique_ptr<StoreLock>> SqliteStateStore::AcquireLock(const std::string& key,
+                                                                 const std::string& run_id) {
+  Result<std::unique_ptr<RunLock>> lock = RunLock::Acquire(path_, key, run_id);
+  if (!lock.ok()) return lock.status();
+  return std::unique_ptr<StoreLock>(std::move(*lock));
+}
+
+bool SqliteStateStore::LockHeld(const std::string& key) { return RunLock::IsHeld(path_, key); }
+
+Result<std::unique_ptr<StateStore>> SqliteStateStore::Open(const std::string& path) {
   if (path.empty()) return Status::Invalid("state store path is empty");
   // A device, a FIFO or a directory is no store (SQLite would put a
   // world-readable journal next to /dev/null).
@@ -312,7 +331,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
   // SQLite gives -wal and -shm the main file's mode; the umask keeps them
   // private even if it did not.
   state_internal::UmaskGuard umask_guard(077);
-  std::unique_ptr<StateStore> store(new StateStore());
+  std::unique_ptr<SqliteStateStore> store(new SqliteStateStore());
   store->path_ = path;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
   if (sqlite3_open_v2(path.c_str(), &store->db_, flags, nullptr) != SQLITE_OK) {
@@ -323,10 +342,10 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
   if (s.ok()) s = Configure(store->db_, path);
   if (s.ok()) s = Migrate(store->db_, path);
   if (!s.ok()) return s;
-  return store;
+  return std::unique_ptr<StateStore>(std::move(store));
 }
 
-Status StateStore::CreateRun(const RunRecord& run) {
+Status SqliteStateStore::CreateRun(const RunRecord& run) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string sql = std::string("INSERT INTO runs(") + kRunColumns +
                     ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
@@ -340,8 +359,8 @@ Status StateStore::CreateRun(const RunRecord& run) {
   return Status::Ok();
 }
 
-Status StateStore::UpdateRun(const std::string& run_id, RunStatus status,
-                             const std::string& error) {
+Status SqliteStateStore::UpdateRun(const std::string& run_id, RunStatus status,
+                                   const std::string& error) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt q(db_, "UPDATE runs SET status = ?2, error = ?3, updated_ms = ?4 WHERE id = ?1");
   q.Bind(1, run_id).Bind(2, RunStatusName(status)).Bind(3, error);
@@ -353,7 +372,7 @@ Status StateStore::UpdateRun(const std::string& run_id, RunStatus status,
   return Status::Ok();
 }
 
-Result<RunRecord> StateStore::GetRun(const std::string& run_id) {
+Result<RunRecord> SqliteStateStore::GetRun(const std::string& run_id) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string sql = std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?1";
   Stmt q(db_, sql.c_str());
@@ -367,7 +386,7 @@ Result<RunRecord> StateStore::GetRun(const std::string& run_id) {
   return run;
 }
 
-Result<std::vector<RunRecord>> StateStore::ListRuns(int limit) {
+Result<std::vector<RunRecord>> SqliteStateStore::ListRuns(int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string sql = std::string("SELECT ") + kRunColumns +
                     " FROM runs ORDER BY created_ms DESC, id DESC LIMIT ?1";

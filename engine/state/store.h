@@ -1,7 +1,13 @@
 // The state store: the journal of runs and steps that makes resume and
-// rollback possible. SQLite in WAL mode with
-// synchronous=FULL: when a method returns ok, the change survives SIGKILL and
-// power loss. The file is created with mode 0600 (parents 0700).
+// rollback possible, and the run locks. Two implementations keep the same
+// contract (tests/engine/state_test.cc runs one suite on both):
+//   - a SQLite file (the default): WAL mode with synchronous=FULL, created
+//     with mode 0600 (parents 0700); run locks are flock(2)s beside it
+//     (engine/state/lock.h), so they cover the runs of this machine;
+//   - a PostgreSQL database (`--state postgresql://...`, engine/state/
+//     pg_store.h), shared by every engine that acts on the same targets: run
+//     locks are leases with fencing tokens.
+// When a method returns ok, the change survives SIGKILL and power loss.
 //
 // Nothing secret may reach it: callers pass values already redacted.
 // Thread-safe: one connection guarded by a mutex (steps of a foreach with
@@ -11,15 +17,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/core/status.h"
 #include "engine/core/value.h"
-
-struct sqlite3;
 
 namespace runbook {
 
@@ -109,51 +112,75 @@ struct Approval {
   int64_t at_ms = 0;
 };
 
+// A run lock held by this engine; released when destroyed.
+class StoreLock {
+ public:
+  virtual ~StoreLock() = default;
+};
+
 class StateStore {
  public:
-  ~StateStore();
-  // Opens (creating if needed) the store at `path`.
-  static Result<std::unique_ptr<StateStore>> Open(const std::string& path);
-  const std::string& path() const { return path_; }
+  virtual ~StateStore() = default;
+  // Opens (creating if needed) the store at `location`: a PostgreSQL URI
+  // (postgresql://... or postgres://..., libpq's conventions: service files,
+  // .pgpass, PG* variables, sslmode) or a SQLite file path.
+  static Result<std::unique_ptr<StateStore>> Open(const std::string& location);
+  // Where the store is, for messages: the file, or the server and database
+  // (never a password).
+  virtual const std::string& path() const = 0;
 
-  Status CreateRun(const RunRecord& run);
-  Status UpdateRun(const std::string& run_id, RunStatus status, const std::string& error);
-  Result<RunRecord> GetRun(const std::string& run_id);  // NotFound if absent
-  Result<std::vector<RunRecord>> ListRuns(int limit);   // newest first
+  virtual Status CreateRun(const RunRecord& run) = 0;
+  virtual Status UpdateRun(const std::string& run_id, RunStatus status,
+                           const std::string& error) = 0;
+  virtual Result<RunRecord> GetRun(const std::string& run_id) = 0;  // NotFound if absent
+  virtual Result<std::vector<RunRecord>> ListRuns(int limit) = 0;   // newest first
 
   // Writes the whole step row and, if given, one event, in one transaction.
   // A new step gets the next seq; done_seq is assigned when status becomes
   // kSucceeded for the first time.
-  // `durable` false commits without waiting for the disk (synchronous=NORMAL
-  // for this one transaction): the commit is ordered in the WAL and becomes
-  // durable with the next durable commit. The executor uses it only for
-  // transitions that no external side effect follows before a durable commit
-  // does (see Executor::Impl::Put).
-  Status PutStep(StepRecord* step, const Event* event = nullptr, bool durable = true);
-  Result<std::vector<StepRecord>> GetSteps(const std::string& run_id);  // by seq
-  Result<std::optional<StepRecord>> GetStep(const std::string& run_id, const std::string& step_id);
+  // `durable` false commits without waiting for the disk (SQLite:
+  // synchronous=NORMAL, PostgreSQL: synchronous_commit=off, for this one
+  // transaction): the commit is ordered in the log and becomes durable with
+  // the next durable commit. The executor uses it only for transitions that
+  // no external side effect follows before a durable commit does (see
+  // Executor::Impl::Put).
+  virtual Status PutStep(StepRecord* step, const Event* event = nullptr, bool durable = true) = 0;
+  virtual Result<std::vector<StepRecord>> GetSteps(const std::string& run_id) = 0;  // by seq
+  virtual Result<std::optional<StepRecord>> GetStep(const std::string& run_id,
+                                                    const std::string& step_id) = 0;
 
-  Status AppendEvent(const Event& e);
-  Result<std::vector<Event>> GetEvents(const std::string& run_id);
+  virtual Status AppendEvent(const Event& e) = 0;
+  virtual Result<std::vector<Event>> GetEvents(const std::string& run_id) = 0;
 
-  Status RecordApproval(const Approval& a);
-  Result<std::optional<Approval>> GetApproval(const std::string& run_id, const std::string& step_id);
+  virtual Status RecordApproval(const Approval& a) = 0;
+  virtual Result<std::optional<Approval>> GetApproval(const std::string& run_id,
+                                                      const std::string& step_id) = 0;
 
   // Latest duration of each step id over earlier runs (rehearsals included)
   // of the runbook `runbook_name`, for the maintenance-window fit check.
-  Result<std::map<std::string, int64_t>> RecentDurations(const std::string& runbook_name);
+  virtual Result<std::map<std::string, int64_t>> RecentDurations(
+      const std::string& runbook_name) = 0;
 
- private:
-  StateStore() = default;
-  std::mutex mu_;
-  sqlite3* db_ = nullptr;
-  std::string path_;
+  // Takes the run lock `key` for run `run_id`. Fails with
+  // Status::Unavailable naming the holder when another engine holds it.
+  // While a PostgreSQL store's lock is held, every write of this store
+  // checks that the lease is still this engine's: one taken over (this
+  // engine was presumed dead) fails the write, so the engine stops before
+  // its next side effect.
+  virtual Result<std::unique_ptr<StoreLock>> AcquireLock(const std::string& key,
+                                                         const std::string& run_id) = 0;
+  // Whether a live engine holds the lock `key` now (without taking it): a
+  // run the store says is running whose lock nobody holds was interrupted.
+  virtual bool LockHeld(const std::string& key) = 0;
 };
+
+// Whether `location` names a PostgreSQL state store rather than a file.
+bool IsPostgresLocation(const std::string& location);
 
 // A new run id: "20261121-145238-4f2a" (UTC time plus 4 random hex digits).
 std::string NewRunId(int64_t now_ms);
 
-// The default store path: $RUNBOOK_STATE, else $XDG_STATE_HOME/runbook/state.db,
+// The default store location: $RUNBOOK_STATE, else $XDG_STATE_HOME/runbook/state.db,
 // else ~/.local/state/runbook/state.db.
 std::string DefaultStatePath();
 

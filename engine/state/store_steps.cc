@@ -3,7 +3,7 @@
 #include <sqlite3.h>
 
 #include "engine/state/sqlite_stmt.h"
-#include "engine/state/store.h"
+#include "engine/state/sqlite_store.h"
 
 namespace runbook {
 
@@ -17,33 +17,6 @@ namespace {
 const char kStepColumns[] =
     "run_id, step_id, seq, done_seq, status, attempts, started_ms, finished_ms, duration_ms, "
     "action_name, change, result, tables, error, undo, undo_error, item";
-
-Value UndoToValue(const std::vector<UndoEntry>& undo) {
-  Value list = Value::array();
-  for (const UndoEntry& e : undo) {
-    Value v{{"primitive", e.primitive}, {"args", e.args}, {"state", e.state}};
-    if (e.changed) v["changed"] = *e.changed;
-    list.push_back(std::move(v));
-  }
-  return list;
-}
-
-Status UndoFromValue(const Value& list, const std::string& what, std::vector<UndoEntry>* undo) {
-  if (!list.is_array()) return Status::Internal("corrupt " + what + ": not an array");
-  try {
-    for (const Value& v : list) {
-      UndoEntry e;
-      e.primitive = v.at("primitive").get<std::string>();
-      e.args = v.value("args", Value());
-      e.state = v.value("state", Value());
-      if (v.contains("changed")) e.changed = v.at("changed").get<bool>();
-      undo->push_back(std::move(e));
-    }
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Internal("corrupt " + what + ": " + e.what());
-  }
-  return Status::Ok();
-}
 
 Status ReadStep(Stmt& q, StepRecord* step) {
   step->run_id = q.Text(0);
@@ -69,7 +42,7 @@ Status ReadStep(Stmt& q, StepRecord* step) {
   if (s.ok()) s = ParseJson(q.Text(12), what + "tables", &step->tables);
   if (s.ok()) s = ParseJson(q.Text(14), what + "undo", &undo);
   if (s.ok()) s = ParseJson(q.Text(16), what + "item", &step->item);
-  if (s.ok()) s = UndoFromValue(undo, what + "undo", &step->undo);
+  if (s.ok()) s = state_internal::UndoFromValue(undo, what + "undo", &step->undo);
   return s;
 }
 
@@ -105,7 +78,7 @@ bool UpsertStep(sqlite3* db, const StepRecord& s) {
   q.Bind(5, StepStatusName(s.status)).Bind(6, int64_t{s.attempts}).Bind(7, s.started_ms);
   q.Bind(8, s.finished_ms).Bind(9, s.duration_ms).Bind(10, s.action).Bind(11, s.change);
   q.BindJson(12, s.result).BindJson(13, s.tables).Bind(14, s.error);
-  q.BindJson(15, UndoToValue(s.undo)).Bind(16, s.undo_error).BindJson(17, s.item);
+  q.BindJson(15, state_internal::UndoToValue(s.undo)).Bind(16, s.undo_error).BindJson(17, s.item);
   return q.Exec();
 }
 
@@ -130,7 +103,7 @@ class RelaxedSync {
 };
 }  // namespace
 
-Status StateStore::PutStep(StepRecord* step, const Event* event, bool durable) {
+Status SqliteStateStore::PutStep(StepRecord* step, const Event* event, bool durable) {
   if (!step) return Status::Internal("PutStep: no step");
   std::lock_guard<std::mutex> lock(mu_);
   const std::string op = "cannot write step '" + step->step_id + "'";
@@ -178,7 +151,7 @@ Status StateStore::PutStep(StepRecord* step, const Event* event, bool durable) {
   return Status::Ok();
 }
 
-Result<std::vector<StepRecord>> StateStore::GetSteps(const std::string& run_id) {
+Result<std::vector<StepRecord>> SqliteStateStore::GetSteps(const std::string& run_id) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string sql =
       std::string("SELECT ") + kStepColumns + " FROM steps WHERE run_id = ?1 ORDER BY seq";
@@ -197,8 +170,8 @@ Result<std::vector<StepRecord>> StateStore::GetSteps(const std::string& run_id) 
   return steps;
 }
 
-Result<std::optional<StepRecord>> StateStore::GetStep(const std::string& run_id,
-                                                      const std::string& step_id) {
+Result<std::optional<StepRecord>> SqliteStateStore::GetStep(const std::string& run_id,
+                                                            const std::string& step_id) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string sql =
       std::string("SELECT ") + kStepColumns + " FROM steps WHERE run_id = ?1 AND step_id = ?2";
@@ -213,13 +186,13 @@ Result<std::optional<StepRecord>> StateStore::GetStep(const std::string& run_id,
   return std::optional<StepRecord>(std::move(step));
 }
 
-Status StateStore::AppendEvent(const Event& e) {
+Status SqliteStateStore::AppendEvent(const Event& e) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!InsertEvent(db_, e)) return SqlError(db_, path_, "cannot write event '" + e.kind + "'");
   return Status::Ok();
 }
 
-Result<std::vector<Event>> StateStore::GetEvents(const std::string& run_id) {
+Result<std::vector<Event>> SqliteStateStore::GetEvents(const std::string& run_id) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt q(db_,
          "SELECT id, run_id, step_id, at_ms, kind, message FROM events WHERE run_id = ?1"
@@ -235,7 +208,7 @@ Result<std::vector<Event>> StateStore::GetEvents(const std::string& run_id) {
   return events;
 }
 
-Status StateStore::RecordApproval(const Approval& a) {
+Status SqliteStateStore::RecordApproval(const Approval& a) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt q(db_,
          "INSERT INTO approvals(run_id, step_id, approved_by, at_ms) VALUES(?1, ?2, ?3, ?4)"
@@ -247,8 +220,8 @@ Status StateStore::RecordApproval(const Approval& a) {
   return Status::Ok();
 }
 
-Result<std::optional<Approval>> StateStore::GetApproval(const std::string& run_id,
-                                                        const std::string& step_id) {
+Result<std::optional<Approval>> SqliteStateStore::GetApproval(const std::string& run_id,
+                                                              const std::string& step_id) {
   std::lock_guard<std::mutex> lock(mu_);
   Stmt q(db_,
          "SELECT run_id, step_id, approved_by, at_ms FROM approvals"
@@ -262,7 +235,7 @@ Result<std::optional<Approval>> StateStore::GetApproval(const std::string& run_i
   return std::optional<Approval>(Approval{q.Text(0), q.Text(1), q.Text(2), q.Int(3)});
 }
 
-Result<std::map<std::string, int64_t>> StateStore::RecentDurations(
+Result<std::map<std::string, int64_t>> SqliteStateStore::RecentDurations(
     const std::string& runbook_name) {
   std::lock_guard<std::mutex> lock(mu_);
   // Real runs first, then newest first; the first row of each step id wins.

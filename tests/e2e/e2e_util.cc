@@ -39,6 +39,7 @@ TempDir::~TempDir() {
 }
 
 E2e::E2e() : state_(tmp_.P("state/state.db")) {}
+E2e::E2e(std::string state) : state_(std::move(state)) {}
 
 std::string E2e::Write(const std::string& name, const std::string& text) const {
   std::string path = P(name);

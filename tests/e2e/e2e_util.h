@@ -47,6 +47,8 @@ class TempDir {
 class E2e {
  public:
   E2e();
+  // With the state store at `state` (a PostgreSQL URI) instead.
+  explicit E2e(std::string state);
   const std::string& dir() const { return tmp_.path(); }
   std::string P(const std::string& name) const { return tmp_.P(name); }
   const std::string& state() const { return state_; }

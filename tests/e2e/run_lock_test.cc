@@ -1,13 +1,16 @@
 // The run lock: a second run on the same target exits 4
 // naming the holder; the lock dies with its holder (kill -9), never wedged.
-#include <catch2/catch.hpp>
-
+// With the state store in PostgreSQL (RUNBOOK_STATE=postgresql://...) the
+// binary journals, locks (a lease), reports status and resumes there.
 #include <signal.h>
+#include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <memory>
 
 #include "tests/e2e/e2e_util.h"
+#include "tests/engine/state_test_util.h"
 
 namespace runbook::e2e {
 namespace {
@@ -37,6 +40,12 @@ steps:
   - id: mark
     exec: {argv: [touch, "${{ params.w }}/other-ran"]}
 )";
+
+std::string HostName() {
+  char name[256] = {0};
+  gethostname(name, sizeof(name) - 1);
+  return name;
+}
 
 // Waits until the background run printed its run line and started `step`
 // (a descendant process exists); returns the run id.
@@ -143,4 +152,56 @@ steps:
 }
 
 }  // namespace
+TEST_CASE(
+    "with the state in PostgreSQL, runs are journaled there, the run lock is a lease "
+    "naming its holder, and a run killed with -9 resumes at once on this host",
+    "[e2e][postgres][lock]") {
+  testing::PgTestDb db(testing::BlueServer(), "state");
+  const std::string uri = testing::PostgresUri(db);
+  const std::string password = db.server().password;
+  E2e t(uri);
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("holder.yaml", kHolder);
+  t.Write("other.yaml", kOther);
+  std::string seen;  // everything the binary printed
+
+  Background holder(t.Spec({"run", "holder.yaml", "-p", "w=" + w}));
+  const std::string id = WaitStarted(holder);
+
+  CliResult second = t.Run({"run", "other.yaml", "-p", "w=" + w});
+  seen += second.All();
+  INFO(second.All());
+  CHECK(second.code == 4);
+  CHECK(second.err.find("lock 'shared-target' is held by run " + id + " (" + HostName() + " " +
+                        std::to_string(holder.pid()) + ";") != std::string::npos);
+  CHECK_FALSE(Exists(w + "/other-ran"));
+  CHECK(t.RunStatus(id)["status"] == "running");
+
+  holder.KillHard();
+  seen += holder.out() + holder.err();
+  CHECK(t.RunStatus(id)["status"] == "interrupted");
+  CliResult resume = t.Run({"resume", id, "--mark-done", "hold"});
+  seen += resume.All();
+  INFO(resume.All());
+  CHECK(resume.code == 0);
+  CHECK(Exists(w + "/holder-done"));
+  CHECK(t.RunStatus(id)["status"] == "succeeded");
+  CliResult other = t.Run({"run", "other.yaml", "-p", "w=" + w});
+  seen += other.All();
+  CHECK(other.code == 0);
+  CliResult report = t.Run({"report", id});
+  seen += report.All();
+  CHECK(report.code == 0);
+
+  // The journal is in PostgreSQL, nothing went to a file, no lease is left,
+  // and the password of the URI was never printed.
+  CHECK(db.Value("SELECT status FROM runbook.runs WHERE id = '" + id + "'") == "succeeded");
+  CHECK(db.Value("SELECT count(*) FROM runbook.runs") == "2");
+  CHECK(db.Value("SELECT count(*) FROM runbook.leases") == "0");
+  CHECK_FALSE(Exists(t.P("state")));
+  CHECK(seen.find(password) == std::string::npos);
+  CHECK(seen.find(uri) == std::string::npos);
+}
+
 }  // namespace runbook::e2e

@@ -122,8 +122,7 @@ struct Harness {
     registry.Add(std::make_unique<FakeAct>(&world, "t.undeclared", Rehearsal::kUndeclared, false));
     registry.Add(std::make_unique<FakeAct>(&world, "t.checked", Rehearsal::kSimulate, false));
     store = std::move(*StateStore::Open(dir + "/state.db"));
-    env = {&registry, store.get(), &clock, &ProcessRunner::Real(), &reporter, &redactor,
-           nullptr, dir + "/state.db"};
+    env = {&registry, store.get(), &clock, &ProcessRunner::Real(), &reporter, &redactor, nullptr};
   }
   ~Harness() { std::filesystem::remove_all(dir); }
 

@@ -18,4 +18,5 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/engine/lock_test.cc
   tests/engine/state_durability_test.cc
   tests/engine/state_test.cc
+  tests/engine/state_pg_test.cc
 )

@@ -66,9 +66,8 @@ TEST_CASE("a commit survives the writer being killed right after PutStep returns
   CHECK((*got)->result["rows"] == 7);
 }
 
-TEST_CASE("steps written from 8 threads all land with distinct seqs", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("steps written from 8 threads all land with distinct seqs") {
+  auto store = site.Open();
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   constexpr int kThreads = 8, kSteps = 10;
   std::vector<std::thread> threads;
@@ -101,14 +100,12 @@ TEST_CASE("steps written from 8 threads all land with distinct seqs", "[state]")
   CHECK(store->GetEvents("r1")->size() == 2 * kThreads * kSteps);
 }
 
-TEST_CASE("a failed write names the operation and the store path", "[state]") {
-  StoreDir dir;
-  std::string path = dir.path + "/state.db";
-  auto store = OpenStore(path);
+STORE_TEST_CASE("a failed write names the operation and the store path") {
+  auto store = site.Open();
   StepRecord orphan = MakeStep("no-such-run", "copy");
   Status s = store->PutStep(&orphan);
   REQUIRE(!s.ok());
-  CHECK(s.message().find("state store " + path + ": cannot write step 'copy': ") == 0);
+  CHECK(s.message().find("state store " + store->path() + ": cannot write step 'copy': ") == 0);
   CHECK(orphan.seq == 0);  // untouched when the write did not happen
 
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
@@ -187,9 +184,8 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("invalid UTF-8 in a result is stored, not thrown", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("invalid UTF-8 in a result is stored, not thrown") {
+  auto store = site.Open();
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   StepRecord step = MakeStep("r1", "run");
   step.result = {{"stdout", std::string("ok\xff")}};

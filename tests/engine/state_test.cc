@@ -11,9 +11,8 @@ namespace runbook {
 
 using namespace runbook::testing;  // NOLINT
 
-TEST_CASE("a run is read back with every field intact", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("a run is read back with every field intact") {
+  auto store = site.Open();
   RunRecord run = MakeRun("20261121-145238-4f2a");
   run.dry_run = true;
   run.status = RunStatus::kPaused;
@@ -44,9 +43,8 @@ TEST_CASE("a run is read back with every field intact", "[state]") {
   CHECK(got->updated_ms > 1000);
 }
 
-TEST_CASE("an unknown run is NotFound, not an error", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("an unknown run is NotFound, not an error") {
+  auto store = site.Open();
   CHECK(store->GetRun("nope").status().code() == Status::Code::kNotFound);
   CHECK(store->UpdateRun("nope", RunStatus::kFailed, "").code() == Status::Code::kNotFound);
   auto step = store->GetStep("nope", "copy");
@@ -54,11 +52,9 @@ TEST_CASE("an unknown run is NotFound, not an error", "[state]") {
   CHECK(!step->has_value());
 }
 
-TEST_CASE("a step written before a crash is read back intact", "[state]") {
-  StoreDir dir;
-  std::string path = dir.path + "/state.db";
+STORE_TEST_CASE("a step written before a crash is read back intact") {
   {
-    auto store = OpenStore(path);
+    auto store = site.Open();
     REQUIRE(store->CreateRun(MakeRun("r1")).ok());
     StepRecord step = MakeStep("r1", "copy[2]", StepStatus::kFailed);
     step.attempts = 3;
@@ -76,7 +72,7 @@ TEST_CASE("a step written before a crash is read back intact", "[state]") {
     step.item = {{"table", "users"}};
     REQUIRE(store->PutStep(&step).ok());
   }
-  auto store = OpenStore(path);
+  auto store = site.Open();
   auto got = store->GetStep("r1", "copy[2]");
   REQUIRE(got.ok());
   REQUIRE(got->has_value());
@@ -105,9 +101,8 @@ TEST_CASE("a step written before a crash is read back intact", "[state]") {
   CHECK(s.item["table"] == "users");
 }
 
-TEST_CASE("a new step gets the next seq and keeps it on update", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("a new step gets the next seq and keeps it on update") {
+  auto store = site.Open();
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   REQUIRE(store->CreateRun(MakeRun("r2")).ok());
   StepRecord a = MakeStep("r1", "a"), b = MakeStep("r1", "b"), other = MakeStep("r2", "a");
@@ -130,9 +125,8 @@ TEST_CASE("a new step gets the next seq and keeps it on update", "[state]") {
   CHECK((*steps)[1].step_id == "b");
 }
 
-TEST_CASE("done_seq is assigned once, when a step first succeeds", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("done_seq is assigned once, when a step first succeeds") {
+  auto store = site.Open();
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   StepRecord a = MakeStep("r1", "a"), b = MakeStep("r1", "b");
   REQUIRE(store->PutStep(&a).ok());
@@ -157,9 +151,8 @@ TEST_CASE("done_seq is assigned once, when a step first succeeds", "[state]") {
   CHECK((*got)->status == StepStatus::kUndone);
 }
 
-TEST_CASE("events come back in order, including the one written with a step", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("events come back in order, including the one written with a step") {
+  auto store = site.Open();
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   REQUIRE(store->AppendEvent(Event{0, "r1", "", 5, "run.start", "starting"}).ok());
   StepRecord step = MakeStep("r1", "copy");
@@ -179,9 +172,8 @@ TEST_CASE("events come back in order, including the one written with a step", "[
   CHECK((*events)[1].id > (*events)[0].id);
 }
 
-TEST_CASE("an approval is recorded and read back; a missing one is empty", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("an approval is recorded and read back; a missing one is empty") {
+  auto store = site.Open();
   REQUIRE(store->CreateRun(MakeRun("r1")).ok());
   auto none = store->GetApproval("r1", "switch");
   REQUIRE(none.ok());
@@ -195,9 +187,8 @@ TEST_CASE("an approval is recorded and read back; a missing one is empty", "[sta
   CHECK((*got)->at_ms == 77);
 }
 
-TEST_CASE("RecentDurations picks the latest success of each step of the runbook", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("RecentDurations picks the latest success of each step of the runbook") {
+  auto store = site.Open();
   REQUIRE(store->CreateRun(MakeRun("old", "upgrade", 1000)).ok());
   REQUIRE(store->CreateRun(MakeRun("new", "upgrade", 2000)).ok());
   REQUIRE(store->CreateRun(MakeRun("other", "backup", 3000)).ok());
@@ -222,9 +213,8 @@ TEST_CASE("RecentDurations picks the latest success of each step of the runbook"
   CHECK(store->RecentDurations("nothing")->empty());
 }
 
-TEST_CASE("ListRuns returns the newest first and honours the limit", "[state]") {
-  StoreDir dir;
-  auto store = OpenStore(dir.path + "/state.db");
+STORE_TEST_CASE("ListRuns returns the newest first and honours the limit") {
+  auto store = site.Open();
   REQUIRE(store->CreateRun(MakeRun("b", "x", 100)).ok());
   REQUIRE(store->CreateRun(MakeRun("c", "x", 300)).ok());
   REQUIRE(store->CreateRun(MakeRun("a", "x", 300)).ok());

@@ -1,0 +1,815 @@
+// The PostgreSQL state store (see pg_store.h). libpq stays in this file.
+#include "engine/state/pg_store.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/core/clock.h"
+#include "engine/state/sqlite_stmt.h"  // DumpJson, ParseJson
+
+namespace runbook {
+
+using state_internal::DumpJson;
+using state_internal::ParseJson;
+
+namespace {
+
+// Schema migrations: kMigrations[v] takes runbook.meta's version v to v + 1.
+// Append only; never edit a shipped entry.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE runbook.meta (schema_version integer NOT NULL);
+INSERT INTO runbook.meta VALUES (0);
+CREATE TABLE runbook.runs (
+  id text PRIMARY KEY,
+  runbook_name text NOT NULL,
+  runbook_path text NOT NULL,
+  digest text NOT NULL,
+  sources text NOT NULL,
+  params text NOT NULL,
+  params_digest text NOT NULL,
+  dry_run boolean NOT NULL,
+  lock_key text NOT NULL,
+  status text NOT NULL,
+  error text NOT NULL,
+  created_ms bigint NOT NULL,
+  updated_ms bigint NOT NULL,
+  options text NOT NULL
+);
+CREATE INDEX runs_by_created ON runbook.runs(created_ms, id);
+CREATE INDEX runs_by_name ON runbook.runs(runbook_name);
+CREATE TABLE runbook.steps (
+  run_id text NOT NULL REFERENCES runbook.runs(id),
+  step_id text NOT NULL,
+  seq bigint NOT NULL,
+  done_seq bigint NOT NULL,
+  status text NOT NULL,
+  attempts integer NOT NULL,
+  started_ms bigint NOT NULL,
+  finished_ms bigint NOT NULL,
+  duration_ms bigint NOT NULL,
+  action_name text NOT NULL,
+  change text NOT NULL,
+  result text NOT NULL,
+  tables text NOT NULL,
+  error text NOT NULL,
+  undo text NOT NULL,
+  undo_error text NOT NULL,
+  item text NOT NULL,
+  PRIMARY KEY (run_id, step_id)
+);
+CREATE INDEX steps_by_seq ON runbook.steps(run_id, seq);
+CREATE TABLE runbook.events (
+  id bigserial PRIMARY KEY,
+  run_id text NOT NULL REFERENCES runbook.runs(id),
+  step_id text NOT NULL,
+  at_ms bigint NOT NULL,
+  kind text NOT NULL,
+  message text NOT NULL
+);
+CREATE INDEX events_by_run ON runbook.events(run_id, id);
+CREATE TABLE runbook.approvals (
+  run_id text NOT NULL REFERENCES runbook.runs(id),
+  step_id text NOT NULL,
+  approved_by text NOT NULL,
+  at_ms bigint NOT NULL,
+  PRIMARY KEY (run_id, step_id)
+);
+CREATE TABLE runbook.leases (
+  key text PRIMARY KEY,
+  run_id text NOT NULL,
+  holder text NOT NULL,
+  token bigint NOT NULL,
+  expires_at timestamptz NOT NULL
+);
+CREATE SEQUENCE runbook.lease_tokens;
+)sql",
+};
+constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+// Any value of the schema migration's advisory lock ("RNBK").
+constexpr const char kMigrationLock[] = "SELECT pg_advisory_xact_lock(1380860491)";
+
+const char kRunColumns[] =
+    "id, runbook_name, runbook_path, digest, sources, params, params_digest, dry_run, lock_key, "
+    "status, error, created_ms, updated_ms, options";
+const char kStepColumns[] =
+    "run_id, step_id, seq, done_seq, status, attempts, started_ms, finished_ms, duration_ms, "
+    "action_name, change, result, tables, error, undo, undo_error, item";
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
+
+// Text as PostgreSQL takes it: valid UTF-8 (invalid bytes replaced, as the
+// JSON columns do) and no NUL (a command's stderr may hold either).
+std::string Clean(const std::string& s) {
+  std::string out;
+  try {
+    out = Value::parse(DumpJson(Value(s))).get<std::string>();
+  } catch (const nlohmann::json::exception&) {
+    out = s;
+  }
+  out.erase(std::remove(out.begin(), out.end(), '\0'), out.end());
+  return out;
+}
+
+std::string Hostname() {
+  char name[256] = {0};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
+  return name;
+}
+
+// "host pid" of a holder on this host whose process is gone.
+bool HolderIsDeadHere(const std::string& holder) {
+  const size_t space = holder.rfind(' ');
+  if (space == std::string::npos || holder.substr(0, space) != Hostname()) return false;
+  const long pid = std::strtol(holder.c_str() + space + 1, nullptr, 10);
+  if (pid <= 0 || pid == getpid()) return false;
+  return kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+// One connection, shared by the store and the lease it holds.
+class Session {
+ public:
+  ~Session() {
+    if (conn) PQfinish(conn);
+  }
+  std::mutex mu;  // guards everything below
+  PGconn* conn = nullptr;
+  std::string uri;       // as given (may hold a password: never shown)
+  std::string shown;     // for messages
+  std::string password;  // to scrub from libpq's messages
+  int64_t lease_ms = 30000;
+  // The lease this engine holds: every write renews it by token, and fails
+  // when another engine has taken it over.
+  std::string fence_key;
+  int64_t fence_token = 0;
+
+  std::string Scrub(std::string msg) const {
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    if (password.empty()) return msg;
+    for (size_t at; (at = msg.find(password)) != std::string::npos;)
+      msg.replace(at, password.size(), "***");
+    return msg;
+  }
+  Status Error(const std::string& op, const PGresult* r = nullptr) const {
+    std::string msg = r ? PQresultErrorMessage(r) : "";
+    if (msg.empty()) msg = conn ? PQerrorMessage(conn) : "out of memory";
+    return Status::Internal("state store " + shown + ": " + op + ": " + Scrub(msg));
+  }
+  // A connection lost since the last call (the server restarted) is
+  // reopened once before the next operation.
+  bool Ready() {
+    if (PQstatus(conn) != CONNECTION_OK) PQreset(conn);
+    return PQstatus(conn) == CONNECTION_OK;
+  }
+  PgResult Exec(const char* sql, const std::vector<std::string>& params = {}) {
+    // Without parameters, the simple protocol (a migration is several
+    // statements).
+    if (params.empty()) return PgResult(PQexec(conn, sql));
+    std::vector<const char*> values;
+    for (const std::string& p : params) values.push_back(p.c_str());
+    return PgResult(PQexecParams(conn, sql, static_cast<int>(values.size()), nullptr, values.data(),
+                                 nullptr, nullptr, 0));
+  }
+};
+
+bool Ok(const PgResult& r) {
+  const ExecStatusType st = PQresultStatus(r.get());
+  return r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+}
+std::string Text(const PgResult& r, int row, int col) { return PQgetvalue(r.get(), row, col); }
+int64_t Int(const PgResult& r, int row, int col) {
+  return std::strtoll(PQgetvalue(r.get(), row, col), nullptr, 10);
+}
+int64_t Affected(const PgResult& r) { return std::strtoll(PQcmdTuples(r.get()), nullptr, 10); }
+
+// A transaction that rolls back unless Commit() succeeded.
+class Txn {
+ public:
+  explicit Txn(Session* s) : s_(s) {}
+  ~Txn() {
+    if (open_) s_->Exec("ROLLBACK");
+  }
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+  PgResult Begin() {
+    PgResult r = s_->Exec("BEGIN");
+    open_ = Ok(r);
+    return r;
+  }
+  PgResult Commit() {
+    open_ = false;
+    return s_->Exec("COMMIT");
+  }
+
+ private:
+  Session* s_;
+  bool open_ = false;
+};
+
+// Inside a write transaction: renews this engine's lease by token, or says
+// it was taken over. Ok when no lease is held.
+Status CheckFence(Session* s) {
+  if (s->fence_key.empty()) return Status::Ok();
+  PgResult r = s->Exec(
+      "UPDATE runbook.leases SET expires_at = now() + $3::bigint * interval '1 millisecond'"
+      " WHERE key = $1 AND token = $2::bigint",
+      {Clean(s->fence_key), std::to_string(s->fence_token), std::to_string(s->lease_ms)});
+  if (!Ok(r)) return s->Error("cannot renew the lease of lock '" + s->fence_key + "'", r.get());
+  if (Affected(r) == 1) return Status::Ok();
+  PgResult who =
+      s->Exec("SELECT run_id, holder FROM runbook.leases WHERE key = $1", {Clean(s->fence_key)});
+  std::string by = Ok(who) && PQntuples(who.get()) == 1
+                       ? " by run " + Text(who, 0, 0) + " (" + Text(who, 0, 1) + ")"
+                       : "";
+  return Status::Unavailable("lock '" + s->fence_key + "': this engine's lease was taken over" +
+                             by + " (it was presumed dead); nothing more is done by this engine");
+}
+
+// Runs `write` in a transaction behind the fence; `op` names it in errors.
+template <typename F>
+Status Write(Session* s, const std::string& op, bool durable, F write) {
+  if (!s->Ready()) return s->Error(op);
+  Txn txn(s);
+  PgResult r = txn.Begin();
+  if (!Ok(r)) return s->Error(op, r.get());
+  if (!durable) {
+    r = s->Exec("SET LOCAL synchronous_commit TO off");
+    if (!Ok(r)) return s->Error(op, r.get());
+  }
+  Status fence = CheckFence(s);
+  if (!fence.ok()) return fence;
+  Status st = write();
+  if (!st.ok()) return st;
+  r = txn.Commit();
+  if (!Ok(r)) return s->Error(op, r.get());
+  return Status::Ok();
+}
+
+Status ReadRun(const PgResult& r, int row, RunRecord* run) {
+  run->id = Text(r, row, 0);
+  run->runbook_name = Text(r, row, 1);
+  run->runbook_path = Text(r, row, 2);
+  run->digest = Text(r, row, 3);
+  const std::string what = "run '" + run->id + "' column ";
+  Status s = ParseJson(Text(r, row, 4), what + "sources", &run->sources);
+  if (s.ok()) s = ParseJson(Text(r, row, 5), what + "params", &run->params);
+  if (s.ok()) s = ParseJson(Text(r, row, 13), what + "options", &run->options);
+  if (!s.ok()) return s;
+  run->params_digest = Text(r, row, 6);
+  run->dry_run = Text(r, row, 7) == "t";
+  run->lock_key = Text(r, row, 8);
+  std::optional<RunStatus> status = ParseRunStatus(Text(r, row, 9));
+  if (!status) {
+    return Status::Internal("unknown status '" + Text(r, row, 9) + "' of run '" + run->id + "'");
+  }
+  run->status = *status;
+  run->error = Text(r, row, 10);
+  run->created_ms = Int(r, row, 11);
+  run->updated_ms = Int(r, row, 12);
+  return Status::Ok();
+}
+
+Status ReadStep(const PgResult& r, int row, StepRecord* step) {
+  step->run_id = Text(r, row, 0);
+  step->step_id = Text(r, row, 1);
+  step->seq = Int(r, row, 2);
+  step->done_seq = Int(r, row, 3);
+  std::optional<StepStatus> status = ParseStepStatus(Text(r, row, 4));
+  if (!status) {
+    return Status::Internal("unknown status '" + Text(r, row, 4) + "' of step '" + step->step_id +
+                            "'");
+  }
+  step->status = *status;
+  step->attempts = static_cast<int>(Int(r, row, 5));
+  step->started_ms = Int(r, row, 6);
+  step->finished_ms = Int(r, row, 7);
+  step->duration_ms = Int(r, row, 8);
+  step->action = Text(r, row, 9);
+  step->change = Text(r, row, 10);
+  step->error = Text(r, row, 13);
+  step->undo_error = Text(r, row, 15);
+  const std::string what = "step '" + step->step_id + "' column ";
+  Value undo;
+  Status s = ParseJson(Text(r, row, 11), what + "result", &step->result);
+  if (s.ok()) s = ParseJson(Text(r, row, 12), what + "tables", &step->tables);
+  if (s.ok()) s = ParseJson(Text(r, row, 14), what + "undo", &undo);
+  if (s.ok()) s = ParseJson(Text(r, row, 16), what + "item", &step->item);
+  if (s.ok()) s = state_internal::UndoFromValue(undo, what + "undo", &step->undo);
+  return s;
+}
+
+std::vector<std::string> EventParams(const Event& e) {
+  return {Clean(e.run_id), Clean(e.step_id), std::to_string(e.at_ms), Clean(e.kind),
+          Clean(e.message)};
+}
+const char kInsertEvent[] =
+    "INSERT INTO runbook.events(run_id, step_id, at_ms, kind, message)"
+    " VALUES($1, $2, $3::bigint, $4, $5)";
+
+// The lease of a run lock this engine holds: renewed every third of its
+// length until destroyed, then released.
+class PgLease final : public StoreLock {
+ public:
+  PgLease(std::shared_ptr<Session> s, std::string key, int64_t token)
+      : s_(std::move(s)), key_(std::move(key)), token_(token) {
+    thread_ = std::thread([this] { RenewLoop(); });
+  }
+  ~PgLease() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    std::lock_guard<std::mutex> lock(s_->mu);
+    if (s_->fence_key == key_ && s_->fence_token == token_) {
+      s_->fence_key.clear();
+      s_->fence_token = 0;
+    }
+    if (s_->Ready()) {
+      s_->Exec("DELETE FROM runbook.leases WHERE key = $1 AND token = $2::bigint",
+               {Clean(key_), std::to_string(token_)});
+    }
+  }
+
+ private:
+  void RenewLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    const auto every = std::chrono::milliseconds(std::max<int64_t>(s_->lease_ms / 3, 100));
+    while (!cv_.wait_for(lock, every, [this] { return stop_; })) {
+      std::lock_guard<std::mutex> session(s_->mu);
+      // A lease lost here is found out by the next write (CheckFence).
+      if (s_->Ready()) {
+        s_->Exec(
+            "UPDATE runbook.leases SET expires_at = now() + $3::bigint * interval '1 millisecond'"
+            " WHERE key = $1 AND token = $2::bigint",
+            {Clean(key_), std::to_string(token_), std::to_string(s_->lease_ms)});
+      }
+    }
+  }
+
+  std::shared_ptr<Session> s_;
+  std::string key_;
+  int64_t token_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+class PgStateStore final : public StateStore {
+ public:
+  explicit PgStateStore(std::shared_ptr<Session> s) : s_(std::move(s)) {}
+  const std::string& path() const override { return s_->shown; }
+
+  Status Migrate();
+
+  Status CreateRun(const RunRecord& run) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot create run '" + run.id + "'";
+    return Write(s_.get(), op, true, [&]() -> Status {
+      PgResult r = s_->Exec(
+          "INSERT INTO runbook.runs(id, runbook_name, runbook_path, digest, sources, params,"
+          " params_digest, dry_run, lock_key, status, error, created_ms, updated_ms, options)"
+          " VALUES($1, $2, $3, $4, $5, $6, $7, $8::boolean, $9, $10, $11, $12::bigint,"
+          " $13::bigint, $14)",
+          {Clean(run.id), Clean(run.runbook_name), Clean(run.runbook_path), Clean(run.digest),
+           DumpJson(run.sources), DumpJson(run.params), Clean(run.params_digest),
+           run.dry_run ? "true" : "false", Clean(run.lock_key), RunStatusName(run.status),
+           Clean(run.error), std::to_string(run.created_ms), std::to_string(run.updated_ms),
+           DumpJson(run.options)});
+      return Ok(r) ? Status::Ok() : s_->Error(op, r.get());
+    });
+  }
+
+  Status UpdateRun(const std::string& run_id, RunStatus status, const std::string& error) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot update run '" + run_id + "'";
+    return Write(s_.get(), op, true, [&]() -> Status {
+      PgResult r = s_->Exec(
+          "UPDATE runbook.runs SET status = $2, error = $3, updated_ms = $4::bigint"
+          " WHERE id = $1",
+          {Clean(run_id), RunStatusName(status), Clean(error),
+           std::to_string(Clock::Real().NowMs())});
+      if (!Ok(r)) return s_->Error(op, r.get());
+      if (Affected(r) == 0) {
+        return Status::NotFound("no run '" + run_id + "' in state store " + s_->shown);
+      }
+      return Status::Ok();
+    });
+  }
+
+  Result<RunRecord> GetRun(const std::string& run_id) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot read run '" + run_id + "'";
+    if (!s_->Ready()) return s_->Error(op);
+    PgResult r = s_->Exec(
+        (std::string("SELECT ") + kRunColumns + " FROM runbook.runs WHERE id = $1").c_str(),
+        {Clean(run_id)});
+    if (!Ok(r)) return s_->Error(op, r.get());
+    if (PQntuples(r.get()) == 0) {
+      return Status::NotFound("no run '" + run_id + "' in state store " + s_->shown);
+    }
+    RunRecord run;
+    Status s = ReadRun(r, 0, &run);
+    if (!s.ok()) return s.Prefixed("state store " + s_->shown);
+    return run;
+  }
+
+  Result<std::vector<RunRecord>> ListRuns(int limit) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    if (!s_->Ready()) return s_->Error("cannot list runs");
+    PgResult r = s_->Exec((std::string("SELECT ") + kRunColumns +
+                           " FROM runbook.runs ORDER BY created_ms DESC, id DESC"
+                           " LIMIT NULLIF($1::bigint, 0)")
+                              .c_str(),
+                          {std::to_string(limit > 0 ? limit : 0)});
+    if (!Ok(r)) return s_->Error("cannot list runs", r.get());
+    std::vector<RunRecord> runs(PQntuples(r.get()));
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      Status s = ReadRun(r, i, &runs[i]);
+      if (!s.ok()) return s.Prefixed("state store " + s_->shown);
+    }
+    return runs;
+  }
+
+  Status PutStep(StepRecord* step, const Event* event, bool durable) override {
+    if (!step) return Status::Internal("PutStep: no step");
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot write step '" + step->step_id + "'";
+    StepRecord row = *step;
+    Status st = Write(s_.get(), op, durable, [&]() -> Status {
+      // The stored seq and done_seq win over the caller's (as in SQLite); the
+      // run's row lock orders concurrent writers of one run.
+      PgResult r =
+          s_->Exec("SELECT 1 FROM runbook.runs WHERE id = $1 FOR UPDATE", {Clean(step->run_id)});
+      if (!Ok(r)) return s_->Error(op, r.get());
+      r = s_->Exec(
+          "SELECT COALESCE((SELECT seq FROM runbook.steps WHERE run_id = $1 AND step_id = $2),"
+          "   (SELECT COALESCE(MAX(seq), 0) + 1 FROM runbook.steps WHERE run_id = $1)),"
+          " COALESCE((SELECT done_seq FROM runbook.steps WHERE run_id = $1 AND step_id = $2), 0),"
+          " (SELECT COALESCE(MAX(done_seq), 0) + 1 FROM runbook.steps WHERE run_id = $1)",
+          {Clean(step->run_id), Clean(step->step_id)});
+      if (!Ok(r) || PQntuples(r.get()) != 1) return s_->Error(op, r.get());
+      row.seq = Int(r, 0, 0);
+      row.done_seq = Int(r, 0, 1);
+      if (row.status == StepStatus::kSucceeded && row.done_seq == 0) row.done_seq = Int(r, 0, 2);
+      r = s_->Exec(
+          "INSERT INTO runbook.steps(run_id, step_id, seq, done_seq, status, attempts,"
+          " started_ms, finished_ms, duration_ms, action_name, change, result, tables, error,"
+          " undo, undo_error, item) VALUES($1, $2, $3::bigint, $4::bigint, $5, $6::integer,"
+          " $7::bigint, $8::bigint, $9::bigint, $10, $11, $12, $13, $14, $15, $16, $17)"
+          " ON CONFLICT (run_id, step_id) DO UPDATE SET seq = excluded.seq,"
+          " done_seq = excluded.done_seq, status = excluded.status,"
+          " attempts = excluded.attempts, started_ms = excluded.started_ms,"
+          " finished_ms = excluded.finished_ms, duration_ms = excluded.duration_ms,"
+          " action_name = excluded.action_name, change = excluded.change,"
+          " result = excluded.result, tables = excluded.tables, error = excluded.error,"
+          " undo = excluded.undo, undo_error = excluded.undo_error, item = excluded.item",
+          {Clean(row.run_id), Clean(row.step_id), std::to_string(row.seq),
+           std::to_string(row.done_seq), StepStatusName(row.status), std::to_string(row.attempts),
+           std::to_string(row.started_ms), std::to_string(row.finished_ms),
+           std::to_string(row.duration_ms), Clean(row.action), Clean(row.change),
+           DumpJson(row.result), DumpJson(row.tables), Clean(row.error),
+           DumpJson(state_internal::UndoToValue(row.undo)), Clean(row.undo_error),
+           DumpJson(row.item)});
+      if (!Ok(r)) return s_->Error(op, r.get());
+      if (event) {
+        // An event written with a step belongs to it unless it says otherwise.
+        Event e = *event;
+        if (e.run_id.empty()) e.run_id = step->run_id;
+        if (e.step_id.empty()) e.step_id = step->step_id;
+        r = s_->Exec(kInsertEvent, EventParams(e));
+        if (!Ok(r)) return s_->Error(op + " (event '" + e.kind + "')", r.get());
+      }
+      return Status::Ok();
+    });
+    if (!st.ok()) return st;
+    step->seq = row.seq;
+    step->done_seq = row.done_seq;
+    return Status::Ok();
+  }
+
+  Result<std::vector<StepRecord>> GetSteps(const std::string& run_id) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot read the steps of run '" + run_id + "'";
+    if (!s_->Ready()) return s_->Error(op);
+    PgResult r = s_->Exec((std::string("SELECT ") + kStepColumns +
+                           " FROM runbook.steps WHERE run_id = $1 ORDER BY seq")
+                              .c_str(),
+                          {Clean(run_id)});
+    if (!Ok(r)) return s_->Error(op, r.get());
+    std::vector<StepRecord> steps(PQntuples(r.get()));
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      Status s = ReadStep(r, i, &steps[i]);
+      if (!s.ok()) return s.Prefixed("state store " + s_->shown);
+    }
+    return steps;
+  }
+
+  Result<std::optional<StepRecord>> GetStep(const std::string& run_id,
+                                            const std::string& step_id) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot read step '" + step_id + "'";
+    if (!s_->Ready()) return s_->Error(op);
+    PgResult r = s_->Exec((std::string("SELECT ") + kStepColumns +
+                           " FROM runbook.steps WHERE run_id = $1 AND step_id = $2")
+                              .c_str(),
+                          {Clean(run_id), Clean(step_id)});
+    if (!Ok(r)) return s_->Error(op, r.get());
+    if (PQntuples(r.get()) == 0) return std::optional<StepRecord>();
+    StepRecord step;
+    Status s = ReadStep(r, 0, &step);
+    if (!s.ok()) return s.Prefixed("state store " + s_->shown);
+    return std::optional<StepRecord>(std::move(step));
+  }
+
+  Status AppendEvent(const Event& e) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot write event '" + e.kind + "'";
+    return Write(s_.get(), op, true, [&]() -> Status {
+      PgResult r = s_->Exec(kInsertEvent, EventParams(e));
+      return Ok(r) ? Status::Ok() : s_->Error(op, r.get());
+    });
+  }
+
+  Result<std::vector<Event>> GetEvents(const std::string& run_id) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot read the events of run '" + run_id + "'";
+    if (!s_->Ready()) return s_->Error(op);
+    PgResult r = s_->Exec(
+        "SELECT id, run_id, step_id, at_ms, kind, message FROM runbook.events"
+        " WHERE run_id = $1 ORDER BY id",
+        {Clean(run_id)});
+    if (!Ok(r)) return s_->Error(op, r.get());
+    std::vector<Event> events;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      events.push_back(Event{Int(r, i, 0), Text(r, i, 1), Text(r, i, 2), Int(r, i, 3),
+                             Text(r, i, 4), Text(r, i, 5)});
+    }
+    return events;
+  }
+
+  Status RecordApproval(const Approval& a) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot record the approval of step '" + a.step_id + "'";
+    // An approval is given from another engine than the run's: it is not
+    // behind the run's fence, and needs no lease of its own.
+    return Write(s_.get(), op, true, [&]() -> Status {
+      PgResult r = s_->Exec(
+          "INSERT INTO runbook.approvals(run_id, step_id, approved_by, at_ms)"
+          " VALUES($1, $2, $3, $4::bigint) ON CONFLICT (run_id, step_id) DO UPDATE"
+          " SET approved_by = excluded.approved_by, at_ms = excluded.at_ms",
+          {Clean(a.run_id), Clean(a.step_id), Clean(a.by), std::to_string(a.at_ms)});
+      return Ok(r) ? Status::Ok() : s_->Error(op, r.get());
+    });
+  }
+
+  Result<std::optional<Approval>> GetApproval(const std::string& run_id,
+                                              const std::string& step_id) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot read the approval of step '" + step_id + "'";
+    if (!s_->Ready()) return s_->Error(op);
+    PgResult r = s_->Exec(
+        "SELECT run_id, step_id, approved_by, at_ms FROM runbook.approvals"
+        " WHERE run_id = $1 AND step_id = $2",
+        {Clean(run_id), Clean(step_id)});
+    if (!Ok(r)) return s_->Error(op, r.get());
+    if (PQntuples(r.get()) == 0) return std::optional<Approval>();
+    return std::optional<Approval>(
+        Approval{Text(r, 0, 0), Text(r, 0, 1), Text(r, 0, 2), Int(r, 0, 3)});
+  }
+
+  Result<std::map<std::string, int64_t>> RecentDurations(const std::string& runbook_name) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot read the durations of runbook '" + runbook_name + "'";
+    if (!s_->Ready()) return s_->Error(op);
+    // As in SQLite: real runs first, then newest first; the first row of
+    // each step id wins.
+    PgResult r = s_->Exec(
+        "SELECT s.step_id, s.duration_ms FROM runbook.steps s JOIN runbook.runs r"
+        " ON r.id = s.run_id WHERE r.runbook_name = $1 AND s.status = $2"
+        " ORDER BY r.dry_run ASC, s.finished_ms DESC, r.created_ms DESC, r.id DESC",
+        {Clean(runbook_name), StepStatusName(StepStatus::kSucceeded)});
+    if (!Ok(r)) return s_->Error(op, r.get());
+    std::map<std::string, int64_t> durations;
+    for (int i = 0; i < PQntuples(r.get()); ++i) durations.emplace(Text(r, i, 0), Int(r, i, 1));
+    return durations;
+  }
+
+  Result<std::unique_ptr<StoreLock>> AcquireLock(const std::string& key,
+                                                 const std::string& run_id) override {
+    if (key.empty()) return Status::Invalid("lock key is empty");
+    std::lock_guard<std::mutex> lock(s_->mu);
+    const std::string op = "cannot take the lease of lock '" + key + "'";
+    if (!s_->fence_key.empty()) {
+      return Status::Internal(op + ": this engine already holds lock '" + s_->fence_key + "'");
+    }
+    if (!s_->Ready()) return s_->Error(op);
+    const std::string me = Hostname() + " " + std::to_string(getpid());
+    // A holder on this host whose process is gone is not waited for; the
+    // upsert below takes the row only if it still names that holder.
+    std::string dead = "\x01";  // matches no holder
+    PgResult r = s_->Exec("SELECT holder FROM runbook.leases WHERE key = $1 AND expires_at > now()",
+                          {Clean(key)});
+    if (!Ok(r)) return s_->Error(op, r.get());
+    if (PQntuples(r.get()) == 1 && HolderIsDeadHere(Text(r, 0, 0))) dead = Text(r, 0, 0);
+    r = s_->Exec(
+        "INSERT INTO runbook.leases AS l(key, run_id, holder, token, expires_at)"
+        " VALUES($1, $2, $3, nextval('runbook.lease_tokens'),"
+        "        now() + $4::bigint * interval '1 millisecond')"
+        " ON CONFLICT (key) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder,"
+        " token = excluded.token, expires_at = excluded.expires_at"
+        " WHERE l.expires_at <= now() OR l.holder = $5"
+        " RETURNING token",
+        {Clean(key), Clean(run_id), Clean(me), std::to_string(s_->lease_ms), Clean(dead)});
+    if (!Ok(r)) return s_->Error(op, r.get());
+    if (PQntuples(r.get()) == 1) {
+      const int64_t token = Int(r, 0, 0);
+      s_->fence_key = key;
+      s_->fence_token = token;
+      return std::unique_ptr<StoreLock>(new PgLease(s_, key, token));
+    }
+    r = s_->Exec(
+        "SELECT run_id, holder, ceil(extract(epoch FROM expires_at - now()))::bigint"
+        " FROM runbook.leases WHERE key = $1",
+        {Clean(key)});
+    if (!Ok(r)) return s_->Error(op, r.get());
+    if (PQntuples(r.get()) != 1)
+      return Status::Unavailable("lock '" + key + "' is held by another run");
+    return Status::Unavailable("lock '" + key + "' is held by run " + Text(r, 0, 0) + " (" +
+                               Text(r, 0, 1) + "; its lease ends in " + Text(r, 0, 2) +
+                               " s unless renewed)");
+  }
+
+  bool LockHeld(const std::string& key) override {
+    if (key.empty()) return false;
+    std::lock_guard<std::mutex> lock(s_->mu);
+    // Unknown (the server is unreachable) counts as held: a run is not
+    // called interrupted on a guess.
+    if (!s_->Ready()) return true;
+    PgResult r = s_->Exec("SELECT holder FROM runbook.leases WHERE key = $1 AND expires_at > now()",
+                          {Clean(key)});
+    if (!Ok(r)) return true;
+    return PQntuples(r.get()) == 1 && !HolderIsDeadHere(Text(r, 0, 0));
+  }
+
+ private:
+  std::shared_ptr<Session> s_;
+};
+
+Status PgStateStore::Migrate() {
+  const std::string op = "cannot create or migrate the schema";
+  auto version = [&](int* v, bool* ours, bool* schema) -> Status {
+    PgResult r = s_->Exec(
+        "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'runbook'),"
+        " to_regclass('runbook.meta') IS NOT NULL");
+    if (!Ok(r)) return s_->Error(op, r.get());
+    *schema = Text(r, 0, 0) == "t";
+    *ours = Text(r, 0, 1) == "t";
+    *v = 0;
+    if (!*ours) return Status::Ok();
+    r = s_->Exec("SELECT max(schema_version) FROM runbook.meta");
+    if (!Ok(r)) return s_->Error(op, r.get());
+    *v = static_cast<int>(Int(r, 0, 0));
+    return Status::Ok();
+  };
+  auto check = [&](int v, bool ours, bool schema) -> Status {
+    if (schema && !ours) {
+      return Status::Invalid("state store " + s_->shown +
+                             ": the schema \"runbook\" of this database belongs to something "
+                             "else (it has no runbook.meta); nothing was changed in it");
+    }
+    if (v > kSchemaVersion) {
+      return Status::Invalid("state store " + s_->shown + ": schema version " + std::to_string(v) +
+                             " is newer than this runbook supports (" +
+                             std::to_string(kSchemaVersion) + ")");
+    }
+    return Status::Ok();
+  };
+  int v = 0;
+  bool ours = false, schema = false;
+  Status st = version(&v, &ours, &schema);
+  if (st.ok()) st = check(v, ours, schema);
+  if (!st.ok() || (ours && v == kSchemaVersion)) return st;
+
+  // Again under the migration lock: another engine may have migrated.
+  Txn txn(s_.get());
+  PgResult r = txn.Begin();
+  if (!Ok(r)) return s_->Error(op, r.get());
+  r = s_->Exec(kMigrationLock);
+  if (!Ok(r)) return s_->Error(op, r.get());
+  st = version(&v, &ours, &schema);
+  if (st.ok()) st = check(v, ours, schema);
+  if (!st.ok() || (ours && v == kSchemaVersion)) return st;
+  if (!schema) {
+    r = s_->Exec("CREATE SCHEMA runbook");
+    if (!Ok(r)) return s_->Error(op, r.get());
+  }
+  for (int i = v; i < kSchemaVersion; ++i) {
+    r = s_->Exec(kMigrations[i]);
+    if (!Ok(r)) return s_->Error(op, r.get());
+  }
+  r = s_->Exec("UPDATE runbook.meta SET schema_version = $1::integer",
+               {std::to_string(kSchemaVersion)});
+  if (!Ok(r)) return s_->Error(op, r.get());
+  r = txn.Commit();
+  if (!Ok(r)) return s_->Error(op, r.get());
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string ShownPostgresLocation(const std::string& uri) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(uri.c_str(), &err);
+  if (err) PQfreemem(err);
+  if (!opts) return "";
+  std::map<std::string, std::string> o;
+  for (PQconninfoOption* p = opts; p->keyword; ++p) {
+    if (p->val && *p->val) o[p->keyword] = p->val;
+  }
+  PQconninfoFree(opts);
+  std::string shown = "postgresql://";
+  if (o.count("user")) shown += o["user"] + "@";
+  shown += o.count("host") ? o["host"] : o.count("hostaddr") ? o["hostaddr"] : "";
+  if (o.count("port")) shown += ":" + o["port"];
+  shown += "/" + (o.count("dbname") ? o["dbname"] : "");
+  if (o.count("service")) shown += "?service=" + o["service"];
+  return shown;
+}
+
+Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& uri,
+                                                      const PgStoreOptions& options) {
+  auto s = std::make_shared<Session>();
+  s->uri = uri;
+  s->shown = ShownPostgresLocation(uri);
+  s->lease_ms = options.lease_ms;
+  if (s->shown.empty()) {
+    return Status::Invalid(
+        "state store: not a PostgreSQL connection URI (postgresql://[user@]host[:port]/dbname"
+        "[?param=value...], as libpq takes it)");
+  }
+  {
+    char* err = nullptr;
+    PQconninfoOption* opts = PQconninfoParse(uri.c_str(), &err);
+    if (err) PQfreemem(err);
+    for (PQconninfoOption* p = opts; p && p->keyword; ++p) {
+      if (std::string(p->keyword) == "password" && p->val) s->password = p->val;
+    }
+    if (opts) PQconninfoFree(opts);
+  }
+  // Defaults the URI and the PG* variables override: a state store that
+  // cannot be reached fails in seconds, and is named in pg_stat_activity.
+  std::vector<const char*> keys, values;
+  if (!std::getenv("PGCONNECT_TIMEOUT")) keys.push_back("connect_timeout"), values.push_back("10");
+  if (!std::getenv("PGAPPNAME")) {
+    keys.push_back("application_name"), values.push_back("runbook state store");
+  }
+  keys.push_back("dbname"), values.push_back(uri.c_str());
+  // Text is UTF-8 both ways, whatever the client's locale.
+  keys.push_back("client_encoding"), values.push_back("UTF8");
+  keys.push_back(nullptr), values.push_back(nullptr);
+  s->conn = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+  if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) return s->Error("cannot connect");
+  const char* enc = PQparameterStatus(s->conn, "server_encoding");
+  if (!enc || (std::string(enc) != "UTF8" && std::string(enc) != "SQL_ASCII")) {
+    return Status::Invalid("state store " + s->shown + ": the database's encoding is " +
+                           (enc ? enc : "unknown") +
+                           "; a state store needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')");
+  }
+  auto store = std::make_unique<PgStateStore>(s);
+  Status st = store->Migrate();
+  if (!st.ok()) return st;
+  return std::unique_ptr<StateStore>(std::move(store));
+}
+
+Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& uri) {
+  PgStoreOptions options;
+  if (const char* v = std::getenv("RUNBOOK_LEASE_SECONDS"); v && *v) {
+    char* end = nullptr;
+    const long secs = std::strtol(v, &end, 10);
+    if (*end != '\0' || secs < 3 || secs > 86400) {
+      return Status::Invalid("RUNBOOK_LEASE_SECONDS must be a number of seconds from 3 to 86400");
+    }
+    options.lease_ms = secs * 1000;
+  }
+  return OpenPostgresStore(uri, options);
+}
+
+}  // namespace runbook
