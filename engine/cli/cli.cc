@@ -10,6 +10,7 @@
 #include "engine/exec/reporter.h"
 #include "engine/parser/parser.h"
 #include "engine/parser/validator.h"
+#include "engine/state/pg_store.h"
 #include "engine/state/store.h"
 
 namespace runbook {
@@ -77,6 +78,11 @@ int Cli::Error(ExitCode code, const std::string& message) {
 std::string Cli::StatePath() const { return state_path.empty() ? DefaultStatePath() : state_path; }
 
 std::unique_ptr<StateStore> Cli::OpenStore() {
+  // A password in a postgresql:// state URI is a secret of the run too: no
+  // command's output, log or report may show it.
+  if (IsPostgresLocation(StatePath())) {
+    if (std::string pw = PostgresPassword(StatePath()); !pw.empty()) redactor.Add(pw);
+  }
   Result<std::unique_ptr<StateStore>> store = StateStore::Open(StatePath());
   if (!store.ok()) {
     exit_code = Error(ExitCode::kInternal, store.status().message());

@@ -316,6 +316,12 @@ Result<Connection> Executor::Impl::ResolveConnection(const Scope& scope, const s
   return Connection{name, spec->type, *config};
 }
 
+// Exit 4 says another run holds the lock; a store that cannot be reached
+// or written is another matter.
+static ExitCode LockExit(const Status& s) {
+  return s.code() == Status::Code::kUnavailable ? ExitCode::kLocked : ExitCode::kInternal;
+}
+
 Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params) {
   std::string key = rb.lock.empty() ? rb.name : rb.lock;
   if (HasTemplate(key)) {
@@ -359,7 +365,7 @@ ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& par
   }
   if (Status s = AcquireLock(*rb, params); !s.ok()) {
     fprintf(stderr, "runbook: %s: %s\n", rb->path.c_str(), s.message().c_str());
-    return ExitCode::kLocked;
+    return LockExit(s);
   }
   std::error_code ec;
   run_.runbook_name = rb->name;
@@ -431,7 +437,7 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
   }
   if (Status s = AcquireLock(*rb, root_.params); !s.ok()) {
     fprintf(stderr, "runbook: run %s: %s\n", run_id.c_str(), s.message().c_str());
-    return ExitCode::kLocked;
+    return LockExit(s);
   }
   Result<std::vector<StepRecord>> steps = env_.store->GetSteps(run_id);
   if (!steps.ok()) {
@@ -478,7 +484,7 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
   RegisterSecrets(*rb, root_.params);
   if (Status s = AcquireLock(*rb, root_.params); !s.ok()) {
     fprintf(stderr, "runbook: run %s: %s\n", run_id.c_str(), s.message().c_str());
-    return ExitCode::kLocked;
+    return LockExit(s);
   }
   Result<std::vector<StepRecord>> steps = env_.store->GetSteps(run_id);
   if (!steps.ok()) return ExitCode::kInternal;
@@ -544,6 +550,13 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
     message = "the state store could not be written (" + journal_error_.message() +
               "): the rollback stopped before undoing anything more; make the store writable, "
               "then runbook rollback " + run_.id + " again";
+    if (journal_error_.code() == Status::Code::kUnavailable) {
+      message = journal_error_.message() +
+                ". This engine stopped its rollback before undoing "
+                "anything more; the engine that holds the lease now has the run (runbook "
+                "status " +
+                run_.id + ")";
+    }
   }
   env_.reporter->RunFinished(run_, static_cast<int>(code), message);
   return code;
@@ -630,6 +643,13 @@ ExitCode Executor::Impl::Finish(const FlowResult& f) {
               "): stopped before acting further, nothing was undone; its journal may not show "
               "the last step's outcome. Make the store writable, then runbook status " + run_.id +
               " and resume or rollback";
+    if (journal_error_.code() == Status::Code::kUnavailable) {
+      // Fenced: another engine took the run's lease over and runs it now.
+      message = journal_error_.message() +
+                ". This engine stopped before acting further; the "
+                "engine that holds the lease now carries the run on (runbook status " +
+                run_.id + ")";
+    }
   }
   run_.status = status;
   env_.reporter->RunFinished(run_, static_cast<int>(code), message);

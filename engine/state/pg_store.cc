@@ -4,18 +4,23 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <sstream>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 #include "engine/core/clock.h"
+#include "engine/core/sha256.h"
 #include "engine/state/sqlite_stmt.h"  // DumpJson, ParseJson
 
 namespace runbook {
@@ -29,8 +34,8 @@ namespace {
 // Append only; never edit a shipped entry.
 const char* const kMigrations[] = {
     R"sql(
-CREATE TABLE runbook.meta (schema_version integer NOT NULL);
-INSERT INTO runbook.meta VALUES (0);
+CREATE TABLE runbook.meta (application text NOT NULL, schema_version integer NOT NULL);
+INSERT INTO runbook.meta VALUES ('runbook state store', 0);
 CREATE TABLE runbook.runs (
   id text PRIMARY KEY,
   runbook_name text NOT NULL,
@@ -90,6 +95,7 @@ CREATE TABLE runbook.leases (
   key text PRIMARY KEY,
   run_id text NOT NULL,
   holder text NOT NULL,
+  liveness text NOT NULL,
   token bigint NOT NULL,
   expires_at timestamptz NOT NULL
 );
@@ -132,13 +138,60 @@ std::string Hostname() {
   return name;
 }
 
-// "host pid" of a holder on this host whose process is gone.
-bool HolderIsDeadHere(const std::string& holder) {
-  const size_t space = holder.rfind(' ');
-  if (space == std::string::npos || holder.substr(0, space) != Hostname()) return false;
-  const long pid = std::strtol(holder.c_str() + space + 1, nullptr, 10);
+std::string FirstLine(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// Field 22 of /proc/PID/stat (start time in clock ticks since boot), or "".
+std::string StartTime(long pid) {
+  std::string stat = FirstLine(("/proc/" + std::to_string(pid) + "/stat").c_str());
+  const size_t paren = stat.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) return "";
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string f;
+  for (int i = 3; i <= 22 && (fields >> f); ++i) {
+  }
+  return f;
+}
+
+// This kernel boot and pid namespace: a pid means the same process only
+// where both match (a host name does not: cloned machines, pods with the
+// node's network, a pod re-created on another node keep it).
+std::string Machine() {
+  struct stat st;
+  const std::string ns = stat("/proc/self/ns/pid", &st) == 0 ? std::to_string(st.st_ino) : "?";
+  return FirstLine("/proc/sys/kernel/random/boot_id") + " " + ns;
+}
+
+}  // namespace
+
+std::string ProcessLiveness(long pid) {
+  return Machine() + " " + std::to_string(pid) + " " + StartTime(pid);
+}
+
+namespace {
+
+// Whether the holder identified by `liveness` ("BOOT NS PID START") is a
+// process of this machine that is gone (or whose pid now names another
+// process). Anything unknown is alive: its lease is waited for.
+bool HolderIsDeadHere(const std::string& liveness) {
+  std::istringstream in(liveness);
+  std::string boot, ns, start;
+  long pid = 0;
+  if (!(in >> boot >> ns >> pid >> start) || boot + " " + ns != Machine()) return false;
   if (pid <= 0 || pid == getpid()) return false;
-  return kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+  if (kill(static_cast<pid_t>(pid), 0) != 0) return errno == ESRCH;
+  const std::string now = StartTime(pid);
+  return !now.empty() && now != start;
+}
+
+// The lease row's key: the lock key, or for a long one (a key over the
+// index's row size) its start and its hash, as lock.cc names lock files.
+std::string LeaseKey(const std::string& key) {
+  return key.size() <= 200 ? Clean(key) : Clean(key.substr(0, 100)) + "-" + Sha256Hex(key);
 }
 
 // One connection, shared by the store and the lease it holds.
@@ -175,6 +228,16 @@ class Session {
   bool Ready() {
     if (PQstatus(conn) != CONNECTION_OK) PQreset(conn);
     return PQstatus(conn) == CONNECTION_OK;
+  }
+  // A statement outside a transaction that may run twice (a read): run
+  // again once on a new connection if the server went away (it restarted).
+  PgResult Read(const char* sql, const std::vector<std::string>& params = {}) {
+    if (!Ready()) return nullptr;
+    PgResult r = Exec(sql, params);
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK && PQstatus(conn) == CONNECTION_BAD && Ready()) {
+      r = Exec(sql, params);
+    }
+    return r;
   }
   PgResult Exec(const char* sql, const std::vector<std::string>& params = {}) {
     // Without parameters, the simple protocol (a migration is several
@@ -246,11 +309,17 @@ Status Write(Session* s, const std::string& op, bool durable, F write) {
   if (!s->Ready()) return s->Error(op);
   Txn txn(s);
   PgResult r = txn.Begin();
+  // A connection the server closed since the last call (it restarted) is
+  // found out here, before anything was sent: reconnect and begin again.
+  if (!Ok(r) && PQstatus(s->conn) == CONNECTION_BAD && s->Ready()) r = txn.Begin();
   if (!Ok(r)) return s->Error(op, r.get());
-  if (!durable) {
-    r = s->Exec("SET LOCAL synchronous_commit TO off");
-    if (!Ok(r)) return s->Error(op, r.get());
-  }
+  // Durability is set for each transaction, whatever the session or the
+  // role says (a pooler's server connection may carry another client's
+  // settings); a write waits at most a minute (a lock, a stuck server).
+  r = s->Exec(durable
+                  ? "SET LOCAL synchronous_commit TO on; SET LOCAL statement_timeout TO '60s'"
+                  : "SET LOCAL synchronous_commit TO off; SET LOCAL statement_timeout TO '60s'");
+  if (!Ok(r)) return s->Error(op, r.get());
   Status fence = CheckFence(s);
   if (!fence.ok()) return fence;
   Status st = write();
@@ -417,8 +486,7 @@ class PgStateStore final : public StateStore {
   Result<RunRecord> GetRun(const std::string& run_id) override {
     std::lock_guard<std::mutex> lock(s_->mu);
     const std::string op = "cannot read run '" + run_id + "'";
-    if (!s_->Ready()) return s_->Error(op);
-    PgResult r = s_->Exec(
+    PgResult r = s_->Read(
         (std::string("SELECT ") + kRunColumns + " FROM runbook.runs WHERE id = $1").c_str(),
         {Clean(run_id)});
     if (!Ok(r)) return s_->Error(op, r.get());
@@ -433,8 +501,7 @@ class PgStateStore final : public StateStore {
 
   Result<std::vector<RunRecord>> ListRuns(int limit) override {
     std::lock_guard<std::mutex> lock(s_->mu);
-    if (!s_->Ready()) return s_->Error("cannot list runs");
-    PgResult r = s_->Exec((std::string("SELECT ") + kRunColumns +
+    PgResult r = s_->Read((std::string("SELECT ") + kRunColumns +
                            " FROM runbook.runs ORDER BY created_ms DESC, id DESC"
                            " LIMIT NULLIF($1::bigint, 0)")
                               .c_str(),
@@ -508,8 +575,7 @@ class PgStateStore final : public StateStore {
   Result<std::vector<StepRecord>> GetSteps(const std::string& run_id) override {
     std::lock_guard<std::mutex> lock(s_->mu);
     const std::string op = "cannot read the steps of run '" + run_id + "'";
-    if (!s_->Ready()) return s_->Error(op);
-    PgResult r = s_->Exec((std::string("SELECT ") + kStepColumns +
+    PgResult r = s_->Read((std::string("SELECT ") + kStepColumns +
                            " FROM runbook.steps WHERE run_id = $1 ORDER BY seq")
                               .c_str(),
                           {Clean(run_id)});
@@ -526,8 +592,7 @@ class PgStateStore final : public StateStore {
                                             const std::string& step_id) override {
     std::lock_guard<std::mutex> lock(s_->mu);
     const std::string op = "cannot read step '" + step_id + "'";
-    if (!s_->Ready()) return s_->Error(op);
-    PgResult r = s_->Exec((std::string("SELECT ") + kStepColumns +
+    PgResult r = s_->Read((std::string("SELECT ") + kStepColumns +
                            " FROM runbook.steps WHERE run_id = $1 AND step_id = $2")
                               .c_str(),
                           {Clean(run_id), Clean(step_id)});
@@ -551,8 +616,7 @@ class PgStateStore final : public StateStore {
   Result<std::vector<Event>> GetEvents(const std::string& run_id) override {
     std::lock_guard<std::mutex> lock(s_->mu);
     const std::string op = "cannot read the events of run '" + run_id + "'";
-    if (!s_->Ready()) return s_->Error(op);
-    PgResult r = s_->Exec(
+    PgResult r = s_->Read(
         "SELECT id, run_id, step_id, at_ms, kind, message FROM runbook.events"
         " WHERE run_id = $1 ORDER BY id",
         {Clean(run_id)});
@@ -584,8 +648,7 @@ class PgStateStore final : public StateStore {
                                               const std::string& step_id) override {
     std::lock_guard<std::mutex> lock(s_->mu);
     const std::string op = "cannot read the approval of step '" + step_id + "'";
-    if (!s_->Ready()) return s_->Error(op);
-    PgResult r = s_->Exec(
+    PgResult r = s_->Read(
         "SELECT run_id, step_id, approved_by, at_ms FROM runbook.approvals"
         " WHERE run_id = $1 AND step_id = $2",
         {Clean(run_id), Clean(step_id)});
@@ -598,10 +661,9 @@ class PgStateStore final : public StateStore {
   Result<std::map<std::string, int64_t>> RecentDurations(const std::string& runbook_name) override {
     std::lock_guard<std::mutex> lock(s_->mu);
     const std::string op = "cannot read the durations of runbook '" + runbook_name + "'";
-    if (!s_->Ready()) return s_->Error(op);
     // As in SQLite: real runs first, then newest first; the first row of
     // each step id wins.
-    PgResult r = s_->Exec(
+    PgResult r = s_->Read(
         "SELECT s.step_id, s.duration_ms FROM runbook.steps s JOIN runbook.runs r"
         " ON r.id = s.run_id WHERE r.runbook_name = $1 AND s.status = $2"
         " ORDER BY r.dry_run ASC, s.finished_ms DESC, r.created_ms DESC, r.id DESC",
@@ -621,34 +683,44 @@ class PgStateStore final : public StateStore {
       return Status::Internal(op + ": this engine already holds lock '" + s_->fence_key + "'");
     }
     if (!s_->Ready()) return s_->Error(op);
+    const std::string row = LeaseKey(key);
     const std::string me = Hostname() + " " + std::to_string(getpid());
-    // A holder on this host whose process is gone is not waited for; the
+    const std::string liveness = ProcessLiveness(getpid());
+    // A holder on this machine whose process is gone is not waited for; the
     // upsert below takes the row only if it still names that holder.
     std::string dead = "\x01";  // matches no holder
-    PgResult r = s_->Exec("SELECT holder FROM runbook.leases WHERE key = $1 AND expires_at > now()",
-                          {Clean(key)});
+    PgResult r = s_->Read(
+        "SELECT liveness FROM runbook.leases WHERE key = $1 AND expires_at > now()", {row});
     if (!Ok(r)) return s_->Error(op, r.get());
     if (PQntuples(r.get()) == 1 && HolderIsDeadHere(Text(r, 0, 0))) dead = Text(r, 0, 0);
     r = s_->Exec(
-        "INSERT INTO runbook.leases AS l(key, run_id, holder, token, expires_at)"
-        " VALUES($1, $2, $3, nextval('runbook.lease_tokens'),"
-        "        now() + $4::bigint * interval '1 millisecond')"
+        "INSERT INTO runbook.leases AS l(key, run_id, holder, liveness, token, expires_at)"
+        " VALUES($1, $2, $3, $4, nextval('runbook.lease_tokens'),"
+        "        now() + $5::bigint * interval '1 millisecond')"
         " ON CONFLICT (key) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder,"
-        " token = excluded.token, expires_at = excluded.expires_at"
-        " WHERE l.expires_at <= now() OR l.holder = $5"
+        " liveness = excluded.liveness, token = excluded.token, expires_at = excluded.expires_at"
+        " WHERE l.expires_at <= now() OR l.liveness = $6"
         " RETURNING token",
-        {Clean(key), Clean(run_id), Clean(me), std::to_string(s_->lease_ms), Clean(dead)});
+        {row, Clean(run_id), Clean(me), liveness, std::to_string(s_->lease_ms), Clean(dead)});
     if (!Ok(r)) return s_->Error(op, r.get());
     if (PQntuples(r.get()) == 1) {
       const int64_t token = Int(r, 0, 0);
-      s_->fence_key = key;
+      std::unique_ptr<StoreLock> lease;
+      try {
+        lease.reset(new PgLease(s_, row, token));
+      } catch (const std::system_error& e) {  // no thread for the renewals
+        s_->Exec("DELETE FROM runbook.leases WHERE key = $1 AND token = $2::bigint",
+                 {row, std::to_string(token)});
+        return Status::Internal(op + ": " + e.what());
+      }
+      s_->fence_key = row;
       s_->fence_token = token;
-      return std::unique_ptr<StoreLock>(new PgLease(s_, key, token));
+      return lease;
     }
     r = s_->Exec(
         "SELECT run_id, holder, ceil(extract(epoch FROM expires_at - now()))::bigint"
         " FROM runbook.leases WHERE key = $1",
-        {Clean(key)});
+        {row});
     if (!Ok(r)) return s_->Error(op, r.get());
     if (PQntuples(r.get()) != 1)
       return Status::Unavailable("lock '" + key + "' is held by another run");
@@ -662,9 +734,9 @@ class PgStateStore final : public StateStore {
     std::lock_guard<std::mutex> lock(s_->mu);
     // Unknown (the server is unreachable) counts as held: a run is not
     // called interrupted on a guess.
-    if (!s_->Ready()) return true;
-    PgResult r = s_->Exec("SELECT holder FROM runbook.leases WHERE key = $1 AND expires_at > now()",
-                          {Clean(key)});
+    PgResult r =
+        s_->Read("SELECT liveness FROM runbook.leases WHERE key = $1 AND expires_at > now()",
+                 {LeaseKey(key)});
     if (!Ok(r)) return true;
     return PQntuples(r.get()) == 1 && !HolderIsDeadHere(Text(r, 0, 0));
   }
@@ -675,25 +747,34 @@ class PgStateStore final : public StateStore {
 
 Status PgStateStore::Migrate() {
   const std::string op = "cannot create or migrate the schema";
-  auto version = [&](int* v, bool* ours, bool* schema) -> Status {
+  // `schema`: a schema "runbook" exists; `empty`: it holds nothing (a DBA
+  // may create it for us); `ours`: it holds our runbook.meta.
+  auto version = [&](int* v, bool* ours, bool* schema, bool* empty) -> Status {
     PgResult r = s_->Exec(
         "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'runbook'),"
-        " to_regclass('runbook.meta') IS NOT NULL");
+        " NOT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "             WHERE n.nspname = 'runbook'),"
+        " EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('runbook.meta')"
+        "         AND attname = 'application' AND NOT attisdropped)");
     if (!Ok(r)) return s_->Error(op, r.get());
     *schema = Text(r, 0, 0) == "t";
-    *ours = Text(r, 0, 1) == "t";
+    *empty = Text(r, 0, 1) == "t";
+    *ours = false;
     *v = 0;
-    if (!*ours) return Status::Ok();
-    r = s_->Exec("SELECT max(schema_version) FROM runbook.meta");
+    if (Text(r, 0, 2) != "t") return Status::Ok();
+    r = s_->Exec(
+        "SELECT max(schema_version) FROM runbook.meta WHERE application = 'runbook state store'");
     if (!Ok(r)) return s_->Error(op, r.get());
+    *ours = !PQgetisnull(r.get(), 0, 0);
     *v = static_cast<int>(Int(r, 0, 0));
     return Status::Ok();
   };
-  auto check = [&](int v, bool ours, bool schema) -> Status {
-    if (schema && !ours) {
+  auto check = [&](int v, bool ours, bool schema, bool empty) -> Status {
+    if (schema && !ours && !empty) {
       return Status::Invalid("state store " + s_->shown +
                              ": the schema \"runbook\" of this database belongs to something "
-                             "else (it has no runbook.meta); nothing was changed in it");
+                             "else (it holds tables and no runbook.meta of ours); nothing was "
+                             "changed in it");
     }
     if (v > kSchemaVersion) {
       return Status::Invalid("state store " + s_->shown + ": schema version " + std::to_string(v) +
@@ -703,9 +784,9 @@ Status PgStateStore::Migrate() {
     return Status::Ok();
   };
   int v = 0;
-  bool ours = false, schema = false;
-  Status st = version(&v, &ours, &schema);
-  if (st.ok()) st = check(v, ours, schema);
+  bool ours = false, schema = false, empty = false;
+  Status st = version(&v, &ours, &schema, &empty);
+  if (st.ok()) st = check(v, ours, schema, empty);
   if (!st.ok() || (ours && v == kSchemaVersion)) return st;
 
   // Again under the migration lock: another engine may have migrated.
@@ -714,8 +795,8 @@ Status PgStateStore::Migrate() {
   if (!Ok(r)) return s_->Error(op, r.get());
   r = s_->Exec(kMigrationLock);
   if (!Ok(r)) return s_->Error(op, r.get());
-  st = version(&v, &ours, &schema);
-  if (st.ok()) st = check(v, ours, schema);
+  st = version(&v, &ours, &schema, &empty);
+  if (st.ok()) st = check(v, ours, schema, empty);
   if (!st.ok() || (ours && v == kSchemaVersion)) return st;
   if (!schema) {
     r = s_->Exec("CREATE SCHEMA runbook");
@@ -754,6 +835,18 @@ std::string ShownPostgresLocation(const std::string& uri) {
   return shown;
 }
 
+std::string PostgresPassword(const std::string& uri) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(uri.c_str(), &err);
+  if (err) PQfreemem(err);
+  std::string password;
+  for (PQconninfoOption* p = opts; p && p->keyword; ++p) {
+    if (std::string(p->keyword) == "password" && p->val) password = p->val;
+  }
+  if (opts) PQconninfoFree(opts);
+  return password;
+}
+
 Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& uri,
                                                       const PgStoreOptions& options) {
   auto s = std::make_shared<Session>();
@@ -765,19 +858,19 @@ Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& uri,
         "state store: not a PostgreSQL connection URI (postgresql://[user@]host[:port]/dbname"
         "[?param=value...], as libpq takes it)");
   }
-  {
-    char* err = nullptr;
-    PQconninfoOption* opts = PQconninfoParse(uri.c_str(), &err);
-    if (err) PQfreemem(err);
-    for (PQconninfoOption* p = opts; p && p->keyword; ++p) {
-      if (std::string(p->keyword) == "password" && p->val) s->password = p->val;
-    }
-    if (opts) PQconninfoFree(opts);
-  }
+  s->password = PostgresPassword(uri);
   // Defaults the URI and the PG* variables override: a state store that
-  // cannot be reached fails in seconds, and is named in pg_stat_activity.
+  // cannot be reached fails in seconds (keepalives and tcp_user_timeout: a
+  // dead network is found out in about half a minute, not the kernel's
+  // fifteen), and is named in pg_stat_activity.
   std::vector<const char*> keys, values;
   if (!std::getenv("PGCONNECT_TIMEOUT")) keys.push_back("connect_timeout"), values.push_back("10");
+  static const char* const kNetwork[][2] = {{"keepalives", "1"},
+                                            {"keepalives_idle", "10"},
+                                            {"keepalives_interval", "5"},
+                                            {"keepalives_count", "3"},
+                                            {"tcp_user_timeout", "30000"}};
+  for (const auto& kv : kNetwork) keys.push_back(kv[0]), values.push_back(kv[1]);
   if (!std::getenv("PGAPPNAME")) {
     keys.push_back("application_name"), values.push_back("runbook state store");
   }

@@ -9,12 +9,18 @@
 //
 // Run locks are leases (runbook.leases): an owner (run id, host and pid), an
 // expiry renewed while the run lives (every third of its length), and a
-// fencing token from a sequence, so it only grows. A lease that expired (its
+// fencing token from a sequence, so it only grows. The holder's process is
+// named by boot id, pid namespace, pid and start time (ProcessLiveness), not
+// by host name. A lease that expired (its
 // engine was presumed dead) can be taken by another engine, with a new
 // token; from then on every write of the old engine fails (each write
 // renews its lease by token in the same transaction), so it stops at its
-// next transition, before acting. A holder on the same host whose process
-// is gone is not waited for.
+// next transition, before acting. A holder on the same machine (boot and
+// pid namespace) whose process is gone is not waited for.
+//
+// A connection the server closed (it restarted, a failover) is opened
+// again before the next read or transaction; a write whose COMMIT got no
+// answer fails (its outcome is unknown), and the engine stops there.
 //
 // What it relies on: transactions and row locks only. No session state
 // survives a transaction (SET LOCAL only; no session advisory locks, no
@@ -40,6 +46,13 @@ Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& uri,
                                                       const PgStoreOptions& options);
 // With the options from the environment.
 Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& uri);
+
+// How a lease names its holder's process, to tell whether it is gone: this
+// kernel boot's id, the pid namespace, the pid and its start time.
+std::string ProcessLiveness(long pid);
+
+// The password the URI holds, or "" (for the redactor).
+std::string PostgresPassword(const std::string& uri);
 
 // The URI as messages may show it: user, host, port, database and service,
 // never a password. Empty when it cannot be parsed.

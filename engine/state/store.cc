@@ -298,11 +298,27 @@ std::optional<StepStatus> ParseStepStatus(const std::string& s) {
 SqliteStateStore::~SqliteStateStore() { sqlite3_close_v2(db_); }
 
 bool IsPostgresLocation(const std::string& location) {
-  return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+  std::string lower;
+  for (char c : location.substr(0, 16)) lower += static_cast<char>(tolower(c));
+  if (lower.rfind("postgresql://", 0) == 0 || lower.rfind("postgres://", 0) == 0) return true;
+  // libpq's keyword=value form: "host=db dbname=runbook", "service=runbook".
+  size_t start = location.find_first_not_of(" \t");
+  if (start == std::string::npos) return false;
+  for (const char* key : {"host=", "hostaddr=", "dbname=", "service=", "user=", "port="}) {
+    if (location.compare(start, strlen(key), key) == 0) return true;
+  }
+  return false;
 }
 
 Result<std::unique_ptr<StateStore>> StateStore::Open(const std::string& location) {
   if (IsPostgresLocation(location)) return OpenPostgresStore(location);
+  // A mistyped URI is no file name: a store of its own would hold its own
+  // locks, and its name may hold a password.
+  if (location.find("://") != std::string::npos) {
+    return Status::Invalid(
+        "state store: not a SQLite file path nor a postgresql:// URI (a URI's scheme is "
+        "postgresql or postgres)");
+  }
   return SqliteStateStore::Open(location);
 }
 

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include "tests/e2e/e2e_util.h"
 #include "tests/engine/state_test_util.h"
@@ -202,6 +203,66 @@ TEST_CASE(
   CHECK_FALSE(Exists(t.P("state")));
   CHECK(seen.find(password) == std::string::npos);
   CHECK(seen.find(uri) == std::string::npos);
+}
+
+TEST_CASE(
+    "with the state in PostgreSQL, an engine presumed dead (stopped past its lease) whose "
+    "run was taken over stops at its next transition: the step after acts once",
+    "[e2e][postgres][lock]") {
+  testing::PgTestDb db(testing::BlueServer(), "state");
+  E2e t(testing::PostgresUri(db));
+  const std::map<std::string, std::string> env{{"RUNBOOK_LEASE_SECONDS", "3"}};
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  // `act` is not idempotent: mkdir fails if the directory exists.
+  t.Write("once.yaml", R"(format: 1
+name: once
+lock: shared-target
+params:
+  w: {type: string}
+steps:
+  - id: hold
+    exec: {argv: [sleep, "4"]}
+  - id: act
+    exec: {argv: [mkdir, "${{ params.w }}/acted"]}
+)");
+  Background a(t.Spec({"run", "once.yaml", "-p", "w=" + w}, env));
+  const std::string id = WaitStarted(a);
+  // The engine (not its command) stops: no renewal, its lease runs out.
+  REQUIRE(kill(a.pid(), SIGSTOP) == 0);
+  CliResult b;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+       std::chrono::steady_clock::now() < end;) {
+    b = t.Run({"resume", id, "--mark-done", "hold"}, env);
+    if (b.code != 4) break;
+    CHECK(b.err.find("its lease ends in") != std::string::npos);
+    std::this_thread::sleep_for(milliseconds(300));
+  }
+  INFO(b.All());
+  CHECK(b.code == 0);
+  CHECK(Exists(w + "/acted"));
+  CHECK(t.RunStatus(id)["status"] == "succeeded");
+
+  // The first engine wakes up: its command has finished; journaling that is
+  // its next transition, refused: it stops there, acting no more.
+  REQUIRE(kill(a.pid(), SIGCONT) == 0);
+  REQUIRE(a.WaitExit(std::chrono::seconds(30)));
+  a.Drain();
+  INFO(a.out() << a.err());
+  // (The lease is gone by now: the second engine finished and released it.
+  // The terminal wraps long lines.)
+  std::string said;
+  for (char c : a.out() + a.err()) {
+    if (!isspace(static_cast<unsigned char>(c))) said += c;
+  }
+  CHECK(said.find("lock'shared-target':thisengine'sleasewastakenover") != std::string::npos);
+  CHECK(said.find("theenginethatholdstheleasenowcarriestherunon") != std::string::npos);
+  CHECK(said.find("(exit6)") != std::string::npos);
+  CHECK(t.RunStatus(id)["status"] == "succeeded");
+  CHECK(
+      db.Value("SELECT count(*) FROM runbook.events WHERE kind = 'step.ok' AND step_id = 'act'") ==
+      "1");
+  CHECK(db.Value("SELECT status FROM runbook.steps WHERE step_id = 'act'") == "succeeded");
 }
 
 }  // namespace runbook::e2e

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -185,29 +186,104 @@ TEST_CASE(
   CHECK(a->LockHeld("db:main"));
 }
 
-TEST_CASE("postgresql store: a holder on this host whose process is gone is not waited for",
-          "[state][postgres][lock]") {
+TEST_CASE(
+    "postgresql store: a holder on this machine whose process is gone is not waited for; "
+    "a host name alone proves nothing",
+    "[state][postgres][lock]") {
   PostgresSite site;
   auto store = site.Open();
-  auto seed = [&](const std::string& holder) {
+  auto seed = [&](const std::string& liveness) {
     site.db().Exec("DELETE FROM runbook.leases; INSERT INTO runbook.leases VALUES ('k', 'old', '" +
-                   holder + "', nextval('runbook.lease_tokens'), now() + interval '1 hour')");
+                   Host() + " 42', '" + liveness +
+                   "', nextval('runbook.lease_tokens'), now() + interval '1 hour')");
   };
-  seed(Host() + " " + std::to_string(DeadPid()));
-  CHECK_FALSE(store->LockHeld("k"));
-  auto taken = store->AcquireLock("k", "new");
-  REQUIRE(taken.ok());
-  CHECK(site.db().Value("SELECT run_id FROM runbook.leases") == "new");
-  taken->reset();
+  // "BOOT NS" of this machine (boot id and pid namespace).
+  std::string mine = ProcessLiveness(getpid());
+  mine = mine.substr(0, mine.find(' ', mine.find(' ') + 1));
+  auto taken_by_new = [&](const std::string& liveness) {
+    seed(liveness);
+    INFO(liveness);
+    CHECK_FALSE(store->LockHeld("k"));
+    auto taken = store->AcquireLock("k", "new");
+    REQUIRE(taken.ok());
+    CHECK(site.db().Value("SELECT run_id FROM runbook.leases") == "new");
+  };
+  taken_by_new(mine + " " + std::to_string(DeadPid()) + " 12345");  // gone
+  taken_by_new(mine + " 1 999999999");  // pid 1 is another process now (pid reused)
 
-  // A live process (pid 1), or a process on another host, is waited for.
-  for (const std::string& holder : {Host() + " 1", std::string("elsewhere 12345")}) {
-    seed(holder);
+  // A live process, one of another machine or pid namespace (the same host
+  // name: a cloned machine, a pod re-created elsewhere), or one we cannot
+  // read is waited for.
+  for (const std::string& liveness :
+       {ProcessLiveness(1), std::string("another-boot 4026531836 1 1"), std::string("garbage")}) {
+    seed(liveness);
+    INFO(liveness);
     CHECK(store->LockHeld("k"));
     auto refused = store->AcquireLock("k", "new");
     REQUIRE(!refused.ok());
-    CHECK(refused.status().message().find("held by run old (" + holder + ";") != std::string::npos);
+    CHECK(refused.status().message().find("held by run old (" + Host() + " 42;") !=
+          std::string::npos);
   }
+}
+
+TEST_CASE(
+    "postgresql store: a schema \"runbook\" a DBA created empty is used; a long lock key "
+    "is hashed",
+    "[state][postgres][lock]") {
+  PostgresSite site;
+  site.db().Exec("CREATE SCHEMA runbook");
+  auto store = site.Open();
+  CHECK(site.db().Value("SELECT schema_version FROM runbook.meta") == "1");
+  const std::string key(5000, 'k');
+  auto held = store->AcquireLock(key, "r1");
+  INFO(held.status().message());
+  REQUIRE(held.ok());
+  CHECK(std::stoi(site.db().Value("SELECT length(key) FROM runbook.leases")) < 200);
+  auto other = site.Open();
+  CHECK(other->LockHeld(key));
+  CHECK_FALSE(other->LockHeld(std::string(5000, 'j')));
+}
+
+TEST_CASE("state locations: a mistyped URI is refused, libpq's keyword form is PostgreSQL",
+          "[state][postgres]") {
+  PostgresSite site;
+  StoreDir dir;
+  for (const std::string& bad : {"postgresq://u:secret@h/db", "mysql://u@h/db"}) {
+    auto refused = StateStore::Open(dir.path + "/" + bad);
+    REQUIRE(!refused.ok());
+    CHECK(refused.status().message().find("secret") == std::string::npos);
+  }
+  CHECK(std::filesystem::is_empty(dir.path));
+  CHECK(IsPostgresLocation("POSTGRESQL://h/db"));
+  CHECK(IsPostgresLocation("service=runbook"));
+  CHECK_FALSE(IsPostgresLocation("/var/lib/runbook/state.db"));
+  const PgServer& server = site.db().server();
+  auto store = StateStore::Open("host=" + server.host + " port=" + std::to_string(server.port) +
+                                " dbname=" + site.db().name() + " user=" + server.superuser +
+                                " password='" + server.password + "'");
+  INFO(store.status().message());
+  REQUIRE(store.ok());
+  CHECK((*store)->path().find(server.password) == std::string::npos);
+  CHECK(PostgresPassword(site.Location()) == server.password);
+}
+
+TEST_CASE("postgresql store: after a server restart the next read and write reconnect",
+          "[state][postgres]") {
+  PostgresSite site;
+  auto store = site.Open();
+  REQUIRE(store->CreateRun(MakeRun("r1")).ok());
+  site.db().server().Stop();
+  site.db().server().Start();
+  StepRecord step = MakeStep("r1", "after");
+  Status s = store->PutStep(&step);
+  INFO(s.message());
+  CHECK(s.ok());
+  site.db().server().Stop();
+  site.db().server().Start();
+  auto steps = store->GetSteps("r1");
+  INFO(steps.status().message());
+  REQUIRE(steps.ok());
+  CHECK(steps->size() == 1);
 }
 
 }  // namespace runbook

@@ -48,6 +48,7 @@ class Simulator:
         self.log_file = log
         self.log_bodies = log_bodies
         self.log_lock = threading.Lock()
+        self.generation = 0  # bumped by reset()
 
     def log(self, msg):
         with self.log_lock:
@@ -55,6 +56,10 @@ class Simulator:
             self.log_file.flush()
 
     def reset(self):
+        # A request a fault delays across a reset belongs to the test before
+        # it (a client killed mid-request): it is dropped, not applied to the
+        # next test's objects.
+        self.generation += 1
         self.faults.clear()
         with self.store.lock:
             self.controller.job_due.clear()
@@ -145,7 +150,11 @@ class Handler(BaseHTTPRequestHandler):
             return False
         self.sim.log(f"fault {rule['id']} hits {self.command} {self.path}")
         if rule["delay_ms"]:
+            generation = self.sim.generation
             time.sleep(rule["delay_ms"] / 1000.0)
+            if self.sim.generation != generation:
+                self.sim.log(f"fault {rule['id']}: {self.command} {self.path} outlived a reset: dropped")
+                rule = dict(rule, drop=True)
         if rule["drop"]:
             self.close_connection = True
             self.status_code = "dropped"
