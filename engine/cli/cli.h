@@ -62,6 +62,7 @@ std::string FirstCommandWord(int argc, char** argv);
 void AddValidateCommand(CLI::App& app, Cli& cli);
 void AddPlanCommand(CLI::App& app, Cli& cli);
 void AddRunCommands(CLI::App& app, Cli& cli);  // run, resume, rollback
+void AddFleetCommand(CLI::App& app, Cli& cli);
 void AddStatusCommand(CLI::App& app, Cli& cli);
 void AddReportCommand(CLI::App& app, Cli& cli);
 void AddApproveCommand(CLI::App& app, Cli& cli);

@@ -1,6 +1,7 @@
 // runbook run / resume / rollback: the commands that act.
 #include <pwd.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <iostream>
 
@@ -79,11 +80,30 @@ std::shared_ptr<const Runbook> LoadRunOf(Cli& cli, std::string& run_id) {
   return rb;
 }
 
+// The scalars of a YAML params file as name=value pairs, as -p gives them.
+bool ParamsFilePairs(Cli& cli, const std::string& path, std::vector<std::string>* pairs) {
+  try {
+    YAML::Node root = YAML::LoadFile(path);
+    if (!root.IsMap()) throw YAML::Exception(root.Mark(), "expected a map of params");
+    for (const auto& kv : root) {
+      if (!kv.second.IsScalar()) {
+        throw YAML::Exception(kv.second.Mark(),
+                              "param '" + kv.first.Scalar() + "' is not a scalar");
+      }
+      pairs->push_back(kv.first.Scalar() + "=" + kv.second.Scalar());
+    }
+    return true;
+  } catch (const YAML::Exception& e) {
+    cli.exit_code = cli.Error(ExitCode::kInvalid, "--params-file " + path + ": " + e.what());
+    return false;
+  }
+}
+
 }  // namespace
 
 void AddRunCommands(CLI::App& app, Cli& cli) {
   static Common run_c, resume_c, rollback_c;
-  static std::string file, params_file, from, run_id;
+  static std::string file, params_file, from, run_id, fleet_target, resume_params_file;
   static bool dry_run = false, ignore_window = false, allow_changed = false;
   static std::vector<std::string> retry_steps, mark_done;
 
@@ -95,6 +115,8 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
   run->add_flag("--yes", run_c.yes, "pre-approve every approval gate");
   run->add_flag("--ignore-window", ignore_window, "run outside the maintenance window");
   run->add_option("--from", from, "start at this step (earlier steps are skipped)");
+  // Set by `runbook fleet`: the target this run is, recorded with the run.
+  run->add_option("--fleet-target", fleet_target)->group("");
   run->callback([&cli]() {
     auto rb = cli.Load(file);
     if (!rb) {
@@ -120,6 +142,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     opts.ignore_window = ignore_window;
     opts.from_step = from;
     opts.options_to_store = Value{{"ignore_window", ignore_window}, {"from", from}};
+    if (!fleet_target.empty()) opts.options_to_store["fleet_target"] = fleet_target;
     Executor ex(s.env);
     cli.exit_code = static_cast<int>(ex.Run(rb, *params, opts));
   });
@@ -133,13 +156,18 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
                                                   "taken effect");
   resume->add_option("--mark-done", mark_done, "record that this step took effect");
   resume->add_flag("--allow-changed", allow_changed, "resume although the runbook changed");
+  resume->add_option("--params-file", resume_params_file,
+                     "YAML file of params (the secret ones, and others as they were given)");
   static bool resume_accept_loss = false;
   resume->add_flag("--accept-data-loss", resume_accept_loss,
                    "a rollback it continues may undo what would destroy others' writes");
   resume->callback([&cli]() {
     auto rb = LoadRunOf(cli, run_id);
     if (!rb) return;
-    std::optional<Value> secrets = cli.ResumeParams(*rb, resume_c.pairs);
+    std::vector<std::string> pairs;
+    if (!resume_params_file.empty() && !ParamsFilePairs(cli, resume_params_file, &pairs)) return;
+    pairs.insert(pairs.end(), resume_c.pairs.begin(), resume_c.pairs.end());  // -p wins
+    std::optional<Value> secrets = cli.ResumeParams(*rb, pairs);
     if (!secrets) return;
     Session s;
     if (!Open(cli, resume_c, &s)) return;

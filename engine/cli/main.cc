@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
     AddValidateCommand(app, cli);
     AddPlanCommand(app, cli);
     AddRunCommands(app, cli);
+    AddFleetCommand(app, cli);
     AddStatusCommand(app, cli);
     AddReportCommand(app, cli);
     AddApproveCommand(app, cli);
