@@ -3,13 +3,21 @@
 // process of this binary, with the same state store.
 //
 // Every target's params are checked against the runbook before anything
-// starts. A target is started once per invocation: run again with the same
-// targets, the fleet skips the targets whose last run succeeded, resumes
-// those that stopped part-way (interrupted, paused, stopped, failed
-// unfinished) and starts again those that rolled back.
+// starts; a child gets exactly those (its own params on stdin, as written in
+// the targets file; the common ones it does not override as --param=). Run
+// again with the same targets, the fleet decides for each target from its
+// last run (one read of the store up front; a store that cannot be read
+// starts nothing):
+//   none, or rolled back with nothing kept         a new run
+//   succeeded with the same params and runbook     skipped
+//   succeeded with other params or runbook         a new run
+//   interrupted, interrupted_rollback, paused      resumed
+//   anything else (stopped, failed, rolled back to a boundary, rollback
+//   failed, running elsewhere)                     left to a human: a failure
+// A rehearsal fleet always rehearses anew.
+#include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -18,14 +26,16 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 
 #include "engine/cli/cli.h"
-#include "engine/core/clock.h"
 #include "engine/core/process.h"
 #include "engine/core/schema.h"
+#include "engine/exec/executor.h"
 #include "engine/exec/reporter.h"
 
 namespace runbook {
@@ -33,11 +43,14 @@ namespace {
 
 struct Target {
   std::string name;
-  Value params = Value::object();
+  YAML::Node params;                // as written (a map, or null)
+  std::string params_yaml;          // what the child reads on stdin
+  std::vector<std::string> common;  // the common name=value pairs it does not override
+  Value resolved;                   // its params as the runbook sees them
 };
 
 struct Outcome {
-  std::string status = "not started";  // succeeded, failed, paused, skipped, ...
+  std::string status = "not started";  // succeeded, skipped, failed, paused, ...
   std::string run_id;
   std::string failed_step;
   std::string note;
@@ -45,16 +58,6 @@ struct Outcome {
   int wave = 0;
   bool failure = false;
 };
-
-Value ScalarOf(const YAML::Node& n) {
-  const std::string& s = n.Scalar();
-  if (n.Tag() == "!") return s;  // quoted: a string
-  if (s == "true" || s == "false") return s == "true";
-  char* end = nullptr;
-  long long i = strtoll(s.c_str(), &end, 10);
-  if (!s.empty() && *end == '\0') return i;
-  return s;
-}
 
 std::string At(const std::string& path, const YAML::Node& n) {
   return path + ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1);
@@ -110,41 +113,51 @@ Result<std::vector<Target>> ReadTargets(const std::string& path) {
     }
     if (params && !params.IsNull()) {
       if (!params.IsMap()) return Status::Invalid(At(path, params) + ": params is a map");
+      std::set<std::string> keys;
       for (const auto& kv : params) {
-        if (!kv.second.IsScalar()) {
-          return Status::Invalid(At(path, kv.second) + ": target '" + t.name + "': param '" +
-                                 kv.first.Scalar() + "' is not a scalar");
+        if (!keys.insert(kv.first.Scalar()).second) {
+          return Status::Invalid(At(path, kv.first) + ": target '" + t.name + "': param '" +
+                                 kv.first.Scalar() + "' is given twice");
         }
-        t.params[kv.first.Scalar()] = ScalarOf(kv.second);
       }
+      t.params = params;
     }
+    YAML::Emitter out;
+    if (t.params.IsMap()) {
+      out << t.params;
+    } else {
+      out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+    }
+    t.params_yaml = std::string(out.c_str()) + "\n";
     targets.push_back(std::move(t));
   }
   return targets;
 }
 
 // "1", "10%", "rest" -> wave sizes covering `n` targets; what the specs
-// leave is a last wave.
+// leave is a last wave. Every spec is checked, also past the last target.
 Result<std::vector<size_t>> WaveSizes(const std::vector<std::string>& specs, size_t n) {
   std::vector<size_t> sizes;
   size_t left = n;
   for (const std::string& spec : specs) {
-    if (left == 0) break;
     size_t size = 0;
     char* end = nullptr;
-    const long v = strtol(spec.c_str(), &end, 10);
+    errno = 0;
+    const long v = !spec.empty() && isdigit(static_cast<unsigned char>(spec[0]))
+                       ? strtol(spec.c_str(), &end, 10)
+                       : 0;
     if (spec == "rest") {
       size = left;
-    } else if (!spec.empty() && end && *end == '%' && end[1] == '\0' && v > 0 && v <= 100) {
+    } else if (v > 0 && errno == 0 && *end == '%' && end[1] == '\0' && v <= 100) {
       size = std::max<size_t>(1, static_cast<size_t>(std::ceil(n * v / 100.0)));
-    } else if (!spec.empty() && end && *end == '\0' && v > 0) {
+    } else if (v > 0 && errno == 0 && *end == '\0') {
       size = static_cast<size_t>(v);
     } else {
       return Status::Invalid("--wave " + spec +
-                             ": a count (10), a share of the targets (10%) or "
-                             "rest");
+                             ": a count (10), a share of the targets (10%) or rest");
     }
     size = std::min(size, left);
+    if (size == 0) continue;  // the targets ran out
     sizes.push_back(size);
     left -= size;
   }
@@ -152,120 +165,147 @@ Result<std::vector<size_t>> WaveSizes(const std::vector<std::string>& specs, siz
   return sizes;
 }
 
-std::string SelfPath() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return "runbook";
-  return std::string(buf, static_cast<size_t>(n));
+// A run id as NewRunId makes them: "20261121-145238-4f2a".
+bool LooksLikeRunId(const std::string& id) {
+  if (id.size() != 20 || id[8] != '-' || id[15] != '-') return false;
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (i != 8 && i != 15 && !isxdigit(static_cast<unsigned char>(id[i]))) return false;
+  }
+  return true;
 }
 
-// A private file holding `params` (JSON is YAML), for --params-file: a
-// secret param never appears in a process list. Removed on destruction.
-class ParamsFile {
- public:
-  explicit ParamsFile(const Value& params) {
-    char tmpl[] = "/tmp/runbook-fleet-XXXXXX";
-    int fd = mkstemp(tmpl);  // mode 0600
-    if (fd < 0) return;
-    const std::string text = params.dump();
-    bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    close(fd);
-    if (ok)
-      path_ = tmpl;
-    else
-      unlink(tmpl);
-  }
-  ~ParamsFile() {
-    if (!path_.empty()) unlink(path_.c_str());
-  }
-  ParamsFile(const ParamsFile&) = delete;
-  ParamsFile& operator=(const ParamsFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// The run id a child printed on its first line ("run ID ...", "resume ID ...").
-std::string RunIdOf(const std::string& out) {
+// The id of the run a child started ("run ID ...", "rehearsal ID ...").
+std::string NewRunIdOf(const std::string& out) {
   const std::string line = out.substr(0, out.find('\n'));
-  for (const char* word : {"run ", "rehearsal ", "resume "}) {
+  for (const char* word : {"run ", "rehearsal "}) {
     if (line.rfind(word, 0) == 0) {
       const size_t start = strlen(word);
-      return line.substr(start, line.find(' ', start) - start);
+      const std::string id = line.substr(start, line.find(' ', start) - start);
+      return LooksLikeRunId(id) ? id : "";
     }
   }
   return "";
 }
 
+std::string LastLine(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  const size_t nl = text.rfind('\n');
+  return nl == std::string::npos ? text : text.substr(nl + 1);
+}
+
+// Whether two params agree, where the stored one can tell: a secret is
+// stored as "***" (or withheld) and cannot be compared.
+bool SameParams(const Value& stored, const Value& given) {
+  if (!stored.is_object() || !given.is_object()) return false;
+  for (const auto& [k, v] : given.items()) {
+    auto it = stored.find(k);
+    if (it == stored.end()) return false;
+    if (it->is_string() && it->get<std::string>().find("***") != std::string::npos) continue;
+    if (*it != v) return false;
+  }
+  return stored.size() == given.size();
+}
+
+// SIGINT/SIGTERM: start no more targets; those running finish as their
+// runbook says (they lead their own process groups: the terminal's ^C does
+// not reach them). A second signal ends the fleet at once.
+std::atomic<bool> g_interrupted{false};
+void OnSignal(int) { g_interrupted = true; }
+
 struct Fleet {
   Cli* cli = nullptr;
   StateStore* store = nullptr;
+  std::shared_ptr<const Runbook> rb;
   std::string runbook_path;  // absolute
+  std::string digest;        // of the runbook as validated
   std::vector<Target> targets;
-  Value common = Value::object();
+  std::map<std::string, RunRecord> last;  // target name -> its last run
   bool yes = false, dry_run = false;
   int max_concurrency = 1, max_failures = 0;
 
-  std::mutex mu;
+  std::mutex mu;  // guards what follows, and printing
   std::vector<Outcome> outcomes;
   int failures = 0;
   bool stopped = false;  // max_failures exceeded: no more starts
 
-  // The last run of target `name` (this runbook, tagged by the fleet), if any.
-  std::optional<RunRecord> LastRun(const std::string& name) {
+  // Reads every target's last run (this runbook, tagged by the fleet) once.
+  Status ReadLastRuns() {
     Result<std::vector<RunRecord>> runs = store->ListRuns(0);
-    if (!runs.ok()) return std::nullopt;
-    for (const RunRecord& r : *runs) {
-      if (r.runbook_path == runbook_path && r.dry_run == dry_run && r.options.is_object() &&
-          r.options.value("fleet_target", "") == name) {
-        return r;
-      }
+    if (!runs.ok()) return runs.status();
+    for (const RunRecord& r : *runs) {  // newest first
+      if (r.runbook_name != rb->name || r.dry_run != dry_run || !r.options.is_object()) continue;
+      auto tag = r.options.find("fleet_target");
+      if (tag == r.options.end() || !tag->is_string()) continue;
+      last.emplace(tag->get<std::string>(), r);
     }
-    return std::nullopt;
+    return Status::Ok();
+  }
+
+  // Whether a rolled-back run kept steps that changed something (a
+  // rollback boundary, rollback: none): starting over would repeat them.
+  bool KeptSteps(const std::string& run_id) {
+    Result<std::vector<StepRecord>> steps = store->GetSteps(run_id);
+    if (!steps.ok()) return true;  // unknown: a human looks
+    for (const StepRecord& s : *steps) {
+      if (s.status == StepStatus::kSucceeded && !StepChangedNothing(s)) return true;
+    }
+    return false;
+  }
+
+  // What to do with target i: "run", "resume", or "" (outcome set).
+  std::string Decide(size_t i, const RunRecord** prev) {
+    const Target& t = targets[i];
+    Outcome& o = outcomes[i];
+    auto it = last.find(t.name);
+    if (it == last.end() || dry_run) return "run";
+    const RunRecord& r = it->second;
+    *prev = &r;
+    const std::string shown = cli->ShownStatus(*store, r);
+    o.run_id = r.id;
+    if (shown == "succeeded") {
+      if (r.digest == digest && SameParams(r.params, t.resolved)) {
+        o.status = "skipped";
+        o.note = "succeeded before";
+        return "";
+      }
+      return "run";  // last time was another job
+    }
+    if (shown == "interrupted" || shown == "interrupted_rollback" || shown == "paused") {
+      return "resume";
+    }
+    if (shown == "rolled_back" && !KeptSteps(r.id)) return "run";
+    o.status = shown == "running" || shown == "rolling_back" ? shown : "needs a human";
+    o.failure = true;
+    o.note = shown == "running" || shown == "rolling_back"
+                 ? "another engine runs it"
+                 : "its last run is " + shown + (shown == "rolled_back" ? " with steps kept" : "") +
+                       ": runbook status " + r.id + ", then resume or roll it back";
+    return "";
   }
 
   void RunOne(size_t i) {
     const Target& t = targets[i];
     Outcome& o = outcomes[i];
-    const auto start = std::chrono::steady_clock::now();
-    std::vector<std::string> argv{SelfPath()};
-    std::optional<RunRecord> last = LastRun(t.name);
-    const std::string shown = last ? cli->ShownStatus(*store, *last) : "";
-    Value params = common;
-    for (const auto& [k, v] : t.params.items()) params[k] = v;
-    ParamsFile file(params);
-    if (shown == "succeeded") {
-      o.status = "skipped";
-      o.run_id = last->id;
-      o.note = "succeeded before";
-      return;
-    }
-    if (shown == "rollback_failed" || shown == "running" || shown == "rolling_back") {
-      o.status = shown;
-      o.run_id = last->id;
-      o.failure = true;
-      o.note = shown == "rollback_failed" ? "a human must act" : "another engine runs it";
-      return;
-    }
-    if (file.path().empty()) {
-      o.status = "failed";
-      o.failure = true;
-      o.note = "cannot write its params file in /tmp";
-      return;
-    }
-    if (last && shown != "rolled_back") {
-      argv.insert(argv.end(), {"resume", last->id, "--params-file", file.path()});
-    } else {
-      argv.insert(argv.end(),
-                  {"run", runbook_path, "--params-file", file.path(), "--fleet-target=" + t.name});
-      if (dry_run) argv.push_back("--dry-run");
-    }
-    argv.push_back("--no-color");
-    if (yes) argv.push_back("--yes");
+    const RunRecord* prev = nullptr;
+    const std::string what = Decide(i, &prev);
+    if (what.empty()) return;
     ProcessSpec spec;
-    spec.argv = argv;
+    spec.argv = {"/proc/self/exe"};
+    if (what == "resume") {
+      spec.argv.insert(spec.argv.end(), {"resume", prev->id, "--params-file", "/dev/stdin"});
+    } else {
+      o.run_id.clear();
+      spec.argv.insert(spec.argv.end(), {"run", runbook_path, "--params-file", "/dev/stdin",
+                                         "--fleet-target=" + t.name});
+      if (dry_run) spec.argv.push_back("--dry-run");
+    }
+    for (const std::string& pair : t.common) spec.argv.push_back("--param=" + pair);
+    spec.argv.push_back("--no-color");
+    if (yes) spec.argv.push_back("--yes");
+    spec.stdin_data = t.params_yaml;
     spec.env["RUNBOOK_STATE"] = cli->StatePath();
+    spec.max_output = 1 << 20;
+    const auto start = std::chrono::steady_clock::now();
     Result<ProcessResult> r = ProcessRunner::Real().Run(spec);
     o.ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                  start)
@@ -276,15 +316,13 @@ struct Fleet {
       o.note = r.status().message();
       return;
     }
-    o.run_id = RunIdOf(r->out);
-    if (o.run_id.empty() && last) o.run_id = last->id;
+    if (what == "run") o.run_id = NewRunIdOf(r->out);
     switch (r->exit_code) {
       case 0:
         o.status = "succeeded";
         break;
       case 3:
         o.status = "paused";
-        o.note = "waiting for an approval";
         break;
       case 4:
         o.status = "locked";
@@ -303,13 +341,11 @@ struct Fleet {
         o.failure = true;
         break;
     }
-    if (o.failure && o.run_id.empty()) {
-      // Refused before a run began: say why, from its last line.
-      std::string err = r->err;
-      while (!err.empty() && err.back() == '\n') err.pop_back();
-      o.note = err.substr(err.rfind('\n') == std::string::npos ? 0 : err.rfind('\n') + 1);
+    if (r->exit_code != 0) {
+      o.note = r->signal ? "killed by signal " + std::to_string(r->signal)
+                         : LastLine(r->err.empty() ? r->out : r->err);
     }
-    if (!o.run_id.empty()) {
+    if (!o.run_id.empty() && o.failure) {
       Result<std::vector<StepRecord>> steps = store->GetSteps(o.run_id);
       for (const StepRecord& s : steps.ok() ? *steps : std::vector<StepRecord>{}) {
         if (s.status == StepStatus::kFailed || s.status == StepStatus::kUndoFailed) {
@@ -327,19 +363,26 @@ struct Fleet {
       for (;;) {
         {
           std::lock_guard<std::mutex> lock(mu);
-          if (stopped) return;
+          if (stopped || g_interrupted) return;
         }
         const size_t i = next++;
         if (i >= end) return;
         outcomes[i].wave = wave;
-        RunOne(i);
+        try {
+          RunOne(i);
+        } catch (const std::exception& e) {  // a bug must not orphan the others
+          outcomes[i].status = "failed";
+          outcomes[i].failure = true;
+          outcomes[i].note = std::string("internal error: ") + e.what();
+        }
         std::lock_guard<std::mutex> lock(mu);
         const Outcome& o = outcomes[i];
         if (o.failure && ++failures > max_failures) stopped = true;
         printf("fleet: wave %d  %-24s %-14s%s%s%s\n", wave, TerminalSafe(targets[i].name).c_str(),
                o.status.c_str(), o.run_id.empty() ? "" : ("  run " + o.run_id).c_str(),
-               o.failed_step.empty() ? "" : ("  at step " + o.failed_step).c_str(),
-               o.note.empty() ? "" : ("  (" + cli->redactor.Redact(o.note) + ")").c_str());
+               o.failed_step.empty() ? "" : ("  at step " + TerminalSafe(o.failed_step)).c_str(),
+               o.note.empty() ? ""
+                              : ("  (" + TerminalSafe(cli->redactor.Redact(o.note)) + ")").c_str());
         fflush(stdout);
       }
     };
@@ -357,7 +400,7 @@ struct Fleet {
       snprintf(secs, sizeof(secs), "%.1fs", o.ms / 1000.0);
       printf("%-24s %-14s %-22s %9s  %s\n", TerminalSafe(targets[i].name).c_str(), o.status.c_str(),
              o.run_id.empty() ? "-" : o.run_id.c_str(), o.ms ? secs : "-",
-             o.failed_step.empty() ? "-" : o.failed_step.c_str());
+             o.failed_step.empty() ? "-" : TerminalSafe(o.failed_step).c_str());
     }
   }
 
@@ -366,13 +409,40 @@ struct Fleet {
     for (const Outcome& o : outcomes) {
       failed |= o.failure || o.status == "not started";
       paused |= o.status == "paused";
-      human |= o.status == "needs a human" || o.status == "rollback_failed";
+      human |= o.status == "needs a human";
     }
     if (human) return ExitCode::kRollbackFailed;
     if (failed) return ExitCode::kRunFailed;
     if (paused) return ExitCode::kPaused;
     return ExitCode::kOk;
   }
+};
+
+// The params file a child reads, also for checking a target's params before
+// anything starts. Private (0600, close-on-exec), removed on destruction.
+class TempParams {
+ public:
+  explicit TempParams(const std::string& text) {
+    char tmpl[] = "/tmp/runbook-fleet-XXXXXX";
+    int fd = mkostemp(tmpl, O_CLOEXEC);
+    if (fd < 0) return;
+    const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    close(fd);
+    if (ok) {
+      path_ = tmpl;
+    } else {
+      unlink(tmpl);
+    }
+  }
+  ~TempParams() {
+    if (!path_.empty()) unlink(path_.c_str());
+  }
+  TempParams(const TempParams&) = delete;
+  TempParams& operator=(const TempParams&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
 };
 
 }  // namespace
@@ -389,11 +459,11 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
                   "YAML or JSON: a list of {name, params}, or a map of name: params")
       ->required();
   cmd->add_option("-p,--param", pairs,
-                  "a param for every target, name=value (repeatable; a "
-                  "target's own params win)");
+                  "a param for every target, name=value (repeatable; a target's own params "
+                  "win)");
   cmd->add_option("--wave", waves,
-                  "a wave's size: a count (1), a share (10%) or rest; "
-                  "repeatable, in order; what is left is a last wave");
+                  "a wave's size: a count (1), a share (10%) or rest; repeatable, in order; what "
+                  "is left is a last wave");
   cmd->add_option("--max-concurrency", max_concurrency, "targets run at once (default 1)")
       ->check(CLI::Range(1, 256));
   cmd->add_option("--max-failures", max_failures,
@@ -403,13 +473,16 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
   cmd->add_flag("--yes", yes, "pre-approve every approval gate of every target");
   cmd->add_flag("--dry-run", dry_run, "rehearse every target");
   cmd->callback([&cli]() {
-    auto rb = cli.Load(file);
-    if (!rb) {
+    Fleet fleet;
+    fleet.cli = &cli;
+    fleet.rb = cli.Load(file);
+    if (!fleet.rb) {
       cli.exit_code = static_cast<int>(ExitCode::kInvalid);
       return;
     }
-    if (max_concurrency > 1 && !HasTemplate(rb->lock)) {
-      const std::string key = rb->lock.empty() ? rb->name : rb->lock;
+    const Runbook& rb = *fleet.rb;
+    if (max_concurrency > 1 && !HasTemplate(rb.lock)) {
+      const std::string key = rb.lock.empty() ? rb.name : rb.lock;
       cli.exit_code = cli.Error(
           ExitCode::kInvalid,
           "--max-concurrency " + std::to_string(max_concurrency) + ": every target of " + file +
@@ -428,42 +501,70 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, sizes.status().message());
       return;
     }
-    Fleet fleet;
-    fleet.cli = &cli;
-    // Every target's params checked before anything starts (the common
-    // ones as -p pairs, a target's own as its params file would give them).
-    for (const Target& t : *targets) {
-      ParamsFile pf(t.params);
-      std::optional<Value> params = cli.Params(*rb, pairs, pf.path());
+    // Every target's params checked before anything starts, from exactly
+    // what its run will be given.
+    for (Target& t : *targets) {
+      for (const std::string& pair : pairs) {
+        const std::string name = pair.substr(0, pair.find('='));
+        if (!(t.params.IsMap() && t.params[name])) t.common.push_back(pair);
+      }
+      TempParams tp(t.params_yaml);
+      if (tp.path().empty()) {
+        cli.exit_code = cli.Error(ExitCode::kInternal, "fleet: cannot write a params file in /tmp");
+        return;
+      }
+      std::optional<Value> params = cli.Params(rb, t.common, tp.path());
       if (!params) {
         fprintf(stderr, "runbook: fleet: target '%s': invalid params; nothing was started\n",
                 TerminalSafe(t.name).c_str());
         return;
       }
-    }
-    for (const std::string& pair : pairs) {
-      const size_t eq = pair.find('=');
-      fleet.common[pair.substr(0, eq)] = pair.substr(eq + 1);
+      t.resolved = *params;
     }
     auto store = cli.OpenStore();
     if (!store) return;
     std::error_code ec;
     fleet.store = store.get();
     fleet.runbook_path = std::filesystem::weakly_canonical(std::filesystem::absolute(file), ec);
-    fleet.targets = *targets;
+    fleet.digest = RunbookDigest(rb);
+    fleet.targets = std::move(*targets);
     fleet.outcomes.resize(fleet.targets.size());
     fleet.yes = yes;
     fleet.dry_run = dry_run;
     fleet.max_concurrency = max_concurrency;
     fleet.max_failures = max_failures;
-    printf("fleet %s: %zu targets in %zu waves, %d at once, %d failures tolerated\n",
-           rb->name.c_str(), fleet.targets.size(), sizes->size(), max_concurrency, max_failures);
-    size_t begin = 0;
-    for (size_t w = 0; w < sizes->size() && !fleet.stopped; ++w) {
-      fleet.RunWave(begin, begin + (*sizes)[w], static_cast<int>(w) + 1);
-      begin += (*sizes)[w];
+    if (Status s = fleet.ReadLastRuns(); !s.ok()) {
+      cli.exit_code = cli.Error(ExitCode::kInternal, "fleet: cannot read the targets' last runs (" +
+                                                         s.message() + "); nothing was started");
+      return;
     }
-    if (fleet.stopped) {
+    struct sigaction sa {};
+    sa.sa_handler = OnSignal;
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    printf("fleet %s: %zu targets in %zu waves, %d at once, %d failures tolerated\n",
+           TerminalSafe(rb.name).c_str(), fleet.targets.size(), sizes->size(), max_concurrency,
+           max_failures);
+    size_t begin = 0;
+    for (size_t w = 0; w < sizes->size() && !fleet.stopped && !g_interrupted; ++w) {
+      fleet.RunWave(begin, begin + (*sizes)[w], static_cast<int>(w) + 1);
+      const size_t end = begin + (*sizes)[w];
+      begin = end;
+      // A wave waiting for an approval holds the next one back.
+      for (size_t i = end - (*sizes)[w]; i < end; ++i) {
+        if (fleet.outcomes[i].status == "paused" && w + 1 < sizes->size()) {
+          printf(
+              "fleet: wave %zu waits for approvals; the next wave is not started (approve, "
+              "then run the fleet again)\n",
+              w + 1);
+          fleet.stopped = true;
+          break;
+        }
+      }
+    }
+    if (g_interrupted) printf("fleet: interrupted: no more targets were started\n");
+    if (fleet.failures > max_failures) {
       printf("fleet: stopped starting targets: %d failed (%d tolerated)\n", fleet.failures,
              max_failures);
     }

@@ -20,13 +20,14 @@ params:
 steps:
   - id: mark
     exec: {argv: [touch, "${{ params.w }}/${{ params.db }}"]}
+    rollback: {exec: {argv: [touch, "${{ params.w }}/${{ params.db }}.undone"]}}
   - id: check
     exec: {argv: [test, "${{ params.fail and 'x' or 'y' }}", "=", "y"]}
 )";
 
 const char* kTargets = R"(- {name: a, params: {db: a}}
 - {name: b, params: {db: b, fail: true}}
-- {name: "-rf", params: {db: c}}
+- {name: "-rf", params: {db: 012}}
 - {name: d, params: {db: d}}
 - {name: e, params: {db: e}}
 )";
@@ -57,7 +58,8 @@ TEST_CASE(
   CHECK_THAT(first.out, Catch::Contains("stopped starting targets: 1 failed (0 tolerated)"));
   CHECK(Exists(w + "/a"));
   CHECK(Exists(w + "/b"));
-  CHECK_FALSE(Exists(w + "/c"));  // "-rf" is a name, not an option
+  CHECK(Exists(w + "/b.undone"));
+  CHECK_FALSE(Exists(w + "/012"));  // "-rf" is a name, not an option
   CHECK_FALSE(Exists(w + "/e"));
   CHECK(RunsOf(t, "per-target") == 2);
   // The failed target is named with its run and step in the summary.
@@ -70,7 +72,7 @@ TEST_CASE(
   // Fixed, and run again: a is not run twice; b starts again; the rest run.
   t.Write("targets.yaml", std::string(R"(- {name: a, params: {db: a}}
 - {name: b, params: {db: b}}
-- {name: "-rf", params: {db: c}}
+- {name: "-rf", params: {db: 012}}
 - {name: d, params: {db: d}}
 - {name: e, params: {db: e}}
 )"));
@@ -78,12 +80,51 @@ TEST_CASE(
   INFO(again.All());
   CHECK(again.code == 0);
   CHECK_THAT(again.out, Catch::Contains("skipped"));
-  CHECK(Exists(w + "/c"));
+  CHECK(Exists(w + "/012"));  // a string param as written, not the number 12
   CHECK(Exists(w + "/e"));
   CHECK(RunsOf(t, "per-target") == 6);  // a once, b twice, -rf, d, e
   CliResult third = t.Run(args);
   CHECK(third.code == 0);
   CHECK(RunsOf(t, "per-target") == 6);  // all done: nothing runs
+
+  // Another job (a common param changed): what succeeded before runs again.
+  std::filesystem::create_directories(w + "2");
+  std::vector<std::string> other = args;
+  other[5] = "w=" + w + "2";
+  CliResult next = t.Run(other);
+  INFO(next.All());
+  CHECK(next.code == 0);
+  CHECK(Exists(w + "2/a"));
+  CHECK(RunsOf(t, "per-target") == 11);
+}
+
+TEST_CASE("a fleet does not start again a target whose rollback kept steps", "[e2e][fleet]") {
+  E2e t;
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  // `mark` cannot be undone (no rollback action): the failed run keeps it.
+  t.Write("keep.yaml", R"(format: 1
+name: keep
+lock: "db:${{ params.db }}"
+params:
+  w: {type: string}
+  db: {type: string}
+steps:
+  - id: mark
+    exec: {argv: [mkdir, "${{ params.w }}/${{ params.db }}"]}
+  - id: check
+    exec: {argv: ["false"]}
+)");
+  const std::string targets = t.Write("targets.yaml", "a: {db: a}\n");
+  const std::vector<std::string> args{"fleet", "keep.yaml", "--targets", targets, "-p", "w=" + w};
+  CliResult first = t.Run(args);
+  INFO(first.All());
+  CHECK(first.code == 1);
+  CliResult again = t.Run(args);
+  INFO(again.All());
+  CHECK(again.code == 6);
+  CHECK_THAT(again.out, Catch::Contains("needs a human"));
+  CHECK(RunsOf(t, "keep") == 1);
 }
 
 TEST_CASE("a fleet runs targets at once up to --max-concurrency", "[e2e][fleet]") {
@@ -128,7 +169,9 @@ TEST_CASE("a fleet with bad input says where and starts nothing", "[e2e][fleet]"
       {"- {name: a, params: {db: a}}\n- {name: a, params: {db: b}}\n",
        {},
        "targets.yaml:2:10: target 'a' is named twice"},
-      {"- {name: a, params: {db: [1, 2]}}\n", {}, "param 'db' is not a scalar"},
+      {"- {name: a, params: {db: [1, 2]}}\n", {}, "target 'a': invalid params"},
+      {"- {name: a, params: {db: a, db: b}}\n", {}, "param 'db' is given twice"},
+      {"- {name: a, params: {db: a}}\n", {"--wave", "1", "--wave", "bogus"}, "--wave bogus"},
       {"- {name: a, params: {db: a, fail: maybe}}\n", {}, "target 'a': invalid params"},
       {"- {name: a, params: {db: a, nope: 1}}\n", {}, "target 'a': invalid params"},
       {"- {name: a, parms: {db: a}}\n", {}, "unknown target field 'parms'"},
