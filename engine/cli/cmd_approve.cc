@@ -40,8 +40,14 @@ void AddApproveCommand(CLI::App& app, Cli& cli) {
       cli.exit_code = cli.Error(ExitCode::kInternal, s.message());
       return;
     }
-    printf("approved step '%s' of run %s by %s; continue with: runbook resume %s\n",
-           step_id.c_str(), run_id.c_str(), by.c_str(), run_id.c_str());
+    if (cli.ShownStatus(*store, *run) == "running") {
+      // Its engine lives and waits (--wait-for-approval): it goes on by itself.
+      printf("approved step '%s' of run %s by %s; the run, waiting for it, goes on\n",
+             step_id.c_str(), run_id.c_str(), by.c_str());
+    } else {
+      printf("approved step '%s' of run %s by %s; continue with: runbook resume %s\n",
+             step_id.c_str(), run_id.c_str(), by.c_str(), run_id.c_str());
+    }
     cli.exit_code = 0;
   });
 }

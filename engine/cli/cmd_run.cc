@@ -7,6 +7,7 @@
 
 #include "engine/cli/cli.h"
 #include "engine/core/clock.h"
+#include "engine/core/duration.h"
 #include "engine/exec/executor.h"
 
 namespace runbook {
@@ -34,7 +35,27 @@ struct Common {
   std::vector<std::string> pairs;
   std::string log_format = "text";
   bool yes = false;
+  std::string approval_wait;  // --wait-for-approval
 };
+
+void AddApprovalWait(CLI::App* cmd, Common& c) {
+  cmd->add_option("--wait-for-approval", c.approval_wait,
+                  "without a terminal, wait this long (30m, 2h) at an approval gate for runbook "
+                  "approve from any machine using this state store, then pause");
+}
+
+// The parsed --wait-for-approval, or false (exit code set) if invalid.
+bool ApprovalWait(Cli& cli, const Common& c, RunOptions* opts) {
+  if (c.approval_wait.empty()) return true;
+  std::optional<std::chrono::milliseconds> d = ParseDuration(c.approval_wait);
+  if (!d || d->count() <= 0) {
+    cli.exit_code = cli.Error(ExitCode::kInvalid, "--wait-for-approval " + c.approval_wait +
+                                                      ": a duration such as 30m or 2h");
+    return false;
+  }
+  opts->approval_wait = *d;
+  return true;
+}
 
 struct Session {
   std::unique_ptr<StateStore> store;
@@ -113,6 +134,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
   run->add_option("--params-file", params_file, "YAML file of params");
   run->add_flag("--dry-run", dry_run, "rehearsal: connect, check, change nothing");
   run->add_flag("--yes", run_c.yes, "pre-approve every approval gate");
+  AddApprovalWait(run, run_c);
   run->add_flag("--ignore-window", ignore_window, "run outside the maintenance window");
   run->add_option("--from", from, "start at this step (earlier steps are skipped)");
   // Set by `runbook fleet`: the target this run is, recorded with the run.
@@ -141,6 +163,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     opts.yes = run_c.yes;
     opts.ignore_window = ignore_window;
     opts.from_step = from;
+    if (!ApprovalWait(cli, run_c, &opts)) return;
     opts.options_to_store = Value{{"ignore_window", ignore_window}, {"from", from}};
     if (!fleet_target.empty()) opts.options_to_store["fleet_target"] = fleet_target;
     Executor ex(s.env);
@@ -152,6 +175,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
       ->required();
   AddCommon(resume, resume_c);
   resume->add_flag("--yes", resume_c.yes, "pre-approve every approval gate");
+  AddApprovalWait(resume, resume_c);
   resume->add_option("--retry-step", retry_steps, "run this step again although it may have "
                                                   "taken effect");
   resume->add_option("--mark-done", mark_done, "record that this step took effect");
@@ -173,6 +197,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     if (!Open(cli, resume_c, &s)) return;
     RunOptions opts;
     opts.yes = resume_c.yes;
+    if (!ApprovalWait(cli, resume_c, &opts)) return;
     opts.retry_steps = {retry_steps.begin(), retry_steps.end()};
     opts.mark_done = {mark_done.begin(), mark_done.end()};
     opts.allow_changed = allow_changed;

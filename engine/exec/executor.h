@@ -49,6 +49,10 @@ struct RunOptions {
   std::set<std::string> mark_done;    // resume: a human says these took effect
   bool allow_changed = false;         // resume although the runbook changed
   bool accept_data_loss = false;      // rollback: undo even what would destroy others' writes
+  // Without a terminal, an approval gate waits this long for `runbook
+  // approve` (from any machine using the same state store) before it
+  // pauses the run; zero: it pauses at once.
+  std::chrono::milliseconds approval_wait{0};
   Value options_to_store = Value::object();
 };
 

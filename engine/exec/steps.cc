@@ -474,6 +474,24 @@ Status Executor::Impl::Approve(StepRecord* rec, const std::string& message) {
   }
   rec->status = StepStatus::kWaiting;
   Put(rec, "step.wait", message);
+  if (opts_.approval_wait.count() > 0 && JournalOk()) {
+    // A run in a pod or CI job waits for an approval given anywhere: the
+    // store is polled once a second.
+    env_.reporter->Log(id, LogLevel::kInfo,
+                       "waiting up to " + FormatDuration(opts_.approval_wait) +
+                           " for: runbook approve " + run_.id + " " + id + " (" + message + ")");
+    const SteadyTime until = env_.clock->Steady() + opts_.approval_wait;
+    while (env_.clock->Steady() < until) {
+      env_.clock->Sleep(std::min<std::chrono::milliseconds>(
+          std::chrono::seconds(1),
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - env_.clock->Steady())));
+      Result<std::optional<Approval>> a = env_.store->GetApproval(run_.id, id);
+      if (a.ok() && a->has_value()) {
+        env_.reporter->Log(id, LogLevel::kInfo, "approved by " + (*a)->by + ": " + message);
+        return Status::Ok();
+      }
+    }
+  }
   return Status::Paused("paused: step '" + id + "' waits for approval (" + message +
                         "). Approve with: runbook approve " + run_.id + " " + id +
                         ", then: runbook resume " + run_.id);

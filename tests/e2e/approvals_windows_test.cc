@@ -87,6 +87,50 @@ TEST_CASE("without a terminal an approval pauses the run (exit 3) until runbook 
   CHECK(json["approvals"][1]["by"] == "bob");
 }
 
+TEST_CASE(
+    "with --wait-for-approval a run without a terminal waits at each gate until runbook "
+    "approve from another process of the same store, or pauses after the wait",
+    "[e2e][approve]") {
+  E2e t;
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("gated.yaml", kGated);
+  Background run(t.Spec({"run", "gated.yaml", "-p", "w=" + w, "--wait-for-approval", "2m"}));
+  std::string id;
+  // Each gate is approved by another process once the run waits at it.
+  for (const char* gate : {"gate", "switch"}) {
+    bool waiting = false;
+    for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+         !waiting && std::chrono::steady_clock::now() < end && run.Running();) {
+      run.Drain(std::chrono::milliseconds(50));
+      if (id.empty() && run.out().find('\n') != std::string::npos) id = RunIdFrom(run.out());
+      if (!id.empty()) waiting = t.Steps(id)[gate]["status"] == "waiting";
+    }
+    INFO(run.out() << run.err());
+    REQUIRE(waiting);
+    CHECK(t.RunStatus(id)["status"] == "running");
+    CliResult ok = t.Run({"approve", id, gate, "--by", "alice"});
+    INFO(ok.All());
+    CHECK(ok.code == 0);
+    CHECK_THAT(ok.out, Catch::Contains("the run, waiting for it, goes on"));
+  }
+  REQUIRE(run.WaitExit(std::chrono::seconds(30)));
+  run.Drain();
+  INFO(run.out() << run.err());
+  CHECK_THAT(run.out(), Catch::Contains("approved by alice: really switch?"));
+  CHECK(Exists(w + "/after"));
+  CHECK(t.RunStatus(id)["status"] == "succeeded");
+
+  // Nobody approves: after the wait the run pauses as without the option.
+  CliResult paused = t.Run({"run", "gated.yaml", "-p", "w=" + w, "--wait-for-approval", "1s"});
+  INFO(paused.All());
+  CHECK(paused.code == 3);
+  CHECK_THAT(paused.out, Catch::Contains("waiting up to 1s for: runbook approve"));
+  CliResult bad = t.Run({"run", "gated.yaml", "-p", "w=" + w, "--wait-for-approval", "soon"});
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("--wait-for-approval soon: a duration"));
+}
+
 TEST_CASE("--yes pre-approves every gate and records who", "[e2e][approve]") {
   E2e t;
   std::string w = t.P("w");
