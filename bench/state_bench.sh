@@ -35,7 +35,14 @@ chmod 644 "$pwfile"
 port=$(python3 "$root/tests/fixtures/pg_cluster.py" start --dir "$work/pg" --password-file "$pwfile" \
          --stop-with-pid $$ | python3 -c 'import json,sys; print(json.load(sys.stdin)["port"])')
 export PGPASSWORD=$(cat "$pwfile")
-psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE runbook_state"
+# The test clusters run without fsync; a state store is measured as it runs
+# in the field: durable (fsync, full_page_writes, synchronous_commit on).
+psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+  -c "ALTER SYSTEM SET fsync = on" -c "ALTER SYSTEM SET full_page_writes = on" \
+  -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" \
+  -c "CREATE DATABASE runbook_state"
+[ "$(psql -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "SHOW fsync")" = on ] ||
+  { echo "state_bench: fsync did not take" >&2; exit 1; }
 pg_state="postgresql://postgres@127.0.0.1:$port/runbook_state"  # the password from PGPASSWORD
 sqlite_state="$work/state.db"
 
