@@ -404,6 +404,32 @@ struct Fleet {
     }
   }
 
+  // The fleet as the store has it, starting nothing: each target's last run.
+  void PrintLastRuns() {
+    printf("%-24s %-22s %-22s %9s  %s\n", "target", "status", "run", "duration", "failed step");
+    for (const Target& t : targets) {
+      auto it = last.find(t.name);
+      if (it == last.end()) {
+        printf("%-24s %-22s %-22s %9s  %s\n", TerminalSafe(t.name).c_str(), "not started", "-", "-",
+               "-");
+        continue;
+      }
+      const RunRecord& r = it->second;
+      std::string failed = "-";
+      Result<std::vector<StepRecord>> steps = store->GetSteps(r.id);
+      for (const StepRecord& s : steps.ok() ? *steps : std::vector<StepRecord>{}) {
+        if (s.status == StepStatus::kFailed || s.status == StepStatus::kUndoFailed) {
+          failed = TerminalSafe(StepLabel(s));
+          break;
+        }
+      }
+      char secs[32];
+      snprintf(secs, sizeof(secs), "%.1fs", (r.updated_ms - r.created_ms) / 1000.0);
+      printf("%-24s %-22s %-22s %9s  %s\n", TerminalSafe(t.name).c_str(),
+             cli->ShownStatus(*store, r).c_str(), r.id.c_str(), secs, failed.c_str());
+    }
+  }
+
   ExitCode Code() const {
     bool failed = false, paused = false, human = false;
     for (const Outcome& o : outcomes) {
@@ -451,7 +477,7 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
   static std::string file, targets_file;
   static std::vector<std::string> pairs, waves;
   static int max_concurrency = 1, max_failures = 0;
-  static bool yes = false, dry_run = false;
+  static bool yes = false, dry_run = false, status_only = false;
   auto* cmd = app.add_subcommand(
       "fleet", "run one runbook over many targets, in waves (each target an ordinary run)");
   cmd->add_option("FILE", file, "runbook")->required();
@@ -472,6 +498,8 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
       ->check(CLI::Range(0, 1000000));
   cmd->add_flag("--yes", yes, "pre-approve every approval gate of every target");
   cmd->add_flag("--dry-run", dry_run, "rehearse every target");
+  cmd->add_flag("--status", status_only,
+                "start nothing: each target's last run (status, run, duration, failed step)");
   cmd->callback([&cli]() {
     Fleet fleet;
     fleet.cli = &cli;
@@ -536,6 +564,10 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
     if (Status s = fleet.ReadLastRuns(); !s.ok()) {
       cli.exit_code = cli.Error(ExitCode::kInternal, "fleet: cannot read the targets' last runs (" +
                                                          s.message() + "); nothing was started");
+      return;
+    }
+    if (status_only) {
+      fleet.PrintLastRuns();
       return;
     }
     struct sigaction sa {};

@@ -68,6 +68,17 @@ TEST_CASE(
   CHECK(t.RunStatus(b_run)["status"] == "rolled_back");
   CHECK(t.Steps(b_run)["check"]["status"] == "failed");
   CHECK_THAT(first.out, Catch::Contains("-rf                      not started"));
+  // --status: the fleet as the store has it; nothing starts.
+  std::vector<std::string> status_args = args;
+  status_args.push_back("--status");
+  CliResult status = t.Run(status_args);
+  INFO(status.All());
+  CHECK(status.code == 0);
+  CHECK_THAT(status.out,
+             Catch::Contains("b                        rolled_back            " + b_run));
+  CHECK_THAT(status.out, Catch::Contains("check"));
+  CHECK_THAT(status.out, Catch::Contains("-rf                      not started"));
+  CHECK(RunsOf(t, "per-target") == 2);
 
   // Fixed, and run again: a is not run twice; b starts again; the rest run.
   t.Write("targets.yaml", std::string(R"(- {name: a, params: {db: a}}
