@@ -847,8 +847,13 @@ std::string PostgresPassword(const std::string& uri) {
   return password;
 }
 
-Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& uri,
+Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& given,
                                                       const PgStoreOptions& options) {
+  // libpq takes the scheme in lower case only; IsPostgresLocation any case.
+  std::string uri = given;
+  if (const size_t colon = uri.find("://"); colon != std::string::npos && colon <= 10) {
+    for (size_t i = 0; i < colon; ++i) uri[i] = static_cast<char>(tolower(uri[i]));
+  }
   auto s = std::make_shared<Session>();
   s->uri = uri;
   s->shown = ShownPostgresLocation(uri);

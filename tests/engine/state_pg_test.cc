@@ -255,6 +255,11 @@ TEST_CASE("state locations: a mistyped URI is refused, libpq's keyword form is P
   }
   CHECK(std::filesystem::is_empty(dir.path));
   CHECK(IsPostgresLocation("POSTGRESQL://h/db"));
+  std::string upper = site.Location();
+  upper.replace(0, strlen("postgresql"), "PostgreSQL");
+  auto opened = StateStore::Open(upper);  // the scheme in any case, as IsPostgresLocation says
+  INFO(opened.status().message());
+  CHECK(opened.ok());
   CHECK(IsPostgresLocation("service=runbook"));
   CHECK_FALSE(IsPostgresLocation("/var/lib/runbook/state.db"));
   const PgServer& server = site.db().server();
