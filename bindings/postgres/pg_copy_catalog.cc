@@ -19,6 +19,14 @@ std::string NotExtensionMember(const std::string& catalog, const std::string& oi
          "'::regclass AND e.objid = " + oid + " AND e.deptype = 'e')";
 }
 
+// Neither a member of an extension nor an internal part of another object
+// (a multirange's constructors and casts, an identity column's sequence):
+// each goes with its owner, and a DROP of it alone is refused.
+std::string OwnObject(const std::string& catalog, const std::string& oid) {
+  return "NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '" + catalog +
+         "'::regclass AND e.objid = " + oid + " AND e.deptype IN ('e', 'i'))";
+}
+
 CopyTable FromRow(const std::string& key, const Value& row) {
   CopyTable t;
   t.key = key;
@@ -37,8 +45,28 @@ const char* kTableColumns =
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ";
 
 // DROP order: what depends on others goes first.
-const char* const kDropOrder[] = {"view",     "materialized view", "foreign table", "table",
-                                  "sequence", "routine", "type", "extension", "schema"};
+const char* const kDropOrder[] = {"publication",
+                                  "event trigger",
+                                  "view",
+                                  "materialized view",
+                                  "foreign table",
+                                  "table",
+                                  "sequence",
+                                  "cast",
+                                  "aggregate",
+                                  "operator class",
+                                  "operator family",
+                                  "operator",
+                                  "text search configuration",
+                                  "text search dictionary",
+                                  "conversion",
+                                  "collation",
+                                  "routine",
+                                  "type",
+                                  "server",
+                                  "foreign data wrapper",
+                                  "extension",
+                                  "schema"};
 
 // lo_unlink of the large objects among `objects` (their names are oids).
 std::string UnlinkLargeObjects(const Value& objects) {
@@ -171,27 +199,91 @@ Status MarkBinarySafe(PgConnection& src, SteadyTime deadline, std::vector<CopyTa
   return Status::Ok();
 }
 
+namespace {
+
+// The other objects a schema dump can create that a second CREATE refuses
+// ("already exists"): each as (kind, name) where "DROP kind IF EXISTS name
+// CASCADE" drops it. Those inside a schema are the user's when the schema
+// is; those outside any (casts, publications, ...) when their oid is not
+// the system's (FirstNormalObjectId is 16384). Extension members excluded.
+std::string OtherObjects() {
+  struct Kind {
+    const char* kind;
+    const char* catalog;
+    const char* name;  // SQL over alias o (and n, its schema, if `schema`)
+    const char* schema;
+    const char* extra;  // more FROM, or ""
+  };
+  const Kind kinds[] = {
+      {"publication", "pg_publication", "format('%I', o.pubname)", nullptr, ""},
+      {"event trigger", "pg_event_trigger", "format('%I', o.evtname)", nullptr, ""},
+      {"foreign data wrapper", "pg_foreign_data_wrapper", "format('%I', o.fdwname)", nullptr, ""},
+      {"server", "pg_foreign_server", "format('%I', o.srvname)", nullptr, ""},
+      {"cast", "pg_cast",
+       "format('(%s AS %s)', format_type(o.castsource, NULL), format_type(o.casttarget, NULL))",
+       nullptr, ""},
+      {"operator", "pg_operator",
+       "format('%I.%s(%s, %s)', n.nspname, o.oprname, CASE o.oprleft WHEN 0 THEN 'NONE' ELSE "
+       "format_type(o.oprleft, NULL) END, CASE o.oprright WHEN 0 THEN 'NONE' ELSE "
+       "format_type(o.oprright, NULL) END)",
+       "o.oprnamespace", ""},
+      {"operator class", "pg_opclass", "format('%I.%I USING %I', n.nspname, o.opcname, am.amname)",
+       "o.opcnamespace", " JOIN pg_am am ON am.oid = o.opcmethod"},
+      {"operator family", "pg_opfamily",
+       "format('%I.%I USING %I', n.nspname, o.opfname, am.amname)", "o.opfnamespace",
+       " JOIN pg_am am ON am.oid = o.opfmethod"},
+      {"collation", "pg_collation", "format('%I.%I', n.nspname, o.collname)", "o.collnamespace",
+       ""},
+      {"conversion", "pg_conversion", "format('%I.%I', n.nspname, o.conname)", "o.connamespace",
+       ""},
+      {"text search configuration", "pg_ts_config", "format('%I.%I', n.nspname, o.cfgname)",
+       "o.cfgnamespace", ""},
+      {"text search dictionary", "pg_ts_dict", "format('%I.%I', n.nspname, o.dictname)",
+       "o.dictnamespace", ""},
+  };
+  std::string sql;
+  for (const Kind& k : kinds) {
+    if (!sql.empty()) sql += " UNION ALL ";
+    sql +=
+        std::string("SELECT '") + k.kind + "', " + k.name + " FROM " + k.catalog + " o" + k.extra;
+    if (k.schema) {
+      sql += std::string(" JOIN pg_namespace n ON n.oid = ") + k.schema + " WHERE " + kUserSchema;
+    } else {
+      sql += " WHERE o.oid >= 16384";
+    }
+    sql += " AND " + OwnObject(k.catalog, "o.oid");
+  }
+  return sql;
+}
+
+}  // namespace
+
 Result<Value> Inventory(PgConnection& dst, SteadyTime deadline) {
-  const std::string rel = NotExtensionMember("pg_class", "c.oid");
-  const std::string proc = NotExtensionMember("pg_proc", "p.oid");
-  const std::string type = NotExtensionMember("pg_type", "t.oid");
+  const std::string other = OtherObjects();
+  const std::string rel = OwnObject("pg_class", "c.oid");
+  const std::string proc = OwnObject("pg_proc", "p.oid");
+  const std::string type = OwnObject("pg_type", "t.oid");
   return dst.Query(
       std::string("SELECT 'schema' AS kind, format('%I', n.nspname) AS name FROM pg_namespace n "
-                  "WHERE ") + kUserSchema +
+                  "WHERE ") +
+          kUserSchema +
           " UNION ALL SELECT 'extension', format('%I', extname) FROM pg_extension"
           " UNION ALL SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN "
           "'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' "
           "ELSE 'table' END, format('%I.%I', n.nspname, c.relname) FROM pg_class c "
           "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN "
-          "('r', 'p', 'v', 'm', 'S', 'f') AND " + kUserSchema + " AND " + rel +
-          " UNION ALL SELECT 'routine', format('%I.%I(%s)', n.nspname, p.proname, "
-          "pg_get_function_identity_arguments(p.oid)) FROM pg_proc p JOIN pg_namespace n "
-          "ON n.oid = p.pronamespace WHERE p.prokind IN ('f', 'p') AND " + kUserSchema +
-          " AND " + proc +
+          "('r', 'p', 'v', 'm', 'S', 'f') AND " +
+          kUserSchema + " AND " + rel +
+          " UNION ALL SELECT CASE p.prokind WHEN 'a' THEN 'aggregate' ELSE 'routine' END, "
+          "format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) "
+          "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+          "WHERE p.prokind IN ('f', 'p', 'a', 'w') AND " +
+          kUserSchema + " AND " + proc +
           " UNION ALL SELECT 'type', format('%I.%I', n.nspname, t.typname) FROM pg_type t "
           "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE (t.typtype IN ('e', 'd', 'r') "
           "OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')) "
-          "AND " + kUserSchema + " AND " + type +
+          "AND " +
+          kUserSchema + " AND " + type + " UNION ALL " + other +
           " UNION ALL SELECT 'large object', oid::text FROM pg_largeobject_metadata ORDER BY 1, 2",
       {}, deadline);
 }

@@ -191,8 +191,11 @@ Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& dst,
       ToolPath(a.bin_dir, "psql"), "--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1",
       "--single-transaction", "-f", "-"};
   for (const char* section : {"pre-data", "post-data"}) {
+    // --no-subscriptions: the target must not subscribe to what the source
+    // does (the source's own publications come, as the rest of its schema).
     std::vector<std::string> argv = {ToolPath(a.bin_dir, "pg_dump"), "--no-password",
-                                     "--schema-only", std::string("--section=") + section};
+                                     "--schema-only", "--no-subscriptions",
+                                     std::string("--section=") + section};
     if (!a.owners.keep) {
       argv.push_back("--no-owner");
       argv.push_back("--no-privileges");
@@ -366,6 +369,11 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   for (const CopyTable* t : create) guarded.push_back(t->name.Display());
   if (Status s = NoteGuardedTables(ctx, dst->conn(), dst->deadline(), guarded); !s.ok()) return s;
 
+  // The schema first: a dump taken after the publication exists would carry
+  // it to the target, where the undo of an attempt killed part-way would
+  // have to find it.
+  const bool whole = a.all && create.size() == tables->size();
+  if (Status s = CreateSchema(ctx, a, *dst, create, whole); !s.ok()) return s;
   std::string pub = "CREATE PUBLICATION " + src->Ident(name);
   if (a.all) {
     pub += " FOR ALL TABLES";
@@ -379,8 +387,6 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
       !s.ok()) {
     return s;
   }
-  const bool whole = a.all && create.size() == tables->size();
-  if (Status s = CreateSchema(ctx, a, *dst, create, whole); !s.ok()) return s;
   // The conninfo travels as a literal: CREATE SUBSCRIPTION takes no parameters.
   std::string conninfo = SourceConninfo(src->conn(), a.source_dsn);
   // A password libpq found itself (PGPASSWORD, ~/.pgpass) is a secret too.

@@ -181,7 +181,9 @@ TEST_CASE("pg.replicate carries the fidelity corpus with pg.sync_sequences and "
   target.Exec("ALTER SUBSCRIPTION " + (*r)["subscription"].get<std::string>() + " DISABLE");
   RequireSameDatabase(source, target, tools);
 
-  REQUIRE(pg.P("pg.replicate").Undo(pg.ctx, args, replicate_undo).ok());
+  Status undone = pg.P("pg.replicate").Undo(pg.ctx, args, replicate_undo);
+  INFO(undone.message());
+  REQUIRE(undone.ok());
   take_down.done = true;
   CHECK(target.Value("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
                      "c.relnamespace WHERE n.nspname = 'shop'") == "0");

@@ -149,6 +149,88 @@ TEST_CASE("pg.replicate of all tables into existing tables keeps them on undo",
   CHECK(dst.Value("SELECT to_regclass('customers') IS NULL") == "f");   // existed: kept
 }
 
+// Objects a whole-schema dump brings that a second CREATE refuses.
+const char* kOddObjects =
+    "CREATE TYPE mood AS ENUM ('sad', 'ok'); "
+    "CREATE FUNCTION mood_rank(mood) RETURNS int LANGUAGE sql IMMUTABLE "
+    "AS $$ SELECT CASE $1 WHEN 'sad' THEN 0 ELSE 1 END $$; "
+    "CREATE CAST (mood AS int) WITH FUNCTION mood_rank(mood); "
+    "CREATE AGGREGATE total(numeric) (SFUNC = numeric_add, STYPE = numeric); "
+    "CREATE AGGREGATE pct(float8 ORDER BY float8) (SFUNC = ordered_set_transition, "
+    "STYPE = internal, FINALFUNC = percentile_disc_final, FINALFUNC_EXTRA); "
+    "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq); "
+    "CREATE OPERATOR CLASS int4_plain FOR TYPE int4 USING btree AS OPERATOR 1 <, "
+    "OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 btint4cmp(int4, int4); "
+    "CREATE COLLATION bytewise (locale = 'C'); "
+    "CREATE TEXT SEARCH DICTIONARY plain_dict (TEMPLATE = simple); "
+    "CREATE TEXT SEARCH CONFIGURATION plain (COPY = simple); "
+    "CREATE FOREIGN DATA WRAPPER nothing_fdw; "
+    "CREATE SERVER nowhere FOREIGN DATA WRAPPER nothing_fdw; "
+    "CREATE PUBLICATION app_changes FOR TABLE customers; "
+    "CREATE FUNCTION ddl_noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$; "
+    "CREATE EVENT TRIGGER ddl_watch ON ddl_command_end EXECUTE FUNCTION ddl_noop()";
+
+// Which of kOddObjects `db` holds, by name ("" when none).
+std::string OddObjects(const PgTestDb& db) {
+  return db.Value(
+      "SELECT string_agg(k, ',' ORDER BY k) FROM ("
+      "SELECT 'cast' AS k FROM pg_cast WHERE castsource = to_regtype('mood') "
+      "UNION ALL SELECT proname FROM pg_proc WHERE proname IN ('total', 'pct', 'mood_rank', "
+      "'ddl_noop') UNION ALL SELECT oprname FROM pg_operator WHERE oprname = '===' "
+      "UNION ALL SELECT opcname FROM pg_opclass WHERE opcname = 'int4_plain' "
+      "UNION ALL SELECT collname FROM pg_collation WHERE collname = 'bytewise' "
+      "UNION ALL SELECT dictname FROM pg_ts_dict WHERE dictname = 'plain_dict' "
+      "UNION ALL SELECT cfgname FROM pg_ts_config WHERE cfgname = 'plain' "
+      "UNION ALL SELECT fdwname FROM pg_foreign_data_wrapper WHERE fdwname = 'nothing_fdw' "
+      "UNION ALL SELECT srvname FROM pg_foreign_server WHERE srvname = 'nowhere' "
+      "UNION ALL SELECT pubname FROM pg_publication "
+      "UNION ALL SELECT evtname FROM pg_event_trigger) o");
+}
+
+TEST_CASE(
+    "pg.replicate of a whole database: the retry after a failed attempt and the undo "
+    "remove every object the schema brought",
+    "[postgres][pg.replicate]") {
+  PgTestDb src(GreenServer(), "src"), dst(GreenServer(), "dst");
+  Shop(src);
+  src.Exec(kOddObjects);
+  const std::string all_odd = OddObjects(src);
+  REQUIRE(all_odd ==
+          "===,app_changes,bytewise,cast,ddl_noop,ddl_watch,int4_plain,mood_rank,nothing_fdw,"
+          "nowhere,pct,plain,plain_dict,total");
+  PgCase c;
+  c.Connect("src", src);
+  c.Connect("dst", dst);
+  const std::string name = UniqueName("repl");
+  Value args{{"source", "src"}, {"target", "dst"}, {"all", true}, {"name", name}};
+  // The first attempt fails once the schema is on the target: the target
+  // server cannot reach the source there.
+  Value unreachable = args;
+  unreachable["source_dsn"] = "host=/nonexistent/runbook port=1";
+  Result<Value> failed = c.Apply("pg.replicate", unreachable);
+  REQUIRE_FALSE(failed.ok());
+  CHECK_THAT(failed.status().message(), Catch::Contains("creating the subscription"));
+  CHECK(OddObjects(dst) == all_odd);  // the source's own publication came with its schema
+  CHECK(dst.Value("SELECT count(*) FROM pg_publication WHERE pubname = '" + name + "'") == "0");
+
+  c.ctx.previous_undo = c.ctx.LastUndo();  // the retry
+  Result<Value> r = c.Apply("pg.replicate", args);
+  INFO((r.ok() ? std::string() : r.status().message()));
+  REQUIRE(r.ok());
+  CHECK(OddObjects(dst) == all_odd);
+  Result<Value> w =
+      c.Apply("pg.wait_caught_up",
+              {{"source", "src"}, {"target", "dst"}, {"subscription", name}, {"timeout", "60s"}});
+  REQUIRE(w.ok());
+  CHECK(dst.Value("SELECT count(*) FROM orders") == "3000");
+
+  REQUIRE(c.P("pg.replicate").Undo(c.ctx, args, c.ctx.LastUndo()).ok());
+  CHECK(Leftovers(src, name) == "");
+  CHECK(OddObjects(dst) == "");
+  CHECK(dst.Value("SELECT to_regclass('orders') IS NULL") == "t");
+  CHECK(OddObjects(src) == all_odd);  // the source keeps its own
+}
+
 TEST_CASE("pg.replicate's rehearsal checks the servers and writes nothing",
           "[postgres][pg.replicate]") {
   PgTestDb src(GreenServer(), "src"), dst(GreenServer(), "dst");
