@@ -37,6 +37,11 @@ class PgConnectionType : public ConnectionType {
   const Schema& schema() const override { return schema_; }
   std::string Describe(const Value& config) const override;
   void CollectSecrets(const Value& config, Redactor& r) const override;
+  // A session advisory lock in the server's `postgres` database
+  // (pg_target_lock.cc); none through `via` (no tunnel is open yet).
+  Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& conn_name, const Value& config,
+                                                 const std::string& key,
+                                                 const std::string& holder) const override;
 
  private:
   Schema schema_;

@@ -25,6 +25,7 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_schema.cc
   bindings/postgres/pg_session.cc
   bindings/postgres/pg_sql.cc
+  bindings/postgres/pg_target_lock.cc
   bindings/postgres/pg_tools.cc
   bindings/postgres/pg_undo_guard.cc
   bindings/postgres/pg_value.cc

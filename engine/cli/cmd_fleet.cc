@@ -57,6 +57,7 @@ struct Outcome {
   int64_t ms = 0;
   int wave = 0;
   bool failure = false;
+  bool started = false;  // a run or resume was started for it this time
 };
 
 std::string At(const std::string& path, const YAML::Node& n) {
@@ -289,6 +290,7 @@ struct Fleet {
     const RunRecord* prev = nullptr;
     const std::string what = Decide(i, &prev);
     if (what.empty()) return;
+    o.started = true;
     ProcessSpec spec;
     spec.argv = {"/proc/self/exe"};
     if (what == "resume") {
@@ -434,7 +436,7 @@ struct Fleet {
     bool failed = false, paused = false, human = false;
     for (const Outcome& o : outcomes) {
       failed |= o.failure || o.status == "not started";
-      paused |= o.status == "paused";
+      paused |= o.status == "paused" || o.status == "next wave";
       human |= o.status == "needs a human";
     }
     if (human) return ExitCode::kRollbackFailed;
@@ -477,7 +479,7 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
   static std::string file, targets_file;
   static std::vector<std::string> pairs, waves;
   static int max_concurrency = 1, max_failures = 0;
-  static bool yes = false, dry_run = false, status_only = false;
+  static bool yes = false, dry_run = false, status_only = false, pause_between = false;
   auto* cmd = app.add_subcommand(
       "fleet", "run one runbook over many targets, in waves (each target an ordinary run)");
   cmd->add_option("FILE", file, "runbook")->required();
@@ -496,6 +498,9 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
                   "failed targets tolerated; one more stops the fleet from starting others "
                   "(default 0)")
       ->check(CLI::Range(0, 1000000));
+  cmd->add_flag("--pause-between-waves", pause_between,
+                "stop (exit 3) after each wave that started a target; run the fleet again, "
+                "once its results are looked at, to start the next");
   cmd->add_flag("--yes", yes, "pre-approve every approval gate of every target");
   cmd->add_flag("--dry-run", dry_run, "rehearse every target");
   cmd->add_flag("--status", status_only,
@@ -584,7 +589,9 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
       const size_t end = begin + (*sizes)[w];
       begin = end;
       // A wave waiting for an approval holds the next one back.
+      bool started = false;
       for (size_t i = end - (*sizes)[w]; i < end; ++i) {
+        started |= fleet.outcomes[i].started;
         if (fleet.outcomes[i].status == "paused" && w + 1 < sizes->size()) {
           printf(
               "fleet: wave %zu waits for approvals; the next wave is not started (approve, "
@@ -593,6 +600,14 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
           fleet.stopped = true;
           break;
         }
+      }
+      // So does a human who wants to look at a wave before the next: a
+      // wave whose targets all finished earlier holds nothing back.
+      if (pause_between && started && !fleet.stopped && !g_interrupted && w + 1 < sizes->size()) {
+        printf("fleet: wave %zu done; wave %zu waits: run the fleet again to start it\n", w + 1,
+               w + 2);
+        for (size_t i = end; i < fleet.targets.size(); ++i) fleet.outcomes[i].status = "next wave";
+        fleet.stopped = true;
       }
     }
     if (g_interrupted) printf("fleet: interrupted: no more targets were started\n");

@@ -56,7 +56,10 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
   auto* cmd = app.add_subcommand("status", "list runs, or one run's steps");
   static std::string run_id;
   static bool json = false;
+  static int limit = 50;
   cmd->add_option("RUN_ID", run_id, "a run id, or last (the newest run) or last-failed");
+  cmd->add_option("--limit", limit, "how many runs the list shows, newest first (50; 0: all)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", json, "JSON output");
   cmd->callback([&cli]() {
     auto store = cli.OpenStore();
@@ -72,11 +75,14 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
       PrintRun(*store, *run, json, cli);
       return;
     }
-    Result<std::vector<RunRecord>> runs = store->ListRuns(50);
+    // One more than shown, to say when there are more.
+    Result<std::vector<RunRecord>> runs = store->ListRuns(limit > 0 ? limit + 1 : 0);
     if (!runs.ok()) {
       cli.exit_code = cli.Error(ExitCode::kInternal, runs.status().message());
       return;
     }
+    const bool more = limit > 0 && runs->size() > static_cast<size_t>(limit);
+    if (more) runs->resize(limit);
     if (json) {
       Value out = Value::array();
       for (const auto& r : *runs) {
@@ -95,6 +101,7 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
              TerminalSafe(r.runbook_name).c_str(), FormatUtc(r.created_ms).c_str(),
              r.dry_run ? "  (rehearsal)" : "");
     }
+    if (more) printf("(the %d newest runs; --limit 0 lists them all)\n", limit);
   });
 }
 

@@ -2,6 +2,7 @@
 // a runbook can name and once per connection kind.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "engine/core/schema.h"
@@ -86,6 +87,13 @@ class Primitive {
   }
 };
 
+// A run lock held where a target is (ConnectionType::LockTarget); the
+// destructor releases it, and so does the death of the process.
+class TargetLock {
+ public:
+  virtual ~TargetLock() = default;
+};
+
 class ConnectionType {
  public:
   virtual ~ConnectionType() = default;
@@ -96,6 +104,18 @@ class ConnectionType {
   virtual std::string Describe(const Value& config) const = 0;
   // Registers the secrets a config holds (passwords) with the redactor.
   virtual void CollectSecrets(const Value& /*config*/, Redactor& /*r*/) const {}
+  // Takes run lock `key` on what `config` reaches, so that an engine with
+  // another state store is kept out too; `holder` names this run to others
+  // ("runbook RUN HOST:PID"). nullptr: nothing taken (the type takes none,
+  // or not for this config, or this run holds it there already).
+  // kUnavailable: another engine holds it (the message names it); any other
+  // error: it could not be taken (the caller goes on without it).
+  virtual Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& /*conn_name*/,
+                                                         const Value& /*config*/,
+                                                         const std::string& /*key*/,
+                                                         const std::string& /*holder*/) const {
+    return std::unique_ptr<TargetLock>();
+  }
 };
 
 }  // namespace runbook

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 extern char** environ;
 
@@ -112,7 +113,22 @@ class RealProcessRunner : public ProcessRunner {
   Result<ProcessResult> Run(const ProcessSpec& spec) override;
 };
 
+// A child that exits without reading all its stdin (a psql that failed to
+// connect, fed a dump) must not kill this process with SIGPIPE at the next
+// write: ignored, the write fails with EPIPE instead. Once, process-wide,
+// unless a handler is installed; children get the default back (Spawn).
+void IgnoreSigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction old {};
+    if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
+      signal(SIGPIPE, SIG_IGN);
+    }
+  });
+}
+
 Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
+  if (spec.stdin_data) IgnoreSigpipe();
   Pipe in, out, err;
   if (!out.Open() || !err.Open() || (spec.stdin_data && !in.Open())) {
     return Status::Failed(std::string("pipe: ") + strerror(errno));

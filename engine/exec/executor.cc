@@ -1,4 +1,6 @@
 // Run, resume and rollback entry points and the run's lifecycle.
+#include <unistd.h>
+
 #include <filesystem>
 #include <sstream>
 
@@ -322,7 +324,13 @@ static ExitCode LockExit(const Status& s) {
   return s.code() == Status::Code::kUnavailable ? ExitCode::kLocked : ExitCode::kInternal;
 }
 
-Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params) {
+static std::string ThisHost() {
+  char name[256] = {0};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
+  return name;
+}
+
+Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool on_targets) {
   std::string key = rb.lock.empty() ? rb.name : rb.lock;
   if (HasTemplate(key)) {
     Scope s;
@@ -337,6 +345,31 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params) {
   Result<std::unique_ptr<StoreLock>> lock = env_.store->AcquireLock(key, run_.id);
   if (!lock.ok()) return lock.status();
   lock_ = std::move(*lock);
+  if (!on_targets) return Status::Ok();
+  // The store's lock keeps out the engines that share the store; this keeps
+  // out those with another one (a laptop's file, CI's). A connection whose
+  // config needs a later step's result or an item is not known yet.
+  Scope scope;
+  scope.rb = &rb;
+  scope.params = params;
+  const std::string holder =
+      "runbook " + run_.id + " " + ThisHost() + ":" + std::to_string(getpid());
+  for (const ConnectionSpec& spec : rb.connections) {
+    const ConnectionType* type = env_.registry->FindConnectionType(spec.type);
+    if (!type) continue;
+    Result<Connection> c = ResolveConnection(scope, spec.name);
+    if (!c.ok()) continue;
+    Result<std::unique_ptr<TargetLock>> t = type->LockTarget(spec.name, c->config, key, holder);
+    if (!t.ok() && t.status().code() == Status::Code::kUnavailable) {
+      return Status::Unavailable(env_.redactor->Redact(t.status().message()));
+    }
+    if (!t.ok()) {
+      fprintf(stderr, "runbook: warning: %s; only engines sharing this state store are kept out\n",
+              env_.redactor->Redact(t.status().message()).c_str());
+      continue;
+    }
+    if (*t) target_locks_.push_back(std::move(*t));
+  }
   return Status::Ok();
 }
 
@@ -363,7 +396,7 @@ ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& par
     }
     window_end_ms_ = w.end_ms;
   }
-  if (Status s = AcquireLock(*rb, params); !s.ok()) {
+  if (Status s = AcquireLock(*rb, params, !opts_.dry_run); !s.ok()) {
     fprintf(stderr, "runbook: %s: %s\n", rb->path.c_str(), s.message().c_str());
     return LockExit(s);
   }
@@ -435,7 +468,7 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
     }
     window_end_ms_ = w.end_ms;
   }
-  if (Status s = AcquireLock(*rb, root_.params); !s.ok()) {
+  if (Status s = AcquireLock(*rb, root_.params, !opts_.dry_run); !s.ok()) {
     fprintf(stderr, "runbook: run %s: %s\n", run_id.c_str(), s.message().c_str());
     return LockExit(s);
   }
@@ -482,7 +515,7 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
   RegisterLiteralSecrets(*rb);
   if (!RestoreParams(*rb, secret_params)) return ExitCode::kInvalid;
   RegisterSecrets(*rb, root_.params);
-  if (Status s = AcquireLock(*rb, root_.params); !s.ok()) {
+  if (Status s = AcquireLock(*rb, root_.params, !opts.dry_run); !s.ok()) {
     fprintf(stderr, "runbook: run %s: %s\n", run_id.c_str(), s.message().c_str());
     return LockExit(s);
   }

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "engine/core/primitive.h"
 #include "engine/exec/executor.h"
 #include "engine/exec/window.h"
 #include "engine/lua/runtime.h"
@@ -106,7 +107,9 @@ class Executor::Impl {
   ExitCode Finish(const FlowResult& f);
   // root_.steps from the records (a rollback's undos read earlier results).
   void RestoreResults();
-  Status AcquireLock(const Runbook& rb, const Value& params);
+  // The run lock in the store and, when `on_targets` (not a rehearsal),
+  // where each connection that can be resolved now leads (TargetLock).
+  Status AcquireLock(const Runbook& rb, const Value& params, bool on_targets);
   void Report(const StepRecord& rec, const std::string& detail);
   // The params as the store keeps them: secret ones "***"; the others as
   // given, except those holding a secret (a dsn with its password), stored
@@ -123,6 +126,7 @@ class Executor::Impl {
   std::shared_ptr<const Runbook> root_rb_;
   Scope root_;
   std::unique_ptr<StoreLock> lock_;
+  std::vector<std::unique_ptr<TargetLock>> target_locks_;
   Resources resources_;
   std::mutex mu_;  // guards records_ and the StepRecords in it
   std::mutex refs_mu_;  // guards step_refs_

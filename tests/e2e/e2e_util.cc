@@ -82,7 +82,7 @@ CliResult E2e::Run(const std::vector<std::string>& args,
 }
 
 Value E2e::Runs() const {
-  CliResult r = Run({"status", "--json"});
+  CliResult r = Run({"status", "--json", "--limit", "0"});
   if (r.code != 0) throw std::runtime_error("runbook status --json failed: " + r.All());
   return Value::parse(r.out);
 }

@@ -1,8 +1,12 @@
 // runbook fleet: one runbook over many targets, in waves, with a failure
 // budget; each target an ordinary run in the same state store; run again,
 // it finishes what did not.
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <random>
+#include <sstream>
 
 #include "tests/e2e/e2e_util.h"
 
@@ -109,6 +113,57 @@ TEST_CASE(
   CHECK(RunsOf(t, "per-target") == 11);
 }
 
+TEST_CASE("a fleet with --pause-between-waves starts one wave per command and says which waits",
+          "[e2e][fleet]") {
+  E2e t;
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("rb.yaml", kPerTarget);
+  const std::string targets = t.Write("targets.yaml", R"(- {name: a, params: {db: a}}
+- {name: b, params: {db: b}}
+- {name: c, params: {db: c}}
+- {name: d, params: {db: d}}
+)");
+  const std::vector<std::string> args{"fleet",
+                                      "rb.yaml",
+                                      "--targets",
+                                      targets,
+                                      "-p",
+                                      "w=" + w,
+                                      "--wave",
+                                      "1",
+                                      "--wave",
+                                      "2",
+                                      "--pause-between-waves"};
+  CliResult canary = t.Run(args);
+  INFO(canary.All());
+  CHECK(canary.code == 3);
+  CHECK_THAT(canary.out, Catch::Contains("wave 1 done; wave 2 waits"));
+  CHECK_THAT(canary.out, Catch::Contains("b                        next wave"));
+  CHECK(Exists(w + "/a"));
+  CHECK_FALSE(Exists(w + "/b"));
+  CHECK(RunsOf(t, "per-target") == 1);
+
+  CliResult second = t.Run(args);
+  INFO(second.All());
+  CHECK(second.code == 3);
+  CHECK_THAT(second.out, Catch::Contains("wave 2 done; wave 3 waits"));
+  CHECK(Exists(w + "/b"));
+  CHECK(Exists(w + "/c"));
+  CHECK_FALSE(Exists(w + "/d"));
+  CHECK(RunsOf(t, "per-target") == 3);
+
+  CliResult last = t.Run(args);
+  INFO(last.All());
+  CHECK(last.code == 0);
+  CHECK(Exists(w + "/d"));
+  CHECK(RunsOf(t, "per-target") == 4);
+  CliResult done = t.Run(args);  // nothing started: no wave waits
+  CHECK(done.code == 0);
+  CHECK(done.out.find("waits") == std::string::npos);
+  CHECK(RunsOf(t, "per-target") == 4);
+}
+
 TEST_CASE("a fleet does not start again a target whose rollback kept steps", "[e2e][fleet]") {
   E2e t;
   const std::string w = t.P("w");
@@ -208,6 +263,119 @@ TEST_CASE("a fleet with bad input says where and starts nothing", "[e2e][fleet]"
   CHECK_THAT(r.err, Catch::Contains("takes the run lock 'shared'"));
   CHECK(t.Runs().empty());
   CHECK(std::filesystem::is_empty(w));
+}
+
+}  // namespace runbook::e2e
+
+namespace runbook::e2e {
+namespace {
+
+// Each target acts once: mkdir fails if its directory exists, so a step
+// done twice fails its run; `creates:` lets a resume see it was done.
+const char* kOnceEach = R"(format: 1
+name: once-each
+lock: "t:${{ params.db }}"
+params:
+  w: {type: string}
+  db: {type: string}
+steps:
+  - id: act
+    exec: {argv: [mkdir, "${{ params.w }}/${{ params.db }}"], creates: "${{ params.w }}/${{ params.db }}"}
+  - id: settle
+    exec: {argv: [sleep, "0.2"]}
+    idempotent: true
+  - id: done
+    exec: {argv: [mkdir, "${{ params.w }}/${{ params.db }}.done"],
+           creates: "${{ params.w }}/${{ params.db }}.done"}
+)";
+
+// The fleet's own children: the engines of its targets (a command of
+// theirs killed fails its step, which is another test's matter).
+std::vector<pid_t> Engines(pid_t fleet) {
+  std::vector<pid_t> out;
+  for (pid_t p : Descendants(fleet)) {
+    const std::string stat = ReadFile("/proc/" + std::to_string(p) + "/stat");
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string state;
+    long ppid = 0;
+    if (rest >> state >> ppid && ppid == fleet) out.push_back(p);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a fleet of 100 targets whose runs are killed at random: run again, every target ends "
+    "exactly once and the store is intact",
+    "[e2e][fleet]") {
+  E2e t;
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("rb.yaml", kOnceEach);
+  std::string list;
+  for (int i = 0; i < 100; ++i) {
+    list += "- {name: t" + std::to_string(i) + ", params: {db: d" + std::to_string(i) + "}}\n";
+  }
+  const std::string targets = t.Write("targets.yaml", list);
+  const std::vector<std::string> args{"fleet",
+                                      "rb.yaml",
+                                      "--targets",
+                                      targets,
+                                      "-p",
+                                      "w=" + w,
+                                      "--wave",
+                                      "1",
+                                      "--wave",
+                                      "10%",
+                                      "--max-concurrency",
+                                      "8",
+                                      "--max-failures",
+                                      "100"};
+  std::mt19937_64 rng(CrashSeed("fleet kills"));
+  int kills = 0, rounds = 0;
+  std::string killed_rounds;
+  // Two rounds lose engines to SIGKILL, at any instant of their runs ...
+  for (int k = 0; k < 2; ++k) {
+    Background fleet(t.Spec(args));
+    while (fleet.Running()) {
+      fleet.Drain(std::chrono::milliseconds(100 + rng() % 400));
+      std::vector<pid_t> below = Engines(fleet.pid());
+      if (below.empty()) continue;
+      if (kill(below[rng() % below.size()], SIGKILL) == 0) ++kills;
+    }
+    REQUIRE(fleet.WaitExit(std::chrono::seconds(120)));
+    killed_rounds += fleet.out() + fleet.err();
+  }
+  INFO(killed_rounds);
+  // ... and the same command run again finishes what they left.
+  CliResult last;
+  for (; rounds < 4; ++rounds) {
+    last = t.Run(args, {}, std::chrono::seconds(120));
+    if (last.code == 0) break;
+  }
+  printf("fleet kill test: %d engines killed in 2 rounds, %d more rounds to finish\n", kills,
+         rounds + 1);
+  INFO(last.All());
+  INFO("kills: " << kills << ", rounds: " << rounds);
+  CHECK(kills >= 5);
+  CHECK(last.code == 0);
+  CHECK(rounds < 2);
+  // Every target once: one run per target, resumed as often as it was
+  // killed, succeeded; each mkdir ran once (a second would have failed it).
+  CHECK(RunsOf(t, "once-each") == 100);
+  int done = 0;
+  for (const Value& r : t.Runs()) done += r["status"] == "succeeded";
+  CHECK(done == 100);
+  for (int i = 0; i < 100; ++i) {
+    CHECK(Exists(w + "/d" + std::to_string(i) + ".done"));
+  }
+  CHECK(IntegrityCheck(t.state()) == "ok");
+  CliResult status = t.Run({"fleet", "rb.yaml", "--targets", targets, "-p", "w=" + w, "--status"});
+  CHECK(status.code == 0);
+  CHECK(status.out.find("not started") == std::string::npos);
 }
 
 }  // namespace runbook::e2e

@@ -266,3 +266,105 @@ steps:
 }
 
 }  // namespace runbook::e2e
+
+namespace runbook::e2e {
+namespace {
+
+// Holds the lock on a PostgreSQL target for 30 s, then marks the target.
+const char* kOnTarget = R"RB(format: 1
+name: on-target
+lock: shared-db
+params:
+  dsn: {type: string}
+  pw: {type: string, secret: true, env: E2E_TARGET_PW}
+  hold: {type: string, default: "30"}
+connections:
+  db: {postgres: {dsn: "${{ params.dsn }}", password: "${{ params.pw }}"}}
+steps:
+  - id: hold
+    exec: {argv: [sleep, "${{ params.hold }}"]}
+  - id: mark
+    pg.exec: {conn: db, sql: "INSERT INTO marks VALUES (1)"}
+)RB";
+
+}  // namespace
+
+TEST_CASE(
+    "two engines with different state stores: the second is kept out by the lock taken in "
+    "the target server, until the first dies; a rehearsal is not",
+    "[e2e][postgres][lock]") {
+  testing::PgTestDb db(testing::BlueServer(), "target");
+  db.Exec("CREATE TABLE marks (n int)");
+  const std::map<std::string, std::string> env{{"E2E_TARGET_PW", db.server().password}};
+  const std::string dsn = "dsn=" + db.Conninfo();
+  E2e laptop, ci;  // each its own SQLite store
+  laptop.Write("rb.yaml", kOnTarget);
+  ci.Write("rb.yaml", kOnTarget);
+
+  Background first(laptop.Spec({"run", "rb.yaml", "-p", dsn}, env));
+  const std::string first_id = WaitStarted(first);
+  CliResult second = ci.Run({"run", "rb.yaml", "-p", dsn, "-p", "hold=0"}, env);
+  INFO(second.All());
+  CHECK(second.code == 4);
+  CHECK_THAT(second.err, Catch::Contains("run lock 'shared-db' is held on connection 'db'"));
+  CHECK_THAT(second.err, Catch::Contains("by runbook " + first_id + " " + HostName() + ":" +
+                                         std::to_string(first.pid())));
+  CHECK_THAT(second.err, Catch::Contains("another state store"));
+  CHECK(second.All().find(db.server().password) == std::string::npos);
+  CHECK(ci.Runs().size() == 0);  // refused before a run was recorded
+  CHECK(db.Value("SELECT count(*) FROM marks") == "0");
+  // A rehearsal acts on nothing: it takes no lock in the target.
+  CliResult rehearsal = ci.Run({"run", "rb.yaml", "--dry-run", "-p", dsn, "-p", "hold=0"}, env);
+  INFO(rehearsal.All());
+  CHECK(rehearsal.code == 0);
+
+  // kill -9: the server ends the engine's session, and the lock with it.
+  first.KillHard();
+  CliResult third = ci.Run({"run", "rb.yaml", "-p", dsn, "-p", "hold=0"}, env);
+  INFO(third.All());
+  CHECK(third.code == 0);
+  CHECK(db.Value("SELECT count(*) FROM marks") == "1");
+  // The killed run resumes with its own store; a human says `hold` is done.
+  CliResult resumed = laptop.Run({"resume", first_id, "--mark-done", "hold"}, env);
+  INFO(resumed.All());
+  CHECK(resumed.code == 0);
+  CHECK(db.Value("SELECT count(*) FROM marks") == "2");
+  // Nothing of it stays on the server.
+  CHECK(db.Value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0");
+}
+
+TEST_CASE(
+    "with the state in PostgreSQL, the engine that takes over a run presumed dead takes its "
+    "lock in the target too; the first acts no more",
+    "[e2e][postgres][lock]") {
+  testing::PgTestDb state(testing::BlueServer(), "state");
+  testing::PgTestDb db(testing::BlueServer(), "target");
+  db.Exec("CREATE TABLE marks (n int)");
+  const std::map<std::string, std::string> env{{"E2E_TARGET_PW", db.server().password},
+                                               {"RUNBOOK_LEASE_SECONDS", "3"}};
+  E2e t(testing::PostgresUri(state));
+  t.Write("rb.yaml", kOnTarget);
+  Background first(t.Spec({"run", "rb.yaml", "-p", "dsn=" + db.Conninfo(), "-p", "hold=4"}, env));
+  const std::string id = WaitStarted(first);
+  // Stopped, the engine keeps its session on the target's server open (as
+  // a partitioned node would for a while) but stops renewing its lease.
+  REQUIRE(kill(first.pid(), SIGSTOP) == 0);
+  CliResult taken;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+       std::chrono::steady_clock::now() < end;) {
+    taken = t.Run({"resume", id, "--mark-done", "hold"}, env);
+    if (taken.code != 4 || taken.err.find("its lease ends in") == std::string::npos) break;
+    std::this_thread::sleep_for(milliseconds(300));
+  }
+  INFO(taken.All());
+  CHECK(taken.code == 0);
+  CHECK(db.Value("SELECT count(*) FROM marks") == "1");
+  REQUIRE(kill(first.pid(), SIGCONT) == 0);
+  REQUIRE(first.WaitExit(std::chrono::seconds(30)));
+  first.Drain();
+  INFO(first.out() << first.err());
+  CHECK(db.Value("SELECT count(*) FROM marks") == "1");
+  CHECK(t.RunStatus(id)["status"] == "succeeded");
+}
+
+}  // namespace runbook::e2e

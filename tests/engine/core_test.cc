@@ -243,3 +243,21 @@ TEST_CASE("a process gets its stdin, env and cwd and its streams are read apart"
   missing.argv = {"/nonexistent/program"};
   CHECK_FALSE(ProcessRunner::Real().Run(missing).ok());
 }
+
+TEST_CASE("a child that exits without reading its stdin does not take the runner down",
+          "[process]") {
+  // 4 MiB: far past a pipe's buffer; the writes after `true` exits would
+  // raise SIGPIPE and kill this process, were it not ignored.
+  ProcessSpec spec;
+  spec.argv = {"true"};
+  spec.stdin_data = std::string(4 << 20, 'x');
+  for (int i = 0; i < 3; ++i) {
+    Result<ProcessResult> r = ProcessRunner::Real().Run(spec);
+    REQUIRE(r.ok());
+    CHECK(r->exit_code == 0);
+  }
+  spec.argv = {"head", "-c", "10"};
+  Result<ProcessResult> r = ProcessRunner::Real().Run(spec);
+  REQUIRE(r.ok());
+  CHECK(r->out == "xxxxxxxxxx");
+}
