@@ -26,15 +26,7 @@ command -v hyperfine >/dev/null ||
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends hyperfine >/dev/null
 export PATH=/usr/lib/postgresql/15/bin:$PATH NO_COLOR=1
 
-work=$(mktemp -d)
-chmod 755 "$work"  # the cluster's directory lives in it and postgres must reach it
-trap 'python3 "$root/tests/fixtures/pg_cluster.py" stop --dir "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-pwfile="$work/pg-password"
-head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$pwfile"
-chmod 644 "$pwfile"
-port=$(python3 "$root/tests/fixtures/pg_cluster.py" start --dir "$work/pg" --password-file "$pwfile" \
-         --stop-with-pid $$ | python3 -c 'import json,sys; print(json.load(sys.stdin)["port"])')
-export PGPASSWORD=$(cat "$pwfile")
+. "$root/bench/throwaway_pg.sh"
 # The test clusters run without fsync; a state store is measured as it runs
 # in the field: durable (fsync, full_page_writes, synchronous_commit on).
 psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \

@@ -57,10 +57,14 @@ const char* const kDropOrder[] = {"publication",
                                   "operator class",
                                   "operator family",
                                   "operator",
+                                  "access method",
                                   "text search configuration",
                                   "text search dictionary",
+                                  "text search parser",
+                                  "text search template",
                                   "conversion",
                                   "collation",
+                                  "function",
                                   "routine",
                                   "type",
                                   "server",
@@ -240,6 +244,11 @@ std::string OtherObjects() {
        "o.cfgnamespace", ""},
       {"text search dictionary", "pg_ts_dict", "format('%I.%I', n.nspname, o.dictname)",
        "o.dictnamespace", ""},
+      {"text search parser", "pg_ts_parser", "format('%I.%I', n.nspname, o.prsname)",
+       "o.prsnamespace", ""},
+      {"text search template", "pg_ts_template", "format('%I.%I', n.nspname, o.tmplname)",
+       "o.tmplnamespace", ""},
+      {"access method", "pg_am", "format('%I', o.amname)", nullptr, ""},
   };
   std::string sql;
   for (const Kind& k : kinds) {
@@ -258,34 +267,56 @@ std::string OtherObjects() {
 
 }  // namespace
 
-Result<Value> Inventory(PgConnection& dst, SteadyTime deadline) {
-  const std::string other = OtherObjects();
+Result<Value> Inventory(PgConnection& dst, SteadyTime deadline, int version) {
+  const bool v2 = version >= kInventoryVersion;
   const std::string rel = OwnObject("pg_class", "c.oid");
   const std::string proc = OwnObject("pg_proc", "p.oid");
   const std::string type = OwnObject("pg_type", "t.oid");
-  return dst.Query(
-      std::string("SELECT 'schema' AS kind, format('%I', n.nspname) AS name FROM pg_namespace n "
-                  "WHERE ") +
-          kUserSchema +
-          " UNION ALL SELECT 'extension', format('%I', extname) FROM pg_extension"
-          " UNION ALL SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN "
-          "'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' "
-          "ELSE 'table' END, format('%I.%I', n.nspname, c.relname) FROM pg_class c "
-          "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN "
-          "('r', 'p', 'v', 'm', 'S', 'f') AND " +
-          kUserSchema + " AND " + rel +
-          " UNION ALL SELECT CASE p.prokind WHEN 'a' THEN 'aggregate' ELSE 'routine' END, "
-          "format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) "
-          "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-          "WHERE p.prokind IN ('f', 'p', 'a', 'w') AND " +
-          kUserSchema + " AND " + proc +
-          " UNION ALL SELECT 'type', format('%I.%I', n.nspname, t.typname) FROM pg_type t "
-          "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE (t.typtype IN ('e', 'd', 'r') "
-          "OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')) "
-          "AND " +
-          kUserSchema + " AND " + type + " UNION ALL " + other +
-          " UNION ALL SELECT 'large object', oid::text FROM pg_largeobject_metadata ORDER BY 1, 2",
-      {}, deadline);
+  // Version 1 (undo records of older binaries): these kinds only, types
+  // named as the session's search_path shows them.
+  const std::string routines =
+      v2 ? " UNION ALL SELECT CASE p.prokind WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'function' "
+           "ELSE 'routine' END, format('%I.%I(%s)', n.nspname, p.proname, CASE WHEN "
+           "p.prokind = 'a' AND p.pronargs = 0 THEN '*' ELSE "
+           "pg_get_function_identity_arguments(p.oid) END) FROM pg_proc p JOIN pg_namespace n "
+           "ON n.oid = p.pronamespace WHERE p.prokind IN ('f', 'p', 'a', 'w') AND "
+         : " UNION ALL SELECT 'routine', format('%I.%I(%s)', n.nspname, p.proname, "
+           "pg_get_function_identity_arguments(p.oid)) FROM pg_proc p JOIN pg_namespace n "
+           "ON n.oid = p.pronamespace WHERE p.prokind IN ('f', 'p') AND ";
+  const std::string sql =
+      std::string(
+          "SELECT 'schema' AS kind, format('%I', n.nspname) AS name FROM pg_namespace n "
+          "WHERE ") +
+      kUserSchema +
+      " UNION ALL SELECT 'extension', format('%I', extname) FROM pg_extension"
+      " UNION ALL SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN "
+      "'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' "
+      "ELSE 'table' END, format('%I.%I', n.nspname, c.relname) FROM pg_class c "
+      "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN "
+      "('r', 'p', 'v', 'm', 'S', 'f') AND " +
+      kUserSchema + " AND " + rel + routines + kUserSchema + " AND " + proc +
+      " UNION ALL SELECT 'type', format('%I.%I', n.nspname, t.typname) FROM pg_type t "
+      "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE (t.typtype IN ('e', 'd', 'r') "
+      "OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')) "
+      "AND " +
+      kUserSchema + " AND " + type + (v2 ? " UNION ALL " + OtherObjects() : std::string()) +
+      " UNION ALL SELECT 'large object', oid::text FROM pg_largeobject_metadata ORDER BY 1, 2";
+  if (!v2) return dst.Query(sql, {}, deadline);
+  // Every type named with its schema (format_type and the identity
+  // arguments leave out the schemas on the search_path, which a later step
+  // may change): the same object gets the same name in every session.
+  Result<Value> path = dst.Query("SELECT current_setting('search_path') AS p", {}, deadline);
+  if (!path.ok()) return path.status();
+  if (Status s = dst.Exec("SELECT set_config('search_path', 'pg_catalog', false)", {}, deadline);
+      !s.ok()) {
+    return s;
+  }
+  Result<Value> out = dst.Query(sql, {}, deadline);
+  Status reset = dst.Exec("SELECT set_config('search_path', $1, false)",
+                          {(*path)[0]["p"].get<std::string>()}, deadline);
+  if (!out.ok()) return out.status();
+  if (!reset.ok()) return reset;
+  return out;
 }
 
 Value Created(const Value& before, const Value& after) {

@@ -60,11 +60,24 @@ Status ProbeTarget(PgConnection& dst, SteadyTime deadline, std::vector<CopyTable
 // The caller checks that both servers run the same major version.
 Status MarkBinarySafe(PgConnection& src, SteadyTime deadline, std::vector<CopyTable>* tables);
 
-// The target's user objects as [{kind, name}] with kind a DROP keyword
-// (schema, extension, table, view, materialized view, sequence, foreign
-// table, routine, type) or "large object" (name: its oid), and name quoted
-// and qualified.
-Result<Value> Inventory(PgConnection& dst, SteadyTime deadline);
+// What Inventory lists: 1, the kinds of older binaries (schema, extension,
+// table, view, materialized view, sequence, foreign table, routine, type,
+// large object); 2, also aggregates, window functions, casts, operators and
+// their classes and families, access methods, collations, conversions, text
+// search objects, publications, event triggers, foreign data wrappers and
+// servers, every type named with its schema. An undo record keeps the
+// version its `before` was taken with ("inventory"; absent: 1), and the
+// undo compares it with an inventory of the same version: a newer binary
+// must not take what an older one did not list for something the step made.
+constexpr int kInventoryVersion = 2;
+
+// The target's user objects as [{kind, name}] with kind a DROP keyword or
+// "large object" (name: its oid), and name quoted and qualified.
+Result<Value> Inventory(PgConnection& dst, SteadyTime deadline, int version = kInventoryVersion);
+// The inventory version an undo record was taken with.
+inline int InventoryVersion(const Value& record) {
+  return record.is_object() ? record.value("inventory", 1) : 1;
+}
 // Objects of `after` that are not in `before`.
 Value Created(const Value& before, const Value& after);
 // Drops `objects` (IF EXISTS ... CASCADE, dependents first; large objects

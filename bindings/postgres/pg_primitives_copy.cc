@@ -304,7 +304,7 @@ class PgCopy : public NamedPrimitive {
     if (!dst.ok()) return dst.status();
     Value created = state.contains("created") ? state["created"] : Value();
     if (created.is_null()) {
-      Result<Value> now = Inventory(dst->conn(), dst->deadline());
+      Result<Value> now = Inventory(dst->conn(), dst->deadline(), InventoryVersion(state));
       if (!now.ok()) return now.status();
       created = Created(state["before"], *now);
     }
@@ -502,9 +502,11 @@ Result<Value> PgCopy::Estimate(StepContext& ctx, const CopyArgs& a, const Prepar
 // (retry, resume) first drops what an earlier one created, then redoes it all.
 Result<Value> StartClean(StepContext& ctx, const CopyArgs& a, PgLease& dst, Prepared* p,
                          const Value& previous) {
-  Result<Value> now = Inventory(dst.conn(), dst.deadline());
+  const bool earlier = previous.is_object() && previous.contains("before");
+  const int version = earlier ? InventoryVersion(previous) : kInventoryVersion;
+  Result<Value> now = Inventory(dst.conn(), dst.deadline(), version);
   if (!now.ok()) return now.status();
-  if (!previous.is_object() || !previous.contains("before")) return *now;
+  if (!earlier) return *now;
   Value before = previous["before"];
   Value leftovers = Created(before, *now);
   if (!leftovers.empty()) {
@@ -513,7 +515,10 @@ Result<Value> StartClean(StepContext& ctx, const CopyArgs& a, PgLease& dst, Prep
     if (Status s = DropObjects(dst.conn(), dst.deadline(), leftovers); !s.ok()) return s;
     if (Status s = ProbeTarget(dst.conn(), dst.deadline(), &p->tables); !s.ok()) return s;
   }
-  return before;
+  if (version == kInventoryVersion) return before;
+  // The record of an older binary: what is there after the clean-up is
+  // what this attempt starts from.
+  return Inventory(dst.conn(), dst.deadline());
 }
 
 Result<std::vector<CopyStats>> CopyData(StepContext& ctx, const CopyArgs& a,
@@ -705,11 +710,8 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
       if (!known) fks->push_back(old_fk);
     }
   }
-  Value record{{"target", a.target},
-               {"before", *before},
-               {"tables", keys},
-               {"replaced", replaced},
-               {"foreign_keys", *fks}};
+  Value record{{"target", a.target}, {"before", *before},    {"inventory", kInventoryVersion},
+               {"tables", keys},     {"replaced", replaced}, {"foreign_keys", *fks}};
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
 
   SnapshotHolder holder(src);

@@ -360,7 +360,8 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   // What the target holds before: the undo drops whatever the step adds.
   Result<Value> before = Inventory(dst->conn(), dst->deadline());
   if (!before.ok()) return before.status();
-  Value record{{"name", name}, {"created", created}, {"before", *before}};
+  Value record{
+      {"name", name}, {"created", created}, {"before", *before}, {"inventory", kInventoryVersion}};
   if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
   // The rows of the tables it creates come from the source through the
   // subscription, not from the run's own transactions: an older undo that
@@ -369,11 +370,6 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   for (const CopyTable* t : create) guarded.push_back(t->name.Display());
   if (Status s = NoteGuardedTables(ctx, dst->conn(), dst->deadline(), guarded); !s.ok()) return s;
 
-  // The schema first: a dump taken after the publication exists would carry
-  // it to the target, where the undo of an attempt killed part-way would
-  // have to find it.
-  const bool whole = a.all && create.size() == tables->size();
-  if (Status s = CreateSchema(ctx, a, *dst, create, whole); !s.ok()) return s;
   std::string pub = "CREATE PUBLICATION " + src->Ident(name);
   if (a.all) {
     pub += " FOR ALL TABLES";
@@ -387,6 +383,17 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
       !s.ok()) {
     return s;
   }
+  // The schema after the slot: DDL committed before the slot's consistent
+  // point is in the dump. The dump carries the publication just made (with
+  // the source's own ones): the target's copy of it goes at once, and the
+  // record names everything the schema brought, for the undo.
+  const bool whole = a.all && create.size() == tables->size();
+  if (Status s = CreateSchema(ctx, a, *dst, create, whole); !s.ok()) return s;
+  if (Status s = dst->Exec("DROP PUBLICATION IF EXISTS " + dst->Ident(name)); !s.ok()) return s;
+  Result<Value> after = Inventory(dst->conn(), dst->deadline());
+  if (!after.ok()) return after.status();
+  record["schema_objects"] = Created(*before, *after);
+  if (Status s = ctx.RecordUndo(record); !s.ok()) return s;
   // The conninfo travels as a literal: CREATE SUBSCRIPTION takes no parameters.
   std::string conninfo = SourceConninfo(src->conn(), a.source_dsn);
   // A password libpq found itself (PGPASSWORD, ~/.pgpass) is a secret too.
@@ -547,10 +554,16 @@ Status PgReplicate::Undo(StepContext& ctx, const Value& args, const Value& state
   std::vector<std::string> tables;
   for (const auto& t : state.value("created", Value::array()))
     tables.push_back(t.get<std::string>());
-  if (state.contains("before")) {
-    // Everything the step added to the target: tables, and with a whole
-    // schema also sequences, types, functions, views, schemas.
-    Result<Value> now = Inventory(dst->conn(), dst->deadline());
+  if (state.contains("schema_objects")) {
+    // What the step's schema brought to the target: tables, and with a
+    // whole schema also sequences, types, functions, views, schemas, ...;
+    // not what others made there since.
+    if (Status s = DropObjects(dst->conn(), dst->deadline(), state["schema_objects"]); !s.ok()) {
+      return Redacted(ctx, s);
+    }
+  } else if (state.contains("before")) {
+    // Killed while the schema was applied: whatever is new since.
+    Result<Value> now = Inventory(dst->conn(), dst->deadline(), InventoryVersion(state));
     if (!now.ok()) return Redacted(ctx, now.status());
     if (Status s = DropObjects(dst->conn(), dst->deadline(), Created(state["before"], *now));
         !s.ok()) {

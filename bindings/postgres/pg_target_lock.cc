@@ -3,12 +3,12 @@
 // same server at once: a session advisory lock, held on a connection of its
 // own for as long as the run's engine lives. See README, "Locks".
 //
-// It lives in the server's `postgres` database (the connection's own one
-// when `postgres` cannot be reached), not in the target database: a runbook
-// may create that database, and two engines must meet in the same place
-// whether it exists yet or not. Session advisory locks need a direct
-// connection (behind a transaction pooler they would be taken and released
-// on whatever server session the pooler lends).
+// It lives in the server's `postgres` database, not in the target
+// database: a runbook may create that database, and two engines must meet
+// in the same place whether it exists yet or not (a server without one, or
+// a role that may not connect to it, takes no lock: a warning says so). Session advisory locks need
+// a direct connection (behind a transaction pooler they would be taken and released on whatever
+// server session the pooler lends).
 #include <errno.h>
 #include <signal.h>
 #include <unistd.h>
@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <thread>
+#include <vector>
 
 #include "bindings/postgres/pg_conninfo.h"
 
@@ -48,34 +49,47 @@ std::string Local() {
   return name;
 }
 
-// The holder is an engine on this host that is gone ("runbook RUN HOST:PID"
-// with that pid dead): its server session ends in a moment.
+// A holder names an engine: "runbook RUN PID NONCE HOST", cut (as the
+// server cuts application_name) to 63 bytes, so the host may be cut short.
+constexpr size_t kNameMax = 63;
+
+std::vector<std::string> Words(const std::string& name) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < name.size() && out.size() < 4) {
+    size_t sp = name.find(' ', at);
+    if (sp == std::string::npos) sp = name.size();
+    out.push_back(name.substr(at, sp - at));
+    at = sp + 1;
+  }
+  out.push_back(at < name.size() ? name.substr(at) : "");  // the host, maybe cut
+  return out;
+}
+
+// An engine on this host that is gone: its server session ends in a moment.
 bool HolderGone(const std::string& app) {
-  const size_t colon = app.rfind(':'), space = app.rfind(' ', colon);
-  if (app.rfind("runbook ", 0) != 0 || colon == std::string::npos || space == std::string::npos) {
+  const std::vector<std::string> w = Words(app);
+  if (w.size() != 5 || w[0] != "runbook" || w[4].empty() || Local().rfind(w[4], 0) != 0) {
     return false;
   }
-  if (app.substr(space + 1, colon - space - 1) != Local()) return false;
-  const std::string pid = app.substr(colon + 1);
+  const std::string& pid = w[2];
   if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) {
     return false;
   }
   return kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH;
 }
 
-// "runbook RUN HOST:PID": both name the same run.
+// Both name the same run (by different engines, or the same one).
 bool SameRun(const std::string& a, const std::string& b) {
-  auto run = [](const std::string& h) {
-    if (h.rfind("runbook ", 0) != 0) return std::string();
-    return h.substr(8, h.find(' ', 8) - 8);
-  };
-  return !run(a).empty() && run(a) == run(b);
+  const std::vector<std::string> x = Words(a), y = Words(b);
+  return x.size() == 5 && y.size() == 5 && x[0] == "runbook" && y[0] == "runbook" &&
+         !x[1].empty() && x[1] == y[1];
 }
 
-Result<std::unique_ptr<PgConnection>> Open(const PgConnectOptions& base, const std::string& holder,
-                                           bool maintenance) {
+Result<std::unique_ptr<PgConnection>> Open(const PgConnectOptions& base,
+                                           const std::string& holder) {
   PgConnectOptions o = base;
-  if (maintenance) o.keywords["dbname"] = "postgres";
+  o.keywords["dbname"] = "postgres";
   o.application_name = holder;
   o.connect_timeout = std::min(o.connect_timeout, std::chrono::seconds(5));
   auto conn = std::make_unique<PgConnection>();
@@ -102,52 +116,67 @@ Result<std::unique_ptr<TargetLock>> PgConnectionType::LockTarget(const std::stri
   if (config.is_object() && !config.value("via", "").empty()) return std::unique_ptr<TargetLock>();
   Result<PgConnectOptions> options = PgOptionsFromConfig(conn_name, config);
   if (!options.ok()) return std::unique_ptr<TargetLock>();  // the first step using it says why
-  Result<std::unique_ptr<PgConnection>> conn = Open(*options, holder, true);
-  if (!conn.ok()) conn = Open(*options, holder, false);
-  if (!conn.ok()) {
-    return Status::Failed("the run lock could not be taken on connection '" + conn_name +
-                          "': " + conn.status().message());
-  }
+  const std::string me = holder.substr(0, kNameMax);
+  const std::string where = "the run lock could not be taken on connection '" + conn_name + "': ";
+  Result<std::unique_ptr<PgConnection>> conn = Open(*options, me);
+  if (!conn.ok()) return Status::Failed(where + conn.status().message());
   PgConnection& c = **conn;
   const PgParams ids = {std::to_string(kLockClass), std::to_string(KeyHash(key))};
+  const std::string tag =
+      "l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = $1::int::oid "
+      "AND l.objid = $2::int::oid AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+      "current_database())";
   const SteadyTime give_up = SteadyNow() + std::chrono::seconds(20);
   for (;;) {
-    Result<Value> got = c.Query("SELECT pg_try_advisory_lock($1::int, $2::int) AS got", ids,
-                                SteadyNow() + std::chrono::seconds(10));
-    if (!got.ok()) return got.status();
-    if ((*got)[0]["got"].get<bool>())
+    const SteadyTime deadline = SteadyNow() + std::chrono::seconds(10);
+    Result<Value> got =
+        c.Query("SELECT pg_try_advisory_lock($1::int, $2::int) AS got", ids, deadline);
+    if (!got.ok()) return Status::Failed(where + got.status().message());
+    if ((*got)[0]["got"].get<bool>()) {
       return std::unique_ptr<TargetLock>(new PgTargetLock(std::move(*conn)));
+    }
     Result<Value> who = c.Query(
-        "SELECT coalesce(a.application_name, '') AS app, l.pid::text AS pid, "
+        "SELECT coalesce(a.application_name, '') AS app, coalesce(l.pid::text, '') AS pid, "
         "coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '') AS since "
-        "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
-        "AND l.classid = $1::int::oid AND l.objid = $2::int::oid "
-        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        ids, SteadyNow() + std::chrono::seconds(10));
-    if (!who.ok()) return who.status();
-    if (who->empty()) continue;  // released in between: try again
+        "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE " +
+            tag,
+        ids, deadline);
+    if (!who.ok()) return Status::Failed(where + who.status().message());
+    const bool waiting = SteadyNow() < give_up;
+    if (who->empty()) {  // released in between: try again
+      if (!waiting) return Status::Failed(where + "it was neither free nor held, for 20 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
     const std::string app = (*who)[0]["app"].get<std::string>();
-    if (app == holder) return std::unique_ptr<TargetLock>();  // this run, by another connection
-    // The same run by another engine: the state store gave this engine the
-    // run (that engine is gone or was presumed dead and its lease taken
-    // over), so its session goes too.
-    if (SameRun(app, holder) && SteadyNow() < give_up) {
-      c.Exec("SELECT pg_terminate_backend($1::int)", {(*who)[0]["pid"].get<std::string>()},
-             SteadyNow() + std::chrono::seconds(10));
+    const std::string pid = (*who)[0]["pid"].get<std::string>();
+    if (app == me) return std::unique_ptr<TargetLock>();  // this engine, by another connection
+    // The same run by another engine: the state store gave this one the run
+    // (the other is gone, or was presumed dead and its lease taken over), so
+    // the other's session goes too; by pid and lock together, so that no
+    // other session that took the pid meanwhile is hit.
+    if (SameRun(app, me) && !pid.empty() && waiting) {
+      PgParams with_pid = ids;
+      with_pid.push_back(pid);
+      c.Exec("SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE " + tag +
+                 " AND l.pid = $3::int",
+             with_pid, deadline);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
     }
-    if (HolderGone(app) && SteadyNow() < give_up) {
+    if (HolderGone(app) && waiting) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       continue;
     }
     const std::string since = (*who)[0]["since"].get<std::string>();
-    return Status::Unavailable(
-        "run lock '" + key + "' is held on connection '" + conn_name + "' (" + c.server() +
-        ") by " + (app.empty() ? "backend " + (*who)[0]["pid"].get<std::string>() : app) +
-        (since.empty() ? "" : " since " + since) +
-        ": another engine, with another state store, is acting on this target");
+    const std::string by = !app.empty()  ? app
+                           : pid.empty() ? std::string("a prepared transaction")
+                                         : "backend " + pid;
+    return Status::Unavailable("run lock '" + key + "' is held on connection '" + conn_name +
+                               "' (" + c.server() + ") by " + by +
+                               (since.empty() ? "" : " since " + since) +
+                               ": another engine, with another state store, is acting on this "
+                               "target");
   }
 }
 

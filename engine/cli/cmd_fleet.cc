@@ -514,6 +514,12 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
       return;
     }
     const Runbook& rb = *fleet.rb;
+    if (pause_between && dry_run) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                "--pause-between-waves with --dry-run: a rehearsal fleet "
+                                "rehearses every target anew, so it would never pass wave 1");
+      return;
+    }
     if (max_concurrency > 1 && !HasTemplate(rb.lock)) {
       const std::string key = rb.lock.empty() ? rb.name : rb.lock;
       cli.exit_code = cli.Error(

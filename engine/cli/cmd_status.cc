@@ -59,7 +59,7 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
   static int limit = 50;
   cmd->add_option("RUN_ID", run_id, "a run id, or last (the newest run) or last-failed");
   cmd->add_option("--limit", limit, "how many runs the list shows, newest first (50; 0: all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1000000));
   cmd->add_flag("--json", json, "JSON output");
   cmd->callback([&cli]() {
     auto store = cli.OpenStore();
@@ -93,6 +93,7 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
                        {"started", FormatUtc(r.created_ms)}});
       }
       printf("%s\n", out.dump(2).c_str());
+      if (more) fprintf(stderr, "runbook: the %d newest runs; --limit 0 lists them all\n", limit);
       return;
     }
     if (runs->empty()) printf("no runs in %s\n", store->path().c_str());

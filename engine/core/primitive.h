@@ -105,8 +105,8 @@ class ConnectionType {
   // Registers the secrets a config holds (passwords) with the redactor.
   virtual void CollectSecrets(const Value& /*config*/, Redactor& /*r*/) const {}
   // Takes run lock `key` on what `config` reaches, so that an engine with
-  // another state store is kept out too; `holder` names this run to others
-  // ("runbook RUN HOST:PID"). nullptr: nothing taken (the type takes none,
+  // another state store is kept out too; `holder` names this engine to
+  // others ("runbook RUN PID NONCE HOST"). nullptr: nothing taken (the type takes none,
   // or not for this config, or this run holds it there already).
   // kUnavailable: another engine holds it (the message names it); any other
   // error: it could not be taken (the caller goes on without it).

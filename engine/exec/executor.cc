@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <random>
 #include <sstream>
 
 #include "engine/core/duration.h"
@@ -324,6 +325,18 @@ static ExitCode LockExit(const Status& s) {
   return s.code() == Status::Code::kUnavailable ? ExitCode::kLocked : ExitCode::kInternal;
 }
 
+// Tells this engine from an earlier one that had the same pid on the same
+// host (a restarted container is pid 1 again).
+static const std::string& EngineNonce() {
+  static const std::string nonce = [] {
+    std::random_device rd;
+    char text[16];
+    snprintf(text, sizeof(text), "%06x", rd() & 0xffffff);
+    return std::string(text);
+  }();
+  return nonce;
+}
+
 static std::string ThisHost() {
   char name[256] = {0};
   if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
@@ -352,8 +365,8 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
   Scope scope;
   scope.rb = &rb;
   scope.params = params;
-  const std::string holder =
-      "runbook " + run_.id + " " + ThisHost() + ":" + std::to_string(getpid());
+  const std::string holder = "runbook " + run_.id + " " + std::to_string(getpid()) + " " +
+                             EngineNonce() + " " + ThisHost();
   for (const ConnectionSpec& spec : rb.connections) {
     const ConnectionType* type = env_.registry->FindConnectionType(spec.type);
     if (!type) continue;

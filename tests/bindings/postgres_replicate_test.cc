@@ -156,6 +156,7 @@ const char* kOddObjects =
     "AS $$ SELECT CASE $1 WHEN 'sad' THEN 0 ELSE 1 END $$; "
     "CREATE CAST (mood AS int) WITH FUNCTION mood_rank(mood); "
     "CREATE AGGREGATE total(numeric) (SFUNC = numeric_add, STYPE = numeric); "
+    "CREATE AGGREGATE nrows(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0'); "
     "CREATE AGGREGATE pct(float8 ORDER BY float8) (SFUNC = ordered_set_transition, "
     "STYPE = internal, FINALFUNC = percentile_disc_final, FINALFUNC_EXTRA); "
     "CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq); "
@@ -175,8 +176,8 @@ std::string OddObjects(const PgTestDb& db) {
   return db.Value(
       "SELECT string_agg(k, ',' ORDER BY k) FROM ("
       "SELECT 'cast' AS k FROM pg_cast WHERE castsource = to_regtype('mood') "
-      "UNION ALL SELECT proname FROM pg_proc WHERE proname IN ('total', 'pct', 'mood_rank', "
-      "'ddl_noop') UNION ALL SELECT oprname FROM pg_operator WHERE oprname = '===' "
+      "UNION ALL SELECT proname FROM pg_proc WHERE proname IN ('total', 'nrows', 'pct', "
+      "'mood_rank', 'ddl_noop') UNION ALL SELECT oprname FROM pg_operator WHERE oprname = '===' "
       "UNION ALL SELECT opcname FROM pg_opclass WHERE opcname = 'int4_plain' "
       "UNION ALL SELECT collname FROM pg_collation WHERE collname = 'bytewise' "
       "UNION ALL SELECT dictname FROM pg_ts_dict WHERE dictname = 'plain_dict' "
@@ -197,7 +198,18 @@ TEST_CASE(
   const std::string all_odd = OddObjects(src);
   REQUIRE(all_odd ==
           "===,app_changes,bytewise,cast,ddl_noop,ddl_watch,int4_plain,mood_rank,nothing_fdw,"
-          "nowhere,pct,plain,plain_dict,total");
+          "nowhere,nrows,pct,plain,plain_dict,total");
+  // The target's own objects of the same kinds stay, whatever happens.
+  dst.Exec(
+      "CREATE AGGREGATE keep_total(numeric) (SFUNC = numeric_add, STYPE = numeric); "
+      "CREATE PUBLICATION keep_pub; CREATE COLLATION keep_coll (locale = 'C')");
+  const std::string kept =
+      "SELECT (SELECT count(*) FROM pg_proc WHERE proname = 'keep_total') + (SELECT count(*) "
+      "FROM pg_publication WHERE pubname = 'keep_pub') + (SELECT count(*) FROM pg_collation "
+      "WHERE collname = 'keep_coll')";
+  const std::string with_kept =
+      "===,app_changes,bytewise,cast,ddl_noop,ddl_watch,int4_plain,keep_pub,mood_rank,"
+      "nothing_fdw,nowhere,nrows,pct,plain,plain_dict,total";
   PgCase c;
   c.Connect("src", src);
   c.Connect("dst", dst);
@@ -210,24 +222,49 @@ TEST_CASE(
   Result<Value> failed = c.Apply("pg.replicate", unreachable);
   REQUIRE_FALSE(failed.ok());
   CHECK_THAT(failed.status().message(), Catch::Contains("creating the subscription"));
-  CHECK(OddObjects(dst) == all_odd);  // the source's own publication came with its schema
+  // The source's own publication came with its schema; the step's did not stay.
+  CHECK(OddObjects(dst) == with_kept);
   CHECK(dst.Value("SELECT count(*) FROM pg_publication WHERE pubname = '" + name + "'") == "0");
 
   c.ctx.previous_undo = c.ctx.LastUndo();  // the retry
   Result<Value> r = c.Apply("pg.replicate", args);
   INFO((r.ok() ? std::string() : r.status().message()));
   REQUIRE(r.ok());
-  CHECK(OddObjects(dst) == all_odd);
+  CHECK(OddObjects(dst) == with_kept);
+  CHECK(dst.Value(kept) == "3");
   Result<Value> w =
       c.Apply("pg.wait_caught_up",
               {{"source", "src"}, {"target", "dst"}, {"subscription", name}, {"timeout", "60s"}});
   REQUIRE(w.ok());
   CHECK(dst.Value("SELECT count(*) FROM orders") == "3000");
 
-  REQUIRE(c.P("pg.replicate").Undo(c.ctx, args, c.ctx.LastUndo()).ok());
+  // An undo record of an older binary (its inventory listed fewer kinds)
+  // does not take the target's own objects of the other kinds for the
+  // step's.
+  Value old_record = c.ctx.LastUndo();
+  REQUIRE(old_record.contains("schema_objects"));
+  old_record.erase("schema_objects");
+  old_record.erase("inventory");
+  Value old_before = Value::array();
+  for (const Value& o : old_record["before"]) {
+    const std::string kind = o["kind"].get<std::string>();
+    if (kind == "schema" || kind == "extension" || kind == "table" || kind == "routine" ||
+        kind == "type" || kind == "sequence" || kind == "view") {
+      old_before.push_back(o);
+    }
+  }
+  old_record["before"] = old_before;
+  Status undone = c.P("pg.replicate").Undo(c.ctx, args, old_record);
+  INFO(undone.message());
+  REQUIRE(undone.ok());
   CHECK(Leftovers(src, name) == "");
-  CHECK(OddObjects(dst) == "");
+  CHECK(dst.Value(kept) == "3");
   CHECK(dst.Value("SELECT to_regclass('orders') IS NULL") == "t");
+
+  // The undo of this binary's record: everything the schema brought goes.
+  REQUIRE(c.P("pg.replicate").Undo(c.ctx, args, c.ctx.LastUndo()).ok());
+  CHECK(OddObjects(dst) == "keep_pub");
+  CHECK(dst.Value(kept) == "3");
   CHECK(OddObjects(src) == all_odd);  // the source keeps its own
 }
 

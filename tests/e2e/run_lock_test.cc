@@ -307,8 +307,8 @@ TEST_CASE(
   INFO(second.All());
   CHECK(second.code == 4);
   CHECK_THAT(second.err, Catch::Contains("run lock 'shared-db' is held on connection 'db'"));
-  CHECK_THAT(second.err, Catch::Contains("by runbook " + first_id + " " + HostName() + ":" +
-                                         std::to_string(first.pid())));
+  CHECK_THAT(second.err,
+             Catch::Contains("by runbook " + first_id + " " + std::to_string(first.pid()) + " "));
   CHECK_THAT(second.err, Catch::Contains("another state store"));
   CHECK(second.All().find(db.server().password) == std::string::npos);
   CHECK(ci.Runs().size() == 0);  // refused before a run was recorded
@@ -329,13 +329,22 @@ TEST_CASE(
   INFO(resumed.All());
   CHECK(resumed.code == 0);
   CHECK(db.Value("SELECT count(*) FROM marks") == "2");
-  // Nothing of it stays on the server.
-  CHECK(db.Value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0");
+  // Nothing of it stays on the server (a session ends a moment after its
+  // engine).
+  std::string left;
+  for (int i = 0; i < 100; ++i) {
+    left = db.Value(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = "
+        "1380076619");
+    if (left == "0") break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  CHECK(left == "0");
 }
 
 TEST_CASE(
-    "with the state in PostgreSQL, the engine that takes over a run presumed dead takes its "
-    "lock in the target too; the first acts no more",
+    "with the state in PostgreSQL, the lock in the target does not stop the engine that takes "
+    "over a run presumed dead; the first acts no more",
     "[e2e][postgres][lock]") {
   testing::PgTestDb state(testing::BlueServer(), "state");
   testing::PgTestDb db(testing::BlueServer(), "target");
