@@ -84,7 +84,7 @@ EOF
   done
 }
 hyperfine --export-json "$work/fleet.json" --style none --runs "$RUNS" --prepare "$fresh" \
-  "${cmds[@]}" >/dev/null 2>&1
+  "${cmds[@]}" >/dev/null 2>"$work/hyperfine.err" || { cat "$work/hyperfine.err" >&2; exit 1; }
 python3 - "$work/fleet.json" "$TARGETS" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]

@@ -168,7 +168,8 @@ Result<std::vector<size_t>> WaveSizes(const std::vector<std::string>& specs, siz
 
 // A run id as NewRunId makes them: "20261121-145238-4f2a".
 bool LooksLikeRunId(const std::string& id) {
-  if (id.size() != 20 || id[8] != '-' || id[15] != '-') return false;
+  // YYYYMMDD-HHMMSS-xxxxxx (-xxxx before 2026-12-05)
+  if ((id.size() != 22 && id.size() != 20) || id[8] != '-' || id[15] != '-') return false;
   for (size_t i = 0; i < id.size(); ++i) {
     if (i != 8 && i != 15 && !isxdigit(static_cast<unsigned char>(id[i]))) return false;
   }

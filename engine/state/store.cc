@@ -354,6 +354,9 @@ Result<std::unique_ptr<StateStore>> SqliteStateStore::Open(const std::string& pa
     return SqlError(store->db_, path, "cannot open");
   }
   sqlite3_extended_result_codes(store->db_, 1);
+  // Before the first read: another engine writing (a fleet's runs start
+  // together) must make this one wait, not fail "database is locked".
+  sqlite3_busy_timeout(store->db_, 5000);
   s = CheckOurs(store->db_, path);  // before anything is written to it
   if (s.ok()) s = Configure(store->db_, path);
   if (s.ok()) s = Migrate(store->db_, path);
@@ -426,12 +429,12 @@ std::string NewRunId(int64_t now_ms) {
   gmtime_r(&secs, &tm);
   char when[32];
   strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
-  uint16_t r = 0;
-  if (getrandom(&r, sizeof(r), 0) != static_cast<ssize_t>(sizeof(r))) {
-    r = static_cast<uint16_t>(std::random_device{}());
-  }
+  // 24 random bits: a fleet starts dozens of runs in one second (with 16,
+  // two of 12 engines started together took the same id about once in 25).
+  uint32_t r = 0;
+  if (getrandom(&r, sizeof(r), 0) != static_cast<ssize_t>(sizeof(r))) r = std::random_device{}();
   char id[48];
-  snprintf(id, sizeof(id), "%s-%04x", when, static_cast<unsigned>(r));
+  snprintf(id, sizeof(id), "%s-%06x", when, static_cast<unsigned>(r & 0xffffff));
   return id;
 }
 

