@@ -10,6 +10,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/core/progress.cc
   engine/core/registry.cc
   engine/core/resources.cc
+  engine/core/result_shape.cc
   engine/core/schema.cc
   engine/core/sha256.cc
   engine/core/status.cc

@@ -106,7 +106,21 @@ class ApplyPrimitive : public NamedPrimitive {
                            "the manifest: a map, a list of maps, or YAML text"),
                    }),
                    {{"file", "manifest"}},
-                   ""}) {}
+                   ""},
+            MapResult({
+                ListOfMaps("objects", "one per object of the manifest, in its order",
+                           {Field("kind", FieldType::kString, "the object's kind: Deployment, ..."),
+                            Field("name", FieldType::kString, "the object's name"),
+                            Field("namespace", FieldType::kString,
+                                  "the manifest's namespace, else the step's (empty: the "
+                                  "context's)"),
+                            Field("action", FieldType::kString,
+                                  "created, configured or unchanged (in a rehearsal: what the "
+                                  "server would do)")}),
+                Field("created", FieldType::kInt, "how many objects did not exist before"),
+                Field("configured", FieldType::kInt, "how many existing objects changed"),
+                Field("unchanged", FieldType::kInt, "how many were left as they were"),
+            })) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value&) const override { return true; }
@@ -263,7 +277,16 @@ class DeletePrimitive : public NamedPrimitive {
                            "an object that does not exist is not an error"),
                    }),
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({
+                Field("kind", FieldType::kString, "the kind argument"),
+                Field("name", FieldType::kString, "the object's name"),
+                Field("saved", FieldType::kBool,
+                      "the save argument (true: kept for undo, except in a rehearsal)"),
+                Field("deleted", FieldType::kBool,
+                      "deleted (in a rehearsal: would be); false: it was already missing "
+                      "(missing_ok)"),
+            })) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
 

@@ -52,7 +52,12 @@ class ExecPrimitive : public NamedPrimitive {
                            "exit codes that count as success (default [0])"),
                    }),
                    {{"pod", "deployment"}},
-                   ""}) {}
+                   ""},
+            MapResult({
+                Field("exit_code", FieldType::kInt, "the command's exit code (one of ok_codes)"),
+                Field("stdout", FieldType::kString, "its standard output"),
+                Field("stderr", FieldType::kString, "its standard error"),
+            })) {}
 
   Rehearsal rehearsal(const Value& args) const override {
     return BoolArg(args, "probe", false) ? Rehearsal::kProbe : Rehearsal::kSkip;
@@ -127,7 +132,14 @@ class PortForwardPrimitive : public NamedPrimitive {
                            "local port (default: a free one kubectl picks)"),
                    }),
                    {{"pod", "service"}},
-                   ""}) {}
+                   ""},
+            MapResult({
+                Field("local_port", FieldType::kInt, "the local port to connect to"),
+                Field("host", FieldType::kString, "127.0.0.1"),
+                Field("target", FieldType::kString,
+                      "what is forwarded to: pod/NAME, svc/NAME, ..."),
+                Field("remote_port", FieldType::kInt, "the remote_port argument"),
+            })) {}
 
   // A forward changes nothing on the cluster.
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }

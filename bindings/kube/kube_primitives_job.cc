@@ -70,7 +70,16 @@ class RunJobPrimitive : public NamedPrimitive {
                        Arg("timeout", ArgType::kDuration, false, "how long it may run (10m)"),
                    }),
                    {{"manifest", "file"}},
-                   ""}) {}
+                   ""},
+            MapResult({
+                Field("job", FieldType::kString, "the Job's name"),
+                Field("status", FieldType::kString,
+                      "succeeded (a failed job fails the step); UNKNOWN in a rehearsal"),
+                Field("succeeded", FieldType::kInt,
+                      "the Job's status.succeeded; UNKNOWN in a rehearsal"),
+                Field("failed", FieldType::kInt, "the Job's status.failed; UNKNOWN in a rehearsal"),
+                Field("logs", FieldType::kString, "its last 50 log lines; UNKNOWN in a rehearsal"),
+            })) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   // A re-run finds the job this step created (by its annotations) and waits

@@ -46,7 +46,16 @@ class PatchPrimitive : public NamedPrimitive {
                         {"merge", "json", "strategic"}),
                 }),
                 {},
-                ""}) {}
+                ""},
+            MapResult({
+                Field("kind", FieldType::kString, "the kind argument"),
+                Field("name", FieldType::kString, "the object's name"),
+                Optional(MapField("previous",
+                                  "what undo puts back: a merge patch of the touched fields' "
+                                  "previous values (null where absent); absent when resumed "
+                                  "without a record",
+                                  {}, true)),
+            })) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   // Re-applying a merge or strategic patch gives the same object; a json
@@ -118,9 +127,10 @@ class PatchPrimitive : public NamedPrimitive {
     Result<Value> live = step.client().Get(StrArg(args, "kind"), StrArg(args, "name"));
     if (!live.ok()) return {};
     if (MergePatchApplied(*live, *patch)) {
-      return {CheckOutcome::kDone, Value{{"kind", StrArg(args, "kind")},
-                                         {"name", StrArg(args, "name")},
-                                         {"previous", state.value("restore", Value())}}};
+      return {CheckOutcome::kDone,
+              Value{{"kind", StrArg(args, "kind")},
+                    {"name", StrArg(args, "name")},
+                    {"previous", state.is_object() ? state.value("restore", Value()) : Value()}}};
     }
     // A strategic patch merges lists by key, which a plain comparison misses.
     return {type == "merge" ? CheckOutcome::kNotDone : CheckOutcome::kCannotTell, nullptr};
@@ -154,7 +164,17 @@ class SwitchSelectorPrimitive : public NamedPrimitive {
                            "the new selector, e.g. {app: chronicle-db-v17}"),
                    }),
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({
+                Field("service", FieldType::kString, "the service's name"),
+                Optional(
+                    MapField("old", "the selector before; null: the service had none", {}, true)),
+                MapField("new", "the new selector, its values as strings", {}, true),
+                Field("change", FieldType::kString, "old -> new as text: app=a -> app=b"),
+                Optional(ListField("ready_pods", FieldType::kString,
+                                   "the ready pods the new selector matches; absent when resumed "
+                                   "after a crash")),
+            })) {}
 
   // The ready-pod check runs for real; the patch is checked by the server.
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }

@@ -34,6 +34,26 @@ WaitBudget Budget(KubeStep& step, const Value& args) {
   return {timeout, step.client().WithDeadline(now + timeout + std::chrono::seconds(15))};
 }
 
+// By name: the object as kubectl prints it, whose keys are the API's (null
+// when missing and missing_ok); by selector: {items, count, names}.
+FieldSpec GetResult() {
+  FieldSpec r = MapResult(
+      {
+          Optional(Field("apiVersion", FieldType::kString, "by name: the object's API version")),
+          Optional(Field("kind", FieldType::kString, "by name: the object's kind")),
+          Optional(
+              MapField("metadata", "by name: the object's name, namespace, labels, ...", {}, true)),
+          Optional(ListOfMaps("items", "by selector: the matching objects", {}, true)),
+          Optional(Field("count", FieldType::kInt, "by selector: how many match")),
+          Optional(ListField("names", FieldType::kString, "by selector: their names")),
+      },
+      true);
+  r.help =
+      "by name: the object (kubectl get -o json), null when missing with missing_ok; by "
+      "selector: {items, count, names}";
+  return Optional(r);
+}
+
 class GetPrimitive : public NamedPrimitive {
  public:
   GetPrimitive()
@@ -52,7 +72,8 @@ class GetPrimitive : public NamedPrimitive {
                            "a missing object gives null instead of failing"),
                    }),
                    {{"name", "selector"}},
-                   ""}) {}
+                   ""},
+            GetResult()) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
@@ -116,7 +137,13 @@ class WaitPrimitive : public NamedPrimitive {
                        Arg("timeout", ArgType::kDuration, false, "how long to wait (5m)"),
                    }),
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({
+                Field("resource", FieldType::kString, "the resource argument"),
+                Field("for", FieldType::kString, "the for argument"),
+                ListField("met", FieldType::kString,
+                          "kubectl's lines, one per object: job.batch/x condition met"),
+            })) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
@@ -168,7 +195,13 @@ class RolloutStatusPrimitive : public NamedPrimitive {
                        Arg("timeout", ArgType::kDuration, false, "how long to wait (5m)"),
                    }),
                    {{"deployment", "statefulset"}},
-                   ""}) {}
+                   ""},
+            MapResult({
+                Field("kind", FieldType::kString, "deployment or statefulset"),
+                Field("name", FieldType::kString, "its name"),
+                Field("message", FieldType::kString,
+                      "kubectl's last line: ... successfully rolled out"),
+            })) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

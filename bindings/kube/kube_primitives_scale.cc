@@ -75,7 +75,18 @@ class ScalePrimitive : public NamedPrimitive {
                        Arg("timeout", ArgType::kDuration, false, "how long to wait (5m)"),
                    }),
                    {{"deployment", "statefulset"}},
-                   ""}) {}
+                   ""},
+            MapResult({
+                Field("kind", FieldType::kString, "deployment or statefulset"),
+                Field("name", FieldType::kString, "its name"),
+                Optional(Field("previous_replicas", FieldType::kInt,
+                               "the replica count before the first attempt (undo restores it); "
+                               "absent when resumed without a record")),
+                Field("replicas", FieldType::kInt, "the new replica count"),
+                Field("ready", FieldType::kInt,
+                      "ready replicas (with wait: false, as read before scaling); "
+                      "UNKNOWN in a rehearsal"),
+            })) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value&) const override { return true; }

@@ -88,6 +88,78 @@ std::vector<std::string> SelectedDatabases(const Value& args) {
 
 std::string IndexName(const CollationIndex& i) { return TableName{i.schema, i.index}.Display(); }
 
+// {databases: [ToValue(DbCollation) + note], collations: [ToValue(CollationObject)],
+// mismatched, note}
+FieldSpec StatusResult() {
+  using T = FieldType;
+  return MapResult(
+      {ListOfMaps(
+           "databases", "one per database of the server, template0 and template1 included",
+           {Field("database", T::kString, "its name"),
+            Field("collate", T::kString, "its LC_COLLATE (datcollate)"),
+            Field("ctype", T::kString, "its LC_CTYPE (datctype)"),
+            Field("provider", T::kString, "libc or icu"),
+            Optional(Field("recorded_version", T::kString,
+                           "the collation version recorded when it was created; null when none "
+                           "(servers before PostgreSQL 15 record none)")),
+            Optional(Field("actual_version", T::kString,
+                           "the version the locale library reports now; null when none")),
+            Field("mismatch", T::kBool, "a version is recorded and it is not the actual one"),
+            Field("is_template", T::kBool, "a template database (datistemplate)"),
+            Field("allows_connections", T::kBool, "accepts connections (datallowconn)"),
+            Optional(Field("note", T::kString,
+                           "why its collation objects were not checked, or that its locale "
+                           "sorts by code point"))}),
+       ListOfMaps(
+           "collations",
+           "collation objects, in the databases checked inside, whose recorded version "
+           "is not the actual one",
+           {Field("database", T::kString, "the database it is in"),
+            Field("schema", T::kString, "its schema"), Field("collation", T::kString, "its name"),
+            Field("recorded_version", T::kString, "the version recorded (collversion)"),
+            Optional(Field("actual_version", T::kString,
+                           "the version the locale library reports now; null when none"))}),
+       Field("mismatched", T::kInt, "databases plus collation objects with a mismatch"),
+       Field("note", T::kString, "what a mismatch means and how it is fixed")});
+}
+
+// A real run: one entry per database refreshed; a rehearsal: one per
+// database that would be, with would_* fields instead.
+FieldSpec RefreshResult() {
+  using T = FieldType;
+  return MapResult(
+      {ListOfMaps(
+           "databases",
+           "one per database that had a stale version (in a rehearsal: that has one); empty "
+           "when none had",
+           {Field("database", T::kString, "its name"),
+            Optional(ListField("reindexed", T::kString,
+                               "indexes rebuilt (schema.index); absent in a rehearsal")),
+            Optional(ListField("collations_refreshed", T::kString,
+                               "collation objects refreshed (schema.name); absent in a "
+                               "rehearsal")),
+            Optional(Field("database_refreshed", T::kBool,
+                           "its own recorded version was refreshed; absent in a rehearsal")),
+            Optional(Field("from", T::kString,
+                           "its recorded version before; null when none, absent in a rehearsal")),
+            Optional(Field("to", T::kString,
+                           "its recorded version now; null when none, absent in a rehearsal")),
+            Optional(ListField("would_reindex", T::kString,
+                               "indexes a real run would rebuild (schema.index); only in a "
+                               "rehearsal")),
+            Optional(ListField("would_refresh_collations", T::kString,
+                               "collation objects a real run would refresh (schema.name); only "
+                               "in a rehearsal")),
+            Optional(Field("would_refresh_database", T::kBool,
+                           "a real run would refresh its own recorded version; only in a "
+                           "rehearsal")),
+            Optional(Field("note", T::kString,
+                           "why its collation objects were not checked, or that its locale "
+                           "sorts by code point"))}),
+       Field("refreshed", T::kInt, "databases refreshed (0 in a rehearsal)"),
+       Optional(Field("rehearsal", T::kString, "only in a rehearsal: nothing was changed"))});
+}
+
 class PgCollationStatus : public NamedPrimitive {
  public:
   PgCollationStatus()
@@ -96,7 +168,8 @@ class PgCollationStatus : public NamedPrimitive {
                               "collation objects inside them.",
                               {PgConnArg("conn", "a connection to the server")},
                               {},
-                              ""}) {}
+                              ""},
+                       StatusResult()) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
@@ -155,7 +228,8 @@ class PgRefreshCollation : public NamedPrimitive {
                     Arg("concurrently", ArgType::kBool, false,
                         "REINDEX CONCURRENTLY (slower, does not block writes)")},
                    {},
-                   ""}) {}
+                   ""},
+            RefreshResult()) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

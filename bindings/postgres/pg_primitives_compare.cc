@@ -85,6 +85,36 @@ Status CheckDumpVersion(StepContext& ctx, const CompareArgs& a, int major) {
   return Status::Ok();
 }
 
+// What Report returns (a rehearsal is a real comparison: the same).
+FieldSpec CompareResult() {
+  using T = FieldType;
+  return MapResult(
+      {Field("match", T::kBool, "no difference found"),
+       Field("mismatched", T::kInt, "how many differences"),
+       ListOfMaps("differences", "one per difference",
+                  {Field("kind", T::kString,
+                         "schema, relation, rows, materialized view, large object or sequence"),
+                   Field("object", T::kString,
+                         "what differs: TABLE public.t, public.t, large object 16402, ..."),
+                   Field("source", T::kString, "what the source has (missing when absent)"),
+                   Field("target", T::kString, "what the target has (missing when absent)")}),
+       Field("relations", T::kInt,
+             "tables, partitions, materialized views and foreign tables of the source"),
+       Field("relations_read", T::kInt,
+             "those whose rows were read (not partitioned parents, foreign tables or "
+             "unpopulated materialized views)"),
+       Field("rows", T::kInt, "rows of the source's relations read"),
+       Field("large_objects", T::kInt, "large objects on the source"),
+       Field("sequences", T::kInt, "sequences on the source"),
+       Field("schema_entries", T::kInt,
+             "pg_dump entries of the source's schema (0 with schema: false)"),
+       ListField("not_compared", T::kString,
+                 "what was not compared, such as rows of foreign table public.f"),
+       ListField("notes", T::kString,
+                 "differences found harmless: a materialized view stale on the source whose "
+                 "target holds its query's rows")});
+}
+
 class PgCompare : public NamedPrimitive {
  public:
   PgCompare()
@@ -105,7 +135,8 @@ class PgCompare : public NamedPrimitive {
                     Arg("allow_mismatch", ArgType::kBool, false,
                         "report differences without failing")},
                    {},
-                   ""}) {}
+                   ""},
+            CompareResult()) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

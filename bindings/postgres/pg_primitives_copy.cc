@@ -194,6 +194,38 @@ class SnapshotHolder {
 Status AddForeignKeys(PgLease& dst, const Value& fks);  // below
 Status CheckCarried(const CopyArgs& a, PgLease& src, PgLease& dst, Prepared* p);
 
+// ResultOf (a real run, and Check on resume with bytes and seconds 0) and
+// Estimate (a rehearsal).
+FieldSpec CopyResult() {
+  using T = FieldType;
+  return MapResult(
+      {ListOfMaps(
+           "tables", "one per table copied",
+           {Field("table", T::kString, "as the runbook named it (schema.name with all: true)"),
+            Optional(Field("rows", T::kInt,
+                           "rows copied; in a rehearsal the planner's estimate, null when the "
+                           "table was never analyzed")),
+            Field("bytes", T::kInt,
+                  "COPY data streamed (0 on resume); in a rehearsal its size on the source"),
+            Field("seconds", T::kNumber, "how long its copy took (0 in a rehearsal and on resume)"),
+            Optional(Field("on_target", T::kBool,
+                           "it exists on the target and its rows would be replaced; only in a "
+                           "rehearsal")),
+            Field("parts", T::kInt, "ranges of its pages copied at once (1: not split)"),
+            Field("format", T::kString, "the COPY format: binary or text")}),
+       Field("rows", T::kInt, "rows copied in all; in a rehearsal the estimate"),
+       Field("bytes", T::kInt, "COPY data streamed in all; in a rehearsal the tables' size"),
+       Field("seconds", T::kNumber, "how long the copy took (0 in a rehearsal and on resume)"),
+       Field("large_objects", T::kInt,
+             "large objects copied (all: true only, else 0; 0 on resume); in a rehearsal those "
+             "on the source"),
+       Field("materialized_views", T::kInt,
+             "materialized views refreshed (all: true only, else 0; 0 on resume); in a rehearsal "
+             "those populated on the source"),
+       Optional(Field("estimated", T::kBool,
+                      "true: rows and bytes are estimates; only in a rehearsal"))});
+}
+
 class PgCopy : public NamedPrimitive {
  public:
   PgCopy()
@@ -226,7 +258,8 @@ class PgCopy : public NamedPrimitive {
                     Arg("bin_dir", ArgType::kString, false,
                         "directory of pg_dump, pg_restore, psql and vacuumdb (default: PATH)")},
                    {{"tables", "all"}},
-                   ""}) {}
+                   ""},
+            CopyResult()) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
 

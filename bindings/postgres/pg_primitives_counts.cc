@@ -39,7 +39,12 @@ class PgCounts : public NamedPrimitive {
                                 return a;
                               }(),
                               {{"tables", "all"}},
-                              ""}) {}
+                              ""},
+                       MapResult({MapField("counts",
+                                           "rows by table, as the runbook named it (all: "
+                                           "true: its name, schema.name outside public)",
+                                           {}, /*open=*/true),
+                                  Field("total", FieldType::kInt, "rows of all the tables")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
@@ -103,7 +108,25 @@ class PgCompareCounts : public NamedPrimitive {
                      return a;
                    }(),
                    {{"tables", "all"}},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {ListOfMaps(
+                     "tables", "one per table of either side, the source's first",
+                     {Field("table", FieldType::kString, "as the runbook named it"),
+                      Optional(Field("source", FieldType::kInt,
+                                     "its rows on the source; null when it has no such table")),
+                      Optional(Field("target", FieldType::kInt,
+                                     "its rows on the target; null when it has no such table")),
+                      Field("match", FieldType::kBool,
+                            "both have it with the same rows (and checksum, in checksum mode)"),
+                      Optional(Field("source_checksum", FieldType::kString,
+                                     "its content digest on the source; checksum mode only, "
+                                     "null when it has no such table")),
+                      Optional(Field("target_checksum", FieldType::kString,
+                                     "its content digest on the target; checksum mode only, "
+                                     "null when it has no such table"))}),
+                 Field("mismatched", FieldType::kInt, "tables that differ"),
+                 Field("mode", FieldType::kString, "count or checksum")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

@@ -32,17 +32,28 @@ Result<int64_t> DatabaseOid(PgLease& lease, const std::string& name) {
 class PgCreateDatabase : public NamedPrimitive {
  public:
   PgCreateDatabase()
-      : NamedPrimitive("pg.create_database",
-                       Schema{"Creates a database. Rollback drops it, only if this step created "
-                              "it and no one else wrote to it since (refused).",
-                              {PgConnArg("conn", "a connection to the server (any database)"),
-                               Arg("name", ArgType::kString, true, "the new database"),
-                               Arg("template", ArgType::kString, false, "template (template1)"),
-                               Arg("owner", ArgType::kString, false, "owning role"),
-                               Arg("if_not_exists", ArgType::kBool, false,
-                                   "succeed without change if it exists")},
-                              {},
-                              ""}) {}
+      : NamedPrimitive(
+            "pg.create_database",
+            Schema{"Creates a database. Rollback drops it, only if this step created "
+                   "it and no one else wrote to it since (refused).",
+                   {PgConnArg("conn", "a connection to the server (any database)"),
+                    Arg("name", ArgType::kString, true, "the new database"),
+                    Arg("template", ArgType::kString, false, "template (template1)"),
+                    Arg("owner", ArgType::kString, false, "owning role"),
+                    Arg("if_not_exists", ArgType::kBool, false,
+                        "succeed without change if it exists")},
+                   {},
+                   ""},
+            MapResult({Field("created", FieldType::kBool,
+                             "this step created it (false: it existed, with if_not_exists); "
+                             "true in a rehearsal"),
+                       Field("name", FieldType::kString, "the database"),
+                       Optional(Field("oid", FieldType::kInt, "its oid; absent in a rehearsal")),
+                       Optional(Field("rehearsal", FieldType::kString,
+                                      "only in a rehearsal: preconditions checked")),
+                       Optional(ListField("notes", FieldType::kString,
+                                          "what the rehearsal's checks noted; only in a "
+                                          "rehearsal, absent when none"))})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value& args) const override {
@@ -177,7 +188,10 @@ class PgDropDatabase : public NamedPrimitive {
                         "end other sessions on it first (WITH (FORCE))"),
                     Arg("if_exists", ArgType::kBool, false, "succeed if it does not exist")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({Field("dropped", FieldType::kBool,
+                             "it existed and was dropped (false: absent, with if_exists)"),
+                       Field("name", FieldType::kString, "the database")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSkip; }
   std::string skip_reason(const Value& args) const override {

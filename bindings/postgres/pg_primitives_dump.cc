@@ -93,7 +93,25 @@ class PgDump : public NamedPrimitive {
                     Arg("bin_dir", ArgType::kString, false,
                         "directory of pg_dump and pg_restore (default: PATH)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {Field("file", FieldType::kString, "the archive file or directory"),
+                 Field("format", FieldType::kString, "custom, directory or plain"),
+                 Field("database", FieldType::kString, "the database dumped"),
+                 Field("server_version", FieldType::kInt,
+                       "the server's version number (server_version_num, e.g. 170002)"),
+                 Optional(Field("size", FieldType::kInt,
+                                "bytes written (a directory: all its files); absent in a "
+                                "rehearsal")),
+                 Optional(Field("sha256", FieldType::kString,
+                                "of the file (a directory: of its files' sorted `name sha256` "
+                                "lines); absent in a rehearsal")),
+                 Optional(Field("tables", FieldType::kInt,
+                                "TABLE DATA entries in the archive; absent in a rehearsal")),
+                 Optional(Field("pg_dump", FieldType::kString,
+                                "the pg_dump --version line; only in a rehearsal")),
+                 Optional(Field("rehearsal", FieldType::kString,
+                                "only in a rehearsal: what was checked, nothing written"))})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   PlanEffect Plan(const Value& args) const override {

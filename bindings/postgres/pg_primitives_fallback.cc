@@ -161,7 +161,12 @@ class PgFallback : public NamedPrimitive {
                     Arg("catch_up_timeout", ArgType::kDuration, false,
                         "how long the reverse cutover waits for blue to catch up (10m)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({Optional(Field("replication", FieldType::kString,
+                                      "the publication, slot and subscription name; null "
+                                      "without replication")),
+                       Field("tables", FieldType::kInt,
+                             "relations of green whose rows were noted (0 with replication)")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   // Run again after a crash, it reuses what its earlier attempt made.
@@ -423,7 +428,12 @@ class PgDropReplication : public NamedPrimitive {
                     Arg("name", ArgType::kString, true,
                         "the subscription's, publication's and slot's name")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({Field("name", FieldType::kString, "the name given"),
+                       Field("subscription", FieldType::kBool,
+                             "the subscription existed (a rehearsal: exists)"),
+                       Field("publication", FieldType::kBool,
+                             "the publication or slot existed (a rehearsal: exists)")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

@@ -198,7 +198,31 @@ class PgLint : public NamedPrimitive {
                         "what fails the step: error (default), warning or never",
                         {"error", "warning", "never"})},
                    {{"sql", "files"}},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {Field("statements", FieldType::kInt, "statements read"),
+                 Field("errors", FieldType::kInt, "error findings not ignored"),
+                 Field("warnings", FieldType::kInt, "warning findings not ignored"),
+                 Field("ignored", FieldType::kInt, "findings ignored"),
+                 ListOfMaps(
+                     "findings", "every finding, ignored ones too, in the order of the statements",
+                     {Field("rule", FieldType::kString, "the rule's id (docs/lint.md)"),
+                      Field("severity", FieldType::kString, "error or warning"),
+                      Field("file", FieldType::kString, "the file, or sql for inline SQL"),
+                      Field("line", FieldType::kInt,
+                            "line of the statement's first token (1-based)"),
+                      Field("col", FieldType::kInt,
+                            "column of the statement's first token (1-based)"),
+                      Optional(Field("table", FieldType::kString,
+                                     "schema.name of the table or view it concerns; null if none")),
+                      Field("message", FieldType::kString, "what it found"),
+                      Field("statement", FieldType::kString,
+                            "the statement on one line, shortened; empty when no table is at "
+                            "stake (it may hold a password)"),
+                      Field("ignored", FieldType::kBool,
+                            "ignored by `ignore` or a runbook:ignore comment"),
+                      Optional(Field("reason", FieldType::kString,
+                                     "why it is ignored; null unless ignored"))})})) {}
 
   static ArgSpec OptionalConn() {
     ArgSpec a = PgConnArg("conn", "the database the migration will run on (sizes, types, checks)");

@@ -121,7 +121,10 @@ class PgQuery : public NamedPrimitive {
                                Arg("sql", ArgType::kString, true, "the query"),
                                Arg("params", ArgType::kList, false, "values for $1, $2, ...")},
                               {},
-                              ""}) {}
+                              ""},
+                       ListResult("one per row, {column: value} (of the last statement that "
+                                  "returns rows)",
+                                  {}, /*open=*/true)) {}
 
   Rehearsal rehearsal(const Value& args) const override {
     return SkipReason(StrArg(args, "sql"), false).empty() ? Rehearsal::kProbe : Rehearsal::kSkip;
@@ -175,7 +178,17 @@ class PgExec : public NamedPrimitive {
                         "how many times to try again after a lock timeout, pausing 500ms, "
                         "1s, 2s, ... at most 10s (5)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({Field("command", FieldType::kString,
+                             "the command tag of the last statement, e.g. UPDATE 3"),
+                       Field("rows_affected", FieldType::kInt,
+                             "rows the statements affected (or returned), summed"),
+                       ListOfMaps("rows",
+                                  "rows of the last statement that returns rows (RETURNING, "
+                                  "SELECT), {column: value}; empty if none does",
+                                  {}, /*open=*/true),
+                       Optional(Field("rehearsal", FieldType::kString,
+                                      "how it was rehearsed; only in a rehearsal"))})) {}
 
   Rehearsal rehearsal(const Value& args) const override {
     return SkipReason(StrArg(args, "sql"), true).empty() ? Rehearsal::kSimulate

@@ -273,7 +273,13 @@ class PgReplicate : public NamedPrimitive {
                         "target); false: without them; not given: refused if the source has "
                         "any")},
                    {{"tables", "all"}},
-                   ""}) {}
+                   ""},
+            MapResult({Field("publication", FieldType::kString, "the publication on the source"),
+                       Field("subscription", FieldType::kString, "the subscription on the target"),
+                       Field("slot", FieldType::kString, "the replication slot on the source"),
+                       ListField("tables", FieldType::kString,
+                                 "the tables replicated, as `tables` names them (with all: "
+                                 "true, schema.table; empty on resume after a crash)")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
 

@@ -95,7 +95,16 @@ class PgWaitCaughtUp : public NamedPrimitive {
                     Arg("max_lag", ArgType::kInt, false, "bytes of WAL allowed behind (0)"),
                     Arg("timeout", ArgType::kDuration, false, "how long to wait (5m)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({Field("lag_bytes", FieldType::kInt,
+                             "bytes of WAL the slot's confirmed position is behind the source's "
+                             "current one"),
+                       Field("waited_ms", FieldType::kInt, "how long it waited, in milliseconds"),
+                       Field("tables_ready", FieldType::kInt, "tables whose initial copy is done"),
+                       Field("tables", FieldType::kInt, "tables of the subscription"),
+                       Field("caught_up", FieldType::kBool,
+                             "it caught up (always true in a real run; a rehearsal does not wait "
+                             "and says whether it already has)")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
@@ -176,7 +185,20 @@ class PgSyncSequences : public NamedPrimitive {
                     Arg("tables", ArgType::kList, false, "tables whose sequences to sync"),
                     Arg("all", ArgType::kBool, false, "every sequence")},
                    {{"tables", "all"}},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {Field("sequences", FieldType::kInt,
+                       "sequences of the tables (or all) the target has too"),
+                 ListOfMaps(
+                     "set",
+                     "the sequences whose value differed, set (in a rehearsal: would be set)",
+                     {Field("sequence", FieldType::kString, "schema.sequence, quoted where needed"),
+                      MapField("from", "the target's value before",
+                               {Field("last_value", FieldType::kString, "as text (int8)"),
+                                Field("is_called", FieldType::kBool, "")}),
+                      MapField("to", "the source's value, now the target's",
+                               {Field("last_value", FieldType::kString, "as text (int8)"),
+                                Field("is_called", FieldType::kBool, "")})})})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

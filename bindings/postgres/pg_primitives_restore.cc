@@ -135,7 +135,24 @@ class PgRestore : public NamedPrimitive {
                     Arg("bin_dir", ArgType::kString, false,
                         "directory of pg_restore and psql (default: PATH)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {Field("database", FieldType::kString, "the database restored into"),
+                 Field("tables", FieldType::kInt,
+                       "tables with data in the archive (TABLE DATA entries); UNKNOWN in a "
+                       "rehearsal of an archive an earlier pg.dump step would write"),
+                 Field("file", FieldType::kString, "the archive"),
+                 Field("format", FieldType::kString,
+                       "custom, directory or plain; unknown in a rehearsal of an archive an "
+                       "earlier pg.dump step would write"),
+                 Optional(Field("sha256", FieldType::kString,
+                                "of the archive (of a directory: of its files' sha256 lines); "
+                                "absent in a rehearsal")),
+                 Optional(ListField("notes", FieldType::kString,
+                                    "notes on CREATE DATABASE's preconditions; only in a "
+                                    "rehearsal with create: true, when there are any")),
+                 Optional(Field("rehearsal", FieldType::kString,
+                                "what the rehearsal did; only in a rehearsal"))})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   PlanEffect Plan(const Value& args) const override {

@@ -31,7 +31,10 @@ class PgAssertSchema : public NamedPrimitive {
                  Arg("tables", ArgType::kMap, true, "{table: [columns]} (table or schema.table)"),
                  Arg("schema", ArgType::kString, false, "schema for unqualified names (public)")},
                 {},
-                ""}) {}
+                ""},
+            MapResult({Field("ok", FieldType::kBool, "always true: a missing one fails the step"),
+                       Field("tables", FieldType::kInt, "tables checked"),
+                       Field("columns", FieldType::kInt, "columns checked")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
@@ -108,7 +111,22 @@ class PgSchemaDiff : public NamedPrimitive {
                    {PgConnArg("source", "the reference"), PgConnArg("target", "the copy"),
                     Arg("fail_on_diff", ArgType::kBool, false, "fail when they differ (true)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {ListOfMaps(
+                     "differences", "one per object that differs",
+                     {Field("kind", FieldType::kString,
+                            "table (views too), column, index, constraint, sequence or "
+                            "extension"),
+                      Field("object", FieldType::kString, "its qualified name, e.g. public.t.col"),
+                      Optional(Field("source", FieldType::kString,
+                                     "its definition on the source; null if absent there")),
+                      Optional(Field("target", FieldType::kString,
+                                     "its definition on the target; null if absent there"))}),
+                 Field("count", FieldType::kInt, "how many differences"),
+                 ListField("extension_versions", FieldType::kString,
+                           "\"extension NAME: V1 vs V2\" for each extension whose version "
+                           "differs (not a difference)")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

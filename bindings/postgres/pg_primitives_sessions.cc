@@ -33,7 +33,23 @@ class PgTerminateConnections : public NamedPrimitive {
                    {PgConnArg("conn", "a connection to the server"),
                     Arg("database", ArgType::kString, true, "whose sessions to end")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {ListOfMaps(
+                     "sessions", "the other client sessions on the database (pg_stat_activity)",
+                     {Field("pid", FieldType::kInt, "the backend's process id"),
+                      Optional(Field("user", FieldType::kString, "the role it logged in as")),
+                      Field("application_name", FieldType::kString, "as the client set it"),
+                      Optional(Field("client_addr", FieldType::kString,
+                                     "the client's address; null over a Unix socket")),
+                      Optional(Field("state", FieldType::kString, "active, idle, ...")),
+                      Optional(Field("backend_start", FieldType::kString,
+                                     "when it connected (timestamptz as text)")),
+                      Optional(Field("terminated", FieldType::kBool,
+                                     "pg_terminate_backend's answer; absent in a rehearsal"))}),
+                 Field("terminated", FieldType::kInt, "sessions ended (0 in a rehearsal)"),
+                 Optional(Field("would_terminate", FieldType::kInt,
+                                "sessions a real run would end; only in a rehearsal"))})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }
@@ -68,7 +84,12 @@ class PgWaitReady : public NamedPrimitive {
                     Arg("timeout", ArgType::kDuration, false, "how long to wait (60s)"),
                     Arg("interval", ArgType::kDuration, false, "pause between attempts (500ms)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({Field("ready", FieldType::kBool, "always true: a timeout fails the step"),
+                       Field("attempts", FieldType::kInt, "connection attempts made"),
+                       Field("waited_ms", FieldType::kInt, "how long it waited, in milliseconds"),
+                       Field("server_version", FieldType::kInt,
+                             "the server's version number, e.g. 160002")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

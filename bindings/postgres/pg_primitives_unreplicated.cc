@@ -140,7 +140,19 @@ class PgSyncUnreplicated : public NamedPrimitive {
                         "large objects keep their owners and grants (the roles must exist on "
                         "the target)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {Field("unlogged_tables", FieldType::kInt, "unlogged tables copied"),
+                 Field("rows", FieldType::kInt,
+                       "rows of unlogged tables copied (0 in a rehearsal)"),
+                 Field("large_objects", FieldType::kInt, "large objects copied"),
+                 Field("materialized_views", FieldType::kInt,
+                       "materialized views refreshed (populated on the source)"),
+                 Optional(Field("constraints", FieldType::kInt,
+                                "NOT VALID CHECK constraints added back; absent in a rehearsal")),
+                 Optional(Field("estimated", FieldType::kBool,
+                                "true: counts of what a real run would copy; only in a "
+                                "rehearsal"))})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

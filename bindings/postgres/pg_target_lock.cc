@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bindings/postgres/pg_conninfo.h"
+#include "engine/core/process.h"
 
 namespace runbook {
 namespace {
@@ -43,12 +44,6 @@ class PgTargetLock : public TargetLock {
   std::unique_ptr<PgConnection> conn_;  // closing the session releases the lock
 };
 
-std::string Local() {
-  char name[256] = {0};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "";
-  return name;
-}
-
 // A holder names an engine: "runbook RUN PID NONCE HOST", cut (as the
 // server cuts application_name) to 63 bytes, so the host may be cut short.
 constexpr size_t kNameMax = 63;
@@ -69,7 +64,7 @@ std::vector<std::string> Words(const std::string& name) {
 // An engine on this host that is gone: its server session ends in a moment.
 bool HolderGone(const std::string& app) {
   const std::vector<std::string> w = Words(app);
-  if (w.size() != 5 || w[0] != "runbook" || w[4].empty() || Local().rfind(w[4], 0) != 0) {
+  if (w.size() != 5 || w[0] != "runbook" || w[4].empty() || HostName().rfind(w[4], 0) != 0) {
     return false;
   }
   const std::string& pid = w[2];

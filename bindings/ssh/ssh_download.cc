@@ -83,7 +83,21 @@ class SshDownload : public NamedPrimitive {
                     Arg("mode", ArgType::kAny, false,
                         "local file mode such as \"0600\" (default: the remote file's)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {Field("src", FieldType::kString, "remote path of the file"),
+                 Field("dest", FieldType::kString, "local path written"),
+                 Optional(Field("size", FieldType::kInt,
+                                "size of the remote file in bytes (absent on resume)")),
+                 Optional(Field("mode", FieldType::kString,
+                                "file mode given to dest, such as \"0600\" (absent on resume)")),
+                 Optional(Field("sha256", FieldType::kString,
+                                "sha256 of the downloaded bytes (hex; absent in a rehearsal)")),
+                 Optional(Field("backup", FieldType::kString,
+                                "where the previous local file is kept for rollback (absent "
+                                "when there was none, on resume and in a rehearsal)")),
+                 Optional(Field("rehearsal", FieldType::kString,
+                                "what a rehearsal checked (absent in a real run)"))})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value&) const override { return true; }

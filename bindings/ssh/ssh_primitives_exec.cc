@@ -75,7 +75,18 @@ class SshExec : public NamedPrimitive {
                     Arg("max_output", ArgType::kInt, false,
                         "bytes kept of each of stdout and stderr (default 16 MiB)")},
                    {{"argv", "command"}},
-                   ""}) {}
+                   ""},
+            MapResult(
+                {Field("exit_code", FieldType::kInt, "exit status of the remote command"),
+                 Field("stdout", FieldType::kString,
+                       "its standard output (at most max_output bytes)"),
+                 Field("stderr", FieldType::kString,
+                       "its standard error (at most max_output bytes)"),
+                 Field("command", FieldType::kString, "the command line run on the host"),
+                 Optional(Field("stdout_truncated", FieldType::kBool,
+                                "true when stdout was cut at max_output (absent otherwise)")),
+                 Optional(Field("stderr_truncated", FieldType::kBool,
+                                "true when stderr was cut at max_output (absent otherwise)"))})) {}
 
   Rehearsal rehearsal(const Value& args) const override {
     return BoolArg(args, "probe", false) ? Rehearsal::kProbe : Rehearsal::kSkip;

@@ -33,7 +33,12 @@ class SshTunnel : public NamedPrimitive {
                     Arg("remote_port", ArgType::kInt, true, "port to reach"),
                     Arg("local_port", ArgType::kInt, false, "local port (default: any free)")},
                    {},
-                   ""}) {}
+                   ""},
+            MapResult({Field("local_port", FieldType::kInt, "the local port forwarded"),
+                       Field("host", FieldType::kString, "the local address: 127.0.0.1"),
+                       Field("remote_host", FieldType::kString, "host reached through the tunnel"),
+                       Field("remote_port", FieldType::kInt, "port reached through the tunnel")})) {
+  }
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
   bool idempotent(const Value&) const override { return true; }

@@ -105,7 +105,17 @@ class SshUpload : public NamedPrimitive {
                     Arg("mode", ArgType::kAny, false,
                         "file mode such as \"0640\" (default: the previous file's, else 0644)")},
                    {{"src", "content"}},
-                   ""}) {}
+                   ""},
+            MapResult({Field("dest", FieldType::kString, "remote path of the file"),
+                       Field("sha256", FieldType::kString, "sha256 of the uploaded bytes (hex)"),
+                       Field("size", FieldType::kInt, "bytes uploaded"),
+                       Field("mode", FieldType::kString, "file mode of dest, such as \"0644\""),
+                       Optional(Field("backup", FieldType::kString,
+                                      "where the previous file is kept for rollback (absent when "
+                                      "dest was new or already as asked, on resume and in a "
+                                      "rehearsal)")),
+                       Optional(Field("rehearsal", FieldType::kString,
+                                      "what a rehearsal checked (absent in a real run)"))})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value&) const override { return true; }

@@ -53,9 +53,12 @@ function log.error(...) end
 ---@class runbook.args.approve
 ---@field message string what the approver confirms
 
+---@class runbook.result.approve
+---@field approved boolean true once approved (a rehearsal does not wait: true as well)
+
 ---A gate: wait for a human's approval (runbook approve RUN STEP).
 ---@param args runbook.args.approve
----@return any result (see docs/primitives.md)
+---@return runbook.result.approve result
 function approve(args) end
 
 ---@class runbook.args.exec
@@ -67,9 +70,15 @@ function approve(args) end
 ---@field probe? boolean the command only reads: run it in rehearsals too
 ---@field ok_codes? any[] exit codes that count as success (default [0])
 
+---@class runbook.result.exec
+---@field exit_code integer exit status of the program (0 when skipped)
+---@field stdout? string its standard output (absent when skipped)
+---@field stderr? string its standard error (absent when skipped)
+---@field skipped? string why the program was not run: the creates path exists (absent when it ran)
+
 ---Run a program (argv, no shell). Non-zero exit fails the step.
 ---@param args runbook.args.exec
----@return any result (see docs/primitives.md)
+---@return runbook.result.exec result
 function exec(args) end
 
 ---@class runbook.args.fail
@@ -79,9 +88,12 @@ function exec(args) end
 ---@field runbook string path, relative to this file
 ---@field params? table<string, any> its params
 
+---@class runbook.result.include
+---@field steps table<string, any> the included runbook's steps by their own ids, each {status, result}
+
 ---Run another runbook's steps as ID.sub-id.
 ---@param args runbook.args.include
----@return any result (see docs/primitives.md)
+---@return runbook.result.include result
 function include(args) end
 
 ---@class runbook.args.kube.apply
@@ -92,9 +104,21 @@ function include(args) end
 
 kube = {}
 
+---@class runbook.result.kube.apply.objects
+---@field kind string the object's kind: Deployment, ...
+---@field name string the object's name
+---@field namespace string the manifest's namespace, else the step's (empty: the context's)
+---@field action string created, configured or unchanged (in a rehearsal: what the server would do)
+
+---@class runbook.result.kube.apply
+---@field objects runbook.result.kube.apply.objects[] one per object of the manifest, in its order
+---@field created integer how many objects did not exist before
+---@field configured integer how many existing objects changed
+---@field unchanged integer how many were left as they were
+
 ---kubectl apply a manifest; undo deletes what it created and re-applies the previous version of what it changed.
 ---@param args runbook.args.kube.apply
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.apply result
 function kube.apply(args) end
 
 ---@class runbook.args.kube.delete
@@ -105,9 +129,15 @@ function kube.apply(args) end
 ---@field save? boolean save the object for undo (default true); false: irreversible
 ---@field missing_ok? boolean an object that does not exist is not an error
 
+---@class runbook.result.kube.delete
+---@field kind string the kind argument
+---@field name string the object's name
+---@field saved boolean the save argument (true: kept for undo, except in a rehearsal)
+---@field deleted boolean deleted (in a rehearsal: would be); false: it was already missing (missing_ok)
+
 ---Delete an object; with save (the default) it is saved first and undo re-creates it.
 ---@param args runbook.args.kube.delete
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.delete result
 function kube.delete(args) end
 
 ---@class runbook.args.kube.exec
@@ -121,9 +151,14 @@ function kube.delete(args) end
 ---@field probe? boolean the command only reads: run it in rehearsals too
 ---@field ok_codes? any[] exit codes that count as success (default [0])
 
+---@class runbook.result.kube.exec
+---@field exit_code integer the command's exit code (one of ok_codes)
+---@field stdout string its standard output
+---@field stderr string its standard error
+
 ---Run a command in a pod (kubectl exec; argv, no shell). A non-zero exit fails the step unless listed in ok_codes.
 ---@param args runbook.args.kube.exec
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.exec result
 function kube.exec(args) end
 
 ---@class runbook.args.kube.get
@@ -134,9 +169,18 @@ function kube.exec(args) end
 ---@field selector? any label selector: a map {app: web} or text app=web
 ---@field missing_ok? boolean a missing object gives null instead of failing
 
+---@class runbook.result.kube.get
+---@field apiVersion? string by name: the object's API version
+---@field kind? string by name: the object's kind
+---@field metadata? table<string, any> by name: the object's name, namespace, labels, ...
+---@field items? table<string, any>[] by selector: the matching objects
+---@field count? integer by selector: how many match
+---@field names? string[] by selector: their names
+---@field [string] any
+
 ---Read one object (by name) or a list (by label selector) as JSON.
 ---@param args runbook.args.kube.get
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.get result by name: the object (kubectl get -o json), null when missing with missing_ok; by selector: {items, count, names}
 function kube.get(args) end
 
 ---@class runbook.args.kube.patch
@@ -147,9 +191,14 @@ function kube.get(args) end
 ---@field patch any the patch: a map (merge, strategic) or a list of operations (json)
 ---@field type? "merge"|"json"|"strategic" patch type (default merge)
 
+---@class runbook.result.kube.patch
+---@field kind string the kind argument
+---@field name string the object's name
+---@field previous? table<string, any> what undo puts back: a merge patch of the touched fields' previous values (null where absent); absent when resumed without a record
+
 ---Patch an object; undo puts back the previous values of the fields it touched.
 ---@param args runbook.args.kube.patch
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.patch result
 function kube.patch(args) end
 
 ---@class runbook.args.kube.port_forward
@@ -160,9 +209,15 @@ function kube.patch(args) end
 ---@field remote_port integer port of the pod or service
 ---@field local_port? integer local port (default: a free one kubectl picks)
 
+---@class runbook.result.kube.port_forward
+---@field local_port integer the local port to connect to
+---@field host string 127.0.0.1
+---@field target string what is forwarded to: pod/NAME, svc/NAME, ...
+---@field remote_port integer the remote_port argument
+
 ---Forward a local port (127.0.0.1) to a pod or service for the rest of the run (kubectl port-forward, stopped when the run ends).
 ---@param args runbook.args.kube.port_forward
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.port_forward result
 function kube.port_forward(args) end
 
 ---@class runbook.args.kube.rollout_status
@@ -172,9 +227,14 @@ function kube.port_forward(args) end
 ---@field statefulset? string statefulset name
 ---@field timeout? string|number how long to wait (5m)
 
+---@class runbook.result.kube.rollout_status
+---@field kind string deployment or statefulset
+---@field name string its name
+---@field message string kubectl's last line: ... successfully rolled out
+
 ---Wait until a rollout is complete (kubectl rollout status).
 ---@param args runbook.args.kube.rollout_status
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.rollout_status result
 function kube.rollout_status(args) end
 
 ---@class runbook.args.kube.run_job
@@ -184,9 +244,16 @@ function kube.rollout_status(args) end
 ---@field file? string a file holding the Job
 ---@field timeout? string|number how long it may run (10m)
 
+---@class runbook.result.kube.run_job
+---@field job string the Job's name
+---@field status string succeeded (a failed job fails the step); UNKNOWN in a rehearsal
+---@field succeeded integer the Job's status.succeeded; UNKNOWN in a rehearsal
+---@field failed integer the Job's status.failed; UNKNOWN in a rehearsal
+---@field logs string its last 50 log lines; UNKNOWN in a rehearsal
+
 ---Run a Job to its end: create it, wait until it completes or fails, return its status and last log lines. A failed job fails the step.
 ---@param args runbook.args.kube.run_job
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.run_job result
 function kube.run_job(args) end
 
 ---@class runbook.args.kube.scale
@@ -198,9 +265,16 @@ function kube.run_job(args) end
 ---@field wait? boolean wait until that many replicas are ready (default true)
 ---@field timeout? string|number how long to wait (5m)
 
+---@class runbook.result.kube.scale
+---@field kind string deployment or statefulset
+---@field name string its name
+---@field previous_replicas? integer the replica count before the first attempt (undo restores it); absent when resumed without a record
+---@field replicas integer the new replica count
+---@field ready integer ready replicas (with wait: false, as read before scaling); UNKNOWN in a rehearsal
+
 ---Scale a deployment or statefulset; undo restores the replica count it found.
 ---@param args runbook.args.kube.scale
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.scale result
 function kube.scale(args) end
 
 ---@class runbook.args.kube.switch_selector
@@ -209,9 +283,16 @@ function kube.scale(args) end
 ---@field service string service name
 ---@field selector table<string, any> the new selector, e.g. {app: chronicle-db-v17}
 
+---@class runbook.result.kube.switch_selector
+---@field service string the service's name
+---@field old? table<string, any> the selector before; null: the service had none
+---@field new table<string, any> the new selector, its values as strings
+---@field change string old -> new as text: app=a -> app=b
+---@field ready_pods? string[] the ready pods the new selector matches; absent when resumed after a crash
+
 ---Point a service at other pods: replaces its selector, only when a ready pod matches the new one; undo restores the old selector.
 ---@param args runbook.args.kube.switch_selector
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.switch_selector result
 function kube.switch_selector(args) end
 
 ---@class runbook.args.kube.wait
@@ -222,9 +303,14 @@ function kube.switch_selector(args) end
 ---@field selector? any label selector (map or text)
 ---@field timeout? string|number how long to wait (5m)
 
+---@class runbook.result.kube.wait
+---@field resource string the resource argument
+---@field for string the for argument
+---@field met string[] kubectl's lines, one per object: job.batch/x condition met
+
 ---Wait for a condition (kubectl wait): --for=condition=complete, delete, jsonpath=...
 ---@param args runbook.args.kube.wait
----@return any result (see docs/primitives.md)
+---@return runbook.result.kube.wait result
 function kube.wait(args) end
 
 ---@class runbook.args.log
@@ -241,17 +327,47 @@ function kube.wait(args) end
 
 pg = {}
 
+---@class runbook.result.pg.assert_schema
+---@field ok boolean always true: a missing one fails the step
+---@field tables integer tables checked
+---@field columns integer columns checked
+
 ---Fails unless every listed table exists with every listed column.
 ---@param args runbook.args.pg.assert_schema
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.assert_schema result
 function pg.assert_schema(args) end
 
 ---@class runbook.args.pg.collation_status
 ---@field conn string a connection name (postgres): a connection to the server
 
+---@class runbook.result.pg.collation_status.databases
+---@field database string its name
+---@field collate string its LC_COLLATE (datcollate)
+---@field ctype string its LC_CTYPE (datctype)
+---@field provider string libc or icu
+---@field recorded_version? string the collation version recorded when it was created; null when none (servers before PostgreSQL 15 record none)
+---@field actual_version? string the version the locale library reports now; null when none
+---@field mismatch boolean a version is recorded and it is not the actual one
+---@field is_template boolean a template database (datistemplate)
+---@field allows_connections boolean accepts connections (datallowconn)
+---@field note? string why its collation objects were not checked, or that its locale sorts by code point
+
+---@class runbook.result.pg.collation_status.collations
+---@field database string the database it is in
+---@field schema string its schema
+---@field collation string its name
+---@field recorded_version string the version recorded (collversion)
+---@field actual_version? string the version the locale library reports now; null when none
+
+---@class runbook.result.pg.collation_status
+---@field databases runbook.result.pg.collation_status.databases[] one per database of the server, template0 and template1 included
+---@field collations runbook.result.pg.collation_status.collations[] collation objects, in the databases checked inside, whose recorded version is not the actual one
+---@field mismatched integer databases plus collation objects with a mismatch
+---@field note string what a mismatch means and how it is fixed
+
 ---Recorded vs actual collation versions of every database and of the collation objects inside them.
 ---@param args runbook.args.pg.collation_status
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.collation_status result
 function pg.collation_status(args) end
 
 ---@class runbook.args.pg.compare
@@ -263,9 +379,28 @@ function pg.collation_status(args) end
 ---@field bin_dir? string directory of the pg_dump to use (default: PATH); it must be at least the newer server's major version
 ---@field allow_mismatch? boolean report differences without failing
 
+---@class runbook.result.pg.compare.differences
+---@field kind string schema, relation, rows, materialized view, large object or sequence
+---@field object string what differs: TABLE public.t, public.t, large object 16402, ...
+---@field source string what the source has (missing when absent)
+---@field target string what the target has (missing when absent)
+
+---@class runbook.result.pg.compare
+---@field match boolean no difference found
+---@field mismatched integer how many differences
+---@field differences runbook.result.pg.compare.differences[] one per difference
+---@field relations integer tables, partitions, materialized views and foreign tables of the source
+---@field relations_read integer those whose rows were read (not partitioned parents, foreign tables or unpopulated materialized views)
+---@field rows integer rows of the source's relations read
+---@field large_objects integer large objects on the source
+---@field sequences integer sequences on the source
+---@field schema_entries integer pg_dump entries of the source's schema (0 with schema: false)
+---@field not_compared string[] what was not compared, such as rows of foreign table public.f
+---@field notes string[] differences found harmless: a materialized view stale on the source whose target holds its query's rows
+
 ---Compares two databases in full, as PostgreSQL's upgrade test does: the schema as pg_dump sees it, every table's, partition's and materialized view's rows (count and checksum), large objects, sequences, and which materialized views are populated. Fails on any difference unless allow_mismatch.
 ---@param args runbook.args.pg.compare
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.compare result
 function pg.compare(args) end
 
 ---@class runbook.args.pg.compare_counts
@@ -277,9 +412,22 @@ function pg.compare(args) end
 ---@field mode? "count"|"checksum" count (default) or checksum
 ---@field allow_mismatch? boolean report differences without failing
 
+---@class runbook.result.pg.compare_counts.tables
+---@field table string as the runbook named it
+---@field source? integer its rows on the source; null when it has no such table
+---@field target? integer its rows on the target; null when it has no such table
+---@field match boolean both have it with the same rows (and checksum, in checksum mode)
+---@field source_checksum? string its content digest on the source; checksum mode only, null when it has no such table
+---@field target_checksum? string its content digest on the target; checksum mode only, null when it has no such table
+
+---@class runbook.result.pg.compare_counts
+---@field tables runbook.result.pg.compare_counts.tables[] one per table of either side, the source's first
+---@field mismatched integer tables that differ
+---@field mode string count or checksum
+
 ---Compares exact row counts (and, in checksum mode, content) of tables in two databases, queried at the same time. Any difference fails the step unless allow_mismatch.
 ---@param args runbook.args.pg.compare_counts
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.compare_counts result
 function pg.compare_counts(args) end
 
 ---@class runbook.args.pg.copy
@@ -296,9 +444,27 @@ function pg.compare_counts(args) end
 ---@field format? "auto"|"text" auto (binary COPY where both sides can exchange it safely) or text
 ---@field bin_dir? string directory of pg_dump, pg_restore, psql and vacuumdb (default: PATH)
 
+---@class runbook.result.pg.copy.tables
+---@field table string as the runbook named it (schema.name with all: true)
+---@field rows? integer rows copied; in a rehearsal the planner's estimate, null when the table was never analyzed
+---@field bytes integer COPY data streamed (0 on resume); in a rehearsal its size on the source
+---@field seconds number how long its copy took (0 in a rehearsal and on resume)
+---@field on_target? boolean it exists on the target and its rows would be replaced; only in a rehearsal
+---@field parts integer ranges of its pages copied at once (1: not split)
+---@field format string the COPY format: binary or text
+
+---@class runbook.result.pg.copy
+---@field tables runbook.result.pg.copy.tables[] one per table copied
+---@field rows integer rows copied in all; in a rehearsal the estimate
+---@field bytes integer COPY data streamed in all; in a rehearsal the tables' size
+---@field seconds number how long the copy took (0 in a rehearsal and on resume)
+---@field large_objects integer large objects copied (all: true only, else 0; 0 on resume); in a rehearsal those on the source
+---@field materialized_views integer materialized views refreshed (all: true only, else 0; 0 on resume); in a rehearsal those populated on the source
+---@field estimated? boolean true: rows and bytes are estimates; only in a rehearsal
+
 ---Clones tables (or a whole database) into another database: schema, then the data as parallel COPY streams from one snapshot, then indexes and constraints, sequences and ANALYZE. Rollback drops what it created, unless someone else wrote to it since and the source lacks those rows (refused).
 ---@param args runbook.args.pg.copy
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.copy result
 function pg.copy(args) end
 
 ---@class runbook.args.pg.counts
@@ -307,9 +473,13 @@ function pg.copy(args) end
 ---@field all? boolean every table of the schema
 ---@field schema? string schema for unqualified names (public)
 
+---@class runbook.result.pg.counts
+---@field counts table<string, any> rows by table, as the runbook named it (all: true: its name, schema.name outside public)
+---@field total integer rows of all the tables
+
 ---Exact row counts of tables, in one query (one snapshot).
 ---@param args runbook.args.pg.counts
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.counts result
 function pg.counts(args) end
 
 ---@class runbook.args.pg.create_database
@@ -319,9 +489,16 @@ function pg.counts(args) end
 ---@field owner? string owning role
 ---@field if_not_exists? boolean succeed without change if it exists
 
+---@class runbook.result.pg.create_database
+---@field created boolean this step created it (false: it existed, with if_not_exists); true in a rehearsal
+---@field name string the database
+---@field oid? integer its oid; absent in a rehearsal
+---@field rehearsal? string only in a rehearsal: preconditions checked
+---@field notes? string[] what the rehearsal's checks noted; only in a rehearsal, absent when none
+
 ---Creates a database. Rollback drops it, only if this step created it and no one else wrote to it since (refused).
 ---@param args runbook.args.pg.create_database
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.create_database result
 function pg.create_database(args) end
 
 ---@class runbook.args.pg.drop_database
@@ -330,9 +507,13 @@ function pg.create_database(args) end
 ---@field terminate? boolean end other sessions on it first (WITH (FORCE))
 ---@field if_exists? boolean succeed if it does not exist
 
+---@class runbook.result.pg.drop_database
+---@field dropped boolean it existed and was dropped (false: absent, with if_exists)
+---@field name string the database
+
 ---Drops a database. Irreversible.
 ---@param args runbook.args.pg.drop_database
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.drop_database result
 function pg.drop_database(args) end
 
 ---@class runbook.args.pg.drop_replication
@@ -340,9 +521,14 @@ function pg.drop_database(args) end
 ---@field subscriber string a connection name (postgres): the database that subscribes
 ---@field name string the subscription's, publication's and slot's name
 
+---@class runbook.result.pg.drop_replication
+---@field name string the name given
+---@field subscription boolean the subscription existed (a rehearsal: exists)
+---@field publication boolean the publication or slot existed (a rehearsal: exists)
+
 ---Takes a logical replication down for good: the subscription on the subscriber (detached from its slot first), the publication and its slots on the publisher. Irreversible; what is already gone is fine.
 ---@param args runbook.args.pg.drop_replication
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.drop_replication result
 function pg.drop_replication(args) end
 
 ---@class runbook.args.pg.dump
@@ -356,9 +542,20 @@ function pg.drop_replication(args) end
 ---@field overwrite? boolean replace an existing file (rollback then cannot bring it back)
 ---@field bin_dir? string directory of pg_dump and pg_restore (default: PATH)
 
+---@class runbook.result.pg.dump
+---@field file string the archive file or directory
+---@field format string custom, directory or plain
+---@field database string the database dumped
+---@field server_version integer the server's version number (server_version_num, e.g. 170002)
+---@field size? integer bytes written (a directory: all its files); absent in a rehearsal
+---@field sha256? string of the file (a directory: of its files' sorted `name sha256` lines); absent in a rehearsal
+---@field tables? integer TABLE DATA entries in the archive; absent in a rehearsal
+---@field pg_dump? string the pg_dump --version line; only in a rehearsal
+---@field rehearsal? string only in a rehearsal: what was checked, nothing written
+
 ---Dumps a database with pg_dump to a file (custom, plain) or directory; verifies it and records its size and sha256. Rollback removes it.
 ---@param args runbook.args.pg.dump
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.dump result
 function pg.dump(args) end
 
 ---@class runbook.args.pg.exec
@@ -370,9 +567,15 @@ function pg.dump(args) end
 ---@field lock_timeout? string|number how long a statement may wait for a lock before the transaction is rolled back and tried again (2s for SQL that takes table locks: ALTER, CREATE, DROP, TRUNCATE, LOCK, ...; 0s: wait as long as it takes)
 ---@field lock_retries? integer how many times to try again after a lock timeout, pausing 500ms, 1s, 2s, ... at most 10s (5)
 
+---@class runbook.result.pg.exec
+---@field command string the command tag of the last statement, e.g. UPDATE 3
+---@field rows_affected integer rows the statements affected (or returned), summed
+---@field rows table<string, any>[] rows of the last statement that returns rows (RETURNING, SELECT), {column: value}; empty if none does
+---@field rehearsal? string how it was rehearsed; only in a rehearsal
+
 ---Runs SQL that changes things, in a transaction unless it cannot run in one.
 ---@param args runbook.args.pg.exec
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.exec result
 function pg.exec(args) end
 
 ---@class runbook.args.pg.fallback
@@ -385,9 +588,13 @@ function pg.exec(args) end
 ---@field bin_dir? string pg_dump for the proof (at least the newer server's major)
 ---@field catch_up_timeout? string|number how long the reverse cutover waits for blue to catch up (10m)
 
+---@class runbook.result.pg.fallback
+---@field replication? string the publication, slot and subscription name; null without replication
+---@field tables integer relations of green whose rows were noted (0 with replication)
+
 ---The way back after a blue-green switch, set up inside the write freeze just before it. replication: blue follows green (a subscription on blue to a publication on green), so that a rollback after the switch is a reverse cutover that loses no write: the undo waits until blue has applied everything green committed, carries sequences, large objects, unlogged tables and materialized views back, proves blue equal to green (pg.compare), then drops the replication; if the proof fails the rollback halts there. Without replication, a rollback is refused once green's rows changed (unless --accept-data-loss).
 ---@param args runbook.args.pg.fallback
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.fallback result
 function pg.fallback(args) end
 
 ---@class runbook.args.pg.lint
@@ -401,9 +608,28 @@ function pg.fallback(args) end
 ---@field ignore? any[] [{rule, reason, table}] findings to ignore, each with its reason
 ---@field fail_on? "error"|"warning"|"never" what fails the step: error (default), warning or never
 
+---@class runbook.result.pg.lint.findings
+---@field rule string the rule's id (docs/lint.md)
+---@field severity string error or warning
+---@field file string the file, or sql for inline SQL
+---@field line integer line of the statement's first token (1-based)
+---@field col integer column of the statement's first token (1-based)
+---@field table? string schema.name of the table or view it concerns; null if none
+---@field message string what it found
+---@field statement string the statement on one line, shortened; empty when no table is at stake (it may hold a password)
+---@field ignored boolean ignored by `ignore` or a runbook:ignore comment
+---@field reason? string why it is ignored; null unless ignored
+
+---@class runbook.result.pg.lint
+---@field statements integer statements read
+---@field errors integer error findings not ignored
+---@field warnings integer warning findings not ignored
+---@field ignored integer findings ignored
+---@field findings runbook.result.pg.lint.findings[] every finding, ignored ones too, in the order of the statements
+
 ---Checks migration SQL before it runs: statements that would hold a long exclusive lock or rewrite a table, that break the running application (`uses`), or that cannot run in a transaction. Errors fail the step, warnings are reported; `-- runbook:ignore RULE reason` in front of a statement ignores one. The rules, with examples: docs/lint.md.
 ---@param args runbook.args.pg.lint
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.lint result
 function pg.lint(args) end
 
 ---@class runbook.args.pg.query
@@ -413,7 +639,7 @@ function pg.lint(args) end
 
 ---Runs a query; the result is its rows, a list of {column: value}.
 ---@param args runbook.args.pg.query
----@return any result (see docs/primitives.md)
+---@return table<string, any>[] result one per row, {column: value} (of the last statement that returns rows)
 function pg.query(args) end
 
 ---@class runbook.args.pg.refresh_collation
@@ -422,9 +648,26 @@ function pg.query(args) end
 ---@field reindex? boolean rebuild affected indexes (true)
 ---@field concurrently? boolean REINDEX CONCURRENTLY (slower, does not block writes)
 
+---@class runbook.result.pg.refresh_collation.databases
+---@field database string its name
+---@field reindexed? string[] indexes rebuilt (schema.index); absent in a rehearsal
+---@field collations_refreshed? string[] collation objects refreshed (schema.name); absent in a rehearsal
+---@field database_refreshed? boolean its own recorded version was refreshed; absent in a rehearsal
+---@field from? string its recorded version before; null when none, absent in a rehearsal
+---@field to? string its recorded version now; null when none, absent in a rehearsal
+---@field would_reindex? string[] indexes a real run would rebuild (schema.index); only in a rehearsal
+---@field would_refresh_collations? string[] collation objects a real run would refresh (schema.name); only in a rehearsal
+---@field would_refresh_database? boolean a real run would refresh its own recorded version; only in a rehearsal
+---@field note? string why its collation objects were not checked, or that its locale sorts by code point
+
+---@class runbook.result.pg.refresh_collation
+---@field databases runbook.result.pg.refresh_collation.databases[] one per database that had a stale version (in a rehearsal: that has one); empty when none had
+---@field refreshed integer databases refreshed (0 in a rehearsal)
+---@field rehearsal? string only in a rehearsal: nothing was changed
+
 ---For each database with a stale collation version (template databases included): REINDEX the indexes whose keys use an affected collation, then ALTER COLLATION ... REFRESH VERSION and ALTER DATABASE ... REFRESH COLLATION VERSION.
 ---@param args runbook.args.pg.refresh_collation
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.refresh_collation result
 function pg.refresh_collation(args) end
 
 ---@class runbook.args.pg.replicate
@@ -438,9 +681,15 @@ function pg.refresh_collation(args) end
 ---@field bin_dir? string directory of pg_dump and psql (default: PATH)
 ---@field keep_owners? boolean true: the schema keeps owners and grants (the roles must exist on the target); false: without them; not given: refused if the source has any
 
+---@class runbook.result.pg.replicate
+---@field publication string the publication on the source
+---@field subscription string the subscription on the target
+---@field slot string the replication slot on the source
+---@field tables string[] the tables replicated, as `tables` names them (with all: true, schema.table; empty on resume after a crash)
+
 ---Starts logical replication of tables from source to target: a publication and a slot on the source, the missing tables' schema on the target, a subscription on the target. Rollback drops all of it, unless the target's tables hold rows the source does not (refused).
 ---@param args runbook.args.pg.replicate
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.replicate result
 function pg.replicate(args) end
 
 ---@class runbook.args.pg.restore
@@ -453,9 +702,18 @@ function pg.replicate(args) end
 ---@field no_owner? boolean skip ownership (pg_restore -O)
 ---@field bin_dir? string directory of pg_restore and psql (default: PATH)
 
+---@class runbook.result.pg.restore
+---@field database string the database restored into
+---@field tables integer tables with data in the archive (TABLE DATA entries); UNKNOWN in a rehearsal of an archive an earlier pg.dump step would write
+---@field file string the archive
+---@field format string custom, directory or plain; unknown in a rehearsal of an archive an earlier pg.dump step would write
+---@field sha256? string of the archive (of a directory: of its files' sha256 lines); absent in a rehearsal
+---@field notes? string[] notes on CREATE DATABASE's preconditions; only in a rehearsal with create: true, when there are any
+---@field rehearsal? string what the rehearsal did; only in a rehearsal
+
 ---Restores a pg_dump archive (custom, directory or plain) into a database. Rollback drops what it created, unless someone else wrote there since (refused).
 ---@param args runbook.args.pg.restore
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.restore result
 function pg.restore(args) end
 
 ---@class runbook.args.pg.schema_diff
@@ -463,9 +721,20 @@ function pg.restore(args) end
 ---@field target string a connection name (postgres): the copy
 ---@field fail_on_diff? boolean fail when they differ (true)
 
+---@class runbook.result.pg.schema_diff.differences
+---@field kind string table (views too), column, index, constraint, sequence or extension
+---@field object string its qualified name, e.g. public.t.col
+---@field source? string its definition on the source; null if absent there
+---@field target? string its definition on the target; null if absent there
+
+---@class runbook.result.pg.schema_diff
+---@field differences runbook.result.pg.schema_diff.differences[] one per object that differs
+---@field count integer how many differences
+---@field extension_versions string[] "extension NAME: V1 vs V2" for each extension whose version differs (not a difference)
+
 ---Compares two databases' schemas: tables, columns and types, indexes, constraints, sequences, extensions.
 ---@param args runbook.args.pg.schema_diff
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.schema_diff result
 function pg.schema_diff(args) end
 
 ---@class runbook.args.pg.sync_sequences
@@ -474,9 +743,26 @@ function pg.schema_diff(args) end
 ---@field tables? any[] tables whose sequences to sync
 ---@field all? boolean every sequence
 
+---@class runbook.result.pg.sync_sequences.set.from
+---@field last_value string as text (int8)
+---@field is_called boolean 
+
+---@class runbook.result.pg.sync_sequences.set.to
+---@field last_value string as text (int8)
+---@field is_called boolean 
+
+---@class runbook.result.pg.sync_sequences.set
+---@field sequence string schema.sequence, quoted where needed
+---@field from runbook.result.pg.sync_sequences.set.from the target's value before
+---@field to runbook.result.pg.sync_sequences.set.to the source's value, now the target's
+
+---@class runbook.result.pg.sync_sequences
+---@field sequences integer sequences of the tables (or all) the target has too
+---@field set runbook.result.pg.sync_sequences.set[] the sequences whose value differed, set (in a rehearsal: would be set)
+
 ---Sets the target's sequences (of the tables, or all) to the source's last_value / is_called: logical replication does not carry them. Rollback restores the previous values.
 ---@param args runbook.args.pg.sync_sequences
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.sync_sequences result
 function pg.sync_sequences(args) end
 
 ---@class runbook.args.pg.sync_unreplicated
@@ -484,18 +770,40 @@ function pg.sync_sequences(args) end
 ---@field target string a connection name (postgres): the subscribing database
 ---@field keep_owners? boolean large objects keep their owners and grants (the roles must exist on the target)
 
+---@class runbook.result.pg.sync_unreplicated
+---@field unlogged_tables integer unlogged tables copied
+---@field rows integer rows of unlogged tables copied (0 in a rehearsal)
+---@field large_objects integer large objects copied
+---@field materialized_views integer materialized views refreshed (populated on the source)
+---@field constraints? integer NOT VALID CHECK constraints added back; absent in a rehearsal
+---@field estimated? boolean true: counts of what a real run would copy; only in a rehearsal
+
 ---Copies what logical replication does not carry, from one snapshot of the source: the rows of unlogged tables, large objects (same oids; those the source no longer has are removed), and the contents of materialized views (refreshed on the target, dependencies first). Run it at the cutover, after pg.wait_caught_up, with the writers stopped. Rollback removes the large objects it created.
 ---@param args runbook.args.pg.sync_unreplicated
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.sync_unreplicated result
 function pg.sync_unreplicated(args) end
 
 ---@class runbook.args.pg.terminate_connections
 ---@field conn string a connection name (postgres): a connection to the server
 ---@field database string whose sessions to end
 
+---@class runbook.result.pg.terminate_connections.sessions
+---@field pid integer the backend's process id
+---@field user? string the role it logged in as
+---@field application_name string as the client set it
+---@field client_addr? string the client's address; null over a Unix socket
+---@field state? string active, idle, ...
+---@field backend_start? string when it connected (timestamptz as text)
+---@field terminated? boolean pg_terminate_backend's answer; absent in a rehearsal
+
+---@class runbook.result.pg.terminate_connections
+---@field sessions runbook.result.pg.terminate_connections.sessions[] the other client sessions on the database (pg_stat_activity)
+---@field terminated integer sessions ended (0 in a rehearsal)
+---@field would_terminate? integer sessions a real run would end; only in a rehearsal
+
 ---Ends every other client session on a database (pg_terminate_backend).
 ---@param args runbook.args.pg.terminate_connections
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.terminate_connections result
 function pg.terminate_connections(args) end
 
 ---@class runbook.args.pg.wait_caught_up
@@ -505,9 +813,16 @@ function pg.terminate_connections(args) end
 ---@field max_lag? integer bytes of WAL allowed behind (0)
 ---@field timeout? string|number how long to wait (5m)
 
+---@class runbook.result.pg.wait_caught_up
+---@field lag_bytes integer bytes of WAL the slot's confirmed position is behind the source's current one
+---@field waited_ms integer how long it waited, in milliseconds
+---@field tables_ready integer tables whose initial copy is done
+---@field tables integer tables of the subscription
+---@field caught_up boolean it caught up (always true in a real run; a rehearsal does not wait and says whether it already has)
+
 ---Waits until a subscription has copied every table and has applied the source's WAL up to where it was when the wait began (within max_lag bytes).
 ---@param args runbook.args.pg.wait_caught_up
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.wait_caught_up result
 function pg.wait_caught_up(args) end
 
 ---@class runbook.args.pg.wait_ready
@@ -515,17 +830,27 @@ function pg.wait_caught_up(args) end
 ---@field timeout? string|number how long to wait (60s)
 ---@field interval? string|number pause between attempts (500ms)
 
+---@class runbook.result.pg.wait_ready
+---@field ready boolean always true: a timeout fails the step
+---@field attempts integer connection attempts made
+---@field waited_ms integer how long it waited, in milliseconds
+---@field server_version integer the server's version number, e.g. 160002
+
 ---Waits until the server accepts a connection and answers SELECT 1.
 ---@param args runbook.args.pg.wait_ready
----@return any result (see docs/primitives.md)
+---@return runbook.result.pg.wait_ready result
 function pg.wait_ready(args) end
 
 ---@class runbook.args.sleep
 ---@field duration string|number how long: 500ms, 30s, 10m
 
+---@class runbook.result.sleep
+---@field slept string the duration waited, such as 30s (in a rehearsal: the duration a real run would wait)
+---@field rehearsal? boolean true in a rehearsal, which does not wait (absent in a real run)
+
 ---Wait. A rehearsal does not wait.
 ---@param args runbook.args.sleep
----@return any result (see docs/primitives.md)
+---@return runbook.result.sleep result
 function sleep(args) end
 
 ---@class runbook.args.ssh.download
@@ -536,9 +861,18 @@ function sleep(args) end
 
 ssh = {}
 
+---@class runbook.result.ssh.download
+---@field src string remote path of the file
+---@field dest string local path written
+---@field size? integer size of the remote file in bytes (absent on resume)
+---@field mode? string file mode given to dest, such as "0600" (absent on resume)
+---@field sha256? string sha256 of the downloaded bytes (hex; absent in a rehearsal)
+---@field backup? string where the previous local file is kept for rollback (absent when there was none, on resume and in a rehearsal)
+---@field rehearsal? string what a rehearsal checked (absent in a real run)
+
 ---Copies a file from the host (src) to a local path (dest) over SFTP: atomically (temp file, fsync, rename), sha256 checked; the previous local file is kept for rollback.
 ---@param args runbook.args.ssh.download
----@return any result (see docs/primitives.md)
+---@return runbook.result.ssh.download result
 function ssh.download(args) end
 
 ---@class runbook.args.ssh.exec
@@ -553,9 +887,17 @@ function ssh.download(args) end
 ---@field ok_codes? any[] exit codes that count as success (default [0])
 ---@field max_output? integer bytes kept of each of stdout and stderr (default 16 MiB)
 
+---@class runbook.result.ssh.exec
+---@field exit_code integer exit status of the remote command
+---@field stdout string its standard output (at most max_output bytes)
+---@field stderr string its standard error (at most max_output bytes)
+---@field command string the command line run on the host
+---@field stdout_truncated? boolean true when stdout was cut at max_output (absent otherwise)
+---@field stderr_truncated? boolean true when stderr was cut at max_output (absent otherwise)
+
 ---Runs a command on the host: an argv (each argument quoted for the remote shell) or a shell command. A non-zero exit fails the step (see ok_codes).
 ---@param args runbook.args.ssh.exec
----@return any result (see docs/primitives.md)
+---@return runbook.result.ssh.exec result
 function ssh.exec(args) end
 
 ---@class runbook.args.ssh.tunnel
@@ -564,9 +906,15 @@ function ssh.exec(args) end
 ---@field remote_port integer port to reach
 ---@field local_port? integer local port (default: any free)
 
+---@class runbook.result.ssh.tunnel
+---@field local_port integer the local port forwarded
+---@field host string the local address: 127.0.0.1
+---@field remote_host string host reached through the tunnel
+---@field remote_port integer port reached through the tunnel
+
 ---Forwards a local port on 127.0.0.1 through the host to remote_host:remote_port for the rest of the run; the result is {local_port, host}.
 ---@param args runbook.args.ssh.tunnel
----@return any result (see docs/primitives.md)
+---@return runbook.result.ssh.tunnel result
 function ssh.tunnel(args) end
 
 ---@class runbook.args.ssh.upload
@@ -576,8 +924,16 @@ function ssh.tunnel(args) end
 ---@field content? string text to upload
 ---@field mode? any file mode such as "0640" (default: the previous file's, else 0644)
 
+---@class runbook.result.ssh.upload
+---@field dest string remote path of the file
+---@field sha256 string sha256 of the uploaded bytes (hex)
+---@field size integer bytes uploaded
+---@field mode string file mode of dest, such as "0644"
+---@field backup? string where the previous file is kept for rollback (absent when dest was new or already as asked, on resume and in a rehearsal)
+---@field rehearsal? string what a rehearsal checked (absent in a real run)
+
 ---Copies a local file (src) or text (content) to dest on the host over SFTP: atomically (temp file, rename), sha256 verified; the previous file is kept for rollback.
 ---@param args runbook.args.ssh.upload
----@return any result (see docs/primitives.md)
+---@return runbook.result.ssh.upload result
 function ssh.upload(args) end
 

@@ -44,7 +44,16 @@ class ExecAction : public Primitive {
          {"probe", ArgType::kBool, false, "the command only reads: run it in rehearsals too"},
          {"ok_codes", ArgType::kList, false, "exit codes that count as success (default [0])"}},
         {},
-        ""};
+        "",
+        MapResult(
+            {Field("exit_code", FieldType::kInt, "exit status of the program (0 when skipped)"),
+             Optional(
+                 Field("stdout", FieldType::kString, "its standard output (absent when skipped)")),
+             Optional(
+                 Field("stderr", FieldType::kString, "its standard error (absent when skipped)")),
+             Optional(Field("skipped", FieldType::kString,
+                            "why the program was not run: the creates path exists "
+                            "(absent when it ran)"))})};
     return s;
   }
   Rehearsal rehearsal(const Value& args) const override {

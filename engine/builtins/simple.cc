@@ -14,10 +14,14 @@ class LogAction : public Primitive {
   const Schema& schema() const override {
     static const Schema s{"Write a line to the run's log.",
                           {{"message", ArgType::kString, true, "the text"},
-                           {"level", ArgType::kString, false, "debug | info | warn | error",
+                           {"level",
+                            ArgType::kString,
+                            false,
+                            "debug | info | warn | error",
                             {"debug", "info", "warn", "error"}}},
                           {},
-                          "message"};
+                          "message",
+                          MapResult({Field("message", FieldType::kString, "the line logged")})};
     return s;
   }
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
@@ -46,7 +50,8 @@ class FailAction : public Primitive {
     static const Schema s{"Fail the step with a message (rehearsals fail too).",
                           {{"message", ArgType::kString, true, "why"}},
                           {},
-                          "message"};
+                          "message",
+                          AnyResult("nothing (the step always fails)")};
     return s;
   }
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
@@ -66,7 +71,13 @@ class SleepAction : public Primitive {
     static const Schema s{"Wait. A rehearsal does not wait.",
                           {{"duration", ArgType::kDuration, true, "how long: 500ms, 30s, 10m"}},
                           {},
-                          "duration"};
+                          "duration",
+                          MapResult({Field("slept", FieldType::kString,
+                                           "the duration waited, such as 30s (in a rehearsal: "
+                                           "the duration a real run would wait)"),
+                                     Optional(Field("rehearsal", FieldType::kBool,
+                                                    "true in a rehearsal, which does not wait "
+                                                    "(absent in a real run)"))})};
     return s;
   }
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
@@ -96,7 +107,10 @@ class ApproveAction : public Primitive {
     static const Schema s{"A gate: wait for a human's approval (runbook approve RUN STEP).",
                           {{"message", ArgType::kString, true, "what the approver confirms"}},
                           {},
-                          "message"};
+                          "message",
+                          MapResult({Field("approved", FieldType::kBool,
+                                           "true once approved (a rehearsal does not wait: "
+                                           "true as well)")})};
     return s;
   }
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
@@ -116,11 +130,14 @@ class LuaAction : public Primitive {
  public:
   std::string name() const override { return "lua"; }
   const Schema& schema() const override {
-    static const Schema s{"Run Lua code; its return value is the step's result. Primitives it "
-                          "calls (pg.query{...}) join the step, their undo included.",
-                          {{"code", ArgType::kString, true, "Lua 5.4 code"}},
-                          {},
-                          "code"};
+    static const Schema s{
+        "Run Lua code; its return value is the step's result. Primitives it "
+        "calls (pg.query{...}) join the step, their undo included.",
+        {{"code", ArgType::kString, true, "Lua 5.4 code"}},
+        {},
+        "code",
+        AnyResult("whatever the Lua code returns (null when it returns "
+                  "nothing)")};
     return s;
   }
   // The sandbox has no outside effect of its own; primitives it calls follow
@@ -147,7 +164,11 @@ class IncludeAction : public Primitive {
                           {{"runbook", ArgType::kString, true, "path, relative to this file"},
                            {"params", ArgType::kMap, false, "its params"}},
                           {},
-                          ""};
+                          "",
+                          MapResult({MapField("steps",
+                                              "the included runbook's steps by their own ids, "
+                                              "each {status, result}",
+                                              {}, /*open=*/true)})};
     return s;
   }
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }

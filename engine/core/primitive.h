@@ -87,6 +87,12 @@ class Primitive {
   }
 };
 
+// With RUNBOOK_CHECK_RESULTS set (the test suite sets it): a failure naming
+// every way `result` differs from what `p` declares (schema().result).
+// Without it, or without a declaration: Ok. `changed` is the engine's: check
+// a result before it is added.
+Status CheckDeclaredResult(const Primitive& p, const Value& result);
+
 // A run lock held where a target is (ConnectionType::LockTarget); the
 // destructor releases it, and so does the death of the process.
 class TargetLock {

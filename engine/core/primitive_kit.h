@@ -58,6 +58,10 @@ class NamedPrimitive : public Primitive {
  public:
   NamedPrimitive(std::string name, Schema schema)
       : name_(std::move(name)), schema_(std::move(schema)) {}
+  NamedPrimitive(std::string name, Schema schema, FieldSpec result)
+      : name_(std::move(name)), schema_(std::move(schema)) {
+    schema_.result = std::move(result);
+  }
   std::string name() const override { return name_; }
   const Schema& schema() const override { return schema_; }
 

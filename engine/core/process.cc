@@ -294,4 +294,10 @@ void ChildProcess::Stop() {
   out_fd_ = err_fd_ = -1;
 }
 
+std::string HostName() {
+  char name[256] = {0};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "";
+  return name;
+}
+
 }  // namespace runbook

@@ -70,6 +70,9 @@ class TaggingRunner : public ProcessRunner {
 // read from /proc. Processes the engine may not read are not seen.
 std::vector<std::string> ProcessesWithEnv(const std::string& var, const std::string& value);
 
+// This machine's host name (gethostname), or "" when it cannot be read.
+std::string HostName();
+
 // A long-running child (a port-forward, a tunnel helper). The destructor
 // kills its process group and reaps it, so a child never outlives its owner
 // object. Not copyable.

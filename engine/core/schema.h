@@ -3,9 +3,11 @@
 // Schema, the docs and the executor all read the same Schema.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/core/result_shape.h"
 #include "engine/core/value.h"
 
 namespace runbook {
@@ -62,6 +64,8 @@ struct Schema {
   std::vector<std::vector<std::string>> one_of;
   // The argument a scalar form sets: `sleep: 30s` is `sleep: {duration: 30s}`.
   std::string scalar_arg;
+  // What it returns (primitives only; every one declares it).
+  std::optional<FieldSpec> result;
 
   const ArgSpec* Find(const std::string& name) const;
 };

@@ -108,6 +108,9 @@ Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args
   nested.interrupted = interrupted && carried;
   nested.earlier_acted = carried && MayHaveActed(prior, interrupted);
   Result<Value> r = prim->Apply(nested, args);
+  if (r.ok()) {
+    if (Status declared = CheckDeclaredResult(*prim, *r); !declared.ok()) r = declared;
+  }
   nested.AddChanged(&r);
   return r;
 }

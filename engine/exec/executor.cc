@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "engine/core/duration.h"
+#include "engine/core/process.h"
 #include "engine/core/sha256.h"
 #include "engine/exec/internal.h"
 #include "engine/lua/template.h"
@@ -337,12 +338,6 @@ static const std::string& EngineNonce() {
   return nonce;
 }
 
-static std::string ThisHost() {
-  char name[256] = {0};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
-  return name;
-}
-
 Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool on_targets) {
   std::string key = rb.lock.empty() ? rb.name : rb.lock;
   if (HasTemplate(key)) {
@@ -365,8 +360,9 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
   Scope scope;
   scope.rb = &rb;
   scope.params = params;
+  const std::string host = HostName();
   const std::string holder = "runbook " + run_.id + " " + std::to_string(getpid()) + " " +
-                             EngineNonce() + " " + ThisHost();
+                             EngineNonce() + " " + (host.empty() ? "unknown" : host);
   for (const ConnectionSpec& spec : rb.connections) {
     const ConnectionType* type = env_.registry->FindConnectionType(spec.type);
     if (!type) continue;

@@ -276,7 +276,7 @@ bool Executor::Impl::DoRollback() {
         StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
         ctx.undoing = true;
         Result<Value> r = prim->Apply(ctx, *args);
-        st = r.ok() ? Status::Ok() : r.status();
+        st = r.ok() ? CheckDeclaredResult(*prim, *r) : r.status();
       }
     } else {
       bool irreversible_left = false;

@@ -282,6 +282,9 @@ FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const st
       if (c.outcome == CheckOutcome::kDone) {
         // The interrupted attempt made it: this run's change, as a result says.
         Value res = c.result;
+        if (Status declared = CheckDeclaredResult(*prim, res); !declared.ok()) {
+          return fail(declared.message());
+        }
         if (res.is_object()) res["changed"] = !StepChangedNothing(*rec);
         return finish_as(StepStatus::kSucceeded, res, "already took effect (checked)");
       }
@@ -382,6 +385,9 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     ctx.interrupted = interrupted && attempt == 1;
     ctx.earlier_acted = earlier_acted;
     Result<Value> r = prim->Apply(ctx, args);
+    if (r.ok()) {
+      if (Status declared = CheckDeclaredResult(*prim, *r); !declared.ok()) r = declared;
+    }
     ctx.AddChanged(&r);
     if (ctx.child_flow.flow != Flow::kOk && ctx.child_flow.flow != Flow::kFailed) {
       rec->status = ctx.child_flow.flow == Flow::kPaused ? StepStatus::kWaiting

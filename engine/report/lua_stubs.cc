@@ -61,6 +61,47 @@ std::string ArgsClass(const std::string& name, const Schema& s) {
   return out;
 }
 
+const char* ScalarLuaType(FieldType t) {
+  switch (t) {
+    case FieldType::kString:
+      return "string";
+    case FieldType::kInt:
+      return "integer";
+    case FieldType::kNumber:
+      return "number";
+    case FieldType::kBool:
+      return "boolean";
+    case FieldType::kList:
+      return "any[]";
+    case FieldType::kMap:
+      return "table<string, any>";
+    case FieldType::kAny:
+      return "any";
+  }
+  return "any";
+}
+
+// The classes of a result's maps, innermost first, and the Lua type of `f`
+// (named `cls` when it is, or holds, a map with declared fields).
+std::string ResultType(const FieldSpec& f, const std::string& cls, std::string& classes) {
+  const bool map_items = f.type == FieldType::kList && f.item == FieldType::kMap;
+  if ((f.type != FieldType::kMap && !map_items) || f.fields.empty()) {
+    if (f.type == FieldType::kList && f.item != FieldType::kAny) {
+      return std::string(ScalarLuaType(f.item)) + "[]";
+    }
+    return ScalarLuaType(f.type);
+  }
+  std::string body = "---@class " + cls + "\n";
+  for (const FieldSpec& sub : f.fields) {
+    std::string type = ResultType(sub, cls + "." + sub.name, classes);
+    body += "---@field " + sub.name + (sub.optional ? "? " : " ") + type + " " + OneLine(sub.help) +
+            "\n";
+  }
+  if (f.open) body += "---@field [string] any\n";
+  classes += body + "\n";
+  return map_items ? cls + "[]" : cls;
+}
+
 }  // namespace
 
 std::string LuaStubs(const Registry& registry) {
@@ -112,9 +153,15 @@ std::string LuaStubs(const Registry& registry) {
     if (dot != std::string::npos && namespaces.insert(name.substr(0, dot)).second) {
       out += name.substr(0, dot) + " = {}\n\n";
     }
+    std::string classes;
+    std::string type = "any";
+    if (p->schema().result)
+      type = ResultType(*p->schema().result, "runbook.result." + name, classes);
+    out += classes;
     out += "---" + OneLine(p->schema().help) + "\n";
     out += "---@param args " + ClassName(name) + "\n";
-    out += "---@return any result (see docs/primitives.md)\n";
+    const std::string help = p->schema().result ? OneLine(p->schema().result->help) : "";
+    out += "---@return " + type + " result" + (help.empty() ? "" : " " + help) + "\n";
     out += "function " + name + "(args) end\n\n";
   }
   return out;

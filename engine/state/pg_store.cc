@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/core/clock.h"
+#include "engine/core/process.h"
 #include "engine/core/sha256.h"
 #include "engine/state/sqlite_stmt.h"  // DumpJson, ParseJson
 
@@ -130,12 +131,6 @@ std::string Clean(const std::string& s) {
   }
   out.erase(std::remove(out.begin(), out.end(), '\0'), out.end());
   return out;
-}
-
-std::string Hostname() {
-  char name[256] = {0};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
-  return name;
 }
 
 std::string FirstLine(const char* path) {
@@ -684,7 +679,8 @@ class PgStateStore final : public StateStore {
     }
     if (!s_->Ready()) return s_->Error(op);
     const std::string row = LeaseKey(key);
-    const std::string me = Hostname() + " " + std::to_string(getpid());
+    const std::string host = HostName();
+    const std::string me = (host.empty() ? "unknown" : host) + " " + std::to_string(getpid());
     const std::string liveness = ProcessLiveness(getpid());
     // A holder on this machine whose process is gone is not waited for; the
     // upsert below takes the row only if it still names that holder.

@@ -89,7 +89,12 @@ class KubeCase {
     Primitive& p = P(name);
     for (const auto& e : CheckArgs(p.schema(), args)) FAIL_CHECK(name << ": " << e.message);
     ctx.changed.reset();  // what this call reports, not an earlier one
-    return p.Apply(ctx, args);
+    Result<Value> r = p.Apply(ctx, args);
+    // Every result matches what the primitive declares (docs/primitives.md).
+    if (r.ok()) {
+      if (Status d = CheckDeclaredResult(p, *r); !d.ok()) FAIL_CHECK(d.message());
+    }
+    return r;
   }
   // The same in a rehearsal, as the executor calls it (simulate and probe
   // run Apply with dry_run; skip does not run it).
@@ -104,8 +109,17 @@ class KubeCase {
   Status Undo(const std::string& name, const Value& args) {
     return P(name).Undo(ctx, args, ctx.LastUndo());
   }
+  // What a resume would decide, from the last undo record (or `state`); a
+  // "done" result must match the declared shape as Apply's does.
   CheckOutcome Check(const std::string& name, const Value& args) {
-    return P(name).Check(ctx, args, ctx.LastUndo()).outcome;
+    return Check(name, args, ctx.LastUndo());
+  }
+  CheckOutcome Check(const std::string& name, const Value& args, const Value& state) {
+    CheckResult r = P(name).Check(ctx, args, state);
+    if (r.outcome == CheckOutcome::kDone) {
+      if (Status d = CheckDeclaredResult(P(name), r.result); !d.ok()) FAIL_CHECK(d.message());
+    }
+    return r.outcome;
   }
   // The step's deadline, `ms` from now.
   void Deadline(int ms) {

@@ -41,7 +41,12 @@ class PgCase {
     std::vector<ArgError> errors = CheckArgs(p.schema(), args);
     for (const auto& e : errors) FAIL_CHECK(name << ": " << e.message);
     ctx.changed.reset();  // what this call reports, not an earlier one
-    return p.Apply(ctx, args);
+    Result<Value> r = p.Apply(ctx, args);
+    // Every result matches what the primitive declares (docs/primitives.md).
+    if (r.ok()) {
+      if (Status d = CheckDeclaredResult(p, *r); !d.ok()) FAIL_CHECK(d.message());
+    }
+    return r;
   }
   // The same in a rehearsal (dry_run), as the executor would call it.
   Result<Value> Rehearse(const std::string& name, const Value& args) {

@@ -42,7 +42,12 @@ class SshCase {
     Primitive& p = P(name);
     for (const auto& e : CheckArgs(p.schema(), args)) FAIL_CHECK(name << ": " << e.message);
     ctx.changed.reset();  // what this call reports, not an earlier one
-    return p.Apply(ctx, args);
+    Result<Value> r = p.Apply(ctx, args);
+    // Every result matches what the primitive declares (docs/primitives.md).
+    if (r.ok()) {
+      if (Status d = CheckDeclaredResult(p, *r); !d.ok()) FAIL_CHECK(d.message());
+    }
+    return r;
   }
   Result<Value> Rehearse(const std::string& name, const Value& args) {
     ctx.dry_run_ = true;

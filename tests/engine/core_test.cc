@@ -10,6 +10,7 @@
 #include "engine/core/process.h"
 #include "engine/core/redact.h"
 #include "engine/core/registry.h"
+#include "engine/core/result_shape.h"
 #include "engine/core/text.h"
 #include "engine/exec/reporter.h"
 #include "engine/exec/window.h"
@@ -30,6 +31,41 @@ TEST_CASE("durations parse the forms runbooks use and reject the rest", "[core]"
   CHECK(FormatDuration(std::chrono::milliseconds(1500)) == "1.5s");
   CHECK(FormatDuration(std::chrono::milliseconds(2000)) == "2s");
   CHECK(FormatDuration(std::chrono::seconds(90)) == "1m30s");
+}
+
+TEST_CASE("a result is checked against its declared shape, nested fields by path", "[core]") {
+  const FieldSpec spec = MapResult({
+      Field("database", FieldType::kString, "the database"),
+      Optional(Field("seconds", FieldType::kNumber, "how long")),
+      ListOfMaps("tables", "one per table",
+                 {Field("name", FieldType::kString, ""), Field("rows", FieldType::kInt, "")}),
+      ListField("skipped", FieldType::kString, ""),
+      MapField("counts", "rows by table", {}, /*open=*/true),
+  });
+  Value good = Value::parse(R"({"database": "app", "seconds": 1.5,
+      "tables": [{"name": "a", "rows": 3}], "skipped": [], "counts": {"t": 1}})");
+  CHECK(CheckResultShape(spec, good).empty());
+  good.erase("seconds");  // optional: absent
+  CHECK(CheckResultShape(spec, good).empty());
+  good["seconds"] = 2;  // an int is a number
+  CHECK(CheckResultShape(spec, good).empty());
+
+  auto errors = [&](const char* json) { return CheckResultShape(spec, Value::parse(json)); };
+  using V = std::vector<std::string>;
+  CHECK(errors(R"({"database": "app", "tables": [{"name": "a", "rows": "3"}], "skipped": [],
+      "counts": {}})") == V{"tables[0].rows: expected int, got string"});
+  CHECK(errors(R"({"database": "app", "tables": [{"name": "a", "rows": 3, "bytes": 9}],
+      "skipped": [], "counts": {}})") == V{"tables[0].bytes: not documented"});
+  CHECK(errors(R"({"tables": [], "skipped": [1], "counts": {}, "extra": true})") ==
+        V{"database: missing", "skipped[0]: expected string, got int", "extra: not documented"});
+  CHECK(errors(R"({"database": null, "tables": {}, "skipped": [], "counts": []})") ==
+        V{"database: missing", "tables: expected list, got map", "counts: expected map, got list"});
+  CHECK(errors("[1]") == V{"result: expected map, got list"});
+
+  const FieldSpec rows = ListResult("rows", {}, /*open=*/true);
+  CHECK(CheckResultShape(rows, Value::parse(R"([{"any": 1, "column": "x"}])")).empty());
+  CHECK(CheckResultShape(rows, Value::parse(R"([3])")) == V{"[0]: expected map, got int"});
+  CHECK(CheckResultShape(AnyResult("nothing"), Value()).empty());
 }
 
 TEST_CASE("sizes parse bytes and PostgreSQL's units and reject the rest", "[core]") {

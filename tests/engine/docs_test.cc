@@ -38,6 +38,14 @@ TEST_CASE("the primitives reference names every primitive, argument and connecti
     for (const ArgSpec& a : registry.Find(n)->schema().args) {
       CHECK(section.find("| `" + a.name + "` | ") != std::string::npos);
     }
+    // Every primitive says what it returns, each field (nested ones by path).
+    const auto& result = registry.Find(n)->schema().result;
+    REQUIRE(result.has_value());
+    CHECK(section.find("\nResult: ") != std::string::npos);
+    for (const FieldSpec& f : result->fields) {
+      const std::string path = result->type == FieldType::kList ? "[]." + f.name : f.name;
+      CHECK(section.find("| `" + path + "` | ") != std::string::npos);
+    }
     CHECK(section.find("- Rehearsal (`run --dry-run`): ") != std::string::npos);
     CHECK(section.find("- Resume after a crash mid-step: ") != std::string::npos);
   }
