@@ -109,6 +109,14 @@ Result<PgConnectOptions> PgOptionsFromConfig(const std::string& conn_name, const
   return o;
 }
 
+std::string PgConfigValue(const Value& config, const char* key) { return Get(config, key); }
+
+std::string DsnValue(const std::string& dsn, const char* key) {
+  std::map<std::string, std::string> opts = ParseDsn(dsn, nullptr);
+  auto it = opts.find(key);
+  return it == opts.end() ? "" : it->second;
+}
+
 std::string DescribePgConfig(const Value& config) {
   std::string error;
   std::map<std::string, std::string> parts = ParseDsn(Get(config, "dsn"), &error);

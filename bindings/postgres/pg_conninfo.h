@@ -21,6 +21,11 @@ namespace runbook {
 // bindings replace a usable one with the tunnel's local end first).
 Result<PgConnectOptions> PgOptionsFromConfig(const std::string& conn_name, const Value& config);
 
+// A config key's value as text (numbers without quotes), "" when absent.
+std::string PgConfigValue(const Value& config, const char* key);
+// The dsn's value of `key` as libpq parses it (a URI too), "" when absent.
+std::string DsnValue(const std::string& dsn, const char* key);
+
 // "host=db port=5432 dbname=app user=sre" (never the password).
 std::string DescribePgConfig(const Value& config);
 

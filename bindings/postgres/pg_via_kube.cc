@@ -3,29 +3,22 @@
 #include <cstdlib>
 
 #include "bindings/kube/port_forward.h"
+#include "bindings/postgres/pg_conninfo.h"
+#include "bindings/postgres/pg_passfile.h"
 
 namespace runbook {
-namespace {
-
-std::string Text(const Value& config, const char* key) {
-  if (!config.is_object() || !config.contains(key) || config[key].is_null()) return "";
-  const Value& v = config[key];
-  return v.is_string() ? v.get<std::string>() : v.dump();
-}
-
-}  // namespace
 
 Status RouteThroughKubeForward(StepContext& ctx, const std::string& conn_name, Value* config) {
-  const std::string via = Text(*config, "via");
+  const std::string via = PgConfigValue(*config, "via");
   if (via.empty()) return Status::Ok();
   Result<Connection> through = ctx.GetConnection(via);
   if (!through.ok() || through->type != "kube") return Status::Ok();  // not ours to route
   const std::string where = "connection '" + conn_name + "' via kube '" + via + "'";
-  const std::string pod = Text(*config, "pod");
+  const std::string pod = PgConfigValue(*config, "pod");
   if (pod.empty()) {
     return Status::Invalid(where + ": needs pod: (a pod name, or svc/NAME, deployment/NAME)");
   }
-  const std::string port_text = Text(*config, "port");
+  const std::string port_text = PgConfigValue(*config, "port");
   char* end = nullptr;
   long port = port_text.empty() ? 5432 : strtol(port_text.c_str(), &end, 10);
   if ((end && *end != '\0') || port < 1 || port > 65535) {
@@ -33,6 +26,15 @@ Status RouteThroughKubeForward(StepContext& ctx, const std::string& conn_name, V
   }
   Result<int> local = EnsureKubePortForward(ctx, via, pod, static_cast<int>(port));
   if (!local.ok()) return local.status().Prefixed(where);
+  // libpq would look ~/.pgpass up for 127.0.0.1 and the local port: the
+  // entry is the one for the server's name in the cluster (host:, else the
+  // pod's NAME) and its port.
+  std::string host = PgConfigValue(*config, "host");
+  if (host.empty()) host = pod.substr(pod.find('/') == std::string::npos ? 0 : pod.find('/') + 1);
+  if (auto password = TunnelledPassword(*config, host, static_cast<int>(port))) {
+    ctx.redactor().Add(*password);
+    (*config)["password"] = *password;
+  }
   config->erase("via");
   config->erase("pod");
   (*config)["host"] = "127.0.0.1";

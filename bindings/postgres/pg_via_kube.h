@@ -13,8 +13,10 @@ namespace runbook {
 // When `via` names a kube connection: starts (or reuses) a port-forward to
 // `pod` (a pod name, or TYPE/NAME such as svc/db) port `port` (the pod's;
 // default 5432) and rewrites `config` to connect to 127.0.0.1 on its local
-// port, without `via` and `pod`. Any other `via` (or none) leaves `config`
-// as it is.
+// port, without `via` and `pod`; a connection with no password of its own
+// gets the password file's entry for `host` (else the pod's NAME) and the
+// pod's port (pg_passfile.h). Any other `via` (or none) leaves `config` as
+// it is.
 Status RouteThroughKubeForward(StepContext& ctx, const std::string& conn_name, Value* config);
 
 }  // namespace runbook

@@ -7,6 +7,7 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_counts.cc
   bindings/postgres/pg_database_checks.cc
   bindings/postgres/pg_lint.cc
+  bindings/postgres/pg_passfile.cc
   bindings/postgres/pg_primitive.cc
   bindings/postgres/pg_primitives_collation.cc
   bindings/postgres/pg_primitives_compare.cc

@@ -14,6 +14,7 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/ssh/ssh_primitive.cc
   bindings/ssh/ssh_primitives_exec.cc
   bindings/ssh/ssh_primitives_tunnel.cc
+  bindings/ssh/ssh_proxy_jump.cc
   bindings/ssh/ssh_relay.cc
   bindings/ssh/ssh_target.cc
   bindings/ssh/ssh_upload.cc

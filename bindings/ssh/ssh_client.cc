@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "bindings/ssh/ssh_proxy_jump.h"
 #include "bindings/ssh/ssh_relay.h"
 
 namespace runbook {
@@ -26,6 +27,9 @@ std::string LocalUser() {
   return pw ? pw->pw_name : "";
 }
 
+// Jump hosts ProxyJump may add in all, its hosts' own ProxyJump included.
+constexpr int kMaxConfigJumps = 8;
+
 template <typename T>
 Status SetOption(ssh_session s, enum ssh_options_e what, const T* value, const char* name) {
   if (ssh_options_set(s, what, value) == SSH_OK) return Status::Ok();
@@ -42,6 +46,7 @@ bool SshClient::connected() const { return session_ && ssh_is_connected(session_
 std::string SshClient::Describe() const {
   std::string where = (user_.empty() ? "" : user_ + "@") + host_ + ":" + std::to_string(port_);
   if (!target_.jump.empty()) where += " via " + target_.jump;
+  if (!via_config_.empty()) where += " via ProxyJump " + via_config_;
   return "connection '" + target_.conn_name + "' (" + where + ")";
 }
 
@@ -78,9 +83,13 @@ Status SshClient::Connect(const std::vector<SshTarget>& chain, SteadyTime deadli
   user_ = target_.user;
   session_ = ssh_new();
   if (!session_) return Status::Internal("ssh_new failed");
+  via_config_.clear();
   Status s = Configure(target_, deadline);
   if (s.ok() && chain.size() > 1) {
     s = ConnectThroughJump(std::vector<SshTarget>(chain.begin(), chain.end() - 1), deadline, log);
+  } else if (s.ok() && !config_proxy_.empty()) {
+    Result<std::vector<SshTarget>> jumps = ConfigJumps();
+    s = jumps.ok() ? ConnectThroughJump(*jumps, deadline, log) : jumps.status();
   }
   if (s.ok()) s = Handshake(log);
   if (!s.ok()) {
@@ -104,6 +113,9 @@ Status SshClient::Configure(const SshTarget& t, SteadyTime deadline) {
                         ": " + ssh_get_error(session_));
   }
   if (!s.ok()) return s;
+  // ProxyJump, as libssh 0.10 turned it into a ProxyCommand (ConfigJumps).
+  config_proxy_ = t.ssh_config == "none" ? "" : OptionString(session_, SSH_OPTIONS_PROXYCOMMAND);
+  if (config_proxy_ == "none") config_proxy_.clear();
   // Explicit values after the config, so they win. Never a local shell.
   s = SetOption(session_, SSH_OPTIONS_PROXYCOMMAND, "none", "proxycommand");
   if (s.ok() && t.port) s = SetOption(session_, SSH_OPTIONS_PORT, &t.port, "port");
@@ -139,6 +151,38 @@ Status SshClient::Configure(const SshTarget& t, SteadyTime deadline) {
   user_ = OptionString(session_, SSH_OPTIONS_USER);
   if (user_.empty()) user_ = LocalUser();
   return Status::Ok();
+}
+
+Result<std::vector<SshTarget>> SshClient::ConfigJumps() {
+  const std::string file = target_.ssh_config.empty()
+                               ? std::string("the ssh config (~/.ssh/config)")
+                               : target_.ssh_config;
+  Result<std::vector<JumpHop>> hops = JumpsFromProxyCommand(config_proxy_);
+  if (hops.status().code() == Status::Code::kNotFound) {
+    return Status::Invalid(Describe() + ": " + file + " sets ProxyCommand '" + config_proxy_ +
+                           "' for it; runbook runs no local command: use ProxyJump there, or "
+                           "jump: in the connection");
+  }
+  if (!hops.ok()) return hops.status().Prefixed(Describe() + ": ProxyJump in " + file);
+  const int depth = target_.config_jumps + static_cast<int>(hops->size());
+  if (depth > kMaxConfigJumps) {
+    return Status::Invalid(Describe() + ": ProxyJump in " + file + " goes through more than " +
+                           std::to_string(kMaxConfigJumps) + " jump hosts (a loop?)");
+  }
+  std::vector<SshTarget> out;
+  std::string label;
+  for (const JumpHop& hop : *hops) {
+    SshTarget t = target_;  // its keys, known_hosts, config and timeouts
+    t.host = hop.host;
+    t.port = hop.port;
+    t.user = hop.user;
+    t.jump.clear();
+    t.config_jumps = depth;
+    label += (label.empty() ? "" : ",") + t.Label();
+    out.push_back(std::move(t));
+  }
+  via_config_ = label;
+  return out;
 }
 
 Status SshClient::ConnectThroughJump(const std::vector<SshTarget>& jumps, SteadyTime deadline,

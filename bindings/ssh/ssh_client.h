@@ -4,9 +4,12 @@
 // Connect never prompts: key files (unencrypted) and ssh-agent only, no
 // password or keyboard-interactive. The host key is always checked against
 // known_hosts (ssh_hostkey.h). ~/.ssh/config (or the connection's `config:`)
-// is read first and the runbook's explicit values override it; ProxyCommand
-// and ProxyJump from it are ignored, because libssh would run them through a
-// local shell: use `jump:`.
+// is read first and the runbook's explicit values override it. ProxyJump
+// from it is honoured as OpenSSH does (ssh_proxy_jump.h), unless the
+// connection names its own `jump:` (as ssh -J overrides ProxyJump); a
+// ProxyCommand is refused with an error, because it would run a local shell.
+// The connection's identity, known_hosts and config apply to its ProxyJump
+// hosts too.
 //
 // Jump hosts: libssh 0.10 has no ProxyJump of its own. The jump host gets a
 // session of its own, a direct-tcpip channel to the target, and a
@@ -61,6 +64,9 @@ class SshClient {
   Status Configure(const SshTarget& t, SteadyTime deadline);
   Status ConnectThroughJump(const std::vector<SshTarget>& jumps, SteadyTime deadline,
                             const SshLogFn& log);
+  // The jump hosts the ssh config's ProxyJump names for this host.
+  // Sets via_config_ (Describe).
+  Result<std::vector<SshTarget>> ConfigJumps();
   Status Handshake(const SshLogFn& log);
   void TuneSocket();
 
@@ -69,6 +75,8 @@ class SshClient {
   std::string host_;  // after ssh config (HostName)
   int port_ = 22;
   std::string user_;
+  std::string config_proxy_;           // the ProxyCommand the ssh config set, "" for none
+  std::string via_config_;             // "alice@bastion:2222,inner" when ProxyJump is used
   std::unique_ptr<ChannelRelay> via_;  // the jump host's relay, if any
   SteadyTime last_keepalive_{};
 };

@@ -27,6 +27,7 @@ struct SshTarget {
   bool accept_new = false;         // trust (and record) a first-seen host key
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds keepalive{15000};  // 0: none
+  int config_jumps = 0;  // jump hosts ProxyJump (ssh config) added on the way here
 
   // "user@host:port" with what is known before connecting.
   std::string Label() const;

@@ -4,6 +4,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/fixtures/pg_fixture.cc
   tests/bindings/pg_fidelity_util.cc
   tests/bindings/pg_lint_test.cc
+  tests/bindings/pg_passfile_test.cc
   tests/bindings/postgres_compare_test.cc
   tests/bindings/postgres_fidelity_test.cc
   tests/bindings/postgres_client_test.cc

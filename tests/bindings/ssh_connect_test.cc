@@ -4,6 +4,7 @@
 #include <future>
 #include <thread>
 
+#include "bindings/ssh/ssh_proxy_jump.h"
 #include "tests/bindings/ssh_test_util.h"
 
 namespace runbook::testing {
@@ -112,8 +113,19 @@ TEST_CASE("ssh config supplies what the runbook leaves out, and explicit values 
                             "Host wrong-port\n  HostName 127.0.0.1\n  Port 1\n");
   SshCase c;
   c.ctx.AddConnection("alias", "ssh", Value{{"host", "db-box"}, {"config", dir + "/config"}});
+  // A ProxyCommand would run a local shell: refused, saying so, not ignored
+  // (a connection that then went around the proxy could reach another host).
   Result<Value> r = c.Apply("ssh.exec", {{"conn", "alias"}, {"argv", {"id", "-un"}}});
-  REQUIRE(r.ok());  // ProxyCommand was ignored: no local shell, a direct connection
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Status::Code::kInvalid);
+  CHECK_THAT(r.status().message(), Catch::Contains("sets ProxyCommand 'nc %h %p'") &&
+                                       Catch::Contains("use ProxyJump there, or jump:"));
+  // The connection's own jump: wins over the config's proxy, as ssh -J does.
+  c.Connect("bastion", server);
+  c.ctx.AddConnection("alias-jump", "ssh",
+                      Value{{"host", "db-box"}, {"config", dir + "/config"}, {"jump", "bastion"}});
+  r = c.Apply("ssh.exec", {{"conn", "alias-jump"}, {"argv", {"id", "-un"}}});
+  REQUIRE(r.ok());
   CHECK((*r)["stdout"] == "root\n");
   Value explicit_port = server.Config();
   explicit_port["host"] = "wrong-port";
@@ -121,6 +133,100 @@ TEST_CASE("ssh config supplies what the runbook leaves out, and explicit values 
   c.ctx.AddConnection("override", "ssh", explicit_port);
   // The known_hosts entry is for [127.0.0.1]:PORT, and HostName resolves to it.
   REQUIRE(Echo(c, "override").ok());
+}
+
+TEST_CASE("ProxyJump is read back from the ProxyCommand libssh 0.10 makes of it", "[ssh_config]") {
+  auto hops = [](const std::string& cmd) {
+    Result<std::vector<JumpHop>> r = JumpsFromProxyCommand(cmd);
+    REQUIRE(r.ok());
+    std::string out;
+    for (const JumpHop& h : *r) {
+      out += (out.empty() ? "" : " ") + h.user + "@" + h.host + ":" + std::to_string(h.port);
+    }
+    return out;
+  };
+  CHECK(hops("ssh -W '[%h]:%p' bastion") == "@bastion:0");
+  CHECK(hops("ssh -l alice -p 2222 -J bob@inner,[::1]:23,ssh://c@d:24,e -W '[%h]:%p' bastion") ==
+        "alice@bastion:2222 bob@inner:0 @::1:23 c@d:24 @e:0");
+  CHECK(hops("ssh -p 2222 -J ssh://u@h:22 -W '[%h]:%p' ::1") == "@::1:2222 u@h:22");
+  // A ProxyCommand someone wrote is not a ProxyJump.
+  for (const char* cmd : {"nc %h %p", "ssh -W %h:%p bastion", "ssh -W '[%h]:%p'",
+                          "ssh -q -W '[%h]:%p' bastion", "ssh -W '[%h]:%p' bastion extra", ""}) {
+    INFO(cmd);
+    CHECK(JumpsFromProxyCommand(cmd).status().code() == Status::Code::kNotFound);
+  }
+  for (const char* cmd :
+       {"ssh -p 0 -W '[%h]:%p' h", "ssh -p x -W '[%h]:%p' h", "ssh -J h:70000 -W '[%h]:%p' h",
+        "ssh -J [::1 -W '[%h]:%p' h", "ssh -J -oProxyCommand=x -W '[%h]:%p' h",
+        "ssh -J u@ -W '[%h]:%p' h", "ssh -W '[%h]:%p' -h"}) {
+    INFO(cmd);
+    CHECK(JumpsFromProxyCommand(cmd).status().code() == Status::Code::kInvalid);
+  }
+}
+
+// sshd's log has one "Accepted publickey" line per session it authenticated.
+int Sessions(const SshdServer& server) {
+  const std::string log = server.Log();
+  int n = 0;
+  for (size_t at = log.find("Accepted publickey"); at != std::string::npos;
+       at = log.find("Accepted publickey", at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+TEST_CASE("ProxyJump in the ssh config is honoured, hop by hop, loops and bad hops named",
+          "[ssh]") {
+  const SshdServer& server = SharedSshd();
+  const std::string port = std::to_string(server.port());
+  std::string dir = FreshDir(server, "proxyjump");
+  Spit(dir + "/config", "Host hop1\n  HostName 127.0.0.1\n  User root\n  Port " + port +
+                            "\n"
+                            "Host one-hop\n  HostName 127.0.0.1\n  Port " +
+                            port + "\n  ProxyJump root@127.0.0.1:" + port +
+                            "\n"
+                            "Host two-hops\n  HostName 127.0.0.1\n  Port " +
+                            port + "\n  ProxyJump hop1,root@127.0.0.1:" + port +
+                            "\n"
+                            "Host dead-hop\n  HostName 127.0.0.1\n  Port " +
+                            port +
+                            "\n  ProxyJump hop1,root@127.0.0.1:1\n"
+                            "Host loop\n  HostName 127.0.0.1\n  Port " +
+                            port +
+                            "\n  ProxyJump loop\n"
+                            "Host bad-port\n  HostName 127.0.0.1\n  ProxyJump hop1:99999\n");
+  SshCase c;
+  auto via_config = [&](const std::string& name, const std::string& host) {
+    c.Connect(name, server, {{"host", host}, {"port", nullptr}, {"config", dir + "/config"}});
+  };
+  // Each hop is a session of its own on the server, the target one more.
+  for (const auto& [host, sessions] :
+       std::vector<std::pair<std::string, int>>{{"hop1", 1}, {"one-hop", 2}, {"two-hops", 3}}) {
+    INFO(host);
+    via_config(host, host);
+    const int before = Sessions(server);
+    Result<Value> r = Echo(c, host);
+    REQUIRE(r.ok());
+    CHECK((*r)["stdout"] == "hi\n");
+    CHECK(Sessions(server) - before == sessions);
+  }
+  // A hop that cannot be reached is named, with the target it was for.
+  via_config("dead", "dead-hop");
+  Result<Value> r = Echo(c, "dead");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Status::Code::kUnavailable);
+  CHECK_THAT(r.status().message(), Catch::Contains("via ProxyJump hop1,root@127.0.0.1:1") &&
+                                       Catch::Contains("jump host") &&
+                                       Catch::Contains("root@127.0.0.1:1"));
+  via_config("loop", "loop");
+  r = Echo(c, "loop");
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("more than 8 jump hosts (a loop?)"));
+  via_config("bad-port", "bad-port");
+  r = Echo(c, "bad-port");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Status::Code::kInvalid);
+  CHECK_THAT(r.status().message(), Catch::Contains("bad port in jump host 'hop1:99999'"));
 }
 
 TEST_CASE("a jump host carries the connection to the target", "[ssh]") {

@@ -113,4 +113,67 @@ TEST_CASE("a postgres connection goes through an ssh tunnel with via", "[ssh][po
   CHECK((*r)[0]["one"] == 1);
 }
 
+TEST_CASE("a tunnelled postgres connection uses the password file's entry for the real server",
+          "[ssh][postgres]") {
+  const PgServer& pg = BlueServer();
+  SshCase c;
+  RegisterPostgres(&c.registry());
+  c.Connect("bastion", SharedSshd());
+  // A role whose password has the characters the file escapes.
+  const std::string secret = "tun:nel\\pw-" + std::to_string(getpid());
+  c.ctx.AddConnection("admin", "postgres",
+                      Value{{"host", "127.0.0.1"},
+                            {"port", pg.port},
+                            {"dbname", "postgres"},
+                            {"user", pg.superuser},
+                            {"password", pg.password}});
+  REQUIRE(c.Apply("pg.exec", {{"conn", "admin"},
+                              {"sql",
+                               "drop role if exists pgpass_user; create role pgpass_user "
+                               "login password '" +
+                                   secret + "'"}})
+              .ok());
+  std::string escaped;
+  for (char ch : secret) {
+    if (ch == ':' || ch == '\\') escaped += '\\';
+    escaped += ch;
+  }
+  const std::string dir = FreshDir(SharedSshd(), "pgpass");
+  const std::string file = dir + "/pgpass";
+  auto write = [&](const std::string& text, mode_t mode) {
+    Spit(file, text);
+    chmod(file.c_str(), mode);
+  };
+  auto query = [&](const std::string& name) {
+    c.ctx.AddConnection(name, "postgres",
+                        Value{{"via", "bastion"},
+                              {"host", "127.0.0.1"},
+                              {"port", pg.port},
+                              {"dbname", "postgres"},
+                              {"user", "pgpass_user"},
+                              {"dsn", "passfile=" + file}});
+    return c.Apply("pg.query", {{"conn", name}, {"sql", "select current_user as u"}});
+  };
+  // The entry for the server's own host and port: libpq alone would look up
+  // 127.0.0.1 and the tunnel's local port, and find nothing.
+  write("127.0.0.1:" + std::to_string(pg.port) + ":postgres:pgpass_user:" + escaped + "\n", 0600);
+  Result<Value> r = query("tunnelled");
+  REQUIRE(r.ok());
+  CHECK((*r)[0]["u"] == "pgpass_user");
+  // The password is a secret from then on: masked wherever it would show.
+  CHECK(c.ctx.redactor().Redact("x " + secret + " y").find(secret) == std::string::npos);
+
+  // An entry for another port is not this server's.
+  write("127.0.0.1:1:postgres:pgpass_user:" + escaped + "\n", 0600);
+  r = query("other-port");
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("no password supplied"));
+  CHECK(r.status().message().find(secret) == std::string::npos);
+  // A file others may read is ignored, as libpq ignores it.
+  write("*:*:*:pgpass_user:" + escaped + "\n", 0644);
+  r = query("world-readable");
+  REQUIRE_FALSE(r.ok());
+  REQUIRE(c.Apply("pg.exec", {{"conn", "admin"}, {"sql", "drop role pgpass_user"}}).ok());
+}
+
 }  // namespace runbook::testing
