@@ -37,6 +37,7 @@
 #include "engine/core/schema.h"
 #include "engine/exec/executor.h"
 #include "engine/exec/reporter.h"
+#include "engine/lua/runtime.h"
 
 namespace runbook {
 namespace {
@@ -474,6 +475,34 @@ class TempParams {
   std::string path_;
 };
 
+// Targets that would take the same run lock cannot run at once: with more
+// than one at a time, the second would fail at its lock (exit 4) while the
+// first runs. Each target's lock key, as its run will expand it (run.id
+// differs per target, so a key made of it is never shared).
+Status CheckLockKeys(const Runbook& rb, const std::vector<Target>& targets, bool dry_run) {
+  LuaRuntime lua;
+  std::map<std::string, std::string> holder;  // key -> the first target taking it
+  for (const Target& t : targets) {
+    const Value env{{"params", t.resolved},
+                    {"steps", Value::object()},
+                    {"run", {{"id", "fleet/" + t.name}, {"dry_run", dry_run}, {"now", 0}}}};
+    Result<Value> key = ExpandTemplates(lua, Value(rb.lock), Pos{rb.path}, env,
+                                        std::chrono::steady_clock::now() + std::chrono::seconds(5));
+    if (!key.ok()) {
+      return Status::Invalid("target '" + t.name + "': its run lock: " + key.status().message());
+    }
+    const std::string text = key->is_string() ? key->get<std::string>() : key->dump();
+    auto [it, fresh] = holder.emplace(text, t.name);
+    if (!fresh) {
+      return Status::Invalid("targets '" + it->second + "' and '" + t.name +
+                             "' take the same run lock '" + text + "' (lock: " + rb.lock +
+                             "), so they cannot run at once; give each target its own lock, or "
+                             "run one at a time (--max-concurrency 1)");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AddFleetCommand(CLI::App& app, Cli& cli) {
@@ -560,6 +589,13 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
         return;
       }
       t.resolved = *params;
+    }
+    if (max_concurrency > 1) {
+      if (Status s = CheckLockKeys(rb, *targets, dry_run); !s.ok()) {
+        cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                  "fleet: " + TerminalSafe(s.message()) + "; nothing was started");
+        return;
+      }
     }
     auto store = cli.OpenStore();
     if (!store) return;

@@ -269,7 +269,20 @@ TEST_CASE("a fleet with bad input says where and starts nothing", "[e2e][fleet]"
                        "--max-concurrency", "3"});
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("takes the run lock 'shared'"));
-  CHECK(t.Runs().empty());
+  // So do two targets whose lock, per target, comes out the same.
+  const std::string same = t.Write("same.yaml",
+                                   "- {name: a, params: {db: x}}\n"
+                                   "- {name: b, params: {db: y}}\n"
+                                   "- {name: c, params: {db: x}}\n");
+  r = t.Run({"fleet", "rb.yaml", "--targets", same, "-p", "w=" + w, "--max-concurrency", "2"});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("targets 'a' and 'c' take the same run lock 'db:x'") &&
+                        Catch::Contains("nothing was started"));
+  // One at a time they can: each waits for nothing.
+  r = t.Run({"fleet", "rb.yaml", "--targets", same, "-p", "w=" + w, "--max-concurrency", "1",
+             "--dry-run"});
+  CHECK(r.code == 0);
+  CHECK(t.Runs().size() == 3);
   CHECK(std::filesystem::is_empty(w));
 }
 
