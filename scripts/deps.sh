@@ -9,7 +9,7 @@ PACKAGES=(
   libpq-dev libssh-dev libssl-dev libpg-query-dev
   postgresql-15 postgresql-contrib postgresql-client-15 locales
   openssh-server openssh-client kubectl python3 sqlite3 debootstrap
-  file man-db groff-base dpkg-dev
+  file man-db groff-base dpkg-dev chromium
 )
 
 missing=()

@@ -8,6 +8,7 @@
 #include "engine/cli/cli.h"
 #include "engine/core/clock.h"
 #include "engine/core/duration.h"
+#include "engine/core/process.h"
 #include "engine/exec/executor.h"
 
 namespace runbook {
@@ -165,6 +166,9 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     opts.from_step = from;
     if (!ApprovalWait(cli, run_c, &opts)) return;
     opts.options_to_store = Value{{"ignore_window", ignore_window}, {"from", from}};
+    // Who started it, for the change record (report): as this machine knows them.
+    const std::string host = HostName();
+    opts.options_to_store["operator"] = CurrentUser() + (host.empty() ? "" : "@" + host);
     if (!fleet_target.empty()) opts.options_to_store["fleet_target"] = fleet_target;
     Executor ex(s.env);
     cli.exit_code = static_cast<int>(ex.Run(rb, *params, opts));

@@ -108,17 +108,40 @@ std::vector<Row> Rows(const Data& d) {
   return rows;
 }
 
+std::string Opt(const Value& options, const char* key) {
+  if (!options.is_object() || !options.contains(key) || !options[key].is_string()) return "";
+  return options[key].get<std::string>();
+}
+
+bool Ended(RunStatus s) {
+  return s == RunStatus::kSucceeded || s == RunStatus::kFailed || s == RunStatus::kStopped ||
+         s == RunStatus::kRolledBack || s == RunStatus::kRollbackFailed;
+}
+
+// What a change record says about the run as a whole, in this order.
+std::vector<std::pair<std::string, std::string>> Summary(const Data& d) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back("Runbook", d.run.runbook_path);
+  out.emplace_back("Digest", "sha256:" + d.run.digest);
+  out.emplace_back("Status", RunStatusName(d.run.status));
+  out.emplace_back("Rehearsal", d.run.dry_run ? "yes (nothing was changed)" : "no");
+  const std::string by = Opt(d.run.options, "operator");
+  if (!by.empty()) out.emplace_back("Started by", by);
+  const std::string target = Opt(d.run.options, "fleet_target");
+  if (!target.empty()) out.emplace_back("Fleet target", target);
+  out.emplace_back("Started", FormatUtc(d.run.created_ms));
+  out.emplace_back(Ended(d.run.status) ? "Finished" : "Last update", FormatUtc(d.run.updated_ms));
+  out.emplace_back("Params", d.run.params.dump());
+  if (!d.run.error.empty()) out.emplace_back("Outcome", d.run.error);
+  return out;
+}
+
 std::string Markdown(const Data& d) {
   std::ostringstream o;
   o << "# " << d.run.runbook_name << ": run " << d.run.id << "\n\n";
   o << "| | |\n|---|---|\n";
-  o << "| Runbook | " << Cell(d.run.runbook_path) << " |\n";
-  o << "| Status | " << RunStatusName(d.run.status) << " |\n";
-  o << "| Rehearsal | " << (d.run.dry_run ? "yes (nothing was changed)" : "no") << " |\n";
-  o << "| Started | " << FormatUtc(d.run.created_ms) << " |\n";
-  o << "| Last update | " << FormatUtc(d.run.updated_ms) << " |\n";
-  o << "| Params | " << Cell(d.run.params.dump()) << " |\n";
-  if (!d.run.error.empty()) o << "| Outcome | " << Cell(d.run.error) << " |\n";
+  for (const auto& [label, value] : Summary(d))
+    o << "| " << label << " | " << Cell(value) << " |\n";
   o << "\n## Implementation Log\n\n";
   o << "| Date | Step | Change | Status | Duration |\n|---|---|---|---|---|\n";
   for (const auto& r : Rows(d)) {
@@ -173,10 +196,18 @@ std::string Json(const Data& d) {
   for (const auto& a : d.approvals) {
     approvals.push_back({{"step", a.step_id}, {"by", a.by}, {"at", FormatUtc(a.at_ms)}});
   }
-  Value out{{"run", d.run.id}, {"runbook", d.run.runbook_name}, {"path", d.run.runbook_path},
-            {"status", RunStatusName(d.run.status)}, {"dry_run", d.run.dry_run},
-            {"started", FormatUtc(d.run.created_ms)}, {"updated", FormatUtc(d.run.updated_ms)},
-            {"params", d.run.params}, {"outcome", d.run.error}, {"steps", steps},
+  Value out{{"run", d.run.id},
+            {"runbook", d.run.runbook_name},
+            {"path", d.run.runbook_path},
+            {"status", RunStatusName(d.run.status)},
+            {"dry_run", d.run.dry_run},
+            {"started", FormatUtc(d.run.created_ms)},
+            {"updated", FormatUtc(d.run.updated_ms)},
+            {"digest", d.run.digest},
+            {"operator", Opt(d.run.options, "operator")},
+            {"params", d.run.params},
+            {"outcome", d.run.error},
+            {"steps", steps},
             {"approvals", approvals}};
   return out.dump(2) + "\n";
 }
@@ -191,10 +222,13 @@ std::string HtmlPage(const Data& d) {
     << ".Complete{color:#186a1e}.Failed,.Rollback{color:#b00020}code{font-size:12px}"
     << "</style></head><body>";
   o << "<h1>" << Html(d.run.runbook_name) << ": run " << Html(d.run.id) << "</h1>";
-  o << "<p>Status: <b>" << RunStatusName(d.run.status) << "</b>"
-    << (d.run.dry_run ? " (rehearsal: nothing was changed)" : "") << ". Started "
-    << FormatUtc(d.run.created_ms) << ".</p>";
-  if (!d.run.error.empty()) o << "<p>" << Html(d.run.error) << "</p>";
+  o << "<table class=\"summary\">";
+  for (const auto& [label, value] : Summary(d)) {
+    o << "<tr><th>" << label << "</th><td>"
+      << (label == "Params" || label == "Digest" ? "<code>" + Html(value) + "</code>" : Html(value))
+      << "</td></tr>";
+  }
+  o << "</table>";
   o << "<h2>Implementation Log</h2><table><tr><th>Date</th><th>Step</th><th>Change</th>"
     << "<th>Status</th><th>Duration</th></tr>";
   for (const auto& r : Rows(d)) {
@@ -204,9 +238,12 @@ std::string HtmlPage(const Data& d) {
       << r.duration << "</td></tr>";
   }
   o << "</table>";
+  bool any_table = false;
   for (const auto& s : d.steps) {
     for (const auto& tv : s.tables) {
       Table t = TableFromValue(tv);
+      if (!any_table) o << "<h2>Verification</h2>";
+      any_table = true;
       o << "<h3>" << Html(s.step_id) << (t.title.empty() ? "" : ": " + Html(t.title))
         << "</h3><table><tr>";
       for (const auto& c : t.columns) o << "<th>" << Html(c) << "</th>";

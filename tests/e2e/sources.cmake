@@ -8,6 +8,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/invalid_input_test.cc
   tests/e2e/lua_sandbox_test.cc
   tests/e2e/resume_rollback_test.cc
+  tests/e2e/report_render_test.cc
   tests/e2e/retries_report_test.cc
   tests/e2e/run_lock_test.cc
   tests/e2e/fleet_test.cc
