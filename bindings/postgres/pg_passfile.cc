@@ -77,6 +77,9 @@ std::optional<std::string> TunnelledPassword(const Value& config, const std::str
       !Env("PGPASSWORD").empty()) {
     return std::nullopt;  // libpq uses that one, never the file
   }
+  // A service file may give the user, the database or the password: libpq
+  // reads it, and a password set here would override the one it holds.
+  if (!DsnValue(dsn, "service").empty() || !Env("PGSERVICE").empty()) return std::nullopt;
   PassfileKey key;
   key.host = host;
   key.port = port;

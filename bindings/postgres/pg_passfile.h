@@ -28,7 +28,8 @@ std::optional<std::string> PasswordFromPassfile(const std::string& path, const P
 
 // For a postgres connection `config` about to be routed to a local port:
 // when it has no password of its own (no `password`, none in the dsn, no
-// PGPASSWORD), the password file's (the dsn's passfile, else PGPASSFILE,
+// PGPASSWORD) and names no service (a service file is libpq's to read, the
+// password it may hold included), the password file's (the dsn's passfile, else PGPASSFILE,
 // else ~/.pgpass) entry for the real server `host`:`port`, with the
 // config's (else libpq's default) database and user. nullopt: none.
 std::optional<std::string> TunnelledPassword(const Value& config, const std::string& host,

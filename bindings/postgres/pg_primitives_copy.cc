@@ -211,8 +211,10 @@ FieldSpec CopyResult() {
             Optional(Field("on_target", T::kBool,
                            "it exists on the target and its rows would be replaced; only in a "
                            "rehearsal")),
-            Field("parts", T::kInt, "ranges of its pages copied at once (1: not split)"),
-            Field("format", T::kString, "the COPY format: binary or text")}),
+            Field("parts", T::kInt,
+                  "ranges of its pages copied at once (1: not split; 1 on resume)"),
+            Field("format", T::kString,
+                  "the COPY format: binary or text (text on resume, whatever was used)")}),
        Field("rows", T::kInt, "rows copied in all; in a rehearsal the estimate"),
        Field("bytes", T::kInt, "COPY data streamed in all; in a rehearsal the tables' size"),
        Field("seconds", T::kNumber, "how long the copy took (0 in a rehearsal and on resume)"),

@@ -279,7 +279,7 @@ class PgReplicate : public NamedPrimitive {
                        Field("slot", FieldType::kString, "the replication slot on the source"),
                        ListField("tables", FieldType::kString,
                                  "the tables replicated, as `tables` names them (with all: "
-                                 "true, schema.table; empty on resume after a crash)")})) {}
+                                 "true, schema.table, but empty on resume after a crash)")})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kProbe; }
 

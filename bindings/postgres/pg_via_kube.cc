@@ -30,6 +30,7 @@ Status RouteThroughKubeForward(StepContext& ctx, const std::string& conn_name, V
   // entry is the one for the server's name in the cluster (host:, else the
   // pod's NAME) and its port.
   std::string host = PgConfigValue(*config, "host");
+  if (host.empty()) host = DsnValue(PgConfigValue(*config, "dsn"), "host");
   if (host.empty()) host = pod.substr(pod.find('/') == std::string::npos ? 0 : pod.find('/') + 1);
   if (auto password = TunnelledPassword(*config, host, static_cast<int>(port))) {
     ctx.redactor().Add(*password);

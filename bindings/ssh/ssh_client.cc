@@ -159,9 +159,11 @@ Result<std::vector<SshTarget>> SshClient::ConfigJumps() {
                                : target_.ssh_config;
   Result<std::vector<JumpHop>> hops = JumpsFromProxyCommand(config_proxy_);
   if (hops.status().code() == Status::Code::kNotFound) {
-    return Status::Invalid(Describe() + ": " + file + " sets ProxyCommand '" + config_proxy_ +
-                           "' for it; runbook runs no local command: use ProxyJump there, or "
-                           "jump: in the connection");
+    // Only the program: a ProxyCommand may carry a secret (sshpass -p ...).
+    const std::string program = config_proxy_.substr(0, config_proxy_.find(' '));
+    return Status::Invalid(Describe() + ": " + file + " sets a ProxyCommand (" + program +
+                           " ...) for it; runbook runs no local command: use ProxyJump there, "
+                           "or jump: in the connection");
   }
   if (!hops.ok()) return hops.status().Prefixed(Describe() + ": ProxyJump in " + file);
   const int depth = target_.config_jumps + static_cast<int>(hops->size());
@@ -172,11 +174,18 @@ Result<std::vector<SshTarget>> SshClient::ConfigJumps() {
   std::vector<SshTarget> out;
   std::string label;
   for (const JumpHop& hop : *hops) {
-    SshTarget t = target_;  // its keys, known_hosts, config and timeouts
+    // As OpenSSH's jump process: the config file and timeouts carry over;
+    // the connection's own key, known_hosts and accept_new are for its
+    // host, not for hosts the runbook never named (the config's apply).
+    SshTarget t = target_;
     t.host = hop.host;
     t.port = hop.port;
     t.user = hop.user;
     t.jump.clear();
+    t.identity.clear();
+    t.known_hosts.clear();
+    t.global_known_hosts.clear();
+    t.accept_new = false;
     t.config_jumps = depth;
     label += (label.empty() ? "" : ",") + t.Label();
     out.push_back(std::move(t));

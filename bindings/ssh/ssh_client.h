@@ -7,9 +7,11 @@
 // is read first and the runbook's explicit values override it. ProxyJump
 // from it is honoured as OpenSSH does (ssh_proxy_jump.h), unless the
 // connection names its own `jump:` (as ssh -J overrides ProxyJump); a
-// ProxyCommand is refused with an error, because it would run a local shell.
-// The connection's identity, known_hosts and config apply to its ProxyJump
-// hosts too.
+// ProxyCommand is refused with an error, because it would run a local shell
+// (the classic "ssh -W %h:%p HOST" is read as ProxyJump HOST). As with
+// OpenSSH's jump process, a ProxyJump host gets the connection's config file
+// and timeouts, not its identity, known_hosts or accept_new: the config's
+// (IdentityFile, UserKnownHostsFile), the agent and the defaults apply.
 //
 // Jump hosts: libssh 0.10 has no ProxyJump of its own. The jump host gets a
 // session of its own, a direct-tcpip channel to the target, and a

@@ -180,7 +180,7 @@ function kube.exec(args) end
 
 ---Read one object (by name) or a list (by label selector) as JSON.
 ---@param args runbook.args.kube.get
----@return runbook.result.kube.get result by name: the object (kubectl get -o json), null when missing with missing_ok; by selector: {items, count, names}
+---@return runbook.result.kube.get|nil result by name: the object (kubectl get -o json), null when missing with missing_ok; by selector: {items, count, names}
 function kube.get(args) end
 
 ---@class runbook.args.kube.patch
@@ -450,8 +450,8 @@ function pg.compare_counts(args) end
 ---@field bytes integer COPY data streamed (0 on resume); in a rehearsal its size on the source
 ---@field seconds number how long its copy took (0 in a rehearsal and on resume)
 ---@field on_target? boolean it exists on the target and its rows would be replaced; only in a rehearsal
----@field parts integer ranges of its pages copied at once (1: not split)
----@field format string the COPY format: binary or text
+---@field parts integer ranges of its pages copied at once (1: not split; 1 on resume)
+---@field format string the COPY format: binary or text (text on resume, whatever was used)
 
 ---@class runbook.result.pg.copy
 ---@field tables runbook.result.pg.copy.tables[] one per table copied
@@ -685,7 +685,7 @@ function pg.refresh_collation(args) end
 ---@field publication string the publication on the source
 ---@field subscription string the subscription on the target
 ---@field slot string the replication slot on the source
----@field tables string[] the tables replicated, as `tables` names them (with all: true, schema.table; empty on resume after a crash)
+---@field tables string[] the tables replicated, as `tables` names them (with all: true, schema.table, but empty on resume after a crash)
 
 ---Starts logical replication of tables from source to target: a publication and a slot on the source, the missing tables' schema on the target, a subscription on the target. Rollback drops all of it, unless the target's tables hold rows the source does not (refused).
 ---@param args runbook.args.pg.replicate

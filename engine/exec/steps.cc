@@ -385,8 +385,14 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     ctx.interrupted = interrupted && attempt == 1;
     ctx.earlier_acted = earlier_acted;
     Result<Value> r = prim->Apply(ctx, args);
+    // A result off its declaration (tests only): the action took effect, so
+    // it fails without a retry.
+    bool off_declaration = false;
     if (r.ok()) {
-      if (Status declared = CheckDeclaredResult(*prim, *r); !declared.ok()) r = declared;
+      if (Status declared = CheckDeclaredResult(*prim, *r); !declared.ok()) {
+        r = declared;
+        off_declaration = true;
+      }
     }
     ctx.AddChanged(&r);
     if (ctx.child_flow.flow != Flow::kOk && ctx.child_flow.flow != Flow::kFailed) {
@@ -436,7 +442,7 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     }
     rec->error = r.status().message();
     previous = rec->undo.empty() ? Value() : rec->undo[0].state;
-    if (attempt < max_attempts) {
+    if (attempt < max_attempts && !off_declaration) {
       Millis delay = s.retry_delay * (1LL << std::min(attempt - 1, 20));
       rec->status = StepStatus::kRunning;
       Put(rec, "step.retry", "attempt " + std::to_string(attempt) + " failed: " + rec->error,

@@ -157,6 +157,7 @@ std::string LuaStubs(const Registry& registry) {
     std::string type = "any";
     if (p->schema().result)
       type = ResultType(*p->schema().result, "runbook.result." + name, classes);
+    if (p->schema().result && p->schema().result->optional) type += "|nil";
     out += classes;
     out += "---" + OneLine(p->schema().help) + "\n";
     out += "---@param args " + ClassName(name) + "\n";

@@ -79,6 +79,10 @@ TEST_CASE(
   CHECK_FALSE(TunnelledPassword(Value{{"dsn", "passfile=" + path + " password=x user=app"}},
                                 "db.internal", 6432)
                   .has_value());
+  // A service file is libpq's to read, its password included.
+  CHECK_FALSE(TunnelledPassword(Value{{"dsn", "service=orders passfile=" + path + " user=app"}},
+                                "db.internal", 6432)
+                  .has_value());
   std::filesystem::remove(path);
 }
 

@@ -173,6 +173,7 @@ TEST_CASE("a tunnelled postgres connection uses the password file's entry for th
   write("*:*:*:pgpass_user:" + escaped + "\n", 0644);
   r = query("world-readable");
   REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("no password supplied"));
   REQUIRE(c.Apply("pg.exec", {{"conn", "admin"}, {"sql", "drop role pgpass_user"}}).ok());
 }
 

@@ -3,6 +3,7 @@
 // fails here.
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <functional>
 #include <lua.hpp>
 #include <sstream>
 
@@ -42,10 +43,16 @@ TEST_CASE("the primitives reference names every primitive, argument and connecti
     const auto& result = registry.Find(n)->schema().result;
     REQUIRE(result.has_value());
     CHECK(section.find("\nResult: ") != std::string::npos);
-    for (const FieldSpec& f : result->fields) {
-      const std::string path = result->type == FieldType::kList ? "[]." + f.name : f.name;
-      CHECK(section.find("| `" + path + "` | ") != std::string::npos);
-    }
+    std::function<void(const FieldSpec&, const std::string&)> rows = [&](const FieldSpec& f,
+                                                                         const std::string& at) {
+      const std::string prefix = f.type == FieldType::kList ? at + "[]" : at;
+      for (const FieldSpec& sub : f.fields) {
+        const std::string path = prefix.empty() ? sub.name : prefix + "." + sub.name;
+        CHECK(section.find("| `" + path + "` | ") != std::string::npos);
+        rows(sub, path);
+      }
+    };
+    rows(*result, "");
     CHECK(section.find("- Rehearsal (`run --dry-run`): ") != std::string::npos);
     CHECK(section.find("- Resume after a crash mid-step: ") != std::string::npos);
   }
