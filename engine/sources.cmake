@@ -9,6 +9,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/core/primitive_kit.cc
   engine/core/progress.cc
   engine/core/registry.cc
+  engine/core/rehearsal_plan.cc
   engine/core/resources.cc
   engine/core/result_shape.cc
   engine/core/schema.cc

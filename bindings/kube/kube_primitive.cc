@@ -47,11 +47,26 @@ KubeStep::KubeStep(StepContext& ctx, std::string primitive, const Value& args)
 }
 
 std::string KubeStep::Subject(const std::string& kind, const std::string& name) const {
+  subject_kind_ = kind;
+  subject_name_ = name;
   return kind + " '" + name + "' in " + target().Where();
 }
 
 Status KubeStep::Fail(const std::string& subject, const Status& s) const {
   Status base = s.ok() ? Status::Failed("failed") : s;
+  // A rehearsal: the object is missing because the kube.apply that would
+  // create it only simulated.
+  if (dry_run() && s.code() == Status::Code::kNotFound && client_) {
+    bool named = false;
+    std::string by = PlannedCreator(*ctx_, target(), s.message(), &named);
+    if (!named && !subject_kind_.empty()) {  // kubectl's words were not kept: the subject
+      by = PlannedCreatorOf(*ctx_, target(), subject_kind_ + "/" + subject_name_);
+    }
+    if (!by.empty()) {
+      return Status::NotYet(primitive_ + ": " + subject + ": does not exist yet: step '" + by +
+                            "' would create it");
+    }
+  }
   return base.Prefixed(primitive_ + ": " + subject);
 }
 

@@ -43,9 +43,13 @@ class KubeStep {
   const KubeTarget& target() const { return client_->target(); }
   bool dry_run() const { return ctx_->dry_run(); }
 
-  // "deployment 'web' in namespace 'dsm' (context 'prod')"
+  // "deployment 'web' in namespace 'dsm' (context 'prod')". The object is
+  // also what a later Fail with kNotFound is about (see Fail).
   std::string Subject(const std::string& kind, const std::string& name) const;
-  // The status with the message "kube.scale: <subject>: <message>".
+  // The status with the message "kube.scale: <subject>: <message>". In a
+  // rehearsal, a kNotFound for an object an earlier rehearsed kube.apply
+  // would create (the one kubectl names, else the last Subject) becomes
+  // Status::NotYet naming that step.
   Status Fail(const std::string& subject, const Status& s) const;
   Status Fail(const std::string& subject, const std::string& message) const {
     return Fail(subject, Status::Failed(message));
@@ -62,6 +66,7 @@ class KubeStep {
  private:
   StepContext* ctx_;
   std::string primitive_;
+  mutable std::string subject_kind_, subject_name_;  // the last Subject's object
   Status status_;
   std::optional<KubectlClient> client_;
 };

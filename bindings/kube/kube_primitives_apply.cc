@@ -4,6 +4,7 @@
 #include "bindings/kube/kube_objects.h"
 #include "bindings/kube/kube_primitive.h"
 #include "bindings/kube/kube_secrets.h"
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook::kube {
 namespace {
@@ -176,6 +177,13 @@ class ApplyPrimitive : public NamedPrimitive {
       if (before.is_null()) {
         action = "created";
         ++created;
+        // Later steps of this rehearsal find it planned, not missing.
+        if (RehearsalPlan* plan = step.dry_run() ? PlanOf(ctx) : nullptr) {
+          plan->Note(PlannedObjectKey(step.target(), Str(entries[i], "apiVersion"),
+                                      Str(entries[i], "kind"), Str(entries[i], "namespace"),
+                                      Str(entries[i], "name")),
+                     ctx.step_id());
+        }
       } else if (!now.is_null() && Meta(now, "resourceVersion") == Meta(before, "resourceVersion")) {
         action = "unchanged";
         ++unchanged;
@@ -227,7 +235,7 @@ class ApplyPrimitive : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.contains("objects")) return Status::Ok();
+    if (!state.is_object() || !state.contains("objects")) return NothingToUndo(ctx);
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return step.status();
     std::string errors;
@@ -349,7 +357,7 @@ class DeletePrimitive : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.contains("object")) return Status::Ok();
+    if (!state.is_object() || !state.contains("object")) return NothingToUndo(ctx);
     Value undo_args = args;
     if (!Str(state, "namespace").empty()) undo_args["namespace"] = state["namespace"];
     KubeStep step(ctx, name(), undo_args);

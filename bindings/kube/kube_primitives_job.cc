@@ -100,7 +100,7 @@ class RunJobPrimitive : public NamedPrimitive {
   Result<Value> Apply(StepContext& ctx, const Value& args) override;
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.contains("name")) return Status::Ok();
+    if (!state.is_object() || !state.contains("name")) return NothingToUndo(ctx);
     Value undo_args = args;
     if (!Str(state, "namespace").empty()) undo_args["namespace"] = state["namespace"];
     KubeStep step(ctx, name(), undo_args);

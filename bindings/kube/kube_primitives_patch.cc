@@ -106,7 +106,7 @@ class PatchPrimitive : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.contains("restore")) return Status::Ok();
+    if (!state.is_object() || !state.contains("restore")) return NothingToUndo(ctx);
     Value undo_args = args;
     if (!Str(state, "namespace").empty()) undo_args["namespace"] = state["namespace"];
     KubeStep step(ctx, name(), undo_args);
@@ -243,7 +243,7 @@ class SwitchSelectorPrimitive : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.contains("old_selector")) return Status::Ok();
+    if (!state.is_object() || !state.contains("old_selector")) return NothingToUndo(ctx);
     Value undo_args = args;
     if (!Str(state, "namespace").empty()) undo_args["namespace"] = state["namespace"];
     KubeStep step(ctx, name(), undo_args);

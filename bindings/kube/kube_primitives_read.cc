@@ -90,6 +90,10 @@ class GetPrimitive : public NamedPrimitive {
       Result<Value> r = step.client().Get(kind, obj);
       if (!r.ok() && r.status().code() == Status::Code::kNotFound &&
           BoolArg(args, "missing_ok", false)) {
+        // Missing in a rehearsal because kube.apply only simulated: not
+        // "missing" (a `when` would take the branch a real run would not).
+        Status planned = step.Fail(step.Subject(kind, obj), r.status());
+        if (planned.code() == Status::Code::kNotYet) return planned;
         return Value(nullptr);
       }
       if (!r.ok()) return step.Fail(step.Subject(kind, obj), r.status());

@@ -152,7 +152,7 @@ class ScalePrimitive : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.contains("previous_replicas")) return Status::Ok();
+    if (!state.is_object() || !state.contains("previous_replicas")) return NothingToUndo(ctx);
     Value undo_args = args;
     undo_args["replicas"] = state["previous_replicas"];
     if (!Str(state, "namespace").empty()) undo_args["namespace"] = state["namespace"];

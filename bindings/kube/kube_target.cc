@@ -1,6 +1,12 @@
 #include "bindings/kube/kube_target.h"
 
+#include <cctype>
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook::kube {
 namespace {
@@ -98,6 +104,141 @@ std::string KubeConnectionType::Describe(const Value& config) const {
     out += std::string(key) + "=" + v;
   }
   return out.empty() ? "current context of the default kubeconfig" : out;
+}
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The singular forms a resource name may stand for (itself first:
+// "endpoints" is a kind).
+std::vector<std::string> Singulars(const std::string& w) {
+  std::vector<std::string> out{w};
+  auto ends = [&](const char* suffix) {
+    const size_t n = strlen(suffix);
+    return w.size() > n && w.compare(w.size() - n, n, suffix) == 0;
+  };
+  if (ends("ies")) out.push_back(w.substr(0, w.size() - 3) + "y");  // networkpolicies
+  if (ends("es")) out.push_back(w.substr(0, w.size() - 2));         // ingresses, prometheuses
+  if (ends("s")) out.push_back(w.substr(0, w.size() - 1));          // deployments
+  return out;
+}
+
+// The built-in types kubectl resolves without a group, by short name, kind
+// and plural: {kind, group}.
+const std::map<std::string, std::pair<std::string, std::string>>& BuiltIn() {
+  static const auto* known = [] {
+    auto* m = new std::map<std::string, std::pair<std::string, std::string>>;
+    const std::vector<std::vector<std::string>> types = {
+        // kind, group, short names...
+        {"deployment", "apps", "deploy"},
+        {"statefulset", "apps", "sts"},
+        {"replicaset", "apps", "rs"},
+        {"daemonset", "apps", "ds"},
+        {"job", "batch"},
+        {"cronjob", "batch", "cj"},
+        {"service", "", "svc"},
+        {"pod", "", "po"},
+        {"configmap", "", "cm"},
+        {"secret", ""},
+        {"persistentvolumeclaim", "", "pvc"},
+        {"serviceaccount", "", "sa"},
+        {"endpoints", "", "ep"},
+        {"ingress", "networking.k8s.io", "ing"},
+        {"networkpolicy", "networking.k8s.io", "netpol"},
+        {"poddisruptionbudget", "policy", "pdb"},
+        {"horizontalpodautoscaler", "autoscaling", "hpa"},
+    };
+    for (const auto& t : types) {
+      for (size_t i = 0; i < t.size(); ++i) {
+        if (i != 1) (*m)[t[i]] = {t[0], t[1]};
+      }
+    }
+    return m;
+  }();
+  return *known;
+}
+
+// The group and the kinds a TYPE as kubectl takes or prints it names
+// ("deployments.apps", "deploy", "Deployment", "prometheuses.monitoring.coreos.com").
+// A type outside BuiltIn() without a group names nothing: its group is unknown.
+std::pair<std::string, std::vector<std::string>> KindsOf(const std::string& type) {
+  std::string t = Lower(type);
+  std::string group;
+  const size_t dot = t.find('.');
+  const bool grouped = dot != std::string::npos;
+  if (grouped) {
+    group = t.substr(dot + 1);
+    t.resize(dot);
+  }
+  for (const std::string& k : Singulars(t)) {
+    auto it = BuiltIn().find(k);
+    if (it != BuiltIn().end() && (!grouped || it->second.second == group)) {
+      return {it->second.second, {it->second.first}};
+    }
+  }
+  if (!grouped) return {"", {}};
+  return {group, Singulars(t)};
+}
+
+std::string Key(const KubeTarget& t, const std::string& group, const std::string& kind,
+                const std::string& ns, const std::string& name) {
+  return "kube:" + t.kubeconfig + "|" + t.context + "/" + ns + "/" + group + "/" + kind + "/" +
+         name;
+}
+
+std::string Lookup(StepContext& ctx, const KubeTarget& t, const std::string& type,
+                   const std::string& name) {
+  RehearsalPlan* plan = PlanOf(ctx);
+  if (!plan || plan->empty() || name.empty()) return "";
+  auto [group, kinds] = KindsOf(type);
+  for (const std::string& kind : kinds) {
+    if (std::string by = plan->StepFor(Key(t, group, kind, t.ns, name)); !by.empty()) return by;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string PlannedObjectKey(const KubeTarget& t, const std::string& api_version,
+                             const std::string& kind, const std::string& ns,
+                             const std::string& name) {
+  const size_t slash = api_version.find('/');
+  const std::string group = slash == std::string::npos ? "" : api_version.substr(0, slash);
+  return Key(t, Lower(group), Lower(kind), ns, name);
+}
+
+std::string PlannedCreator(StepContext& ctx, const KubeTarget& t, const std::string& error,
+                           bool* named) {
+  *named = false;
+  // kubectl: Error from server (NotFound): deployments.apps "green" not found
+  const size_t end = error.find("\" not found");
+  if (end == std::string::npos || end == 0) return "";
+  const size_t open = error.rfind('"', end - 1);
+  if (open == std::string::npos || open < 2) return "";
+  const std::string name = error.substr(open + 1, end - open - 1);
+  size_t start = error.rfind(' ', open - 2);
+  start = start == std::string::npos ? 0 : start + 1;
+  const std::string resource = error.substr(start, open - 1 - start);
+  if (name.empty() || resource.empty()) return "";
+  *named = true;
+  return Lookup(ctx, t, resource, name);
+}
+
+std::string PlannedCreatorOf(StepContext& ctx, const KubeTarget& t, const std::string& type_name) {
+  const size_t slash = type_name.find('/');
+  if (slash == std::string::npos) return "";
+  return Lookup(ctx, t, type_name.substr(0, slash), type_name.substr(slash + 1));
+}
+
+std::vector<std::string> PlannedKindsOf(const std::string& type) {
+  auto [group, kinds] = KindsOf(type);
+  std::vector<std::string> out;
+  for (const auto& k : kinds) out.push_back(group + "/" + k);
+  return out;
 }
 
 }  // namespace runbook::kube

@@ -35,6 +35,24 @@ Result<KubeTarget> KubeTargetFromConfig(const std::string& conn_name, const Valu
 Result<KubeTarget> ResolveKubeTarget(StepContext& ctx, const std::string& conn_name,
                                      const std::string& ns_override = "");
 
+// Objects an earlier rehearsed kube.apply would create, in the rehearsal
+// plan (engine/core/rehearsal_plan.h), keyed by cluster, namespace ("" is
+// the context's), API group, kind and name.
+std::string PlannedObjectKey(const KubeTarget& t, const std::string& api_version,
+                             const std::string& kind, const std::string& ns,
+                             const std::string& name);
+// In a rehearsal, for a kubectl call that failed because an object is not
+// there: the step of this rehearsal that would have created the object
+// kubectl names in `error` (`deployments.apps "green" not found`), or "".
+// *named: whether `error` named one at all.
+std::string PlannedCreator(StepContext& ctx, const KubeTarget& t, const std::string& error,
+                           bool* named);
+// The same for an object given as TYPE/NAME (deploy/green, svc/db,
+// deployments.apps/green). A TYPE that is not built in needs its group.
+std::string PlannedCreatorOf(StepContext& ctx, const KubeTarget& t, const std::string& type_name);
+// "group/kind" candidates a TYPE names, for tests: "deploy" -> {"apps/deployment"}.
+std::vector<std::string> PlannedKindsOf(const std::string& type);
+
 // The `kube` connection type for the registry.
 class KubeConnectionType : public ConnectionType {
  public:

@@ -165,7 +165,18 @@ Result<int> EnsureKubePortForward(StepContext& ctx, const std::string& kube_conn
           if (Status s = fwd->Start(spec, deadline); !s.ok()) return s;
           return std::unique_ptr<Resource>(std::move(fwd));
         });
-    if (!res.ok()) return res.status().Prefixed(where);
+    if (!res.ok()) {
+      // A rehearsal: what it forwards to would be created by an earlier
+      // step (kube.apply) that only simulated.
+      const std::string by = res.status().code() == Status::Code::kNotFound
+                                 ? kube::PlannedCreatorOf(ctx, *target, target_name)
+                                 : std::string();
+      if (!by.empty()) {
+        return Status::NotYet(where + ": " + target_name + " does not exist yet: step '" + by +
+                              "' would create it");
+      }
+      return res.status().Prefixed(where);
+    }
     auto* fwd = dynamic_cast<KubePortForward*>(*res);
     if (!fwd) return Status::Internal(where + ": resource " + key + " is not a port-forward");
     if (fwd->Alive()) return fwd->local_port();

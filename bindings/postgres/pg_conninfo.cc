@@ -183,4 +183,23 @@ void PgConnectionType::CollectSecrets(const Value& config, Redactor& r) const {
   for (const auto& s : PgConfigSecrets(config)) r.Add(s);
 }
 
+Result<Value> PgConnectionType::QueryRows(const std::string& conn_name, const Value& config,
+                                          const std::string& sql) const {
+  if (config.is_object() && !config.value("via", "").empty()) {
+    return Status::Invalid("connection '" + conn_name + "': a query here cannot go through via:");
+  }
+  Result<PgConnectOptions> options = PgOptionsFromConfig(conn_name, config);
+  if (!options.ok()) return options.status();
+  options->application_name = "runbook";
+  const SteadyTime deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  PgConnection conn;
+  if (Status s = conn.Connect(*options, deadline); !s.ok()) return s;
+  // One statement (the extended protocol takes no more), in a transaction
+  // that may not write; nothing of it is kept.
+  if (Status s = conn.Exec("BEGIN READ ONLY", {}, deadline); !s.ok()) return s;
+  Result<Value> rows = conn.Query(sql, {}, deadline);
+  conn.Exec("ROLLBACK", {}, deadline);
+  return rows;
+}
+
 }  // namespace runbook

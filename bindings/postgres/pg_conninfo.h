@@ -47,6 +47,9 @@ class PgConnectionType : public ConnectionType {
   Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& conn_name, const Value& config,
                                                  const std::string& key,
                                                  const std::string& holder) const override;
+  // In a READ ONLY transaction, rolled back; not through `via`.
+  Result<Value> QueryRows(const std::string& conn_name, const Value& config,
+                          const std::string& sql) const override;
 
  private:
   Schema schema_;

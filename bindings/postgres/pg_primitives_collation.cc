@@ -7,6 +7,7 @@
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook {
 namespace {
@@ -119,7 +120,12 @@ FieldSpec StatusResult() {
             Field("recorded_version", T::kString, "the version recorded (collversion)"),
             Optional(Field("actual_version", T::kString,
                            "the version the locale library reports now; null when none"))}),
-       Field("mismatched", T::kInt, "databases plus collation objects with a mismatch"),
+       Field("mismatched", T::kInt,
+             "databases plus collation objects with a mismatch; in a rehearsal, without those "
+             "an earlier rehearsed step would refresh"),
+       Optional(Field("would_be_refreshed", T::kInt,
+                      "only in a rehearsal, when an earlier rehearsed pg.refresh_collation would "
+                      "refresh some: the mismatches it would fix (not in mismatched)")),
        Field("note", T::kString, "what a mismatch means and how it is fixed")});
 }
 
@@ -191,25 +197,40 @@ class PgCollationStatus : public NamedPrimitive {
             {"Database", "Collate", "Recorded", "Actual", "Mismatch"}, {}};
     Table o{"Collations with a version mismatch on " + lease->name(),
             {"Database", "Collation", "Recorded", "Actual"}, {}};
-    int64_t mismatched = 0;
+    // A rehearsal sees the server as the run would have left it by now: what
+    // an earlier rehearsed refresh would fix is reported, not counted.
+    RehearsalPlan* plan = PlanOf(ctx);
+    int64_t mismatched = 0, planned = 0;
     for (const auto& w : *work) {
+      const std::string by =
+          plan ? plan->StepFor(PlannedRefreshKey(lease->conn().server(), w.db.name)) : "";
+      const int64_t n = (w.db.mismatch ? 1 : 0) + static_cast<int64_t>(w.objects.size());
+      (by.empty() ? mismatched : planned) += n;
       Value v = ToValue(w.db);
-      if (!w.note.empty()) v["note"] = w.note;
+      std::string note = w.note;
+      if (!by.empty() && n > 0) {
+        note = "step '" + by + "' would refresh it (a rehearsal changed nothing)" +
+               (note.empty() ? "" : "; " + note);
+      }
+      if (!note.empty()) v["note"] = note;
       dbs.push_back(v);
-      mismatched += w.db.mismatch ? 1 : 0;
+      const std::string mark = by.empty() ? "MISMATCH" : "MISMATCH (step " + by + " refreshes)";
       t.rows.push_back({w.db.name, w.db.collate, w.db.recorded.empty() ? "-" : w.db.recorded,
-                        w.db.actual.empty() ? "-" : w.db.actual, w.db.mismatch ? "MISMATCH" : "ok"});
+                        w.db.actual.empty() ? "-" : w.db.actual, w.db.mismatch ? mark : "ok"});
       for (const auto& c : w.objects) {
         objects.push_back(ToValue(c));
-        o.rows.push_back({c.database, c.schema + "." + c.name, c.recorded,
-                          c.actual.empty() ? "-" : c.actual});
-        ++mismatched;
+        o.rows.push_back(
+            {c.database, c.schema + "." + c.name, c.recorded, c.actual.empty() ? "-" : c.actual});
       }
     }
     ctx.AddTable(t);
     if (!o.rows.empty()) ctx.AddTable(o);
-    return Value{{"databases", dbs}, {"collations", objects}, {"mismatched", mismatched},
-                 {"note", kCollationNote}};
+    Value out{{"databases", dbs},
+              {"collations", objects},
+              {"mismatched", mismatched},
+              {"note", kCollationNote}};
+    if (planned > 0) out["would_be_refreshed"] = planned;
+    return out;
   }
 };
 
@@ -307,9 +328,10 @@ class PgRefreshCollation : public NamedPrimitive {
       return Status::Failed("connection '" + lease.name() + "': precondition failed: " + msg);
     }
     // Later steps of this rehearsal see the run as it would be by then.
-    if (PgRehearsalMemo* memo = RehearsalMemo(ctx, lease.conn())) {
+    if (RehearsalPlan* plan = PlanOf(ctx)) {
       for (const auto& w : work) {
-        if (w.db.mismatch) memo->NoteRefreshed(w.db.name);
+        if (w.Pending())
+          plan->Note(PlannedRefreshKey(lease.conn().server(), w.db.name), ctx.step_id());
       }
     }
     return Value{{"databases", dbs}, {"refreshed", 0}, {"rehearsal", "nothing was changed"}};

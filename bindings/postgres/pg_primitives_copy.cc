@@ -334,7 +334,7 @@ class PgCopy : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.contains("before")) return Status::Ok();  // never acted
+    if (!state.is_object() || !state.contains("before")) return NothingToUndo(ctx);  // never acted
     Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
     if (!dst.ok()) return dst.status();
     Value created = state.contains("created") ? state["created"] : Value();

@@ -4,6 +4,7 @@
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
 #include "bindings/postgres/pg_undo_guard.h"
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook {
 namespace {
@@ -72,11 +73,26 @@ class PgCreateDatabase : public NamedPrimitive {
     const bool if_not_exists = BoolArg(args, "if_not_exists", false);
     if (ctx.dry_run()) {
       const std::string templ = StrArg(args, "template", "template1");
-      PgRehearsalMemo* memo = RehearsalMemo(ctx, lease->conn());
+      RehearsalPlan* plan = PlanOf(ctx);
+      const std::string server = lease->conn().server();
       std::vector<std::string> notes;
-      Status s = CheckCreateDatabase(*lease, name, templ, StrArg(args, "owner"), if_not_exists,
-                                     memo && memo->WouldBeRefreshed(templ), &notes);
+      Status s = CheckCreateDatabase(
+          *lease, name, templ, StrArg(args, "owner"), if_not_exists,
+          plan && !plan->StepFor(PlannedRefreshKey(server, templ)).empty(), &notes);
       if (!s.ok()) return s;
+      // Later steps of this rehearsal that connect to it find it planned.
+      Result<int64_t> oid = DatabaseOid(*lease, name);
+      if (!oid.ok()) return oid.status();
+      if (plan && *oid == 0) {
+        const std::string key = PlannedDatabaseKey(server, name);
+        // Two steps creating one database: a real run fails at the second.
+        if (const std::string first = plan->StepFor(key);
+            !first.empty() && first != ctx.step_id() && !if_not_exists) {
+          return Status::Failed("connection '" + lease->name() + "': database '" + name +
+                                "' would exist already: step '" + first + "' creates it first");
+        }
+        plan->Note(key, ctx.step_id());
+      }
       Value out{{"created", true}, {"name", name}, {"rehearsal", "preconditions checked"}};
       if (!notes.empty()) out["notes"] = notes;
       return out;
@@ -145,13 +161,13 @@ class PgCreateDatabase : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& undo_state) override {
-    if (!undo_state.is_object() || !undo_state.value("created", false)) return Status::Ok();
+    if (!undo_state.is_object() || !undo_state.value("created", false)) return NothingToUndo(ctx);
     const std::string name = StrArg(undo_state, "name", StrArg(args, "name"));
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
     if (!lease.ok()) return lease.status();
     Result<int64_t> oid = DatabaseOid(*lease, name);
     if (!oid.ok()) return oid.status();
-    if (*oid == 0) return Status::Ok();  // already gone (an undo that ran before)
+    if (*oid == 0) return NothingToUndo(ctx);  // already gone (an undo that ran before)
     if (undo_state.contains("oid") && undo_state["oid"].get<int64_t>() != *oid) {
       return Status::Failed("connection '" + lease->name() + "': database '" + name +
                             "' was dropped and created again since this step created it; "

@@ -11,6 +11,7 @@
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_tools.h"
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook {
 namespace fs = std::filesystem;
@@ -135,6 +136,11 @@ class PgDump : public NamedPrimitive {
     if (!target.ok()) return target.status();
     // Connecting to the database itself proves it exists and the password works.
     Result<std::unique_ptr<PgConnection>> db = ConnectToDatabase(ctx, conn, target->database);
+    if (!db.ok() && db.status().code() == Status::Code::kNotYet) {
+      // A database an earlier step would create: a real run writes the
+      // archive, and a later pg.restore of it follows the plan.
+      if (RehearsalPlan* plan = PlanOf(ctx)) plan->Note(PlannedFileKey(file), ctx.step_id());
+    }
     if (!db.ok()) return db.status();
     const int server_version = (*db)->server_version();
     if (target->database.empty()) target->database = (*db)->database();  // libpq's default
@@ -161,7 +167,8 @@ class PgDump : public NamedPrimitive {
                {"database", target->database},
                {"server_version", server_version}};
     if (ctx.dry_run()) {
-      if (PgDumpRehearsalMemo* memo = DumpRehearsalMemo(ctx)) memo->NoteWritten(file);
+      // A later step of this rehearsal (pg.restore) reads the archive as written.
+      if (RehearsalPlan* plan = PlanOf(ctx)) plan->Note(PlannedFileKey(file), ctx.step_id());
       Value out = base;
       out["pg_dump"] = *version;
       out["rehearsal"] = "connected, pg_dump version and destination checked; nothing written";
@@ -195,7 +202,7 @@ class PgDump : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& undo) override {
-    if (!undo.is_object()) return Status::Ok();
+    if (!undo.is_object()) return NothingToUndo(ctx);
     const std::string file = StrArg(undo, "file", StrArg(args, "file"));
     RemovePath(PartialPath(file));
     if (!undo.value("created", false)) {

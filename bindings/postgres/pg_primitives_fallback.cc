@@ -297,7 +297,7 @@ class PgFallback : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object()) return Status::Ok();
+    if (!state.is_object()) return NothingToUndo(ctx);
     FallbackArgs a = ReadArgs(&ctx, args);
     if (!state.value("replication", false)) return CompareAgain(ctx, a, state);
     const std::string name = state["name"].get<std::string>();

@@ -248,7 +248,7 @@ class PgSyncSequences : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.contains("before")) return Status::Ok();
+    if (!state.is_object() || !state.contains("before")) return NothingToUndo(ctx);
     Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
     if (!dst.ok()) return dst.status();
     for (const auto& b : state["before"]) {

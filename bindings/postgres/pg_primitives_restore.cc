@@ -6,6 +6,7 @@
 // relations and schemas of the archive that did not exist before (the list
 // is journaled before the restore starts).
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include "bindings/postgres/pg_database_checks.h"
@@ -13,8 +14,11 @@
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_tools.h"
 #include "bindings/postgres/pg_undo_guard.h"
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook {
+
+namespace fs = std::filesystem;
 namespace {
 
 // Drop order: dependents first, schemas last.
@@ -187,8 +191,12 @@ class PgRestore : public NamedPrimitive {
                              "not be brought back by rollback); restore into a new database");
     }
     // In a rehearsal the archive may be one an earlier pg.dump step would write.
-    PgDumpRehearsalMemo* memo = ctx.dry_run() ? DumpRehearsalMemo(ctx) : nullptr;
-    const bool pending = memo && memo->WouldExist(file);
+    RehearsalPlan* plan = PlanOf(ctx);
+    std::error_code exists_error;
+    const std::string dumped_by = plan && !fs::exists(file, exists_error)
+                                      ? plan->StepFor(PlannedFileKey(file))
+                                      : std::string();
+    const bool pending = !dumped_by.empty();
     Result<std::string> format =
         pending ? Result<std::string>(std::string("unknown")) : DetectArchiveFormat(file);
     if (!format.ok()) return format.status().Prefixed(where);
@@ -210,6 +218,12 @@ class PgRestore : public NamedPrimitive {
       return Status::Failed(where + ": database '" + database + "' already exists (create: true)");
     }
     if (!create && *oid == 0) {
+      const std::string by =
+          plan ? plan->StepFor(PlannedDatabaseKey(lease->conn().server(), database)) : "";
+      if (!by.empty()) {
+        return Status::NotYet(where + ": database '" + database + "' does not exist yet: step '" +
+                              by + "' would create it");
+      }
       return Status::Failed(where + ": database '" + database +
                             "' does not exist; set "
                             "create: true to create it");
@@ -217,7 +231,7 @@ class PgRestore : public NamedPrimitive {
     Result<PgToolTarget> target = ToolTarget(ctx, conn, database);
     if (!target.ok()) return target.status();
     Value out{{"database", database},
-              {"tables", pending ? MakeUnknown("the archive is written by an earlier pg.dump step")
+              {"tables", pending ? MakeUnknown("the archive is written by step '" + dumped_by + "'")
                                  : Value(CountType(*toc, "TABLE DATA"))},
               {"file", file},
               {"format", *format}};
@@ -227,6 +241,9 @@ class PgRestore : public NamedPrimitive {
         Status s = CheckCreateDatabase(*lease, database, "template0", "", false, false, &notes);
         if (!s.ok()) return s;
         if (!notes.empty()) out["notes"] = notes;
+        if (RehearsalPlan* plan = PlanOf(ctx)) {
+          plan->Note(PlannedDatabaseKey(lease->conn().server(), database), ctx.step_id());
+        }
       } else {
         Result<std::unique_ptr<PgConnection>> db = ConnectToDatabase(ctx, conn, database);
         if (!db.ok()) return db.status();
@@ -305,7 +322,7 @@ class PgRestore : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& undo) override {
-    if (!undo.is_object()) return Status::Ok();
+    if (!undo.is_object()) return NothingToUndo(ctx);
     const std::string conn = StrArg(args, "conn");
     const std::string database = StrArg(undo, "database", StrArg(args, "database"));
     if (undo.value("created_database", false)) {

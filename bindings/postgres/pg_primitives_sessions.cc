@@ -121,7 +121,9 @@ class PgWaitReady : public NamedPrimitive {
                      {"server_version", conn.server_version()}};
       }
       // Wrong credentials or a missing database do not get better by waiting.
-      if (last.code() == Status::Code::kFailed) return last;
+      if (last.code() == Status::Code::kFailed) {
+        return ctx.dry_run() ? PlannedDatabaseOr(ctx, *options, last) : last;
+      }
       auto left = until - ctx.clock().Steady();
       if (left <= milliseconds(0)) break;
       ctx.clock().Sleep(std::min(duration_cast<milliseconds>(left), *interval));

@@ -185,7 +185,7 @@ class PgSyncUnreplicated : public NamedPrimitive {
   }
 
   Status Undo(StepContext& ctx, const Value& args, const Value& state) override {
-    if (!state.is_object() || !state.contains("before")) return Status::Ok();
+    if (!state.is_object() || !state.contains("before")) return NothingToUndo(ctx);
     Result<PgLease> dst = LeaseConnection(ctx, StrArg(args, "target"));
     if (!dst.ok()) return dst.status();
     Result<Value> now = Inventory(dst->conn(), dst->deadline());

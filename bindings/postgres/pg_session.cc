@@ -1,5 +1,7 @@
 #include "bindings/postgres/pg_session.h"
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <functional>
 
@@ -7,6 +9,7 @@
 #include "bindings/postgres/pg_copy.h"
 #include "bindings/postgres/pg_via_kube.h"
 #include "bindings/postgres/pg_via_ssh.h"
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook {
 
@@ -109,7 +112,7 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
       s = conn.Connect(*options, deadline);
     }
     ForwardNotices(ctx, conn);
-    if (!s.ok()) return s;
+    if (!s.ok()) return ctx.dry_run() ? PlannedDatabaseOr(ctx, *options, s) : s;
   }
   return PgLease(std::move(lock), &conn, deadline);
 }
@@ -130,22 +133,45 @@ Status StepToolError(StepContext& ctx, const Status& error) {
   return Status::Failed(msg);
 }
 
-void PgRehearsalMemo::NoteRefreshed(const std::string& database) {
-  std::lock_guard<std::mutex> lock(mu_);
-  refreshed_.push_back(database);
+std::string PlannedDatabaseKey(const std::string& server, const std::string& database) {
+  return "postgres:" + server + "/database:" + database;
 }
 
-bool PgRehearsalMemo::WouldBeRefreshed(const std::string& database) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return std::find(refreshed_.begin(), refreshed_.end(), database) != refreshed_.end();
+std::string PlannedRefreshKey(const std::string& server, const std::string& database) {
+  return "postgres:" + server + "/collation-refresh:" + database;
 }
 
-PgRehearsalMemo* RehearsalMemo(StepContext& ctx, const PgConnection& conn) {
-  Result<Resource*> r = ctx.resources().GetOrCreate(
-      "postgres-rehearsal:" + conn.server(), []() -> Result<std::unique_ptr<Resource>> {
-        return std::unique_ptr<Resource>(std::make_unique<PgRehearsalMemo>());
-      });
-  return r.ok() ? dynamic_cast<PgRehearsalMemo*>(*r) : nullptr;
+Status PlannedDatabaseOr(StepContext& ctx, const PgConnectOptions& options, Status failure) {
+  RehearsalPlan* plan = PlanOf(ctx);
+  if (!plan || plan->empty()) return failure;
+  auto kw = options.keywords.find("dbname");
+  std::string db = kw != options.keywords.end() ? kw->second : DsnValue(options.dsn, "dbname");
+  if (db.empty()) {
+    const char* env = getenv("PGDATABASE");
+    db = env ? env : "";
+  }
+  if (db.empty()) return failure;  // libpq's default, the user's name: no step creates it
+  // The server says so only once the host, pg_hba.conf and the credentials
+  // accepted this very database: any other refusal a real run would meet too.
+  if (failure.message().find("database \"" + db + "\" does not exist") == std::string::npos) {
+    return failure;
+  }
+  for (const char* maintenance : {"postgres", "template1"}) {
+    if (db == maintenance) return failure;
+    PgConnectOptions probe_options = options;
+    probe_options.keywords["dbname"] = maintenance;
+    PgConnection probe;
+    if (!probe.Connect(probe_options, ctx.deadline()).ok()) continue;
+    Result<Value> rows =
+        probe.Query("SELECT 1 FROM pg_database WHERE datname = $1", {db}, ctx.deadline());
+    if (!rows.ok() || !rows->empty()) return failure;  // it exists: the failure is its own
+    const std::string step = plan->StepFor(PlannedDatabaseKey(probe.server(), db));
+    if (step.empty()) return failure;
+    return Status::NotYet(
+        "connection '" + options.conn_name + "': database '" + db + "' does not exist yet: step '" +
+        step + "' would create it (the server answered through database '" + maintenance + "')");
+  }
+  return failure;
 }
 
 Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const std::string& name,
@@ -156,7 +182,10 @@ Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const 
   auto conn = std::make_unique<PgConnection>();
   Status s = conn->Connect(*options, ctx.deadline());
   ForwardNotices(ctx, *conn);
-  if (!s.ok()) return s.Prefixed("database '" + dbname + "'");
+  if (!s.ok()) {
+    s = s.Prefixed("database '" + dbname + "'");
+    return ctx.dry_run() ? PlannedDatabaseOr(ctx, *options, s) : s;
+  }
   return conn;
 }
 

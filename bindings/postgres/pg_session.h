@@ -89,21 +89,22 @@ Status WaitForInterruptedAttempt(StepContext& ctx, PgLease& lease);
 Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const std::string& name,
                                                         const std::string& dbname);
 
-// What earlier steps of a rehearsal would have done to a server, for later
-// steps' checks: pg.refresh_collation's rehearsal notes the databases it
-// would refresh, so pg.create_database's rehearsal does not report a
-// template mismatch that the run would have fixed by then. Per run and
-// server (host:port); thread-safe.
-class PgRehearsalMemo : public Resource {
- public:
-  void NoteRefreshed(const std::string& database);
-  bool WouldBeRefreshed(const std::string& database) const;
+// Keys of a server's things in the rehearsal plan (engine/core/
+// rehearsal_plan.h); `server` is PgConnection::server(). A database an
+// earlier rehearsed step would create (pg.create_database, pg.restore with
+// create: true); one whose collation versions it would refresh
+// (pg.refresh_collation).
+std::string PlannedDatabaseKey(const std::string& server, const std::string& database);
+std::string PlannedRefreshKey(const std::string& server, const std::string& database);
 
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> refreshed_;
-};
-PgRehearsalMemo* RehearsalMemo(StepContext& ctx, const PgConnection& conn);
+// In a rehearsal, after a connection with `options` failed with `failure`:
+// when the server said the database does not exist (which it says only after
+// pg_hba.conf and the credentials accepted that database) and an earlier
+// rehearsed step would create it on that server, Status::NotYet naming that
+// step. The server is found through its maintenance database (postgres, else
+// template1), where the database's absence is checked too. Anything else (a
+// real run, another failure, no such step) returns `failure`.
+Status PlannedDatabaseOr(StepContext& ctx, const PgConnectOptions& options, Status failure);
 
 // Passes the connection's pending server notices to the step's log.
 void ForwardNotices(StepContext& ctx, PgConnection& conn);

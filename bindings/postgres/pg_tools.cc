@@ -292,31 +292,4 @@ Result<std::string> DetectArchiveFormat(const std::string& path) {
   return std::string(in.gcount() == 5 && std::string(magic, 5) == "PGDMP" ? "custom" : "plain");
 }
 
-namespace {
-std::string NormalPath(const std::string& path) {
-  std::error_code ec;
-  return fs::absolute(path, ec).lexically_normal().string();
-}
-}  // namespace
-
-void PgDumpRehearsalMemo::NoteWritten(const std::string& path) {
-  std::lock_guard<std::mutex> lock(mu_);
-  paths_.insert(NormalPath(path));
-}
-
-bool PgDumpRehearsalMemo::WouldExist(const std::string& path) const {
-  std::error_code ec;
-  if (fs::exists(path, ec)) return false;
-  std::lock_guard<std::mutex> lock(mu_);
-  return paths_.count(NormalPath(path)) > 0;
-}
-
-PgDumpRehearsalMemo* DumpRehearsalMemo(StepContext& ctx) {
-  Result<Resource*> r = ctx.resources().GetOrCreate(
-      "postgres-dump-rehearsal", []() -> Result<std::unique_ptr<Resource>> {
-        return std::unique_ptr<Resource>(std::make_unique<PgDumpRehearsalMemo>());
-      });
-  return r.ok() ? dynamic_cast<PgDumpRehearsalMemo*>(*r) : nullptr;
-}
-
 }  // namespace runbook

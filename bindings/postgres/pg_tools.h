@@ -85,19 +85,4 @@ Result<PathDigest> DigestPath(const std::string& path);
 // PGDMP) or "plain".
 Result<std::string> DetectArchiveFormat(const std::string& path);
 
-// The archives pg.dump's rehearsal would have written in this run, so that a
-// later pg.restore's rehearsal of the same file does not report it missing.
-// Per run (ctx.resources()); thread-safe.
-class PgDumpRehearsalMemo : public Resource {
- public:
-  void NoteWritten(const std::string& path);
-  // True if `path` does not exist and an earlier rehearsed pg.dump writes it.
-  bool WouldExist(const std::string& path) const;
-
- private:
-  mutable std::mutex mu_;
-  std::set<std::string> paths_;  // absolute, normalised
-};
-PgDumpRehearsalMemo* DumpRehearsalMemo(StepContext& ctx);
-
 }  // namespace runbook

@@ -362,7 +362,8 @@ function pg.assert_schema(args) end
 ---@class runbook.result.pg.collation_status
 ---@field databases runbook.result.pg.collation_status.databases[] one per database of the server, template0 and template1 included
 ---@field collations runbook.result.pg.collation_status.collations[] collation objects, in the databases checked inside, whose recorded version is not the actual one
----@field mismatched integer databases plus collation objects with a mismatch
+---@field mismatched integer databases plus collation objects with a mismatch; in a rehearsal, without those an earlier rehearsed step would refresh
+---@field would_be_refreshed? integer only in a rehearsal, when an earlier rehearsed pg.refresh_collation would refresh some: the mismatches it would fix (not in mismatched)
 ---@field note string what a mismatch means and how it is fixed
 
 ---Recorded vs actual collation versions of every database and of the collation objects inside them.

@@ -72,6 +72,6 @@ void AddStubsCommand(CLI::App& app, Cli& cli);
 void AddCompletionCommand(CLI::App& app, Cli& cli);
 void AddManCommand(CLI::App& app, Cli& cli);
 // The manual page runbook(1) in roff, from `app`'s commands and options.
-std::string ManPage(CLI::App& app);
+std::string ManPage(CLI::App& app, const Registry& registry);
 
 }  // namespace runbook

@@ -65,17 +65,9 @@ std::string At(const std::string& path, const YAML::Node& n) {
   return path + ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1);
 }
 
-// A list of {name, params} (YAML or JSON), or a map name -> params.
-Result<std::vector<Target>> ReadTargets(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    return Status::Invalid("--targets " + path + ": cannot read it");
-  } catch (const YAML::Exception& e) {
-    return Status::Invalid(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                           std::to_string(e.mark.column + 1) + ": " + e.msg);
-  }
+// The targets `root` lists: a list of {name, params}, or a map name ->
+// params. `path` names it in errors (path:line:col).
+Result<std::vector<Target>> TargetsOf(const YAML::Node& root, const std::string& path) {
   std::vector<std::pair<YAML::Node, YAML::Node>> entries;  // name node, params node
   if (root.IsSequence()) {
     for (const YAML::Node& t : root) {
@@ -134,6 +126,57 @@ Result<std::vector<Target>> ReadTargets(const std::string& path) {
     targets.push_back(std::move(t));
   }
   return targets;
+}
+
+// A file of targets (YAML or JSON).
+Result<std::vector<Target>> ReadTargets(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return Status::Invalid("--targets " + path + ": cannot read it");
+  } catch (const YAML::Exception& e) {
+    return Status::Invalid(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                           std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  return TargetsOf(root, path);
+}
+
+// The targets a query's rows name, read on PostgreSQL at `dsn` (libpq's
+// conventions: "" is PGHOST..., a service, .pgpass): column `name` names
+// the target, every other column is a param of it, and a NULL leaves that
+// param to its default. The rows become a YAML list one row per line, so an
+// error's line is the row's number.
+Result<std::vector<Target>> QueryTargets(const Registry& registry, const std::string& dsn,
+                                         const std::string& sql) {
+  const ConnectionType* postgres = registry.FindConnectionType("postgres");
+  if (!postgres) return Status::Invalid("--targets-query needs the postgres binding");
+  Value config = Value::object();
+  if (!dsn.empty()) config["dsn"] = dsn;
+  Result<Value> rows = postgres->QueryRows("--targets-dsn", config, sql);
+  if (!rows.ok()) return Status::Invalid("--targets-query: " + rows.status().message());
+  std::string text;
+  for (size_t i = 0; i < rows->size(); ++i) {
+    const Value& row = (*rows)[i];
+    const std::string where = "--targets-query: row " + std::to_string(i + 1) + ": ";
+    if (!row.contains("name")) return Status::Invalid(where + "no column 'name' (the target's)");
+    if (!row["name"].is_string() || row["name"].get<std::string>().empty()) {
+      return Status::Invalid(where + "'name' must be non-empty text, not " + row["name"].dump());
+    }
+    Value params = Value::object();
+    for (auto it = row.begin(); it != row.end(); ++it) {
+      if (it.key() != "name" && !it.value().is_null()) params[it.key()] = it.value();
+    }
+    text += "- " + Value{{"name", row["name"]}, {"params", params}}.dump() + "\n";
+  }
+  if (text.empty()) return Status::Invalid("--targets-query: no rows, so no targets");
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return Status::Internal("--targets-query: its rows as YAML: " + e.msg);
+  }
+  return TargetsOf(root, "--targets-query row");
 }
 
 // "1", "10%", "rest" -> wave sizes covering `n` targets; what the specs
@@ -506,16 +549,25 @@ Status CheckLockKeys(const Runbook& rb, const std::vector<Target>& targets, bool
 }  // namespace
 
 void AddFleetCommand(CLI::App& app, Cli& cli) {
-  static std::string file, targets_file;
+  static std::string file, targets_file, targets_query, targets_dsn;
   static std::vector<std::string> pairs, waves;
   static int max_concurrency = 1, max_failures = 0;
   static bool yes = false, dry_run = false, status_only = false, pause_between = false;
   auto* cmd = app.add_subcommand(
       "fleet", "run one runbook over many targets, in waves (each target an ordinary run)");
   cmd->add_option("FILE", file, "runbook")->required();
-  cmd->add_option("--targets", targets_file,
-                  "YAML or JSON: a list of {name, params}, or a map of name: params")
-      ->required();
+  auto* from_file =
+      cmd->add_option("--targets", targets_file,
+                      "YAML or JSON: a list of {name, params}, or a map of name: params");
+  auto* from_query = cmd->add_option(
+      "--targets-query", targets_query,
+      "instead of --targets: a PostgreSQL query whose rows are the targets (column name, the "
+      "other columns params; NULL: the param's default), run read-only at --targets-dsn");
+  from_file->excludes(from_query);
+  cmd->add_option("--targets-dsn", targets_dsn,
+                  "where --targets-query runs: libpq conninfo or URI (default: PGHOST, "
+                  "PGSERVICE... as psql); its password from PGPASSWORD, .pgpass or the service")
+      ->needs(from_query);
   cmd->add_option("-p,--param", pairs,
                   "a param for every target, name=value (repeatable; a target's own params "
                   "win)");
@@ -560,7 +612,14 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
               "\"db:${{ params.database }}\") or run one at a time");
       return;
     }
-    Result<std::vector<Target>> targets = ReadTargets(targets_file);
+    if (targets_file.empty() == targets_query.empty()) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                "fleet: give the targets: --targets FILE or --targets-query SQL");
+      return;
+    }
+    Result<std::vector<Target>> targets =
+        targets_query.empty() ? ReadTargets(targets_file)
+                              : QueryTargets(cli.registry, targets_dsn, targets_query);
     if (!targets.ok()) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, targets.status().message());
       return;

@@ -122,6 +122,15 @@ class ConnectionType {
                                                          const std::string& /*holder*/) const {
     return std::unique_ptr<TargetLock>();
   }
+  // The rows of one read-only query on what `config` reaches, a list of maps
+  // (column name to value; NULL is null), for the command line's own needs
+  // (a fleet's targets from a query). The query runs in a transaction that
+  // cannot write, one statement only. Errors name the connection and hold no
+  // secret. kInvalid when the type cannot run queries.
+  virtual Result<Value> QueryRows(const std::string& /*conn_name*/, const Value& /*config*/,
+                                  const std::string& /*sql*/) const {
+    return Status::Invalid(name() + " connections cannot run a query");
+  }
 };
 
 }  // namespace runbook

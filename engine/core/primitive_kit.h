@@ -70,4 +70,12 @@ class NamedPrimitive : public Primitive {
   Schema schema_;
 };
 
+// What an Undo returns when it finds nothing of its step's to revert (the
+// step never acted, or what it made is already gone): the rollback reports
+// "nothing to undo" for the step instead of "undone".
+inline Status NothingToUndo(StepContext& ctx) {
+  ctx.SetChanged(false);
+  return Status::Ok();
+}
+
 }  // namespace runbook

@@ -33,7 +33,16 @@ struct Pos {
 class Status {
  public:
   enum class Code {
-    kOk, kInvalid, kFailed, kTimeout, kNotFound, kUnavailable, kPaused, kInternal, kHalt
+    kOk,
+    kInvalid,
+    kFailed,
+    kTimeout,
+    kNotFound,
+    kUnavailable,
+    kPaused,
+    kInternal,
+    kHalt,
+    kNotYet
   };
 
   Status() = default;
@@ -49,6 +58,10 @@ class Status {
   static Status Internal(std::string msg) { return Status(Code::kInternal, std::move(msg)); }
   // An undo that failed in a way that must stop the rollback (see Primitive::Undo).
   static Status Halt(std::string msg) { return Status(Code::kHalt, std::move(msg)); }
+  // Rehearsals only: what the step needs does not exist yet, and an earlier
+  // rehearsed step would have made it (see RehearsalPlan). The step ends
+  // UNKNOWN, not failed: a real run would not stop here.
+  static Status NotYet(std::string msg) { return Status(Code::kNotYet, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -80,7 +80,10 @@ Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args
     if (mode == Rehearsal::kUndeclared) {
       return Status::Failed(name + " declares no rehearsal mode, so it is refused in a dry run");
     }
-    if (mode == Rehearsal::kSkip) return MakeUnknown(prim->skip_reason(args));
+    if (mode == Rehearsal::kSkip) {
+      unknown_why = "not rehearsed: " + prim->skip_reason(args);
+      return MakeUnknown(prim->skip_reason(args));
+    }
   }
   size_t entry;
   Value previous;
@@ -108,6 +111,13 @@ Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args
   nested.interrupted = interrupted && carried;
   nested.earlier_acted = carried && MayHaveActed(prior, interrupted);
   Result<Value> r = prim->Apply(nested, args);
+  // A rehearsal's probe of something an earlier rehearsed step would make:
+  // UNKNOWN to the Lua that called it (see RehearsalPlan).
+  if (ex_->opts_.dry_run && !r.ok() && r.status().code() == Status::Code::kNotYet) {
+    unknown_why = "not probed: " + r.status().message();
+    Log(LogLevel::kInfo, name + ": " + unknown_why);
+    return MakeUnknown(r.status().message());
+  }
   if (r.ok()) {
     if (Status declared = CheckDeclaredResult(*prim, *r); !declared.ok()) r = declared;
   }

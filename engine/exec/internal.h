@@ -140,6 +140,8 @@ class Executor::Impl {
   // While CheckUndos runs: the steps whose CheckUndo it asks.
   bool checking_undos_ = false;
   std::set<std::string> undos_checked_;
+  // Steps this rollback found nothing of to revert (shown "nothing to undo").
+  std::set<std::string> nothing_undone_;
   bool lift_boundaries_ = false;  // a second rollback: boundaries whose step is undone are lifted
   bool kept_steps_ = false;       // the rollback stopped at a boundary
   std::string kept_until_;        // the step whose undo lifts that boundary
@@ -216,6 +218,10 @@ class StepContextImpl : public StepContext, public LuaHost {
   // An earlier attempt of this same call may have made its change
   // (MayHaveActed of its entry).
   bool earlier_acted = false;
+  // In a rehearsal, why the last call Lua made returned UNKNOWN ("not
+  // probed: ..." for Status::NotYet, "not rehearsed: ..." for a skipped
+  // primitive): the reason a Lua step that read such a result is UNKNOWN.
+  std::string unknown_why;
 
  private:
   Executor::Impl* ex_;

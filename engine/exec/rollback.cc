@@ -40,7 +40,7 @@ bool NeedsUndo(const Registry& registry, const StepRecord& rec, bool was_failed)
 bool Executor::Impl::AnyUndone() {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [id, rec] : records_) {
-    if (rec->status == StepStatus::kUndone) return true;
+    if (rec->status == StepStatus::kUndone && !nothing_undone_.count(id)) return true;
   }
   return false;
 }
@@ -247,12 +247,18 @@ bool Executor::Impl::DoRollback() {
       }
       continue;
     }
+    // Whether anything was reverted: a rollback action always acts; an undo
+    // unless it says it found nothing (NothingToUndo). An undo interrupted
+    // earlier may have acted before it was.
+    bool acted =
+        rec->status == StepStatus::kUndoing || rec->status == StepStatus::kUndoFailed || has_action;
     rec->status = StepStatus::kUndoing;
     const SteadyTime undo_start = env_.clock->Steady();
     // What the report shows: the undo's own duration (the record keeps the
     // step's, which estimates later runs).
-    auto report = [&](const std::string& detail) {
+    auto report = [&](const std::string& detail, bool nothing = false) {
       StepRecord shown = *rec;
+      if (nothing) shown.status = StepStatus::kSkipped;  // not "undone": nothing was
       shown.duration_ms =
           std::chrono::duration_cast<Millis>(env_.clock->Steady() - undo_start).count();
       Report(shown, detail);
@@ -297,6 +303,7 @@ bool Executor::Impl::DoRollback() {
         StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
         ctx.undoing = true;
         st = prim->Undo(ctx, e.args, e.state);
+        acted = acted || !ctx.changed().has_value() || *ctx.changed();
       }
       if (st.ok() && irreversible_left) {
         env_.reporter->Log(rec->step_id, LogLevel::kWarn,
@@ -309,8 +316,9 @@ bool Executor::Impl::DoRollback() {
     if (st.ok()) {
       rec->status = StepStatus::kUndone;
       rec->undo_error.clear();
-      Put(rec, "undo.ok", "");
-      report("");
+      Put(rec, "undo.ok", acted ? "" : "nothing to undo");
+      report(acted ? "" : "nothing to undo", !acted);
+      if (!acted) nothing_undone_.insert(rec->step_id);
     } else {
       all_ok = false;
       rec->status = StepStatus::kUndoFailed;

@@ -385,6 +385,16 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     ctx.interrupted = interrupted && attempt == 1;
     ctx.earlier_acted = earlier_acted;
     Result<Value> r = prim->Apply(ctx, args);
+    // A rehearsal's probe that found missing what an earlier rehearsed step
+    // would have made: nothing a real run would stop at, nothing known.
+    std::string not_yet;
+    if (opts_.dry_run && !r.ok() && r.status().code() == Status::Code::kNotYet) {
+      not_yet = "not probed: " + r.status().message();
+      r = MakeUnknown(r.status().message());
+    } else if (opts_.dry_run && r.ok() && IsUnknown(*r) && !ctx.unknown_why.empty()) {
+      not_yet = ctx.unknown_why;  // Lua that read an UNKNOWN call's result
+      r = MakeUnknown(ctx.unknown_why);
+    }
     // A result off its declaration (tests only): the action took effect, so
     // it fails without a retry.
     bool off_declaration = false;
@@ -426,12 +436,18 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     rec->duration_ms = std::chrono::duration_cast<Millis>(env_.clock->Steady() - start).count();
     rec->finished_ms = env_.clock->NowMs();
     if (r.ok()) {
+      if (opts_.dry_run && IsUnknown(*r)) rec->status = StepStatus::kUnknown;
       if (rec->status != StepStatus::kUnknown) rec->status = StepStatus::kSucceeded;
       rec->result = env_.redactor->Redact(*r);
       rec->error.clear();
       *out = *r;
-      Put(rec, "step.ok", "", /*durable=*/false);
-      Report(*rec, rec->status == StepStatus::kUnknown ? "assert depends on UNKNOWN" : "");
+      const std::string why = !not_yet.empty()                      ? not_yet
+                              : IsUnknown(*r)                       ? r->value("$unknown", "")
+                              : rec->status == StepStatus::kUnknown ? "assert depends on UNKNOWN"
+                                                                    : "";
+      Put(rec, rec->status == StepStatus::kUnknown ? "step.unknown" : "step.ok", why,
+          /*durable=*/false);
+      Report(*rec, why);
       return {};
     }
     if (r.status().code() == Status::Code::kPaused) {

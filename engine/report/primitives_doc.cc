@@ -22,7 +22,7 @@ const char* FormText(ArgForm f) {
   return "";
 }
 
-const char* RehearsalText(Rehearsal r) {
+const char* RehearsalWords(Rehearsal r) {
   switch (r) {
     case Rehearsal::kUndeclared:
       return "refused in a rehearsal";
@@ -56,17 +56,9 @@ std::string TypeText(const ArgSpec& a) {
 std::string ArgsTable(const Schema& s) {
   if (s.args.empty()) return "No arguments.\n";
   std::string out = "| argument | type | required | |\n|---|---|---|---|\n";
-  for (const ArgSpec& a : s.args) {
-    std::string note = a.help;
-    if (!note.empty() && note.back() != '.' && note.back() != ')') note += ".";
-    if (!a.choices.empty()) {
-      note += (note.empty() ? "" : " ") + std::string("One of:");
-      for (const auto& c : a.choices) note += " `" + c + "`";
-      note += ".";
-    }
-    if (const char* f = FormText(a.form); *f) note += (note.empty() ? "" : " ") + std::string("Form: ") + f + ".";
-    out += "| `" + a.name + "` | " + TypeText(a) + " | " + (a.required ? "yes" : "") + " | " +
-           Cell(note) + " |\n";
+  for (const DocRow& a : ArgRows(s)) {
+    out += "| `" + a.name + "` | " + a.type + " | " + (a.required ? "yes" : "") + " | " +
+           Cell(a.note) + " |\n";
   }
   return out;
 }
@@ -77,37 +69,29 @@ std::string FieldTypeText(const FieldSpec& f) {
 }
 
 // One row per field, nested ones by path: `databases[].name`.
-void ResultRows(const FieldSpec& f, const std::string& path, std::string& out) {
+void AddResultRows(const FieldSpec& f, const std::string& path, std::vector<DocRow>& out) {
   std::string note = f.help;
   if (f.optional) note = "optional" + std::string(note.empty() ? "" : ": ") + note;
   if (f.open) note += (note.empty() ? "" : "; ") + std::string("other keys are data");
-  if (!path.empty()) out += "| `" + path + "` | " + FieldTypeText(f) + " | " + Cell(note) + " |\n";
+  if (!path.empty()) out.push_back(DocRow{path, FieldTypeText(f), note, !f.optional});
   std::string prefix = path;
   if (f.type == FieldType::kList) prefix += "[]";
   for (const FieldSpec& sub : f.fields) {
-    ResultRows(sub, prefix.empty() ? sub.name : prefix + "." + sub.name, out);
+    AddResultRows(sub, prefix.empty() ? sub.name : prefix + "." + sub.name, out);
   }
 }
 
 std::string ResultTable(const Schema& s) {
   if (!s.result) return "Result: not declared.\n";
-  const FieldSpec& r = *s.result;
-  std::string out = "Result: ";
-  if (r.type == FieldType::kMap)
-    out += "a map";
-  else if (r.type == FieldType::kList)
-    out += std::string("a list of ") + FieldTypeName(r.item) + "s";
-  else
-    out += FieldTypeName(r.type);
-  if (!r.help.empty()) out += ", " + r.help;
-  if (r.open) out += " (other keys are data)";
-  if (r.fields.empty()) return out + ".\n";
-  out += ".\n\n| field | type | |\n|---|---|---|\n";
-  ResultRows(r, "", out);
+  std::string out = "Result: " + ResultSummary(s) + ".\n";
+  if (s.result->fields.empty()) return out;
+  out += "\n| field | type | |\n|---|---|---|\n";
+  for (const DocRow& f : ResultRows(s)) {
+    out += "| `" + f.name + "` | " + f.type + " | " + Cell(f.note) + " |\n";
+  }
   return out;
 }
 
-// GitHub's anchor of a "## `pg.copy`" heading: "pgcopy".
 std::string Anchor(const std::string& name) {
   std::string a;
   for (char c : name) {
@@ -175,6 +159,47 @@ std::string ConnectionSection(const ConnectionType& c) {
 }
 
 }  // namespace
+
+std::vector<DocRow> ArgRows(const Schema& s) {
+  std::vector<DocRow> out;
+  for (const ArgSpec& a : s.args) {
+    std::string note = a.help;
+    if (!note.empty() && note.back() != '.' && note.back() != ')') note += ".";
+    if (!a.choices.empty()) {
+      note += (note.empty() ? "" : " ") + std::string("One of:");
+      for (const auto& c : a.choices) note += " `" + c + "`";
+      note += ".";
+    }
+    if (const char* f = FormText(a.form); *f) {
+      note += (note.empty() ? "" : " ") + std::string("Form: ") + f + ".";
+    }
+    out.push_back(DocRow{a.name, TypeText(a), note, a.required});
+  }
+  return out;
+}
+
+std::vector<DocRow> ResultRows(const Schema& s) {
+  std::vector<DocRow> out;
+  if (s.result) AddResultRows(*s.result, "", out);
+  return out;
+}
+
+std::string ResultSummary(const Schema& s) {
+  if (!s.result) return "";
+  const FieldSpec& r = *s.result;
+  std::string out;
+  if (r.type == FieldType::kMap)
+    out += "a map";
+  else if (r.type == FieldType::kList)
+    out += std::string("a list of ") + FieldTypeName(r.item) + "s";
+  else
+    out += FieldTypeName(r.type);
+  if (!r.help.empty()) out += ", " + r.help;
+  if (r.open) out += " (other keys are data)";
+  return out;
+}
+
+const char* RehearsalText(Rehearsal r) { return RehearsalWords(r); }
 
 // The arguments `plan` would see for a step that gives every required one
 // (and the first of each one_of group) as a template.

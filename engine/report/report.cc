@@ -1,6 +1,7 @@
-#include <cstdio>
 #include "engine/report/report.h"
 
+#include <cstdio>
+#include <set>
 #include <sstream>
 
 #include "engine/core/clock.h"
@@ -13,6 +14,8 @@ struct Data {
   RunRecord run;
   std::vector<StepRecord> steps;
   std::vector<Approval> approvals;
+  // Steps a rollback found nothing of to revert (its last undo.ok said so).
+  std::set<std::string> nothing_undone;
 };
 
 // A table cell of markdown: values from a runbook are text, never markup.
@@ -101,8 +104,9 @@ std::vector<Row> Rows(const Data& d) {
     if (change.size() > 300) change = change.substr(0, 300) + "...";
     std::string err = s.error;
     if (!s.undo_error.empty()) err += (err.empty() ? "" : "; ") + std::string("undo: ") + s.undo_error;
+    const bool nothing = s.status == StepStatus::kUndone && d.nothing_undone.count(s.step_id);
     rows.push_back({Date(s.started_ms ? s.started_ms : s.finished_ms), StepLabel(s), change,
-                    StatusText(s.status),
+                    nothing ? "Rolled back: nothing to undo" : StatusText(s.status),
                     s.duration_ms ? FormatDuration(Millis(s.duration_ms)) : "", err});
   }
   return rows;
@@ -282,6 +286,16 @@ Result<std::string> RenderReport(StateStore& store, const std::string& run_id,
   for (const auto& s : d.steps) {
     auto a = store.GetApproval(run_id, s.step_id);
     if (a.ok() && a->has_value()) d.approvals.push_back(**a);
+  }
+  Result<std::vector<Event>> events = store.GetEvents(run_id);
+  if (!events.ok()) return events.status();
+  for (const Event& e : *events) {
+    if (e.kind != "undo.ok") continue;
+    if (e.message == "nothing to undo") {
+      d.nothing_undone.insert(e.step_id);
+    } else {
+      d.nothing_undone.erase(e.step_id);
+    }
   }
   switch (format) {
     case ReportFormat::kMarkdown: return Markdown(d);

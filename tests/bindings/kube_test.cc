@@ -3,6 +3,7 @@
 // kubectl finds its cluster. Real kubectl against tests/kube_sim.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -69,6 +70,35 @@ TEST_CASE("every kube primitive declares a rehearsal mode and plans its kubectl 
   CHECK(r.Find("kube.exec")->rehearsal(Value{{"argv", {"ls"}}}) == Rehearsal::kSkip);
   CHECK(r.Find("kube.exec")->rehearsal(Value{{"probe", true}}) == Rehearsal::kProbe);
   CHECK(r.Find("kube.port_forward")->rehearsal(Value()) == Rehearsal::kProbe);
+}
+
+TEST_CASE("a rehearsal matches what kubectl names with what kube.apply would create, by group",
+          "[rehearsal]") {
+  using kube::PlannedKindsOf;
+  using V = std::vector<std::string>;
+  // Built-in types by short name, kind, plural and plural.group.
+  for (const char* t : {"deploy", "deployment", "Deployment", "deployments", "deployments.apps"}) {
+    INFO(t);
+    CHECK(PlannedKindsOf(t) == V{"apps/deployment"});
+  }
+  CHECK(PlannedKindsOf("svc") == V{"/service"});
+  CHECK(PlannedKindsOf("services") == V{"/service"});
+  CHECK(PlannedKindsOf("endpoints") == V{"/endpoints"});
+  CHECK(PlannedKindsOf("ingresses.networking.k8s.io") == V{"networking.k8s.io/ingress"});
+  CHECK(PlannedKindsOf("hpa") == V{"autoscaling/horizontalpodautoscaler"});
+  // A Knative Service is not a Service, nor an Istio Gateway a Gateway API one.
+  CHECK(PlannedKindsOf("services.serving.knative.dev") == V{"serving.knative.dev/services",
+                                                            "serving.knative.dev/servic",
+                                                            "serving.knative.dev/service"});
+  // A custom resource's plural: one of the candidates is its kind.
+  const V prometheus = PlannedKindsOf("prometheuses.monitoring.coreos.com");
+  CHECK(std::find(prometheus.begin(), prometheus.end(), "monitoring.coreos.com/prometheus") !=
+        prometheus.end());
+  const V policies = PlannedKindsOf("networkpolicies.networking.k8s.io");
+  CHECK(policies == V{"networking.k8s.io/networkpolicy"});
+  // Without a group, an unknown type names nothing (its group is unknown).
+  CHECK(PlannedKindsOf("prometheus").empty());
+  CHECK(PlannedKindsOf("gateways").empty());
 }
 
 TEST_CASE("kubectl errors are classified from what kubectl prints", "[kube]") {

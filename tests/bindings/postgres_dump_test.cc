@@ -434,9 +434,18 @@ TEST_CASE("pg.dump and pg.restore rehearsals write nothing", "[postgres][pg.dump
   CHECK((*r)["tables"] == 3);
   CHECK(DbExists(target) == "0");
   CHECK(c.ctx.undo_records.empty());
+  // Without create the target must exist: unless an earlier rehearsed step
+  // (here the call above) would create it, which a real run would have done.
   restore["create"] = false;
-  r = c.Rehearse("pg.restore", restore);  // the target must exist
+  r = c.Rehearse("pg.restore", restore);
   REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Status::Code::kNotYet);
+  CHECK_THAT(r.status().message(), Catch::Contains("does not exist yet: step 'step-test' would "
+                                                   "create it"));
+  restore["database"] = UniqueName("nowhere");
+  r = c.Rehearse("pg.restore", restore);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() != Status::Code::kNotYet);
   CHECK_THAT(r.status().message(), Catch::Contains("does not exist; set create: true"));
   CHECK(DbExists(target) == "0");
 }

@@ -188,8 +188,28 @@ TEST_CASE(
     text += r->out[i];
   }
   for (const char* section : {"NAME", "SYNOPSIS", "DESCRIPTION", "GLOBAL OPTIONS", "COMMANDS",
-                              "EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO"}) {
+                              "PRIMITIVES", "EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO"}) {
     CHECK(text.find("\n" + std::string(section) + "\n") != std::string::npos);
+  }
+  // Every primitive `runbook docs` lists has its entry, with its arguments
+  // and its result fields, nested ones by path.
+  const std::string primitives = text.substr(text.find("\nPRIMITIVES\n"));
+  CliResult docs = t.Run({"docs"});
+  REQUIRE(docs.code == 0);
+  std::istringstream doc_lines(docs.out);
+  int listed = 0;
+  for (std::string l; std::getline(doc_lines, l);) {
+    if (l.rfind("## `", 0) != 0) continue;
+    const std::string name = l.substr(4, l.find('`', 4) - 4);
+    INFO(name);
+    CHECK(primitives.find("\n   " + name + "\n") != std::string::npos);
+    ++listed;
+  }
+  CHECK(listed > 30);
+  for (const char* field :
+       {"databases[].recorded_version", "exit_code", "tables[].rows", "would_be_refreshed"}) {
+    INFO(field);
+    CHECK(primitives.find(field) != std::string::npos);
   }
   CliResult help = t.Run({"--help"});
   REQUIRE(help.code == 0);

@@ -68,6 +68,20 @@ TEST_CASE("pg-move-databases moves every prefixed database, clears stale knex lo
   INFO(r.All());
   CHECK(r.code == 0);
   for (const auto& n : dst.names) CHECK_FALSE(dst.Exists(n));
+  // Past `create`, the rehearsal reaches both servers and says why it
+  // cannot probe further: the database exists only in a real run.
+  {
+    auto rehearsed = t.Steps(t.LastRunId());
+    Value report = Value::parse(t.Run({"report", t.LastRunId(), "--format", "json"}).out);
+    std::map<std::string, std::string> why;
+    for (const auto& s : report["steps"]) why[s["step"].get<std::string>()] = s["result"].dump();
+    for (const char* step : {"move[1].copy", "move[1].knex-locks", "move[1].verify"}) {
+      INFO(step);
+      CHECK(rehearsed[step]["status"] == "unknown");
+      CHECK_THAT(why[step],
+                 Catch::Contains("does not exist yet: step 'move[1].create' would create it"));
+    }
+  }
 
   r = t.Run(args, env);
   INFO(r.All());
@@ -152,6 +166,18 @@ TEST_CASE("pg-blue-green-upgrade: rehearsal, cutover, and rollback of the whole 
   CHECK_FALSE(bg.GreenDeployed());
   CHECK_FALSE(bg.green_dbs.Exists(bg.db));
   CHECK(bg.AppReplicas() == 2);
+  // The rehearsal follows its plan: green's steps run, reach what they can
+  // and end UNKNOWN, naming the step that would deploy green.
+  {
+    auto rehearsed = bg.t.Steps(bg.t.LastRunId());
+    for (const char* step : {"green-rollout", "green-ready", "green-collation", "create-database",
+                             "initial-sync", "verify", "fallback", "switched-at"}) {
+      INFO(step);
+      CHECK(rehearsed[step]["status"] == "unknown");
+    }
+    CHECK(rehearsed["blue-quiet"]["status"] == "succeeded");
+    CHECK_THAT(r.out, Catch::Contains("does not exist yet: step 'deploy-green' would create it"));
+  }
 
   r = bg.t.Run(bg.Args(), env, std::chrono::minutes(5));
   INFO(r.All());

@@ -131,6 +131,22 @@ TEST_CASE("pg-refresh-collation: a stale template1 blocks CREATE DATABASE; the r
   CHECK(before["mismatched"].get<int>() >= 1);
   CHECK(s.AdminValue("SELECT datcollversion FROM pg_database WHERE datname = 'template1'") ==
         "1.0");
+  // It follows its plan: `after` sees what the rehearsed refresh would fix
+  // as fixed, and still counts what it would leave.
+  auto rehearsed = t.Steps(t.LastRunId());
+  CHECK(rehearsed["after"]["status"] == "succeeded");
+  Value after = Results(t, t.LastRunId())["after"];
+  CHECK(after["mismatched"] == 0);
+  CHECK(after["would_be_refreshed"].get<int>() == before["mismatched"].get<int>());
+  // A refresh of another database only: a real run would stop at `after`,
+  // and so does the rehearsal, naming template1.
+  std::vector<std::string> partial = dry;
+  partial.insert(partial.end(), {"-p", "databases=[postgres]"});
+  r = t.Run(partial, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("a real run would stop here"));
+  CHECK(t.Steps(t.LastRunId())["after"]["status"] == "failed");
 
   r = t.Run(args, s.ClientEnv());
   INFO(r.All());

@@ -5,6 +5,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/cli_conveniences_test.cc
   tests/e2e/crash_test.cc
   tests/e2e/dry_run_plan_test.cc
+  tests/e2e/rehearsal_plan_test.cc
   tests/e2e/invalid_input_test.cc
   tests/e2e/lua_sandbox_test.cc
   tests/e2e/resume_rollback_test.cc
@@ -12,6 +13,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/retries_report_test.cc
   tests/e2e/run_lock_test.cc
   tests/e2e/fleet_test.cc
+  tests/e2e/fleet_query_test.cc
   tests/e2e/secrets_test.cc
   tests/e2e/runbooks_test.cc
   tests/e2e/runbooks_move_test.cc

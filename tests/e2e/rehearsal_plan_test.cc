@@ -1,0 +1,204 @@
+// A rehearsal follows the plan: what an earlier rehearsed step would create
+// (a database, an archive) or fix (a stale collation version) is what later
+// probes are judged against. A step that needs something only a real run
+// would have made ends UNKNOWN, naming that step, after probing what it can
+// (the server, through its maintenance database); "a real run would stop
+// here" only when one would. And a rollback says "undone" only of a step an
+// undo did something for.
+#include <catch2/catch.hpp>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "tests/e2e/e2e_util.h"
+#include "tests/fixtures/pg_fixture.h"
+
+namespace runbook::e2e {
+namespace {
+
+using testing::BlueServer;
+using testing::PgServer;
+using testing::UniqueName;
+
+// {step id: result} of a run, from its JSON report.
+std::map<std::string, Value> Results(const E2e& t, const std::string& run_id) {
+  Value report = Value::parse(t.Run({"report", run_id, "--format", "json"}).out);
+  std::map<std::string, Value> out;
+  for (const auto& s : report["steps"]) out[s["step"].get<std::string>()] = s["result"];
+  return out;
+}
+
+// `create` makes database `created`; the next four work in database `name`
+// (a statement, a query, Lua, what depends on Lua's result) and the last is
+// independent of it. `password`: the one connection `fresh` logs in with
+// ("": the environment's).
+std::string PlanRunbook(const PgServer& s, const std::string& name, const std::string& created,
+                        const std::string& password = "") {
+  return R"(format: 1
+name: follow-the-plan
+connections:
+  admin: {postgres: {dsn: ")" +
+         s.Conninfo("postgres") + R"("}}
+  fresh: {postgres: {dsn: ")" +
+         s.Conninfo("postgres") + R"(", dbname: )" + name +
+         (password.empty() ? "" : ", password: " + password) + R"(}}
+steps:
+  - id: create
+    pg.create_database: {conn: admin, name: )" +
+         created + R"(}
+    rollback: auto
+  - id: fill
+    pg.exec: {conn: fresh, sql: "CREATE TABLE t AS SELECT 1 AS one"}
+    rollback: none
+  - id: look
+    pg.query: {conn: fresh, sql: "SELECT one FROM t"}
+    assert: result[1].one == 1
+  - id: from-lua
+    lua: |
+      local rows = pg.query{conn = "fresh", sql = "SELECT count(*) AS n FROM t"}
+      return {n = rows[1].n}
+  - id: after
+    when: steps["from-lua"].result.n == 1
+    log: "the copy has its row"
+  - id: elsewhere
+    pg.query: {conn: admin, sql: "SELECT 2 AS two"}
+    assert: result[1].two == 2
+)";
+}
+
+TEST_CASE("a rehearsal probes a database an earlier step would create as planned, not missing",
+          "[e2e][dry-run][postgres]") {
+  E2e t;
+  const PgServer& s = BlueServer();
+  const std::string name = UniqueName("planned");
+  t.Write("r.yaml", PlanRunbook(s, name, name));
+
+  CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK_THAT(r.All(), Catch::Contains("rehearsal finished") &&
+                          !Catch::Contains("a real run would stop here"));
+  CHECK(s.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name + "'") == "0");
+  auto steps = t.Steps(t.LastRunId());
+  auto results = Results(t, t.LastRunId());
+  CHECK(steps["create"]["status"] == "succeeded");
+  for (const char* id : {"fill", "look", "from-lua"}) {
+    INFO(id);
+    CHECK(steps[id]["status"] == "unknown");
+    REQUIRE(results[id].is_object());
+    const std::string why = results[id].value("$unknown", "");
+    CHECK_THAT(why, Catch::Contains("database '" + name + "' does not exist yet") &&
+                        Catch::Contains("step 'create' would create it"));
+  }
+  // What depends on Lua that read the planned database's rows.
+  CHECK(steps["after"]["status"] == "unknown");
+  CHECK(steps["elsewhere"]["status"] == "succeeded");
+
+  // The plan was the truth: the real run does it all.
+  r = t.Run({"run", "r.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  steps = t.Steps(t.LastRunId());
+  CHECK(steps["after"]["status"] == "succeeded");
+  s.AdminExec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+}
+
+TEST_CASE("a rehearsal still fails on a database nothing in the run would create",
+          "[e2e][dry-run][postgres]") {
+  E2e t;
+  const PgServer& s = BlueServer();
+  const std::string name = UniqueName("missing");
+  const std::string other = UniqueName("other");
+  // `create` makes another database: the one `fill` needs is missing, and a
+  // real run would stop at `fill` too.
+  t.Write("r.yaml", PlanRunbook(s, name, other));
+  CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("a real run would stop here") &&
+                          Catch::Contains("\"" + name + "\" does not exist"));
+  auto steps = t.Steps(t.LastRunId());
+  CHECK(steps["fill"]["status"] == "failed");
+
+  // Nor does a database that would be created excuse a connection that
+  // cannot log in to its server: the probe through the maintenance database
+  // fails the same way, and so would a real run.
+  const std::string wrong = "wrong-" + UniqueName("pw");
+  t.Write("r2.yaml", PlanRunbook(s, name, name, wrong));
+  r = t.Run({"run", "--dry-run", "r2.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("a real run would stop here") &&
+                          Catch::Contains("password authentication failed") &&
+                          !Catch::Contains(wrong));
+  steps = t.Steps(t.LastRunId());
+  CHECK(steps["create"]["status"] == "succeeded");
+  CHECK(steps["fill"]["status"] == "failed");
+
+  // Two steps creating one database: the rehearsal stops at the second, as
+  // a real run would ("already exists").
+  t.Write("twice.yaml", "format: 1\nname: twice\nconnections:\n  admin: {postgres: {dsn: \"" +
+                            s.Conninfo("postgres") + "\"}}\nsteps:\n" +
+                            "  - id: one\n    pg.create_database: {conn: admin, name: " + name +
+                            "}\n  - id: two\n    pg.create_database: {conn: admin, name: " + name +
+                            "}\n");
+  r = t.Run({"run", "--dry-run", "twice.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.All(), Catch::Contains("would exist already: step 'one' creates it first") &&
+                          Catch::Contains("a real run would stop here"));
+}
+
+// A line of `out` holding both `a` and `b`.
+bool HasLine(const std::string& out, const std::string& a, const std::string& b) {
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(a) != std::string::npos && line.find(b) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_CASE("a rollback says nothing to undo of a step whose undo found nothing, not undone",
+          "[e2e][postgres]") {
+  E2e t;
+  const PgServer& s = BlueServer();
+  const std::string name = UniqueName("never");
+  // CREATE DATABASE fails (no such template): its undo record says it did
+  // not create it, so the rollback has nothing of it to revert.
+  auto text = [&](bool with_mark) {
+    return std::string(
+               "format: 1\nname: nothing-to-undo\nconnections:\n  admin: {postgres: {dsn: \"") +
+           s.Conninfo("postgres") + "\"}}\nsteps:\n" +
+           (with_mark ? "  - id: mark\n    exec: {argv: [touch, " + t.P("mark") +
+                            "]}\n    rollback: {exec: {argv: [rm, -f, " + t.P("mark") + "]}}\n"
+                      : std::string()) +
+           "  - id: create\n    pg.create_database: {conn: admin, name: " + name +
+           ", template: no_such_template_" + name + "}\n    rollback: auto\n";
+  };
+  t.Write("alone.yaml", text(false));
+  CliResult r = t.Run({"run", "alone.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.out, Catch::Contains("create") && Catch::Contains("nothing to undo") &&
+                        !Catch::Contains("undone ") && !Catch::Contains("; rolled back"));
+
+  // Beside a step that was undone, only that one is.
+  t.Write("both.yaml", text(true));
+  r = t.Run({"run", "both.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK_FALSE(Exists(t.P("mark")));
+  CHECK_THAT(r.out, Catch::Contains("rolled back") && Catch::Contains("nothing to undo"));
+  CHECK(HasLine(r.out, "undone", "mark"));
+  CHECK_FALSE(HasLine(r.out, "undone", "create"));
+  CHECK(HasLine(r.out, "create", "nothing to undo"));
+  // The change record says the same.
+  CliResult report = t.Run({"report", t.LastRunId()});
+  REQUIRE(report.code == 0);
+  CHECK(HasLine(report.out, "create", "Rolled back: nothing to undo"));
+  CHECK(HasLine(report.out, "mark", "Rolled back"));
+  CHECK_FALSE(HasLine(report.out, "mark", "nothing to undo"));
+}
+
+}  // namespace
+}  // namespace runbook::e2e
