@@ -356,7 +356,9 @@ class PgFallback : public NamedPrimitive {
 
   static Status Redact(StepContext& ctx, const Status& s) {
     if (s.ok()) return s;
-    return Status::Failed(ctx.redactor().Redact(s.message()));
+    const std::string msg = ctx.redactor().Redact(s.message());
+    if (s.code() == Status::Code::kNotYet) return Status::NotYet(msg);  // a rehearsal's plan
+    return Status::Failed(msg);
   }
 
   // Blue catches up with green, gets what replication does not carry, and

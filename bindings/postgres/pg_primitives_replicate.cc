@@ -56,6 +56,7 @@ Status Redacted(StepContext& ctx, const Status& s) {
   std::string msg = ctx.redactor().Redact(s.message());
   if (s.code() == Status::Code::kTimeout) return Status::Timeout(msg);
   if (s.code() == Status::Code::kInvalid) return Status::Invalid(msg);
+  if (s.code() == Status::Code::kNotYet) return Status::NotYet(msg);  // a rehearsal's plan
   return Status::Failed(msg);
 }
 

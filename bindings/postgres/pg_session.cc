@@ -130,6 +130,7 @@ Result<std::string> RunStepPgTool(StepContext& ctx, const std::string& conn,
 Status StepToolError(StepContext& ctx, const Status& error) {
   std::string msg = ctx.redactor().Redact(error.message());
   if (error.code() == Status::Code::kTimeout) return Status::Timeout(msg);
+  if (error.code() == Status::Code::kNotYet) return Status::NotYet(msg);  // a rehearsal's plan
   return Status::Failed(msg);
 }
 

@@ -67,7 +67,7 @@ Result<std::string> RunStepPgTool(StepContext& ctx, const std::string& conn,
                                   const std::optional<std::string>& input = std::nullopt);
 
 // A client program's failure as the step reports it: redacted, a timeout
-// kept a timeout, anything else a failure.
+// kept a timeout (and a rehearsal's NotYet a NotYet), anything else a failure.
 Status StepToolError(StepContext& ctx, const Status& error);
 
 // Leases the run's connection `name`, connected and set up for this step.
