@@ -130,8 +130,8 @@ std::vector<std::string> Singulars(const std::string& w) {
 // The built-in types kubectl resolves without a group, by short name, kind
 // and plural: {kind, group}.
 const std::map<std::string, std::pair<std::string, std::string>>& BuiltIn() {
-  static const auto* known = [] {
-    auto* m = new std::map<std::string, std::pair<std::string, std::string>>;
+  static const auto known = [] {
+    std::map<std::string, std::pair<std::string, std::string>> m;
     const std::vector<std::vector<std::string>> types = {
         // kind, group, short names...
         {"deployment", "apps", "deploy"},
@@ -154,12 +154,12 @@ const std::map<std::string, std::pair<std::string, std::string>>& BuiltIn() {
     };
     for (const auto& t : types) {
       for (size_t i = 0; i < t.size(); ++i) {
-        if (i != 1) (*m)[t[i]] = {t[0], t[1]};
+        if (i != 1) m[t[i]] = {t[0], t[1]};
       }
     }
     return m;
   }();
-  return *known;
+  return known;
 }
 
 // The group and the kinds a TYPE as kubectl takes or prints it names

@@ -214,6 +214,11 @@ bool Executor::Impl::DoRollback() {
   // An undo acts: without a journal to record it, none may run (a resume
   // would then skip steps whose effects the undo removed).
   if (!JournalOk()) return false;
+  // What an earlier rollback of this run found nothing of to undo (a
+  // resumed or repeated rollback) is not counted as undone either.
+  if (Result<std::vector<Event>> events = env_.store->GetEvents(run_.id); events.ok()) {
+    nothing_undone_ = StepsWithNothingUndone(*events);
+  }
   std::vector<StepRecord*> order = UndoOrder();
   // The decision to roll back is recorded first: killed during the checks
   // below, a resume goes on rolling back (it does not retry what failed).
@@ -316,8 +321,8 @@ bool Executor::Impl::DoRollback() {
     if (st.ok()) {
       rec->status = StepStatus::kUndone;
       rec->undo_error.clear();
-      Put(rec, "undo.ok", acted ? "" : "nothing to undo");
-      report(acted ? "" : "nothing to undo", !acted);
+      Put(rec, "undo.ok", acted ? "" : kNothingToUndo);
+      report(acted ? "" : kNothingToUndo, !acted);
       if (!acted) nothing_undone_.insert(rec->step_id);
     } else {
       all_ok = false;

@@ -106,7 +106,7 @@ std::vector<Row> Rows(const Data& d) {
     if (!s.undo_error.empty()) err += (err.empty() ? "" : "; ") + std::string("undo: ") + s.undo_error;
     const bool nothing = s.status == StepStatus::kUndone && d.nothing_undone.count(s.step_id);
     rows.push_back({Date(s.started_ms ? s.started_ms : s.finished_ms), StepLabel(s), change,
-                    nothing ? "Rolled back: nothing to undo" : StatusText(s.status),
+                    nothing ? std::string("Rolled back: ") + kNothingToUndo : StatusText(s.status),
                     s.duration_ms ? FormatDuration(Millis(s.duration_ms)) : "", err});
   }
   return rows;
@@ -195,6 +195,9 @@ std::string Json(const Data& d) {
                      {"tables", s.tables},
                      {"error", s.error},
                      {"undo_error", s.undo_error}});
+    if (s.status == StepStatus::kUndone && d.nothing_undone.count(s.step_id)) {
+      steps.back()["nothing_to_undo"] = true;  // rolled back, yet its undo found nothing
+    }
   }
   Value approvals = Value::array();
   for (const auto& a : d.approvals) {
@@ -289,14 +292,7 @@ Result<std::string> RenderReport(StateStore& store, const std::string& run_id,
   }
   Result<std::vector<Event>> events = store.GetEvents(run_id);
   if (!events.ok()) return events.status();
-  for (const Event& e : *events) {
-    if (e.kind != "undo.ok") continue;
-    if (e.message == "nothing to undo") {
-      d.nothing_undone.insert(e.step_id);
-    } else {
-      d.nothing_undone.erase(e.step_id);
-    }
-  }
+  d.nothing_undone = StepsWithNothingUndone(*events);
   switch (format) {
     case ReportFormat::kMarkdown: return Markdown(d);
     case ReportFormat::kJson: return Json(d);

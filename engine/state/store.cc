@@ -242,6 +242,19 @@ Status ReadRun(Stmt& q, RunRecord* run) {
 
 }  // namespace
 
+std::set<std::string> StepsWithNothingUndone(const std::vector<Event>& events) {
+  std::set<std::string> out;
+  for (const Event& e : events) {
+    if (e.kind != "undo.ok") continue;
+    if (e.message == kNothingToUndo) {
+      out.insert(e.step_id);
+    } else {
+      out.erase(e.step_id);
+    }
+  }
+  return out;
+}
+
 bool StepChangedNothing(const StepRecord& s) {
   if (s.undo.empty()) return false;
   for (const UndoEntry& e : s.undo) {

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,12 @@ struct Event {
   std::string kind;     // "run.start", "step.start", "step.ok", "step.fail", "undo.ok", ...
   std::string message;  // redacted
 };
+
+// The message of an "undo.ok" event whose undo found nothing of its step's
+// to revert (NothingToUndo): the step is kUndone, yet nothing was undone.
+inline constexpr char kNothingToUndo[] = "nothing to undo";
+// The steps whose last "undo.ok" event says kNothingToUndo.
+std::set<std::string> StepsWithNothingUndone(const std::vector<Event>& events);
 
 struct Approval {
   std::string run_id, step_id, by;

@@ -198,6 +198,11 @@ TEST_CASE("a rollback says nothing to undo of a step whose undo found nothing, n
   CHECK(HasLine(report.out, "create", "Rolled back: nothing to undo"));
   CHECK(HasLine(report.out, "mark", "Rolled back"));
   CHECK_FALSE(HasLine(report.out, "mark", "nothing to undo"));
+  Value json = Value::parse(t.Run({"report", t.LastRunId(), "--format", "json"}).out);
+  for (const auto& step : json["steps"]) {
+    INFO(step.dump());
+    CHECK(step.value("nothing_to_undo", false) == (step["step"] == "create"));
+  }
 }
 
 }  // namespace
