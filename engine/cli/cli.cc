@@ -2,11 +2,13 @@
 // params, colour. main.cc only wires the subcommands to these.
 #include "engine/cli/cli.h"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 
+#include "engine/core/process.h"
 #include "engine/exec/reporter.h"
 #include "engine/parser/parser.h"
 #include "engine/parser/validator.h"
@@ -46,6 +48,17 @@ std::string Cli::ShownStatus(StateStore& store, const RunRecord& run) const {
     return run.status == RunStatus::kRunning ? "interrupted" : "interrupted_rollback";
   }
   return RunStatusName(run.status);
+}
+
+std::string CurrentUser() {
+  if (const char* u = getenv("USER"); u && *u) return u;
+  if (struct passwd* pw = getpwuid(getuid())) return pw->pw_name;
+  return "uid " + std::to_string(getuid());
+}
+
+std::string OperatorName() {
+  const std::string host = HostName();
+  return CurrentUser() + (host.empty() ? "" : "@" + host);
 }
 
 std::vector<std::string> SubcommandNames(CLI::App& app) {

@@ -53,6 +53,11 @@ struct Cli {
   std::string ShownStatus(StateStore& store, const RunRecord& run) const;
 };
 
+// Who runs this command, as this machine knows them: $USER or the uid's name.
+std::string CurrentUser();
+// "user@host", for change records.
+std::string OperatorName();
+
 // The subcommand names of `app`, for did-you-mean.
 std::vector<std::string> SubcommandNames(CLI::App& app);
 // The first word of argv that is not an option (nor a global option's
@@ -71,6 +76,13 @@ void AddDocsCommand(CLI::App& app, Cli& cli);
 void AddStubsCommand(CLI::App& app, Cli& cli);
 void AddCompletionCommand(CLI::App& app, Cli& cli);
 void AddManCommand(CLI::App& app, Cli& cli);
+// `resume` of a fleet's record: runs again what did not finish, as the
+// fleet was defined (`given`: params given again, -p). False if `record` is
+// not a fleet; else cli.exit_code is set.
+bool ResumeFleet(Cli& cli, StateStore& store, const RunRecord& record,
+                 const std::vector<std::string>& given, bool yes, bool allow_changed);
+// `status` of a fleet's record: each target, what became of it and its run.
+void PrintFleet(Cli& cli, StateStore& store, const RunRecord& record, bool json);
 // The manual page runbook(1) in roff, from `app`'s commands and options.
 std::string ManPage(CLI::App& app, const Registry& registry);
 

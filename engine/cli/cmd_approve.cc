@@ -1,7 +1,4 @@
 // runbook approve RUN STEP [--by NAME]: record an approval for a gated step.
-#include <pwd.h>
-#include <unistd.h>
-
 #include "engine/cli/cli.h"
 #include "engine/core/clock.h"
 
@@ -23,17 +20,24 @@ void AddApproveCommand(CLI::App& app, Cli& cli) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, run.status().message());
       return;
     }
+    if (IsFleet(*run)) {
+      cli.exit_code =
+          cli.Error(ExitCode::kInvalid, run_id +
+                                            " is a fleet: approve a step of its targets' runs "
+                                            "(runbook status " +
+                                            run_id +
+                                            " lists them), then "
+                                            "runbook resume " +
+                                            run_id);
+      return;
+    }
     Result<std::optional<StepRecord>> step = store->GetStep(run_id, step_id);
     if (!step.ok() || !step->has_value() || (*step)->status != StepStatus::kWaiting) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, "run " + run_id + " has no step '" + step_id +
                                                         "' waiting for approval");
       return;
     }
-    if (by.empty()) {
-      const char* u = getenv("USER");
-      struct passwd* pw = getpwuid(getuid());
-      by = u && *u ? u : pw ? pw->pw_name : "unknown";
-    }
+    if (by.empty()) by = CurrentUser();
     Approval a{run_id, step_id, by, Clock::Real().NowMs()};
     Status s = store->RecordApproval(a);
     if (!s.ok()) {

@@ -33,8 +33,11 @@
 #include <thread>
 
 #include "engine/cli/cli.h"
+#include "engine/core/clock.h"
+#include "engine/core/duration.h"
 #include "engine/core/process.h"
 #include "engine/core/schema.h"
+#include "engine/core/sha256.h"
 #include "engine/exec/executor.h"
 #include "engine/exec/reporter.h"
 #include "engine/lua/runtime.h"
@@ -266,13 +269,181 @@ struct Fleet {
   std::string digest;        // of the runbook as validated
   std::vector<Target> targets;
   std::map<std::string, RunRecord> last;  // target name -> its last run
-  bool yes = false, dry_run = false;
+  bool yes = false, dry_run = false, pause_between = false, allow_changed = false;
   int max_concurrency = 1, max_failures = 0;
+  std::vector<std::string> pairs;  // the common params (-p), as given
+  std::vector<size_t> sizes;       // of the waves
+  std::string source;              // where the targets came from, for the record
+
+  // The fleet's own record (IsFleet), and one step record per target
+  // ("targets[3]", its item the target's name) written as it starts and
+  // ends: what `status`, `report` and `resume` of the fleet read.
+  RunRecord record;
+  std::unique_ptr<StoreLock> record_lock;
+  std::vector<StepRecord> target_steps;
 
   std::mutex mu;  // guards what follows, and printing
   std::vector<Outcome> outcomes;
   int failures = 0;
   bool stopped = false;  // max_failures exceeded: no more starts
+
+  // Whether the value `text` of param `name` may be kept in the record: not
+  // a secret param, and holding none (a dsn with its password).
+  bool Storable(const std::string& name, const std::string& text) const {
+    const ParamSpec* spec = rb->FindParam(name);
+    return !(spec && spec->secret) && cli->redactor.Redact(text) == text;
+  }
+
+  // Creates the fleet's record (or, resumed, marks it running again) and
+  // takes its lock, so that `status` tells a fleet whose process is gone.
+  Status BeginRecord() {
+    const int64_t now = Clock::Real().NowMs();
+    if (record.id.empty()) {
+      Value stored_targets = Value::array();
+      for (const Target& t : targets) {
+        YAML::Node kept(YAML::NodeType::Map);
+        Value withheld = Value::array();
+        if (t.params.IsMap()) {
+          for (const auto& kv : t.params) {
+            YAML::Emitter e;
+            e << kv.second;
+            if (Storable(kv.first.Scalar(), e.c_str())) {
+              kept[kv.first.Scalar()] = kv.second;
+            } else {
+              withheld.push_back(kv.first.Scalar());
+            }
+          }
+        }
+        YAML::Emitter out;
+        out << YAML::Flow << kept;
+        stored_targets.push_back(
+            {{"name", t.name}, {"params", out.c_str()}, {"withheld", withheld}});
+      }
+      Value common = Value::array(), common_withheld = Value::array();
+      Value shown = Value::object();
+      for (const std::string& pair : pairs) {
+        const std::string name = pair.substr(0, pair.find('='));
+        const std::string value = pair.substr(std::min(pair.size(), name.size() + 1));
+        if (Storable(name, value)) {
+          common.push_back(pair);
+          shown[name] = value;
+        } else {
+          common_withheld.push_back(name);
+          shown[name] = "***";
+        }
+      }
+      record.id = NewRunId(now);
+      record.runbook_name = rb->name;
+      record.runbook_path = runbook_path;
+      record.digest = digest;
+      record.sources = cli->redactor.Redact(RunbookSources(*rb));
+      record.params = shown;
+      record.params_digest = Sha256Hex(shown.dump());
+      record.dry_run = dry_run;
+      record.lock_key = "fleet:" + record.id;
+      record.created_ms = now;
+      record.options = {{"operator", OperatorName()},
+                        {"fleet",
+                         {{"targets", stored_targets},
+                          {"common", common},
+                          {"common_withheld", common_withheld},
+                          {"waves", sizes},
+                          {"max_concurrency", max_concurrency},
+                          {"max_failures", max_failures},
+                          {"pause_between_waves", pause_between},
+                          {"yes", yes},
+                          {"source", source}}}};
+    }
+    record.status = RunStatus::kRunning;
+    record.error.clear();
+    record.updated_ms = now;
+    Result<std::unique_ptr<StoreLock>> lock = store->AcquireLock(record.lock_key, record.id);
+    if (!lock.ok()) return lock.status();
+    record_lock = std::move(*lock);
+    if (target_steps.empty()) {
+      if (Status s = store->CreateRun(record); !s.ok()) return s;
+    } else if (Status s = store->UpdateRun(record.id, RunStatus::kRunning, ""); !s.ok()) {
+      return s;
+    }
+    target_steps.resize(targets.size());
+    for (size_t i = 0; i < targets.size(); ++i) {
+      StepRecord& step = target_steps[i];
+      if (!step.step_id.empty()) continue;  // resumed: it has its record
+      step.run_id = record.id;
+      step.step_id = "targets[" + std::to_string(i + 1) + "]";
+      step.action = "fleet.target";
+      step.item = {{"name", targets[i].name}};
+      step.result = {{"target", targets[i].name}, {"status", "not started"}};
+      if (Status s = store->PutStep(&step); !s.ok()) return s;
+    }
+    return Status::Ok();
+  }
+
+  // Records what became of target i (called by the worker that ran it).
+  void RecordTarget(size_t i, bool starting) {
+    const Outcome& o = outcomes[i];
+    StepRecord& step = target_steps[i];
+    if (!starting && !o.started && step.status == StepStatus::kSucceeded &&
+        step.result.value("run", "") == o.run_id) {
+      return;  // as recorded before
+    }
+    const int64_t now = Clock::Real().NowMs();
+    std::string kind = "target.end";
+    if (starting) {
+      step.status = StepStatus::kRunning;
+      step.started_ms = now;
+      step.finished_ms = step.duration_ms = 0;
+      ++step.attempts;
+      kind = "target.start";
+    } else {
+      step.status = o.status == "succeeded" ? StepStatus::kSucceeded
+                    : o.status == "skipped" ? StepStatus::kSkipped
+                    : o.status == "paused"  ? StepStatus::kWaiting
+                    : o.failure             ? StepStatus::kFailed
+                                            : StepStatus::kPending;
+      step.finished_ms = now;
+      step.duration_ms = o.ms;
+    }
+    step.result = {{"target", targets[i].name},
+                   {"status", starting ? "running" : o.status},
+                   {"wave", o.wave},
+                   {"run", o.run_id},
+                   {"failed_step", o.failed_step},
+                   {"note", cli->redactor.Redact(o.note)}};
+    step.error = o.failure && !starting ? cli->redactor.Redact(o.note) : "";
+    Event e;
+    e.kind = kind;
+    e.at_ms = now;
+    e.message = targets[i].name + ": " + (starting ? "started" : o.status) +
+                (o.run_id.empty() ? "" : " (run " + o.run_id + ")");
+    if (Status s = store->PutStep(&step, &e); !s.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      fprintf(stderr, "runbook: fleet %s: cannot record target '%s': %s\n", record.id.c_str(),
+              TerminalSafe(targets[i].name).c_str(), s.message().c_str());
+    }
+  }
+
+  // Ends the record with the fleet's outcome.
+  void FinishRecord(ExitCode code, const std::string& why) {
+    for (size_t i = 0; i < targets.size(); ++i) {
+      if (outcomes[i].status != "next wave") continue;
+      target_steps[i].status = StepStatus::kPending;
+      target_steps[i].result["status"] = "next wave";
+      if (Status s = store->PutStep(&target_steps[i]); !s.ok()) {
+        fprintf(stderr, "runbook: fleet %s: cannot record target '%s': %s\n", record.id.c_str(),
+                TerminalSafe(targets[i].name).c_str(), s.message().c_str());
+      }
+    }
+    const RunStatus status = code == ExitCode::kOk       ? RunStatus::kSucceeded
+                             : code == ExitCode::kPaused ? RunStatus::kPaused
+                             : g_interrupted             ? RunStatus::kStopped
+                                                         : RunStatus::kFailed;
+    if (Status s = store->UpdateRun(record.id, status, why); !s.ok()) {
+      fprintf(stderr, "runbook: fleet %s: cannot record its end: %s\n", record.id.c_str(),
+              s.message().c_str());
+    }
+    record_lock.reset();
+  }
 
   // Reads every target's last run (this runbook, tagged by the fleet) once.
   Status ReadLastRuns() {
@@ -310,8 +481,15 @@ struct Fleet {
     o.run_id = r.id;
     if (shown == "succeeded") {
       if (r.digest == digest && SameParams(r.params, t.resolved)) {
-        o.status = "skipped";
-        o.note = "succeeded before";
+        // Resumed: a target this fleet ran to success (its process killed
+        // meanwhile, maybe) succeeded; one an earlier fleet did is skipped.
+        if (!record.id.empty() && r.options.value("fleet_id", "") == record.id) {
+          o.status = "succeeded";
+          o.ms = r.updated_ms - r.created_ms;
+        } else {
+          o.status = "skipped";
+          o.note = "succeeded before";
+        }
         return "";
       }
       return "run";  // last time was another job
@@ -336,14 +514,16 @@ struct Fleet {
     const std::string what = Decide(i, &prev);
     if (what.empty()) return;
     o.started = true;
+    RecordTarget(i, true);
     ProcessSpec spec;
     spec.argv = {"/proc/self/exe"};
     if (what == "resume") {
       spec.argv.insert(spec.argv.end(), {"resume", prev->id, "--params-file", "/dev/stdin"});
+      if (allow_changed) spec.argv.push_back("--allow-changed");
     } else {
       o.run_id.clear();
       spec.argv.insert(spec.argv.end(), {"run", runbook_path, "--params-file", "/dev/stdin",
-                                         "--fleet-target=" + t.name});
+                                         "--fleet-target=" + t.name, "--fleet=" + record.id});
       if (dry_run) spec.argv.push_back("--dry-run");
     }
     for (const std::string& pair : t.common) spec.argv.push_back("--param=" + pair);
@@ -422,6 +602,7 @@ struct Fleet {
           outcomes[i].failure = true;
           outcomes[i].note = std::string("internal error: ") + e.what();
         }
+        RecordTarget(i, false);
         std::lock_guard<std::mutex> lock(mu);
         const Outcome& o = outcomes[i];
         if (o.failure && ++failures > max_failures) stopped = true;
@@ -546,6 +727,110 @@ Status CheckLockKeys(const Runbook& rb, const std::vector<Target>& targets, bool
   return Status::Ok();
 }
 
+// Checks every target's params and locks, then runs the waves, recording
+// the fleet as it goes; sets cli.exit_code. `fleet.rb`, targets, pairs,
+// sizes and options are set; the store is open.
+void Execute(Cli& cli, Fleet& fleet, bool status_only) {
+  const Runbook& rb = *fleet.rb;
+  // Every target's params checked before anything starts, from exactly
+  // what its run will be given.
+  for (Target& t : fleet.targets) {
+    t.common.clear();
+    for (const std::string& pair : fleet.pairs) {
+      const std::string name = pair.substr(0, pair.find('='));
+      if (!(t.params.IsMap() && t.params[name])) t.common.push_back(pair);
+    }
+    TempParams tp(t.params_yaml);
+    if (tp.path().empty()) {
+      cli.exit_code = cli.Error(ExitCode::kInternal, "fleet: cannot write a params file in /tmp");
+      return;
+    }
+    std::optional<Value> params = cli.Params(rb, t.common, tp.path());
+    if (!params) {
+      fprintf(stderr, "runbook: fleet: target '%s': invalid params; nothing was started\n",
+              TerminalSafe(t.name).c_str());
+      return;
+    }
+    t.resolved = *params;
+  }
+  if (fleet.max_concurrency > 1) {
+    if (Status s = CheckLockKeys(rb, fleet.targets, fleet.dry_run); !s.ok()) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                "fleet: " + TerminalSafe(s.message()) + "; nothing was started");
+      return;
+    }
+  }
+  fleet.outcomes.assign(fleet.targets.size(), Outcome{});
+  if (Status s = fleet.ReadLastRuns(); !s.ok()) {
+    cli.exit_code = cli.Error(ExitCode::kInternal, "fleet: cannot read the targets' last runs (" +
+                                                       s.message() + "); nothing was started");
+    return;
+  }
+  if (status_only) {
+    fleet.PrintLastRuns();
+    return;
+  }
+  if (Status s = fleet.BeginRecord(); !s.ok()) {
+    cli.exit_code =
+        cli.Error(s.code() == Status::Code::kUnavailable ? ExitCode::kLocked : ExitCode::kInternal,
+                  "fleet: " + s.message() + "; nothing was started");
+    return;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  const std::vector<size_t>& sizes = fleet.sizes;
+  printf("fleet %s %s: %zu targets in %zu waves, %d at once, %d failures tolerated\n",
+         fleet.record.id.c_str(), TerminalSafe(rb.name).c_str(), fleet.targets.size(), sizes.size(),
+         fleet.max_concurrency, fleet.max_failures);
+  fflush(stdout);
+  size_t begin = 0;
+  std::string why;  // the fleet's outcome, when it stopped early
+  for (size_t w = 0; w < sizes.size() && !fleet.stopped && !g_interrupted; ++w) {
+    fleet.RunWave(begin, begin + sizes[w], static_cast<int>(w) + 1);
+    const size_t end = begin + sizes[w];
+    begin = end;
+    // A wave waiting for an approval holds the next one back.
+    bool started = false;
+    for (size_t i = end - sizes[w]; i < end; ++i) {
+      started |= fleet.outcomes[i].started;
+      if (fleet.outcomes[i].status == "paused" && w + 1 < sizes.size()) {
+        why = "wave " + std::to_string(w + 1) + " waits for approvals";
+        printf("fleet: %s; the next wave is not started (approve, then runbook resume %s)\n",
+               why.c_str(), fleet.record.id.c_str());
+        fleet.stopped = true;
+        break;
+      }
+    }
+    // So does a human who wants to look at a wave before the next: a
+    // wave whose targets all finished earlier holds nothing back.
+    if (fleet.pause_between && started && !fleet.stopped && !g_interrupted &&
+        w + 1 < sizes.size()) {
+      why = "wave " + std::to_string(w + 1) + " done; wave " + std::to_string(w + 2) + " waits";
+      printf("fleet: %s: runbook resume %s starts it\n", why.c_str(), fleet.record.id.c_str());
+      for (size_t i = end; i < fleet.targets.size(); ++i) fleet.outcomes[i].status = "next wave";
+      fleet.stopped = true;
+    }
+  }
+  if (g_interrupted) {
+    why = "interrupted: no more targets were started";
+    printf("fleet: %s\n", why.c_str());
+  }
+  if (fleet.failures > fleet.max_failures) {
+    why = "stopped starting targets: " + std::to_string(fleet.failures) + " failed (" +
+          std::to_string(fleet.max_failures) + " tolerated)";
+    printf("fleet: %s\n", why.c_str());
+  }
+  fleet.PrintSummary();
+  const ExitCode code = fleet.Code();
+  fleet.FinishRecord(code, why);
+  printf("fleet %s: runbook status %s; runbook report %s\n", fleet.record.id.c_str(),
+         fleet.record.id.c_str(), fleet.record.id.c_str());
+  cli.exit_code = static_cast<int>(code);
+}
+
 }  // namespace
 
 void AddFleetCommand(CLI::App& app, Cli& cli) {
@@ -581,8 +866,8 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
                   "(default 0)")
       ->check(CLI::Range(0, 1000000));
   cmd->add_flag("--pause-between-waves", pause_between,
-                "stop (exit 3) after each wave that started a target; run the fleet again, "
-                "once its results are looked at, to start the next");
+                "stop (exit 3) after each wave that started a target; resume the fleet, once "
+                "its results are looked at, to start the next");
   cmd->add_flag("--yes", yes, "pre-approve every approval gate of every target");
   cmd->add_flag("--dry-run", dry_run, "rehearse every target");
   cmd->add_flag("--status", status_only,
@@ -629,33 +914,6 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, sizes.status().message());
       return;
     }
-    // Every target's params checked before anything starts, from exactly
-    // what its run will be given.
-    for (Target& t : *targets) {
-      for (const std::string& pair : pairs) {
-        const std::string name = pair.substr(0, pair.find('='));
-        if (!(t.params.IsMap() && t.params[name])) t.common.push_back(pair);
-      }
-      TempParams tp(t.params_yaml);
-      if (tp.path().empty()) {
-        cli.exit_code = cli.Error(ExitCode::kInternal, "fleet: cannot write a params file in /tmp");
-        return;
-      }
-      std::optional<Value> params = cli.Params(rb, t.common, tp.path());
-      if (!params) {
-        fprintf(stderr, "runbook: fleet: target '%s': invalid params; nothing was started\n",
-                TerminalSafe(t.name).c_str());
-        return;
-      }
-      t.resolved = *params;
-    }
-    if (max_concurrency > 1) {
-      if (Status s = CheckLockKeys(rb, *targets, dry_run); !s.ok()) {
-        cli.exit_code = cli.Error(ExitCode::kInvalid,
-                                  "fleet: " + TerminalSafe(s.message()) + "; nothing was started");
-        return;
-      }
-    }
     auto store = cli.OpenStore();
     if (!store) return;
     std::error_code ec;
@@ -663,63 +921,216 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
     fleet.runbook_path = std::filesystem::weakly_canonical(std::filesystem::absolute(file), ec);
     fleet.digest = RunbookDigest(rb);
     fleet.targets = std::move(*targets);
-    fleet.outcomes.resize(fleet.targets.size());
+    fleet.sizes = std::move(*sizes);
+    fleet.pairs = pairs;
     fleet.yes = yes;
     fleet.dry_run = dry_run;
+    fleet.pause_between = pause_between;
     fleet.max_concurrency = max_concurrency;
     fleet.max_failures = max_failures;
-    if (Status s = fleet.ReadLastRuns(); !s.ok()) {
-      cli.exit_code = cli.Error(ExitCode::kInternal, "fleet: cannot read the targets' last runs (" +
-                                                         s.message() + "); nothing was started");
-      return;
-    }
-    if (status_only) {
-      fleet.PrintLastRuns();
-      return;
-    }
-    struct sigaction sa {};
-    sa.sa_handler = OnSignal;
-    sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    printf("fleet %s: %zu targets in %zu waves, %d at once, %d failures tolerated\n",
-           TerminalSafe(rb.name).c_str(), fleet.targets.size(), sizes->size(), max_concurrency,
-           max_failures);
-    size_t begin = 0;
-    for (size_t w = 0; w < sizes->size() && !fleet.stopped && !g_interrupted; ++w) {
-      fleet.RunWave(begin, begin + (*sizes)[w], static_cast<int>(w) + 1);
-      const size_t end = begin + (*sizes)[w];
-      begin = end;
-      // A wave waiting for an approval holds the next one back.
-      bool started = false;
-      for (size_t i = end - (*sizes)[w]; i < end; ++i) {
-        started |= fleet.outcomes[i].started;
-        if (fleet.outcomes[i].status == "paused" && w + 1 < sizes->size()) {
-          printf(
-              "fleet: wave %zu waits for approvals; the next wave is not started (approve, "
-              "then run the fleet again)\n",
-              w + 1);
-          fleet.stopped = true;
-          break;
-        }
-      }
-      // So does a human who wants to look at a wave before the next: a
-      // wave whose targets all finished earlier holds nothing back.
-      if (pause_between && started && !fleet.stopped && !g_interrupted && w + 1 < sizes->size()) {
-        printf("fleet: wave %zu done; wave %zu waits: run the fleet again to start it\n", w + 1,
-               w + 2);
-        for (size_t i = end; i < fleet.targets.size(); ++i) fleet.outcomes[i].status = "next wave";
-        fleet.stopped = true;
-      }
-    }
-    if (g_interrupted) printf("fleet: interrupted: no more targets were started\n");
-    if (fleet.failures > max_failures) {
-      printf("fleet: stopped starting targets: %d failed (%d tolerated)\n", fleet.failures,
-             max_failures);
-    }
-    fleet.PrintSummary();
-    cli.exit_code = static_cast<int>(fleet.Code());
+    fleet.source = targets_query.empty()
+                       ? "--targets " + targets_file
+                       : "--targets-query (" + std::to_string(fleet.targets.size()) + " rows)";
+    Execute(cli, fleet, status_only);
   });
+}
+
+namespace {
+
+// ResumeFleet with the record's definition `def` read by at(): a record
+// this binary cannot read throws, and is said so.
+void ResumeFleetFrom(Cli& cli, StateStore& store, const RunRecord& record, const Value& def,
+                     const std::vector<std::string>& given, bool yes, bool allow_changed) {
+  Fleet fleet;
+  fleet.cli = &cli;
+  fleet.rb = cli.Load(record.runbook_path);
+  if (!fleet.rb) {
+    cli.exit_code = static_cast<int>(ExitCode::kInvalid);
+    return;
+  }
+  fleet.digest = RunbookDigest(*fleet.rb);
+  if (fleet.digest != record.digest && !allow_changed) {
+    cli.exit_code = cli.Error(ExitCode::kInvalid,
+                              "fleet " + record.id + ": " + record.runbook_path +
+                                  " changed since the fleet started; nothing was started (resume "
+                                  "with --allow-changed to go on with the runbook as it is now)");
+    return;
+  }
+  const std::string shown = cli.ShownStatus(store, record);
+  if (shown == "running") {
+    cli.exit_code = cli.Error(ExitCode::kLocked, "fleet " + record.id +
+                                                     " is running (another engine holds it); "
+                                                     "nothing was started");
+    return;
+  }
+  if (shown == "succeeded") {
+    printf("fleet %s succeeded: nothing to resume\n", record.id.c_str());
+    cli.exit_code = 0;
+    return;
+  }
+  // The params the record could not keep (secrets, values holding one)
+  // must be given again: -p for all targets, or env: for a secret param.
+  std::set<std::string> given_names;
+  for (const std::string& pair : given) given_names.insert(pair.substr(0, pair.find('=')));
+  auto missing = [&](const std::string& name) {
+    if (given_names.count(name)) return false;
+    const ParamSpec* spec = fleet.rb->FindParam(name);
+    return !(spec && spec->secret && !spec->env.empty() && getenv(spec->env.c_str()));
+  };
+  for (const Value& n : def.at("common_withheld")) {
+    if (missing(n.get<std::string>())) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                "fleet " + record.id + ": param '" + n.get<std::string>() +
+                                    "' holds a secret and was not stored: give it again (-p " +
+                                    n.get<std::string>() + "=...); nothing was started");
+      return;
+    }
+  }
+  for (const std::string& pair : def.at("common").get<std::vector<std::string>>()) {
+    if (!given_names.count(pair.substr(0, pair.find('=')))) fleet.pairs.push_back(pair);
+  }
+  fleet.pairs.insert(fleet.pairs.end(), given.begin(), given.end());
+  std::string text;
+  for (const Value& t : def.at("targets")) {
+    for (const Value& n : t.at("withheld")) {
+      if (missing(n.get<std::string>())) {
+        cli.exit_code = cli.Error(
+            ExitCode::kInvalid,
+            "fleet " + record.id + ": target '" + t.at("name").get<std::string>() + "': param '" +
+                n.get<std::string>() +
+                "' holds a secret and was not stored: give it with -p, or run the fleet again "
+                "with its targets (runbook fleet FILE --targets ...); nothing was started");
+        return;
+      }
+    }
+    YAML::Node params;
+    try {
+      params = YAML::Load(t.at("params").get<std::string>());
+    } catch (const YAML::Exception& e) {
+      cli.exit_code =
+          cli.Error(ExitCode::kInternal, "fleet " + record.id + ": its record: " + e.msg);
+      return;
+    }
+    YAML::Emitter entry;
+    entry << YAML::Flow << YAML::BeginMap << YAML::Key << "name" << YAML::Value
+          << t.at("name").get<std::string>() << YAML::Key << "params" << YAML::Value << params
+          << YAML::EndMap;
+    text += std::string("- ") + entry.c_str() + "\n";
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    cli.exit_code = cli.Error(ExitCode::kInternal, "fleet " + record.id + ": its record: " + e.msg);
+    return;
+  }
+  Result<std::vector<Target>> targets = TargetsOf(root, "fleet " + record.id);
+  if (!targets.ok()) {
+    cli.exit_code = cli.Error(ExitCode::kInternal, targets.status().message());
+    return;
+  }
+  Result<std::vector<StepRecord>> steps = store.GetSteps(record.id);
+  if (!steps.ok()) {
+    cli.exit_code = cli.Error(ExitCode::kInternal, steps.status().message());
+    return;
+  }
+  fleet.store = &store;
+  fleet.record = record;
+  fleet.runbook_path = record.runbook_path;
+  fleet.targets = std::move(*targets);
+  // Each target's record by its step id ("targets[3]").
+  std::map<std::string, StepRecord> by_id;
+  for (const StepRecord& s : *steps) by_id[s.step_id] = s;
+  for (size_t i = 0; i < fleet.targets.size(); ++i) {
+    auto it = by_id.find("targets[" + std::to_string(i + 1) + "]");
+    if (it == by_id.end()) {
+      cli.exit_code =
+          cli.Error(ExitCode::kInternal, "fleet " + record.id + ": its record lacks target '" +
+                                             fleet.targets[i].name + "'");
+      return;
+    }
+    fleet.target_steps.push_back(it->second);
+  }
+  fleet.sizes = def.at("waves").get<std::vector<size_t>>();
+  fleet.yes = yes || def.at("yes").get<bool>();
+  fleet.dry_run = record.dry_run;
+  fleet.pause_between = def.at("pause_between_waves").get<bool>();
+  fleet.allow_changed = allow_changed;
+  fleet.max_concurrency = def.at("max_concurrency").get<int>();
+  fleet.max_failures = def.at("max_failures").get<int>();
+  Execute(cli, fleet, false);
+}
+
+}  // namespace
+
+void PrintFleet(Cli& cli, StateStore& store, const RunRecord& record, bool json) {
+  Result<std::vector<StepRecord>> steps = store.GetSteps(record.id);
+  if (!steps.ok()) {
+    cli.exit_code = cli.Error(ExitCode::kInternal, steps.status().message());
+    return;
+  }
+  Value targets = Value::array();
+  for (const StepRecord& s : *steps) {
+    const Value& r = s.result;
+    const std::string run = r.value("run", "");
+    std::string now = "-";  // the target's run as it is now (resumed by hand since...)
+    if (!run.empty()) {
+      Result<RunRecord> rr = store.GetRun(run);
+      now = rr.ok() ? cli.ShownStatus(store, *rr) : "gone";
+    }
+    targets.push_back({{"target", r.value("target", "")},
+                       {"wave", r.value("wave", 0)},
+                       {"outcome", r.value("status", "")},
+                       {"run", run},
+                       {"run_status", now},
+                       {"duration_ms", s.duration_ms},
+                       {"failed_step", r.value("failed_step", "")},
+                       {"note", r.value("note", "")}});
+  }
+  const std::string shown = cli.ShownStatus(store, record);
+  if (json) {
+    Value out{{"fleet", record.id},
+              {"runbook", record.runbook_name},
+              {"status", shown},
+              {"dry_run", record.dry_run},
+              {"started", FormatUtc(record.created_ms)},
+              {"error", record.error},
+              {"targets", targets}};
+    printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+  printf("fleet %s  %s  %s%s  started %s\n", record.id.c_str(),
+         TerminalSafe(record.runbook_name).c_str(), shown.c_str(),
+         record.dry_run ? " (rehearsal)" : "", FormatUtc(record.created_ms).c_str());
+  if (!record.error.empty()) printf("  %s\n", TerminalSafe(record.error).c_str());
+  printf("  %-24s %4s  %-14s %-22s %-22s %9s  %s\n", "target", "wave", "outcome", "run",
+         "run status now", "duration", "failed step");
+  for (const Value& t : targets) {
+    const int64_t ms = t["duration_ms"].get<int64_t>();
+    const std::string run = t["run"].get<std::string>();
+    const std::string failed = t["failed_step"].get<std::string>();
+    printf("  %-24s %4s  %-14s %-22s %-22s %9s  %s\n",
+           TerminalSafe(t["target"].get<std::string>()).c_str(),
+           t["wave"].get<int>() ? std::to_string(t["wave"].get<int>()).c_str() : "-",
+           t["outcome"].get<std::string>().c_str(), run.empty() ? "-" : run.c_str(),
+           t["run_status"].get<std::string>().c_str(),
+           ms ? FormatDuration(Millis(ms)).c_str() : "-",
+           failed.empty() ? "-" : TerminalSafe(failed).c_str());
+  }
+}
+
+bool ResumeFleet(Cli& cli, StateStore& store, const RunRecord& record,
+                 const std::vector<std::string>& given, bool yes, bool allow_changed) {
+  if (!IsFleet(record)) return false;
+  try {
+    ResumeFleetFrom(cli, store, record, record.options.at("fleet"), given, yes, allow_changed);
+  } catch (const Value::exception& e) {
+    cli.exit_code = cli.Error(ExitCode::kInternal, "fleet " + record.id +
+                                                       ": its record is not one this binary "
+                                                       "reads (" +
+                                                       e.what() + ")");
+  }
+  return true;
 }
 
 }  // namespace runbook

@@ -1,5 +1,4 @@
 // runbook run / resume / rollback: the commands that act.
-#include <pwd.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -13,12 +12,6 @@
 
 namespace runbook {
 namespace {
-
-std::string CurrentUser() {
-  if (const char* u = getenv("USER"); u && *u) return u;
-  if (struct passwd* pw = getpwuid(getuid())) return pw->pw_name;
-  return "uid " + std::to_string(getuid());
-}
 
 class TerminalPrompter : public Prompter {
  public:
@@ -97,6 +90,14 @@ std::shared_ptr<const Runbook> LoadRunOf(Cli& cli, std::string& run_id) {
     cli.exit_code = cli.Error(ExitCode::kInvalid, run.status().message());
     return nullptr;
   }
+  if (IsFleet(*run)) {
+    cli.exit_code =
+        cli.Error(ExitCode::kInvalid, run_id +
+                                          " is a fleet: roll back its targets' runs one by one "
+                                          "(runbook status " +
+                                          run_id + " lists them)");
+    return nullptr;
+  }
   auto rb = cli.Load(run->runbook_path);
   if (!rb) cli.exit_code = static_cast<int>(ExitCode::kInvalid);
   return rb;
@@ -125,7 +126,7 @@ bool ParamsFilePairs(Cli& cli, const std::string& path, std::vector<std::string>
 
 void AddRunCommands(CLI::App& app, Cli& cli) {
   static Common run_c, resume_c, rollback_c;
-  static std::string file, params_file, from, run_id, fleet_target, resume_params_file;
+  static std::string file, params_file, from, run_id, fleet_target, fleet_id, resume_params_file;
   static bool dry_run = false, ignore_window = false, allow_changed = false;
   static std::vector<std::string> retry_steps, mark_done;
 
@@ -140,6 +141,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
   run->add_option("--from", from, "start at this step (earlier steps are skipped)");
   // Set by `runbook fleet`: the target this run is, recorded with the run.
   run->add_option("--fleet-target", fleet_target)->group("");
+  run->add_option("--fleet", fleet_id)->group("");  // and the fleet it belongs to
   run->callback([&cli]() {
     auto rb = cli.Load(file);
     if (!rb) {
@@ -167,15 +169,20 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     if (!ApprovalWait(cli, run_c, &opts)) return;
     opts.options_to_store = Value{{"ignore_window", ignore_window}, {"from", from}};
     // Who started it, for the change record (report): as this machine knows them.
-    const std::string host = HostName();
-    opts.options_to_store["operator"] = CurrentUser() + (host.empty() ? "" : "@" + host);
+    opts.options_to_store["operator"] = OperatorName();
     if (!fleet_target.empty()) opts.options_to_store["fleet_target"] = fleet_target;
+    if (!fleet_id.empty()) opts.options_to_store["fleet_id"] = fleet_id;
     Executor ex(s.env);
     cli.exit_code = static_cast<int>(ex.Run(rb, *params, opts));
   });
 
-  auto* resume = app.add_subcommand("resume", "continue a failed, paused or interrupted run");
-  resume->add_option("RUN_ID", run_id, "a run id, or last (the newest run) or last-failed")
+  auto* resume = app.add_subcommand("resume",
+                                    "continue a failed, paused or interrupted run "
+                                    "(or fleet)");
+  resume
+      ->add_option("RUN_ID", run_id,
+                   "a run id (or a fleet's), or last (the newest run) or "
+                   "last-failed")
       ->required();
   AddCommon(resume, resume_c);
   resume->add_flag("--yes", resume_c.yes, "pre-approve every approval gate");
@@ -190,11 +197,27 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
   resume->add_flag("--accept-data-loss", resume_accept_loss,
                    "a rollback it continues may undo what would destroy others' writes");
   resume->callback([&cli]() {
-    auto rb = LoadRunOf(cli, run_id);
-    if (!rb) return;
     std::vector<std::string> pairs;
     if (!resume_params_file.empty() && !ParamsFilePairs(cli, resume_params_file, &pairs)) return;
     pairs.insert(pairs.end(), resume_c.pairs.begin(), resume_c.pairs.end());  // -p wins
+    {
+      auto store = cli.OpenStore();
+      if (!store || !cli.ResolveRunId(*store, &run_id)) return;
+      Result<RunRecord> run = store->GetRun(run_id);
+      if (run.ok() && IsFleet(*run)) {
+        if (!retry_steps.empty() || !mark_done.empty()) {
+          cli.exit_code =
+              cli.Error(ExitCode::kInvalid, run_id +
+                                                " is a fleet: --retry-step and --mark-done are "
+                                                "for one of its targets' runs");
+          return;
+        }
+        ResumeFleet(cli, *store, *run, pairs, resume_c.yes, allow_changed);
+        return;
+      }
+    }
+    auto rb = LoadRunOf(cli, run_id);
+    if (!rb) return;
     std::optional<Value> secrets = cli.ResumeParams(*rb, pairs);
     if (!secrets) return;
     Session s;

@@ -13,6 +13,10 @@ static std::string ShownStatus(const Cli& cli, StateStore& store, const RunRecor
 }
 
 static void PrintRun(StateStore& store, const RunRecord& run, bool json, Cli& cli) {
+  if (IsFleet(run)) {
+    PrintFleet(cli, store, run, json);
+    return;
+  }
   Result<std::vector<StepRecord>> steps = store.GetSteps(run.id);
   if (!steps.ok()) {
     cli.exit_code = cli.Error(ExitCode::kInternal, steps.status().message());
@@ -91,6 +95,7 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
                        {"status", ShownStatus(cli, *store, r)},
                        {"dry_run", r.dry_run},
                        {"started", FormatUtc(r.created_ms)}});
+        if (IsFleet(r)) out.back()["fleet"] = true;
       }
       printf("%s\n", out.dump(2).c_str());
       if (more) fprintf(stderr, "runbook: the %d newest runs; --limit 0 lists them all\n", limit);
@@ -98,9 +103,9 @@ void AddStatusCommand(CLI::App& app, Cli& cli) {
     }
     if (runs->empty()) printf("no runs in %s\n", store->path().c_str());
     for (const auto& r : *runs) {
-      printf("%s  %-16s %-28s %s%s\n", r.id.c_str(), ShownStatus(cli, *store, r).c_str(),
+      printf("%s  %-16s %-28s %s%s%s\n", r.id.c_str(), ShownStatus(cli, *store, r).c_str(),
              TerminalSafe(r.runbook_name).c_str(), FormatUtc(r.created_ms).c_str(),
-             r.dry_run ? "  (rehearsal)" : "");
+             r.dry_run ? "  (rehearsal)" : "", IsFleet(r) ? "  (fleet)" : "");
     }
     if (more) printf("(the %d newest runs; --limit 0 lists them all)\n", limit);
   });

@@ -1,6 +1,7 @@
 #include "engine/report/report.h"
 
 #include <cstdio>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -123,16 +124,62 @@ bool Ended(RunStatus s) {
 }
 
 // What a change record says about the run as a whole, in this order.
-std::vector<std::pair<std::string, std::string>> Summary(const Data& d) {
-  std::vector<std::pair<std::string, std::string>> out;
-  out.emplace_back("Runbook", d.run.runbook_path);
-  out.emplace_back("Digest", "sha256:" + d.run.digest);
-  out.emplace_back("Status", RunStatusName(d.run.status));
-  out.emplace_back("Rehearsal", d.run.dry_run ? "yes (nothing was changed)" : "no");
-  const std::string by = Opt(d.run.options, "operator");
+using SummaryRows = std::vector<std::pair<std::string, std::string>>;
+
+// The first rows of a run's or a fleet's summary: what ran, and who.
+SummaryRows RecordSummary(const RunRecord& run) {
+  SummaryRows out;
+  out.emplace_back("Runbook", run.runbook_path);
+  out.emplace_back("Digest", "sha256:" + run.digest);
+  out.emplace_back("Status", RunStatusName(run.status));
+  out.emplace_back("Rehearsal", run.dry_run ? "yes (nothing was changed)" : "no");
+  const std::string by = Opt(run.options, "operator");
   if (!by.empty()) out.emplace_back("Started by", by);
+  return out;
+}
+
+// The JSON fields a run's and a fleet's report share.
+Value RecordJson(const RunRecord& run) {
+  return {{"runbook", run.runbook_name},
+          {"path", run.runbook_path},
+          {"status", RunStatusName(run.status)},
+          {"dry_run", run.dry_run},
+          {"started", FormatUtc(run.created_ms)},
+          {"updated", FormatUtc(run.updated_ms)},
+          {"digest", run.digest},
+          {"operator", Opt(run.options, "operator")},
+          {"params", run.params},
+          {"outcome", run.error}};
+}
+
+// An HTML page's start: its title, the style (`status_css` colours the
+// status cells), and the summary table (params and digests as code).
+std::string HtmlStart(const std::string& title, const char* status_css,
+                      const SummaryRows& summary) {
+  std::ostringstream o;
+  o << "<!doctype html><html><head><meta charset=\"utf-8\"><title>" << Html(title)
+    << "</title><style>"
+    << "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
+    << "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+    << "text-align:left;vertical-align:top}th{background:#f4f4f4}" << status_css
+    << "code{font-size:12px}</style></head><body>";
+  o << "<h1>" << Html(title) << "</h1>";
+  o << "<table class=\"summary\">";
+  for (const auto& [label, value] : summary) {
+    const bool code = label == "Params" || label == "Common params" || label == "Digest";
+    o << "<tr><th>" << Html(label) << "</th><td>"
+      << (code ? "<code>" + Html(value) + "</code>" : Html(value)) << "</td></tr>";
+  }
+  o << "</table>";
+  return o.str();
+}
+
+SummaryRows Summary(const Data& d) {
+  SummaryRows out = RecordSummary(d.run);
   const std::string target = Opt(d.run.options, "fleet_target");
   if (!target.empty()) out.emplace_back("Fleet target", target);
+  const std::string fleet = Opt(d.run.options, "fleet_id");
+  if (!fleet.empty()) out.emplace_back("Fleet", fleet);
   out.emplace_back("Started", FormatUtc(d.run.created_ms));
   out.emplace_back(Ended(d.run.status) ? "Finished" : "Last update", FormatUtc(d.run.updated_ms));
   out.emplace_back("Params", d.run.params.dump());
@@ -203,39 +250,17 @@ std::string Json(const Data& d) {
   for (const auto& a : d.approvals) {
     approvals.push_back({{"step", a.step_id}, {"by", a.by}, {"at", FormatUtc(a.at_ms)}});
   }
-  Value out{{"run", d.run.id},
-            {"runbook", d.run.runbook_name},
-            {"path", d.run.runbook_path},
-            {"status", RunStatusName(d.run.status)},
-            {"dry_run", d.run.dry_run},
-            {"started", FormatUtc(d.run.created_ms)},
-            {"updated", FormatUtc(d.run.updated_ms)},
-            {"digest", d.run.digest},
-            {"operator", Opt(d.run.options, "operator")},
-            {"params", d.run.params},
-            {"outcome", d.run.error},
-            {"steps", steps},
-            {"approvals", approvals}};
+  Value out = RecordJson(d.run);
+  out["run"] = d.run.id;
+  out["steps"] = steps;
+  out["approvals"] = approvals;
   return out.dump(2) + "\n";
 }
 
 std::string HtmlPage(const Data& d) {
   std::ostringstream o;
-  o << "<!doctype html><html><head><meta charset=\"utf-8\"><title>" << Html(d.run.runbook_name)
-    << " " << Html(d.run.id) << "</title><style>"
-    << "body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
-    << "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-    << "text-align:left;vertical-align:top}th{background:#f4f4f4}"
-    << ".Complete{color:#186a1e}.Failed,.Rollback{color:#b00020}code{font-size:12px}"
-    << "</style></head><body>";
-  o << "<h1>" << Html(d.run.runbook_name) << ": run " << Html(d.run.id) << "</h1>";
-  o << "<table class=\"summary\">";
-  for (const auto& [label, value] : Summary(d)) {
-    o << "<tr><th>" << label << "</th><td>"
-      << (label == "Params" || label == "Digest" ? "<code>" + Html(value) + "</code>" : Html(value))
-      << "</td></tr>";
-  }
-  o << "</table>";
+  o << HtmlStart(d.run.runbook_name + ": run " + d.run.id,
+                 ".Complete{color:#186a1e}.Failed,.Rollback{color:#b00020}", Summary(d));
   o << "<h2>Implementation Log</h2><table><tr><th>Date</th><th>Step</th><th>Change</th>"
     << "<th>Status</th><th>Duration</th></tr>";
   for (const auto& r : Rows(d)) {
@@ -275,6 +300,141 @@ std::string HtmlPage(const Data& d) {
   return o.str();
 }
 
+// A fleet's record: its definition and what became of each target, with
+// a link to each target run's own change record (the file `report -o`
+// writes beside this one: RUN_ID.md, .json or .html).
+struct FleetTarget {
+  std::string name, outcome, run, run_status, failed_step, note, duration;
+  int wave = 0;
+};
+
+struct FleetData {
+  RunRecord run;
+  std::vector<FleetTarget> targets;
+};
+
+SummaryRows FleetSummary(const FleetData& d) {
+  const Value& def = d.run.options["fleet"];
+  SummaryRows out = RecordSummary(d.run);
+  out.emplace_back("Targets", std::to_string(d.targets.size()) + " from " +
+                                  def.value("source", std::string("?")));
+  std::string waves;
+  for (const Value& w : def.value("waves", Value::array())) {
+    waves += (waves.empty() ? "" : ", ") + w.dump();
+  }
+  out.emplace_back("Waves", waves);
+  out.emplace_back("Max concurrency", def.value("max_concurrency", Value(1)).dump());
+  out.emplace_back("Max failures", def.value("max_failures", Value(0)).dump());
+  if (def.value("pause_between_waves", false)) out.emplace_back("Pause between waves", "yes");
+  out.emplace_back("Started", FormatUtc(d.run.created_ms));
+  out.emplace_back(Ended(d.run.status) ? "Finished" : "Last update", FormatUtc(d.run.updated_ms));
+  out.emplace_back("Common params", d.run.params.dump());
+  std::map<std::string, int> counts;
+  for (const FleetTarget& t : d.targets) ++counts[t.outcome];
+  std::string tally;
+  for (const auto& [outcome, n] : counts) {
+    tally += (tally.empty() ? "" : ", ") + std::to_string(n) + " " + outcome;
+  }
+  out.emplace_back("Outcomes", tally);
+  if (!d.run.error.empty()) out.emplace_back("Outcome", d.run.error);
+  return out;
+}
+
+std::string FleetMarkdown(const FleetData& d) {
+  std::ostringstream o;
+  o << "# " << Cell(d.run.runbook_name) << ": fleet " << d.run.id << "\n\n";
+  o << "| | |\n|---|---|\n";
+  for (const auto& [label, value] : FleetSummary(d)) {
+    o << "| " << label << " | " << Cell(value) << " |\n";
+  }
+  o << "\n## Targets\n\n| Target | Wave | Outcome | Run (change record) | Run status now | "
+       "Duration | Failed step | Note |\n|---|---|---|---|---|---|---|---|\n";
+  for (const FleetTarget& t : d.targets) {
+    // A run id is [0-9a-f-] (NewRunId), safe in a link.
+    o << "| " << Cell(t.name) << " | " << (t.wave ? std::to_string(t.wave) : "") << " | "
+      << Cell(t.outcome) << " | " << (t.run.empty() ? "" : "[" + t.run + "](" + t.run + ".md)")
+      << " | " << Cell(t.run_status) << " | " << t.duration << " | " << Cell(t.failed_step) << " | "
+      << Cell(t.note) << " |\n";
+  }
+  return o.str();
+}
+
+std::string FleetJson(const FleetData& d) {
+  Value targets = Value::array();
+  for (const FleetTarget& t : d.targets) {
+    targets.push_back({{"target", t.name},
+                       {"wave", t.wave},
+                       {"outcome", t.outcome},
+                       {"run", t.run},
+                       {"run_status", t.run_status},
+                       {"report", t.run.empty() ? "" : t.run + ".json"},
+                       {"duration", t.duration},
+                       {"failed_step", t.failed_step},
+                       {"note", t.note}});
+  }
+  Value out = RecordJson(d.run);
+  out["fleet"] = d.run.id;
+  out["definition"] = d.run.options["fleet"];
+  out["targets"] = targets;
+  return out.dump(2) + "\n";
+}
+
+std::string FleetHtml(const FleetData& d) {
+  std::ostringstream o;
+  o << HtmlStart(d.run.runbook_name + ": fleet " + d.run.id,
+                 ".succeeded{color:#186a1e}.failed,.needs{color:#b00020}", FleetSummary(d));
+  o << "<h2>Targets</h2><table class=\"targets\"><tr><th>Target</th><th>Wave</th>"
+    << "<th>Outcome</th><th>Run (change record)</th><th>Run status now</th><th>Duration</th>"
+    << "<th>Failed step</th><th>Note</th></tr>";
+  for (const FleetTarget& t : d.targets) {
+    o << "<tr><td>" << Html(t.name) << "</td><td>" << (t.wave ? std::to_string(t.wave) : "")
+      << "</td><td class=\"" << Html(t.outcome.substr(0, t.outcome.find(' '))) << "\">"
+      << Html(t.outcome) << "</td><td>"
+      << (t.run.empty() ? "" : "<a href=\"" + t.run + ".html\">" + t.run + "</a>") << "</td><td>"
+      << Html(t.run_status) << "</td><td>" << t.duration << "</td><td>" << Html(t.failed_step)
+      << "</td><td>" << Html(t.note) << "</td></tr>";
+  }
+  o << "</table></body></html>\n";
+  return o.str();
+}
+
+Result<std::string> RenderFleet(StateStore& store, const RunRecord& run, ReportFormat format) {
+  FleetData d;
+  d.run = run;
+  Result<std::vector<StepRecord>> steps = store.GetSteps(run.id);
+  if (!steps.ok()) return steps.status();
+  for (const StepRecord& s : *steps) {
+    const Value& r = s.result;
+    FleetTarget t;
+    t.name = r.value("target", "");
+    t.outcome = r.value("status", "");
+    t.run = r.value("run", "");
+    t.wave = r.value("wave", 0);
+    t.failed_step = r.value("failed_step", "");
+    t.note = r.value("note", "");
+    t.duration = s.duration_ms ? FormatDuration(Millis(s.duration_ms)) : "";
+    if (!t.run.empty()) {
+      Result<RunRecord> tr = store.GetRun(t.run);
+      t.run_status =
+          !tr.ok() ? "not in this store"
+          : (tr->status == RunStatus::kRunning || tr->status == RunStatus::kRollingBack) &&
+                  !store.LockHeld(tr->lock_key)
+              ? "interrupted"
+              : RunStatusName(tr->status);
+    }
+    d.targets.push_back(std::move(t));
+  }
+  switch (format) {
+    case ReportFormat::kMarkdown:
+      return FleetMarkdown(d);
+    case ReportFormat::kJson:
+      return FleetJson(d);
+    case ReportFormat::kHtml:
+      return FleetHtml(d);
+  }
+  return Status::Internal("format");
+}
+
 }  // namespace
 
 Result<std::string> RenderReport(StateStore& store, const std::string& run_id,
@@ -282,6 +442,7 @@ Result<std::string> RenderReport(StateStore& store, const std::string& run_id,
   Data d;
   Result<RunRecord> run = store.GetRun(run_id);
   if (!run.ok()) return run.status();
+  if (IsFleet(*run)) return RenderFleet(store, *run, format);
   d.run = *run;
   Result<std::vector<StepRecord>> steps = store.GetSteps(run_id);
   if (!steps.ok()) return steps.status();

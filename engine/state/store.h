@@ -114,6 +114,13 @@ inline constexpr char kNothingToUndo[] = "nothing to undo";
 // The steps whose last "undo.ok" event says kNothingToUndo.
 std::set<std::string> StepsWithNothingUndone(const std::vector<Event>& events);
 
+// A fleet (`runbook fleet`) is kept as a run record whose options hold
+// "fleet" (its definition: targets, waves, limits), with one step record
+// per target ("targets[3]", item {name}, result {status, run, wave, ...}).
+inline bool IsFleet(const RunRecord& r) {
+  return r.options.is_object() && r.options.contains("fleet") && r.options["fleet"].is_object();
+}
+
 struct Approval {
   std::string run_id, step_id, by;
   int64_t at_ms = 0;

@@ -5,8 +5,10 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "tests/e2e/e2e_util.h"
 
@@ -36,10 +38,18 @@ const char* kTargets = R"(- {name: a, params: {db: a}}
 - {name: e, params: {db: e}}
 )";
 
+// The runs of `runbook` (not the fleets' own records).
 int RunsOf(const E2e& t, const std::string& runbook) {
   int n = 0;
-  for (const Value& r : t.Runs()) n += r["runbook"] == runbook;
+  for (const Value& r : t.Runs()) n += r["runbook"] == runbook && !r.value("fleet", false);
   return n;
+}
+
+// The id of the fleet a `runbook fleet` printed on its first line
+// ("fleet ID name: ...").
+std::string FleetIdOf(const std::string& out) {
+  if (out.rfind("fleet ", 0) != 0) return "";
+  return out.substr(6, out.find(' ', 6) - 6);
 }
 
 }  // namespace
@@ -282,7 +292,7 @@ TEST_CASE("a fleet with bad input says where and starts nothing", "[e2e][fleet]"
   r = t.Run({"fleet", "rb.yaml", "--targets", same, "-p", "w=" + w, "--max-concurrency", "1",
              "--dry-run"});
   CHECK(r.code == 0);
-  CHECK(t.Runs().size() == 3);
+  CHECK(RunsOf(t, "per-target") == 3);
   CHECK(std::filesystem::is_empty(w));
 }
 
@@ -358,9 +368,11 @@ TEST_CASE(
   std::mt19937_64 rng(CrashSeed("fleet kills"));
   int kills = 0, rounds = 0;
   std::string killed_rounds;
-  // Two rounds lose engines to SIGKILL, at any instant of their runs ...
+  // Two rounds lose engines to SIGKILL, at any instant of their runs (the
+  // second resumes the fleet the first started) ...
+  std::string fleet_id;
   for (int k = 0; k < 2; ++k) {
-    Background fleet(t.Spec(args));
+    Background fleet(t.Spec(k == 0 ? args : std::vector<std::string>{"resume", fleet_id}));
     while (fleet.Running()) {
       fleet.Drain(std::chrono::milliseconds(100 + rng() % 400));
       std::vector<pid_t> below = Engines(fleet.pid());
@@ -369,12 +381,14 @@ TEST_CASE(
     }
     REQUIRE(fleet.WaitExit(std::chrono::seconds(120)));
     killed_rounds += fleet.out() + fleet.err();
+    if (k == 0) fleet_id = FleetIdOf(fleet.out());
+    REQUIRE_FALSE(fleet_id.empty());
   }
   INFO(killed_rounds);
-  // ... and the same command run again finishes what they left.
+  // ... and resuming the fleet finishes what they left.
   CliResult last;
   for (; rounds < 4; ++rounds) {
-    last = t.Run(args, {}, std::chrono::seconds(120));
+    last = t.Run({"resume", fleet_id}, {}, std::chrono::seconds(120));
     if (last.code == 0) break;
   }
   printf("fleet kill test: %d engines killed in 2 rounds, %d more rounds to finish\n", kills,
@@ -388,15 +402,207 @@ TEST_CASE(
   // killed, succeeded; each mkdir ran once (a second would have failed it).
   CHECK(RunsOf(t, "once-each") == 100);
   int done = 0;
-  for (const Value& r : t.Runs()) done += r["status"] == "succeeded";
+  for (const Value& r : t.Runs()) done += r["status"] == "succeeded" && !r.value("fleet", false);
   CHECK(done == 100);
   for (int i = 0; i < 100; ++i) {
     CHECK(Exists(w + "/d" + std::to_string(i) + ".done"));
   }
   CHECK(IntegrityCheck(t.state()) == "ok");
+  // The fleet's record agrees: every target succeeded, by the run that did it.
+  const Value fleet = t.RunStatus(fleet_id);
+  CHECK(fleet["status"] == "succeeded");
+  REQUIRE(fleet["targets"].size() == 100);
+  for (const Value& target : fleet["targets"]) {
+    INFO(target.dump());
+    CHECK(target["outcome"] == "succeeded");
+    CHECK(target["run_status"] == "succeeded");
+  }
   CliResult status = t.Run({"fleet", "rb.yaml", "--targets", targets, "-p", "w=" + w, "--status"});
   CHECK(status.code == 0);
   CHECK(status.out.find("not started") == std::string::npos);
+}
+
+}  // namespace runbook::e2e
+
+namespace runbook::e2e {
+namespace {
+
+// A target fails while its marker file exists; the token is a secret.
+const char* kWithSecret = R"(format: 1
+name: with-secret
+lock: "s:${{ params.db }}"
+params:
+  w: {type: string}
+  db: {type: string}
+  token: {type: string, secret: true}
+steps:
+  - id: mark
+    exec: {argv: [touch, "${{ params.w }}/${{ params.db }}"]}
+    rollback: {exec: {argv: [rm, -f, "${{ params.w }}/${{ params.db }}"]}}
+  - id: check
+    exec: {argv: [test, "!", -e, "${{ params.w }}/fail-${{ params.db }}"]}
+)";
+
+Value TargetOf(const Value& fleet, const std::string& name) {
+  for (const Value& t : fleet["targets"]) {
+    if (t["target"] == name) return t;
+  }
+  return Value();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a fleet has a record of its own: status, a report linking each target's change record, "
+    "and resume FLEET finishes what did not, with its secrets given again",
+    "[e2e][fleet]") {
+  E2e t;
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("rb.yaml", kWithSecret);
+  std::ofstream(w + "/fail-b").put('x');
+  const std::string targets = t.Write("targets.yaml", R"(- {name: a, params: {db: a}}
+- {name: b, params: {db: b}}
+- {name: "-c", params: {db: c}}
+)");
+  CliResult first = t.Run({"fleet", "rb.yaml", "--targets", targets, "-p", "w=" + w, "-p",
+                           "token=s3cret-fleet-token", "--wave", "1", "--wave", "1"});
+  INFO(first.All());
+  CHECK(first.code == 1);
+  const std::string id = FleetIdOf(first.out);
+  REQUIRE_FALSE(id.empty());
+  CHECK_THAT(first.out, Catch::Contains("runbook report " + id));
+
+  // status FLEET: each target, what became of it, its run.
+  Value fleet = t.RunStatus(id);
+  INFO(fleet.dump(2));
+  CHECK(fleet["status"] == "failed");
+  CHECK(fleet["targets"].size() == 3);
+  CHECK(TargetOf(fleet, "a")["outcome"] == "succeeded");
+  CHECK(TargetOf(fleet, "a")["wave"] == 1);
+  const std::string a_run = TargetOf(fleet, "a")["run"].get<std::string>();
+  const std::string b_run = TargetOf(fleet, "b")["run"].get<std::string>();
+  CHECK(TargetOf(fleet, "b")["outcome"] == "failed");
+  CHECK(TargetOf(fleet, "b")["failed_step"] == "check");
+  CHECK(TargetOf(fleet, "b")["run_status"] == "rolled_back");
+  CHECK(TargetOf(fleet, "-c")["outcome"] == "not started");
+  CHECK(TargetOf(fleet, "-c")["run"] == "");
+  CliResult text = t.Run({"status", id});
+  CHECK(text.code == 0);
+  CHECK_THAT(text.out, Catch::Contains("fleet " + id) && Catch::Contains(b_run) &&
+                           Catch::Contains("not started"));
+  // The list says which record is a fleet.
+  CliResult list = t.Run({"status"});
+  CHECK_THAT(list.out, Catch::Contains(id + "  failed") && Catch::Contains("(fleet)"));
+
+  // report FLEET -o: the fleet's change record, each target's beside it, linked.
+  const std::string dir = t.P("reports");
+  std::filesystem::create_directories(dir);
+  CliResult html = t.Run({"report", id, "--format", "html", "-o", dir + "/fleet.html"});
+  INFO(html.All());
+  CHECK(html.code == 0);
+  const std::string page = ReadFile(dir + "/fleet.html");
+  CHECK_THAT(page, Catch::Contains("<a href=\"" + a_run + ".html\">") &&
+                       Catch::Contains("<a href=\"" + b_run + ".html\">") &&
+                       Catch::Contains("--targets " + targets) &&
+                       Catch::Contains("1 failed, 1 not started, 1 succeeded"));
+  CHECK_THAT(ReadFile(dir + "/" + b_run + ".html"), Catch::Contains(id));  // and back
+  CHECK(Exists(dir + "/" + a_run + ".html"));
+  CliResult md = t.Run({"report", id});
+  CHECK_THAT(md.out, Catch::Contains("[" + b_run + "](" + b_run + ".md)"));
+  CliResult json = t.Run({"report", id, "--format", "json"});
+  CHECK(Value::parse(json.out)["targets"][0]["report"] == a_run + ".json");
+
+  // The secret reached the targets, never the store.
+  CHECK(Exists(w + "/a"));
+  CHECK(ReadFile(t.state()).find("s3cret-fleet-token") == std::string::npos);
+
+  // A fleet is not a run: rollback and approve say so and change nothing.
+  CliResult rollback = t.Run({"rollback", id});
+  CHECK(rollback.code == 2);
+  CHECK_THAT(rollback.err, Catch::Contains("is a fleet"));
+  CliResult approve = t.Run({"approve", id, "mark"});
+  CHECK(approve.code == 2);
+  CHECK_THAT(approve.err, Catch::Contains("is a fleet"));
+
+  // Fixed; resumed without the secret: refused, nothing started.
+  std::filesystem::remove(w + "/fail-b");
+  CliResult bare = t.Run({"resume", id});
+  INFO(bare.All());
+  CHECK(bare.code == 2);
+  CHECK_THAT(bare.err, Catch::Contains("param 'token' holds a secret and was not stored"));
+  CHECK(RunsOf(t, "with-secret") == 2);
+  // With it: b runs again (its rollback undid everything), -c runs, a does not.
+  CliResult resumed = t.Run({"resume", id, "-p", "token=s3cret-fleet-token"});
+  INFO(resumed.All());
+  CHECK(resumed.code == 0);
+  CHECK(RunsOf(t, "with-secret") == 4);
+  CHECK(Exists(w + "/c"));
+  fleet = t.RunStatus(id);
+  CHECK(fleet["status"] == "succeeded");
+  CHECK(TargetOf(fleet, "a")["outcome"] == "succeeded");
+  CHECK(TargetOf(fleet, "a")["run"] == a_run);  // kept, not re-recorded as skipped
+  CHECK(TargetOf(fleet, "b")["outcome"] == "succeeded");
+  CHECK(TargetOf(fleet, "b")["run"] != b_run);
+  CHECK(TargetOf(fleet, "-c")["outcome"] == "succeeded");
+  CHECK(ReadFile(t.state()).find("s3cret-fleet-token") == std::string::npos);
+  // Done: resuming it again starts nothing.
+  CliResult again = t.Run({"resume", id, "-p", "token=s3cret-fleet-token"});
+  CHECK(again.code == 0);
+  CHECK_THAT(again.out, Catch::Contains("nothing to resume"));
+  CHECK(RunsOf(t, "with-secret") == 4);
+}
+
+TEST_CASE("a fleet whose own process was killed shows interrupted, and resumes", "[e2e][fleet]") {
+  E2e t;
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("rb.yaml", R"(format: 1
+name: slow
+lock: "slow:${{ params.db }}"
+params:
+  w: {type: string}
+  db: {type: string}
+steps:
+  - id: act
+    exec: {argv: [mkdir, "${{ params.w }}/${{ params.db }}"], creates: "${{ params.w }}/${{ params.db }}"}
+  - id: wait
+    exec: {argv: [sleep, "1"]}
+    idempotent: true
+)");
+  const std::string targets = t.Write("targets.yaml",
+                                      "- {name: a, params: {db: a}}\n"
+                                      "- {name: b, params: {db: b}}\n");
+  Background fleet(t.Spec({"fleet", "rb.yaml", "--targets", targets, "-p", "w=" + w}));
+  // Killed while its first target runs (that run goes on: its own group).
+  for (int i = 0; i < 100 && !Exists(w + "/a"); ++i) {
+    fleet.Drain(std::chrono::milliseconds(50));
+  }
+  REQUIRE(Exists(w + "/a"));
+  fleet.Drain(std::chrono::milliseconds(100));
+  const std::string id = FleetIdOf(fleet.out());
+  REQUIRE_FALSE(id.empty());
+  kill(fleet.pid(), SIGKILL);
+  REQUIRE(fleet.WaitExit(std::chrono::seconds(10)));
+  CHECK(t.RunStatus(id)["status"] == "interrupted");
+  // Once the orphaned target's run is over, resume finishes the fleet.
+  auto a_running = [&] {
+    for (const Value& r : t.Runs()) {
+      if (r["runbook"] == "slow" && !r.value("fleet", false)) return r["status"] == "running";
+    }
+    return false;
+  };
+  for (int i = 0; i < 100 && a_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CliResult resumed = t.Run({"resume", id});
+  INFO(resumed.All());
+  CHECK(resumed.code == 0);
+  const Value record = t.RunStatus(id);
+  CHECK(record["status"] == "succeeded");
+  CHECK(TargetOf(record, "a")["outcome"] == "succeeded");
+  CHECK(TargetOf(record, "b")["outcome"] == "succeeded");
+  CHECK(RunsOf(t, "slow") == 2);  // a's run counted once: not started again
 }
 
 }  // namespace runbook::e2e
