@@ -26,6 +26,7 @@ bool Cli::ResolveRunId(StateStore& store, std::string* run_id) {
     return false;
   }
   for (const RunRecord& r : *runs) {
+    if (IsFleet(r)) continue;  // runs only: a fleet is named by its id
     // Failed: stopped on an error (rolled back or not), or its process is gone.
     const std::string shown = ShownStatus(store, r);
     if (last_failed && (shown == "succeeded" || shown == "running" || shown == "paused" ||

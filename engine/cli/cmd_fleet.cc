@@ -41,6 +41,7 @@
 #include "engine/exec/executor.h"
 #include "engine/exec/reporter.h"
 #include "engine/lua/runtime.h"
+#include "engine/parser/validator.h"
 
 namespace runbook {
 namespace {
@@ -48,8 +49,8 @@ namespace {
 struct Target {
   std::string name;
   YAML::Node params;                // as written (a map, or null)
-  std::string params_yaml;          // what the child reads on stdin
-  std::vector<std::string> common;  // the common name=value pairs it does not override
+  std::string params_yaml;          // its own params, as written
+  std::string child_yaml;           // what its run reads on stdin: those and the common ones
   Value resolved;                   // its params as the runbook sees them
 };
 
@@ -274,6 +275,7 @@ struct Fleet {
   std::vector<std::string> pairs;  // the common params (-p), as given
   std::vector<size_t> sizes;       // of the waves
   std::string source;              // where the targets came from, for the record
+  std::string resumed_note;        // resumed: by whom (an event of the record)
 
   // The fleet's own record (IsFleet), and one step record per target
   // ("targets[3]", its item the target's name) written as it starts and
@@ -360,6 +362,14 @@ struct Fleet {
     Result<std::unique_ptr<StoreLock>> lock = store->AcquireLock(record.lock_key, record.id);
     if (!lock.ok()) return lock.status();
     record_lock = std::move(*lock);
+    if (!resumed_note.empty()) {
+      Event e;
+      e.run_id = record.id;
+      e.kind = "fleet.resume";
+      e.at_ms = now;
+      e.message = resumed_note;
+      if (Status s = store->AppendEvent(e); !s.ok()) return s;
+    }
     if (target_steps.empty()) {
       if (Status s = store->CreateRun(record); !s.ok()) return s;
     } else if (Status s = store->UpdateRun(record.id, RunStatus::kRunning, ""); !s.ok()) {
@@ -417,9 +427,14 @@ struct Fleet {
     e.message = targets[i].name + ": " + (starting ? "started" : o.status) +
                 (o.run_id.empty() ? "" : " (run " + o.run_id + ")");
     if (Status s = store->PutStep(&step, &e); !s.ok()) {
+      // A fleet that cannot keep its record (the store is away, or, shared,
+      // another engine took the fleet over) starts no more targets.
       std::lock_guard<std::mutex> lock(mu);
-      fprintf(stderr, "runbook: fleet %s: cannot record target '%s': %s\n", record.id.c_str(),
-              TerminalSafe(targets[i].name).c_str(), s.message().c_str());
+      stopped = true;
+      fprintf(stderr,
+              "runbook: fleet %s: cannot record target '%s' (%s); no more targets are "
+              "started\n",
+              record.id.c_str(), TerminalSafe(targets[i].name).c_str(), s.message().c_str());
     }
   }
 
@@ -429,6 +444,7 @@ struct Fleet {
       if (outcomes[i].status != "next wave") continue;
       target_steps[i].status = StepStatus::kPending;
       target_steps[i].result["status"] = "next wave";
+      target_steps[i].result["run"] = "";
       if (Status s = store->PutStep(&target_steps[i]); !s.ok()) {
         fprintf(stderr, "runbook: fleet %s: cannot record target '%s': %s\n", record.id.c_str(),
                 TerminalSafe(targets[i].name).c_str(), s.message().c_str());
@@ -473,6 +489,18 @@ struct Fleet {
   std::string Decide(size_t i, const RunRecord** prev) {
     const Target& t = targets[i];
     Outcome& o = outcomes[i];
+    // Resumed: a target this fleet ran to success is done, whatever ran
+    // for its name since (another fleet, other params).
+    if (!record.id.empty() && !dry_run && i < target_steps.size() &&
+        target_steps[i].status == StepStatus::kSucceeded) {
+      const std::string run = target_steps[i].result.value("run", "");
+      Result<RunRecord> r = store->GetRun(run);
+      if (r.ok() && cli->ShownStatus(*store, *r) == "succeeded") {
+        o.status = "succeeded";
+        o.run_id = run;
+        return "";
+      }
+    }
     auto it = last.find(t.name);
     if (it == last.end() || dry_run) return "run";
     const RunRecord& r = it->second;
@@ -514,6 +542,7 @@ struct Fleet {
     const std::string what = Decide(i, &prev);
     if (what.empty()) return;
     o.started = true;
+    if (what == "run") o.run_id.clear();
     RecordTarget(i, true);
     ProcessSpec spec;
     spec.argv = {"/proc/self/exe"};
@@ -521,15 +550,13 @@ struct Fleet {
       spec.argv.insert(spec.argv.end(), {"resume", prev->id, "--params-file", "/dev/stdin"});
       if (allow_changed) spec.argv.push_back("--allow-changed");
     } else {
-      o.run_id.clear();
       spec.argv.insert(spec.argv.end(), {"run", runbook_path, "--params-file", "/dev/stdin",
                                          "--fleet-target=" + t.name, "--fleet=" + record.id});
       if (dry_run) spec.argv.push_back("--dry-run");
     }
-    for (const std::string& pair : t.common) spec.argv.push_back("--param=" + pair);
     spec.argv.push_back("--no-color");
     if (yes) spec.argv.push_back("--yes");
-    spec.stdin_data = t.params_yaml;
+    spec.stdin_data = t.child_yaml;  // never argv: a param may be a secret
     spec.env["RUNBOOK_STATE"] = cli->StatePath();
     spec.max_output = 1 << 20;
     const auto start = std::chrono::steady_clock::now();
@@ -727,25 +754,72 @@ Status CheckLockKeys(const Runbook& rb, const std::vector<Target>& targets, bool
   return Status::Ok();
 }
 
+// `v` as a YAML node, for a run's params file.
+YAML::Node ToYaml(const Value& v) {
+  if (v.is_object()) {
+    YAML::Node n(YAML::NodeType::Map);
+    for (const auto& [k, x] : v.items()) n[k] = ToYaml(x);
+    return n;
+  }
+  if (v.is_array()) {
+    YAML::Node n(YAML::NodeType::Sequence);
+    for (const Value& x : v) n.push_back(ToYaml(x));
+    return n;
+  }
+  if (v.is_null()) return YAML::Node(YAML::NodeType::Null);
+  return YAML::Node(v.is_string() ? v.get<std::string>() : v.dump());
+}
+
+// A common param given as -p name=text, as its run's params file says it:
+// typed by the runbook (a list param's JSON becomes a YAML list); text the
+// runbook does not take stays text, for the params check to refuse.
+YAML::Node CommonValue(const Runbook& rb, const std::string& name, const std::string& text) {
+  const ParamSpec* spec = rb.FindParam(name);
+  Value typed;
+  if (spec && ParamValueFromString(spec->type, text, &typed).empty()) return ToYaml(typed);
+  return YAML::Node(text);
+}
+
 // Checks every target's params and locks, then runs the waves, recording
 // the fleet as it goes; sets cli.exit_code. `fleet.rb`, targets, pairs,
 // sizes and options are set; the store is open.
 void Execute(Cli& cli, Fleet& fleet, bool status_only) {
   const Runbook& rb = *fleet.rb;
-  // Every target's params checked before anything starts, from exactly
-  // what its run will be given.
-  for (Target& t : fleet.targets) {
-    t.common.clear();
-    for (const std::string& pair : fleet.pairs) {
-      const std::string name = pair.substr(0, pair.find('='));
-      if (!(t.params.IsMap() && t.params[name])) t.common.push_back(pair);
+  // The common params (-p), typed as the runbook says, the last of a name
+  // winning as with run -p.
+  std::map<std::string, YAML::Node> common;
+  for (const std::string& pair : fleet.pairs) {
+    const size_t eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid, "-p " + pair + ": expected name=value");
+      return;
     }
-    TempParams tp(t.params_yaml);
+    common[pair.substr(0, eq)] = CommonValue(rb, pair.substr(0, eq), pair.substr(eq + 1));
+  }
+  // Every target's params checked before anything starts, from exactly
+  // what its run will read on stdin: its own, and the common ones it does
+  // not override.
+  for (Target& t : fleet.targets) {
+    YAML::Emitter out;
+    out << YAML::BeginMap;
+    std::set<std::string> own;
+    if (t.params.IsMap()) {
+      for (const auto& kv : t.params) {
+        own.insert(kv.first.Scalar());
+        out << YAML::Key << kv.first << YAML::Value << kv.second;
+      }
+    }
+    for (const auto& [name, value] : common) {
+      if (!own.count(name)) out << YAML::Key << name << YAML::Value << value;
+    }
+    out << YAML::EndMap;
+    t.child_yaml = std::string(out.c_str()) + "\n";
+    TempParams tp(t.child_yaml);
     if (tp.path().empty()) {
       cli.exit_code = cli.Error(ExitCode::kInternal, "fleet: cannot write a params file in /tmp");
       return;
     }
-    std::optional<Value> params = cli.Params(rb, t.common, tp.path());
+    std::optional<Value> params = cli.Params(rb, {}, tp.path());
     if (!params) {
       fprintf(stderr, "runbook: fleet: target '%s': invalid params; nothing was started\n",
               TerminalSafe(t.name).c_str());
@@ -948,14 +1022,6 @@ void ResumeFleetFrom(Cli& cli, StateStore& store, const RunRecord& record, const
     cli.exit_code = static_cast<int>(ExitCode::kInvalid);
     return;
   }
-  fleet.digest = RunbookDigest(*fleet.rb);
-  if (fleet.digest != record.digest && !allow_changed) {
-    cli.exit_code = cli.Error(ExitCode::kInvalid,
-                              "fleet " + record.id + ": " + record.runbook_path +
-                                  " changed since the fleet started; nothing was started (resume "
-                                  "with --allow-changed to go on with the runbook as it is now)");
-    return;
-  }
   const std::string shown = cli.ShownStatus(store, record);
   if (shown == "running") {
     cli.exit_code = cli.Error(ExitCode::kLocked, "fleet " + record.id +
@@ -968,10 +1034,35 @@ void ResumeFleetFrom(Cli& cli, StateStore& store, const RunRecord& record, const
     cli.exit_code = 0;
     return;
   }
+  fleet.digest = RunbookDigest(*fleet.rb);
+  if (fleet.digest != record.digest && !allow_changed) {
+    cli.exit_code = cli.Error(ExitCode::kInvalid,
+                              "fleet " + record.id + ": " + record.runbook_path +
+                                  " changed since the fleet started; nothing was started (resume "
+                                  "with --allow-changed to go on with the runbook as it is now)");
+    return;
+  }
   // The params the record could not keep (secrets, values holding one)
   // must be given again: -p for all targets, or env: for a secret param.
+  // Only those: a resumed fleet is the fleet that was started, and a
+  // target's own secret (one dsn per target) cannot come from one -p.
+  std::set<std::string> withheld;
+  for (const Value& n : def.at("common_withheld")) withheld.insert(n.get<std::string>());
   std::set<std::string> given_names;
-  for (const std::string& pair : given) given_names.insert(pair.substr(0, pair.find('=')));
+  for (const std::string& pair : given) {
+    const std::string name = pair.substr(0, pair.find('='));
+    const ParamSpec* spec = fleet.rb->FindParam(name);
+    if (!withheld.count(name) && !(spec && spec->secret)) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                "fleet " + record.id + ": -p " + name +
+                                    ": a resumed fleet takes only the params its record could "
+                                    "not keep (secrets); the others are as the fleet was started "
+                                    "(another job: runbook fleet FILE --targets ...); nothing "
+                                    "was started");
+      return;
+    }
+    given_names.insert(name);
+  }
   auto missing = [&](const std::string& name) {
     if (given_names.count(name)) return false;
     const ParamSpec* spec = fleet.rb->FindParam(name);
@@ -992,16 +1083,15 @@ void ResumeFleetFrom(Cli& cli, StateStore& store, const RunRecord& record, const
   fleet.pairs.insert(fleet.pairs.end(), given.begin(), given.end());
   std::string text;
   for (const Value& t : def.at("targets")) {
-    for (const Value& n : t.at("withheld")) {
-      if (missing(n.get<std::string>())) {
-        cli.exit_code = cli.Error(
-            ExitCode::kInvalid,
-            "fleet " + record.id + ": target '" + t.at("name").get<std::string>() + "': param '" +
-                n.get<std::string>() +
-                "' holds a secret and was not stored: give it with -p, or run the fleet again "
-                "with its targets (runbook fleet FILE --targets ...); nothing was started");
-        return;
-      }
+    if (!t.at("withheld").empty()) {
+      cli.exit_code = cli.Error(
+          ExitCode::kInvalid,
+          "fleet " + record.id + ": target '" + t.at("name").get<std::string>() + "': its param '" +
+              t.at("withheld")[0].get<std::string>() +
+              "' held a secret and was not stored, and one -p cannot give each target its own: "
+              "run the fleet again with its targets (runbook fleet FILE --targets ...); nothing "
+              "was started");
+      return;
     }
     YAML::Node params;
     try {
@@ -1058,6 +1148,11 @@ void ResumeFleetFrom(Cli& cli, StateStore& store, const RunRecord& record, const
   fleet.allow_changed = allow_changed;
   fleet.max_concurrency = def.at("max_concurrency").get<int>();
   fleet.max_failures = def.at("max_failures").get<int>();
+  fleet.resumed_note =
+      "resumed by " + OperatorName() +
+      (fleet.digest != record.digest
+           ? " with the runbook changed (--allow-changed; now sha256:" + fleet.digest + ")"
+           : "");
   Execute(cli, fleet, false);
 }
 

@@ -62,7 +62,7 @@ bool Executor::Impl::WindowAllows(const Scope& scope, size_t index, std::string*
   return false;
 }
 
-FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t) {
+FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t index) {
   std::string id = scope.prefix + s.id;
   StepRecord* rec = Record(id);
   Value env = MakeStepEnv(scope, s, nullptr);
@@ -100,6 +100,9 @@ FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t) {
       Report(*rec, rec->error);
       return {Flow::kFailed, Quoted(id) + ": " + a.message()};
     }
+    // Approved after a wait: the window may have closed meanwhile.
+    std::string why;
+    if (scope.prefix.empty() && !WindowAllows(scope, index, &why)) return {Flow::kWindow, why};
   }
   if (s.foreach) {
     Result<Value> items = ExpandTemplates(Lua(), *s.foreach, s.foreach_pos, env,
@@ -502,26 +505,42 @@ Status Executor::Impl::Approve(StepRecord* rec, const std::string& message) {
   }
   rec->status = StepStatus::kWaiting;
   Put(rec, "step.wait", message);
+  std::string closed;  // the maintenance window closed while it waited
   if (opts_.approval_wait.count() > 0 && JournalOk()) {
-    // A run in a pod or CI job waits for an approval given anywhere: the
-    // store is polled once a second.
+    // A run in a pod or CI job waits for an approval given anywhere: a
+    // store that is told of approvals (PostgreSQL: LISTEN/NOTIFY) wakes it
+    // at once, and is asked again each second in case a notification was
+    // lost (behind a transaction pooler); SQLite is read 5 times a second.
     env_.reporter->Log(id, LogLevel::kInfo,
                        "waiting up to " + FormatDuration(opts_.approval_wait) +
                            " for: runbook approve " + run_.id + " " + id + " (" + message + ")");
+    const bool told = env_.store->NotifiesApprovals();
     const SteadyTime until = env_.clock->Steady() + opts_.approval_wait;
     while (env_.clock->Steady() < until) {
-      env_.clock->Sleep(std::min<std::chrono::milliseconds>(
-          std::chrono::seconds(1),
-          std::chrono::duration_cast<std::chrono::milliseconds>(until - env_.clock->Steady())));
-      Result<std::optional<Approval>> a = env_.store->GetApproval(run_.id, id);
+      if (window_end_ms_ != 0 && !opts_.ignore_window && env_.clock->NowMs() >= window_end_ms_) {
+        closed = "; the maintenance window closed while it waited";
+        break;
+      }
+      const auto slice = std::min<std::chrono::milliseconds>(
+          told ? std::chrono::seconds(1) : std::chrono::milliseconds(200),
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - env_.clock->Steady()) +
+              std::chrono::milliseconds(1));
+      Result<std::optional<Approval>> a = Status::Ok();
+      if (told) {
+        a = env_.store->WaitForApproval(run_.id, id, slice);
+      } else {
+        env_.clock->Sleep(slice);
+        a = env_.store->GetApproval(run_.id, id);
+      }
       if (a.ok() && a->has_value()) {
         env_.reporter->Log(id, LogLevel::kInfo, "approved by " + (*a)->by + ": " + message);
         return Status::Ok();
       }
+      if (!a.ok() && told) env_.clock->Sleep(slice);  // the store is away: do not spin
     }
   }
-  return Status::Paused("paused: step '" + id + "' waits for approval (" + message +
-                        "). Approve with: runbook approve " + run_.id + " " + id +
+  return Status::Paused("paused: step '" + id + "' waits for approval (" + message + ")" + closed +
+                        ". Approve with: runbook approve " + run_.id + " " + id +
                         ", then: runbook resume " + run_.id);
 }
 

@@ -252,6 +252,8 @@ std::string Json(const Data& d) {
   }
   Value out = RecordJson(d.run);
   out["run"] = d.run.id;
+  out["fleet"] = Opt(d.run.options, "fleet_id");  // "" when not a fleet's target
+  out["fleet_target"] = Opt(d.run.options, "fleet_target");
   out["steps"] = steps;
   out["approvals"] = approvals;
   return out.dump(2) + "\n";
@@ -311,6 +313,7 @@ struct FleetTarget {
 struct FleetData {
   RunRecord run;
   std::vector<FleetTarget> targets;
+  std::vector<Event> resumes;  // "fleet.resume": who resumed it, when
 };
 
 SummaryRows FleetSummary(const FleetData& d) {
@@ -327,6 +330,8 @@ SummaryRows FleetSummary(const FleetData& d) {
   out.emplace_back("Max failures", def.value("max_failures", Value(0)).dump());
   if (def.value("pause_between_waves", false)) out.emplace_back("Pause between waves", "yes");
   out.emplace_back("Started", FormatUtc(d.run.created_ms));
+  for (const Event& e : d.resumes)
+    out.emplace_back("Resumed", FormatUtc(e.at_ms) + " " + e.message);
   out.emplace_back(Ended(d.run.status) ? "Finished" : "Last update", FormatUtc(d.run.updated_ms));
   out.emplace_back("Common params", d.run.params.dump());
   std::map<std::string, int> counts;
@@ -374,6 +379,10 @@ std::string FleetJson(const FleetData& d) {
   }
   Value out = RecordJson(d.run);
   out["fleet"] = d.run.id;
+  out["resumed"] = Value::array();
+  for (const Event& e : d.resumes) {
+    out["resumed"].push_back({{"at", FormatUtc(e.at_ms)}, {"note", e.message}});
+  }
   out["definition"] = d.run.options["fleet"];
   out["targets"] = targets;
   return out.dump(2) + "\n";
@@ -415,14 +424,20 @@ Result<std::string> RenderFleet(StateStore& store, const RunRecord& run, ReportF
     t.duration = s.duration_ms ? FormatDuration(Millis(s.duration_ms)) : "";
     if (!t.run.empty()) {
       Result<RunRecord> tr = store.GetRun(t.run);
+      const bool gone =
+          tr.ok() && (tr->status == RunStatus::kRunning || tr->status == RunStatus::kRollingBack) &&
+          !store.LockHeld(tr->lock_key);
       t.run_status =
           !tr.ok() ? "not in this store"
-          : (tr->status == RunStatus::kRunning || tr->status == RunStatus::kRollingBack) &&
-                  !store.LockHeld(tr->lock_key)
-              ? "interrupted"
-              : RunStatusName(tr->status);
+          : gone   ? (tr->status == RunStatus::kRunning ? "interrupted" : "interrupted_rollback")
+                   : RunStatusName(tr->status);
     }
     d.targets.push_back(std::move(t));
+  }
+  Result<std::vector<Event>> events = store.GetEvents(run.id);
+  if (!events.ok()) return events.status();
+  for (const Event& e : *events) {
+    if (e.kind == "fleet.resume") d.resumes.push_back(e);
   }
   switch (format) {
     case ReportFormat::kMarkdown:

@@ -14,6 +14,7 @@
 // concurrency write from several threads).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -169,6 +170,18 @@ class StateStore {
   virtual Status RecordApproval(const Approval& a) = 0;
   virtual Result<std::optional<Approval>> GetApproval(const std::string& run_id,
                                                       const std::string& step_id) = 0;
+  // Whether WaitForApproval is told of a new approval by the store (a
+  // PostgreSQL store: LISTEN/NOTIFY) rather than answering at once, so
+  // that a waiting engine need not poll.
+  virtual bool NotifiesApprovals() const { return false; }
+  // The approval of the step, waiting up to `max` for one to be recorded
+  // by any engine on this store; nullopt if none came. The default answers
+  // at once (GetApproval): its caller polls.
+  virtual Result<std::optional<Approval>> WaitForApproval(const std::string& run_id,
+                                                          const std::string& step_id,
+                                                          std::chrono::milliseconds /*max*/) {
+    return GetApproval(run_id, step_id);
+  }
 
   // Latest duration of each step id over earlier runs (rehearsals included)
   // of the runbook `runbook_name`, for the maintenance-window fit check.

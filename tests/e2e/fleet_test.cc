@@ -162,7 +162,11 @@ TEST_CASE("a fleet with --pause-between-waves starts one wave per command and sa
   CHECK_FALSE(Exists(w + "/b"));
   CHECK(RunsOf(t, "per-target") == 1);
 
-  CliResult second = t.Run(args);
+  // Resumed by its id, the fleet starts its next wave.
+  const std::string id = FleetIdOf(canary.out);
+  CHECK(t.RunStatus(id)["status"] == "paused");
+  CHECK(t.RunStatus(id)["targets"][1]["outcome"] == "next wave");
+  CliResult second = t.Run({"resume", id});
   INFO(second.All());
   CHECK(second.code == 3);
   CHECK_THAT(second.out, Catch::Contains("wave 2 done; wave 3 waits"));
@@ -513,9 +517,13 @@ TEST_CASE(
   CliResult json = t.Run({"report", id, "--format", "json"});
   CHECK(Value::parse(json.out)["targets"][0]["report"] == a_run + ".json");
 
-  // The secret reached the targets, never the store.
+  // The secret reached the targets, never the store, a report or the output.
   CHECK(Exists(w + "/a"));
   CHECK(ReadFile(t.state()).find("s3cret-fleet-token") == std::string::npos);
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    CHECK(ReadFile(f.path()).find("s3cret-fleet-token") == std::string::npos);
+  }
+  CHECK(first.All().find("s3cret-fleet-token") == std::string::npos);
 
   // A fleet is not a run: rollback and approve say so and change nothing.
   CliResult rollback = t.Run({"rollback", id});
@@ -531,9 +539,21 @@ TEST_CASE(
   INFO(bare.All());
   CHECK(bare.code == 2);
   CHECK_THAT(bare.err, Catch::Contains("param 'token' holds a secret and was not stored"));
+  // Nor with another job's params: the resumed fleet is the one started.
+  CliResult other = t.Run({"resume", id, "-p", "token=s3cret-fleet-token", "-p", "w=/elsewhere"});
+  CHECK(other.code == 2);
+  CHECK_THAT(other.err, Catch::Contains("-p w: a resumed fleet takes only the params its record "
+                                        "could not keep"));
+  // Nor with the runbook changed, unless told.
+  t.Write("rb.yaml", std::string(kWithSecret) + "# edited\n");
+  CliResult changed = t.Run({"resume", id, "-p", "token=s3cret-fleet-token"});
+  CHECK(changed.code == 2);
+  CHECK_THAT(changed.err, Catch::Contains("changed since the fleet started"));
   CHECK(RunsOf(t, "with-secret") == 2);
-  // With it: b runs again (its rollback undid everything), -c runs, a does not.
-  CliResult resumed = t.Run({"resume", id, "-p", "token=s3cret-fleet-token"});
+  // With it: b runs again (its rollback undid everything), -c runs, a does
+  // not (this fleet ran it to success, under the runbook as it was).
+  CliResult resumed = t.Run({"resume", id, "-p", "token=s3cret-fleet-token", "--allow-changed"},
+                            {{"USER", "dora"}});
   INFO(resumed.All());
   CHECK(resumed.code == 0);
   CHECK(RunsOf(t, "with-secret") == 4);
@@ -546,11 +566,39 @@ TEST_CASE(
   CHECK(TargetOf(fleet, "b")["run"] != b_run);
   CHECK(TargetOf(fleet, "-c")["outcome"] == "succeeded");
   CHECK(ReadFile(t.state()).find("s3cret-fleet-token") == std::string::npos);
+  // Who resumed it, and with what, is in its change record.
+  const Value report = Value::parse(t.Run({"report", id, "--format", "json"}).out);
+  REQUIRE(report["resumed"].size() == 1);
+  CHECK_THAT(report["resumed"][0]["note"].get<std::string>(),
+             Catch::StartsWith("resumed by dora@") &&
+                 Catch::Contains("with the runbook changed (--allow-changed"));
+  // A target's run names its fleet.
+  const Value b_report = Value::parse(t.Run({"report", b_run, "--format", "json"}).out);
+  CHECK(b_report["fleet"] == id);
+  CHECK(b_report["fleet_target"] == "b");
+  // `last` is a run, not the fleet.
+  CliResult last = t.Run({"status", "last"});
+  CHECK_THAT(last.err, Catch::Contains("is run"));
+  CHECK_THAT(last.out, Catch::StartsWith("run "));
   // Done: resuming it again starts nothing.
   CliResult again = t.Run({"resume", id, "-p", "token=s3cret-fleet-token"});
   CHECK(again.code == 0);
   CHECK_THAT(again.out, Catch::Contains("nothing to resume"));
   CHECK(RunsOf(t, "with-secret") == 4);
+
+  // A target whose own params held a secret cannot be resumed from the
+  // record (one -p cannot give each target its own): refused, nothing runs.
+  std::ofstream(w + "/fail-x").put('x');
+  const std::string own = t.Write("own.yaml", "- {name: x, params: {db: x, token: own-s3cret}}\n");
+  CliResult with_own = t.Run({"fleet", "rb.yaml", "--targets", own, "-p", "w=" + w});
+  CHECK(with_own.code == 1);
+  CHECK(ReadFile(t.state()).find("own-s3cret") == std::string::npos);
+  std::filesystem::remove(w + "/fail-x");
+  CliResult own_resume =
+      t.Run({"resume", FleetIdOf(with_own.out), "-p", "token=own-s3cret", "--allow-changed"});
+  CHECK(own_resume.code == 2);
+  CHECK_THAT(own_resume.err, Catch::Contains("target 'x': its param 'token' held a secret"));
+  CHECK(RunsOf(t, "with-secret") == 5);
 }
 
 TEST_CASE("a fleet whose own process was killed shows interrupted, and resumes", "[e2e][fleet]") {
@@ -563,6 +611,7 @@ lock: "slow:${{ params.db }}"
 params:
   w: {type: string}
   db: {type: string}
+  token: {type: string, secret: true}
 steps:
   - id: act
     exec: {argv: [mkdir, "${{ params.w }}/${{ params.db }}"], creates: "${{ params.w }}/${{ params.db }}"}
@@ -573,13 +622,21 @@ steps:
   const std::string targets = t.Write("targets.yaml",
                                       "- {name: a, params: {db: a}}\n"
                                       "- {name: b, params: {db: b}}\n");
-  Background fleet(t.Spec({"fleet", "rb.yaml", "--targets", targets, "-p", "w=" + w}));
+  Background fleet(t.Spec(
+      {"fleet", "rb.yaml", "--targets", targets, "-p", "w=" + w, "-p", "token=argv-s3cret"}));
   // Killed while its first target runs (that run goes on: its own group).
   for (int i = 0; i < 100 && !Exists(w + "/a"); ++i) {
     fleet.Drain(std::chrono::milliseconds(50));
   }
   REQUIRE(Exists(w + "/a"));
   fleet.Drain(std::chrono::milliseconds(100));
+  // The secret reaches each target's run on stdin, never in an argv.
+  const std::vector<pid_t> below = Descendants(fleet.pid());
+  CHECK_FALSE(below.empty());
+  for (pid_t p : below) {
+    CHECK(ReadFile("/proc/" + std::to_string(p) + "/cmdline").find("argv-s3cret") ==
+          std::string::npos);
+  }
   const std::string id = FleetIdOf(fleet.out());
   REQUIRE_FALSE(id.empty());
   kill(fleet.pid(), SIGKILL);
@@ -595,7 +652,7 @@ steps:
   for (int i = 0; i < 100 && a_running(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  CliResult resumed = t.Run({"resume", id});
+  CliResult resumed = t.Run({"resume", id, "-p", "token=argv-s3cret"});
   INFO(resumed.All());
   CHECK(resumed.code == 0);
   const Value record = t.RunStatus(id);
