@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -188,6 +189,12 @@ bool HolderIsDeadHere(const std::string& liveness) {
 std::string LeaseKey(const std::string& key) {
   return key.size() <= 200 ? Clean(key) : Clean(key.substr(0, 100)) + "-" + Sha256Hex(key);
 }
+
+PGconn* Connect(const std::string& uri);
+
+// The channel an approval is announced on (NOTIFY, payload the run id):
+// an engine waiting at a gate LISTENs on it.
+constexpr char kApprovalChannel[] = "runbook_approval";
 
 // One connection, shared by the store and the lease it holds.
 class Session {
@@ -437,6 +444,31 @@ class PgLease final : public StoreLock {
 };
 
 class PgStateStore final : public StateStore {
+ private:
+  std::mutex listen_mu_;      // guards listen_
+  PGconn* listen_ = nullptr;  // LISTENing on kApprovalChannel, or null
+  bool listen_failed_ = false;
+
+  // Opens the listener once; false if it cannot (then never again).
+  bool Listening() {
+    if (listen_) return true;
+    if (listen_failed_) return false;
+    listen_ = Connect(s_->uri);
+    PgResult r(listen_ && PQstatus(listen_) == CONNECTION_OK
+                   ? PQexec(listen_, (std::string("LISTEN ") + kApprovalChannel).c_str())
+                   : nullptr);
+    if (!Ok(r)) {
+      DropListener();
+      listen_failed_ = true;
+      return false;
+    }
+    return true;
+  }
+  void DropListener() {
+    if (listen_) PQfinish(listen_);
+    listen_ = nullptr;
+  }
+
  public:
   explicit PgStateStore(std::shared_ptr<Session> s) : s_(std::move(s)) {}
   const std::string& path() const override { return s_->shown; }
@@ -635,9 +667,55 @@ class PgStateStore final : public StateStore {
           " VALUES($1, $2, $3, $4::bigint) ON CONFLICT (run_id, step_id) DO UPDATE"
           " SET approved_by = excluded.approved_by, at_ms = excluded.at_ms",
           {Clean(a.run_id), Clean(a.step_id), Clean(a.by), std::to_string(a.at_ms)});
+      if (!Ok(r)) return s_->Error(op, r.get());
+      // Delivered at commit, to every engine waiting on this store.
+      r = s_->Exec("SELECT pg_notify($1, $2)", {kApprovalChannel, Clean(a.run_id)});
       return Ok(r) ? Status::Ok() : s_->Error(op, r.get());
     });
   }
+
+  bool NotifiesApprovals() const override { return true; }
+
+  // LISTENs on a connection of its own (the store's is shared with the
+  // lease, whose renewals must not wait behind this), then reads the
+  // approval: one recorded after the LISTEN wakes the wait. Without a
+  // listener (it cannot connect, or a transaction pooler drops
+  // notifications) this is a read after `max`: the caller's loop polls.
+  Result<std::optional<Approval>> WaitForApproval(const std::string& run_id,
+                                                  const std::string& step_id,
+                                                  std::chrono::milliseconds max) override {
+    const auto until = std::chrono::steady_clock::now() + max;
+    std::unique_lock<std::mutex> lock(listen_mu_);
+    if (!Listening()) {
+      lock.unlock();
+      Result<std::optional<Approval>> a = GetApproval(run_id, step_id);
+      if (!a.ok() || a->has_value()) return a;
+      std::this_thread::sleep_until(until);
+      return GetApproval(run_id, step_id);
+    }
+    for (;;) {
+      Result<std::optional<Approval>> a = GetApproval(run_id, step_id);
+      if (!a.ok() || a->has_value()) return a;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return a;
+      pollfd fd{PQsocket(listen_), POLLIN, 0};
+      const int ready = poll(&fd, 1, static_cast<int>(left.count()));
+      if (ready < 0 && errno != EINTR) {
+        DropListener();
+        return GetApproval(run_id, step_id);
+      }
+      if (ready <= 0) continue;        // the time is up (or a signal): read once more
+      if (!PQconsumeInput(listen_)) {  // the connection is gone: poll from now on
+        DropListener();
+        return GetApproval(run_id, step_id);
+      }
+      // Any approval on this store wakes it: the read above decides.
+      while (PGnotify* n = PQnotifies(listen_)) PQfreemem(n);
+    }
+  }
+
+  ~PgStateStore() override { DropListener(); }
 
   Result<std::optional<Approval>> GetApproval(const std::string& run_id,
                                               const std::string& step_id) override {
@@ -843,6 +921,34 @@ std::string PostgresPassword(const std::string& uri) {
   return password;
 }
 
+namespace {
+
+// A connection to the store at `uri` (libpq's conventions), never null.
+// Defaults the URI and the PG* variables override: a state store that
+// cannot be reached fails in seconds (keepalives and tcp_user_timeout: a
+// dead network is found out in about half a minute, not the kernel's
+// fifteen), and is named in pg_stat_activity.
+PGconn* Connect(const std::string& uri) {
+  std::vector<const char*> keys, values;
+  if (!std::getenv("PGCONNECT_TIMEOUT")) keys.push_back("connect_timeout"), values.push_back("10");
+  static const char* const kNetwork[][2] = {{"keepalives", "1"},
+                                            {"keepalives_idle", "10"},
+                                            {"keepalives_interval", "5"},
+                                            {"keepalives_count", "3"},
+                                            {"tcp_user_timeout", "30000"}};
+  for (const auto& kv : kNetwork) keys.push_back(kv[0]), values.push_back(kv[1]);
+  if (!std::getenv("PGAPPNAME")) {
+    keys.push_back("application_name"), values.push_back("runbook state store");
+  }
+  keys.push_back("dbname"), values.push_back(uri.c_str());
+  // Text is UTF-8 both ways, whatever the client's locale.
+  keys.push_back("client_encoding"), values.push_back("UTF8");
+  keys.push_back(nullptr), values.push_back(nullptr);
+  return PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+}
+
+}  // namespace
+
 Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& given,
                                                       const PgStoreOptions& options) {
   // libpq takes the scheme in lower case only; IsPostgresLocation any case.
@@ -860,26 +966,7 @@ Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& given,
         "[?param=value...], as libpq takes it)");
   }
   s->password = PostgresPassword(uri);
-  // Defaults the URI and the PG* variables override: a state store that
-  // cannot be reached fails in seconds (keepalives and tcp_user_timeout: a
-  // dead network is found out in about half a minute, not the kernel's
-  // fifteen), and is named in pg_stat_activity.
-  std::vector<const char*> keys, values;
-  if (!std::getenv("PGCONNECT_TIMEOUT")) keys.push_back("connect_timeout"), values.push_back("10");
-  static const char* const kNetwork[][2] = {{"keepalives", "1"},
-                                            {"keepalives_idle", "10"},
-                                            {"keepalives_interval", "5"},
-                                            {"keepalives_count", "3"},
-                                            {"tcp_user_timeout", "30000"}};
-  for (const auto& kv : kNetwork) keys.push_back(kv[0]), values.push_back(kv[1]);
-  if (!std::getenv("PGAPPNAME")) {
-    keys.push_back("application_name"), values.push_back("runbook state store");
-  }
-  keys.push_back("dbname"), values.push_back(uri.c_str());
-  // Text is UTF-8 both ways, whatever the client's locale.
-  keys.push_back("client_encoding"), values.push_back("UTF8");
-  keys.push_back(nullptr), values.push_back(nullptr);
-  s->conn = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+  s->conn = Connect(uri);
   if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) return s->Error("cannot connect");
   const char* enc = PQparameterStatus(s->conn, "server_encoding");
   if (!enc || (std::string(enc) != "UTF8" && std::string(enc) != "SQL_ASCII")) {

@@ -345,3 +345,34 @@ TEST_CASE("a rehearsal does not shorten the durations real runs recorded for the
 
 }  // namespace
 }  // namespace runbook::e2e
+
+namespace runbook::e2e {
+
+TEST_CASE("a run waiting for an approval stops waiting when the maintenance window closes",
+          "[e2e][window][approve]") {
+  E2e t;
+  std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("late.yaml", R"(format: 1
+name: late
+params:
+  w: {type: string}
+window: {timezone: UTC, days: [sat], start: "02:00", end: "04:00"}
+steps:
+  - id: gate
+    approve: "go on?"
+    exec: {argv: [touch, "${{ params.w }}/acted"]}
+)");
+  // Three seconds before the window closes, with a minute to wait: the
+  // wait ends with the window, the run pauses (exit 3), nothing acted.
+  const auto start = std::chrono::steady_clock::now();
+  CliResult r = t.Run({"run", "late.yaml", "-p", "w=" + w, "--wait-for-approval", "1m"},
+                      {{"RUNBOOK_FAKE_NOW", "1704513597"}});
+  INFO(r.All());
+  CHECK(r.code == 3);
+  CHECK_THAT(r.All(), Catch::Contains("the maintenance window closed while it waited"));
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+  CHECK_FALSE(Exists(w + "/acted"));
+}
+
+}  // namespace runbook::e2e

@@ -418,4 +418,51 @@ steps:
   CHECK(IntegrityCheck(t.state()) == "ok");
 }
 
+TEST_CASE(
+    "with the state in PostgreSQL a run waiting for an approval LISTENs for it, and goes on "
+    "when another process approves",
+    "[e2e][postgres][approve]") {
+  testing::PgTestDb state(testing::BlueServer(), "state");
+  E2e t(testing::PostgresUri(state));
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("gated.yaml", R"(format: 1
+name: gated
+params:
+  w: {type: string}
+steps:
+  - id: gate
+    approve: "go on?"
+    exec: {argv: [touch, "${{ params.w }}/acted"]}
+)");
+  Background run(t.Spec({"run", "gated.yaml", "-p", "w=" + w, "--wait-for-approval", "2m"}));
+  std::string id;
+  bool waiting = false;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       !waiting && std::chrono::steady_clock::now() < end && run.Running();) {
+    run.Drain(milliseconds(50));
+    if (id.empty() && run.out().find('\n') != std::string::npos) id = RunIdFrom(run.out());
+    if (!id.empty()) waiting = t.Steps(id)["gate"]["status"] == "waiting";
+  }
+  INFO(run.out() << run.err());
+  REQUIRE(waiting);
+  // The wait is a LISTEN on a session of its own, not a poll.
+  std::string listening;
+  for (int i = 0; i < 100 && listening != "1"; ++i) {
+    listening = state.Value(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND query = 'LISTEN runbook_approval'");
+    if (listening != "1") std::this_thread::sleep_for(milliseconds(50));
+  }
+  CHECK(listening == "1");
+  CliResult ok = t.Run({"approve", id, "gate", "--by", "erin"});
+  INFO(ok.All());
+  CHECK(ok.code == 0);
+  REQUIRE(run.WaitExit(std::chrono::seconds(30)));
+  run.Drain();
+  CHECK_THAT(run.out(), Catch::Contains("approved by erin: go on?"));
+  CHECK(Exists(w + "/acted"));
+  CHECK(t.RunStatus(id)["status"] == "succeeded");
+}
+
 }  // namespace runbook::e2e

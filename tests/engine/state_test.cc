@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <optional>
 #include <regex>
+#include <thread>
 
 #include "engine/state/store.h"
 #include "tests/engine/state_test_util.h"
@@ -185,6 +186,43 @@ STORE_TEST_CASE("an approval is recorded and read back; a missing one is empty")
   REQUIRE(got->has_value());
   CHECK((*got)->by == "alice");
   CHECK((*got)->at_ms == 77);
+}
+
+STORE_TEST_CASE(
+    "WaitForApproval: a store that notifies wakes on an approval another engine records; "
+    "one that does not answers at once") {
+  auto waiter = site.Open();
+  auto approver = site.Open();  // another engine on the same store
+  REQUIRE(waiter->CreateRun(MakeRun("r1")).ok());
+  // Nothing recorded: empty, after at most `max` for a store that waits.
+  auto none = waiter->WaitForApproval("r1", "gate", std::chrono::milliseconds(100));
+  REQUIRE(none.ok());
+  CHECK(!none->has_value());
+  std::thread approve([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    CHECK(approver->RecordApproval(Approval{"r1", "other", "bob", 1}).ok());  // not this gate
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(approver->RecordApproval(Approval{"r1", "gate", "alice", 2}).ok());
+  });
+  std::optional<Approval> got;
+  if (waiter->NotifiesApprovals()) {
+    // One wait, far longer than the approval takes to come: only a
+    // notification ends it with the approval (another gate's wakes it but
+    // does not end it).
+    auto a = waiter->WaitForApproval("r1", "gate", std::chrono::seconds(60));
+    REQUIRE(a.ok());
+    got = *a;
+  } else {
+    for (int i = 0; i < 200 && !got; ++i) {
+      auto a = waiter->WaitForApproval("r1", "gate", std::chrono::seconds(60));
+      REQUIRE(a.ok());
+      got = *a;
+      if (!got) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  approve.join();
+  REQUIRE(got.has_value());
+  CHECK(got->by == "alice");
 }
 
 STORE_TEST_CASE("RecentDurations picks the latest success of each step of the runbook") {
