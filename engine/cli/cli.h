@@ -3,7 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -78,9 +78,11 @@ void AddCompletionCommand(CLI::App& app, Cli& cli);
 void AddManCommand(CLI::App& app, Cli& cli);
 // `resume` of a fleet's record: runs again what did not finish, as the
 // fleet was defined (`given`: params given again, -p). False if `record` is
-// not a fleet; else cli.exit_code is set.
+// not a fleet; else cli.exit_code is set. `approval_wait`: how long a gate
+// of --approve-waves waits.
 bool ResumeFleet(Cli& cli, StateStore& store, const RunRecord& record,
-                 const std::vector<std::string>& given, bool yes, bool allow_changed);
+                 const std::vector<std::string>& given, bool yes, bool allow_changed,
+                 std::chrono::milliseconds approval_wait);
 // `status` of a fleet's record: each target, what became of it and its run.
 void PrintFleet(Cli& cli, StateStore& store, const RunRecord& record, bool json);
 // The manual page runbook(1) in roff, from `app`'s commands and options.

@@ -20,18 +20,18 @@ void AddApproveCommand(CLI::App& app, Cli& cli) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, run.status().message());
       return;
     }
-    if (IsFleet(*run)) {
-      cli.exit_code =
-          cli.Error(ExitCode::kInvalid, run_id +
-                                            " is a fleet: approve a step of its targets' runs "
-                                            "(runbook status " +
-                                            run_id +
-                                            " lists them), then "
-                                            "runbook resume " +
-                                            run_id);
+    Result<std::optional<StepRecord>> step = store->GetStep(run_id, step_id);
+    // A fleet's only gates are its own (--approve-waves: wave-2, ...); its
+    // targets' gates are in their runs.
+    if (IsFleet(*run) && (!step.ok() || !step->has_value() || (*step)->action != "fleet.wave" ||
+                          (*step)->status != StepStatus::kWaiting)) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                run_id + " is a fleet with no gate '" + step_id +
+                                    "' waiting: approve a step of its targets' runs (runbook "
+                                    "status " +
+                                    run_id + " lists them), then runbook resume " + run_id);
       return;
     }
-    Result<std::optional<StepRecord>> step = store->GetStep(run_id, step_id);
     if (!step.ok() || !step->has_value() || (*step)->status != StepStatus::kWaiting) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, "run " + run_id + " has no step '" + step_id +
                                                         "' waiting for approval");

@@ -271,6 +271,8 @@ struct Fleet {
   std::vector<Target> targets;
   std::map<std::string, RunRecord> last;  // target name -> its last run
   bool yes = false, dry_run = false, pause_between = false, allow_changed = false;
+  bool approve_waves = false;                  // a gate before each wave after the first
+  std::chrono::milliseconds approval_wait{0};  // how long a gate waits (0: it pauses)
   int max_concurrency = 1, max_failures = 0;
   std::vector<std::string> pairs;  // the common params (-p), as given
   std::vector<size_t> sizes;       // of the waves
@@ -353,6 +355,7 @@ struct Fleet {
                           {"max_concurrency", max_concurrency},
                           {"max_failures", max_failures},
                           {"pause_between_waves", pause_between},
+                          {"approve_waves", approve_waves},
                           {"yes", yes},
                           {"source", source}}}};
     }
@@ -459,6 +462,70 @@ struct Fleet {
               s.message().c_str());
     }
     record_lock.reset();
+  }
+
+  // The gate before wave `n` (2, 3, ...): approved now or earlier (with
+  // `runbook approve FLEET wave-N`, from any machine on this store), or
+  // not (then the fleet stops before the wave). With --wait-for-approval it
+  // waits for the approval: a PostgreSQL store tells it at once.
+  bool WaveApproved(int n) {
+    const std::string gate = "wave-" + std::to_string(n);
+    if (dry_run) {
+      printf("fleet: a real fleet would wait here for: runbook approve %s %s\n", record.id.c_str(),
+             gate.c_str());
+      return true;
+    }
+    StepRecord step;
+    step.run_id = record.id;
+    step.step_id = gate;
+    step.action = "fleet.wave";
+    step.item = {{"name", "wave " + std::to_string(n)}};
+    step.result = {{"wave", n}};
+    auto passed = [&](const Approval& a) {
+      step.status = StepStatus::kSucceeded;
+      step.finished_ms = Clock::Real().NowMs();
+      step.result["approved_by"] = a.by;
+      Event e;
+      e.kind = "wave.approved";
+      e.at_ms = step.finished_ms;
+      e.message = gate + " approved by " + a.by;
+      if (Status s = store->PutStep(&step, &e); !s.ok()) {
+        fprintf(stderr, "runbook: fleet %s: %s\n", record.id.c_str(), s.message().c_str());
+        return false;
+      }
+      printf("fleet: wave %d approved by %s\n", n, TerminalSafe(a.by).c_str());
+      return true;
+    };
+    Result<std::optional<Approval>> a = store->GetApproval(record.id, gate);
+    if (a.ok() && a->has_value()) return passed(**a);
+    step.status = StepStatus::kWaiting;
+    step.started_ms = Clock::Real().NowMs();
+    Event e;
+    e.kind = "wave.wait";
+    e.at_ms = step.started_ms;
+    e.message = gate + " waits for approval";
+    if (Status s = store->PutStep(&step, &e); !s.ok()) {
+      fprintf(stderr, "runbook: fleet %s: %s\n", record.id.c_str(), s.message().c_str());
+      return false;
+    }
+    printf("fleet: wave %d waits for approval: runbook approve %s %s\n", n, record.id.c_str(),
+           gate.c_str());
+    fflush(stdout);
+    const auto until = std::chrono::steady_clock::now() + approval_wait;
+    const bool told = store->NotifiesApprovals();
+    while (std::chrono::steady_clock::now() < until && !g_interrupted) {
+      const auto slice = std::min<std::chrono::milliseconds>(
+          told ? std::chrono::seconds(1) : std::chrono::milliseconds(200),
+          std::chrono::duration_cast<std::chrono::milliseconds>(until -
+                                                                std::chrono::steady_clock::now()) +
+              std::chrono::milliseconds(1));
+      if (!told) std::this_thread::sleep_for(slice);
+      a = told ? store->WaitForApproval(record.id, gate, slice)
+               : store->GetApproval(record.id, gate);
+      if (a.ok() && a->has_value()) return passed(**a);
+      if (!a.ok() && told) std::this_thread::sleep_for(slice);  // the store is away
+    }
+    return false;
   }
 
   // Reads every target's last run (this runbook, tagged by the fleet) once.
@@ -887,6 +954,16 @@ void Execute(Cli& cli, Fleet& fleet, bool status_only) {
       for (size_t i = end; i < fleet.targets.size(); ++i) fleet.outcomes[i].status = "next wave";
       fleet.stopped = true;
     }
+    // A gate before each wave after the first: someone approves it, from
+    // anywhere; earlier approvals (a resumed fleet) count.
+    if (fleet.approve_waves && !fleet.stopped && !g_interrupted && w + 1 < sizes.size() &&
+        !fleet.WaveApproved(static_cast<int>(w) + 2)) {
+      why = "wave " + std::to_string(w + 2) + " waits for approval";
+      printf("fleet: %s: runbook approve %s wave-%zu, then runbook resume %s\n", why.c_str(),
+             fleet.record.id.c_str(), w + 2, fleet.record.id.c_str());
+      for (size_t i = end; i < fleet.targets.size(); ++i) fleet.outcomes[i].status = "next wave";
+      fleet.stopped = true;
+    }
   }
   if (g_interrupted) {
     why = "interrupted: no more targets were started";
@@ -912,6 +989,8 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
   static std::vector<std::string> pairs, waves;
   static int max_concurrency = 1, max_failures = 0;
   static bool yes = false, dry_run = false, status_only = false, pause_between = false;
+  static bool approve_waves = false;
+  static std::string approval_wait;
   auto* cmd = app.add_subcommand(
       "fleet", "run one runbook over many targets, in waves (each target an ordinary run)");
   cmd->add_option("FILE", file, "runbook")->required();
@@ -942,7 +1021,17 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
   cmd->add_flag("--pause-between-waves", pause_between,
                 "stop (exit 3) after each wave that started a target; resume the fleet, once "
                 "its results are looked at, to start the next");
-  cmd->add_flag("--yes", yes, "pre-approve every approval gate of every target");
+  auto* gates = cmd->add_flag("--approve-waves", approve_waves,
+                              "a gate before each wave after the first: runbook approve FLEET "
+                              "wave-N (from any machine on this state store) lets it start");
+  gates->excludes(cmd->get_option("--pause-between-waves"));
+  cmd->add_option("--wait-for-approval", approval_wait,
+                  "with --approve-waves, wait this long (30m, 2h) at a gate, then pause (exit 3); "
+                  "without it a gate pauses at once")
+      ->needs(gates);
+  cmd->add_flag("--yes", yes,
+                "pre-approve every approval gate of every target (not the fleet's own "
+                "--approve-waves gates)");
   cmd->add_flag("--dry-run", dry_run, "rehearse every target");
   cmd->add_flag("--status", status_only,
                 "start nothing: each target's last run (status, run, duration, failed step)");
@@ -1000,6 +1089,16 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
     fleet.yes = yes;
     fleet.dry_run = dry_run;
     fleet.pause_between = pause_between;
+    fleet.approve_waves = approve_waves;
+    if (!approval_wait.empty()) {
+      std::optional<std::chrono::milliseconds> d = ParseDuration(approval_wait);
+      if (!d || d->count() <= 0) {
+        cli.exit_code = cli.Error(ExitCode::kInvalid, "--wait-for-approval " + approval_wait +
+                                                          ": a duration such as 30m or 2h");
+        return;
+      }
+      fleet.approval_wait = *d;
+    }
     fleet.max_concurrency = max_concurrency;
     fleet.max_failures = max_failures;
     fleet.source = targets_query.empty()
@@ -1014,7 +1113,8 @@ namespace {
 // ResumeFleet with the record's definition `def` read by at(): a record
 // this binary cannot read throws, and is said so.
 void ResumeFleetFrom(Cli& cli, StateStore& store, const RunRecord& record, const Value& def,
-                     const std::vector<std::string>& given, bool yes, bool allow_changed) {
+                     const std::vector<std::string>& given, bool yes, bool allow_changed,
+                     std::chrono::milliseconds approval_wait) {
   Fleet fleet;
   fleet.cli = &cli;
   fleet.rb = cli.Load(record.runbook_path);
@@ -1145,6 +1245,8 @@ void ResumeFleetFrom(Cli& cli, StateStore& store, const RunRecord& record, const
   fleet.yes = yes || def.at("yes").get<bool>();
   fleet.dry_run = record.dry_run;
   fleet.pause_between = def.at("pause_between_waves").get<bool>();
+  fleet.approve_waves = def.value("approve_waves", false);
+  fleet.approval_wait = approval_wait;
   fleet.allow_changed = allow_changed;
   fleet.max_concurrency = def.at("max_concurrency").get<int>();
   fleet.max_failures = def.at("max_failures").get<int>();
@@ -1164,9 +1266,15 @@ void PrintFleet(Cli& cli, StateStore& store, const RunRecord& record, bool json)
     cli.exit_code = cli.Error(ExitCode::kInternal, steps.status().message());
     return;
   }
-  Value targets = Value::array();
+  Value targets = Value::array(), gates = Value::array();
   for (const StepRecord& s : *steps) {
     const Value& r = s.result;
+    if (s.action == "fleet.wave") {  // a gate of --approve-waves
+      gates.push_back({{"gate", s.step_id},
+                       {"status", s.status == StepStatus::kSucceeded ? "approved" : "waiting"},
+                       {"approved_by", r.value("approved_by", "")}});
+      continue;
+    }
     const std::string run = r.value("run", "");
     std::string now = "-";  // the target's run as it is now (resumed by hand since...)
     if (!run.empty()) {
@@ -1190,7 +1298,8 @@ void PrintFleet(Cli& cli, StateStore& store, const RunRecord& record, bool json)
               {"dry_run", record.dry_run},
               {"started", FormatUtc(record.created_ms)},
               {"error", record.error},
-              {"targets", targets}};
+              {"targets", targets},
+              {"gates", gates}};
     printf("%s\n", out.dump(2).c_str());
     return;
   }
@@ -1212,13 +1321,23 @@ void PrintFleet(Cli& cli, StateStore& store, const RunRecord& record, bool json)
            ms ? FormatDuration(Millis(ms)).c_str() : "-",
            failed.empty() ? "-" : TerminalSafe(failed).c_str());
   }
+  for (const Value& g : gates) {
+    const std::string by = g["approved_by"].get<std::string>();
+    printf("  %s: %s\n", g["gate"].get<std::string>().c_str(),
+           by.empty()
+               ? ("waiting for: runbook approve " + record.id + " " + g["gate"].get<std::string>())
+                     .c_str()
+               : ("approved by " + TerminalSafe(by)).c_str());
+  }
 }
 
 bool ResumeFleet(Cli& cli, StateStore& store, const RunRecord& record,
-                 const std::vector<std::string>& given, bool yes, bool allow_changed) {
+                 const std::vector<std::string>& given, bool yes, bool allow_changed,
+                 std::chrono::milliseconds approval_wait) {
   if (!IsFleet(record)) return false;
   try {
-    ResumeFleetFrom(cli, store, record, record.options.at("fleet"), given, yes, allow_changed);
+    ResumeFleetFrom(cli, store, record, record.options.at("fleet"), given, yes, allow_changed,
+                    approval_wait);
   } catch (const Value::exception& e) {
     cli.exit_code = cli.Error(ExitCode::kInternal, "fleet " + record.id +
                                                        ": its record is not one this binary "

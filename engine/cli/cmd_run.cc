@@ -206,16 +206,17 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
       Result<RunRecord> run = store->GetRun(run_id);
       if (run.ok() && IsFleet(*run)) {
         if (!retry_steps.empty() || !mark_done.empty() || resume_accept_loss ||
-            !resume_c.approval_wait.empty() || resume_c.log_format != "text") {
-          cli.exit_code =
-              cli.Error(ExitCode::kInvalid, run_id +
-                                                " is a fleet: --retry-step, --mark-done, "
-                                                "--accept-data-loss, --wait-for-approval and "
-                                                "--log-format are for one of its targets' runs; "
-                                                "nothing was started");
+            resume_c.log_format != "text") {
+          cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                    run_id +
+                                        " is a fleet: --retry-step, --mark-done, "
+                                        "--accept-data-loss and --log-format are for one of "
+                                        "its targets' runs; nothing was started");
           return;
         }
-        ResumeFleet(cli, *store, *run, pairs, resume_c.yes, allow_changed);
+        RunOptions wait;  // --wait-for-approval: how long a gate between waves waits
+        if (!ApprovalWait(cli, resume_c, &wait)) return;
+        ResumeFleet(cli, *store, *run, pairs, resume_c.yes, allow_changed, wait.approval_wait);
         return;
       }
     }

@@ -314,6 +314,7 @@ struct FleetData {
   RunRecord run;
   std::vector<FleetTarget> targets;
   std::vector<Event> resumes;  // "fleet.resume": who resumed it, when
+  std::vector<Approval> gates;  // approvals of its --approve-waves gates
 };
 
 SummaryRows FleetSummary(const FleetData& d) {
@@ -361,6 +362,12 @@ std::string FleetMarkdown(const FleetData& d) {
       << " | " << Cell(t.run_status) << " | " << t.duration << " | " << Cell(t.failed_step) << " | "
       << Cell(t.note) << " |\n";
   }
+  if (!d.gates.empty()) {
+    o << "\n## Approvals\n\n| Gate | Approved by | At |\n|---|---|---|\n";
+    for (const auto& a : d.gates) {
+      o << "| " << Cell(a.step_id) << " | " << Cell(a.by) << " | " << FormatUtc(a.at_ms) << " |\n";
+    }
+  }
   return o.str();
 }
 
@@ -379,6 +386,10 @@ std::string FleetJson(const FleetData& d) {
   }
   Value out = RecordJson(d.run);
   out["fleet"] = d.run.id;
+  out["approvals"] = Value::array();
+  for (const auto& a : d.gates) {
+    out["approvals"].push_back({{"gate", a.step_id}, {"by", a.by}, {"at", FormatUtc(a.at_ms)}});
+  }
   out["resumed"] = Value::array();
   for (const Event& e : d.resumes) {
     out["resumed"].push_back({{"at", FormatUtc(e.at_ms)}, {"note", e.message}});
@@ -403,7 +414,16 @@ std::string FleetHtml(const FleetData& d) {
       << Html(t.run_status) << "</td><td>" << t.duration << "</td><td>" << Html(t.failed_step)
       << "</td><td>" << Html(t.note) << "</td></tr>";
   }
-  o << "</table></body></html>\n";
+  o << "</table>";
+  if (!d.gates.empty()) {
+    o << "<h2>Approvals</h2><table><tr><th>Gate</th><th>By</th><th>At</th></tr>";
+    for (const auto& a : d.gates) {
+      o << "<tr><td>" << Html(a.step_id) << "</td><td>" << Html(a.by) << "</td><td>"
+        << FormatUtc(a.at_ms) << "</td></tr>";
+    }
+    o << "</table>";
+  }
+  o << "</body></html>\n";
   return o.str();
 }
 
@@ -414,6 +434,12 @@ Result<std::string> RenderFleet(StateStore& store, const RunRecord& run, ReportF
   if (!steps.ok()) return steps.status();
   for (const StepRecord& s : *steps) {
     const Value& r = s.result;
+    if (s.action == "fleet.wave") {  // a gate between waves
+      auto a = store.GetApproval(run.id, s.step_id);
+      if (!a.ok()) return a.status();
+      if (a->has_value()) d.gates.push_back(**a);
+      continue;
+    }
     FleetTarget t;
     t.name = r.value("target", "");
     t.outcome = r.value("status", "");

@@ -445,21 +445,25 @@ class PgLease final : public StoreLock {
 
 class PgStateStore final : public StateStore {
  private:
-  std::mutex listen_mu_;      // guards listen_
+  std::mutex listen_mu_;      // guards what follows
   PGconn* listen_ = nullptr;  // LISTENing on kApprovalChannel, or null
-  bool listen_failed_ = false;
+  std::chrono::steady_clock::time_point listen_retry_{};  // after a failure, not before
 
-  // Opens the listener once; false if it cannot (then never again).
+  // Opens the listener; false if it cannot (tried again a minute later),
+  // or if RUNBOOK_STATE_LISTEN=off (behind a transaction pooler, where a
+  // LISTEN stays on whichever server connection ran it).
   bool Listening() {
     if (listen_) return true;
-    if (listen_failed_) return false;
+    const char* off = std::getenv("RUNBOOK_STATE_LISTEN");
+    if (off && std::string(off) == "off") return false;
+    if (std::chrono::steady_clock::now() < listen_retry_) return false;
     listen_ = Connect(s_->uri);
     PgResult r(listen_ && PQstatus(listen_) == CONNECTION_OK
                    ? PQexec(listen_, (std::string("LISTEN ") + kApprovalChannel).c_str())
                    : nullptr);
     if (!Ok(r)) {
       DropListener();
-      listen_failed_ = true;
+      listen_retry_ = std::chrono::steady_clock::now() + std::chrono::minutes(1);
       return false;
     }
     return true;
@@ -695,6 +699,7 @@ class PgStateStore final : public StateStore {
     }
     for (;;) {
       Result<std::optional<Approval>> a = GetApproval(run_id, step_id);
+      if (a.ok() && a->has_value()) DropListener();  // the gate is passed: one connection again
       if (!a.ok() || a->has_value()) return a;
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           until - std::chrono::steady_clock::now());

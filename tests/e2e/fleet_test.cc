@@ -663,3 +663,85 @@ steps:
 }
 
 }  // namespace runbook::e2e
+
+namespace runbook::e2e {
+
+TEST_CASE(
+    "a fleet with --approve-waves stops at a gate before each later wave until runbook approve, "
+    "or waits for it from another process with --wait-for-approval",
+    "[e2e][fleet][approve]") {
+  E2e t;
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("rb.yaml", kPerTarget);
+  const std::string targets = t.Write("targets.yaml",
+                                      "- {name: a, params: {db: a}}\n"
+                                      "- {name: b, params: {db: b}}\n"
+                                      "- {name: c, params: {db: c}}\n");
+  const std::vector<std::string> args{"fleet",  "rb.yaml", "--targets",      targets,
+                                      "-p",     "w=" + w,  "--wave",         "1",
+                                      "--wave", "1",       "--approve-waves"};
+  // A rehearsal passes the gates, saying where a real fleet would wait.
+  std::vector<std::string> rehearse = args;
+  rehearse.push_back("--dry-run");
+  CliResult rehearsal = t.Run(rehearse);
+  INFO(rehearsal.All());
+  CHECK(rehearsal.code == 0);
+  CHECK_THAT(rehearsal.out, Catch::Contains("a real fleet would wait here for: runbook approve"));
+
+  CliResult first = t.Run(args);
+  INFO(first.All());
+  CHECK(first.code == 3);
+  const std::string id = FleetIdOf(first.out);
+  CHECK_THAT(first.out,
+             Catch::Contains("wave 2 waits for approval: runbook approve " + id + " wave-2"));
+  CHECK(Exists(w + "/a"));
+  CHECK_FALSE(Exists(w + "/b"));
+  Value fleet = t.RunStatus(id);
+  CHECK(fleet["status"] == "paused");
+  REQUIRE(fleet["gates"].size() == 1);
+  CHECK(fleet["gates"][0]["gate"] == "wave-2");
+  CHECK(fleet["gates"][0]["status"] == "waiting");
+  CHECK(fleet["targets"].size() == 3);  // a gate is not a target
+  // Only a waiting gate of the fleet can be approved.
+  CliResult wrong = t.Run({"approve", id, "wave-3"});
+  CHECK(wrong.code == 2);
+  CHECK_THAT(wrong.err, Catch::Contains("is a fleet with no gate 'wave-3' waiting"));
+  // Not approved: resuming stops at the same gate, starting nothing.
+  CliResult still = t.Run({"resume", id});
+  CHECK(still.code == 3);
+  CHECK_FALSE(Exists(w + "/b"));
+
+  CliResult ok = t.Run({"approve", id, "wave-2", "--by", "bob"});
+  INFO(ok.All());
+  CHECK(ok.code == 0);
+  // Resumed with a wait: wave 2 runs, and the fleet waits at wave 3's gate
+  // until another process approves it.
+  Background resumed(t.Spec({"resume", id, "--wait-for-approval", "2m"}));
+  bool waiting = false;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       !waiting && std::chrono::steady_clock::now() < end && resumed.Running();) {
+    resumed.Drain(std::chrono::milliseconds(50));
+    waiting = resumed.out().find("wave 3 waits for approval") != std::string::npos;
+  }
+  INFO(resumed.out() << resumed.err());
+  REQUIRE(waiting);
+  CHECK(Exists(w + "/b"));
+  CHECK_FALSE(Exists(w + "/c"));
+  CHECK(t.Run({"approve", id, "wave-3", "--by", "carol"}).code == 0);
+  REQUIRE(resumed.WaitExit(std::chrono::seconds(30)));
+  resumed.Drain();
+  CHECK_THAT(resumed.out(), Catch::Contains("wave 3 approved by carol"));
+  CHECK(Exists(w + "/c"));
+  fleet = t.RunStatus(id);
+  CHECK(fleet["status"] == "succeeded");
+  // Who approved each wave is in the fleet's change record.
+  const Value report = Value::parse(t.Run({"report", id, "--format", "json"}).out);
+  REQUIRE(report["approvals"].size() == 2);
+  CHECK(report["approvals"][0]["gate"] == "wave-2");
+  CHECK(report["approvals"][0]["by"] == "bob");
+  CHECK(report["approvals"][1]["by"] == "carol");
+  CHECK(report["targets"].size() == 3);
+}
+
+}  // namespace runbook::e2e
