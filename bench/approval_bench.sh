@@ -3,7 +3,9 @@
 # approve` (on another machine, in the field: another process here) a run
 # waiting at a gate with --wait-for-approval goes on, with the state in
 # SQLite (the wait reads the store 5 times a second) and in PostgreSQL (the
-# wait LISTENs; approve NOTIFYs at commit), in one run, the two taking turns.
+# wait LISTENs; approve NOTIFYs at commit; and with RUNBOOK_STATE_LISTEN=off,
+# as behind a transaction pooler: it reads once a second), in one run, the
+# three taking turns.
 # Latency = the time the gated step's command (`date +%s%N`) printed minus
 # the approval's time as the store recorded it (both this machine's clock);
 # it includes the engine starting the step and the command. The approval
@@ -73,10 +75,11 @@ print("%.1f" % (acted_ns / 1e6 - at_ms))
 PY
 }
 
-declare -A lat=([sqlite]="" [pg]="")
+declare -A lat=([sqlite]="" [pg]="" [pg_poll]="")
 for i in $(seq 1 "$RUNS"); do
   lat[sqlite]+=" $(one "$sqlite_state")"
   lat[pg]+=" $(one "$pg_state")"
+  lat[pg_poll]+=" $(RUNBOOK_STATE_LISTEN=off one "$pg_state")"
 done
 summary() {
   python3 -c 'import statistics,sys; v=sorted(map(float,sys.argv[1:])); print("%.0f ms (%.0f-%.0f)" % (statistics.median(v), v[0], v[-1]))' $1
@@ -85,3 +88,4 @@ echo "| store | approve -> the gated step acts: median (min-max), $RUNS approval
 echo "|---|---|"
 echo "| SQLite (reads the store every 200 ms) | $(summary "${lat[sqlite]}") |"
 echo "| PostgreSQL (LISTEN/NOTIFY) | $(summary "${lat[pg]}") |"
+echo "| PostgreSQL, RUNBOOK_STATE_LISTEN=off (reads once a second) | $(summary "${lat[pg_poll]}") |"

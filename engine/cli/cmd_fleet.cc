@@ -475,6 +475,10 @@ struct Fleet {
              gate.c_str());
       return true;
     }
+    Result<std::optional<StepRecord>> known = store->GetStep(record.id, gate);
+    if (known.ok() && known->has_value() && (*known)->status == StepStatus::kSucceeded) {
+      return true;  // approved, and passed, before (a resumed fleet)
+    }
     StepRecord step;
     step.run_id = record.id;
     step.step_id = gate;
@@ -957,7 +961,7 @@ void Execute(Cli& cli, Fleet& fleet, bool status_only) {
     // A gate before each wave after the first: someone approves it, from
     // anywhere; earlier approvals (a resumed fleet) count.
     if (fleet.approve_waves && !fleet.stopped && !g_interrupted && w + 1 < sizes.size() &&
-        !fleet.WaveApproved(static_cast<int>(w) + 2)) {
+        !fleet.WaveApproved(static_cast<int>(w) + 2) && !g_interrupted) {
       why = "wave " + std::to_string(w + 2) + " waits for approval";
       printf("fleet: %s: runbook approve %s wave-%zu, then runbook resume %s\n", why.c_str(),
              fleet.record.id.c_str(), w + 2, fleet.record.id.c_str());
@@ -1246,6 +1250,14 @@ void ResumeFleetFrom(Cli& cli, StateStore& store, const RunRecord& record, const
   fleet.dry_run = record.dry_run;
   fleet.pause_between = def.at("pause_between_waves").get<bool>();
   fleet.approve_waves = def.value("approve_waves", false);
+  if (approval_wait.count() > 0 && !fleet.approve_waves) {
+    cli.exit_code = cli.Error(ExitCode::kInvalid,
+                              "fleet " + record.id +
+                                  ": --wait-for-approval is for the gates of a fleet started "
+                                  "with --approve-waves (its targets' gates are in their runs); "
+                                  "nothing was started");
+    return;
+  }
   fleet.approval_wait = approval_wait;
   fleet.allow_changed = allow_changed;
   fleet.max_concurrency = def.at("max_concurrency").get<int>();
@@ -1270,9 +1282,16 @@ void PrintFleet(Cli& cli, StateStore& store, const RunRecord& record, bool json)
   for (const StepRecord& s : *steps) {
     const Value& r = s.result;
     if (s.action == "fleet.wave") {  // a gate of --approve-waves
+      std::string by = r.value("approved_by", "");
+      if (by.empty()) {  // approved since, maybe: the fleet passes it when resumed
+        Result<std::optional<Approval>> a = store.GetApproval(record.id, s.step_id);
+        if (a.ok() && a->has_value()) by = (*a)->by;
+      }
       gates.push_back({{"gate", s.step_id},
-                       {"status", s.status == StepStatus::kSucceeded ? "approved" : "waiting"},
-                       {"approved_by", r.value("approved_by", "")}});
+                       {"status", s.status == StepStatus::kSucceeded ? "passed"
+                                  : by.empty()                       ? "waiting"
+                                                                     : "approved"},
+                       {"approved_by", by}});
       continue;
     }
     const std::string run = r.value("run", "");
@@ -1322,12 +1341,14 @@ void PrintFleet(Cli& cli, StateStore& store, const RunRecord& record, bool json)
            failed.empty() ? "-" : TerminalSafe(failed).c_str());
   }
   for (const Value& g : gates) {
-    const std::string by = g["approved_by"].get<std::string>();
-    printf("  %s: %s\n", g["gate"].get<std::string>().c_str(),
-           by.empty()
-               ? ("waiting for: runbook approve " + record.id + " " + g["gate"].get<std::string>())
-                     .c_str()
-               : ("approved by " + TerminalSafe(by)).c_str());
+    const std::string gate = g["gate"].get<std::string>();
+    const std::string by = TerminalSafe(g["approved_by"].get<std::string>());
+    const std::string status = g["status"].get<std::string>();
+    const std::string shown =
+        status == "waiting"    ? "waiting for: runbook approve " + record.id + " " + gate
+        : status == "approved" ? "approved by " + by + "; runbook resume " + record.id + " goes on"
+                               : "approved by " + by;
+    printf("  %s: %s\n", gate.c_str(), shown.c_str());
   }
 }
 

@@ -62,7 +62,7 @@ bool Executor::Impl::WindowAllows(const Scope& scope, size_t index, std::string*
   return false;
 }
 
-FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t) {
+FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t index) {
   std::string id = scope.prefix + s.id;
   StepRecord* rec = Record(id);
   Value env = MakeStepEnv(scope, s, nullptr);
@@ -99,6 +99,16 @@ FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t) {
       Put(rec, "step.fail", rec->error);
       Report(*rec, rec->error);
       return {Flow::kFailed, Quoted(id) + ": " + a.message()};
+    }
+    // Approved (maybe after a long wait, or a slow answer at the prompt):
+    // the remaining steps must still fit in the window. If not, the run
+    // pauses before acting, keeping the approval for the next window (no
+    // rollback: nothing of this step was done).
+    std::string why;
+    if (scope.prefix.empty() && !WindowAllows(scope, index, &why)) {
+      return {Flow::kPaused, "paused: step " + Quoted(id) + " was approved, but " + why +
+                                 "; the approval stays: runbook resume " + run_.id +
+                                 " in the next window"};
     }
   }
   if (s.foreach) {
@@ -518,7 +528,8 @@ Status Executor::Impl::Approve(StepRecord* rec, const std::string& message) {
     // Bounded by count too: a store that waits in real time (PostgreSQL)
     // does not move a test's fake clock.
     bool said = false;  // the store's first error was logged
-    for (int64_t n = opts_.approval_wait / step + 2; n > 0 && env_.clock->Steady() < until; --n) {
+    for (int64_t n = 2 * (opts_.approval_wait / step) + 10; n > 0 && env_.clock->Steady() < until;
+         --n) {
       if (windowed && env_.clock->NowMs() >= window_end_ms_) break;
       auto slice = std::min<std::chrono::milliseconds>(
           step,

@@ -1,8 +1,8 @@
 // Approvals and maintenance windows.
 #include <catch2/catch.hpp>
-
 #include <ctime>
 #include <filesystem>
+#include <thread>
 
 #include "tests/e2e/e2e_util.h"
 
@@ -373,6 +373,61 @@ steps:
   CHECK_THAT(r.All(), Catch::Contains("the maintenance window closed while it waited"));
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
   CHECK_FALSE(Exists(w + "/acted"));
+}
+
+}  // namespace runbook::e2e
+
+namespace runbook::e2e {
+
+TEST_CASE(
+    "an approval that comes when the remaining steps no longer fit in the window pauses the "
+    "run before the step acts, keeping the approval",
+    "[e2e][window][approve]") {
+  E2e t;
+  std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  t.Write("tight.yaml", R"(format: 1
+name: tight
+params:
+  w: {type: string}
+window: {timezone: UTC, days: [sat], start: "02:00", end: "04:00"}
+steps:
+  - id: gate
+    approve: "go on?"
+    exec: {argv: [touch, "${{ params.w }}/acted"]}
+  - id: long
+    sleep: 4s
+)");
+  // An earlier run records that `long` takes 4 s.
+  REQUIRE(t.Run({"run", "tight.yaml", "-p", "w=" + w, "--ignore-window", "--from", "long"}).code ==
+          0);
+  // Six seconds before the window closes: the steps fit, the run waits at
+  // the gate; approved three seconds in, `long` no longer fits.
+  Background run(t.Spec({"run", "tight.yaml", "-p", "w=" + w, "--wait-for-approval", "1m"},
+                        {{"RUNBOOK_FAKE_NOW", "1704513594"}}));
+  std::string id;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+       id.empty() && std::chrono::steady_clock::now() < end;) {
+    run.Drain(std::chrono::milliseconds(50));
+    if (run.out().find('\n') != std::string::npos) id = RunIdFrom(run.out());
+  }
+  REQUIRE_FALSE(id.empty());
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  CHECK(t.Run({"approve", id, "gate", "--by", "frank"}).code == 0);
+  REQUIRE(run.WaitExit(std::chrono::seconds(30)));
+  run.Drain();
+  INFO(run.out() << run.err());
+  CHECK_THAT(run.out() + run.err(), Catch::Contains("was approved, but the maintenance window "
+                                                    "closes in") &&
+                                        Catch::Contains("the approval stays"));
+  CHECK_FALSE(Exists(w + "/acted"));
+  CHECK(t.RunStatus(id)["status"] == "paused");
+  // In the next window the run goes on without asking again.
+  CliResult next =
+      t.Run({"resume", id}, {{"RUNBOOK_FAKE_NOW", "1705114800"}});  // the next saturday, 03:00
+  INFO(next.All());
+  CHECK(next.code == 0);
+  CHECK(Exists(w + "/acted"));
 }
 
 }  // namespace runbook::e2e
