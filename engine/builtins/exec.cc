@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "engine/builtins/builtins.h"
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook {
 namespace {
@@ -61,6 +62,12 @@ class ExecAction : public Primitive {
   }
   std::string skip_reason(const Value&) const override {
     return "a command cannot be rehearsed unless marked probe: true (read-only)";
+  }
+  // A later step may read what the command would have made (a pg.restore of
+  // the archive a pg_dump command writes).
+  std::vector<std::string> SkippedWouldMake(const Value& args) const override {
+    if (!args.contains("creates")) return {};
+    return {PlannedFileKey(args.value("creates", ""))};
   }
   bool idempotent(const Value& args) const override {
     return args.contains("creates") || args.value("probe", false);

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/core/schema.h"
 #include "engine/core/status.h"
@@ -59,6 +60,11 @@ class Primitive {
   virtual Rehearsal rehearsal(const Value& args) const = 0;
   // Why a rehearsal skips this call (shown with the UNKNOWN result).
   virtual std::string skip_reason(const Value& /*args*/) const { return "cannot be rehearsed"; }
+  // What this call would make that a rehearsal skipping it (kSkip) should
+  // plan for, as RehearsalPlan keys (PlannedFileKey: exec's creates:), so a
+  // later step probing it ends UNKNOWN ("step X would create it"), not
+  // failed.
+  virtual std::vector<std::string> SkippedWouldMake(const Value& /*args*/) const { return {}; }
   // Safe to run again after it may have partly run (default: no).
   virtual bool idempotent(const Value& /*args*/) const { return false; }
   // Args have been checked against schema(); unresolved templates still

@@ -20,10 +20,12 @@ bool RehearsalPlan::empty() const {
   return steps_.empty();
 }
 
-RehearsalPlan* PlanOf(StepContext& ctx) {
-  if (!ctx.dry_run()) return nullptr;
+RehearsalPlan* PlanOf(StepContext& ctx) { return PlanOf(ctx.resources(), ctx.dry_run()); }
+
+RehearsalPlan* PlanOf(Resources& resources, bool dry_run) {
+  if (!dry_run) return nullptr;
   Result<Resource*> r =
-      ctx.resources().GetOrCreate("rehearsal-plan", []() -> Result<std::unique_ptr<Resource>> {
+      resources.GetOrCreate("rehearsal-plan", []() -> Result<std::unique_ptr<Resource>> {
         return std::unique_ptr<Resource>(std::make_unique<RehearsalPlan>());
       });
   return r.ok() ? dynamic_cast<RehearsalPlan*>(*r) : nullptr;

@@ -36,6 +36,8 @@ class RehearsalPlan : public Resource {
 // The run's plan in a rehearsal; null in a real run (nothing to plan: what a
 // step makes, exists).
 RehearsalPlan* PlanOf(StepContext& ctx);
+// The same, from the run's resources (the executor's, between steps).
+RehearsalPlan* PlanOf(Resources& resources, bool dry_run);
 
 // The key of a file or directory: "file:" + its absolute, normalised path.
 std::string PlannedFileKey(const std::string& path);

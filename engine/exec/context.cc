@@ -1,4 +1,5 @@
 // StepContextImpl: what a primitive sees of the run.
+#include "engine/core/rehearsal_plan.h"
 #include "engine/exec/internal.h"
 
 namespace runbook {
@@ -81,6 +82,9 @@ Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args
       return Status::Failed(name + " declares no rehearsal mode, so it is refused in a dry run");
     }
     if (mode == Rehearsal::kSkip) {
+      if (RehearsalPlan* plan = PlanOf(*this)) {
+        for (const std::string& key : prim->SkippedWouldMake(args)) plan->Note(key, step_id());
+      }
       unknown_why = "not rehearsed: " + prim->skip_reason(args);
       return MakeUnknown(prim->skip_reason(args));
     }

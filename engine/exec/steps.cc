@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "engine/core/duration.h"
+#include "engine/core/rehearsal_plan.h"
 #include "engine/exec/internal.h"
 
 namespace runbook {
@@ -315,6 +316,9 @@ FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const st
       return fail(prim->name() + " declares no rehearsal mode, so it is refused in a dry run");
     }
     if (mode == Rehearsal::kSkip) {
+      if (RehearsalPlan* plan = PlanOf(resources_, true)) {
+        for (const std::string& key : prim->SkippedWouldMake(*args)) plan->Note(key, id);
+      }
       return finish_as(StepStatus::kUnknown, MakeUnknown(prim->skip_reason(*args)),
                        "not rehearsed: " + prim->skip_reason(*args));
     }

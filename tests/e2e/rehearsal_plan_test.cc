@@ -6,6 +6,7 @@
 // here" only when one would. And a rollback says "undone" only of a step an
 // undo did something for.
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -206,4 +207,55 @@ TEST_CASE("a rollback says nothing to undo of a step whose undo found nothing, n
 }
 
 }  // namespace
+}  // namespace runbook::e2e
+
+namespace runbook::e2e {
+
+TEST_CASE(
+    "a rehearsal plans for the file a skipped command's creates: names: a later pg.restore of "
+    "it is probed, not failed",
+    "[e2e][dry-run][postgres]") {
+  E2e t;
+  const testing::PgServer& s = testing::BlueServer();
+  testing::PgTestDb src(s, "src");
+  src.Exec("CREATE TABLE items AS SELECT g AS id FROM generate_series(1, 10) g");
+  const std::string target = testing::UniqueName("restored");
+  const std::string archive = t.P("items.dump");
+  t.Write("r.yaml", R"(format: 1
+name: script-then-restore
+connections:
+  admin: {postgres: {dsn: ")" +
+                        s.Conninfo("postgres") + R"("}}
+steps:
+  - id: dump
+    exec: {argv: [pg_dump, -Fc, -f, ")" +
+                        archive + R"(", ")" + src.Conninfo() + R"("],
+           creates: ")" +
+                        archive + R"("}
+  - id: restore
+    pg.restore: {conn: admin, database: )" +
+                        target + R"(, file: ")" + archive + R"(", create: true}
+    rollback: auto
+)");
+  CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK_THAT(r.All(), !Catch::Contains("a real run would stop here"));
+  const std::string id = t.LastRunId();
+  auto steps = t.Steps(id);
+  CHECK(steps["dump"]["status"] == "unknown");
+  CHECK(steps["restore"]["status"] == "succeeded");
+  auto results = Results(t, id);
+  CHECK_THAT(results["restore"]["tables"].value("$unknown", ""),
+             Catch::Contains("the archive is written by step 'dump'"));
+  CHECK_FALSE(std::filesystem::exists(archive));
+  // Nothing was made, and the real run does what was rehearsed.
+  CHECK(s.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + target + "'") == "0");
+  r = t.Run({"run", "r.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(s.AdminValue("SELECT count(*) FROM items", target) == "10");
+  s.AdminExec("DROP DATABASE IF EXISTS " + target + " WITH (FORCE)");
+}
+
 }  // namespace runbook::e2e
