@@ -227,11 +227,17 @@ void PgConnection::StartCancel() {
   PGcancel* cancel = PQgetCancel(conn_);
   if (!cancel) return;
   // PQcancel blocks until the postmaster closes the cancel connection, which
-  // a stopped server never does: run it where it cannot hold us up.
-  std::thread([cancel] {
+  // a stopped server never does: run it where it cannot hold us up. It
+  // returns once the server has signalled the backend; RoundTrip waits for
+  // that before the next statement (a signal that reaches an idle backend is
+  // dropped; one that comes during the next statement cancels it).
+  std::promise<void> sent;
+  cancel_sent_ = sent.get_future().share();
+  std::thread([cancel, sent = std::move(sent)]() mutable {
     char err[256];
     PQcancel(cancel, err, sizeof err);
     PQfreeCancel(cancel);
+    sent.set_value();
   }).detach();
 }
 
@@ -339,6 +345,15 @@ Result<PgResult> PgConnection::RoundTrip(Mode mode, const std::string& sql, cons
   if (!ok()) return Error(Status::Code::kUnavailable, "not connected");
   if (deadline != SteadyTime::max() && Now() >= deadline) {
     return Error(Status::Code::kTimeout, "the step's deadline passed before the statement ran");
+  }
+  if (cancel_sent_.valid()) {
+    if (cancel_sent_.wait_for(kCancelGrace) != std::future_status::ready) {
+      Close();
+      return Error(Status::Code::kUnavailable,
+                   "the cancel request of an earlier statement was not answered within 1s; "
+                   "connection closed");
+    }
+    cancel_sent_ = {};
   }
   Wait wait{deadline};
   Status s = Send(mode, sql, params, &wait);

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <optional>
 #include <string>
@@ -130,6 +131,10 @@ class PgConnection {
   bool timeout_set_in_txn_ = false;
   std::vector<std::string> notices_;  // at most kMaxNotices, then only counted
   int64_t notices_dropped_ = 0;
+  // The cancel request of an earlier statement, sent from a thread: the
+  // next statement waits for it to be delivered, else the cancel could
+  // reach the server while that statement runs and cancel it instead.
+  std::shared_future<void> cancel_sent_;
 };
 
 }  // namespace runbook

@@ -183,7 +183,10 @@ TEST_CASE("the deadline becomes statement_timeout", "[postgres][client]") {
   // The connection stays usable, and without a deadline the server's default
   // statement_timeout is back.
   REQUIRE(conn.ok());
-  CHECK(conn.Query("SELECT current_setting('statement_timeout') AS t")->at(0)["t"] == "0");
+  Result<Value> t = conn.Query("SELECT current_setting('statement_timeout') AS t");
+  INFO((t.ok() ? std::string() : t.status().message()));
+  REQUIRE(t.ok());
+  CHECK(t->at(0)["t"] == "0");
 }
 
 TEST_CASE("a stopped backend is cancelled and then abandoned at the deadline",
