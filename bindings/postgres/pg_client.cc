@@ -44,6 +44,7 @@ void PgConnection::Close() {
   timeout_for_ = SteadyTime::max();
   timeout_known_ = true;
   timeout_set_in_txn_ = false;
+  identity_.clear();
 }
 
 bool PgConnection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
@@ -221,6 +222,28 @@ std::string PgConnection::database() const { return conn_ ? PQdb(conn_) : ""; }
 
 std::string PgConnection::server() const {
   return conn_ ? std::string(PQhost(conn_)) + ":" + PQport(conn_) : "";
+}
+
+std::string PgConnection::identity(SteadyTime deadline) {
+  if (!identity_.empty() || !conn_) return identity_.empty() ? server() : identity_;
+  if (in_transaction() && PQtransactionStatus(conn_) == PQTRANS_INERROR) return server();
+  // Asked so that it cannot fail inside the caller's transaction: a role
+  // without EXECUTE on pg_control_system() gets the address it reached the
+  // server at, for good (EXECUTE is checked before any CASE could skip it).
+  Result<Value> rows =
+      Query("SELECT has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') AS may", {},
+            deadline);
+  if (rows.ok() && rows->size() == 1 && (*rows)[0]["may"] == true) {
+    rows = Query(
+        "SELECT system_identifier::text || '@' || pg_catalog.pg_postmaster_start_time()::text "
+        "AS id FROM pg_catalog.pg_control_system()",
+        {}, deadline);
+  }
+  if (!rows.ok()) return server();  // asked again next time
+  identity_ = rows->size() == 1 && (*rows)[0]["id"].is_string()
+                  ? (*rows)[0]["id"].get<std::string>()
+                  : server();
+  return identity_;
 }
 
 void PgConnection::StartCancel() {

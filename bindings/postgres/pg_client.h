@@ -92,6 +92,11 @@ class PgConnection {
   bool in_transaction() const;        // inside BEGIN ... (or a failed one)
   std::string database() const;       // PQdb
   std::string server() const;         // "host:port" of the server (PQhost, PQport)
+  // Which server this is, the same through any of its addresses (localhost,
+  // 127.0.0.1, a socket): its system identifier and when its postmaster
+  // started (two copies of one data directory differ); server() when it
+  // does not say. Asked once per connection (a rehearsal plan's keys).
+  std::string identity(SteadyTime deadline = SteadyTime::max());
   PGconn* native() { return conn_; }  // for COPY streaming (pg_copy.h): non-blocking, idle
   // Server notices and warnings since the last call (collation mismatch
   // warnings arrive this way): the first 1,000, then a line counting the rest.
@@ -135,6 +140,7 @@ class PgConnection {
   // next statement waits for it to be delivered, else the cancel could
   // reach the server while that statement runs and cancel it instead.
   std::shared_future<void> cancel_sent_;
+  std::string identity_;  // identity(), once asked
 };
 
 }  // namespace runbook

@@ -202,8 +202,9 @@ class PgCollationStatus : public NamedPrimitive {
     RehearsalPlan* plan = PlanOf(ctx);
     int64_t mismatched = 0, planned = 0;
     for (const auto& w : *work) {
-      const std::string by =
-          plan ? plan->StepFor(PlannedRefreshKey(lease->conn().server(), w.db.name)) : "";
+      const std::string by = plan ? plan->StepFor(PlannedRefreshKey(
+                                        lease->conn().identity(lease->deadline()), w.db.name))
+                                  : "";
       const int64_t n = (w.db.mismatch ? 1 : 0) + static_cast<int64_t>(w.objects.size());
       (by.empty() ? mismatched : planned) += n;
       Value v = ToValue(w.db);
@@ -331,7 +332,8 @@ class PgRefreshCollation : public NamedPrimitive {
     if (RehearsalPlan* plan = PlanOf(ctx)) {
       for (const auto& w : work) {
         if (w.Pending())
-          plan->Note(PlannedRefreshKey(lease.conn().server(), w.db.name), ctx.step_id());
+          plan->Note(PlannedRefreshKey(lease.conn().identity(lease.deadline()), w.db.name),
+                     ctx.step_id());
       }
     }
     return Value{{"databases", dbs}, {"refreshed", 0}, {"rehearsal", "nothing was changed"}};

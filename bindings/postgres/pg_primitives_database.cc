@@ -22,6 +22,17 @@ std::string DropSql(const std::string& name, bool if_exists, bool force,
          (force ? " WITH (FORCE)" : "");
 }
 
+// The result fields only a rehearsal sets.
+FieldSpec RehearsedField() {
+  return Optional(
+      Field("rehearsal", FieldType::kString, "only in a rehearsal: preconditions checked"));
+}
+FieldSpec RehearsalNotesField() {
+  return Optional(ListField("notes", FieldType::kString,
+                            "what the rehearsal's checks noted; only in a rehearsal, absent "
+                            "when none"));
+}
+
 // The database's oid, or 0 when there is none of that name.
 Result<int64_t> DatabaseOid(PgLease& lease, const std::string& name) {
   Result<Value> rows = lease.Query("SELECT oid::int8 AS oid FROM pg_database WHERE datname = $1",
@@ -50,11 +61,7 @@ class PgCreateDatabase : public NamedPrimitive {
                              "true in a rehearsal"),
                        Field("name", FieldType::kString, "the database"),
                        Optional(Field("oid", FieldType::kInt, "its oid; absent in a rehearsal")),
-                       Optional(Field("rehearsal", FieldType::kString,
-                                      "only in a rehearsal: preconditions checked")),
-                       Optional(ListField("notes", FieldType::kString,
-                                          "what the rehearsal's checks noted; only in a "
-                                          "rehearsal, absent when none"))})) {}
+                       RehearsedField(), RehearsalNotesField()})) {}
 
   Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value& args) const override {
@@ -74,17 +81,19 @@ class PgCreateDatabase : public NamedPrimitive {
     if (ctx.dry_run()) {
       const std::string templ = StrArg(args, "template", "template1");
       RehearsalPlan* plan = PlanOf(ctx);
-      const std::string server = lease->conn().server();
+      const std::string server = lease->conn().identity(lease->deadline());
+      const std::string key = PlannedDatabaseKey(server, name);
+      // An earlier rehearsed step drops it: by now the name is free again.
+      const bool dropped = plan && !plan->GoneBy(key).empty();
       std::vector<std::string> notes;
       Status s = CheckCreateDatabase(
-          *lease, name, templ, StrArg(args, "owner"), if_not_exists,
+          *lease, name, templ, StrArg(args, "owner"), if_not_exists || dropped,
           plan && !plan->StepFor(PlannedRefreshKey(server, templ)).empty(), &notes);
       if (!s.ok()) return s;
       // Later steps of this rehearsal that connect to it find it planned.
       Result<int64_t> oid = DatabaseOid(*lease, name);
       if (!oid.ok()) return oid.status();
-      if (plan && *oid == 0) {
-        const std::string key = PlannedDatabaseKey(server, name);
+      if (plan && (*oid == 0 || dropped)) {
         // Two steps creating one database: a real run fails at the second.
         if (const std::string first = plan->StepFor(key);
             !first.empty() && first != ctx.step_id() && !if_not_exists) {
@@ -206,14 +215,15 @@ class PgDropDatabase : public NamedPrimitive {
                    {},
                    ""},
             MapResult({Field("dropped", FieldType::kBool,
-                             "it existed and was dropped (false: absent, with if_exists)"),
-                       Field("name", FieldType::kString, "the database")})) {}
+                             "it existed and was dropped (false: absent, with if_exists); in "
+                             "a rehearsal: it would be"),
+                       Field("name", FieldType::kString, "the database"), RehearsedField(),
+                       RehearsalNotesField()})) {}
 
-  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSkip; }
-  std::string skip_reason(const Value& args) const override {
-    return "DROP DATABASE " + StrArg(args, "name") +
-           " cannot run inside a transaction, so it cannot be rehearsed";
-  }
+  // DROP DATABASE cannot run inside a transaction: a rehearsal checks what
+  // a real run would meet (the database there, or made by an earlier step;
+  // the right to drop it; sessions on it) and notes it gone for later steps.
+  Rehearsal rehearsal(const Value&) const override { return Rehearsal::kSimulate; }
   bool idempotent(const Value& args) const override { return BoolArg(args, "if_exists", false); }
   PlanEffect Plan(const Value& args) const override {
     return Irreversible(DropSql(StrArg(args, "name"), BoolArg(args, "if_exists", false),
@@ -232,6 +242,9 @@ class PgDropDatabase : public NamedPrimitive {
                              "database (dbname: postgres)");
     }
     const bool terminate = BoolArg(args, "terminate", false);
+    if (ctx.dry_run()) {
+      return Rehearse(ctx, *lease, name, terminate, BoolArg(args, "if_exists", false));
+    }
     const bool force = terminate && lease->conn().server_version() >= 130000;
     if (terminate && !force) {
       Status s = lease->Exec(
@@ -270,6 +283,63 @@ class PgDropDatabase : public NamedPrimitive {
     if (!oid.ok()) return {};
     if (*oid != 0) return {CheckOutcome::kNotDone, Value()};
     return {CheckOutcome::kDone, Value{{"dropped", true}, {"name", StrArg(args, "name")}}};
+  }
+
+ private:
+  Result<Value> Rehearse(StepContext& ctx, PgLease& lease, const std::string& name, bool terminate,
+                         bool if_exists) {
+    RehearsalPlan* plan = PlanOf(ctx);
+    const std::string key = PlannedDatabaseKey(lease.conn().identity(lease.deadline()), name);
+    const std::string made_by = plan ? plan->StepFor(key) : "";
+    const std::string gone_by = plan ? plan->GoneBy(key) : "";
+    Result<Value> rows = lease.Query(
+        "SELECT pg_has_role(d.datdba, 'USAGE') OR r.rolsuper AS may, d.datistemplate AS "
+        "is_template, (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname "
+        "AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend') AS sessions "
+        "FROM pg_database d, pg_roles r WHERE d.datname = $1 AND r.rolname = current_user",
+        {name});
+    if (!rows.ok()) return rows.status();
+    const bool there = (!rows->empty() && gone_by.empty()) || !made_by.empty();
+    Value out{{"name", name}, {"rehearsal", "preconditions checked"}};
+    if (!there) {
+      const std::string why = gone_by.empty() ? "does not exist"
+                                              : "would not exist by now: step '" + gone_by +
+                                                    "' drops it earlier in this run";
+      if (!if_exists) {
+        return Status::Failed("connection '" + lease.name() + "': database '" + name + "' " + why +
+                              " (a real run would stop here)");
+      }
+      out["dropped"] = false;
+      return out;
+    }
+    std::vector<std::string> problems, notes;
+    if (!rows->empty() && gone_by.empty()) {
+      const Value& f = (*rows)[0];
+      if (!f["may"].get<bool>()) {
+        problems.push_back("permission denied: only the owner of database '" + name +
+                           "' or a superuser may drop it");
+      }
+      if (f["is_template"].get<bool>()) {
+        problems.push_back("database '" + name +
+                           "' is a template (ALTER DATABASE ... IS_TEMPLATE false first)");
+      }
+      const int64_t sessions = f["sessions"].get<int64_t>();
+      if (sessions > 0) {
+        notes.push_back(std::to_string(sessions) + " session(s) on it now: " +
+                        (terminate ? "a real run ends them (terminate: true)"
+                                   : "a real run fails unless they have ended (terminate: "
+                                     "true ends them)"));
+      }
+    }
+    if (!problems.empty()) {
+      std::string msg;
+      for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
+      return Status::Failed("connection '" + lease.name() + "': precondition failed: " + msg);
+    }
+    if (plan) plan->NoteGone(key, ctx.step_id());
+    out["dropped"] = true;
+    if (!notes.empty()) out["notes"] = notes;
+    return out;
   }
 };
 

@@ -214,19 +214,25 @@ class PgRestore : public NamedPrimitive {
     if (!oid.ok()) return oid.status();
     const Value previous = ctx.PreviousUndo();
     const bool ours = previous.is_object() && previous.value("created_database", false);
-    if (create && *oid != 0 && !ours) {
-      return Status::Failed(where + ": database '" + database + "' already exists (create: true)");
+    // In a rehearsal, the database as earlier rehearsed steps would leave it.
+    const std::string planned_key =
+        plan ? PlannedDatabaseKey(lease->conn().identity(lease->deadline()), database) : "";
+    const std::string made_by = plan ? plan->StepFor(planned_key) : "";
+    const std::string dropped_by = plan ? plan->GoneBy(planned_key) : "";
+    if (create && ((*oid != 0 && !ours && dropped_by.empty()) || !made_by.empty())) {
+      return Status::Failed(where + ": database '" + database + "' already exists (create: true)" +
+                            (made_by.empty() ? "" : ": step '" + made_by + "' creates it"));
     }
-    if (!create && *oid == 0) {
-      const std::string by =
-          plan ? plan->StepFor(PlannedDatabaseKey(lease->conn().server(), database)) : "";
-      if (!by.empty()) {
-        return Status::NotYet(where + ": database '" + database + "' does not exist yet: step '" +
-                              by + "' would create it");
-      }
+    if (!create && !made_by.empty() && *oid == 0) {
+      return Status::NotYet(where + ": database '" + database + "' does not exist yet: step '" +
+                            made_by + "' would create it");
+    }
+    if (!create && (*oid == 0 || !dropped_by.empty())) {
       return Status::Failed(where + ": database '" + database +
-                            "' does not exist; set "
-                            "create: true to create it");
+                            (dropped_by.empty() ? "' does not exist"
+                                                : "' would not exist by now: step '" + dropped_by +
+                                                      "' drops it earlier in this run") +
+                            "; set create: true to create it");
     }
     Result<PgToolTarget> target = ToolTarget(ctx, conn, database);
     if (!target.ok()) return target.status();
@@ -238,12 +244,11 @@ class PgRestore : public NamedPrimitive {
     if (ctx.dry_run()) {
       if (create) {
         std::vector<std::string> notes;
-        Status s = CheckCreateDatabase(*lease, database, "template0", "", false, false, &notes);
+        Status s = CheckCreateDatabase(*lease, database, "template0", "", !dropped_by.empty(),
+                                       false, &notes);
         if (!s.ok()) return s;
         if (!notes.empty()) out["notes"] = notes;
-        if (RehearsalPlan* plan = PlanOf(ctx)) {
-          plan->Note(PlannedDatabaseKey(lease->conn().server(), database), ctx.step_id());
-        }
+        if (plan) plan->Note(planned_key, ctx.step_id());
       } else {
         Result<std::unique_ptr<PgConnection>> db = ConnectToDatabase(ctx, conn, database);
         if (!db.ok()) return db.status();

@@ -114,6 +114,7 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
     ForwardNotices(ctx, conn);
     if (!s.ok()) return ctx.dry_run() ? PlannedDatabaseOr(ctx, *options, s) : s;
   }
+  if (Status s = PlannedDatabaseCheck(ctx, conn); !s.ok()) return s;
   return PgLease(std::move(lock), &conn, deadline);
 }
 
@@ -132,6 +133,27 @@ Status StepToolError(StepContext& ctx, const Status& error) {
   if (error.code() == Status::Code::kTimeout) return Status::Timeout(msg);
   if (error.code() == Status::Code::kNotYet) return Status::NotYet(msg);  // a rehearsal's plan
   return Status::Failed(msg);
+}
+
+Status PlannedDatabaseCheck(StepContext& ctx, PgConnection& conn) {
+  RehearsalPlan* plan = PlanOf(ctx);
+  if (!plan || plan->empty()) return Status::Ok();
+  const std::string db = conn.database();
+  const std::string key = PlannedDatabaseKey(conn.identity(ctx.deadline()), db);
+  if (const std::string by = plan->GoneBy(key); !by.empty()) {
+    return Status::Failed("connection '" + conn.conn_name() + "': database '" + db +
+                          "' would not exist by now: step '" + by +
+                          "' drops it earlier in this run (a real run would stop here)");
+  }
+  // Planned and there already: only after an earlier step drops it (a step
+  // that would create a database notes it only when it is not there), so
+  // this is not the database a real run would find.
+  if (const std::string by = plan->StepFor(key); !by.empty()) {
+    return Status::NotYet("connection '" + conn.conn_name() + "': database '" + db +
+                          "' would be a new one by now: step '" + by +
+                          "' creates it again after an earlier step drops it");
+  }
+  return Status::Ok();
 }
 
 std::string PlannedDatabaseKey(const std::string& server, const std::string& database) {
@@ -166,7 +188,7 @@ Status PlannedDatabaseOr(StepContext& ctx, const PgConnectOptions& options, Stat
     Result<Value> rows =
         probe.Query("SELECT 1 FROM pg_database WHERE datname = $1", {db}, ctx.deadline());
     if (!rows.ok() || !rows->empty()) return failure;  // it exists: the failure is its own
-    const std::string step = plan->StepFor(PlannedDatabaseKey(probe.server(), db));
+    const std::string step = plan->StepFor(PlannedDatabaseKey(probe.identity(ctx.deadline()), db));
     if (step.empty()) return failure;
     return Status::NotYet(
         "connection '" + options.conn_name + "': database '" + db + "' does not exist yet: step '" +
@@ -187,6 +209,7 @@ Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const 
     s = s.Prefixed("database '" + dbname + "'");
     return ctx.dry_run() ? PlannedDatabaseOr(ctx, *options, s) : s;
   }
+  if (Status dropped = PlannedDatabaseCheck(ctx, *conn); !dropped.ok()) return dropped;
   return conn;
 }
 

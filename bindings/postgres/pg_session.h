@@ -90,10 +90,11 @@ Result<std::unique_ptr<PgConnection>> ConnectToDatabase(StepContext& ctx, const 
                                                         const std::string& dbname);
 
 // Keys of a server's things in the rehearsal plan (engine/core/
-// rehearsal_plan.h); `server` is PgConnection::server(). A database an
+// rehearsal_plan.h); `server` is PgConnection::identity() (one server
+// reached as localhost and as 127.0.0.1 is one server). A database an
 // earlier rehearsed step would create (pg.create_database, pg.restore with
-// create: true); one whose collation versions it would refresh
-// (pg.refresh_collation).
+// create: true) or drop (pg.drop_database); one whose collation versions it
+// would refresh (pg.refresh_collation).
 std::string PlannedDatabaseKey(const std::string& server, const std::string& database);
 std::string PlannedRefreshKey(const std::string& server, const std::string& database);
 
@@ -105,6 +106,13 @@ std::string PlannedRefreshKey(const std::string& server, const std::string& data
 // template1), where the database's absence is checked too. Anything else (a
 // real run, another failure, no such step) returns `failure`.
 Status PlannedDatabaseOr(StepContext& ctx, const PgConnectOptions& options, Status failure);
+
+// In a rehearsal, for a connection that reached its database: fails when
+// an earlier rehearsed step would have dropped it by now (a real run could
+// not connect to it); Status::NotYet when a step would have made it again
+// since (what is there now is not what a real run would find).
+// LeaseConnection and ConnectToDatabase check this.
+Status PlannedDatabaseCheck(StepContext& ctx, PgConnection& conn);
 
 // Passes the connection's pending server notices to the step's log.
 void ForwardNotices(StepContext& ctx, PgConnection& conn);

@@ -509,8 +509,10 @@ function pg.create_database(args) end
 ---@field if_exists? boolean succeed if it does not exist
 
 ---@class runbook.result.pg.drop_database
----@field dropped boolean it existed and was dropped (false: absent, with if_exists)
+---@field dropped boolean it existed and was dropped (false: absent, with if_exists); in a rehearsal: it would be
 ---@field name string the database
+---@field rehearsal? string only in a rehearsal: preconditions checked
+---@field notes? string[] what the rehearsal's checks noted; only in a rehearsal, absent when none
 
 ---Drops a database. Irreversible.
 ---@param args runbook.args.pg.drop_database

@@ -7,9 +7,15 @@
 // later probe that finds the thing missing (or unchanged) asks which step
 // would have made it, and answers with Status::NotYet naming that step. The
 // step then ends UNKNOWN ("not probed: ..."), and what reads its result
-// follows as UNKNOWN too. Per run, kept in ctx.resources(); thread-safe.
+// follows as UNKNOWN too. A rehearsed step that would remove something
+// (pg.drop_database) notes it gone: a later step that finds it still there
+// answers as a real run would (it would not be there), and a later step may
+// make it again. Per run, kept in ctx.resources(); thread-safe. The executor
+// journals every note (events "plan.note"), so a resumed rehearsal knows
+// what its earlier steps planned.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -22,15 +28,33 @@ namespace runbook {
 class RehearsalPlan : public Resource {
  public:
   // Step `step_id` would create or change `what`. The first step to note a
-  // key keeps it.
+  // key keeps it, unless a step noted it gone since.
   void Note(const std::string& what, const std::string& step_id);
-  // The step that would create or change `what`; "" when none would.
+  // Step `step_id` would remove `what` (whoever made it).
+  void NoteGone(const std::string& what, const std::string& step_id);
+  // The step that would create or change `what`; "" when none would, or a
+  // later step would remove it.
   std::string StepFor(const std::string& what) const;
+  // The step that would have removed `what` by now; "" when none would, or
+  // a later step would make it again.
+  std::string GoneBy(const std::string& what) const;
   bool empty() const;
 
+  // Called with each note as it is made ("made <key>" or "gone <key>", and
+  // the step), outside the plan's lock; Replay takes such a line back.
+  void SetJournal(std::function<void(const std::string& line, const std::string& step_id)> fn);
+  void Replay(const std::string& line, const std::string& step_id);
+
  private:
+  struct Entry {
+    std::string step_id;
+    bool gone = false;
+  };
+  void Put(const std::string& what, const std::string& step_id, bool gone, bool journal);
+
   mutable std::mutex mu_;
-  std::map<std::string, std::string> steps_;  // key -> step id
+  std::map<std::string, Entry> entries_;  // key -> the last step to make or remove it
+  std::function<void(const std::string&, const std::string&)> journal_;
 };
 
 // The run's plan in a rehearsal; null in a real run (nothing to plan: what a

@@ -7,6 +7,7 @@
 
 #include "engine/core/duration.h"
 #include "engine/core/process.h"
+#include "engine/core/rehearsal_plan.h"
 #include "engine/core/sha256.h"
 #include "engine/exec/internal.h"
 #include "engine/lua/template.h"
@@ -135,6 +136,33 @@ bool Executor::Impl::NoteJournal(const Status& s) {
   std::lock_guard<std::mutex> lock(mu_);
   if (journal_error_.ok()) journal_error_ = s;
   return false;
+}
+
+void Executor::Impl::JournalPlan(bool resuming) {
+  RehearsalPlan* plan = PlanOf(resources_, opts_.dry_run);
+  if (!plan) return;
+  if (resuming) {
+    Result<std::vector<Event>> events = env_.store->GetEvents(run_.id);
+    if (events.ok()) {
+      for (const Event& e : *events) {
+        if (e.kind == "plan.note") plan->Replay(e.message, e.step_id);
+      }
+    }
+  }
+  plan->SetJournal([this](const std::string& line, const std::string& step_id) {
+    Event e;
+    e.run_id = run_.id;
+    e.step_id = step_id;
+    e.at_ms = env_.clock->NowMs();
+    e.kind = "plan.note";
+    e.message = env_.redactor->Redact(line);
+    Status s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      s = env_.store->AppendEvent(e);
+    }
+    NoteJournal(s);
+  });
 }
 
 Value Executor::Impl::MakeEnv(const Scope& scope, const Value* item, const Value* result) const {
@@ -427,6 +455,7 @@ ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& par
     return ExitCode::kInternal;
   }
   if (auto d = env_.store->RecentDurations(rb->name); d.ok()) durations_ = *d;
+  JournalPlan(false);
   env_.reporter->RunStarted(run_, opts_.dry_run ? "rehearsal" : "run");
   return Finish(RunSteps(root_));
 }
@@ -498,6 +527,7 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
   }
   env_.store->UpdateRun(run_.id, RunStatus::kRunning, "");
   run_.status = RunStatus::kRunning;
+  JournalPlan(true);
   env_.reporter->RunStarted(run_, "resume");
   return Finish(RunSteps(root_));
 }

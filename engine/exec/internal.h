@@ -92,6 +92,9 @@ class Executor::Impl {
   bool LiftJournaled();
   // Records `s` as the journal's failure when it is one; returns s.ok().
   bool NoteJournal(const Status& s);
+  // A rehearsal's plan journaled as events ("plan.note"); a resumed
+  // rehearsal first takes back what its earlier steps planned.
+  void JournalPlan(bool resuming);
   Value MakeEnv(const Scope& scope, const Value* item, const Value* result = nullptr) const;
   // MakeEnv for running step `s`, with only the earlier results its
   // expressions name (copying every result for every step is quadratic).

@@ -67,8 +67,7 @@ TEST_CASE("a stale template1 collation version is found, blocks CREATE DATABASE,
   CHECK(row_found);
 
   Value refresh{{"conn", "db"}};
-  Primitive& p = c.P("pg.refresh_collation");
-  CHECK(p.Check(c.ctx, refresh, Value()).outcome == CheckOutcome::kNotDone);
+  CHECK(c.Check("pg.refresh_collation", refresh, Value()) == CheckOutcome::kNotDone);
   r = c.Rehearse("pg.refresh_collation", refresh);
   REQUIRE(r.ok());
   CHECK((*FindDb(*r, "template1"))["would_refresh_database"] == true);
@@ -90,7 +89,7 @@ TEST_CASE("a stale template1 collation version is found, blocks CREATE DATABASE,
   CHECK((*done)["database_refreshed"] == true);
   CHECK(s.AdminValue("SELECT datcollversion FROM pg_database WHERE datname = 'template1'") ==
         actual);
-  CHECK(p.Check(c.ctx, refresh, Value()).outcome == CheckOutcome::kDone);
+  CHECK(c.Check("pg.refresh_collation", refresh, Value()) == CheckOutcome::kDone);
   r = c.Apply("pg.refresh_collation", refresh);  // idempotent: nothing left to do
   REQUIRE(r.ok());
   CHECK((*r)["refreshed"] == 0);

@@ -154,7 +154,7 @@ TEST_CASE("pg.copy copies a large table in ranges from one snapshot while the so
       green.Value("SELECT md5(string_agg(payload, ',' ORDER BY id)) FROM big WHERE id >= 20000") ==
       blue.Value("SELECT md5(string_agg(payload, ',' ORDER BY id)) FROM ONLY big "
                  "WHERE id >= 20000"));
-  CHECK(c.P("pg.copy").Check(c.ctx, SplitArgs(), c.ctx.LastUndo()).outcome == CheckOutcome::kDone);
+  CHECK(c.Check("pg.copy", SplitArgs(), c.ctx.LastUndo()) == CheckOutcome::kDone);
 }
 
 TEST_CASE("pg.copy: a range killed mid-stream fails the step, and the retry redoes the table once",
@@ -213,7 +213,7 @@ TEST_CASE("pg.copy: a range killed mid-stream fails the step, and the retry redo
   const int64_t left = std::stoll(green.Value("SELECT count(*) FROM ONLY big"));
   CHECK(left > 0);
   CHECK(left < 120000);
-  CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kNotDone);
+  CHECK(c.Check("pg.copy", args, c.ctx.LastUndo()) == CheckOutcome::kNotDone);
 
   // The retry drops the half-filled table the earlier attempt created and
   // redoes it from a new snapshot: every row once.

@@ -68,7 +68,7 @@ TEST_CASE("pg.copy clones tables with their data, indexes, constraints and seque
   c.Connect("green", green);
   Value args = ShopArgs();
   args["jobs"] = 2;
-  CHECK(c.P("pg.copy").Check(c.ctx, args, nullptr).outcome == CheckOutcome::kNotDone);
+  CHECK(c.Check("pg.copy", args, nullptr) == CheckOutcome::kNotDone);
 
   Result<Value> r = c.Apply("pg.copy", args);
   REQUIRE(r.ok());
@@ -120,14 +120,14 @@ TEST_CASE("pg.copy clones tables with their data, indexes, constraints and seque
                     "pg_relation_size('orders') / current_setting('block_size')::int)"));
 
   // Resume's check: done while the copies match, not done once they differ.
-  CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kDone);
+  CHECK(c.Check("pg.copy", args, c.ctx.LastUndo()) == CheckOutcome::kDone);
   // An attempt killed after the rows, before the indexes: its record has no
   // "created" yet, and equal counts do not make it done.
   Value unfinished = c.ctx.LastUndo();
   unfinished.erase("created");
-  CHECK(c.P("pg.copy").Check(c.ctx, args, unfinished).outcome == CheckOutcome::kNotDone);
+  CHECK(c.Check("pg.copy", args, unfinished) == CheckOutcome::kNotDone);
   green.Exec("DELETE FROM orders WHERE id = 7");
-  CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kNotDone);
+  CHECK(c.Check("pg.copy", args, c.ctx.LastUndo()) == CheckOutcome::kNotDone);
 
   // The copy is a working database: the foreign key holds, ids continue.
   CHECK_THROWS(green.Exec("INSERT INTO orders (customer_id) VALUES (99999)"));
@@ -348,7 +348,7 @@ TEST_CASE("pg.copy fails cleanly when the source backend dies mid-copy, and a re
   CHECK_THAT(r.status().message(), !Catch::Contains(blue.server().password));
   // The table was created by pre-data but holds none of the streamed rows.
   CHECK(green.Value("SELECT count(*) FROM big") == "0");
-  CHECK(c.P("pg.copy").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kNotDone);
+  CHECK(c.Check("pg.copy", args, c.ctx.LastUndo()) == CheckOutcome::kNotDone);
 
   // A retry (the earlier attempt's record in hand) starts clean and finishes.
   const Value failed_record = c.ctx.LastUndo();

@@ -47,8 +47,7 @@ TEST_CASE("pg.create_database creates, rehearses without creating, and undoes",
   CHECK((*r)["created"] == true);
   CHECK(Exists(s, name) == "1");
   CHECK(c.ctx.LastUndo()["created"] == true);
-  CHECK(c.P("pg.create_database").Check(c.ctx, args, c.ctx.LastUndo()).outcome ==
-        CheckOutcome::kDone);
+  CHECK(c.Check("pg.create_database", args, c.ctx.LastUndo()) == CheckOutcome::kDone);
 
   // Exists now: without if_not_exists a rehearsal says so, with it nothing happens.
   r = c.Rehearse("pg.create_database", args);
@@ -69,7 +68,7 @@ TEST_CASE("pg.create_database creates, rehearses without creating, and undoes",
   REQUIRE(c.Undo("pg.create_database", args).ok());
   CHECK(Exists(s, name) == "0");
   REQUIRE(c.Undo("pg.create_database", args).ok());
-  CHECK(c.P("pg.create_database").Check(c.ctx, args, Value()).outcome == CheckOutcome::kNotDone);
+  CHECK(c.Check("pg.create_database", args, Value()) == CheckOutcome::kNotDone);
 }
 
 TEST_CASE("pg.create_database never undoes a database it did not create",
@@ -137,7 +136,7 @@ TEST_CASE("pg.create_database rehearsal reports every failing precondition",
                                        Catch::Contains("permission denied to create database"));
 }
 
-TEST_CASE("pg.drop_database is irreversible, not rehearsed, and can end sessions",
+TEST_CASE("pg.drop_database is irreversible, rehearsed by its preconditions, and can end sessions",
           "[postgres][pg.drop_database]") {
   const PgServer& s = BlueServer();
   const std::string name = UniqueName("doomed");
@@ -148,12 +147,21 @@ TEST_CASE("pg.drop_database is irreversible, not rehearsed, and can end sessions
   PlanEffect plan = c.P("pg.drop_database").Plan(args);
   CHECK(plan.text == "DROP DATABASE \"" + name + "\"");
   CHECK_FALSE(plan.reversible());
-  CHECK(c.P("pg.drop_database").rehearsal(args) == Rehearsal::kSkip);
-  CHECK_THAT(c.P("pg.drop_database").skip_reason(args), Catch::Contains("cannot be rehearsed"));
+  CHECK(c.P("pg.drop_database").rehearsal(args) == Rehearsal::kSimulate);
 
   {
     Holder holder(s, name);
-    Result<Value> r = c.Apply("pg.drop_database", args);
+    // A rehearsal checks what the DROP would meet, and drops nothing.
+    Result<Value> r = c.Rehearse("pg.drop_database", args);
+    REQUIRE(r.ok());
+    CHECK((*r)["dropped"] == true);
+    CHECK((*r)["rehearsal"] == "preconditions checked");
+    REQUIRE((*r)["notes"].size() == 1);
+    CHECK_THAT((*r)["notes"][0].get<std::string>(),
+               Catch::Contains("1 session(s) on it now: a real run fails "
+                               "unless they have ended"));
+    CHECK(Exists(s, name) == "1");
+    r = c.Apply("pg.drop_database", args);
     REQUIRE_FALSE(r.ok());
     CHECK_THAT(r.status().message(), Catch::Contains("is being accessed by other users (1 "
                                                      "session(s): app-holder)"));
@@ -163,13 +171,43 @@ TEST_CASE("pg.drop_database is irreversible, not rehearsed, and can end sessions
     CHECK((*r)["dropped"] == true);
   }
   CHECK(Exists(s, name) == "0");
-  CHECK(c.P("pg.drop_database").Check(c.ctx, args, Value()).outcome == CheckOutcome::kDone);
+  CHECK(c.Check("pg.drop_database", args, Value()) == CheckOutcome::kDone);
   Result<Value> r = c.Apply("pg.drop_database", args);
   CHECK_FALSE(r.ok());
+  // A rehearsal says so as the real run does (one of its own: in `c`'s the
+  // rehearsal above planned it dropped).
+  args.erase("terminate");
+  PgCase later;
+  later.Connect("blue", s, "postgres");
+  r = later.Rehearse("pg.drop_database", args);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("database '" + name +
+                                                   "' does not exist (a real run would stop "
+                                                   "here)"));
   args["if_exists"] = true;
+  r = later.Rehearse("pg.drop_database", args);
+  REQUIRE(r.ok());
+  CHECK((*r)["dropped"] == false);
   r = c.Apply("pg.drop_database", args);
   REQUIRE(r.ok());
   CHECK((*r)["dropped"] == false);
+
+  // Neither the owner nor a superuser: the rehearsal names it; a template
+  // cannot be dropped either.
+  const std::string other = UniqueName("notmine");
+  s.AdminExec("CREATE DATABASE " + other + " TEMPLATE template0 IS_TEMPLATE true");
+  {
+    PgTestRole role(s);
+    PgCase weak;
+    weak.Connect("blue", s, "postgres", role.name(), role.password());
+    r = weak.Rehearse("pg.drop_database", {{"conn", "blue"}, {"name", other}});
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.status().message(), Catch::Contains("only the owner of database '" + other +
+                                                     "' or a superuser may drop it"));
+    CHECK_THAT(r.status().message(), Catch::Contains("is a template"));
+  }
+  s.AdminExec("ALTER DATABASE " + other + " IS_TEMPLATE false");
+  s.AdminExec("DROP DATABASE " + other);
 
   PgTestDb own(s);
   PgCase self;

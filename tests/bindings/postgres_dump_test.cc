@@ -81,7 +81,7 @@ TEST_CASE("pg.dump and pg.restore round-trip a database in every format",
     CHECK(fs::exists(file));
     CHECK_FALSE(fs::exists(file + ".partial"));
     CHECK(fs::is_directory(file) == (v.format == "directory"));
-    CHECK(c.P("pg.dump").Check(c.ctx, dump, c.ctx.LastUndo()).outcome == CheckOutcome::kDone);
+    CHECK(c.Check("pg.dump", dump, c.ctx.LastUndo()) == CheckOutcome::kDone);
     // The password went through the environment: never on the logged argv.
     CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("pg_dump --format="));
     CHECK(c.ctx.AllLogs().find(BlueServer().password) == std::string::npos);
@@ -106,12 +106,10 @@ TEST_CASE("pg.dump and pg.restore round-trip a database in every format",
     REQUIRE(c.Undo("pg.restore", restore).ok());
     CHECK(DbExists(target) == "0");
     REQUIRE(c.Undo("pg.restore", restore).ok());  // twice is fine
-    CHECK(c.P("pg.restore").Check(c.ctx, restore, c.ctx.LastUndo()).outcome ==
-          CheckOutcome::kNotDone);
+    CHECK(c.Check("pg.restore", restore, c.ctx.LastUndo()) == CheckOutcome::kNotDone);
     REQUIRE(c.P("pg.dump").Undo(c.ctx, dump, c.ctx.undo_records[1]).ok());
     CHECK_FALSE(fs::exists(file));
-    CHECK(c.P("pg.dump").Check(c.ctx, dump, c.ctx.undo_records[1]).outcome ==
-          CheckOutcome::kNotDone);
+    CHECK(c.Check("pg.dump", dump, c.ctx.undo_records[1]) == CheckOutcome::kNotDone);
   }
 }
 
@@ -187,9 +185,8 @@ TEST_CASE("pg.dump refuses to overwrite, and its undo removes only the file it m
   REQUIRE_FALSE(s.ok());
   CHECK_THAT(s.message(), Catch::Contains("changed since this step wrote it"));
   CHECK(fs::exists(changed));
-  CHECK(third.P("pg.dump")
-            .Check(third.ctx, {{"conn", "blue"}, {"file", changed}}, third.ctx.LastUndo())
-            .outcome == CheckOutcome::kCannotTell);
+  CHECK(third.Check("pg.dump", {{"conn", "blue"}, {"file", changed}}, third.ctx.LastUndo()) ==
+        CheckOutcome::kCannotTell);
 }
 
 TEST_CASE("pg.dump of a missing database or table fails clearly and leaves no file",

@@ -52,7 +52,7 @@ TEST_CASE("pg.replicate streams tables and later changes into the target, and un
   CHECK((*r)["subscription"] == name);
   CHECK((*r)["slot"] == name);
   CHECK((*r)["tables"] == Value({"customers", "orders"}));
-  CHECK(c.P("pg.replicate").Check(c.ctx, args, undo).outcome == CheckOutcome::kDone);
+  CHECK(c.Check("pg.replicate", args, undo) == CheckOutcome::kDone);
   CHECK(dst.Value("SELECT subenabled FROM pg_subscription WHERE subname = '" + name + "'") == "t");
 
   Value wait{{"source", "src"}, {"target", "dst"}, {"subscription", name}, {"timeout", "60s"}};
@@ -120,7 +120,7 @@ TEST_CASE("pg.replicate streams tables and later changes into the target, and un
   REQUIRE(c.P("pg.replicate").Undo(c.ctx, args, undo).ok());
   CHECK(Leftovers(src, name) == "");
   CHECK(dst.Value("SELECT count(*) FROM pg_class WHERE relname IN ('customers', 'orders')") == "0");
-  CHECK(c.P("pg.replicate").Check(c.ctx, args, undo).outcome == CheckOutcome::kNotDone);
+  CHECK(c.Check("pg.replicate", args, undo) == CheckOutcome::kNotDone);
   REQUIRE(c.P("pg.replicate").Undo(c.ctx, args, undo).ok());  // twice is harmless
 }
 

@@ -58,6 +58,15 @@ class SshCase {
   Status Undo(const std::string& name, const Value& args) {
     return P(name).Undo(ctx, args, ctx.LastUndo());
   }
+  // What a resume would decide, from the undo record `state`; a "done"
+  // result must match the declared shape as Apply's does.
+  CheckOutcome Check(const std::string& name, const Value& args, const Value& state) {
+    CheckResult r = P(name).Check(ctx, args, state);
+    if (r.outcome == CheckOutcome::kDone) {
+      if (Status d = CheckDeclaredResult(P(name), r.result); !d.ok()) FAIL_CHECK(d.message());
+    }
+    return r.outcome;
+  }
 
  private:
   Registry registry_;

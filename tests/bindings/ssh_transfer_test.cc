@@ -60,7 +60,7 @@ TEST_CASE("ssh.upload keeps the previous file, and undo puts it back", "[ssh]") 
   CHECK(Slurp(backup) == "old rules\n");
   CHECK(backup == dir + "/.pg_hba.conf.runbook-backup-run-test-step-test");
   CHECK(FilesLike(dir, "runbook-tmp").empty());
-  CHECK(c.P("ssh.upload").Check(c.ctx, args, undo).outcome == CheckOutcome::kDone);
+  CHECK(c.Check("ssh.upload", args, undo) == CheckOutcome::kDone);
 
   // Before a rollback: the file is what the upload wrote, nothing to lose.
   CHECK(c.P("ssh.upload").CheckUndo(c.ctx, args, undo).ok());
@@ -77,7 +77,7 @@ TEST_CASE("ssh.upload keeps the previous file, and undo puts it back", "[ssh]") 
   CHECK(FileMode(dest) == 0600);
   CHECK(FilesLike(dir, ".runbook-").empty());
   CHECK(c.P("ssh.upload").CheckUndo(c.ctx, args, undo).ok());  // nothing left to put back
-  CHECK(c.P("ssh.upload").Check(c.ctx, args, undo).outcome == CheckOutcome::kNotDone);
+  CHECK(c.Check("ssh.upload", args, undo) == CheckOutcome::kNotDone);
   REQUIRE(c.Undo("ssh.upload", args).ok());  // a second undo is harmless
   CHECK(Slurp(dest) == "old rules\n");
 }
@@ -210,7 +210,7 @@ TEST_CASE("ssh.download writes the local file atomically, and undo restores the 
   CHECK(FileMode(local + "/dump.sql") == 0640);
   CHECK((*r)["sha256"] == Sha256Hex(content));
   CHECK(FilesLike(local, "runbook-tmp").empty());
-  CHECK(c.P("ssh.download").Check(c.ctx, args, c.ctx.LastUndo()).outcome == CheckOutcome::kDone);
+  CHECK(c.Check("ssh.download", args, c.ctx.LastUndo()) == CheckOutcome::kDone);
   CHECK(c.P("ssh.download").CheckUndo(c.ctx, args, c.ctx.LastUndo()).ok());
   Spit(local + "/dump.sql", content + "-- a local note\n", 0640);
   Status guard = c.P("ssh.download").CheckUndo(c.ctx, args, c.ctx.LastUndo());

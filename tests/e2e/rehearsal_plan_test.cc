@@ -258,4 +258,138 @@ steps:
   s.AdminExec("DROP DATABASE IF EXISTS " + target + " WITH (FORCE)");
 }
 
+TEST_CASE(
+    "a rehearsal knows one server by any address: planned through 127.0.0.1, probed "
+    "through localhost",
+    "[e2e][dry-run][postgres]") {
+  E2e t;
+  const PgServer& s = BlueServer();
+  REQUIRE(s.host == "127.0.0.1");
+  const std::string name = UniqueName("anyaddr");
+  std::string yaml = PlanRunbook(s, name, name);
+  // `fresh` (the database `create` makes) is reached as localhost.
+  const std::string fresh = "fresh: {postgres: {dsn: \"host=127.0.0.1";
+  REQUIRE(yaml.find(fresh) != std::string::npos);
+  yaml.replace(yaml.find(fresh), fresh.size(), "fresh: {postgres: {dsn: \"host=localhost");
+  t.Write("r.yaml", yaml);
+  CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK_THAT(r.All(), !Catch::Contains("a real run would stop here"));
+  auto steps = t.Steps(t.LastRunId());
+  auto results = Results(t, t.LastRunId());
+  CHECK(steps["fill"]["status"] == "unknown");
+  CHECK_THAT(results["fill"].value("$unknown", ""),
+             Catch::Contains("step 'create' would create it"));
+}
+
+TEST_CASE("a rehearsal follows a dropped database: gone for later steps, free to create again",
+          "[e2e][dry-run][postgres]") {
+  E2e t;
+  const PgServer& s = BlueServer();
+  testing::PgTestDb victim(s, "victim");
+  victim.Exec("CREATE TABLE old_rows AS SELECT 1 AS one");
+  auto runbook = [&](bool again) {
+    return R"(format: 1
+name: drop-then-use
+connections:
+  admin: {postgres: {dsn: ")" +
+           s.Conninfo("postgres") + R"("}}
+  victim: {postgres: {dsn: ")" +
+           victim.Conninfo() + R"("}}
+steps:
+  - id: drop
+    pg.drop_database: {conn: admin, name: )" +
+           victim.name() + R"(}
+)" +
+           (again ? R"(  - id: again
+    pg.create_database: {conn: admin, name: )" +
+                        victim.name() + R"(}
+    rollback: auto
+)"
+                  : "") +
+           R"(  - id: use
+    pg.query: {conn: victim, sql: "SELECT count(*) AS n FROM pg_class WHERE relname = 'old_rows'"}
+    assert: result[1].n == 0
+)";
+  };
+  SECTION("dropped and not made again: a real run would stop at the step that connects") {
+    t.Write("r.yaml", runbook(false));
+    CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+    INFO(r.All());
+    CHECK(r.code == 1);
+    CHECK_THAT(r.All(), Catch::Contains("database '" + victim.name() +
+                                        "' would not exist by now: step 'drop' drops it") &&
+                            Catch::Contains("a real run would stop here"));
+    auto steps = t.Steps(t.LastRunId());
+    CHECK(steps["drop"]["status"] == "succeeded");
+    CHECK(steps["use"]["status"] == "failed");
+  }
+  SECTION("made again: the create is not refused, and what is there now is not probed") {
+    t.Write("r.yaml", runbook(true));
+    CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+    INFO(r.All());
+    CHECK(r.code == 0);
+    CHECK_THAT(r.All(), !Catch::Contains("a real run would stop here"));
+    auto steps = t.Steps(t.LastRunId());
+    CHECK(steps["again"]["status"] == "succeeded");
+    CHECK(steps["use"]["status"] == "unknown");
+    CHECK_THAT(Results(t, t.LastRunId())["use"].value("$unknown", ""),
+               Catch::Contains("would be a new one by now: step 'again' creates it again"));
+    // The rehearsal dropped nothing; the real run does what it planned.
+    CHECK(victim.Value("SELECT count(*) FROM old_rows") == "1");
+    r = t.Run({"run", "r.yaml"}, s.ClientEnv());
+    INFO(r.All());
+    CHECK(r.code == 0);
+    CHECK(victim.Value("SELECT count(*) FROM pg_class WHERE relname = 'old_rows'") == "0");
+  }
+}
+
+TEST_CASE("a resumed rehearsal keeps what its earlier steps planned",
+          "[e2e][dry-run][postgres][resume]") {
+  E2e t;
+  const PgServer& s = BlueServer();
+  testing::PgTestDb gate(s, "gate");
+  const std::string name = UniqueName("resumed");
+  t.Write("r.yaml", R"(format: 1
+name: plan-then-resume
+connections:
+  admin: {postgres: {dsn: ")" +
+                        s.Conninfo("postgres") + R"("}}
+  gate: {postgres: {dsn: ")" +
+                        gate.Conninfo() + R"("}}
+  fresh: {postgres: {dsn: ")" +
+                        s.Conninfo(name) + R"("}}
+steps:
+  - id: create
+    pg.create_database: {conn: admin, name: )" +
+                        name + R"(}
+    rollback: auto
+  - id: gate
+    pg.query: {conn: gate, sql: "SELECT 1 FROM opened"}
+  - id: fill
+    pg.exec: {conn: fresh, sql: "CREATE TABLE t AS SELECT 1 AS one"}
+    rollback: none
+)");
+  // The rehearsal stops at `gate` (no table `opened` yet), after `create`
+  // planned the database.
+  CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  REQUIRE(r.code == 1);
+  const std::string id = t.LastRunId();
+  CHECK(t.Steps(id)["create"]["status"] == "succeeded");
+  gate.Exec("CREATE TABLE opened AS SELECT 1");
+  r = t.Run({"resume", id}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK_THAT(r.All(), !Catch::Contains("a real run would stop here"));
+  auto steps = t.Steps(id);
+  CHECK(steps["gate"]["status"] == "succeeded");
+  CHECK(steps["fill"]["status"] == "unknown");
+  CHECK_THAT(Results(t, id)["fill"].value("$unknown", ""),
+             Catch::Contains("database '" + name + "' does not exist yet") &&
+                 Catch::Contains("step 'create' would create it"));
+  CHECK(s.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name + "'") == "0");
+}
+
 }  // namespace runbook::e2e

@@ -135,6 +135,9 @@ TEST_CASE("pg-refresh-collation: a stale template1 blocks CREATE DATABASE; the r
   // as fixed, and still counts what it would leave.
   auto rehearsed = t.Steps(t.LastRunId());
   CHECK(rehearsed["after"]["status"] == "succeeded");
+  // The probe database the rehearsal would create is the one it would drop.
+  CHECK(rehearsed["prove-create"]["status"] == "succeeded");
+  CHECK(rehearsed["drop-probe"]["status"] == "succeeded");
   Value after = Results(t, t.LastRunId())["after"];
   CHECK(after["mismatched"] == 0);
   CHECK(after["would_be_refreshed"].get<int>() == before["mismatched"].get<int>());

@@ -10,6 +10,7 @@
 #include "engine/core/process.h"
 #include "engine/core/redact.h"
 #include "engine/core/registry.h"
+#include "engine/core/rehearsal_plan.h"
 #include "engine/core/result_shape.h"
 #include "engine/core/text.h"
 #include "engine/exec/reporter.h"
@@ -296,4 +297,40 @@ TEST_CASE("a child that exits without reading its stdin does not take the runner
   Result<ProcessResult> r = ProcessRunner::Real().Run(spec);
   REQUIRE(r.ok());
   CHECK(r->out == "xxxxxxxxxx");
+}
+
+TEST_CASE(
+    "a rehearsal plan keeps the first maker, forgets it once dropped, and replays its "
+    "journal",
+    "[core][rehearsal]") {
+  RehearsalPlan plan;
+  std::vector<std::pair<std::string, std::string>> journal;
+  plan.SetJournal(
+      [&](const std::string& line, const std::string& step) { journal.emplace_back(line, step); });
+  CHECK(plan.empty());
+  plan.Note("db:a", "create");
+  plan.Note("db:a", "restore");  // a second maker: the first keeps it
+  CHECK(plan.StepFor("db:a") == "create");
+  CHECK(plan.GoneBy("db:a").empty());
+  plan.NoteGone("db:a", "drop");
+  CHECK(plan.StepFor("db:a").empty());
+  CHECK(plan.GoneBy("db:a") == "drop");
+  plan.Note("db:a", "again");
+  CHECK(plan.StepFor("db:a") == "again");
+  CHECK(plan.GoneBy("db:a").empty());
+  plan.NoteGone("db:b", "drop-b");  // gone without being planned: it exists now
+  CHECK(plan.GoneBy("db:b") == "drop-b");
+  // The journal has every note that changed the plan, in order.
+  using Line = std::pair<std::string, std::string>;
+  CHECK(journal == std::vector<Line>{{"made db:a", "create"},
+                                     {"gone db:a", "drop"},
+                                     {"made db:a", "again"},
+                                     {"gone db:b", "drop-b"}});
+  RehearsalPlan resumed;
+  for (const auto& [line, step] : journal) resumed.Replay(line, step);
+  CHECK(resumed.StepFor("db:a") == "again");
+  CHECK(resumed.GoneBy("db:b") == "drop-b");
+  resumed.Replay("bogus db:c", "x");
+  CHECK(resumed.StepFor("db:c").empty());
+  CHECK(resumed.GoneBy("db:c").empty());
 }
