@@ -1,5 +1,9 @@
 #include "bindings/kube/kube_primitive.h"
 
+#include "bindings/kube/kube_objects.h"
+#include "bindings/kube/kube_target.h"
+#include "engine/core/rehearsal_plan.h"
+
 namespace runbook::kube {
 
 std::vector<ArgSpec> ConnArgs() {
@@ -68,6 +72,23 @@ Status KubeStep::Fail(const std::string& subject, const Status& s) const {
     }
   }
   return base.Prefixed(primitive_ + ": " + subject);
+}
+
+Result<Value> KubeStep::Get(const std::string& kind, const std::string& name) {
+  Result<Value> live = client().Get(kind, name);
+  RehearsalPlan* plan = live.ok() ? PlanOf(*ctx_) : nullptr;
+  if (!plan || plan->empty() || !live->is_object()) return live;
+  const std::string key =
+      PlannedObjectKey(target(), Str(*live, "apiVersion"), Str(*live, "kind"), target().ns, name);
+  if (const std::string by = plan->GoneBy(key); !by.empty()) {
+    return Status::NotFound(kind + " '" + name + "' would not exist by now: step '" + by +
+                            "' deletes it earlier in this run (a real run would stop here)");
+  }
+  if (const std::string by = plan->StepFor(key); !by.empty()) {
+    return Status::NotYet(kind + " '" + name + "' would be a new one by now: step '" + by +
+                          "' creates it again after an earlier step deletes it");
+  }
+  return live;
 }
 
 std::vector<std::string> KubeStep::Mutating(std::vector<std::string> args) const {

@@ -54,6 +54,11 @@ class KubeStep {
   Status Fail(const std::string& subject, const std::string& message) const {
     return Fail(subject, Status::Failed(message));
   }
+  // client().Get, as a real run would find the object by now: in a
+  // rehearsal, an object an earlier rehearsed kube.delete would delete is
+  // kNotFound ("would not exist by now"), and one a later kube.apply would
+  // create again is Status::NotYet (the one there now is not it).
+  Result<Value> Get(const std::string& kind, const std::string& name);
   // `args` with --dry-run=server in a rehearsal.
   std::vector<std::string> Mutating(std::vector<std::string> args) const;
   // Runs a command that changes something (or simulates it), logging its

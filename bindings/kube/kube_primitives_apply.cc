@@ -174,17 +174,21 @@ class ApplyPrimitive : public NamedPrimitive {
       Value before = FindObject(live, m->objects[i]);
       Value now = FindObject(after, m->objects[i]);
       std::string action = "configured";
-      if (before.is_null()) {
+      // In a rehearsal, one an earlier rehearsed kube.delete would delete is
+      // created again.
+      RehearsalPlan* plan = step.dry_run() ? PlanOf(ctx) : nullptr;
+      const std::string key =
+          plan ? PlannedObjectKey(step.target(), Str(entries[i], "apiVersion"),
+                                  Str(entries[i], "kind"), Str(entries[i], "namespace"),
+                                  Str(entries[i], "name"))
+               : "";
+      if (before.is_null() || (plan && !plan->GoneBy(key).empty())) {
         action = "created";
         ++created;
         // Later steps of this rehearsal find it planned, not missing.
-        if (RehearsalPlan* plan = step.dry_run() ? PlanOf(ctx) : nullptr) {
-          plan->Note(PlannedObjectKey(step.target(), Str(entries[i], "apiVersion"),
-                                      Str(entries[i], "kind"), Str(entries[i], "namespace"),
-                                      Str(entries[i], "name")),
-                     ctx.step_id());
-        }
-      } else if (!now.is_null() && Meta(now, "resourceVersion") == Meta(before, "resourceVersion")) {
+        if (plan) plan->Note(key, ctx.step_id());
+      } else if (!now.is_null() &&
+                 Meta(now, "resourceVersion") == Meta(before, "resourceVersion")) {
         action = "unchanged";
         ++unchanged;
       } else {
@@ -319,7 +323,7 @@ class DeletePrimitive : public NamedPrimitive {
     Value earlier = step.dry_run() ? Value() : ctx.PreviousUndo();
     bool saved_before = earlier.is_object() && Str(earlier, "name") == obj &&
                         earlier.contains("object");
-    Result<Value> live = step.client().Get(kind, obj);
+    Result<Value> live = step.Get(kind, obj);
     if (!live.ok() && live.status().code() == Status::Code::kNotFound &&
         (saved_before || BoolArg(args, "missing_ok", false))) {
       // Gone already: deleted by an earlier attempt of this step, or allowed.
@@ -350,6 +354,12 @@ class DeletePrimitive : public NamedPrimitive {
     // NotFound after a retry: our earlier request got through.
     if (!r.ok() && r.status().code() != Status::Code::kNotFound) {
       return step.Fail(subject, r.status());
+    }
+    // Later steps of this rehearsal find it gone, as a real run would.
+    if (RehearsalPlan* plan = step.dry_run() ? PlanOf(ctx) : nullptr) {
+      plan->NoteGone(PlannedObjectKey(step.target(), Str(*live, "apiVersion"), Str(*live, "kind"),
+                                      step.target().ns, obj),
+                     ctx.step_id());
     }
     result["deleted"] = true;
     ctx.SetChanged(true);
@@ -382,7 +392,7 @@ class DeletePrimitive : public NamedPrimitive {
   CheckResult Check(StepContext& ctx, const Value& args, const Value&) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return {};
-    Result<Value> live = step.client().Get(StrArg(args, "kind"), StrArg(args, "name"));
+    Result<Value> live = step.Get(StrArg(args, "kind"), StrArg(args, "name"));
     if (live.ok()) return {CheckOutcome::kNotDone, nullptr};
     if (live.status().code() != Status::Code::kNotFound) return {};
     return {CheckOutcome::kDone, Value{{"kind", StrArg(args, "kind")},

@@ -133,7 +133,7 @@ Result<Value> RunJobPrimitive::Apply(StepContext& ctx, const Value& args) {
   (*job)["metadata"]["annotations"][kRunAnnotation] = ctx.run_id();
   (*job)["metadata"]["annotations"][kStepAnnotation] = ctx.step_id();
 
-  Result<Value> existing = step.client().Get("job", job_name);
+  Result<Value> existing = step.Get("job", job_name);
   bool ours = existing.ok() && CreatedBy(*existing, ctx);
   if (existing.ok() && !ours) {
     return step.Fail(subject, "already exists and was not created by this step; delete it first "

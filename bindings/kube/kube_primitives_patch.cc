@@ -81,7 +81,7 @@ class PatchPrimitive : public NamedPrimitive {
     std::string subject = step.Subject(kind, obj);
     Result<Value> patch = PatchArg(args, type);
     if (!patch.ok()) return step.Fail(subject, patch.status());
-    Result<Value> live = step.client().Get(kind, obj);
+    Result<Value> live = step.Get(kind, obj);
     if (!live.ok()) return step.Fail(subject, live.status());
     Value restore = type == "json" ? JsonPatchRestore(*patch, *live)
                                    : MergeRestorePatch(*patch, *live);
@@ -124,7 +124,7 @@ class PatchPrimitive : public NamedPrimitive {
     KubeStep step(ctx, name(), args);
     Result<Value> patch = PatchArg(args, type);
     if (!step.ok() || !patch.ok()) return {};
-    Result<Value> live = step.client().Get(StrArg(args, "kind"), StrArg(args, "name"));
+    Result<Value> live = step.Get(StrArg(args, "kind"), StrArg(args, "name"));
     if (!live.ok()) return {};
     if (MergePatchApplied(*live, *patch)) {
       return {CheckOutcome::kDone,
@@ -201,7 +201,7 @@ class SwitchSelectorPrimitive : public NamedPrimitive {
     if (!want.is_object() || want.empty()) {
       return step.Fail(subject, Status::Invalid("selector must be a non-empty map"));
     }
-    Result<Value> live = step.client().Get("service", svc);
+    Result<Value> live = step.Get("service", svc);
     if (!live.ok()) return step.Fail(subject, live.status());
     Value old = AtPointer(*live, "/spec/selector");
     Result<Value> pods = step.client().List("pods", SelectorText(want));
@@ -250,7 +250,7 @@ class SwitchSelectorPrimitive : public NamedPrimitive {
     if (!step.ok()) return step.status();
     std::string svc = StrArg(args, "service");
     std::string subject = step.Subject("service", svc);
-    Result<Value> live = step.client().Get("service", svc);
+    Result<Value> live = step.Get("service", svc);
     if (!live.ok()) return step.Fail(subject, live.status().Prefixed("undo"));
     Value current = AtPointer(*live, "/spec/selector");
     const Value& old = state["old_selector"];
@@ -266,7 +266,7 @@ class SwitchSelectorPrimitive : public NamedPrimitive {
   CheckResult Check(StepContext& ctx, const Value& args, const Value& state) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return {};
-    Result<Value> live = step.client().Get("service", StrArg(args, "service"));
+    Result<Value> live = step.Get("service", StrArg(args, "service"));
     if (!live.ok()) return {};
     Value want = StringMap(args.value("selector", Value()));
     if (!SameValue(AtPointer(*live, "/spec/selector"), want)) {

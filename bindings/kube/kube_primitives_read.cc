@@ -87,7 +87,7 @@ class GetPrimitive : public NamedPrimitive {
     std::string kind = StrArg(args, "kind");
     if (args.contains("name")) {
       std::string obj = StrArg(args, "name");
-      Result<Value> r = step.client().Get(kind, obj);
+      Result<Value> r = step.Get(kind, obj);
       if (!r.ok() && r.status().code() == Status::Code::kNotFound &&
           BoolArg(args, "missing_ok", false)) {
         // Missing in a rehearsal because kube.apply only simulated: not

@@ -111,7 +111,7 @@ class ScalePrimitive : public NamedPrimitive {
     std::string subject = step.Subject(kind, obj);
     std::optional<int64_t> want = IntArg(args, "replicas");
     if (!want || *want < 0) return step.Fail(subject, Status::Invalid("replicas must be >= 0"));
-    Result<Value> live = step.client().Get(kind, obj);
+    Result<Value> live = step.Get(kind, obj);
     if (!live.ok()) return step.Fail(subject, live.status());
     int64_t current = IntAt(*live, "/spec/replicas", 1);
     int64_t previous = current;
@@ -176,7 +176,7 @@ class ScalePrimitive : public NamedPrimitive {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return {};
     auto [kind, obj] = Workload(args);
-    Result<Value> live = step.client().Get(kind, obj);
+    Result<Value> live = step.Get(kind, obj);
     std::optional<int64_t> want = IntArg(args, "replicas");
     if (!live.ok() || !want) return {};
     if (IntAt(*live, "/spec/replicas", 1) != *want) return {CheckOutcome::kNotDone, nullptr};

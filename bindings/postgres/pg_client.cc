@@ -226,22 +226,16 @@ std::string PgConnection::server() const {
 
 std::string PgConnection::identity(SteadyTime deadline) {
   if (!identity_.empty() || !conn_) return identity_.empty() ? server() : identity_;
-  if (in_transaction() && PQtransactionStatus(conn_) == PQTRANS_INERROR) return server();
-  // Asked so that it cannot fail inside the caller's transaction: a role
-  // without EXECUTE on pg_control_system() gets the address it reached the
-  // server at, for good (EXECUTE is checked before any CASE could skip it).
-  Result<Value> rows =
-      Query("SELECT has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') AS may", {},
-            deadline);
-  if (rows.ok() && rows->size() == 1 && (*rows)[0]["may"] == true) {
-    rows = Query(
-        "SELECT system_identifier::text || '@' || pg_catalog.pg_postmaster_start_time()::text "
-        "AS id FROM pg_catalog.pg_control_system()",
-        {}, deadline);
-  }
+  if (PQtransactionStatus(conn_) == PQTRANS_INERROR) return server();
+  // What any role may read, whatever its session's TimeZone or DateStyle:
+  // the port the postmaster listens on and the microsecond it started.
+  Result<Value> rows = Query(
+      "SELECT current_setting('port') || '@' || "
+      "(extract(epoch FROM pg_catalog.pg_postmaster_start_time()) * 1000000)::int8::text AS id",
+      {}, deadline);
   if (!rows.ok()) return server();  // asked again next time
   identity_ = rows->size() == 1 && (*rows)[0]["id"].is_string()
-                  ? (*rows)[0]["id"].get<std::string>()
+                  ? "postmaster:" + (*rows)[0]["id"].get<std::string>()
                   : server();
   return identity_;
 }

@@ -93,9 +93,10 @@ class PgConnection {
   std::string database() const;       // PQdb
   std::string server() const;         // "host:port" of the server (PQhost, PQport)
   // Which server this is, the same through any of its addresses (localhost,
-  // 127.0.0.1, a socket): its system identifier and when its postmaster
-  // started (two copies of one data directory differ); server() when it
-  // does not say. Asked once per connection (a rehearsal plan's keys).
+  // 127.0.0.1, a socket) and for any role: the port its postmaster listens
+  // on and the microsecond it started (two copies of one data directory
+  // differ); server() when it does not say. A restart makes it another
+  // server. Asked once per connection (a rehearsal plan's keys).
   std::string identity(SteadyTime deadline = SteadyTime::max());
   PGconn* native() { return conn_; }  // for COPY streaming (pg_copy.h): non-blocking, idle
   // Server notices and warnings since the last call (collation mismatch

@@ -11,6 +11,9 @@ constexpr char kGone[] = "gone ";
 
 void RehearsalPlan::Put(const std::string& what, const std::string& step_id, bool gone,
                         bool journal) {
+  // Journaled in the order the plan changes (two foreach items noting one
+  // key), without holding readers up while the journal writes.
+  std::lock_guard<std::mutex> order(journal_mu_);
   std::function<void(const std::string&, const std::string&)> fn;
   {
     std::lock_guard<std::mutex> lock(mu_);

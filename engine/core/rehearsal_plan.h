@@ -52,6 +52,7 @@ class RehearsalPlan : public Resource {
   };
   void Put(const std::string& what, const std::string& step_id, bool gone, bool journal);
 
+  std::mutex journal_mu_;  // taken before mu_, held while journaling
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;  // key -> the last step to make or remove it
   std::function<void(const std::string&, const std::string&)> journal_;

@@ -170,6 +170,37 @@ TEST_CASE("kube.apply of an invalid object fails with the server's words and kee
   REQUIRE_FALSE(r.ok());  // the rehearsal catches it too
 }
 
+TEST_CASE("a rehearsal follows kube.delete: gone for later steps, created again by kube.apply",
+          "[kube][kube.delete][rehearsal]") {
+  KubeCase c;
+  c.sim.ApplyYaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: doomed}\ndata: {x: \"1\"}\n");
+  const Value get{{"conn", "sim"}, {"kind", "configmap"}, {"name", "doomed"}};
+  REQUIRE_OK(c.Rehearse("kube.get", get));
+  REQUIRE_OK(
+      c.Rehearse("kube.delete", {{"conn", "sim"}, {"kind", "configmap"}, {"name", "doomed"}}));
+  CHECK(c.Exists("configmap", "doomed"));
+  // A real run would not find it: neither does the rehearsal.
+  Result<Value> r = c.Rehearse("kube.get", get);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(),
+             Catch::Contains("would not exist by now: step 'step-test' deletes it earlier"));
+  Value missing_ok = get;
+  missing_ok["missing_ok"] = true;
+  r = c.Rehearse("kube.get", missing_ok);
+  REQUIRE_OK(r);
+  CHECK(r->is_null());
+  // Applied again: created (not "configured"), and what is there now is not it.
+  r = c.Rehearse("kube.apply",
+                 {{"conn", "sim"}, {"manifest", Value::array({ConfigMap("doomed", "2")})}});
+  REQUIRE_OK(r);
+  CHECK((*r)["created"] == 1);
+  r = c.Rehearse("kube.get", get);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Status::Code::kNotYet);
+  CHECK_THAT(r.status().message(), Catch::Contains("would be a new one by now"));
+  CHECK(c.Get("configmap", "doomed")["data"]["x"] == "1");
+}
+
 TEST_CASE("kube.delete saves the object, and undo re-creates it", "[kube][kube.delete]") {
   KubeCase c;
   c.sim.ApplyYaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old-conf, labels: {a: b}}\n"

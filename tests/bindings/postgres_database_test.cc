@@ -161,6 +161,11 @@ TEST_CASE("pg.drop_database is irreversible, rehearsed by its preconditions, and
                Catch::Contains("1 session(s) on it now: a real run fails "
                                "unless they have ended"));
     CHECK(Exists(s, name) == "1");
+    // The same step again (a resume after the engine died in it): its own
+    // note is not an earlier step's drop.
+    r = c.Rehearse("pg.drop_database", args);
+    REQUIRE(r.ok());
+    CHECK((*r)["dropped"] == true);
     r = c.Apply("pg.drop_database", args);
     REQUIRE_FALSE(r.ok());
     CHECK_THAT(r.status().message(), Catch::Contains("is being accessed by other users (1 "

@@ -298,6 +298,8 @@ connections:
   victim: {postgres: {dsn: ")" +
            victim.Conninfo() + R"("}}
 steps:
+  - id: peek
+    pg.query: {conn: victim, sql: "SELECT count(*) AS n FROM old_rows"}
   - id: drop
     pg.drop_database: {conn: admin, name: )" +
            victim.name() + R"(}
@@ -324,6 +326,9 @@ steps:
     auto steps = t.Steps(t.LastRunId());
     CHECK(steps["drop"]["status"] == "succeeded");
     CHECK(steps["use"]["status"] == "failed");
+    // The run's own connection of step `peek` is not "another user" a real
+    // run would fail on: it ends it.
+    CHECK_FALSE(Results(t, t.LastRunId())["drop"].contains("notes"));
   }
   SECTION("made again: the create is not refused, and what is there now is not probed") {
     t.Write("r.yaml", runbook(true));
@@ -336,7 +341,8 @@ steps:
     CHECK(steps["use"]["status"] == "unknown");
     CHECK_THAT(Results(t, t.LastRunId())["use"].value("$unknown", ""),
                Catch::Contains("would be a new one by now: step 'again' creates it again"));
-    // The rehearsal dropped nothing; the real run does what it planned.
+    // The rehearsal dropped nothing; the real run does what it planned
+    // (its own connection to the database, kept since `peek`, ended first).
     CHECK(victim.Value("SELECT count(*) FROM old_rows") == "1");
     r = t.Run({"run", "r.yaml"}, s.ClientEnv());
     INFO(r.All());
@@ -390,6 +396,67 @@ steps:
              Catch::Contains("database '" + name + "' does not exist yet") &&
                  Catch::Contains("step 'create' would create it"));
   CHECK(s.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + name + "'") == "0");
+}
+
+TEST_CASE(
+    "a rehearsal's plan holds across roles and their time zones, and across a resume "
+    "for what a step drops",
+    "[e2e][dry-run][postgres][resume]") {
+  E2e t;
+  const PgServer& s = BlueServer();
+  // A role whose sessions read times in another zone: the server is the
+  // same server to it.
+  const std::string role = UniqueName("tokyo");
+  s.AdminExec("CREATE ROLE " + role + " LOGIN PASSWORD 'pw-tokyo'");
+  s.AdminExec("ALTER ROLE " + role + " SET timezone = 'Asia/Tokyo'");
+  testing::PgTestDb victim(s, "victim");
+  testing::PgTestDb gate(s, "gate");
+  const std::string name = UniqueName("zoned");
+  t.Write("r.yaml", R"(format: 1
+name: plan-across-roles
+connections:
+  admin: {postgres: {dsn: ")" +
+                        s.Conninfo("postgres") + R"("}}
+  gate: {postgres: {dsn: ")" +
+                        gate.Conninfo() + R"("}}
+  zoned: {postgres: {dsn: ")" +
+                        s.Conninfo(name, role) + R"(", password: pw-tokyo}}
+  victim: {postgres: {dsn: ")" +
+                        victim.Conninfo() + R"("}}
+steps:
+  - id: create
+    pg.create_database: {conn: admin, name: )" +
+                        name + R"(}
+    rollback: auto
+  - id: drop
+    pg.drop_database: {conn: admin, name: )" +
+                        victim.name() + R"(}
+  - id: gate
+    pg.query: {conn: gate, sql: "SELECT 1 FROM opened"}
+  - id: zoned
+    pg.query: {conn: zoned, sql: "SELECT 1 AS one"}
+  - id: use
+    pg.query: {conn: victim, sql: "SELECT 1 AS one"}
+)");
+  CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  REQUIRE(r.code == 1);  // at `gate`
+  const std::string id = t.LastRunId();
+  gate.Exec("CREATE TABLE opened AS SELECT 1");
+  r = t.Run({"resume", id}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  auto steps = t.Steps(id);
+  CHECK(steps["gate"]["status"] == "succeeded");
+  // Planned by the superuser in UTC, probed by the role in Tokyo time.
+  CHECK(steps["zoned"]["status"] == "unknown");
+  CHECK_THAT(Results(t, id)["zoned"].value("$unknown", ""),
+             Catch::Contains("step 'create' would create it"));
+  // Dropped before the resume: still gone after it.
+  CHECK(steps["use"]["status"] == "failed");
+  CHECK_THAT(r.All(), Catch::Contains("would not exist by now: step 'drop' drops it"));
+  CHECK(victim.Value("SELECT 1") == "1");
+  s.AdminExec("DROP ROLE " + role);
 }
 
 }  // namespace runbook::e2e
