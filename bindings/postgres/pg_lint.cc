@@ -1242,4 +1242,34 @@ std::vector<LintFinding> LintMigration(const ParsedMigration& migration, const L
   return Linter(facts, options).Run(migration);
 }
 
+std::vector<DatabaseStatement> DatabaseStatements(const std::string& sql, bool* only) {
+  std::vector<DatabaseStatement> out;
+  *only = false;
+  PgQueryParseResult parsed = pg_query_parse(sql.c_str());
+  if (parsed.error) {
+    pg_query_free_parse_result(parsed);
+    return out;
+  }
+  Value tree = Value::parse(parsed.parse_tree, nullptr, false);
+  pg_query_free_parse_result(parsed);
+  if (tree.is_discarded()) return out;
+  bool others = false;
+  for (const auto& raw : Get(tree, "stmts")) {
+    const Value& stmt = Get(raw, "stmt");
+    if (const Value& c = Get(stmt, "CreatedbStmt"); c.is_object()) {
+      out.push_back({DatabaseStatement::Kind::kCreate, Str(c, "dbname"), "", false});
+    } else if (const Value& d = Get(stmt, "DropdbStmt"); d.is_object()) {
+      out.push_back({DatabaseStatement::Kind::kDrop, Str(d, "dbname"), "", Flag(d, "missing_ok")});
+    } else if (const Value& r = Get(stmt, "RenameStmt");
+               r.is_object() && Str(r, "renameType") == "OBJECT_DATABASE") {
+      out.push_back(
+          {DatabaseStatement::Kind::kRename, Str(r, "subname"), Str(r, "newname"), false});
+    } else {
+      others = true;
+    }
+  }
+  *only = !out.empty() && !others;
+  return out;
+}
+
 }  // namespace runbook

@@ -107,6 +107,19 @@ struct LintFinding {
 std::vector<LintFinding> LintMigration(const ParsedMigration& migration, const LintFacts& facts,
                                        const LintOptions& options);
 
+// The database statements of a script, in order: CREATE DATABASE, DROP
+// DATABASE [IF EXISTS], ALTER DATABASE ... RENAME TO, with the names as the
+// server would take them. `only`: whether the script has no other
+// statement. Unparseable SQL: none, and not only.
+struct DatabaseStatement {
+  enum class Kind { kCreate, kDrop, kRename };
+  Kind kind;
+  std::string name;        // the database (kRename: its old name)
+  std::string new_name;    // kRename
+  bool if_exists = false;  // kDrop
+};
+std::vector<DatabaseStatement> DatabaseStatements(const std::string& sql, bool* only);
+
 // "schema.name" for a table named `text` ("t", "s.t", "\"T\"") or by parts.
 std::string LintTableKey(const std::string& schema, const std::string& name,
                          const std::string& default_schema);

@@ -312,11 +312,11 @@ class PgDropDatabase : public NamedPrimitive {
                          bool if_exists) {
     RehearsalPlan* plan = PlanOf(ctx);
     const std::string key = PlannedDatabaseKey(lease.conn().identity(lease.deadline()), name);
-    // This very step's own notes (an attempt before a resume) are not an
-    // earlier step's.
-    auto earlier = [&](std::string step) { return step == ctx.step_id() ? "" : step; };
-    const std::string made_by = plan ? earlier(plan->StepFor(key)) : "";
-    const std::string gone_by = plan ? earlier(plan->GoneBy(key)) : "";
+    // This very step's own drop (an attempt before a resume) is not an
+    // earlier step's; a database it made itself (Lua) is there.
+    const std::string made_by = plan ? plan->StepFor(key) : "";
+    std::string gone_by = plan ? plan->GoneBy(key) : "";
+    if (gone_by == ctx.step_id()) gone_by.clear();
     Result<Value> rows = lease.Query(
         "SELECT pg_has_role(d.datdba, 'USAGE') OR me.rolsuper AS may, d.datistemplate AS "
         "is_template, count(a.pid) AS sessions, count(a.pid) FILTER (WHERE NOT (me.rolsuper OR "

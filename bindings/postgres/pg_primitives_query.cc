@@ -21,11 +21,13 @@
 #include <functional>
 #include <optional>
 
+#include "bindings/postgres/pg_lint.h"
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
 #include "bindings/postgres/pg_sql.h"
 #include "bindings/postgres/pg_undo_guard.h"
 #include "engine/core/duration.h"
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook {
 namespace {
@@ -37,6 +39,69 @@ std::string SkipReason(const std::string& sql, bool check_transaction) {
   std::string why = check_transaction ? NonTransactionalReason(sql) : "";
   if (why.empty()) why = EscapesRollbackReason(sql);
   return why;
+}
+
+// A script of database statements only (CREATE/DROP DATABASE cannot run in
+// a rolled-back transaction): a rehearsal checks it against the server and
+// the run's plan instead (RehearseDatabaseScript).
+bool DatabaseScript(const std::string& sql) {
+  bool only = false;
+  DatabaseStatements(sql, &only);
+  return only && EscapesRollbackReason(sql).empty();
+}
+
+// In a rehearsal: whether each database statement of `sql` would find what
+// it needs as a real run would have left the server by then (the database
+// there, or not), noting what it creates, drops or renames for the steps
+// after. `ran`: the script ran (rolled back), so only notes are taken.
+Status PlanDatabaseStatements(StepContext& ctx, PgLease& lease, const std::string& sql, bool ran) {
+  RehearsalPlan* plan = PlanOf(ctx);
+  if (!plan) return Status::Ok();
+  bool only = false;
+  const std::vector<DatabaseStatement> statements = DatabaseStatements(sql, &only);
+  if (statements.empty()) return Status::Ok();
+  const std::string server = lease.conn().identity(lease.deadline());
+  // This very step's own notes (an attempt before a resume) are not an
+  // earlier step creating or dropping it first.
+  auto earlier = [&](std::string step) { return step == ctx.step_id() ? "" : step; };
+  for (const DatabaseStatement& st : statements) {
+    const std::string key = PlannedDatabaseKey(server, st.name);
+    if (!ran) {
+      Result<Value> rows =
+          lease.Query("SELECT 1 AS one FROM pg_database WHERE datname = $1", {st.name});
+      if (!rows.ok()) return rows.status();
+      const std::string made = plan->StepFor(key);
+      const std::string gone = earlier(plan->GoneBy(key));
+      const bool there = (!rows->empty() && gone.empty()) || !made.empty();
+      if (st.kind == DatabaseStatement::Kind::kCreate && !rows->empty() && gone.empty() &&
+          made.empty()) {
+        return Status::Failed("connection '" + lease.name() + "': database '" + st.name +
+                              "' already exists (a real run would stop here)");
+      }
+      const std::string where = "connection '" + lease.name() + "': database '" + st.name + "'";
+      if (st.kind == DatabaseStatement::Kind::kCreate && !earlier(made).empty()) {
+        return Status::Failed(where + " would exist already: step '" + made +
+                              "' creates it (a real run would stop here)");
+      }
+      if (st.kind != DatabaseStatement::Kind::kCreate && !there) {
+        if (st.if_exists) continue;
+        return Status::Failed(where +
+                              (gone.empty() ? " does not exist"
+                                            : " would not exist by now: step '" + gone +
+                                                  "' drops it earlier in this run") +
+                              " (a real run would stop here)");
+      }
+    }
+    if (st.kind == DatabaseStatement::Kind::kCreate) {
+      plan->Note(key, ctx.step_id());
+    } else {
+      plan->NoteGone(key, ctx.step_id());
+    }
+    if (st.kind == DatabaseStatement::Kind::kRename) {
+      plan->Note(PlannedDatabaseKey(server, st.new_name), ctx.step_id());
+    }
+  }
+  return Status::Ok();
 }
 
 // Read-only statements only: safe to run again after a crash.
@@ -191,8 +256,9 @@ class PgExec : public NamedPrimitive {
                                       "how it was rehearsed; only in a rehearsal"))})) {}
 
   Rehearsal rehearsal(const Value& args) const override {
-    return SkipReason(StrArg(args, "sql"), true).empty() ? Rehearsal::kSimulate
-                                                         : Rehearsal::kSkip;
+    const std::string sql = StrArg(args, "sql");
+    return SkipReason(sql, true).empty() || DatabaseScript(sql) ? Rehearsal::kSimulate
+                                                                : Rehearsal::kSkip;
   }
   std::string skip_reason(const Value& args) const override {
     std::string why = SkipReason(StrArg(args, "sql"), true);
@@ -226,12 +292,21 @@ class PgExec : public NamedPrimitive {
     if (!txn.ok()) return txn.status();
     Result<LockPolicy> lock = LockPolicyOf(args, sql, *txn);
     if (!lock.ok()) return lock.status();
-    if (ctx.dry_run()) {
-      std::string why = SkipReason(sql, true);
-      if (!why.empty()) return MakeUnknown("not rehearsed: " + why);
+    const bool checked_only = ctx.dry_run() && !SkipReason(sql, true).empty();
+    if (checked_only && !DatabaseScript(sql)) {
+      return MakeUnknown("not rehearsed: " + SkipReason(sql, true));
     }
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
     if (!lease.ok()) return lease.status();
+    if (checked_only) {
+      if (Status s = PlanDatabaseStatements(ctx, *lease, sql, false); !s.ok()) return s;
+      return Value{{"command", "not run"},
+                   {"rows_affected", 0},
+                   {"rows", Value::array()},
+                   {"rehearsal",
+                    "not run (it cannot run in a rolled-back transaction): checked against the "
+                    "server as earlier steps would leave it"}};
+    }
     Result<PgResult> r = Status::Ok();
     if (ctx.dry_run()) {
       r = InRolledBackTransaction(*lease, false, [&]() -> Result<PgResult> {
@@ -239,6 +314,11 @@ class PgExec : public NamedPrimitive {
         if (!s.ok()) return s;
         return RunSql(*lease, sql, params);
       });
+      // ALTER DATABASE ... RENAME ran and was rolled back: the steps after
+      // find it renamed.
+      if (r.ok()) {
+        if (Status s = PlanDatabaseStatements(ctx, *lease, sql, true); !s.ok()) return s;
+      }
     } else {
       const std::string undo = StrArg(args, "rollback_sql");
       if (!undo.empty()) {

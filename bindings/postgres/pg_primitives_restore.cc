@@ -217,11 +217,12 @@ class PgRestore : public NamedPrimitive {
     // In a rehearsal, the database as earlier rehearsed steps would leave it.
     const std::string planned_key =
         plan ? PlannedDatabaseKey(lease->conn().identity(lease->deadline()), database) : "";
-    // This very step's own note (an attempt before a resume) is not an earlier step's.
-    std::string made_by = plan ? plan->StepFor(planned_key) : "";
-    if (made_by == ctx.step_id()) made_by.clear();
+    const std::string made_by = plan ? plan->StepFor(planned_key) : "";
     const std::string dropped_by = plan ? plan->GoneBy(planned_key) : "";
-    if (create && ((*oid != 0 && !ours && dropped_by.empty()) || !made_by.empty())) {
+    // This very step's own note (an attempt before a resume) is not another
+    // step creating it first.
+    if (create && ((*oid != 0 && !ours && dropped_by.empty()) ||
+                   (!made_by.empty() && made_by != ctx.step_id()))) {
       return Status::Failed(where + ": database '" + database + "' already exists (create: true)" +
                             (made_by.empty() ? "" : ": step '" + made_by + "' creates it"));
     }

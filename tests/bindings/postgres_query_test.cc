@@ -126,7 +126,7 @@ TEST_CASE("pg.exec skips in a rehearsal what a rolled-back transaction cannot co
   PgCase c;
   c.Connect("blue", db);
   Primitive& exec = c.P("pg.exec");
-  for (const char* sql : {"VACUUM t", "CREATE DATABASE x", "DROP DATABASE x",
+  for (const char* sql : {"VACUUM t", "DROP DATABASE x; VACUUM t",
                           "CREATE INDEX CONCURRENTLY i ON t (id)", "REINDEX TABLE CONCURRENTLY t",
                           "ALTER SYSTEM SET work_mem = '8MB'", "SELECT setval('s', 100)",
                           "INSERT INTO t VALUES (1); COMMIT", "select pg_terminate_backend(1)"}) {
@@ -144,6 +144,27 @@ TEST_CASE("pg.exec skips in a rehearsal what a rolled-back transaction cannot co
         "rolled-back transaction");
   CHECK(db.Value("SELECT last_value FROM s") == "1");
   CHECK(db.Value("SELECT count(*) FROM t") == "0");
+  // Database statements only: checked against the server (and the run's
+  // plan) instead of run, as a real run would meet them.
+  const std::string gone = UniqueName("nosuchdb");
+  for (const std::string& sql : {"DROP DATABASE " + gone, "CREATE DATABASE " + db.name()}) {
+    INFO(sql);
+    Value args{{"conn", "blue"}, {"sql", sql}};
+    CHECK(exec.rehearsal(args) == Rehearsal::kSimulate);
+    Result<Value> r = c.Rehearse("pg.exec", args);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.status().message(),
+               Catch::Contains("a real run would stop here") &&
+                   (Catch::Contains("does not exist") || Catch::Contains("already exists")));
+  }
+  Result<Value> r =
+      c.Rehearse("pg.exec", {{"conn", "blue"}, {"sql", "DROP DATABASE IF EXISTS " + gone}});
+  REQUIRE(r.ok());
+  CHECK_THAT((*r)["rehearsal"].get<std::string>(), Catch::Contains("not run"));
+  r = c.Rehearse("pg.exec", {{"conn", "blue"}, {"sql", "CREATE DATABASE " + gone}});
+  REQUIRE(r.ok());
+  CHECK(BlueServer().AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + gone +
+                                "'") == "0");
   // REFRESH COLLATION VERSION runs in a transaction: it can be simulated.
   CHECK(exec.rehearsal({{"sql", "ALTER DATABASE x REFRESH COLLATION VERSION"}}) ==
         Rehearsal::kSimulate);
