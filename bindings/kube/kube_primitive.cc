@@ -74,21 +74,48 @@ Status KubeStep::Fail(const std::string& subject, const Status& s) const {
   return base.Prefixed(primitive_ + ": " + subject);
 }
 
+std::vector<std::string> KubeStep::PlannedKeys(const Value& live, const std::string& name) const {
+  // kube.apply keys an object by the namespace its manifest names, else the
+  // connection's ("" being the context's): either may be this one's.
+  std::vector<std::string> keys{
+      PlannedObjectKey(target(), Str(live, "apiVersion"), Str(live, "kind"), target().ns, name)};
+  const std::string ns = live.contains("metadata") ? Str(live["metadata"], "namespace") : "";
+  if (!ns.empty() && ns != target().ns) {
+    keys.push_back(
+        PlannedObjectKey(target(), Str(live, "apiVersion"), Str(live, "kind"), ns, name));
+  }
+  return keys;
+}
+
 Result<Value> KubeStep::Get(const std::string& kind, const std::string& name) {
   Result<Value> live = client().Get(kind, name);
-  RehearsalPlan* plan = live.ok() ? PlanOf(*ctx_) : nullptr;
+  RehearsalPlan* plan = live.ok() && dry_run() ? PlanOf(*ctx_) : nullptr;
   if (!plan || plan->empty() || !live->is_object()) return live;
-  const std::string key =
-      PlannedObjectKey(target(), Str(*live, "apiVersion"), Str(*live, "kind"), target().ns, name);
-  if (const std::string by = plan->GoneBy(key); !by.empty()) {
-    return Status::NotFound(kind + " '" + name + "' would not exist by now: step '" + by +
-                            "' deletes it earlier in this run (a real run would stop here)");
-  }
-  if (const std::string by = plan->StepFor(key); !by.empty()) {
-    return Status::NotYet(kind + " '" + name + "' would be a new one by now: step '" + by +
-                          "' creates it again after an earlier step deletes it");
-  }
+  if (Status s = Planned(*plan, *live, kind, name); !s.ok()) return s;
   return live;
+}
+
+Status KubeStep::Planned(const RehearsalPlan& plan, const Value& live, const std::string& kind,
+                         const std::string& name) const {
+  for (const std::string& key : PlannedKeys(live, name)) {
+    if (const std::string by = plan.GoneBy(key); !by.empty()) {
+      return Status::NotFound(kind + " '" + name + "' would not exist by now: step '" + by +
+                              "' deletes it earlier in this run (a real run would stop here)");
+    }
+    if (const std::string by = plan.StepFor(key); !by.empty()) {
+      return Status::NotYet(kind + " '" + name + "' would be a new one by now: step '" + by +
+                            "' creates it again after an earlier step deletes it");
+    }
+  }
+  return Status::Ok();
+}
+
+Status KubeStep::AsPlanned(const std::string& kind, const std::string& name) {
+  RehearsalPlan* plan = dry_run() ? PlanOf(*ctx_) : nullptr;
+  if (!plan || plan->empty() || name.empty()) return Status::Ok();
+  Result<Value> live = client().Get(kind, name);
+  if (!live.ok() || !live->is_object()) return Status::Ok();  // the command meets it itself
+  return Planned(*plan, *live, kind, name);
 }
 
 std::vector<std::string> KubeStep::Mutating(std::vector<std::string> args) const {

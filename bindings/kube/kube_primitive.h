@@ -12,6 +12,10 @@
 #include "engine/core/primitive_kit.h"
 #include "engine/core/registry.h"
 
+namespace runbook {
+class RehearsalPlan;
+}
+
 namespace runbook::kube {
 
 // `conn` (a kube connection) and `namespace` (overrides the connection's).
@@ -59,6 +63,15 @@ class KubeStep {
   // kNotFound ("would not exist by now"), and one a later kube.apply would
   // create again is Status::NotYet (the one there now is not it).
   Result<Value> Get(const std::string& kind, const std::string& name);
+  // In a rehearsal, whether object kind/name is as a real run would find
+  // it by now: Ok (as it is, or not known to the plan), kNotFound (an
+  // earlier rehearsed step deletes it) or NotYet (one creates it again). For
+  // commands that wait on an object (kube.wait, rollout status) rather than
+  // read it with Get.
+  Status AsPlanned(const std::string& kind, const std::string& name);
+  // The keys of the rehearsal plan an object as kubectl printed it may be
+  // noted under.
+  std::vector<std::string> PlannedKeys(const Value& live, const std::string& name) const;
   // `args` with --dry-run=server in a rehearsal.
   std::vector<std::string> Mutating(std::vector<std::string> args) const;
   // Runs a command that changes something (or simulates it), logging its
@@ -69,6 +82,9 @@ class KubeStep {
   SteadyTime Now() { return ctx_->clock().Steady(); }
 
  private:
+  Status Planned(const RehearsalPlan& plan, const Value& live, const std::string& kind,
+                 const std::string& name) const;
+
   StepContext* ctx_;
   std::string primitive_;
   mutable std::string subject_kind_, subject_name_;  // the last Subject's object

@@ -357,9 +357,8 @@ class DeletePrimitive : public NamedPrimitive {
     }
     // Later steps of this rehearsal find it gone, as a real run would.
     if (RehearsalPlan* plan = step.dry_run() ? PlanOf(ctx) : nullptr) {
-      plan->NoteGone(PlannedObjectKey(step.target(), Str(*live, "apiVersion"), Str(*live, "kind"),
-                                      step.target().ns, obj),
-                     ctx.step_id());
+      for (const std::string& key : step.PlannedKeys(*live, obj))
+        plan->NoteGone(key, ctx.step_id());
     }
     result["deleted"] = true;
     ctx.SetChanged(true);

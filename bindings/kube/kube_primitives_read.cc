@@ -159,11 +159,25 @@ class WaitPrimitive : public NamedPrimitive {
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return step.status();
+    std::string subject = StrArg(args, "resource") + " in " + step.target().Where();
+    // In a rehearsal, an object an earlier step deletes is not waited on as
+    // it is now.
+    const std::string resource = StrArg(args, "resource");
+    if (const size_t slash = resource.find('/');
+        step.dry_run() && slash != std::string::npos && !args.contains("selector")) {
+      Status planned = step.AsPlanned(resource.substr(0, slash), resource.substr(slash + 1));
+      if (planned.code() == Status::Code::kNotFound && StrArg(args, "for") == "delete") {
+        return Value{
+            {"resource", resource},
+            {"for", StrArg(args, "for")},
+            {"met", Value::array({resource + " deleted (by an earlier step of the run)"})}};
+      }
+      if (!planned.ok()) return step.Fail(subject, planned);
+    }
     WaitBudget budget = Budget(step, args);
     KubectlCall call{KubectlArgs(args, budget.timeout)};
     call.request_timeout = false;
     Result<KubectlOutput> r = budget.client.Run(call);
-    std::string subject = StrArg(args, "resource") + " in " + step.target().Where();
     if (!r.ok()) return step.Fail(subject, r.status());
     Value lines = Value::array();
     for (size_t s = 0, nl; s < r->out.size(); s = nl + 1) {
@@ -217,11 +231,14 @@ class RolloutStatusPrimitive : public NamedPrimitive {
   Result<Value> Apply(StepContext& ctx, const Value& args) override {
     KubeStep step(ctx, name(), args);
     if (!step.ok()) return step.status();
+    auto [kind, obj] = Target(args);
+    if (Status planned = step.AsPlanned(kind, obj); !planned.ok()) {
+      return step.Fail(step.Subject(kind, obj), planned);
+    }
     WaitBudget budget = Budget(step, args);
     KubectlCall call{KubectlArgs(args, budget.timeout)};
     call.request_timeout = false;
     Result<KubectlOutput> r = budget.client.Run(call);
-    auto [kind, obj] = Target(args);
     if (!r.ok()) return step.Fail(step.Subject(kind, obj), r.status());
     return Value{{"kind", kind}, {"name", obj}, {"message", LastLine(r->out)}};
   }

@@ -198,6 +198,20 @@ std::string Lookup(StepContext& ctx, const KubeTarget& t, const std::string& typ
   for (const std::string& kind : kinds) {
     if (std::string by = plan->StepFor(Key(t, group, kind, t.ns, name)); !by.empty()) return by;
   }
+  if (!kinds.empty() || type.find('.') != std::string::npos) return "";
+  // A custom kind named without its group ("widget/x", "widgets"): the
+  // object of that kind and name in any group.
+  const std::string prefix = Key(t, "", "", t.ns, "");
+  const std::string head = prefix.substr(0, prefix.size() - 2);  // ".../ns/"
+  for (const std::string& kind : Singulars(Lower(type))) {
+    const std::string tail = "/" + kind + "/" + name;
+    std::string by = plan->FirstStepWhere([&](const std::string& key) {
+      return key.size() > head.size() + tail.size() && key.compare(0, head.size(), head) == 0 &&
+             key.compare(key.size() - tail.size(), tail.size(), tail) == 0 &&
+             key.find('/', head.size()) == key.size() - tail.size();  // one group, no '/'
+    });
+    if (!by.empty()) return by;
+  }
   return "";
 }
 

@@ -220,6 +220,8 @@ bool PgConnection::in_transaction() const {
 
 std::string PgConnection::database() const { return conn_ ? PQdb(conn_) : ""; }
 
+int PgConnection::backend_pid() const { return conn_ ? PQbackendPID(conn_) : 0; }
+
 std::string PgConnection::server() const {
   return conn_ ? std::string(PQhost(conn_)) + ":" + PQport(conn_) : "";
 }

@@ -91,6 +91,7 @@ class PgConnection {
   int server_version() const;         // 150004; 0 when not connected
   bool in_transaction() const;        // inside BEGIN ... (or a failed one)
   std::string database() const;       // PQdb
+  int backend_pid() const;            // PQbackendPID; 0 when not connected
   std::string server() const;         // "host:port" of the server (PQhost, PQport)
   // Which server this is, the same through any of its addresses (localhost,
   // 127.0.0.1, a socket) and for any role: the port its postmaster listens

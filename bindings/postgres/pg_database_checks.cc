@@ -5,6 +5,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine/core/rehearsal_plan.h"
+
 namespace runbook {
 namespace {
 
@@ -97,6 +99,89 @@ Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::s
   for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
   return Status::Failed("connection '" + lease.name() + "': CREATE DATABASE " + name +
                         " would fail: precondition failed: " + msg);
+}
+
+std::string PgIntArray(const std::vector<int>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + std::to_string(values[i]);
+  return out + "}";
+}
+
+Result<Value> RehearseDropDatabase(StepContext& ctx, PgLease& lease, const std::string& name,
+                                   bool terminate, bool if_exists,
+                                   const std::vector<int>& closed_first) {
+  RehearsalPlan* plan = PlanOf(ctx);
+  const std::string key = PlannedDatabaseKey(lease.conn().identity(lease.deadline()), name);
+  const std::string made_by = plan ? plan->StepFor(key) : "";
+  const std::string gone_by = plan ? plan->GoneBy(key) : "";
+  // Another role's session shows no backend_type to a role without
+  // pg_read_all_stats (its usesysid it does show).
+  Result<Value> rows = lease.Query(
+      "SELECT pg_has_role(d.datdba, 'USAGE') OR me.rolsuper AS may, d.datistemplate AS "
+      "is_template, count(a.pid) AS sessions, count(a.pid) FILTER (WHERE NOT (me.rolsuper OR "
+      "(NOT coalesce(ar.rolsuper, false) AND (pg_has_role(a.usesysid, 'USAGE') OR "
+      "pg_has_role('pg_signal_backend', 'USAGE'))))) AS unendable "
+      "FROM pg_database d CROSS JOIN pg_roles me "
+      "LEFT JOIN pg_stat_activity a ON a.datname = d.datname AND a.pid <> pg_backend_pid() "
+      "AND a.pid <> ALL($2::int[]) AND (a.backend_type = 'client backend' OR "
+      "(a.backend_type IS NULL AND a.usesysid IS NOT NULL)) "
+      "LEFT JOIN pg_roles ar ON ar.oid = a.usesysid "
+      "WHERE d.datname = $1 AND me.rolname = current_user "
+      "GROUP BY d.datdba, d.datistemplate, me.rolsuper",
+      {name, PgIntArray(closed_first)});
+  if (!rows.ok()) return rows.status();
+  const bool there = (!rows->empty() && gone_by.empty()) || !made_by.empty();
+  Value out{{"name", name}, {"rehearsal", "preconditions checked"}};
+  if (!there) {
+    const std::string why = gone_by.empty() ? "does not exist"
+                                            : "would not exist by now: step '" + gone_by +
+                                                  "' drops it earlier in this run";
+    if (!if_exists) {
+      return Status::Failed("connection '" + lease.name() + "': database '" + name + "' " + why +
+                            " (a real run would stop here)");
+    }
+    out["dropped"] = false;
+    return out;
+  }
+  std::vector<std::string> problems, notes;
+  if (!made_by.empty()) {
+    // The one there now (if any) is not the one a real run would drop.
+    notes.push_back("the database step '" + made_by +
+                    "' would create: its owner and sessions are not known yet");
+  } else {
+    const Value& f = (*rows)[0];
+    if (!f["may"].get<bool>()) {
+      problems.push_back("permission denied: only the owner of database '" + name +
+                         "' or a superuser may drop it");
+    }
+    if (f["is_template"].get<bool>()) {
+      problems.push_back("database '" + name +
+                         "' is a template (ALTER DATABASE ... IS_TEMPLATE false first)");
+    }
+    const int64_t sessions = f["sessions"].get<int64_t>();
+    const int64_t unendable = f["unendable"].get<int64_t>();
+    if (sessions > 0 && !terminate) {
+      notes.push_back(std::to_string(sessions) +
+                      " session(s) on it now: a real run fails unless they have ended "
+                      "(terminate: true ends them)");
+    } else if (unendable > 0) {
+      notes.push_back(std::to_string(unendable) +
+                      " session(s) on it now that this role may not end (another role's, "
+                      "without pg_signal_backend): a real run fails unless they have ended");
+    } else if (sessions > 0) {
+      notes.push_back(std::to_string(sessions) +
+                      " session(s) on it now: a real run ends them (terminate: true)");
+    }
+  }
+  if (!problems.empty()) {
+    std::string msg;
+    for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
+    return Status::Failed("connection '" + lease.name() + "': precondition failed: " + msg);
+  }
+  if (plan) plan->NoteGone(key, ctx.step_id());
+  out["dropped"] = true;
+  if (!notes.empty()) out["notes"] = notes;
+  return out;
 }
 
 }  // namespace runbook

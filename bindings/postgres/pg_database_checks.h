@@ -22,4 +22,18 @@ Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::s
                            const std::string& owner, bool if_not_exists, bool refreshed_earlier,
                            std::vector<std::string>* notes);
 
+// In a rehearsal, DROP DATABASE `name` as a real run would meet it by then:
+// the database there (or made by an earlier rehearsed step; not dropped by
+// one), the right to drop it, not a template, the sessions on it (those with
+// pids in `closed_first` are the run's own, which a real run closes first;
+// those the role may not end with terminate). Notes it gone in the plan for
+// the steps after. The result of pg.drop_database ({dropped, name,
+// rehearsal, notes}).
+Result<Value> RehearseDropDatabase(StepContext& ctx, PgLease& lease, const std::string& name,
+                                   bool terminate, bool if_exists,
+                                   const std::vector<int>& closed_first);
+
+// "{1,2,3}": an int[] parameter.
+std::string PgIntArray(const std::vector<int>& values);
+
 }  // namespace runbook

@@ -1257,7 +1257,15 @@ std::vector<DatabaseStatement> DatabaseStatements(const std::string& sql, bool* 
   for (const auto& raw : Get(tree, "stmts")) {
     const Value& stmt = Get(raw, "stmt");
     if (const Value& c = Get(stmt, "CreatedbStmt"); c.is_object()) {
-      out.push_back({DatabaseStatement::Kind::kCreate, Str(c, "dbname"), "", false});
+      DatabaseStatement st{DatabaseStatement::Kind::kCreate, Str(c, "dbname"), "", false};
+      for (const auto& o : Get(c, "options")) {
+        const Value& def = Get(o, "DefElem");
+        const Value& str = Get(Get(def, "arg"), "String");
+        const std::string text = Str(str, "sval").empty() ? Str(str, "str") : Str(str, "sval");
+        if (Str(def, "defname") == "template") st.templ = text;
+        if (Str(def, "defname") == "owner") st.owner = text;
+      }
+      out.push_back(st);
     } else if (const Value& d = Get(stmt, "DropdbStmt"); d.is_object()) {
       out.push_back({DatabaseStatement::Kind::kDrop, Str(d, "dbname"), "", Flag(d, "missing_ok")});
     } else if (const Value& r = Get(stmt, "RenameStmt");

@@ -242,8 +242,13 @@ class PgDropDatabase : public NamedPrimitive {
                              "database (dbname: postgres)");
     }
     const bool terminate = BoolArg(args, "terminate", false);
+    // This run's own connections to it (an earlier step's, kept for the
+    // run) that no step is using now are closed first, in a real run; a
+    // rehearsal leaves them out of the sessions it counts.
+    const std::vector<int> own = IdleRunSessionsOn(ctx, *lease, name, !ctx.dry_run());
     if (ctx.dry_run()) {
-      return Rehearse(ctx, *lease, name, terminate, BoolArg(args, "if_exists", false));
+      return RehearseDropDatabase(ctx, *lease, name, terminate, BoolArg(args, "if_exists", false),
+                                  own);
     }
     const bool force = terminate && lease->conn().server_version() >= 130000;
     if (terminate && !force) {
@@ -252,24 +257,16 @@ class PgDropDatabase : public NamedPrimitive {
           "WHERE datname = $1 AND pid <> pg_backend_pid()", {name});
       if (!s.ok()) return s;
     }
-    // This run's own idle connections to it (an earlier step's, kept for
-    // the run) are ended first: the next step that needs one reconnects.
-    const std::string own = OwnSessions(ctx);
-    if (Status s = lease->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                               "datname = $1 AND " +
-                                   own,
-                               {name, "runbook/" + ctx.run_id() + "/%"});
-        !s.ok()) {
-      return s;
-    }
     if (!terminate) {
-      // DROP DATABASE would wait 5 s for them and then fail: say who at once.
+      // DROP DATABASE would wait 5 s for them and then fail: say who at once
+      // (another role's session shows no backend_type to a role without
+      // pg_read_all_stats; the run's own, just closed, may linger a moment).
       Result<Value> others = lease->Query(
           "SELECT count(*) AS n, string_agg(DISTINCT coalesce(nullif(application_name, ''), "
           "usename), ', ') AS who FROM pg_stat_activity WHERE datname = $1 "
-          "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND NOT (" +
-              own + ")",
-          {name, "runbook/" + ctx.run_id() + "/%"});
+          "AND pid <> pg_backend_pid() AND pid <> ALL($2::int[]) AND "
+          "(backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL))",
+          {name, PgIntArray(own)});
       if (!others.ok()) return others.status();
       int64_t n = (*others)[0]["n"].get<int64_t>();
       if (n > 0) {
@@ -295,95 +292,6 @@ class PgDropDatabase : public NamedPrimitive {
     if (!oid.ok()) return {};
     if (*oid != 0) return {CheckOutcome::kNotDone, Value()};
     return {CheckOutcome::kDone, Value{{"dropped", true}, {"name", StrArg(args, "name")}}};
-  }
-
- private:
-  // The sessions (of pg_stat_activity) that are this run's own idle
-  // connections of the same role, $2 being "runbook/RUN_ID/%".
-  static std::string OwnSessions(StepContext&) {
-    return "pid <> pg_backend_pid() AND application_name LIKE $2 AND state = 'idle' AND "
-           "usename = current_user";
-  }
-
-  // What a real run would meet, checked without dropping: the database
-  // there (or made by an earlier rehearsed step), the right to drop it, the
-  // sessions on it. Notes it gone for the steps after.
-  Result<Value> Rehearse(StepContext& ctx, PgLease& lease, const std::string& name, bool terminate,
-                         bool if_exists) {
-    RehearsalPlan* plan = PlanOf(ctx);
-    const std::string key = PlannedDatabaseKey(lease.conn().identity(lease.deadline()), name);
-    // This very step's own drop (an attempt before a resume) is not an
-    // earlier step's; a database it made itself (Lua) is there.
-    const std::string made_by = plan ? plan->StepFor(key) : "";
-    std::string gone_by = plan ? plan->GoneBy(key) : "";
-    if (gone_by == ctx.step_id()) gone_by.clear();
-    Result<Value> rows = lease.Query(
-        "SELECT pg_has_role(d.datdba, 'USAGE') OR me.rolsuper AS may, d.datistemplate AS "
-        "is_template, count(a.pid) AS sessions, count(a.pid) FILTER (WHERE NOT (me.rolsuper OR "
-        "(NOT ar.rolsuper AND (pg_has_role(a.usesysid, 'MEMBER') OR "
-        "pg_has_role('pg_signal_backend', 'MEMBER'))))) AS unendable "
-        "FROM pg_database d CROSS JOIN pg_roles me "
-        "LEFT JOIN pg_stat_activity a ON a.datname = d.datname AND a.pid <> pg_backend_pid() "
-        "AND a.backend_type = 'client backend' AND NOT (" +
-            OwnSessions(ctx) +
-            ") "
-            "LEFT JOIN pg_roles ar ON ar.oid = a.usesysid "
-            "WHERE d.datname = $1 AND me.rolname = current_user "
-            "GROUP BY d.datdba, d.datistemplate, me.rolsuper",
-        {name, "runbook/" + ctx.run_id() + "/%"});
-    if (!rows.ok()) return rows.status();
-    const bool there = (!rows->empty() && gone_by.empty()) || !made_by.empty();
-    Value out{{"name", name}, {"rehearsal", "preconditions checked"}};
-    if (!there) {
-      const std::string why = gone_by.empty() ? "does not exist"
-                                              : "would not exist by now: step '" + gone_by +
-                                                    "' drops it earlier in this run";
-      if (!if_exists) {
-        return Status::Failed("connection '" + lease.name() + "': database '" + name + "' " + why +
-                              " (a real run would stop here)");
-      }
-      out["dropped"] = false;
-      return out;
-    }
-    std::vector<std::string> problems, notes;
-    if (!made_by.empty()) {
-      // The one there now (if any) is not the one a real run would drop.
-      notes.push_back("the database step '" + made_by +
-                      "' would create: its owner and sessions are not known yet");
-    } else {
-      const Value& f = (*rows)[0];
-      if (!f["may"].get<bool>()) {
-        problems.push_back("permission denied: only the owner of database '" + name +
-                           "' or a superuser may drop it");
-      }
-      if (f["is_template"].get<bool>()) {
-        problems.push_back("database '" + name +
-                           "' is a template (ALTER DATABASE ... IS_TEMPLATE false first)");
-      }
-      const int64_t sessions = f["sessions"].get<int64_t>();
-      const int64_t unendable = f["unendable"].get<int64_t>();
-      if (sessions > 0 && !terminate) {
-        notes.push_back(std::to_string(sessions) +
-                        " session(s) on it now: a real run fails unless they have ended "
-                        "(terminate: true ends them)");
-      } else if (unendable > 0) {
-        notes.push_back(std::to_string(unendable) +
-                        " session(s) on it now that role may not end (another role's, without "
-                        "pg_signal_backend): a real run fails unless they have ended");
-      } else if (sessions > 0) {
-        notes.push_back(std::to_string(sessions) +
-                        " session(s) on it now: a real run ends them (terminate: true)");
-      }
-    }
-    if (!problems.empty()) {
-      std::string msg;
-      for (const auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
-      return Status::Failed("connection '" + lease.name() + "': precondition failed: " + msg);
-    }
-    if (plan) plan->NoteGone(key, ctx.step_id());
-    out["dropped"] = true;
-    if (!notes.empty()) out["notes"] = notes;
-    return out;
   }
 };
 

@@ -21,6 +21,7 @@
 #include <functional>
 #include <optional>
 
+#include "bindings/postgres/pg_database_checks.h"
 #include "bindings/postgres/pg_lint.h"
 #include "bindings/postgres/pg_primitive.h"
 #include "bindings/postgres/pg_session.h"
@@ -41,64 +42,90 @@ std::string SkipReason(const std::string& sql, bool check_transaction) {
   return why;
 }
 
-// A script of database statements only (CREATE/DROP DATABASE cannot run in
-// a rolled-back transaction): a rehearsal checks it against the server and
-// the run's plan instead (RehearseDatabaseScript).
-bool DatabaseScript(const std::string& sql) {
+// One CREATE DATABASE or DROP DATABASE (it cannot run in a rolled-back
+// transaction, nor with other statements): a rehearsal checks it against
+// the server and the run's plan instead (RehearseDatabaseStatement).
+bool DatabaseStatementOnly(const std::string& sql, DatabaseStatement* out = nullptr) {
   bool only = false;
-  DatabaseStatements(sql, &only);
-  return only && EscapesRollbackReason(sql).empty();
+  std::vector<DatabaseStatement> st = DatabaseStatements(sql, &only);
+  if (!only || st.size() != 1 || st[0].kind == DatabaseStatement::Kind::kRename ||
+      !EscapesRollbackReason(sql).empty()) {
+    return false;
+  }
+  if (out) *out = st[0];
+  return true;
 }
 
-// In a rehearsal: whether each database statement of `sql` would find what
-// it needs as a real run would have left the server by then (the database
-// there, or not), noting what it creates, drops or renames for the steps
-// after. `ran`: the script ran (rolled back), so only notes are taken.
-Status PlanDatabaseStatements(StepContext& ctx, PgLease& lease, const std::string& sql, bool ran) {
+// In a rehearsal: CREATE or DROP DATABASE as a real run would meet it by
+// then, checked as pg.create_database and pg.drop_database check theirs,
+// and noted in the run's plan for the steps after.
+Result<Value> RehearseDatabaseStatement(StepContext& ctx, PgLease& lease,
+                                        const DatabaseStatement& st) {
+  const std::string where = "connection '" + lease.name() + "': database '" + st.name + "'";
+  Value out{{"command", MakeUnknown("not run in a rehearsal")},
+            {"rows_affected", MakeUnknown("not run in a rehearsal")},
+            {"rows", Value::array()},
+            {"rehearsal",
+             "not run (it cannot run in a rolled-back transaction): checked "
+             "against the server as earlier steps would leave it"}};
+  if (st.kind == DatabaseStatement::Kind::kDrop) {
+    if (lease.conn().database() == st.name) {
+      return Status::Failed(where +
+                            " is the connection's own: DROP DATABASE cannot drop the "
+                            "currently open database (a real run would stop here)");
+    }
+    Result<Value> r = RehearseDropDatabase(ctx, lease, st.name, false, st.if_exists, {});
+    if (!r.ok()) return r.status();
+    if (r->contains("notes")) {
+      for (const auto& n : (*r)["notes"])
+        ctx.Log(LogLevel::kWarn, where + ": " + n.get<std::string>());
+    }
+    return out;
+  }
+  RehearsalPlan* plan = PlanOf(ctx);
+  const std::string server = lease.conn().identity(lease.deadline());
+  const std::string key = PlannedDatabaseKey(server, st.name);
+  if (const std::string by = plan ? plan->StepFor(key) : ""; !by.empty()) {
+    return Status::Failed(where + " would exist already: step '" + by +
+                          "' creates it (a real run would stop here)");
+  }
+  const std::string templ = st.templ.empty() ? "template1" : st.templ;
+  std::vector<std::string> notes;
+  Status s =
+      CheckCreateDatabase(lease, st.name, templ, st.owner, plan && !plan->GoneBy(key).empty(),
+                          plan && !plan->StepFor(PlannedRefreshKey(server, templ)).empty(), &notes);
+  if (!s.ok()) return s;
+  for (const auto& n : notes) ctx.Log(LogLevel::kWarn, where + ": " + n);
+  if (plan) plan->Note(key, ctx.step_id());
+  return out;
+}
+
+// In a rehearsal, ALTER DATABASE ... RENAME TO as a real run would meet it:
+// before the script runs (rolled back), a database an earlier step drops
+// fails, one an earlier step creates is not probed; after it ran, the
+// steps after find it renamed.
+Status PlanRenames(StepContext& ctx, PgLease& lease, const std::string& sql, bool ran) {
   RehearsalPlan* plan = PlanOf(ctx);
   if (!plan) return Status::Ok();
   bool only = false;
   const std::vector<DatabaseStatement> statements = DatabaseStatements(sql, &only);
   if (statements.empty()) return Status::Ok();
   const std::string server = lease.conn().identity(lease.deadline());
-  // This very step's own notes (an attempt before a resume) are not an
-  // earlier step creating or dropping it first.
-  auto earlier = [&](std::string step) { return step == ctx.step_id() ? "" : step; };
   for (const DatabaseStatement& st : statements) {
+    if (st.kind != DatabaseStatement::Kind::kRename) continue;
     const std::string key = PlannedDatabaseKey(server, st.name);
-    if (!ran) {
-      Result<Value> rows =
-          lease.Query("SELECT 1 AS one FROM pg_database WHERE datname = $1", {st.name});
-      if (!rows.ok()) return rows.status();
-      const std::string made = plan->StepFor(key);
-      const std::string gone = earlier(plan->GoneBy(key));
-      const bool there = (!rows->empty() && gone.empty()) || !made.empty();
-      if (st.kind == DatabaseStatement::Kind::kCreate && !rows->empty() && gone.empty() &&
-          made.empty()) {
-        return Status::Failed("connection '" + lease.name() + "': database '" + st.name +
-                              "' already exists (a real run would stop here)");
-      }
-      const std::string where = "connection '" + lease.name() + "': database '" + st.name + "'";
-      if (st.kind == DatabaseStatement::Kind::kCreate && !earlier(made).empty()) {
-        return Status::Failed(where + " would exist already: step '" + made +
-                              "' creates it (a real run would stop here)");
-      }
-      if (st.kind != DatabaseStatement::Kind::kCreate && !there) {
-        if (st.if_exists) continue;
-        return Status::Failed(where +
-                              (gone.empty() ? " does not exist"
-                                            : " would not exist by now: step '" + gone +
-                                                  "' drops it earlier in this run") +
-                              " (a real run would stop here)");
-      }
-    }
-    if (st.kind == DatabaseStatement::Kind::kCreate) {
-      plan->Note(key, ctx.step_id());
-    } else {
+    if (ran) {
       plan->NoteGone(key, ctx.step_id());
-    }
-    if (st.kind == DatabaseStatement::Kind::kRename) {
       plan->Note(PlannedDatabaseKey(server, st.new_name), ctx.step_id());
+      continue;
+    }
+    const std::string where = "connection '" + lease.name() + "': database '" + st.name + "'";
+    if (const std::string by = plan->GoneBy(key); !by.empty()) {
+      return Status::Failed(where + " would not exist by now: step '" + by +
+                            "' drops it earlier in this run (a real run would stop here)");
+    }
+    if (const std::string by = plan->StepFor(key); !by.empty()) {
+      return Status::NotYet(where + " does not exist yet: step '" + by + "' would create it");
     }
   }
   return Status::Ok();
@@ -257,8 +284,8 @@ class PgExec : public NamedPrimitive {
 
   Rehearsal rehearsal(const Value& args) const override {
     const std::string sql = StrArg(args, "sql");
-    return SkipReason(sql, true).empty() || DatabaseScript(sql) ? Rehearsal::kSimulate
-                                                                : Rehearsal::kSkip;
+    return SkipReason(sql, true).empty() || DatabaseStatementOnly(sql) ? Rehearsal::kSimulate
+                                                                       : Rehearsal::kSkip;
   }
   std::string skip_reason(const Value& args) const override {
     std::string why = SkipReason(StrArg(args, "sql"), true);
@@ -292,23 +319,17 @@ class PgExec : public NamedPrimitive {
     if (!txn.ok()) return txn.status();
     Result<LockPolicy> lock = LockPolicyOf(args, sql, *txn);
     if (!lock.ok()) return lock.status();
+    DatabaseStatement database_statement;
     const bool checked_only = ctx.dry_run() && !SkipReason(sql, true).empty();
-    if (checked_only && !DatabaseScript(sql)) {
+    if (checked_only && !DatabaseStatementOnly(sql, &database_statement)) {
       return MakeUnknown("not rehearsed: " + SkipReason(sql, true));
     }
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
     if (!lease.ok()) return lease.status();
-    if (checked_only) {
-      if (Status s = PlanDatabaseStatements(ctx, *lease, sql, false); !s.ok()) return s;
-      return Value{{"command", "not run"},
-                   {"rows_affected", 0},
-                   {"rows", Value::array()},
-                   {"rehearsal",
-                    "not run (it cannot run in a rolled-back transaction): checked against the "
-                    "server as earlier steps would leave it"}};
-    }
+    if (checked_only) return RehearseDatabaseStatement(ctx, *lease, database_statement);
     Result<PgResult> r = Status::Ok();
     if (ctx.dry_run()) {
+      if (Status s = PlanRenames(ctx, *lease, sql, false); !s.ok()) return s;
       r = InRolledBackTransaction(*lease, false, [&]() -> Result<PgResult> {
         Status s = lease->Exec(kRehearsalLockTimeout);
         if (!s.ok()) return s;
@@ -317,7 +338,7 @@ class PgExec : public NamedPrimitive {
       // ALTER DATABASE ... RENAME ran and was rolled back: the steps after
       // find it renamed.
       if (r.ok()) {
-        if (Status s = PlanDatabaseStatements(ctx, *lease, sql, true); !s.ok()) return s;
+        if (Status s = PlanRenames(ctx, *lease, sql, true); !s.ok()) return s;
       }
     } else {
       const std::string undo = StrArg(args, "rollback_sql");

@@ -219,10 +219,7 @@ class PgRestore : public NamedPrimitive {
         plan ? PlannedDatabaseKey(lease->conn().identity(lease->deadline()), database) : "";
     const std::string made_by = plan ? plan->StepFor(planned_key) : "";
     const std::string dropped_by = plan ? plan->GoneBy(planned_key) : "";
-    // This very step's own note (an attempt before a resume) is not another
-    // step creating it first.
-    if (create && ((*oid != 0 && !ours && dropped_by.empty()) ||
-                   (!made_by.empty() && made_by != ctx.step_id()))) {
+    if (create && ((*oid != 0 && !ours && dropped_by.empty()) || !made_by.empty())) {
       return Status::Failed(where + ": database '" + database + "' already exists (create: true)" +
                             (made_by.empty() ? "" : ": step '" + made_by + "' creates it"));
     }

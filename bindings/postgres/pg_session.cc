@@ -156,6 +156,23 @@ Status PlannedDatabaseCheck(StepContext& ctx, PgConnection& conn) {
   return Status::Ok();
 }
 
+std::vector<int> IdleRunSessionsOn(StepContext& ctx, PgLease& lease, const std::string& db,
+                                   bool close) {
+  std::vector<int> pids;
+  const std::string server = lease.conn().identity(lease.deadline());
+  ctx.resources().ForEach([&](const std::string&, Resource* r) {
+    auto* session = dynamic_cast<PgSession*>(r);
+    if (!session || &session->conn == &lease.conn()) return;
+    std::unique_lock<std::mutex> in_use(session->mu, std::try_to_lock);
+    if (!in_use.owns_lock()) return;  // a step is using it now: not ours to close
+    PgConnection& c = session->conn;
+    if (!c.ok() || c.database() != db || c.identity(lease.deadline()) != server) return;
+    pids.push_back(c.backend_pid());
+    if (close) c.Close();
+  });
+  return pids;
+}
+
 std::string PlannedDatabaseKey(const std::string& server, const std::string& database) {
   return "postgres:" + server + "/database:" + database;
 }

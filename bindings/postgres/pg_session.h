@@ -114,6 +114,13 @@ Status PlannedDatabaseOr(StepContext& ctx, const PgConnectOptions& options, Stat
 // LeaseConnection and ConnectToDatabase check this.
 Status PlannedDatabaseCheck(StepContext& ctx, PgConnection& conn);
 
+// The backend pids of this run's own connections (kept for the run since an
+// earlier step) to database `db` on `lease`'s server that no step is using
+// now; with `close`, they are closed as well (a DROP DATABASE would find
+// them "accessed by other users"; the next step that needs one reconnects).
+std::vector<int> IdleRunSessionsOn(StepContext& ctx, PgLease& lease, const std::string& db,
+                                   bool close);
+
 // Passes the connection's pending server notices to the step's log.
 void ForwardNotices(StepContext& ctx, PgConnection& conn);
 

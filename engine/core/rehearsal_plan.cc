@@ -1,5 +1,6 @@
 #include "engine/core/rehearsal_plan.h"
 
+#include <algorithm>
 #include <filesystem>
 
 namespace runbook {
@@ -7,6 +8,7 @@ namespace runbook {
 namespace {
 constexpr char kMade[] = "made ";
 constexpr char kGone[] = "gone ";
+constexpr char kForget[] = "forget";
 }  // namespace
 
 void RehearsalPlan::Put(const std::string& what, const std::string& step_id, bool gone,
@@ -17,11 +19,9 @@ void RehearsalPlan::Put(const std::string& what, const std::string& step_id, boo
   std::function<void(const std::string&, const std::string&)> fn;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto [it, added] = entries_.try_emplace(what, Entry{step_id, gone});
-    if (!added) {
-      if (!gone && !it->second.gone) return;  // made already: the first maker keeps it
-      it->second = Entry{step_id, gone};
-    }
+    std::vector<Entry>& history = entries_[what];
+    if (!gone && !history.empty() && !history.back().gone) return;  // the first maker keeps it
+    history.push_back(Entry{step_id, gone});
     if (journal) fn = journal_;
   }
   if (fn) fn((gone ? kGone : kMade) + what, step_id);
@@ -35,16 +35,57 @@ void RehearsalPlan::NoteGone(const std::string& what, const std::string& step_id
   Put(what, step_id, true, true);
 }
 
+void RehearsalPlan::Forget(const std::string& step_id) {
+  std::lock_guard<std::mutex> order(journal_mu_);
+  std::function<void(const std::string&, const std::string&)> fn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool any = false;
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      std::vector<Entry>& h = it->second;
+      const size_t before = h.size();
+      h.erase(
+          std::remove_if(h.begin(), h.end(), [&](const Entry& e) { return e.step_id == step_id; }),
+          h.end());
+      any = any || h.size() != before;
+      it = h.empty() ? entries_.erase(it) : std::next(it);
+    }
+    if (any) fn = journal_;
+  }
+  if (fn) fn(kForget, step_id);
+}
+
 std::string RehearsalPlan::StepFor(const std::string& what) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(what);
-  return it == entries_.end() || it->second.gone ? std::string() : it->second.step_id;
+  if (it == entries_.end() || it->second.empty() || it->second.back().gone) return "";
+  // The first of the makers since it was last removed.
+  const std::vector<Entry>& h = it->second;
+  size_t i = h.size();
+  while (i > 0 && !h[i - 1].gone) --i;
+  return h[i].step_id;
 }
 
 std::string RehearsalPlan::GoneBy(const std::string& what) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(what);
-  return it == entries_.end() || !it->second.gone ? std::string() : it->second.step_id;
+  if (it == entries_.end() || it->second.empty() || !it->second.back().gone) return "";
+  return it->second.back().step_id;
+}
+
+std::string RehearsalPlan::FirstStepWhere(
+    const std::function<bool(const std::string& key)>& match) const {
+  std::vector<std::string> keys;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, h] : entries_) {
+      if (!h.empty() && !h.back().gone) keys.push_back(key);
+    }
+  }
+  for (const std::string& key : keys) {
+    if (match(key)) return StepFor(key);
+  }
+  return "";
 }
 
 bool RehearsalPlan::empty() const {
@@ -59,6 +100,17 @@ void RehearsalPlan::SetJournal(
 }
 
 void RehearsalPlan::Replay(const std::string& line, const std::string& step_id) {
+  if (line == kForget) {
+    std::function<void(const std::string&, const std::string&)> fn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fn.swap(journal_);
+    }
+    Forget(step_id);
+    std::lock_guard<std::mutex> lock(mu_);
+    journal_.swap(fn);
+    return;
+  }
   if (line.rfind(kMade, 0) == 0) Put(line.substr(sizeof(kMade) - 1), step_id, false, false);
   if (line.rfind(kGone, 0) == 0) Put(line.substr(sizeof(kGone) - 1), step_id, true, false);
 }

@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "engine/core/resources.h"
 #include "engine/core/step_context.h"
@@ -38,10 +39,18 @@ class RehearsalPlan : public Resource {
   // The step that would have removed `what` by now; "" when none would, or
   // a later step would make it again.
   std::string GoneBy(const std::string& what) const;
+  // The step that would make the first key (in key order) `match` accepts
+  // (and no later step would remove); "" when none.
+  std::string FirstStepWhere(const std::function<bool(const std::string& key)>& match) const;
   bool empty() const;
 
-  // Called with each note as it is made ("made <key>" or "gone <key>", and
-  // the step), outside the plan's lock; Replay takes such a line back.
+  // Takes back every note of step `step_id` (an attempt of it starts again:
+  // a retry, a resume): what it made or removed is as before it ran.
+  void Forget(const std::string& step_id);
+
+  // Called with each note as it is made ("made <key>", "gone <key>" or
+  // "forget", and the step), outside the plan's lock; Replay takes such a
+  // line back.
   void SetJournal(std::function<void(const std::string& line, const std::string& step_id)> fn);
   void Replay(const std::string& line, const std::string& step_id);
 
@@ -54,7 +63,8 @@ class RehearsalPlan : public Resource {
 
   std::mutex journal_mu_;  // taken before mu_, held while journaling
   mutable std::mutex mu_;
-  std::map<std::string, Entry> entries_;  // key -> the last step to make or remove it
+  // key -> the steps that made or removed it, in order (the last decides)
+  std::map<std::string, std::vector<Entry>> entries_;
   std::function<void(const std::string&, const std::string&)> journal_;
 };
 

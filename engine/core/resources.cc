@@ -30,6 +30,11 @@ void Resources::Drop(const std::string& key) {
   }
 }
 
+void Resources::ForEach(const std::function<void(const std::string& key, Resource* r)>& fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [key, r] : items_) fn(key, r.get());
+}
+
 void Resources::Clear() {
   std::vector<std::pair<std::string, std::unique_ptr<Resource>>> items;
   {

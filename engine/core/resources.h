@@ -28,6 +28,8 @@ class Resources {
   Result<Resource*> GetOrCreate(const std::string& key,
                                 const std::function<Result<std::unique_ptr<Resource>>()>& make);
   void Drop(const std::string& key);
+  // Calls fn for each resource, oldest first, under the lock (keep it short).
+  void ForEach(const std::function<void(const std::string& key, Resource* r)>& fn);
   void Clear();
 
  private:

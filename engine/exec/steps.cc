@@ -392,6 +392,10 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     if (!JournalOk() || !Put(rec, "step.start", rec->change, may_act).ok()) {
       return {Flow::kFailed, Quoted(id) + ": cannot write the journal; nothing was done"};
     }
+    // A rehearsal's attempt plans afresh: what an earlier attempt of this
+    // step (a retry, before a resume) noted it would make or remove is
+    // taken back, so it is not mistaken for an earlier step's.
+    if (RehearsalPlan* plan = PlanOf(resources_, opts_.dry_run)) plan->Forget(id);
     SteadyTime deadline = s.timeout ? env_.clock->Steady() + *s.timeout : SteadyTime::max();
     StepContextImpl ctx(this, &scope, &s, rec, env, deadline, 0, previous);
     // A Lua step's entries are its calls' (Invoke), not its own.

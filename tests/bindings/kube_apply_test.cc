@@ -184,6 +184,18 @@ TEST_CASE("a rehearsal follows kube.delete: gone for later steps, created again 
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(),
              Catch::Contains("would not exist by now: step 'step-test' deletes it earlier"));
+  // Waiting for it to go: it would be gone; for anything else: it would not be there.
+  r = c.Rehearse(
+      "kube.wait",
+      {{"conn", "sim"}, {"resource", "configmap/doomed"}, {"for", "delete"}, {"timeout", "20s"}});
+  REQUIRE_OK(r);
+  CHECK_THAT((*r)["met"][0].get<std::string>(), Catch::Contains("deleted"));
+  r = c.Rehearse("kube.wait", {{"conn", "sim"},
+                               {"resource", "configmap/doomed"},
+                               {"for", "jsonpath={.data.x}=1"},
+                               {"timeout", "20s"}});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("would not exist by now"));
   Value missing_ok = get;
   missing_ok["missing_ok"] = true;
   r = c.Rehearse("kube.get", missing_ok);

@@ -10,6 +10,8 @@
 #include "bindings/kube/kube_manifest.h"
 #include "bindings/kube/kube_target.h"
 #include "bindings/kube/kubectl_errors.h"
+#include "engine/core/rehearsal_plan.h"
+#include "tests/bindings/fake_step_context.h"
 #include "tests/bindings/kube_test_util.h"
 
 namespace runbook::testing {
@@ -99,6 +101,31 @@ TEST_CASE("a rehearsal matches what kubectl names with what kube.apply would cre
   // Without a group, an unknown type names nothing (its group is unknown).
   CHECK(PlannedKindsOf("prometheus").empty());
   CHECK(PlannedKindsOf("gateways").empty());
+}
+
+TEST_CASE("a rehearsal finds a custom object kube.apply would create by its kind alone",
+          "[rehearsal][kube]") {
+  FakeStepContext ctx;
+  ctx.dry_run_ = true;
+  RehearsalPlan* plan = PlanOf(ctx);
+  REQUIRE(plan != nullptr);
+  kube::KubeTarget t;
+  t.ns = "dsm";
+  plan->Note(kube::PlannedObjectKey(t, "monitoring.coreos.com/v1", "Prometheus", "dsm", "main"),
+             "apply");
+  // As a runbook names it (kube.wait {kind: prometheus}): any group will do.
+  for (const char* type : {"prometheus/main", "prometheuses/main", "Prometheus/main",
+                           "prometheuses.monitoring.coreos.com/main"}) {
+    INFO(type);
+    CHECK(kube::PlannedCreatorOf(ctx, t, type) == "apply");
+  }
+  // Not another name, namespace, kind or group.
+  CHECK(kube::PlannedCreatorOf(ctx, t, "prometheus/other").empty());
+  CHECK(kube::PlannedCreatorOf(ctx, t, "alertmanager/main").empty());
+  CHECK(kube::PlannedCreatorOf(ctx, t, "prometheuses.example.com/main").empty());
+  kube::KubeTarget elsewhere = t;
+  elsewhere.ns = "other";
+  CHECK(kube::PlannedCreatorOf(ctx, elsewhere, "prometheus/main").empty());
 }
 
 TEST_CASE("kubectl errors are classified from what kubectl prints", "[kube]") {

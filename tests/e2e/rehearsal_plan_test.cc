@@ -545,6 +545,47 @@ steps:
   CHECK(r.code == 1);
   CHECK(t.Steps(t.LastRunId())["two"]["status"] == "failed");
   CHECK_THAT(r.All(), Catch::Contains("would not exist by now: step 'one' drops it"));
+  // Dropped, then created again: the create is not refused, and the new
+  // database is not probed as the old one.
+  t.Write("again.yaml", R"(format: 1
+name: exec-drop-create
+connections:
+  admin: )" + conn("postgres") +
+                            R"(
+  victim: )" + conn(victim.name()) +
+                            R"(
+steps:
+  - id: drop
+    pg.exec: {conn: admin, sql: "DROP DATABASE )" +
+                            victim.name() + R"("}
+  - id: create
+    pg.exec: {conn: admin, sql: "CREATE DATABASE )" +
+                            victim.name() + R"("}
+  - id: use
+    pg.query: {conn: victim, sql: "SELECT 1 AS one"}
+)");
+  r = t.Run({"run", "--dry-run", "again.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  steps = t.Steps(t.LastRunId());
+  CHECK(steps["create"]["status"] == "succeeded");
+  CHECK(steps["use"]["status"] == "unknown");
+  // Two database statements in one script cannot run (one implicit
+  // transaction): not rehearsed as if they could.
+  t.Write("both.yaml", R"(format: 1
+name: exec-drop-create-one-script
+connections:
+  admin: )" + conn("postgres") +
+                           R"(
+steps:
+  - id: both
+    pg.exec: {conn: admin, sql: "DROP DATABASE IF EXISTS )" +
+                           victim.name() + "; CREATE DATABASE " + victim.name() + R"("}
+)");
+  r = t.Run({"run", "--dry-run", "both.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(t.Steps(t.LastRunId())["both"]["status"] == "unknown");
+  CHECK(victim.Value("SELECT 1") == "1");
 }
 
 }  // namespace runbook::e2e

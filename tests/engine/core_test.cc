@@ -333,4 +333,18 @@ TEST_CASE(
   resumed.Replay("bogus db:c", "x");
   CHECK(resumed.StepFor("db:c").empty());
   CHECK(resumed.GoneBy("db:c").empty());
+
+  // A step that runs again (a retry, a resume) takes its own notes back:
+  // what it removed is as an earlier step left it.
+  plan.Forget("again");
+  CHECK(plan.GoneBy("db:a") == "drop");
+  plan.Forget("drop");
+  CHECK(plan.StepFor("db:a") == "create");
+  CHECK(journal.back() == Line{"forget", "drop"});
+  plan.Forget("nobody");  // nothing of its: nothing journaled
+  CHECK(journal.back() == Line{"forget", "drop"});
+  RehearsalPlan replayed;
+  for (const auto& [line, step] : journal) replayed.Replay(line, step);
+  CHECK(replayed.StepFor("db:a") == "create");
+  CHECK(replayed.GoneBy("db:b") == "drop-b");
 }
