@@ -97,14 +97,19 @@ Result<Value> KubeStep::Get(const std::string& kind, const std::string& name) {
 
 Status KubeStep::Planned(const RehearsalPlan& plan, const Value& live, const std::string& kind,
                          const std::string& name) const {
-  for (const std::string& key : PlannedKeys(live, name)) {
-    if (const std::string by = plan.GoneBy(key); !by.empty()) {
-      return Status::NotFound(kind + " '" + name + "' would not exist by now: step '" + by +
-                              "' deletes it earlier in this run (a real run would stop here)");
-    }
+  // Made again under either key (after a delete noted under both): a new
+  // one; else deleted under either: gone.
+  const std::vector<std::string> keys = PlannedKeys(live, name);
+  for (const std::string& key : keys) {
     if (const std::string by = plan.StepFor(key); !by.empty()) {
       return Status::NotYet(kind + " '" + name + "' would be a new one by now: step '" + by +
                             "' creates it again after an earlier step deletes it");
+    }
+  }
+  for (const std::string& key : keys) {
+    if (const std::string by = plan.GoneBy(key); !by.empty()) {
+      return Status::NotFound(kind + " '" + name + "' would not exist by now: step '" + by +
+                              "' deletes it earlier in this run (a real run would stop here)");
     }
   }
   return Status::Ok();

@@ -1267,7 +1267,12 @@ std::vector<DatabaseStatement> DatabaseStatements(const std::string& sql, bool* 
       }
       out.push_back(st);
     } else if (const Value& d = Get(stmt, "DropdbStmt"); d.is_object()) {
-      out.push_back({DatabaseStatement::Kind::kDrop, Str(d, "dbname"), "", Flag(d, "missing_ok")});
+      DatabaseStatement st{DatabaseStatement::Kind::kDrop, Str(d, "dbname"), "",
+                           Flag(d, "missing_ok")};
+      for (const auto& o : Get(d, "options")) {
+        if (Str(Get(o, "DefElem"), "defname") == "force") st.force = true;
+      }
+      out.push_back(st);
     } else if (const Value& r = Get(stmt, "RenameStmt");
                r.is_object() && Str(r, "renameType") == "OBJECT_DATABASE") {
       out.push_back(

@@ -117,6 +117,7 @@ struct DatabaseStatement {
   std::string name;        // the database (kRename: its old name)
   std::string new_name;    // kRename
   bool if_exists = false;  // kDrop
+  bool force = false;      // kDrop: WITH (FORCE)
   std::string templ, owner;  // kCreate: TEMPLATE and OWNER, "" when not given
 };
 std::vector<DatabaseStatement> DatabaseStatements(const std::string& sql, bool* only);

@@ -74,7 +74,9 @@ Result<Value> RehearseDatabaseStatement(StepContext& ctx, PgLease& lease,
                             " is the connection's own: DROP DATABASE cannot drop the "
                             "currently open database (a real run would stop here)");
     }
-    Result<Value> r = RehearseDropDatabase(ctx, lease, st.name, false, st.if_exists, {});
+    // A real run closes the run's own idle connections to it first (below).
+    Result<Value> r = RehearseDropDatabase(ctx, lease, st.name, st.force, st.if_exists,
+                                           IdleRunSessionsOn(ctx, lease, st.name, false));
     if (!r.ok()) return r.status();
     if (r->contains("notes")) {
       for (const auto& n : (*r)["notes"])
@@ -327,6 +329,13 @@ class PgExec : public NamedPrimitive {
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
     if (!lease.ok()) return lease.status();
     if (checked_only) return RehearseDatabaseStatement(ctx, *lease, database_statement);
+    // A DROP DATABASE would find the run's own connections to it (kept since
+    // an earlier step) "accessed by other users": those no step uses now are
+    // closed first, as pg.drop_database does.
+    if (!ctx.dry_run() && DatabaseStatementOnly(sql, &database_statement) &&
+        database_statement.kind == DatabaseStatement::Kind::kDrop) {
+      IdleRunSessionsOn(ctx, *lease, database_statement.name, true);
+    }
     Result<PgResult> r = Status::Ok();
     if (ctx.dry_run()) {
       if (Status s = PlanRenames(ctx, *lease, sql, false); !s.ok()) return s;

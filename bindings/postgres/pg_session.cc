@@ -158,18 +158,24 @@ Status PlannedDatabaseCheck(StepContext& ctx, PgConnection& conn) {
 
 std::vector<int> IdleRunSessionsOn(StepContext& ctx, PgLease& lease, const std::string& db,
                                    bool close) {
-  std::vector<int> pids;
-  const std::string server = lease.conn().identity(lease.deadline());
+  // Collected under the resources' lock, asked outside it (a round trip to
+  // each server would hold up every step that opens a resource). Sessions
+  // live until the run ends.
+  std::vector<PgSession*> sessions;
   ctx.resources().ForEach([&](const std::string&, Resource* r) {
     auto* session = dynamic_cast<PgSession*>(r);
-    if (!session || &session->conn == &lease.conn()) return;
+    if (session && &session->conn != &lease.conn()) sessions.push_back(session);
+  });
+  std::vector<int> pids;
+  const std::string server = lease.conn().identity(lease.deadline());
+  for (PgSession* session : sessions) {
     std::unique_lock<std::mutex> in_use(session->mu, std::try_to_lock);
-    if (!in_use.owns_lock()) return;  // a step is using it now: not ours to close
+    if (!in_use.owns_lock()) continue;  // a step is using it now: not ours to close
     PgConnection& c = session->conn;
-    if (!c.ok() || c.database() != db || c.identity(lease.deadline()) != server) return;
+    if (!c.ok() || c.database() != db || c.identity(lease.deadline()) != server) continue;
     pids.push_back(c.backend_pid());
     if (close) c.Close();
-  });
+  }
   return pids;
 }
 

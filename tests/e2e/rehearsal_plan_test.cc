@@ -555,6 +555,8 @@ connections:
   victim: )" + conn(victim.name()) +
                             R"(
 steps:
+  - id: peek
+    pg.query: {conn: victim, sql: "SELECT 1 AS one"}
   - id: drop
     pg.exec: {conn: admin, sql: "DROP DATABASE )" +
                             victim.name() + R"("}
@@ -570,6 +572,13 @@ steps:
   steps = t.Steps(t.LastRunId());
   CHECK(steps["create"]["status"] == "succeeded");
   CHECK(steps["use"]["status"] == "unknown");
+  // The run's own connection of `peek` is closed by a real run first: not a
+  // session the rehearsal warns of.
+  CHECK_THAT(r.All(), !Catch::Contains("session(s) on it now"));
+  r = t.Run({"run", "again.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(t.Steps(t.LastRunId())["use"]["status"] == "succeeded");
   // Two database statements in one script cannot run (one implicit
   // transaction): not rehearsed as if they could.
   t.Write("both.yaml", R"(format: 1
@@ -584,6 +593,7 @@ steps:
 )");
   r = t.Run({"run", "--dry-run", "both.yaml"}, s.ClientEnv());
   INFO(r.All());
+  CHECK(r.code == 0);
   CHECK(t.Steps(t.LastRunId())["both"]["status"] == "unknown");
   CHECK(victim.Value("SELECT 1") == "1");
 }

@@ -343,6 +343,18 @@ TEST_CASE(
   CHECK(journal.back() == Line{"forget", "drop"});
   plan.Forget("nobody");  // nothing of its: nothing journaled
   CHECK(journal.back() == Line{"forget", "drop"});
+  // A removal between two makers taken back: the first maker keeps it.
+  plan.NoteGone("db:c", "drop-c");
+  plan.Note("db:c", "make-c");
+  plan.Note("db:c", "make-c-too");  // made already: not a maker of its own
+  CHECK(plan.StepFor("db:c") == "make-c");
+  RehearsalPlan middle;
+  middle.Note("db:d", "create");
+  middle.NoteGone("db:d", "drop");
+  middle.Note("db:d", "again");
+  middle.Forget("drop");
+  CHECK(middle.StepFor("db:d") == "create");
+  CHECK(middle.GoneBy("db:d").empty());
   RehearsalPlan replayed;
   for (const auto& [line, step] : journal) replayed.Replay(line, step);
   CHECK(replayed.StepFor("db:a") == "create");
