@@ -3,6 +3,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/core/byte_size.cc
   engine/core/duration.cc
   engine/core/process.cc
+  engine/core/route.cc
   engine/core/redact.cc
   engine/core/text.cc
   engine/core/primitive.cc
@@ -29,10 +30,12 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/builtins/exec.cc
   engine/exec/context.cc
   engine/exec/executor.cc
+  engine/exec/journal.cc
   engine/exec/plan.cc
   engine/exec/reporter.cc
   engine/exec/rollback.cc
   engine/exec/steps.cc
+  engine/exec/undo_plan.cc
   engine/exec/window.cc
   engine/report/report.cc
   engine/report/lua_stubs.cc

@@ -6,6 +6,7 @@
 #include <map>
 #include <vector>
 
+#include "bindings/kube/port_forward.h"
 #include "engine/core/rehearsal_plan.h"
 
 namespace runbook::kube {
@@ -93,6 +94,14 @@ KubeConnectionType::KubeConnectionType() {
       Arg("kubeconfig", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)"),
       Arg("kubectl", "the kubectl program (default: kubectl from PATH)"),
   };
+}
+
+Result<int> KubeConnectionType::OpenRoute(StepContext& ctx, const std::string& via,
+                                          const RouteRequest& to) const {
+  if (to.pod.empty()) {
+    return Status::Invalid("needs pod: (a pod name, or svc/NAME, deployment/NAME)");
+  }
+  return EnsureKubePortForward(ctx, via, to.pod, to.port);
 }
 
 std::string KubeConnectionType::Describe(const Value& config) const {

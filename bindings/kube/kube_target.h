@@ -60,6 +60,11 @@ class KubeConnectionType : public ConnectionType {
   std::string name() const override { return "kube"; }
   const Schema& schema() const override { return schema_; }
   std::string Describe(const Value& config) const override;
+  // `via:` a kube connection: a kubectl port-forward (port_forward.h) to
+  // the request's pod, kept for the run.
+  bool routes() const override { return true; }
+  Result<int> OpenRoute(StepContext& ctx, const std::string& via,
+                        const RouteRequest& to) const override;
 
  private:
   Schema schema_;

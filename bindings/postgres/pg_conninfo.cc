@@ -72,8 +72,8 @@ Result<std::chrono::seconds> ConnectTimeout(const Value& config) {
 Result<PgConnectOptions> PgOptionsFromConfig(const std::string& conn_name, const Value& config) {
   const std::string where = "connection '" + conn_name + "': ";
   if (!config.is_object()) return Status::Invalid(where + "expected a dsn or a map");
-  // A usable `via` was replaced by the tunnel's local end before we get here
-  // (pg_via_ssh.h, pg_via_kube.h); what is left cannot be reached.
+  // A usable `via` was replaced by its route's local end before we get here
+  // (pg_route.h); what is left cannot be reached.
   if (!Get(config, "via").empty()) {
     return Status::Invalid(where + "via '" + Get(config, "via") +
                            "' must name an ssh or kube connection of this runbook");

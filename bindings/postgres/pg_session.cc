@@ -7,8 +7,7 @@
 
 #include "bindings/postgres/pg_conninfo.h"
 #include "bindings/postgres/pg_copy.h"
-#include "bindings/postgres/pg_via_kube.h"
-#include "bindings/postgres/pg_via_ssh.h"
+#include "bindings/postgres/pg_route.h"
 #include "engine/core/rehearsal_plan.h"
 
 namespace runbook {
@@ -21,10 +20,8 @@ Result<PgConnectOptions> StepConnectOptions(StepContext& ctx, const std::string&
                            " connection, not postgres");
   }
   for (const auto& secret : PgConfigSecrets(conn->config)) ctx.redactor().Add(secret);
-  Status routed = RouteThroughSshTunnel(ctx, name, &conn->config);  // via: an ssh connection
-  if (!routed.ok()) return routed;
-  // via: a kube connection (a port-forward kept for the run)
-  if (Status s = RouteThroughKubeForward(ctx, name, &conn->config); !s.ok()) return s;
+  // via: a connection that routes (an ssh tunnel, a kube port-forward)
+  if (Status s = RouteConnection(ctx, name, &conn->config); !s.ok()) return s;
   Result<PgConnectOptions> options = PgOptionsFromConfig(name, conn->config);
   if (!options.ok()) return options.status();
   options->application_name = "runbook/" + ctx.run_id() + "/" + ctx.step_id();

@@ -30,8 +30,7 @@ list(APPEND RUNBOOK_BINDING_SOURCES
   bindings/postgres/pg_tools.cc
   bindings/postgres/pg_undo_guard.cc
   bindings/postgres/pg_value.cc
-  bindings/postgres/pg_via_kube.cc
-  bindings/postgres/pg_via_ssh.cc
+  bindings/postgres/pg_route.cc
   bindings/postgres/register.cc
 )
 include(bindings/postgres/copy_sources.cmake)

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "bindings/ssh/ssh_primitive.h"
+#include "bindings/ssh/tunnel.h"
 #include "engine/core/duration.h"
 
 namespace runbook {
@@ -128,6 +129,19 @@ std::string DescribeSshConfig(const Value& config) {
   std::string jump = Text(config, "jump");
   if (!jump.empty()) out += " via " + jump;
   return out;
+}
+
+Result<int> SshConnectionType::OpenRoute(StepContext& ctx, const std::string& via,
+                                         const RouteRequest& to) const {
+  if (!to.pod.empty()) {
+    return Status::Invalid(
+        "pod: is for a route through a kube connection; an ssh tunnel goes "
+        "to host:");
+  }
+  if (to.host.empty() || to.host.find(',') != std::string::npos || to.host[0] == '/') {
+    return Status::Invalid("needs one host (as the ssh server sees it), got '" + to.host + "'");
+  }
+  return EnsureSshTunnel(ctx, via, to.host, to.port);
 }
 
 SshConnectionType::SshConnectionType() {

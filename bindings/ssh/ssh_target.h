@@ -54,6 +54,11 @@ class SshConnectionType : public ConnectionType {
   std::string name() const override { return "ssh"; }
   const Schema& schema() const override { return schema_; }
   std::string Describe(const Value& config) const override { return DescribeSshConfig(config); }
+  // `via:` an ssh connection: a tunnel (tunnel.h) to the request's host as
+  // the ssh server sees it, kept for the run.
+  bool routes() const override { return true; }
+  Result<int> OpenRoute(StepContext& ctx, const std::string& via,
+                        const RouteRequest& to) const override;
 
  private:
   Schema schema_;

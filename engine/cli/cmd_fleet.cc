@@ -368,7 +368,7 @@ struct Fleet {
     if (!resumed_note.empty()) {
       Event e;
       e.run_id = record.id;
-      e.kind = "fleet.resume";
+      e.kind = EventKindName(EventKind::kFleetResume);
       e.at_ms = now;
       e.message = resumed_note;
       if (Status s = store->AppendEvent(e); !s.ok()) return s;
@@ -401,13 +401,13 @@ struct Fleet {
       return;  // as recorded before
     }
     const int64_t now = Clock::Real().NowMs();
-    std::string kind = "target.end";
+    EventKind kind = EventKind::kTargetEnd;
     if (starting) {
       step.status = StepStatus::kRunning;
       step.started_ms = now;
       step.finished_ms = step.duration_ms = 0;
       ++step.attempts;
-      kind = "target.start";
+      kind = EventKind::kTargetStart;
     } else {
       step.status = o.status == "succeeded" ? StepStatus::kSucceeded
                     : o.status == "skipped" ? StepStatus::kSkipped
@@ -425,7 +425,7 @@ struct Fleet {
                    {"note", cli->redactor.Redact(o.note)}};
     step.error = o.failure && !starting ? cli->redactor.Redact(o.note) : "";
     Event e;
-    e.kind = kind;
+    e.kind = EventKindName(kind);
     e.at_ms = now;
     e.message = targets[i].name + ": " + (starting ? "started" : o.status) +
                 (o.run_id.empty() ? "" : " (run " + o.run_id + ")");
@@ -490,7 +490,7 @@ struct Fleet {
       step.finished_ms = Clock::Real().NowMs();
       step.result["approved_by"] = a.by;
       Event e;
-      e.kind = "wave.approved";
+      e.kind = EventKindName(EventKind::kWaveApproved);
       e.at_ms = step.finished_ms;
       e.message = gate + " approved by " + a.by;
       if (Status s = store->PutStep(&step, &e); !s.ok()) {
@@ -505,7 +505,7 @@ struct Fleet {
     step.status = StepStatus::kWaiting;
     step.started_ms = Clock::Real().NowMs();
     Event e;
-    e.kind = "wave.wait";
+    e.kind = EventKindName(EventKind::kWaveWait);
     e.at_ms = step.started_ms;
     e.message = gate + " waits for approval";
     if (Status s = store->PutStep(&step, &e); !s.ok()) {

@@ -13,6 +13,25 @@
 namespace runbook {
 namespace {
 
+// How the command ended: the engine says why it refused (a line per
+// reason; an indented line continues the one before), the command line
+// prints it; returns the exit code.
+int Print(Cli& cli, const RunOutcome& o) {
+  size_t from = 0;
+  while (from < o.refusal.size()) {
+    size_t end = o.refusal.find('\n', from);
+    if (end == std::string::npos) end = o.refusal.size();
+    const std::string line = o.refusal.substr(from, end - from);
+    if (!line.empty() && line[0] == ' ') {
+      fprintf(stderr, "%s\n", cli.redactor.Redact(line).c_str());
+    } else {
+      cli.Error(o.code, line);
+    }
+    from = end + 1;
+  }
+  return static_cast<int>(o.code);
+}
+
 class TerminalPrompter : public Prompter {
  public:
   std::optional<bool> Ask(const std::string& question) override {
@@ -173,7 +192,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     if (!fleet_target.empty()) opts.options_to_store["fleet_target"] = fleet_target;
     if (!fleet_id.empty()) opts.options_to_store["fleet_id"] = fleet_id;
     Executor ex(s.env);
-    cli.exit_code = static_cast<int>(ex.Run(rb, *params, opts));
+    cli.exit_code = Print(cli, ex.Run(rb, *params, opts));
   });
 
   auto* resume = app.add_subcommand("resume",
@@ -234,7 +253,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     opts.allow_changed = allow_changed;
     opts.accept_data_loss = resume_accept_loss;
     Executor ex(s.env);
-    cli.exit_code = static_cast<int>(ex.Resume(run_id, rb, *secrets, opts));
+    cli.exit_code = Print(cli, ex.Resume(run_id, rb, *secrets, opts));
   });
 
   auto* rollback = app.add_subcommand("rollback", "undo the completed steps of a run, newest "
@@ -256,7 +275,7 @@ void AddRunCommands(CLI::App& app, Cli& cli) {
     Executor ex(s.env);
     RunOptions opts;
     opts.accept_data_loss = accept_data_loss;
-    cli.exit_code = static_cast<int>(ex.Rollback(run_id, rb, *secrets, opts));
+    cli.exit_code = Print(cli, ex.Rollback(run_id, rb, *secrets, opts));
   });
 }
 

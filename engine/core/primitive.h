@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/route.h"
 #include "engine/core/schema.h"
 #include "engine/core/status.h"
 #include "engine/core/step_context.h"
@@ -136,6 +137,15 @@ class ConnectionType {
   virtual Result<Value> QueryRows(const std::string& /*conn_name*/, const Value& /*config*/,
                                   const std::string& /*sql*/) const {
     return Status::Invalid(name() + " connections cannot run a query");
+  }
+  // Whether connections of this type carry others' traffic (`via:`).
+  virtual bool routes() const { return false; }
+  // Opens, or reuses for the run, a route through connection `via` (of
+  // this type) to `to`, and returns the local port on 127.0.0.1 that leads
+  // there (engine/core/route.h). Errors say what `to` lacks.
+  virtual Result<int> OpenRoute(StepContext& /*ctx*/, const std::string& via,
+                                const RouteRequest& /*to*/) const {
+    return Status::Invalid("connection '" + via + "' (" + name() + ") carries no other");
   }
 };
 

@@ -24,6 +24,8 @@ struct Connection {
 
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
+class ConnectionType;
+
 // What a primitive sees of the run while it acts. Implemented by the
 // executor; unit tests of bindings may implement it themselves.
 class StepContext {
@@ -43,6 +45,11 @@ class StepContext {
   // it protects. Each call replaces the previous record of this invocation.
   virtual Status RecordUndo(const Value& state) = 0;
   virtual Result<Connection> GetConnection(const std::string& name) = 0;
+  // The connection type named `type` ("kube"), or null: what routes a
+  // connection `via:` another (engine/core/route.h).
+  virtual const ConnectionType* FindConnectionType(const std::string& /*type*/) const {
+    return nullptr;
+  }
   virtual Resources& resources() = 0;
   virtual void Log(LogLevel level, const std::string& message) = 0;
   virtual void Progress(const ProgressInfo& info) = 0;

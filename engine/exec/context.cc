@@ -5,42 +5,25 @@
 namespace runbook {
 
 Status StepContextImpl::RecordUndo(const Value& state) {
-  {
-    std::lock_guard<std::mutex> lock(ex_->mu_);
-    if (entry_ >= rec_->undo.size()) return Status::Internal("undo entry out of range");
-    rec_->undo[entry_].state = ex_->env_.redactor->Redact(state);
-  }
   // Durable before the primitive goes on to act.
-  return ex_->Put(rec_, "step.undo_recorded", "", /*durable=*/!ex_->opts_.dry_run);
+  return ex_->journal_.RecordUndo(rec_, entry_, state, /*durable=*/!ex_->opts_.dry_run);
 }
 
 // Kept as events of the run ("own_write": "<where> <id>"), written by the
 // binding from what the server reported (a key and a number, no value).
 Status StepContextImpl::NoteOwnWrite(const std::string& where, const std::string& id) {
   if (ex_->opts_.dry_run) return Status::Ok();
-  Event e;
-  e.run_id = ex_->run_.id;
-  e.step_id = rec_->step_id;
-  e.at_ms = ex_->env_.clock->NowMs();
-  e.kind = "own_write";
-  e.message = where + " " + id;
-  Status s;
-  {
-    // pg.copy's workers note theirs from their own threads.
-    std::lock_guard<std::mutex> lock(ex_->mu_);
-    s = ex_->env_.store->AppendEvent(e);
-  }
-  ex_->NoteJournal(s);
-  return s;
+  // pg.copy's workers note theirs from their own threads.
+  return ex_->journal_.Append(EventKind::kOwnWrite, rec_->step_id, where + " " + id);
 }
 
 Result<std::vector<std::string>> StepContextImpl::OwnWrites(const std::string& where) {
-  Result<std::vector<Event>> events = ex_->env_.store->GetEvents(ex_->run_.id);
+  Result<std::vector<Event>> events = ex_->journal_.Events(EventKind::kOwnWrite);
   if (!events.ok()) return events.status();
   std::vector<std::string> ids;
   const std::string prefix = where + " ";
   for (const Event& e : *events) {
-    if (e.kind == "own_write" && e.message.compare(0, prefix.size(), prefix) == 0) {
+    if (e.message.compare(0, prefix.size(), prefix) == 0) {
       ids.push_back(e.message.substr(prefix.size()));
     }
   }
@@ -60,7 +43,7 @@ void StepContextImpl::AddTable(const Table& table) {
   for (auto& row : t.rows) {
     for (auto& cell : row) cell = ex_->env_.redactor->Redact(cell);
   }
-  std::lock_guard<std::mutex> lock(ex_->mu_);
+  auto lock = ex_->journal_.lock();
   rec_->tables.push_back(TableToValue(t));
 }
 
@@ -92,7 +75,7 @@ Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args
   size_t entry;
   Value previous;
   {
-    std::lock_guard<std::mutex> lock(ex_->mu_);
+    auto lock = ex_->journal_.lock();
     entry = rec_->undo.size();
     rec_->undo.push_back(UndoEntry{name, ex_->env_.redactor->Redact(args), nullptr});
   }
@@ -105,10 +88,10 @@ Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args
     carried = true;
     prior = *before;
     previous = before->state;
-    std::lock_guard<std::mutex> lock(ex_->mu_);
+    auto lock = ex_->journal_.lock();
     rec_->undo[entry].state = previous;
   }
-  if (Status s = ex_->Put(rec_, "step.call", name); !s.ok()) return s;
+  if (Status s = ex_->journal_.Call(rec_, name); !s.ok()) return s;
   StepContextImpl nested(ex_, scope_, spec_, rec_, env_, deadline_, entry, previous);
   nested.records_changed = !undoing;
   nested.undoing = undoing;
@@ -141,7 +124,7 @@ void StepContextImpl::SetChanged(bool changed) {
         "change (rollback undoes it)");
   }
   changed_ = changed;
-  std::lock_guard<std::mutex> lock(ex_->mu_);
+  auto lock = ex_->journal_.lock();
   if (entry_ < rec_->undo.size()) rec_->undo[entry_].changed = changed;
 }
 
@@ -164,7 +147,7 @@ Result<Value> StepContextImpl::RunLua(const std::string& code) {
   // Nested calls start from a clean list; what an earlier run recorded is
   // matched call by call (see Invoke).
   {
-    std::lock_guard<std::mutex> lock(ex_->mu_);
+    auto lock = ex_->journal_.lock();
     prior_entries_ = rec_->undo;
     rec_->undo.clear();
   }

@@ -19,16 +19,16 @@ namespace fs = std::filesystem;
 Executor::Executor(ExecEnv env) : impl_(new Impl(env)) {}
 Executor::~Executor() = default;
 
-ExitCode Executor::Run(std::shared_ptr<const Runbook> rb, const Value& params,
-                       const RunOptions& opts) {
+RunOutcome Executor::Run(std::shared_ptr<const Runbook> rb, const Value& params,
+                         const RunOptions& opts) {
   return impl_->Run(std::move(rb), params, opts);
 }
-ExitCode Executor::Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                          const Value& secret_params, const RunOptions& opts) {
+RunOutcome Executor::Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                            const Value& secret_params, const RunOptions& opts) {
   return impl_->Resume(run_id, std::move(rb), secret_params, opts);
 }
-ExitCode Executor::Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                            const Value& secret_params, const RunOptions& opts) {
+RunOutcome Executor::Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                              const Value& secret_params, const RunOptions& opts) {
   return impl_->Rollback(run_id, std::move(rb), secret_params, opts);
 }
 const std::string& Executor::run_id() const { return impl_->run_.id; }
@@ -86,85 +86,25 @@ static std::string DescribeChanges(const Value& before, const Value& now) {
   return out.str();
 }
 
-StepRecord* Executor::Impl::Record(const std::string& step_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto& slot = records_[step_id];
-  if (!slot) {
-    slot = std::make_unique<StepRecord>();
-    slot->run_id = run_.id;
-    slot->step_id = step_id;
-  }
-  return slot.get();
-}
-
-Status Executor::Impl::Put(StepRecord* rec, const std::string& kind, const std::string& message,
-                           bool durable) {
-  Event e;
-  e.run_id = run_.id;
-  e.step_id = rec->step_id;
-  e.at_ms = env_.clock->NowMs();
-  e.kind = kind;
-  e.message = env_.redactor->Redact(message);
-  std::lock_guard<std::mutex> lock(mu_);
-  rec->change = env_.redactor->Redact(rec->change);
-  rec->error = env_.redactor->Redact(rec->error);
-  Status s = env_.store->PutStep(rec, &e, durable);
-  if (!s.ok()) {
-    // The journal is the promise: without it nothing may act.
-    env_.reporter->Log(rec->step_id, LogLevel::kError, s.message());
-    if (journal_error_.ok()) journal_error_ = s;
-  }
-  return s;
-}
-
 bool Executor::Impl::LiftJournaled() {
-  Result<std::vector<Event>> events = env_.store->GetEvents(run_.id);
-  if (!events.ok()) return false;
-  for (const Event& e : *events) {
-    if (e.kind == "rollback.lift") return true;
-  }
-  return false;
-}
-
-bool Executor::Impl::JournalOk() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return journal_error_.ok();
-}
-
-bool Executor::Impl::NoteJournal(const Status& s) {
-  if (s.ok()) return true;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (journal_error_.ok()) journal_error_ = s;
-  return false;
+  Result<std::vector<Event>> lifts = journal_.Events(EventKind::kRollbackLift);
+  return lifts.ok() && !lifts->empty();
 }
 
 void Executor::Impl::JournalPlan(bool resuming) {
   RehearsalPlan* plan = PlanOf(resources_, opts_.dry_run);
   if (!plan) return;
   if (resuming) {
-    Result<std::vector<Event>> events = env_.store->GetEvents(run_.id);
-    if (events.ok()) {
-      for (const Event& e : *events) {
-        if (e.kind == "plan.note") plan->Replay(e.message, e.step_id);
-      }
+    Result<std::vector<Event>> notes = journal_.Events(EventKind::kPlanNote);
+    if (notes.ok()) {
+      for (const Event& e : *notes) plan->Replay(e.message, e.step_id);
     }
   }
   plan->SetJournal([this](const std::string& line, const std::string& step_id) {
-    Event e;
-    e.run_id = run_.id;
-    e.step_id = step_id;
-    e.at_ms = env_.clock->NowMs();
-    e.kind = "plan.note";
-    e.message = env_.redactor->Redact(line);
     // A key that holds a secret (a database or file named by a secret
     // param) is not kept: a resumed rehearsal forgets that one note.
-    if (e.message != line) return;
-    Status s;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      s = env_.store->AppendEvent(e);
-    }
-    NoteJournal(s);
+    if (env_.redactor->Redact(line) != line) return;
+    journal_.Append(EventKind::kPlanNote, step_id, line);
   });
 }
 
@@ -305,7 +245,7 @@ Value Executor::Impl::RedactParams(const Runbook& rb, const Value& params,
   return out;
 }
 
-bool Executor::Impl::RestoreParams(const Runbook& rb, const Value& given) {
+bool Executor::Impl::RestoreParams(const Runbook& rb, const Value& given, std::string* why) {
   root_.params = run_.params;
   std::set<std::string> withheld;
   if (run_.options.is_object() && run_.options.contains("withheld_params")) {
@@ -316,19 +256,19 @@ bool Executor::Impl::RestoreParams(const Runbook& rb, const Value& given) {
     const bool must = p.secret || withheld.count(p.name);
     if (given.contains(p.name)) {
       if (!must && run_.params.contains(p.name) && run_.params[p.name] != given[p.name]) {
-        fprintf(stderr,
-                "runbook: run %s: param '%s' was %s when the run started; a run keeps its "
-                "params (start a new run to change it)\n",
-                run_.id.c_str(), p.name.c_str(), run_.params[p.name].dump().c_str());
+        *why += (why->empty() ? "" : "\n") +
+                ("run " + run_.id + ": param '" + p.name + "' was " + run_.params[p.name].dump() +
+                 " when the run started; a run keeps its params "
+                 "(start a new run to change it)");
         ok = false;
         continue;
       }
       root_.params[p.name] = given[p.name];
     } else if (must) {
-      fprintf(stderr, "runbook: run %s: %s '%s' %s; supply it again (%s)\n", run_.id.c_str(),
-              p.secret ? "secret param" : "param", p.name.c_str(),
-              p.secret ? "is not stored" : "held a secret, so it is not stored",
-              p.env.empty() ? "-p" : ("env " + p.env + " or -p").c_str());
+      *why += (why->empty() ? "" : "\n") +
+              ("run " + run_.id + ": " + (p.secret ? "secret param" : "param") + " '" + p.name +
+               "' " + (p.secret ? "is not stored" : "held a secret, so it is not stored") +
+               "; supply it again (" + (p.env.empty() ? "-p" : "env " + p.env + " or -p") + ")");
       ok = false;  // every missing one is named, not only the first
     }
   }
@@ -404,8 +344,8 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
       return Status::Unavailable(env_.redactor->Redact(t.status().message()));
     }
     if (!t.ok()) {
-      fprintf(stderr, "runbook: warning: %s; only engines sharing this state store are kept out\n",
-              env_.redactor->Redact(t.status().message()).c_str());
+      env_.reporter->Warn(t.status().message() +
+                          "; only engines sharing this state store are kept out");
       continue;
     }
     if (*t) target_locks_.push_back(std::move(*t));
@@ -417,8 +357,8 @@ void Executor::Impl::Report(const StepRecord& rec, const std::string& detail) {
   env_.reporter->StepFinished(rec, detail);
 }
 
-ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& params,
-                             const RunOptions& opts) {
+RunOutcome Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& params,
+                               const RunOptions& opts) {
   opts_ = opts;
   root_rb_ = rb;
   root_.rb = rb.get();
@@ -427,18 +367,18 @@ ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& par
   RegisterLiteralSecrets(*rb);  // a password written into a connection map
   int64_t now = env_.clock->NowMs();
   run_.id = NewRunId(now);
+  journal_.set_run_id(run_.id);
   if (rb->window && !opts_.dry_run && !opts_.ignore_window) {
     WindowState w = CheckWindow(*rb->window, now);
     if (!w.inside) {
-      fprintf(stderr, "runbook: %s: outside the maintenance window (%s); nothing was run. Use "
-              "--ignore-window to run anyway.\n", rb->path.c_str(), w.description.c_str());
-      return ExitCode::kOutsideWindow;
+      return Refuse(ExitCode::kOutsideWindow,
+                    rb->path + ": outside the maintenance window (" + w.description +
+                        "); nothing was run. Use --ignore-window to run anyway.");
     }
     window_end_ms_ = w.end_ms;
   }
   if (Status s = AcquireLock(*rb, params, !opts_.dry_run); !s.ok()) {
-    fprintf(stderr, "runbook: %s: %s\n", rb->path.c_str(), s.message().c_str());
-    return LockExit(s);
+    return Refuse(LockExit(s), rb->path + ": " + s.message());
   }
   std::error_code ec;
   run_.runbook_name = rb->name;
@@ -454,8 +394,7 @@ ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& par
   run_.options = opts_.options_to_store;
   if (!withheld.empty()) run_.options["withheld_params"] = withheld;
   if (Status s = env_.store->CreateRun(run_); !s.ok()) {
-    fprintf(stderr, "runbook: %s\n", s.message().c_str());
-    return ExitCode::kInternal;
+    return Refuse(ExitCode::kInternal, s.message());
   }
   if (auto d = env_.store->RecentDurations(rb->name); d.ok()) durations_ = *d;
   JournalPlan(false);
@@ -463,33 +402,28 @@ ExitCode Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& par
   return Finish(RunSteps(root_));
 }
 
-ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                                const Value& secret_params, const RunOptions& opts) {
+RunOutcome Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                                  const Value& secret_params, const RunOptions& opts) {
   Result<RunRecord> run = env_.store->GetRun(run_id);
-  if (!run.ok()) {
-    fprintf(stderr, "runbook: %s\n", run.status().message().c_str());
-    return ExitCode::kInvalid;
-  }
+  if (!run.ok()) return Refuse(ExitCode::kInvalid, run.status().message());
   run_ = *run;
+  journal_.set_run_id(run_.id);
   switch (run_.status) {
     case RunStatus::kSucceeded:
-      fprintf(stderr, "runbook: run %s already succeeded; nothing to resume\n", run_id.c_str());
-      return ExitCode::kOk;
+      return Refuse(ExitCode::kOk, "run " + run_id + " already succeeded; nothing to resume");
     case RunStatus::kRolledBack:
-      fprintf(stderr, "runbook: run %s was rolled back; start a new run instead\n",
-              run_id.c_str());
-      return ExitCode::kInvalid;
+      return Refuse(ExitCode::kInvalid,
+                    "run " + run_id + " was rolled back; start a new run instead");
     default:
       break;
   }
-  RegisterLiteralSecrets(*rb);  // before the diff below can print one
+  RegisterLiteralSecrets(*rb);  // before the diff below can show one
   if (RunbookDigest(*rb) != run_.digest && !opts.allow_changed) {
-    fprintf(stderr,
-            "runbook: run %s: the runbook changed since the run started; refusing to resume "
-            "(--allow-changed to resume anyway). What changed:%s\n",
-            run_id.c_str(),
-            DescribeChanges(run_.sources, env_.redactor->Redact(RunbookSources(*rb))).c_str());
-    return ExitCode::kInvalid;
+    return Refuse(ExitCode::kInvalid,
+                  "run " + run_id +
+                      ": the runbook changed since the run started; refusing to resume "
+                      "(--allow-changed to resume anyway). What changed:" +
+                      DescribeChanges(run_.sources, env_.redactor->Redact(RunbookSources(*rb))));
   }
   opts_ = opts;
   opts_.dry_run = run_.dry_run;
@@ -498,27 +432,23 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
   }
   root_rb_ = rb;
   root_.rb = rb.get();
-  if (!RestoreParams(*rb, secret_params)) return ExitCode::kInvalid;
+  if (std::string why; !RestoreParams(*rb, secret_params, &why)) {
+    return Refuse(ExitCode::kInvalid, why);
+  }
   RegisterSecrets(*rb, root_.params);
   if (rb->window && !opts_.dry_run && !opts_.ignore_window) {
     WindowState w = CheckWindow(*rb->window, env_.clock->NowMs());
     if (!w.inside) {
-      fprintf(stderr, "runbook: run %s: outside the maintenance window (%s); nothing was run\n",
-              run_id.c_str(), w.description.c_str());
-      return ExitCode::kOutsideWindow;
+      return Refuse(ExitCode::kOutsideWindow, "run " + run_id +
+                                                  ": outside the maintenance window (" +
+                                                  w.description + "); nothing was run");
     }
     window_end_ms_ = w.end_ms;
   }
   if (Status s = AcquireLock(*rb, root_.params, !opts_.dry_run); !s.ok()) {
-    fprintf(stderr, "runbook: run %s: %s\n", run_id.c_str(), s.message().c_str());
-    return LockExit(s);
+    return Refuse(LockExit(s), "run " + run_id + ": " + s.message());
   }
-  Result<std::vector<StepRecord>> steps = env_.store->GetSteps(run_id);
-  if (!steps.ok()) {
-    fprintf(stderr, "runbook: %s\n", steps.status().message().c_str());
-    return ExitCode::kInternal;
-  }
-  for (auto& s : *steps) records_[s.step_id] = std::make_unique<StepRecord>(s);
+  if (Status s = journal_.Load(); !s.ok()) return Refuse(ExitCode::kInternal, s.message());
   if (auto d = env_.store->RecentDurations(rb->name); d.ok()) durations_ = *d;
   resuming_ = true;
   if (run_.status == RunStatus::kRollingBack || run_.status == RunStatus::kRollbackFailed) {
@@ -535,35 +465,31 @@ ExitCode Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<const
   return Finish(RunSteps(root_));
 }
 
-ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                                  const Value& secret_params, const RunOptions& opts) {
+RunOutcome Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                                    const Value& secret_params, const RunOptions& opts) {
   opts_.accept_data_loss = opts.accept_data_loss;
   Result<RunRecord> run = env_.store->GetRun(run_id);
-  if (!run.ok()) {
-    fprintf(stderr, "runbook: %s\n", run.status().message().c_str());
-    return ExitCode::kInvalid;
-  }
+  if (!run.ok()) return Refuse(ExitCode::kInvalid, run.status().message());
   run_ = *run;
+  journal_.set_run_id(run_.id);
   // Rolled back to a boundary (green kept after a reverse cutover): a second
   // rollback undoes what the boundary kept.
   lift_boundaries_ = run_.status == RunStatus::kRolledBack;
   if (run_.dry_run) {
-    fprintf(stderr, "runbook: run %s was a rehearsal: it changed nothing to undo\n",
-            run_id.c_str());
-    return ExitCode::kInvalid;
+    return Refuse(ExitCode::kInvalid,
+                  "run " + run_id + " was a rehearsal: it changed nothing to undo");
   }
   root_rb_ = rb;
   root_.rb = rb.get();
   RegisterLiteralSecrets(*rb);
-  if (!RestoreParams(*rb, secret_params)) return ExitCode::kInvalid;
+  if (std::string why; !RestoreParams(*rb, secret_params, &why)) {
+    return Refuse(ExitCode::kInvalid, why);
+  }
   RegisterSecrets(*rb, root_.params);
   if (Status s = AcquireLock(*rb, root_.params, !opts.dry_run); !s.ok()) {
-    fprintf(stderr, "runbook: run %s: %s\n", run_id.c_str(), s.message().c_str());
-    return LockExit(s);
+    return Refuse(LockExit(s), "run " + run_id + ": " + s.message());
   }
-  Result<std::vector<StepRecord>> steps = env_.store->GetSteps(run_id);
-  if (!steps.ok()) return ExitCode::kInternal;
-  for (auto& s : *steps) records_[s.step_id] = std::make_unique<StepRecord>(s);
+  if (Status s = journal_.Load(); !s.ok()) return Refuse(ExitCode::kInternal, s.message());
   RestoreResults();
   // A second rollback that was killed or failed goes on past the boundary.
   if (LiftJournaled()) lift_boundaries_ = true;
@@ -575,30 +501,25 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
       bool has_action = false;
       if (WillUndo(rec, spec, &has_action)) left = true;
     }
-    if (!left) {
-      fprintf(stderr, "runbook: run %s is already rolled back\n", run_id.c_str());
-      return ExitCode::kOk;
-    }
+    if (!left) return Refuse(ExitCode::kOk, "run " + run_id + " is already rolled back");
   }
   if (lift_boundaries_ && !opts.dry_run) {
     // Journaled before anything is undone: a resume of this rollback, or
     // its retry after a failure, undoes what the boundary kept too.
-    Event e;
-    e.run_id = run_.id;
-    e.at_ms = env_.clock->NowMs();
-    e.kind = "rollback.lift";
-    e.message = "a rollback of a run rolled back to its boundary: the kept steps are undone too";
-    if (!NoteJournal(env_.store->AppendEvent(e))) {
-      fprintf(stderr, "runbook: run %s: the journal cannot be written; nothing was undone\n",
-              run_id.c_str());
-      return ExitCode::kRollbackFailed;
+    Status lifted = journal_.Append(
+        EventKind::kRollbackLift, "",
+        "a rollback of a run rolled back to its boundary: the kept steps are undone too");
+    if (!lifted.ok()) {
+      return Refuse(ExitCode::kRollbackFailed, "run " + run_id +
+                                                   ": the journal cannot be written (" +
+                                                   lifted.message() + "); nothing was undone");
     }
   }
   env_.reporter->RunStarted(run_, "rollback of");
   bool ok = DoRollback();
   RunStatus final_status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
   if (rollback_refused_.empty()) {  // refused: nothing was undone, the run stays as it was
-    NoteJournal(env_.store->UpdateRun(run_.id, final_status, ok ? "" : "an undo failed"));
+    journal_.Note(env_.store->UpdateRun(run_.id, final_status, ok ? "" : "an undo failed"));
     run_.status = final_status;
   }
   ExitCode code = ok ? ExitCode::kOk : ExitCode::kRollbackFailed;
@@ -606,8 +527,8 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
                         : AnyUndone() ? "rolled back"
                                       : "rolled back: nothing to undo";
   if (ok && kept_steps_) {
-    auto until = records_.find(kept_until_);
-    bool lifted = until != records_.end() && until->second->status == StepStatus::kUndone;
+    const StepRecord* until = journal_.Find(kept_until_);
+    bool lifted = until && until->status == StepStatus::kUndone;
     message = lifted ? "rolled back to the rollback boundary: the steps before it are kept "
                        "(runbook rollback " +
                            run_.id + " again undoes them)"
@@ -620,13 +541,14 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
               ". Make the data safe first (roll back through the fallback, or dump it), or run "
               "runbook rollback " + run_.id + " --accept-data-loss to undo anyway";
   }
-  if (!JournalOk()) {
+  if (Status journal = journal_.error(); !journal.ok()) {
     code = ExitCode::kRollbackFailed;
-    message = "the state store could not be written (" + journal_error_.message() +
+    message = "the state store could not be written (" + journal.message() +
               "): the rollback stopped before undoing anything more; make the store writable, "
-              "then runbook rollback " + run_.id + " again";
-    if (journal_error_.code() == Status::Code::kUnavailable) {
-      message = journal_error_.message() +
+              "then runbook rollback " +
+              run_.id + " again";
+    if (journal.code() == Status::Code::kUnavailable) {
+      message = journal.message() +
                 ". This engine stopped its rollback before undoing "
                 "anything more; the engine that holds the lease now has the run (runbook "
                 "status " +
@@ -634,11 +556,11 @@ ExitCode Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<con
     }
   }
   env_.reporter->RunFinished(run_, static_cast<int>(code), message);
-  return code;
+  return {code, ""};
 }
 
 void Executor::Impl::RestoreResults() {
-  for (auto& [id, rec] : records_) {
+  for (auto& [id, rec] : journal_.records()) {
     switch (rec->status) {
       case StepStatus::kSucceeded: case StepStatus::kSkipped: case StepStatus::kUndone:
       case StepStatus::kUndoing: case StepStatus::kUndoFailed:
@@ -652,7 +574,7 @@ void Executor::Impl::RestoreResults() {
   }
 }
 
-ExitCode Executor::Impl::Finish(const FlowResult& f) {
+RunOutcome Executor::Impl::Finish(const FlowResult& f) {
   resources_.Clear();  // close connections, port-forwards, tunnels
   RunStatus status = RunStatus::kSucceeded;
   ExitCode code = ExitCode::kOk;
@@ -708,19 +630,18 @@ ExitCode Executor::Impl::Finish(const FlowResult& f) {
       break;
     }
   }
-  NoteJournal(env_.store->UpdateRun(run_.id, status, code == ExitCode::kOk ? "" : message));
-  if (!JournalOk()) {
+  journal_.Note(env_.store->UpdateRun(run_.id, status, code == ExitCode::kOk ? "" : message));
+  if (Status journal = journal_.error(); !journal.ok()) {
     // Whatever happened, the journal may not say it: a human must look.
-    std::lock_guard<std::mutex> lock(mu_);
     status = RunStatus::kFailed;
     code = ExitCode::kRollbackFailed;
-    message = "the state store could not be written (" + journal_error_.message() +
+    message = "the state store could not be written (" + journal.message() +
               "): stopped before acting further, nothing was undone; its journal may not show "
-              "the last step's outcome. Make the store writable, then runbook status " + run_.id +
-              " and resume or rollback";
-    if (journal_error_.code() == Status::Code::kUnavailable) {
+              "the last step's outcome. Make the store writable, then runbook status " +
+              run_.id + " and resume or rollback";
+    if (journal.code() == Status::Code::kUnavailable) {
       // Fenced: another engine took the run's lease over and runs it now.
-      message = journal_error_.message() +
+      message = journal.message() +
                 ". This engine stopped before acting further; the "
                 "engine that holds the lease now carries the run on (runbook status " +
                 run_.id + ")";
@@ -728,7 +649,7 @@ ExitCode Executor::Impl::Finish(const FlowResult& f) {
   }
   run_.status = status;
   env_.reporter->RunFinished(run_, static_cast<int>(code), message);
-  return code;
+  return {code, ""};
 }
 
 }  // namespace runbook

@@ -56,6 +56,18 @@ struct RunOptions {
   Value options_to_store = Value::object();
 };
 
+// How a command ended. A run that started told the Reporter how it ended
+// (RunFinished); `refusal` says why one did not start, or stopped before
+// its steps (outside its window, locked, a changed runbook, a param to
+// give again, a store that cannot be read), a line per reason, for the
+// caller to print: the engine prints nothing itself.
+struct RunOutcome {
+  ExitCode code = ExitCode::kOk;
+  std::string refusal;  // redacted
+
+  static RunOutcome Refused(ExitCode code, std::string why) { return {code, std::move(why)}; }
+};
+
 // Runs, resumes and rolls back. One Executor per command.
 class Executor {
  public:
@@ -64,15 +76,15 @@ class Executor {
 
   // A new run of `rb` with resolved `params` (secrets included; they are
   // registered with the redactor and stored as ***).
-  ExitCode Run(std::shared_ptr<const Runbook> rb, const Value& params, const RunOptions& opts);
+  RunOutcome Run(std::shared_ptr<const Runbook> rb, const Value& params, const RunOptions& opts);
   // Continues a run from its checkpoint. `params` supplies secret params
   // again (they are never stored); `rb` is the runbook loaded from the
   // stored path.
-  ExitCode Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                  const Value& secret_params, const RunOptions& opts);
+  RunOutcome Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                    const Value& secret_params, const RunOptions& opts);
   // Undoes the completed steps of a run, newest first.
-  ExitCode Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                    const Value& secret_params, const RunOptions& opts = {});
+  RunOutcome Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                      const Value& secret_params, const RunOptions& opts = {});
 
   // The run id of the last Run/Resume/Rollback (empty before).
   const std::string& run_id() const;

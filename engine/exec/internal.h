@@ -11,6 +11,7 @@
 
 #include "engine/core/primitive.h"
 #include "engine/exec/executor.h"
+#include "engine/exec/journal.h"
 #include "engine/exec/window.h"
 #include "engine/lua/runtime.h"
 
@@ -34,13 +35,14 @@ struct FlowResult {
 
 class Executor::Impl {
  public:
-  explicit Impl(ExecEnv env) : env_(env) {}
+  explicit Impl(ExecEnv env)
+      : env_(env), journal_(env.store, env.clock, env.redactor, env.reporter) {}
 
-  ExitCode Run(std::shared_ptr<const Runbook> rb, const Value& params, const RunOptions& opts);
-  ExitCode Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
-                  const Value& secret_params, const RunOptions& opts);
-  ExitCode Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+  RunOutcome Run(std::shared_ptr<const Runbook> rb, const Value& params, const RunOptions& opts);
+  RunOutcome Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
                     const Value& secret_params, const RunOptions& opts);
+  RunOutcome Rollback(const std::string& run_id, std::shared_ptr<const Runbook> rb,
+                      const Value& secret_params, const RunOptions& opts);
 
   // --- steps.cc
   FlowResult RunSteps(Scope& scope);
@@ -51,6 +53,9 @@ class Executor::Impl {
                          const Value* item, StepStatus* status, Value* result);
   FlowResult Attempts(Scope& scope, const StepSpec& s, StepRecord* rec, Primitive* prim,
                       const Value& args, const Value& env, Value* result);
+  // Journals the step's failure with `error` and shows it; kFailed naming
+  // the step.
+  FlowResult FailStep(StepRecord* rec, const std::string& error, bool durable = true);
   // Approval gate of step `rec` (step key approve: or the approve action).
   Status Approve(StepRecord* rec, const std::string& message);
   // Runs an included runbook as the steps "<instance_id>.<id>" (instance_id:
@@ -67,6 +72,8 @@ class Executor::Impl {
   // Refused (rollback_refused_ says why, nothing undone) when an undo would
   // destroy what others wrote, unless opts_.accept_data_loss.
   bool DoRollback();
+  // The records a rollback undoes, newest first (PlanUndo); `log`: say
+  // which a rollback boundary keeps, and stop the rollback there.
   std::vector<StepRecord*> UndoOrder(bool log = true);
   bool WillUndo(StepRecord* rec, const StepSpec* spec, bool* has_action);
   std::string CheckUndos(const std::vector<StepRecord*>& order);
@@ -74,24 +81,9 @@ class Executor::Impl {
   const StepSpec* FindSpec(const std::string& step_id, Scope** scope);
 
   // --- executor.cc
-  StepRecord* Record(const std::string& step_id);  // creates an empty one
-  // Journals a step transition. `durable` false skips the wait for the disk:
-  // allowed only when no external side effect can follow before the next
-  // durable commit (which makes this one durable too: one WAL, in order).
-  // Durable: the start of a step that may act (not a probe), undo records,
-  // undo starts, run transitions. Not: results, failures, skips, and the
-  // start of probes; a power loss then loses at most steps that changed
-  // nothing since the last sync, and resume runs them again.
-  Status Put(StepRecord* rec, const std::string& event_kind, const std::string& message,
-             bool durable = true);
-  // The journal works: no write to the state store has failed in this run.
-  // After the first failure nothing more may act, rollback included; the
-  // run ends with exit 6 (a human must act) naming the store's error.
-  bool JournalOk();
+  StepRecord* Record(const std::string& step_id) { return journal_.Record(step_id); }
   // Whether a second rollback (past the rollback boundary) was begun.
   bool LiftJournaled();
-  // Records `s` as the journal's failure when it is one; returns s.ok().
-  bool NoteJournal(const Status& s);
   // A rehearsal's plan journaled as events ("plan.note"); a resumed
   // rehearsal first takes back what its earlier steps planned.
   void JournalPlan(bool resuming);
@@ -107,7 +99,11 @@ class Executor::Impl {
   // includes, before its sources are stored or printed.
   void RegisterLiteralSecrets(const Runbook& rb);
   Result<Connection> ResolveConnection(const Scope& scope, const std::string& name);
-  ExitCode Finish(const FlowResult& f);
+  RunOutcome Finish(const FlowResult& f);
+  // A command that did not get to its steps, and why (redacted).
+  RunOutcome Refuse(ExitCode code, const std::string& why) const {
+    return RunOutcome::Refused(code, env_.redactor->Redact(why));
+  }
   // root_.steps from the records (a rollback's undos read earlier results).
   void RestoreResults();
   // The run lock in the store and, when `on_targets` (not a rehearsal),
@@ -120,8 +116,9 @@ class Executor::Impl {
   Value RedactParams(const Runbook& rb, const Value& params, Value* withheld) const;
   // root_.params for a resume or rollback: the stored ones, plus `given`
   // (-p, env) for the secret and withheld ones; a stored param given with
-  // another value is refused (false, after printing why).
-  bool RestoreParams(const Runbook& rb, const Value& given);
+  // another value, or a secret one not given, is refused (false; *why
+  // names every one, a line each).
+  bool RestoreParams(const Runbook& rb, const Value& given, std::string* why);
 
   ExecEnv env_;
   RunOptions opts_;
@@ -131,14 +128,14 @@ class Executor::Impl {
   std::unique_ptr<StoreLock> lock_;
   std::vector<std::unique_ptr<TargetLock>> target_locks_;
   Resources resources_;
-  std::mutex mu_;  // guards records_ and the StepRecords in it
+  // The step records and their transitions; its lock() guards the records
+  // and what this class keeps about them (child_scopes_).
+  StepJournal journal_;
   std::mutex refs_mu_;  // guards step_refs_
   // Per step: the step ids its expressions name; nullopt: all of them.
   std::map<const StepSpec*, std::optional<std::set<std::string>>> step_refs_;
-  std::map<std::string, std::unique_ptr<StepRecord>> records_;
   std::map<std::string, int64_t> durations_;
-  int64_t window_end_ms_ = 0;  // 0: no window to respect
-  Status journal_error_;       // guarded by mu_: the first failed write
+  int64_t window_end_ms_ = 0;     // 0: no window to respect
   std::string rollback_refused_;  // why DoRollback undid nothing (CheckUndo)
   // While CheckUndos runs: the steps whose CheckUndo it asks.
   bool checking_undos_ = false;
@@ -179,6 +176,9 @@ class StepContextImpl : public StepContext, public LuaHost {
   }
   Result<Connection> GetConnection(const std::string& name) override {
     return ex_->ResolveConnection(*scope_, name);
+  }
+  const ConnectionType* FindConnectionType(const std::string& type) const override {
+    return ex_->env_.registry->FindConnectionType(type);
   }
   Resources& resources() override { return ex_->resources_; }
   void Log(LogLevel level, const std::string& message) override;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/exec/internal.h"
+#include "engine/exec/undo_plan.h"
 
 namespace runbook {
 
@@ -38,8 +39,8 @@ bool NeedsUndo(const Registry& registry, const StepRecord& rec, bool was_failed)
 }  // namespace
 
 bool Executor::Impl::AnyUndone() {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [id, rec] : records_) {
+  auto lock = journal_.lock();
+  for (const auto& [id, rec] : journal_.records()) {
     if (rec->status == StepStatus::kUndone && !nothing_undone_.count(id)) return true;
   }
   return false;
@@ -60,13 +61,14 @@ const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** sco
     if (s->action.kind != ActionKind::kInclude) return nullptr;
     // Rebuild the child's scope: its params come from the include's args.
     prefix += parts[i] + ".";
-    std::lock_guard<std::mutex> lock(mu_);
+    auto lock = journal_.lock();
     auto& child = child_scopes_[prefix];
     if (!child) {
       // An include inside a foreach: its params may name the item.
       const Value* item = nullptr;
-      auto instance = records_.find(prefix.substr(0, prefix.size() - 1));
-      if (parts[i].find('[') != std::string::npos && instance != records_.end() &&
+      const auto& records = journal_.records();
+      auto instance = records.find(prefix.substr(0, prefix.size() - 1));
+      if (parts[i].find('[') != std::string::npos && instance != records.end() &&
           !instance->second->item.is_null()) {
         item = &instance->second->item;
       }
@@ -91,60 +93,19 @@ const StepSpec* Executor::Impl::FindSpec(const std::string& step_id, Scope** sco
   return nullptr;
 }
 
-// The records a rollback undoes, newest first: those that succeeded (or
-// failed after recording an undo), minus those a rollback boundary keeps.
 std::vector<StepRecord*> Executor::Impl::UndoOrder(bool log) {
-  // A boundary is active once the step it names has succeeded (the switch
-  // happened; a switch that failed moved nothing): steps up to and including
-  // the boundary step are kept. A second rollback of a run rolled back to
-  // its boundary lifts it once that step is undone (the way back, the
-  // reverse cutover, completed): then the kept steps are undone too.
-  int64_t keep_up_to = 0;
-  std::string kept_by;
-  for (const StepSpec& s : root_.rb->steps) {
-    if (s.rollback_boundary.empty()) continue;
-    auto after = records_.find(s.rollback_boundary);
-    auto here = records_.find(s.id);
-    if (after == records_.end() || here == records_.end()) continue;
-    if (after->second->done_seq == 0) continue;  // never succeeded
-    if (lift_boundaries_ && after->second->status == StepStatus::kUndone) continue;
-    if (here->second->seq > keep_up_to) {
-      keep_up_to = here->second->seq;
-      kept_by = s.id;
-      kept_until_ = s.rollback_boundary;
-    }
-  }
-  if (keep_up_to > 0 && log) {
+  // No step runs while a rollback orders them.
+  UndoPlan plan = PlanUndo(journal_.records(), root_.rb->steps, lift_boundaries_);
+  if (plan.kept_by.empty()) return plan.steps;
+  kept_until_ = plan.kept_until;
+  if (log) {
     env_.reporter->Log("", LogLevel::kInfo,
-                       "a rollback boundary was passed: the steps up to '" + kept_by +
+                       "a rollback boundary was passed: the steps up to '" + plan.kept_by +
                            "' are kept (a second runbook rollback " + run_.id +
                            " undoes them once '" + kept_until_ + "' is undone)");
     kept_steps_ = true;
   }
-  std::vector<StepRecord*> order;
-  for (auto& [id, rec] : records_) {
-    if (keep_up_to > 0 && rec->seq <= keep_up_to) continue;
-    bool any_state = std::any_of(rec->undo.begin(), rec->undo.end(),
-                                 [](const UndoEntry& e) { return !e.state.is_null(); });
-    switch (rec->status) {
-      case StepStatus::kSucceeded: case StepStatus::kUndoing: case StepStatus::kUndoFailed:
-        order.push_back(rec.get());
-        break;
-      case StepStatus::kFailed: case StepStatus::kRunning:
-        // It may have acted part-way: undo what it recorded before acting.
-        if (any_state) order.push_back(rec.get());
-        break;
-      default:
-        break;
-    }
-  }
-  // Newest first: by order of success; steps that never succeeded are newest.
-  std::sort(order.begin(), order.end(), [](const StepRecord* a, const StepRecord* b) {
-    int64_t ka = a->done_seq ? a->done_seq : INT64_MAX, kb = b->done_seq ? b->done_seq : INT64_MAX;
-    if (ka != kb) return ka > kb;
-    return a->seq > b->seq;
-  });
-  return order;
+  return plan.steps;
 }
 
 // What undoing `rec` would run: nothing (false), its rollback action
@@ -204,7 +165,8 @@ std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
 bool Executor::Impl::DoRollback() {
   if (opts_.dry_run) {
     // A rehearsal changed nothing: show what a real run would undo.
-    for (auto it = records_.rbegin(); it != records_.rend(); ++it) {
+    const auto& records = journal_.records();
+    for (auto it = records.rbegin(); it != records.rend(); ++it) {
       if (it->second->status == StepStatus::kSucceeded && !it->second->undo.empty()) {
         env_.reporter->Log(it->first, LogLevel::kInfo, "a real run would undo this step");
       }
@@ -213,10 +175,10 @@ bool Executor::Impl::DoRollback() {
   }
   // An undo acts: without a journal to record it, none may run (a resume
   // would then skip steps whose effects the undo removed).
-  if (!JournalOk()) return false;
+  if (!journal_.ok()) return false;
   // What an earlier rollback of this run found nothing of to undo (a
   // resumed or repeated rollback) is not counted as undone either.
-  if (Result<std::vector<Event>> events = env_.store->GetEvents(run_.id); events.ok()) {
+  if (Result<std::vector<Event>> events = journal_.Events(EventKind::kUndoOk); events.ok()) {
     nothing_undone_ = StepsWithNothingUndone(*events);
   }
   std::vector<StepRecord*> order = UndoOrder();
@@ -224,7 +186,7 @@ bool Executor::Impl::DoRollback() {
   // below, a resume goes on rolling back (it does not retry what failed).
   const RunStatus before = run_.status;
   run_.status = RunStatus::kRollingBack;
-  if (!NoteJournal(env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, ""))) return false;
+  if (!journal_.Note(env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, ""))) return false;
   env_.reporter->Log("", LogLevel::kInfo, "rolling back, newest step first");
   // Before anything is undone: would an undo destroy what others wrote?
   if (!opts_.accept_data_loss) {
@@ -235,7 +197,7 @@ bool Executor::Impl::DoRollback() {
       // The run stays as it was (a failed run's Finish records the refusal).
       if (before != RunStatus::kRollingBack) {
         run_.status = before;
-        NoteJournal(env_.store->UpdateRun(run_.id, before, ""));
+        journal_.Note(env_.store->UpdateRun(run_.id, before, ""));
       }
       return false;
     }
@@ -257,7 +219,6 @@ bool Executor::Impl::DoRollback() {
     // earlier may have acted before it was.
     bool acted =
         rec->status == StepStatus::kUndoing || rec->status == StepStatus::kUndoFailed || has_action;
-    rec->status = StepStatus::kUndoing;
     const SteadyTime undo_start = env_.clock->Steady();
     // What the report shows: the undo's own duration (the record keeps the
     // step's, which estimates later runs).
@@ -268,7 +229,7 @@ bool Executor::Impl::DoRollback() {
           std::chrono::duration_cast<Millis>(env_.clock->Steady() - undo_start).count();
       Report(shown, detail);
     };
-    if (!Put(rec, "undo.start", "").ok()) return false;  // nothing more may act
+    if (!journal_.UndoStart(rec).ok()) return false;  // nothing more may act
     Status st;
     Scope fallback;
     fallback.rb = root_.rb;
@@ -313,22 +274,17 @@ bool Executor::Impl::DoRollback() {
       if (st.ok() && irreversible_left) {
         env_.reporter->Log(rec->step_id, LogLevel::kWarn,
                            "irreversible: left as it is (give the step a rollback: action)");
-        rec->status = StepStatus::kSucceeded;
-        Put(rec, "undo.irreversible", "");
+        journal_.Irreversible(rec);
         continue;
       }
     }
     if (st.ok()) {
-      rec->status = StepStatus::kUndone;
-      rec->undo_error.clear();
-      Put(rec, "undo.ok", acted ? "" : kNothingToUndo);
+      journal_.Undone(rec, acted);
       report(acted ? "" : kNothingToUndo, !acted);
       if (!acted) nothing_undone_.insert(rec->step_id);
     } else {
       all_ok = false;
-      rec->status = StepStatus::kUndoFailed;
-      rec->undo_error = env_.redactor->Redact(st.message());
-      Put(rec, "undo.fail", rec->undo_error);
+      journal_.UndoFailed(rec, st.message());
       report(rec->undo_error);
       // This undo could not reach a state the older ones may act on (writers
       // restarted on a database that lacks their writes): stop here. Past a

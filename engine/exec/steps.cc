@@ -29,8 +29,8 @@ FlowResult Executor::Impl::RunSteps(Scope& scope) {
     if (before_from && s.id == opts_.from_step) before_from = false;
     StepRecord* rec = Record(id);
     if (before_from && !Finished(rec->status)) {
-      rec->status = StepStatus::kSkipped;
-      Put(rec, "step.skip", "before --from " + opts_.from_step);
+      journal_.Finish(rec, StepStatus::kSkipped, "before --from " + opts_.from_step,
+                      /*durable=*/true);
       Report(*rec, "before --from " + opts_.from_step);
     }
     if (Finished(rec->status)) {
@@ -68,10 +68,9 @@ FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t index
   StepRecord* rec = Record(id);
   Value env = MakeStepEnv(scope, s, nullptr);
   auto skip = [&](StepStatus status, const std::string& why, const Value& result) {
-    rec->status = status;
     rec->action = s.action.name;
     rec->result = result;
-    Put(rec, status == StepStatus::kSkipped ? "step.skip" : "step.unknown", why);
+    journal_.Finish(rec, status, why, /*durable=*/true);
     Report(*rec, why);
     scope.steps[s.id] = Value{{"status", StepStatusName(status)}, {"result", result}};
     return FlowResult{};
@@ -79,13 +78,7 @@ FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t index
   if (s.when && !s.foreach) {
     Result<Value> w = Lua().Eval(*s.when, s.when_pos, env, env_.clock->Steady() + kExprBudget,
                                  nullptr);
-    if (!w.ok()) {
-      rec->status = StepStatus::kFailed;
-      rec->error = "when: " + w.status().message();
-      Put(rec, "step.fail", rec->error);
-      Report(*rec, rec->error);
-      return {Flow::kFailed, Quoted(id) + ": " + rec->error};
-    }
+    if (!w.ok()) return FailStep(rec, "when: " + w.status().message());
     if (IsUnknown(*w)) return skip(StepStatus::kUnknown, "when depends on an UNKNOWN result", *w);
     if (w->is_null() || (w->is_boolean() && !w->get<bool>())) {
       return skip(StepStatus::kSkipped, "when is false", nullptr);
@@ -94,13 +87,7 @@ FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t index
   if (s.approve) {
     Status a = Approve(rec, *s.approve);
     if (a.code() == Status::Code::kPaused) return {Flow::kPaused, a.message()};
-    if (!a.ok()) {
-      rec->status = StepStatus::kFailed;
-      rec->error = a.message();
-      Put(rec, "step.fail", rec->error);
-      Report(*rec, rec->error);
-      return {Flow::kFailed, Quoted(id) + ": " + a.message()};
-    }
+    if (!a.ok()) return FailStep(rec, a.message());
     // Approved (maybe after a long wait, or a slow answer at the prompt):
     // the remaining steps must still fit in the window. If not, the run
     // pauses before acting, keeping the approval for the next window (no
@@ -119,12 +106,9 @@ FlowResult Executor::Impl::RunStep(Scope& scope, const StepSpec& s, size_t index
       return skip(StepStatus::kUnknown, "foreach depends on an UNKNOWN result", *items);
     }
     if (!items.ok() || !items->is_array()) {
-      rec->status = StepStatus::kFailed;
-      rec->error = s.foreach_pos.ToString() + ": foreach: " +
-                   (items.ok() ? "expected a list, got " + items->dump() : items.status().message());
-      Put(rec, "step.fail", rec->error);
-      Report(*rec, rec->error);
-      return {Flow::kFailed, Quoted(id) + ": " + rec->error};
+      return FailStep(rec, s.foreach_pos.ToString() + ": foreach: " +
+                               (items.ok() ? "expected a list, got " + items->dump()
+                                           : items.status().message()));
     }
     return RunForeach(scope, s, *items);
   }
@@ -143,9 +127,8 @@ FlowResult Executor::Impl::RunForeach(Scope& scope, const StepSpec& s, const Val
   StepRecord* parent = Record(id);
   parent->action = s.action.name;
   parent->change = "for each of " + std::to_string(items.size()) + " items";
-  parent->status = StepStatus::kRunning;
   if (parent->started_ms == 0) parent->started_ms = env_.clock->NowMs();
-  if (!JournalOk() || !Put(parent, "step.start", parent->change).ok()) {
+  if (!journal_.ok() || !journal_.Start(parent).ok()) {
     return {Flow::kFailed, Quoted(id) + ": cannot write the journal; nothing was done"};
   }
   auto start = env_.clock->Steady();
@@ -202,7 +185,12 @@ FlowResult Executor::Impl::RunForeach(Scope& scope, const StepSpec& s, const Val
   parent->duration_ms =
       std::chrono::duration_cast<Millis>(env_.clock->Steady() - start).count();
   parent->finished_ms = env_.clock->NowMs();
-  Put(parent, parent->status == StepStatus::kFailed ? "step.fail" : "step.ok", too_big);
+  journal_.Put(parent,
+               parent->status == StepStatus::kFailed    ? EventKind::kStepFail
+               : parent->status == StepStatus::kWaiting ? EventKind::kStepPause
+               : parent->status == StepStatus::kUnknown ? EventKind::kStepUnknown
+                                                        : EventKind::kStepOk,
+               too_big);
   if (worst.flow != Flow::kOk) {
     if (!too_big.empty()) Report(*parent, too_big);
     return worst;
@@ -219,19 +207,15 @@ FlowResult Executor::Impl::RunInstance(Scope& scope, const StepSpec& s, const st
   *result = rec->result;
   if (Finished(rec->status)) return {};
   auto fail = [&](const std::string& msg) {
-    rec->status = *status = StepStatus::kFailed;
-    rec->error = msg;
-    rec->finished_ms = env_.clock->NowMs();
-    Put(rec, "step.fail", msg);
-    Report(*rec, msg);
-    return FlowResult{Flow::kFailed, Quoted(id) + ": " + msg};
+    *status = StepStatus::kFailed;
+    return FailStep(rec, msg);
   };
   auto finish_as = [&](StepStatus st, const Value& res, const std::string& why) {
-    rec->status = *status = st;
+    *status = st;
     rec->result = env_.redactor->Redact(res);
     *result = res;
     rec->finished_ms = env_.clock->NowMs();
-    Put(rec, st == StepStatus::kUnknown ? "step.unknown" : "step.ok", why, /*durable=*/false);
+    journal_.Finish(rec, st, why);
     Report(*rec, why);
     return FlowResult{};
   };
@@ -381,7 +365,7 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     // lost if this attempt dies before recording again.
     // (A Lua step's entries are its nested calls; RunLua matches them.)
     if (s.action.kind != ActionKind::kLua) {
-      std::lock_guard<std::mutex> lock(mu_);
+      auto lock = journal_.lock();
       rec->undo = {UndoEntry{prim->name(), env_.redactor->Redact(args), previous}};
     }
     env_.reporter->StepStarted(id, rec->change);
@@ -389,7 +373,7 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     const bool may_act = !opts_.dry_run && prim->rehearsal(args) != Rehearsal::kProbe;
     // An earlier write that failed (a step's outcome, say) stops the run
     // too, even if this one would succeed: the journal has a hole.
-    if (!JournalOk() || !Put(rec, "step.start", rec->change, may_act).ok()) {
+    if (!journal_.ok() || !journal_.Start(rec, may_act).ok()) {
       return {Flow::kFailed, Quoted(id) + ": cannot write the journal; nothing was done"};
     }
     // A rehearsal's attempt plans afresh: what an earlier attempt of this
@@ -424,9 +408,7 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     }
     ctx.AddChanged(&r);
     if (ctx.child_flow.flow != Flow::kOk && ctx.child_flow.flow != Flow::kFailed) {
-      rec->status = ctx.child_flow.flow == Flow::kPaused ? StepStatus::kWaiting
-                                                         : StepStatus::kRunning;
-      Put(rec, "step.pause", ctx.child_flow.message);
+      journal_.Pause(rec, ctx.child_flow.flow == Flow::kPaused, ctx.child_flow.message);
       return ctx.child_flow;
     }
     if (r.ok() && s.timeout && env_.clock->Steady() > deadline) {
@@ -455,22 +437,20 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     rec->finished_ms = env_.clock->NowMs();
     if (r.ok()) {
       if (opts_.dry_run && IsUnknown(*r)) rec->status = StepStatus::kUnknown;
-      if (rec->status != StepStatus::kUnknown) rec->status = StepStatus::kSucceeded;
       rec->result = env_.redactor->Redact(*r);
-      rec->error.clear();
       *out = *r;
       const std::string why = !not_yet.empty()                      ? not_yet
                               : IsUnknown(*r)                       ? r->value("$unknown", "")
                               : rec->status == StepStatus::kUnknown ? "assert depends on UNKNOWN"
                                                                     : "";
-      Put(rec, rec->status == StepStatus::kUnknown ? "step.unknown" : "step.ok", why,
-          /*durable=*/false);
+      journal_.Finish(
+          rec, rec->status == StepStatus::kUnknown ? StepStatus::kUnknown : StepStatus::kSucceeded,
+          why);
       Report(*rec, why);
       return {};
     }
     if (r.status().code() == Status::Code::kPaused) {
-      rec->status = StepStatus::kWaiting;
-      Put(rec, "step.wait", r.status().message());
+      journal_.Wait(rec, r.status().message());
       Report(*rec, "waiting for approval");
       return {Flow::kPaused, r.status().message()};
     }
@@ -478,9 +458,7 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     previous = rec->undo.empty() ? Value() : rec->undo[0].state;
     if (attempt < max_attempts && !off_declaration) {
       Millis delay = s.retry_delay * (1LL << std::min(attempt - 1, 20));
-      rec->status = StepStatus::kRunning;
-      Put(rec, "step.retry", "attempt " + std::to_string(attempt) + " failed: " + rec->error,
-          /*durable=*/false);
+      journal_.Retry(rec, "attempt " + std::to_string(attempt) + " failed: " + rec->error);
       env_.reporter->Log(id, LogLevel::kWarn,
                          "attempt " + std::to_string(attempt) + " of " +
                              std::to_string(max_attempts) + " failed: " + rec->error +
@@ -488,11 +466,14 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
       env_.clock->Sleep(delay);
       continue;
     }
-    rec->status = StepStatus::kFailed;
-    Put(rec, "step.fail", rec->error, /*durable=*/false);
-    Report(*rec, rec->error);
-    return {Flow::kFailed, Quoted(id) + ": " + rec->error};
+    return FailStep(rec, r.status().message(), /*durable=*/false);
   }
+}
+
+FlowResult Executor::Impl::FailStep(StepRecord* rec, const std::string& error, bool durable) {
+  journal_.Fail(rec, error, durable);
+  Report(*rec, rec->error);
+  return {Flow::kFailed, Quoted(rec->step_id) + ": " + rec->error};
 }
 
 Status Executor::Impl::Approve(StepRecord* rec, const std::string& message) {
@@ -518,10 +499,9 @@ Status Executor::Impl::Approve(StepRecord* rec, const std::string& message) {
     if (yes && *yes) return record(env_.prompter->Who());
     if (yes) return Status::Failed("approval refused at the prompt");
   }
-  rec->status = StepStatus::kWaiting;
-  Put(rec, "step.wait", message);
+  journal_.Wait(rec, message);
   std::string closed;  // the maintenance window closed while it waited
-  if (opts_.approval_wait.count() > 0 && JournalOk()) {
+  if (opts_.approval_wait.count() > 0 && journal_.ok()) {
     // A run in a pod or CI job waits for an approval given anywhere: a
     // store that is told of approvals (PostgreSQL: LISTEN/NOTIFY) wakes it
     // at once, and is asked again each second in case a notification was
@@ -595,7 +575,7 @@ FlowResult Executor::Impl::RunChild(Scope& parent, const std::string& instance_i
   RegisterSecrets(*child, scope->params);
   FlowResult f = RunSteps(*scope);
   *result = Value{{"steps", scope->steps}};
-  std::lock_guard<std::mutex> lock(mu_);
+  auto lock = journal_.lock();
   child_scopes_[scope->prefix] = std::move(scope);
   return f;
 }

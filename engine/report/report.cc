@@ -463,7 +463,7 @@ Result<std::string> RenderFleet(StateStore& store, const RunRecord& run, ReportF
   Result<std::vector<Event>> events = store.GetEvents(run.id);
   if (!events.ok()) return events.status();
   for (const Event& e : *events) {
-    if (e.kind == "fleet.resume") d.resumes.push_back(e);
+    if (e.Is(EventKind::kFleetResume)) d.resumes.push_back(e);
   }
   switch (format) {
     case ReportFormat::kMarkdown:

@@ -242,10 +242,60 @@ Status ReadRun(Stmt& q, RunRecord* run) {
 
 }  // namespace
 
+const char* EventKindName(EventKind k) {
+  switch (k) {
+    case EventKind::kStepStart:
+      return "step.start";
+    case EventKind::kStepOk:
+      return "step.ok";
+    case EventKind::kStepUnknown:
+      return "step.unknown";
+    case EventKind::kStepSkip:
+      return "step.skip";
+    case EventKind::kStepFail:
+      return "step.fail";
+    case EventKind::kStepRetry:
+      return "step.retry";
+    case EventKind::kStepWait:
+      return "step.wait";
+    case EventKind::kStepPause:
+      return "step.pause";
+    case EventKind::kStepCall:
+      return "step.call";
+    case EventKind::kStepUndoRecorded:
+      return "step.undo_recorded";
+    case EventKind::kUndoStart:
+      return "undo.start";
+    case EventKind::kUndoOk:
+      return "undo.ok";
+    case EventKind::kUndoFail:
+      return "undo.fail";
+    case EventKind::kUndoIrreversible:
+      return "undo.irreversible";
+    case EventKind::kOwnWrite:
+      return "own_write";
+    case EventKind::kPlanNote:
+      return "plan.note";
+    case EventKind::kRollbackLift:
+      return "rollback.lift";
+    case EventKind::kTargetStart:
+      return "target.start";
+    case EventKind::kTargetEnd:
+      return "target.end";
+    case EventKind::kFleetResume:
+      return "fleet.resume";
+    case EventKind::kWaveWait:
+      return "wave.wait";
+    case EventKind::kWaveApproved:
+      return "wave.approved";
+  }
+  return "?";
+}
+
 std::set<std::string> StepsWithNothingUndone(const std::vector<Event>& events) {
   std::set<std::string> out;
   for (const Event& e : events) {
-    if (e.kind != "undo.ok") continue;
+    if (!e.Is(EventKind::kUndoOk)) continue;
     if (e.message == kNothingToUndo) {
       out.insert(e.step_id);
     } else {

@@ -100,13 +100,46 @@ std::string StepLabel(const StepRecord& s);
 // nothing): its rollback: action and its undos have nothing to do.
 bool StepChangedNothing(const StepRecord& s);
 
+// What an event of the journal says happened. Stored by name (EventKindName)
+// so that a report or `status` of another binary's version still reads it.
+enum class EventKind {
+  // A step's transitions (StepJournal, engine/exec/journal.h).
+  kStepStart,         // an attempt starts (message: what it will change)
+  kStepOk,            // it succeeded (message: why it is shown so, if anything)
+  kStepUnknown,       // a rehearsal could not tell its result
+  kStepSkip,          // when: false, before --from
+  kStepFail,          // it failed (message: the error)
+  kStepRetry,         // an attempt failed and another follows
+  kStepWait,          // it waits for an approval
+  kStepPause,         // an included runbook paused or stopped inside it
+  kStepCall,          // a Lua step calls a primitive (message: its name)
+  kStepUndoRecorded,  // what its undo needs is kept (before it acts)
+  kUndoStart,         // its undo starts
+  kUndoOk,            // undone (message: kNothingToUndo when nothing was)
+  kUndoFail,          // its undo failed (message: the error)
+  kUndoIrreversible,  // nothing can undo it: left as it is
+  // Of the run.
+  kOwnWrite,      // a row the run itself wrote ("<where> <id>": a key, no value)
+  kPlanNote,      // a rehearsal's plan: what a step would make or remove
+  kRollbackLift,  // a second rollback undoes what a rollback boundary kept
+  // Of a fleet (`runbook fleet`).
+  kTargetStart,
+  kTargetEnd,
+  kFleetResume,
+  kWaveWait,
+  kWaveApproved,
+};
+const char* EventKindName(EventKind k);
+
 struct Event {
   int64_t id = 0;
   std::string run_id;
   std::string step_id;
   int64_t at_ms = 0;
-  std::string kind;     // "run.start", "step.start", "step.ok", "step.fail", "undo.ok", ...
+  std::string kind;     // EventKindName: "step.start", "step.ok", "undo.ok", ...
   std::string message;  // redacted
+
+  bool Is(EventKind k) const { return kind == EventKindName(k); }
 };
 
 // The message of an "undo.ok" event whose undo found nothing of its step's
@@ -158,7 +191,7 @@ class StateStore {
   // transaction): the commit is ordered in the log and becomes durable with
   // the next durable commit. The executor uses it only for transitions that
   // no external side effect follows before a durable commit does (see
-  // Executor::Impl::Put).
+  // StepJournal, engine/exec/journal.h).
   virtual Status PutStep(StepRecord* step, const Event* event = nullptr, bool durable = true) = 0;
   virtual Result<std::vector<StepRecord>> GetSteps(const std::string& run_id) = 0;  // by seq
   virtual Result<std::optional<StepRecord>> GetStep(const std::string& run_id,

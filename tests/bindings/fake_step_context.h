@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/register.h"
 #include "engine/core/registry.h"
 
 namespace runbook::testing {
@@ -59,6 +60,16 @@ class FakeStepContext : public StepContext {
     auto it = connections_.find(name);
     if (it == connections_.end()) return Status::NotFound("no connection named '" + name + "'");
     return it->second;
+  }
+  // Every binding's connection types, as a run has them: a connection
+  // `via:` a kube or ssh one is routed as in a run.
+  const ConnectionType* FindConnectionType(const std::string& type) const override {
+    static const Registry* all = [] {
+      auto* r = new Registry;  // for the life of the test binary
+      RegisterAll(r);
+      return r;
+    }();
+    return all->FindConnectionType(type);
   }
   Value PreviousUndo() override { return previous_undo; }
   // What the primitive told SetChanged last (unset: it did not).

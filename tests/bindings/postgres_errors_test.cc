@@ -81,6 +81,32 @@ TEST_CASE("pg primitives refuse a tunnelled connection they cannot open",
   Result<Value> r = c.Apply("pg.query", {{"conn", "x"}, {"sql", "SELECT 1"}});
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.status().message(), Catch::Contains("'nowhere'"));
+
+  // A route is its type's: each says what it lacks, before anything opens.
+  c.ctx.AddConnection("bastion", "ssh", Value{{"host", "bastion.example.com"}});
+  c.ctx.AddConnection("cluster", "kube", Value{{"context", "prod"}});
+  c.ctx.AddConnection("other", "postgres", Value{{"host", "db.internal"}});
+  auto refused = [&](const std::string& name, Value config) {
+    c.ctx.AddConnection(name, "postgres", std::move(config));
+    Result<Value> q = c.Apply("pg.query", {{"conn", name}, {"sql", "SELECT 1"}});
+    REQUIRE_FALSE(q.ok());
+    return q.status().message();
+  };
+  CHECK_THAT(refused("ssh-pod", Value{{"via", "bastion"}, {"pod", "db-0"}, {"host", "db"}}),
+             Catch::Contains("connection 'ssh-pod' via ssh 'bastion': pod: is for a route "
+                             "through a kube connection"));
+  CHECK_THAT(refused("ssh-hosts", Value{{"via", "bastion"}, {"host", "a,b"}}),
+             Catch::Contains("connection 'ssh-hosts' via ssh 'bastion': needs one host (as the "
+                             "ssh server sees it), got 'a,b'"));
+  CHECK_THAT(refused("ssh-socket", Value{{"via", "bastion"}, {"dsn", "host=/run/postgresql"}}),
+             Catch::Contains("needs one host (as the ssh server sees it), got '/run/postgresql'"));
+  CHECK_THAT(refused("kube-nopod", Value{{"via", "cluster"}, {"host", "db"}}),
+             Catch::Contains("connection 'kube-nopod' via kube 'cluster': needs pod:"));
+  CHECK_THAT(refused("bad-port", Value{{"via", "cluster"}, {"pod", "db-0"}, {"port", "-p"}}),
+             Catch::Contains("connection 'bad-port' via kube 'cluster': bad port '-p'"));
+  // A postgres connection carries no other.
+  CHECK_THAT(refused("via-pg", Value{{"via", "other"}, {"host", "db"}}),
+             Catch::Contains("via 'other' must name an ssh or kube connection"));
 }
 
 }  // namespace runbook::testing

@@ -104,11 +104,13 @@ class NullReporter : public Reporter {
   }
   void StepStarted(const std::string&, const std::string&) override {}
   void Log(const std::string&, LogLevel, const std::string&) override {}
+  void Warn(const std::string& m) override { warnings.push_back(m); }
   void Progress(const std::string&, const ProgressInfo&) override {}
   void RunFinished(const RunRecord&, int, const std::string& m) override { message = m; }
   std::vector<std::string> lines;
   std::map<std::string, int64_t> shown_ms;  // "step status" -> the duration shown
   std::string message;
+  std::vector<std::string> warnings;
 };
 
 struct Harness {
@@ -135,13 +137,16 @@ struct Harness {
   }
   ExitCode Run(const std::shared_ptr<const Runbook>& rb, RunOptions opts = {}) {
     Executor ex(env);
-    ExitCode code = ex.Run(rb, Value::object(), opts);
+    RunOutcome o = ex.Run(rb, Value::object(), opts);
     last_run = ex.run_id();
-    return code;
+    refusal = o.refusal;
+    return o.code;
   }
   ExitCode Resume(const std::shared_ptr<const Runbook>& rb, RunOptions opts = {}) {
     Executor ex(env);
-    return ex.Resume(last_run, rb, Value::object(), opts);
+    RunOutcome o = ex.Resume(last_run, rb, Value::object(), opts);
+    refusal = o.refusal;
+    return o.code;
   }
   StepRecord Step(const std::string& id) { return **store->GetStep(last_run, id); }
 
@@ -154,6 +159,7 @@ struct Harness {
   std::unique_ptr<StateStore> store;
   ExecEnv env;
   std::string last_run;
+  std::string refusal;  // of the last Run or Resume
 };
 
 const char* kThree = R"(format: 1
@@ -511,4 +517,68 @@ steps:
   CHECK_THAT(h.Step("items").error, Catch::StartsWith("the items' results together: the result "
                                                       "would take about 37 MiB"));
   CHECK(h.world.log.empty());
+}
+
+TEST_CASE("the engine prints nothing: a refusal is the outcome's, a line per reason",
+          "[executor]") {
+  Harness h;
+  auto rb = h.Parse(R"yaml(format: 1
+name: secrets
+on_failure: stop
+params:
+  pw: {type: string, secret: true}
+  token: {type: string, secret: true, env: APP_TOKEN}
+  db: {type: string}
+steps:
+  - id: a
+    t.act: a
+  - id: b
+    t.act: b
+)yaml");
+  h.world.fail_times["b"] = 1;
+  Value params{{"pw", "hunter22"}, {"token", "tok-9"}, {"db", "orders"}};
+  std::string id;
+  {
+    Executor ex(h.env);
+    RunOutcome o = ex.Run(rb, params, {});
+    CHECK(o.code == ExitCode::kRunFailed);
+    CHECK(o.refusal.empty());  // it ran: the reporter was told how it ended
+    CHECK_THAT(h.reporter.message, Catch::Contains("step 'b': b failed on purpose"));
+    id = ex.run_id();
+  }
+  // Resumed without its secrets, and with another db: refused, every
+  // reason named, nothing run.
+  Executor ex(h.env);
+  RunOutcome o = ex.Resume(id, rb, Value{{"db", "billing"}}, {});
+  CHECK(o.code == ExitCode::kInvalid);
+  // (In the order the runbook declares them.)
+  CHECK(o.refusal == "run " + id + ": secret param 'pw' is not stored; supply it again (-p)\nrun " +
+                         id +
+                         ": secret param 'token' is not stored; supply it again (env "
+                         "APP_TOKEN or -p)\nrun " +
+                         id +
+                         ": param 'db' was \"orders\" when the run started; a run keeps its "
+                         "params (start a new run to change it)");
+  CHECK(h.world.log == std::vector<std::string>{"apply a", "fail b"});
+  // The secrets given, the other db still refused alone.
+  Executor given(h.env);
+  RunOutcome wrong =
+      given.Resume(id, rb, Value{{"db", "billing"}, {"pw", "hunter22"}, {"token", "tok-9"}}, {});
+  CHECK(wrong.code == ExitCode::kInvalid);
+  CHECK(wrong.refusal == "run " + id +
+                             ": param 'db' was \"orders\" when the run started; a run keeps "
+                             "its params (start a new run to change it)");
+  // Once it succeeded, a resume is refused with exit 0.
+  Executor done(h.env);
+  CHECK(done.Resume(id, rb, Value{{"db", "orders"}, {"pw", "hunter22"}, {"token", "tok-9"}}, {})
+            .code == ExitCode::kOk);
+  Executor again(h.env);
+  RunOutcome twice =
+      again.Resume(id, rb, Value{{"db", "orders"}, {"pw", "hunter22"}, {"token", "tok-9"}}, {});
+  CHECK(twice.code == ExitCode::kOk);
+  CHECK(twice.refusal == "run " + id + " already succeeded; nothing to resume");
+  Executor undo(h.env);
+  RunOutcome gone = undo.Rollback("no-such-run", rb, Value::object(), {});
+  CHECK(gone.code == ExitCode::kInvalid);
+  CHECK_FALSE(gone.refusal.empty());
 }

@@ -3,6 +3,8 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/engine/core_test.cc
   tests/engine/docs_test.cc
   tests/engine/executor_test.cc
+  tests/engine/journal_test.cc
+  tests/engine/undo_plan_test.cc
   tests/engine/reporter_test.cc
   tests/engine/lua_test.cc
   tests/engine/lua_limits_test.cc
