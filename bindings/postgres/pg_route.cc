@@ -4,6 +4,7 @@
 
 #include "bindings/postgres/pg_conninfo.h"
 #include "bindings/postgres/pg_passfile.h"
+#include "engine/core/primitive.h"
 #include "engine/core/route.h"
 
 namespace runbook {
@@ -12,7 +13,9 @@ Status RouteConnection(StepContext& ctx, const std::string& conn_name, Value* co
   const std::string via = PgConfigValue(*config, "via");
   if (via.empty()) return Status::Ok();
   Result<Connection> through = ctx.GetConnection(via);
-  if (!through.ok()) return Status::Ok();  // PgOptionsFromConfig says what via must name
+  const ConnectionType* type = through.ok() ? ctx.FindConnectionType(through->type) : nullptr;
+  // PgOptionsFromConfig says what via must name.
+  if (!type || !type->routes()) return Status::Ok();
   const std::string where =
       "connection '" + conn_name + "' via " + through->type + " '" + via + "'";
   const std::string dsn = PgConfigValue(*config, "dsn");

@@ -344,13 +344,20 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
       return Status::Unavailable(env_.redactor->Redact(t.status().message()));
     }
     if (!t.ok()) {
-      env_.reporter->Warn(t.status().message() +
-                          "; only engines sharing this state store are kept out");
+      // Said once the run has started (its first line names the run).
+      lock_warnings_.push_back(t.status().message() +
+                               "; only engines sharing this state store are kept out");
       continue;
     }
     if (*t) target_locks_.push_back(std::move(*t));
   }
   return Status::Ok();
+}
+
+void Executor::Impl::StartReport(const std::string& what) {
+  env_.reporter->RunStarted(run_, what);
+  for (const std::string& w : lock_warnings_) env_.reporter->Log("", LogLevel::kWarn, w);
+  lock_warnings_.clear();
 }
 
 void Executor::Impl::Report(const StepRecord& rec, const std::string& detail) {
@@ -398,7 +405,7 @@ RunOutcome Executor::Impl::Run(std::shared_ptr<const Runbook> rb, const Value& p
   }
   if (auto d = env_.store->RecentDurations(rb->name); d.ok()) durations_ = *d;
   JournalPlan(false);
-  env_.reporter->RunStarted(run_, opts_.dry_run ? "rehearsal" : "run");
+  StartReport(opts_.dry_run ? "rehearsal" : "run");
   return Finish(RunSteps(root_));
 }
 
@@ -454,14 +461,14 @@ RunOutcome Executor::Impl::Resume(const std::string& run_id, std::shared_ptr<con
   if (run_.status == RunStatus::kRollingBack || run_.status == RunStatus::kRollbackFailed) {
     lift_boundaries_ = LiftJournaled();  // a second rollback, killed: it goes on past the boundary
     RestoreResults();  // the undos' templates read earlier results
-    env_.reporter->RunStarted(run_, "resume rollback of");
+    StartReport("resume rollback of");
     bool ok = DoRollback();
     return Finish({ok ? Flow::kOk : Flow::kFailed, ""});
   }
   env_.store->UpdateRun(run_.id, RunStatus::kRunning, "");
   run_.status = RunStatus::kRunning;
   JournalPlan(true);
-  env_.reporter->RunStarted(run_, "resume");
+  StartReport("resume");
   return Finish(RunSteps(root_));
 }
 
@@ -515,7 +522,7 @@ RunOutcome Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<c
                                                    lifted.message() + "); nothing was undone");
     }
   }
-  env_.reporter->RunStarted(run_, "rollback of");
+  StartReport("rollback of");
   bool ok = DoRollback();
   RunStatus final_status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
   if (rollback_refused_.empty()) {  // refused: nothing was undone, the run stays as it was

@@ -110,6 +110,9 @@ class Executor::Impl {
   // where each connection that can be resolved now leads (TargetLock).
   Status AcquireLock(const Runbook& rb, const Value& params, bool on_targets);
   void Report(const StepRecord& rec, const std::string& detail);
+  // Tells the reporter the run started (`what`: "run", "resume", ...),
+  // then what AcquireLock had to warn of.
+  void StartReport(const std::string& what);
   // The params as the store keeps them: secret ones "***"; the others as
   // given, except those holding a secret (a dsn with its password), stored
   // masked and named in `withheld` (they must be given again on resume).
@@ -127,6 +130,7 @@ class Executor::Impl {
   Scope root_;
   std::unique_ptr<StoreLock> lock_;
   std::vector<std::unique_ptr<TargetLock>> target_locks_;
+  std::vector<std::string> lock_warnings_;  // redacted by the reporter
   Resources resources_;
   // The step records and their transitions; its lock() guards the records
   // and what this class keeps about them (child_scopes_).

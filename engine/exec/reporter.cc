@@ -134,12 +134,6 @@ class TextReporter : public Reporter {
     fprintf(out_, "           %s: %s: %s\n", TerminalSafe(id).c_str(), tag, R(msg).c_str());
     fflush(out_);
   }
-  void Warn(const std::string& msg) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    ClearProgress();
-    fprintf(out_, "%s %s\n", Paint("\033[33m", "warning:").c_str(), R(msg).c_str());
-    fflush(out_);
-  }
   void Progress(const std::string& id, const ProgressInfo& p) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (!terminal_) {
@@ -221,9 +215,6 @@ class JsonReporter : public Reporter {
           {"step", id},
           {"level", kLevels[static_cast<int>(level)]},
           {"message", msg}});
-  }
-  void Warn(const std::string& msg) override {
-    Emit({{"event", "log"}, {"step", ""}, {"level", "warn"}, {"message", msg}});
   }
   void Progress(const std::string& id, const ProgressInfo& p) override {
     Value e{{"event", "progress"},

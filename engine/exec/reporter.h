@@ -28,9 +28,6 @@ class Reporter {
   virtual void StepFinished(const StepRecord& step, const std::string& detail) = 0;
   virtual void StepStarted(const std::string& step_id, const std::string& change) = 0;
   virtual void Log(const std::string& step_id, LogLevel level, const std::string& msg) = 0;
-  // A warning of the run itself, not of a step (before its steps: a run
-  // lock that could not be taken where the target is).
-  virtual void Warn(const std::string& msg) = 0;
   virtual void Progress(const std::string& step_id, const ProgressInfo& info) = 0;
   virtual void RunFinished(const RunRecord& run, int exit_code, const std::string& message) = 0;
 };

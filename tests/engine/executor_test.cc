@@ -95,22 +95,42 @@ class FakeAct : public Primitive {
   bool idempotent_;
 };
 
+// A connection type whose run lock on the target cannot be taken (its
+// server is away): the run goes on, kept out only by the state store's lock.
+class NoLockConnection : public ConnectionType {
+ public:
+  std::string name() const override { return "t.nolock"; }
+  const Schema& schema() const override {
+    static Schema s{"", {{"host", ArgType::kString}}, {}, "host"};
+    return s;
+  }
+  std::string Describe(const Value&) const override { return "t.nolock"; }
+  Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& conn, const Value&,
+                                                 const std::string&,
+                                                 const std::string&) const override {
+    return Status::Failed("connection '" + conn + "': cannot take the run lock there");
+  }
+};
+
 class NullReporter : public Reporter {
  public:
-  void RunStarted(const RunRecord&, const std::string&) override {}
+  void RunStarted(const RunRecord& run, const std::string&) override {
+    events.push_back("start " + run.id);
+  }
   void StepFinished(const StepRecord& s, const std::string& d) override {
     lines.push_back(s.step_id + " " + StepStatusName(s.status) + (d.empty() ? "" : " " + d));
     shown_ms[s.step_id + " " + StepStatusName(s.status)] = s.duration_ms;
   }
   void StepStarted(const std::string&, const std::string&) override {}
-  void Log(const std::string&, LogLevel, const std::string&) override {}
-  void Warn(const std::string& m) override { warnings.push_back(m); }
+  void Log(const std::string& step, LogLevel level, const std::string& m) override {
+    if (level == LogLevel::kWarn) events.push_back("warn " + step + ": " + m);
+  }
   void Progress(const std::string&, const ProgressInfo&) override {}
   void RunFinished(const RunRecord&, int, const std::string& m) override { message = m; }
   std::vector<std::string> lines;
   std::map<std::string, int64_t> shown_ms;  // "step status" -> the duration shown
   std::string message;
-  std::vector<std::string> warnings;
+  std::vector<std::string> events;  // runs started, warnings, in order
 };
 
 struct Harness {
@@ -123,6 +143,7 @@ struct Harness {
     registry.Add(std::make_unique<FakeAct>(&world, "t.skip", Rehearsal::kSkip, false));
     registry.Add(std::make_unique<FakeAct>(&world, "t.undeclared", Rehearsal::kUndeclared, false));
     registry.Add(std::make_unique<FakeAct>(&world, "t.checked", Rehearsal::kSimulate, false));
+    registry.AddConnectionType(std::make_unique<NoLockConnection>());
     store = std::move(*StateStore::Open(dir + "/state.db"));
     env = {&registry, store.get(), &clock, &ProcessRunner::Real(), &reporter, &redactor, nullptr};
   }
@@ -581,4 +602,29 @@ steps:
   RunOutcome gone = undo.Rollback("no-such-run", rb, Value::object(), {});
   CHECK(gone.code == ExitCode::kInvalid);
   CHECK_FALSE(gone.refusal.empty());
+}
+
+TEST_CASE("a run lock that cannot be taken on the target is warned of once the run has started",
+          "[executor]") {
+  Harness h;
+  auto rb = h.Parse(R"yaml(format: 1
+name: nolock
+connections:
+  far: {t.nolock: db.example.com}
+steps:
+  - id: a
+    t.act: a
+)yaml");
+  CHECK(h.Run(rb) == ExitCode::kOk);
+  // The first line a run prints names it (a fleet reads its run id there).
+  CHECK(h.reporter.events ==
+        std::vector<std::string>{"start " + h.last_run,
+                                 "warn : connection 'far': cannot take the run lock there; only "
+                                 "engines sharing this state store are kept out"});
+  // A rehearsal takes no lock on its targets: nothing to warn of.
+  h.reporter.events.clear();
+  RunOptions dry;
+  dry.dry_run = true;
+  CHECK(h.Run(rb, dry) == ExitCode::kOk);
+  CHECK(h.reporter.events == std::vector<std::string>{"start " + h.last_run});
 }

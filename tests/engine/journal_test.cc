@@ -31,7 +31,6 @@ class ErrorsSeen : public Reporter {
   void Log(const std::string& step, LogLevel level, const std::string& msg) override {
     if (level == LogLevel::kError) errors.push_back(step + ": " + msg);
   }
-  void Warn(const std::string&) override {}
   void Progress(const std::string&, const ProgressInfo&) override {}
   void RunFinished(const RunRecord&, int, const std::string&) override {}
   std::vector<std::string> errors;
