@@ -36,8 +36,17 @@ std::string Str(const Value& v) { return v.is_string() ? v.get<std::string>() : 
 }  // namespace
 
 Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::string& templ,
-                           const std::string& owner, bool if_not_exists, bool refreshed_earlier,
+                           const std::string& owner, bool if_not_exists, const RehearsalPlan* plan,
                            std::vector<std::string>* notes) {
+  // The template as earlier rehearsed steps would leave it.
+  std::string templ_gone, templ_made;
+  bool refreshed_earlier = false;
+  if (plan) {
+    const std::string server = lease.conn().identity(lease.deadline());
+    templ_gone = plan->GoneBy(PlannedDatabaseKey(server, templ));
+    if (templ_gone.empty()) templ_made = plan->StepFor(PlannedDatabaseKey(server, templ));
+    refreshed_earlier = !plan->StepFor(PlannedRefreshKey(server, templ)).empty();
+  }
   Result<Value> rows = lease.Query(FactsSql(lease->server_version()), {name, templ, owner});
   if (!rows.ok()) return rows.status();
   if (rows->empty()) return Status::Internal("no pg_roles row for current_user");
@@ -63,7 +72,15 @@ Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::s
   if (f["name_taken"].get<bool>() && !if_not_exists) {
     problems.push_back("database '" + name + "' already exists");
   }
-  if (!f["template_exists"].get<bool>()) {
+  if (!templ_gone.empty()) {
+    problems.push_back("template database '" + templ + "' would not exist by now: step '" +
+                       templ_gone + "' drops it earlier in this run");
+  } else if (!templ_made.empty()) {
+    // What the server has now is not what a real run would copy.
+    notes->push_back("template database '" + templ + "' would be made by step '" + templ_made +
+                     "' earlier in this run: what a real run meets in it (other sessions, its "
+                     "collation version, the right to copy it) is not checked now");
+  } else if (!f["template_exists"].get<bool>()) {
     problems.push_back("template database '" + templ + "' does not exist");
   } else {
     if (!super && !f["is_template"].get<bool>() && !f["template_owned"].get<bool>()) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bindings/postgres/pg_session.h"
+#include "engine/core/rehearsal_plan.h"
 
 namespace runbook {
 
@@ -16,10 +17,12 @@ namespace runbook {
 // collation version matching the server's (seed 000), no other sessions on
 // the template, and the owner role existing and being one this role may
 // assign.
-// `refreshed_earlier`: an earlier step of the rehearsal would have refreshed
-// the template's collation version (its mismatch goes to *notes instead).
+// `plan` (null: none) is the rehearsal's: a template an earlier step drops
+// is a failure (a real run would not find it); one an earlier step makes is
+// not checked on what the server has now (a note says so); a collation
+// version an earlier step refreshes is a note, not a failure.
 Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::string& templ,
-                           const std::string& owner, bool if_not_exists, bool refreshed_earlier,
+                           const std::string& owner, bool if_not_exists, const RehearsalPlan* plan,
                            std::vector<std::string>* notes);
 
 // In a rehearsal, DROP DATABASE `name` as a real run would meet it by then:

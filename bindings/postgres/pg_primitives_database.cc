@@ -86,9 +86,8 @@ class PgCreateDatabase : public NamedPrimitive {
       // An earlier rehearsed step drops it: by now the name is free again.
       const bool dropped = plan && !plan->GoneBy(key).empty();
       std::vector<std::string> notes;
-      Status s = CheckCreateDatabase(
-          *lease, name, templ, StrArg(args, "owner"), if_not_exists || dropped,
-          plan && !plan->StepFor(PlannedRefreshKey(server, templ)).empty(), &notes);
+      Status s = CheckCreateDatabase(*lease, name, templ, StrArg(args, "owner"),
+                                     if_not_exists || dropped, plan, &notes);
       if (!s.ok()) return s;
       // Later steps of this rehearsal that connect to it find it planned.
       Result<int64_t> oid = DatabaseOid(*lease, name);

@@ -93,9 +93,8 @@ Result<Value> RehearseDatabaseStatement(StepContext& ctx, PgLease& lease,
   }
   const std::string templ = st.templ.empty() ? "template1" : st.templ;
   std::vector<std::string> notes;
-  Status s =
-      CheckCreateDatabase(lease, st.name, templ, st.owner, plan && !plan->GoneBy(key).empty(),
-                          plan && !plan->StepFor(PlannedRefreshKey(server, templ)).empty(), &notes);
+  Status s = CheckCreateDatabase(lease, st.name, templ, st.owner,
+                                 plan && !plan->GoneBy(key).empty(), plan, &notes);
   if (!s.ok()) return s;
   for (const auto& n : notes) ctx.Log(LogLevel::kWarn, where + ": " + n);
   if (plan) plan->Note(key, ctx.step_id());

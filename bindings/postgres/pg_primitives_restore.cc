@@ -244,8 +244,8 @@ class PgRestore : public NamedPrimitive {
     if (ctx.dry_run()) {
       if (create) {
         std::vector<std::string> notes;
-        Status s = CheckCreateDatabase(*lease, database, "template0", "", !dropped_by.empty(),
-                                       false, &notes);
+        Status s = CheckCreateDatabase(*lease, database, "template0", "", !dropped_by.empty(), plan,
+                                       &notes);
         if (!s.ok()) return s;
         if (!notes.empty()) out["notes"] = notes;
         if (plan) plan->Note(planned_key, ctx.step_id());

@@ -103,9 +103,6 @@ class StepJournal {
   // written by the caller); returns s.ok().
   bool Note(const Status& s);
 
-  Redactor& redactor() { return *redactor_; }
-  StateStore& store() { return *store_; }
-
  private:
   Status Write(StepRecord* rec, EventKind kind, const std::string& message, bool durable);
 

@@ -598,4 +598,77 @@ steps:
   CHECK(victim.Value("SELECT 1") == "1");
 }
 
+TEST_CASE("a rehearsal judges a database's template as earlier steps leave it",
+          "[e2e][dry-run][postgres]") {
+  E2e t;
+  const PgServer& s = BlueServer();
+  const std::string templ = UniqueName("tmpl");
+  const std::string copy = UniqueName("fromtmpl");
+  const std::string by_sql = UniqueName("fromsql");
+  testing::PgTestDb old(s, "oldtmpl");
+  const std::string admin = R"(connections:
+  admin: {postgres: {dsn: ")" +
+                            s.Conninfo("postgres") + R"("}}
+)";
+  SECTION("a template an earlier step makes: its copies are not refused, a note says so") {
+    t.Write("r.yaml", "format: 1\nname: from-new-template\n" + admin + R"(steps:
+  - id: make-template
+    pg.create_database: {conn: admin, name: )" +
+                          templ + R"(}
+    rollback: auto
+  - id: copy
+    pg.create_database: {conn: admin, name: )" +
+                          copy + ", template: " + templ + R"(}
+    rollback: auto
+  - id: by-sql
+    pg.exec: {conn: admin, sql: "CREATE DATABASE )" +
+                          by_sql + " TEMPLATE " + templ + R"("}
+    rollback: none
+)");
+    CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+    INFO(r.All());
+    CHECK(r.code == 0);  // was: "template database '...' does not exist", a real run would not
+    auto steps = t.Steps(t.LastRunId());
+    CHECK(steps["copy"]["status"] == "succeeded");
+    CHECK(steps["by-sql"]["status"] == "succeeded");  // checked (its command tag: UNKNOWN)
+    const std::string note = "template database '" + templ +
+                             "' would be made by step 'make-template' earlier in this run";
+    CHECK_THAT(Results(t, t.LastRunId())["copy"]["notes"].dump(), Catch::Contains(note));
+    CHECK_THAT(r.All(), Catch::Contains(note));  // pg.exec logs its notes
+    CHECK(s.AdminValue("SELECT count(*) FROM pg_database WHERE datname IN ('" + templ + "', '" +
+                       copy + "', '" + by_sql + "')") == "0");
+    // The plan was the truth: the real run makes all three.
+    r = t.Run({"run", "r.yaml"}, s.ClientEnv());
+    INFO(r.All());
+    CHECK(r.code == 0);
+    CHECK(s.AdminValue("SELECT count(*) FROM pg_database WHERE datname IN ('" + templ + "', '" +
+                       copy + "', '" + by_sql + "')") == "3");
+  }
+  SECTION("a template an earlier step drops: a real run would stop at the copy") {
+    t.Write("r.yaml", "format: 1\nname: from-dropped-template\n" + admin + R"(steps:
+  - id: drop-template
+    pg.drop_database: {conn: admin, name: )" +
+                          old.name() + R"(}
+  - id: copy
+    pg.create_database: {conn: admin, name: )" +
+                          copy + ", template: " + old.name() + R"(}
+    rollback: auto
+)");
+    CliResult r = t.Run({"run", "--dry-run", "r.yaml"}, s.ClientEnv());
+    INFO(r.All());
+    CHECK(r.code == 1);
+    CHECK_THAT(r.All(), Catch::Contains("template database '" + old.name() +
+                                        "' would not exist by now: step 'drop-template' drops "
+                                        "it earlier in this run") &&
+                            Catch::Contains("a real run would stop here"));
+    auto steps = t.Steps(t.LastRunId());
+    CHECK(steps["drop-template"]["status"] == "succeeded");
+    CHECK(steps["copy"]["status"] == "failed");
+    CHECK(old.Value("SELECT 1") == "1");  // the rehearsal dropped nothing
+  }
+  for (const std::string& db : {by_sql, copy, templ}) {
+    s.AdminExec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  }
+}
+
 }  // namespace runbook::e2e
