@@ -140,11 +140,12 @@ Result<Value> RehearseDropDatabase(StepContext& ctx, PgLease& lease, const std::
       "pg_has_role('pg_signal_backend', 'USAGE'))))) AS unendable "
       "FROM pg_database d CROSS JOIN pg_roles me "
       "LEFT JOIN pg_stat_activity a ON a.datname = d.datname AND a.pid <> pg_backend_pid() "
-      "AND a.pid <> ALL($2::int[]) AND (a.backend_type = 'client backend' OR "
-      "(a.backend_type IS NULL AND a.usesysid IS NOT NULL)) "
-      "LEFT JOIN pg_roles ar ON ar.oid = a.usesysid "
-      "WHERE d.datname = $1 AND me.rolname = current_user "
-      "GROUP BY d.datdba, d.datistemplate, me.rolsuper",
+      "AND a.pid <> ALL($2::int[]) AND " +
+          ClientSessionSql("a") +
+          " "
+          "LEFT JOIN pg_roles ar ON ar.oid = a.usesysid "
+          "WHERE d.datname = $1 AND me.rolname = current_user "
+          "GROUP BY d.datdba, d.datistemplate, me.rolsuper",
       {name, PgIntArray(closed_first)});
   if (!rows.ok()) return rows.status();
   const bool there = (!rows->empty() && gone_by.empty()) || !made_by.empty();
@@ -199,6 +200,12 @@ Result<Value> RehearseDropDatabase(StepContext& ctx, PgLease& lease, const std::
   out["dropped"] = true;
   if (!notes.empty()) out["notes"] = notes;
   return out;
+}
+
+std::string ClientSessionSql(const std::string& alias) {
+  const std::string a = alias.empty() ? "" : alias + ".";
+  return "(" + a + "backend_type = 'client backend' OR (" + a + "backend_type IS NULL AND " + a +
+         "usesysid IS NOT NULL))";
 }
 
 }  // namespace runbook

@@ -36,6 +36,12 @@ Result<Value> RehearseDropDatabase(StepContext& ctx, PgLease& lease, const std::
                                    bool terminate, bool if_exists,
                                    const std::vector<int>& closed_first);
 
+// The SQL condition that a pg_stat_activity row (`alias`, "" for none) is a
+// client's session: a client backend, or another role's session, whose
+// backend_type a role without pg_read_all_stats sees as NULL. The rehearsal
+// and the real run of a DROP DATABASE count the same sessions with it.
+std::string ClientSessionSql(const std::string& alias);
+
 // "{1,2,3}": an int[] parameter.
 std::string PgIntArray(const std::vector<int>& values);
 

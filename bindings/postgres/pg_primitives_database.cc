@@ -263,8 +263,8 @@ class PgDropDatabase : public NamedPrimitive {
       Result<Value> others = lease->Query(
           "SELECT count(*) AS n, string_agg(DISTINCT coalesce(nullif(application_name, ''), "
           "usename), ', ') AS who FROM pg_stat_activity WHERE datname = $1 "
-          "AND pid <> pg_backend_pid() AND pid <> ALL($2::int[]) AND "
-          "(backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL))",
+          "AND pid <> pg_backend_pid() AND pid <> ALL($2::int[]) AND " +
+              ClientSessionSql(""),
           {name, PgIntArray(own)});
       if (!others.ok()) return others.status();
       int64_t n = (*others)[0]["n"].get<int64_t>();
