@@ -226,6 +226,20 @@ std::string PgConnection::server() const {
   return conn_ ? std::string(PQhost(conn_)) + ":" + PQport(conn_) : "";
 }
 
+PgConnectOptions PgConnection::endpoint() const {
+  PgConnectOptions out = options_;
+  if (!conn_) return out;
+  auto pin = [&](const char* key, const char* value) {
+    if (value && *value) out.keywords[key] = value;
+  };
+  pin("host", PQhost(conn_));
+  pin("hostaddr", PQhostaddr(conn_));  // "" over a Unix socket
+  pin("port", PQport(conn_));
+  pin("dbname", PQdb(conn_));
+  pin("user", PQuser(conn_));
+  return out;
+}
+
 std::string PgConnection::identity(SteadyTime deadline) {
   if (!identity_.empty() || !conn_) return identity_.empty() ? server() : identity_;
   if (PQtransactionStatus(conn_) == PQTRANS_INERROR) return server();

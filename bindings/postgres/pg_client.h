@@ -93,6 +93,12 @@ class PgConnection {
   std::string database() const;       // PQdb
   int backend_pid() const;            // PQbackendPID; 0 when not connected
   std::string server() const;         // "host:port" of the server (PQhost, PQport)
+  // The options this session connected with, pinned to where it arrived: the
+  // host, address and port it reached (one of a host list), its database and
+  // user. A client program given these (pg_tools.h) reaches the very server
+  // this session reads, whatever a host list, DNS or a service would pick now.
+  // The options as given when not connected.
+  PgConnectOptions endpoint() const;
   // Which server this is, the same through any of its addresses (localhost,
   // 127.0.0.1, a socket) and for any role: the port its postmaster listens
   // on and the microsecond it started (two copies of one data directory

@@ -141,6 +141,8 @@ std::vector<std::string> DsnSecrets(const std::string& dsn) {
   std::vector<std::string> out;
   auto parts = ParseDsn(dsn, nullptr);
   if (auto it = parts.find("password"); it != parts.end()) out.push_back(it->second);
+  // The passphrase of the client's key is a secret as much.
+  if (auto it = parts.find("sslpassword"); it != parts.end()) out.push_back(it->second);
   std::string raw = RawUriPassword(dsn);
   if (!raw.empty() && (out.empty() || raw != out[0])) out.push_back(raw);
   return out;

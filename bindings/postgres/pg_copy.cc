@@ -12,39 +12,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-// The libpq options of a conninfo string or URI that are set.
-void AddDsnOptions(const std::string& dsn, std::map<std::string, std::string>* kw) {
-  if (dsn.empty()) return;
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
-  if (!opts) {
-    PQfreemem(err);
-    return;  // PgConnection::Connect already refused it
-  }
-  for (PQconninfoOption* o = opts; o->keyword; ++o) {
-    if (o->val && *o->val) (*kw)[o->keyword] = o->val;
-  }
-  PQconninfoFree(opts);
-}
-
-// A conninfo value: quoted ('...', with \ and ' escaped) unless plain.
-std::string ConninfoValue(const std::string& v) {
-  bool plain = !v.empty();
-  for (char c : v) plain = plain && !(c == ' ' || c == '\'' || c == '\\' || c == '=');
-  if (plain) return v;
-  std::string out = "'";
-  for (char c : v) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "'";
-}
-
 // The error of a failed COPY result, or of the connection.
 std::string CopyError(PGconn* conn, const PGresult* res) {
   const char* primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
@@ -242,57 +209,6 @@ Status Pump(PgConnection& src, PgConnection& dst, SteadyTime deadline,
 }
 
 }  // namespace
-
-PgToolConnection PgToolConnect(const PgConnectOptions& options) {
-  std::map<std::string, std::string> kw;
-  AddDsnOptions(options.dsn, &kw);
-  for (const auto& [key, value] : options.keywords) kw[key] = value;
-  PgToolConnection out;
-  if (options.password) {
-    out.env["PGPASSWORD"] = *options.password;
-  } else if (kw.count("password")) {
-    out.env["PGPASSWORD"] = kw["password"];
-  }
-  kw.erase("password");
-  if (!options.application_name.empty()) kw["application_name"] = options.application_name;
-  kw["connect_timeout"] = std::to_string(std::max<int64_t>(2, options.connect_timeout.count()));
-  for (const auto& [key, value] : kw) {
-    out.conninfo += (out.conninfo.empty() ? "" : " ") + key + "=" + ConninfoValue(value);
-  }
-  return out;
-}
-
-Result<std::string> RunPgTool(ProcessRunner& runner, const std::vector<std::string>& argv,
-                              const PgConnectOptions& options, SteadyTime deadline,
-                              const std::optional<std::string>& stdin_data) {
-  PgToolConnection to = PgToolConnect(options);
-  ProcessSpec spec;
-  spec.argv = argv;
-  if (std::find(argv.begin(), argv.end(), "--version") == argv.end()) {
-    spec.argv.insert(spec.argv.begin() + 1, "--dbname=" + to.conninfo);
-  }
-  spec.env = to.env;
-  spec.stdin_data = stdin_data;
-  if (deadline != SteadyTime::max()) spec.deadline = deadline;
-  spec.max_output = size_t{1} << 30;  // a schema dump can be large; never cut it silently
-  Result<ProcessResult> r = runner.Run(spec);
-  const std::string where = "connection '" + options.conn_name + "': " + argv[0];
-  if (!r.ok()) return r.status().Prefixed(where);
-  if (r->truncated) return Status::Failed(where + ": output too large");
-  if (r->timed_out) return Status::Timeout(where + ": the step's deadline passed");
-  if (r->exit_code != 0) {
-    std::string why = r->signal ? "killed by signal " + std::to_string(r->signal)
-                                : "exit code " + std::to_string(r->exit_code);
-    return Status::Failed(where + " failed (" + why + "): " + Trim(r->err));
-  }
-  return std::move(r->out);
-}
-
-int ToolMajorVersion(const std::string& out) {
-  size_t p = out.find(") ");
-  if (p == std::string::npos) return 0;
-  return std::atoi(out.c_str() + p + 2);
-}
 
 Status StreamCopy(PgConnection& src, PgConnection& dst, const std::string& copy_out_sql,
                   const std::string& copy_in_sql, SteadyTime deadline,

@@ -1,6 +1,5 @@
-// The Lua-free pieces of pg.copy: running pg_dump / psql against a
-// connection (argv, never a shell; the password travels in PGPASSWORD), and
-// streaming one table between two libpq connections with COPY.
+// The Lua-free piece of pg.copy that moves rows: streaming one table between
+// two libpq connections with COPY (pg_dump and psql run through pg_tools.h).
 //
 // StreamCopy pipes `COPY ... TO STDOUT` on the source into `COPY ... FROM
 // STDIN` on the target, the rows regrouped into batches of up to 256 KiB; a batch
@@ -14,37 +13,12 @@
 
 #include <atomic>
 #include <functional>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "bindings/postgres/pg_client.h"
-#include "engine/core/process.h"
 
 namespace runbook {
-
-// How a libpq tool (pg_dump, psql, pg_restore, vacuumdb) reaches the server
-// of `options`: a conninfo for --dbname with every setting of the dsn and
-// keywords but the password (explicit, so that a PGSERVICE or a service file
-// in the environment cannot send the tool elsewhere: libpq lets a service
-// override PG* variables, not the conninfo), and PGPASSWORD.
-struct PgToolConnection {
-  std::string conninfo;
-  std::map<std::string, std::string> env;
-};
-PgToolConnection PgToolConnect(const PgConnectOptions& options);
-
-// Runs a libpq tool with --dbname=<conninfo> right after argv[0] (none for
-// --version); its stdout on success. Fails with the tool's stderr (cleaned
-// of secrets by the caller's redactor) on a non-zero exit, a signal, or the
-// deadline.
-Result<std::string> RunPgTool(ProcessRunner& runner, const std::vector<std::string>& argv,
-                              const PgConnectOptions& options, SteadyTime deadline,
-                              const std::optional<std::string>& stdin_data = std::nullopt);
-
-// The major version of a tool's `--version` output ("psql (PostgreSQL)
-// 15.14 (Debian ...)" -> 15), 0 if it cannot be read.
-int ToolMajorVersion(const std::string& version_output);
 
 struct CopyStats {
   int64_t rows = 0;   // the target's COPY command tag

@@ -55,6 +55,12 @@ struct Side {
 
 void ReadSide(StepContext& ctx, const CompareArgs& a, PgLease& lease, Side* side) {
   PgConnection& c = lease.conn();
+  // pg_dump goes to the session's own server: it imports its snapshot.
+  Result<PgConnectOptions> at = LeaseEndpoint(ctx, lease);
+  if (!at.ok()) {
+    side->status = at.status();
+    return;
+  }
   Result<std::string> snapshot = BeginRead(c, lease.deadline());
   if (!snapshot.ok()) {
     side->status = snapshot.status();
@@ -63,26 +69,16 @@ void ReadSide(StepContext& ctx, const CompareArgs& a, PgLease& lease, Side* side
   Result<std::string> dump = std::string();
   std::thread dumper;
   if (a.schema) {
-    dumper = std::thread([&] { dump = RunStepPgTool(ctx, side->conn, DumpArgv(a, *snapshot)); });
+    dumper = std::thread([&, at = *at] {
+      dump =
+          ToolResult(ctx, RunPgTool(ctx.processes(), DumpArgv(a, *snapshot), at, ctx.deadline()));
+    });
   }
   side->status = ReadData(c, lease.deadline(), a.options, &side->image);
   if (dumper.joinable()) dumper.join();
   EndRead(c, lease.deadline());
   if (side->status.ok() && !dump.ok()) side->status = dump.status().Prefixed("dumping the schema");
   if (side->status.ok()) side->image.schema = ParseSchemaDump(*dump);
-}
-
-// pg_dump must know both servers' catalogs: at least the newer major.
-Status CheckDumpVersion(StepContext& ctx, const CompareArgs& a, int major) {
-  Result<std::string> v = RunStepPgTool(ctx, a.source, {ToolPath(a.bin_dir, "pg_dump"), "--version"});
-  if (!v.ok()) return v.status();
-  const int tool = ToolMajor(*v);
-  if (tool < major) {
-    return Status::Failed("pg_dump " + MajorName(tool) + " cannot dump a PostgreSQL " +
-                          MajorName(major) + " server alike with the other side: install pg_dump " +
-                          MajorName(major) + " or newer, or point bin_dir at it");
-  }
-  return Status::Ok();
 }
 
 // What Report returns (a rehearsal is a real comparison: the same).
@@ -172,7 +168,11 @@ class PgCompare : public NamedPrimitive {
       if (a.schema) {
         const int major = std::max(ServerMajor((*ls)->server_version()),
                                    ServerMajor((*ld)->server_version()));
-        if (Status s = CheckDumpVersion(ctx, a, major); !s.ok()) return s;
+        // pg_dump must know both servers' catalogs: at least the newer major.
+        Result<std::string> v = CheckPgDumpVersion(
+            ctx, "pg.compare of '" + a.source + "' and '" + a.target + "'",
+            ToolPath(a.bin_dir, "pg_dump"), major, "the newer server of the two");
+        if (!v.ok()) return v.status();
       }
       std::thread other([&] { ReadSide(ctx, a, *ld, &dst); });
       ReadSide(ctx, a, *ls, &src);

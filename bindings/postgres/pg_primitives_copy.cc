@@ -384,17 +384,18 @@ bool OnPath(const std::string& tool) {
   return false;
 }
 
-// Refuses, before anything is done, a pg_dump older than the source server
-// or a missing client program (found later, it would fail a half-done copy).
-Status CheckTools(StepContext& ctx, const CopyArgs& a, int source_version) {
-  Result<std::string> v = RunStepPgTool(ctx, a.source, {a.Tool("pg_dump"), "--version"});
-  if (!v.ok()) return v.status();
-  int major = ToolMajorVersion(*v);
-  if (major < source_version / 10000) {
-    return Status::Failed("pg_dump " + std::to_string(major) + " is older than the server of '" +
-                          a.source + "' (" + std::to_string(source_version / 10000) +
-                          "): it cannot dump it");
+// Refuses, before anything is done, a pg_dump older than the source server,
+// a connection its programs cannot be given, or a missing client program
+// (found later, it would fail a half-done copy).
+Status CheckTools(StepContext& ctx, const CopyArgs& a, PgLease& src, PgLease& dst,
+                  int source_version) {
+  for (PgLease* side : {&src, &dst}) {
+    if (Status s = CheckToolReach(ctx, *side); !s.ok()) return s;
   }
+  Result<std::string> v =
+      CheckPgDumpVersion(ctx, "connection '" + a.source + "': pg.copy", a.Tool("pg_dump"),
+                         ServerMajor(source_version), "the server");
+  if (!v.ok()) return v.status();
   for (const char* tool : {"pg_restore", "psql", "vacuumdb"}) {
     const bool found =
         a.bin_dir.empty() ? OnPath(tool) : access(a.Tool(tool).c_str(), X_OK) == 0;
@@ -421,7 +422,7 @@ Result<Prepared> PgCopy::Prepare(StepContext& ctx, const CopyArgs& a, PgLease& s
   }
   Prepared p;
   p.source_version = src->server_version();
-  if (Status s = CheckTools(ctx, a, p.source_version); !s.ok()) return s;
+  if (Status s = CheckTools(ctx, a, src, dst, p.source_version); !s.ok()) return s;
   Result<std::vector<CopyTable>> tables =
       a.all ? AllTables(src.conn(), src.deadline())
             : ResolveTables(src.conn(), src.deadline(), a.tables, a.schema);
@@ -556,14 +557,15 @@ Result<Value> StartClean(StepContext& ctx, const CopyArgs& a, PgLease& dst, Prep
   return Inventory(dst.conn(), dst.deadline());
 }
 
-Result<std::vector<CopyStats>> CopyData(StepContext& ctx, const CopyArgs& a,
-                                        const std::string& snapshot,
+Result<std::vector<CopyStats>> CopyData(StepContext& ctx, const CopyArgs& a, PgLease& src,
+                                        PgLease& dst, const std::string& snapshot,
                                         const std::vector<CopyTable>& tables,
                                         const std::string& own_key) {
   CopyJobsSpec spec;
-  Result<PgConnectOptions> so = StepConnectOptions(ctx, a.source);
+  // The jobs import the holder's snapshot: they must reach its server.
+  Result<PgConnectOptions> so = LeaseEndpoint(ctx, src);
   if (!so.ok()) return so.status();
-  Result<PgConnectOptions> to = StepConnectOptions(ctx, a.target);
+  Result<PgConnectOptions> to = LeaseEndpoint(ctx, dst);
   if (!to.ok()) return to.status();
   spec.source = *so;
   spec.target = *to;
@@ -715,7 +717,7 @@ Status Analyze(StepContext& ctx, const CopyArgs& a, PgLease& dst,
         a.Tool("vacuumdb"), "--no-password", "--analyze-only", "--quiet",
         "--jobs=" + std::to_string(std::min<size_t>(static_cast<size_t>(a.jobs), to - from))};
     for (size_t i = from; i < to; ++i) argv.push_back("--table=" + names[i]);
-    Result<std::string> r = RunStepPgTool(ctx, a.target, argv);
+    Result<std::string> r = RunStepPgTool(ctx, dst, argv);
     if (!r.ok()) return r.status().Prefixed("analyzing the copied tables");
   }
   return Status::Ok();
@@ -763,30 +765,31 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
     // Both sections at once (each pg_dump spends most of its time reading
     // the catalog); the post-data one runs on a thread of its own, through
     // the stateless process runner, and its error is redacted here.
-    Result<PgConnectOptions> options = StepConnectOptions(ctx, a.source);
-    if (!options.ok()) return options.status();
-    Result<std::string> post = std::string();
+    Result<PgConnectOptions> source = LeaseEndpoint(ctx, src);
+    if (!source.ok()) return source.status();
+    Result<ToolRun> post = ToolRun{};
     std::thread post_dump([&] {
       post = RunPgTool(ctx.processes(), DumpArgv("post-data", a, only, *snapshot, post_data),
-                       *options, ctx.deadline());
+                       *source, ctx.deadline());
     });
     Result<std::string> pre =
-        RunStepPgTool(ctx, a.source, DumpArgv("pre-data", a, only, *snapshot));
+        ToolResult(ctx, RunPgTool(ctx.processes(), DumpArgv("pre-data", a, only, *snapshot),
+                                  *source, ctx.deadline()));
     post_dump.join();
     if (!pre.ok()) return pre.status();
-    if (!post.ok()) return StepToolError(ctx, post.status());
+    if (Result<std::string> p = ToolResult(ctx, std::move(post)); !p.ok()) return p.status();
     if (!whole) {
       if (Status s = CreateSchemas(dst, create); !s.ok()) return s;
     }
-    Result<std::string> applied = RunStepPgTool(ctx, a.target, PsqlArgv(a), *pre);
+    Result<std::string> applied = RunStepPgTool(ctx, dst, PsqlArgv(a), *pre);
     if (!applied.ok()) return applied.status().Prefixed("applying the schema (pre-data)");
   }
   std::vector<CopyStats> stats(p->tables.size());
   if (!a.schema_only) {
     if (Status s = DropForeignKeys(dst, *fks); !s.ok()) return s;
     Split(ctx, a, p->source_version, &p->tables, false);
-    Result<std::vector<CopyStats>> copied =
-        CopyData(ctx, a, *snapshot, p->tables, ServerWriteKey(dst.conn(), dst.deadline()));
+    Result<std::vector<CopyStats>> copied = CopyData(ctx, a, src, dst, *snapshot, p->tables,
+                                                     ServerWriteKey(dst.conn(), dst.deadline()));
     if (!copied.ok()) return copied.status();
     stats = std::move(*copied);
     if (Status s = AddForeignKeys(dst, *fks); !s.ok()) return s;
@@ -809,8 +812,7 @@ Result<Value> PgCopy::Copy(StepContext& ctx, const CopyArgs& a, PgLease& src, Pg
   }
   holder.Release();
   if (!post_data.empty()) {
-    Result<std::string> applied =
-        RunStepPgTool(ctx, a.target, PostDataRestoreArgv(a, post_data));
+    Result<std::string> applied = RunStepPgTool(ctx, dst, PostDataRestoreArgv(a, post_data));
     if (!applied.ok())
       return applied.status().Prefixed("applying indexes and constraints (post-data)");
   }

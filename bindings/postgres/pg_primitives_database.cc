@@ -93,13 +93,13 @@ class PgCreateDatabase : public NamedPrimitive {
       Result<int64_t> oid = DatabaseOid(*lease, name);
       if (!oid.ok()) return oid.status();
       if (plan && (*oid == 0 || dropped)) {
-        // Two steps creating one database: a real run fails at the second.
-        if (const std::string first = plan->StepFor(key);
-            !first.empty() && first != ctx.step_id() && !if_not_exists) {
+        // Two steps creating one database (two foreach items side by
+        // side too): a real run fails at the second.
+        if (const std::string first = plan->Claim(key, ctx.step_id());
+            !first.empty() && !if_not_exists) {
           return Status::Failed("connection '" + lease->name() + "': database '" + name +
                                 "' would exist already: step '" + first + "' creates it first");
         }
-        plan->Note(key, ctx.step_id());
       }
       Value out{{"created", true}, {"name", name}, {"rehearsal", "preconditions checked"}};
       if (!notes.empty()) out["notes"] = notes;

@@ -56,23 +56,6 @@ void RemovePath(const std::string& path) {
   fs::remove_all(path, ec);
 }
 
-// Checks the pg_dump found is not older than the server (it would refuse or,
-// worse, miss objects); returns its --version line.
-Result<std::string> CheckDumpVersion(StepContext& ctx, const std::string& where,
-                                     const std::string& pg_dump, int server_version) {
-  Result<std::string> v = RunTool(ctx, where, {pg_dump, "--version"});
-  if (!v.ok()) return v.status();
-  std::string line = v->substr(0, v->find('\n'));
-  int tool = ToolMajor(line), server = ServerMajor(server_version);
-  if (tool == 0) return Status::Failed(where + ": cannot read its version from '" + line + "'");
-  if (tool < server) {
-    return Status::Failed(where + ": " + line + " is older than the server (PostgreSQL " +
-                          MajorName(server) + "); install pg_dump " + MajorName(server) +
-                          " or newer, or point bin_dir at it");
-  }
-  return line;
-}
-
 class PgDump : public NamedPrimitive {
  public:
   PgDump()
@@ -143,10 +126,15 @@ class PgDump : public NamedPrimitive {
     }
     if (!db.ok()) return db.status();
     const int server_version = (*db)->server_version();
-    if (target->database.empty()) target->database = (*db)->database();  // libpq's default
+    // pg_dump dumps the server whose version was read, whatever a host list
+    // or DNS would pick now (database: libpq's default when none was named).
+    target = PgToolConnect((*db)->endpoint());
+    if (!target.ok()) return target.status();
+    target->conn_name = conn;
     db->reset();
     const std::string pg_dump = ToolPath(StrArg(args, "bin_dir"), "pg_dump");
-    Result<std::string> version = CheckDumpVersion(ctx, where, pg_dump, server_version);
+    Result<std::string> version =
+        CheckPgDumpVersion(ctx, where, pg_dump, ServerMajor(server_version), "the server");
     if (!version.ok()) return version.status();
 
     std::error_code ec;

@@ -97,14 +97,20 @@ Result<Value> RehearseDatabaseStatement(StepContext& ctx, PgLease& lease,
                                  plan && !plan->GoneBy(key).empty(), plan, &notes);
   if (!s.ok()) return s;
   for (const auto& n : notes) ctx.Log(LogLevel::kWarn, where + ": " + n);
-  if (plan) plan->Note(key, ctx.step_id());
+  // Checked above; claimed here at once, as another step may have since.
+  if (const std::string by = plan ? plan->Claim(key, ctx.step_id()) : ""; !by.empty()) {
+    return Status::Failed(where + " would exist already: step '" + by +
+                          "' creates it (a real run would stop here)");
+  }
   return out;
 }
 
 // In a rehearsal, ALTER DATABASE ... RENAME TO as a real run would meet it:
 // before the script runs (rolled back), a database an earlier step drops
-// fails, one an earlier step creates is not probed; after it ran, the
-// steps after find it renamed.
+// fails, and so does a new name an earlier step creates; one an earlier
+// step creates, or a new name one drops, is not probed; after it ran, the
+// steps after find it renamed (the new name claimed: two steps cannot both
+// make it).
 Status PlanRenames(StepContext& ctx, PgLease& lease, const std::string& sql, bool ran) {
   RehearsalPlan* plan = PlanOf(ctx);
   if (!plan) return Status::Ok();
@@ -112,13 +118,39 @@ Status PlanRenames(StepContext& ctx, PgLease& lease, const std::string& sql, boo
   const std::vector<DatabaseStatement> statements = DatabaseStatements(sql, &only);
   if (statements.empty()) return Status::Ok();
   const std::string server = lease.conn().identity(lease.deadline());
+  if (ran) {
+    // In the script's order (a TO b; c TO a). If another step took a new
+    // name meanwhile, the script fails whole (one transaction): this step's
+    // notes are taken back, as it changed nothing.
+    for (const DatabaseStatement& st : statements) {
+      if (st.kind != DatabaseStatement::Kind::kRename) continue;
+      plan->NoteGone(PlannedDatabaseKey(server, st.name), ctx.step_id());
+      if (const std::string by =
+              plan->Claim(PlannedDatabaseKey(server, st.new_name), ctx.step_id());
+          !by.empty()) {
+        plan->Forget(ctx.step_id());
+        return Status::Failed("connection '" + lease.name() + "': database '" + st.new_name +
+                              "' would exist already: step '" + by +
+                              "' creates it (a real run would stop here)");
+      }
+    }
+    return Status::Ok();
+  }
   for (const DatabaseStatement& st : statements) {
     if (st.kind != DatabaseStatement::Kind::kRename) continue;
     const std::string key = PlannedDatabaseKey(server, st.name);
-    if (ran) {
-      plan->NoteGone(key, ctx.step_id());
-      plan->Note(PlannedDatabaseKey(server, st.new_name), ctx.step_id());
-      continue;
+    const std::string new_key = PlannedDatabaseKey(server, st.new_name);
+    // The new name must be free as the earlier steps leave it: one they
+    // make is taken; one they drop is free, though the server (which the
+    // rolled-back script asks) still has it.
+    if (const std::string by = plan->StepFor(new_key); !by.empty()) {
+      return Status::Failed("connection '" + lease.name() + "': database '" + st.new_name +
+                            "' would exist already: step '" + by +
+                            "' creates it (a real run would stop here)");
+    }
+    if (const std::string by = plan->GoneBy(new_key); !by.empty()) {
+      return Status::NotYet("connection '" + lease.name() + "': database '" + st.new_name +
+                            "' is free only once step '" + by + "' has dropped it");
     }
     const std::string where = "connection '" + lease.name() + "': database '" + st.name + "'";
     if (const std::string by = plan->GoneBy(key); !by.empty()) {

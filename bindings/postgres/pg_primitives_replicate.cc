@@ -177,7 +177,7 @@ Status DeferUncheckedConstraints(StepContext& ctx, PgLease& dst,
 // (all: true and the target has none of the tables): the whole database's
 // schema, so that what the tables use comes too: sequences their defaults
 // call (owned by a column or not), types, functions, other schemas, views.
-Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& dst,
+Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& src, PgLease& dst,
                     const std::vector<const CopyTable*>& create, bool whole) {
   if (create.empty()) return Status::Ok();
   std::vector<std::string> schemas;
@@ -205,9 +205,9 @@ Status CreateSchema(StepContext& ctx, const ReplArgs& a, PgLease& dst,
       argv.push_back("-t");
       argv.push_back(t->Quoted());
     }
-    Result<std::string> dump = RunStepPgTool(ctx, a.source, argv);
+    Result<std::string> dump = RunStepPgTool(ctx, src, argv);
     if (!dump.ok()) return dump.status();
-    Result<std::string> applied = RunStepPgTool(ctx, a.target, psql, *dump);
+    Result<std::string> applied = RunStepPgTool(ctx, dst, psql, *dump);
     if (!applied.ok()) return applied.status().Prefixed(std::string("applying ") + section);
   }
   return DeferUncheckedConstraints(ctx, dst, create);
@@ -336,6 +336,10 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   if (!id_src.ok()) return id_src.status();
   if (!id_dst.ok()) return id_dst.status();
   if (*id_src == *id_dst) return Status::Invalid("source and target are the same database");
+  // pg_dump and psql bring the schema: refused now if they cannot be given
+  // these connections, not after the slot is made.
+  if (Status s = CheckToolReach(ctx, *src); !s.ok()) return s;
+  if (Status s = CheckToolReach(ctx, *dst); !s.ok()) return s;
   Result<std::vector<CopyTable>> tables =
       a.all ? AllTables(src->conn(), src->deadline())
             : ResolveTables(src->conn(), src->deadline(), a.tables, "public");
@@ -395,7 +399,7 @@ Result<Value> PgReplicate::Run(StepContext& ctx, const Value& args) {
   // the source's own ones): the target's copy of it goes at once, and the
   // record names everything the schema brought, for the undo.
   const bool whole = a.all && create.size() == tables->size();
-  if (Status s = CreateSchema(ctx, a, *dst, create, whole); !s.ok()) return s;
+  if (Status s = CreateSchema(ctx, a, *src, *dst, create, whole); !s.ok()) return s;
   if (Status s = dst->Exec("DROP PUBLICATION IF EXISTS " + dst->Ident(name)); !s.ok()) return s;
   Result<Value> after = Inventory(dst->conn(), dst->deadline());
   if (!after.ok()) return after.status();

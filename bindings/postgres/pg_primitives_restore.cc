@@ -234,8 +234,14 @@ class PgRestore : public NamedPrimitive {
                                                       "' drops it earlier in this run") +
                             "; set create: true to create it");
     }
-    Result<PgToolTarget> target = ToolTarget(ctx, conn, database);
+    // pg_restore writes to the server this session reads (whose transaction
+    // ids the undo guard counts as the run's), whatever a host list or DNS
+    // would pick now.
+    Result<PgConnectOptions> at = LeaseEndpoint(ctx, *lease);
+    if (!at.ok()) return at.status();
+    Result<PgToolTarget> target = PgToolConnect(*at, database);
     if (!target.ok()) return target.status();
+    target->conn_name = conn;
     Value out{{"database", database},
               {"tables", pending ? MakeUnknown("the archive is written by step '" + dumped_by + "'")
                                  : Value(CountType(*toc, "TABLE DATA"))},
@@ -248,7 +254,12 @@ class PgRestore : public NamedPrimitive {
                                        &notes);
         if (!s.ok()) return s;
         if (!notes.empty()) out["notes"] = notes;
-        if (plan) plan->Note(planned_key, ctx.step_id());
+        // Checked above; claimed here at once, as another step may have since.
+        if (const std::string by = plan ? plan->Claim(planned_key, ctx.step_id()) : "";
+            !by.empty()) {
+          return Status::Failed(where + ": database '" + database +
+                                "' already exists (create: true): step '" + by + "' creates it");
+        }
       } else {
         Result<std::unique_ptr<PgConnection>> db = ConnectToDatabase(ctx, conn, database);
         if (!db.ok()) return db.status();

@@ -6,7 +6,6 @@
 #include <functional>
 
 #include "bindings/postgres/pg_conninfo.h"
-#include "bindings/postgres/pg_copy.h"
 #include "bindings/postgres/pg_route.h"
 #include "engine/core/rehearsal_plan.h"
 
@@ -113,23 +112,6 @@ Result<PgLease> LeaseConnection(StepContext& ctx, const std::string& name) {
   }
   if (Status s = PlannedDatabaseCheck(ctx, conn); !s.ok()) return s;
   return PgLease(std::move(lock), &conn, deadline);
-}
-
-Result<std::string> RunStepPgTool(StepContext& ctx, const std::string& conn,
-                                  const std::vector<std::string>& argv,
-                                  const std::optional<std::string>& input) {
-  Result<PgConnectOptions> options = StepConnectOptions(ctx, conn);
-  if (!options.ok()) return options.status();
-  Result<std::string> out = RunPgTool(ctx.processes(), argv, *options, ctx.deadline(), input);
-  if (out.ok()) return out;
-  return StepToolError(ctx, out.status());
-}
-
-Status StepToolError(StepContext& ctx, const Status& error) {
-  std::string msg = ctx.redactor().Redact(error.message());
-  if (error.code() == Status::Code::kTimeout) return Status::Timeout(msg);
-  if (error.code() == Status::Code::kNotYet) return Status::NotYet(msg);  // a rehearsal's plan
-  return Status::Failed(msg);
 }
 
 Status PlannedDatabaseCheck(StepContext& ctx, PgConnection& conn) {

@@ -59,17 +59,6 @@ class PgLease {
 // context's redactor.
 Result<PgConnectOptions> StepConnectOptions(StepContext& ctx, const std::string& name);
 
-// Runs a libpq tool (pg_dump, psql) at connection `conn` within the step's
-// deadline, the password in its environment; its stdout. Errors pass the
-// step's redactor.
-Result<std::string> RunStepPgTool(StepContext& ctx, const std::string& conn,
-                                  const std::vector<std::string>& argv,
-                                  const std::optional<std::string>& input = std::nullopt);
-
-// A client program's failure as the step reports it: redacted, a timeout
-// kept a timeout (and a rehearsal's NotYet a NotYet), anything else a failure.
-Status StepToolError(StepContext& ctx, const Status& error);
-
 // Leases the run's connection `name`, connected and set up for this step.
 // A connection left inside a transaction by an earlier failure is rolled
 // back first. Server warnings (a collation mismatch, say) go to ctx.Log.

@@ -67,7 +67,7 @@ bool KeptType(const std::string& t) {
 }  // namespace
 
 std::string ConninfoQuote(const std::string& value) {
-  if (!value.empty() && value.find_first_of(" \t\n\r\f\v'\\") == std::string::npos) {
+  if (!value.empty() && value.find_first_of(" \t\n\r\f\v'\\=") == std::string::npos) {
     return value;
   }
   std::string out = "'";
@@ -78,27 +78,44 @@ std::string ConninfoQuote(const std::string& value) {
   return out + "'";
 }
 
+Result<PgToolTarget> PgToolConnect(const PgConnectOptions& options, const std::string& dbname) {
+  std::map<std::string, std::string> kw = ParseDsnKeywords(options.dsn);
+  for (const auto& [k, v] : options.keywords) kw[k] = v;
+  if (kw.count("sslpassword")) {
+    return Status::Invalid(
+        "connection '" + options.conn_name +
+        "': its sslpassword (the client key's passphrase) cannot reach pg_dump, psql or "
+        "pg_restore but on their command line, which every user of this machine can read (ps); "
+        "give them a key without a passphrase, readable only by this user, instead");
+  }
+  PgToolTarget t;
+  t.conn_name = options.conn_name;
+  if (options.password) {
+    t.env["PGPASSWORD"] = *options.password;
+  } else if (kw.count("password")) {
+    t.env["PGPASSWORD"] = kw["password"];
+  }
+  kw.erase("password");
+  if (!dbname.empty()) kw["dbname"] = dbname;
+  if (!options.application_name.empty()) kw["application_name"] = options.application_name;
+  // libpq takes 1 as 2 and 0 as "wait forever": a program waits at most as
+  // long as the engine's own connections, and at least 2 seconds.
+  kw["connect_timeout"] = std::to_string(std::max<int64_t>(2, options.connect_timeout.count()));
+  t.database = kw.count("dbname") ? kw["dbname"] : "";
+  for (const auto& [k, v] : kw) {
+    t.conninfo += (t.conninfo.empty() ? "" : " ") + k + "=" + ConninfoQuote(v);
+  }
+  return t;
+}
+
 Result<PgToolTarget> ToolTarget(StepContext& ctx, const std::string& conn,
                                 const std::string& dbname) {
   Result<PgConnectOptions> o = StepConnectOptions(ctx, conn);
   if (!o.ok()) return o.status();
-  std::map<std::string, std::string> kw = ParseDsnKeywords(o->dsn);
-  std::optional<std::string> password = o->password;
-  if (!password && kw.count("password")) password = kw["password"];
-  kw.erase("password");
-  for (const auto& [k, v] : o->keywords) kw[k] = v;
-  if (!dbname.empty()) kw["dbname"] = dbname;
-  kw["application_name"] = o->application_name;
-  kw["connect_timeout"] = std::to_string(o->connect_timeout.count());
-  PgToolTarget t;
-  t.conn_name = conn;
-  t.database = kw.count("dbname") ? kw["dbname"] : "";
-  for (const auto& [k, v] : kw)
-    t.conninfo += (t.conninfo.empty() ? "" : " ") + k + "=" + ConninfoQuote(v);
-  if (password) {
-    ctx.redactor().Add(*password);
-    t.env["PGPASSWORD"] = *password;
-  }
+  Result<PgToolTarget> t = PgToolConnect(*o, dbname);
+  if (!t.ok()) return t.status();
+  t->conn_name = conn;
+  if (auto pw = t->env.find("PGPASSWORD"); pw != t->env.end()) ctx.redactor().Add(pw->second);
   return t;
 }
 
@@ -137,21 +154,47 @@ std::vector<std::string> ToolErrorLines(const std::string& tool, const std::stri
   return out;
 }
 
-Result<std::string> RunTool(StepContext& ctx, const std::string& where,
-                            const std::vector<std::string>& argv,
-                            const std::map<std::string, std::string>& env) {
+std::string ToolErrorDetail(const std::string& tool, const std::string& err) {
+  constexpr size_t kMaxErrors = 5, kMaxFollowing = 4;
+  std::string out;
+  size_t errors = 0, following = 0;
+  bool in_error = false;
+  std::istringstream in(err);
+  for (std::string line; std::getline(in, line);) {
+    line = Trim(line);
+    if (line.find_first_not_of(" ^") == std::string::npos) continue;  // LINE n:'s caret
+    if (!ToolErrorLines(tool, line).empty()) {
+      in_error = ++errors <= kMaxErrors;
+      following = 0;
+      if (in_error) out += (out.empty() ? "" : "; ") + line;
+    } else if (in_error && line.rfind(tool + ":", 0) != 0 && ++following <= kMaxFollowing) {
+      // DETAIL:, HINT:, CONTEXT:, LINE n:, pg_restore's "Command was:"
+      out += " " + line;
+    } else {
+      in_error = false;
+    }
+  }
+  return out;
+}
+
+Result<ToolRun> RunToolProcess(ProcessRunner& runner, const std::string& where,
+                               const std::vector<std::string>& argv,
+                               const std::map<std::string, std::string>& env, SteadyTime deadline,
+                               const std::optional<std::string>& input) {
   ProcessSpec spec;
   spec.argv = argv;
   spec.env = env;
-  if (ctx.deadline() != SteadyTime::max()) spec.deadline = ctx.deadline();
-  const Redactor& r = ctx.redactor();
-  Result<ProcessResult> run = ctx.processes().Run(spec);
-  if (!run.ok()) return Status::Failed(r.Redact(where + ": " + run.status().message()));
+  spec.stdin_data = input;
+  if (deadline != SteadyTime::max()) spec.deadline = deadline;
+  spec.max_output = size_t{1} << 30;  // a schema dump can be large
+  Result<ProcessResult> run = runner.Run(spec);
+  if (!run.ok()) return run.status().Prefixed(where);
+  if (run->timed_out) return Status::Timeout(where + ": stopped at the step's deadline");
+  if (run->truncated) {
+    return Status::Failed(where + ": wrote more than 1 GiB to a stream; its output was not read");
+  }
   const std::string tool = fs::path(argv[0]).filename().string();
   std::vector<std::string> errors = ToolErrorLines(tool, run->err);
-  if (run->timed_out) {
-    return Status::Timeout(r.Redact(where + ": stopped at the step's deadline"));
-  }
   if (run->exit_code != 0 || !errors.empty()) {
     std::string msg = where + ": ";
     if (run->exit_code == 0) {
@@ -161,17 +204,111 @@ Result<std::string> RunTool(StepContext& ctx, const std::string& where,
     } else {
       msg += "killed by signal " + std::to_string(run->signal);
     }
-    std::string detail;
-    for (size_t i = 0; i < errors.size() && i < 5; ++i) detail += (i ? "; " : "") + errors[i];
-    if (detail.empty()) detail = Trim(run->err).substr(0, 2000);
+    // Cut to its length only after redaction (StepToolError): a secret cut
+    // in two would not be found.
+    std::string detail = ToolErrorDetail(tool, run->err);
+    if (detail.empty()) detail = Trim(run->err).substr(0, size_t{64} << 10);
     if (!detail.empty()) msg += ": " + detail;
-    return Status::Failed(r.Redact(msg));
+    return Status::Failed(msg);
   }
+  ToolRun out;
+  out.out = std::move(run->out);
   std::istringstream in(run->err);
   for (std::string line; std::getline(in, line);) {
-    if (!Trim(line).empty()) ctx.Log(LogLevel::kWarn, r.Redact(where + ": " + line));
+    if (!Trim(line).empty()) out.notes.push_back(where + ": " + Trim(line));
   }
-  return run->out;
+  return out;
+}
+
+Result<ToolRun> RunPgTool(ProcessRunner& runner, const std::vector<std::string>& argv,
+                          const PgConnectOptions& options, SteadyTime deadline,
+                          const std::optional<std::string>& input) {
+  Result<PgToolTarget> to = PgToolConnect(options);
+  if (!to.ok()) return to.status();
+  std::vector<std::string> full = argv;
+  if (std::find(argv.begin(), argv.end(), "--version") == argv.end()) {
+    full.insert(full.begin() + 1, "--dbname=" + to->conninfo);
+  }
+  const std::string where =
+      "connection '" + options.conn_name + "': " + fs::path(argv[0]).filename().string();
+  return RunToolProcess(runner, where, full, to->env, deadline, input);
+}
+
+Status StepToolError(StepContext& ctx, const Status& error) {
+  constexpr size_t kMaxMessage = 4000;
+  std::string msg = ctx.redactor().Redact(error.message());
+  if (msg.size() > kMaxMessage) msg = msg.substr(0, kMaxMessage) + " ...";
+  if (error.code() == Status::Code::kTimeout) return Status::Timeout(msg);
+  if (error.code() == Status::Code::kNotYet) return Status::NotYet(msg);  // a rehearsal's plan
+  return Status::Failed(msg);
+}
+
+Result<std::string> ToolResult(StepContext& ctx, Result<ToolRun> run) {
+  if (!run.ok()) return StepToolError(ctx, run.status());
+  // The first 20 lines, and every warning after them; the rest counted.
+  constexpr size_t kMaxNotes = 20;
+  size_t dropped = 0;
+  for (size_t i = 0; i < run->notes.size(); ++i) {
+    const std::string& n = run->notes[i];
+    const bool warning =
+        n.find("warning:") != std::string::npos || n.find("WARNING:") != std::string::npos;
+    if (i < kMaxNotes || warning) {
+      ctx.Log(LogLevel::kWarn, ctx.redactor().Redact(n));
+    } else {
+      ++dropped;
+    }
+  }
+  if (dropped > 0) ctx.Log(LogLevel::kWarn, "... and " + std::to_string(dropped) + " more lines");
+  return std::move(run->out);
+}
+
+Result<std::string> RunTool(StepContext& ctx, const std::string& where,
+                            const std::vector<std::string>& argv,
+                            const std::map<std::string, std::string>& env,
+                            const std::optional<std::string>& input) {
+  return ToolResult(ctx, RunToolProcess(ctx.processes(), where, argv, env, ctx.deadline(), input));
+}
+
+Result<PgConnectOptions> LeaseEndpoint(StepContext& ctx, PgLease& lease) {
+  if (!lease.conn().ok()) {
+    return Status::Unavailable("connection '" + lease.name() +
+                               "': the session is gone, so where it was is not known");
+  }
+  PgConnectOptions o = lease.conn().endpoint();
+  o.application_name = "runbook/" + ctx.run_id() + "/" + ctx.step_id();
+  return o;
+}
+
+Status CheckToolReach(StepContext& ctx, PgLease& lease) {
+  Result<PgConnectOptions> at = LeaseEndpoint(ctx, lease);
+  if (!at.ok()) return at.status();
+  Result<PgToolTarget> t = PgToolConnect(*at);
+  return t.ok() ? Status::Ok() : t.status();
+}
+
+Result<std::string> RunStepPgTool(StepContext& ctx, PgLease& lease,
+                                  const std::vector<std::string>& argv,
+                                  const std::optional<std::string>& input) {
+  Result<PgConnectOptions> at = LeaseEndpoint(ctx, lease);
+  if (!at.ok()) return at.status();
+  return ToolResult(ctx, RunPgTool(ctx.processes(), argv, *at, ctx.deadline(), input));
+}
+
+Result<std::string> CheckPgDumpVersion(StepContext& ctx, const std::string& where,
+                                       const std::string& pg_dump, int major,
+                                       const std::string& server) {
+  const std::string at = where + ": " + pg_dump;
+  Result<std::string> v = RunTool(ctx, at, {pg_dump, "--version"});
+  if (!v.ok()) return v.status();
+  const std::string line = Trim(v->substr(0, v->find('\n')));
+  const int tool = ToolMajor(line);
+  if (tool == 0) return Status::Failed(at + ": cannot read its version from '" + line + "'");
+  if (tool < major) {
+    return Status::Failed(at + ": " + line + " is older than " + server + " (PostgreSQL " +
+                          MajorName(major) + "): it cannot dump it alike; install pg_dump " +
+                          MajorName(major) + " or newer, or point bin_dir at it");
+  }
+  return line;
 }
 
 int ToolMajor(const std::string& version_output) {

@@ -91,11 +91,35 @@ int Cli::Error(ExitCode code, const std::string& message) {
 
 std::string Cli::StatePath() const { return state_path.empty() ? DefaultStatePath() : state_path; }
 
+void WithholdStateFromChildren(Cli* cli) {
+  const char* env = getenv("RUNBOOK_STATE");
+  if (!env || !IsPostgresLocation(env) || PostgresPassword(env).empty()) return;
+  cli->state_path = env;
+  unsetenv("RUNBOOK_STATE");
+  // A runbook started by one of this run's steps must not fall back to
+  // another store unseen (and miss this one's locks): OpenStore refuses.
+  setenv("RUNBOOK_STATE_WITHHELD", "1", 1);
+}
+
 std::unique_ptr<StateStore> Cli::OpenStore() {
+  if (state_path.empty() && !getenv("RUNBOOK_STATE") && getenv("RUNBOOK_STATE_WITHHELD")) {
+    exit_code = Error(ExitCode::kInvalid,
+                      "the state store of the runbook that started this command holds a password, "
+                      "so it is not passed on; give --state (or RUNBOOK_STATE) to say which store");
+    return nullptr;
+  }
   // A password in a postgresql:// state URI is a secret of the run too: no
   // command's output, log or report may show it.
   if (IsPostgresLocation(StatePath())) {
-    if (std::string pw = PostgresPassword(StatePath()); !pw.empty()) redactor.Add(pw);
+    if (std::string pw = PostgresPassword(StatePath()); !pw.empty()) {
+      redactor.Add(pw);
+      if (state_on_argv) {
+        fprintf(stderr,
+                "runbook: warning: the --state URI holds a password, which every user of this "
+                "machine can read (ps); give it in RUNBOOK_STATE, a ~/.pgpass file or a service "
+                "file instead\n");
+      }
+    }
   }
   Result<std::unique_ptr<StateStore>> store = StateStore::Open(StatePath());
   if (!store.ok()) {

@@ -20,6 +20,7 @@ namespace runbook {
 struct Cli {
   // Global options.
   std::string state_path;
+  bool state_on_argv = false;  // --state was given (it shows in ps)
   bool no_color = false;
   bool verbose = false;
 
@@ -52,6 +53,11 @@ struct Cli {
   // "interrupted_rollback") for a run whose process is gone.
   std::string ShownStatus(StateStore& store, const RunRecord& run) const;
 };
+
+// A $RUNBOOK_STATE that holds a password becomes cli->state_path and leaves
+// this process's environment, so that no child inherits it; a `runbook`
+// started by a child then refuses to guess a store (RUNBOOK_STATE_WITHHELD).
+void WithholdStateFromChildren(Cli* cli);
 
 // Who runs this command, as this machine knows them: $USER or the uid's name.
 std::string CurrentUser();

@@ -26,10 +26,16 @@ int main(int argc, char** argv) {
     app.fallthrough();
     app.set_version_flag("--version",
                          std::string("runbook ") + RUNBOOK_VERSION + " (" + RUNBOOK_COMMIT + ")");
+    // The state store's password is the engine's, not the runbook's: no
+    // program the engine starts (an exec step's, pg_dump, kubectl, ssh)
+    // inherits it. The location stays in cli; a fleet hands it to its own
+    // child engines explicitly.
+    WithholdStateFromChildren(&cli);
     app.add_option("--state", cli.state_path,
                    "state store: a SQLite file or a postgresql:// URI (default "
                    "$RUNBOOK_STATE, $XDG_STATE_HOME/runbook/state.db, "
-                   "~/.local/state/runbook/state.db)");
+                   "~/.local/state/runbook/state.db)")
+        ->each([&cli](const std::string&) { cli.state_on_argv = true; });
     app.add_flag("--no-color", cli.no_color, "no colours (also NO_COLOR)");
     app.add_flag("-v,--verbose", cli.verbose, "more output");
     AddValidateCommand(app, cli);

@@ -11,8 +11,8 @@ constexpr char kGone[] = "gone ";
 constexpr char kForget[] = "forget";
 }  // namespace
 
-void RehearsalPlan::Put(const std::string& what, const std::string& step_id, bool gone,
-                        bool journal) {
+std::string RehearsalPlan::Put(const std::string& what, const std::string& step_id, bool gone,
+                               bool journal) {
   // Journaled in the order the plan changes (two foreach items noting one
   // key), without holding readers up while the journal writes.
   std::lock_guard<std::mutex> order(journal_mu_);
@@ -20,15 +20,26 @@ void RehearsalPlan::Put(const std::string& what, const std::string& step_id, boo
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<Entry>& history = entries_[what];
-    if (!gone && !history.empty() && !history.back().gone) return;  // the first maker keeps it
+    if (!gone && !history.empty() && !history.back().gone) {
+      // The first maker since it was last removed keeps it.
+      size_t i = history.size();
+      while (i > 0 && !history[i - 1].gone) --i;
+      return history[i].step_id;
+    }
     history.push_back(Entry{step_id, gone});
     if (journal) fn = journal_;
   }
   if (fn) fn((gone ? kGone : kMade) + what, step_id);
+  return "";
 }
 
 void RehearsalPlan::Note(const std::string& what, const std::string& step_id) {
   Put(what, step_id, false, true);
+}
+
+std::string RehearsalPlan::Claim(const std::string& what, const std::string& step_id) {
+  const std::string first = Put(what, step_id, false, true);
+  return first == step_id ? "" : first;
 }
 
 void RehearsalPlan::NoteGone(const std::string& what, const std::string& step_id) {

@@ -31,6 +31,13 @@ class RehearsalPlan : public Resource {
   // Step `step_id` would create or change `what`. The first step to note a
   // key keeps it, unless a step noted it gone since.
   void Note(const std::string& what, const std::string& step_id);
+  // Step `step_id` would create `what`, which only one step can (a
+  // database, a file written without overwrite): notes it and returns "",
+  // or, when another step would make it already, returns that step and
+  // notes nothing. Checked and noted at once: two foreach items running
+  // side by side cannot both claim it, as a real run would not make it
+  // twice.
+  std::string Claim(const std::string& what, const std::string& step_id);
   // Step `step_id` would remove `what` (whoever made it).
   void NoteGone(const std::string& what, const std::string& step_id);
   // The step that would create or change `what`; "" when none would, or a
@@ -59,7 +66,8 @@ class RehearsalPlan : public Resource {
     std::string step_id;
     bool gone = false;
   };
-  void Put(const std::string& what, const std::string& step_id, bool gone, bool journal);
+  // Returns the step that made `what` already (a make is then not noted).
+  std::string Put(const std::string& what, const std::string& step_id, bool gone, bool journal);
 
   std::mutex journal_mu_;  // taken before mu_, held while journaling
   mutable std::mutex mu_;

@@ -129,6 +129,34 @@ TEST_CASE("a wrong password fails naming the connection and without the password
   CHECK(s.message().find(wrong) == std::string::npos);
 }
 
+TEST_CASE(
+    "a session's endpoint is where it arrived: the host of a list it reached, its "
+    "database and role",
+    "[postgres][client]") {
+  PgTestDb db(BlueServer());
+  PgConnection conn;
+  PgConnectOptions o = OptionsFor(db, BlueServer().password);
+  CHECK(conn.endpoint().keywords.empty());  // not connected: nothing to pin
+  const std::string port = std::to_string(BlueServer().port);
+  // A host list whose first entry cannot be reached: libpq goes on to the next.
+  o.dsn = "host=/nonexistent-runbook-socket-dir,127.0.0.1 port=" + port + "," + port +
+          " dbname=" + db.name() + " user=postgres";
+  REQUIRE(conn.Connect(o).ok());
+  PgConnectOptions at = conn.endpoint();
+  CHECK(at.keywords["host"] == "127.0.0.1");
+  CHECK(at.keywords["hostaddr"] == "127.0.0.1");
+  CHECK(at.keywords["port"] == port);
+  CHECK(at.keywords["dbname"] == db.name());
+  CHECK(at.keywords["user"] == "postgres");
+  CHECK(at.password == o.password);
+  // The pinned keywords win over the dsn's list: a session made from them
+  // goes there (libpq takes keywords over the dsn).
+  PgConnection again;
+  o.keywords = at.keywords;
+  REQUIRE(again.Connect(o).ok());
+  CHECK(again.server() == "127.0.0.1:" + port);
+}
+
 TEST_CASE("a URI with the right password connects", "[postgres][client]") {
   PgTestDb db(BlueServer());
   PgConnection conn;

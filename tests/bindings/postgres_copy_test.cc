@@ -7,6 +7,7 @@
 
 #include "bindings/postgres/pg_client.h"
 #include "bindings/postgres/pg_copy.h"
+#include "bindings/postgres/pg_tools.h"
 #include "tests/bindings/postgres_test_util.h"
 
 namespace runbook::testing {
@@ -391,17 +392,29 @@ TEST_CASE("pg.copy hands its programs the whole connection as --dbname, the pass
   o.dsn = "postgresql://sre:s3cr%40t@db.internal:5433/app?sslmode=require";
   o.keywords["port"] = "6543";  // keywords win over the dsn, as for libpq
   o.application_name = "runbook/r1/clone";
-  PgToolConnection to = PgToolConnect(o);
+  PgToolTarget to = *PgToolConnect(o);
   CHECK(to.conninfo ==
         "application_name=runbook/r1/clone connect_timeout=10 dbname=app host=db.internal "
         "port=6543 sslmode=require user=sre");
   CHECK(to.env == std::map<std::string, std::string>{{"PGPASSWORD", "s3cr@t"}});
   o.password = "other";
-  CHECK(PgToolConnect(o).env["PGPASSWORD"] == "other");
+  CHECK(PgToolConnect(o)->env["PGPASSWORD"] == "other");
   o.dsn = "dbname='it\\'s' host=h";
-  CHECK_THAT(PgToolConnect(o).conninfo, Catch::Contains("dbname='it\\'s'"));
-  CHECK(ToolMajorVersion("pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)\n") == 15);
-  CHECK(ToolMajorVersion("garbage") == 0);
+  CHECK_THAT(PgToolConnect(o)->conninfo, Catch::Contains("dbname='it\\'s'"));
+  CHECK(to.conn_name == "blue");
+  CHECK(to.database == "app");
+  CHECK_THAT(PgToolConnect(o, "other db")->conninfo, Catch::Contains("dbname='other db'"));
+  o.connect_timeout = std::chrono::seconds(0);  // libpq: wait forever; a program: 2 seconds
+  CHECK_THAT(PgToolConnect(o)->conninfo, Catch::Contains("connect_timeout=2"));
+  o.keywords["options"] = "-c search_path=x";  // '=' and spaces are quoted
+  CHECK_THAT(PgToolConnect(o)->conninfo, Catch::Contains("options='-c search_path=x'"));
+  // A client key's passphrase could only go on argv: refused, and named
+  // without its value.
+  o.dsn = "host=h sslpassword=KeyPass123 sslkey=/k";
+  Result<PgToolTarget> refused = PgToolConnect(o);
+  REQUIRE_FALSE(refused.ok());
+  CHECK_THAT(refused.status().message(),
+             Catch::Contains("sslpassword") && !Catch::Contains("KeyPass123"));
 
   PgCase c;
   PlanEffect plan = c.P("pg.copy").Plan(ShopArgs());

@@ -33,9 +33,10 @@ TEST_CASE("pg.dump and pg.restore work through an ssh tunnel",
       c.Apply("pg.dump", {{"conn", "inner"}, {"database", source.name()}, {"file", file}});
   REQUIRE(d.ok());
   CHECK((*d)["tables"] == 1);
-  // pg_dump was pointed at the tunnel, not at the server's own port.
+  // pg_dump was pointed at the tunnel (pinned to where the engine's session
+  // arrived), not at the server's own port.
   const std::string logs = c.ctx.AllLogs();
-  CHECK_THAT(logs, Catch::Contains(" host=127.0.0.1 port="));
+  CHECK_THAT(logs, Catch::Contains(" host=127.0.0.1 hostaddr=127.0.0.1 port="));
   CHECK(logs.find("port=" + std::to_string(pg.port) + " ") == std::string::npos);
 
   const std::string target = UniqueName("tundst");

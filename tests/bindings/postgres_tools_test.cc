@@ -2,6 +2,7 @@
 // programs, their error lines and versions, and table-of-contents parsing.
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "bindings/postgres/pg_tools.h"
@@ -46,6 +47,109 @@ TEST_CASE("the client programs get the password in their environment, never on a
   t = ToolTarget(ctx, "plain", "");
   REQUIRE(t.ok());
   CHECK(t->env.empty());
+}
+
+namespace {
+
+// A stand-in client program: a shell script named `name` in a fresh directory.
+std::string FakeTool(const std::string& name, const std::string& script) {
+  char dir[] = "/tmp/runbook-tool-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  const std::string path = std::string(dir) + "/" + name;
+  std::ofstream(path) << "#!/bin/sh\n" << script;
+  std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "every client program runs one way: --dbname after argv[0], the password in the "
+    "environment, errors found at any exit code, notes logged, secrets redacted",
+    "[pg.dump][pg.copy]") {
+  FakeStepContext ctx;
+  PgConnectOptions o;
+  o.conn_name = "blue";
+  o.dsn = "host=db.example dbname=app";
+  o.password = "s3cret!";
+  ctx.redactor().Add("s3cret!");
+  const std::string psql =
+      FakeTool("psql",
+               "printf '%s|' \"$@\"; echo \"pw=$PGPASSWORD\"; cat\n"
+               "i=0; while [ $i -lt 25 ]; do echo \"NOTICE:  note $i\" >&2; i=$((i+1)); done\n");
+  Result<ToolRun> run =
+      RunPgTool(ctx.processes(), {psql, "-X", "-f", "-"}, o, SteadyTime::max(), "SELECT 1;\n");
+  REQUIRE(run.ok());
+  CHECK_THAT(run->out, Catch::StartsWith("--dbname=") && Catch::Contains("host=db.example") &&
+                           Catch::Contains("|-X|-f|-|pw=s3cret!\nSELECT 1;"));
+  CHECK(run->out.substr(0, run->out.find("pw=")).find("s3cret") == std::string::npos);
+  REQUIRE(run->notes.size() == 25);
+  CHECK(run->notes[0] == "connection 'blue': psql: NOTICE:  note 0");
+  Result<std::string> out = ToolResult(ctx, std::move(run));
+  REQUIRE(out.ok());
+  REQUIRE(ctx.logs.size() == 21);  // 20 notes, then how many more
+  CHECK(ctx.logs[20].second == "... and 5 more lines");
+  CHECK(ctx.logs[0].first == LogLevel::kWarn);
+
+  // --version: no connection on argv (it would be an error for the program).
+  const std::string pg_dump =
+      FakeTool("pg_dump",
+               "if [ \"$1\" = --version ]; then echo 'pg_dump (PostgreSQL) 14.9'; exit 0; fi\n"
+               "echo \"pg_dump: error: password $PGPASSWORD rejected\" >&2\n");
+  run = RunPgTool(ctx.processes(), {pg_dump, "--version"}, o, SteadyTime::max());
+  REQUIRE(run.ok());
+  CHECK(run->out == "pg_dump (PostgreSQL) 14.9\n");
+  // Exit 0 after an error line is a failure, and the step's message has no secret.
+  out = ToolResult(ctx, RunPgTool(ctx.processes(), {pg_dump, "-s"}, o, SteadyTime::max()));
+  REQUIRE_FALSE(out.ok());
+  CHECK(out.status().message() ==
+        "connection 'blue': pg_dump: exited 0 but reported an error: pg_dump: error: password "
+        "*** rejected");
+  // The version check reads the same runner, whatever the primitive.
+  Result<std::string> v =
+      CheckPgDumpVersion(ctx, "connection 'blue': pg.dump", pg_dump, 15, "the server");
+  REQUIRE_FALSE(v.ok());
+  CHECK_THAT(v.status().message(),
+             Catch::StartsWith("connection 'blue': pg.dump: " + pg_dump + ": ") &&
+                 Catch::Contains("pg_dump (PostgreSQL) 14.9 is older than the server "
+                                 "(PostgreSQL 15)"));
+  v = CheckPgDumpVersion(ctx, "here", pg_dump, 14, "the server");
+  REQUIRE(v.ok());
+  CHECK(*v == "pg_dump (PostgreSQL) 14.9");
+
+  // A non-zero exit names the status and the error lines with what they
+  // say more (DETAIL, HINT: not the caret, not the next message); a
+  // deadline is a timeout.
+  const std::string bad = FakeTool("psql",
+                                   "cat >&2 <<'EOF'\n"
+                                   "psql:<stdin>:3: ERROR:  could not create unique index \"k\"\n"
+                                   "DETAIL:  Key (id)=(42) is duplicated.\n"
+                                   "LINE 1: CREATE UNIQUE INDEX k ON t (id);\n"
+                                   "                          ^\n"
+                                   "psql:<stdin>:9: NOTICE:  unrelated\n"
+                                   "HINT:  not part of the error\n"
+                                   "EOF\n"
+                                   "exit 3\n");
+  run = RunToolProcess(ctx.processes(), "here", {bad}, {}, SteadyTime::max());
+  REQUIRE_FALSE(run.ok());
+  CHECK(run.status().message() ==
+        "here: exited with status 3: psql:<stdin>:3: ERROR:  could not create unique index \"k\" "
+        "DETAIL:  Key (id)=(42) is duplicated. LINE 1: CREATE UNIQUE INDEX k ON t (id);");
+  // Long messages are cut after redaction, so a secret across the cut is
+  // still found whole.
+  ctx.redactor().Add("LongSecretValue");
+  Status long_error =
+      StepToolError(ctx, Status::Failed(std::string(3995, 'x') + "LongSecretValue and more"));
+  CHECK(long_error.message().find("LongSec") == std::string::npos);
+  CHECK(long_error.message().size() <= 4004);
+  const std::string slow = FakeTool("pg_restore", "exec sleep 30\n");
+  run = RunToolProcess(ctx.processes(), "here", {slow}, {},
+                       std::chrono::steady_clock::now() + std::chrono::milliseconds(300));
+  REQUIRE_FALSE(run.ok());
+  CHECK(run.status().code() == Status::Code::kTimeout);
+  for (const std::string& p : {psql, pg_dump, bad, slow}) {
+    std::filesystem::remove_all(std::filesystem::path(p).parent_path());
+  }
 }
 
 TEST_CASE("client program errors are found in stderr whatever the exit code",

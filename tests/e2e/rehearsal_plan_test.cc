@@ -596,6 +596,84 @@ steps:
   CHECK(r.code == 0);
   CHECK(t.Steps(t.LastRunId())["both"]["status"] == "unknown");
   CHECK(victim.Value("SELECT 1") == "1");
+
+  // A rename onto a name an earlier step creates: a real run fails there.
+  // Onto a name an earlier step drops: free by then, so not refused (the
+  // server still has it: not probed).
+  t.Write("clash.yaml", R"(format: 1
+name: exec-rename-clash
+connections:
+  admin: )" + conn("postgres") +
+                            R"(
+steps:
+  - id: create
+    pg.exec: {conn: admin, sql: "CREATE DATABASE )" +
+                            made + R"(", transaction: false}
+  - id: rename
+    pg.exec: {conn: admin, sql: "ALTER DATABASE )" +
+                            old_name.name() + " RENAME TO " + made + R"("}
+)");
+  r = t.Run({"run", "--dry-run", "clash.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 1);
+  CHECK(t.Steps(t.LastRunId())["rename"]["status"] == "failed");
+  CHECK_THAT(r.All(), Catch::Contains("database '" + made +
+                                      "' would exist already: step 'create' creates it"));
+  t.Write("freed.yaml", R"(format: 1
+name: exec-rename-freed
+connections:
+  admin: )" + conn("postgres") +
+                            R"(
+steps:
+  - id: drop
+    pg.exec: {conn: admin, sql: "DROP DATABASE )" +
+                            victim.name() + R"(", transaction: false}
+  - id: rename
+    pg.exec: {conn: admin, sql: "ALTER DATABASE )" +
+                            old_name.name() + " RENAME TO " + victim.name() + R"("}
+)");
+  r = t.Run({"run", "--dry-run", "freed.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  CHECK(r.code == 0);
+  CHECK(t.Steps(t.LastRunId())["rename"]["status"] == "unknown");
+  CHECK_THAT(Results(t, t.LastRunId())["rename"].value("$unknown", ""),
+             Catch::Contains("is free only once step 'drop' has dropped it"));
+
+  // Two foreach items side by side creating one database: a real run fails
+  // at the second, whichever it is; so does the rehearsal. (Each item its
+  // own connection, so that no shared session puts them in turn.)
+  t.Write("pair.yaml", R"(format: 1
+name: create-twice-side-by-side
+connections:
+  a: )" + conn("postgres") +
+                           R"(
+  b: )" + conn("postgres") +
+                           R"(
+  c: )" + conn("postgres") +
+                           R"(
+  d: )" + conn("postgres") +
+                           R"(
+steps:
+  - id: make
+    foreach: ["a", "b", "c", "d"]
+    concurrency: 4
+    continue_on_error: true
+    pg.create_database: {conn: "${{ item }}", name: )" +
+                           made + R"(}
+)");
+  r = t.Run({"run", "--dry-run", "pair.yaml"}, s.ClientEnv());
+  INFO(r.All());
+  int made_ok = 0, refused = 0;
+  for (const auto& [step, rec] : t.Steps(t.LastRunId())) {
+    if (step.rfind("make[", 0) != 0) continue;
+    made_ok += rec["status"] == "succeeded";
+    refused += rec["status"] == "failed";
+  }
+  CHECK(made_ok == 1);
+  CHECK(refused == 3);
+  CHECK_THAT(r.All(), Catch::Contains("would exist already: step 'make["));
+  CHECK(old_name.Value("SELECT 1") == "1");
+  CHECK(s.AdminValue("SELECT count(*) FROM pg_database WHERE datname = '" + made + "'") == "0");
 }
 
 TEST_CASE("a rehearsal judges a database's template as earlier steps leave it",

@@ -2,10 +2,11 @@
 // variable, and passwords in connection strings appear in no output, no
 // report and no row (nor byte) of the state store.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 
+#include "engine/state/pg_store.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/engine/state_test_util.h"
 
 namespace runbook::e2e {
 namespace {
@@ -300,6 +301,52 @@ steps:
   INFO(r.All());
   CHECK(r.code == 0);
   CHECK(DumpStore(t.state()).find("Abc123xyz") == std::string::npos);
+}
+
+TEST_CASE(
+    "the state store's password reaches no program the engine starts, and on the "
+    "command line it is warned of",
+    "[e2e][postgres][secrets]") {
+  testing::PgTestDb db(testing::BlueServer(), "state");
+  const std::string uri = testing::PostgresUri(db);
+  const std::string password = db.server().password;
+  REQUIRE(PostgresPassword(uri) == password);  // the URI holds it (percent-encoded)
+  E2e t(uri);
+  // What a step's program finds in its environment, unredacted: a copy of
+  // its own /proc/self/environ. And a runbook a step starts does not guess
+  // another store.
+  const std::string copied = t.P("environ");
+  t.Write("env.yaml", R"(format: 1
+name: env
+steps:
+  - id: env
+    exec: {argv: [cp, /proc/self/environ, )" +
+                          copied + R"(]}
+  - id: nested
+    exec: {argv: [)" + std::string(RUNBOOK_BINARY) +
+                          R"(, status]}
+    continue_on_error: true
+)");
+  CliResult r = t.Run({"run", "env.yaml"});
+  INFO(r.All());
+  REQUIRE(r.code == 0);
+  const std::string env = ReadFile(copied);
+  CHECK_THAT(env, Catch::Contains("NO_COLOR=1"));          // the environment is there...
+  CHECK(env.find("RUNBOOK_STATE=") == std::string::npos);  // ...but not the engine's store
+  CHECK(env.find(password) == std::string::npos);
+  CHECK(env.find(uri) == std::string::npos);
+  CHECK(r.err.find("warning") == std::string::npos);
+  const Value nested = t.Steps(t.LastRunId()).at("nested");
+  CHECK(nested["status"] == "failed");
+  CHECK_THAT(nested.dump(), Catch::Contains("holds a password, so it is not passed on"));
+
+  // --state with the password: it works, and says anyone can read it.
+  CliResult argv = t.Run({"--state", uri, "status"}, {{"RUNBOOK_STATE", ""}});
+  INFO(argv.All());
+  CHECK(argv.code == 0);
+  CHECK_THAT(argv.err, Catch::Contains("the --state URI holds a password, which every user of "
+                                       "this machine can read (ps)"));
+  CHECK(argv.All().find(password) == std::string::npos);
 }
 
 }  // namespace

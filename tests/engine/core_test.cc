@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 
 #include "engine/core/byte_size.h"
 #include "engine/core/duration.h"
@@ -359,4 +360,38 @@ TEST_CASE(
   for (const auto& [line, step] : journal) replayed.Replay(line, step);
   CHECK(replayed.StepFor("db:a") == "create");
   CHECK(replayed.GoneBy("db:b") == "drop-b");
+}
+
+TEST_CASE("a rehearsal plan's claim checks and notes at once: of makers side by side, one wins",
+          "[core][rehearsal]") {
+  RehearsalPlan plan;
+  CHECK(plan.Claim("db:x", "make[1]").empty());
+  CHECK(plan.Claim("db:x", "make[1]").empty());  // its own: still its
+  CHECK(plan.Claim("db:x", "make[2]") == "make[1]");
+  CHECK(plan.StepFor("db:x") == "make[1]");
+  plan.NoteGone("db:x", "drop");
+  CHECK(plan.Claim("db:x", "make[2]").empty());  // free again
+  CHECK(plan.StepFor("db:x") == "make[2]");
+
+  constexpr int kThreads = 8;
+  for (int round = 0; round < 50; ++round) {
+    RehearsalPlan race;
+    std::vector<std::string> got(kThreads);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+      threads.emplace_back([&, i] { got[i] = race.Claim("db:y", "item" + std::to_string(i)); });
+    }
+    for (auto& th : threads) th.join();
+    const std::string winner = race.StepFor("db:y");
+    int won = 0;
+    for (int i = 0; i < kThreads; ++i) {
+      if (got[i].empty()) {
+        ++won;
+        CHECK(winner == "item" + std::to_string(i));
+      } else {
+        CHECK(got[i] == winner);
+      }
+    }
+    CHECK(won == 1);
+  }
 }
