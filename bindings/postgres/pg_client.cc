@@ -8,7 +8,6 @@
 #include <cstring>
 #include <thread>
 
-#include "bindings/postgres/pg_conninfo.h"
 #include "bindings/postgres/pg_value.h"
 
 namespace runbook {
@@ -83,6 +82,51 @@ Status PgConnection::ConnectError(const std::string& what) const {
                    msg.find("invalid") != std::string::npos;
   return Error(permanent ? Status::Code::kFailed : Status::Code::kUnavailable,
                what + ": " + OneLineError(msg));
+}
+
+std::map<std::string, std::string> DsnKeywords(const std::string& dsn, std::string* error) {
+  std::map<std::string, std::string> out;
+  if (dsn.empty()) return out;
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
+  if (!opts) {
+    if (error) *error = err ? err : "out of memory";
+    PQfreemem(err);
+    return out;
+  }
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (o->val && *o->val) out[o->keyword] = o->val;
+  }
+  PQconninfoFree(opts);
+  return out;
+}
+
+namespace {
+
+// The password of a URI as written: postgresql://user:PASSWORD@host/...
+std::string RawUriPassword(const std::string& dsn) {
+  size_t scheme = dsn.find("://");
+  if (scheme == std::string::npos) return "";
+  size_t start = scheme + 3;
+  size_t at = dsn.find('@', start);
+  size_t slash = dsn.find('/', start);
+  if (at == std::string::npos || (slash != std::string::npos && slash < at)) return "";
+  size_t colon = dsn.find(':', start);
+  if (colon == std::string::npos || colon > at) return "";
+  return dsn.substr(colon + 1, at - colon - 1);
+}
+
+}  // namespace
+
+std::vector<std::string> DsnSecrets(const std::string& dsn) {
+  std::vector<std::string> out;
+  std::map<std::string, std::string> parts = DsnKeywords(dsn);
+  if (auto it = parts.find("password"); it != parts.end()) out.push_back(it->second);
+  // The passphrase of the client's key is a secret as much.
+  if (auto it = parts.find("sslpassword"); it != parts.end()) out.push_back(it->second);
+  std::string raw = RawUriPassword(dsn);
+  if (!raw.empty() && (out.empty() || raw != out[0])) out.push_back(raw);
+  return out;
 }
 
 std::string OneLineError(const std::string& text) {

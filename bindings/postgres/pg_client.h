@@ -52,6 +52,15 @@ struct PgResult {
 // libpq's multi-line messages on one line: "FATAL: a; server closed ...".
 std::string OneLineError(const std::string& text);
 
+// The keywords a conninfo string or URI sets, as libpq parses it (only those
+// present, no defaults); empty, with *error set when given, if it cannot be
+// parsed.
+std::map<std::string, std::string> DsnKeywords(const std::string& dsn,
+                                               std::string* error = nullptr);
+// The secrets a dsn holds: its password and sslpassword as libpq decodes
+// them, and a URI's password as written (percent-encoded).
+std::vector<std::string> DsnSecrets(const std::string& dsn);
+
 class PgConnection {
  public:
   static constexpr std::chrono::milliseconds kCancelGrace{1000};

@@ -25,37 +25,6 @@ std::string Get(const Value& config, const char* key) {
   return Text(config[key]);
 }
 
-// The dsn's options as libpq parses them (only those present, no defaults).
-std::map<std::string, std::string> ParseDsn(const std::string& dsn, std::string* error) {
-  std::map<std::string, std::string> out;
-  if (dsn.empty()) return out;
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
-  if (!opts) {
-    if (error) *error = err ? err : "out of memory";
-    PQfreemem(err);
-    return out;
-  }
-  for (PQconninfoOption* o = opts; o->keyword; ++o) {
-    if (o->val && *o->val) out[o->keyword] = o->val;
-  }
-  PQconninfoFree(opts);
-  return out;
-}
-
-// The password of a URI as written: postgresql://user:PASSWORD@host/...
-std::string RawUriPassword(const std::string& dsn) {
-  size_t scheme = dsn.find("://");
-  if (scheme == std::string::npos) return "";
-  size_t start = scheme + 3;
-  size_t at = dsn.find('@', start);
-  size_t slash = dsn.find('/', start);
-  if (at == std::string::npos || (slash != std::string::npos && slash < at)) return "";
-  size_t colon = dsn.find(':', start);
-  if (colon == std::string::npos || colon > at) return "";
-  return dsn.substr(colon + 1, at - colon - 1);
-}
-
 Result<std::chrono::seconds> ConnectTimeout(const Value& config) {
   if (!config.contains("connect_timeout")) return std::chrono::seconds(10);
   const Value& v = config["connect_timeout"];
@@ -85,7 +54,7 @@ Result<PgConnectOptions> PgOptionsFromConfig(const std::string& conn_name, const
   o.conn_name = conn_name;
   o.dsn = Get(config, "dsn");
   std::string parse_error;
-  ParseDsn(o.dsn, &parse_error);
+  DsnKeywords(o.dsn, &parse_error);
   if (!parse_error.empty()) {
     std::string msg = parse_error;
     for (const auto& s : DsnSecrets(o.dsn)) {
@@ -112,14 +81,14 @@ Result<PgConnectOptions> PgOptionsFromConfig(const std::string& conn_name, const
 std::string PgConfigValue(const Value& config, const char* key) { return Get(config, key); }
 
 std::string DsnValue(const std::string& dsn, const char* key) {
-  std::map<std::string, std::string> opts = ParseDsn(dsn, nullptr);
+  std::map<std::string, std::string> opts = DsnKeywords(dsn, nullptr);
   auto it = opts.find(key);
   return it == opts.end() ? "" : it->second;
 }
 
 std::string DescribePgConfig(const Value& config) {
   std::string error;
-  std::map<std::string, std::string> parts = ParseDsn(Get(config, "dsn"), &error);
+  std::map<std::string, std::string> parts = DsnKeywords(Get(config, "dsn"), &error);
   if (!error.empty()) return "postgres (invalid dsn)";
   for (const char* key : kKeywordKeys) {
     std::string v = Get(config, key);
@@ -135,17 +104,6 @@ std::string DescribePgConfig(const Value& config) {
   std::string via = Get(config, "via");
   if (!via.empty()) out += " via " + via;
   return out.empty() ? "postgres (libpq defaults)" : out;
-}
-
-std::vector<std::string> DsnSecrets(const std::string& dsn) {
-  std::vector<std::string> out;
-  auto parts = ParseDsn(dsn, nullptr);
-  if (auto it = parts.find("password"); it != parts.end()) out.push_back(it->second);
-  // The passphrase of the client's key is a secret as much.
-  if (auto it = parts.find("sslpassword"); it != parts.end()) out.push_back(it->second);
-  std::string raw = RawUriPassword(dsn);
-  if (!raw.empty() && (out.empty() || raw != out[0])) out.push_back(raw);
-  return out;
 }
 
 std::vector<std::string> PgConfigSecrets(const Value& config) {

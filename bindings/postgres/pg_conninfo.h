@@ -29,10 +29,8 @@ std::string DsnValue(const std::string& dsn, const char* key);
 // "host=db port=5432 dbname=app user=sre" (never the password).
 std::string DescribePgConfig(const Value& config);
 
-// Every secret the config holds: the password, and a password inside the
-// dsn both as libpq decodes it and as written (percent-encoded in a URI).
+// Every secret the config holds: the password, and the dsn's (DsnSecrets).
 std::vector<std::string> PgConfigSecrets(const Value& config);
-std::vector<std::string> DsnSecrets(const std::string& dsn);
 
 // The `postgres` connection type for the registry.
 class PgConnectionType : public ConnectionType {

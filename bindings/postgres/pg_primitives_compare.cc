@@ -166,8 +166,8 @@ class PgCompare : public NamedPrimitive {
       Result<PgLease> ld = LeaseConnection(ctx, a.target);
       if (!ld.ok()) return ld.status();
       if (a.schema) {
-        const int major = std::max(ServerMajor((*ls)->server_version()),
-                                   ServerMajor((*ld)->server_version()));
+        const int major =
+            NewerMajor(ServerMajor((*ls)->server_version()), ServerMajor((*ld)->server_version()));
         // pg_dump must know both servers' catalogs: at least the newer major.
         Result<std::string> v = CheckPgDumpVersion(
             ctx, "pg.compare of '" + a.source + "' and '" + a.target + "'",

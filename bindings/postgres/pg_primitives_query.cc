@@ -136,29 +136,33 @@ Status PlanRenames(StepContext& ctx, PgLease& lease, const std::string& sql, boo
     }
     return Status::Ok();
   }
+  // What a real run would certainly stop at first, across the script; only
+  // then what cannot be probed yet. The new name must be free as the
+  // earlier steps leave it: one they make is taken; one they drop is free,
+  // though the server (which the rolled-back script asks) still has it.
   for (const DatabaseStatement& st : statements) {
     if (st.kind != DatabaseStatement::Kind::kRename) continue;
-    const std::string key = PlannedDatabaseKey(server, st.name);
-    const std::string new_key = PlannedDatabaseKey(server, st.new_name);
-    // The new name must be free as the earlier steps leave it: one they
-    // make is taken; one they drop is free, though the server (which the
-    // rolled-back script asks) still has it.
-    if (const std::string by = plan->StepFor(new_key); !by.empty()) {
+    if (const std::string by = plan->StepFor(PlannedDatabaseKey(server, st.new_name));
+        !by.empty()) {
       return Status::Failed("connection '" + lease.name() + "': database '" + st.new_name +
                             "' would exist already: step '" + by +
                             "' creates it (a real run would stop here)");
     }
-    if (const std::string by = plan->GoneBy(new_key); !by.empty()) {
+    if (const std::string by = plan->GoneBy(PlannedDatabaseKey(server, st.name)); !by.empty()) {
+      return Status::Failed("connection '" + lease.name() + "': database '" + st.name +
+                            "' would not exist by now: step '" + by +
+                            "' drops it earlier in this run (a real run would stop here)");
+    }
+  }
+  for (const DatabaseStatement& st : statements) {
+    if (st.kind != DatabaseStatement::Kind::kRename) continue;
+    if (const std::string by = plan->GoneBy(PlannedDatabaseKey(server, st.new_name)); !by.empty()) {
       return Status::NotYet("connection '" + lease.name() + "': database '" + st.new_name +
                             "' is free only once step '" + by + "' has dropped it");
     }
-    const std::string where = "connection '" + lease.name() + "': database '" + st.name + "'";
-    if (const std::string by = plan->GoneBy(key); !by.empty()) {
-      return Status::Failed(where + " would not exist by now: step '" + by +
-                            "' drops it earlier in this run (a real run would stop here)");
-    }
-    if (const std::string by = plan->StepFor(key); !by.empty()) {
-      return Status::NotYet(where + " does not exist yet: step '" + by + "' would create it");
+    if (const std::string by = plan->StepFor(PlannedDatabaseKey(server, st.name)); !by.empty()) {
+      return Status::NotYet("connection '" + lease.name() + "': database '" + st.name +
+                            "' does not exist yet: step '" + by + "' would create it");
     }
   }
   return Status::Ok();

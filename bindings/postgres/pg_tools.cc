@@ -19,21 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The dsn's keywords as libpq parses them (conninfo or URI), only those set.
-std::map<std::string, std::string> ParseDsnKeywords(const std::string& dsn) {
-  std::map<std::string, std::string> out;
-  if (dsn.empty()) return out;
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
-  PQfreemem(err);
-  if (!opts) return out;
-  for (PQconninfoOption* o = opts; o->keyword; ++o) {
-    if (o->val && *o->val) out[o->keyword] = o->val;
-  }
-  PQconninfoFree(opts);
-  return out;
-}
-
 std::string Trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
@@ -79,7 +64,7 @@ std::string ConninfoQuote(const std::string& value) {
 }
 
 Result<PgToolTarget> PgToolConnect(const PgConnectOptions& options, const std::string& dbname) {
-  std::map<std::string, std::string> kw = ParseDsnKeywords(options.dsn);
+  std::map<std::string, std::string> kw = DsnKeywords(options.dsn);
   for (const auto& [k, v] : options.keywords) kw[k] = v;
   if (kw.count("sslpassword")) {
     return Status::Invalid(
@@ -162,15 +147,18 @@ std::string ToolErrorDetail(const std::string& tool, const std::string& err) {
   std::istringstream in(err);
   for (std::string line; std::getline(in, line);) {
     line = Trim(line);
-    if (line.find_first_not_of(" ^") == std::string::npos) continue;  // LINE n:'s caret
     if (!ToolErrorLines(tool, line).empty()) {
       in_error = ++errors <= kMaxErrors;
       following = 0;
       if (in_error) out += (out.empty() ? "" : "; ") + line;
-    } else if (in_error && line.rfind(tool + ":", 0) != 0 && ++following <= kMaxFollowing) {
-      // DETAIL:, HINT:, CONTEXT:, LINE n:, pg_restore's "Command was:"
+    } else if (in_error && (line.rfind("DETAIL:", 0) == 0 || line.rfind("HINT:", 0) == 0) &&
+               ++following <= kMaxFollowing) {
+      // The server's own explanation, as the engine's own errors carry it.
+      // Not what echoes SQL ("LINE n:", CONTEXT, pg_restore's "Command
+      // was:"): an archive's statement can hold a password the redactor
+      // does not know (a user mapping's, a subscription's).
       out += " " + line;
-    } else {
+    } else if (line.rfind(tool + ":", 0) == 0) {
       in_error = false;
     }
   }
@@ -303,7 +291,7 @@ Result<std::string> CheckPgDumpVersion(StepContext& ctx, const std::string& wher
   const std::string line = Trim(v->substr(0, v->find('\n')));
   const int tool = ToolMajor(line);
   if (tool == 0) return Status::Failed(at + ": cannot read its version from '" + line + "'");
-  if (tool < major) {
+  if (MajorOrder(tool) < MajorOrder(major)) {
     return Status::Failed(at + ": " + line + " is older than " + server + " (PostgreSQL " +
                           MajorName(major) + "): it cannot dump it alike; install pg_dump " +
                           MajorName(major) + " or newer, or point bin_dir at it");
@@ -320,6 +308,10 @@ int ToolMajor(const std::string& version_output) {
 }
 
 int ServerMajor(int v) { return v >= 100000 ? v / 10000 : v / 100; }
+
+int MajorOrder(int major) { return major >= 100 ? major : major * 100; }
+
+int NewerMajor(int a, int b) { return MajorOrder(a) >= MajorOrder(b) ? a : b; }
 
 std::string MajorName(int major) {
   if (major < 100) return std::to_string(major);

@@ -119,9 +119,9 @@ Result<std::string> CheckPgDumpVersion(StepContext& ctx, const std::string& wher
                                        const std::string& pg_dump, int major,
                                        const std::string& server);
 
-// The error lines of stderr, each with the lines that say more about it
-// (DETAIL:, HINT:, CONTEXT:, pg_restore's "Command was:"), "; "-separated:
-// the first 5 errors, 4 such lines each.
+// The error lines of stderr, each with the server's DETAIL: and HINT: lines
+// that follow it (never the SQL a program echoes: it can hold a password),
+// "; "-separated: the first 5 errors, 4 such lines each.
 std::string ToolErrorDetail(const std::string& tool, const std::string& err);
 
 // The error lines of a client program's stderr ("pg_dump: error: ...",
@@ -134,6 +134,10 @@ int ToolMajor(const std::string& version_output);
 // The major version of server_version_num: 150004 -> 15, 90624 -> 906.
 int ServerMajor(int server_version_num);
 std::string MajorName(int major);  // 15 -> "15", 906 -> "9.6"
+// Majors in release order: 906 (9.6) before 10. Compare and take the newer
+// of two majors only through this.
+int MajorOrder(int major);
+int NewerMajor(int a, int b);
 
 // One entry of an archive's table of contents.
 struct TocEntry {

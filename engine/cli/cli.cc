@@ -102,7 +102,8 @@ void WithholdStateFromChildren(Cli* cli) {
 }
 
 std::unique_ptr<StateStore> Cli::OpenStore() {
-  if (state_path.empty() && !getenv("RUNBOOK_STATE") && getenv("RUNBOOK_STATE_WITHHELD")) {
+  const char* state_env = getenv("RUNBOOK_STATE");
+  if (state_path.empty() && (!state_env || !*state_env) && getenv("RUNBOOK_STATE_WITHHELD")) {
     exit_code = Error(ExitCode::kInvalid,
                       "the state store of the runbook that started this command holds a password, "
                       "so it is not passed on; give --state (or RUNBOOK_STATE) to say which store");

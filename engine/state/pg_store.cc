@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -895,16 +896,38 @@ Status PgStateStore::Migrate() {
 
 }  // namespace
 
-std::string ShownPostgresLocation(const std::string& uri) {
+namespace {
+
+// libpq takes the scheme in lower case only; IsPostgresLocation any case.
+std::string LowerScheme(std::string uri) {
+  if (const size_t colon = uri.find("://"); colon != std::string::npos && colon <= 10) {
+    for (size_t i = 0; i < colon; ++i) uri[i] = static_cast<char>(tolower(uri[i]));
+  }
+  return uri;
+}
+
+// The settings of a state URI (any case of scheme); nullopt if libpq cannot
+// parse it.
+std::optional<std::map<std::string, std::string>> UriSettings(const std::string& given) {
+  const std::string uri = LowerScheme(given);
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(uri.c_str(), &err);
   if (err) PQfreemem(err);
-  if (!opts) return "";
+  if (!opts) return std::nullopt;
   std::map<std::string, std::string> o;
   for (PQconninfoOption* p = opts; p->keyword; ++p) {
     if (p->val && *p->val) o[p->keyword] = p->val;
   }
   PQconninfoFree(opts);
+  return o;
+}
+
+}  // namespace
+
+std::string ShownPostgresLocation(const std::string& uri) {
+  std::optional<std::map<std::string, std::string>> settings = UriSettings(uri);
+  if (!settings) return "";
+  std::map<std::string, std::string>& o = *settings;
   std::string shown = "postgresql://";
   if (o.count("user")) shown += o["user"] + "@";
   shown += o.count("host") ? o["host"] : o.count("hostaddr") ? o["hostaddr"] : "";
@@ -915,15 +938,9 @@ std::string ShownPostgresLocation(const std::string& uri) {
 }
 
 std::string PostgresPassword(const std::string& uri) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(uri.c_str(), &err);
-  if (err) PQfreemem(err);
-  std::string password;
-  for (PQconninfoOption* p = opts; p && p->keyword; ++p) {
-    if (std::string(p->keyword) == "password" && p->val) password = p->val;
-  }
-  if (opts) PQconninfoFree(opts);
-  return password;
+  std::optional<std::map<std::string, std::string>> settings = UriSettings(uri);
+  if (!settings || !settings->count("password")) return "";
+  return settings->at("password");
 }
 
 namespace {
@@ -956,11 +973,7 @@ PGconn* Connect(const std::string& uri) {
 
 Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& given,
                                                       const PgStoreOptions& options) {
-  // libpq takes the scheme in lower case only; IsPostgresLocation any case.
-  std::string uri = given;
-  if (const size_t colon = uri.find("://"); colon != std::string::npos && colon <= 10) {
-    for (size_t i = 0; i < colon; ++i) uri[i] = static_cast<char>(tolower(uri[i]));
-  }
+  const std::string uri = LowerScheme(given);
   auto s = std::make_shared<Session>();
   s->uri = uri;
   s->shown = ShownPostgresLocation(uri);

@@ -272,6 +272,10 @@ TEST_CASE("connection configs describe themselves without the password", "[postg
   CHECK(std::find(secrets.begin(), secrets.end(), "other-secret") != secrets.end());
   CHECK(DescribePgConfig({{"dsn", "host=a dbname=b password=zzz"}, {"port", 5433}}) ==
         "host=a port=5433 dbname=b");
+  // A client key's passphrase is a secret too, and never described.
+  const Value keyed{{"dsn", "host=a sslkey=/k sslpassword=KeyPass99"}};
+  CHECK(PgConfigSecrets(keyed) == std::vector<std::string>{"KeyPass99"});
+  CHECK(DescribePgConfig(keyed).find("KeyPass99") == std::string::npos);
   Result<PgConnectOptions> via = PgOptionsFromConfig("inner", {{"via", "bastion"}});
   REQUIRE_FALSE(via.ok());
   CHECK_THAT(via.status().message(), Catch::Contains("via 'bastion' must name an ssh or kube"));

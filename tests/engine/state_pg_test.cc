@@ -270,6 +270,10 @@ TEST_CASE("state locations: a mistyped URI is refused, libpq's keyword form is P
   REQUIRE(store.ok());
   CHECK((*store)->path().find(server.password) == std::string::npos);
   CHECK(PostgresPassword(site.Location()) == server.password);
+  // The scheme in any case, as the store opens it: the password is still
+  // found (to redact it, and to keep it from the engine's children).
+  CHECK(PostgresPassword("PostgreSQL://u:Pw%40x@h/db") == "Pw@x");
+  CHECK(ShownPostgresLocation("POSTGRES://u:Pw@h:5/db") == "postgresql://u@h:5/db");
 }
 
 TEST_CASE("postgresql store: after a server restart the next read and write reconnect",
