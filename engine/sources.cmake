@@ -48,6 +48,7 @@ set(RUNBOOK_CLI_SOURCES
   engine/cli/cmd_completion.cc
   engine/cli/cmd_docs.cc
   engine/cli/cmd_fleet.cc
+  engine/cli/fleet_kube.cc
   engine/cli/cmd_stubs.cc
   engine/cli/cmd_plan.cc
   engine/cli/cmd_report.cc

@@ -74,6 +74,8 @@ void AddValidateCommand(CLI::App& app, Cli& cli);
 void AddPlanCommand(CLI::App& app, Cli& cli);
 void AddRunCommands(CLI::App& app, Cli& cli);  // run, resume, rollback
 void AddFleetCommand(CLI::App& app, Cli& cli);
+// The command a fleet's Job runs in its pod (hidden).
+void AddFleetTargetCommand(CLI::App& app, Cli& cli);
 void AddStatusCommand(CLI::App& app, Cli& cli);
 void AddReportCommand(CLI::App& app, Cli& cli);
 void AddApproveCommand(CLI::App& app, Cli& cli);

@@ -33,6 +33,7 @@
 #include <thread>
 
 #include "engine/cli/cli.h"
+#include "engine/cli/fleet_kube.h"
 #include "engine/core/clock.h"
 #include "engine/core/duration.h"
 #include "engine/core/process.h"
@@ -268,6 +269,10 @@ struct Fleet {
   std::shared_ptr<const Runbook> rb;
   std::string runbook_path;  // absolute
   std::string digest;        // of the runbook as validated
+  std::string run_digest;    // what its targets' runs record (in pods: of the files laid out)
+  std::unique_ptr<KubeJobs> kube;  // --executor kube: each target a Job
+  std::optional<KubeExecutorOptions> kube_options;
+  PodSources pod_sources;
   std::vector<Target> targets;
   std::map<std::string, RunRecord> last;  // target name -> its last run
   bool yes = false, dry_run = false, pause_between = false, allow_changed = false;
@@ -346,18 +351,21 @@ struct Fleet {
       record.dry_run = dry_run;
       record.lock_key = "fleet:" + record.id;
       record.created_ms = now;
-      record.options = {{"operator", OperatorName()},
-                        {"fleet",
-                         {{"targets", stored_targets},
-                          {"common", common},
-                          {"common_withheld", common_withheld},
-                          {"waves", sizes},
-                          {"max_concurrency", max_concurrency},
-                          {"max_failures", max_failures},
-                          {"pause_between_waves", pause_between},
-                          {"approve_waves", approve_waves},
-                          {"yes", yes},
-                          {"source", source}}}};
+      record.options = {
+          {"operator", OperatorName()},
+          {"fleet",
+           {{"targets", stored_targets},
+            {"common", common},
+            {"common_withheld", common_withheld},
+            {"waves", sizes},
+            {"max_concurrency", max_concurrency},
+            {"max_failures", max_failures},
+            {"pause_between_waves", pause_between},
+            {"approve_waves", approve_waves},
+            {"yes", yes},
+            {"source", source},
+            {"executor", kube_options ? kube_options->ToValue() : Value{{"kind", "local"}}}}}};
+      if (kube_options) record.options["fleet"]["executor"]["kind"] = "kube";
     }
     record.status = RunStatus::kRunning;
     record.error.clear();
@@ -579,7 +587,7 @@ struct Fleet {
     const std::string shown = cli->ShownStatus(*store, r);
     o.run_id = r.id;
     if (shown == "succeeded") {
-      if (r.digest == digest && SameParams(r.params, t.resolved)) {
+      if (r.digest == run_digest && SameParams(r.params, t.resolved)) {
         // Resumed: a target this fleet ran to success (its process killed
         // meanwhile, maybe) succeeded; one an earlier fleet did is skipped.
         if (!record.id.empty() && r.options.value("fleet_id", "") == record.id) {
@@ -606,27 +614,50 @@ struct Fleet {
     return "";
   }
 
+  // The command that runs target i's run ("run") or resumes `prev`.
+  std::vector<std::string> ChildArgv(size_t i, const std::string& what, const RunRecord* prev) {
+    std::vector<std::string> argv = {"/proc/self/exe"};
+    if (what == "resume") {
+      argv.insert(argv.end(), {"resume", prev->id, "--params-file", "/dev/stdin"});
+      if (allow_changed) argv.push_back("--allow-changed");
+    } else {
+      argv.insert(argv.end(), {"run", runbook_path, "--params-file", "/dev/stdin",
+                               "--fleet-target=" + targets[i].name, "--fleet=" + record.id});
+      if (dry_run) argv.push_back("--dry-run");
+    }
+    argv.push_back("--no-color");
+    if (yes) argv.push_back("--yes");
+    return argv;
+  }
+
   void RunOne(size_t i) {
     const Target& t = targets[i];
     Outcome& o = outcomes[i];
     const RunRecord* prev = nullptr;
-    const std::string what = Decide(i, &prev);
+    // A Job still running this target (a resumed fleet whose process was
+    // gone) is waited for, not decided about: its pod decides.
+    bool attach = false;
+    if (kube) {
+      Result<std::string> active = kube->ActiveJob(i + 1);
+      if (!active.ok()) {
+        o.status = "failed";
+        o.failure = true;
+        o.note = active.status().message();
+        return;
+      }
+      attach = !active->empty();
+    }
+    const std::string what = attach ? "attach" : Decide(i, &prev);
     if (what.empty()) return;
     o.started = true;
-    if (what == "run") o.run_id.clear();
+    if (what != "resume") o.run_id.clear();
     RecordTarget(i, true);
-    ProcessSpec spec;
-    spec.argv = {"/proc/self/exe"};
-    if (what == "resume") {
-      spec.argv.insert(spec.argv.end(), {"resume", prev->id, "--params-file", "/dev/stdin"});
-      if (allow_changed) spec.argv.push_back("--allow-changed");
-    } else {
-      spec.argv.insert(spec.argv.end(), {"run", runbook_path, "--params-file", "/dev/stdin",
-                                         "--fleet-target=" + t.name, "--fleet=" + record.id});
-      if (dry_run) spec.argv.push_back("--dry-run");
+    if (kube) {
+      RunInPod(i);
+      return;
     }
-    spec.argv.push_back("--no-color");
-    if (yes) spec.argv.push_back("--yes");
+    ProcessSpec spec;
+    spec.argv = ChildArgv(i, what, prev);
     spec.stdin_data = t.child_yaml;  // never argv: a param may be a secret
     spec.env["RUNBOOK_STATE"] = cli->StatePath();
     spec.max_output = 1 << 20;
@@ -642,7 +673,53 @@ struct Fleet {
       return;
     }
     if (what == "run") o.run_id = NewRunIdOf(r->out);
-    switch (r->exit_code) {
+    Conclude(i, r->exit_code,
+             r->signal ? "killed by signal " + std::to_string(r->signal)
+                       : LastLine(r->err.empty() ? r->out : r->err));
+  }
+
+  // Target i as a Kubernetes Job; its run is found in the store.
+  void RunInPod(size_t i) {
+    Outcome& o = outcomes[i];
+    std::vector<std::string> flags;
+    if (dry_run) flags.push_back("--dry-run");
+    if (yes) flags.push_back("--yes");
+    if (allow_changed) flags.push_back("--allow-changed");
+    const auto start = std::chrono::steady_clock::now();
+    Result<JobOutcome> r = kube->Run(i + 1, std::max(1, target_steps[i].attempts), targets[i].name,
+                                     targets[i].child_yaml, flags, g_interrupted);
+    o.ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 start)
+               .count();
+    if (!r.ok()) {
+      o.status = "failed";
+      o.failure = true;
+      o.note = r.status().message();
+      return;
+    }
+    // Its run: the newest this fleet started for it (its pod wrote it).
+    Result<std::vector<RunRecord>> runs = store->ListRuns(0);
+    for (const RunRecord& run : runs.ok() ? *runs : std::vector<RunRecord>{}) {
+      if (run.options.is_object() && run.options.value("fleet_id", "") == record.id &&
+          run.options.value("fleet_target", "") == targets[i].name) {
+        o.run_id = run.id;
+        break;
+      }
+    }
+    if (r->interrupted) {
+      o.status = "running";
+      o.note = "job " + r->job + " goes on in the cluster; runbook resume " + record.id +
+               " waits for it";
+      return;
+    }
+    Conclude(i, r->exit_code,
+             r->note.empty() ? "job " + r->job : r->note + " (job " + r->job + ")");
+  }
+
+  // The outcome of target i from its run's exit code (-1: unknown).
+  void Conclude(size_t i, int exit_code, const std::string& why) {
+    Outcome& o = outcomes[i];
+    switch (exit_code) {
       case 0:
         o.status = "succeeded";
         break;
@@ -666,10 +743,7 @@ struct Fleet {
         o.failure = true;
         break;
     }
-    if (r->exit_code != 0) {
-      o.note = r->signal ? "killed by signal " + std::to_string(r->signal)
-                         : LastLine(r->err.empty() ? r->out : r->err);
-    }
+    if (exit_code != 0) o.note = why;
     if (!o.run_id.empty() && o.failure) {
       Result<std::vector<StepRecord>> steps = store->GetSteps(o.run_id);
       for (const StepRecord& s : steps.ok() ? *steps : std::vector<StepRecord>{}) {
@@ -759,7 +833,7 @@ struct Fleet {
   ExitCode Code() const {
     bool failed = false, paused = false, human = false;
     for (const Outcome& o : outcomes) {
-      failed |= o.failure || o.status == "not started";
+      failed |= o.failure || o.status == "not started" || o.status == "running";
       paused |= o.status == "paused" || o.status == "next wave";
       human |= o.status == "needs a human";
     }
@@ -851,6 +925,25 @@ YAML::Node CommonValue(const Runbook& rb, const std::string& name, const std::st
   return YAML::Node(text);
 }
 
+// Sets the fleet's executor: local (children of this process) without
+// `kube`, else each target a Kubernetes Job. `fleet.rb` and digest are set.
+Status UseExecutor(Cli& cli, Fleet& fleet, const std::optional<KubeExecutorOptions>& kube) {
+  fleet.run_digest = fleet.digest;
+  if (!kube) return Status::Ok();
+  if (Status s = kube->Check(); !s.ok()) return s;
+  if (!IsPostgresLocation(cli.StatePath())) {
+    return Status::Invalid(
+        "--executor kube: the pods and this fleet share one state store, so it is a PostgreSQL "
+        "one (--state postgresql://... or RUNBOOK_STATE), not a file of this machine");
+  }
+  Result<PodSources> sources = PodSourcesOf(*fleet.rb);
+  if (!sources.ok()) return sources.status();
+  fleet.pod_sources = std::move(*sources);
+  fleet.run_digest = fleet.pod_sources.Digest();
+  fleet.kube_options = kube;
+  return Status::Ok();
+}
+
 // Checks every target's params and locks, then runs the waves, recording
 // the fleet as it goes; sets cli.exit_code. `fleet.rb`, targets, pairs,
 // sizes and options are set; the store is open.
@@ -920,6 +1013,18 @@ void Execute(Cli& cli, Fleet& fleet, bool status_only) {
         cli.Error(s.code() == Status::Code::kUnavailable ? ExitCode::kLocked : ExitCode::kInternal,
                   "fleet: " + s.message() + "; nothing was started");
     return;
+  }
+  if (fleet.kube_options) {
+    fleet.kube =
+        std::make_unique<KubeJobs>(*fleet.kube_options, fleet.record.id, ProcessRunner::Real());
+    if (Status s = fleet.kube->Prepare(fleet.pod_sources); !s.ok()) {
+      const std::string why = "cannot start its Jobs: " + s.message();
+      fleet.outcomes.assign(fleet.targets.size(), Outcome{});
+      fleet.FinishRecord(ExitCode::kRunFailed, why);
+      cli.exit_code = cli.Error(ExitCode::kRunFailed,
+                                "fleet " + fleet.record.id + ": " + why + "; nothing was started");
+      return;
+    }
   }
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
@@ -994,7 +1099,9 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
   static int max_concurrency = 1, max_failures = 0;
   static bool yes = false, dry_run = false, status_only = false, pause_between = false;
   static bool approve_waves = false;
-  static std::string approval_wait;
+  static std::string approval_wait, executor = "local";
+  static KubeExecutorOptions kube;
+  static std::vector<std::string> pod_annotations;
   auto* cmd = app.add_subcommand(
       "fleet", "run one runbook over many targets, in waves (each target an ordinary run)");
   cmd->add_option("FILE", file, "runbook")->required();
@@ -1037,6 +1144,30 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
                 "pre-approve every approval gate of every target (not the fleet's own "
                 "--approve-waves gates)");
   cmd->add_flag("--dry-run", dry_run, "rehearse every target");
+  cmd->add_option("--executor", executor,
+                  "local: each target a child process here (default); kube: each target a "
+                  "Kubernetes Job whose pod runs this binary against the shared PostgreSQL state")
+      ->check(CLI::IsMember({"local", "kube"}));
+  const std::string k = "kube executor";
+  cmd->add_option("--image", kube.image, "the Jobs' image (any with the runbook binary)")->group(k);
+  cmd->add_option("--pod-command", kube.command, "the binary in the image (default runbook)")
+      ->group(k);
+  cmd->add_option("--namespace", kube.namespace_, "the Jobs' namespace (default: kubeconfig's)")
+      ->group(k);
+  cmd->add_option("--kube-context", kube.context, "kubeconfig context (default: current)")
+      ->group(k);
+  cmd->add_option("--state-secret", kube.state_secret,
+                  "NAME[/KEY]: the Secret whose key (default uri) holds the state store's URI as "
+                  "the pods reach it")
+      ->group(k);
+  cmd->add_option("--service-account", kube.service_account, "the pods' service account")->group(k);
+  cmd->add_option("--backoff-limit", kube.backoff_limit,
+                  "pods a Job may lose (not counting node drains and other disruptions, which "
+                  "are made again) before it fails (default 6)")
+      ->group(k);
+  cmd->add_option("--pod-annotation", pod_annotations,
+                  "key=value on every pod (repeatable; e.g. sidecar.istio.io/inject=false)")
+      ->group(k);
   cmd->add_flag("--status", status_only,
                 "start nothing: each target's last run (status, run, duration, failed step)");
   cmd->callback([&cli]() {
@@ -1081,12 +1212,34 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
       cli.exit_code = cli.Error(ExitCode::kInvalid, sizes.status().message());
       return;
     }
+    fleet.digest = RunbookDigest(rb);
+    std::optional<KubeExecutorOptions> use_kube;
+    if (executor == "kube") {
+      for (const std::string& a : pod_annotations) {
+        const size_t eq = a.find('=');
+        if (eq == std::string::npos || eq == 0) {
+          cli.exit_code =
+              cli.Error(ExitCode::kInvalid, "--pod-annotation " + a + ": expected key=value");
+          return;
+        }
+        kube.pod_annotations[a.substr(0, eq)] = a.substr(eq + 1);
+      }
+      use_kube = kube;
+    } else if (!kube.image.empty() || !kube.state_secret.empty()) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid,
+                                "--image and --state-secret are for --executor kube; nothing "
+                                "was started");
+      return;
+    }
+    if (Status s = UseExecutor(cli, fleet, use_kube); !s.ok()) {
+      cli.exit_code = cli.Error(ExitCode::kInvalid, s.message() + "; nothing was started");
+      return;
+    }
     auto store = cli.OpenStore();
     if (!store) return;
     std::error_code ec;
     fleet.store = store.get();
     fleet.runbook_path = std::filesystem::weakly_canonical(std::filesystem::absolute(file), ec);
-    fleet.digest = RunbookDigest(rb);
     fleet.targets = std::move(*targets);
     fleet.sizes = std::move(*sizes);
     fleet.pairs = pairs;
@@ -1139,6 +1292,21 @@ void ResumeFleetFrom(Cli& cli, StateStore& store, const RunRecord& record, const
     return;
   }
   fleet.digest = RunbookDigest(*fleet.rb);
+  std::optional<KubeExecutorOptions> use_kube;
+  if (const Value ex = def.value("executor", Value::object()); ex.value("kind", "") == "kube") {
+    Result<KubeExecutorOptions> o = KubeExecutorOptions::FromValue(ex);
+    if (!o.ok()) {
+      cli.exit_code =
+          cli.Error(ExitCode::kInternal, "fleet " + record.id + ": " + o.status().message());
+      return;
+    }
+    use_kube = *o;
+  }
+  if (Status s = UseExecutor(cli, fleet, use_kube); !s.ok()) {
+    cli.exit_code = cli.Error(ExitCode::kInvalid,
+                              "fleet " + record.id + ": " + s.message() + "; nothing was started");
+    return;
+  }
   if (fleet.digest != record.digest && !allow_changed) {
     cli.exit_code = cli.Error(ExitCode::kInvalid,
                               "fleet " + record.id + ": " + record.runbook_path +
@@ -1366,6 +1534,135 @@ bool ResumeFleet(Cli& cli, StateStore& store, const RunRecord& record,
                                                        e.what() + ")");
   }
   return true;
+}
+
+}  // namespace runbook
+
+namespace runbook {
+namespace {
+
+// How long a pod waits for the lease of a run whose engine is gone with
+// its node (its lease has to expire): the lease's length and a margin.
+std::chrono::seconds LeaseWait() {
+  long secs = 30;
+  if (const char* v = getenv("RUNBOOK_LEASE_SECONDS"); v && *v) secs = std::atol(v);
+  return std::chrono::seconds(std::max(3L, secs) + 15);
+}
+
+// In a fleet's pod: target `target` of fleet `fleet_id` from the sources
+// and params the Job gave, run anew or resumed as the store says, in this
+// process (exec: the pod's process is the engine, so a lost pod takes the
+// engine with it and nothing outlives it). Returns an exit code if it
+// does not exec.
+int RunFleetTarget(Cli& cli, const std::string& fleet_id, const std::string& target, bool dry_run,
+                   bool yes, bool allow_changed) {
+  const char* sources = getenv("RUNBOOK_FLEET_SOURCES");
+  const char* params = getenv("RUNBOOK_FLEET_PARAMS");
+  if (!sources || !params) {
+    return cli.Error(ExitCode::kInvalid,
+                     "fleet-target runs in a pod of `runbook fleet --executor kube`: "
+                     "RUNBOOK_FLEET_SOURCES and RUNBOOK_FLEET_PARAMS are not set");
+  }
+  const std::string params_text = params;
+  Result<std::string> main_path = LayOutPodSources(sources);
+  // No step's child inherits them: the params may hold secrets.
+  unsetenv("RUNBOOK_FLEET_SOURCES");
+  unsetenv("RUNBOOK_FLEET_PARAMS");
+  if (!main_path.ok()) return cli.Error(ExitCode::kInternal, main_path.status().message());
+  Fleet fleet;
+  fleet.cli = &cli;
+  fleet.rb = cli.Load(*main_path);
+  if (!fleet.rb) return static_cast<int>(ExitCode::kInvalid);
+  TempParams tp(params_text);
+  if (tp.path().empty())
+    return cli.Error(ExitCode::kInternal, "cannot write a params file in /tmp");
+  std::optional<Value> resolved = cli.Params(*fleet.rb, {}, tp.path());
+  if (!resolved) return static_cast<int>(ExitCode::kInvalid);
+  Target t;
+  t.name = target;
+  t.child_yaml = params_text;
+  t.resolved = *resolved;
+  fleet.targets.push_back(std::move(t));
+  fleet.outcomes.assign(1, Outcome{});
+  fleet.record.id = fleet_id;
+  fleet.runbook_path = *main_path;
+  fleet.digest = fleet.run_digest = RunbookDigest(*fleet.rb);
+  fleet.dry_run = dry_run;
+  fleet.yes = yes;
+  fleet.allow_changed = allow_changed;
+  auto store = cli.OpenStore();
+  if (!store) return cli.exit_code;
+  fleet.store = store.get();
+  // The run of a pod lost with its node still holds its lease: wait for it
+  // to expire (a pod of this machine that is gone frees it at once).
+  const auto until = std::chrono::steady_clock::now() + LeaseWait();
+  for (;;) {
+    fleet.last.clear();
+    if (Status s = fleet.ReadLastRuns(); !s.ok()) {
+      return cli.Error(ExitCode::kInternal, "cannot read the target's last run: " + s.message());
+    }
+    auto it = fleet.last.find(target);
+    if (it == fleet.last.end()) break;
+    const std::string shown = cli.ShownStatus(*store, it->second);
+    if ((shown != "running" && shown != "rolling_back") ||
+        std::chrono::steady_clock::now() >= until) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  const RunRecord* prev = nullptr;
+  const std::string what = fleet.Decide(0, &prev);
+  const Outcome& o = fleet.outcomes[0];
+  if (what.empty()) {
+    printf("fleet %s: target %s: %s%s%s\n", fleet_id.c_str(), TerminalSafe(target).c_str(),
+           o.status.c_str(), o.run_id.empty() ? "" : (" (run " + o.run_id + ")").c_str(),
+           o.note.empty() ? "" : ("; " + TerminalSafe(o.note)).c_str());
+    if (!o.failure) return 0;
+    return static_cast<int>(o.status == "running" || o.status == "rolling_back"
+                                ? ExitCode::kLocked
+                                : ExitCode::kRollbackFailed);
+  }
+  std::vector<std::string> argv = fleet.ChildArgv(0, what, prev);
+  printf("fleet %s: target %s: %s%s\n", fleet_id.c_str(), TerminalSafe(target).c_str(),
+         what == "resume" ? "resuming run " : "a new run",
+         what == "resume" ? prev->id.c_str() : "");
+  fflush(stdout);
+  fflush(stderr);
+  // The params on stdin, from a file already unlinked: never argv.
+  const int fd = open(tp.path().c_str(), O_RDONLY);
+  if (fd < 0 || dup2(fd, STDIN_FILENO) < 0) {
+    return cli.Error(ExitCode::kInternal,
+                     std::string("cannot read the params: ") + strerror(errno));
+  }
+  close(fd);
+  unlink(tp.path().c_str());
+  setenv("RUNBOOK_STATE", cli.StatePath().c_str(), 1);
+  unsetenv("RUNBOOK_STATE_WITHHELD");
+  store.reset();
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  execv("/proc/self/exe", args.data());
+  return cli.Error(ExitCode::kInternal, std::string("cannot start the run: ") + strerror(errno));
+}
+
+}  // namespace
+
+void AddFleetTargetCommand(CLI::App& app, Cli& cli) {
+  static std::string fleet_id, target;
+  static bool dry_run = false, yes = false, allow_changed = false;
+  auto* cmd = app.add_subcommand("fleet-target",
+                                 "in a pod of `runbook fleet --executor kube`: run or resume one "
+                                 "target's run");
+  cmd->group("");  // not for people: the Jobs' command
+  cmd->add_option("--fleet", fleet_id)->required();
+  cmd->add_option("--target", target)->required();
+  cmd->add_flag("--dry-run", dry_run);
+  cmd->add_flag("--yes", yes);
+  cmd->add_flag("--allow-changed", allow_changed);
+  cmd->callback([&cli]() {
+    cli.exit_code = RunFleetTarget(cli, fleet_id, target, dry_run, yes, allow_changed);
+  });
 }
 
 }  // namespace runbook

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
     AddPlanCommand(app, cli);
     AddRunCommands(app, cli);
     AddFleetCommand(app, cli);
+    AddFleetTargetCommand(app, cli);
     AddStatusCommand(app, cli);
     AddReportCommand(app, cli);
     AddApproveCommand(app, cli);

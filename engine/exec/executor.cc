@@ -52,6 +52,10 @@ Value RunbookSources(const Runbook& rb) {
 std::string RunbookDigest(const Runbook& rb) {
   std::map<std::string, std::string> sources;
   CollectSources(rb, &sources);
+  return SourcesDigest(sources);
+}
+
+std::string SourcesDigest(const std::map<std::string, std::string>& sources) {
   std::string all;
   for (const auto& [p, text] : sources) all += p + "\n" + Sha256Hex(text) + "\n";
   return Sha256Hex(all);

@@ -3,6 +3,7 @@
 // rolls back and rehearses.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -97,6 +98,8 @@ class Executor {
 
 // sha256 over a runbook's text and, sorted by path, its includes' texts.
 std::string RunbookDigest(const Runbook& rb);
+// The same over {absolute path: text} (the files as laid out elsewhere).
+std::string SourcesDigest(const std::map<std::string, std::string>& sources);
 // {path: text} of a runbook and its includes.
 Value RunbookSources(const Runbook& rb);
 

@@ -14,6 +14,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/e2e/run_lock_test.cc
   tests/e2e/fleet_test.cc
   tests/e2e/fleet_query_test.cc
+  tests/e2e/fleet_kube_test.cc
   tests/e2e/secrets_test.cc
   tests/e2e/runbooks_test.cc
   tests/e2e/runbooks_move_test.cc

@@ -14,6 +14,9 @@ PVC binding:
   pods it selects (ready ones in addresses; targetPort resolved, named too).
 - Objects whose controlling owner is gone are deleted (background cascading
   deletion); bare pods become Running; PVCs become Bound.
+- The pods of Jobs annotated `sim.runbook/run: local` run real local
+  processes through `kubelet` (local_pods.py), whose waiter threads wake the
+  controller when a process exits.
 """
 
 import copy
@@ -23,6 +26,7 @@ import threading
 import time
 import traceback
 
+import local_pods
 import store as st
 import workloads
 from resources import BY_KEY
@@ -44,7 +48,10 @@ class Controller:
         self.wake = threading.Event()
         self.stopped = False
         self.job_due = {}  # job uid -> monotonic deadline
+        self.job_counted = {}  # run-local job uid -> uids of the pods already counted in its status
         self.pod_ips = itertools.count(2)
+        self.node, self.host_ip = NODE, HOST_IP
+        self.kubelet = local_pods.Kubelet(store)
         store.listeners.append(self._on_change)
         self.thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self.thread.start()
@@ -56,6 +63,13 @@ class Controller:
     def stop(self):
         self.stopped = True
         self.wake.set()
+
+    def reset(self):
+        """Forget all jobs and kill every local process (the caller resets the store)."""
+        with self.store.lock:
+            self.job_due.clear()
+            self.job_counted.clear()
+            self.kubelet.kill_all()
 
     def _run(self):
         while not self.stopped:
@@ -103,8 +117,11 @@ class Controller:
         pod["status"] = self.pod_status(pod, now, "Running")
         self.store.create(POD, pod["metadata"]["namespace"], pod, keep_status=True)
 
+    def next_pod_ip(self):
+        return str(ipaddress.IPv4Address("10.244.0.0") + next(self.pod_ips))
+
     def pod_status(self, pod, now, phase, exit_code=None):
-        ip = str(ipaddress.IPv4Address("10.244.0.0") + next(self.pod_ips))
+        ip = self.next_pod_ip()
         ready = phase == "Running" and (pod["metadata"].get("annotations") or {}).get(ANN_READY) != "false"
         flag = "True" if ready else "False"
         statuses = []

@@ -11,7 +11,9 @@ file for the endpoints, the /_sim control API and what is not supported.
 import argparse
 import json
 import os
+import re
 import select
+import signal
 import socket
 import sys
 import threading
@@ -42,9 +44,9 @@ class Simulator:
 
     def __init__(self, log, controller_delay, job_duration, log_bodies=False):
         self.store = st.Store()
-        self.api = Api(self.store)
         self.faults = Faults()
         self.controller = Controller(self.store, controller_delay, job_duration)
+        self.api = Api(self.store, pod_log=self.controller.kubelet.log_text)
         self.log_file = log
         self.log_bodies = log_bodies
         self.log_lock = threading.Lock()
@@ -62,8 +64,20 @@ class Simulator:
         self.generation += 1
         self.faults.clear()
         with self.store.lock:
-            self.controller.job_due.clear()
+            self.controller.reset()
             self.store.reset()
+
+    def kill_pod(self, ns, name):
+        """A node loss: SIGKILL the pod's process group; -> (code, body) once its status says so."""
+        proc = self.controller.kubelet.kill(ns, name)
+        if proc is None:
+            raise st.ApiError(404, f'pod "{name}" in namespace "{ns}" has no running process')
+        proc.done.wait(5)
+        return 200, {"killed": True, "namespace": ns, "name": name, "pid": proc.popen.pid, "signal": "SIGKILL"}
+
+    def shutdown(self):
+        self.controller.stop()
+        self.controller.kubelet.shutdown()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -256,6 +270,9 @@ class Handler(BaseHTTPRequestHandler):
                 specs = spec if isinstance(spec, list) else [spec]
                 added = [sim.faults.add(s) for s in specs]
                 return self._send(201, added[0] if not isinstance(spec, list) else {"faults": added})
+        m = re.fullmatch(r"/_sim/pods/([^/]+)/([^/]+)/kill", path)
+        if m and method == "POST":
+            return self._send(*sim.kill_pod(*(urllib.parse.unquote(g) for g in m.groups())))
         raise st.ApiError(404, f"no simulator endpoint {method} {path}")
 
     # -- watch
@@ -418,13 +435,19 @@ def main(argv=None):
             f.write(f"{port}\n")
         os.replace(tmp, args.port_file)
     sim.log(f"kube-sim listening on http://{args.host}:{port}")
+    signal.signal(signal.SIGTERM, _interrupt)  # so that `finally` kills the local processes
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        sim.controller.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        sim.shutdown()
         server.server_close()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

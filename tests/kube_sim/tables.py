@@ -39,16 +39,28 @@ def _statefulset(o):
     return [("Ready", f'{s.get("readyReplicas", 0)}/{o["spec"].get("replicas", 1)}')]
 
 
+def _pod_reason(s):
+    """The STATUS column as kubectl's printer derives it: the last container's waiting or
+    terminated reason (CreateContainerConfigError, Completed, Error, ...), else the phase."""
+    reason, running = s.get("reason") or s.get("phase", "Pending"), False
+    for c in reversed(s.get("containerStatuses") or []):
+        state = c.get("state") or {}
+        if (state.get("waiting") or {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif "terminated" in state:
+            reason = state["terminated"].get("reason") or f'ExitCode:{state["terminated"].get("exitCode", 0)}'
+        elif c.get("ready") and "running" in state:
+            running = True
+    if reason == "Completed" and running:
+        reason = "Running"
+    return reason
+
+
 def _pod(o):
     s = o.get("status") or {}
     cs = s.get("containerStatuses") or []
     ready = sum(1 for c in cs if c.get("ready"))
-    phase = s.get("phase", "Pending")
-    if phase == "Succeeded":
-        phase = "Completed"
-    elif phase == "Failed":
-        phase = "Error"
-    return [("Ready", f"{ready}/{len(o['spec'].get('containers') or [])}"), ("Status", phase),
+    return [("Ready", f"{ready}/{len(o['spec'].get('containers') or [])}"), ("Status", _pod_reason(s)),
             ("Restarts", sum(c.get("restartCount", 0) for c in cs))]
 
 

@@ -603,6 +603,198 @@ class WorkloadTest(KubeSimTestCase):
         self.assertIn('deployments.apps "web" not found', r.stderr)
 
 
+def local_job(name, command, env=None, backoff_limit=6, restart="Never", **spec):
+    """A Job manifest (JSON) whose pod runs `command` as a local process of the simulator."""
+    container = {"name": "task", "image": "busybox", "command": command}
+    if env:
+        container["env"] = env
+    return json.dumps({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": backoff_limit, **spec, "template": {
+            "metadata": {"annotations": {"sim.runbook/run": "local"}},
+            "spec": {"restartPolicy": restart, "containers": [container]}}}})
+
+
+def process_gone(pid):
+    """True when the process has exited (a zombie nobody reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+class LocalJobTest(KubeSimTestCase):
+    """Jobs with `sim.runbook/run: local`: each pod runs its container's command here."""
+
+    def run_job(self, manifest):
+        self.ok("apply", "-f", self.write("job.json", manifest))
+
+    def pods(self, job):
+        items = self.get_json("pods", "-l", f"job-name={job}")["items"]
+        return sorted(items, key=lambda p: p["metadata"]["creationTimestamp"] + p["metadata"]["resourceVersion"])
+
+    def running_pod(self, job, other_than=()):
+        """The job's Running pod (waiting for it), not one of `other_than`."""
+        def find():
+            return next((p for p in self.pods(job) if p["status"].get("phase") == "Running"
+                         and p["metadata"]["name"] not in other_than), None)
+        return self.wait_until(find, what=f"a running pod of job {job}")
+
+    def kill(self, pod):
+        return self.sim.request("POST", f"/_sim/pods/default/{pod}/kill")
+
+    def test_command_runs_and_succeeds(self):
+        self.run_job(local_job("hi", ["sh", "-c", "echo hi; exit 0"]))
+        self.ok("wait", "--for=condition=complete", "job/hi", "--timeout=10s")
+        job = self.get_json("job", "hi")
+        self.assertEqual(job["status"]["succeeded"], 1)
+        self.assertEqual([c["type"] for c in job["status"]["conditions"]], ["SuccessCriteriaMet", "Complete"])
+        self.assertIn("completionTime", job["status"])
+        [pod] = self.pods("hi")
+        self.assertEqual(pod["status"]["phase"], "Succeeded")
+        terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        self.assertEqual((terminated["exitCode"], terminated["reason"]), (0, "Completed"))
+        self.assertTrue(process_gone(int(pod["metadata"]["annotations"]["sim.runbook/pid"])))
+        self.assertEqual(self.ok("logs", pod["metadata"]["name"]), "hi\n")
+        self.assertEqual(self.ok("logs", "job/hi"), "hi\n")
+
+    def test_env_from_secret_configmap_and_field_refs(self):
+        self.ok("create", "secret", "generic", "creds", "--from-literal=b=y")  # data, base64
+        self.ok("apply", "-f", self.write("src.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: more}\n"
+                                                       "stringData: {a: x}\n---\napiVersion: v1\n"
+                                                       "kind: ConfigMap\nmetadata: {name: cfg}\ndata: {c: z}\n"))
+        env = [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "more", "key": "a"}}},
+               {"name": "B", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "b"}}},
+               {"name": "C", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "c"}}},
+               {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k", "optional": True}}},
+               {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+               {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+               {"name": "JOB", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
+               {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+               {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+               {"name": "AB", "value": "$(A)-$(B)"}]
+        self.run_job(local_job("envs", ["env"], env))  # no shell: `env` prints exactly what it got
+        self.ok("wait", "--for=condition=complete", "job/envs", "--timeout=10s")
+        [pod] = self.pods("envs")
+        got = dict(line.split("=", 1) for line in self.ok("logs", pod["metadata"]["name"]).splitlines())
+        self.assertEqual({k: got.get(k) for k in ("A", "B", "C", "NS", "JOB", "NODE", "AB")},
+                         {"A": "x", "B": "y", "C": "z", "NS": "default", "JOB": "envs", "NODE": "sim-node",
+                          "AB": "x-y"})
+        self.assertEqual((got["POD"], got["IP"]), (pod["metadata"]["name"], pod["status"]["podIP"]))
+        self.assertLessEqual(set(got) - {"A", "B", "C", "POD", "NS", "JOB", "NODE", "IP", "AB"},
+                             {"PATH", "HOME", "LANG", "TMPDIR"})  # nothing else leaks from the simulator
+
+    def test_missing_secret_keeps_pod_pending_until_it_exists(self):
+        env = [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "later", "key": "k"}}}]
+        self.run_job(local_job("waits", ["sh", "-c", 'test "$K" = v'], env))
+        pod = self.wait_until(lambda: next(iter(self.pods("waits")), None), what="the pod")
+        self.assertEqual(pod["status"]["phase"], "Pending")
+        waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+        self.assertEqual(waiting, {"reason": "CreateContainerConfigError", "message": 'secret "later" not found'})
+        self.assertIn("CreateContainerConfigError", self.ok("get", "pods", "-l", "job-name=waits"))
+        self.ok("create", "secret", "generic", "later", "--from-literal=k=v")
+        self.ok("wait", "--for=condition=complete", "job/waits", "--timeout=10s")
+        self.assertEqual([p["status"]["phase"] for p in self.pods("waits")], ["Succeeded"])
+
+    def test_failing_command_is_retried_up_to_the_backoff_limit(self):
+        self.run_job(local_job("flaky", ["sh", "-c", "echo try; exit 3"], backoff_limit=2))
+        self.ok("wait", "--for=condition=failed", "job/flaky", "--timeout=10s")
+        job = self.get_json("job", "flaky")
+        self.assertEqual(job["status"]["failed"], 3)
+        self.assertEqual([(c["type"], c["reason"]) for c in job["status"]["conditions"]],
+                         [("FailureTarget", "BackoffLimitExceeded"), ("Failed", "BackoffLimitExceeded")])
+        pods = self.pods("flaky")
+        self.assertEqual(len({p["metadata"]["name"] for p in pods}), 3)
+        for p in pods:
+            self.assertEqual(p["status"]["phase"], "Failed")
+            self.assertEqual(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 3)
+            self.assertEqual(p["metadata"]["labels"]["batch.kubernetes.io/job-name"], "flaky")
+            self.assertEqual(p["metadata"]["labels"]["controller-uid"], job["metadata"]["uid"])
+        self.settle()
+        self.assertEqual(len(self.pods("flaky")), 3)  # no more pods once failed
+
+    def test_pod_failure_policy_fail_job_on_exit_code(self):
+        policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}]}
+        self.run_job(local_job("fatal", ["sh", "-c", "exit 3"], podFailurePolicy=policy))
+        self.ok("wait", "--for=condition=failed", "job/fatal", "--timeout=10s")
+        job = self.get_json("job", "fatal")
+        failed = job["status"]["conditions"][-1]
+        self.assertEqual((failed["type"], failed["reason"]), ("Failed", "PodFailurePolicy"))
+        self.assertRegex(failed["message"], r"Container task for pod default/fatal-\w{5} failed with exit code 3 "
+                                            r"matching FailJob rule at index 0")
+        self.assertEqual((job["status"]["failed"], len(self.pods("fatal"))), (1, 1))
+
+    def test_killed_pod_is_replaced_and_ignored_by_policy(self):
+        policy = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}
+        self.run_job(local_job("long", ["sleep", "60"], backoff_limit=0, podFailurePolicy=policy))
+        first = self.running_pod("long")
+        pid = int(first["metadata"]["annotations"]["sim.runbook/pid"])
+        self.assertFalse(process_gone(pid))
+        code, body = self.kill(first["metadata"]["name"])
+        self.assertEqual((code, body["pid"]), (200, pid))
+        self.wait_until(lambda: process_gone(pid), what="the killed process to go")
+        killed = self.get_json("pod", first["metadata"]["name"])
+        self.assertEqual(killed["status"]["phase"], "Failed")
+        self.assertEqual(killed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 137)
+        self.assertIn(("DisruptionTarget", "True"), [(c["type"], c["status"]) for c in killed["status"]["conditions"]])
+        second = self.running_pod("long", other_than={first["metadata"]["name"]})
+        self.assertNotIn("failed", self.get_json("job", "long")["status"])  # ignored, so backoffLimit 0 holds
+        self.assertEqual(self.kill(first["metadata"]["name"])[0], 404)  # no process any more
+        self.assertEqual(self.kill("nosuchpod")[0], 404)
+        # kubectl delete pod: the process is killed and the pod replaced, still not counted
+        self.ok("delete", "pod", second["metadata"]["name"])
+        self.wait_until(lambda: process_gone(int(second["metadata"]["annotations"]["sim.runbook/pid"])),
+                        what="the deleted pod's process to go")
+        third = self.running_pod("long", other_than={first["metadata"]["name"], second["metadata"]["name"]})
+        self.assertNotIn("failed", self.get_json("job", "long")["status"])
+        # kubectl delete job: its processes are killed, its pods removed
+        self.ok("delete", "job", "long")
+        self.wait_until(lambda: process_gone(int(third["metadata"]["annotations"]["sim.runbook/pid"])),
+                        what="the job's process to go")
+        self.wait_until(lambda: self.pods("long") == [], what="the job's pods to go")
+
+    def test_killed_pods_count_against_backoff_limit(self):
+        self.run_job(local_job("fragile", ["sleep", "60"], backoff_limit=1))
+        first = self.running_pod("fragile")
+        self.assertEqual(self.kill(first["metadata"]["name"])[0], 200)
+        second = self.running_pod("fragile", other_than={first["metadata"]["name"]})
+        self.assertEqual(self.get_json("job", "fragile")["status"]["failed"], 1)
+        self.assertEqual(self.kill(second["metadata"]["name"])[0], 200)
+        self.ok("wait", "--for=condition=failed", "job/fragile", "--timeout=10s")
+        self.assertEqual(self.get_json("job", "fragile")["status"]["failed"], 2)
+        self.assertEqual(len(self.pods("fragile")), 2)
+
+    def test_on_failure_restarts_the_same_pod(self):
+        marker = os.path.join(self.tmp, "marker")
+        script = f'test -e {marker} && echo second && exit 0; touch {marker}; echo first; exit 1'
+        self.run_job(local_job("again", ["sh", "-c", script], restart="OnFailure"))
+        self.ok("wait", "--for=condition=complete", "job/again", "--timeout=10s")
+        [pod] = self.pods("again")
+        status = pod["status"]["containerStatuses"][0]
+        self.assertEqual((pod["status"]["phase"], status["restartCount"]), ("Succeeded", 1))
+        self.assertEqual(status["lastState"]["terminated"]["exitCode"], 1)
+        self.assertEqual(self.ok("logs", pod["metadata"]["name"]), "first\nsecond\n")
+        self.assertNotIn("failed", self.get_json("job", "again")["status"])
+
+    def test_simulator_shutdown_kills_local_processes(self):
+        sim = SimProcess(tempfile.mkdtemp(prefix="own_sim_", dir=self.tmp))
+        try:
+            code, _ = sim.request("POST", "/apis/batch/v1/namespaces/default/jobs",
+                                  json.loads(local_job("bg", ["sleep", "60"])))
+            self.assertEqual(code, 201)
+
+            def pid():
+                pods = sim.request("GET", "/api/v1/namespaces/default/pods")[1]["items"]
+                return next((int(p["metadata"]["annotations"]["sim.runbook/pid"]) for p in pods
+                             if "sim.runbook/pid" in p["metadata"].get("annotations", {})), None)
+            child = self.wait_until(pid, what="the job's process")
+            self.assertFalse(process_gone(child))
+        finally:
+            sim.stop()  # SIGTERM
+        self.wait_until(lambda: process_gone(child), timeout=5, what="the process to die with the simulator")
+
+
 class PatchAndDryRunTest(KubeSimTestCase):
     def test_patch_types(self):
         self.apply_manifest()

@@ -16,13 +16,27 @@
   the template annotation `sim.runbook/job-duration-ms`) the job is
   Complete, or Failed when the template has the annotation
   `sim.runbook/job-result: fail` or a container env var `SIM_JOB_RESULT=fail`.
+- Job X whose template has the annotation `sim.runbook/run: local`
+  (local_job()): its pods run their first container's command as local
+  processes (local_pods.py: environment from `value`, secretKeyRef,
+  configMapKeyRef, fieldRef and envFrom; the pid in the pod annotation
+  `sim.runbook/pid`; POST /_sim/pods/NS/NAME/kill for a node loss), and the
+  job controller's rules apply: a failed pod counts in status.failed and is
+  replaced by a new pod `X-<5 random chars>` while failed <= backoffLimit
+  (then Failed, BackoffLimitExceeded); spec.podFailurePolicy rules FailJob /
+  Ignore / Count on exit codes or pod conditions (DisruptionTarget is set on
+  pods killed by a delete or the kill endpoint); restartPolicy OnFailure
+  restarts the container in the same pod; completions, parallelism,
+  activeDeadlineSeconds and suspend are honoured. No backoff delays.
 """
 
 import copy
 import hashlib
 import json
+import secrets
 import time
 
+import local_pods
 from resources import BY_KEY
 
 DEPLOY, RS = BY_KEY["apps/deployments"], BY_KEY["apps/replicasets"]
@@ -92,8 +106,16 @@ def reconcile_all(ctl, now):
         deployment_status(ctl, d, now)
     for s in ctl.all(STS):
         statefulset(ctl, s, now)
-    for j in ctl.all(JOB):
-        job(ctl, j, now)
+    jobs = ctl.all(JOB)
+    for j in jobs:
+        if local_pods.runs_locally(j["spec"].get("template") or {}):
+            local_job(ctl, j, now)
+        else:
+            job(ctl, j, now)
+    live = [j["metadata"]["uid"] for j in jobs]
+    ctl.kubelet.forget_tombstones(live)
+    for uid in set(ctl.job_counted) - set(live):
+        del ctl.job_counted[uid]
 
 
 # ----------------------------------------------------------------------------
@@ -329,3 +351,176 @@ def job(ctl, j, now):
         c["lastProbeTime"] = now
     ctl.job_due.pop(uid, None)
     ctl.set_status(JOB, j, new)
+
+
+# ----------------------------------------------------------------------------
+# Jobs whose pods run local processes (template annotation sim.runbook/run: local)
+
+
+def _finished(status):
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+def _phase(pod):
+    return (pod.get("status") or {}).get("phase")
+
+
+def _matching_container(pod, req):
+    """(name, exit code) of a container that ended with a non-zero code matching onExitCodes."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        code = ((cs.get("state") or {}).get("terminated") or {}).get("exitCode")
+        if not code or (req.get("containerName") and req["containerName"] != cs.get("name")):
+            continue
+        if (code in (req.get("values") or [])) == (req.get("operator", "In") == "In"):
+            return cs.get("name"), code
+    return None
+
+
+def pod_failure_action(spec, pod):
+    """(action, message) of the first spec.podFailurePolicy rule a failed pod matches,
+    else ("Count", None). FailIndex (indexed jobs only) counts as Count."""
+    where = f'{pod["metadata"]["namespace"]}/{pod["metadata"]["name"]}'
+    for i, rule in enumerate((spec.get("podFailurePolicy") or {}).get("rules") or []):
+        action = rule.get("action", "Count")
+        if rule.get("onExitCodes"):
+            hit = _matching_container(pod, rule["onExitCodes"])
+            if hit:
+                return action, (f"Container {hit[0]} for pod {where} failed with exit code {hit[1]} matching "
+                                f"{action} rule at index {i}")
+        for want in rule.get("onPodConditions") or []:
+            if any(c.get("type") == want.get("type") and c.get("status") == want.get("status", "True")
+                   for c in (pod.get("status") or {}).get("conditions") or []):
+                return action, f"Pod {where} has condition {want.get('type')} matching {action} rule at index {i}"
+    return "Count", None
+
+
+def _count(spec, key):
+    """spec.completions / spec.parallelism (1 when unset or null)."""
+    value = spec.get(key)
+    return 1 if value is None else value
+
+
+def _past_backoff_on_failure(spec, active):
+    """restartPolicy OnFailure: the container restarts of the live pods reach backoffLimit."""
+    restarts = sum(cs.get("restartCount", 0) for p in active
+                   for cs in (p.get("status") or {}).get("containerStatuses") or [])
+    limit = spec.get("backoffLimit", 6)
+    return restarts > 0 if limit == 0 else restarts >= limit
+
+
+def _create_local_pod(ctl, j, now):
+    """A new pod `<job>-<5 chars>` for the job, created Pending, then started."""
+    ns, name = j["metadata"]["namespace"], j["metadata"]["name"]
+    while True:
+        pod_name = f"{name}-" + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+        if ctl.store.find(POD, ns, pod_name) is None:
+            break
+    pod = ctl.new_pod(JOB, j, pod_name, j["spec"].get("template") or {}, {})
+    pod["spec"]["nodeName"] = ctl.node
+    pod["status"] = local_pods.initial_status(ctl.next_pod_ip(), ctl.host_ip, now)
+    pod = ctl.store.create(POD, ns, pod, keep_status=True)
+    return ctl.kubelet.start(pod, now)
+
+
+def _stop_pods(ctl, pods, counted):
+    """Delete live pods (killing their processes) without counting them again."""
+    for p in pods:
+        counted.add(p["metadata"]["uid"])
+        ctl.store.delete(POD, p["metadata"]["namespace"], p["metadata"]["name"])
+
+
+def _tally(spec, ended, counted):
+    """Count newly ended pods: -> (succeeded, failed, (reason, message) of a FailJob or None)."""
+    succeeded = failed = 0
+    fail_job = None
+    for p in ended:
+        if p["metadata"]["uid"] in counted:
+            continue
+        counted.add(p["metadata"]["uid"])
+        if _phase(p) == "Succeeded":
+            succeeded += 1
+            continue
+        action, message = pod_failure_action(spec, p) if spec["template"]["spec"].get("restartPolicy") == "Never" \
+            else ("Count", None)
+        if action == "Ignore":
+            continue
+        failed += 1
+        if action == "FailJob" and fail_job is None:
+            fail_job = ("PodFailurePolicy", message)
+    return succeeded, failed, fail_job
+
+
+def _failure(ctl, spec, uid, failed, active, fail_job):
+    """(reason, message) when the job has failed, else None."""
+    if fail_job:
+        return fail_job
+    if failed > spec.get("backoffLimit", 6) or (spec["template"]["spec"].get("restartPolicy") == "OnFailure"
+                                                 and _past_backoff_on_failure(spec, active)):
+        return "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+    if uid in ctl.job_due and time.monotonic() >= ctl.job_due[uid]:
+        return "DeadlineExceeded", "Job was active longer than specified deadline"
+    return None
+
+
+def local_job(ctl, j, now):
+    """A Job whose pods run their command here (local_pods.py), with the job controller's
+    rules: a failed pod is replaced while status.failed <= backoffLimit, podFailurePolicy
+    rules FailJob / Ignore / Count, OnFailure restarts in place, activeDeadlineSeconds."""
+    status = j.get("status") or {}
+    spec, uid, ns = j["spec"], j["metadata"]["uid"], j["metadata"]["namespace"]
+    tombstones = ctl.kubelet.take_tombstones(uid)
+    if _finished(status):
+        ctl.job_due.pop(uid, None)
+        return
+    counted = ctl.job_counted.setdefault(uid, set())
+    pods = [p for p in ctl.all(POD, ns) if owned_by(p, j)]
+    live = [p for p in pods if _phase(p) in ("Pending", "Running") and p["metadata"]["uid"] not in counted]
+    if spec.get("suspend"):
+        _stop_pods(ctl, live, counted)
+        if status.get("active") or status.get("ready"):
+            ctl.set_status(JOB, j, {**{k: v for k, v in status.items() if k != "active"}, "ready": 0})
+        return
+    pods = [ctl.kubelet.start(p, now) if ctl.kubelet.needs_start(p) else p for p in pods]
+    ended = [p for p in pods if _phase(p) in ("Succeeded", "Failed")] + tombstones
+    succeeded, failed, fail_job = _tally(spec, ended, counted)
+    succeeded += status.get("succeeded", 0)
+    failed += status.get("failed", 0)
+    active = [p for p in pods if _phase(p) in ("Pending", "Running") and p["metadata"]["uid"] not in counted]
+    if spec.get("activeDeadlineSeconds") is not None and uid not in ctl.job_due:
+        ctl.job_due[uid] = time.monotonic() + spec["activeDeadlineSeconds"]
+    new = {"startTime": status.get("startTime") or now, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}}
+    failure = _failure(ctl, spec, uid, failed, active, fail_job)
+    if failure:
+        _stop_pods(ctl, active, counted)
+        failed += len(active)
+        new["conditions"] = [condition(None, "FailureTarget", "True", *failure, now),
+                             condition(None, "Failed", "True", *failure, now)]
+    elif succeeded >= _count(spec, "completions"):
+        _stop_pods(ctl, active, counted)
+        message = "Reached expected number of succeeded pods"
+        new.update(completionTime=now, conditions=[
+            condition(None, "SuccessCriteriaMet", "True", "CompletionsReached", message, now),
+            condition(None, "Complete", "True", "CompletionsReached", message, now)])
+    else:
+        want = min(_count(spec, "parallelism"), _count(spec, "completions") - succeeded) - len(active)
+        active += [_create_local_pod(ctl, j, now) for _ in range(max(0, want))]
+        new.update(active=len(active), ready=sum(1 for p in active if pod_ready(p)))
+    for c in new.get("conditions") or []:
+        c["lastProbeTime"] = now
+    if new.get("conditions"):
+        ctl.job_due.pop(uid, None)
+    new.update({k: v for k, v in (("succeeded", succeeded), ("failed", failed)) if v})
+    ctl.set_status(JOB, j, new)
+    if not new.get("conditions") and _unsettled(ctl, j, counted):
+        ctl.wake.set()  # the controller's own writes do not wake it
+
+
+def _unsettled(ctl, j, counted):
+    """Pods this pass left to count or to restart: a container that could not start
+    ends without a waiter thread to wake the controller."""
+    for p in ctl.all(POD, j["metadata"]["namespace"]):
+        if owned_by(p, j) and p["metadata"]["uid"] not in counted:
+            if _phase(p) in ("Succeeded", "Failed") or (_phase(p) == "Running" and ctl.kubelet.needs_start(p)):
+                return True
+    return False
