@@ -714,6 +714,7 @@ struct Fleet {
     }
     Conclude(i, r->exit_code,
              r->note.empty() ? "job " + r->job : r->note + " (job " + r->job + ")");
+    if (o.note.empty()) o.note = r->note;  // succeeded, with a pod lost on the way
   }
 
   // The outcome of target i from its run's exit code (-1: unknown).

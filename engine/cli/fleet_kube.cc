@@ -403,27 +403,30 @@ Result<JobOutcome> KubeJobs::Wait(const std::string& job, const std::atomic<bool
     }
     std::this_thread::sleep_for(o_.poll);
   }
-  // The last pod's exit code: what its engine said.
+  // The exit code of the Job's engine: 0 for a Job that completed (only a
+  // pod that exited 0 completes it; its record may be gone, as pods of
+  // finished Jobs are garbage-collected), else that of the pod whose engine
+  // ended the Job (1-127: the podFailurePolicy's FailJob), else that of a
+  // pod killed (128+N: the backoff limit was reached). And how many pods
+  // were lost on the way.
   Result<Value> pods = GetJson({"get", "pods", "-l", "job-name=" + job});
-  std::string newest;
-  int lost = 0;
+  int engine = -1, killed = -1, lost = 0;
   if (pods.ok()) {
     for (const Value& p : (*pods)["items"]) {
-      const std::string created =
-          p["metadata"].value("creationTimestamp", "") + " " + p["metadata"].value("name", "");
-      const Value& cs = p["status"].contains("containerStatuses") ? p["status"]["containerStatuses"]
-                                                                  : Value::array();
-      for (const Value& c : cs) {
+      if (!p.contains("status") || !p["status"].contains("containerStatuses")) continue;
+      for (const Value& c : p["status"]["containerStatuses"]) {
         if (!c.contains("state") || !c["state"].contains("terminated")) continue;
         const int code = c["state"]["terminated"].value("exitCode", -1);
-        if (code >= 128) ++lost;
-        if (created > newest) {
-          newest = created;
-          out.exit_code = code;
+        if (code >= 128) {
+          ++lost;
+          killed = code;
+        } else if (code > 0) {
+          engine = code;
         }
       }
     }
   }
+  out.exit_code = HasCondition(j, "Complete") ? 0 : engine > 0 ? engine : killed;
   if (HasCondition(j, "Failed") && (out.exit_code < 0 || out.exit_code >= 128)) {
     out.note = "its Job failed (" + ConditionMessage(j, "Failed") + ")";
   }

@@ -40,6 +40,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import uuid
 
 import store as st
 from resources import BY_KEY
@@ -179,11 +180,37 @@ def container_env(store, pod, container):
     return env
 
 
-def process_env(own):
-    """What the process gets: a few variables of the simulator's environment, then the container's."""
+# Every process of a container carries this (inherited by what it starts,
+# unless a child clears its environment): the simulator's stand-in for the
+# container's cgroup, so that killing a container kills all of it, also the
+# children that lead their own process groups or outlived their parent.
+CONTAINER_MARK = "SIM_CONTAINER"
+
+
+def process_env(own, mark):
+    """What the process gets: a few variables of the simulator's environment, the container's,
+    and the container's mark."""
     env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
     env.update(own)
+    env[CONTAINER_MARK] = mark
     return env
+
+
+def kill_marked(mark):
+    """SIGKILL every process whose environment carries `mark` (a container's), stopping them all
+    first so that none starts another meanwhile."""
+    needle = f"{CONTAINER_MARK}={mark}".encode()
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle not in f.read().split(b"\0"):
+                        continue
+                os.kill(int(entry), sig)
+            except OSError:
+                pass
 
 
 # ----------------------------------------------------------------------------
@@ -283,7 +310,7 @@ def _restarts(pod):
 class _Proc:
     """One run of a pod's first container."""
 
-    def __init__(self, pod, popen, started_at, restarts, last_state):
+    def __init__(self, pod, popen, started_at, restarts, last_state, mark):
         self.ns, self.name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         self.uid = pod["metadata"]["uid"]
         self.popen = popen
@@ -291,6 +318,7 @@ class _Proc:
         self.restarts = restarts
         self.last_state = last_state
         self.container_id = f"sim://pid-{popen.pid}"
+        self.mark = mark  # in the environment of every process of this container
         self.disruption = None  # (reason, message) once killed as a disruption
         self.deleted = False  # the pod is gone: nothing to report
         self.done = threading.Event()  # set once the exit is reported (or dropped)
@@ -301,6 +329,7 @@ class _Proc:
                 os.killpg(self.popen.pid, signal.SIGKILL)
             except OSError:
                 pass
+        kill_marked(self.mark)
 
 
 class Kubelet:
@@ -338,10 +367,11 @@ class Kubelet:
                 return self._write_status(pod, pod_status(pod, now, "Pending", state, restarts, last_state))
             argv = [expand(str(a), own) for a in (container.get("command") or []) + (container.get("args") or [])]
             try:
-                popen = self._spawn(pod, container, argv, process_env(own))
+                mark = uuid.uuid4().hex
+                popen = self._spawn(pod, container, argv, process_env(own, mark))
             except (OSError, ValueError) as e:
                 return self._start_failed(pod, now, argv, e, restarts, last_state)
-            proc = _Proc(pod, popen, now, restarts, last_state)
+            proc = _Proc(pod, popen, now, restarts, last_state, mark)
             self.procs[proc.uid] = proc
             threading.Thread(target=self._wait, args=(proc,), name=f"wait-{proc.name}", daemon=True).start()
             annotated = _with_annotation(pod, ANN_PID, str(popen.pid))
@@ -389,6 +419,7 @@ class Kubelet:
             os.killpg(proc.popen.pid, signal.SIGKILL)
         except OSError:
             pass
+        kill_marked(proc.mark)
         try:
             with self.store.lock:
                 self.procs.pop(proc.uid, None)

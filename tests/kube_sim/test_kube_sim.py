@@ -683,7 +683,7 @@ class LocalJobTest(KubeSimTestCase):
                           "AB": "x-y"})
         self.assertEqual((got["POD"], got["IP"]), (pod["metadata"]["name"], pod["status"]["podIP"]))
         self.assertLessEqual(set(got) - {"A", "B", "C", "POD", "NS", "JOB", "NODE", "IP", "AB"},
-                             {"PATH", "HOME", "LANG", "TMPDIR"})  # nothing else leaks from the simulator
+                             {"PATH", "HOME", "LANG", "TMPDIR", "SIM_CONTAINER"})  # nothing else leaks
 
     def test_missing_secret_keeps_pod_pending_until_it_exists(self):
         env = [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "later", "key": "k"}}}]
@@ -753,6 +753,18 @@ class LocalJobTest(KubeSimTestCase):
         self.wait_until(lambda: process_gone(int(third["metadata"]["annotations"]["sim.runbook/pid"])),
                         what="the job's process to go")
         self.wait_until(lambda: self.pods("long") == [], what="the job's pods to go")
+
+    def test_kill_takes_the_whole_container(self):
+        # A child in a session of its own, as a process group leader is, dies with the container.
+        pidfile = os.path.join(self.tmp, "child.pid")
+        self.run_job(local_job("tree", ["sh", "-c", f"setsid sleep 60 & echo $! > {pidfile}; sleep 60"],
+                               backoff_limit=0))
+        pod = self.running_pod("tree")
+        child = int(self.wait_until(lambda: open(pidfile).read().strip() if os.path.exists(pidfile) else None,
+                                    what="the child's pid"))
+        self.assertFalse(process_gone(child))
+        self.kill(pod["metadata"]["name"])
+        self.wait_until(lambda: process_gone(child), what="the container's other process gone")
 
     def test_killed_pods_count_against_backoff_limit(self):
         self.run_job(local_job("fragile", ["sleep", "60"], backoff_limit=1))
