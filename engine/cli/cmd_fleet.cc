@@ -636,24 +636,24 @@ struct Fleet {
     const RunRecord* prev = nullptr;
     // A Job still running this target (a resumed fleet whose process was
     // gone) is waited for, not decided about: its pod decides.
-    bool attach = false;
+    std::string active;
     if (kube) {
-      Result<std::string> active = kube->ActiveJob(i + 1);
-      if (!active.ok()) {
+      Result<std::string> job = kube->ActiveJob(i + 1);
+      if (!job.ok()) {
         o.status = "failed";
         o.failure = true;
-        o.note = active.status().message();
+        o.note = job.status().message();
         return;
       }
-      attach = !active->empty();
+      active = *job;
     }
-    const std::string what = attach ? "attach" : Decide(i, &prev);
+    const std::string what = !active.empty() ? "attach" : Decide(i, &prev);
     if (what.empty()) return;
     o.started = true;
     if (what != "resume") o.run_id.clear();
     RecordTarget(i, true);
     if (kube) {
-      RunInPod(i);
+      RunInPod(i, active);
       return;
     }
     ProcessSpec spec;
@@ -679,7 +679,7 @@ struct Fleet {
   }
 
   // Target i as a Kubernetes Job; its run is found in the store.
-  void RunInPod(size_t i) {
+  void RunInPod(size_t i, const std::string& active) {
     Outcome& o = outcomes[i];
     std::vector<std::string> flags;
     if (dry_run) flags.push_back("--dry-run");
@@ -687,7 +687,7 @@ struct Fleet {
     if (allow_changed) flags.push_back("--allow-changed");
     const auto start = std::chrono::steady_clock::now();
     Result<JobOutcome> r = kube->Run(i + 1, std::max(1, target_steps[i].attempts), targets[i].name,
-                                     targets[i].child_yaml, flags, g_interrupted);
+                                     targets[i].child_yaml, flags, g_interrupted, active);
     o.ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                  start)
                .count();

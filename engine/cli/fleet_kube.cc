@@ -355,10 +355,8 @@ Result<std::string> KubeJobs::ActiveJob(size_t index) {
 Result<JobOutcome> KubeJobs::Run(size_t index, int attempt, const std::string& target,
                                  const std::string& params_yaml,
                                  const std::vector<std::string>& flags,
-                                 const std::atomic<bool>& interrupted) {
-  Result<std::string> active = ActiveJob(index);
-  if (!active.ok()) return active.status();
-  std::string job = *active;
+                                 const std::atomic<bool>& interrupted, const std::string& active) {
+  std::string job = active;
   if (job.empty()) {
     job = JobName(index, attempt);
     const Value secret = {
@@ -370,16 +368,47 @@ Result<JobOutcome> KubeJobs::Run(size_t index, int attempt, const std::string& t
            {{"app.kubernetes.io/managed-by", "runbook"}, {"runbook.dev/fleet", fleet_}}}}},
         {"type", "Opaque"},
         {"stringData", {{"params.yaml", params_yaml}}}};
-    if (Status s = Create(secret, true); !s.ok()) return s;
-    if (Status s = Create(JobManifest(index, attempt, target, flags), false); !s.ok()) {
-      (void)Delete("secret", job);
-      return s;
+    const Value manifest = JobManifest(index, attempt, target, flags);
+    // Both in one kubectl (names are new for each attempt). Neither is left
+    // without the other: a Job without its Secret would wait forever.
+    Result<ProcessResult> r =
+        Kubectl({"create", "-f", "-", "-o", "name"},
+                secret.dump() + "\n" + manifest.dump() + "\n");  // a JSON stream
+    if (!r.ok()) return r.status();
+    const bool secret_made = r->out.find("secret/" + job) != std::string::npos;
+    const bool job_made = r->out.find("job.batch/" + job) != std::string::npos;
+    if (r->exit_code != 0 || !secret_made || !job_made) {
+      if (job_made) (void)Delete("job", job);
+      if (secret_made) (void)Delete("secret", job);
+      return Status::Unavailable("kubectl create job " + job + ": " +
+                                 LastLine(r->err.empty() ? r->out : r->err));
     }
   }
   Result<JobOutcome> out = Wait(job, interrupted);
   // The params (maybe secret) outlive the Job only while a pod may need them.
   if (out.ok() && !out->interrupted) (void)Delete("secret", job);
   return out;
+}
+
+Result<Value> KubeJobs::PolledJob(const std::string& job) {
+  std::lock_guard<std::mutex> lock(poll_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (!polled_ || now - polled_at_ >= o_.poll) {
+    Result<Value> jobs = GetJson({"get", "jobs", "-l", "runbook.dev/fleet=" + fleet_});
+    polled_ = true;
+    polled_at_ = now;
+    poll_error_ = jobs.ok() ? Status::Ok() : jobs.status();
+    jobs_.clear();
+    if (jobs.ok()) {
+      for (Value& j : (*jobs)["items"]) {
+        const std::string name = j["metadata"].value("name", "");  // before j is moved
+        jobs_[name] = std::move(j);
+      }
+    }
+  }
+  if (!poll_error_.ok()) return poll_error_;
+  auto it = jobs_.find(job);
+  return it == jobs_.end() ? Value() : it->second;
 }
 
 Result<JobOutcome> KubeJobs::Wait(const std::string& job, const std::atomic<bool>& interrupted) {
@@ -392,14 +421,17 @@ Result<JobOutcome> KubeJobs::Wait(const std::string& job, const std::atomic<bool
       out.interrupted = true;
       return out;
     }
-    Result<Value> got = GetJson({"get", "job", job});
-    if (got.ok()) {
+    Result<Value> got = PolledJob(job);
+    if (got.ok() && !got->is_null()) {
       errors = 0;
       j = *got;
       if (HasCondition(j, "Complete") || HasCondition(j, "Failed")) break;
-    } else if (++errors >= 30) {  // the API away for 30 polls in a row
-      return Status::Unavailable("job " + job + ": " + got.status().message() +
-                                 " (the Job goes on; runbook resume FLEET waits for it again)");
+    } else if (++errors >= 30) {  // the API away, or the Job gone, for 30 polls in a row
+      return Status::Unavailable(
+          "job " + job + ": " +
+          (got.ok() ? "not found (deleted?)" : got.status().message() +
+                                                   " (the Job goes on; runbook resume FLEET "
+                                                   "waits for it again)"));
     }
     std::this_thread::sleep_for(o_.poll);
   }

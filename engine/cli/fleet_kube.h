@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -81,13 +82,13 @@ class KubeJobs {
 
   // Creates (or replaces) the fleet's ConfigMap of sources.
   Status Prepare(const PodSources& sources);
-  // Runs target `index` (1-based, its record's) as a Job, or waits for the
-  // Job already running it (a resumed fleet), until the Job ends or
+  // Runs target `index` (1-based, its record's) as a Job, or waits for
+  // `active`, the Job already running it (a resumed fleet), until it ends or
   // `interrupted` is set. `params_yaml` reaches the pod through a Secret;
   // `flags` are added to the pod's command (--dry-run, --yes, ...).
   Result<JobOutcome> Run(size_t index, int attempt, const std::string& target,
                          const std::string& params_yaml, const std::vector<std::string>& flags,
-                         const std::atomic<bool>& interrupted);
+                         const std::atomic<bool>& interrupted, const std::string& active);
   // The name of target `index`'s Job still running (no Complete or Failed
   // condition), or "".
   Result<std::string> ActiveJob(size_t index);
@@ -105,10 +106,19 @@ class KubeJobs {
   Status Delete(const std::string& kind, const std::string& name);
   Result<JobOutcome> Wait(const std::string& job, const std::atomic<bool>& interrupted);
   Result<Value> GetJson(std::vector<std::string> args);
+  // `job` as the last poll of all the fleet's Jobs saw it (null: not seen);
+  // one poll per interval, shared by the workers whatever their number.
+  Result<Value> PolledJob(const std::string& job);
 
   KubeExecutorOptions o_;
   std::string fleet_;
   ProcessRunner& runner_;
+
+  std::mutex poll_mu_;  // guards what follows
+  bool polled_ = false;
+  std::chrono::steady_clock::time_point polled_at_;
+  Status poll_error_;
+  std::map<std::string, Value> jobs_;
 };
 
 }  // namespace runbook

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <random>
 #include <thread>
 
 #include "tests/e2e/e2e_util.h"
@@ -206,6 +207,70 @@ TEST_CASE(
     pods += p["metadata"]["labels"].value("runbook.dev/target-index", "") == "1";
   }
   CHECK(pods == 2);
+}
+
+TEST_CASE(
+    "a fleet of 100 targets as Jobs whose pods are lost at random: every target ends exactly "
+    "once, succeeded, by one run resumed as often as its pod was lost",
+    "[e2e][kube][postgres][fleet]") {
+  KubeFleet k;
+  // Exactly-once steps (creates:), and one that takes a while to be lost in.
+  k.t.Write("rb.yaml", R"(format: 1
+name: kube-target
+lock: "t:${{ params.db }}"
+params:
+  w: {type: string}
+  db: {type: string}
+steps:
+  - id: act
+    exec: {argv: [mkdir, "${{ params.w }}/${{ params.db }}"], creates: "${{ params.w }}/${{ params.db }}"}
+  - id: settle
+    exec: {argv: [sleep, "0.3"]}
+    idempotent: true
+  - id: done
+    exec: {argv: [mkdir, "${{ params.w }}/${{ params.db }}.done"],
+           creates: "${{ params.w }}/${{ params.db }}.done"}
+)");
+  std::string list;
+  for (int i = 0; i < 100; ++i) {
+    list += "- {name: t" + std::to_string(i) + ", params: {db: d" + std::to_string(i) + "}}\n";
+  }
+  const std::string targets = k.t.Write("targets.yaml", list);
+  Background fleet(k.t.Spec(
+      k.Args(targets, {"--wave", "1", "--wave", "10%", "--max-concurrency", "8"}), k.Env()));
+  std::mt19937_64 rng(CrashSeed("fleet pod losses"));
+  int kills = 0;
+  while (fleet.Running()) {
+    fleet.Drain(std::chrono::milliseconds(200 + rng() % 600));
+    std::vector<std::string> running;
+    for (const Value& p : k.sim.Objects("/pods")) {
+      if (p["status"].value("phase", "") == "Running") running.push_back(p["metadata"]["name"]);
+    }
+    if (running.empty() || kills >= 30) continue;
+    try {  // it may have ended meanwhile (404)
+      k.sim.Request("POST", "/_sim/pods/default/" + running[rng() % running.size()] + "/kill");
+      ++kills;
+    } catch (const std::exception&) {
+    }
+  }
+  REQUIRE(fleet.WaitExit(std::chrono::seconds(10)));
+  fleet.Drain();
+  printf("kube fleet test: %d pods lost\n", kills);
+  INFO(fleet.out() << fleet.err());
+  INFO("pods lost: " << kills);
+  CHECK(kills >= 5);
+  const std::string id = FleetIdOf(fleet.out());
+  const Value status = k.t.RunStatus(id);
+  CHECK(status["status"] == "succeeded");
+  REQUIRE(status["targets"].size() == 100);
+  for (const Value& target : status["targets"]) {
+    INFO(target.dump());
+    CHECK(target["outcome"] == "succeeded");
+    CHECK(target["run_status"] == "succeeded");
+  }
+  // One run per target, each mkdir once (a second would have failed it).
+  CHECK(k.Runs() == 100);
+  for (int i = 0; i < 100; ++i) CHECK(Exists(k.w + "/d" + std::to_string(i) + ".done"));
 }
 
 TEST_CASE("a fleet with --executor kube refuses what its pods could not run, starting nothing",
