@@ -31,7 +31,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/runbook /usr/local/bin/runbook
 # Not root. A pod lays the fleet's runbook out under /tmp/runbook-fleet
-# (RUNBOOK_FLEET_DIR to move it, e.g. onto an emptyDir with a read-only root).
+# (with a read-only root file system, mount an emptyDir at /tmp).
 USER 65532:65532
 ENV HOME=/tmp
 ENTRYPOINT ["runbook"]

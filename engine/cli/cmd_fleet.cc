@@ -653,7 +653,10 @@ struct Fleet {
     if (what != "resume") o.run_id.clear();
     RecordTarget(i, true);
     if (kube) {
-      RunInPod(i, active);
+      // The run the fleet saw for it: its pod starts or resumes as decided
+      // only while that is still the target's newest.
+      auto seen = last.find(t.name);
+      RunInPod(i, active, what, seen == last.end() ? "" : seen->second.id);
       return;
     }
     ProcessSpec spec;
@@ -679,9 +682,11 @@ struct Fleet {
   }
 
   // Target i as a Kubernetes Job; its run is found in the store.
-  void RunInPod(size_t i, const std::string& active) {
+  void RunInPod(size_t i, const std::string& active, const std::string& what,
+                const std::string& seen) {
     Outcome& o = outcomes[i];
-    std::vector<std::string> flags;
+    std::vector<std::string> flags = {"--decided=" + what, "--seen=" + seen,
+                                      "--digest=" + run_digest};
     if (dry_run) flags.push_back("--dry-run");
     if (yes) flags.push_back("--yes");
     if (allow_changed) flags.push_back("--allow-changed");
@@ -977,6 +982,16 @@ void Execute(Cli& cli, Fleet& fleet, bool status_only) {
     for (const auto& [name, value] : common) {
       if (!own.count(name)) out << YAML::Key << name << YAML::Value << value;
     }
+    // A pod has not this machine's environment: a param from env: is
+    // passed as this machine has it (in the target's params Secret).
+    if (fleet.kube_options) {
+      for (const ParamSpec& p : rb.params) {
+        const char* v = p.env.empty() ? nullptr : getenv(p.env.c_str());
+        if (v && !own.count(p.name) && !common.count(p.name)) {
+          out << YAML::Key << p.name << YAML::Value << CommonValue(rb, p.name, v);
+        }
+      }
+    }
     out << YAML::EndMap;
     t.child_yaml = std::string(out.c_str()) + "\n";
     TempParams tp(t.child_yaml);
@@ -1008,6 +1023,14 @@ void Execute(Cli& cli, Fleet& fleet, bool status_only) {
   if (status_only) {
     fleet.PrintLastRuns();
     return;
+  }
+  if (fleet.kube_options) {
+    KubeJobs probe(*fleet.kube_options, "", ProcessRunner::Real());
+    if (Status s = probe.CheckStateSecret(); !s.ok()) {
+      cli.exit_code =
+          cli.Error(ExitCode::kInvalid, "fleet: " + s.message() + "; nothing was started");
+      return;
+    }
   }
   if (Status s = fleet.BeginRecord(); !s.ok()) {
     cli.exit_code =
@@ -1085,6 +1108,11 @@ void Execute(Cli& cli, Fleet& fleet, bool status_only) {
     printf("fleet: %s\n", why.c_str());
   }
   fleet.PrintSummary();
+  // The runbook's sources stay in the cluster only while a Job may need them.
+  if (fleet.kube && std::none_of(fleet.outcomes.begin(), fleet.outcomes.end(),
+                                 [](const Outcome& o) { return o.status == "running"; })) {
+    fleet.kube->Cleanup();
+  }
   const ExitCode code = fleet.Code();
   fleet.FinishRecord(code, why);
   printf("fleet %s: runbook status %s; runbook report %s\n", fleet.record.id.c_str(),
@@ -1546,17 +1574,39 @@ namespace {
 // its node (its lease has to expire): the lease's length and a margin.
 std::chrono::seconds LeaseWait() {
   long secs = 30;
-  if (const char* v = getenv("RUNBOOK_LEASE_SECONDS"); v && *v) secs = std::atol(v);
-  return std::chrono::seconds(std::max(3L, secs) + 15);
+  if (const char* v = getenv("RUNBOOK_LEASE_SECONDS"); v && *v) {
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (*end == '\0' && n >= 3 && n <= 86400) secs = n;
+  }
+  return std::chrono::seconds(secs + 15);
 }
 
-// In a fleet's pod: target `target` of fleet `fleet_id` from the sources
-// and params the Job gave, run anew or resumed as the store says, in this
-// process (exec: the pod's process is the engine, so a lost pod takes the
-// engine with it and nothing outlives it). Returns an exit code if it
-// does not exec.
-int RunFleetTarget(Cli& cli, const std::string& fleet_id, const std::string& target, bool dry_run,
-                   bool yes, bool allow_changed) {
+// Exit codes of a pod that did not start or resume a run: its run's
+// status (1-6, which end the Job) or, for what may pass, 70 (the Job makes
+// another pod).
+int ExitCodeOfStatus(const std::string& shown) {
+  if (shown == "succeeded") return 0;
+  if (shown == "paused") return static_cast<int>(ExitCode::kPaused);
+  if (shown == "rollback_failed") return static_cast<int>(ExitCode::kRollbackFailed);
+  if (shown == "running" || shown == "rolling_back") return static_cast<int>(ExitCode::kLocked);
+  return static_cast<int>(ExitCode::kRunFailed);  // failed, rolled back, stopped
+}
+
+// What the pod was told: the fleet's decision for the target ("run" or
+// "resume") and the target's last run the fleet saw then ("" for none).
+struct PodOrder {
+  std::string fleet_id, target, decided, seen, digest;
+  bool dry_run = false, yes = false, allow_changed = false;
+};
+
+// In a fleet's pod: the target's run as the fleet decided it (a new run, or
+// the resumption of the run it saw), unless an earlier pod of this Job
+// already started one: then that run is resumed, or its outcome is the
+// pod's exit code. A pod never starts a second run. The run is this
+// process (exec): a lost pod takes its engine with it. Returns an exit code
+// if it does not exec.
+int RunFleetTarget(Cli& cli, const PodOrder& order) {
   const char* sources = getenv("RUNBOOK_FLEET_SOURCES");
   const char* params = getenv("RUNBOOK_FLEET_PARAMS");
   if (!sources || !params) {
@@ -1566,7 +1616,7 @@ int RunFleetTarget(Cli& cli, const std::string& fleet_id, const std::string& tar
   }
   const std::string params_text = params;
   Result<std::string> main_path = LayOutPodSources(sources);
-  // No step's child inherits them: the params may hold secrets.
+  // No step's child inherits them: they may hold secrets.
   unsetenv("RUNBOOK_FLEET_SOURCES");
   unsetenv("RUNBOOK_FLEET_PARAMS");
   if (!main_path.ok()) return cli.Error(ExitCode::kInternal, main_path.status().message());
@@ -1574,69 +1624,106 @@ int RunFleetTarget(Cli& cli, const std::string& fleet_id, const std::string& tar
   fleet.cli = &cli;
   fleet.rb = cli.Load(*main_path);
   if (!fleet.rb) return static_cast<int>(ExitCode::kInvalid);
-  TempParams tp(params_text);
-  if (tp.path().empty())
-    return cli.Error(ExitCode::kInternal, "cannot write a params file in /tmp");
-  std::optional<Value> resolved = cli.Params(*fleet.rb, {}, tp.path());
-  if (!resolved) return static_cast<int>(ExitCode::kInvalid);
+  fleet.digest = fleet.run_digest = RunbookDigest(*fleet.rb);
+  if (!order.digest.empty() && fleet.digest != order.digest) {
+    return cli.Error(ExitCode::kInvalid,
+                     "the runbook laid out at " + *main_path + " has digest " + fleet.digest +
+                         ", not the fleet's " + order.digest +
+                         " (is a directory of its path a symbolic link in this image?)");
+  }
   Target t;
-  t.name = target;
+  t.name = order.target;
   t.child_yaml = params_text;
-  t.resolved = *resolved;
   fleet.targets.push_back(std::move(t));
   fleet.outcomes.assign(1, Outcome{});
-  fleet.record.id = fleet_id;
+  fleet.record.id = order.fleet_id;
   fleet.runbook_path = *main_path;
-  fleet.digest = fleet.run_digest = RunbookDigest(*fleet.rb);
-  fleet.dry_run = dry_run;
-  fleet.yes = yes;
-  fleet.allow_changed = allow_changed;
+  fleet.dry_run = order.dry_run;
+  fleet.yes = order.yes;
+  fleet.allow_changed = order.allow_changed;
   auto store = cli.OpenStore();
-  if (!store) return cli.exit_code;
+  if (!store) return static_cast<int>(ExitCode::kInternal);  // the store away: another pod
   fleet.store = store.get();
-  // The run of a pod lost with its node still holds its lease: wait for it
-  // to expire (a pod of this machine that is gone frees it at once).
+  // The pods and their fleet share one store: a Secret pointing at another
+  // would run the target with other locks and records.
+  Result<RunRecord> own = store->GetRun(order.fleet_id);
+  if (!own.ok() || !IsFleet(*own)) {
+    return cli.Error(ExitCode::kInvalid, "fleet " + order.fleet_id +
+                                             " is not in this state store: the Secret given "
+                                             "with --state-secret names another store");
+  }
+  // The target's newest run; one still held by an engine that is gone with
+  // its node waits for its lease to expire (one of this machine that is
+  // gone frees it at once).
   const auto until = std::chrono::steady_clock::now() + LeaseWait();
+  const RunRecord* cur = nullptr;
+  std::string shown;
   for (;;) {
     fleet.last.clear();
     if (Status s = fleet.ReadLastRuns(); !s.ok()) {
       return cli.Error(ExitCode::kInternal, "cannot read the target's last run: " + s.message());
     }
-    auto it = fleet.last.find(target);
-    if (it == fleet.last.end()) break;
-    const std::string shown = cli.ShownStatus(*store, it->second);
+    auto it = fleet.last.find(order.target);
+    cur = it == fleet.last.end() ? nullptr : &it->second;
+    if (!cur) break;
+    shown = cli.ShownStatus(*store, *cur);
     if ((shown != "running" && shown != "rolling_back") ||
         std::chrono::steady_clock::now() >= until) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+  std::string what = order.decided;
   const RunRecord* prev = nullptr;
-  const std::string what = fleet.Decide(0, &prev);
-  const Outcome& o = fleet.outcomes[0];
-  if (what.empty()) {
-    printf("fleet %s: target %s: %s%s%s\n", fleet_id.c_str(), TerminalSafe(target).c_str(),
-           o.status.c_str(), o.run_id.empty() ? "" : (" (run " + o.run_id + ")").c_str(),
-           o.note.empty() ? "" : ("; " + TerminalSafe(o.note)).c_str());
-    if (!o.failure) return 0;
-    return static_cast<int>(o.status == "running" || o.status == "rolling_back"
-                                ? ExitCode::kLocked
-                                : ExitCode::kRollbackFailed);
+  if (cur && cur->id != order.seen) {
+    // Started since the fleet decided: by an earlier pod of this Job, or
+    // by someone else.
+    if (cur->options.value("fleet_id", "") != order.fleet_id) {
+      return cli.Error(ExitCode::kLocked, "target " + order.target + ": run " + cur->id +
+                                              " started since the fleet decided; nothing done");
+    }
+    if (shown != "interrupted" && shown != "interrupted_rollback") {
+      printf("fleet %s: target %s: run %s is %s\n", order.fleet_id.c_str(),
+             TerminalSafe(order.target).c_str(), cur->id.c_str(), shown.c_str());
+      return ExitCodeOfStatus(shown);
+    }
+    what = "resume";
+    prev = cur;
+  } else if (what == "resume") {
+    if (!cur) return cli.Error(ExitCode::kInternal, "the run to resume is not in the store");
+    if (shown != "interrupted" && shown != "interrupted_rollback" && shown != "paused") {
+      printf("fleet %s: target %s: run %s is %s\n", order.fleet_id.c_str(),
+             TerminalSafe(order.target).c_str(), cur->id.c_str(), shown.c_str());
+      return ExitCodeOfStatus(shown);
+    }
+    prev = cur;
+  } else if (what != "run") {
+    return cli.Error(ExitCode::kInvalid, "--decided is run or resume");
   }
   std::vector<std::string> argv = fleet.ChildArgv(0, what, prev);
-  printf("fleet %s: target %s: %s%s\n", fleet_id.c_str(), TerminalSafe(target).c_str(),
+  printf("fleet %s: target %s: %s%s\n", order.fleet_id.c_str(), TerminalSafe(order.target).c_str(),
          what == "resume" ? "resuming run " : "a new run",
          what == "resume" ? prev->id.c_str() : "");
   fflush(stdout);
   fflush(stderr);
-  // The params on stdin, from a file already unlinked: never argv.
-  const int fd = open(tp.path().c_str(), O_RDONLY);
-  if (fd < 0 || dup2(fd, STDIN_FILENO) < 0) {
-    return cli.Error(ExitCode::kInternal,
-                     std::string("cannot read the params: ") + strerror(errno));
+  // The params on stdin from a pipe already filled and closed: not argv,
+  // and nothing a step could read again from this process's files.
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return cli.Error(ExitCode::kInternal, std::string("pipe: ") + strerror(errno));
   }
-  close(fd);
-  unlink(tp.path().c_str());
+  const size_t want = std::max<size_t>(params_text.size() + 1, 65536);
+  if (params_text.size() >= 65536 && fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(want)) < 0) {
+    return cli.Error(ExitCode::kInvalid, "the target's params are too large for a pipe");
+  }
+  const bool written = write(fds[1], params_text.data(), params_text.size()) ==
+                       static_cast<ssize_t>(params_text.size());
+  close(fds[1]);
+  if (!written || dup2(fds[0], STDIN_FILENO) < 0) {
+    return cli.Error(ExitCode::kInternal,
+                     std::string("cannot pass the params: ") + strerror(errno));
+  }
+  close(fds[0]);
   setenv("RUNBOOK_STATE", cli.StatePath().c_str(), 1);
   unsetenv("RUNBOOK_STATE_WITHHELD");
   store.reset();
@@ -1650,20 +1737,20 @@ int RunFleetTarget(Cli& cli, const std::string& fleet_id, const std::string& tar
 }  // namespace
 
 void AddFleetTargetCommand(CLI::App& app, Cli& cli) {
-  static std::string fleet_id, target;
-  static bool dry_run = false, yes = false, allow_changed = false;
+  static PodOrder order;
   auto* cmd = app.add_subcommand("fleet-target",
                                  "in a pod of `runbook fleet --executor kube`: run or resume one "
                                  "target's run");
   cmd->group("");  // not for people: the Jobs' command
-  cmd->add_option("--fleet", fleet_id)->required();
-  cmd->add_option("--target", target)->required();
-  cmd->add_flag("--dry-run", dry_run);
-  cmd->add_flag("--yes", yes);
-  cmd->add_flag("--allow-changed", allow_changed);
-  cmd->callback([&cli]() {
-    cli.exit_code = RunFleetTarget(cli, fleet_id, target, dry_run, yes, allow_changed);
-  });
+  cmd->add_option("--fleet", order.fleet_id)->required();
+  cmd->add_option("--target", order.target)->required();
+  cmd->add_option("--decided", order.decided)->required();
+  cmd->add_option("--seen", order.seen);
+  cmd->add_option("--digest", order.digest);
+  cmd->add_flag("--dry-run", order.dry_run);
+  cmd->add_flag("--yes", order.yes);
+  cmd->add_flag("--allow-changed", order.allow_changed);
+  cmd->callback([&cli]() { cli.exit_code = RunFleetTarget(cli, order); });
 }
 
 }  // namespace runbook

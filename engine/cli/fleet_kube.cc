@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "engine/core/sha256.h"
@@ -21,11 +24,9 @@ namespace {
 // sources travel in one, with room for its name.
 constexpr size_t kMaxSourcesJson = 120 * 1024;
 
-// The pod's RUNBOOK_FLEET_DIR, or where pods lay out a fleet's files.
-std::string FleetDir() {
-  const char* dir = getenv("RUNBOOK_FLEET_DIR");
-  return dir && *dir == '/' ? dir : "/tmp/runbook-fleet";
-}
+// Where pods lay out a fleet's files: fixed, since the runs record their
+// paths (in their digest) and the fleet predicts them.
+constexpr char kPodDir[] = "/tmp/runbook-fleet";
 
 // Creates each missing directory of `dir` with mode 0700.
 Status MakeDirs(const std::string& dir) {
@@ -102,6 +103,13 @@ std::string ConditionMessage(const Value& job, const char* type) {
   return "";
 }
 
+// The state Secret's name and key (NAME or NAME/KEY).
+std::pair<std::string, std::string> StateSecretRef(const std::string& spec) {
+  const size_t slash = spec.find('/');
+  if (slash == std::string::npos) return {spec, "uri"};
+  return {spec.substr(0, slash), spec.substr(slash + 1)};
+}
+
 }  // namespace
 
 Value KubeExecutorOptions::ToValue() const {
@@ -140,6 +148,29 @@ Status KubeExecutorOptions::Check() const {
         "key (default uri) holds the state store's URI as the pods reach it");
   }
   if (command.empty()) return Status::Invalid("--pod-command is empty");
+  // Names the API would refuse only once the fleet has begun.
+  auto dns = [](const std::string& v, size_t max) {
+    if (v.empty() || v.size() > max || !isalnum(static_cast<unsigned char>(v.front())) ||
+        !isalnum(static_cast<unsigned char>(v.back()))) {
+      return false;
+    }
+    return std::all_of(v.begin(), v.end(), [](char c) {
+      return islower(static_cast<unsigned char>(c)) || isdigit(static_cast<unsigned char>(c)) ||
+             c == '-' || c == '.';
+    });
+  };
+  const auto [secret, key] = StateSecretRef(state_secret);
+  if (!dns(secret, 253) || key.empty() || key.find('/') != std::string::npos) {
+    return Status::Invalid("--state-secret " + state_secret +
+                           ": NAME or NAME/KEY, NAME a Secret's name (lower case letters, digits, "
+                           "'-', '.')");
+  }
+  if (!namespace_.empty() && !dns(namespace_, 63)) {
+    return Status::Invalid("--namespace " + namespace_ + ": not a namespace name");
+  }
+  if (!service_account.empty() && !dns(service_account, 253)) {
+    return Status::Invalid("--service-account " + service_account + ": not a service account name");
+  }
   for (const std::string* s :
        {&image, &command, &namespace_, &context, &state_secret, &service_account}) {
     if (s->find_first_of("\n\r\t ") != std::string::npos) {
@@ -158,7 +189,9 @@ std::string PodSources::Json() const {
   return Value{{"main", main}, {"files", files_v}}.dump();
 }
 
-std::string PodSources::Root() const { return FleetDir() + "/" + Sha256Hex(Json()).substr(0, 16); }
+std::string PodSources::Root() const {
+  return std::string(kPodDir) + "/" + Sha256Hex(Json()).substr(0, 16);
+}
 
 std::string PodSources::Digest() const {
   std::map<std::string, std::string> laid;
@@ -213,7 +246,7 @@ Result<std::string> LayOutPodSources(const std::string& json) {
   return root + "/" + s.main;
 }
 
-std::string KubeJobs::ConfigMapName() const { return "runbook-" + fleet_; }
+std::string KubeJobs::SourcesName() const { return "runbook-" + fleet_; }
 
 std::string KubeJobs::JobName(size_t index, int attempt) const {
   return "runbook-" + fleet_ + "-" + std::to_string(index) + "-" + std::to_string(attempt);
@@ -272,16 +305,34 @@ Status KubeJobs::Delete(const std::string& kind, const std::string& name) {
   return Status::Ok();
 }
 
-Status KubeJobs::Prepare(const PodSources& sources) {
-  const Value cm = {
-      {"apiVersion", "v1"},
-      {"kind", "ConfigMap"},
-      {"metadata",
-       {{"name", ConfigMapName()},
-        {"labels", {{"app.kubernetes.io/managed-by", "runbook"}, {"runbook.dev/fleet", fleet_}}}}},
-      {"data", {{"sources.json", sources.Json()}}}};
-  return Create(cm, true);
+Status KubeJobs::CheckStateSecret() {
+  const auto [name, key] = StateSecretRef(o_.state_secret);
+  Result<Value> secret = GetJson({"get", "secret", name});
+  if (!secret.ok()) {
+    return Status::Invalid("--state-secret " + o_.state_secret + ": " + secret.status().message());
+  }
+  if (!secret->contains("data") || !(*secret)["data"].contains(key)) {
+    return Status::Invalid("--state-secret " + o_.state_secret + ": Secret " + name +
+                           " has no key '" + key +
+                           "' (the state store's URI, as the pods reach "
+                           "it)");
+  }
+  return Status::Ok();
 }
+
+Status KubeJobs::Prepare(const PodSources& sources) {
+  const Value secret = {
+      {"apiVersion", "v1"},
+      {"kind", "Secret"},
+      {"metadata",
+       {{"name", SourcesName()},
+        {"labels", {{"app.kubernetes.io/managed-by", "runbook"}, {"runbook.dev/fleet", fleet_}}}}},
+      {"type", "Opaque"},
+      {"stringData", {{"sources.json", sources.Json()}}}};
+  return Create(secret, true);
+}
+
+void KubeJobs::Cleanup() { (void)Delete("secret", SourcesName()); }
 
 Value KubeJobs::JobManifest(size_t index, int attempt, const std::string& target,
                             const std::vector<std::string>& flags) const {
@@ -289,17 +340,13 @@ Value KubeJobs::JobManifest(size_t index, int attempt, const std::string& target
   const Value labels = {{"app.kubernetes.io/managed-by", "runbook"},
                         {"runbook.dev/fleet", fleet_},
                         {"runbook.dev/target-index", std::to_string(index)}};
-  std::string secret = o_.state_secret, key = "uri";
-  if (const size_t slash = secret.find('/'); slash != std::string::npos) {
-    key = secret.substr(slash + 1);
-    secret = secret.substr(0, slash);
-  }
+  const auto [secret, key] = StateSecretRef(o_.state_secret);
   Value env = Value::array();
   env.push_back({{"name", "RUNBOOK_STATE"},
                  {"valueFrom", {{"secretKeyRef", {{"name", secret}, {"key", key}}}}}});
   env.push_back(
       {{"name", "RUNBOOK_FLEET_SOURCES"},
-       {"valueFrom", {{"configMapKeyRef", {{"name", ConfigMapName()}, {"key", "sources.json"}}}}}});
+       {"valueFrom", {{"secretKeyRef", {{"name", SourcesName()}, {"key", "sources.json"}}}}}});
   env.push_back({{"name", "RUNBOOK_FLEET_PARAMS"},
                  {"valueFrom", {{"secretKeyRef", {{"name", name}, {"key", "params.yaml"}}}}}});
   if (const char* lease = getenv("RUNBOOK_LEASE_SECONDS"); lease && *lease) {
@@ -319,16 +366,16 @@ Value KubeJobs::JobManifest(size_t index, int attempt, const std::string& target
   if (!o_.pod_annotations.empty()) pod_meta["annotations"] = o_.pod_annotations;
   // A pod lost with its node (a disruption) is made again without counting
   // against backoffLimit; a pod whose engine ended with its own exit code
-  // (failed, paused, locked, ...) ends the Job: only the engine decides
-  // whether a run goes on. A pod killed otherwise (OOM, 137) counts.
+  // (failed, paused, locked, ...: 1-6) ends the Job: only the engine
+  // decides whether a run goes on. A pod killed otherwise (OOM, 137), or
+  // whose engine could not begin (70: the store away), counts, and is made
+  // again up to the limit.
   const Value policy = {
       {"rules",
        {{{"action", "Ignore"}, {"onPodConditions", {{{"type", "DisruptionTarget"}}}}},
         {{"action", "FailJob"},
          {"onExitCodes",
-          {{"containerName", "runbook"},
-           {"operator", "In"},
-           {"values", {1, 2, 3, 4, 5, 6, 70}}}}}}}};
+          {{"containerName", "runbook"}, {"operator", "In"}, {"values", {1, 2, 3, 4, 5, 6}}}}}}}};
   return {{"apiVersion", "batch/v1"},
           {"kind", "Job"},
           {"metadata",
@@ -372,8 +419,7 @@ Result<JobOutcome> KubeJobs::Run(size_t index, int attempt, const std::string& t
     // Both in one kubectl (names are new for each attempt). Neither is left
     // without the other: a Job without its Secret would wait forever.
     Result<ProcessResult> r =
-        Kubectl({"create", "-f", "-", "-o", "name"},
-                secret.dump() + "\n" + manifest.dump() + "\n");  // a JSON stream
+        Kubectl({"create", "-f", "-", "-o", "name"}, secret.dump() + "\n" + manifest.dump() + "\n");
     if (!r.ok()) return r.status();
     const bool secret_made = r->out.find("secret/" + job) != std::string::npos;
     const bool job_made = r->out.find("job.batch/" + job) != std::string::npos;
@@ -382,6 +428,18 @@ Result<JobOutcome> KubeJobs::Run(size_t index, int attempt, const std::string& t
       if (secret_made) (void)Delete("secret", job);
       return Status::Unavailable("kubectl create job " + job + ": " +
                                  LastLine(r->err.empty() ? r->out : r->err));
+    }
+    // The params Secret belongs to its Job: whoever deletes the Job (a
+    // person, its TTL) deletes it too, also when no fleet saw it end.
+    Result<Value> made = GetJson({"get", "job", job});
+    if (made.ok() && (*made)["metadata"].contains("uid")) {
+      const Value owner = {{"metadata",
+                            {{"ownerReferences",
+                              {{{"apiVersion", "batch/v1"},
+                                {"kind", "Job"},
+                                {"name", job},
+                                {"uid", (*made)["metadata"]["uid"]}}}}}}};
+      (void)Kubectl({"patch", "secret", job, "--type=merge", "-p", owner.dump()});
     }
   }
   Result<JobOutcome> out = Wait(job, interrupted);
@@ -411,10 +469,35 @@ Result<Value> KubeJobs::PolledJob(const std::string& job) {
   return it == jobs_.end() ? Value() : it->second;
 }
 
+// Why a pod of the Job cannot start and will not by itself (a missing
+// Secret or key, an image that cannot be pulled), or "".
+static std::string StuckReason(const Value& pods) {
+  static const std::set<std::string> kStuck = {"CreateContainerConfigError", "ErrImagePull",
+                                               "ImagePullBackOff", "InvalidImageName",
+                                               "CreateContainerError"};
+  for (const Value& p : pods["items"]) {
+    if (!p.contains("status") || p["status"].value("phase", "") != "Pending" ||
+        !p["status"].contains("containerStatuses")) {
+      continue;
+    }
+    for (const Value& c : p["status"]["containerStatuses"]) {
+      if (!c.contains("state") || !c["state"].contains("waiting")) continue;
+      const std::string reason = c["state"]["waiting"].value("reason", "");
+      if (kStuck.count(reason)) {
+        return "pod " + p["metadata"].value("name", "") + ": " + reason + ": " +
+               c["state"]["waiting"].value("message", "");
+      }
+    }
+  }
+  return "";
+}
+
 Result<JobOutcome> KubeJobs::Wait(const std::string& job, const std::atomic<bool>& interrupted) {
   JobOutcome out;
   out.job = job;
-  int errors = 0;
+  int errors = 0, polls = 0;
+  std::string stuck;  // a pod that cannot start, since `stuck_since`
+  auto stuck_since = std::chrono::steady_clock::now();
   Value j;
   for (;;) {
     if (interrupted) {
@@ -433,27 +516,45 @@ Result<JobOutcome> KubeJobs::Wait(const std::string& job, const std::atomic<bool
                                                    " (the Job goes on; runbook resume FLEET "
                                                    "waits for it again)"));
     }
+    // A pod that cannot start waits for ever: said, and after a while the
+    // Job is ended (the target fails with the pod's reason).
+    if (++polls % 10 == 0) {
+      Result<Value> pods = GetJson({"get", "pods", "-l", "job-name=" + job});
+      const std::string reason = pods.ok() ? StuckReason(*pods) : "";
+      if (reason.empty() || stuck.empty()) stuck_since = std::chrono::steady_clock::now();
+      stuck = reason;
+      if (!stuck.empty() && std::chrono::steady_clock::now() - stuck_since >= o_.stuck_after) {
+        (void)Delete("job", job);
+        out.note = stuck + " (its Job was deleted)";
+        return out;
+      }
+    }
     std::this_thread::sleep_for(o_.poll);
   }
   // The exit code of the Job's engine: 0 for a Job that completed (only a
   // pod that exited 0 completes it; its record may be gone, as pods of
-  // finished Jobs are garbage-collected), else that of the pod whose engine
-  // ended the Job (1-127: the podFailurePolicy's FailJob), else that of a
-  // pod killed (128+N: the backoff limit was reached). And how many pods
-  // were lost on the way.
+  // finished Jobs are garbage-collected), else that of the last pod to end
+  // whose engine ended the Job (1-127: the podFailurePolicy's FailJob),
+  // else that of a pod killed (128+N: the backoff limit was reached). And
+  // how many pods were lost on the way, and what the deciding pod said.
   Result<Value> pods = GetJson({"get", "pods", "-l", "job-name=" + job});
   int engine = -1, killed = -1, lost = 0;
+  std::string engine_at, engine_pod;  // finishedAt of the deciding pod, its name
   if (pods.ok()) {
     for (const Value& p : (*pods)["items"]) {
       if (!p.contains("status") || !p["status"].contains("containerStatuses")) continue;
       for (const Value& c : p["status"]["containerStatuses"]) {
         if (!c.contains("state") || !c["state"].contains("terminated")) continue;
-        const int code = c["state"]["terminated"].value("exitCode", -1);
+        const Value& term = c["state"]["terminated"];
+        const int code = term.value("exitCode", -1);
+        const std::string at = term.value("finishedAt", "");
         if (code >= 128) {
           ++lost;
           killed = code;
-        } else if (code > 0) {
+        } else if (code > 0 && at >= engine_at) {
           engine = code;
+          engine_at = at;
+          engine_pod = p["metadata"].value("name", "");
         }
       }
     }
@@ -461,6 +562,11 @@ Result<JobOutcome> KubeJobs::Wait(const std::string& job, const std::atomic<bool
   out.exit_code = HasCondition(j, "Complete") ? 0 : engine > 0 ? engine : killed;
   if (HasCondition(j, "Failed") && (out.exit_code < 0 || out.exit_code >= 128)) {
     out.note = "its Job failed (" + ConditionMessage(j, "Failed") + ")";
+  }
+  if (!engine_pod.empty() && out.exit_code == engine) {
+    // What its engine said last (its stderr is in the pod's log).
+    Result<ProcessResult> log = Kubectl({"logs", engine_pod});
+    if (log.ok() && log->exit_code == 0) out.note = LastLine(log->out);
   }
   if (lost > 0) {
     out.note += std::string(out.note.empty() ? "" : "; ") + std::to_string(lost) +

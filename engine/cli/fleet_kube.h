@@ -4,9 +4,10 @@
 // is resumed, so a pod lost with its node comes back (the Job makes another)
 // and continues the run instead of starting a second one.
 //
-// What a Job carries: the runbook and its includes (a ConfigMap per fleet,
-// `sources.json`: paths relative to the runbook's directory), the target's
-// params (a Secret per target and attempt, deleted once the Job ends), the
+// What a Job carries: the runbook and its includes (a Secret per fleet,
+// `sources.json`: paths relative to the runbook's directory; a Secret, as a
+// runbook may hold a literal password), the target's params (a Secret per
+// target and attempt, owned by its Job and deleted once it ends), the
 // state store's URI (a Secret the operator made: --state-secret). Nothing
 // secret is on the Job's spec or its command line. kubectl is run with
 // argv only; every name on it is ours or glued to its option (--namespace=).
@@ -36,6 +37,9 @@ struct KubeExecutorOptions {
   int backoff_limit = 6;  // pods lost (not counting disruptions) before the Job fails
   std::map<std::string, std::string> pod_annotations;
   std::chrono::milliseconds poll{1000};
+  // A pod that cannot start (a missing Secret, an image not pulled) this
+  // long ends its Job, failing the target.
+  std::chrono::milliseconds stuck_after{std::chrono::minutes(3)};
 
   Value ToValue() const;
   static Result<KubeExecutorOptions> FromValue(const Value& v);
@@ -50,10 +54,9 @@ struct PodSources {
   std::map<std::string, std::string> files;
 
   std::string Json() const;
-  // Where a pod lays them out: /tmp/runbook-fleet/<hash of Json()>
-  // (RUNBOOK_FLEET_DIR instead of /tmp/runbook-fleet), the same for every
-  // pod and every restart, so a resumed run finds its runbook where its
-  // record says.
+  // Where a pod lays them out: /tmp/runbook-fleet/<hash of Json()>, the
+  // same for every pod and every restart, so a resumed run finds its
+  // runbook where its record says (and the fleet knows the runs' digest).
   std::string Root() const;
   // The digest a run in a pod records (RunbookDigest of the laid-out files).
   std::string Digest() const;
@@ -80,8 +83,12 @@ class KubeJobs {
   KubeJobs(KubeExecutorOptions options, std::string fleet_id, ProcessRunner& runner)
       : o_(std::move(options)), fleet_(std::move(fleet_id)), runner_(runner) {}
 
-  // Creates (or replaces) the fleet's ConfigMap of sources.
+  // Checks that the state Secret and its key exist (before anything is
+  // made), then creates (or replaces) the fleet's Secret of sources.
+  Status CheckStateSecret();
   Status Prepare(const PodSources& sources);
+  // Deletes the fleet's Secret of sources (no Job of it runs).
+  void Cleanup();
   // Runs target `index` (1-based, its record's) as a Job, or waits for
   // `active`, the Job already running it (a resumed fleet), until it ends or
   // `interrupted` is set. `params_yaml` reaches the pod through a Secret;
@@ -94,7 +101,7 @@ class KubeJobs {
   Result<std::string> ActiveJob(size_t index);
 
   std::string JobName(size_t index, int attempt) const;
-  std::string ConfigMapName() const;
+  std::string SourcesName() const;
   // The Job's manifest (public for its unit test).
   Value JobManifest(size_t index, int attempt, const std::string& target,
                     const std::vector<std::string>& flags) const;

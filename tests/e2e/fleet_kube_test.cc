@@ -28,7 +28,10 @@ params:
   db: {type: string}
   secs: {type: string, default: "0"}
   fail: {type: bool, default: false}
+  mark: {type: string, env: KUBE_TEST_MARK, default: none}
 steps:
+  - id: marked
+    exec: {argv: [touch, "${{ params.w }}/${{ params.db }}.${{ params.mark }}"]}
   - id: first
     exec: {argv: [mkdir, "${{ params.w }}/${{ params.db }}.first"]}
     rollback: {exec: {argv: [touch, "${{ params.w }}/${{ params.db }}.undone"]}}
@@ -58,7 +61,9 @@ struct KubeFleet {
         {"create", "secret", "generic", "runbook-state", "--from-literal=uri=" + t.state()});
   }
   std::map<std::string, std::string> Env() const {
-    return {{"KUBECONFIG", sim.kubeconfig}, {"RUNBOOK_LEASE_SECONDS", "3"}};
+    return {{"KUBECONFIG", sim.kubeconfig},
+            {"RUNBOOK_LEASE_SECONDS", "3"},
+            {"KUBE_TEST_MARK", "from-env"}};
   }
   std::vector<std::string> Args(const std::string& targets, std::vector<std::string> more) const {
     std::vector<std::string> args{"fleet",
@@ -118,6 +123,7 @@ TEST_CASE(
   // are not started.
   CHECK(Exists(k.w + "/a.last"));
   CHECK(Exists(k.w + "/dash.last"));  // a name starting with '-' is not a flag
+  CHECK(Exists(k.w + "/a.from-env"));  // a param's env: as the fleet's machine has it
   CHECK(Exists(k.w + "/b.first"));
   CHECK(Exists(k.w + "/b.undone"));  // b's run rolled back, in its pod
   CHECK_FALSE(Exists(k.w + "/c.first"));
@@ -144,9 +150,12 @@ TEST_CASE(
   // The state's password is on no Job, pod or ConfigMap; the targets'
   // params Secrets are gone once their Jobs ended.
   CHECK(all.find(k.state.server().password) == std::string::npos);
+  // The runbook's sources and the params were in Secrets, gone with the
+  // fleet's end and the Jobs'; no ConfigMap was made.
   for (const Value& s : k.sim.Objects("/secrets")) {
     CHECK(s["metadata"]["name"] == "runbook-state");
   }
+  CHECK(k.sim.Objects("/configmaps").empty());
   // Run again, the fleet skips what succeeded and starts the rest.
   CliResult again =
       k.t.Run(k.Args(targets, {"--max-failures", "1"}), k.Env(), std::chrono::seconds(120));
@@ -157,6 +166,23 @@ TEST_CASE(
   CHECK(Exists(k.w + "/c.last"));
   CHECK(Exists(k.w + "/d.last"));
   CHECK_THAT(again.out, Catch::Contains("skipped"));
+  // A state Secret that is not there, or lacks its key: said before
+  // anything starts (no fleet, no Job).
+  const size_t jobs_before = k.sim.Objects("batch/jobs").size();
+  const size_t fleets_before = k.t.Runs().size();
+  for (const char* bad : {"nope", "runbook-state/nokey"}) {
+    std::vector<std::string> args = k.Args(targets, {});
+    for (size_t i = 0; i + 1 < args.size(); ++i) {
+      if (args[i] == "--state-secret") args[i + 1] = bad;
+    }
+    CliResult refused = k.t.Run(args, k.Env());
+    INFO(refused.All());
+    CHECK(refused.code == 2);
+    CHECK_THAT(refused.err, Catch::Contains("--state-secret " + std::string(bad)));
+    CHECK_THAT(refused.err, Catch::Contains("nothing was started"));
+  }
+  CHECK(k.sim.Objects("batch/jobs").size() == jobs_before);
+  CHECK(k.t.Runs().size() == fleets_before);
 }
 
 TEST_CASE(
@@ -295,6 +321,12 @@ TEST_CASE("a fleet with --executor kube refuses what its pods could not run, sta
   r = with({"--image", "i", "--state-secret", "s"});
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("not a file of this machine"));
+  r = with({"--image", "i", "--state-secret", "s/"});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("NAME or NAME/KEY"));
+  r = with({"--image", "i", "--state-secret", "s", "--namespace", "-n"});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("not a namespace name"));
   r = with({"--image", "i", "--state-secret", "s", "--pod-annotation", "novalue"});
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("expected key=value"));
@@ -317,7 +349,7 @@ TEST_CASE("a fleet with --executor kube refuses what its pods could not run, sta
   CHECK_THAT(r.err, Catch::Contains("is outside"));
   CHECK(pg.Runs().empty());
   // The pods' own command refuses to run outside a pod.
-  r = t.Run({"fleet-target", "--fleet=x", "--target=y"});
+  r = t.Run({"fleet-target", "--fleet=x", "--target=y", "--decided=run"});
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("RUNBOOK_FLEET_SOURCES"));
 }
