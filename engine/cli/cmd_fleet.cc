@@ -639,6 +639,10 @@ struct Fleet {
     std::string active;
     if (kube) {
       Result<std::string> job = kube->ActiveJob(i + 1);
+      for (int tries = 1; !job.ok() && tries < 3 && !g_interrupted; ++tries) {
+        std::this_thread::sleep_for(std::chrono::seconds(2));  // the API blinked
+        job = kube->ActiveJob(i + 1);
+      }
       if (!job.ok()) {
         o.status = "failed";
         o.failure = true;
@@ -1254,10 +1258,12 @@ void AddFleetCommand(CLI::App& app, Cli& cli) {
         kube.pod_annotations[a.substr(0, eq)] = a.substr(eq + 1);
       }
       use_kube = kube;
-    } else if (!kube.image.empty() || !kube.state_secret.empty()) {
+    } else if (!kube.image.empty() || !kube.state_secret.empty() || !kube.namespace_.empty() ||
+               !kube.context.empty() || !kube.service_account.empty() ||
+               kube.command != "runbook" || kube.backoff_limit != 6 || !pod_annotations.empty()) {
       cli.exit_code = cli.Error(ExitCode::kInvalid,
-                                "--image and --state-secret are for --executor kube; nothing "
-                                "was started");
+                                "the kube executor's options (--image, --state-secret, ...) are "
+                                "for --executor kube; nothing was started");
       return;
     }
     if (Status s = UseExecutor(cli, fleet, use_kube); !s.ok()) {

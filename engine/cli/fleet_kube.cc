@@ -357,8 +357,12 @@ Value KubeJobs::JobManifest(size_t index, int attempt, const std::string& target
   Value command = {o_.command, "fleet-target", "--fleet=" + fleet_, "--target=" + target};
   for (const std::string& f : flags) command.push_back(f);
   command.push_back("--no-color");
+  // shareProcessNamespace: the engine is not the container's PID 1, which
+  // ignores SIGTERM and reaps nothing; a drained node's SIGTERM stops it at
+  // once, its journal intact, and the next pod resumes.
   Value pod_spec = {
       {"restartPolicy", "Never"},
+      {"shareProcessNamespace", true},
       {"containers",
        {{{"name", "runbook"}, {"image", o_.image}, {"command", command}, {"env", env}}}}};
   if (!o_.service_account.empty()) pod_spec["serviceAccountName"] = o_.service_account;
@@ -366,16 +370,18 @@ Value KubeJobs::JobManifest(size_t index, int attempt, const std::string& target
   if (!o_.pod_annotations.empty()) pod_meta["annotations"] = o_.pod_annotations;
   // A pod lost with its node (a disruption) is made again without counting
   // against backoffLimit; a pod whose engine ended with its own exit code
-  // (failed, paused, locked, ...: 1-6) ends the Job: only the engine
-  // decides whether a run goes on. A pod killed otherwise (OOM, 137), or
-  // whose engine could not begin (70: the store away), counts, and is made
-  // again up to the limit.
+  // (failed, paused, outside its window, ...: 1-3, 5, 6) ends the Job:
+  // only the engine decides whether a run goes on. A pod killed otherwise
+  // (OOM, 137), whose engine could not begin (70: the store away), or found
+  // the run lock held (4: the lease of a pod lost before it made its run
+  // record lasts 30 s) counts, and is made again (after Kubernetes' growing
+  // delay) up to the limit.
   const Value policy = {
       {"rules",
        {{{"action", "Ignore"}, {"onPodConditions", {{{"type", "DisruptionTarget"}}}}},
         {{"action", "FailJob"},
          {"onExitCodes",
-          {{"containerName", "runbook"}, {"operator", "In"}, {"values", {1, 2, 3, 4, 5, 6}}}}}}}};
+          {{"containerName", "runbook"}, {"operator", "In"}, {"values", {1, 2, 3, 5, 6}}}}}}}};
   return {{"apiVersion", "batch/v1"},
           {"kind", "Job"},
           {"metadata",

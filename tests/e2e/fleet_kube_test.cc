@@ -333,6 +333,9 @@ TEST_CASE("a fleet with --executor kube refuses what its pods could not run, sta
   r = t.Run({"fleet", "rb.yaml", "--targets", targets, "--image", "i"});
   CHECK(r.code == 2);
   CHECK_THAT(r.err, Catch::Contains("are for --executor kube"));
+  r = t.Run({"fleet", "rb.yaml", "--targets", targets, "--namespace", "ns"});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("are for --executor kube"));
   // An include outside the runbook's directory would not reach the pods.
   t.Write("in/rb.yaml",
           "format: 1\nname: outer\nsteps:\n  - id: i\n    include: {runbook: ../sub/inc.yaml}\n");
