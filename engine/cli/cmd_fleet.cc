@@ -345,6 +345,7 @@ struct Fleet {
       record.runbook_name = rb->name;
       record.runbook_path = runbook_path;
       record.digest = digest;
+      RegisterRunbookLiteralSecrets(*rb, cli->registry, cli->redactor);
       record.sources = cli->redactor.Redact(RunbookSources(*rb));
       record.params = shown;
       record.params_digest = Sha256Hex(shown.dump());

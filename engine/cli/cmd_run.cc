@@ -2,9 +2,11 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include "engine/cli/cli.h"
+#include "engine/cli/fleet_kube.h"
 #include "engine/core/clock.h"
 #include "engine/core/duration.h"
 #include "engine/core/process.h"
@@ -100,6 +102,28 @@ void AddCommon(CLI::App* cmd, Common& c) {
 }
 
 // The runbook a stored run came from (`last` and `last-failed` resolved in run_id).
+// A run made in a pod of a kube fleet has its runbook where the pod laid
+// it out: on another machine, that file is not there. It is laid out here
+// too, from the fleet's runbook, when that is still exactly the text the
+// run recorded (the same digest); else the run's path is left to say so.
+void LayOutPodRunbook(Cli& cli, StateStore& store, const RunRecord& run) {
+  std::error_code ec;
+  if (std::filesystem::exists(run.runbook_path, ec) || !run.options.is_object()) return;
+  const std::string fleet_id = run.options.value("fleet_id", "");
+  if (fleet_id.empty()) return;
+  Result<RunRecord> fleet = store.GetRun(fleet_id);
+  if (!fleet.ok() || !std::filesystem::exists(fleet->runbook_path, ec)) return;
+  auto rb = cli.Load(fleet->runbook_path);
+  if (!rb) return;
+  Result<PodSources> sources = PodSourcesOf(*rb);
+  if (!sources.ok() || sources->Digest() != run.digest) return;
+  Result<std::string> laid = LayOutPodSources(sources->Json());
+  if (laid.ok() && *laid == run.runbook_path) {
+    fprintf(stderr, "runbook: run %s was made in a pod: its runbook laid out again at %s\n",
+            run.id.c_str(), laid->c_str());
+  }
+}
+
 std::shared_ptr<const Runbook> LoadRunOf(Cli& cli, std::string& run_id) {
   auto store = cli.OpenStore();
   if (!store) return nullptr;
@@ -117,6 +141,7 @@ std::shared_ptr<const Runbook> LoadRunOf(Cli& cli, std::string& run_id) {
                                           run_id + " lists them)");
     return nullptr;
   }
+  LayOutPodRunbook(cli, *store, *run);
   auto rb = cli.Load(run->runbook_path);
   if (!rb) cli.exit_code = static_cast<int>(ExitCode::kInvalid);
   return rb;

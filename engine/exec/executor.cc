@@ -219,12 +219,19 @@ Value WithoutTemplates(const Value& v) {
 }  // namespace
 
 void Executor::Impl::RegisterLiteralSecrets(const Runbook& rb) {
+  RegisterRunbookLiteralSecrets(rb, *env_.registry, *env_.redactor);
+}
+
+void RegisterRunbookLiteralSecrets(const Runbook& rb, const Registry& registry,
+                                   Redactor& redactor) {
   for (const auto& c : rb.connections) {
-    if (const ConnectionType* type = env_.registry->FindConnectionType(c.type)) {
-      type->CollectSecrets(WithoutTemplates(c.config), *env_.redactor);
+    if (const ConnectionType* type = registry.FindConnectionType(c.type)) {
+      type->CollectSecrets(WithoutTemplates(c.config), redactor);
     }
   }
-  for (const auto& [path, child] : rb.includes) RegisterLiteralSecrets(*child);
+  for (const auto& [path, child] : rb.includes) {
+    RegisterRunbookLiteralSecrets(*child, registry, redactor);
+  }
 }
 
 Value Executor::Impl::RedactParams(const Runbook& rb, const Value& params,

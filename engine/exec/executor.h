@@ -102,5 +102,8 @@ std::string RunbookDigest(const Runbook& rb);
 std::string SourcesDigest(const std::map<std::string, std::string>& sources);
 // {path: text} of a runbook and its includes.
 Value RunbookSources(const Runbook& rb);
+// Makes `redactor` hide the passwords written into the connection maps of
+// `rb` and its includes (as a run does before it stores their sources).
+void RegisterRunbookLiteralSecrets(const Runbook& rb, const Registry& registry, Redactor& redactor);
 
 }  // namespace runbook

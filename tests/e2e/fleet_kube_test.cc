@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <random>
+#include <system_error>
 #include <thread>
 
 #include "tests/e2e/e2e_util.h"
@@ -227,6 +228,21 @@ TEST_CASE(
   CHECK(k.Runs() == 2);  // resumed, not started again
   const Value fleet_status = k.t.RunStatus(FleetIdOf(fleet.out()));
   CHECK(fleet_status["status"] == "succeeded");
+  // The run made in a pod is rolled back from "another machine": its
+  // runbook, laid out in the pods, is laid out again from the fleet's.
+  std::string slow_run;
+  for (const Value& target : fleet_status["targets"]) {
+    if (target["target"] == "slow") slow_run = target["run"];
+  }
+  std::error_code ec;
+  for (const auto& d : std::filesystem::directory_iterator("/tmp/runbook-fleet", ec)) {
+    if (ReadFile(d.path().string() + "/rb.yaml") == kSlow) std::filesystem::remove_all(d.path());
+  }
+  REQUIRE(!slow_run.empty());
+  CliResult undo = k.t.Run({"rollback", slow_run}, k.Env());
+  INFO(undo.All());
+  CHECK_THAT(undo.err, Catch::Contains("laid out again"));
+  CHECK(Exists(k.w + "/slow.undone"));
   // Two pods for `slow`: the lost one and the one that resumed.
   int pods = 0;
   for (const Value& p : k.sim.Objects("/pods")) {
