@@ -638,7 +638,8 @@ struct Fleet {
     // A Job still running this target (a resumed fleet whose process was
     // gone) is waited for, not decided about: its pod decides.
     std::string active;
-    if (kube) {
+    // A target this fleet never started has no Job to wait for.
+    if (kube && i < target_steps.size() && target_steps[i].attempts > 0) {
       Result<std::string> job = kube->ActiveJob(i + 1);
       for (int tries = 1; !job.ok() && tries < 3 && !g_interrupted; ++tries) {
         std::this_thread::sleep_for(std::chrono::seconds(2));  // the API blinked
@@ -707,14 +708,18 @@ struct Fleet {
       o.note = r.status().message();
       return;
     }
-    // Its run: the newest this fleet started for it (its pod wrote it).
-    Result<std::vector<RunRecord>> runs = store->ListRuns(0);
-    for (const RunRecord& run : runs.ok() ? *runs : std::vector<RunRecord>{}) {
-      if (run.options.is_object() && run.options.value("fleet_id", "") == record.id &&
-          run.options.value("fleet_target", "") == targets[i].name) {
-        o.run_id = run.id;
-        break;
+    // Its run: the newest this fleet started for it (its pod wrote it),
+    // among the store's newest runs first (a long-lived store holds many).
+    for (const int limit : {static_cast<int>(targets.size()) * 2 + 200, 0}) {
+      Result<std::vector<RunRecord>> runs = store->ListRuns(limit);
+      for (const RunRecord& run : runs.ok() ? *runs : std::vector<RunRecord>{}) {
+        if (run.options.is_object() && run.options.value("fleet_id", "") == record.id &&
+            run.options.value("fleet_target", "") == targets[i].name) {
+          o.run_id = run.id;
+          break;
+        }
       }
+      if (!o.run_id.empty()) break;
     }
     if (r->interrupted) {
       o.status = "running";

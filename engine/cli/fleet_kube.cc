@@ -425,10 +425,26 @@ Result<JobOutcome> KubeJobs::Run(size_t index, int attempt, const std::string& t
     // Both in one kubectl (names are new for each attempt). Neither is left
     // without the other: a Job without its Secret would wait forever.
     Result<ProcessResult> r =
-        Kubectl({"create", "-f", "-", "-o", "name"}, secret.dump() + "\n" + manifest.dump() + "\n");
+        Kubectl({"create", "-f", "-", "-o", "json"}, secret.dump() + "\n" + manifest.dump() + "\n");
     if (!r.ok()) return r.status();
-    const bool secret_made = r->out.find("secret/" + job) != std::string::npos;
-    const bool job_made = r->out.find("job.batch/" + job) != std::string::npos;
+    // What it made (a List of both, or one object when the other failed).
+    bool secret_made = false, job_made = false;
+    Value job_uid;
+    try {
+      const Value made = Value::parse(r->out.empty() ? "{}" : r->out);
+      const Value items = made.value("kind", "") == "List" ? made["items"] : Value::array({made});
+      for (const Value& m : items) {
+        if (!m.is_object() || !m.contains("metadata")) continue;
+        secret_made |= m.value("kind", "") == "Secret";
+        if (m.value("kind", "") == "Job") {
+          job_made = true;
+          job_uid = m["metadata"].value("uid", "");
+        }
+      }
+    } catch (const std::exception&) {
+      // Not JSON: neither is known made; both are deleted if there.
+      secret_made = job_made = r->exit_code == 0;
+    }
     if (r->exit_code != 0 || !secret_made || !job_made) {
       if (job_made) (void)Delete("job", job);
       if (secret_made) (void)Delete("secret", job);
@@ -437,14 +453,11 @@ Result<JobOutcome> KubeJobs::Run(size_t index, int attempt, const std::string& t
     }
     // The params Secret belongs to its Job: whoever deletes the Job (a
     // person, its TTL) deletes it too, also when no fleet saw it end.
-    Result<Value> made = GetJson({"get", "job", job});
-    if (made.ok() && (*made)["metadata"].contains("uid")) {
-      const Value owner = {{"metadata",
-                            {{"ownerReferences",
-                              {{{"apiVersion", "batch/v1"},
-                                {"kind", "Job"},
-                                {"name", job},
-                                {"uid", (*made)["metadata"]["uid"]}}}}}}};
+    if (job_uid.is_string() && !job_uid.get<std::string>().empty()) {
+      const Value owner = {
+          {"metadata",
+           {{"ownerReferences",
+             {{{"apiVersion", "batch/v1"}, {"kind", "Job"}, {"name", job}, {"uid", job_uid}}}}}}};
       (void)Kubectl({"patch", "secret", job, "--type=merge", "-p", owner.dump()});
     }
   }
