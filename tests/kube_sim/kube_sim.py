@@ -51,6 +51,15 @@ class Simulator:
         self.log_bodies = log_bodies
         self.log_lock = threading.Lock()
         self.generation = 0  # bumped by reset()
+        self.store.listeners.append(self._log_pod_deletion)
+
+    def _log_pod_deletion(self, res, etype, obj):
+        """Who deleted a pod, and in what phase: a request (its own line follows), or the
+        controller (a Job that ended or was suspended, a scale-down, an owner gone)."""
+        if res.key == "/pods" and etype == "DELETED":
+            by = "the controller" if threading.current_thread() is self.controller.thread else "a request"
+            phase = (obj.get("status") or {}).get("phase") or "no phase"
+            self.log(f'pod {obj["metadata"].get("namespace")}/{obj["metadata"]["name"]} deleted ({phase}) by {by}')
 
     def log(self, msg):
         with self.log_lock:

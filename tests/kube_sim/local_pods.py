@@ -28,6 +28,14 @@ tombstone (the pod as it ended, Failed with DisruptionTarget when it was
 still active) for the job controller, since the pod itself is gone from the
 store.
 
+A process's exit is written once, by whoever sees it first: its waiter
+thread, or current(), which the job controller (before it deletes the live
+pods of a Job that ended), the kill endpoint and a pod's deletion call. The
+waiter thread may lag (it kills what the command left behind, then waits for
+the store lock, which the controller holds for a whole pass): a pod whose
+process has exited has ended, even before its waiter wrote it, and is never
+deleted, killed or counted as still live.
+
 All state is guarded by the store lock, which the controller holds while it
 reconciles.
 """
@@ -298,6 +306,10 @@ def first_state(pod):
     return (statuses[0].get("state") or {}) if statuses else {}
 
 
+def _phase(pod):
+    return (pod.get("status") or {}).get("phase")
+
+
 def _restarts(pod):
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     return statuses[0].get("restartCount", 0) if statuses else 0
@@ -321,7 +333,21 @@ class _Proc:
         self.mark = mark  # in the environment of every process of this container
         self.disruption = None  # (reason, message) once killed as a disruption
         self.deleted = False  # the pod is gone: nothing to report
-        self.done = threading.Event()  # set once the exit is reported (or dropped)
+        self.ended = False  # its exit is written (by its waiter, or by whoever saw it first)
+        self.done = threading.Event()  # set once the waiter thread is through
+
+    def exited(self):
+        """The container's exit code once its process has exited, whether or not the waiter
+        thread has reaped it yet; else None. Never reaps (the waiter does)."""
+        if self.popen.returncode is not None:
+            return exit_code(self.popen.returncode)
+        try:
+            info = os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # the waiter reaped it this very moment: its returncode follows
+            return exit_code(self.popen.wait())
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
 
     def kill(self):
         if self.popen.returncode is None:
@@ -413,7 +439,8 @@ class Kubelet:
     # -- exits
 
     def _wait(self, proc):
-        """The waiter thread of one process: report its exit in the pod's status."""
+        """The waiter thread of one process: report its exit in the pod's status (unless the
+        controller, the kill endpoint or a deletion saw it first, see current())."""
         code = exit_code(proc.popen.wait())
         try:  # what the command left behind dies with it, as in a container
             os.killpg(proc.popen.pid, signal.SIGKILL)
@@ -422,16 +449,23 @@ class Kubelet:
         kill_marked(proc.mark)
         try:
             with self.store.lock:
-                self.procs.pop(proc.uid, None)
-                if not proc.deleted:
-                    self._report_exit(proc, code, st.now_rfc3339())
+                self._ended(proc, code, st.now_rfc3339())
         finally:
             proc.done.set()
 
-    def _report_exit(self, proc, code, now):
+    def _ended(self, proc, code, now):
+        """Write a process's exit into its pod, once. -> the pod, or None."""
+        if self.procs.get(proc.uid) is proc:
+            del self.procs[proc.uid]
+        if proc.ended or proc.deleted:
+            return None
+        proc.ended = True
         pod = self.store.find(POD, proc.ns, proc.name)
         if pod is None or pod["metadata"]["uid"] != proc.uid:
-            return
+            return None
+        return self._write_status(pod, self._exit_status(proc, pod, code, now))
+
+    def _exit_status(self, proc, pod, code, now):
         state = _terminated(code, "Completed" if code == 0 else "Error", proc.started_at, now, proc.container_id)
         if proc.disruption:
             phase = "Failed"
@@ -439,8 +473,20 @@ class Kubelet:
             phase = "Succeeded"
         else:
             phase = "Running" if pod["spec"].get("restartPolicy") == "OnFailure" else "Failed"
-        self._write_status(pod, pod_status(pod, now, phase, state, proc.restarts, proc.last_state,
-                                           proc.disruption))
+        return pod_status(pod, now, phase, state, proc.restarts, proc.last_state, proc.disruption)
+
+    def current(self, pod, now):
+        """The stored pod as its container stands. Its process may have exited while its exit
+        is not written yet (the waiter thread first kills what the command left behind, then
+        waits for the store lock, which the controller holds for a whole pass): the exit is
+        written now, so that whoever acts on the pod (ends its Job, loses it with its node, keeps
+        it as it was deleted) sees that it has ended. The caller holds the store lock."""
+        proc = self.procs.get(pod["metadata"]["uid"])
+        code = None if proc is None or proc.ended or proc.deleted else proc.exited()
+        if code is None:
+            return pod
+        proc.kill()  # what the command left behind dies with it, as in _wait
+        return self._ended(proc, code, now) or self.store.find(POD, proc.ns, proc.name) or pod
 
     # -- killing
 
@@ -450,7 +496,10 @@ class Kubelet:
         with self.store.lock:
             pod = self.store.find(POD, ns, name)
             proc = self.procs.get(pod["metadata"]["uid"]) if pod else None
-            if proc is None or proc.popen.poll() is not None:
+            if proc is None or proc.ended or proc.deleted:
+                return None
+            self.current(pod, st.now_rfc3339())
+            if proc.ended:  # it has just exited by itself: written as it ended, nothing to lose
                 return None
             proc.disruption = disruption
             proc.kill()
@@ -462,7 +511,12 @@ class Kubelet:
             return
         meta = obj["metadata"]
         proc = self.procs.get(meta["uid"])
+        ended = None  # the pod as it ended, when its process had exited before its deletion
         if proc is not None:
+            code = None if proc.ended or proc.deleted else proc.exited()
+            if code is not None:
+                ended = dict(obj, status=self._exit_status(proc, obj, code, st.now_rfc3339()))
+                proc.ended = True
             proc.deleted = True
             proc.kill()
         path = self.logs.pop((meta["namespace"], meta["name"]), None)
@@ -473,7 +527,9 @@ class Kubelet:
                 pass
         owner = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"), None)
         if owner and runs_locally(obj):
-            self.tombstones.setdefault(owner["uid"], []).append(self._tombstone(obj))
+            if ended is None or _phase(ended) not in ("Succeeded", "Failed"):
+                ended = self._tombstone(obj)
+            self.tombstones.setdefault(owner["uid"], []).append(ended)
 
     def _tombstone(self, pod):
         status = pod.get("status") or {}

@@ -777,6 +777,27 @@ class LocalJobTest(KubeSimTestCase):
         self.assertEqual(self.get_json("job", "fragile")["status"]["failed"], 2)
         self.assertEqual(len(self.pods("fragile")), 2)
 
+    def test_lost_pod_and_its_succeeded_replacement_both_stay(self):
+        # A fleet's Job: its pod lost with its node is replaced, the replacement succeeds; both
+        # pods stay, as on a real cluster (another Job ends meanwhile).
+        policy = {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                            {"action": "FailJob", "onExitCodes": {"containerName": "task", "operator": "In",
+                                                                  "values": [1, 2, 3, 4, 5, 6, 70]}}]}
+        self.run_job(local_job("slow", ["sh", "-c", "sleep 1.5; exit 0"], podFailurePolicy=policy))
+        self.run_job(local_job("quick", ["sh", "-c", "exit 0"], podFailurePolicy=policy))
+        first = self.running_pod("slow")
+        self.assertEqual(self.kill(first["metadata"]["name"])[0], 200)
+        self.ok("wait", "--for=condition=complete", "job/slow", "job/quick", "--timeout=15s")
+        self.assertEqual(self.get_json("job", "slow")["status"].get("succeeded"), 1)
+
+        def outcome(p):
+            state = p["status"]["containerStatuses"][0]["state"]["terminated"]
+            return (p["status"]["phase"], state["exitCode"],
+                    any(c["type"] == "DisruptionTarget" for c in p["status"]["conditions"]))
+        pods = self.pods("slow")
+        self.assertEqual(sorted(outcome(p) for p in pods), [("Failed", 137, True), ("Succeeded", 0, False)])
+        self.assertIn(first["metadata"]["name"], [p["metadata"]["name"] for p in pods])
+
     def test_on_failure_restarts_the_same_pod(self):
         marker = os.path.join(self.tmp, "marker")
         script = f'test -e {marker} && echo second && exit 0; touch {marker}; echo first; exit 1'
@@ -805,6 +826,171 @@ class LocalJobTest(KubeSimTestCase):
         finally:
             sim.stop()  # SIGTERM
         self.wait_until(lambda: process_gone(child), timeout=5, what="the process to die with the simulator")
+
+
+class LocalPodRaceTest(unittest.TestCase):
+    """The job controller and the kubelet of run-local pods in this process, driven one pass at
+    a time, with the waiter threads of the pods' processes held where a loaded machine may hold
+    them: after the process has exited, before its exit is written (the waiter waits for the
+    store lock while the controller reconciles). A pod that has ended is never deleted for its
+    Job's end, nor killed as a node loss; a pod deleted then is remembered as it ended."""
+
+    def setUp(self):
+        if HERE not in sys.path:
+            sys.path.insert(0, HERE)
+        import controller
+        import local_pods
+        import store
+        from resources import BY_KEY
+        self.JOB, self.POD = BY_KEY["batch/jobs"], BY_KEY["/pods"]
+        self.store = store.Store()
+
+        class Manual(controller.Controller):
+            def _run(self):  # no controller thread: the test runs each pass
+                pass
+        self.ctl = Manual(self.store)
+        self.kubelet = self.ctl.kubelet
+        self.tmp = tempfile.mkdtemp(prefix="kube_sim_race_")
+        self.hold = False  # hold the waiter threads of the pods started from now on
+        self.gates, self.arrived, gate_lock = {}, {}, threading.Lock()
+
+        def gate(name):
+            with gate_lock:
+                return (self.gates.setdefault(name, threading.Event()),
+                        self.arrived.setdefault(name, threading.Event()))
+        self.gate = gate
+        real = local_pods.kill_marked
+
+        def kill_marked(mark):  # a waiter thread calls it once its process has exited
+            name = threading.current_thread().name
+            if name.startswith("wait-") and self.hold:
+                release, arrived = gate(name[len("wait-"):])
+                arrived.set()
+                release.wait(10)
+            real(mark)
+        local_pods.kill_marked = kill_marked
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.addCleanup(self.kubelet.shutdown)
+        self.addCleanup(lambda: [g.set() for g in list(self.gates.values())])
+        self.addCleanup(setattr, local_pods, "kill_marked", real)
+
+    def reconcile(self):
+        with self.store.lock:
+            self.ctl.reconcile()
+
+    def create_job(self, manifest):
+        self.store.create(self.JOB, "default", json.loads(manifest))
+        self.reconcile()
+
+    def job(self, name):
+        return self.store.find(self.JOB, "default", name)
+
+    def pods(self, job):
+        return {p["metadata"]["name"]: p for p in self.store.list(self.POD, "default", f"job-name={job}")[0]}
+
+    def proc(self, pod):
+        return next(p for p in list(self.kubelet.procs.values()) if p.name == pod)
+
+    def exited_and_held(self, pod):
+        """The pod's process, once it has exited and its waiter is held before writing it."""
+        proc = self.proc(pod)
+        self.assertTrue(self.gate(pod)[1].wait(10), f"the waiter of {pod} was not held")
+        self.assertIsNotNone(proc.popen.returncode)
+        return proc
+
+    def release(self, proc):
+        self.gate(proc.name)[0].set()
+        self.assertTrue(proc.done.wait(10))
+
+    @staticmethod
+    def outcome(pod):
+        status = pod["status"]
+        state = status["containerStatuses"][0]["state"]
+        return (status["phase"], (state.get("terminated") or {}).get("exitCode"),
+                any(c["type"] == "DisruptionTarget" for c in status.get("conditions") or []))
+
+    def test_pod_that_ended_is_kept_and_counted_when_its_job_fails(self):
+        # Two pods at once: one exits 0 (its exit not yet written), the other exits 3, which
+        # fails the Job (FailJob). The first has ended: it stays Succeeded and counts as such.
+        marker = os.path.join(self.tmp, "first")
+        policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}]}
+        self.hold = True
+        self.create_job(local_job("pair", ["sh", "-c", f"mkdir {marker} 2>/dev/null && exit 0; sleep 0.3; exit 3"],
+                                  completions=2, parallelism=2, podFailurePolicy=policy))
+        names = sorted(self.pods("pair"))
+        self.assertEqual(len(names), 2)
+        procs = [self.exited_and_held(n) for n in names]
+        ok = next(p for p in procs if p.popen.returncode == 0)
+        bad = next(p for p in procs if p.popen.returncode == 3)
+        self.release(bad)  # its exit is written; the other waiter still waits
+        self.reconcile()
+        job = self.job("pair")
+        self.assertEqual(job["status"]["conditions"][-1]["reason"], "PodFailurePolicy")
+        self.assertEqual((job["status"].get("succeeded"), job["status"].get("failed")), (1, 1))
+        pods = self.pods("pair")
+        self.assertEqual({n: self.outcome(p) for n, p in pods.items()},
+                         {ok.name: ("Succeeded", 0, False), bad.name: ("Failed", 3, False)})
+        self.release(ok)  # the late waiter changes nothing
+        self.reconcile()
+        self.assertEqual(self.pods("pair"), pods)
+        self.assertEqual(self.job("pair")["status"], job["status"])
+
+    def test_running_pod_is_deleted_when_its_job_fails(self):
+        # A pod still running when its Job fails is deleted (its process killed) and counted failed.
+        marker = os.path.join(self.tmp, "first")
+        policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}]}
+        self.create_job(local_job("pair", ["sh", "-c", f"mkdir {marker} 2>/dev/null && exec sleep 60; exit 3"],
+                                  completions=2, parallelism=2, podFailurePolicy=policy))
+        names = sorted(self.pods("pair"))
+        self.assertEqual(len(names), 2)
+        procs = {n: self.proc(n) for n in names}
+        self.assertTrue(self.wait_for(lambda: any(p.done.is_set() for p in procs.values())))
+        self.reconcile()
+        job = self.job("pair")
+        self.assertEqual(job["status"]["conditions"][-1]["reason"], "PodFailurePolicy")
+        self.assertEqual((job["status"].get("succeeded"), job["status"].get("failed")), (None, 2))
+        [(name, pod)] = self.pods("pair").items()
+        self.assertEqual(self.outcome(pod), ("Failed", 3, False))
+        running = next(p for n, p in procs.items() if n != name)
+        self.assertTrue(self.wait_for(lambda: process_gone(running.popen.pid)))
+
+    def test_node_loss_of_a_pod_that_ended_changes_nothing(self):
+        # The kill endpoint on a pod whose process has just exited: no live process (404), and
+        # the pod is written as it ended, not as lost.
+        self.hold = True
+        self.create_job(local_job("done", ["sh", "-c", "exit 0"]))
+        [name] = self.pods("done")
+        proc = self.exited_and_held(name)
+        self.assertIsNone(self.kubelet.kill("default", name))
+        self.assertEqual(self.outcome(self.pods("done")[name]), ("Succeeded", 0, False))
+        self.release(proc)
+        self.reconcile()
+        self.assertEqual(self.job("done")["status"].get("succeeded"), 1)
+        self.assertEqual(self.outcome(self.pods("done")[name]), ("Succeeded", 0, False))
+
+    def test_pod_deleted_after_it_ended_counts_as_it_ended(self):
+        # kubectl delete pod on a pod whose process has just exited 0: the Job counts a success
+        # (no replacement), not a pod lost with exit code 137.
+        self.hold = True
+        self.create_job(local_job("gone", ["sh", "-c", "exit 0"], backoff_limit=0))
+        [name] = self.pods("gone")
+        proc = self.exited_and_held(name)
+        self.store.delete(self.POD, "default", name)
+        self.release(proc)
+        self.reconcile()
+        status = self.job("gone")["status"]
+        self.assertEqual((status.get("succeeded"), status.get("failed")), (1, None))
+        self.assertEqual(status["conditions"][-1]["type"], "Complete")
+        self.assertEqual(self.pods("gone"), {})
+
+    @staticmethod
+    def wait_for(fn, timeout=10):
+        deadline = time.monotonic() + timeout
+        while not fn():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
 
 class PatchAndDryRunTest(KubeSimTestCase):

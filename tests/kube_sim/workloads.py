@@ -423,11 +423,23 @@ def _create_local_pod(ctl, j, now):
     return ctl.kubelet.start(pod, now)
 
 
-def _stop_pods(ctl, pods, counted):
-    """Delete live pods (killing their processes) without counting them again."""
+def _stop_pods(ctl, pods, counted, now):
+    """Delete the job's live pods (killing their processes) without counting them again, as
+    the job controller does when a Job ends or is suspended; -> (the pods deleted, the pods
+    found ended). `pods` is this pass's view: a container may have exited since, its exit
+    not written yet (its waiter thread waits for the store lock this pass holds). Such a pod
+    has ended: its exit is written now and the pod is kept, to be counted as it ended, never
+    deleted (Kubernetes keeps the pods of a finished Job)."""
+    deleted, ended = [], []
     for p in pods:
+        p = ctl.kubelet.current(p, now)
+        if _phase(p) in ("Succeeded", "Failed"):
+            ended.append(p)
+            continue
         counted.add(p["metadata"]["uid"])
         ctl.store.delete(POD, p["metadata"]["namespace"], p["metadata"]["name"])
+        deleted.append(p)
+    return deleted, ended
 
 
 def _tally(spec, ended, counted):
@@ -477,7 +489,7 @@ def local_job(ctl, j, now):
     pods = [p for p in ctl.all(POD, ns) if owned_by(p, j)]
     live = [p for p in pods if _phase(p) in ("Pending", "Running") and p["metadata"]["uid"] not in counted]
     if spec.get("suspend"):
-        _stop_pods(ctl, live, counted)
+        _stop_pods(ctl, live, counted, now)  # those found ended are counted once resumed
         if status.get("active") or status.get("ready"):
             ctl.set_status(JOB, j, {**{k: v for k, v in status.items() if k != "active"}, "ready": 0})
         return
@@ -492,12 +504,17 @@ def local_job(ctl, j, now):
     new = {"startTime": status.get("startTime") or now, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}}
     failure = _failure(ctl, spec, uid, failed, active, fail_job)
     if failure:
-        _stop_pods(ctl, active, counted)
-        failed += len(active)
+        stopped, ended = _stop_pods(ctl, active, counted, now)
+        late_succeeded, late_failed, _ = _tally(spec, ended, counted)
+        succeeded += late_succeeded
+        failed += late_failed + len(stopped)
         new["conditions"] = [condition(None, "FailureTarget", "True", *failure, now),
                              condition(None, "Failed", "True", *failure, now)]
     elif succeeded >= _count(spec, "completions"):
-        _stop_pods(ctl, active, counted)
+        _, ended = _stop_pods(ctl, active, counted, now)
+        late_succeeded, late_failed, _ = _tally(spec, ended, counted)
+        succeeded += late_succeeded
+        failed += late_failed
         message = "Reached expected number of succeeded pods"
         new.update(completionTime=now, conditions=[
             condition(None, "SuccessCriteriaMet", "True", "CompletionsReached", message, now),
