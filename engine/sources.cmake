@@ -2,6 +2,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/core/clock.cc
   engine/core/byte_size.cc
   engine/core/duration.cc
+  engine/core/holder.cc
   engine/core/process.cc
   engine/core/route.cc
   engine/core/redact.cc

@@ -53,6 +53,10 @@ std::string PlannedCreatorOf(StepContext& ctx, const KubeTarget& t, const std::s
 // "group/kind" candidates a TYPE names, for tests: "deploy" -> {"apps/deployment"}.
 std::vector<std::string> PlannedKindsOf(const std::string& type);
 
+// The name of the Lease that holds run lock `key`: "runbook-lock-", the
+// key's letters and digits (at most 32), then 10 hex digits of its SHA-256.
+std::string LeaseNameOf(const std::string& key);
+
 // The `kube` connection type for the registry.
 class KubeConnectionType : public ConnectionType {
  public:
@@ -65,6 +69,11 @@ class KubeConnectionType : public ConnectionType {
   bool routes() const override { return true; }
   Result<int> OpenRoute(StepContext& ctx, const std::string& via,
                         const RouteRequest& to) const override;
+  // The run lock in the target's namespace: a coordination.k8s.io Lease
+  // (kube_lease.cc), renewed while the run lives.
+  Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& conn_name, const Value& config,
+                                                 const std::string& key,
+                                                 const std::string& holder) const override;
 
  private:
   Schema schema_;

@@ -1,5 +1,6 @@
 # The kube binding (bindings/kube) (its tests: tests/bindings/sources.cmake).
 list(APPEND RUNBOOK_BINDING_SOURCES
+  bindings/kube/kube_lease.cc
   bindings/kube/kube_manifest.cc
   bindings/kube/kube_objects.cc
   bindings/kube/kube_secrets.cc

@@ -9,17 +9,16 @@
 // a role that may not connect to it, takes no lock: a warning says so). Session advisory locks need
 // a direct connection (behind a transaction pooler they would be taken and released on whatever
 // server session the pooler lends).
-#include <errno.h>
-#include <signal.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "bindings/postgres/pg_conninfo.h"
+#include "engine/core/holder.h"
 #include "engine/core/process.h"
 
 namespace runbook {
@@ -36,50 +35,9 @@ int32_t KeyHash(const std::string& key) {
 
 SteadyTime SteadyNow() { return std::chrono::steady_clock::now(); }
 
-class PgTargetLock : public TargetLock {
- public:
-  explicit PgTargetLock(std::unique_ptr<PgConnection> conn) : conn_(std::move(conn)) {}
-
- private:
-  std::unique_ptr<PgConnection> conn_;  // closing the session releases the lock
-};
-
-// A holder names an engine: "runbook RUN PID NONCE HOST", cut (as the
-// server cuts application_name) to 63 bytes, so the host may be cut short.
+// A holder names an engine (engine/core/holder.h), cut (as the server cuts
+// application_name) to 63 bytes, so the host may be cut short.
 constexpr size_t kNameMax = 63;
-
-std::vector<std::string> Words(const std::string& name) {
-  std::vector<std::string> out;
-  size_t at = 0;
-  while (at < name.size() && out.size() < 4) {
-    size_t sp = name.find(' ', at);
-    if (sp == std::string::npos) sp = name.size();
-    out.push_back(name.substr(at, sp - at));
-    at = sp + 1;
-  }
-  out.push_back(at < name.size() ? name.substr(at) : "");  // the host, maybe cut
-  return out;
-}
-
-// An engine on this host that is gone: its server session ends in a moment.
-bool HolderGone(const std::string& app) {
-  const std::vector<std::string> w = Words(app);
-  if (w.size() != 5 || w[0] != "runbook" || w[4].empty() || HostName().rfind(w[4], 0) != 0) {
-    return false;
-  }
-  const std::string& pid = w[2];
-  if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) {
-    return false;
-  }
-  return kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH;
-}
-
-// Both name the same run (by different engines, or the same one).
-bool SameRun(const std::string& a, const std::string& b) {
-  const std::vector<std::string> x = Words(a), y = Words(b);
-  return x.size() == 5 && y.size() == 5 && x[0] == "runbook" && y[0] == "runbook" &&
-         !x[1].empty() && x[1] == y[1];
-}
 
 Result<std::unique_ptr<PgConnection>> Open(const PgConnectOptions& base,
                                            const std::string& holder) {
@@ -102,18 +60,16 @@ Result<std::unique_ptr<PgConnection>> Open(const PgConnectOptions& base,
   return conn;
 }
 
-}  // namespace
-
-Result<std::unique_ptr<TargetLock>> PgConnectionType::LockTarget(const std::string& conn_name,
-                                                                 const Value& config,
-                                                                 const std::string& key,
-                                                                 const std::string& holder) const {
-  if (config.is_object() && !config.value("via", "").empty()) return std::unique_ptr<TargetLock>();
-  Result<PgConnectOptions> options = PgOptionsFromConfig(conn_name, config);
-  if (!options.ok()) return std::unique_ptr<TargetLock>();  // the first step using it says why
-  const std::string me = holder.substr(0, kNameMax);
+// Takes lock `key` on a session of its own, named `me`: the session; nullptr
+// when this engine holds it already (through another connection);
+// kUnavailable when another engine holds it; any other error: it could not be
+// taken. `same_run_wins`: a session of another engine of the same run is ended
+// (the state store gave this engine the run), else that engine holds it.
+Result<std::unique_ptr<PgConnection>> Take(const PgConnectOptions& options,
+                                           const std::string& conn_name, const std::string& key,
+                                           const std::string& me, bool same_run_wins) {
   const std::string where = "the run lock could not be taken on connection '" + conn_name + "': ";
-  Result<std::unique_ptr<PgConnection>> conn = Open(*options, me);
+  Result<std::unique_ptr<PgConnection>> conn = Open(options, me);
   if (!conn.ok()) return Status::Failed(where + conn.status().message());
   PgConnection& c = **conn;
   const PgParams ids = {std::to_string(kLockClass), std::to_string(KeyHash(key))};
@@ -127,9 +83,7 @@ Result<std::unique_ptr<TargetLock>> PgConnectionType::LockTarget(const std::stri
     Result<Value> got =
         c.Query("SELECT pg_try_advisory_lock($1::int, $2::int) AS got", ids, deadline);
     if (!got.ok()) return Status::Failed(where + got.status().message());
-    if ((*got)[0]["got"].get<bool>()) {
-      return std::unique_ptr<TargetLock>(new PgTargetLock(std::move(*conn)));
-    }
+    if ((*got)[0]["got"].get<bool>()) return conn;
     Result<Value> who = c.Query(
         "SELECT coalesce(a.application_name, '') AS app, coalesce(l.pid::text, '') AS pid, "
         "coalesce(to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), '') AS since "
@@ -145,12 +99,12 @@ Result<std::unique_ptr<TargetLock>> PgConnectionType::LockTarget(const std::stri
     }
     const std::string app = (*who)[0]["app"].get<std::string>();
     const std::string pid = (*who)[0]["pid"].get<std::string>();
-    if (app == me) return std::unique_ptr<TargetLock>();  // this engine, by another connection
+    if (app == me) return std::unique_ptr<PgConnection>();  // this engine, by another connection
     // The same run by another engine: the state store gave this one the run
     // (the other is gone, or was presumed dead and its lease taken over), so
     // the other's session goes too; by pid and lock together, so that no
     // other session that took the pid meanwhile is hit.
-    if (SameRun(app, me) && !pid.empty() && waiting) {
+    if (same_run_wins && SameRun(app, me) && !pid.empty() && waiting) {
       PgParams with_pid = ids;
       with_pid.push_back(pid);
       c.Exec("SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE " + tag +
@@ -173,6 +127,73 @@ Result<std::unique_ptr<TargetLock>> PgConnectionType::LockTarget(const std::stri
                                ": another engine, with another state store, is acting on this "
                                "target");
   }
+}
+
+// Held for as long as its session lives. A session that ended while the run
+// goes on (a server restart, a failover, a step that terminated it) is
+// replaced at the next check, unless another engine took the lock meanwhile:
+// then the lock is lost and the run stops before its next step acts. A server
+// that cannot be reached (a step stopped it) lets nobody act there: the run
+// goes on and the lock is taken again once it can be.
+class PgTargetLock : public TargetLock {
+ public:
+  PgTargetLock(std::unique_ptr<PgConnection> conn, PgConnectOptions options, std::string conn_name,
+               std::string key, std::string me)
+      : conn_(std::move(conn)),
+        options_(std::move(options)),
+        conn_name_(std::move(conn_name)),
+        key_(std::move(key)),
+        me_(std::move(me)) {}
+
+  Status Held() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!lost_.ok() || SteadyNow() < next_check_) return lost_;
+    next_check_ = SteadyNow() + std::chrono::seconds(1);
+    if (conn_ && conn_->Exec("SELECT 1", {}, SteadyNow() + std::chrono::seconds(5)).ok()) {
+      return Status::Ok();
+    }
+    Result<std::unique_ptr<PgConnection>> again =
+        Take(options_, conn_name_, key_, me_, /*same_run_wins=*/false);
+    if (again.ok()) {
+      if (*again) conn_ = std::move(*again);
+      return Status::Ok();
+    }
+    if (again.status().code() == Status::Code::kUnavailable) {
+      lost_ = Status::Unavailable(
+          "the server ended the session that held the run lock on "
+          "connection '" +
+          conn_name_ + "', and now " + again.status().message());
+      return lost_;
+    }
+    conn_.reset();  // unreachable: tried again in a while
+    next_check_ = SteadyNow() + std::chrono::seconds(10);
+    return Status::Ok();
+  }
+
+ private:
+  mutable std::mutex mu_;                       // guards what follows
+  mutable std::unique_ptr<PgConnection> conn_;  // closing the session releases the lock
+  const PgConnectOptions options_;
+  const std::string conn_name_, key_, me_;
+  mutable SteadyTime next_check_{};
+  mutable Status lost_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<TargetLock>> PgConnectionType::LockTarget(const std::string& conn_name,
+                                                                 const Value& config,
+                                                                 const std::string& key,
+                                                                 const std::string& holder) const {
+  if (config.is_object() && !config.value("via", "").empty()) return std::unique_ptr<TargetLock>();
+  Result<PgConnectOptions> options = PgOptionsFromConfig(conn_name, config);
+  if (!options.ok()) return std::unique_ptr<TargetLock>();  // the first step using it says why
+  const std::string me = holder.substr(0, kNameMax);
+  Result<std::unique_ptr<PgConnection>> conn = Take(*options, conn_name, key, me, true);
+  if (!conn.ok()) return conn.status();
+  if (!*conn) return std::unique_ptr<TargetLock>();
+  return std::unique_ptr<TargetLock>(
+      new PgTargetLock(std::move(*conn), *options, conn_name, key, me));
 }
 
 }  // namespace runbook

@@ -105,6 +105,10 @@ Status CheckDeclaredResult(const Primitive& p, const Value& result);
 class TargetLock {
  public:
   virtual ~TargetLock() = default;
+  // Ok while the lock is this engine's as far as it knows; once it is not
+  // (another engine took it, or it could not be renewed in time), an error
+  // saying so. Asked before each step acts, from any thread: cheap.
+  virtual Status Held() const { return Status::Ok(); }
 };
 
 class ConnectionType {

@@ -2,10 +2,10 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <random>
 #include <sstream>
 
 #include "engine/core/duration.h"
+#include "engine/core/holder.h"
 #include "engine/core/process.h"
 #include "engine/core/rehearsal_plan.h"
 #include "engine/core/sha256.h"
@@ -308,18 +308,6 @@ static ExitCode LockExit(const Status& s) {
   return s.code() == Status::Code::kUnavailable ? ExitCode::kLocked : ExitCode::kInternal;
 }
 
-// Tells this engine from an earlier one that had the same pid on the same
-// host (a restarted container is pid 1 again).
-static const std::string& EngineNonce() {
-  static const std::string nonce = [] {
-    std::random_device rd;
-    char text[16];
-    snprintf(text, sizeof(text), "%06x", rd() & 0xffffff);
-    return std::string(text);
-  }();
-  return nonce;
-}
-
 Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool on_targets) {
   std::string key = rb.lock.empty() ? rb.name : rb.lock;
   if (HasTemplate(key)) {
@@ -342,9 +330,7 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
   Scope scope;
   scope.rb = &rb;
   scope.params = params;
-  const std::string host = HostName();
-  const std::string holder = "runbook " + run_.id + " " + std::to_string(getpid()) + " " +
-                             EngineNonce() + " " + (host.empty() ? "unknown" : host);
+  const std::string holder = EngineHolder(run_.id);
   for (const ConnectionSpec& spec : rb.connections) {
     const ConnectionType* type = env_.registry->FindConnectionType(spec.type);
     if (!type) continue;
@@ -361,6 +347,17 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
       continue;
     }
     if (*t) target_locks_.push_back(std::move(*t));
+  }
+  if (!target_locks_.empty()) {
+    journal_.set_guard([this] {
+      for (const std::unique_ptr<TargetLock>& l : target_locks_) {
+        if (Status s = l->Held(); !s.ok()) {
+          target_lock_lost_ = true;
+          return s;
+        }
+      }
+      return Status::Ok();
+    });
   }
   return Status::Ok();
 }
@@ -565,7 +562,13 @@ RunOutcome Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<c
               "): the rollback stopped before undoing anything more; make the store writable, "
               "then runbook rollback " +
               run_.id + " again";
-    if (journal.code() == Status::Code::kUnavailable) {
+    if (target_lock_lost_) {
+      code = ExitCode::kLocked;
+      message = journal.message() +
+                ". This engine stopped its rollback before undoing anything more: another engine "
+                "acts on this target now (runbook rollback " +
+                run_.id + " again once it is done)";
+    } else if (journal.code() == Status::Code::kUnavailable) {
       message = journal.message() +
                 ". This engine stopped its rollback before undoing "
                 "anything more; the engine that holds the lease now has the run (runbook "
@@ -620,7 +623,17 @@ RunOutcome Executor::Impl::Finish(const FlowResult& f) {
     case Flow::kWindow: {
       code = f.flow == Flow::kWindow ? ExitCode::kOutsideWindow : ExitCode::kRunFailed;
       message = f.message;
-      if (rolling) {
+      if (target_lock_lost_) {
+        // Another engine acts on the target now: nothing more acts here, an
+        // undo included. The run goes on (or back) from here once it is done.
+        status = rolling ? RunStatus::kRollingBack : RunStatus::kStopped;
+        code = ExitCode::kLocked;
+        message = journal_.error().message() +
+                  ". This engine stopped before acting further, nothing was undone: "
+                  "another engine acts on this target now (once it is done: runbook " +
+                  (rolling ? "rollback " : "resume ") + run_.id +
+                  (rolling ? ")" : ", or runbook rollback " + run_.id + ")");
+      } else if (rolling) {
         status = RunStatus::kRollbackFailed;
         code = ExitCode::kRollbackFailed;
         message = "rollback FAILED: a human must act; fix the cause, then runbook rollback " +
@@ -649,7 +662,7 @@ RunOutcome Executor::Impl::Finish(const FlowResult& f) {
     }
   }
   journal_.Note(env_.store->UpdateRun(run_.id, status, code == ExitCode::kOk ? "" : message));
-  if (Status journal = journal_.error(); !journal.ok()) {
+  if (Status journal = journal_.error(); !journal.ok() && !target_lock_lost_) {
     // Whatever happened, the journal may not say it: a human must look.
     status = RunStatus::kFailed;
     code = ExitCode::kRollbackFailed;

@@ -2,6 +2,7 @@
 // rollback.cc. Not part of the engine's interface.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -130,6 +131,7 @@ class Executor::Impl {
   Scope root_;
   std::unique_ptr<StoreLock> lock_;
   std::vector<std::unique_ptr<TargetLock>> target_locks_;
+  std::atomic<bool> target_lock_lost_{false};  // a guard found one lost (journal_.set_guard)
   std::vector<std::string> lock_warnings_;  // redacted by the reporter
   Resources resources_;
   // The step records and their transitions; its lock() guards the records

@@ -74,7 +74,22 @@ Status StepJournal::Put(StepRecord* rec, EventKind kind, const std::string& mess
   return Write(rec, kind, message, durable);
 }
 
+Status StepJournal::Guard(const StepRecord& rec) {
+  if (!guard_) return Status::Ok();
+  Status s = guard_();
+  if (s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_.ok()) error_ = s;
+  }
+  if (reporter_) reporter_->Log(rec.step_id, LogLevel::kError, redactor_->Redact(s.message()));
+  return s;
+}
+
 Status StepJournal::Start(StepRecord* rec, bool durable) {
+  if (durable) {
+    if (Status g = Guard(*rec); !g.ok()) return g;
+  }
   rec->status = StepStatus::kRunning;
   return Write(rec, EventKind::kStepStart, rec->change, durable);
 }
@@ -109,10 +124,12 @@ Status StepJournal::Pause(StepRecord* rec, bool waiting, const std::string& mess
 }
 
 Status StepJournal::Call(StepRecord* rec, const std::string& name) {
+  if (Status g = Guard(*rec); !g.ok()) return g;
   return Write(rec, EventKind::kStepCall, name, /*durable=*/true);
 }
 
 Status StepJournal::RecordUndo(StepRecord* rec, size_t entry, const Value& state, bool durable) {
+  if (Status g = Guard(*rec); !g.ok()) return g;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (entry >= rec->undo.size()) return Status::Internal("undo entry out of range");
@@ -122,6 +139,7 @@ Status StepJournal::RecordUndo(StepRecord* rec, size_t entry, const Value& state
 }
 
 Status StepJournal::UndoStart(StepRecord* rec) {
+  if (Status g = Guard(*rec); !g.ok()) return g;
   rec->status = StepStatus::kUndoing;
   return Write(rec, EventKind::kUndoStart, "", /*durable=*/true);
 }

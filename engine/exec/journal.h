@@ -8,6 +8,7 @@
 // writes, journal concurrently.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,6 +32,12 @@ class StepJournal {
 
   // The run whose steps this journal keeps (set before the first write).
   void set_run_id(const std::string& id) { run_id_ = id; }
+  // Asked before each transition that precedes acting (a step's durable
+  // start, a Lua step's call, an undo record, an undo start): an error there
+  // (a run lock in a target that another engine took) is kept as a failed
+  // write is, that transition is not written, and nothing more may act.
+  // Set before the first step; called from any worker.
+  void set_guard(std::function<Status()> guard) { guard_ = std::move(guard); }
   const std::string& run_id() const { return run_id_; }
 
   // The run's records as the store has them (resume, rollback); replaces
@@ -105,12 +112,14 @@ class StepJournal {
 
  private:
   Status Write(StepRecord* rec, EventKind kind, const std::string& message, bool durable);
+  Status Guard(const StepRecord& rec);
 
   StateStore* store_;
   Clock* clock_;
   Redactor* redactor_;
   Reporter* reporter_;
   std::string run_id_;
+  std::function<Status()> guard_;
   std::mutex mu_;  // guards records_, the StepRecords in them, error_
   std::map<std::string, std::unique_ptr<StepRecord>> records_;
   Status error_;

@@ -26,6 +26,7 @@ list(APPEND RUNBOOK_TEST_SOURCES
   tests/bindings/postgres_lock_safe_test.cc
   tests/fixtures/kube_fixture.cc
   tests/bindings/kube_test.cc
+  tests/bindings/kube_lease_test.cc
   tests/bindings/kube_apply_test.cc
   tests/bindings/kube_example_test.cc
   tests/bindings/kube_forward_test.cc

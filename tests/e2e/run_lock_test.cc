@@ -12,6 +12,7 @@
 
 #include "tests/e2e/e2e_util.h"
 #include "tests/engine/state_test_util.h"
+#include "tests/fixtures/kube_fixture.h"
 
 namespace runbook::e2e {
 namespace {
@@ -463,6 +464,251 @@ steps:
   CHECK_THAT(run.out(), Catch::Contains("approved by erin: go on?"));
   CHECK(Exists(w + "/acted"));
   CHECK(t.RunStatus(id)["status"] == "succeeded");
+}
+
+}  // namespace runbook::e2e
+
+namespace runbook::e2e {
+namespace {
+
+// Holds lock `shared-ns` on a Kubernetes namespace for `hold` seconds, then
+// acts once (mkdir fails if it already did).
+const char* kOnNamespace = R"RB(format: 1
+name: on-namespace
+lock: shared-ns
+params:
+  kubeconfig: {type: string}
+  w: {type: string}
+  hold: {type: string, default: "30"}
+connections:
+  k8s: {kube: {context: sim, namespace: default, kubeconfig: "${{ params.kubeconfig }}"}}
+steps:
+  - id: hold
+    exec: {argv: [sleep, "${{ params.hold }}"]}
+  - id: mark
+    exec: {argv: [mkdir, "${{ params.w }}/marked"]}
+)RB";
+
+Value NamespaceLease(const testing::KubeSim& sim) {
+  for (const Value& l : sim.Objects("coordination.k8s.io/leases")) {
+    if (l["metadata"]["annotations"].value("runbook.dev/lock-key", "") == "shared-ns") return l;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "two engines with different state stores on one Kubernetes namespace: the second is kept "
+    "out by a Lease there until the first dies; a rehearsal is not; the end of a run frees it",
+    "[e2e][kube][lock]") {
+  const testing::KubeSim& sim = testing::TheKubeSim();
+  sim.Reset();
+  E2e laptop, ci;  // each its own SQLite store
+  laptop.Write("rb.yaml", kOnNamespace);
+  ci.Write("rb.yaml", kOnNamespace);
+  const std::string w = ci.P("w");
+  std::filesystem::create_directories(w);
+  const std::vector<std::string> params = {"-p", "kubeconfig=" + sim.kubeconfig, "-p", "w=" + w};
+  auto with = [&](std::vector<std::string> args, const std::vector<std::string>& more = {}) {
+    args.insert(args.end(), params.begin(), params.end());
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+
+  Background first(laptop.Spec(with({"run", "rb.yaml"})));
+  const std::string first_id = WaitStarted(first);
+  CliResult second = ci.Run(with({"run", "rb.yaml"}, {"-p", "hold=0"}));
+  INFO(second.All());
+  CHECK(second.code == 4);
+  CHECK_THAT(second.err, Catch::Contains("run lock 'shared-ns' is held on connection 'k8s' "
+                                         "(namespace 'default' (context 'sim'), Lease "
+                                         "runbook-lock-shared-ns-"));
+  CHECK_THAT(second.err,
+             Catch::Contains("by runbook " + first_id + " " + std::to_string(first.pid()) + " "));
+  CHECK(ci.Runs().size() == 0);  // refused before a run was recorded
+  CHECK_FALSE(Exists(w + "/marked"));
+  CliResult rehearsal = ci.Run(with({"run", "rb.yaml", "--dry-run"}, {"-p", "hold=0"}));
+  INFO(rehearsal.All());
+  CHECK(rehearsal.code == 0);
+
+  // kill -9 leaves the Lease to a pid that is gone: taken at once on this host.
+  first.KillHard();
+  CHECK(NamespaceLease(sim)["spec"].value("holderIdentity", "").find(first_id) !=
+        std::string::npos);
+  CliResult third = ci.Run(with({"run", "rb.yaml"}, {"-p", "hold=0"}));
+  INFO(third.All());
+  CHECK(third.code == 0);
+  CHECK(Exists(w + "/marked"));
+  const Value lease = NamespaceLease(sim);
+  CHECK_FALSE(lease["spec"].contains("holderIdentity"));  // released when the run ended
+  CHECK(lease["spec"]["leaseTransitions"] == 2);
+}
+
+TEST_CASE(
+    "an engine whose Lease on a namespace another engine took stops before its next step "
+    "acts; resumed once the Lease is free, the step acts once",
+    "[e2e][kube][lock]") {
+  const testing::KubeSim& sim = testing::TheKubeSim();
+  sim.Reset();
+  E2e t;
+  t.Write("rb.yaml", kOnNamespace);
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  const std::map<std::string, std::string> env{{"RUNBOOK_LEASE_SECONDS", "3"}};
+  Background a(t.Spec(
+      {"run", "rb.yaml", "-p", "kubeconfig=" + sim.kubeconfig, "-p", "w=" + w, "-p", "hold=4"},
+      env));
+  const std::string id = WaitStarted(a);
+  // Another engine (another store, another host) takes the Lease over, as
+  // one would that presumed this one dead.
+  Value lease = NamespaceLease(sim);
+  REQUIRE(lease.is_object());
+  lease["spec"]["holderIdentity"] = "runbook other-run 7 abcdef elsewhere.example";
+  lease["metadata"].erase("managedFields");
+  sim.Kubectl({"replace", "-n", "default", "-f", "-"}, lease.dump());
+  REQUIRE(a.WaitExit(std::chrono::seconds(30)));
+  a.Drain();
+  INFO(a.out() << a.err());
+  std::string said;  // (the terminal wraps long lines)
+  for (char c : a.out() + a.err()) {
+    if (!isspace(static_cast<unsigned char>(c))) said += c;
+  }
+  CHECK(said.find("wastakenbyrunbookother-run7abcdefelsewhere.example") != std::string::npos);
+  CHECK(said.find("anotherengineactsonthistargetnow") != std::string::npos);
+  CHECK(said.find("(exit4)") != std::string::npos);
+  CHECK_FALSE(Exists(w + "/marked"));
+  CHECK(t.Steps(id)["mark"]["status"] != "succeeded");
+  CHECK(t.RunStatus(id)["status"] == "stopped");
+
+  // The other engine is done: its Lease freed, this run resumes and acts once.
+  lease = NamespaceLease(sim);
+  lease["spec"].erase("holderIdentity");
+  lease["metadata"].erase("managedFields");
+  sim.Kubectl({"replace", "-n", "default", "-f", "-"}, lease.dump());
+  CliResult resumed = t.Run({"resume", id}, env);
+  INFO(resumed.All());
+  CHECK(resumed.code == 0);
+  CHECK(Exists(w + "/marked"));
+  CHECK(t.RunStatus(id)["status"] == "succeeded");
+}
+
+}  // namespace runbook::e2e
+
+namespace runbook::e2e {
+namespace {
+
+// Holds lock `shared-db` on a PostgreSQL target: waits, marks it once, waits again.
+const char* kMarkBetween = R"RB(format: 1
+name: mark-between
+lock: shared-db
+params:
+  dsn: {type: string}
+  pw: {type: string, secret: true, env: E2E_TARGET_PW}
+connections:
+  db: {postgres: {dsn: "${{ params.dsn }}", password: "${{ params.pw }}"}}
+steps:
+  - id: hold
+    exec: {argv: [sleep, "4"]}
+  - id: mark
+    pg.exec: {conn: db, sql: "INSERT INTO marks VALUES (1)"}
+  - id: after
+    exec: {argv: [sleep, "4"]}
+)RB";
+
+}  // namespace
+
+TEST_CASE(
+    "a run whose lock session in the target server ended takes the lock again at its next "
+    "step; if another engine took it meanwhile, the run stops before that step acts",
+    "[e2e][postgres][lock]") {
+  testing::PgTestDb db(testing::BlueServer(), "target");
+  db.Exec("CREATE TABLE marks (n int)");
+  std::map<std::string, std::string> env = testing::BlueServer().ClientEnv();
+  env["E2E_TARGET_PW"] = db.server().password;
+  const std::string dsn = "dsn=" + db.Conninfo();
+  E2e t;
+  t.Write("rb.yaml", kMarkBetween);
+  const testing::PgServer& server = db.server();
+  auto lock_session = [&](const std::string& run_id) {
+    return server.AdminValue(
+        "SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE "
+        "application_name LIKE 'runbook " +
+        run_id + " %'");
+  };
+
+  // Ended, and nobody took it: taken again at the next step, the run goes on.
+  {
+    Background a(t.Spec({"run", "rb.yaml", "-p", dsn}, env));
+    const std::string id = WaitStarted(a);
+    const std::string pid = lock_session(id);
+    REQUIRE(pid != "0");
+    server.AdminValue("SELECT pg_terminate_backend(" + pid + ")");
+    std::string again = "0";
+    for (int i = 0; i < 100 && (again == "0" || again == pid); ++i) {
+      std::this_thread::sleep_for(milliseconds(100));
+      again = lock_session(id);
+    }
+    CHECK(again != "0");
+    CHECK(again != pid);
+    REQUIRE(a.WaitExit(std::chrono::seconds(30)));
+    a.Drain();
+    INFO(a.out() << a.err());
+    CHECK(t.RunStatus(id)["status"] == "succeeded");
+    CHECK(db.Value("SELECT count(*) FROM marks") == "1");
+  }
+
+  // Ended, and another engine (another store) took the lock meanwhile: this
+  // run stops before `mark` acts; resumed once the other is done, it acts once.
+  Background a(t.Spec({"run", "rb.yaml", "-p", dsn}, env));
+  const std::string id = WaitStarted(a);
+  const std::string pid = lock_session(id);
+  REQUIRE(pid != "0");
+  const std::string ids = server.AdminValue(
+      "SELECT classid::int || ', ' || objid::int FROM pg_locks WHERE locktype = 'advisory' "
+      "AND pid = " +
+      pid);
+  server.AdminValue("SELECT pg_terminate_backend(" + pid + ")");
+  ProcessSpec psql;
+  psql.argv = {"psql", "-X",
+               "-q",   server.Conninfo("postgres"),
+               "-c",   "SELECT pg_advisory_lock(" + ids + "), pg_sleep(60)"};
+  psql.env = env;
+  psql.env["PGAPPNAME"] = "runbook other-run 7 abcdef elsewhere.example";
+  Background other(psql);
+  std::string holds = "0";
+  for (int i = 0; i < 100 && holds == "0"; ++i) {
+    std::this_thread::sleep_for(milliseconds(50));
+    holds = server.AdminValue(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.granted "
+        "AND l.locktype = 'advisory' AND a.application_name LIKE 'runbook other-run %'");
+  }
+  REQUIRE(holds == "1");
+  REQUIRE(a.WaitExit(std::chrono::seconds(30)));
+  a.Drain();
+  INFO(a.out() << a.err());
+  std::string said;  // (the terminal wraps long lines)
+  for (char c : a.out() + a.err()) {
+    if (!isspace(static_cast<unsigned char>(c))) said += c;
+  }
+  CHECK(said.find("theserverendedthesessionthatheldtherunlockonconnection'db'") !=
+        std::string::npos);
+  CHECK(said.find("byrunbookother-run7abcdefelsewhere.example") != std::string::npos);
+  CHECK(said.find("anotherengineactsonthistargetnow") != std::string::npos);
+  CHECK(said.find("(exit4)") != std::string::npos);
+  CHECK(db.Value("SELECT count(*) FROM marks") == "1");
+  CHECK(t.RunStatus(id)["status"] == "stopped");
+  CHECK(said.find(db.server().password) == std::string::npos);
+
+  // (Its server session ends with it: a sleeping backend would not notice psql go.)
+  server.AdminValue(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+      "application_name LIKE 'runbook other-run %'");
+  REQUIRE(other.WaitExit(std::chrono::seconds(10)));
+  CliResult resumed = t.Run({"resume", id}, env);
+  INFO(resumed.All());
+  CHECK(resumed.code == 0);
+  CHECK(db.Value("SELECT count(*) FROM marks") == "2");
 }
 
 }  // namespace runbook::e2e

@@ -83,13 +83,14 @@ RESOURCES = [
     Resource("apps", "v1", "statefulsets", "StatefulSet", short=["sts"], categories=["all"],
              subresources={"status": _STATUS, "scale": _SCALE}),
     Resource("batch", "v1", "jobs", "Job", categories=["all"], subresources={"status": _STATUS}),
+    Resource("coordination.k8s.io", "v1", "leases", "Lease", has_status=False),
 ]
 
 BY_KEY = {r.key: r for r in RESOURCES}
 BY_GROUP_VERSION = {}
 for _r in RESOURCES:
     BY_GROUP_VERSION.setdefault((_r.group, _r.version), {})[_r.plural] = _r
-GROUPS = ["apps", "batch"]  # non-core groups, in discovery order
+GROUPS = ["apps", "batch", "coordination.k8s.io"]  # non-core groups, in discovery order
 
 
 def resource_for(group, version, plural):

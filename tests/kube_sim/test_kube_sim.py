@@ -387,6 +387,22 @@ class DiscoveryAndApplyTest(KubeSimTestCase):
         self.assertEqual(dep["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.28")
         self.assertEqual(dep["metadata"]["generation"], 2)
 
+    def test_lease_replace_needs_the_current_resource_version(self):
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "lk"},
+                 "spec": {"holderIdentity": "a", "leaseDurationSeconds": 30}}
+        made = json.loads(self.ok("create", "-f", "-", "-o", "json", input=json.dumps(lease)))
+        self.assertIn("leases.coordination.k8s.io", self.ok("api-resources", "-o", "name").split())
+        taken = dict(made, spec={"holderIdentity": "b", "leaseDurationSeconds": 30})
+        now = json.loads(self.ok("replace", "-f", "-", "-o", "json", input=json.dumps(taken)))
+        self.assertEqual(now["spec"]["holderIdentity"], "b")
+        stale = dict(made, spec={"holderIdentity": "c", "leaseDurationSeconds": 30})
+        proc = self.kubectl("replace", "-f", "-", input=json.dumps(stale))
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("Conflict", proc.stderr)
+        self.assertEqual(self.get_json("lease", "lk")["spec"]["holderIdentity"], "b")
+        proc = self.kubectl("create", "-f", "-", input=json.dumps(lease))
+        self.assertIn("AlreadyExists", proc.stderr)
+
     def test_get_missing_object_prints_not_found(self):
         r = self.fails("get", "deployment", "nope", "-o", "json")
         self.assertIn('Error from server (NotFound): deployments.apps "nope" not found', r.stderr)

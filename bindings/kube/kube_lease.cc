@@ -1,0 +1,306 @@
+// The run lock taken where a Kubernetes target is, so that engines with
+// different state stores (two laptops, a laptop and CI) cannot act on the
+// same namespace at once: a coordination.k8s.io/v1 Lease in the
+// connection's namespace, the way Kubernetes' own leader election does it
+// (client-go's leaderelection: holderIdentity, leaseDurationSeconds,
+// renewTime; every write by resourceVersion). See README, "Locks".
+//
+// The Lease is named after the lock key (`runbook-lock-<readable>-<hash>`,
+// the key itself in an annotation), renewed every third of its length by a
+// thread of its own, and released (holder cleared, as client-go's
+// ReleaseOnCancel does) when the run ends. An engine that could not renew it
+// for two thirds of its length, or finds it taken, says so through Held():
+// the executor then stops before the next step acts.
+//
+// Times in a Lease are the real clock's (std::chrono::system_clock), not
+// Clock::Real()'s, which tests may shift: other engines read them. A Lease
+// that looks expired is taken only after it stayed unchanged for its whole
+// length as this engine watched it, so clocks that disagree cannot make a
+// live holder's Lease look dead.
+#include <time.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "bindings/kube/kube_target.h"
+#include "bindings/kube/kubectl_client.h"
+#include "engine/core/holder.h"
+#include "engine/core/sha256.h"
+
+namespace runbook::kube {
+namespace {
+
+using std::chrono::seconds;
+using std::chrono::steady_clock;
+
+constexpr char kKeyAnnotation[] = "runbook.dev/lock-key";
+constexpr char kLeases[] = "leases.coordination.k8s.io";
+
+SteadyTime SteadyNow() { return steady_clock::now(); }
+
+int64_t WallMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// RFC 3339 with microseconds, as a Lease's MicroTime fields are written.
+std::string MicroTime(int64_t micros) {
+  const time_t secs = static_cast<time_t>(micros / 1000000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char text[40];
+  snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+           static_cast<int>(micros % 1000000));
+  return text;
+}
+
+// Microseconds since the epoch of an RFC 3339 time in UTC, or -1.
+int64_t ParseMicroTime(const std::string& text) {
+  struct tm tm {};
+  int used = 0;
+  if (sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+             &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6) {
+    return -1;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  int64_t micros = 0;
+  size_t at = static_cast<size_t>(used);
+  if (at < text.size() && text[at] == '.') {
+    int digits = 0;
+    for (++at; at < text.size() && isdigit(static_cast<unsigned char>(text[at])); ++at) {
+      if (digits++ < 6) micros = micros * 10 + (text[at] - '0');
+    }
+    for (; digits < 6; ++digits) micros *= 10;
+  }
+  if (text.substr(at) != "Z") return -1;
+  return static_cast<int64_t>(timegm(&tm)) * 1000000 + micros;
+}
+
+// A Lease's length: $RUNBOOK_LEASE_SECONDS (3 to 86400) as the state
+// store's lease has it, else 30 s.
+int LeaseSeconds() {
+  if (const char* v = std::getenv("RUNBOOK_LEASE_SECONDS"); v && *v) {
+    char* end = nullptr;
+    const long secs = std::strtol(v, &end, 10);
+    if (*end == '\0' && secs >= 3 && secs <= 86400) return static_cast<int>(secs);
+  }
+  return 30;
+}
+
+// A write that is not retried: a conflict means another engine moved first,
+// and the caller reads the Lease again to see who.
+KubectlCall WriteCall(const char* verb, const Value& lease) {
+  KubectlCall call;
+  call.args = {verb, "-f", "-", "-o", "json"};
+  call.stdin_data = lease.dump();
+  call.retry_unsafe = false;
+  call.max_attempts = 1;
+  return call;
+}
+
+// `lease` held by `holder` from now on: taken (a new acquireTime, one more
+// transition) or renewed.
+Value HeldBy(Value lease, const std::string& holder, int secs, bool taken) {
+  Value& spec = lease["spec"];
+  const std::string now = MicroTime(WallMicros());
+  spec["holderIdentity"] = holder;
+  spec["leaseDurationSeconds"] = secs;
+  spec["renewTime"] = now;
+  if (taken) {
+    spec["acquireTime"] = now;
+    spec["leaseTransitions"] = spec.value("leaseTransitions", 0) + 1;
+  }
+  return lease;
+}
+
+class KubeLease : public TargetLock {
+ public:
+  KubeLease(KubeTarget target, std::string key, std::string holder, int secs, Value lease)
+      : target_(std::move(target)),
+        key_(std::move(key)),
+        holder_(std::move(holder)),
+        secs_(secs),
+        lease_(std::move(lease)),
+        renewed_(SteadyNow()) {
+    thread_ = std::thread([this] { Renew(); });
+  }
+
+  ~KubeLease() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    if (!lost_.ok()) return;
+    // Released as client-go releases: no holder, a length of one second.
+    // By resourceVersion, so a Lease another engine took meanwhile stays.
+    Value free = lease_;
+    free["spec"].erase("holderIdentity");
+    free["spec"]["leaseDurationSeconds"] = 1;
+    free["spec"]["renewTime"] = MicroTime(WallMicros());
+    KubectlClient k(target_, ProcessRunner::Real(), Clock::Real(), SteadyNow() + seconds(5));
+    k.Run(WriteCall("replace", free));
+  }
+
+  Status Held() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!lost_.ok()) return lost_;
+    if (SteadyNow() - renewed_ > seconds(secs_) * 2 / 3) {
+      return Status::Unavailable("the run lock '" + key_ + "' in " + target_.Where() + " (Lease " +
+                                 Name() + ") could not be renewed for " +
+                                 std::to_string(secs_ * 2 / 3) +
+                                 " s: another engine may take it from now on");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::string Name() const { return lease_["metadata"].value("name", ""); }
+
+  // Every third of the length, until stopped or lost.
+  void Renew() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (cv_.wait_for(lock, seconds(secs_) / 3, [this] { return stop_; })) return;
+      const Value mine = lease_;
+      lock.unlock();
+      KubectlClient k(target_, ProcessRunner::Real(), Clock::Real(),
+                      SteadyNow() + seconds(secs_) / 3);
+      Result<Value> put = k.RunJson(WriteCall("replace", HeldBy(mine, holder_, secs_, false)));
+      Result<Value> now = put.ok() ? put : k.Get(kLeases, mine["metadata"].value("name", ""));
+      lock.lock();
+      if (put.ok()) {
+        lease_ = *put;
+        renewed_ = SteadyNow();
+        continue;
+      }
+      if (!now.ok()) continue;  // unreachable for now: Held() says when it is too long
+      const std::string by = (*now)["spec"].value("holderIdentity", "");
+      if (by == holder_) {  // changed by someone else, still this engine's: renewed next time
+        lease_ = *now;
+        continue;
+      }
+      lost_ = Status::Unavailable("the run lock '" + key_ + "' in " + target_.Where() + " (Lease " +
+                                  Name() + ") was taken by " +
+                                  (by.empty() ? std::string("nobody (released)") : by));
+      return;
+    }
+  }
+
+  const KubeTarget target_;
+  const std::string key_, holder_;
+  const int secs_;
+  mutable std::mutex mu_;  // guards what follows
+  std::condition_variable cv_;
+  bool stop_ = false;
+  Value lease_;         // as last written by this engine
+  SteadyTime renewed_;  // when that write was acknowledged
+  Status lost_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::string LeaseNameOf(const std::string& key) {
+  std::string readable;
+  for (unsigned char c : key) {
+    const char l = static_cast<char>(tolower(c));
+    if ((l >= 'a' && l <= 'z') || (l >= '0' && l <= '9')) {
+      readable += l;
+    } else if (!readable.empty() && readable.back() != '-') {
+      readable += '-';
+    }
+    if (readable.size() >= 32) break;
+  }
+  while (!readable.empty() && readable.back() == '-') readable.pop_back();
+  return "runbook-lock-" + (readable.empty() ? "" : readable + "-") + Sha256Hex(key).substr(0, 10);
+}
+
+Result<std::unique_ptr<TargetLock>> KubeConnectionType::LockTarget(
+    const std::string& conn_name, const Value& config, const std::string& key,
+    const std::string& holder) const {
+  Result<KubeTarget> target = KubeTargetFromConfig(conn_name, config);
+  if (!target.ok()) return std::unique_ptr<TargetLock>();  // the first step using it says why
+  const std::string name = LeaseNameOf(key);
+  const int secs = LeaseSeconds();
+  const std::string where = "the run lock could not be taken on connection '" + conn_name + "' (" +
+                            target->Where() + ", Lease " + name + "): ";
+  const SteadyTime give_up = SteadyNow() + seconds(secs) + seconds(15);
+  std::string watched;  // the resourceVersion of an expired-looking Lease, and since when
+  SteadyTime watched_since;
+  std::string failed_at = "-";  // the version a write failed against ("" : absent)
+  Status failed;
+  for (;;) {
+    if (SteadyNow() > give_up) {
+      return Status::Failed(where + (failed.ok() ? "it kept changing" : failed.message()));
+    }
+    KubectlClient k(*target, ProcessRunner::Real(), Clock::Real(),
+                    std::min(give_up, SteadyNow() + seconds(10)));
+    Result<Value> got = k.Get(kLeases, name);
+    if (!got.ok() &&
+        (got.status().code() != Status::Code::kNotFound || got.status().message() != "not found")) {
+      return Status::Failed(where + got.status().message());  // no namespace, forbidden, ...
+    }
+    const std::string version = got.ok() ? (*got)["metadata"].value("resourceVersion", "") : "";
+    if (!failed.ok() && version == failed_at) {
+      return Status::Failed(where + failed.message());  // the write failed, not for a race
+    }
+    Value next;
+    if (!got.ok()) {
+      next = HeldBy(Value{{"apiVersion", "coordination.k8s.io/v1"},
+                          {"kind", "Lease"},
+                          {"metadata",
+                           {{"name", name},
+                            {"labels", {{"app.kubernetes.io/managed-by", "runbook"}}},
+                            {"annotations", {{kKeyAnnotation, key}}}}},
+                          {"spec", Value::object()}},
+                    holder, secs, true);
+    } else {
+      const Value& spec = (*got)["spec"];
+      const std::string by = spec.value("holderIdentity", "");
+      if (by == holder) return std::unique_ptr<TargetLock>();  // this engine, another connection
+      // Free, or the same run's (the state store gave this engine the run), or
+      // an engine on this host that is gone: taken at once.
+      if (!by.empty() && !SameRun(by, holder) && !HolderGone(by)) {
+        const int64_t renewed =
+            ParseMicroTime(spec.value("renewTime", spec.value("acquireTime", "")));
+        const int64_t length = spec.value("leaseDurationSeconds", 0);
+        // Renewed while this engine watched: alive, whatever the times say.
+        const bool live = renewed < 0 || renewed + length * 1000000 > WallMicros() ||
+                          (!watched.empty() && version != watched);
+        if (live) {
+          return Status::Unavailable(
+              "run lock '" + key + "' is held on connection '" + conn_name + "' (" +
+              target->Where() + ", Lease " + name + ") by " + by +
+              (renewed < 0 ? "" : ", renewed " + spec.value("renewTime", "")) +
+              ": another engine, with another state store, is acting on this target");
+        }
+        if (watched.empty()) {
+          watched = version;
+          watched_since = SteadyNow();
+        }
+        if (SteadyNow() - watched_since < seconds(length)) {
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+          continue;
+        }
+      }
+      next = HeldBy(*got, holder, secs, true);
+      next["metadata"]["annotations"][kKeyAnnotation] = key;
+    }
+    Result<Value> put = k.RunJson(WriteCall(got.ok() ? "replace" : "create", next));
+    if (put.ok()) {
+      return std::unique_ptr<TargetLock>(new KubeLease(*target, key, holder, secs, *put));
+    }
+    failed = put.status();  // a race (read again) or not (the same version again)
+    failed_at = version;
+  }
+}
+
+}  // namespace runbook::kube
