@@ -119,15 +119,31 @@ Value HeldBy(Value lease, const std::string& holder, int secs, bool taken) {
   return lease;
 }
 
+// A Lease as first written, for `name`: labels, the key as others may read it.
+Value NewLease(const std::string& name, const std::string& shown_key) {
+  return Value{{"apiVersion", "coordination.k8s.io/v1"},
+               {"kind", "Lease"},
+               {"metadata",
+                {{"name", name},
+                 {"labels", {{"app.kubernetes.io/managed-by", "runbook"}}},
+                 {"annotations", {{kKeyAnnotation, shown_key}}}}},
+               {"spec", Value::object()}};
+}
+
+// A call's time: a third of the length, at most 10 s (a hung API server
+// must not hold a renewal, or the end of the run, for long).
+SteadyTime CallDeadline(int secs) {
+  return SteadyNow() + std::min<std::chrono::milliseconds>(seconds(secs) / 3, seconds(10));
+}
+
 class KubeLease : public TargetLock {
  public:
-  KubeLease(KubeTarget target, std::string key, std::string holder, int secs, Value lease)
+  KubeLease(KubeTarget target, TargetLockRequest req, int secs, Value lease, SteadyTime sent)
       : target_(std::move(target)),
-        key_(std::move(key)),
-        holder_(std::move(holder)),
+        req_(std::move(req)),
         secs_(secs),
         lease_(std::move(lease)),
-        renewed_(SteadyNow()) {
+        renewed_(sent) {
     thread_ = std::thread([this] { Renew(); });
   }
 
@@ -153,8 +169,7 @@ class KubeLease : public TargetLock {
     std::lock_guard<std::mutex> lock(mu_);
     if (!lost_.ok()) return lost_;
     if (SteadyNow() - renewed_ > seconds(secs_) * 2 / 3) {
-      return Status::Unavailable("the run lock '" + key_ + "' in " + target_.Where() + " (Lease " +
-                                 Name() + ") could not be renewed for " +
+      return Status::Unavailable(Named() + " could not be renewed for " +
                                  std::to_string(secs_ * 2 / 3) +
                                  " s: another engine may take it from now on");
     }
@@ -162,55 +177,74 @@ class KubeLease : public TargetLock {
   }
 
  private:
-  std::string Name() const { return lease_["metadata"].value("name", ""); }
+  std::string Named() const {
+    return "the run lock '" + req_.shown_key + "' in " + target_.Where() + " (Lease " +
+           lease_["metadata"].value("name", "") + ")";
+  }
 
-  // Every third of the length, until stopped or lost.
+  // Every third of the length; after a failed attempt again soon (a tenth
+  // of the length, at most 2 s as client-go retries), until stopped or lost.
   void Renew() {
     std::unique_lock<std::mutex> lock(mu_);
+    std::chrono::milliseconds pause = seconds(secs_) / 3;
     for (;;) {
-      if (cv_.wait_for(lock, seconds(secs_) / 3, [this] { return stop_; })) return;
+      if (cv_.wait_for(lock, pause, [this] { return stop_; })) return;
+      pause = std::min<std::chrono::milliseconds>(seconds(2), seconds(secs_) / 10);
       const Value mine = lease_;
       lock.unlock();
-      KubectlClient k(target_, ProcessRunner::Real(), Clock::Real(),
-                      SteadyNow() + seconds(secs_) / 3);
-      Result<Value> put = k.RunJson(WriteCall("replace", HeldBy(mine, holder_, secs_, false)));
-      Result<Value> now = put.ok() ? put : k.Get(kLeases, mine["metadata"].value("name", ""));
+      const SteadyTime sent = SteadyNow();  // the Lease runs from when it was sent
+      KubectlClient k(target_, ProcessRunner::Real(), Clock::Real(), CallDeadline(secs_));
+      Result<Value> put = k.RunJson(WriteCall("replace", HeldBy(mine, req_.holder, secs_, false)));
+      const std::string name = mine["metadata"].value("name", "");
+      Result<Value> now = put.ok() ? put : k.Get(kLeases, name);
+      if (!now.ok() && now.status().message() == "not found") {
+        // Deleted (a namespace made again, a person): written anew. Made by
+        // someone else meanwhile (AlreadyExists): read again next time.
+        now = k.RunJson(
+            WriteCall("create", HeldBy(NewLease(name, req_.shown_key), req_.holder, secs_, true)));
+        put = now;
+      }
       lock.lock();
       if (put.ok()) {
         lease_ = *put;
-        renewed_ = SteadyNow();
+        renewed_ = sent;
+        pause = seconds(secs_) / 3;
         continue;
       }
       if (!now.ok()) continue;  // unreachable for now: Held() says when it is too long
       const std::string by = (*now)["spec"].value("holderIdentity", "");
-      if (by == holder_) {  // changed by someone else, still this engine's: renewed next time
+      if (by == req_.holder) {  // changed by someone else, still this engine's: again at once
         lease_ = *now;
+        pause = std::chrono::milliseconds(0);
         continue;
       }
-      lost_ = Status::Unavailable("the run lock '" + key_ + "' in " + target_.Where() + " (Lease " +
-                                  Name() + ") was taken by " +
-                                  (by.empty() ? std::string("nobody (released)") : by));
+      lost_ = Status::Unavailable(
+          Named() + " was taken by " +
+          (by.empty() ? std::string("nobody (released)")
+                      : by + (SameRun(by, req_.holder)
+                                  ? " (another engine of this run, which carries it on)"
+                                  : "")));
       return;
     }
   }
 
   const KubeTarget target_;
-  const std::string key_, holder_;
+  const TargetLockRequest req_;
   const int secs_;
   mutable std::mutex mu_;  // guards what follows
   std::condition_variable cv_;
   bool stop_ = false;
   Value lease_;         // as last written by this engine
-  SteadyTime renewed_;  // when that write was acknowledged
+  SteadyTime renewed_;  // when that write was sent
   Status lost_;
   std::thread thread_;
 };
 
 }  // namespace
 
-std::string LeaseNameOf(const std::string& key) {
+std::string LeaseNameOf(const std::string& key, const std::string& shown_key) {
   std::string readable;
-  for (unsigned char c : key) {
+  for (unsigned char c : shown_key) {
     const char l = static_cast<char>(tolower(c));
     if ((l >= 'a' && l <= 'z') || (l >= '0' && l <= '9')) {
       readable += l;
@@ -224,25 +258,22 @@ std::string LeaseNameOf(const std::string& key) {
 }
 
 Result<std::unique_ptr<TargetLock>> KubeConnectionType::LockTarget(
-    const std::string& conn_name, const Value& config, const std::string& key,
-    const std::string& holder) const {
+    const std::string& conn_name, const Value& config, const TargetLockRequest& req) const {
   Result<KubeTarget> target = KubeTargetFromConfig(conn_name, config);
   if (!target.ok()) return std::unique_ptr<TargetLock>();  // the first step using it says why
-  const std::string name = LeaseNameOf(key);
+  const std::string& holder = req.holder;
+  const std::string name = LeaseNameOf(req.key, req.shown_key);
   const int secs = LeaseSeconds();
-  const std::string where = "the run lock could not be taken on connection '" + conn_name + "' (" +
-                            target->Where() + ", Lease " + name + "): ";
-  const SteadyTime give_up = SteadyNow() + seconds(secs) + seconds(15);
-  std::string watched;  // the resourceVersion of an expired-looking Lease, and since when
+  const std::string lease = target->Where() + ", Lease " + name;
+  const std::string where =
+      "the run lock could not be taken on connection '" + conn_name + "' (" + lease + "): ";
+  SteadyTime give_up = SteadyNow() + seconds(secs) + seconds(15);
+  std::string watched;  // the resourceVersion of a Lease watched for its length, and since when
   SteadyTime watched_since;
   std::string failed_at = "-";  // the version a write failed against ("" : absent)
   Status failed;
   for (;;) {
-    if (SteadyNow() > give_up) {
-      return Status::Failed(where + (failed.ok() ? "it kept changing" : failed.message()));
-    }
-    KubectlClient k(*target, ProcessRunner::Real(), Clock::Real(),
-                    std::min(give_up, SteadyNow() + seconds(10)));
+    KubectlClient k(*target, ProcessRunner::Real(), Clock::Real(), CallDeadline(secs));
     Result<Value> got = k.Get(kLeases, name);
     if (!got.ok() &&
         (got.status().code() != Status::Code::kNotFound || got.status().message() != "not found")) {
@@ -252,51 +283,50 @@ Result<std::unique_ptr<TargetLock>> KubeConnectionType::LockTarget(
     if (!failed.ok() && version == failed_at) {
       return Status::Failed(where + failed.message());  // the write failed, not for a race
     }
+    if (SteadyNow() > give_up) {
+      return Status::Failed(where + "it kept changing for " + std::to_string(secs + 15) + " s");
+    }
     Value next;
     if (!got.ok()) {
-      next = HeldBy(Value{{"apiVersion", "coordination.k8s.io/v1"},
-                          {"kind", "Lease"},
-                          {"metadata",
-                           {{"name", name},
-                            {"labels", {{"app.kubernetes.io/managed-by", "runbook"}}},
-                            {"annotations", {{kKeyAnnotation, key}}}}},
-                          {"spec", Value::object()}},
-                    holder, secs, true);
+      next = HeldBy(NewLease(name, req.shown_key), holder, secs, true);
     } else {
       const Value& spec = (*got)["spec"];
       const std::string by = spec.value("holderIdentity", "");
       if (by == holder) return std::unique_ptr<TargetLock>();  // this engine, another connection
-      // Free, or the same run's (the state store gave this engine the run), or
-      // an engine on this host that is gone: taken at once.
-      if (!by.empty() && !SameRun(by, holder) && !HolderGone(by)) {
+      // Free, or the same run's (the state store gave this engine the run):
+      // taken at once. Else only one that was not renewed for its whole
+      // length while this engine watched, whatever its times say (clocks
+      // disagree) and whoever it names (a host name may be another's too).
+      if (!by.empty() && !SameRun(by, holder)) {
         const int64_t renewed =
             ParseMicroTime(spec.value("renewTime", spec.value("acquireTime", "")));
-        const int64_t length = spec.value("leaseDurationSeconds", 0);
-        // Renewed while this engine watched: alive, whatever the times say.
-        const bool live = renewed < 0 || renewed + length * 1000000 > WallMicros() ||
-                          (!watched.empty() && version != watched);
-        if (live) {
+        const int64_t length = std::max<int64_t>(spec.value("leaseDurationSeconds", 0), 1);
+        const bool expired = renewed >= 0 && renewed + length * 1000000 <= WallMicros();
+        const bool changed = !watched.empty() && version != watched;
+        if (changed || (!expired && !HolderGone(by))) {
           return Status::Unavailable(
-              "run lock '" + key + "' is held on connection '" + conn_name + "' (" +
-              target->Where() + ", Lease " + name + ") by " + by +
+              "run lock '" + req.shown_key + "' is held on connection '" + conn_name + "' (" +
+              lease + ") by " + by +
               (renewed < 0 ? "" : ", renewed " + spec.value("renewTime", "")) +
               ": another engine, with another state store, is acting on this target");
         }
-        if (watched.empty()) {
+        if (watched.empty()) {  // expired by its times, or its engine is gone: watched
           watched = version;
           watched_since = SteadyNow();
+          give_up = std::max(give_up, SteadyNow() + seconds(length) + seconds(15));
         }
         if (SteadyNow() - watched_since < seconds(length)) {
-          std::this_thread::sleep_for(std::chrono::seconds(1));
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
           continue;
         }
       }
       next = HeldBy(*got, holder, secs, true);
-      next["metadata"]["annotations"][kKeyAnnotation] = key;
+      next["metadata"]["annotations"][kKeyAnnotation] = req.shown_key;
     }
+    const SteadyTime sent = SteadyNow();
     Result<Value> put = k.RunJson(WriteCall(got.ok() ? "replace" : "create", next));
     if (put.ok()) {
-      return std::unique_ptr<TargetLock>(new KubeLease(*target, key, holder, secs, *put));
+      return std::unique_ptr<TargetLock>(new KubeLease(*target, req, secs, *put, sent));
     }
     failed = put.status();  // a race (read again) or not (the same version again)
     failed_at = version;

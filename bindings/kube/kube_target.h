@@ -54,8 +54,9 @@ std::string PlannedCreatorOf(StepContext& ctx, const KubeTarget& t, const std::s
 std::vector<std::string> PlannedKindsOf(const std::string& type);
 
 // The name of the Lease that holds run lock `key`: "runbook-lock-", the
-// key's letters and digits (at most 32), then 10 hex digits of its SHA-256.
-std::string LeaseNameOf(const std::string& key);
+// letters and digits of `shown_key` (the key with its secrets redacted; at
+// most 32), then 10 hex digits of the key's SHA-256.
+std::string LeaseNameOf(const std::string& key, const std::string& shown_key);
 
 // The `kube` connection type for the registry.
 class KubeConnectionType : public ConnectionType {
@@ -72,8 +73,7 @@ class KubeConnectionType : public ConnectionType {
   // The run lock in the target's namespace: a coordination.k8s.io Lease
   // (kube_lease.cc), renewed while the run lives.
   Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& conn_name, const Value& config,
-                                                 const std::string& key,
-                                                 const std::string& holder) const override;
+                                                 const TargetLockRequest& req) const override;
 
  private:
   Schema schema_;

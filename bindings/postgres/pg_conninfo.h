@@ -43,8 +43,7 @@ class PgConnectionType : public ConnectionType {
   // A session advisory lock in the server's `postgres` database
   // (pg_target_lock.cc); none through `via` (no tunnel is open yet).
   Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& conn_name, const Value& config,
-                                                 const std::string& key,
-                                                 const std::string& holder) const override;
+                                                 const TargetLockRequest& req) const override;
   // In a READ ONLY transaction, rolled back; not through `via`.
   Result<Value> QueryRows(const std::string& conn_name, const Value& config,
                           const std::string& sql) const override;

@@ -60,24 +60,33 @@ Result<std::unique_ptr<PgConnection>> Open(const PgConnectOptions& base,
   return conn;
 }
 
-// Takes lock `key` on a session of its own, named `me`: the session; nullptr
-// when this engine holds it already (through another connection);
-// kUnavailable when another engine holds it; any other error: it could not be
-// taken. `same_run_wins`: a session of another engine of the same run is ended
-// (the state store gave this engine the run), else that engine holds it.
-Result<std::unique_ptr<PgConnection>> Take(const PgConnectOptions& options,
-                                           const std::string& conn_name, const std::string& key,
-                                           const std::string& me, bool same_run_wins) {
+// A lock as one connection takes it.
+struct Want {
+  std::string conn_name;
+  std::string key, shown_key;
+  std::string me;  // the holder, cut to a session name's length
+};
+
+// Takes lock `w.key` on a session of its own, named `w.me`: the session;
+// nullptr when this engine holds it already (through another connection);
+// kUnavailable when another engine holds it; any other error: it could not
+// be taken. `same_run_wins`: a session of another engine of the same run is
+// ended (the state store gave this engine the run), else that engine holds
+// it. Waits at most `patience` for a holder that is going.
+Result<std::unique_ptr<PgConnection>> Take(const PgConnectOptions& options, const Want& w,
+                                           bool same_run_wins, std::chrono::seconds patience) {
+  const std::string& conn_name = w.conn_name;
+  const std::string& me = w.me;
   const std::string where = "the run lock could not be taken on connection '" + conn_name + "': ";
   Result<std::unique_ptr<PgConnection>> conn = Open(options, me);
   if (!conn.ok()) return Status::Failed(where + conn.status().message());
   PgConnection& c = **conn;
-  const PgParams ids = {std::to_string(kLockClass), std::to_string(KeyHash(key))};
+  const PgParams ids = {std::to_string(kLockClass), std::to_string(KeyHash(w.key))};
   const std::string tag =
       "l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = $1::int::oid "
       "AND l.objid = $2::int::oid AND l.database = (SELECT oid FROM pg_database WHERE datname = "
       "current_database())";
-  const SteadyTime give_up = SteadyNow() + std::chrono::seconds(20);
+  const SteadyTime give_up = SteadyNow() + patience;
   for (;;) {
     const SteadyTime deadline = SteadyNow() + std::chrono::seconds(10);
     Result<Value> got =
@@ -93,7 +102,7 @@ Result<std::unique_ptr<PgConnection>> Take(const PgConnectOptions& options,
     if (!who.ok()) return Status::Failed(where + who.status().message());
     const bool waiting = SteadyNow() < give_up;
     if (who->empty()) {  // released in between: try again
-      if (!waiting) return Status::Failed(where + "it was neither free nor held, for 20 s");
+      if (!waiting) return Status::Failed(where + "it was neither free nor held for long");
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
@@ -121,8 +130,8 @@ Result<std::unique_ptr<PgConnection>> Take(const PgConnectOptions& options,
     const std::string by = !app.empty()  ? app
                            : pid.empty() ? std::string("a prepared transaction")
                                          : "backend " + pid;
-    return Status::Unavailable("run lock '" + key + "' is held on connection '" + conn_name +
-                               "' (" + c.server() + ") by " + by +
+    return Status::Unavailable("run lock '" + w.shown_key + "' is held on connection '" +
+                               conn_name + "' (" + c.server() + ") by " + by +
                                (since.empty() ? "" : " since " + since) +
                                ": another engine, with another state store, is acting on this "
                                "target");
@@ -133,17 +142,12 @@ Result<std::unique_ptr<PgConnection>> Take(const PgConnectOptions& options,
 // goes on (a server restart, a failover, a step that terminated it) is
 // replaced at the next check, unless another engine took the lock meanwhile:
 // then the lock is lost and the run stops before its next step acts. A server
-// that cannot be reached (a step stopped it) lets nobody act there: the run
-// goes on and the lock is taken again once it can be.
+// that cannot be reached then (a step stopped it) lets nobody act there: the
+// run goes on, and each check tries again until the lock is taken.
 class PgTargetLock : public TargetLock {
  public:
-  PgTargetLock(std::unique_ptr<PgConnection> conn, PgConnectOptions options, std::string conn_name,
-               std::string key, std::string me)
-      : conn_(std::move(conn)),
-        options_(std::move(options)),
-        conn_name_(std::move(conn_name)),
-        key_(std::move(key)),
-        me_(std::move(me)) {}
+  PgTargetLock(std::unique_ptr<PgConnection> conn, PgConnectOptions options, Want want)
+      : conn_(std::move(conn)), options_(std::move(options)), want_(std::move(want)) {}
 
   Status Held() const override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -152,48 +156,46 @@ class PgTargetLock : public TargetLock {
     if (conn_ && conn_->Exec("SELECT 1", {}, SteadyNow() + std::chrono::seconds(5)).ok()) {
       return Status::Ok();
     }
+    // At most a few seconds, whatever the server does: the step waits.
     Result<std::unique_ptr<PgConnection>> again =
-        Take(options_, conn_name_, key_, me_, /*same_run_wins=*/false);
+        Take(options_, want_, /*same_run_wins=*/false, std::chrono::seconds(3));
     if (again.ok()) {
-      if (*again) conn_ = std::move(*again);
+      // nullptr: the ended session is still seen holding it; tried again.
+      conn_ = std::move(*again);
       return Status::Ok();
     }
+    conn_.reset();
     if (again.status().code() == Status::Code::kUnavailable) {
       lost_ = Status::Unavailable(
           "the server ended the session that held the run lock on "
           "connection '" +
-          conn_name_ + "', and now " + again.status().message());
-      return lost_;
+          want_.conn_name + "', and now " + again.status().message());
     }
-    conn_.reset();  // unreachable: tried again in a while
-    next_check_ = SteadyNow() + std::chrono::seconds(10);
-    return Status::Ok();
+    return lost_;
   }
 
  private:
   mutable std::mutex mu_;                       // guards what follows
   mutable std::unique_ptr<PgConnection> conn_;  // closing the session releases the lock
   const PgConnectOptions options_;
-  const std::string conn_name_, key_, me_;
+  const Want want_;
   mutable SteadyTime next_check_{};
   mutable Status lost_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<TargetLock>> PgConnectionType::LockTarget(const std::string& conn_name,
-                                                                 const Value& config,
-                                                                 const std::string& key,
-                                                                 const std::string& holder) const {
+Result<std::unique_ptr<TargetLock>> PgConnectionType::LockTarget(
+    const std::string& conn_name, const Value& config, const TargetLockRequest& req) const {
   if (config.is_object() && !config.value("via", "").empty()) return std::unique_ptr<TargetLock>();
   Result<PgConnectOptions> options = PgOptionsFromConfig(conn_name, config);
   if (!options.ok()) return std::unique_ptr<TargetLock>();  // the first step using it says why
-  const std::string me = holder.substr(0, kNameMax);
-  Result<std::unique_ptr<PgConnection>> conn = Take(*options, conn_name, key, me, true);
+  Want want{conn_name, req.key, req.shown_key, req.holder.substr(0, kNameMax)};
+  Result<std::unique_ptr<PgConnection>> conn =
+      Take(*options, want, /*same_run_wins=*/true, std::chrono::seconds(20));
   if (!conn.ok()) return conn.status();
   if (!*conn) return std::unique_ptr<TargetLock>();
-  return std::unique_ptr<TargetLock>(
-      new PgTargetLock(std::move(*conn), *options, conn_name, key, me));
+  return std::unique_ptr<TargetLock>(new PgTargetLock(std::move(*conn), *options, want));
 }
 
 }  // namespace runbook

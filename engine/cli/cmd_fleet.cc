@@ -64,7 +64,21 @@ struct Outcome {
   int wave = 0;
   bool failure = false;
   bool started = false;  // a run or resume was started for it this time
+
+  // Its engine could not be started or followed: `why`.
+  void Failed(const std::string& why) {
+    status = "failed";
+    failure = true;
+    note = why;
+  }
 };
+
+// Milliseconds from `start` until now.
+int64_t MsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start)
+      .count();
+}
 
 std::string At(const std::string& path, const YAML::Node& n) {
   return path + ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1);
@@ -646,9 +660,7 @@ struct Fleet {
         job = kube->ActiveJob(i + 1);
       }
       if (!job.ok()) {
-        o.status = "failed";
-        o.failure = true;
-        o.note = job.status().message();
+        o.Failed(job.status().message());
         return;
       }
       active = *job;
@@ -672,13 +684,9 @@ struct Fleet {
     spec.max_output = 1 << 20;
     const auto start = std::chrono::steady_clock::now();
     Result<ProcessResult> r = ProcessRunner::Real().Run(spec);
-    o.ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                 start)
-               .count();
+    o.ms = MsSince(start);
     if (!r.ok()) {
-      o.status = "failed";
-      o.failure = true;
-      o.note = r.status().message();
+      o.Failed(r.status().message());
       return;
     }
     if (what == "run") o.run_id = NewRunIdOf(r->out);
@@ -699,13 +707,9 @@ struct Fleet {
     const auto start = std::chrono::steady_clock::now();
     Result<JobOutcome> r = kube->Run(i + 1, std::max(1, target_steps[i].attempts), targets[i].name,
                                      targets[i].child_yaml, flags, g_interrupted, active);
-    o.ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                 start)
-               .count();
+    o.ms = MsSince(start);
     if (!r.ok()) {
-      o.status = "failed";
-      o.failure = true;
-      o.note = r.status().message();
+      o.Failed(r.status().message());
       return;
     }
     // Its run: the newest this fleet started for it (its pod wrote it),

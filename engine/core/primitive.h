@@ -102,6 +102,13 @@ Status CheckDeclaredResult(const Primitive& p, const Value& result);
 
 // A run lock held where a target is (ConnectionType::LockTarget); the
 // destructor releases it, and so does the death of the process.
+// What a run lock is taken as (ConnectionType::LockTarget).
+struct TargetLockRequest {
+  std::string key;        // the lock key: engines meet on it
+  std::string shown_key;  // the key as others may read it (secrets redacted)
+  std::string holder;     // this engine, "runbook RUN PID NONCE HOST"
+};
+
 class TargetLock {
  public:
   virtual ~TargetLock() = default;
@@ -121,16 +128,16 @@ class ConnectionType {
   virtual std::string Describe(const Value& config) const = 0;
   // Registers the secrets a config holds (passwords) with the redactor.
   virtual void CollectSecrets(const Value& /*config*/, Redactor& /*r*/) const {}
-  // Takes run lock `key` on what `config` reaches, so that an engine with
-  // another state store is kept out too; `holder` names this engine to
-  // others ("runbook RUN PID NONCE HOST"). nullptr: nothing taken (the type takes none,
-  // or not for this config, or this run holds it there already).
-  // kUnavailable: another engine holds it (the message names it); any other
-  // error: it could not be taken (the caller goes on without it).
+  // Takes run lock `req.key` on what `config` reaches, so that an engine
+  // with another state store is kept out too; `req.holder` names this engine
+  // to others. nullptr: nothing taken (the type takes none, or not for this
+  // config, or this run holds it there already). kUnavailable: another
+  // engine holds it (the message names it); any other error: it could not be
+  // taken (the caller goes on without it). Whatever the type writes where
+  // others read it shows `req.shown_key`, never the key itself.
   virtual Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& /*conn_name*/,
                                                          const Value& /*config*/,
-                                                         const std::string& /*key*/,
-                                                         const std::string& /*holder*/) const {
+                                                         const TargetLockRequest& /*req*/) const {
     return std::unique_ptr<TargetLock>();
   }
   // The rows of one read-only query on what `config` reaches, a list of maps

@@ -336,7 +336,8 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
     if (!type) continue;
     Result<Connection> c = ResolveConnection(scope, spec.name);
     if (!c.ok()) continue;
-    Result<std::unique_ptr<TargetLock>> t = type->LockTarget(spec.name, c->config, key, holder);
+    Result<std::unique_ptr<TargetLock>> t =
+        type->LockTarget(spec.name, c->config, {key, env_.redactor->Redact(key), holder});
     if (!t.ok() && t.status().code() == Status::Code::kUnavailable) {
       return Status::Unavailable(env_.redactor->Redact(t.status().message()));
     }
@@ -352,7 +353,8 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
     journal_.set_guard([this] {
       for (const std::unique_ptr<TargetLock>& l : target_locks_) {
         if (Status s = l->Held(); !s.ok()) {
-          target_lock_lost_ = true;
+          std::lock_guard<std::mutex> lock(lock_lost_mu_);
+          if (lock_lost_.ok()) lock_lost_ = s;
           return s;
         }
       }
@@ -532,7 +534,10 @@ RunOutcome Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<c
   }
   StartReport("rollback of");
   bool ok = DoRollback();
-  RunStatus final_status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
+  const bool lost = LockLostFirst();  // then `runbook rollback` again goes on from here
+  RunStatus final_status = lost ? RunStatus::kRollingBack
+                           : ok ? RunStatus::kRolledBack
+                                : RunStatus::kRollbackFailed;
   if (rollback_refused_.empty()) {  // refused: nothing was undone, the run stays as it was
     journal_.Note(env_.store->UpdateRun(run_.id, final_status, ok ? "" : "an undo failed"));
     run_.status = final_status;
@@ -562,12 +567,9 @@ RunOutcome Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<c
               "): the rollback stopped before undoing anything more; make the store writable, "
               "then runbook rollback " +
               run_.id + " again";
-    if (target_lock_lost_) {
+    if (lost) {
       code = ExitCode::kLocked;
-      message = journal.message() +
-                ". This engine stopped its rollback before undoing anything more: another engine "
-                "acts on this target now (runbook rollback " +
-                run_.id + " again once it is done)";
+      message = LockLostMessage(true);
     } else if (journal.code() == Status::Code::kUnavailable) {
       message = journal.message() +
                 ". This engine stopped its rollback before undoing "
@@ -593,6 +595,21 @@ void Executor::Impl::RestoreResults() {
         break;
     }
   }
+}
+
+bool Executor::Impl::LockLostFirst() {
+  std::lock_guard<std::mutex> lock(lock_lost_mu_);
+  return !lock_lost_.ok() && journal_.error().message() == lock_lost_.message();
+}
+
+std::string Executor::Impl::LockLostMessage(bool rolling) {
+  return journal_.error().message() + ". This engine stopped before " +
+         (rolling ? "undoing" : "acting") +
+         " further, nothing was undone: another engine acts on this target now (once it is "
+         "done: runbook " +
+         (rolling ? "rollback " + run_.id + " goes on"
+                  : "resume " + run_.id + ", or runbook rollback " + run_.id) +
+         ")";
 }
 
 RunOutcome Executor::Impl::Finish(const FlowResult& f) {
@@ -623,16 +640,12 @@ RunOutcome Executor::Impl::Finish(const FlowResult& f) {
     case Flow::kWindow: {
       code = f.flow == Flow::kWindow ? ExitCode::kOutsideWindow : ExitCode::kRunFailed;
       message = f.message;
-      if (target_lock_lost_) {
+      if (LockLostFirst()) {
         // Another engine acts on the target now: nothing more acts here, an
         // undo included. The run goes on (or back) from here once it is done.
         status = rolling ? RunStatus::kRollingBack : RunStatus::kStopped;
         code = ExitCode::kLocked;
-        message = journal_.error().message() +
-                  ". This engine stopped before acting further, nothing was undone: "
-                  "another engine acts on this target now (once it is done: runbook " +
-                  (rolling ? "rollback " : "resume ") + run_.id +
-                  (rolling ? ")" : ", or runbook rollback " + run_.id + ")");
+        message = LockLostMessage(rolling);
       } else if (rolling) {
         status = RunStatus::kRollbackFailed;
         code = ExitCode::kRollbackFailed;
@@ -650,6 +663,12 @@ RunOutcome Executor::Impl::Finish(const FlowResult& f) {
         bool ok = DoRollback();
         status = ok ? RunStatus::kRolledBack : RunStatus::kRollbackFailed;
         if (!ok) code = ExitCode::kRollbackFailed;
+        if (LockLostFirst()) {  // lost before an undo could start
+          status = RunStatus::kRollingBack;
+          code = ExitCode::kLocked;
+          message = f.message + "; " + LockLostMessage(true);
+          break;
+        }
         message = f.message + (!ok           ? "; rollback FAILED: a human must act"
                                : AnyUndone() ? "; rolled back"
                                              : "; nothing to undo");
@@ -662,7 +681,7 @@ RunOutcome Executor::Impl::Finish(const FlowResult& f) {
     }
   }
   journal_.Note(env_.store->UpdateRun(run_.id, status, code == ExitCode::kOk ? "" : message));
-  if (Status journal = journal_.error(); !journal.ok() && !target_lock_lost_) {
+  if (Status journal = journal_.error(); !journal.ok() && !LockLostFirst()) {
     // Whatever happened, the journal may not say it: a human must look.
     status = RunStatus::kFailed;
     code = ExitCode::kRollbackFailed;

@@ -2,7 +2,6 @@
 // rollback.cc. Not part of the engine's interface.
 #pragma once
 
-#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -131,7 +130,13 @@ class Executor::Impl {
   Scope root_;
   std::unique_ptr<StoreLock> lock_;
   std::vector<std::unique_ptr<TargetLock>> target_locks_;
-  std::atomic<bool> target_lock_lost_{false};  // a guard found one lost (journal_.set_guard)
+  // The first run lock in a target a guard found lost (journal_.set_guard).
+  std::mutex lock_lost_mu_;
+  Status lock_lost_;
+  // That loss is what stopped the journal (not a store write that failed first).
+  bool LockLostFirst();
+  // What the run says when it stopped for it; `rolling`: while rolling back.
+  std::string LockLostMessage(bool rolling);
   std::vector<std::string> lock_warnings_;  // redacted by the reporter
   Resources resources_;
   // The step records and their transitions; its lock() guards the records

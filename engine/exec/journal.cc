@@ -129,13 +129,16 @@ Status StepJournal::Call(StepRecord* rec, const std::string& name) {
 }
 
 Status StepJournal::RecordUndo(StepRecord* rec, size_t entry, const Value& state, bool durable) {
-  if (Status g = Guard(*rec); !g.ok()) return g;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (entry >= rec->undo.size()) return Status::Internal("undo entry out of range");
     rec->undo[entry].state = redactor_->Redact(state);
   }
-  return Write(rec, EventKind::kStepUndoRecorded, "", durable);
+  // Written whatever the guard says: a record narrowed after acting ("the
+  // database was not ours") must reach the journal; one before acting is
+  // refused by the guard's error all the same.
+  if (Status s = Write(rec, EventKind::kStepUndoRecorded, "", durable); !s.ok()) return s;
+  return Guard(*rec);
 }
 
 Status StepJournal::UndoStart(StepRecord* rec) {

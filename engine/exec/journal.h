@@ -33,9 +33,10 @@ class StepJournal {
   // The run whose steps this journal keeps (set before the first write).
   void set_run_id(const std::string& id) { run_id_ = id; }
   // Asked before each transition that precedes acting (a step's durable
-  // start, a Lua step's call, an undo record, an undo start): an error there
-  // (a run lock in a target that another engine took) is kept as a failed
-  // write is, that transition is not written, and nothing more may act.
+  // start, a Lua step's call, an undo start: then not written) and after an
+  // undo record (written all the same: it may narrow what a step that acted
+  // made): an error (a run lock in a target that another engine took) is kept
+  // as a failed write is, and nothing more may act.
   // Set before the first step; called from any worker.
   void set_guard(std::function<Status()> guard) { guard_ = std::move(guard); }
   const std::string& run_id() const { return run_id_; }

@@ -25,6 +25,8 @@ struct ShortLeases {
   ~ShortLeases() { unsetenv("RUNBOOK_LEASE_SECONDS"); }
 };
 
+std::string Name(const std::string& key);
+
 struct LeaseCase {
   const testing::KubeSim& sim = testing::TheKubeSim();
   KubeConnectionType type;
@@ -36,10 +38,10 @@ struct LeaseCase {
   }
   Result<std::unique_ptr<TargetLock>> Lock(const std::string& holder,
                                            const std::string& key = "db:orders") const {
-    return type.LockTarget("k8s", Config(), key, holder);
+    return type.LockTarget("k8s", Config(), {key, key, holder});
   }
   Value Lease(const std::string& key = "db:orders") const {
-    return sim.KubectlJson({"get", "lease", LeaseNameOf(key), "-n", "default", "-o", "json"});
+    return sim.KubectlJson({"get", "lease", Name(key), "-n", "default", "-o", "json"});
   }
   // Writes the Lease as another engine would (by replace).
   void Put(Value lease) const {
@@ -47,6 +49,8 @@ struct LeaseCase {
     sim.Kubectl({"replace", "-n", "default", "-f", "-"}, lease.dump());
   }
 };
+
+std::string Name(const std::string& key) { return LeaseNameOf(key, key); }
 
 std::string Holder(const std::string& run, const std::string& pid = "1") {
   return "runbook " + run + " " + pid + " abcdef elsewhere.example";
@@ -65,16 +69,21 @@ std::string Micro(std::chrono::system_clock::time_point t) {
 
 TEST_CASE("a Lease's name is the lock key's letters and a hash, a valid object name",
           "[kube][lock]") {
-  CHECK(LeaseNameOf("db:orders") == LeaseNameOf("db:orders"));
-  CHECK(LeaseNameOf("db:orders") != LeaseNameOf("db:Orders"));  // same letters, another hash
-  CHECK(LeaseNameOf("db:orders").rfind("runbook-lock-db-orders-", 0) == 0);
-  CHECK(LeaseNameOf("--flag").rfind("runbook-lock-flag-", 0) == 0);  // never a leading '-'
-  const std::string longest = LeaseNameOf(std::string(300, 'x') + "!");
+  CHECK(Name("db:orders") == Name("db:orders"));
+  CHECK(Name("db:orders") != Name("db:Orders"));  // same letters, another hash
+  CHECK(Name("db:orders").rfind("runbook-lock-db-orders-", 0) == 0);
+  CHECK(Name("--flag").rfind("runbook-lock-flag-", 0) == 0);  // never a leading '-'
+  const std::string longest = Name(std::string(300, 'x') + "!");
   CHECK(longest.size() <= 63);
-  CHECK(LeaseNameOf("ü/é").rfind("runbook-lock-", 0) == 0);
+  CHECK(Name("ü/é").rfind("runbook-lock-", 0) == 0);
+  // A key with a secret in it: only its redacted form is readable; the hash
+  // still tells two secrets apart.
+  const std::string secret_name = LeaseNameOf("db:s3cretvalue", "db:***");
+  CHECK(secret_name.find("s3cret") == std::string::npos);
+  CHECK(secret_name != LeaseNameOf("db:other", "db:***"));
   for (const std::string& key : {std::string("db:orders"), std::string("Ünïcode key"),
                                  std::string("--flag"), std::string(300, 'x'), std::string("")}) {
-    const std::string n = LeaseNameOf(key);
+    const std::string n = Name(key);
     INFO(n);
     CHECK(n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos);
     CHECK(n.back() != '-');
@@ -152,8 +161,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "a Lease whose holder is an engine of this host that is gone is taken at once; one that "
-    "looks expired is taken only after it stayed unchanged for its whole length",
+    "a Lease whose holder is an engine of this host that is gone, or whose times say it "
+    "expired, is taken only after it stayed unchanged for its whole length",
     "[kube][lock]") {
   LeaseCase c;
   // A dead engine of this host, with a fresh renewTime: its pid is gone.
@@ -169,12 +178,18 @@ TEST_CASE(
   made->reset();  // (released: holder cleared)
   Value lease = c.Lease();
   lease["spec"]["holderIdentity"] = gone;
-  lease["spec"]["leaseDurationSeconds"] = 30;
+  lease["spec"]["leaseDurationSeconds"] = 3;
   lease["spec"]["renewTime"] = Micro(std::chrono::system_clock::now());
   c.Put(lease);
-  auto taken = c.Lock(Holder("run-y"));
+  // (Renewed meanwhile, it would be refused: another machine may have the
+  // same host name and a process with that pid.)
+  auto gone_watch = std::async(std::launch::async, [&] { return c.Lock(Holder("run-y")); });
+  std::this_thread::sleep_for(seconds(1));
+  REQUIRE(gone_watch.wait_for(seconds(0)) == std::future_status::timeout);  // still watching
+  auto taken = gone_watch.get();
   REQUIRE(taken.ok());
   CHECK(*taken);
+  CHECK(c.Lease()["spec"]["holderIdentity"] == Holder("run-y"));
   taken->reset();
 
   // An engine elsewhere whose Lease ended a minute ago by the timestamps: this
@@ -209,6 +224,35 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "a renewal that fails once is tried again at once and the Lease stays held; a Lease "
+    "deleted under a run is made again",
+    "[kube][lock]") {
+  LeaseCase c;
+  setenv("RUNBOOK_LEASE_SECONDS", "6", 1);  // a failed attempt and its retry fit in 2 s
+  auto lock = c.Lock(Holder("run-a"));
+  REQUIRE(lock.ok());
+  REQUIRE(*lock);
+  c.sim.AddFault(
+      {{"match", {{"method", "PUT"}, {"path_regex", "/leases/"}}}, {"status", 500}, {"count", 1}});
+  for (int i = 0; i < 80; ++i) {  // four renewals' worth
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    INFO(i);
+    REQUIRE((*lock)->Held().ok());
+  }
+  CHECK(c.sim.Faults()[0]["hits"] == 1);
+  c.sim.Request("DELETE", "/_sim/faults");
+  c.sim.Kubectl({"delete", "lease", Name("db:orders"), "-n", "default"});
+  Value again;
+  for (int i = 0; i < 100 && !again.is_object(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (const Value& l : c.sim.Objects("coordination.k8s.io/leases")) again = l;
+  }
+  REQUIRE(again.is_object());
+  CHECK(again["spec"]["holderIdentity"] == Holder("run-a"));
+  CHECK((*lock)->Held().ok());
+}
+
+TEST_CASE(
     "a Lease that cannot be renewed for two thirds of its length is no longer held; a lock "
     "that cannot be taken at all is an error of its own, not 'held'",
     "[kube][lock]") {
@@ -229,7 +273,8 @@ TEST_CASE(
   lock->reset();
 
   // No such namespace: not "held by" anyone, a failure naming the connection.
-  auto nowhere = c.type.LockTarget("k8s", c.Config("no-such-ns"), "db:orders", Holder("run-b"));
+  auto nowhere =
+      c.type.LockTarget("k8s", c.Config("no-such-ns"), {"db:orders", "db:orders", Holder("run-b")});
   REQUIRE_FALSE(nowhere.ok());
   CHECK(nowhere.status().code() != Status::Code::kUnavailable);
   CHECK(nowhere.status().message().find("could not be taken on connection 'k8s'") !=

@@ -229,6 +229,17 @@ bool Exists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
+int RunsOf(const E2e& t, const std::string& runbook) {
+  int n = 0;
+  for (const Value& r : t.Runs()) n += r["runbook"] == runbook && !r.value("fleet", false);
+  return n;
+}
+
+std::string FleetIdOf(const std::string& out) {
+  if (out.rfind("fleet ", 0) != 0) return "";
+  return out.substr(6, out.find(' ', 6) - 6);
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   std::ostringstream s;

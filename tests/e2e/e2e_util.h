@@ -116,6 +116,11 @@ bool PidAlive(pid_t pid);
 uint64_t CrashSeed(const char* what);
 
 bool Exists(const std::string& path);
+// The runs of `runbook` in `t`'s store (not the fleets' own records).
+int RunsOf(const E2e& t, const std::string& runbook);
+// The id of the fleet a `runbook fleet` printed on its first line
+// ("fleet ID name: ...").
+std::string FleetIdOf(const std::string& out);
 std::string ReadFile(const std::string& path);
 int CountLines(const std::string& path);
 // Modification time in nanoseconds, or -1.

@@ -100,17 +100,8 @@ struct KubeFleet {
     return args;
   }
   // The runs of the targets (not the fleets' records).
-  int Runs() const {
-    int n = 0;
-    for (const Value& r : t.Runs()) n += r["runbook"] == "kube-target" && !r.value("fleet", false);
-    return n;
-  }
+  int Runs() const { return RunsOf(t, "kube-target"); }
 };
-
-std::string FleetIdOf(const std::string& out) {
-  if (out.rfind("fleet ", 0) != 0) return "";
-  return out.substr(6, out.find(' ', 6) - 6);
-}
 
 }  // namespace
 

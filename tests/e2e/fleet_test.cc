@@ -38,20 +38,6 @@ const char* kTargets = R"(- {name: a, params: {db: a}}
 - {name: e, params: {db: e}}
 )";
 
-// The runs of `runbook` (not the fleets' own records).
-int RunsOf(const E2e& t, const std::string& runbook) {
-  int n = 0;
-  for (const Value& r : t.Runs()) n += r["runbook"] == runbook && !r.value("fleet", false);
-  return n;
-}
-
-// The id of the fleet a `runbook fleet` printed on its first line
-// ("fleet ID name: ...").
-std::string FleetIdOf(const std::string& out) {
-  if (out.rfind("fleet ", 0) != 0) return "";
-  return out.substr(6, out.find(' ', 6) - 6);
-}
-
 }  // namespace
 
 TEST_CASE(

@@ -65,6 +65,15 @@ std::string WaitStarted(Background& bg) {
   return "";
 }
 
+// What a run printed, without whitespace (the terminal wraps long lines).
+std::string Unwrapped(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (!isspace(static_cast<unsigned char>(c))) out += c;
+  }
+  return out;
+}
+
 TEST_CASE("a second run with the same lock exits 4 naming the holder; after kill -9 the lock is "
           "free and the killed run resumes",
           "[e2e][lock]") {
@@ -252,10 +261,7 @@ steps:
   INFO(a.out() << a.err());
   // (The lease is gone by now: the second engine finished and released it.
   // The terminal wraps long lines.)
-  std::string said;
-  for (char c : a.out() + a.err()) {
-    if (!isspace(static_cast<unsigned char>(c))) said += c;
-  }
+  const std::string said = Unwrapped(a.out() + a.err());
   CHECK(said.find("lock'shared-target':thisengine'sleasewastakenover") != std::string::npos);
   CHECK(said.find("theenginethatholdstheleasenowcarriestherunon") != std::string::npos);
   CHECK(said.find("(exit6)") != std::string::npos);
@@ -496,6 +502,20 @@ Value NamespaceLease(const testing::KubeSim& sim) {
   return nullptr;
 }
 
+// Writes the namespace's Lease as another engine would: held by `holder`
+// from now on ("": released).
+void SetNamespaceHolder(const testing::KubeSim& sim, const std::string& holder) {
+  Value lease = NamespaceLease(sim);
+  REQUIRE(lease.is_object());
+  if (holder.empty()) {
+    lease["spec"].erase("holderIdentity");
+  } else {
+    lease["spec"]["holderIdentity"] = holder;
+  }
+  lease["metadata"].erase("managedFields");
+  sim.Kubectl({"replace", "-n", "default", "-f", "-"}, lease.dump());
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -504,6 +524,7 @@ TEST_CASE(
     "[e2e][kube][lock]") {
   const testing::KubeSim& sim = testing::TheKubeSim();
   sim.Reset();
+  const std::map<std::string, std::string> env{{"RUNBOOK_LEASE_SECONDS", "3"}};
   E2e laptop, ci;  // each its own SQLite store
   laptop.Write("rb.yaml", kOnNamespace);
   ci.Write("rb.yaml", kOnNamespace);
@@ -516,9 +537,9 @@ TEST_CASE(
     return args;
   };
 
-  Background first(laptop.Spec(with({"run", "rb.yaml"})));
+  Background first(laptop.Spec(with({"run", "rb.yaml"}), env));
   const std::string first_id = WaitStarted(first);
-  CliResult second = ci.Run(with({"run", "rb.yaml"}, {"-p", "hold=0"}));
+  CliResult second = ci.Run(with({"run", "rb.yaml"}, {"-p", "hold=0"}), env);
   INFO(second.All());
   CHECK(second.code == 4);
   CHECK_THAT(second.err, Catch::Contains("run lock 'shared-ns' is held on connection 'k8s' "
@@ -528,15 +549,16 @@ TEST_CASE(
              Catch::Contains("by runbook " + first_id + " " + std::to_string(first.pid()) + " "));
   CHECK(ci.Runs().size() == 0);  // refused before a run was recorded
   CHECK_FALSE(Exists(w + "/marked"));
-  CliResult rehearsal = ci.Run(with({"run", "rb.yaml", "--dry-run"}, {"-p", "hold=0"}));
+  CliResult rehearsal = ci.Run(with({"run", "rb.yaml", "--dry-run"}, {"-p", "hold=0"}), env);
   INFO(rehearsal.All());
   CHECK(rehearsal.code == 0);
 
-  // kill -9 leaves the Lease to a pid that is gone: taken at once on this host.
+  // kill -9 leaves the Lease to a pid that is gone: taken once it was not
+  // renewed for its length (3 s) as the next engine watched.
   first.KillHard();
   CHECK(NamespaceLease(sim)["spec"].value("holderIdentity", "").find(first_id) !=
         std::string::npos);
-  CliResult third = ci.Run(with({"run", "rb.yaml"}, {"-p", "hold=0"}));
+  CliResult third = ci.Run(with({"run", "rb.yaml"}, {"-p", "hold=0"}), env);
   INFO(third.All());
   CHECK(third.code == 0);
   CHECK(Exists(w + "/marked"));
@@ -562,18 +584,11 @@ TEST_CASE(
   const std::string id = WaitStarted(a);
   // Another engine (another store, another host) takes the Lease over, as
   // one would that presumed this one dead.
-  Value lease = NamespaceLease(sim);
-  REQUIRE(lease.is_object());
-  lease["spec"]["holderIdentity"] = "runbook other-run 7 abcdef elsewhere.example";
-  lease["metadata"].erase("managedFields");
-  sim.Kubectl({"replace", "-n", "default", "-f", "-"}, lease.dump());
+  SetNamespaceHolder(sim, "runbook other-run 7 abcdef elsewhere.example");
   REQUIRE(a.WaitExit(std::chrono::seconds(30)));
   a.Drain();
   INFO(a.out() << a.err());
-  std::string said;  // (the terminal wraps long lines)
-  for (char c : a.out() + a.err()) {
-    if (!isspace(static_cast<unsigned char>(c))) said += c;
-  }
+  const std::string said = Unwrapped(a.out() + a.err());
   CHECK(said.find("wastakenbyrunbookother-run7abcdefelsewhere.example") != std::string::npos);
   CHECK(said.find("anotherengineactsonthistargetnow") != std::string::npos);
   CHECK(said.find("(exit4)") != std::string::npos);
@@ -582,10 +597,7 @@ TEST_CASE(
   CHECK(t.RunStatus(id)["status"] == "stopped");
 
   // The other engine is done: its Lease freed, this run resumes and acts once.
-  lease = NamespaceLease(sim);
-  lease["spec"].erase("holderIdentity");
-  lease["metadata"].erase("managedFields");
-  sim.Kubectl({"replace", "-n", "default", "-f", "-"}, lease.dump());
+  SetNamespaceHolder(sim, "");
   CliResult resumed = t.Run({"resume", id}, env);
   INFO(resumed.All());
   CHECK(resumed.code == 0);
@@ -631,9 +643,11 @@ TEST_CASE(
   t.Write("rb.yaml", kMarkBetween);
   const testing::PgServer& server = db.server();
   auto lock_session = [&](const std::string& run_id) {
+    // The engine's session that holds an advisory lock (0: none).
     return server.AdminValue(
-        "SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE "
-        "application_name LIKE 'runbook " +
+        "SELECT coalesce(max(a.pid), 0) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = "
+        "a.pid AND l.locktype = 'advisory' AND l.granted WHERE a.application_name LIKE "
+        "'runbook " +
         run_id + " %'");
   };
 
@@ -687,10 +701,7 @@ TEST_CASE(
   REQUIRE(a.WaitExit(std::chrono::seconds(30)));
   a.Drain();
   INFO(a.out() << a.err());
-  std::string said;  // (the terminal wraps long lines)
-  for (char c : a.out() + a.err()) {
-    if (!isspace(static_cast<unsigned char>(c))) said += c;
-  }
+  const std::string said = Unwrapped(a.out() + a.err());
   CHECK(said.find("theserverendedthesessionthatheldtherunlockonconnection'db'") !=
         std::string::npos);
   CHECK(said.find("byrunbookother-run7abcdefelsewhere.example") != std::string::npos);
@@ -709,6 +720,56 @@ TEST_CASE(
   INFO(resumed.All());
   CHECK(resumed.code == 0);
   CHECK(db.Value("SELECT count(*) FROM marks") == "2");
+}
+
+TEST_CASE(
+    "an engine whose Lease on a namespace is taken while it rolls back stops before its next "
+    "undo; runbook rollback goes on once the Lease is free",
+    "[e2e][kube][lock]") {
+  const testing::KubeSim& sim = testing::TheKubeSim();
+  sim.Reset();
+  E2e t;
+  t.Write("rb.yaml", R"RB(format: 1
+name: undo-on-namespace
+lock: shared-ns
+params:
+  kubeconfig: {type: string}
+  w: {type: string}
+connections:
+  k8s: {kube: {context: sim, namespace: default, kubeconfig: "${{ params.kubeconfig }}"}}
+steps:
+  - id: made
+    exec: {argv: [mkdir, "${{ params.w }}/made"]}
+    rollback: {exec: {argv: [rmdir, "${{ params.w }}/made"]}}
+  - id: fails
+    exec: {argv: [bash, -c, "sleep 4; exit 1"]}
+)RB");
+  const std::string w = t.P("w");
+  std::filesystem::create_directories(w);
+  const std::map<std::string, std::string> env{{"RUNBOOK_LEASE_SECONDS", "3"}};
+  Background a(
+      t.Spec({"run", "rb.yaml", "-p", "kubeconfig=" + sim.kubeconfig, "-p", "w=" + w}, env));
+  const std::string id = WaitStarted(a);
+  for (int i = 0; i < 100 && !Exists(w + "/made"); ++i)
+    std::this_thread::sleep_for(milliseconds(50));
+  REQUIRE(Exists(w + "/made"));
+  SetNamespaceHolder(sim, "runbook other-run 7 abcdef elsewhere.example");
+  REQUIRE(a.WaitExit(std::chrono::seconds(30)));
+  a.Drain();
+  INFO(a.out() << a.err());
+  const std::string said = Unwrapped(a.out() + a.err());
+  CHECK(said.find("wastakenbyrunbookother-run7") != std::string::npos);
+  CHECK(said.find("runbookrollback" + id + "goeson") != std::string::npos);
+  CHECK(said.find("(exit4)") != std::string::npos);
+  CHECK(Exists(w + "/made"));                                  // not undone by this engine
+  CHECK(t.RunStatus(id)["status"] == "interrupted_rollback");  // rolling_back, no engine
+
+  SetNamespaceHolder(sim, "");
+  CliResult back = t.Run({"rollback", id}, env);
+  INFO(back.All());
+  CHECK(back.code == 0);
+  CHECK_FALSE(Exists(w + "/made"));
+  CHECK(t.RunStatus(id)["status"] == "rolled_back");
 }
 
 }  // namespace runbook::e2e

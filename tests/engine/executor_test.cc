@@ -106,8 +106,7 @@ class NoLockConnection : public ConnectionType {
   }
   std::string Describe(const Value&) const override { return "t.nolock"; }
   Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& conn, const Value&,
-                                                 const std::string&,
-                                                 const std::string&) const override {
+                                                 const TargetLockRequest&) const override {
     return Status::Failed("connection '" + conn + "': cannot take the run lock there");
   }
 };
