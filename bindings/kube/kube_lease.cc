@@ -213,9 +213,14 @@ class KubeLease : public TargetLock {
       }
       if (!now.ok()) continue;  // unreachable for now: Held() says when it is too long
       const std::string by = (*now)["spec"].value("holderIdentity", "");
-      if (by == req_.holder) {  // changed by someone else, still this engine's: again at once
+      if (by == req_.holder) {
+        // Still this engine's. Changed by someone else (a label): again at
+        // once with its version; else (a 5xx, no `update` right) after the pause.
+        if ((*now)["metadata"].value("resourceVersion", "") !=
+            mine["metadata"].value("resourceVersion", "")) {
+          pause = std::chrono::milliseconds(0);
+        }
         lease_ = *now;
-        pause = std::chrono::milliseconds(0);
         continue;
       }
       lost_ = Status::Unavailable(
