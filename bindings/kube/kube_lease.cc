@@ -20,14 +20,15 @@
 #include <time.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "bindings/kube/kube_target.h"
 #include "bindings/kube/kubectl_client.h"
 #include "engine/core/holder.h"
+#include "engine/core/renewal.h"
 #include "engine/core/sha256.h"
 
 namespace runbook::kube {
@@ -82,17 +83,6 @@ int64_t ParseMicroTime(const std::string& text) {
   return static_cast<int64_t>(timegm(&tm)) * 1000000 + micros;
 }
 
-// A Lease's length: $RUNBOOK_LEASE_SECONDS (3 to 86400) as the state
-// store's lease has it, else 30 s.
-int LeaseSeconds() {
-  if (const char* v = std::getenv("RUNBOOK_LEASE_SECONDS"); v && *v) {
-    char* end = nullptr;
-    const long secs = std::strtol(v, &end, 10);
-    if (*end == '\0' && secs >= 3 && secs <= 86400) return static_cast<int>(secs);
-  }
-  return 30;
-}
-
 // A write that is not retried: a conflict means another engine moved first,
 // and the caller reads the Lease again to see who.
 KubectlCall WriteCall(const char* verb, const Value& lease) {
@@ -143,17 +133,11 @@ class KubeLease : public TargetLock {
         req_(std::move(req)),
         secs_(secs),
         lease_(std::move(lease)),
-        renewed_(sent) {
-    thread_ = std::thread([this] { Renew(); });
-  }
+        renewed_(sent),
+        renewal_(seconds(secs) / 3, [this] { return Renew(); }) {}
 
   ~KubeLease() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
+    renewal_.Stop();
     if (!lost_.ok()) return;
     // Released as client-go releases: no holder, a length of one second.
     // By resourceVersion, so a Lease another engine took meanwhile stays.
@@ -183,66 +167,60 @@ class KubeLease : public TargetLock {
   }
 
   // Every third of the length; after a failed attempt again soon (a tenth
-  // of the length, at most 2 s as client-go retries), until stopped or lost.
-  void Renew() {
-    std::unique_lock<std::mutex> lock(mu_);
-    std::chrono::milliseconds pause = seconds(secs_) / 3;
-    for (;;) {
-      if (cv_.wait_for(lock, pause, [this] { return stop_; })) return;
-      pause = std::min<std::chrono::milliseconds>(seconds(2), seconds(secs_) / 10);
-      const Value mine = lease_;
-      lock.unlock();
-      const SteadyTime sent = SteadyNow();  // the Lease runs from when it was sent
-      KubectlClient k(target_, ProcessRunner::Real(), Clock::Real(), CallDeadline(secs_));
-      Result<Value> put = k.RunJson(WriteCall("replace", HeldBy(mine, req_.holder, secs_, false)));
-      const std::string name = mine["metadata"].value("name", "");
-      Result<Value> now = put.ok() ? put : k.Get(kLeases, name);
-      if (!now.ok() && now.status().message() == "not found") {
-        // Deleted (a namespace made again, a person): written anew. Made by
-        // someone else meanwhile (AlreadyExists): read again next time.
-        now = k.RunJson(
-            WriteCall("create", HeldBy(NewLease(name, req_.shown_key), req_.holder, secs_, true)));
-        put = now;
-      }
-      lock.lock();
-      if (put.ok()) {
-        lease_ = *put;
-        renewed_ = sent;
-        pause = seconds(secs_) / 3;
-        continue;
-      }
-      if (!now.ok()) continue;  // unreachable for now: Held() says when it is too long
-      const std::string by = (*now)["spec"].value("holderIdentity", "");
-      if (by == req_.holder) {
-        // Still this engine's. Changed by someone else (a label): again at
-        // once with its version; else (a 5xx, no `update` right) after the pause.
-        if ((*now)["metadata"].value("resourceVersion", "") !=
-            mine["metadata"].value("resourceVersion", "")) {
-          pause = std::chrono::milliseconds(0);
-        }
-        lease_ = *now;
-        continue;
-      }
-      lost_ = Status::Unavailable(
-          Named() + " was taken by " +
-          (by.empty() ? std::string("nobody (released)")
-                      : by + (SameRun(by, req_.holder)
-                                  ? " (another engine of this run, which carries it on)"
-                                  : "")));
-      return;
+  // of the length, at most 2 s as client-go retries); nothing once lost.
+  std::optional<std::chrono::milliseconds> Renew() {
+    const std::chrono::milliseconds soon =
+        std::min<std::chrono::milliseconds>(seconds(2), seconds(secs_) / 10);
+    Value mine;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      mine = lease_;
     }
+    const SteadyTime sent = SteadyNow();  // the Lease runs from when it was sent
+    KubectlClient k(target_, ProcessRunner::Real(), Clock::Real(), CallDeadline(secs_));
+    Result<Value> put = k.RunJson(WriteCall("replace", HeldBy(mine, req_.holder, secs_, false)));
+    const std::string name = mine["metadata"].value("name", "");
+    Result<Value> now = put.ok() ? put : k.Get(kLeases, name);
+    if (!now.ok() && now.status().message() == "not found") {
+      // Deleted (a namespace made again, a person): written anew. Made by
+      // someone else meanwhile (AlreadyExists): read again next time.
+      now = k.RunJson(
+          WriteCall("create", HeldBy(NewLease(name, req_.shown_key), req_.holder, secs_, true)));
+      put = now;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (put.ok()) {
+      lease_ = *put;
+      renewed_ = sent;
+      return seconds(secs_) / 3;
+    }
+    if (!now.ok()) return soon;  // unreachable for now: Held() says when it is too long
+    const std::string by = (*now)["spec"].value("holderIdentity", "");
+    if (by == req_.holder) {
+      // Still this engine's. Changed by someone else (a label): again at
+      // once with its version; else (a 5xx, no `update` right) after a pause.
+      const bool moved = (*now)["metadata"].value("resourceVersion", "") !=
+                         mine["metadata"].value("resourceVersion", "");
+      lease_ = *now;
+      return moved ? std::chrono::milliseconds(0) : soon;
+    }
+    lost_ = Status::Unavailable(
+        Named() + " was taken by " +
+        (by.empty()
+             ? std::string("nobody (released)")
+             : by + (SameRun(by, req_.holder) ? " (another engine of this run, which carries it on)"
+                                              : "")));
+    return std::nullopt;
   }
 
   const KubeTarget target_;
   const TargetLockRequest req_;
   const int secs_;
   mutable std::mutex mu_;  // guards what follows
-  std::condition_variable cv_;
-  bool stop_ = false;
-  Value lease_;         // as last written by this engine
-  SteadyTime renewed_;  // when that write was sent
+  Value lease_;            // as last written by this engine
+  SteadyTime renewed_;     // when that write was sent
   Status lost_;
-  std::thread thread_;
+  RenewalThread renewal_;  // last: started once the rest is ready
 };
 
 }  // namespace
@@ -268,7 +246,9 @@ Result<std::unique_ptr<TargetLock>> KubeConnectionType::LockTarget(
   if (!target.ok()) return std::unique_ptr<TargetLock>();  // the first step using it says why
   const std::string& holder = req.holder;
   const std::string name = LeaseNameOf(req.key, req.shown_key);
-  const int secs = LeaseSeconds();
+  Result<std::chrono::seconds> length = LeaseLength();
+  if (!length.ok()) return length.status();
+  const int secs = static_cast<int>(length->count());
   const std::string lease = target->Where() + ", Lease " + name;
   const std::string where =
       "the run lock could not be taken on connection '" + conn_name + "' (" + lease + "): ";

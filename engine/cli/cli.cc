@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "engine/core/process.h"
+#include "engine/core/renewal.h"
 #include "engine/exec/reporter.h"
 #include "engine/parser/parser.h"
 #include "engine/parser/validator.h"
@@ -107,6 +108,12 @@ std::unique_ptr<StateStore> Cli::OpenStore() {
     exit_code = Error(ExitCode::kInvalid,
                       "the state store of the runbook that started this command holds a password, "
                       "so it is not passed on; give --state (or RUNBOOK_STATE) to say which store");
+    return nullptr;
+  }
+  // How long run locks last (the store's lease, a Lease in a target): read
+  // once here for every command, so no lock quietly lasts other than asked.
+  if (Result<std::chrono::seconds> length = LeaseLength(); !length.ok()) {
+    exit_code = Error(ExitCode::kInvalid, length.status().message());
     return nullptr;
   }
   // A password in a postgresql:// state URI is a secret of the run too: no

@@ -37,6 +37,7 @@
 #include "engine/core/clock.h"
 #include "engine/core/duration.h"
 #include "engine/core/process.h"
+#include "engine/core/renewal.h"
 #include "engine/core/schema.h"
 #include "engine/core/sha256.h"
 #include "engine/exec/executor.h"
@@ -1589,13 +1590,8 @@ namespace {
 // How long a pod waits for the lease of a run whose engine is gone with
 // its node (its lease has to expire): the lease's length and a margin.
 std::chrono::seconds LeaseWait() {
-  long secs = 30;
-  if (const char* v = getenv("RUNBOOK_LEASE_SECONDS"); v && *v) {
-    char* end = nullptr;
-    const long n = std::strtol(v, &end, 10);
-    if (*end == '\0' && n >= 3 && n <= 86400) secs = n;
-  }
-  return std::chrono::seconds(secs + 15);
+  Result<std::chrono::seconds> length = LeaseLength();  // the CLI refused a bad one
+  return (length.ok() ? *length : std::chrono::seconds(30)) + std::chrono::seconds(15);
 }
 
 // Exit codes of a pod that did not start or resume a run: its run's

@@ -1,7 +1,9 @@
 // Rollback: undo completed steps newest first, journaling
 // each undo so that a crash during rollback resumes the rollback.
 #include <algorithm>
+#include <functional>
 
+#include "engine/core/duration.h"
 #include "engine/exec/internal.h"
 #include "engine/exec/undo_plan.h"
 
@@ -26,6 +28,35 @@ std::vector<std::string> SplitId(const std::string& step_id) {
 }
 
 bool IsInstance(const std::string& step_id) { return step_id.back() == ']'; }
+
+// How long the undos of one rollback, and apart the checks before them, wait
+// in all for systems that are away for a moment: a server restarting or in
+// crash recovery ("the database system is starting up"), a lost connection,
+// a port-forward starting again. One that stays away costs a minute once.
+constexpr Millis kUndoPatience{60000};
+
+// Runs `attempt` again while it fails as unavailable (Status kUnavailable),
+// pausing 1 s, 2 s, 4 s, 8 s, 8 s ... while the pauses fit in `*patience`
+// (what is left of kUndoPatience; each pause is taken from it) and before
+// `deadline`. A rollback is most needed just after something went away, and
+// an undo may be run again: a rollback killed part-way runs it again.
+Status Patiently(const ExecEnv& env, const std::string& step_id, const std::string& what,
+                 SteadyTime deadline, Millis* patience, const std::function<Status()>& attempt) {
+  Millis pause{1000};
+  for (;;) {
+    Status s = attempt();
+    if (s.code() != Status::Code::kUnavailable || pause > *patience ||
+        env.clock->Steady() + pause > deadline) {
+      return s;
+    }
+    env.reporter->Log(step_id, LogLevel::kWarn,
+                      what + ": " + env.redactor->Redact(s.message()) + "; trying again in " +
+                          FormatDuration(pause));
+    env.clock->Sleep(pause);
+    *patience -= pause;
+    pause = std::min(pause * 2, Millis(8000));
+  }
+}
 
 bool NeedsUndo(const Registry& registry, const StepRecord& rec, bool was_failed) {
   for (const UndoEntry& e : rec.undo) {
@@ -135,6 +166,7 @@ std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
     if (!spec || spec->rollback == RollbackMode::kAuto) undos_checked_.insert(rec->step_id);
   }
   checking_undos_ = true;
+  Millis patience = kUndoPatience;
   for (StepRecord* rec : order) {
     Scope* scope = nullptr;
     const StepSpec* spec = FindSpec(rec->step_id, &scope);
@@ -150,9 +182,11 @@ std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
       const UndoEntry& e = rec->undo[i];
       Primitive* prim = env_.registry->Find(e.primitive);
       if (!prim || e.state.is_null()) continue;
-      StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
-      ctx.undoing = true;
-      Status s = prim->CheckUndo(ctx, e.args, e.state);
+      Status s = Patiently(env_, rec->step_id, "checking the undo", deadline, &patience, [&] {
+        StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
+        ctx.undoing = true;
+        return prim->CheckUndo(ctx, e.args, e.state);
+      });
       if (!s.ok()) {
         why += (why.empty() ? "" : "; ") + rec->step_id + ": " + env_.redactor->Redact(s.message());
       }
@@ -203,6 +237,7 @@ bool Executor::Impl::DoRollback() {
     }
   }
   bool all_ok = true;
+  Millis patience = kUndoPatience;
   for (StepRecord* rec : order) {
     Scope* scope = nullptr;
     const StepSpec* spec = FindSpec(rec->step_id, &scope);
@@ -245,10 +280,15 @@ bool Executor::Impl::DoRollback() {
       if (!prim) st = Status::Failed("unknown rollback action " + a.name);
       else if (!args.ok()) st = args.status();
       else {
-        StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
-        ctx.undoing = true;
-        Result<Value> r = prim->Apply(ctx, *args);
-        st = r.ok() ? CheckDeclaredResult(*prim, *r) : r.status();
+        // Tried again only when running it twice is harmless.
+        const bool again = prim->idempotent(*args);
+        st = Patiently(env_, rec->step_id, "the rollback action",
+                       again ? deadline : env_.clock->Steady(), &patience, [&] {
+                         StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
+                         ctx.undoing = true;
+                         Result<Value> r = prim->Apply(ctx, *args);
+                         return r.ok() ? CheckDeclaredResult(*prim, *r) : r.status();
+                       });
       }
     } else {
       bool irreversible_left = false;
@@ -266,10 +306,13 @@ bool Executor::Impl::DoRollback() {
           irreversible_left = true;
           continue;
         }
-        StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
-        ctx.undoing = true;
-        st = prim->Undo(ctx, e.args, e.state);
-        acted = acted || !ctx.changed().has_value() || *ctx.changed();
+        st = Patiently(env_, rec->step_id, "the undo", deadline, &patience, [&] {
+          StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
+          ctx.undoing = true;
+          Status u = prim->Undo(ctx, e.args, e.state);
+          acted = acted || !ctx.changed().has_value() || *ctx.changed();
+          return u;
+        });
       }
       if (st.ok() && irreversible_left) {
         env_.reporter->Log(rec->step_id, LogLevel::kWarn,

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -23,6 +22,7 @@
 
 #include "engine/core/clock.h"
 #include "engine/core/process.h"
+#include "engine/core/renewal.h"
 #include "engine/core/sha256.h"
 #include "engine/state/sqlite_stmt.h"  // DumpJson, ParseJson
 
@@ -398,16 +398,12 @@ const char kInsertEvent[] =
 class PgLease final : public StoreLock {
  public:
   PgLease(std::shared_ptr<Session> s, std::string key, int64_t token)
-      : s_(std::move(s)), key_(std::move(key)), token_(token) {
-    thread_ = std::thread([this] { RenewLoop(); });
-  }
+      : s_(std::move(s)),
+        key_(std::move(key)),
+        token_(token),
+        renewal_(Every(*s_), [this] { return Renew(); }) {}
   ~PgLease() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
+    renewal_.Stop();
     std::lock_guard<std::mutex> lock(s_->mu);
     if (s_->fence_key == key_ && s_->fence_token == token_) {
       s_->fence_key.clear();
@@ -420,28 +416,26 @@ class PgLease final : public StoreLock {
   }
 
  private:
-  void RenewLoop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    const auto every = std::chrono::milliseconds(std::max<int64_t>(s_->lease_ms / 3, 100));
-    while (!cv_.wait_for(lock, every, [this] { return stop_; })) {
-      std::lock_guard<std::mutex> session(s_->mu);
-      // A lease lost here is found out by the next write (CheckFence).
-      if (s_->Ready()) {
-        s_->Exec(
-            "UPDATE runbook.leases SET expires_at = now() + $3::bigint * interval '1 millisecond'"
-            " WHERE key = $1 AND token = $2::bigint",
-            {Clean(key_), std::to_string(token_), std::to_string(s_->lease_ms)});
-      }
+  static std::chrono::milliseconds Every(const Session& s) {
+    return std::chrono::milliseconds(std::max<int64_t>(s.lease_ms / 3, 100));
+  }
+
+  std::optional<std::chrono::milliseconds> Renew() {
+    std::lock_guard<std::mutex> session(s_->mu);
+    // A lease lost here is found out by the next write (CheckFence).
+    if (s_->Ready()) {
+      s_->Exec(
+          "UPDATE runbook.leases SET expires_at = now() + $3::bigint * interval '1 millisecond'"
+          " WHERE key = $1 AND token = $2::bigint",
+          {Clean(key_), std::to_string(token_), std::to_string(s_->lease_ms)});
     }
+    return Every(*s_);
   }
 
   std::shared_ptr<Session> s_;
   std::string key_;
   int64_t token_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
+  RenewalThread renewal_;  // last: started once the rest is ready
 };
 
 class PgStateStore final : public StateStore {
@@ -1000,14 +994,9 @@ Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& given,
 
 Result<std::unique_ptr<StateStore>> OpenPostgresStore(const std::string& uri) {
   PgStoreOptions options;
-  if (const char* v = std::getenv("RUNBOOK_LEASE_SECONDS"); v && *v) {
-    char* end = nullptr;
-    const long secs = std::strtol(v, &end, 10);
-    if (*end != '\0' || secs < 3 || secs > 86400) {
-      return Status::Invalid("RUNBOOK_LEASE_SECONDS must be a number of seconds from 3 to 86400");
-    }
-    options.lease_ms = secs * 1000;
-  }
+  Result<std::chrono::seconds> length = LeaseLength();
+  if (!length.ok()) return length.status();
+  options.lease_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*length).count();
   return OpenPostgresStore(uri, options);
 }
 

@@ -37,8 +37,8 @@
 namespace runbook {
 
 struct PgStoreOptions {
-  // A lock's lease length; $RUNBOOK_LEASE_SECONDS (at least 3) when opened
-  // by StateStore::Open.
+  // A lock's lease length; LeaseLength() ($RUNBOOK_LEASE_SECONDS) when
+  // opened by StateStore::Open.
   int64_t lease_ms = 30000;
 };
 

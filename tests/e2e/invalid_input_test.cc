@@ -370,5 +370,29 @@ TEST_CASE("unknown commands and options are usage errors (exit 2)", "[e2e][inval
   CHECK_FALSE(Exists(t.P("MARKER")));
 }
 
+TEST_CASE("a run lock length that is not 3 to 86400 seconds is refused before anything runs",
+          "[e2e][invalid][lock]") {
+  E2e t;
+  t.Write("ok.yaml", std::string("format: 1\nname: ok\nsteps:\n") +
+                         Replace(kFirst, "@MARKER@", t.P("MARKER")));
+  for (const char* bad : {"2", "86401", "30s", "-5", "x"}) {
+    for (const char* cmd : {"run", "fleet"}) {
+      std::vector<std::string> args{cmd, "ok.yaml"};
+      if (std::string(cmd) == "fleet") {
+        args.insert(args.end(), {"--targets", t.Write("targets.yaml", "a: {}\n")});
+      }
+      CliResult r = t.Run(args, {{"RUNBOOK_LEASE_SECONDS", bad}});
+      INFO(cmd << " with RUNBOOK_LEASE_SECONDS=" << bad << ": " << r.All());
+      CHECK(r.code == 2);
+      CHECK_THAT(r.err, Catch::Contains(
+                            "RUNBOOK_LEASE_SECONDS must be a number of seconds from 3 to 86400"));
+    }
+  }
+  CHECK_FALSE(Exists(t.P("MARKER")));
+  ExpectNoRun(t);
+  CHECK(t.Run({"run", "ok.yaml"}, {{"RUNBOOK_LEASE_SECONDS", "3"}}).code == 0);
+  CHECK(Exists(t.P("MARKER")));
+}
+
 }  // namespace
 }  // namespace runbook::e2e

@@ -1,6 +1,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include "engine/core/redact.h"
 #include "engine/core/registry.h"
 #include "engine/core/rehearsal_plan.h"
+#include "engine/core/renewal.h"
 #include "engine/core/result_shape.h"
 #include "engine/core/text.h"
 #include "engine/exec/reporter.h"
@@ -393,5 +395,66 @@ TEST_CASE("a rehearsal plan's claim checks and notes at once: of makers side by 
       }
     }
     CHECK(won == 1);
+  }
+}
+
+TEST_CASE(
+    "a run lock's length is RUNBOOK_LEASE_SECONDS from 3 to 86400, else 30; other values "
+    "are refused",
+    "[core][lock]") {
+  unsetenv("RUNBOOK_LEASE_SECONDS");
+  CHECK(*LeaseLength() == std::chrono::seconds(30));
+  for (const char* good : {"3", "45", "86400"}) {
+    setenv("RUNBOOK_LEASE_SECONDS", good, 1);
+    REQUIRE(LeaseLength().ok());
+    CHECK(LeaseLength()->count() == std::atol(good));
+  }
+  for (const char* bad : {"2", "86401", "30s", " 30", "-4", "x"}) {
+    setenv("RUNBOOK_LEASE_SECONDS", bad, 1);
+    INFO(bad);
+    CHECK(LeaseLength().status().code() == Status::Code::kInvalid);
+    CHECK_THAT(LeaseLength().status().message(), Catch::Contains("RUNBOOK_LEASE_SECONDS"));
+  }
+  setenv("RUNBOOK_LEASE_SECONDS", "", 1);  // set but empty: as unset
+  CHECK(*LeaseLength() == std::chrono::seconds(30));
+  unsetenv("RUNBOOK_LEASE_SECONDS");
+}
+
+TEST_CASE("a renewal thread renews at the pauses it is given until stopped or done",
+          "[core][lock]") {
+  using std::chrono::milliseconds;
+  SECTION("stopped: no call starts afterwards") {
+    std::atomic<int> calls{0};
+    RenewalThread t(milliseconds(1), [&]() -> std::optional<milliseconds> {
+      ++calls;
+      return milliseconds(1);
+    });
+    while (calls < 3) std::this_thread::sleep_for(milliseconds(1));
+    t.Stop();
+    const int seen = calls;
+    std::this_thread::sleep_for(milliseconds(20));
+    CHECK(calls == seen);
+    t.Stop();  // again: harmless
+  }
+  SECTION("done: nothing left to renew ends the calls") {
+    std::atomic<int> calls{0};
+    RenewalThread t(milliseconds(1), [&]() -> std::optional<milliseconds> {
+      return ++calls < 2 ? std::optional<milliseconds>(milliseconds(1)) : std::nullopt;
+    });
+    for (int i = 0; i < 5000 && calls < 2; ++i) std::this_thread::sleep_for(milliseconds(1));
+    std::this_thread::sleep_for(milliseconds(20));
+    CHECK(calls == 2);  // and no third
+  }
+  SECTION("a long pause is cut short by Stop") {
+    std::atomic<int> calls{0};
+    auto start = std::chrono::steady_clock::now();
+    {
+      RenewalThread t(std::chrono::hours(1), [&]() -> std::optional<milliseconds> {
+        ++calls;
+        return milliseconds(1);
+      });
+    }
+    CHECK(calls == 0);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
   }
 }

@@ -1,13 +1,14 @@
 // The executor with fakes of the OS seams (clock) and of primitives that
 // record what they were asked to do. The state store is the real one.
-#include <catch2/catch.hpp>
+#include "engine/exec/executor.h"
 
 #include <stdlib.h>
 
+#include <algorithm>
+#include <catch2/catch.hpp>
 #include <filesystem>
 
 #include "bindings/register.h"
-#include "engine/exec/executor.h"
 #include "engine/parser/parser.h"
 
 using namespace runbook;
@@ -37,7 +38,17 @@ struct World {
   std::set<std::string> no_record;        // records no undo state (like exec)
   std::set<std::string> acts_then_fails;  // a failure reports it changed something first
   std::set<std::string> idle_then_fails;  // a failure reports it changed nothing first
+  std::map<std::string, int> undo_away;   // tag -> undos failing as unavailable (-1: always)
+  std::map<std::string, int> check_away;  // tag -> undo checks failing as unavailable
+  std::set<std::string> undo_fails;       // its undo fails for good
 };
+
+// Counts one failure down from `left` (-1: never runs out).
+bool Away(int& left) {
+  if (left == 0) return false;
+  if (left > 0) --left;
+  return true;
+}
 
 class FakeAct : public Primitive {
  public:
@@ -78,8 +89,25 @@ class FakeAct : public Primitive {
     return Value{{"tag", tag}, {"n", static_cast<int>(w_->log.size())}};
   }
   Status Undo(StepContext& ctx, const Value&, const Value& state) override {
-    ctx.clock().Sleep(Millis(w_->undo_ms[state.value("tag", "?")]));
-    w_->log.push_back("undo " + state.value("tag", "?"));
+    const std::string tag = state.value("tag", "?");
+    ctx.clock().Sleep(Millis(w_->undo_ms[tag]));
+    if (Away(w_->undo_away[tag])) {
+      w_->log.push_back("undo away " + tag);
+      return Status::Unavailable("server " + tag + " is starting up");
+    }
+    if (w_->undo_fails.count(tag)) {
+      w_->log.push_back("undo fails " + tag);
+      return Status::Failed("undo of " + tag + " failed on purpose");
+    }
+    w_->log.push_back("undo " + tag);
+    return Status::Ok();
+  }
+  Status CheckUndo(StepContext&, const Value&, const Value& state) override {
+    const std::string tag = state.value("tag", "?");
+    if (Away(w_->check_away[tag])) {
+      w_->log.push_back("check away " + tag);
+      return Status::Unavailable("server " + tag + " is starting up");
+    }
     return Status::Ok();
   }
   CheckResult Check(StepContext&, const Value& a, const Value&) override {
@@ -194,6 +222,14 @@ steps:
     t.act: c
 )";
 
+// kThree rolled back on failure, its step c failing once.
+std::shared_ptr<const Runbook> ThreeFailingAtC(Harness& h) {
+  std::string yaml = kThree;
+  yaml.replace(yaml.find("on_failure: stop"), 16, "on_failure: rollback");
+  h.world.fail_times["c"] = 1;
+  return h.Parse(yaml);
+}
+
 }  // namespace
 
 TEST_CASE("resume skips steps that already succeeded", "[executor]") {
@@ -210,10 +246,7 @@ TEST_CASE("resume skips steps that already succeeded", "[executor]") {
 
 TEST_CASE("a failure rolls back completed steps newest first, the failed step included", "[executor][rollback]") {
   Harness h;
-  std::string yaml = kThree;
-  yaml.replace(yaml.find("on_failure: stop"), 16, "on_failure: rollback");
-  auto rb = h.Parse(yaml);
-  h.world.fail_times["c"] = 1;
+  auto rb = ThreeFailingAtC(h);
   CHECK(h.Run(rb) == ExitCode::kRunFailed);
   // c recorded its undo state before failing: it may have acted part-way.
   CHECK(h.world.log == std::vector<std::string>{"apply a", "apply b", "fail c", "undo c", "undo b",
@@ -355,6 +388,63 @@ TEST_CASE("an undo is reported with its own duration; the record keeps the step'
   CHECK(h.reporter.shown_ms["a succeeded"] == 5000);
   CHECK(h.reporter.shown_ms["a undone"] == 300);
   CHECK(h.Step("a").duration_ms == 5000);  // what estimates the next run
+}
+
+// The pauses longer than a fake primitive's own (0 ms) sleeps.
+std::vector<int64_t> Pauses(const FakeClock& clock) {
+  std::vector<int64_t> out;
+  for (int64_t ms : clock.sleeps) {
+    if (ms > 0) out.push_back(ms);
+  }
+  return out;
+}
+
+TEST_CASE("an undo whose server is away for a moment is tried again, backing off",
+          "[executor][rollback][transient]") {
+  Harness h;
+  auto rb = ThreeFailingAtC(h);
+  h.world.undo_away["b"] = 2;   // restarting: two attempts find it away
+  h.world.check_away["a"] = 1;  // the check before anything is undone, too
+  CHECK(h.Run(rb) == ExitCode::kRunFailed);
+  CHECK(h.world.log == std::vector<std::string>{"apply a", "apply b", "fail c", "check away a",
+                                                "undo c", "undo away b", "undo away b", "undo b",
+                                                "undo a"});
+  CHECK(Pauses(h.clock) == std::vector<int64_t>{1000, 1000, 2000});
+  CHECK(h.Step("b").status == StepStatus::kUndone);
+  CHECK(h.store->GetRun(h.last_run)->status == RunStatus::kRolledBack);
+  REQUIRE(h.reporter.events.size() >= 4);
+  CHECK_THAT(h.reporter.events[1],
+             Catch::Contains("checking the undo: server a is starting up; trying again in 1s"));
+  CHECK_THAT(h.reporter.events[3], Catch::Contains("the undo: server b is starting up"));
+}
+
+TEST_CASE("undos whose server stays away give up after a minute in all; a failure is not retried",
+          "[executor][rollback][transient]") {
+  Harness h;
+  auto rb = ThreeFailingAtC(h);
+  SECTION("away for good") {
+    h.world.undo_away["c"] = -1;
+    h.world.undo_away["b"] = -1;  // the same server: the minute is the rollback's, not each undo's
+    CHECK(h.Run(rb) == ExitCode::kRollbackFailed);
+    // b waits only what c left of the minute (5 s): 1 s, then 2 s.
+    CHECK(std::count(h.world.log.begin(), h.world.log.end(), "undo away b") == 3);
+    CHECK(h.Step("b").status == StepStatus::kUndoFailed);
+    CHECK(h.Step("a").status == StepStatus::kUndone);  // an undo failure does not stop the others
+    std::vector<int64_t> pauses = Pauses(h.clock);
+    CHECK(pauses ==
+          std::vector<int64_t>{1000, 2000, 4000, 8000, 8000, 8000, 8000, 8000, 8000, 1000, 2000});
+    int64_t waited = 0;
+    for (int64_t ms : pauses) waited += ms;
+    CHECK(waited <= 60000);
+    CHECK(h.Step("c").status == StepStatus::kUndoFailed);
+    CHECK_THAT(h.Step("c").undo_error, Catch::Contains("server c is starting up"));
+  }
+  SECTION("failed") {
+    h.world.undo_fails = {"c"};
+    CHECK(h.Run(rb) == ExitCode::kRollbackFailed);
+    CHECK(Pauses(h.clock).empty());
+    CHECK(std::count(h.world.log.begin(), h.world.log.end(), "undo fails c") == 1);
+  }
 }
 
 TEST_CASE("retries back off exponentially and count attempts", "[executor]") {
