@@ -120,10 +120,14 @@ Value NewLease(const std::string& name, const std::string& shown_key) {
                {"spec", Value::object()}};
 }
 
+// `secs` in milliseconds, so that its thirds and tenths are not rounded
+// down to whole seconds (a tenth of 3 s is 300 ms, not 0).
+std::chrono::milliseconds InMs(int secs) { return seconds(secs); }
+
 // A call's time: a third of the length, at most 10 s (a hung API server
 // must not hold a renewal, or the end of the run, for long).
 SteadyTime CallDeadline(int secs) {
-  return SteadyNow() + std::min<std::chrono::milliseconds>(seconds(secs) / 3, seconds(10));
+  return SteadyNow() + std::min<std::chrono::milliseconds>(InMs(secs) / 3, seconds(10));
 }
 
 class KubeLease : public TargetLock {
@@ -134,7 +138,7 @@ class KubeLease : public TargetLock {
         secs_(secs),
         lease_(std::move(lease)),
         renewed_(sent),
-        renewal_(seconds(secs) / 3, [this] { return Renew(); }) {}
+        renewal_(InMs(secs) / 3, [this] { return Renew(); }) {}
 
   ~KubeLease() override {
     renewal_.Stop();
@@ -152,7 +156,7 @@ class KubeLease : public TargetLock {
   Status Held() const override {
     std::lock_guard<std::mutex> lock(mu_);
     if (!lost_.ok()) return lost_;
-    if (SteadyNow() - renewed_ > seconds(secs_) * 2 / 3) {
+    if (SteadyNow() - renewed_ > InMs(secs_) * 2 / 3) {
       return Status::Unavailable(Named() + " could not be renewed for " +
                                  std::to_string(secs_ * 2 / 3) +
                                  " s: another engine may take it from now on");
@@ -170,7 +174,7 @@ class KubeLease : public TargetLock {
   // of the length, at most 2 s as client-go retries); nothing once lost.
   std::optional<std::chrono::milliseconds> Renew() {
     const std::chrono::milliseconds soon =
-        std::min<std::chrono::milliseconds>(seconds(2), seconds(secs_) / 10);
+        std::min<std::chrono::milliseconds>(seconds(2), InMs(secs_) / 10);
     Value mine;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -192,7 +196,7 @@ class KubeLease : public TargetLock {
     if (put.ok()) {
       lease_ = *put;
       renewed_ = sent;
-      return seconds(secs_) / 3;
+      return InMs(secs_) / 3;
     }
     if (!now.ok()) return soon;  // unreachable for now: Held() says when it is too long
     const std::string by = (*now)["spec"].value("holderIdentity", "");

@@ -79,6 +79,8 @@ Status PgConnection::ConnectError(const std::string& what) const {
   bool permanent = msg.find("authentication failed") != std::string::npos ||
                    msg.find("no password supplied") != std::string::npos ||
                    msg.find("does not exist") != std::string::npos ||
+                   msg.find("no pg_hba.conf entry") != std::string::npos ||
+                   msg.find("not permitted to log in") != std::string::npos ||
                    msg.find("invalid") != std::string::npos;
   return Error(permanent ? Status::Code::kFailed : Status::Code::kUnavailable,
                what + ": " + OneLineError(msg));

@@ -440,15 +440,24 @@ class PgExec : public NamedPrimitive {
     Result<PgLease> lease = LeaseConnection(ctx, StrArg(args, "conn"));
     if (!lease.ok()) return lease.status();
     Result<PgResult> r = Status::Ok();
+    bool sent = false;  // its COMMIT, or a script outside a transaction: it may have acted
     if (NonTransactionalReason(undo).empty()) {
       Result<LockPolicy> lock = LockPolicyOf(args, undo, true);
       if (!lock.ok()) return lock.status();
-      r = WithLockRetries(
-          ctx, *lock, [&]() { return InTransaction(*lease, undo, {}, nullptr, nullptr, *lock); });
+      r = WithLockRetries(ctx, *lock,
+                          [&]() { return InTransaction(*lease, undo, {}, &sent, nullptr, *lock); });
     } else {
+      sent = true;
       r = lease->RunScript(undo);
     }
     ForwardNotices(ctx, lease->conn());
+    if (!r.ok() && sent && r.status().code() == Status::Code::kUnavailable) {
+      // The user's SQL need not be safe to run twice: a rollback does not
+      // run it again by itself once it may have taken effect.
+      return Status::Failed("rollback_sql: " + r.status().message() +
+                            " (after it was sent: it may have taken effect; check before "
+                            "rolling back again)");
+    }
     return r.status().Prefixed("rollback_sql");
   }
 

@@ -110,8 +110,9 @@ std::unique_ptr<StateStore> Cli::OpenStore() {
                       "so it is not passed on; give --state (or RUNBOOK_STATE) to say which store");
     return nullptr;
   }
-  // How long run locks last (the store's lease, a Lease in a target): read
-  // once here for every command, so no lock quietly lasts other than asked.
+  // How long run locks last (the store's lease, a Lease in a target): a bad
+  // value refused here, by every command that opens the store, so that no
+  // lock quietly lasts other than asked.
   if (Result<std::chrono::seconds> length = LeaseLength(); !length.ok()) {
     exit_code = Error(ExitCode::kInvalid, length.status().message());
     return nullptr;

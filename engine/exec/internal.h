@@ -150,6 +150,8 @@ class Executor::Impl {
   std::string rollback_refused_;  // why DoRollback undid nothing (CheckUndo)
   // While CheckUndos runs: the steps whose CheckUndo it asks.
   bool checking_undos_ = false;
+  // What is left of this rollback's wait for systems away for a moment.
+  Millis undo_patience_{0};
   std::set<std::string> undos_checked_;
   // Steps this rollback found nothing of to revert (shown "nothing to undo").
   std::set<std::string> nothing_undone_;

@@ -74,6 +74,11 @@ Status StepJournal::Put(StepRecord* rec, EventKind kind, const std::string& mess
   return Write(rec, kind, message, durable);
 }
 
+Status StepJournal::MayAct(const StepRecord& rec) {
+  if (!ok()) return error();
+  return Guard(rec);
+}
+
 Status StepJournal::Guard(const StepRecord& rec) {
   if (!guard_) return Status::Ok();
   Status s = guard_();

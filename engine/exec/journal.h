@@ -105,6 +105,9 @@ class StepJournal {
 
   // No write of this run has failed.
   bool ok();
+  // Whether this run may still act for `rec`: no write failed and the guard
+  // (the run's locks) holds. A guard's refusal is kept as the failure.
+  Status MayAct(const StepRecord& rec);
   // The first failed write (ok when none did).
   Status error();
   // Keeps `s` as the journal's failure when it is one (a run transition

@@ -29,26 +29,32 @@ std::vector<std::string> SplitId(const std::string& step_id) {
 
 bool IsInstance(const std::string& step_id) { return step_id.back() == ']'; }
 
-// How long the undos of one rollback, and apart the checks before them, wait
-// in all for systems that are away for a moment: a server restarting or in
-// crash recovery ("the database system is starting up"), a lost connection,
-// a port-forward starting again. One that stays away costs a minute once.
+// How long one rollback (its checks and its undos) waits in all for
+// systems that are away for a moment: a server restarting or in crash
+// recovery ("the database system is starting up"), a lost connection, a
+// port-forward starting again. One that stays away costs a minute once.
 constexpr Millis kUndoPatience{60000};
 
 // Runs `attempt` again while it fails as unavailable (Status kUnavailable),
-// pausing 1 s, 2 s, 4 s, 8 s, 8 s ... while the pauses fit in `*patience`
-// (what is left of kUndoPatience; each pause is taken from it) and before
-// `deadline`. A rollback is most needed just after something went away, and
-// an undo may be run again: a rollback killed part-way runs it again.
+// pausing 1 s, 2 s, 4 s, 8 s, 8 s ... while the pause fits in `*patience`
+// (what is left of kUndoPatience; the pauses and the failed attempts after
+// the first are taken from it) and before `deadline`; never once `may_act`
+// refuses (a lock lost, a journal write failed): then its status is returned.
+// A rollback is most needed just after something went away, and an undo may
+// be run again: a rollback killed part-way runs it again.
 Status Patiently(const ExecEnv& env, const std::string& step_id, const std::string& what,
-                 SteadyTime deadline, Millis* patience, const std::function<Status()>& attempt) {
+                 SteadyTime deadline, Millis* patience, const std::function<Status()>& may_act,
+                 const std::function<Status()>& attempt) {
   Millis pause{1000};
-  for (;;) {
+  for (bool again = false;; again = true) {
+    const SteadyTime start = env.clock->Steady();
     Status s = attempt();
+    if (again) *patience -= std::chrono::duration_cast<Millis>(env.clock->Steady() - start);
     if (s.code() != Status::Code::kUnavailable || pause > *patience ||
         env.clock->Steady() + pause > deadline) {
       return s;
     }
+    if (Status may = may_act(); !may.ok()) return may;
     env.reporter->Log(step_id, LogLevel::kWarn,
                       what + ": " + env.redactor->Redact(s.message()) + "; trying again in " +
                           FormatDuration(pause));
@@ -166,7 +172,6 @@ std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
     if (!spec || spec->rollback == RollbackMode::kAuto) undos_checked_.insert(rec->step_id);
   }
   checking_undos_ = true;
-  Millis patience = kUndoPatience;
   for (StepRecord* rec : order) {
     Scope* scope = nullptr;
     const StepSpec* spec = FindSpec(rec->step_id, &scope);
@@ -182,11 +187,14 @@ std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
       const UndoEntry& e = rec->undo[i];
       Primitive* prim = env_.registry->Find(e.primitive);
       if (!prim || e.state.is_null()) continue;
-      Status s = Patiently(env_, rec->step_id, "checking the undo", deadline, &patience, [&] {
-        StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
-        ctx.undoing = true;
-        return prim->CheckUndo(ctx, e.args, e.state);
-      });
+      Status s = Patiently(
+          env_, rec->step_id, "checking the undo", deadline, &undo_patience_,
+          [&] { return journal_.MayAct(*rec); },
+          [&] {
+            StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
+            ctx.undoing = true;
+            return prim->CheckUndo(ctx, e.args, e.state);
+          });
       if (!s.ok()) {
         why += (why.empty() ? "" : "; ") + rec->step_id + ": " + env_.redactor->Redact(s.message());
       }
@@ -222,6 +230,7 @@ bool Executor::Impl::DoRollback() {
   run_.status = RunStatus::kRollingBack;
   if (!journal_.Note(env_.store->UpdateRun(run_.id, RunStatus::kRollingBack, ""))) return false;
   env_.reporter->Log("", LogLevel::kInfo, "rolling back, newest step first");
+  undo_patience_ = kUndoPatience;
   // Before anything is undone: would an undo destroy what others wrote?
   if (!opts_.accept_data_loss) {
     rollback_refused_ = CheckUndos(order);
@@ -237,7 +246,6 @@ bool Executor::Impl::DoRollback() {
     }
   }
   bool all_ok = true;
-  Millis patience = kUndoPatience;
   for (StepRecord* rec : order) {
     Scope* scope = nullptr;
     const StepSpec* spec = FindSpec(rec->step_id, &scope);
@@ -282,13 +290,15 @@ bool Executor::Impl::DoRollback() {
       else {
         // Tried again only when running it twice is harmless.
         const bool again = prim->idempotent(*args);
-        st = Patiently(env_, rec->step_id, "the rollback action",
-                       again ? deadline : env_.clock->Steady(), &patience, [&] {
-                         StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
-                         ctx.undoing = true;
-                         Result<Value> r = prim->Apply(ctx, *args);
-                         return r.ok() ? CheckDeclaredResult(*prim, *r) : r.status();
-                       });
+        st = Patiently(
+            env_, rec->step_id, "the rollback action", again ? deadline : env_.clock->Steady(),
+            &undo_patience_, [&] { return journal_.MayAct(*rec); },
+            [&] {
+              StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
+              ctx.undoing = true;
+              Result<Value> r = prim->Apply(ctx, *args);
+              return r.ok() ? CheckDeclaredResult(*prim, *r) : r.status();
+            });
       }
     } else {
       bool irreversible_left = false;
@@ -306,13 +316,16 @@ bool Executor::Impl::DoRollback() {
           irreversible_left = true;
           continue;
         }
-        st = Patiently(env_, rec->step_id, "the undo", deadline, &patience, [&] {
-          StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
-          ctx.undoing = true;
-          Status u = prim->Undo(ctx, e.args, e.state);
-          acted = acted || !ctx.changed().has_value() || *ctx.changed();
-          return u;
-        });
+        st = Patiently(
+            env_, rec->step_id, "the undo", deadline, &undo_patience_,
+            [&] { return journal_.MayAct(*rec); },
+            [&] {
+              StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
+              ctx.undoing = true;
+              Status u = prim->Undo(ctx, e.args, e.state);
+              acted = acted || !ctx.changed().has_value() || *ctx.changed();
+              return u;
+            });
       }
       if (st.ok() && irreversible_left) {
         env_.reporter->Log(rec->step_id, LogLevel::kWarn,

@@ -84,6 +84,41 @@ TEST_CASE("pg.exec applies in a transaction and undoes with rollback_sql", "[pos
   CHECK_FALSE(c.P("pg.exec").Undo(c.ctx, no_undo, Value()).ok());
 }
 
+TEST_CASE(
+    "pg.exec's rollback_sql lost after its COMMIT was sent fails for a human; lost before, "
+    "it may be tried again",
+    "[postgres][pg.exec][rollback]") {
+  PgTestDb db(BlueServer());
+  db.Exec("CREATE TABLE t (id int)");
+  // A deferred trigger ends the session while its COMMIT runs: the client
+  // cannot know whether the transaction committed.
+  db.Exec(
+      "CREATE FUNCTION die() RETURNS trigger LANGUAGE plpgsql AS "
+      "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$");
+  db.Exec(
+      "CREATE CONSTRAINT TRIGGER die_at_commit AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED "
+      "FOR EACH ROW EXECUTE FUNCTION die()");
+  {
+    PgCase c;
+    c.Connect("blue", db);
+    Value args{{"conn", "blue"}, {"sql", "SELECT 1"}, {"rollback_sql", "INSERT INTO t VALUES (1)"}};
+    Status s = c.Undo("pg.exec", args);
+    INFO(s.message());
+    CHECK(s.code() == Status::Code::kFailed);  // a rollback does not run it again by itself
+    CHECK_THAT(s.message(), Catch::Contains("it may have taken effect"));
+  }
+  {
+    PgCase c;
+    c.Connect("blue", db);
+    Value args{{"conn", "blue"},
+               {"sql", "SELECT 1"},
+               {"rollback_sql", "SELECT pg_terminate_backend(pg_backend_pid())"}};
+    Status s = c.Undo("pg.exec", args);
+    INFO(s.message());
+    CHECK(s.code() == Status::Code::kUnavailable);  // never committed: safe to try again
+  }
+}
+
 TEST_CASE("pg.exec rolls back every statement when one fails", "[postgres][pg.exec]") {
   PgTestDb db(BlueServer());
   db.Exec("CREATE TABLE t (id int)");

@@ -429,7 +429,8 @@ TEST_CASE("a renewal thread renews at the pauses it is given until stopped or do
       ++calls;
       return milliseconds(1);
     });
-    while (calls < 3) std::this_thread::sleep_for(milliseconds(1));
+    for (int i = 0; i < 5000 && calls < 3; ++i) std::this_thread::sleep_for(milliseconds(1));
+    REQUIRE(calls >= 3);
     t.Stop();
     const int seen = calls;
     std::this_thread::sleep_for(milliseconds(20));

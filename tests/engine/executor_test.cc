@@ -41,6 +41,9 @@ struct World {
   std::map<std::string, int> undo_away;   // tag -> undos failing as unavailable (-1: always)
   std::map<std::string, int> check_away;  // tag -> undo checks failing as unavailable
   std::set<std::string> undo_fails;       // its undo fails for good
+  std::map<std::string, int> apply_away;  // tag -> applies failing as unavailable
+  std::string lose_lock_at;               // the undo of this tag finds the run's lock taken
+  bool lock_taken = false;                // what the t.lock connection's lock says
 };
 
 // Counts one failure down from `left` (-1: never runs out).
@@ -72,6 +75,10 @@ class FakeAct : public Primitive {
       return Value{{"tag", tag}};
     }
     ctx.clock().Sleep(Millis(a.value("ms", 0) + w_->slow_ms[tag]));
+    if (Away(w_->apply_away[tag])) {
+      w_->log.push_back("away " + tag);
+      return Status::Unavailable("server " + tag + " is starting up");
+    }
     if (w_->fail_times[tag] > 0) {
       --w_->fail_times[tag];
       w_->log.push_back("fail " + tag);
@@ -93,6 +100,7 @@ class FakeAct : public Primitive {
     ctx.clock().Sleep(Millis(w_->undo_ms[tag]));
     if (Away(w_->undo_away[tag])) {
       w_->log.push_back("undo away " + tag);
+      if (w_->lose_lock_at == tag) w_->lock_taken = true;
       return Status::Unavailable("server " + tag + " is starting up");
     }
     if (w_->undo_fails.count(tag)) {
@@ -139,6 +147,38 @@ class NoLockConnection : public ConnectionType {
   }
 };
 
+// A connection type whose run lock is held until World says another engine
+// took it.
+class FakeLock : public TargetLock {
+ public:
+  explicit FakeLock(const World* w) : w_(w) {}
+  Status Held() const override {
+    return w_->lock_taken ? Status::Unavailable("the run lock was taken by another engine")
+                          : Status::Ok();
+  }
+
+ private:
+  const World* w_;
+};
+
+class LockConnection : public ConnectionType {
+ public:
+  explicit LockConnection(const World* w) : w_(w) {}
+  std::string name() const override { return "t.lock"; }
+  const Schema& schema() const override {
+    static Schema s{"", {{"host", ArgType::kString}}, {}, "host"};
+    return s;
+  }
+  std::string Describe(const Value&) const override { return "t.lock"; }
+  Result<std::unique_ptr<TargetLock>> LockTarget(const std::string&, const Value&,
+                                                 const TargetLockRequest&) const override {
+    return std::unique_ptr<TargetLock>(std::make_unique<FakeLock>(w_));
+  }
+
+ private:
+  const World* w_;
+};
+
 class NullReporter : public Reporter {
  public:
   void RunStarted(const RunRecord& run, const std::string&) override {
@@ -171,6 +211,7 @@ struct Harness {
     registry.Add(std::make_unique<FakeAct>(&world, "t.undeclared", Rehearsal::kUndeclared, false));
     registry.Add(std::make_unique<FakeAct>(&world, "t.checked", Rehearsal::kSimulate, false));
     registry.AddConnectionType(std::make_unique<NoLockConnection>());
+    registry.AddConnectionType(std::make_unique<LockConnection>(&world));
     store = std::move(*StateStore::Open(dir + "/state.db"));
     env = {&registry, store.get(), &clock, &ProcessRunner::Real(), &reporter, &redactor, nullptr};
   }
@@ -445,6 +486,42 @@ TEST_CASE("undos whose server stays away give up after a minute in all; a failur
     CHECK(Pauses(h.clock).empty());
     CHECK(std::count(h.world.log.begin(), h.world.log.end(), "undo fails c") == 1);
   }
+}
+
+TEST_CASE("an undo is not tried again once the run's lock in a target is lost",
+          "[executor][rollback][transient][lock]") {
+  Harness h;
+  std::string yaml = kThree;
+  yaml.replace(yaml.find("on_failure: stop"), 16,
+               "on_failure: rollback\nconnections:\n  db: {t.lock: db.example.com}");
+  h.world.fail_times["c"] = 1;
+  auto rb = h.Parse(yaml);
+  h.world.undo_away["b"] = -1;
+  h.world.lose_lock_at = "b";  // while b's server restarts, another engine takes the lock
+  CHECK(h.Run(rb) == ExitCode::kLocked);
+  CHECK(h.world.log ==
+        std::vector<std::string>{"apply a", "apply b", "fail c", "undo c", "undo away b"});
+  CHECK(Pauses(h.clock).empty());
+  CHECK(h.Step("a").status == StepStatus::kSucceeded);  // not undone: nothing more acts
+}
+
+TEST_CASE("a rollback action away for a moment is tried again only when it is idempotent",
+          "[executor][rollback][transient]") {
+  Harness h;
+  std::string yaml = kThree;
+  yaml.replace(yaml.find("on_failure: stop"), 16, "on_failure: rollback");
+  yaml.replace(yaml.find("    t.act: a"), 12, "    rollback: {t.act: undo-a}\n    t.act: a");
+  yaml.replace(yaml.find("    t.act: b"), 12, "    rollback: {t.idem: undo-b}\n    t.act: b");
+  h.world.fail_times["c"] = 1;
+  auto rb = h.Parse(yaml);
+  h.world.apply_away["undo-a"] = 1;
+  h.world.apply_away["undo-b"] = 1;
+  CHECK(h.Run(rb) == ExitCode::kRollbackFailed);
+  CHECK(h.world.log == std::vector<std::string>{"apply a", "apply b", "fail c", "undo c",
+                                                "away undo-b", "apply undo-b", "away undo-a"});
+  CHECK(Pauses(h.clock) == std::vector<int64_t>{1000});
+  CHECK(h.Step("b").status == StepStatus::kUndone);
+  CHECK(h.Step("a").status == StepStatus::kUndoFailed);  // t.act may have acted: a human looks
 }
 
 TEST_CASE("retries back off exponentially and count attempts", "[executor]") {
