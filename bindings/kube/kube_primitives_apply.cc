@@ -1,5 +1,7 @@
 // kube.apply (records each object's previous version, or that it did not
 // exist) and kube.delete (saves the object first unless save: false).
+#include <algorithm>
+
 #include "bindings/kube/kube_manifest.h"
 #include "bindings/kube/kube_objects.h"
 #include "bindings/kube/kube_primitive.h"
@@ -164,25 +166,47 @@ class ApplyPrimitive : public NamedPrimitive {
       Status s = ctx.RecordUndo(Value{{"objects", entries}});
       if (!s.ok()) return step.Fail(subject, s);
     }
-    Result<KubectlOutput> r = step.Change(
-        {step.Mutating({"apply", "--filename=-", "-o", "json"}), m->text});
-    if (!r.ok()) return step.Fail(subject, r.status());
-    std::vector<Value> after = OutputObjects(r->out);
+    // In a rehearsal, one an earlier rehearsed kube.delete would delete is
+    // created again: the server's dry run would meet the live one (and
+    // refuse what may not change in it, an immutable ConfigMap's data), so
+    // it is not sent; said, not probed.
+    RehearsalPlan* plan = step.dry_run() ? PlanOf(ctx) : nullptr;
+    std::vector<std::string> gone_by(m->objects.size());
+    std::string sent;  // a JSON stream of the others, when some are not sent
+    for (size_t i = 0; plan && i < m->objects.size(); ++i) {
+      gone_by[i] = plan->GoneBy(
+          PlannedObjectKey(step.target(), Str(entries[i], "apiVersion"), Str(entries[i], "kind"),
+                           Str(entries[i], "namespace"), Str(entries[i], "name")));
+      if (!gone_by[i].empty() && !FindObject(live, m->objects[i]).is_null()) {
+        ctx.Log(LogLevel::kWarn, ObjectLabel(m->objects[i]) + ": step '" + gone_by[i] +
+                                     "' deletes it earlier in this run, so a real run creates "
+                                     "it anew; not sent to the server's dry run, which would "
+                                     "meet the one there now (not probed)");
+      } else {
+        sent += m->objects[i].dump() + "\n";
+      }
+    }
+    const bool all_sent =
+        std::all_of(gone_by.begin(), gone_by.end(), [](const std::string& g) { return g.empty(); });
+    std::vector<Value> after;
+    if (all_sent || !sent.empty()) {
+      Result<KubectlOutput> r = step.Change(
+          {step.Mutating({"apply", "--filename=-", "-o", "json"}), all_sent ? m->text : sent});
+      if (!r.ok()) return step.Fail(subject, r.status());
+      after = OutputObjects(r->out);
+    }
     Value objects = Value::array();
     int created = 0, configured = 0, unchanged = 0;
     for (size_t i = 0; i < m->objects.size(); ++i) {
       Value before = FindObject(live, m->objects[i]);
       Value now = FindObject(after, m->objects[i]);
       std::string action = "configured";
-      // In a rehearsal, one an earlier rehearsed kube.delete would delete is
-      // created again.
-      RehearsalPlan* plan = step.dry_run() ? PlanOf(ctx) : nullptr;
       const std::string key =
           plan ? PlannedObjectKey(step.target(), Str(entries[i], "apiVersion"),
                                   Str(entries[i], "kind"), Str(entries[i], "namespace"),
                                   Str(entries[i], "name"))
                : "";
-      if (before.is_null() || (plan && !plan->GoneBy(key).empty())) {
+      if (before.is_null() || !gone_by[i].empty()) {
         action = "created";
         ++created;
         // Later steps of this rehearsal find it planned, not missing.

@@ -1,7 +1,10 @@
 #include "bindings/postgres/pg_database_checks.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <map>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -15,11 +18,15 @@ std::string FactsSql(int server_version) {
   std::string coll = server_version >= 150000
                          ? "t.datcollversion AS template_version, "
                            "pg_database_collation_actual_version(t.oid) AS template_actual, "
-                         : "NULL::text AS template_version, NULL::text AS template_actual, ";
+                           "t.datlocprovider::text AS template_provider, "
+                         : "NULL::text AS template_version, NULL::text AS template_actual, "
+                           "'c' AS template_provider, ";
   return "SELECT me.rolname AS me, me.rolsuper AS superuser, me.rolcreatedb AS createdb, "
          "EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS name_taken, "
          "t.oid IS NOT NULL AS template_exists, t.datistemplate AS is_template, "
-         "t.datdba = me.oid AS template_owned, " +
+         "t.datdba = me.oid AS template_owned, t.encoding AS template_encoding, "
+         "pg_encoding_to_char(t.encoding) AS template_encoding_name, "
+         "t.datcollate AS template_collate, t.datctype AS template_ctype, " +
          coll +
          "(SELECT count(*) FROM pg_stat_activity WHERE datname = $2 "
          "AND pid <> pg_backend_pid()) AS template_sessions, "
@@ -33,11 +40,188 @@ std::string FactsSql(int server_version) {
 
 std::string Str(const Value& v) { return v.is_string() ? v.get<std::string>() : ""; }
 
+// The options CREATE DATABASE knows at `server_version`.
+bool KnownOption(const std::string& name, int server_version) {
+  static const char* const kAll[] = {
+      "template",         "owner",       "encoding",   "locale",
+      "lc_collate",       "lc_ctype",    "tablespace", "allow_connections",
+      "connection_limit", "is_template", "location"};
+  static const char* const k15[] = {"strategy", "locale_provider", "icu_locale",
+                                    "collation_version", "oid"};
+  for (const char* n : kAll) {
+    if (name == n) return true;
+  }
+  for (const char* n : k15) {
+    if (name == n) return server_version >= 150000;
+  }
+  if (name == "icu_rules") return server_version >= 160000;
+  if (name == "builtin_locale") return server_version >= 170000;
+  return false;
+}
+
+// A locale's name as glibc looks it up: its codeset part ("UTF-8") in
+// lower case without punctuation ("utf8"); the rest as written.
+std::string NormalizedLocale(const std::string& locale) {
+  const size_t dot = locale.find('.');
+  if (dot == std::string::npos) return locale;
+  const size_t at = locale.find('@', dot);
+  std::string codeset;
+  for (char c :
+       locale.substr(dot + 1, at == std::string::npos ? std::string::npos : at - dot - 1)) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      codeset += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+  }
+  return locale.substr(0, dot + 1) + codeset + (at == std::string::npos ? "" : locale.substr(at));
+}
+
+// The problems (and notes) of CREATE DATABASE's `options` on this server,
+// its template's facts `f` (null when an earlier step makes the template:
+// not known yet).
+Status CheckOptions(PgLease& lease, const std::string& templ,
+                    const std::vector<DatabaseOption>& options, const Value* f, bool super,
+                    std::vector<std::string>* problems, std::vector<std::string>* notes) {
+  const int version = lease->server_version();
+  std::map<std::string, std::string> given;
+  bool encoding_number = false;
+  for (const DatabaseOption& o : options) {
+    if (!KnownOption(o.name, version)) {
+      problems->push_back("option \"" + o.name + "\" not recognized (PostgreSQL " +
+                          std::to_string(version / 10000) + ")");
+      continue;
+    }
+    // LOCATION (ignored, with a warning) and OID may be repeated.
+    if (!given.emplace(o.name, o.value).second && o.name != "location" && o.name != "oid") {
+      problems->push_back("conflicting or redundant options: " + o.name + " is given twice");
+    }
+    if (o.name == "encoding") encoding_number = o.number;
+  }
+  auto has = [&](const char* n) { return given.count(n) > 0 && !given[n].empty(); };
+  if (version < 150000 && given.count("locale") &&
+      (given.count("lc_collate") || given.count("lc_ctype"))) {
+    problems->push_back("LOCALE cannot be specified together with LC_COLLATE or LC_CTYPE");
+  }
+  if (f && Str((*f)["template_provider"]) != "c") {
+    notes->push_back("template database '" + templ +
+                     "' has a locale provider other than libc: its locale rules are not probed");
+  }
+  if (has("strategy")) {
+    std::string v = given["strategy"];
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (v != "wal_log" && v != "file_copy") {
+      problems->push_back("invalid create database strategy \"" + given["strategy"] +
+                          "\" (wal_log or file_copy)");
+    }
+  }
+  for (const char* icu : {"locale_provider", "icu_locale", "icu_rules", "builtin_locale"}) {
+    if (given.count(icu)) {
+      notes->push_back(std::string(icu) + " is not probed: the server checks it when it runs");
+    }
+  }
+  // The encoding and locales the database would have.
+  int64_t encoding = f ? (*f)["template_encoding"].get<int64_t>() : -1;
+  std::string encoding_name = f ? Str((*f)["template_encoding_name"]) : "";
+  if (has("encoding")) {
+    const std::string& e = given["encoding"];
+    const bool number = encoding_number;
+    if (number && (e.size() > 9 || e.find_first_not_of("0123456789") != std::string::npos)) {
+      problems->push_back(e + " is not a valid encoding code");
+      return Status::Ok();
+    }
+    // Server encodings are those before SJIS, the first client-only one.
+    Result<Value> rows = lease.Query(
+        number
+            ? "SELECT $1::int AS id, pg_encoding_to_char($1::int) AS name, "
+              "pg_char_to_encoding('SJIS') AS first_client"
+            : "SELECT pg_char_to_encoding($1) AS id, pg_encoding_to_char(pg_char_to_encoding($1)) "
+              "AS name, pg_char_to_encoding('SJIS') AS first_client",
+        {e});
+    if (!rows.ok()) return rows.status();
+    const Value& r = (*rows)[0];
+    const int64_t id = r["id"].get<int64_t>();
+    if (Str(r["name"]).empty() || id < 0) {
+      problems->push_back(number ? e + " is not a valid encoding code"
+                                 : "\"" + e + "\" is not a valid encoding name");
+      return Status::Ok();
+    }
+    if (id >= r["first_client"].get<int64_t>()) {
+      problems->push_back("encoding " + Str(r["name"]) + " is not a server encoding");
+      return Status::Ok();
+    }
+    encoding = id;
+    encoding_name = Str(r["name"]);
+  }
+  std::string collate = f ? Str((*f)["template_collate"]) : "";
+  std::string ctype = f ? Str((*f)["template_ctype"]) : "";
+  if (has("locale")) collate = ctype = given["locale"];
+  if (has("lc_collate")) collate = given["lc_collate"];
+  if (has("lc_ctype")) ctype = given["lc_ctype"];
+  if (f && templ != "template0") {
+    // Only template0 may be copied with another encoding or locale.
+    if (encoding != (*f)["template_encoding"].get<int64_t>()) {
+      problems->push_back("new encoding (" + encoding_name +
+                          ") is incompatible with the encoding of the template database (" +
+                          Str((*f)["template_encoding_name"]) + "): use template0");
+    }
+    if (collate != Str((*f)["template_collate"])) {
+      problems->push_back("new collation (" + collate +
+                          ") is incompatible with the collation of the template database (" +
+                          Str((*f)["template_collate"]) + "): use template0");
+    }
+    if (ctype != Str((*f)["template_ctype"])) {
+      problems->push_back("new LC_CTYPE (" + ctype +
+                          ") is incompatible with the LC_CTYPE of the template database (" +
+                          Str((*f)["template_ctype"]) + "): use template0");
+    }
+  }
+  if (!has("encoding") && !has("locale") && !has("lc_collate") && !has("lc_ctype")) {
+    return Status::Ok();  // the template's, which go together
+  }
+  if (encoding < 0) return Status::Ok();  // the template's, not known yet
+  // The encoding each locale needs, as the server's catalog lists the
+  // system's locales (pg_collation, imported at initdb): -1 for any (C,
+  // POSIX), 0 (SQL_ASCII) goes with any.
+  std::set<std::string> seen;
+  for (const std::string& locale : {ctype, collate}) {
+    if (locale.empty() || !seen.insert(locale).second) continue;
+    Result<Value> rows = lease.Query(
+        "SELECT collencoding AS id, pg_encoding_to_char(collencoding) AS name FROM pg_collation "
+        "WHERE collprovider = 'c' AND collctype IN ($1, $2) AND collcollate IN ($1, $2) "
+        "ORDER BY collencoding = -1 DESC LIMIT 1",
+        {locale, NormalizedLocale(locale)});
+    if (!rows.ok()) return rows.status();
+    if (rows->empty() && locale != "C" && locale != "POSIX") {
+      // Not listed (made after initdb, or not at all): a name with a
+      // codeset ("en_US.UTF-8") still says the encoding it needs, as glibc
+      // names its locales; whether the server has it is not probed.
+      notes->push_back("locale '" + locale +
+                       "' is not one the server's catalog lists (pg_collation): whether the "
+                       "server has it is not probed");
+      const size_t dot = locale.find('.');
+      if (dot == std::string::npos) continue;
+      const std::string codeset = locale.substr(dot + 1, locale.find('@', dot) - dot - 1);
+      rows = lease.Query(
+          "SELECT pg_char_to_encoding($1) AS id, pg_encoding_to_char(pg_char_to_encoding($1)) "
+          "AS name WHERE pg_char_to_encoding($1) >= 0",
+          {codeset});
+      if (!rows.ok()) return rows.status();
+    }
+    if (rows->empty()) continue;
+    const int64_t needs = (*rows)[0]["id"].get<int64_t>();
+    if (needs != encoding && needs != -1 && needs != 0 && !(encoding == 0 && super)) {
+      problems->push_back("encoding \"" + encoding_name + "\" does not match locale \"" + locale +
+                          "\" (it needs " + Str((*rows)[0]["name"]) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::string& templ,
                            const std::string& owner, bool if_not_exists, const RehearsalPlan* plan,
-                           std::vector<std::string>* notes) {
+                           std::vector<std::string>* notes,
+                           const std::vector<DatabaseOption>& options) {
   // The template as earlier rehearsed steps would leave it.
   std::string templ_gone, templ_made;
   bool refreshed_earlier = false;
@@ -104,6 +288,11 @@ Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::s
                          std::to_string(f["template_sessions"].get<int64_t>()) +
                          " other session(s)");
     }
+  }
+  if (!options.empty()) {
+    const bool known = templ_gone.empty() && templ_made.empty() && f["template_exists"].get<bool>();
+    Status o = CheckOptions(lease, templ, options, known ? &f : nullptr, super, &problems, notes);
+    if (!o.ok()) return o;
   }
   if (!f["owner_exists"].get<bool>()) {
     problems.push_back("owner role '" + owner + "' does not exist");

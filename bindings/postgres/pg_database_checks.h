@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/postgres/pg_lint.h"
 #include "bindings/postgres/pg_session.h"
 #include "engine/core/rehearsal_plan.h"
 
@@ -21,9 +22,19 @@ namespace runbook {
 // is a failure (a real run would not find it); one an earlier step makes is
 // not checked on what the server has now (a note says so); a collation
 // version an earlier step refreshes is a note, not a failure.
+// `options` (a CREATE DATABASE statement's, DatabaseStatement::options) are
+// checked as the server would: names it knows at its version, each given
+// once (but LOCATION and OID), LOCALE not with LC_COLLATE/LC_CTYPE before
+// PostgreSQL 15, STRATEGY's value, an encoding
+// it has as a server encoding, the same encoding and locales as the
+// template unless it is template0, and an encoding the locales can have
+// (as the server's catalog knows them; a locale it does not list, ICU and
+// builtin options, and a template whose locale provider is not libc, are
+// notes: not probed).
 Status CheckCreateDatabase(PgLease& lease, const std::string& name, const std::string& templ,
                            const std::string& owner, bool if_not_exists, const RehearsalPlan* plan,
-                           std::vector<std::string>* notes);
+                           std::vector<std::string>* notes,
+                           const std::vector<DatabaseOption>& options = {});
 
 // In a rehearsal, DROP DATABASE `name` as a real run would meet it by then:
 // the database there (or made by an earlier rehearsed step; not dropped by

@@ -393,6 +393,24 @@ const Value& Get(const Value& v, const char* key) {
   return it == v.end() ? null : *it;
 }
 
+// An option's value as text: a string, a number or a boolean ("" when it
+// has none: DEFAULT).
+std::string OptionText(const Value& arg) {
+  if (const Value& str = Get(arg, "String"); str.is_object()) {
+    return Str(str, "sval").empty() ? Str(str, "str") : Str(str, "sval");
+  }
+  if (const Value& i = Get(arg, "Integer"); i.is_object()) {
+    const Value& n = Get(i, "ival");
+    return n.is_number_integer() ? std::to_string(n.get<int64_t>()) : "0";  // 0 is left out
+  }
+  if (const Value& f = Get(arg, "Float"); f.is_object()) {
+    return Str(f, "fval").empty() ? Str(f, "str") : Str(f, "fval");
+  }
+  if (const Value& b = Get(arg, "Boolean"); b.is_object())
+    return Flag(b, "boolval") ? "true" : "false";
+  return "";
+}
+
 // The strings of a list of {"String": {"sval": ...}} nodes.
 std::vector<std::string> Strings(const Value& list) {
   std::vector<std::string> out;
@@ -1260,10 +1278,12 @@ std::vector<DatabaseStatement> DatabaseStatements(const std::string& sql, bool* 
       DatabaseStatement st{DatabaseStatement::Kind::kCreate, Str(c, "dbname"), "", false};
       for (const auto& o : Get(c, "options")) {
         const Value& def = Get(o, "DefElem");
-        const Value& str = Get(Get(def, "arg"), "String");
-        const std::string text = Str(str, "sval").empty() ? Str(str, "str") : Str(str, "sval");
+        const std::string text = OptionText(Get(def, "arg"));
         if (Str(def, "defname") == "template") st.templ = text;
         if (Str(def, "defname") == "owner") st.owner = text;
+        const Value& arg = Get(def, "arg");
+        st.options.push_back({Str(def, "defname"), text,
+                              Get(arg, "Integer").is_object() || Get(arg, "Float").is_object()});
       }
       out.push_back(st);
     } else if (const Value& d = Get(stmt, "DropdbStmt"); d.is_object()) {

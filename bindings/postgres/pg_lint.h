@@ -111,6 +111,13 @@ std::vector<LintFinding> LintMigration(const ParsedMigration& migration, const L
 // DATABASE [IF EXISTS], ALTER DATABASE ... RENAME TO, with the names as the
 // server would take them. `only`: whether the script has no other
 // statement. Unparseable SQL: none, and not only.
+// An option of CREATE DATABASE: its name lowercased, as the server sees it;
+// its value as text ("" for DEFAULT), and whether it was written as a number.
+struct DatabaseOption {
+  std::string name, value;
+  bool number = false;
+};
+
 struct DatabaseStatement {
   enum class Kind { kCreate, kDrop, kRename };
   Kind kind;
@@ -119,6 +126,8 @@ struct DatabaseStatement {
   bool if_exists = false;  // kDrop
   bool force = false;      // kDrop: WITH (FORCE)
   std::string templ, owner;  // kCreate: TEMPLATE and OWNER, "" when not given
+  // kCreate: every option as written, TEMPLATE and OWNER included.
+  std::vector<DatabaseOption> options;
 };
 std::vector<DatabaseStatement> DatabaseStatements(const std::string& sql, bool* only);
 

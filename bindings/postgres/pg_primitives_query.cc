@@ -94,7 +94,7 @@ Result<Value> RehearseDatabaseStatement(StepContext& ctx, PgLease& lease,
   const std::string templ = st.templ.empty() ? "template1" : st.templ;
   std::vector<std::string> notes;
   Status s = CheckCreateDatabase(lease, st.name, templ, st.owner,
-                                 plan && !plan->GoneBy(key).empty(), plan, &notes);
+                                 plan && !plan->GoneBy(key).empty(), plan, &notes, st.options);
   if (!s.ok()) return s;
   for (const auto& n : notes) ctx.Log(LogLevel::kWarn, where + ": " + n);
   // Checked above; claimed here at once, as another step may have since.
@@ -120,19 +120,24 @@ Status PlanRenames(StepContext& ctx, PgLease& lease, const std::string& sql, boo
   const std::string server = lease.conn().identity(lease.deadline());
   if (ran) {
     // In the script's order (a TO b; c TO a). If another step took a new
-    // name meanwhile, the script fails whole (one transaction): this step's
-    // notes are taken back, as it changed nothing.
+    // name meanwhile, the script fails whole (one transaction): what it
+    // noted is taken back, as it changed nothing (what the step's other
+    // calls noted, a Lua step's, stays).
+    std::vector<std::string> noted;
     for (const DatabaseStatement& st : statements) {
       if (st.kind != DatabaseStatement::Kind::kRename) continue;
-      plan->NoteGone(PlannedDatabaseKey(server, st.name), ctx.step_id());
-      if (const std::string by =
-              plan->Claim(PlannedDatabaseKey(server, st.new_name), ctx.step_id());
-          !by.empty()) {
-        plan->Forget(ctx.step_id());
+      const std::string old_key = PlannedDatabaseKey(server, st.name);
+      const std::string new_key = PlannedDatabaseKey(server, st.new_name);
+      plan->NoteGone(old_key, ctx.step_id());
+      noted.push_back(old_key);
+      bool claimed = false;
+      if (const std::string by = plan->Claim(new_key, ctx.step_id(), &claimed); !by.empty()) {
+        for (auto k = noted.rbegin(); k != noted.rend(); ++k) plan->Unnote(*k, ctx.step_id());
         return Status::Failed("connection '" + lease.name() + "': database '" + st.new_name +
                               "' would exist already: step '" + by +
                               "' creates it (a real run would stop here)");
       }
+      if (claimed) noted.push_back(new_key);
     }
     return Status::Ok();
   }

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -193,11 +194,16 @@ Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
   }
   in.write.Close();
   // Output closed; the leader may still run (it closed its fds) until killed.
+  // Without a deadline nothing would kill it: wait for it. With one, look
+  // again soon (a child that closed its output is mostly exiting already),
+  // then less often.
   int status = 0;
+  useconds_t nap = 100;
   for (;;) {
-    pid_t w = waitpid(pid, &status, WNOHANG);
+    pid_t w = waitpid(pid, &status, spec.deadline ? WNOHANG : 0);
     if (w == pid) break;
     if (w < 0 && errno != EINTR) break;
+    if (w < 0) continue;
     auto now = std::chrono::steady_clock::now();
     if (spec.deadline && now >= *spec.deadline && !term_sent) {
       r.timed_out = true;
@@ -206,7 +212,8 @@ Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
       kill_at = now + std::chrono::seconds(2);
     }
     if (term_sent && now >= kill_at) KillGroup(pid, SIGKILL);
-    usleep(5000);
+    usleep(nap);
+    nap = std::min<useconds_t>(nap * 2, 5000);
   }
   // Whatever the leader left behind in its group goes with it.
   if (r.timed_out) KillGroup(pid, SIGKILL);

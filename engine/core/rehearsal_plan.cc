@@ -9,10 +9,12 @@ namespace {
 constexpr char kMade[] = "made ";
 constexpr char kGone[] = "gone ";
 constexpr char kForget[] = "forget";
+constexpr char kUnnote[] = "unnote ";
 }  // namespace
 
 std::string RehearsalPlan::Put(const std::string& what, const std::string& step_id, bool gone,
-                               bool journal) {
+                               bool journal, bool* noted) {
+  if (noted) *noted = false;
   // Journaled in the order the plan changes (two foreach items noting one
   // key), without holding readers up while the journal writes.
   std::lock_guard<std::mutex> order(journal_mu_);
@@ -27,6 +29,7 @@ std::string RehearsalPlan::Put(const std::string& what, const std::string& step_
       return history[i].step_id;
     }
     history.push_back(Entry{step_id, gone});
+    if (noted) *noted = true;
     if (journal) fn = journal_;
   }
   if (fn) fn((gone ? kGone : kMade) + what, step_id);
@@ -37,9 +40,31 @@ void RehearsalPlan::Note(const std::string& what, const std::string& step_id) {
   Put(what, step_id, false, true);
 }
 
-std::string RehearsalPlan::Claim(const std::string& what, const std::string& step_id) {
-  const std::string first = Put(what, step_id, false, true);
+std::string RehearsalPlan::Claim(const std::string& what, const std::string& step_id, bool* noted) {
+  const std::string first = Put(what, step_id, false, true, noted);
   return first == step_id ? "" : first;
+}
+
+void RehearsalPlan::Unnote(const std::string& what, const std::string& step_id) {
+  Take(what, step_id, true);
+}
+
+void RehearsalPlan::Take(const std::string& what, const std::string& step_id, bool journal) {
+  std::lock_guard<std::mutex> order(journal_mu_);
+  std::function<void(const std::string&, const std::string&)> fn;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(what);
+    if (it == entries_.end()) return;
+    std::vector<Entry>& h = it->second;
+    auto last =
+        std::find_if(h.rbegin(), h.rend(), [&](const Entry& e) { return e.step_id == step_id; });
+    if (last == h.rend()) return;
+    h.erase(std::next(last).base());
+    if (h.empty()) entries_.erase(it);
+    if (journal) fn = journal_;
+  }
+  if (fn) fn(kUnnote + what, step_id);
 }
 
 void RehearsalPlan::NoteGone(const std::string& what, const std::string& step_id) {
@@ -122,6 +147,7 @@ void RehearsalPlan::Replay(const std::string& line, const std::string& step_id) 
     journal_.swap(fn);
     return;
   }
+  if (line.rfind(kUnnote, 0) == 0) Take(line.substr(sizeof(kUnnote) - 1), step_id, false);
   if (line.rfind(kMade, 0) == 0) Put(line.substr(sizeof(kMade) - 1), step_id, false, false);
   if (line.rfind(kGone, 0) == 0) Put(line.substr(sizeof(kGone) - 1), step_id, true, false);
 }

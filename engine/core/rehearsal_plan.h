@@ -37,7 +37,9 @@ class RehearsalPlan : public Resource {
   // notes nothing. Checked and noted at once: two foreach items running
   // side by side cannot both claim it, as a real run would not make it
   // twice.
-  std::string Claim(const std::string& what, const std::string& step_id);
+  // `*noted` (if given) says whether this call noted it (not when the step
+  // had claimed it already).
+  std::string Claim(const std::string& what, const std::string& step_id, bool* noted = nullptr);
   // Step `step_id` would remove `what` (whoever made it).
   void NoteGone(const std::string& what, const std::string& step_id);
   // The step that would create or change `what`; "" when none would, or a
@@ -54,9 +56,12 @@ class RehearsalPlan : public Resource {
   // Takes back every note of step `step_id` (an attempt of it starts again:
   // a retry, a resume): what it made or removed is as before it ran.
   void Forget(const std::string& step_id);
+  // Takes back the last note of `what` by step `step_id` only (one call of
+  // a Lua step failed whole: what the step's other calls noted stays).
+  void Unnote(const std::string& what, const std::string& step_id);
 
   // Called with each note as it is made ("made <key>", "gone <key>" or
-  // "forget", and the step), outside the plan's lock; Replay takes such a
+  // "forget", "unnote <key>", and the step), outside the plan's lock; Replay takes such a
   // line back.
   void SetJournal(std::function<void(const std::string& line, const std::string& step_id)> fn);
   void Replay(const std::string& line, const std::string& step_id);
@@ -67,7 +72,10 @@ class RehearsalPlan : public Resource {
     bool gone = false;
   };
   // Returns the step that made `what` already (a make is then not noted).
-  std::string Put(const std::string& what, const std::string& step_id, bool gone, bool journal);
+  // `*noted`: whether it was.
+  std::string Put(const std::string& what, const std::string& step_id, bool gone, bool journal,
+                  bool* noted = nullptr);
+  void Take(const std::string& what, const std::string& step_id, bool journal);
 
   std::mutex journal_mu_;  // taken before mu_, held while journaling
   mutable std::mutex mu_;

@@ -352,11 +352,7 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
   if (!target_locks_.empty()) {
     journal_.set_guard([this] {
       for (const std::unique_ptr<TargetLock>& l : target_locks_) {
-        if (Status s = l->Held(); !s.ok()) {
-          std::lock_guard<std::mutex> lock(lock_lost_mu_);
-          if (lock_lost_.ok()) lock_lost_ = s;
-          return s;
-        }
+        if (Status s = l->Held(); !s.ok()) return s;
       }
       return Status::Ok();
     });
@@ -595,11 +591,6 @@ void Executor::Impl::RestoreResults() {
         break;
     }
   }
-}
-
-bool Executor::Impl::LockLostFirst() {
-  std::lock_guard<std::mutex> lock(lock_lost_mu_);
-  return !lock_lost_.ok() && journal_.error().message() == lock_lost_.message();
 }
 
 std::string Executor::Impl::LockLostMessage(bool rolling) {

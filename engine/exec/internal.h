@@ -130,11 +130,9 @@ class Executor::Impl {
   Scope root_;
   std::unique_ptr<StoreLock> lock_;
   std::vector<std::unique_ptr<TargetLock>> target_locks_;
-  // The first run lock in a target a guard found lost (journal_.set_guard).
-  std::mutex lock_lost_mu_;
-  Status lock_lost_;
-  // That loss is what stopped the journal (not a store write that failed first).
-  bool LockLostFirst();
+  // A run lock in a target found lost is what stopped the journal (not a
+  // store write that failed first).
+  bool LockLostFirst() { return journal_.guard_refused(); }
   // What the run says when it stopped for it; `rolling`: while rolling back.
   std::string LockLostMessage(bool rolling);
   std::vector<std::string> lock_warnings_;  // redacted by the reporter

@@ -85,7 +85,10 @@ Status StepJournal::Guard(const StepRecord& rec) {
   if (s.ok()) return s;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (error_.ok()) error_ = s;
+    if (error_.ok()) {
+      error_ = s;
+      guard_refused_ = true;
+    }
   }
   if (reporter_) reporter_->Log(rec.step_id, LogLevel::kError, redactor_->Redact(s.message()));
   return s;
@@ -195,6 +198,11 @@ Result<std::vector<Event>> StepJournal::Events(EventKind kind) {
 bool StepJournal::ok() {
   std::lock_guard<std::mutex> lock(mu_);
   return error_.ok();
+}
+
+bool StepJournal::guard_refused() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return guard_refused_;
 }
 
 Status StepJournal::error() {

@@ -110,6 +110,9 @@ class StepJournal {
   Status MayAct(const StepRecord& rec);
   // The first failed write (ok when none did).
   Status error();
+  // That failure was the guard's refusal (a run lock in a target lost),
+  // not a write to the store.
+  bool guard_refused();
   // Keeps `s` as the journal's failure when it is one (a run transition
   // written by the caller); returns s.ok().
   bool Note(const Status& s);
@@ -127,6 +130,7 @@ class StepJournal {
   std::mutex mu_;  // guards records_, the StepRecords in them, error_
   std::map<std::string, std::unique_ptr<StepRecord>> records_;
   Status error_;
+  bool guard_refused_ = false;  // error_ is the guard's refusal
 };
 
 }  // namespace runbook

@@ -38,12 +38,14 @@ constexpr Millis kUndoPatience{60000};
 // Runs `attempt` again while it fails as unavailable (Status kUnavailable),
 // pausing 1 s, 2 s, 4 s, 8 s, 8 s ... while the pause fits in `*patience`
 // (what is left of kUndoPatience; the pauses and the failed attempts after
-// the first are taken from it) and before `deadline`; never once `may_act`
-// refuses (a lock lost, a journal write failed): then its status is returned.
+// the first are taken from it) and before `deadline`; never once the journal
+// refuses (a lock lost, a journal write failed: MayAct): then its status is
+// returned. Each pause is journaled (an "undo.retry" event) before it starts,
+// so the run's record shows why its rollback took a minute.
 // A rollback is most needed just after something went away, and an undo may
 // be run again: a rollback killed part-way runs it again.
-Status Patiently(const ExecEnv& env, const std::string& step_id, const std::string& what,
-                 SteadyTime deadline, Millis* patience, const std::function<Status()>& may_act,
+Status Patiently(const ExecEnv& env, StepJournal& journal, const StepRecord& rec,
+                 const std::string& what, SteadyTime deadline, Millis* patience,
                  const std::function<Status()>& attempt) {
   Millis pause{1000};
   for (bool again = false;; again = true) {
@@ -54,10 +56,11 @@ Status Patiently(const ExecEnv& env, const std::string& step_id, const std::stri
         env.clock->Steady() + pause > deadline) {
       return s;
     }
-    if (Status may = may_act(); !may.ok()) return may;
-    env.reporter->Log(step_id, LogLevel::kWarn,
-                      what + ": " + env.redactor->Redact(s.message()) + "; trying again in " +
-                          FormatDuration(pause));
+    if (Status may = journal.MayAct(rec); !may.ok()) return may;
+    const std::string why = what + ": " + env.redactor->Redact(s.message()) + "; trying again in " +
+                            FormatDuration(pause);
+    if (Status j = journal.Append(EventKind::kUndoRetry, rec.step_id, why); !j.ok()) return j;
+    env.reporter->Log(rec.step_id, LogLevel::kWarn, why);
     env.clock->Sleep(pause);
     *patience -= pause;
     pause = std::min(pause * 2, Millis(8000));
@@ -187,10 +190,8 @@ std::string Executor::Impl::CheckUndos(const std::vector<StepRecord*>& order) {
       const UndoEntry& e = rec->undo[i];
       Primitive* prim = env_.registry->Find(e.primitive);
       if (!prim || e.state.is_null()) continue;
-      Status s = Patiently(
-          env_, rec->step_id, "checking the undo", deadline, &undo_patience_,
-          [&] { return journal_.MayAct(*rec); },
-          [&] {
+      Status s =
+          Patiently(env_, journal_, *rec, "checking the undo", deadline, &undo_patience_, [&] {
             StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
             ctx.undoing = true;
             return prim->CheckUndo(ctx, e.args, e.state);
@@ -290,15 +291,13 @@ bool Executor::Impl::DoRollback() {
       else {
         // Tried again only when running it twice is harmless.
         const bool again = prim->idempotent(*args);
-        st = Patiently(
-            env_, rec->step_id, "the rollback action", again ? deadline : env_.clock->Steady(),
-            &undo_patience_, [&] { return journal_.MayAct(*rec); },
-            [&] {
-              StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
-              ctx.undoing = true;
-              Result<Value> r = prim->Apply(ctx, *args);
-              return r.ok() ? CheckDeclaredResult(*prim, *r) : r.status();
-            });
+        st = Patiently(env_, journal_, *rec, "the rollback action",
+                       again ? deadline : env_.clock->Steady(), &undo_patience_, [&] {
+                         StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
+                         ctx.undoing = true;
+                         Result<Value> r = prim->Apply(ctx, *args);
+                         return r.ok() ? CheckDeclaredResult(*prim, *r) : r.status();
+                       });
       }
     } else {
       bool irreversible_left = false;
@@ -316,16 +315,13 @@ bool Executor::Impl::DoRollback() {
           irreversible_left = true;
           continue;
         }
-        st = Patiently(
-            env_, rec->step_id, "the undo", deadline, &undo_patience_,
-            [&] { return journal_.MayAct(*rec); },
-            [&] {
-              StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
-              ctx.undoing = true;
-              Status u = prim->Undo(ctx, e.args, e.state);
-              acted = acted || !ctx.changed().has_value() || *ctx.changed();
-              return u;
-            });
+        st = Patiently(env_, journal_, *rec, "the undo", deadline, &undo_patience_, [&] {
+          StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
+          ctx.undoing = true;
+          Status u = prim->Undo(ctx, e.args, e.state);
+          acted = acted || !ctx.changed().has_value() || *ctx.changed();
+          return u;
+        });
       }
       if (st.ok() && irreversible_left) {
         env_.reporter->Log(rec->step_id, LogLevel::kWarn,

@@ -272,6 +272,8 @@ const char* EventKindName(EventKind k) {
       return "undo.fail";
     case EventKind::kUndoIrreversible:
       return "undo.irreversible";
+    case EventKind::kUndoRetry:
+      return "undo.retry";
     case EventKind::kOwnWrite:
       return "own_write";
     case EventKind::kPlanNote:

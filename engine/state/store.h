@@ -118,6 +118,7 @@ enum class EventKind {
   kUndoOk,            // undone (message: kNothingToUndo when nothing was)
   kUndoFail,          // its undo failed (message: the error)
   kUndoIrreversible,  // nothing can undo it: left as it is
+  kUndoRetry,         // its undo, or the check before it, met a system away: tried again
   // Of the run.
   kOwnWrite,      // a row the run itself wrote ("<where> <id>": a key, no value)
   kPlanNote,      // a rehearsal's plan: what a step would make or remove

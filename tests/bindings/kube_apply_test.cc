@@ -213,6 +213,45 @@ TEST_CASE("a rehearsal follows kube.delete: gone for later steps, created again 
   CHECK(c.Get("configmap", "doomed")["data"]["x"] == "1");
 }
 
+TEST_CASE("a rehearsal of kube.apply does not dry-run against the live one what it re-creates",
+          "[kube][kube.delete][rehearsal]") {
+  KubeCase c;
+  // An immutable ConfigMap is changed by deleting it and creating it anew.
+  c.sim.ApplyYaml(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\n"
+      "data: {a: \"1\"}\n");
+  Value frozen = ConfigMap("frozen", "2");
+  frozen["immutable"] = true;
+  const Value apply{{"conn", "sim"}, {"manifest", Value::array({frozen, ConfigMap("other", "o")})}};
+  // Without the delete, the server refuses it, in a rehearsal as in a run.
+  Result<Value> r = c.Rehearse("kube.apply", apply);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("field is immutable"));
+  REQUIRE_OK(
+      c.Rehearse("kube.delete", {{"conn", "sim"}, {"kind", "configmap"}, {"name", "frozen"}}));
+  // The others still go to the server's dry run: an invalid one fails.
+  Value bad = ConfigMap("Bad_Name", "x");
+  r = c.Rehearse("kube.apply", {{"conn", "sim"}, {"manifest", Value::array({frozen, bad})}});
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("Bad_Name"));
+  CHECK_THAT(r.status().message(), !Catch::Contains("immutable"));
+  r = c.Rehearse("kube.apply", apply);
+  REQUIRE_OK(r);
+  CHECK((*r)["created"] == 2);
+  CHECK((*r)["objects"][0]["action"] == "created");
+  CHECK_THAT(c.ctx.AllLogs(), Catch::Contains("ConfigMap/frozen: step 'step-test' deletes it "
+                                              "earlier in this run") &&
+                                  Catch::Contains("not probed"));
+  CHECK(c.Get("configmap", "frozen")["data"]["a"] == "1");
+  CHECK_FALSE(c.Exists("configmap", "other"));
+  // A real run does what the rehearsal said.
+  REQUIRE_OK(c.Apply("kube.delete", {{"conn", "sim"}, {"kind", "configmap"}, {"name", "frozen"}}));
+  r = c.Apply("kube.apply", apply);
+  REQUIRE_OK(r);
+  CHECK((*r)["created"] == 2);
+  CHECK(c.Get("configmap", "frozen")["data"]["a"] == "2");
+}
+
 TEST_CASE("kube.delete saves the object, and undo re-creates it", "[kube][kube.delete]") {
   KubeCase c;
   c.sim.ApplyYaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old-conf, labels: {a: b}}\n"

@@ -282,3 +282,93 @@ TEST_CASE("pg.wait_ready waits for a server that comes up, and gives up at its t
 }
 
 }  // namespace runbook::testing
+
+namespace runbook::testing {
+
+// CREATE DATABASE with options, in pg.exec: the rehearsal refuses exactly
+// what the server refuses, on each major the seeds upgrade between (13, 15,
+// 17; all with template1 in en_US.UTF-8, as the seeds' clusters).
+TEST_CASE("a rehearsed CREATE DATABASE judges its options as the server of each major does",
+          "[postgres][pg.exec][rehearsal]") {
+  struct Case {
+    std::string options;  // after CREATE DATABASE <name>
+    bool ok13, ok15, ok17;
+    std::string says;  // in the rehearsal's refusal
+  };
+  const std::vector<Case> cases = {
+      {"ENCODING 'LATIN1'", false, false, false, "new encoding (LATIN1) is incompatible"},
+      {"TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'", true, true, true, ""},
+      {"TEMPLATE template0 ENCODING 'LATIN1'", false, false, false,
+       "encoding \"LATIN1\" does not match locale \"en_US.UTF-8\""},
+      {"LOCALE 'C'", false, false, false, "new collation (C) is incompatible"},
+      {"LC_CTYPE 'C'", false, false, false, "new LC_CTYPE (C) is incompatible"},
+      {"TEMPLATE template0 LOCALE 'C'", true, true, true, ""},
+      {"TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'en_US.utf8'", true, true, true, ""},
+      {"STRATEGY = file_copy", false, true, true, "option \"strategy\" not recognized"},
+      {"STRATEGY = 'bogus'", false, false, false, "strategy"},
+      {"ENCODING 'NOPE'", false, false, false, "\"NOPE\" is not a valid encoding name"},
+      {"ENCODING 9999", false, false, false, "9999 is not a valid encoding code"},
+      {"TEMPLATE template0 ENCODING 'SJIS' LOCALE 'C'", false, false, false,
+       "SJIS is not a server encoding"},
+      {"FOO = 1", false, false, false, "option \"foo\" not recognized"},
+      {"TEMPLATE template0 LOCALE 'C' LC_COLLATE 'C'", false, true, true,
+       "LOCALE cannot be specified together with LC_COLLATE"},
+      {"STRATEGY = 'FILE_COPY'", false, true, true, "strategy"},
+      {"ENCODING '6'", false, false, false, "\"6\" is not a valid encoding name"},
+      {"ENCODING 99999999999", false, false, false, "99999999999 is not a valid encoding code"},
+      {"LOCATION = 'x' LOCATION = 'y'", true, true, true, ""},
+      {"OWNER postgres OWNER postgres", false, false, false, "owner is given twice"},
+      {"ENCODING 'UTF8' LC_COLLATE 'en_US.UTF-8'", true, true, true, ""},
+      {"ENCODING 6 CONNECTION LIMIT 5 IS_TEMPLATE false ALLOW_CONNECTIONS true", true, true, true,
+       ""},
+      {"ENCODING DEFAULT", true, true, true, ""},
+      {"TEMPLATE template0 ENCODING SQL_ASCII LOCALE 'C'", true, true, true, ""},
+  };
+  for (int major : {13, 15, 17}) {
+    const PgServer& s = major == 15 ? LocaleServer() : VersionServer(major);
+    PgCase c;
+    c.Connect("db", s, "postgres");
+    for (const Case& k : cases) {
+      const std::string name = UniqueName("opts");
+      const std::string sql = "CREATE DATABASE " + name + " " + k.options;
+      INFO("PostgreSQL " << major << ": " << sql);
+      const bool want = major == 13 ? k.ok13 : major == 15 ? k.ok15 : k.ok17;
+      Result<Value> r = c.Rehearse("pg.exec", {{"conn", "db"}, {"sql", sql}});
+      CHECK(Exists(s, name) == "0");
+      INFO((r.ok() ? std::string("rehearsal passed") : r.status().message()));
+      // The server agrees with what this test says of it...
+      bool real = true;
+      std::string server_says;
+      try {
+        s.AdminExec(sql);
+      } catch (const std::exception& e) {
+        real = false;
+        server_says = e.what();
+      }
+      INFO("the server: " << (real ? "created it" : server_says));
+      CHECK(real == want);
+      // ... and so does the rehearsal, saying why.
+      CHECK(r.ok() == want);
+      if (!r.ok() && !want) CHECK_THAT(r.status().message(), Catch::Contains(k.says));
+      if (real) s.AdminExec("DROP DATABASE " + name);
+    }
+  }
+}
+
+// A locale the server's catalog does not list is said to be not probed.
+TEST_CASE("a rehearsed CREATE DATABASE with a locale the catalog lacks says it did not probe it",
+          "[postgres][pg.exec][rehearsal]") {
+  const PgServer& s = LocaleServer();
+  PgCase c;
+  c.Connect("db", s, "postgres");
+  const std::string name = UniqueName("opts");
+  Result<Value> r = c.Rehearse(
+      "pg.exec", {{"conn", "db"},
+                  {"sql", "CREATE DATABASE " + name + " TEMPLATE template0 LOCALE 'xx_YY.UTF-8'"}});
+  REQUIRE(r.ok());
+  CHECK_THAT(c.ctx.AllLogs(),
+             Catch::Contains("locale 'xx_YY.UTF-8' is not one the server's catalog lists"));
+  CHECK(Exists(s, name) == "0");
+}
+
+}  // namespace runbook::testing

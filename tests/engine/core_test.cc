@@ -364,6 +364,43 @@ TEST_CASE(
   CHECK(replayed.GoneBy("db:b") == "drop-b");
 }
 
+TEST_CASE(
+    "a rehearsal plan takes back one note of a step, leaving its others and the journal whole",
+    "[core][rehearsal]") {
+  RehearsalPlan plan;
+  std::vector<std::pair<std::string, std::string>> journal;
+  plan.SetJournal(
+      [&](const std::string& line, const std::string& step) { journal.emplace_back(line, step); });
+  // One Lua step: a database made by one call, then a rename (a TO b; b TO
+  // c) by another whose script fails whole.
+  plan.Note("db:made", "lua");
+  plan.Note("db:a", "create-a");
+  plan.NoteGone("db:a", "lua");
+  bool noted = false;
+  CHECK(plan.Claim("db:b", "lua", &noted).empty());
+  CHECK(noted);
+  CHECK(plan.Claim("db:b", "lua", &noted).empty());  // its own already: not noted again
+  CHECK_FALSE(noted);
+  plan.NoteGone("db:b", "lua");
+  CHECK(plan.Claim("db:made", "other", &noted) == "lua");
+  CHECK_FALSE(noted);
+  // Taken back latest first, as the script noted them.
+  for (const char* key : {"db:b", "db:b", "db:a"}) plan.Unnote(key, "lua");
+  CHECK(plan.StepFor("db:made") == "lua");  // the other call's note stays
+  CHECK(plan.StepFor("db:a") == "create-a");
+  CHECK(plan.GoneBy("db:a").empty());
+  CHECK(plan.StepFor("db:b").empty());
+  CHECK(plan.GoneBy("db:b").empty());
+  plan.Unnote("db:nothing", "lua");  // nothing of it: nothing journaled
+  CHECK(journal.back() == std::pair<std::string, std::string>{"unnote db:a", "lua"});
+  RehearsalPlan replayed;
+  for (const auto& [line, step] : journal) replayed.Replay(line, step);
+  CHECK(replayed.StepFor("db:made") == "lua");
+  CHECK(replayed.StepFor("db:a") == "create-a");
+  CHECK(replayed.StepFor("db:b").empty());
+  CHECK(replayed.GoneBy("db:b").empty());
+}
+
 TEST_CASE("a rehearsal plan's claim checks and notes at once: of makers side by side, one wins",
           "[core][rehearsal]") {
   RehearsalPlan plan;

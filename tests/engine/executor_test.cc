@@ -457,6 +457,17 @@ TEST_CASE("an undo whose server is away for a moment is tried again, backing off
   CHECK_THAT(h.reporter.events[1],
              Catch::Contains("checking the undo: server a is starting up; trying again in 1s"));
   CHECK_THAT(h.reporter.events[3], Catch::Contains("the undo: server b is starting up"));
+  // Each pause is in the run's record, too: why its rollback took longer.
+  std::vector<std::string> retries;
+  Result<std::vector<Event>> events = h.store->GetEvents(h.last_run);
+  REQUIRE(events.ok());
+  for (const Event& e : *events) {
+    if (e.Is(EventKind::kUndoRetry)) retries.push_back(e.step_id + ": " + e.message);
+  }
+  CHECK(retries == std::vector<std::string>{
+                       "a: checking the undo: server a is starting up; trying again in 1s",
+                       "b: the undo: server b is starting up; trying again in 1s",
+                       "b: the undo: server b is starting up; trying again in 2s"});
 }
 
 TEST_CASE("undos whose server stays away give up after a minute in all; a failure is not retried",

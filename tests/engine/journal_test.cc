@@ -119,7 +119,7 @@ struct JournalCase {
 
 TEST_CASE("every event kind has a name of its own", "[journal]") {
   std::set<std::string> names;
-  const EventKind last = EventKind::kWaveApproved;
+  const EventKind last = EventKind::kWaveApproved;  // the enum's last
   for (int k = 0; k <= static_cast<int>(last); ++k) {
     std::string name = EventKindName(static_cast<EventKind>(k));
     INFO(k);
@@ -251,6 +251,38 @@ STORE_TEST_CASE("the first failed write is kept and every later one says so") {
   // Note of a success changes nothing.
   CHECK(journal.Note(Status::Ok()));
   CHECK(journal.error().message() == "disk full (write 1)");
+}
+
+STORE_TEST_CASE("a guard's refusal stops the journal and is told from a failed write") {
+  auto real = site.Open();
+  REQUIRE(real->CreateRun(MakeRun("r1")).ok());
+  FailingStore store(real.get());
+  FixedClock clock;
+  Redactor redactor;
+  ErrorsSeen reporter;
+  StepJournal journal(&store, &clock, &redactor, &reporter);
+  journal.set_run_id("r1");
+  bool held = true;
+  journal.set_guard([&] { return held ? Status::Ok() : Status::Unavailable("lock taken by b"); });
+  StepRecord* rec = journal.Record("switch");
+  REQUIRE(journal.MayAct(*rec).ok());
+  SECTION("the lock lost first") {
+    held = false;
+    CHECK_FALSE(journal.Start(rec).ok());
+    CHECK(journal.guard_refused());
+    store.fail = true;  // a later write failing does not replace it
+    CHECK_FALSE(journal.Append(EventKind::kPlanNote, "switch", "x").ok());
+    CHECK(journal.guard_refused());
+    CHECK(journal.error().message() == "lock taken by b");
+  }
+  SECTION("a write failed first") {
+    store.fail = true;
+    CHECK_FALSE(journal.Append(EventKind::kPlanNote, "switch", "x").ok());
+    held = false;
+    CHECK_FALSE(journal.Start(rec).ok());  // the guard refuses too, second
+    CHECK_FALSE(journal.guard_refused());
+    CHECK(journal.error().message() == "disk full (write 1)");
+  }
 }
 
 STORE_TEST_CASE("a journal loads a run's records from the store, replacing its own") {

@@ -218,3 +218,18 @@ def validate(res, obj):
                 causes.append((f"data[{k}]", "Invalid value: illegal base64 data"))
     if causes:
         raise st.invalid(res, name, causes)
+
+
+def validate_update(res, old, new):
+    """What an update may not change: an immutable ConfigMap's or Secret's data
+    (changed by deleting it and creating it anew)."""
+    if res.key not in ("/configmaps", "/secrets") or not old.get("immutable"):
+        return
+    causes = []
+    for field in ("data", "binaryData") if res.key == "/configmaps" else ("data",):
+        if (new.get(field) or {}) != (old.get(field) or {}):
+            causes.append((field, "Forbidden: field is immutable when `immutable` is set"))
+    if not new.get("immutable"):
+        causes.append(("immutable", "Forbidden: field is immutable when `immutable` is set"))
+    if causes:
+        raise st.invalid(res, old["metadata"]["name"], causes)

@@ -331,6 +331,7 @@ class Store:
                         new.pop("status", None)
                 defaults.apply(res, new, self)
                 defaults.validate(res, new)
+                defaults.validate_update(res, old, new)
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             if "generation" in old["metadata"]:
                 new["metadata"]["generation"] = old["metadata"]["generation"]

@@ -430,6 +430,18 @@ class DiscoveryAndApplyTest(KubeSimTestCase):
         self.assertIn("is invalid", r.stderr)
         self.assertIn("`selector` does not match template `labels`", r.stderr)
 
+    def test_immutable_configmap_data_cannot_change(self):
+        cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\ndata: {x: \"%s\"}\n"
+        self.ok("apply", "-f", self.write("frozen.yaml", cm % "1"))
+        for extra in ([], ["--dry-run=server"]):
+            r = self.fails("apply", "-f", self.write("frozen2.yaml", cm % "2"), *extra)
+            self.assertIn("field is immutable when `immutable` is set", r.stderr)
+        self.assertEqual(self.get_json("configmap", "frozen")["data"], {"x": "1"})
+        self.ok("apply", "-f", self.write("frozen3.yaml", cm % "1"))  # the same: a no-op
+        self.ok("delete", "configmap", "frozen")
+        self.ok("apply", "-f", self.write("frozen4.yaml", cm % "2"))  # anew: any data
+        self.assertEqual(self.get_json("configmap", "frozen")["data"], {"x": "2"})
+
     def test_namespaces_configmaps_and_secrets(self):
         self.ok("create", "namespace", "team-a")  # protobuf body
         self.ok("create", "configmap", "settings", "-n", "team-a", "--from-literal=mode=fast")
