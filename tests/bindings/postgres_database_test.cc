@@ -355,6 +355,38 @@ TEST_CASE("a rehearsed CREATE DATABASE judges its options as the server of each 
   }
 }
 
+// SQL_ASCII goes with any locale only for a superuser: a role with CREATEDB
+// is refused it, in the rehearsal as by the server.
+TEST_CASE("a rehearsed CREATE DATABASE in SQL_ASCII with a UTF-8 locale is a superuser's only",
+          "[postgres][pg.exec][rehearsal]") {
+  for (int major : {13, 17}) {
+    const PgServer& s = VersionServer(major);
+    PgTestRole role(s, "CREATEDB");
+    for (bool super : {true, false}) {
+      PgCase c;
+      if (super)
+        c.Connect("db", s, "postgres");
+      else
+        c.Connect("db", s, "postgres", role.name(), role.password());
+      const std::string name = UniqueName("ascii");
+      const std::string sql =
+          "CREATE DATABASE " + name + " TEMPLATE template0 ENCODING SQL_ASCII LOCALE 'en_US.UTF-8'";
+      INFO("PostgreSQL " << major << (super ? ", superuser" : ", a CREATEDB role"));
+      Result<Value> r = c.Rehearse("pg.exec", {{"conn", "db"}, {"sql", sql}});
+      CHECK(r.ok() == super);
+      if (!super) {
+        CHECK_THAT(r.status().message(),
+                   Catch::Contains("encoding \"SQL_ASCII\" does not match locale \"en_US.UTF-8\""));
+      }
+      Result<Value> real =
+          c.Apply("pg.exec", {{"conn", "db"}, {"sql", sql}, {"transaction", false}});
+      INFO((real.ok() ? std::string("created") : real.status().message()));
+      CHECK(real.ok() == super);
+      if (real.ok()) s.AdminExec("DROP DATABASE " + name);
+    }
+  }
+}
+
 // A locale the server's catalog does not list is said to be not probed.
 TEST_CASE("a rehearsed CREATE DATABASE with a locale the catalog lacks says it did not probe it",
           "[postgres][pg.exec][rehearsal]") {

@@ -87,6 +87,20 @@ class FailingStore : public StateStore {
   StateStore* real_;
 };
 
+// A journal of run "r1" writing through a FailingStore of the site's store.
+struct FailingJournal {
+  explicit FailingJournal(const StoreSite& site) : real(site.Open()), store(real.get()) {
+    REQUIRE(real->CreateRun(MakeRun("r1")).ok());
+    journal.set_run_id("r1");
+  }
+  std::unique_ptr<StateStore> real;
+  FailingStore store;
+  FixedClock clock;
+  Redactor redactor;
+  ErrorsSeen reporter;
+  StepJournal journal{&store, &clock, &redactor, &reporter};
+};
+
 struct JournalCase {
   explicit JournalCase(const StoreSite& site)
       : store(site.Open()), journal(store.get(), &clock, &redactor, &reporter) {
@@ -225,14 +239,11 @@ STORE_TEST_CASE("the journal redacts what a record and its events hold") {
 }
 
 STORE_TEST_CASE("the first failed write is kept and every later one says so") {
-  auto real = site.Open();
-  REQUIRE(real->CreateRun(MakeRun("r1")).ok());
-  FailingStore store(real.get());
-  FixedClock clock;
-  Redactor redactor;
-  ErrorsSeen reporter;
-  StepJournal journal(&store, &clock, &redactor, &reporter);
-  journal.set_run_id("r1");
+  FailingJournal f(site);
+  FailingStore& store = f.store;
+  ErrorsSeen& reporter = f.reporter;
+  StepJournal& journal = f.journal;
+  StateStore* real = f.real.get();
   StepRecord* rec = journal.Record("switch");
   REQUIRE(journal.Start(rec).ok());
   CHECK(journal.ok());
@@ -254,14 +265,9 @@ STORE_TEST_CASE("the first failed write is kept and every later one says so") {
 }
 
 STORE_TEST_CASE("a guard's refusal stops the journal and is told from a failed write") {
-  auto real = site.Open();
-  REQUIRE(real->CreateRun(MakeRun("r1")).ok());
-  FailingStore store(real.get());
-  FixedClock clock;
-  Redactor redactor;
-  ErrorsSeen reporter;
-  StepJournal journal(&store, &clock, &redactor, &reporter);
-  journal.set_run_id("r1");
+  FailingJournal f(site);
+  FailingStore& store = f.store;
+  StepJournal& journal = f.journal;
   bool held = true;
   journal.set_guard([&] { return held ? Status::Ok() : Status::Unavailable("lock taken by b"); });
   StepRecord* rec = journal.Record("switch");
