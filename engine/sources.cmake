@@ -3,6 +3,7 @@ list(APPEND RUNBOOK_CORE_SOURCES
   engine/core/byte_size.cc
   engine/core/duration.cc
   engine/core/holder.cc
+  engine/core/interrupt.cc
   engine/core/renewal.cc
   engine/core/process.cc
   engine/core/route.cc

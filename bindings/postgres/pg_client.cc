@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "bindings/postgres/pg_value.h"
+#include "engine/core/interrupt.h"
 
 namespace runbook {
 namespace {
@@ -323,16 +324,20 @@ void PgConnection::StartCancel() {
 Status PgConnection::WaitSocket(short events, Wait* wait) {
   for (;;) {
     SteadyTime now = Now();
-    if (!wait->cancelled && wait->deadline != SteadyTime::max() && now >= wait->deadline) {
+    // Past the deadline, or the run lost its lock while this step acts.
+    if (!wait->cancelled &&
+        ((wait->deadline != SteadyTime::max() && now >= wait->deadline) || ActingStopped())) {
       StartCancel();
       wait->cancelled = true;
       wait->give_up = now + kCancelGrace;
     }
     if (wait->cancelled && now >= wait->give_up) {
       Close();
-      return Error(Status::Code::kTimeout,
-                   "the step's deadline passed and the server did not answer the cancel "
-                   "request within 1s; connection closed");
+      return Error(
+          Status::Code::kTimeout,
+          std::string(ActingStopped() ? "the run stopped acting" : "the step's deadline passed") +
+              " and the server did not answer the cancel request within 1s; "
+              "connection closed");
     }
     SteadyTime until = wait->cancelled ? wait->give_up : wait->deadline;
     int ms = until == SteadyTime::max()

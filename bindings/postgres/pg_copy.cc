@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/core/interrupt.h"
+
 namespace runbook {
 namespace {
 
@@ -29,6 +31,7 @@ Status WaitFor(PgConnection& a, short a_events, PgConnection* b, short b_events,
   if (b) fds[1] = {PQsocket(b->native()), b_events, 0};
   for (;;) {
     if (stop && stop->load()) return Status::Failed("stopped: another table failed");
+    if (ActingStopped()) return Status::Failed("stopped: " + WhyActingStopped());
     auto now = SteadyClock::now();
     if (deadline != SteadyTime::max() && now >= deadline) {
       return a.Error(Status::Code::kTimeout, "the step's deadline passed during COPY");

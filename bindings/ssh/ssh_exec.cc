@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "bindings/ssh/quote.h"
+#include "engine/core/interrupt.h"
 
 namespace runbook {
 namespace {
@@ -124,7 +125,9 @@ Result<bool> Pump(Run& run, Sink& out, Sink& err) {
     if (ssh_channel_is_eof(run.ch) || ssh_channel_is_closed(run.ch)) return true;
     if (!run.c.connected()) return Lost(run.c, "while the command ran");
     SteadyTime now = std::chrono::steady_clock::now();
-    if (now >= run.req.deadline) return false;
+    // The group of a step's command is killed then; runbook's own (the kill
+    // itself) run to their end.
+    if (now >= run.req.deadline || (run.req.in_process_group && ActingStopped())) return false;
     if (progress) continue;
     auto wait = std::chrono::milliseconds(100);
     if (run.req.deadline != SteadyTime::max()) {

@@ -14,6 +14,8 @@
 #include <fstream>
 #include <mutex>
 
+#include "engine/core/interrupt.h"
+
 extern char** environ;
 
 namespace runbook {
@@ -161,8 +163,8 @@ Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
     if (in.write.get() >= 0) { iw = n; fds[n++] = {in.write.get(), POLLOUT, 0}; }
     int wait_ms = 200;
     auto now = std::chrono::steady_clock::now();
-    if (spec.deadline && now >= *spec.deadline && !term_sent) {
-      r.timed_out = true;
+    if (!term_sent && spec.deadline && now >= *spec.deadline) r.timed_out = true;
+    if (!term_sent && (r.timed_out || ActingStopped())) {
       KillGroup(pid, SIGTERM);
       term_sent = true;
       kill_at = now + std::chrono::seconds(2);
@@ -193,20 +195,20 @@ Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
     }
   }
   in.write.Close();
-  // Output closed; the leader may still run (it closed its fds) until killed.
-  // Without a deadline nothing would kill it: wait for it. With one, look
-  // again soon (a child that closed its output is mostly exiting already),
-  // then less often.
+  // Output closed; the leader may still run (it closed its fds) until killed
+  // (at its deadline, or when the run stops acting: interrupt.h). Look again
+  // soon (a child that closed its output is mostly exiting already), then
+  // less often.
   int status = 0;
   useconds_t nap = 100;
   for (;;) {
-    pid_t w = waitpid(pid, &status, spec.deadline ? WNOHANG : 0);
+    pid_t w = waitpid(pid, &status, WNOHANG);
     if (w == pid) break;
     if (w < 0 && errno != EINTR) break;
     if (w < 0) continue;
     auto now = std::chrono::steady_clock::now();
-    if (spec.deadline && now >= *spec.deadline && !term_sent) {
-      r.timed_out = true;
+    if (!term_sent && spec.deadline && now >= *spec.deadline) r.timed_out = true;
+    if (!term_sent && (r.timed_out || ActingStopped())) {
       KillGroup(pid, SIGTERM);
       term_sent = true;
       kill_at = now + std::chrono::seconds(2);
@@ -216,7 +218,7 @@ Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
     nap = std::min<useconds_t>(nap * 2, 5000);
   }
   // Whatever the leader left behind in its group goes with it.
-  if (r.timed_out) KillGroup(pid, SIGKILL);
+  if (term_sent) KillGroup(pid, SIGKILL);
   if (WIFEXITED(status)) {
     r.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {

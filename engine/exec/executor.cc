@@ -6,6 +6,7 @@
 
 #include "engine/core/duration.h"
 #include "engine/core/holder.h"
+#include "engine/core/interrupt.h"
 #include "engine/core/process.h"
 #include "engine/core/rehearsal_plan.h"
 #include "engine/core/sha256.h"
@@ -320,6 +321,7 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
     key = v->is_string() ? v->get<std::string>() : v->dump();
   }
   run_.lock_key = key;
+  AllowActing();  // whatever an earlier run of this process lost
   Result<std::unique_ptr<StoreLock>> lock = env_.store->AcquireLock(key, run_.id);
   if (!lock.ok()) return lock.status();
   lock_ = std::move(*lock);
@@ -357,7 +359,32 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
       return Status::Ok();
     });
   }
+  WatchLocks();
   return Status::Ok();
+}
+
+void Executor::Impl::WatchLocks() {
+  constexpr Millis kEvery(1000);
+  lock_watch_ = std::make_unique<RenewalThread>(kEvery, [this]() -> std::optional<Millis> {
+    // The store's lease: its writes are fenced already, so the journal
+    // refuses by itself. A lock in a target: the journal is told, so that
+    // nothing more acts (an undo included) even if the lock comes back.
+    Status lost = lock_ ? lock_->Held() : Status::Ok();
+    if (lost.ok()) {
+      for (const std::unique_ptr<TargetLock>& l : target_locks_) {
+        if (lost = l->Held(); !lost.ok()) break;
+      }
+      if (!lost.ok()) journal_.Refuse(lost);
+    }
+    if (lost.ok()) return kEvery;
+    StopActing(env_.redactor->Redact(lost.message()));
+    return std::nullopt;
+  });
+}
+
+void Executor::Impl::EndLockWatch() {
+  lock_watch_.reset();
+  AllowActing();
 }
 
 void Executor::Impl::StartReport(const std::string& what) {
@@ -574,6 +601,7 @@ RunOutcome Executor::Impl::Rollback(const std::string& run_id, std::shared_ptr<c
                 run_.id + ")";
     }
   }
+  EndLockWatch();
   env_.reporter->RunFinished(run_, static_cast<int>(code), message);
   return {code, ""};
 }
@@ -689,6 +717,7 @@ RunOutcome Executor::Impl::Finish(const FlowResult& f) {
     }
   }
   run_.status = status;
+  EndLockWatch();
   env_.reporter->RunFinished(run_, static_cast<int>(code), message);
   return {code, ""};
 }

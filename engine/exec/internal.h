@@ -2,6 +2,7 @@
 // rollback.cc. Not part of the engine's interface.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -9,7 +10,9 @@
 #include <set>
 #include <string>
 
+#include "engine/core/interrupt.h"
 #include "engine/core/primitive.h"
+#include "engine/core/renewal.h"
 #include "engine/exec/executor.h"
 #include "engine/exec/journal.h"
 #include "engine/exec/window.h"
@@ -161,6 +164,12 @@ class Executor::Impl {
   bool AnyUndone();
   bool resuming_ = false;
   std::map<std::string, std::unique_ptr<Scope>> child_scopes_;  // for rollback
+  // While the run may act: looks at its locks every second; one found lost
+  // stops the step that acts (engine/core/interrupt.h) instead of letting
+  // it go on until its next transition. Last: stopped before what it reads.
+  void WatchLocks();
+  void EndLockWatch();
+  std::unique_ptr<RenewalThread> lock_watch_;
 };
 
 // The StepContext a primitive sees. One per invocation (a Lua step's nested
@@ -177,7 +186,11 @@ class StepContextImpl : public StepContext, public LuaHost {
   const std::string& step_id() const override { return rec_->step_id; }
   bool dry_run() const override { return ex_->opts_.dry_run; }
   bool accept_data_loss() const override { return ex_->opts_.accept_data_loss; }
-  SteadyTime deadline() const override { return deadline_; }
+  // Now, once the run stopped acting (a lock lost: interrupt.h): a wait
+  // that reads its deadline afresh ends there.
+  SteadyTime deadline() const override {
+    return ActingStopped() ? std::min(deadline_, ex_->env_.clock->Steady()) : deadline_;
+  }
   Status RecordUndo(const Value& state) override;
   Value PreviousUndo() override { return previous_; }
   Status NoteOwnWrite(const std::string& where, const std::string& id) override;

@@ -94,6 +94,13 @@ Status StepJournal::Guard(const StepRecord& rec) {
   return s;
 }
 
+void StepJournal::Refuse(const Status& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!error_.ok()) return;
+  error_ = why;
+  guard_refused_ = true;
+}
+
 Status StepJournal::Start(StepRecord* rec, bool durable) {
   if (durable) {
     if (Status g = Guard(*rec); !g.ok()) return g;

@@ -113,6 +113,10 @@ class StepJournal {
   // That failure was the guard's refusal (a run lock in a target lost),
   // not a write to the store.
   bool guard_refused();
+  // A run lock found lost by a watch while a step acted (not by the guard):
+  // kept as the guard's refusal, unless a failure is kept already. From any
+  // thread; nothing is written or reported.
+  void Refuse(const Status& why);
   // Keeps `s` as the journal's failure when it is one (a run transition
   // written by the caller); returns s.ok().
   bool Note(const Status& s);

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "engine/core/duration.h"
+#include "engine/core/interrupt.h"
 #include "engine/exec/internal.h"
 #include "engine/exec/undo_plan.h"
 
@@ -329,6 +330,9 @@ bool Executor::Impl::DoRollback() {
         journal_.Irreversible(rec);
         continue;
       }
+    }
+    if (!st.ok() && ActingStopped()) {  // the run's lock lost meanwhile (interrupt.h)
+      st = Status::Failed("stopped while undoing (" + WhyActingStopped() + "): " + st.message());
     }
     if (st.ok()) {
       journal_.Undone(rec, acted);

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "engine/core/duration.h"
+#include "engine/core/interrupt.h"
 #include "engine/core/rehearsal_plan.h"
 #include "engine/exec/internal.h"
 
@@ -387,6 +388,14 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     ctx.interrupted = interrupted && attempt == 1;
     ctx.earlier_acted = earlier_acted;
     Result<Value> r = prim->Apply(ctx, args);
+    if (!r.ok() && !opts_.dry_run && ActingStopped()) {
+      // The run lost its lock while this step acted, and its action was
+      // stopped: not tried again; nothing more acts here (an undo neither).
+      rec->duration_ms = std::chrono::duration_cast<Millis>(env_.clock->Steady() - start).count();
+      return FailStep(rec,
+                      "stopped while acting (" + WhyActingStopped() + "): " + r.status().message(),
+                      /*durable=*/false);
+    }
     // A rehearsal's probe that found missing what an earlier rehearsed step
     // would have made: nothing a real run would stop at, nothing known.
     std::string not_yet;

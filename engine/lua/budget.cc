@@ -11,6 +11,7 @@
 // the cap bounds.
 #include <chrono>
 
+#include "engine/core/interrupt.h"
 #include "engine/lua/internal.h"
 
 namespace runbook::lua {
@@ -209,12 +210,13 @@ void ArmBudget(lua_State* L) { lua_sethook(L, Hook, kHookMask, kHookInstructions
 void CheckBudget(lua_State* L) {
   LuaRuntime::Impl* impl = ImplOf(L);
   if (!impl->timed_out) {
-    if (std::chrono::steady_clock::now() < impl->deadline) return;
+    if (std::chrono::steady_clock::now() < impl->deadline && !ActingStopped()) return;
     impl->timed_out = true;
   }
   // From now on every instruction and call raises again, so a pcall that
   // catches this gets nowhere.
   lua_sethook(L, Hook, kHookMask, 1);
+  if (ActingStopped()) luaL_error(L, "Lua code stopped: %s", WhyActingStopped().c_str());
   luaL_error(L, "Lua code ran past its time budget (the step's timeout) and was stopped");
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -213,6 +214,8 @@ class Session {
   // when another engine has taken it over.
   std::string fence_key;
   int64_t fence_token = 0;
+  // When a write last renewed it (steady clock): read without `mu`.
+  std::atomic<std::chrono::steady_clock::rep> fence_renewed{0};
 
   std::string Scrub(std::string msg) const {
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
@@ -287,6 +290,16 @@ class Txn {
   bool open_ = false;
 };
 
+// The lease of lock `key` (its row) is no longer this engine's: who has it.
+Status TakenOver(Session* s, const std::string& key) {
+  PgResult who = s->Exec("SELECT run_id, holder FROM runbook.leases WHERE key = $1", {Clean(key)});
+  std::string by = Ok(who) && PQntuples(who.get()) == 1
+                       ? " by run " + Text(who, 0, 0) + " (" + Text(who, 0, 1) + ")"
+                       : "";
+  return Status::Unavailable("lock '" + key + "': this engine's lease was taken over" + by +
+                             " (it was presumed dead); nothing more is done by this engine");
+}
+
 // Inside a write transaction: renews this engine's lease by token, or says
 // it was taken over. Ok when no lease is held.
 Status CheckFence(Session* s) {
@@ -296,14 +309,9 @@ Status CheckFence(Session* s) {
       " WHERE key = $1 AND token = $2::bigint",
       {Clean(s->fence_key), std::to_string(s->fence_token), std::to_string(s->lease_ms)});
   if (!Ok(r)) return s->Error("cannot renew the lease of lock '" + s->fence_key + "'", r.get());
-  if (Affected(r) == 1) return Status::Ok();
-  PgResult who =
-      s->Exec("SELECT run_id, holder FROM runbook.leases WHERE key = $1", {Clean(s->fence_key)});
-  std::string by = Ok(who) && PQntuples(who.get()) == 1
-                       ? " by run " + Text(who, 0, 0) + " (" + Text(who, 0, 1) + ")"
-                       : "";
-  return Status::Unavailable("lock '" + s->fence_key + "': this engine's lease was taken over" +
-                             by + " (it was presumed dead); nothing more is done by this engine");
+  if (Affected(r) != 1) return TakenOver(s, s->fence_key);
+  s->fence_renewed = std::chrono::steady_clock::now().time_since_epoch().count();
+  return Status::Ok();
 }
 
 // Runs `write` in a transaction behind the fence; `op` names it in errors.
@@ -394,7 +402,10 @@ const char kInsertEvent[] =
     " VALUES($1, $2, $3::bigint, $4, $5)";
 
 // The lease of a run lock this engine holds: renewed every third of its
-// length until destroyed, then released.
+// length until destroyed, then released. Held() says once a renewal found
+// it taken over, or none succeeded for two thirds of its length (another
+// engine may take it when it ends): the executor then stops the step that
+// acts (engine/core/interrupt.h), the writes stop at the fence.
 class PgLease final : public StoreLock {
  public:
   PgLease(std::shared_ptr<Session> s, std::string key, int64_t token)
@@ -415,26 +426,62 @@ class PgLease final : public StoreLock {
     }
   }
 
+  Status Held() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!lost_.ok()) return lost_;
+    // A write's renewal counts too (one rolled back fails its write).
+    const std::chrono::steady_clock::time_point by_write{
+        std::chrono::steady_clock::duration(s_->fence_renewed.load())};
+    const auto since = std::chrono::steady_clock::now() - std::max(renewed_, by_write);
+    if (since > std::chrono::milliseconds(s_->lease_ms * 2 / 3)) {
+      return Status::Unavailable("lock '" + key_ + "': the lease could not be renewed for " +
+                                 std::to_string(s_->lease_ms * 2 / 3 / 1000) +
+                                 " s: another engine may take it from now on");
+    }
+    return Status::Ok();
+  }
+
  private:
   static std::chrono::milliseconds Every(const Session& s) {
     return std::chrono::milliseconds(std::max<int64_t>(s.lease_ms / 3, 100));
   }
 
   std::optional<std::chrono::milliseconds> Renew() {
-    std::lock_guard<std::mutex> session(s_->mu);
-    // A lease lost here is found out by the next write (CheckFence).
-    if (s_->Ready()) {
-      s_->Exec(
+    const auto sent = std::chrono::steady_clock::now();
+    Status taken;
+    bool renewed = false;
+    {
+      std::lock_guard<std::mutex> session(s_->mu);
+      // A lease lost here is found out by the next write (CheckFence) too.
+      const std::vector<std::string> args{Clean(key_), std::to_string(token_),
+                                          std::to_string(s_->lease_ms)};
+      const char* renew =
           "UPDATE runbook.leases SET expires_at = now() + $3::bigint * interval '1 millisecond'"
-          " WHERE key = $1 AND token = $2::bigint",
-          {Clean(key_), std::to_string(token_), std::to_string(s_->lease_ms)});
+          " WHERE key = $1 AND token = $2::bigint";
+      if (s_->Ready()) {
+        PgResult r = s_->Exec(renew, args);
+        // The server went away since (it restarted): once more, anew.
+        if (!Ok(r) && PQstatus(s_->conn) == CONNECTION_BAD && s_->Ready())
+          r = s_->Exec(renew, args);
+        renewed = Ok(r) && Affected(r) == 1;
+        if (Ok(r) && !renewed) taken = TakenOver(s_.get(), key_);
+      }
     }
-    return Every(*s_);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (renewed) renewed_ = sent;
+    if (!taken.ok()) {
+      lost_ = taken;
+      return std::nullopt;  // another engine's now
+    }
+    return renewed ? Every(*s_) : std::min(Every(*s_), std::chrono::milliseconds(1000));
   }
 
   std::shared_ptr<Session> s_;
   std::string key_;
   int64_t token_;
+  mutable std::mutex mu_;  // guards what follows
+  Status lost_;
+  std::chrono::steady_clock::time_point renewed_ = std::chrono::steady_clock::now();
   RenewalThread renewal_;  // last: started once the rest is ready
 };
 

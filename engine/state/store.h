@@ -165,6 +165,10 @@ struct Approval {
 class StoreLock {
  public:
   virtual ~StoreLock() = default;
+  // Ok while the lock is this engine's as far as it knows; once another
+  // engine took it over (a lease), or it could not be renewed for long
+  // enough that another may, an error saying so. From any thread: cheap.
+  virtual Status Held() const { return Status::Ok(); }
 };
 
 class StateStore {

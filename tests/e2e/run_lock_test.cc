@@ -383,6 +383,61 @@ TEST_CASE(
   CHECK(t.RunStatus(id)["status"] == "succeeded");
 }
 
+TEST_CASE(
+    "with the state in PostgreSQL, an engine whose lease is taken over while a step acts stops "
+    "that step at once: its statement is cancelled on the server, nothing after it acts",
+    "[e2e][postgres][lock]") {
+  testing::PgTestDb state(testing::BlueServer(), "state");
+  testing::PgTestDb db(testing::BlueServer(), "target");
+  db.Exec("CREATE TABLE marks (n int)");
+  const std::map<std::string, std::string> env{{"E2E_TARGET_PW", db.server().password},
+                                               {"RUNBOOK_LEASE_SECONDS", "3"}};
+  E2e t(testing::PostgresUri(state));
+  t.Write("rb.yaml", R"RB(format: 1
+name: long-statement
+lock: shared-db
+params:
+  dsn: {type: string}
+  pw: {type: string, secret: true, env: E2E_TARGET_PW}
+connections:
+  db: {postgres: {dsn: "${{ params.dsn }}", password: "${{ params.pw }}"}}
+steps:
+  - id: long
+    pg.exec: {conn: db, sql: "SELECT pg_sleep(300)"}
+  - id: mark
+    pg.exec: {conn: db, sql: "INSERT INTO marks VALUES (1)"}
+)RB");
+  Background a(t.Spec({"run", "rb.yaml", "-p", "dsn=" + db.Conninfo()}, env));
+  const std::string running =
+      "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(300)%' AND state = "
+      "'active' AND pid <> pg_backend_pid()";
+  bool started = false;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       !started && std::chrono::steady_clock::now() < end && a.Running();) {
+    a.Drain(milliseconds(100));
+    started = db.Value(running) == "1";
+  }
+  INFO(a.out() << a.err());
+  REQUIRE(started);
+  // Another engine takes the lease over, as one does once it ran out.
+  state.Exec(
+      "UPDATE runbook.leases SET token = nextval('runbook.lease_tokens'), run_id = 'run-thief', "
+      "holder = 'thief'");
+  // Stopped within seconds (the lease is renewed every second, the locks
+  // watched every second), not after the statement's 300.
+  REQUIRE(a.WaitExit(std::chrono::seconds(60)));
+  a.Drain();
+  INFO(a.out() << a.err());
+  const std::string said = Unwrapped(a.out() + a.err());
+  CHECK(said.find("stoppedwhileacting(lock'shared-db':thisengine'sleasewastakenoverbyrunrun-"
+                  "thief(thief)") != std::string::npos);
+  CHECK(said.find("theenginethatholdstheleasenowcarriestherunon") != std::string::npos);
+  CHECK(db.Value(running) == "0");  // cancelled on the server, not left to run
+  CHECK(db.Value("SELECT count(*) FROM marks") == "0");
+  // The journal says what it said before the lease was lost: `long` started.
+  CHECK(state.Value("SELECT status FROM runbook.steps WHERE step_id = 'long'") == "running");
+}
+
 }  // namespace runbook::e2e
 
 namespace runbook::e2e {
@@ -723,8 +778,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "an engine whose Lease on a namespace is taken while it rolls back stops before its next "
-    "undo; runbook rollback goes on once the Lease is free",
+    "an engine whose Lease on a namespace is taken while it rolls back stops the undo that "
+    "acts and undoes nothing more; runbook rollback goes on once the Lease is free",
     "[e2e][kube][lock]") {
   const testing::KubeSim& sim = testing::TheKubeSim();
   sim.Reset();
@@ -741,8 +796,11 @@ steps:
   - id: made
     exec: {argv: [mkdir, "${{ params.w }}/made"]}
     rollback: {exec: {argv: [rmdir, "${{ params.w }}/made"]}}
+  - id: slow-undo
+    exec: {argv: ["true"]}
+    rollback: {exec: {argv: [bash, -c, "touch \"$0/undoing\"; sleep 4", "${{ params.w }}"]}}
   - id: fails
-    exec: {argv: [bash, -c, "sleep 4; exit 1"]}
+    exec: {argv: ["false"]}
 )RB");
   const std::string w = t.P("w");
   std::filesystem::create_directories(w);
@@ -750,15 +808,16 @@ steps:
   Background a(
       t.Spec({"run", "rb.yaml", "-p", "kubeconfig=" + sim.kubeconfig, "-p", "w=" + w}, env));
   const std::string id = WaitStarted(a);
-  for (int i = 0; i < 100 && !Exists(w + "/made"); ++i)
+  for (int i = 0; i < 200 && !Exists(w + "/undoing"); ++i)
     std::this_thread::sleep_for(milliseconds(50));
-  REQUIRE(Exists(w + "/made"));
+  REQUIRE(Exists(w + "/undoing"));  // slow-undo's undo acts
   SetNamespaceHolder(sim, "runbook other-run 7 abcdef elsewhere.example");
   REQUIRE(a.WaitExit(std::chrono::seconds(30)));
   a.Drain();
   INFO(a.out() << a.err());
   const std::string said = Unwrapped(a.out() + a.err());
   CHECK(said.find("wastakenbyrunbookother-run7") != std::string::npos);
+  CHECK(said.find("stoppedwhileundoing(therunlock'shared-ns'") != std::string::npos);
   CHECK(said.find("runbookrollback" + id + "goeson") != std::string::npos);
   CHECK(said.find("(exit4)") != std::string::npos);
   CHECK(Exists(w + "/made"));                                  // not undone by this engine

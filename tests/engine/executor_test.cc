@@ -5,10 +5,13 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <thread>
 
 #include "bindings/register.h"
+#include "engine/core/interrupt.h"
 #include "engine/parser/parser.h"
 
 using namespace runbook;
@@ -43,7 +46,7 @@ struct World {
   std::set<std::string> undo_fails;       // its undo fails for good
   std::map<std::string, int> apply_away;  // tag -> applies failing as unavailable
   std::string lose_lock_at;               // the undo of this tag finds the run's lock taken
-  bool lock_taken = false;                // what the t.lock connection's lock says
+  std::atomic<bool> lock_taken{false};    // what the t.lock connection's lock says
 };
 
 // Counts one failure down from `left` (-1: never runs out).
@@ -514,6 +517,55 @@ TEST_CASE("an undo is not tried again once the run's lock in a target is lost",
         std::vector<std::string>{"apply a", "apply b", "fail c", "undo c", "undo away b"});
   CHECK(Pauses(h.clock).empty());
   CHECK(h.Step("a").status == StepStatus::kSucceeded);  // not undone: nothing more acts
+}
+
+TEST_CASE(
+    "a run lock in a target lost while a step acts stops that step at once, not at the next "
+    "transition: its process or its Lua is ended, it is not tried again, nothing more acts",
+    "[executor][lock]") {
+  Harness h;
+  std::string action;
+  SECTION("a process") { action = "exec: {argv: [sleep, \"300\"]}"; }
+  SECTION("Lua that catches errors") {
+    action =
+        "timeout: 1h\n    lua: |\n      while true do pcall(function() while true do end end) end";
+  }
+  auto rb = h.Parse(R"(format: 1
+name: held
+on_failure: rollback
+connections:
+  db: {t.lock: db.example.com}
+steps:
+  - id: a
+    t.act: a
+  - id: long
+    retries: 2
+    )" + action + R"(
+  - id: c
+    t.act: c
+)");
+  std::thread thief([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    h.world.lock_taken = true;  // another engine took it
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const ExitCode code = h.Run(rb);
+  thief.join();
+  CHECK(code == ExitCode::kLocked);
+  // Stopped by the watch (each second), not when its action would end.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(60));
+  CHECK(h.world.log == std::vector<std::string>{"apply a"});  // c not run, a not undone
+  StepRecord s = h.Step("long");
+  CHECK(s.status == StepStatus::kFailed);
+  CHECK(s.attempts == 1);
+  INFO(s.error);
+  CHECK(s.error.find("stopped while acting (the run lock was taken by another engine)") !=
+        std::string::npos);
+  CHECK(h.reporter.message.find("stopped before acting further, nothing was undone") !=
+        std::string::npos);
+  CHECK_FALSE(ActingStopped());  // the process's next run may act
+  // What the run stopped is gone (a process would still be seen here).
+  CHECK(ProcessesWithEnv(kStepTokenVar, h.last_run + "/long").empty());
 }
 
 TEST_CASE("a rollback action away for a moment is tried again only when it is idempotent",

@@ -110,7 +110,9 @@ struct JournalCase {
   // The kinds of the step's events, oldest first.
   std::vector<std::string> Kinds(const std::string& step) {
     std::vector<std::string> out;
-    for (const Event& e : *store->GetEvents("r1")) {
+    Result<std::vector<Event>> events = store->GetEvents("r1");  // kept: a loop over a
+    REQUIRE(events.ok());                                        // temporary's value dangles
+    for (const Event& e : *events) {
       if (e.step_id == step) out.push_back(e.kind);
     }
     return out;
