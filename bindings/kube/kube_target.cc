@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bindings/kube/port_forward.h"
+#include "engine/core/primitive_kit.h"
 #include "engine/core/rehearsal_plan.h"
 
 namespace runbook::kube {
@@ -113,6 +114,14 @@ std::string KubeConnectionType::Describe(const Value& config) const {
     out += std::string(key) + "=" + v;
   }
   return out.empty() ? "current context of the default kubeconfig" : out;
+}
+
+Value KubeConnectionType::ActsIn(const Value& config, const Value& step_args) const {
+  const std::string ns = StrArg(step_args, "namespace");
+  if (ns.empty() || Get(config, "namespace") == ns) return config;
+  Value there = config;
+  there["namespace"] = ns;
+  return there;
 }
 
 namespace {

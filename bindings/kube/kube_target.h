@@ -74,6 +74,8 @@ class KubeConnectionType : public ConnectionType {
   // (kube_lease.cc), renewed while the run lives.
   Result<std::unique_ptr<TargetLock>> LockTarget(const std::string& conn_name, const Value& config,
                                                  const TargetLockRequest& req) const override;
+  // A step's `namespace:` other than the connection's: locked there too.
+  Value ActsIn(const Value& config, const Value& step_args) const override;
 
  private:
   Schema schema_;

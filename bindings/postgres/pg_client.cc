@@ -325,19 +325,19 @@ Status PgConnection::WaitSocket(short events, Wait* wait) {
   for (;;) {
     SteadyTime now = Now();
     // Past the deadline, or the run lost its lock while this step acts.
+    const bool stopped = stops_with_run_ && ActingStopped();
     if (!wait->cancelled &&
-        ((wait->deadline != SteadyTime::max() && now >= wait->deadline) || ActingStopped())) {
+        ((wait->deadline != SteadyTime::max() && now >= wait->deadline) || stopped)) {
       StartCancel();
       wait->cancelled = true;
       wait->give_up = now + kCancelGrace;
     }
     if (wait->cancelled && now >= wait->give_up) {
       Close();
-      return Error(
-          Status::Code::kTimeout,
-          std::string(ActingStopped() ? "the run stopped acting" : "the step's deadline passed") +
-              " and the server did not answer the cancel request within 1s; "
-              "connection closed");
+      return Error(Status::Code::kTimeout,
+                   std::string(stopped ? "the run stopped acting" : "the step's deadline passed") +
+                       " and the server did not answer the cancel request within 1s; "
+                       "connection closed");
     }
     SteadyTime until = wait->cancelled ? wait->give_up : wait->deadline;
     int ms = until == SteadyTime::max()

@@ -74,6 +74,9 @@ class PgConnection {
   // attempt together with options.connect_timeout.
   Status Connect(const PgConnectOptions& options, SteadyTime deadline = SteadyTime::max());
   void Close();
+  // A session the engine keeps for itself (a run lock's) is not cancelled
+  // when the run stops acting (engine/core/interrupt.h); a step's is.
+  void set_stops_with_run(bool stops) { stops_with_run_ = stops; }
   // Connected and usable (a failed or timed-out connection is not).
   bool ok() const;
   const std::string& conn_name() const { return options_.conn_name; }
@@ -145,6 +148,7 @@ class PgConnection {
 
   PGconn* conn_ = nullptr;
   PgConnectOptions options_;
+  bool stops_with_run_ = true;
   std::vector<std::string> secrets_;  // cut out of every message
   // The deadline the server's statement_timeout currently follows
   // (max: the server's default); unknown after a transaction that changed it ended.

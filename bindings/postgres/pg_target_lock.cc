@@ -46,6 +46,7 @@ Result<std::unique_ptr<PgConnection>> Open(const PgConnectOptions& base,
   o.application_name = holder;
   o.connect_timeout = std::min(o.connect_timeout, std::chrono::seconds(5));
   auto conn = std::make_unique<PgConnection>();
+  conn->set_stops_with_run(false);  // the engine's own, not a step's
   if (Status s = conn->Connect(o); !s.ok()) return s;
   // A lost engine (a dead node, a cut cable) must not keep the lock for the
   // kernel's two hours: the server probes the client. Settings a server

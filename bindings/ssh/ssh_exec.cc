@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "bindings/ssh/quote.h"
 #include "engine/core/interrupt.h"
@@ -96,6 +97,7 @@ Result<bool> Pump(Run& run, Sink& out, Sink& err) {
   const std::string& in = run.req.stdin_data ? *run.req.stdin_data : std::string();
   size_t in_pos = 0;
   bool eof_sent = false;
+  std::optional<SteadyTime> stop_by;  // the run stopped acting: the marker's last chance
   char buf[kChunk];
   while (true) {
     bool progress = false;
@@ -125,9 +127,13 @@ Result<bool> Pump(Run& run, Sink& out, Sink& err) {
     if (ssh_channel_is_eof(run.ch) || ssh_channel_is_closed(run.ch)) return true;
     if (!run.c.connected()) return Lost(run.c, "while the command ran");
     SteadyTime now = std::chrono::steady_clock::now();
-    // The group of a step's command is killed then; runbook's own (the kill
-    // itself) run to their end.
-    if (now >= run.req.deadline || (run.req.in_process_group && ActingStopped())) return false;
+    // The group of a step's command is killed then, once it is known (the
+    // marker comes first); runbook's own (the kill itself) run to their end.
+    if (now >= run.req.deadline) return false;
+    if (run.req.in_process_group && ActingStopped()) {
+      if (!stop_by) stop_by = now + std::chrono::seconds(2);
+      if (!err.marker || now >= *stop_by) return false;
+    }
     if (progress) continue;
     auto wait = std::chrono::milliseconds(100);
     if (run.req.deadline != SteadyTime::max()) {

@@ -149,6 +149,11 @@ class ConnectionType {
                                   const std::string& /*sql*/) const {
     return Status::Invalid(name() + " connections cannot run a query");
   }
+  // Where a step with arguments `step_args` acts through a connection of
+  // this type whose config is `config`: `config`, unless the step's own
+  // arguments lead elsewhere (kube: its `namespace:`). Before such a step
+  // acts (or is undone), the run lock is taken there too (LockTarget).
+  virtual Value ActsIn(const Value& config, const Value& /*step_args*/) const { return config; }
   // Whether connections of this type carry others' traffic (`via:`).
   virtual bool routes() const { return false; }
   // Opens, or reuses for the run, a route through connection `via` (of

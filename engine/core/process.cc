@@ -152,6 +152,9 @@ Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
     if (stdin_data.empty()) in.write.Close();
   }
   bool term_sent = false;
+  // A step's child (kStepTokenVar) ends when the run stops acting
+  // (interrupt.h); the engine's own (a lock's renewal) do not.
+  const bool for_step = spec.env.count(kStepTokenVar) > 0;
   SteadyTime kill_at{};
   char buf[65536];
   while (out.read.get() >= 0 || err.read.get() >= 0) {
@@ -164,7 +167,7 @@ Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
     int wait_ms = 200;
     auto now = std::chrono::steady_clock::now();
     if (!term_sent && spec.deadline && now >= *spec.deadline) r.timed_out = true;
-    if (!term_sent && (r.timed_out || ActingStopped())) {
+    if (!term_sent && (r.timed_out || (for_step && ActingStopped()))) {
       KillGroup(pid, SIGTERM);
       term_sent = true;
       kill_at = now + std::chrono::seconds(2);
@@ -208,7 +211,7 @@ Result<ProcessResult> RealProcessRunner::Run(const ProcessSpec& spec) {
     if (w < 0) continue;
     auto now = std::chrono::steady_clock::now();
     if (!term_sent && spec.deadline && now >= *spec.deadline) r.timed_out = true;
-    if (!term_sent && (r.timed_out || ActingStopped())) {
+    if (!term_sent && (r.timed_out || (for_step && ActingStopped()))) {
       KillGroup(pid, SIGTERM);
       term_sent = true;
       kill_at = now + std::chrono::seconds(2);

@@ -97,6 +97,9 @@ Result<Value> StepContextImpl::Invoke(const std::string& name, const Value& args
   nested.undoing = undoing;
   nested.interrupted = interrupted && carried;
   nested.earlier_acted = carried && MayHaveActed(prior, interrupted);
+  if (!ex_->opts_.dry_run && prim->rehearsal(args) != Rehearsal::kProbe) {
+    if (Status held = ex_->LockWhereActs(nested, *prim, args); !held.ok()) return held;
+  }
   Result<Value> r = prim->Apply(nested, args);
   // A rehearsal's probe of something an earlier rehearsed step would make:
   // UNKNOWN to the Lua that called it (see RehearsalPlan).

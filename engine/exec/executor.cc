@@ -349,34 +349,85 @@ Status Executor::Impl::AcquireLock(const Runbook& rb, const Value& params, bool 
                                "; only engines sharing this state store are kept out");
       continue;
     }
+    locked_at_.insert(spec.type + " " + c->config.dump());
     if (*t) target_locks_.push_back(std::move(*t));
   }
-  if (!target_locks_.empty()) {
-    journal_.set_guard([this] {
-      for (const std::unique_ptr<TargetLock>& l : target_locks_) {
-        if (Status s = l->Held(); !s.ok()) return s;
-      }
-      return Status::Ok();
-    });
-  }
+  journal_.set_guard([this] {
+    std::lock_guard<std::mutex> lock(locks_mu_);
+    for (const std::unique_ptr<TargetLock>& l : target_locks_) {
+      if (Status s = l->Held(); !s.ok()) return s;
+    }
+    return Status::Ok();
+  });
   WatchLocks();
   return Status::Ok();
 }
 
+Status Executor::Impl::LockWhereActs(StepContext& ctx, const Primitive& prim, const Value& args) {
+  if (opts_.dry_run || !lock_watch_) return Status::Ok();  // no lock taken in targets
+  for (const ArgSpec& a : prim.schema().args) {
+    if (a.type != ArgType::kConnection || !args.is_object() || !args.contains(a.name) ||
+        !args[a.name].is_string()) {
+      continue;
+    }
+    Result<Connection> c = ctx.GetConnection(args[a.name].get<std::string>());
+    if (!c.ok()) continue;  // the step says why
+    const ConnectionType* type = env_.registry->FindConnectionType(c->type);
+    if (!type) continue;
+    const Value there = type->ActsIn(c->config, args);
+    if (there == c->config) continue;  // the connection's own lock covers it
+    const std::string at = c->type + " " + there.dump();
+    {
+      std::lock_guard<std::mutex> lock(locks_mu_);
+      if (!locked_at_.insert(at).second) continue;
+    }
+    Result<std::unique_ptr<TargetLock>> t = type->LockTarget(
+        c->name, there,
+        {run_.lock_key, env_.redactor->Redact(run_.lock_key), EngineHolder(run_.id)});
+    if (!t.ok() && t.status().code() == Status::Code::kUnavailable) {
+      {
+        std::lock_guard<std::mutex> lock(locks_mu_);
+        locked_at_.erase(at);  // a resume tries again
+      }
+      Status held = Status::Unavailable(env_.redactor->Redact(t.status().message()));
+      journal_.Refuse(held);
+      return held;
+    }
+    if (!t.ok()) {
+      ctx.Log(LogLevel::kWarn,
+              t.status().message() + "; only engines sharing this state store are kept out there");
+      continue;
+    }
+    if (*t) {
+      std::lock_guard<std::mutex> lock(locks_mu_);
+      target_locks_.push_back(std::move(*t));
+    }
+  }
+  return Status::Ok();
+}
+
 void Executor::Impl::WatchLocks() {
-  constexpr Millis kEvery(1000);
+  constexpr Millis kEvery(500);
   lock_watch_ = std::make_unique<RenewalThread>(kEvery, [this]() -> std::optional<Millis> {
-    // The store's lease: its writes are fenced already, so the journal
-    // refuses by itself. A lock in a target: the journal is told, so that
-    // nothing more acts (an undo included) even if the lock comes back.
+    bool in_store = false;
     Status lost = lock_ ? lock_->Held() : Status::Ok();
-    if (lost.ok()) {
+    if (!lost.ok()) {
+      in_store = true;
+    } else {
+      std::lock_guard<std::mutex> lock(locks_mu_);
       for (const std::unique_ptr<TargetLock>& l : target_locks_) {
         if (lost = l->Held(); !lost.ok()) break;
       }
-      if (!lost.ok()) journal_.Refuse(lost);
     }
-    if (lost.ok()) return kEvery;
+    // Said twice in a row (half a second apart): a renewal late for a
+    // moment that then succeeds does not stop the run.
+    const bool confirmed = !lost.ok() && lock_doubted_;
+    lock_doubted_ = !lost.ok();
+    if (!confirmed) return kEvery;
+    // The journal is told, so that nothing more acts here (an undo
+    // included) even if the lock comes back; then the step that acts stops.
+    store_lease_lost_ = in_store;
+    journal_.Refuse(lost);
     StopActing(env_.redactor->Redact(lost.message()));
     return std::nullopt;
   });
@@ -386,6 +437,8 @@ void Executor::Impl::EndLockWatch() {
   lock_watch_.reset();
   AllowActing();
 }
+
+Executor::Impl::~Impl() { EndLockWatch(); }
 
 void Executor::Impl::StartReport(const std::string& what) {
   env_.reporter->RunStarted(run_, what);
@@ -622,6 +675,13 @@ void Executor::Impl::RestoreResults() {
 }
 
 std::string Executor::Impl::LockLostMessage(bool rolling) {
+  if (store_lease_lost_) {  // the run is the lease holder's now, not another run's
+    return journal_.error().message() + ". This engine stopped before " +
+           (rolling ? "undoing" : "acting") +
+           " further, nothing was undone; the engine that holds the lease now carries the run "
+           "on (runbook status " +
+           run_.id + ")";
+  }
   return journal_.error().message() + ". This engine stopped before " +
          (rolling ? "undoing" : "acting") +
          " further, nothing was undone: another engine acts on this target now (once it is "

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,7 @@ class Executor::Impl {
  public:
   explicit Impl(ExecEnv env)
       : env_(env), journal_(env.store, env.clock, env.redactor, env.reporter) {}
+  ~Impl();  // ends the lock watch before the locks go
 
   RunOutcome Run(std::shared_ptr<const Runbook> rb, const Value& params, const RunOptions& opts);
   RunOutcome Resume(const std::string& run_id, std::shared_ptr<const Runbook> rb,
@@ -132,7 +134,15 @@ class Executor::Impl {
   std::shared_ptr<const Runbook> root_rb_;
   Scope root_;
   std::unique_ptr<StoreLock> lock_;
+  std::mutex locks_mu_;  // guards target_locks_ (a step may add one), locked_at_
   std::vector<std::unique_ptr<TargetLock>> target_locks_;
+  std::set<std::string> locked_at_;  // where a target lock was taken or tried
+  // Takes the run lock where `prim` with `args` acts beyond its connections'
+  // own config (ConnectionType::ActsIn: a kube step's `namespace:`), once
+  // per place for the rest of the run. kUnavailable (another engine holds
+  // it there): the journal refuses from now on, nothing more acts. Another
+  // failure to take it is a warning, as at the start of a run.
+  Status LockWhereActs(StepContext& ctx, const Primitive& prim, const Value& args);
   // A run lock in a target found lost is what stopped the journal (not a
   // store write that failed first).
   bool LockLostFirst() { return journal_.guard_refused(); }
@@ -169,6 +179,8 @@ class Executor::Impl {
   // it go on until its next transition. Last: stopped before what it reads.
   void WatchLocks();
   void EndLockWatch();
+  bool lock_doubted_ = false;                  // the watch's last look found one lost
+  std::atomic<bool> store_lease_lost_{false};  // the lock found lost is the store's lease
   std::unique_ptr<RenewalThread> lock_watch_;
 };
 

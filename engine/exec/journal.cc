@@ -80,6 +80,10 @@ Status StepJournal::MayAct(const StepRecord& rec) {
 }
 
 Status StepJournal::Guard(const StepRecord& rec) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (guard_refused_) return error_;  // a lock found lost stays lost for this engine
+  }
   if (!guard_) return Status::Ok();
   Status s = guard_();
   if (s.ok()) return s;

@@ -114,8 +114,9 @@ class StepJournal {
   // not a write to the store.
   bool guard_refused();
   // A run lock found lost by a watch while a step acted (not by the guard):
-  // kept as the guard's refusal, unless a failure is kept already. From any
-  // thread; nothing is written or reported.
+  // kept as the guard's refusal, unless a failure is kept already; every
+  // later guard refuses with it. From any thread; nothing is written or
+  // reported.
   void Refuse(const Status& why);
   // Keeps `s` as the journal's failure when it is one (a run transition
   // written by the caller); returns s.ok().

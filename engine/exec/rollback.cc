@@ -296,6 +296,9 @@ bool Executor::Impl::DoRollback() {
                        again ? deadline : env_.clock->Steady(), &undo_patience_, [&] {
                          StepContextImpl ctx(this, sc, spec, rec, env, deadline, 0, nullptr);
                          ctx.undoing = true;
+                         if (Status held = LockWhereActs(ctx, *prim, *args); !held.ok()) {
+                           return held;
+                         }
                          Result<Value> r = prim->Apply(ctx, *args);
                          return r.ok() ? CheckDeclaredResult(*prim, *r) : r.status();
                        });
@@ -319,6 +322,7 @@ bool Executor::Impl::DoRollback() {
         st = Patiently(env_, journal_, *rec, "the undo", deadline, &undo_patience_, [&] {
           StepContextImpl ctx(this, sc, spec, rec, env, deadline, i, e.state);
           ctx.undoing = true;
+          if (Status held = LockWhereActs(ctx, *prim, e.args); !held.ok()) return held;
           Status u = prim->Undo(ctx, e.args, e.state);
           acted = acted || !ctx.changed().has_value() || *ctx.changed();
           return u;

@@ -387,6 +387,11 @@ FlowResult Executor::Impl::Attempts(Scope& scope, const StepSpec& s, StepRecord*
     ctx.records_changed = s.action.kind != ActionKind::kLua;
     ctx.interrupted = interrupted && attempt == 1;
     ctx.earlier_acted = earlier_acted;
+    if (may_act) {
+      if (Status held = LockWhereActs(ctx, *prim, args); !held.ok()) {
+        return FailStep(rec, "not run: " + held.message(), /*durable=*/false);
+      }
+    }
     Result<Value> r = prim->Apply(ctx, args);
     if (!r.ok() && !opts_.dry_run && ActingStopped()) {
       // The run lost its lock while this step acted, and its action was

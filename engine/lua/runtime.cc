@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "engine/core/interrupt.h"
 #include "engine/lua/internal.h"
 #include "engine/lua/template.h"
 
@@ -145,6 +146,9 @@ Result<Value> ChunkFailure(LuaRuntime::Impl* impl, int rc, const Chunk& c, const
   }
   if (lua_touserdata(L, -1) == lua::UnknownErrorTag()) {
     return MakeUnknown("depends on an UNKNOWN rehearsal result");
+  }
+  if (impl->timed_out && ActingStopped()) {
+    return Status::Failed(origin.ToString() + ": Lua code stopped: " + WhyActingStopped());
   }
   if (impl->timed_out) {
     return Status::Timeout(origin.ToString() +

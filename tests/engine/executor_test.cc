@@ -47,6 +47,7 @@ struct World {
   std::map<std::string, int> apply_away;  // tag -> applies failing as unavailable
   std::string lose_lock_at;               // the undo of this tag finds the run's lock taken
   std::atomic<bool> lock_taken{false};    // what the t.lock connection's lock says
+  std::atomic<int> applies{0};            // Apply calls so far (read by other threads)
 };
 
 // Counts one failure down from `left` (-1: never runs out).
@@ -96,6 +97,7 @@ class FakeAct : public Primitive {
     }
     w_->log.push_back("apply " + tag);
     w_->applied.insert(tag);
+    ++w_->applies;
     return Value{{"tag", tag}, {"n", static_cast<int>(w_->log.size())}};
   }
   Status Undo(StepContext& ctx, const Value&, const Value& state) override {
@@ -544,12 +546,20 @@ steps:
   - id: c
     t.act: c
 )");
+  std::atomic<bool> ended{false};
   std::thread thief([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    while (h.world.applies == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // `long` acts by now
     h.world.lock_taken = true;  // another engine took it
+    // A watch that never stops the step fails the test, not hangs it.
+    for (int i = 0; i < 600 && !ended; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (!ended) StopActing("the test's watchdog: the step was not stopped");
   });
   const auto start = std::chrono::steady_clock::now();
   const ExitCode code = h.Run(rb);
+  ended = true;
   thief.join();
   CHECK(code == ExitCode::kLocked);
   // Stopped by the watch (each second), not when its action would end.
