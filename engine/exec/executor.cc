@@ -407,7 +407,7 @@ Status Executor::Impl::LockWhereActs(StepContext& ctx, const Primitive& prim, co
 }
 
 void Executor::Impl::WatchLocks() {
-  constexpr Millis kEvery(500);
+  static constexpr Millis kEvery(500);  // (static: the lambda needs no capture)
   lock_watch_ = std::make_unique<RenewalThread>(kEvery, [this]() -> std::optional<Millis> {
     bool in_store = false;
     Status lost = lock_ ? lock_->Held() : Status::Ok();
